@@ -1,0 +1,167 @@
+/* common/log: line-oriented logging to a file, stderr or syslog (see log.h). Each line is
+ * written with a single write(2) so that lines of several processes appending to one file never
+ * interleave. */
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+enum log_target { TARGET_STDERR, TARGET_SYSLOG, TARGET_FILE };
+
+static enum log_target target = TARGET_STDERR;
+static enum log_level max_level = LOG_LVL_INFO;
+static int file_fd = -1;
+static char file_path[4096];
+static char tenant[64];
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+int log_level_parse(const char *name)
+{
+    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+        if (strcmp(name, level_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *log_level_name(enum log_level level)
+{
+    return level_names[level];
+}
+
+static int open_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0 && err)
+        snprintf(err, errlen, "cannot open log file %s: %s", path, strerror(errno));
+    return fd;
+}
+
+int log_open(const char *name, enum log_level level, const char *ident, char *err, size_t errlen)
+{
+    enum log_target next;
+    int fd = -1;
+    if (strcmp(name, "stderr") == 0) {
+        next = TARGET_STDERR;
+    } else if (strcmp(name, "syslog") == 0) {
+        next = TARGET_SYSLOG;
+    } else {
+        if (strlen(name) >= sizeof(file_path)) {
+            snprintf(err, errlen, "log file path too long");
+            return -1;
+        }
+        fd = open_file(name, err, errlen);
+        if (fd < 0)
+            return -1;
+        next = TARGET_FILE;
+    }
+    log_close();
+    target = next;
+    max_level = level;
+    if (next == TARGET_FILE) {
+        file_fd = fd;
+        snprintf(file_path, sizeof(file_path), "%s", name);
+    } else if (next == TARGET_SYSLOG) {
+        openlog(ident ? ident : "somirror", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    }
+    return 0;
+}
+
+void log_set_level(enum log_level level)
+{
+    max_level = level;
+}
+
+enum log_level log_get_level(void)
+{
+    return max_level;
+}
+
+int log_reopen(void)
+{
+    if (target != TARGET_FILE)
+        return 0;
+    char err[256];
+    int fd = open_file(file_path, err, sizeof(err));
+    if (fd < 0) {
+        log_error("%s; keeping the old file open", err);
+        return -1;
+    }
+    dup2(fd, file_fd);   /* keeps the descriptor number other code may hold */
+    close(fd);
+    return 0;
+}
+
+void log_set_tenant(const char *name)
+{
+    snprintf(tenant, sizeof(tenant), "%s", name ? name : "");
+}
+
+int log_fd(void)
+{
+    if (target == TARGET_FILE)
+        return file_fd;
+    if (target == TARGET_STDERR)
+        return STDERR_FILENO;
+    return -1;
+}
+
+void log_close(void)
+{
+    if (target == TARGET_FILE && file_fd >= 0)
+        close(file_fd);
+    if (target == TARGET_SYSLOG)
+        closelog();
+    file_fd = -1;
+    target = TARGET_STDERR;
+}
+
+void log_vwrite(enum log_level level, const char *fmt, va_list ap)
+{
+    if (level > max_level)
+        return;
+    int saved_errno = errno;
+    char msg[2048];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (target == TARGET_SYSLOG) {
+        static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+        if (tenant[0])
+            syslog(prio[level], "[%s] %s", tenant, msg);
+        else
+            syslog(prio[level], "%s", msg);
+        errno = saved_errno;
+        return;
+    }
+    char line[2304];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s [%ld]%s%s%s %s\n",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level], (long)getpid(),
+                     tenant[0] ? " [" : "", tenant, tenant[0] ? "]" : "", msg);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(line)) {
+        n = sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
+    int fd = target == TARGET_FILE ? file_fd : STDERR_FILENO;
+    ssize_t w = write(fd, line, (size_t)n);
+    (void)w;
+    errno = saved_errno;
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, fmt, ap);
+    va_end(ap);
+}

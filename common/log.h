@@ -1,0 +1,37 @@
+/* common/log: the process's log. One destination per process (a file, stderr or syslog),
+ * chosen by the master from the config and inherited by workers across fork. Each line has the
+ * time, level, pid and, when a call for a tenant is in hand, the tenant. Key material must never
+ * be passed to these functions. */
+#ifndef SOMIRROR_COMMON_LOG_H
+#define SOMIRROR_COMMON_LOG_H
+#include <stddef.h>
+#include <stdarg.h>
+
+enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+/* target: "stderr", "syslog" or a file path (opened for append, created 0640).
+ * Returns 0, or -1 with a message in err. Until called, logging goes to stderr at info. */
+int log_open(const char *target, enum log_level level, const char *ident, char *err, size_t errlen);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* Reopens the log file (SIGUSR1 / logrotate); a no-op for stderr and syslog. */
+int log_reopen(void);
+/* The tenant named on every following line of this process, or NULL for none. */
+void log_set_tenant(const char *tenant);
+/* The file descriptor lines are written to (for redirecting a daemon's stderr), or -1. */
+int log_fd(void);
+void log_close(void);
+
+/* "error" "warn" "info" "debug" -> level; returns -1 for anything else. */
+int log_level_parse(const char *name);
+const char *log_level_name(enum log_level level);
+
+void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vwrite(enum log_level level, const char *fmt, va_list ap);
+
+#define log_error(...) log_write(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_write(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...) log_write(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...) log_write(LOG_LVL_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,112 @@
+/* config/config: the one module that owns every configuration key: its default, its
+ * validation and its documentation (README, contrib/somirrord.yaml, docs/somirrord.yaml.5).
+ * cfg_load parses one YAML file with libyaml into a struct config; nothing else reads YAML.
+ * A loaded config is immutable; a reload loads a new one aside and swaps. */
+#ifndef SOMIRROR_CONFIG_CONFIG_H
+#define SOMIRROR_CONFIG_CONFIG_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_driver { STORE_SQLITE, STORE_MSSQL, STORE_POSTGRESQL };
+
+struct cfg_listen {
+    char *address;       /* as written: "127.0.0.1:8080", "[::1]:8443", ":8080" */
+    char *host;          /* "127.0.0.1", "::1", or NULL for any address */
+    char *port;          /* "8080" */
+    char *tls_certificate;   /* NULL for plain HTTP */
+    char *tls_key;
+};
+
+struct cfg_strings {
+    char **items;
+    size_t n;
+};
+
+struct config {
+    char *path;                      /* the file this was loaded from */
+
+    struct cfg_listen *listen;       /* required, at least one */
+    size_t nlisten;
+    int workers;                     /* "auto" resolved to the CPU count; 1..1024 */
+    char *pid_file;                  /* NULL: none */
+    char *user;                      /* NULL: no privilege drop */
+    char *group;                     /* NULL: the user's primary group */
+    char *status_socket;             /* NULL: none */
+    int status_socket_mode;          /* default 0600 */
+    char *state_file;                /* default: pid_file + ".state", else NULL */
+    char *log_file;                  /* "stderr" (default), "syslog" or a path */
+    int log_level;                   /* enum log_level; default info */
+
+    char *app_id;                    /* application.id, required */
+    char *app_private_key;           /* application.private_key path, required */
+
+    struct cfg_strings vendor_certificates;   /* required, at least one path */
+    char *vendor_issuer;             /* default "SuperOffice AS" */
+    int clock_skew;                  /* seconds, default 300 */
+
+    struct cfg_strings tenants_allow;   /* empty: any tenant */
+    int tenants_max;                 /* default 10000; restart to change */
+    int lock_timeout;                /* seconds, default 60 */
+    struct cfg_strings block_tables; /* added to the built-in list */
+
+    enum store_driver driver;        /* default sqlite */
+    char *database_name;             /* template, "{tenant}" exactly once; default "Mirror_{tenant}" */
+    struct {
+        char *directory;             /* required with driver sqlite */
+        int max_open;                /* open tenant files per worker, default 64 */
+    } sqlite;
+    struct {
+        char *server;                /* "host:port" or "host\instance" */
+        char *user;
+        char *password;              /* from password or password_file (file contents, trailing newline cut) */
+        char *tds_version;           /* default "7.4" */
+        char *encrypt;               /* off|request|require, default "request" */
+        int login_timeout;           /* seconds, default 15 */
+        int query_timeout;           /* seconds, default 300 */
+        char *schema;                /* NULL: the login's default schema */
+    } mssql;
+    struct {
+        char *conninfo;              /* libpq keywords; its database is used only to create/drop tenant databases */
+        char *password;              /* from password_file, or NULL */
+    } postgresql;
+
+    size_t max_request_bytes;        /* default 64 MiB */
+    int request_timeout;             /* seconds, default 300 */
+    int header_timeout;              /* seconds, default 30 */
+    int keepalive_timeout;           /* seconds, default 120 */
+    int shutdown_timeout;            /* seconds, default 60 */
+
+    struct {
+        char *table_sql;             /* directory of <table>.sql / *.sql, or NULL */
+        struct cfg_strings cycle_completed;   /* argv, empty: none */
+        struct cfg_strings table_changed;     /* argv, empty: none */
+        int timeout;                 /* seconds, default 60 */
+    } hooks;
+};
+
+/* Errors collected while loading; each message is complete and names file, line, column and
+ * key where there is one: "somirrord.yaml:12:3: vendor.clock_skew: expected seconds or a
+ * duration like 5m, got \"soon\"". */
+struct cfg_errors {
+    char **messages;
+    size_t n;
+    size_t cap;
+};
+
+/* Loads and validates path. Returns the config, or NULL with at least one message in errs.
+ * Only checks what can be checked without opening keys (keys.h does those). */
+struct config *cfg_load(const char *path, struct cfg_errors *errs);
+void cfg_free(struct config *cfg);
+
+void cfg_errors_init(struct cfg_errors *errs);
+void cfg_errors_add(struct cfg_errors *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cfg_errors_free(struct cfg_errors *errs);
+
+/* The mirror database name of a tenant from the template ("Mirror_{tenant}"). */
+char *cfg_database_name(const struct config *cfg, const char *tenant);
+
+/* "64MiB" -> bytes, "5m" -> seconds. Return 0 or -1. Plain numbers are bytes and seconds. */
+int cfg_parse_size(const char *text, size_t *out);
+int cfg_parse_duration(const char *text, int *out);
+
+#endif

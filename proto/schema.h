@@ -1,0 +1,67 @@
+/* proto/schema: everything about a table's shape that does not depend on a database:
+ * identifier and tenant grammar, SQL Server type parsing (sqltype), the default-expression
+ * grammar, the blocked-table list, the rules that reject a table, the canonical text and hash of
+ * protocol 4.2, and the planner that decides Created/Unchanged/Altered/Recreated. Pure
+ * functions; no I/O. */
+#ifndef SOMIRROR_PROTO_SCHEMA_H
+#define SOMIRROR_PROTO_SCHEMA_H
+#include <stddef.h>
+
+#include "common/arena.h"
+#include "config/config.h"
+#include "proto/types.h"
+
+/* ^[A-Za-z_][A-Za-z0-9_]{0,127}$ */
+int ident_valid(const char *name);
+/* ^[A-Za-z0-9][A-Za-z0-9_]{0,51}$ */
+int tenant_valid(const char *ctx);
+/* ASCII case-insensitive equality of identifiers. */
+int ident_equal(const char *a, const char *b);
+
+/* Parses a SQL Server type name with SQL Server's limits (4.2). 0, or -1 with err. */
+int sqltype_parse(const char *text, struct sql_type *out, char *err, size_t errlen);
+/* The normalised canonical spelling of 4.2 ("decimal(18,0)", "nvarchar(max)", "real"). */
+void sqltype_canonical(const struct sql_type *type, char *out, size_t outlen);
+
+/* Parses a default constraint's text (4.2 grammar). 0, or -1 with err. Strings in arena. */
+int default_parse(const char *text, struct arena *arena, struct default_expr *out,
+                  char *err, size_t errlen);
+/* Whether a parsed default can be the default of a column of type (literals checked with the
+ * value rules of section 5; functions by type family). */
+int default_fits(const struct default_expr *def, const struct sql_type *type);
+
+/* Built-in blocked list plus extra, case-insensitive. */
+int table_blocked(const char *name, const struct cfg_strings *extra);
+
+/* Checks a table as sent against every rule of 4.2 for tenant ctx; fills types, parsed
+ * defaults (a default that does not fit is left out with a log warning), pk indexes, canonical
+ * text and hash. Sets t->reject (in arena) when the table is Rejected; returns 0 either way. */
+void schema_prepare(struct table_schema *t, const char *tenant, const struct cfg_strings *blocked,
+                    struct arena *arena);
+
+/* Builds the canonical text of a prepared table into t->canonical and t->hash. */
+void schema_canonicalize(struct table_schema *t, struct arena *arena);
+/* Rebuilds a table (columns, types, nullability, defaults, pk) from stored canonical text.
+ * Names come back lowercased. 0, or -1 with err. */
+int schema_from_canonical(const char *name, const char *canonical, struct arena *arena,
+                          struct table_schema *out, char *err, size_t errlen);
+
+/* How an Altered table differs from its stored form. Indexes refer to the new table's columns
+ * (added, default_changed) and to the old table's columns (dropped). */
+struct schema_diff {
+    size_t *added;
+    size_t nadded;
+    size_t *dropped;
+    size_t ndropped;
+    size_t *default_changed;   /* columns present in both whose default changed */
+    size_t ndefault_changed;
+};
+
+/* Decides the change for a prepared, accepted table against its stored schema (old NULL: the
+ * mirror has no such table): CHANGE_CREATED, CHANGE_UNCHANGED, CHANGE_ALTERED (diff filled, in
+ * arena) or CHANGE_RECREATED, per the Change table of 4.2. */
+enum table_change schema_plan(const struct table_schema *new_schema,
+                              const struct table_schema *old_schema, struct arena *arena,
+                              struct schema_diff *diff);
+
+#endif

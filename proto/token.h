@@ -1,0 +1,55 @@
+/* proto/token: the vendor's SignedToken (a JWS compact RS256 token) checked exactly as protocol
+ * section 3 orders it, the SignedApplicationToken of Authenticate (4.1), and, for
+ * somirror-task, the signing side of both. OpenSSL for RSA and base64, jansson for JSON.
+ * Messages name the failed check and never key material. */
+#ifndef SOMIRROR_PROTO_TOKEN_H
+#define SOMIRROR_PROTO_TOKEN_H
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <openssl/evp.h>
+
+#include "common/buf.h"
+#include "config/config.h"
+#include "config/keys.h"
+#include "proto/fault.h"
+#include "proto/types.h"
+
+struct token_policy {
+    const struct vendor_cert *certs;
+    size_t ncerts;
+    const char *issuer;
+    const char *app_id;                  /* aud must contain "spn:<app_id>" */
+    int clock_skew;                      /* seconds */
+    const struct cfg_strings *allow;     /* empty: any tenant */
+};
+
+struct token_claims {
+    char tenant[SM_TENANT_MAX + 1];
+    char nonce[129];                     /* "" when absent */
+    int64_t exp;
+};
+
+/* Checks 2-9 of section 3 on the token text (trimmed by the caller), then, with need_nonce,
+ * the nonce claim of 4.1. 0, or -1 with f set (InvalidToken, TokenExpired, WrongIssuer,
+ * WrongAudience, TenantNotAllowed) and a message naming the check. */
+int token_verify(const char *jwt, size_t len, const struct token_policy *policy, time_t now,
+                 int need_nonce, struct token_claims *out, struct fault *f);
+
+/* RS256 JWS compact token over claims_json, with x5t and/or kid in the header when given.
+ * Returns a malloc'd string, or NULL. */
+char *token_sign(EVP_PKEY *key, const char *x5t, const char *kid, const char *claims_json);
+
+/* SignedApplicationToken: "<nonce>.<yyyyMMddHHmm UTC>.<base64 RSA-SHA256 signature>". */
+int appsign_create(EVP_PKEY *key, const char *nonce, time_t now, struct buf *out);
+/* Checks the nonce, that the time is within 15 minutes of now, and the signature. 0, or -1 with
+ * err. */
+int appsign_verify(EVP_PKEY *public_key, const char *token, const char *nonce, time_t now,
+                   char *err, size_t errlen);
+
+/* base64url without padding (JWS). */
+char *base64url_encode(const unsigned char *in, size_t len);   /* malloc'd */
+/* Returns malloc'd bytes, or NULL when in is not valid unpadded base64url. */
+unsigned char *base64url_decode(const char *in, size_t len, size_t *outlen);
+
+#endif

@@ -1,0 +1,26 @@
+/* proto/value: the value rules of protocol section 5, one parser/checker per SQL Server type,
+ * used by somirrord (every RowData value) and by somirror-task (formatting what it sends).
+ * Pure functions; decoded bytes go into the caller's arena. */
+#ifndef SOMIRROR_PROTO_VALUE_H
+#define SOMIRROR_PROTO_VALUE_H
+#include <stddef.h>
+
+#include "common/arena.h"
+#include "proto/types.h"
+
+/* Checks raw against a column of type (nullable tells whether <N/> is allowed) and fills out.
+ * Returns 0, or -1 with a message that names the value and the type, e.g.
+ * "value 123456789012345678901 does not fit decimal(18,4)" (long values are shortened). */
+int value_check(const struct sql_type *type, int nullable, const struct raw_value *raw,
+                struct arena *arena, struct value *out, char *err, size_t errlen);
+
+/* Standard base64 with '=' padding, whitespace inside ignored (decode); OpenSSL EVP. */
+int base64_decode(const char *in, size_t len, struct arena *arena, unsigned char **out,
+                  size_t *outlen);
+char *base64_encode(const unsigned char *in, size_t len, struct arena *arena);
+
+/* Counts UTF-16 code units of valid UTF-8; -1 if invalid. */
+long utf8_utf16_units(const char *s, size_t len);
+int utf8_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,152 @@
+/* shm/registry: the shared-memory registry that the master and every worker see.
+ *
+ * One anonymous shared mapping created by the master before the first fork: a header (magic,
+ * layout version, sizes, generation, global flags), the tenant table (tenants.max entries) and
+ * one slot per worker. No pointers inside; all offsets and fixed arrays.
+ *
+ * Who writes what:
+ *  - a worker writes only its own worker slot;
+ *  - a tenant entry's data is written only by the worker holding that tenant's lock;
+ *  - allocating a new tenant entry takes the short allocation lock (anyone);
+ *  - the master never writes tenant data: operator requests (pause, resume, resync, reset)
+ *    are atomic request words set by the master and carried out by the worker that next holds
+ *    the tenant's lock; the master clears the lock word of a worker it reaps.
+ * Readers never lock: every writer bumps a change counter before and after a write (odd while
+ * writing), and a reader copies the entry and retries while the counter was odd or moved. */
+#ifndef SOMIRROR_SHM_REGISTRY_H
+#define SOMIRROR_SHM_REGISTRY_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto/types.h"
+
+enum tenant_state { TENANT_NEW, TENANT_IN_CYCLE, TENANT_IDLE, TENANT_PAUSED, TENANT_ERROR };
+enum worker_state { WORKER_EMPTY, WORKER_IDLE, WORKER_BUSY, WORKER_STOPPING };
+
+#define REG_OPERATION_MAX 24
+#define REG_ERROR_MAX 256
+#define REG_RESYNC_MAX 512      /* comma-separated table names, or "*" for all */
+#define REG_HOOK_MAX 256
+
+/* A consistent copy of one tenant entry. */
+struct tenant_view {
+    char tenant[SM_TENANT_MAX + 1];
+    enum tenant_state state;    /* as shown: paused when a pause is in force */
+    int paused;
+    int64_t cycle_started;      /* Unix seconds, 0 = never */
+    int64_t last_completed;
+    int64_t last_call;
+    char last_operation[REG_OPERATION_MAX];
+    uint64_t calls;
+    uint64_t rows_inserted, rows_updated, rows_deleted;
+    uint64_t bytes;
+    char last_error[REG_ERROR_MAX];    /* "" = none */
+    int64_t last_error_at;
+    char last_hook[REG_HOOK_MAX];      /* "" = none; "<hook> <target>: exit 0 at <time>" */
+    int64_t last_hook_at;
+    uint32_t lock_owner;               /* pid holding the lock, 0 = free */
+};
+
+/* What a worker is carrying out for a tenant's pending operator requests. */
+struct tenant_requests {
+    int reset;
+    int resync;                        /* resync_tables applies */
+    char resync_tables[REG_RESYNC_MAX];   /* "*" or comma-separated */
+};
+
+struct worker_view {
+    pid_t pid;
+    uint32_t generation;
+    enum worker_state state;
+    char tenant[SM_TENANT_MAX + 1];    /* "" when idle */
+    char operation[REG_OPERATION_MAX];
+    int64_t since;                     /* state change time, Unix seconds */
+    uint64_t calls;
+    uint64_t faults;
+    uint64_t bytes;
+};
+
+/* Counters by operation and result, for `metrics` (a worker adds to its own slot only). */
+enum reg_op { REG_OP_AUTHENTICATE, REG_OP_TABLESCHEMA, REG_OP_WIPE, REG_OP_ROWDATA,
+              REG_OP_REPLICATIONCOMPLETED, REG_OP_OTHER, REG_OP_COUNT };
+#define REG_DURATION_BUCKETS 12        /* 1ms 5ms 10ms 25ms 50ms 100ms 250ms 500ms 1s 2.5s 5s 10s, +Inf implicit */
+struct worker_metrics {
+    uint64_t calls_ok[REG_OP_COUNT];
+    uint64_t calls_fault[REG_OP_COUNT];
+    uint64_t duration_bucket[REG_OP_COUNT][REG_DURATION_BUCKETS + 1];
+    double duration_sum[REG_OP_COUNT];
+    uint64_t rows_inserted, rows_updated, rows_deleted, rows_skipped;
+    uint64_t bytes_in;
+};
+
+struct registry;
+
+/* Master, before forking: a new mapping. NULL with err on failure. */
+struct registry *reg_create(uint32_t max_tenants, uint32_t max_workers, char *err, size_t errlen);
+void reg_destroy(struct registry *reg);
+size_t reg_mapping_size(const struct registry *reg);
+uint32_t reg_max_tenants(const struct registry *reg);
+uint32_t reg_max_workers(const struct registry *reg);
+
+/* ---- tenants ---- */
+/* Finds ctx; with create, allocates an entry when missing. 0 and *idx, or -1 (not found, or the
+ * table is full: *full set). */
+int reg_tenant_find(struct registry *reg, const char *ctx, int create, uint32_t *idx, int *full);
+uint32_t reg_tenant_count(const struct registry *reg);
+/* Lock-free consistent copy. 0, or -1 for an unused index. */
+int reg_tenant_read(const struct registry *reg, uint32_t idx, struct tenant_view *out);
+
+/* The tenant lock: an owner-pid word. 0 = taken (by self), 1 = busy. If the previous owner
+ * died without the master having reaped it yet, the lock stays busy until the master clears it. */
+int reg_tenant_trylock(struct registry *reg, uint32_t idx, pid_t self);
+void reg_tenant_unlock(struct registry *reg, uint32_t idx, pid_t self);
+/* Master, on reaping pid: frees every lock pid held and marks those tenants with the error
+ * "a call was interrupted (worker <pid> died)". Returns how many were freed. */
+int reg_release_locks_of(struct registry *reg, pid_t pid);
+
+/* Writes under the tenant lock. */
+void reg_tenant_call_started(struct registry *reg, uint32_t idx, const char *operation, int64_t now);
+void reg_tenant_cycle_started(struct registry *reg, uint32_t idx, int64_t now);
+void reg_tenant_call_done(struct registry *reg, uint32_t idx, uint64_t inserted, uint64_t updated,
+                          uint64_t deleted, uint64_t bytes, const char *error /* NULL: ok */, int64_t now);
+void reg_tenant_cycle_completed(struct registry *reg, uint32_t idx, int64_t now);
+void reg_tenant_hook_ran(struct registry *reg, uint32_t idx, const char *text, int64_t now);
+/* Takes and clears the pending resync/reset requests (worker, under the lock). */
+void reg_tenant_take_requests(struct registry *reg, uint32_t idx, struct tenant_requests *out);
+
+/* ---- operator requests (master) ---- */
+/* ctx NULL: all tenants (a global flag). A pause for a tenant not yet seen creates its entry. */
+int reg_set_paused(struct registry *reg, const char *ctx, int paused);
+int reg_is_paused(const struct registry *reg, uint32_t idx);
+int reg_global_paused(const struct registry *reg);
+/* table NULL: all tables. Returns 0, or -1 (unknown tenant, or the pending list is full). */
+int reg_request_resync(struct registry *reg, const char *ctx, const char *table);
+int reg_request_reset(struct registry *reg, const char *ctx);
+
+/* ---- workers ---- */
+uint32_t reg_generation(const struct registry *reg);
+void reg_set_generation(struct registry *reg, uint32_t generation);   /* master */
+/* Master, before fork: claims a free slot for a new worker. -1 when none is free. */
+int reg_worker_claim(struct registry *reg, uint32_t generation);
+void reg_worker_set_pid(struct registry *reg, int slot, pid_t pid);   /* master after fork */
+void reg_worker_release(struct registry *reg, int slot);              /* master after reap */
+/* The worker itself: */
+void reg_worker_state(struct registry *reg, int slot, enum worker_state state, const char *tenant,
+                      const char *operation, int64_t now);
+void reg_worker_call_done(struct registry *reg, int slot, enum reg_op op, int fault,
+                          double seconds, uint64_t bytes_in, uint64_t inserted, uint64_t updated,
+                          uint64_t deleted, uint64_t skipped);
+int reg_worker_read(const struct registry *reg, int slot, struct worker_view *out);
+/* Sum of every slot's metrics, plus those of exited workers (folded in on release). */
+void reg_metrics_sum(const struct registry *reg, struct worker_metrics *out);
+
+/* Master-owned counters for status (written only by the master). */
+struct master_counters {
+    int64_t started;
+    uint64_t reloads_ok, reloads_failed;
+    uint64_t worker_restarts;
+};
+struct master_counters *reg_master_counters(struct registry *reg);
+
+#endif

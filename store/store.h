@@ -1,0 +1,116 @@
+/* store/store: the mirror store. Two layers:
+ *  - the generic layer (store.c): the protocol's storage semantics, written once for every
+ *    database: TableSchema planning against the metadata, Wipe, RowData value checks,
+ *    stale-row skipping, position rules, counts, resync and reset; always one transaction per
+ *    call and all-or-nothing;
+ *  - a driver per database (sqlite.c, postgresql.c, mssql.c) behind struct store_driver: SQL
+ *    dialect, types, quoting, bulk paths. Drivers never see the wire format.
+ * A struct store belongs to one worker process (created after fork); nothing here is shared
+ * between processes. Correctness rests on the database transaction: each position is written in
+ * the same transaction as its rows. */
+#ifndef SOMIRROR_STORE_STORE_H
+#define SOMIRROR_STORE_STORE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "config/config.h"
+#include "proto/fault.h"
+#include "proto/types.h"
+
+/* One row of the <ctx>_mirroring metadata table. */
+struct table_meta {
+    char *name;          /* tablename as first sent */
+    char *canonical;     /* schema: the canonical text of protocol 4.2 */
+    char hash[SM_HASH_HEX + 1];
+    int64_t lsn;
+    int64_t updated;     /* Unix seconds (UTC) of the row's last change */
+};
+
+/* A checked row for a driver: op 'I'/'U' with one value per table column in table column
+ * order, or 'D' with the primary-key values in key order. */
+struct row_change {
+    char op;
+    const struct value *values;
+};
+
+/* How an Altered table differs (filled by the schema planner, proto/schema.h). */
+struct schema_diff;
+
+struct store_driver {
+    const char *name;
+    /* Per-worker backend state (server connection settings, caches). */
+    void *(*backend_open)(const struct config *cfg, char *err, size_t errlen);
+    void (*backend_close)(void *backend);
+    /* Opens the tenant's mirror, creating the database and the metadata table when missing. */
+    int (*tenant_open)(void *backend, const char *tenant, const char *dbname, void **conn,
+                       struct fault *f);
+    void (*tenant_close)(void *conn);
+    /* Drops the tenant's whole mirror database (reset). The tenant's conn is closed first. */
+    int (*tenant_drop)(void *backend, const char *tenant, const char *dbname, struct fault *f);
+
+    /* begin also takes the database-side tenant lock that serialises several hosts. */
+    int (*begin)(void *conn, struct fault *f);
+    int (*commit)(void *conn, struct fault *f);
+    void (*rollback)(void *conn);
+
+    int (*meta_read)(void *conn, struct arena *arena, struct table_meta **out, size_t *n,
+                     struct fault *f);
+    /* Inserts or replaces the metadata row (updated = now). */
+    int (*meta_put)(void *conn, const char *table, const char *canonical, const char *hash,
+                    int64_t lsn, struct fault *f);
+    int (*meta_delete)(void *conn, const char *table, struct fault *f);
+
+    int (*table_create)(void *conn, const struct table_schema *schema, struct fault *f);
+    int (*table_drop)(void *conn, const char *table, struct fault *f);
+    /* Changes old into new in place, keeping rows (an Altered change, see diff). */
+    int (*table_alter)(void *conn, const struct table_schema *old_schema,
+                       const struct table_schema *new_schema, const struct schema_diff *diff,
+                       struct fault *f);
+    int (*table_wipe)(void *conn, const char *table, struct fault *f);
+    /* Applies rows in order (last change of a key wins); I and U are upserts, D of a missing
+     * key is no error. table_was_empty: the table had no rows when the call began (a full
+     * load), so drivers may use their bulk path. */
+    int (*rows_apply)(void *conn, const struct table_schema *schema, const struct row_change *rows,
+                      size_t n, int table_was_empty, struct fault *f);
+    /* Runs operator SQL (hooks.table_sql) outside the call's transaction. */
+    int (*exec_script)(void *conn, const char *sql, char *err, size_t errlen);
+};
+
+extern const struct store_driver store_driver_sqlite;
+extern const struct store_driver store_driver_postgresql;
+extern const struct store_driver store_driver_mssql;
+
+struct store;
+struct store_tenant;
+
+/* Creates the worker's store for cfg->driver. NULL with err on failure. */
+struct store *store_new(const struct config *cfg, char *err, size_t errlen);
+void store_free(struct store *store);
+
+/* The tenant's open mirror, provisioned when missing (cached; at most a bounded number open). */
+struct store_tenant *store_tenant(struct store *store, const char *tenant, struct fault *f);
+
+/* TableSchema: tables are prepared (schema_prepare); answers one table_state per request table
+ * in order, then one per dropped table ordered by name, allocated in arena. */
+int store_table_schema(struct store_tenant *t, struct table_schema *tables, size_t n,
+                       struct arena *arena, struct table_state **states, size_t *nstates,
+                       struct fault *f);
+/* Wipe: every name must be a mirrored table (UnknownTable otherwise); blocked names are
+ * refused by the caller before. */
+int store_wipe(struct store_tenant *t, char *const *names, size_t n, struct arena *arena,
+               struct table_state **states, struct fault *f);
+/* RowData: checks, applies, moves positions; one table_state per table in order of first
+ * appearance. */
+int store_row_data(struct store_tenant *t, const struct batch *batches, size_t n,
+                   struct arena *arena, struct table_state **states, size_t *nstates,
+                   struct fault *f);
+/* Operator resync: tables emptied and Lsn -1 (names NULL: every table). */
+int store_resync(struct store_tenant *t, char *const *names, size_t n, struct fault *f);
+/* Operator reset: the tenant's mirror is dropped and provisioned anew. */
+int store_reset(struct store *store, const char *tenant, struct fault *f);
+/* The metadata rows (somirrorctl tables). */
+int store_list_tables(struct store_tenant *t, struct arena *arena, struct table_meta **out,
+                      size_t *n, struct fault *f);
+
+#endif
