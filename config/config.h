@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum store_driver { STORE_SQLITE, STORE_MSSQL, STORE_POSTGRESQL };
+enum store_kind { STORE_SQLITE, STORE_MSSQL, STORE_POSTGRESQL };
 
 struct cfg_listen {
     char *address;       /* as written: "127.0.0.1:8080", "[::1]:8443", ":8080" */
@@ -49,7 +49,7 @@ struct config {
     int lock_timeout;                /* seconds, default 60 */
     struct cfg_strings block_tables; /* added to the built-in list */
 
-    enum store_driver driver;        /* default sqlite */
+    enum store_kind driver;          /* default sqlite */
     char *database_name;             /* template, "{tenant}" exactly once; default "Mirror_{tenant}" */
     struct {
         char *directory;             /* required with driver sqlite */

@@ -47,6 +47,30 @@ int appsign_create(EVP_PKEY *key, const char *nonce, time_t now, struct buf *out
 int appsign_verify(EVP_PKEY *public_key, const char *token, const char *nonce, time_t now,
                    char *err, size_t errlen);
 
+/* Longest token text token_verify reads; anything longer is refused as InvalidToken. */
+#define TOKEN_MAX_LEN (64 * 1024)
+
+/* The nonce grammar of 4.1: 1 to 128 characters of [A-Za-z0-9_-]. */
+int nonce_valid(const char *nonce);
+
+/* RS256 JWS compact token over header_json and claims_json, both used byte for byte (no
+ * check that they are JSON). token_sign builds its header and calls this. malloc'd, or NULL. */
+char *token_sign_compact(EVP_PKEY *key, const char *header_json, const char *claims_json);
+
+/* RSASSA-PKCS1-v1_5 with SHA-256. sign: 0 with *sig malloc'd (free()), or -1. The key must be
+ * RSA. verify: 1 when sig is a valid signature of data by key (an RSA key), else 0. Both leave
+ * the OpenSSL error queue empty. */
+int rsa_sha256_sign(EVP_PKEY *key, const void *data, size_t len, unsigned char **sig,
+                    size_t *siglen);
+int rsa_sha256_verify(EVP_PKEY *key, const void *data, size_t len, const unsigned char *sig,
+                      size_t siglen);
+
+/* Standard base64 with '=' padding, strict: no whitespace, padding only at the end, length a
+ * multiple of 4. encode: malloc'd text. decode: malloc'd bytes, or NULL when in is not such
+ * text. (proto/value.h has the lenient, arena-based codec for <B> values.) */
+char *base64_padded_encode(const unsigned char *in, size_t len);
+unsigned char *base64_padded_decode(const char *in, size_t len, size_t *outlen);
+
 /* base64url without padding (JWS). */
 char *base64url_encode(const unsigned char *in, size_t len);   /* malloc'd */
 /* Returns malloc'd bytes, or NULL when in is not valid unpadded base64url. */

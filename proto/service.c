@@ -1,0 +1,480 @@
+/* proto/service: one mirroring call, from request body to response body (see service.h).
+ *
+ * Order of checks is protocol section 6's: size (the worker's HTTP layer), envelope, token,
+ * operation, body; then the tenant's registry entry and lock, pending operator requests, the
+ * store. Registry writes: this file writes the tenant entry only while it holds the tenant's
+ * lock, and only this worker's own slot. */
+#include "proto/service.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/arena.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "proto/fault.h"
+#include "proto/schema.h"
+#include "proto/soap.h"
+#include "proto/token.h"
+#include "store/store.h"
+
+#define BUILD_NAME "somirrord/" PACKAGE_VERSION
+#define DO_NOT_REPLICATE_JSON "{\"doNotReplicate\":\"true\"}"
+
+struct service {
+    const struct config *cfg;
+    const struct keyring *keys;
+    struct registry *reg;
+    int slot;
+    struct store *store;
+    struct token_policy policy;
+};
+
+enum call_phase { PHASE_NEED_LOCK, PHASE_DONE };
+
+struct call {
+    struct service *svc;
+    struct arena arena;
+    struct soap_request req;
+    struct token_claims claims;
+    enum call_phase phase;
+    uint32_t tenant_idx;
+    double started;              /* monotonic seconds */
+    double lock_deadline;
+    size_t body_len;
+    int http_status;
+    int faulted;
+    int accounted;
+    struct fault fault;          /* the fault answered, when faulted */
+    struct table_state *states;  /* RowData answers, for accounting */
+    size_t nstates;
+    struct buf response;
+};
+
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct service *service_new(const struct config *cfg, const struct keyring *keys,
+                            struct registry *reg, int worker_slot, char *err, size_t errlen)
+{
+    struct store *store = store_new(cfg, err, errlen);
+    if (!store)
+        return NULL;
+    struct service *svc = xcalloc(1, sizeof(*svc));
+    svc->cfg = cfg;
+    svc->keys = keys;
+    svc->reg = reg;
+    svc->slot = worker_slot;
+    svc->store = store;
+    svc->policy.certs = keys->certs;
+    svc->policy.ncerts = keys->ncerts;
+    svc->policy.issuer = cfg->vendor_issuer;
+    svc->policy.app_id = cfg->app_id;
+    svc->policy.clock_skew = cfg->clock_skew;
+    svc->policy.allow = &cfg->tenants_allow;
+    return svc;
+}
+
+void service_free(struct service *svc)
+{
+    if (!svc)
+        return;
+    store_free(svc->store);
+    free(svc);
+}
+
+/* ---- answers ---- */
+
+static void answer_fault(struct call *call, const struct fault *f)
+{
+    buf_reset(&call->response);
+    soap_write_fault(&call->response, f);
+    call->http_status = fault_http_status(f->code);
+    call->faulted = 1;
+    call->fault = *f;
+    call->phase = PHASE_DONE;
+    if (fault_is_server(f->code))
+        log_warn("%s fault %s: %s", soap_op_name(call->req.op), fault_code_name(f->code), f->message);
+    else
+        log_info("fault %s: %s", fault_code_name(f->code), f->message);
+}
+
+/* Authenticate's own failure form (4.1): HTTP 200, IsSuccessful false. */
+static void answer_auth_refused(struct call *call, const struct fault *f)
+{
+    char message[sizeof(f->message) + 32];
+    snprintf(message, sizeof(message), "%s: %s", fault_code_name(f->code), f->message);
+    struct auth_answer a = {
+        .ok = 0, .error_message = message, .signed_app_token = "", .build = BUILD_NAME,
+        .client_state = call->req.client_state, .client_state_len = call->req.client_state_len,
+    };
+    buf_reset(&call->response);
+    soap_write_authenticate(&call->response, &a);
+    call->http_status = 200;
+    call->faulted = 1;
+    call->fault = *f;
+    call->phase = PHASE_DONE;
+    log_info("Authenticate refused: %s", message);
+}
+
+/* ---- the operations, run with the tenant's lock held ---- */
+
+static int paused(const struct call *call)
+{
+    return reg_global_paused(call->svc->reg) || reg_is_paused(call->svc->reg, call->tenant_idx);
+}
+
+static char **split_tables(struct arena *arena, const char *list, size_t *n)
+{
+    size_t count = 1;
+    for (const char *p = list; *p; p++)
+        count += *p == ',';
+    char **names = arena_calloc(arena, count, sizeof(*names));
+    *n = 0;
+    const char *start = list;
+    for (const char *p = list;; p++) {
+        if (*p == ',' || *p == '\0') {
+            if (p > start)
+                names[(*n)++] = arena_strndup(arena, start, (size_t)(p - start));
+            if (*p == '\0')
+                break;
+            start = p + 1;
+        }
+    }
+    return names;
+}
+
+/* Operator requests (protocol 7) are carried out at Authenticate and TableSchema only. */
+static int carry_out_requests(struct call *call, struct fault *f)
+{
+    struct service *svc = call->svc;
+    struct tenant_requests rq;
+    reg_tenant_take_requests(svc->reg, call->tenant_idx, &rq);
+    const char *tenant = call->claims.tenant;
+    if (rq.reset) {
+        log_info("operator reset: dropping and provisioning the mirror anew");
+        if (store_reset(svc->store, tenant, f) != 0)
+            return -1;
+    }
+    if (rq.resync) {
+        struct store_tenant *t = store_tenant(svc->store, tenant, f);
+        if (!t)
+            return -1;
+        size_t n = 0;
+        char **names = NULL;
+        if (strcmp(rq.resync_tables, "*") != 0)
+            names = split_tables(&call->arena, rq.resync_tables, &n);
+        log_info("operator resync of %s", rq.resync_tables);
+        if (store_resync(t, names, n, f) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void run_authenticate(struct call *call, struct fault *f)
+{
+    struct service *svc = call->svc;
+    int dnr = paused(call);
+    if (!dnr) {
+        if (carry_out_requests(call, f) != 0 || !store_tenant(svc->store, call->claims.tenant, f))
+            return;
+        reg_tenant_cycle_started(svc->reg, call->tenant_idx, (int64_t)time(NULL));
+    }
+    struct buf token = BUF_INIT;
+    if (appsign_create(svc->keys->app_key, call->claims.nonce, time(NULL), &token) != 0) {
+        buf_free(&token);
+        fault_set(f, FAULT_INTERNAL, "could not sign the application token");
+        return;
+    }
+    struct auth_answer a = {
+        .ok = 1, .error_message = "", .signed_app_token = token.data, .build = BUILD_NAME,
+        .client_state = call->req.client_state, .client_state_len = call->req.client_state_len,
+        .do_not_replicate = dnr,
+    };
+    soap_write_authenticate(&call->response, &a);
+    buf_free(&token);
+}
+
+static int refuse_if_paused(struct call *call, struct fault *f)
+{
+    if (!paused(call))
+        return 0;
+    fault_set(f, FAULT_TENANT_PAUSED, "tenant %s is paused by the operator", call->claims.tenant);
+    return -1;
+}
+
+static int refuse_blocked(const struct call *call, const char *table, struct fault *f)
+{
+    if (!table_blocked(table, &call->svc->cfg->block_tables))
+        return 0;
+    fault_set(f, FAULT_BLOCKED_TABLE, "table %s is blocked and is never mirrored", table);
+    fault_at(f, table, NULL, 0);
+    return -1;
+}
+
+static void run_table_schema(struct call *call, struct fault *f)
+{
+    struct service *svc = call->svc;
+    if (refuse_if_paused(call, f) != 0 || carry_out_requests(call, f) != 0)
+        return;
+    struct store_tenant *t = store_tenant(svc->store, call->claims.tenant, f);
+    if (!t)
+        return;
+    for (size_t i = 0; i < call->req.ntables; i++)
+        schema_prepare(&call->req.tables[i], call->claims.tenant, &svc->cfg->block_tables,
+                       &call->arena);
+    struct table_state *states;
+    size_t n;
+    if (store_table_schema(t, call->req.tables, call->req.ntables, &call->arena, &states, &n, f) != 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (states[i].change != CHANGE_UNCHANGED)
+            log_info("table %s: %s%s%s", states[i].name, table_change_name(states[i].change),
+                     states[i].error ? ": " : "", states[i].error ? states[i].error : "");
+    soap_write_table_schema(&call->response, states, n);
+}
+
+static void run_wipe(struct call *call, struct fault *f)
+{
+    struct service *svc = call->svc;
+    if (refuse_if_paused(call, f) != 0)
+        return;
+    for (size_t i = 0; i < call->req.nwipe; i++)
+        if (refuse_blocked(call, call->req.wipe_tables[i], f) != 0)
+            return;
+    struct store_tenant *t = store_tenant(svc->store, call->claims.tenant, f);
+    if (!t)
+        return;
+    struct table_state *states;
+    if (store_wipe(t, call->req.wipe_tables, call->req.nwipe, &call->arena, &states, f) != 0)
+        return;
+    soap_write_wipe(&call->response, states, call->req.nwipe);
+}
+
+static void run_row_data(struct call *call, struct fault *f)
+{
+    struct service *svc = call->svc;
+    if (refuse_if_paused(call, f) != 0)
+        return;
+    for (size_t i = 0; i < call->req.nbatches; i++)
+        if (refuse_blocked(call, call->req.batches[i].table, f) != 0)
+            return;
+    struct store_tenant *t = store_tenant(svc->store, call->claims.tenant, f);
+    if (!t)
+        return;
+    if (store_row_data(t, call->req.batches, call->req.nbatches, &call->arena, &call->states,
+                       &call->nstates, f) != 0)
+        return;
+    soap_write_row_data(&call->response, call->states, call->nstates);
+}
+
+static void run_replication_completed(struct call *call, struct fault *f)
+{
+    if (refuse_if_paused(call, f) != 0)
+        return;
+    reg_tenant_cycle_completed(call->svc->reg, call->tenant_idx, (int64_t)time(NULL));
+    int64_t ins = 0, upd = 0, del = 0;
+    for (size_t i = 0; i < call->req.nsummary; i++) {
+        ins += call->req.summary[i].inserted;
+        upd += call->req.summary[i].updated;
+        del += call->req.summary[i].deleted;
+    }
+    log_info("cycle completed: %zu tables, sender counts %lld inserted, %lld updated, %lld deleted",
+             call->req.nsummary, (long long)ins, (long long)upd, (long long)del);
+    soap_write_replication_completed(&call->response);
+}
+
+static void run_operation(struct call *call)
+{
+    struct fault f;
+    fault_clear(&f);
+    buf_reset(&call->response);
+    switch (call->req.op) {
+    case SOAP_OP_AUTHENTICATE: run_authenticate(call, &f); break;
+    case SOAP_OP_TABLESCHEMA: run_table_schema(call, &f); break;
+    case SOAP_OP_WIPE: run_wipe(call, &f); break;
+    case SOAP_OP_ROWDATA: run_row_data(call, &f); break;
+    case SOAP_OP_REPLICATIONCOMPLETED: run_replication_completed(call, &f); break;
+    default: fault_set(&f, FAULT_INTERNAL, "operation not dispatched"); break;
+    }
+    if (f.code != FAULT_NONE) {
+        answer_fault(call, &f);
+        return;
+    }
+    call->http_status = 200;
+    call->phase = PHASE_DONE;
+}
+
+/* ---- accounting ---- */
+
+static enum reg_op registry_op(const struct call *call)
+{
+    if (call->req.op_fault.code != FAULT_NONE)
+        return REG_OP_OTHER;
+    switch (call->req.op) {
+    case SOAP_OP_AUTHENTICATE: return REG_OP_AUTHENTICATE;
+    case SOAP_OP_TABLESCHEMA: return REG_OP_TABLESCHEMA;
+    case SOAP_OP_WIPE: return REG_OP_WIPE;
+    case SOAP_OP_ROWDATA: return REG_OP_ROWDATA;
+    case SOAP_OP_REPLICATIONCOMPLETED: return REG_OP_REPLICATIONCOMPLETED;
+    default: return REG_OP_OTHER;
+    }
+}
+
+struct row_counts {
+    uint64_t inserted, updated, deleted, skipped;
+};
+
+static struct row_counts sum_states(const struct call *call)
+{
+    struct row_counts c = {0, 0, 0, 0};
+    for (size_t i = 0; i < call->nstates; i++) {
+        c.inserted += (uint64_t)call->states[i].inserted;
+        c.updated += (uint64_t)call->states[i].updated;
+        c.deleted += (uint64_t)call->states[i].deleted;
+        c.skipped += (uint64_t)call->states[i].skipped;
+    }
+    return c;
+}
+
+static void account(struct call *call)
+{
+    if (call->accounted)
+        return;
+    call->accounted = 1;
+    struct row_counts c = sum_states(call);
+    reg_worker_call_done(call->svc->reg, call->svc->slot, registry_op(call), call->faulted,
+                         monotonic_now() - call->started, call->body_len, c.inserted, c.updated,
+                         c.deleted, c.skipped);
+}
+
+/* ---- the call's life ---- */
+
+struct call *call_start(struct service *svc, const char *body, size_t len, const char *soapaction)
+{
+    struct call *call = xcalloc(1, sizeof(*call));
+    call->svc = svc;
+    call->started = monotonic_now();
+    call->body_len = len;
+    arena_init(&call->arena);
+    buf_init(&call->response);
+    call->phase = PHASE_NEED_LOCK;
+
+    struct fault f;
+    fault_clear(&f);
+    if (soap_parse_request(body, len, soapaction, &call->arena, &call->req, &f) != 0) {
+        call->req.op_fault.code = FAULT_MALFORMED_REQUEST;   /* counted as "other" */
+        answer_fault(call, &f);
+        return call;
+    }
+    int is_auth = call->req.op_fault.code == FAULT_NONE && call->req.op == SOAP_OP_AUTHENTICATE;
+    if (call->req.ntokens != 1) {
+        fault_set(&f, FAULT_INVALID_TOKEN, "SignedToken: expected exactly one SignedToken header, got %d",
+                  call->req.ntokens);
+    } else {
+        token_verify(call->req.token, call->req.token_len, &svc->policy, time(NULL), is_auth,
+                     &call->claims, &f);
+    }
+    if (f.code != FAULT_NONE) {
+        if (is_auth)
+            answer_auth_refused(call, &f);
+        else
+            answer_fault(call, &f);
+        return call;
+    }
+    log_set_tenant(call->claims.tenant);
+    if (call->req.op_fault.code != FAULT_NONE) {
+        answer_fault(call, &call->req.op_fault);
+    } else if (call->req.body_fault.code != FAULT_NONE) {
+        answer_fault(call, &call->req.body_fault);
+    } else {
+        int full = 0;
+        if (reg_tenant_find(svc->reg, call->claims.tenant, 1, &call->tenant_idx, &full) != 0) {
+            log_error("the tenant registry is full (tenants.max %d): tenant %s refused",
+                      svc->cfg->tenants_max, call->claims.tenant);
+            fault_set(&f, FAULT_TENANT_LIMIT, "the registry of tenants is full; try again later");
+            answer_fault(call, &f);
+        }
+        call->lock_deadline = call->started + svc->cfg->lock_timeout;
+    }
+    log_set_tenant(NULL);
+    return call;
+}
+
+enum call_status call_run(struct call *call)
+{
+    if (call->phase == PHASE_DONE) {
+        account(call);
+        return CALL_DONE;
+    }
+    struct service *svc = call->svc;
+    pid_t self = getpid();
+    if (reg_tenant_trylock(svc->reg, call->tenant_idx, self) != 0) {
+        if (monotonic_now() < call->lock_deadline)
+            return CALL_WAIT;
+        struct fault f;
+        fault_clear(&f);
+        fault_set(&f, FAULT_TENANT_BUSY, "tenant %s is busy with another call (waited %d s)",
+                  call->claims.tenant, svc->cfg->lock_timeout);
+        log_set_tenant(call->claims.tenant);
+        answer_fault(call, &f);
+        log_set_tenant(NULL);
+        account(call);
+        return CALL_DONE;
+    }
+    const char *op = soap_op_name(call->req.op);
+    int64_t now = (int64_t)time(NULL);
+    log_set_tenant(call->claims.tenant);
+    reg_worker_state(svc->reg, svc->slot, WORKER_BUSY, call->claims.tenant, op, now);
+    reg_tenant_call_started(svc->reg, call->tenant_idx, op, now);
+    run_operation(call);
+    account(call);
+    struct row_counts c = sum_states(call);
+    const char *error = NULL;
+    char error_text[REG_ERROR_MAX];
+    if (call->faulted) {
+        snprintf(error_text, sizeof(error_text), "%s: %s: %.200s", op,
+                 fault_code_name(call->fault.code), call->fault.message);
+        error = error_text;
+    }
+    reg_tenant_call_done(svc->reg, call->tenant_idx, c.inserted, c.updated, c.deleted,
+                         call->body_len, error,
+                         (int64_t)time(NULL));
+    reg_tenant_unlock(svc->reg, call->tenant_idx, self);
+    reg_worker_state(svc->reg, svc->slot, WORKER_IDLE, NULL, NULL, (int64_t)time(NULL));
+    log_set_tenant(NULL);
+    return CALL_DONE;
+}
+
+int call_http_status(const struct call *call)
+{
+    return call->http_status;
+}
+
+const struct buf *call_response(const struct call *call)
+{
+    return &call->response;
+}
+
+void call_free(struct call *call)
+{
+    if (!call)
+        return;
+    arena_free(&call->arena);
+    buf_free(&call->response);
+    free(call);
+}
+
+void service_write_too_large(struct buf *out, size_t limit)
+{
+    struct fault f;
+    fault_clear(&f);
+    fault_set(&f, FAULT_REQUEST_TOO_LARGE, "request body is over the limit of %zu bytes", limit);
+    soap_write_fault(out, &f);
+}
