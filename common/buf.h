@@ -21,7 +21,7 @@ void buf_append(struct buf *b, const void *data, size_t len);
 void buf_puts(struct buf *b, const char *s);
 void buf_putc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Appends s with the five XML special characters escaped (for element text and attributes). */
 void buf_put_xml_escaped(struct buf *b, const char *s, size_t len);
 /* Hands the data over to the caller (NUL-terminated, never NULL) and leaves b empty. */

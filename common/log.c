@@ -86,7 +86,7 @@ int log_reopen(void)
 {
     if (target != TARGET_FILE)
         return 0;
-    char err[256];
+    char err[sizeof(file_path) + 128];
     int fd = open_file(file_path, err, sizeof(err));
     if (fd < 0) {
         log_error("%s; keeping the old file open", err);

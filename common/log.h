@@ -27,7 +27,7 @@ int log_level_parse(const char *name);
 const char *log_level_name(enum log_level level);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log_vwrite(enum log_level level, const char *fmt, va_list ap);
+void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #define log_error(...) log_write(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_write(LOG_LVL_WARN, __VA_ARGS__)

@@ -59,6 +59,7 @@ struct config {
         char *server;                /* "host:port" or "host\instance" */
         char *user;
         char *password;              /* from password or password_file (file contents, trailing newline cut) */
+        char *password_file;         /* as written, or NULL; read at load when the driver is mssql */
         char *tds_version;           /* default "7.4" */
         char *encrypt;               /* off|request|require, default "request" */
         int login_timeout;           /* seconds, default 15 */
@@ -68,6 +69,7 @@ struct config {
     struct {
         char *conninfo;              /* libpq keywords; its database is used only to create/drop tenant databases */
         char *password;              /* from password_file, or NULL */
+        char *password_file;         /* as written, or NULL; read at load when the driver is postgresql */
     } postgresql;
 
     size_t max_request_bytes;        /* default 64 MiB */

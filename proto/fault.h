@@ -28,7 +28,8 @@ void fault_clear(struct fault *f);
 /* Sets code and message; table/column/row are left as they are (set them with fault_at). */
 void fault_set(struct fault *f, enum fault_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void fault_vset(struct fault *f, enum fault_code code, const char *fmt, va_list ap);
+void fault_vset(struct fault *f, enum fault_code code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void fault_at(struct fault *f, const char *table, const char *column, long row);
 
 const char *fault_code_name(enum fault_code code);        /* "InvalidValue" */

@@ -17,17 +17,33 @@ int ident_valid(const char *name);
 int tenant_valid(const char *ctx);
 /* ASCII case-insensitive equality of identifiers. */
 int ident_equal(const char *a, const char *b);
+/* Whether name starts with prefix, ASCII case-insensitively. */
+int ident_has_prefix(const char *name, const char *prefix);
+/* A copy of name in arena with ASCII letters lowercased. */
+char *ident_lower(const char *name, struct arena *arena);
 
 /* Parses a SQL Server type name with SQL Server's limits (4.2). 0, or -1 with err. */
 int sqltype_parse(const char *text, struct sql_type *out, char *err, size_t errlen);
 /* The normalised canonical spelling of 4.2 ("decimal(18,0)", "nvarchar(max)", "real"). */
 void sqltype_canonical(const struct sql_type *type, char *out, size_t outlen);
+/* Room for any canonical type spelling ("datetimeoffset(7)", "decimal(38,38)"). */
+#define SQLTYPE_TEXT_MAX 32
+/* String types (char ... ntext, xml): take <V> text and <B> UTF-8. */
+int sqltype_is_string(enum sql_kind kind);
+/* Binary types (binary, varbinary, image, timestamp): take <B> bytes only. */
+int sqltype_is_binary(enum sql_kind kind);
+/* date, time, datetime, datetime2, smalldatetime, datetimeoffset. */
+int sqltype_is_temporal(enum sql_kind kind);
 
 /* Parses a default constraint's text (4.2 grammar). 0, or -1 with err. Strings in arena. */
 int default_parse(const char *text, struct arena *arena, struct default_expr *out,
                   char *err, size_t errlen);
 /* Whether a parsed default can be the default of a column of type (literals checked with the
- * value rules of section 5; functions by type family). */
+ * value rules of section 5; functions by type family). A number fits the numeric types and bit;
+ * a string fits the string, date/time and uniqueidentifier types; 0x... fits the binary types;
+ * getdate() and its family fit date/time and string types; newid()/newsequentialid() fit
+ * uniqueidentifier and string types of 36 characters or more. NULL fits every type here:
+ * schema_prepare leaves a NULL default of a NOT NULL column out. */
 int default_fits(const struct default_expr *def, const struct sql_type *type);
 
 /* Built-in blocked list plus extra, case-insensitive. */
@@ -59,7 +75,10 @@ struct schema_diff {
 
 /* Decides the change for a prepared, accepted table against its stored schema (old NULL: the
  * mirror has no such table): CHANGE_CREATED, CHANGE_UNCHANGED, CHANGE_ALTERED (diff filled, in
- * arena) or CHANGE_RECREATED, per the Change table of 4.2. */
+ * arena) or CHANGE_RECREATED, per the Change table of 4.2. Columns match by name; the kept
+ * columns must keep their relative order, type and nullability, and the key must not change.
+ * Added columns may stand anywhere (the store adds them; RowData names columns). diff may be
+ * NULL; it is zeroed unless the answer is CHANGE_ALTERED. */
 enum table_change schema_plan(const struct table_schema *new_schema,
                               const struct table_schema *old_schema, struct arena *arena,
                               struct schema_diff *diff);

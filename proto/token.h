@@ -40,7 +40,8 @@ int token_verify(const char *jwt, size_t len, const struct token_policy *policy,
  * Returns a malloc'd string, or NULL. */
 char *token_sign(EVP_PKEY *key, const char *x5t, const char *kid, const char *claims_json);
 
-/* SignedApplicationToken: "<nonce>.<yyyyMMddHHmm UTC>.<base64 RSA-SHA256 signature>". */
+/* SignedApplicationToken: "<nonce>.<yyyyMMddHHmm UTC>.<base64 RSA-SHA256 signature>",
+ * appended to out. -1 when the nonce is not in the 4.1 grammar or signing fails. */
 int appsign_create(EVP_PKEY *key, const char *nonce, time_t now, struct buf *out);
 /* Checks the nonce, that the time is within 15 minutes of now, and the signature. 0, or -1 with
  * err. */

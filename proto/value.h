@@ -10,9 +10,14 @@
 
 /* Checks raw against a column of type (nullable tells whether <N/> is allowed) and fills out.
  * Returns 0, or -1 with a message that names the value and the type, e.g.
- * "value 123456789012345678901 does not fit decimal(18,4)" (long values are shortened). */
+ * "value 123456789012345678901 does not fit decimal(18,4)" (long values are shortened).
+ * For a <V> value, out->text points into raw->data (not copied); bytes decoded from <B> are in
+ * arena, NUL-terminated. Floats that underflow read as 0 or a subnormal (accepted). */
 int value_check(const struct sql_type *type, int nullable, const struct raw_value *raw,
                 struct arena *arena, struct value *out, char *err, size_t errlen);
+
+/* Whether len bytes fit a binary type (binary/varbinary(n) at most n, timestamp exactly 8). */
+int value_binary_fits(const struct sql_type *type, size_t len);
 
 /* Standard base64 with '=' padding, whitespace inside ignored (decode); OpenSSL EVP. */
 int base64_decode(const char *in, size_t len, struct arena *arena, unsigned char **out,
@@ -22,5 +27,12 @@ char *base64_encode(const unsigned char *in, size_t len, struct arena *arena);
 /* Counts UTF-16 code units of valid UTF-8; -1 if invalid. */
 long utf8_utf16_units(const char *s, size_t len);
 int utf8_valid(const char *s, size_t len);
+/* Copies at most max_chars characters of s into out (always NUL-terminated, valid UTF-8),
+ * adding "\u2026" when shortened; invalid bytes and control characters become '?'. For
+ * quoting values in messages. */
+void utf8_shorten(const char *s, size_t len, size_t max_chars, char *out, size_t outlen);
+/* How many characters of a value a message quotes, and a buffer that holds them. */
+#define VALUE_QUOTE_CHARS 40
+#define VALUE_QUOTE_MAX (VALUE_QUOTE_CHARS * 4 + 4)
 
 #endif

@@ -10,7 +10,8 @@
  *  - allocating a new tenant entry takes the short allocation lock (anyone);
  *  - the master never writes tenant data: operator requests (pause, resume, resync, reset)
  *    are atomic request words set by the master and carried out by the worker that next holds
- *    the tenant's lock; the master clears the lock word of a worker it reaps.
+ *    the tenant's lock; the master clears the lock word of a worker it reaps (and, standing in
+ *    for that dead owner, records the interrupted call in the entry).
  * Readers never lock: every writer bumps a change counter before and after a write (odd while
  * writing), and a reader copies the entry and retries while the counter was odd or moved. */
 #ifndef SOMIRROR_SHM_REGISTRY_H
@@ -28,6 +29,11 @@ enum worker_state { WORKER_EMPTY, WORKER_IDLE, WORKER_BUSY, WORKER_STOPPING };
 #define REG_ERROR_MAX 256
 #define REG_RESYNC_MAX 512      /* comma-separated table names, or "*" for all */
 #define REG_HOOK_MAX 256
+/* last_hook as kept in shared memory: longer texts are cut, so that a registry of 100,000
+ * tenants stays under 64 MiB. */
+#define REG_HOOK_STORED 200
+/* Resync lists pending at once (tenants with a named-table resync not yet carried out). */
+#define REG_RESYNC_SLOTS 256
 
 /* A consistent copy of one tenant entry. */
 struct tenant_view {
@@ -71,6 +77,12 @@ struct worker_view {
 enum reg_op { REG_OP_AUTHENTICATE, REG_OP_TABLESCHEMA, REG_OP_WIPE, REG_OP_ROWDATA,
               REG_OP_REPLICATIONCOMPLETED, REG_OP_OTHER, REG_OP_COUNT };
 #define REG_DURATION_BUCKETS 12        /* 1ms 5ms 10ms 25ms 50ms 100ms 250ms 500ms 1s 2.5s 5s 10s, +Inf implicit */
+/* The buckets' upper bounds in seconds; duration_bucket[op][i] counts calls that took at most
+ * reg_duration_bounds[i] and more than the bound before (not cumulative); index
+ * REG_DURATION_BUCKETS counts the longer ones. */
+extern const double reg_duration_bounds[REG_DURATION_BUCKETS];
+/* "Authenticate", "TableSchema", "Wipe", "RowData", "ReplicationCompleted", "other". */
+const char *reg_op_name(enum reg_op op);
 struct worker_metrics {
     uint64_t calls_ok[REG_OP_COUNT];
     uint64_t calls_fault[REG_OP_COUNT];
@@ -85,6 +97,8 @@ struct registry;
 /* Master, before forking: a new mapping. NULL with err on failure. */
 struct registry *reg_create(uint32_t max_tenants, uint32_t max_workers, char *err, size_t errlen);
 void reg_destroy(struct registry *reg);
+/* The mapping size reg_create would use. */
+size_t reg_size_for(uint32_t max_tenants, uint32_t max_workers);
 size_t reg_mapping_size(const struct registry *reg);
 uint32_t reg_max_tenants(const struct registry *reg);
 uint32_t reg_max_workers(const struct registry *reg);
@@ -118,8 +132,11 @@ void reg_tenant_take_requests(struct registry *reg, uint32_t idx, struct tenant_
 /* ---- operator requests (master) ---- */
 /* ctx NULL: all tenants (a global flag). A pause for a tenant not yet seen creates its entry. */
 int reg_set_paused(struct registry *reg, const char *ctx, int paused);
+/* Whether a pause is in force for the tenant: its own or the global one. */
 int reg_is_paused(const struct registry *reg, uint32_t idx);
 int reg_global_paused(const struct registry *reg);
+/* The tenant's own pause flag only (what the state file records). */
+int reg_tenant_pause_flag(const struct registry *reg, uint32_t idx);
 /* table NULL: all tables. Returns 0, or -1 (unknown tenant, or the pending list is full). */
 int reg_request_resync(struct registry *reg, const char *ctx, const char *table);
 int reg_request_reset(struct registry *reg, const char *ctx);
@@ -140,6 +157,10 @@ void reg_worker_call_done(struct registry *reg, int slot, enum reg_op op, int fa
 int reg_worker_read(const struct registry *reg, int slot, struct worker_view *out);
 /* Sum of every slot's metrics, plus those of exited workers (folded in on release). */
 void reg_metrics_sum(const struct registry *reg, struct worker_metrics *out);
+
+/* "new" "in_cycle" "idle" "paused" "error" / "empty" "idle" "busy" "stopping". */
+const char *reg_tenant_state_name(enum tenant_state state);
+const char *reg_worker_state_name(enum worker_state state);
 
 /* Master-owned counters for status (written only by the master). */
 struct master_counters {

@@ -63,14 +63,20 @@ struct store_driver {
 
     int (*table_create)(void *conn, const struct table_schema *schema, struct fault *f);
     int (*table_drop)(void *conn, const char *table, struct fault *f);
-    /* Changes old into new in place, keeping rows (an Altered change, see diff). */
+    /* Changes old into new in place, keeping rows (an Altered change, see diff). Schemas the
+     * generic layer rebuilds from the metadata (old_schema here, the schema of rows_apply)
+     * have the table name of the metadata row and lowercased column names, and their hash set
+     * (drivers may key cached statements by name and hash); table_create and new_schema get
+     * the names as sent. */
     int (*table_alter)(void *conn, const struct table_schema *old_schema,
                        const struct table_schema *new_schema, const struct schema_diff *diff,
                        struct fault *f);
     int (*table_wipe)(void *conn, const char *table, struct fault *f);
     /* Applies rows in order (last change of a key wins); I and U are upserts, D of a missing
-     * key is no error. table_was_empty: the table had no rows when the call began (a full
-     * load), so drivers may use their bulk path. */
+     * key is no error. May be called several times per batch (the generic layer hands rows
+     * over in chunks). table_was_empty: the table's stored Lsn was -1 when the call began (a
+     * full load in progress), so drivers may prefer their bulk path; the table may still hold
+     * rows from earlier calls of the same load, and the driver must stay correct then. */
     int (*rows_apply)(void *conn, const struct table_schema *schema, const struct row_change *rows,
                       size_t n, int table_was_empty, struct fault *f);
     /* Runs operator SQL (hooks.table_sql) outside the call's transaction. */
@@ -88,7 +94,9 @@ struct store_tenant;
 struct store *store_new(const struct config *cfg, char *err, size_t errlen);
 void store_free(struct store *store);
 
-/* The tenant's open mirror, provisioned when missing (cached; at most a bounded number open). */
+/* The tenant's open mirror, provisioned when missing (cached; at most a bounded number open,
+ * the least recently used closed first). The pointer is valid until the next store_tenant or
+ * store_reset call on the same store. */
 struct store_tenant *store_tenant(struct store *store, const char *tenant, struct fault *f);
 
 /* TableSchema: tables are prepared (schema_prepare); answers one table_state per request table

@@ -1,0 +1,221 @@
+/* ctl/somirrorctl: the admin client. Sends one command line to a running somirrord's status
+ * socket and prints the answer; `tables CTX` instead reads the tenant's mirror metadata
+ * directly through the store. Owns no shared state. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/arena.h"
+#include "common/buf.h"
+#include "common/xalloc.h"
+#include "config/config.h"
+#include "ctl/commands.h"
+#include "proto/fault.h"
+#include "proto/schema.h"
+#include "store/store.h"
+
+#define ANSWER_TIMEOUT_S 60
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: somirrorctl [-s SOCKET | -c CONFIG] COMMAND [ARG...]\n"
+            "       somirrorctl [-c CONFIG] tables CTX\n"
+            "Commands: help, show info|workers|tenants|tenant CTX [json], metrics,\n"
+            "          pause CTX|all, resume CTX|all, resync CTX TABLE|all, reset CTX, reload.\n"
+            "CONFIG defaults to %s/somirrord.yaml.\n", SYSCONFDIR);
+}
+
+static struct config *load_config(const char *path)
+{
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    struct config *cfg = cfg_load(path, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "somirrorctl: %s\n", errs.messages[i]);
+    cfg_errors_free(&errs);
+    if (!cfg)
+        fprintf(stderr, "somirrorctl: cannot use the configuration %s\n", path);
+    return cfg;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int connect_socket(const char *path)
+{
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        fprintf(stderr, "somirrorctl: socket path too long: %s\n", path);
+        return -1;
+    }
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        fprintf(stderr, "somirrorctl: cannot connect to %s: %s (is somirrord running, with "
+                "status_socket set?)\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct timeval timeout = { .tv_sec = ANSWER_TIMEOUT_S, .tv_usec = 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    return fd;
+}
+
+/* Sends line, prints the answer. 0, or 1 for an error answer or a failure. */
+static int run_command(const char *socket_path, const char *line)
+{
+    int fd = connect_socket(socket_path);
+    if (fd < 0)
+        return 1;
+    struct buf answer = BUF_INIT;
+    int rc = 1;
+    if (write_all(fd, line, strlen(line)) != 0 || shutdown(fd, SHUT_WR) != 0) {
+        fprintf(stderr, "somirrorctl: cannot send to %s: %s\n", socket_path, strerror(errno));
+        goto done;
+    }
+    char chunk[8192];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "somirrorctl: no answer from %s: %s\n", socket_path, strerror(errno));
+            goto done;
+        }
+        buf_append(&answer, chunk, (size_t)n);
+    }
+    if (answer.len == 0) {
+        fprintf(stderr, "somirrorctl: %s closed without an answer\n", socket_path);
+        goto done;
+    }
+    fwrite(answer.data, 1, answer.len, stdout);
+    rc = strncmp(answer.data, "error: ", 7) == 0 ? 1 : 0;
+done:
+    close(fd);
+    buf_free(&answer);
+    return rc;
+}
+
+static void print_time(int64_t t)
+{
+    char text[32] = "-";
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (t > 0 && gmtime_r(&tt, &tm))
+        strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fputs(text, stdout);
+}
+
+/* `tables CTX`: the tenant's metadata rows, read from its mirror. */
+static int list_tables(const char *config_path, const char *tenant)
+{
+    if (!tenant_valid(tenant)) {
+        fprintf(stderr, "somirrorctl: not a tenant name: %s\n", tenant);
+        return 1;
+    }
+    struct config *cfg = load_config(config_path);
+    if (!cfg)
+        return 1;
+    char err[512] = "";
+    int rc = 1;
+    struct store *store = store_new(cfg, err, sizeof(err));
+    struct arena arena;
+    arena_init(&arena);
+    struct fault f;
+    fault_clear(&f);
+    struct table_meta *tables = NULL;
+    size_t n = 0;
+    struct store_tenant *t = NULL;
+    if (!store)
+        fprintf(stderr, "somirrorctl: cannot open the store: %s\n", err);
+    else if (!(t = store_tenant(store, tenant, &f)) || store_list_tables(t, &arena, &tables, &n, &f) != 0)
+        fprintf(stderr, "somirrorctl: %s: %s: %s\n", tenant, fault_code_name(f.code), f.message);
+    else
+        rc = 0;
+    if (rc == 0) {
+        printf("table\tlsn\tschemahash\tupdated\n");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s\t%lld\t%s\t", tables[i].name, (long long)tables[i].lsn, tables[i].hash);
+            print_time(tables[i].updated);
+            putchar('\n');
+        }
+    }
+    arena_free(&arena);
+    if (store)
+        store_free(store);
+    cfg_free(cfg);
+    return rc;
+}
+
+/* The status socket named by -s, or by the configuration's status_socket. */
+static char *socket_from_config(const char *config_path)
+{
+    struct config *cfg = load_config(config_path);
+    if (!cfg)
+        return NULL;
+    char *path = cfg->status_socket ? xstrdup(cfg->status_socket) : NULL;
+    if (!path)
+        fprintf(stderr, "somirrorctl: %s sets no status_socket; give one with -s SOCKET\n", config_path);
+    cfg_free(cfg);
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    const char *socket_option = NULL, *config_path = SYSCONFDIR "/somirrord.yaml";
+    int opt, config_given = 0;
+    while ((opt = getopt(argc, argv, "+s:c:hV")) != -1) {
+        switch (opt) {
+        case 's': socket_option = optarg; break;
+        case 'c': config_path = optarg; config_given = 1; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("somirrorctl %s\n", PACKAGE_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc || (socket_option && config_given)) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[optind], "tables") == 0) {
+        if (argc - optind != 2 || socket_option) {
+            fprintf(stderr, "usage: somirrorctl [-c CONFIG] tables CTX\n");
+            return 2;
+        }
+        return list_tables(config_path, argv[optind + 1]);
+    }
+    struct buf line = BUF_INIT;
+    for (int i = optind; i < argc; i++)
+        buf_printf(&line, "%s%s", i > optind ? " " : "", argv[i]);
+    buf_putc(&line, '\n');
+    int rc = 1;
+    char *socket_path = socket_option ? xstrdup(socket_option) : socket_from_config(config_path);
+    if (line.len > CTL_LINE_MAX)
+        fprintf(stderr, "somirrorctl: command too long (at most %d bytes)\n", CTL_LINE_MAX);
+    else if (socket_path)
+        rc = run_command(socket_path, line.data);
+    free(socket_path);
+    buf_free(&line);
+    return rc;
+}

@@ -1,0 +1,928 @@
+/* store/sqlite: the SQLite driver of the mirror store (struct store_driver, see store.h). Owns
+ * the tenant files <sqlite.directory>/<database name>.db (created mode 0640; WAL,
+ * synchronous=NORMAL), the SQL dialect (types, defaults, quoting, upserts) and the prepared
+ * statements of one worker's connections. Identifiers are validated and always double-quoted;
+ * values are always bound.
+ *
+ * Column types. SQLite picks a column's affinity from its declared type name (INT -> INTEGER;
+ * CHAR, CLOB, TEXT -> TEXT; BLOB -> none; REAL, FLOA, DOUB -> REAL; anything else -> NUMERIC),
+ * and NUMERIC affinity turns text that looks like a number into a REAL rounded to 15 digits.
+ * The declared types keep SQL Server's names where the affinity is right, and say what is
+ * stored where it is not:
+ *
+ *   SQL Server type            SQLite declared type        stored as
+ *   bigint int smallint        same name                   INTEGER
+ *   tinyint bit                same name                   INTEGER (bit: 0 or 1)
+ *   single-column integer key  INTEGER PRIMARY KEY         INTEGER (the rowid: one B-tree)
+ *   decimal(p,s) numeric(p,s)  decimal_text(p,s) ...       TEXT, the digits exactly as sent
+ *   money smallmoney           money_text smallmoney_text  TEXT, the digits exactly as sent
+ *   float real                 same name                   REAL (the double)
+ *   date time(n)               same name                   TEXT as sent
+ *   datetime datetime2(n)      same name                   TEXT 'YYYY-MM-DD HH:MM:SS[.f...]'
+ *   smalldatetime              same name                     (the T replaced by a space,
+ *   datetimeoffset(n)          same name                      every digit and offset kept)
+ *   char(n) varchar(n)         same name                   TEXT
+ *   nchar(n) nvarchar(n)       same name                   TEXT
+ *   varchar(max)               varchar(2147483647)         TEXT
+ *   nvarchar(max)              nvarchar(1073741823)        TEXT
+ *   text ntext                 same name                   TEXT
+ *   xml                        xml_text                    TEXT as sent
+ *   uniqueidentifier           same name                   TEXT as sent
+ *   binary(n) varbinary(n)     same name                   BLOB
+ *   varbinary(max)             varbinary(2147483647)       BLOB
+ *   image                      same name                   BLOB
+ *   timestamp rowversion       binary(8)                   BLOB
+ *
+ * Defaults are rendered from the parsed default, never from the request text: numbers as SQL
+ * signed numbers (as strings for the exact numeric types), strings quoted with ' doubled, 0x... as
+ * X'...', NULL; getdate() and sysdatetime() become the local time and getutcdate() and
+ * sysutcdatetime() UTC, as 'YYYY-MM-DD HH:MM:SS.fff'; sysdatetimeoffset() is UTC with
+ * '+00:00'; newid() and newsequentialid() make an uppercase version-4 GUID.
+ *
+ * Metadata: "<tenant>_mirroring"(tablename TEXT PRIMARY KEY COLLATE NOCASE, schema, schemahash,
+ * lsn INTEGER, updated TEXT 'YYYY-MM-DD HH:MM:SS' UTC). */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "proto/schema.h"
+
+enum {
+    DB_FILE_MODE = 0640,
+    DIRECTORY_MODE = 0750,
+    APPLY_CACHE_MAX = 64,      /* cached statement pairs per connection before starting over */
+    TIME_TEXT_MAX = 48,        /* longest date/time text bound (value_check allows ~34) */
+    BUSY_SECONDS_MAX = 3600    /* busy_timeout follows tenants.lock_timeout, up to this */
+};
+
+static const char REBUILD_TABLE[] = "_somirror_rebuild";
+
+struct sqlite_backend {
+    char *directory;
+    int busy_ms;
+};
+
+/* The rows_apply statements of one table schema. */
+struct apply_stmts {
+    char *table;
+    char hash[SM_HASH_HEX + 1];
+    sqlite3_stmt *upsert;
+    sqlite3_stmt *remove;
+};
+
+struct sqlite_conn {
+    const struct sqlite_backend *backend;
+    char *path;
+    char *meta_table;                  /* "<tenant>_mirroring", unquoted */
+    sqlite3 *db;
+    dev_t dev;                         /* the file this connection opened (reset detection) */
+    ino_t ino;
+    sqlite3_stmt *meta_select;
+    sqlite3_stmt *meta_upsert;
+    sqlite3_stmt *meta_remove;
+    struct apply_stmts *applies;
+    size_t napplies, applies_cap;
+    char (*time_text)[TIME_TEXT_MAX];  /* per-column scratch for date/time binding */
+    size_t time_text_cap;
+};
+
+/* ---- errors and SQL text ---- */
+
+static int db_fail(sqlite3 *db, struct fault *f, const char *what)
+{
+    fault_set(f, FAULT_STORAGE_ERROR, "sqlite: %s: %s", what,
+              db ? sqlite3_errmsg(db) : "out of memory");
+    return -1;
+}
+
+static void put_ident(struct buf *sql, const char *name)
+{
+    buf_putc(sql, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            buf_putc(sql, '"');
+        buf_putc(sql, *p);
+    }
+    buf_putc(sql, '"');
+}
+
+static void put_string_literal(struct buf *sql, const char *s, size_t len)
+{
+    buf_putc(sql, '\'');
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\'')
+            buf_putc(sql, '\'');
+        buf_putc(sql, s[i]);
+    }
+    buf_putc(sql, '\'');
+}
+
+static int name_check(const char *name, struct fault *f)
+{
+    if (ident_valid(name))
+        return 0;
+    fault_set(f, FAULT_INTERNAL, "sqlite: refusing an invalid identifier");
+    return -1;
+}
+
+static int schema_names_check(const struct table_schema *s, struct fault *f)
+{
+    if (name_check(s->name, f) != 0)
+        return -1;
+    for (size_t k = 0; k < s->ncolumns; k++)
+        if (name_check(s->columns[k].name, f) != 0)
+            return -1;
+    return 0;
+}
+
+static int exec_sql(struct sqlite_conn *c, const char *sql, const char *what, struct fault *f)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    fault_set(f, FAULT_STORAGE_ERROR, "sqlite: %s: %s", what, msg ? msg : "failed");
+    sqlite3_free(msg);
+    return -1;
+}
+
+static int exec_buf(struct sqlite_conn *c, struct buf *sql, const char *what, struct fault *f)
+{
+    int rc = exec_sql(c, sql->data, what, f);
+    buf_free(sql);
+    return rc;
+}
+
+/* Steps a statement that returns no rows and resets it. */
+static int step_done(struct sqlite_conn *c, sqlite3_stmt *stmt, const char *what,
+                     struct fault *f)
+{
+    int rc = sqlite3_step(stmt);
+    if (rc != SQLITE_DONE)
+        db_fail(c->db, f, what);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Date/time text as stored: a 'T' between date and time becomes a space. */
+static size_t datetime_text(const char *in, size_t len, char *out, size_t outlen)
+{
+    if (len >= outlen)
+        len = outlen - 1;
+    memcpy(out, in, len);
+    out[len] = '\0';
+    if (len > 10 && out[10] == 'T')
+        out[10] = ' ';
+    return len;
+}
+
+/* ---- column declarations ---- */
+
+static int is_exact_numeric(enum sql_kind kind)
+{
+    return kind == SQL_DECIMAL || kind == SQL_NUMERIC || kind == SQL_MONEY ||
+           kind == SQL_SMALLMONEY;
+}
+
+static int is_datetime(enum sql_kind kind)
+{
+    return kind == SQL_DATETIME || kind == SQL_DATETIME2 || kind == SQL_SMALLDATETIME ||
+           kind == SQL_DATETIMEOFFSET;
+}
+
+static int is_integer(enum sql_kind kind)
+{
+    return kind == SQL_BIGINT || kind == SQL_INT || kind == SQL_SMALLINT || kind == SQL_TINYINT;
+}
+
+/* A single integer key column becomes the rowid (INTEGER PRIMARY KEY). */
+static int has_rowid_key(const struct table_schema *s)
+{
+    return s->npk == 1 && is_integer(s->columns[s->pk[0]].type.kind);
+}
+
+static void put_sized(struct buf *sql, const char *name, int length, long max_length)
+{
+    buf_printf(sql, "%s(%ld)", name, length == SQL_LEN_MAX ? max_length : (long)length);
+}
+
+static void put_type(struct buf *sql, const struct sql_type *t)
+{
+    switch (t->kind) {
+    case SQL_BIGINT: buf_puts(sql, "bigint"); break;
+    case SQL_INT: buf_puts(sql, "int"); break;
+    case SQL_SMALLINT: buf_puts(sql, "smallint"); break;
+    case SQL_TINYINT: buf_puts(sql, "tinyint"); break;
+    case SQL_BIT: buf_puts(sql, "bit"); break;
+    case SQL_DECIMAL: buf_printf(sql, "decimal_text(%d,%d)", t->precision, t->scale); break;
+    case SQL_NUMERIC: buf_printf(sql, "numeric_text(%d,%d)", t->precision, t->scale); break;
+    case SQL_MONEY: buf_puts(sql, "money_text"); break;
+    case SQL_SMALLMONEY: buf_puts(sql, "smallmoney_text"); break;
+    case SQL_FLOAT: buf_puts(sql, "float"); break;
+    case SQL_REAL: buf_puts(sql, "real"); break;
+    case SQL_DATE: buf_puts(sql, "date"); break;
+    case SQL_TIME: buf_printf(sql, "time(%d)", t->scale); break;
+    case SQL_DATETIME: buf_puts(sql, "datetime"); break;
+    case SQL_DATETIME2: buf_printf(sql, "datetime2(%d)", t->scale); break;
+    case SQL_SMALLDATETIME: buf_puts(sql, "smalldatetime"); break;
+    case SQL_DATETIMEOFFSET: buf_printf(sql, "datetimeoffset(%d)", t->scale); break;
+    case SQL_CHAR: put_sized(sql, "char", t->length, 8000); break;
+    case SQL_VARCHAR: put_sized(sql, "varchar", t->length, 2147483647L); break;
+    case SQL_NCHAR: put_sized(sql, "nchar", t->length, 4000); break;
+    case SQL_NVARCHAR: put_sized(sql, "nvarchar", t->length, 1073741823L); break;
+    case SQL_TEXT: buf_puts(sql, "text"); break;
+    case SQL_NTEXT: buf_puts(sql, "ntext"); break;
+    case SQL_BINARY: put_sized(sql, "binary", t->length, 8000); break;
+    case SQL_VARBINARY: put_sized(sql, "varbinary", t->length, 2147483647L); break;
+    case SQL_IMAGE: buf_puts(sql, "image"); break;
+    case SQL_UNIQUEIDENTIFIER: buf_puts(sql, "uniqueidentifier"); break;
+    case SQL_XML: buf_puts(sql, "xml_text"); break;
+    case SQL_TIMESTAMP: buf_puts(sql, "binary(8)"); break;
+    }
+}
+
+static int number_text_valid(const char *text)
+{
+    if (!text || !*text)
+        return 0;
+    return strspn(text, "0123456789.eE+-") == strlen(text);
+}
+
+static int hex_text_valid(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!text[i] || !strchr("0123456789abcdefABCDEF", text[i]))
+            return 0;
+    return 1;
+}
+
+static const char *function_sql(enum default_function fn)
+{
+    switch (fn) {
+    case FN_GETDATE:
+    case FN_SYSDATETIME:
+        return "(strftime('%Y-%m-%d %H:%M:%f','now','localtime'))";
+    case FN_GETUTCDATE:
+    case FN_SYSUTCDATETIME:
+        return "(strftime('%Y-%m-%d %H:%M:%f','now'))";
+    case FN_SYSDATETIMEOFFSET:
+        return "(strftime('%Y-%m-%d %H:%M:%f','now')||'+00:00')";
+    case FN_NEWID:
+    case FN_NEWSEQUENTIALID:
+        break;
+    }
+    return "(hex(randomblob(4))||'-'||hex(randomblob(2))||'-4'||substr(hex(randomblob(2)),2)"
+           "||'-'||substr('89AB',1+(abs(random())%4),1)||substr(hex(randomblob(2)),2)"
+           "||'-'||hex(randomblob(6)))";
+}
+
+static void put_default(struct buf *sql, const struct column *col)
+{
+    if (!col->has_default)
+        return;
+    const struct default_expr *d = &col->def;
+    switch (d->kind) {
+    case DEF_NULL:
+        buf_puts(sql, " DEFAULT NULL");
+        return;
+    case DEF_NUMBER:
+        if (!number_text_valid(d->text))
+            break;
+        if (is_exact_numeric(col->type.kind)) {
+            const char *digits = d->text[0] == '+' ? d->text + 1 : d->text;
+            buf_puts(sql, " DEFAULT ");
+            put_string_literal(sql, digits, strlen(digits));
+        } else {
+            buf_printf(sql, " DEFAULT %s", d->text);
+        }
+        return;
+    case DEF_STRING:
+        buf_puts(sql, " DEFAULT ");
+        if (is_datetime(col->type.kind) && d->len < TIME_TEXT_MAX) {
+            char text[TIME_TEXT_MAX];
+            size_t len = datetime_text(d->text, d->len, text, sizeof(text));
+            put_string_literal(sql, text, len);
+        } else {
+            put_string_literal(sql, d->text, d->len);
+        }
+        return;
+    case DEF_BINARY:
+        if (!hex_text_valid(d->text, d->len))
+            break;
+        buf_printf(sql, " DEFAULT X'%s%.*s'", d->len % 2 ? "0" : "", (int)d->len, d->text);
+        return;
+    case DEF_FUNCTION:
+        buf_printf(sql, " DEFAULT %s", function_sql(d->function));
+        return;
+    }
+    log_warn("column %s: default left out of the mirror", col->name);
+}
+
+static void put_column(struct buf *sql, const struct column *col, int rowid_key)
+{
+    put_ident(sql, col->name);
+    if (rowid_key) {
+        buf_puts(sql, " INTEGER NOT NULL PRIMARY KEY");
+        return;
+    }
+    buf_putc(sql, ' ');
+    put_type(sql, &col->type);
+    if (!col->nullable)
+        buf_puts(sql, " NOT NULL");
+    put_default(sql, col);
+}
+
+static void put_create(struct buf *sql, const char *name, const struct table_schema *s)
+{
+    int rowid_key = has_rowid_key(s);
+    buf_puts(sql, "CREATE TABLE ");
+    put_ident(sql, name);
+    buf_puts(sql, " (");
+    for (size_t k = 0; k < s->ncolumns; k++) {
+        if (k)
+            buf_puts(sql, ", ");
+        put_column(sql, &s->columns[k], rowid_key && k == s->pk[0]);
+    }
+    if (!rowid_key) {
+        buf_puts(sql, ", PRIMARY KEY (");
+        for (size_t p = 0; p < s->npk; p++) {
+            if (p)
+                buf_puts(sql, ", ");
+            put_ident(sql, s->columns[s->pk[p]].name);
+        }
+        buf_putc(sql, ')');
+    }
+    buf_puts(sql, ")");
+}
+
+/* ---- connections ---- */
+
+static void applies_clear(struct sqlite_conn *c)
+{
+    for (size_t i = 0; i < c->napplies; i++) {
+        sqlite3_finalize(c->applies[i].upsert);
+        sqlite3_finalize(c->applies[i].remove);
+        free(c->applies[i].table);
+    }
+    c->napplies = 0;
+}
+
+static void conn_disconnect(struct sqlite_conn *c)
+{
+    applies_clear(c);
+    sqlite3_finalize(c->meta_select);
+    sqlite3_finalize(c->meta_upsert);
+    sqlite3_finalize(c->meta_remove);
+    c->meta_select = c->meta_upsert = c->meta_remove = NULL;
+    sqlite3_close_v2(c->db);
+    c->db = NULL;
+}
+
+static int prepare(struct sqlite_conn *c, struct buf *sql, sqlite3_stmt **stmt, struct fault *f)
+{
+    int rc = sqlite3_prepare_v3(c->db, sql->data, -1, SQLITE_PREPARE_PERSISTENT, stmt, NULL);
+    buf_free(sql);
+    return rc == SQLITE_OK ? 0 : db_fail(c->db, f, "prepare");
+}
+
+static int meta_prepare(struct sqlite_conn *c, struct fault *f)
+{
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "CREATE TABLE IF NOT EXISTS ");
+    put_ident(&sql, c->meta_table);
+    buf_puts(&sql, " (tablename TEXT NOT NULL PRIMARY KEY COLLATE NOCASE, schema TEXT NOT NULL,"
+                   " schemahash TEXT NOT NULL, lsn INTEGER NOT NULL, updated TEXT NOT NULL)");
+    if (exec_buf(c, &sql, "creating the metadata table", f) != 0)
+        return -1;
+    buf_puts(&sql, "SELECT tablename, schema, schemahash, lsn,"
+                   " CAST(strftime('%s', updated) AS INTEGER) FROM ");
+    put_ident(&sql, c->meta_table);
+    buf_puts(&sql, " ORDER BY tablename");
+    if (prepare(c, &sql, &c->meta_select, f) != 0)
+        return -1;
+    buf_puts(&sql, "INSERT INTO ");
+    put_ident(&sql, c->meta_table);
+    buf_puts(&sql, " (tablename, schema, schemahash, lsn, updated) VALUES (?1, ?2, ?3, ?4,"
+                   " strftime('%Y-%m-%d %H:%M:%S', 'now')) ON CONFLICT (tablename) DO UPDATE"
+                   " SET schema = excluded.schema, schemahash = excluded.schemahash,"
+                   " lsn = excluded.lsn, updated = excluded.updated");
+    if (prepare(c, &sql, &c->meta_upsert, f) != 0)
+        return -1;
+    buf_puts(&sql, "DELETE FROM ");
+    put_ident(&sql, c->meta_table);
+    buf_puts(&sql, " WHERE tablename = ?1");
+    return prepare(c, &sql, &c->meta_remove, f);
+}
+
+/* Creates the file (mode 0640) when missing, opens it and provisions the metadata table. */
+static int conn_connect(struct sqlite_conn *c, struct fault *f)
+{
+    int fd = open(c->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, DB_FILE_MODE);
+    if (fd >= 0) {
+        int rc = fchmod(fd, DB_FILE_MODE);
+        close(fd);
+        if (rc != 0) {
+            fault_set(f, FAULT_STORAGE_ERROR, "sqlite: chmod %s: %s", c->path, strerror(errno));
+            return -1;
+        }
+    } else if (errno != EEXIST) {
+        fault_set(f, FAULT_STORAGE_ERROR, "sqlite: create %s: %s", c->path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(c->path, &st) != 0) {
+        fault_set(f, FAULT_STORAGE_ERROR, "sqlite: stat %s: %s", c->path, strerror(errno));
+        return -1;
+    }
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    if (sqlite3_open_v2(c->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
+        SQLITE_OK) {
+        db_fail(c->db, f, "open");
+        conn_disconnect(c);
+        return -1;
+    }
+    sqlite3_busy_timeout(c->db, c->backend->busy_ms);
+    if (exec_sql(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", "open", f) != 0 ||
+        meta_prepare(c, f) != 0) {
+        conn_disconnect(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reconnects when the file was replaced or removed since (a reset by another worker). */
+static int conn_current(struct sqlite_conn *c, struct fault *f)
+{
+    struct stat st;
+    if (c->db && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+        return 0;
+    conn_disconnect(c);
+    return conn_connect(c, f);
+}
+
+static void *sqlite_backend_open(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *dir = cfg->sqlite.directory;
+    if (!dir || !*dir) {
+        snprintf(err, errlen, "store.sqlite.directory is not set");
+        return NULL;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 && (errno != ENOENT || mkdir(dir, DIRECTORY_MODE) != 0)) {
+        snprintf(err, errlen, "store.sqlite.directory %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "store.sqlite.directory %s is not a directory", dir);
+        return NULL;
+    }
+    struct sqlite_backend *backend = xcalloc(1, sizeof(*backend));
+    backend->directory = xstrdup(dir);
+    int seconds = cfg->lock_timeout > 0 ? cfg->lock_timeout : 60;
+    backend->busy_ms = seconds < BUSY_SECONDS_MAX ? seconds * 1000 : BUSY_SECONDS_MAX * 1000;
+    return backend;
+}
+
+static void sqlite_backend_close(void *backend_ptr)
+{
+    struct sqlite_backend *backend = backend_ptr;
+    if (!backend)
+        return;
+    free(backend->directory);
+    free(backend);
+}
+
+static char *db_path(const struct sqlite_backend *backend, const char *dbname, const char *suffix,
+                     struct fault *f)
+{
+    if (!*dbname || dbname[0] == '.' || strchr(dbname, '/')) {
+        fault_set(f, FAULT_INTERNAL, "sqlite: invalid database name");
+        return NULL;
+    }
+    struct buf path = BUF_INIT;
+    buf_printf(&path, "%s/%s.db%s", backend->directory, dbname, suffix);
+    return buf_steal(&path);
+}
+
+static int sqlite_tenant_open(void *backend_ptr, const char *tenant, const char *dbname,
+                              void **conn, struct fault *f)
+{
+    struct sqlite_backend *backend = backend_ptr;
+    char *path = db_path(backend, dbname, "", f);
+    if (!path)
+        return -1;
+    struct sqlite_conn *c = xcalloc(1, sizeof(*c));
+    c->backend = backend;
+    c->path = path;
+    struct buf meta = BUF_INIT;
+    buf_printf(&meta, "%s_mirroring", tenant);
+    c->meta_table = buf_steal(&meta);
+    if (name_check(c->meta_table, f) != 0 || conn_connect(c, f) != 0) {
+        free(c->meta_table);
+        free(c->path);
+        free(c);
+        return -1;
+    }
+    *conn = c;
+    return 0;
+}
+
+static void sqlite_tenant_close(void *conn)
+{
+    struct sqlite_conn *c = conn;
+    if (!c)
+        return;
+    conn_disconnect(c);
+    free(c->applies);
+    free(c->time_text);
+    free(c->meta_table);
+    free(c->path);
+    free(c);
+}
+
+static int sqlite_tenant_drop(void *backend_ptr, const char *tenant, const char *dbname,
+                              struct fault *f)
+{
+    (void)tenant;
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char *path = db_path(backend_ptr, dbname, suffixes[i], f);
+        if (!path)
+            return -1;
+        int rc = unlink(path);
+        if (rc != 0 && errno != ENOENT) {
+            fault_set(f, FAULT_STORAGE_ERROR, "sqlite: unlink %s: %s", path, strerror(errno));
+            free(path);
+            return -1;
+        }
+        free(path);
+    }
+    return 0;
+}
+
+/* ---- transactions ---- */
+
+static int sqlite_begin(void *conn, struct fault *f)
+{
+    struct sqlite_conn *c = conn;
+    if (conn_current(c, f) != 0)
+        return -1;
+    return exec_sql(c, "BEGIN IMMEDIATE", "begin", f);
+}
+
+static int sqlite_commit(void *conn, struct fault *f)
+{
+    return exec_sql(conn, "COMMIT", "commit", f);
+}
+
+static void sqlite_rollback(void *conn)
+{
+    struct sqlite_conn *c = conn;
+    if (c->db && !sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- metadata ---- */
+
+static char *column_text(sqlite3_stmt *stmt, int col, struct arena *arena)
+{
+    const unsigned char *text = sqlite3_column_text(stmt, col);
+    return arena_strndup(arena, text ? (const char *)text : "",
+                         (size_t)sqlite3_column_bytes(stmt, col));
+}
+
+static int sqlite_meta_read(void *conn, struct arena *arena, struct table_meta **out, size_t *n,
+                            struct fault *f)
+{
+    struct sqlite_conn *c = conn;
+    struct table_meta *rows = NULL;
+    size_t nrows = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(c->meta_select)) == SQLITE_ROW) {
+        rows = xgrow(rows, &cap, nrows + 1, sizeof(*rows));
+        struct table_meta *m = &rows[nrows++];
+        m->name = column_text(c->meta_select, 0, arena);
+        m->canonical = column_text(c->meta_select, 1, arena);
+        const unsigned char *hash = sqlite3_column_text(c->meta_select, 2);
+        snprintf(m->hash, sizeof(m->hash), "%s", hash ? (const char *)hash : "");
+        m->lsn = sqlite3_column_int64(c->meta_select, 3);
+        m->updated = sqlite3_column_int64(c->meta_select, 4);
+    }
+    if (rc != SQLITE_DONE)
+        db_fail(c->db, f, "reading the metadata");
+    sqlite3_reset(c->meta_select);
+    *out = arena_alloc(arena, (nrows + 1) * sizeof(**out));
+    if (nrows)
+        memcpy(*out, rows, nrows * sizeof(*rows));
+    *n = nrows;
+    free(rows);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sqlite_meta_put(void *conn, const char *table, const char *canonical,
+                           const char *hash, int64_t lsn, struct fault *f)
+{
+    struct sqlite_conn *c = conn;
+    sqlite3_bind_text(c->meta_upsert, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(c->meta_upsert, 2, canonical, -1, SQLITE_STATIC);
+    sqlite3_bind_text(c->meta_upsert, 3, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(c->meta_upsert, 4, lsn);
+    int rc = step_done(c, c->meta_upsert, "writing the metadata", f);
+    sqlite3_clear_bindings(c->meta_upsert);
+    return rc;
+}
+
+static int sqlite_meta_delete(void *conn, const char *table, struct fault *f)
+{
+    struct sqlite_conn *c = conn;
+    sqlite3_bind_text(c->meta_remove, 1, table, -1, SQLITE_STATIC);
+    int rc = step_done(c, c->meta_remove, "removing the metadata", f);
+    sqlite3_clear_bindings(c->meta_remove);
+    return rc;
+}
+
+/* ---- tables ---- */
+
+static int sqlite_table_create(void *conn, const struct table_schema *schema, struct fault *f)
+{
+    if (schema_names_check(schema, f) != 0)
+        return -1;
+    struct buf sql = BUF_INIT;
+    put_create(&sql, schema->name, schema);
+    return exec_buf(conn, &sql, "create table", f);
+}
+
+/* One statement on a named table: "<prefix> "table"<suffix>". */
+static int table_statement(void *conn, const char *prefix, const char *table, const char *what,
+                           struct fault *f)
+{
+    if (name_check(table, f) != 0)
+        return -1;
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, prefix);
+    put_ident(&sql, table);
+    return exec_buf(conn, &sql, what, f);
+}
+
+static int sqlite_table_drop(void *conn, const char *table, struct fault *f)
+{
+    return table_statement(conn, "DROP TABLE IF EXISTS ", table, "drop table", f);
+}
+
+static int sqlite_table_wipe(void *conn, const char *table, struct fault *f)
+{
+    return table_statement(conn, "DELETE FROM ", table, "wipe", f);
+}
+
+/* SQLite's ADD COLUMN gives existing rows the column's default, and only takes constant
+ * defaults; a default change cannot be made in place. Those cases rebuild the table. */
+static int alter_needs_rebuild(const struct table_schema *new_schema,
+                               const struct schema_diff *diff)
+{
+    if (diff->ndefault_changed)
+        return 1;
+    for (size_t i = 0; i < diff->nadded; i++) {
+        const struct column *col = &new_schema->columns[diff->added[i]];
+        if (col->has_default && col->def.kind != DEF_NULL &&
+            (col->nullable || col->def.kind == DEF_FUNCTION))
+            return 1;
+    }
+    return 0;
+}
+
+static const struct column *column_named(const struct table_schema *s, const char *name)
+{
+    for (size_t k = 0; k < s->ncolumns; k++)
+        if (ident_equal(s->columns[k].name, name))
+            return &s->columns[k];
+    return NULL;
+}
+
+/* New table aside, rows copied (added nullable columns NULL, added NOT NULL ones their
+ * default), old table dropped, new one renamed: all inside the caller's transaction. */
+static int table_rebuild(struct sqlite_conn *c, const struct table_schema *old_schema,
+                         const struct table_schema *new_schema, struct fault *f)
+{
+    struct buf sql = BUF_INIT, into = BUF_INIT, from = BUF_INIT;
+    put_create(&sql, REBUILD_TABLE, new_schema);
+    for (size_t k = 0; k < new_schema->ncolumns; k++) {
+        const struct column *col = &new_schema->columns[k];
+        int kept = column_named(old_schema, col->name) != NULL;
+        if (!kept && !col->nullable)
+            continue;
+        if (into.len) {
+            buf_puts(&into, ", ");
+            buf_puts(&from, ", ");
+        }
+        put_ident(&into, col->name);
+        if (kept)
+            put_ident(&from, col->name);
+        else
+            buf_puts(&from, "NULL");
+    }
+    buf_printf(&sql, ";\nINSERT INTO \"%s\" (%s) SELECT %s FROM ", REBUILD_TABLE, into.data,
+               from.data);
+    put_ident(&sql, old_schema->name);
+    buf_puts(&sql, ";\nDROP TABLE ");
+    put_ident(&sql, old_schema->name);
+    buf_printf(&sql, ";\nALTER TABLE \"%s\" RENAME TO ", REBUILD_TABLE);
+    put_ident(&sql, old_schema->name);
+    buf_free(&into);
+    buf_free(&from);
+    return exec_buf(c, &sql, "rebuild table", f);
+}
+
+static int sqlite_table_alter(void *conn, const struct table_schema *old_schema,
+                              const struct table_schema *new_schema,
+                              const struct schema_diff *diff, struct fault *f)
+{
+    struct sqlite_conn *c = conn;
+    if (schema_names_check(old_schema, f) != 0 || schema_names_check(new_schema, f) != 0)
+        return -1;
+    if (alter_needs_rebuild(new_schema, diff))
+        return table_rebuild(c, old_schema, new_schema, f);
+    struct buf sql = BUF_INIT;
+    for (size_t i = 0; i < diff->nadded; i++) {
+        buf_puts(&sql, "ALTER TABLE ");
+        put_ident(&sql, old_schema->name);
+        buf_puts(&sql, " ADD COLUMN ");
+        put_column(&sql, &new_schema->columns[diff->added[i]], 0);
+        buf_puts(&sql, ";\n");
+    }
+    for (size_t i = 0; i < diff->ndropped; i++) {
+        buf_puts(&sql, "ALTER TABLE ");
+        put_ident(&sql, old_schema->name);
+        buf_puts(&sql, " DROP COLUMN ");
+        put_ident(&sql, old_schema->columns[diff->dropped[i]].name);
+        buf_puts(&sql, ";\n");
+    }
+    if (!sql.len)
+        return 0;
+    return exec_buf(c, &sql, "alter table", f);
+}
+
+/* ---- rows ---- */
+
+static int apply_prepare(struct sqlite_conn *c, const struct table_schema *s,
+                         struct apply_stmts *a, struct fault *f)
+{
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "INSERT INTO ");
+    put_ident(&sql, s->name);
+    buf_puts(&sql, " (");
+    for (size_t k = 0; k < s->ncolumns; k++) {
+        if (k)
+            buf_puts(&sql, ", ");
+        put_ident(&sql, s->columns[k].name);
+    }
+    buf_puts(&sql, ") VALUES (");
+    for (size_t k = 0; k < s->ncolumns; k++)
+        buf_puts(&sql, k ? ", ?" : "?");
+    buf_puts(&sql, ") ON CONFLICT (");
+    for (size_t p = 0; p < s->npk; p++) {
+        if (p)
+            buf_puts(&sql, ", ");
+        put_ident(&sql, s->columns[s->pk[p]].name);
+    }
+    size_t nset = 0;
+    for (size_t k = 0; k < s->ncolumns; k++) {
+        if (s->columns[k].pk_position)
+            continue;
+        buf_puts(&sql, nset++ ? ", " : ") DO UPDATE SET ");
+        put_ident(&sql, s->columns[k].name);
+        buf_puts(&sql, " = excluded.");
+        put_ident(&sql, s->columns[k].name);
+    }
+    if (!nset)
+        buf_puts(&sql, ") DO NOTHING");
+    if (prepare(c, &sql, &a->upsert, f) != 0)
+        return -1;
+    buf_puts(&sql, "DELETE FROM ");
+    put_ident(&sql, s->name);
+    for (size_t p = 0; p < s->npk; p++) {
+        buf_puts(&sql, p ? " AND " : " WHERE ");
+        put_ident(&sql, s->columns[s->pk[p]].name);
+        buf_puts(&sql, " = ?");
+    }
+    return prepare(c, &sql, &a->remove, f);
+}
+
+/* The cached statements for a table schema (keyed by name and schema hash). */
+static struct apply_stmts *apply_stmts_for(struct sqlite_conn *c, const struct table_schema *s,
+                                           struct fault *f)
+{
+    for (size_t i = 0; i < c->napplies; i++)
+        if (strcmp(c->applies[i].hash, s->hash) == 0 && ident_equal(c->applies[i].table, s->name))
+            return &c->applies[i];
+    if (schema_names_check(s, f) != 0)
+        return NULL;
+    if (c->napplies >= APPLY_CACHE_MAX)
+        applies_clear(c);
+    struct apply_stmts a = {.table = NULL};
+    if (apply_prepare(c, s, &a, f) != 0) {
+        sqlite3_finalize(a.upsert);
+        return NULL;
+    }
+    a.table = xstrdup(s->name);
+    snprintf(a.hash, sizeof(a.hash), "%s", s->hash);
+    c->applies = xgrow(c->applies, &c->applies_cap, c->napplies + 1, sizeof(*c->applies));
+    c->applies[c->napplies] = a;
+    return &c->applies[c->napplies++];
+}
+
+/* Binds a checked value; text and bytes live in the request arena (SQLITE_STATIC), date/time
+ * text in the connection's scratch slot. */
+static int bind_value(struct sqlite_conn *c, sqlite3_stmt *stmt, int index, size_t slot,
+                      const struct value *v)
+{
+    switch (v->cls) {
+    case VAL_NULL:
+        return sqlite3_bind_null(stmt, index);
+    case VAL_INT:
+        return sqlite3_bind_int64(stmt, index, v->i);
+    case VAL_REAL:
+        return sqlite3_bind_double(stmt, index, v->d);
+    case VAL_BINARY:
+        if (!v->text)
+            return sqlite3_bind_zeroblob(stmt, index, 0);
+        return sqlite3_bind_blob64(stmt, index, v->text, v->len, SQLITE_STATIC);
+    case VAL_DATETIME: {
+        size_t len = datetime_text(v->text ? v->text : "", v->text ? v->len : 0,
+                                   c->time_text[slot], TIME_TEXT_MAX);
+        return sqlite3_bind_text64(stmt, index, c->time_text[slot], len, SQLITE_STATIC,
+                                   SQLITE_UTF8);
+    }
+    case VAL_DECIMAL:
+    case VAL_TEXT:
+        break;
+    }
+    return sqlite3_bind_text64(stmt, index, v->text ? v->text : "", v->text ? v->len : 0,
+                               SQLITE_STATIC, SQLITE_UTF8);
+}
+
+static int sqlite_rows_apply(void *conn, const struct table_schema *schema,
+                             const struct row_change *rows, size_t n, int table_was_empty,
+                             struct fault *f)
+{
+    (void)table_was_empty;   /* the upsert is as fast as a plain insert on an empty table */
+    struct sqlite_conn *c = conn;
+    struct apply_stmts *a = apply_stmts_for(c, schema, f);
+    if (!a)
+        return -1;
+    c->time_text = xgrow(c->time_text, &c->time_text_cap, schema->ncolumns + 1,
+                         sizeof(*c->time_text));
+    for (size_t r = 0; r < n; r++) {
+        int remove = rows[r].op == 'D';
+        sqlite3_stmt *stmt = remove ? a->remove : a->upsert;
+        size_t nvalues = remove ? schema->npk : schema->ncolumns;
+        for (size_t k = 0; k < nvalues; k++)
+            if (bind_value(c, stmt, (int)k + 1, k, &rows[r].values[k]) != SQLITE_OK)
+                return db_fail(c->db, f, "binding a value");
+        if (step_done(c, stmt, remove ? "delete" : "upsert", f) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t errlen)
+{
+    struct sqlite_conn *c = conn;
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(c->db));
+    sqlite3_free(msg);
+    return -1;
+}
+
+const struct store_driver store_driver_sqlite = {
+    .name = "sqlite",
+    .backend_open = sqlite_backend_open,
+    .backend_close = sqlite_backend_close,
+    .tenant_open = sqlite_tenant_open,
+    .tenant_close = sqlite_tenant_close,
+    .tenant_drop = sqlite_tenant_drop,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .meta_read = sqlite_meta_read,
+    .meta_put = sqlite_meta_put,
+    .meta_delete = sqlite_meta_delete,
+    .table_create = sqlite_table_create,
+    .table_drop = sqlite_table_drop,
+    .table_alter = sqlite_table_alter,
+    .table_wipe = sqlite_table_wipe,
+    .rows_apply = sqlite_rows_apply,
+    .exec_script = sqlite_exec_script,
+};

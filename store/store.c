@@ -1,0 +1,712 @@
+/* store/store: the generic layer of the mirror store (see store.h). Owns the protocol's storage
+ * semantics (TableSchema planning against the metadata, Wipe, RowData checks, stale-row
+ * skipping, positions, counts, resync, reset), the worker's cache of open tenants (least
+ * recently used closed first) and each tenant's cache of parsed stored schemas. Every call is
+ * one driver transaction: any failure rolls back and nothing is changed. */
+#include "store/store.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "proto/schema.h"
+#include "proto/value.h"
+
+enum {
+    STORE_DEFAULT_MAX_OPEN = 64,
+    SCHEMA_CACHE_MAX = 512,   /* parsed schemas kept per tenant before the cache starts over */
+    APPLY_CHUNK_ROWS = 1024   /* rows checked and handed to the driver at a time */
+};
+
+/* A stored schema parsed once (schema_from_canonical), keyed by table name and hash. */
+struct cached_schema {
+    struct table_schema schema;   /* name: the metadata's tablename */
+};
+
+struct store_tenant {
+    struct store *store;
+    struct store_tenant *prev, *next;   /* the store's open tenants, most recently used first */
+    char *tenant;
+    char *dbname;
+    void *conn;
+    struct arena schema_arena;          /* every cached_schema and what it points to */
+    struct cached_schema **schemas;
+    size_t nschemas, schemas_cap;
+};
+
+struct store {
+    const struct config *cfg;
+    const struct store_driver *driver;
+    void *backend;
+    struct store_tenant *open_first;
+    size_t nopen, max_open;
+    /* RowData scratch reused across calls: one chunk of checked rows and their values. */
+    struct row_change *chunk_rows;
+    size_t chunk_rows_cap;
+    struct value *chunk_values;
+    size_t chunk_values_cap;
+};
+
+static const struct store_driver *driver_for(const struct config *cfg)
+{
+    switch (cfg->driver) {
+    case STORE_SQLITE: return &store_driver_sqlite;
+    case STORE_POSTGRESQL: return &store_driver_postgresql;
+    case STORE_MSSQL: return &store_driver_mssql;
+    }
+    return NULL;
+}
+
+struct store *store_new(const struct config *cfg, char *err, size_t errlen)
+{
+    const struct store_driver *driver = driver_for(cfg);
+    if (!driver) {
+        snprintf(err, errlen, "unknown store driver %d", (int)cfg->driver);
+        return NULL;
+    }
+    if (!driver->backend_open) {
+        snprintf(err, errlen, "store driver %s is not available in this build", driver->name);
+        return NULL;
+    }
+    void *backend = driver->backend_open(cfg, err, errlen);
+    if (!backend)
+        return NULL;
+    struct store *store = xcalloc(1, sizeof(*store));
+    store->cfg = cfg;
+    store->driver = driver;
+    store->backend = backend;
+    store->max_open = STORE_DEFAULT_MAX_OPEN;
+    if (cfg->driver == STORE_SQLITE && cfg->sqlite.max_open > 0)
+        store->max_open = (size_t)cfg->sqlite.max_open;
+    return store;
+}
+
+/* ---- open tenants ---- */
+
+static void tenant_unlink(struct store *store, struct store_tenant *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        store->open_first = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+}
+
+static void tenant_push_front(struct store *store, struct store_tenant *t)
+{
+    t->prev = NULL;
+    t->next = store->open_first;
+    if (store->open_first)
+        store->open_first->prev = t;
+    store->open_first = t;
+}
+
+static void tenant_close(struct store *store, struct store_tenant *t)
+{
+    tenant_unlink(store, t);
+    store->nopen--;
+    store->driver->tenant_close(t->conn);
+    arena_free(&t->schema_arena);
+    free(t->schemas);
+    free(t->tenant);
+    free(t->dbname);
+    free(t);
+}
+
+static struct store_tenant *tenant_find(struct store *store, const char *tenant)
+{
+    for (struct store_tenant *t = store->open_first; t; t = t->next)
+        if (strcmp(t->tenant, tenant) == 0)
+            return t;
+    return NULL;
+}
+
+void store_free(struct store *store)
+{
+    if (!store)
+        return;
+    while (store->open_first)
+        tenant_close(store, store->open_first);
+    store->driver->backend_close(store->backend);
+    free(store->chunk_rows);
+    free(store->chunk_values);
+    free(store);
+}
+
+struct store_tenant *store_tenant(struct store *store, const char *tenant, struct fault *f)
+{
+    struct store_tenant *t = tenant_find(store, tenant);
+    if (t) {
+        tenant_unlink(store, t);
+        tenant_push_front(store, t);
+        return t;
+    }
+    if (!tenant_valid(tenant)) {
+        fault_set(f, FAULT_INTERNAL, "invalid tenant name");
+        return NULL;
+    }
+    if (store->nopen >= store->max_open) {
+        struct store_tenant *last = store->open_first;
+        while (last->next)
+            last = last->next;
+        tenant_close(store, last);
+    }
+    char *dbname = cfg_database_name(store->cfg, tenant);
+    void *conn = NULL;
+    if (store->driver->tenant_open(store->backend, tenant, dbname, &conn, f) != 0) {
+        free(dbname);
+        return NULL;
+    }
+    t = xcalloc(1, sizeof(*t));
+    t->store = store;
+    t->tenant = xstrdup(tenant);
+    t->dbname = dbname;
+    t->conn = conn;
+    arena_init(&t->schema_arena);
+    tenant_push_front(store, t);
+    store->nopen++;
+    return t;
+}
+
+/* ---- stored schemas ---- */
+
+/* Called at the start of each call, so that pointers handed out during a call stay valid. */
+static void schema_cache_trim(struct store_tenant *t)
+{
+    if (t->nschemas < SCHEMA_CACHE_MAX)
+        return;
+    arena_free(&t->schema_arena);
+    t->nschemas = 0;
+}
+
+/* The parsed schema of a metadata row, or NULL with err when the stored text does not parse. */
+static const struct table_schema *stored_schema(struct store_tenant *t, const struct table_meta *m,
+                                                char *err, size_t errlen)
+{
+    for (size_t i = 0; i < t->nschemas; i++) {
+        const struct table_schema *s = &t->schemas[i]->schema;
+        if (strcmp(s->hash, m->hash) == 0 && ident_equal(s->name, m->name))
+            return s;
+    }
+    struct cached_schema *entry = arena_calloc(&t->schema_arena, 1, sizeof(*entry));
+    if (schema_from_canonical(m->name, m->canonical, &t->schema_arena, &entry->schema, err,
+                              errlen) != 0)
+        return NULL;
+    /* keyed by the stored hash, whatever the text hashes to */
+    snprintf(entry->schema.hash, sizeof(entry->schema.hash), "%s", m->hash);
+    t->schemas = xgrow(t->schemas, &t->schemas_cap, t->nschemas + 1, sizeof(*t->schemas));
+    t->schemas[t->nschemas++] = entry;
+    return &entry->schema;
+}
+
+/* ---- helpers shared by the calls ---- */
+
+static struct table_meta *meta_find(struct table_meta *meta, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ident_equal(meta[i].name, name))
+            return &meta[i];
+    return NULL;
+}
+
+/* Begins the call's transaction and reads the metadata. */
+static int call_begin(struct store_tenant *t, struct arena *arena, struct table_meta **meta,
+                      size_t *nmeta, struct fault *f)
+{
+    const struct store_driver *driver = t->store->driver;
+    if (driver->begin(t->conn, f) != 0)
+        return -1;
+    if (driver->meta_read(t->conn, arena, meta, nmeta, f) != 0) {
+        driver->rollback(t->conn);
+        return -1;
+    }
+    return 0;
+}
+
+static int call_end(struct store_tenant *t, int rc, struct fault *f)
+{
+    if (rc == 0 && t->store->driver->commit(t->conn, f) == 0)
+        return 0;
+    t->store->driver->rollback(t->conn);
+    return -1;
+}
+
+static int table_remove(struct store_tenant *t, const char *name, struct fault *f)
+{
+    const struct store_driver *driver = t->store->driver;
+    if (driver->table_drop(t->conn, name, f) != 0)
+        return -1;
+    return driver->meta_delete(t->conn, name, f);
+}
+
+static int table_empty(struct store_tenant *t, const struct table_meta *m, struct fault *f)
+{
+    const struct store_driver *driver = t->store->driver;
+    if (driver->table_wipe(t->conn, m->name, f) != 0)
+        return -1;
+    return driver->meta_put(t->conn, m->name, m->canonical, m->hash, -1, f);
+}
+
+/* ---- TableSchema ---- */
+
+static int table_names_unique(const struct table_schema *tables, size_t n, struct fault *f)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (ident_equal(tables[i].name, tables[j].name)) {
+                fault_set(f, FAULT_MALFORMED_REQUEST, "table %s is listed twice",
+                          tables[j].name);
+                return -1;
+            }
+    return 0;
+}
+
+/* Applies one request table against its metadata row m (NULL when the mirror lacks it). */
+static int schema_apply_one(struct store_tenant *t, const struct table_schema *req,
+                            const struct table_meta *m, struct arena *arena,
+                            struct table_state *state, struct fault *f)
+{
+    const struct store_driver *driver = t->store->driver;
+    state->name = req->name;
+    state->lsn = -1;
+    if (req->reject) {
+        state->change = CHANGE_REJECTED;
+        state->error = req->reject;
+        return m ? table_remove(t, m->name, f) : 0;
+    }
+    const struct table_schema *old = NULL;
+    struct schema_diff diff;
+    memset(&diff, 0, sizeof(diff));
+    enum table_change change;
+    if (m) {
+        char err[256];
+        old = stored_schema(t, m, err, sizeof(err));
+        if (!old)
+            log_warn("table %s: stored schema unreadable (%s); recreating it", m->name, err);
+    }
+    change = (m && !old) ? CHANGE_RECREATED : schema_plan(req, old, arena, &diff);
+    state->change = change;
+    switch (change) {
+    case CHANGE_UNCHANGED:
+        state->lsn = m->lsn;
+        return 0;
+    case CHANGE_ALTERED:
+        state->lsn = m->lsn;
+        if (driver->table_alter(t->conn, old, req, &diff, f) != 0)
+            return -1;
+        break;
+    case CHANGE_RECREATED:
+        if (driver->table_drop(t->conn, m->name, f) != 0)
+            return -1;
+        if (driver->table_create(t->conn, req, f) != 0)
+            return -1;
+        break;
+    default:
+        state->change = CHANGE_CREATED;
+        if (driver->table_create(t->conn, req, f) != 0)
+            return -1;
+        break;
+    }
+    return driver->meta_put(t->conn, m ? m->name : req->name, req->canonical, req->hash,
+                            state->lsn, f);
+}
+
+static int meta_by_name(const void *a, const void *b)
+{
+    const struct table_meta *const *ma = a, *const *mb = b;
+    return strcasecmp((*ma)->name, (*mb)->name);
+}
+
+int store_table_schema(struct store_tenant *t, struct table_schema *tables, size_t n,
+                       struct arena *arena, struct table_state **states, size_t *nstates,
+                       struct fault *f)
+{
+    if (n == 0) {
+        fault_set(f, FAULT_MALFORMED_REQUEST, "TableSchema lists no tables");
+        return -1;
+    }
+    if (table_names_unique(tables, n, f) != 0)
+        return -1;
+    schema_cache_trim(t);
+    struct table_meta *meta;
+    size_t nmeta;
+    if (call_begin(t, arena, &meta, &nmeta, f) != 0)
+        return -1;
+    struct table_state *out = arena_calloc(arena, n + nmeta, sizeof(*out));
+    unsigned char *listed = arena_calloc(arena, nmeta + 1, 1);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct table_meta *m = meta_find(meta, nmeta, tables[i].name);
+        if (m)
+            listed[m - meta] = 1;
+        rc = schema_apply_one(t, &tables[i], m, arena, &out[i], f);
+    }
+    const struct table_meta **dropped = arena_calloc(arena, nmeta + 1, sizeof(*dropped));
+    size_t ndropped = 0;
+    for (size_t i = 0; i < nmeta; i++)
+        if (!listed[i])
+            dropped[ndropped++] = &meta[i];
+    qsort(dropped, ndropped, sizeof(*dropped), meta_by_name);
+    for (size_t i = 0; i < ndropped && rc == 0; i++) {
+        rc = table_remove(t, dropped[i]->name, f);
+        out[n + i] = (struct table_state){.name = dropped[i]->name, .lsn = -1,
+                                          .change = CHANGE_DROPPED};
+    }
+    if (call_end(t, rc, f) != 0)
+        return -1;
+    *states = out;
+    *nstates = n + ndropped;
+    return 0;
+}
+
+/* ---- Wipe and resync ---- */
+
+int store_wipe(struct store_tenant *t, char *const *names, size_t n, struct arena *arena,
+               struct table_state **states, struct fault *f)
+{
+    if (n == 0) {
+        fault_set(f, FAULT_MALFORMED_REQUEST, "Wipe lists no tables");
+        return -1;
+    }
+    struct table_meta *meta;
+    size_t nmeta;
+    if (call_begin(t, arena, &meta, &nmeta, f) != 0)
+        return -1;
+    const struct table_meta **found = arena_calloc(arena, n, sizeof(*found));
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (table_blocked(names[i], &t->store->cfg->block_tables)) {
+            fault_set(f, FAULT_BLOCKED_TABLE, "table %s is blocked", names[i]);
+            fault_at(f, names[i], NULL, 0);
+            rc = -1;
+        } else if (!(found[i] = meta_find(meta, nmeta, names[i]))) {
+            fault_set(f, FAULT_UNKNOWN_TABLE, "table %s is not in the mirror", names[i]);
+            fault_at(f, names[i], NULL, 0);
+            rc = -1;
+        }
+    }
+    struct table_state *out = arena_calloc(arena, n, sizeof(*out));
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = table_empty(t, found[i], f);
+        out[i] = (struct table_state){.name = names[i], .lsn = -1};
+    }
+    if (call_end(t, rc, f) != 0)
+        return -1;
+    *states = out;
+    return 0;
+}
+
+int store_resync(struct store_tenant *t, char *const *names, size_t n, struct fault *f)
+{
+    struct arena arena;
+    arena_init(&arena);
+    struct table_meta *meta;
+    size_t nmeta;
+    if (call_begin(t, &arena, &meta, &nmeta, f) != 0) {
+        arena_free(&arena);
+        return -1;
+    }
+    int rc = 0;
+    if (!names) {
+        for (size_t i = 0; i < nmeta && rc == 0; i++)
+            rc = table_empty(t, &meta[i], f);
+    }
+    for (size_t i = 0; names && i < n && rc == 0; i++) {
+        const struct table_meta *m = meta_find(meta, nmeta, names[i]);
+        if (m)
+            rc = table_empty(t, m, f);
+        else
+            log_warn("resync: table %s is not in the mirror of %s; ignored", names[i],
+                     t->tenant);
+    }
+    rc = call_end(t, rc, f);
+    arena_free(&arena);
+    return rc;
+}
+
+/* ---- RowData ---- */
+
+/* What one call knows about one table it writes. */
+struct call_table {
+    const char *name;                  /* as first sent in this call */
+    const struct table_meta *meta;
+    const struct table_schema *schema;
+    int64_t lsn_before;
+    int64_t lsn_after;                 /* the largest batch <Lsn> seen, at least lsn_before */
+    long rows_seen;                    /* for 1-based row numbers in faults */
+    struct table_state *state;
+};
+
+/* One batch's columns against its table: target[j] is the table column of Columns entry j,
+ * source[k] the Columns entry of table column k. */
+struct column_map {
+    size_t *target;
+    size_t *source;
+};
+
+static int call_table_open(struct store_tenant *t, struct table_meta *meta, size_t nmeta,
+                           const char *name, struct call_table *ct, struct fault *f)
+{
+    if (table_blocked(name, &t->store->cfg->block_tables)) {
+        fault_set(f, FAULT_BLOCKED_TABLE, "table %s is blocked", name);
+        fault_at(f, name, NULL, 0);
+        return -1;
+    }
+    ct->meta = meta_find(meta, nmeta, name);
+    if (!ct->meta) {
+        fault_set(f, FAULT_UNKNOWN_TABLE, "table %s is not in the mirror", name);
+        fault_at(f, name, NULL, 0);
+        return -1;
+    }
+    char err[256];
+    ct->schema = stored_schema(t, ct->meta, err, sizeof(err));
+    if (!ct->schema) {
+        fault_set(f, FAULT_STORAGE_ERROR, "stored schema of table %s is unreadable: %s", name,
+                  err);
+        return -1;
+    }
+    ct->name = name;
+    ct->lsn_before = ct->meta->lsn;
+    ct->lsn_after = ct->meta->lsn;
+    return 0;
+}
+
+static size_t column_index(const struct table_schema *s, const char *name)
+{
+    for (size_t k = 0; k < s->ncolumns; k++)
+        if (ident_equal(s->columns[k].name, name))
+            return k;
+    return SIZE_MAX;
+}
+
+static int column_mismatch(struct fault *f, const char *table, const char *column,
+                           const char *why)
+{
+    fault_set(f, FAULT_COLUMN_MISMATCH, "table %s: column %s %s", table, column, why);
+    fault_at(f, table, column, 0);
+    return -1;
+}
+
+static int columns_map(const struct table_schema *s, const struct batch *b, struct arena *arena,
+                       struct column_map *map, struct fault *f)
+{
+    map->target = arena_alloc(arena, (b->ncolumns + 1) * sizeof(*map->target));
+    map->source = arena_alloc(arena, (s->ncolumns + 1) * sizeof(*map->source));
+    for (size_t k = 0; k < s->ncolumns; k++)
+        map->source[k] = SIZE_MAX;
+    for (size_t j = 0; j < b->ncolumns; j++) {
+        size_t k = column_index(s, b->columns[j]);
+        if (k == SIZE_MAX)
+            return column_mismatch(f, b->table, b->columns[j], "is not a column of the table");
+        if (map->source[k] != SIZE_MAX)
+            return column_mismatch(f, b->table, b->columns[j], "is listed twice");
+        map->source[k] = j;
+        map->target[j] = k;
+    }
+    for (size_t k = 0; k < s->ncolumns; k++)
+        if (map->source[k] == SIZE_MAX)
+            return column_mismatch(f, b->table, s->columns[k].name, "is missing from Columns");
+    return 0;
+}
+
+static int row_malformed(struct fault *f, const char *table, long rowno, const char *what)
+{
+    fault_set(f, FAULT_MALFORMED_REQUEST, "row %ld of table %s: %s", rowno, table, what);
+    fault_at(f, table, NULL, rowno);
+    return -1;
+}
+
+static int value_checked(const struct column *col, const struct raw_value *raw,
+                         const char *table, const char *column_as_sent, long rowno,
+                         struct arena *arena, struct value *out, struct fault *f)
+{
+    char err[512];
+    if (value_check(&col->type, col->nullable, raw, arena, out, err, sizeof(err)) == 0)
+        return 0;
+    fault_set(f, FAULT_INVALID_VALUE, "row %ld of table %s: column %s: %s", rowno, table,
+              column_as_sent, err);
+    fault_at(f, table, column_as_sent, rowno);
+    return -1;
+}
+
+/* Checks one row's values into out (table column order; key order for D). */
+static int row_check(const struct table_schema *s, const struct batch *b, const struct row *row,
+                     long rowno, const struct column_map *map, struct arena *arena,
+                     struct value *out, struct fault *f)
+{
+    if (row->op == 'D') {
+        if (row->nvalues != s->npk)
+            return row_malformed(f, b->table, rowno, "a D row carries the primary-key values");
+        for (size_t p = 0; p < s->npk; p++) {
+            size_t k = s->pk[p];
+            if (value_checked(&s->columns[k], &row->values[p], b->table,
+                              b->columns[map->source[k]], rowno, arena, &out[p], f) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    if (row->op != 'I' && row->op != 'U')
+        return row_malformed(f, b->table, rowno, "op must be I, U or D");
+    if (row->nvalues != s->ncolumns)
+        return row_malformed(f, b->table, rowno, "value count differs from Columns");
+    for (size_t j = 0; j < b->ncolumns; j++) {
+        size_t k = map->target[j];
+        if (value_checked(&s->columns[k], &row->values[j], b->table, b->columns[j], rowno,
+                          arena, &out[k], f) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Makes room for one chunk of rows of a table of ncolumns columns. */
+static void chunk_reserve(struct store *store, size_t ncolumns)
+{
+    store->chunk_rows = xgrow(store->chunk_rows, &store->chunk_rows_cap, APPLY_CHUNK_ROWS,
+                              sizeof(*store->chunk_rows));
+    store->chunk_values = xgrow(store->chunk_values, &store->chunk_values_cap,
+                                (size_t)APPLY_CHUNK_ROWS * (ncolumns ? ncolumns : 1),
+                                sizeof(*store->chunk_values));
+}
+
+static int chunk_flush(struct store_tenant *t, const struct call_table *ct, size_t *nrows,
+                       struct fault *f)
+{
+    if (*nrows == 0)
+        return 0;
+    int rc = t->store->driver->rows_apply(t->conn, ct->schema, t->store->chunk_rows, *nrows,
+                                          ct->lsn_before == -1, f);
+    *nrows = 0;
+    return rc;
+}
+
+static void count_row(struct table_state *state, char op)
+{
+    if (op == 'I')
+        state->inserted++;
+    else if (op == 'U')
+        state->updated++;
+    else
+        state->deleted++;
+}
+
+static int batch_apply(struct store_tenant *t, struct call_table *ct, const struct batch *b,
+                       struct arena *arena, struct fault *f)
+{
+    struct store *store = t->store;
+    const struct table_schema *s = ct->schema;
+    struct column_map map;
+    if (columns_map(s, b, arena, &map, f) != 0)
+        return -1;
+    chunk_reserve(store, s->ncolumns);
+    size_t nchunk = 0;
+    for (size_t r = 0; r < b->nrows; r++) {
+        const struct row *row = &b->rows[r];
+        long rowno = ++ct->rows_seen;
+        struct value *values = store->chunk_values + nchunk * s->ncolumns;
+        if (row_check(s, b, row, rowno, &map, arena, values, f) != 0)
+            return -1;
+        if (row->has_lsn && row->lsn <= ct->lsn_before) {
+            ct->state->skipped++;
+            continue;
+        }
+        store->chunk_rows[nchunk++] = (struct row_change){.op = row->op, .values = values};
+        count_row(ct->state, row->op);
+        if (nchunk == APPLY_CHUNK_ROWS && chunk_flush(t, ct, &nchunk, f) != 0)
+            return -1;
+    }
+    if (chunk_flush(t, ct, &nchunk, f) != 0)
+        return -1;
+    if (b->has_lsn && b->lsn > ct->lsn_after)
+        ct->lsn_after = b->lsn;
+    return 0;
+}
+
+/* Applies every batch; tables and states have room for n (one per batch at most). */
+static int row_data_apply(struct store_tenant *t, const struct batch *batches, size_t n,
+                          struct table_meta *meta, size_t nmeta, struct arena *arena,
+                          struct call_table *tables, struct table_state *states,
+                          size_t *ntables, struct fault *f)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct batch *b = &batches[i];
+        struct call_table *ct = NULL;
+        for (size_t k = 0; k < *ntables && !ct; k++)
+            if (ident_equal(tables[k].name, b->table))
+                ct = &tables[k];
+        if (!ct) {
+            ct = &tables[*ntables];
+            if (call_table_open(t, meta, nmeta, b->table, ct, f) != 0)
+                return -1;
+            ct->state = &states[(*ntables)++];
+            ct->state->name = b->table;
+        }
+        if (batch_apply(t, ct, b, arena, f) != 0)
+            return -1;
+    }
+    for (size_t k = 0; k < *ntables; k++) {
+        struct call_table *ct = &tables[k];
+        if (ct->lsn_after > ct->lsn_before &&
+            t->store->driver->meta_put(t->conn, ct->meta->name, ct->meta->canonical,
+                                       ct->meta->hash, ct->lsn_after, f) != 0)
+            return -1;
+        ct->state->lsn = ct->lsn_after;
+    }
+    return 0;
+}
+
+int store_row_data(struct store_tenant *t, const struct batch *batches, size_t n,
+                   struct arena *arena, struct table_state **states, size_t *nstates,
+                   struct fault *f)
+{
+    if (n == 0) {
+        fault_set(f, FAULT_MALFORMED_REQUEST, "RowData has no batches");
+        return -1;
+    }
+    schema_cache_trim(t);
+    struct table_meta *meta;
+    size_t nmeta;
+    if (call_begin(t, arena, &meta, &nmeta, f) != 0)
+        return -1;
+    struct call_table *tables = arena_calloc(arena, n, sizeof(*tables));
+    struct table_state *out = arena_calloc(arena, n, sizeof(*out));
+    size_t ntables = 0;
+    int rc = row_data_apply(t, batches, n, meta, nmeta, arena, tables, out, &ntables, f);
+    if (call_end(t, rc, f) != 0)
+        return -1;
+    *states = out;
+    *nstates = ntables;
+    return 0;
+}
+
+/* ---- operator actions ---- */
+
+int store_reset(struct store *store, const char *tenant, struct fault *f)
+{
+    if (!tenant_valid(tenant)) {
+        fault_set(f, FAULT_INTERNAL, "invalid tenant name");
+        return -1;
+    }
+    struct store_tenant *open = tenant_find(store, tenant);
+    if (open)
+        tenant_close(store, open);
+    char *dbname = cfg_database_name(store->cfg, tenant);
+    int rc = store->driver->tenant_drop(store->backend, tenant, dbname, f);
+    free(dbname);
+    if (rc != 0)
+        return -1;
+    return store_tenant(store, tenant, f) ? 0 : -1;
+}
+
+int store_list_tables(struct store_tenant *t, struct arena *arena, struct table_meta **out,
+                      size_t *n, struct fault *f)
+{
+    if (call_begin(t, arena, out, n, f) != 0)
+        return -1;
+    return call_end(t, 0, f);
+}

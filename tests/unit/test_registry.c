@@ -1,0 +1,441 @@
+/* tests/unit/test_registry: unit tests of shm/registry (tenant table, locks, change counters,
+ * operator requests, worker slots and metrics folding, size). */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/registry.h"
+
+static struct registry *new_registry(uint32_t tenants, uint32_t workers)
+{
+    char err[256] = "";
+    struct registry *reg = reg_create(tenants, workers, err, sizeof(err));
+    ck_assert_msg(reg != NULL, "reg_create: %s", err);
+    return reg;
+}
+
+static uint32_t tenant(struct registry *reg, const char *ctx)
+{
+    uint32_t idx = 0;
+    ck_assert_int_eq(reg_tenant_find(reg, ctx, 1, &idx, NULL), 0);
+    return idx;
+}
+
+START_TEST(test_create_limits)
+{
+    char err[256] = "";
+    ck_assert_ptr_null(reg_create(0, 4, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "tenants.max"));
+    ck_assert_ptr_null(reg_create(10, 0, err, sizeof(err)));
+    ck_assert_ptr_nonnull(strstr(err, "workers"));
+    struct registry *reg = new_registry(10, 3);
+    ck_assert_uint_eq(reg_max_tenants(reg), 10);
+    ck_assert_uint_eq(reg_max_workers(reg), 3);
+    ck_assert_uint_eq(reg_mapping_size(reg), reg_size_for(10, 3));
+    ck_assert_int_gt(reg_master_counters(reg)->started, 0);
+    reg_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_find_create)
+{
+    struct registry *reg = new_registry(8, 2);
+    uint32_t idx = 99;
+    int full = 7;
+    ck_assert_int_eq(reg_tenant_find(reg, "Cust1", 0, &idx, &full), -1);
+    ck_assert_int_eq(full, 0);
+    ck_assert_uint_eq(reg_tenant_count(reg), 0);
+    ck_assert_int_eq(reg_tenant_find(reg, "Cust1", 1, &idx, &full), 0);
+    uint32_t first = idx;
+    ck_assert_int_eq(reg_tenant_find(reg, "Cust2", 1, &idx, &full), 0);
+    ck_assert_uint_ne(idx, first);
+    ck_assert_int_eq(reg_tenant_find(reg, "Cust1", 0, &idx, &full), 0);
+    ck_assert_uint_eq(idx, first);
+    /* exact compare: no case folding, no prefix match */
+    ck_assert_int_eq(reg_tenant_find(reg, "cust1", 0, &idx, NULL), -1);
+    ck_assert_int_eq(reg_tenant_find(reg, "Cust", 0, &idx, NULL), -1);
+    ck_assert_int_eq(reg_tenant_find(reg, "", 1, &idx, NULL), -1);
+    ck_assert_uint_eq(reg_tenant_count(reg), 2);
+
+    struct tenant_view v;
+    ck_assert_int_eq(reg_tenant_read(reg, first, &v), 0);
+    ck_assert_str_eq(v.tenant, "Cust1");
+    ck_assert_int_eq(v.state, TENANT_NEW);
+    ck_assert_str_eq(v.last_error, "");
+    ck_assert_int_eq(reg_tenant_read(reg, 5, &v), -1);      /* never allocated */
+    ck_assert_int_eq(reg_tenant_read(reg, 1000, &v), -1);   /* out of range */
+    reg_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_full_table)
+{
+    struct registry *reg = new_registry(5, 1);
+    char name[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof(name), "T%d", i);
+        tenant(reg, name);
+    }
+    uint32_t idx;
+    int full = 0;
+    ck_assert_int_eq(reg_tenant_find(reg, "T5", 1, &idx, &full), -1);
+    ck_assert_int_eq(full, 1);
+    ck_assert_int_eq(reg_set_paused(reg, "T6", 1), -1);   /* a pause cannot create either */
+    full = 0;
+    ck_assert_int_eq(reg_tenant_find(reg, "T3", 1, &idx, &full), 0);   /* existing ones still found */
+    ck_assert_int_eq(full, 0);
+    ck_assert_uint_eq(reg_tenant_count(reg), 5);
+    reg_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_lock)
+{
+    struct registry *reg = new_registry(4, 1);
+    uint32_t idx = tenant(reg, "Cust1");
+    ck_assert_int_eq(reg_tenant_trylock(reg, idx, 1001), 0);
+    ck_assert_int_eq(reg_tenant_trylock(reg, idx, 1002), 1);
+    ck_assert_int_eq(reg_tenant_trylock(reg, idx, 1001), 1);   /* not reentrant */
+    struct tenant_view v;
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_uint_eq(v.lock_owner, 1001);
+    reg_tenant_unlock(reg, idx, 1002);                          /* not the owner: no effect */
+    ck_assert_int_eq(reg_tenant_trylock(reg, idx, 1002), 1);
+    reg_tenant_unlock(reg, idx, 1001);
+    ck_assert_int_eq(reg_tenant_trylock(reg, idx, 1002), 0);
+    reg_tenant_unlock(reg, idx, 1002);
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_uint_eq(v.lock_owner, 0);
+    reg_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_release_locks_of)
+{
+    struct registry *reg = new_registry(4, 1);
+    uint32_t a = tenant(reg, "A1"), b = tenant(reg, "B1"), c = tenant(reg, "C1");
+    ck_assert_int_eq(reg_tenant_trylock(reg, a, 4242), 0);
+    ck_assert_int_eq(reg_tenant_trylock(reg, b, 4242), 0);
+    ck_assert_int_eq(reg_tenant_trylock(reg, c, 5555), 0);
+    ck_assert_int_eq(reg_release_locks_of(reg, 4242), 2);
+    struct tenant_view v;
+    reg_tenant_read(reg, a, &v);
+    ck_assert_str_eq(v.last_error, "a call was interrupted (worker 4242 died)");
+    ck_assert_int_eq(v.state, TENANT_ERROR);
+    ck_assert_int_gt(v.last_error_at, 0);
+    ck_assert_uint_eq(v.lock_owner, 0);
+    reg_tenant_read(reg, c, &v);
+    ck_assert_str_eq(v.last_error, "");
+    ck_assert_uint_eq(v.lock_owner, 5555);
+    ck_assert_int_eq(reg_release_locks_of(reg, 4242), 0);
+    ck_assert_int_eq(reg_tenant_trylock(reg, a, 6000), 0);
+    reg_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_tenant_writes)
+{
+    struct registry *reg = new_registry(4, 1);
+    uint32_t idx = tenant(reg, "Cust1");
+    ck_assert_int_eq(reg_tenant_trylock(reg, idx, getpid()), 0);
+    reg_tenant_cycle_started(reg, idx, 100);
+    reg_tenant_call_started(reg, idx, "RowData", 101);
+    reg_tenant_call_done(reg, idx, 5, 2, 1, 300, NULL, 102);
+    reg_tenant_call_done(reg, idx, 0, 0, 0, 50, "ColumnMismatch: Columns differ", 103);
+    struct tenant_view v;
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_int_eq(v.state, TENANT_ERROR);
+    ck_assert_str_eq(v.last_error, "ColumnMismatch: Columns differ");
+    ck_assert_int_eq(v.last_error_at, 103);
+    reg_tenant_call_done(reg, idx, 1, 0, 0, 10, NULL, 104);
+    reg_tenant_cycle_completed(reg, idx, 105);
+    char hook[400];
+    memset(hook, 'h', sizeof(hook) - 1);
+    hook[sizeof(hook) - 1] = '\0';
+    reg_tenant_hook_ran(reg, idx, hook, 106);
+    reg_tenant_unlock(reg, idx, getpid());
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_int_eq(v.state, TENANT_IDLE);
+    ck_assert_int_eq(v.cycle_started, 100);
+    ck_assert_int_eq(v.last_call, 101);
+    ck_assert_int_eq(v.last_completed, 105);
+    ck_assert_str_eq(v.last_operation, "RowData");
+    ck_assert_uint_eq(v.calls, 3);
+    ck_assert_uint_eq(v.rows_inserted, 6);
+    ck_assert_uint_eq(v.rows_updated, 2);
+    ck_assert_uint_eq(v.rows_deleted, 1);
+    ck_assert_uint_eq(v.bytes, 360);
+    ck_assert_str_eq(v.last_error, "ColumnMismatch: Columns differ");   /* kept as history */
+    ck_assert_uint_eq(strlen(v.last_hook), REG_HOOK_STORED - 1);       /* cut, not overrun */
+    ck_assert_int_eq(v.last_hook_at, 106);
+    reg_destroy(reg);
+}
+END_TEST
+
+/* A writer process keeps every written state self-consistent: rows_inserted == rows_updated ==
+ * calls, and last_error names last_error_at. A reader must never see a mix of two writes. */
+START_TEST(test_seqlock_consistency)
+{
+    struct registry *reg = new_registry(4, 1);
+    uint32_t idx = tenant(reg, "Hammer");
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        if (reg_tenant_trylock(reg, idx, getpid()) != 0)
+            _exit(2);
+        char error[64];
+        for (int64_t k = 1;; k++) {
+            snprintf(error, sizeof(error), "error number %lld with some padding text", (long long)k);
+            reg_tenant_call_done(reg, idx, 1, 1, 0, 0, error, k);
+        }
+    }
+    struct tenant_view v;
+    uint64_t reads = 0, last_calls = 0, changes = 0;
+    time_t end = time(NULL) + 2;
+    while (time(NULL) < end || changes < 1000) {
+        ck_assert_int_eq(reg_tenant_read(reg, idx, &v), 0);
+        reads++;
+        ck_assert_uint_eq(v.rows_inserted, v.calls);
+        ck_assert_uint_eq(v.rows_updated, v.calls);
+        if (v.calls) {
+            char expected[64];
+            snprintf(expected, sizeof(expected), "error number %lld with some padding text",
+                     (long long)v.last_error_at);
+            ck_assert_str_eq(v.last_error, expected);
+            ck_assert_uint_eq((uint64_t)v.last_error_at, v.calls);
+        }
+        ck_assert_uint_ge(v.calls, last_calls);
+        if (v.calls != last_calls)
+            changes++;
+        last_calls = v.calls;
+        if (time(NULL) > end + 10)
+            break;
+    }
+    kill(child, SIGKILL);
+    int status;
+    waitpid(child, &status, 0);
+    ck_assert_msg(changes >= 1000, "the writer made too little progress (%llu changes seen)",
+                  (unsigned long long)changes);
+    printf("seqlock: %llu reads, %llu changes seen, no torn read\n", (unsigned long long)reads,
+           (unsigned long long)changes);
+    reg_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_requests)
+{
+    struct registry *reg = new_registry(4, 1);
+    uint32_t idx = tenant(reg, "Cust1");
+    struct tenant_requests r;
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.reset, 0);
+    ck_assert_int_eq(r.resync, 0);
+
+    ck_assert_int_eq(reg_request_resync(reg, "Cust1", "Contact"), 0);
+    ck_assert_int_eq(reg_request_resync(reg, "Cust1", "person"), 0);
+    ck_assert_int_eq(reg_request_resync(reg, "Cust1", "CONTACT"), 0);   /* merged */
+    ck_assert_int_eq(reg_request_reset(reg, "Cust1"), 0);
+    ck_assert_int_eq(reg_request_resync(reg, "Nobody", "Contact"), -1);
+    ck_assert_int_eq(reg_request_reset(reg, "Nobody"), -1);
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.reset, 1);
+    ck_assert_int_eq(r.resync, 1);
+    ck_assert_str_eq(r.resync_tables, "Contact,person");
+    reg_tenant_take_requests(reg, idx, &r);            /* taken means cleared */
+    ck_assert_int_eq(r.reset, 0);
+    ck_assert_int_eq(r.resync, 0);
+
+    ck_assert_int_eq(reg_request_resync(reg, "Cust1", "Contact"), 0);
+    ck_assert_int_eq(reg_request_resync(reg, "Cust1", NULL), 0);
+    ck_assert_int_eq(reg_request_resync(reg, "Cust1", "appointment"), 0);   /* already all */
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.resync, 1);
+    ck_assert_str_eq(r.resync_tables, "*");
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.resync, 0);                     /* the named list went with it */
+
+    /* A list that would overflow is refused, and what was listed survives. */
+    char name[128];
+    int added = 0, rc = 0;
+    for (; rc == 0; added++) {
+        snprintf(name, sizeof(name), "t%02d_abcdefghijklmnopqrstuvwxyz", added);
+        rc = reg_request_resync(reg, "Cust1", name);
+    }
+    ck_assert_int_eq(rc, -1);
+    ck_assert_int_gt(added, 10);
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.resync, 1);
+    ck_assert_ptr_nonnull(strstr(r.resync_tables, "t00_abc"));
+    ck_assert_int_lt(strlen(r.resync_tables), REG_RESYNC_MAX);
+    reg_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_pauses)
+{
+    struct registry *reg = new_registry(4, 1);
+    uint32_t idx = tenant(reg, "Cust1");
+    struct tenant_view v;
+    ck_assert_int_eq(reg_is_paused(reg, idx), 0);
+    ck_assert_int_eq(reg_set_paused(reg, "Cust1", 1), 0);
+    ck_assert_int_eq(reg_is_paused(reg, idx), 1);
+    ck_assert_int_eq(reg_tenant_pause_flag(reg, idx), 1);
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_int_eq(v.state, TENANT_PAUSED);
+    ck_assert_int_eq(v.paused, 1);
+    ck_assert_int_eq(reg_set_paused(reg, "Cust1", 0), 0);
+    ck_assert_int_eq(reg_is_paused(reg, idx), 0);
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_int_eq(v.state, TENANT_NEW);
+
+    /* a pause for a tenant not seen yet creates it; a resume does not */
+    ck_assert_int_eq(reg_set_paused(reg, "Later", 0), -1);
+    ck_assert_int_eq(reg_set_paused(reg, "Later", 1), 0);
+    uint32_t later;
+    ck_assert_int_eq(reg_tenant_find(reg, "Later", 0, &later, NULL), 0);
+    ck_assert_int_eq(reg_is_paused(reg, later), 1);
+
+    ck_assert_int_eq(reg_set_paused(reg, NULL, 1), 0);
+    ck_assert_int_eq(reg_global_paused(reg), 1);
+    ck_assert_int_eq(reg_is_paused(reg, idx), 1);
+    ck_assert_int_eq(reg_tenant_pause_flag(reg, idx), 0);
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_int_eq(v.state, TENANT_PAUSED);
+    ck_assert_int_eq(reg_set_paused(reg, NULL, 0), 0);
+    ck_assert_int_eq(reg_is_paused(reg, idx), 0);
+    ck_assert_int_eq(reg_is_paused(reg, later), 1);
+    reg_destroy(reg);
+}
+END_TEST
+
+static void assert_calls(const struct worker_metrics *m, uint64_t ok, uint64_t fault)
+{
+    ck_assert_uint_eq(m->calls_ok[REG_OP_ROWDATA], ok);
+    ck_assert_uint_eq(m->calls_fault[REG_OP_ROWDATA], fault);
+}
+
+START_TEST(test_worker_slots)
+{
+    struct registry *reg = new_registry(4, 2);
+    reg_set_generation(reg, 3);
+    ck_assert_uint_eq(reg_generation(reg), 3);
+    int s0 = reg_worker_claim(reg, 3);
+    int s1 = reg_worker_claim(reg, 3);
+    ck_assert_int_ge(s0, 0);
+    ck_assert_int_ge(s1, 0);
+    ck_assert_int_ne(s0, s1);
+    ck_assert_int_eq(reg_worker_claim(reg, 3), -1);
+    reg_worker_set_pid(reg, s0, 777);
+    reg_worker_state(reg, s0, WORKER_BUSY, "Cust1", "RowData", 50);
+
+    struct worker_view w;
+    ck_assert_int_eq(reg_worker_read(reg, s0, &w), 0);
+    ck_assert_int_eq(w.pid, 777);
+    ck_assert_uint_eq(w.generation, 3);
+    ck_assert_int_eq(w.state, WORKER_BUSY);
+    ck_assert_str_eq(w.tenant, "Cust1");
+    ck_assert_str_eq(w.operation, "RowData");
+    ck_assert_int_eq(w.since, 50);
+    ck_assert_int_eq(reg_worker_read(reg, 5, &w), -1);
+
+    reg_worker_call_done(reg, s0, REG_OP_ROWDATA, 0, 0.003, 1000, 4, 1, 0, 2);
+    reg_worker_call_done(reg, s0, REG_OP_ROWDATA, 1, 20.0, 10, 0, 0, 0, 0);
+    reg_worker_call_done(reg, s1, REG_OP_ROWDATA, 0, 0.0005, 5, 1, 0, 0, 0);
+    reg_worker_read(reg, s0, &w);
+    ck_assert_uint_eq(w.calls, 2);
+    ck_assert_uint_eq(w.faults, 1);
+    ck_assert_uint_eq(w.bytes, 1010);
+
+    struct worker_metrics before, after;
+    reg_metrics_sum(reg, &before);
+    assert_calls(&before, 2, 1);
+    ck_assert_uint_eq(before.duration_bucket[REG_OP_ROWDATA][0], 1);   /* 0.5 ms */
+    ck_assert_uint_eq(before.duration_bucket[REG_OP_ROWDATA][1], 1);   /* 3 ms */
+    ck_assert_uint_eq(before.duration_bucket[REG_OP_ROWDATA][REG_DURATION_BUCKETS], 1);
+    ck_assert_double_eq_tol(before.duration_sum[REG_OP_ROWDATA], 20.0035, 1e-9);
+    ck_assert_uint_eq(before.rows_inserted, 5);
+    ck_assert_uint_eq(before.rows_skipped, 2);
+    ck_assert_uint_eq(before.bytes_in, 1015);
+
+    /* the worker in s0 exits: its counts are folded, never lost */
+    reg_worker_release(reg, s0);
+    ck_assert_int_eq(reg_worker_read(reg, s0, &w), -1);
+    reg_metrics_sum(reg, &after);
+    ck_assert_mem_eq(&before, &after, sizeof(before));
+    int again = reg_worker_claim(reg, 4);
+    ck_assert_int_eq(again, s0);
+    reg_worker_read(reg, again, &w);
+    ck_assert_uint_eq(w.calls, 0);
+    ck_assert_int_eq(w.pid, 0);
+    ck_assert_uint_eq(w.generation, 4);
+    reg_worker_call_done(reg, again, REG_OP_ROWDATA, 0, 0.02, 0, 0, 0, 0, 0);
+    reg_metrics_sum(reg, &after);
+    assert_calls(&after, 3, 1);
+    reg_destroy(reg);
+}
+END_TEST
+
+START_TEST(test_names)
+{
+    ck_assert_str_eq(reg_op_name(REG_OP_REPLICATIONCOMPLETED), "ReplicationCompleted");
+    ck_assert_str_eq(reg_tenant_state_name(TENANT_IN_CYCLE), "in_cycle");
+    ck_assert_str_eq(reg_worker_state_name(WORKER_STOPPING), "stopping");
+    ck_assert_double_eq(reg_duration_bounds[REG_DURATION_BUCKETS - 1], 10.0);
+}
+END_TEST
+
+START_TEST(test_size_100k)
+{
+    size_t size = reg_size_for(100000, 1024);
+    printf("registry for 100,000 tenants and 1024 workers: %zu bytes (%.1f MiB)\n", size,
+           size / 1048576.0);
+    ck_assert_uint_lt(size, (size_t)64 << 20);
+    struct registry *reg = new_registry(100000, 64);
+    char name[32];
+    for (int i = 0; i < 100000; i++) {
+        snprintf(name, sizeof(name), "Cust%d", i);
+        tenant(reg, name);
+    }
+    uint32_t idx;
+    int full = 0;
+    ck_assert_int_eq(reg_tenant_find(reg, "Cust99999", 0, &idx, NULL), 0);
+    ck_assert_int_eq(reg_tenant_find(reg, "Extra", 1, &idx, &full), -1);
+    ck_assert_int_eq(full, 1);
+    reg_destroy(reg);
+}
+END_TEST
+
+static Suite *registry_suite(void)
+{
+    Suite *s = suite_create("registry");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_create_limits);
+    tcase_add_test(tc, test_find_create);
+    tcase_add_test(tc, test_full_table);
+    tcase_add_test(tc, test_lock);
+    tcase_add_test(tc, test_release_locks_of);
+    tcase_add_test(tc, test_tenant_writes);
+    tcase_add_test(tc, test_seqlock_consistency);
+    tcase_add_test(tc, test_requests);
+    tcase_add_test(tc, test_pauses);
+    tcase_add_test(tc, test_worker_slots);
+    tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_size_100k);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(registry_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,1071 @@
+/* tests/unit/test_store: conformance suite of the mirror store (store/store.h), written against
+ * the generic API so that every driver runs it. The driver comes from SOMIRROR_TEST_STORE_DRIVER
+ * (default sqlite); driver_setup is the one place that knows how to reach a driver, and
+ * probe_open the one place that reads the mirror behind the store's back. A driver whose server
+ * is not configured, or that is not in this build, skips the suite (exit 77). Tests named
+ * sqlite_* check what only the SQLite driver promises (file mode, storage classes). */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/arena.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "proto/schema.h"
+#include "store/store.h"
+
+static struct config cfg;
+static char sqlite_dir[256];
+static struct store *store;
+static struct store_tenant *tenant;
+static char tenant_name[64];
+static struct arena arena;
+static struct fault fault;
+
+/* ---- drivers ---- */
+
+/* Fills cfg for the named driver. 0, or 77 when the driver cannot be reached here. */
+static int driver_setup(const char *driver)
+{
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.lock_timeout = 5;
+    if (strcmp(driver, "sqlite") == 0) {
+        snprintf(sqlite_dir, sizeof(sqlite_dir), "%s/somirror-test-store-XXXXXX",
+                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        if (!mkdtemp(sqlite_dir)) {
+            perror("mkdtemp");
+            return 99;
+        }
+        cfg.driver = STORE_SQLITE;
+        cfg.sqlite.directory = sqlite_dir;
+        cfg.sqlite.max_open = 64;
+        return 0;
+    }
+    if (strcmp(driver, "postgresql") == 0 && getenv("SOMIRROR_TEST_PG_CONNINFO")) {
+        cfg.driver = STORE_POSTGRESQL;
+        cfg.postgresql.conninfo = getenv("SOMIRROR_TEST_PG_CONNINFO");
+        return 0;
+    }
+    if (strcmp(driver, "mssql") == 0 && getenv("SOMIRROR_TEST_MSSQL_SERVER")) {
+        cfg.driver = STORE_MSSQL;
+        cfg.mssql.server = getenv("SOMIRROR_TEST_MSSQL_SERVER");
+        cfg.mssql.user = getenv("SOMIRROR_TEST_MSSQL_USER");
+        cfg.mssql.password = getenv("SOMIRROR_TEST_MSSQL_PASSWORD");
+        cfg.mssql.tds_version = "7.4";
+        cfg.mssql.encrypt = "request";
+        cfg.mssql.login_timeout = 15;
+        cfg.mssql.query_timeout = 60;
+        return 0;
+    }
+    fprintf(stderr, "test_store: driver %s is not configured here; skipped\n", driver);
+    return 77;
+}
+
+static void driver_cleanup(void)
+{
+    if (cfg.driver != STORE_SQLITE || !sqlite_dir[0])
+        return;
+    struct buf cmd = BUF_INIT;
+    buf_printf(&cmd, "rm -rf '%s'", sqlite_dir);
+    if (system(cmd.data) != 0)
+        fprintf(stderr, "test_store: could not remove %s\n", sqlite_dir);
+    buf_free(&cmd);
+}
+
+/* A direct connection to the current tenant's mirror, for reading what the store wrote. */
+static sqlite3 *probe_open(void)
+{
+    ck_assert_msg(cfg.driver == STORE_SQLITE, "probe not written for this driver yet");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/Mirror_%s.db", sqlite_dir, tenant_name);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    return db;
+}
+
+/* The first column of the first row as text (in the test arena), or NULL. */
+static char *probe_text(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *probe_text(const char *fmt, ...)
+{
+    struct buf sql = BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&sql, fmt, ap);
+    va_end(ap);
+    sqlite3 *db = probe_open();
+    sqlite3_stmt *stmt = NULL;
+    ck_assert_msg(sqlite3_prepare_v2(db, sql.data, -1, &stmt, NULL) == SQLITE_OK, "%s: %s",
+                  sql.data, sqlite3_errmsg(db));
+    char *out = NULL;
+    if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL)
+        out = arena_strdup(&arena, (const char *)sqlite3_column_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    buf_free(&sql);
+    return out;
+}
+
+static long probe_long(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long probe_long(const char *fmt, ...)
+{
+    struct buf sql = BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&sql, fmt, ap);
+    va_end(ap);
+    char *text = probe_text("%s", sql.data);
+    buf_free(&sql);
+    ck_assert_ptr_nonnull(text);
+    return strtol(text, NULL, 10);
+}
+
+static void probe_exec(const char *sql)
+{
+    sqlite3 *db = probe_open();
+    char *msg = NULL;
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* ---- fixture ---- */
+
+static void setup(void)
+{
+    static int serial;
+    char err[256];
+    snprintf(tenant_name, sizeof(tenant_name), "T%ld_%d", (long)getpid(), serial++);
+    arena_init(&arena);
+    fault_clear(&fault);
+    store = store_new(&cfg, err, sizeof(err));
+    ck_assert_msg(store != NULL, "store_new: %s", err);
+    tenant = store_tenant(store, tenant_name, &fault);
+    ck_assert_msg(tenant != NULL, "store_tenant: %s", fault.message);
+}
+
+static void teardown(void)
+{
+    store_free(store);
+    store = NULL;
+    arena_free(&arena);
+}
+
+/* ---- building requests ---- */
+
+/* Splits at the next '|'; NULL once the text is used up. */
+static char *next_field(char **cursor)
+{
+    char *start = *cursor;
+    if (!start)
+        return NULL;
+    char *bar = strchr(start, '|');
+    if (bar)
+        *bar = '\0';
+    *cursor = bar ? bar + 1 : NULL;
+    return start;
+}
+
+/* cols: "name|type|null or notnull|default text (empty: none)"; pk: "a" or "a,b". */
+static struct table_schema table_make(const char *name, const char *pk, const char *const *cols)
+{
+    struct table_schema t;
+    memset(&t, 0, sizeof(t));
+    t.name = arena_strdup(&arena, name);
+    while (cols[t.ncolumns])
+        t.ncolumns++;
+    t.columns = arena_calloc(&arena, t.ncolumns, sizeof(*t.columns));
+    for (size_t k = 0; k < t.ncolumns; k++) {
+        char *cursor = arena_strdup(&arena, cols[k]);
+        struct column *c = &t.columns[k];
+        c->name = next_field(&cursor);
+        c->type_text = next_field(&cursor);
+        c->nullable = strcmp(next_field(&cursor), "null") == 0;
+        char *def = next_field(&cursor);
+        c->default_text = *def ? def : NULL;
+    }
+    char *keys = arena_strdup(&arena, pk);
+    t.pk_names = arena_calloc(&arena, t.ncolumns, sizeof(*t.pk_names));
+    for (char *save = NULL, *key = strtok_r(keys, ",", &save); key;
+         key = strtok_r(NULL, ",", &save))
+        t.pk_names[t.npk++] = key;
+    schema_prepare(&t, tenant_name, &cfg.block_tables, &arena);
+    return t;
+}
+
+static const char *const contact_cols[] = {
+    "contact_id|int|notnull|", "name|nvarchar(220)|null|(N'')",
+    "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((0))", NULL};
+static const char *const sale_cols[] = {"sale_id|int|notnull|", "note|varchar(10)|null|", NULL};
+static const char *const link_cols[] = {"a|int|notnull|", "b|int|notnull|",
+                                        "note|varchar(10)|null|", NULL};
+
+static struct table_schema contact_table(void)
+{
+    return table_make("contact", "contact_id", contact_cols);
+}
+
+static struct table_schema sale_table(void)
+{
+    return table_make("sale", "sale_id", sale_cols);
+}
+
+/* rows: "OP:lsn|v1|v2..." (lsn empty: none; "~" NULL; "@..." base64; empty: <V/>). */
+static struct batch batch_make(const char *table, const char *columns, long long lsn,
+                               const char *const *rows)
+{
+    struct batch b;
+    memset(&b, 0, sizeof(b));
+    b.table = arena_strdup(&arena, table);
+    char *names = arena_strdup(&arena, columns);
+    b.columns = arena_calloc(&arena, 64, sizeof(*b.columns));
+    for (char *save = NULL, *col = strtok_r(names, ",", &save); col;
+         col = strtok_r(NULL, ",", &save))
+        b.columns[b.ncolumns++] = col;
+    b.has_lsn = lsn >= 0;
+    b.lsn = lsn;
+    while (rows && rows[b.nrows])
+        b.nrows++;
+    b.rows = arena_calloc(&arena, b.nrows + 1, sizeof(*b.rows));
+    for (size_t r = 0; r < b.nrows; r++) {
+        struct row *row = &b.rows[r];
+        char *cursor = arena_strdup(&arena, rows[r]);
+        row->op = cursor[0];
+        cursor += 2;
+        char *row_lsn = next_field(&cursor);
+        row->has_lsn = *row_lsn != '\0';
+        row->lsn = row->has_lsn ? strtoll(row_lsn, NULL, 10) : 0;
+        row->values = arena_calloc(&arena, 64, sizeof(*row->values));
+        for (char *v; (v = next_field(&cursor)) != NULL;) {
+            struct raw_value *raw = &row->values[row->nvalues++];
+            if (strcmp(v, "~") == 0) {
+                raw->kind = RAW_NULL;
+            } else {
+                raw->kind = v[0] == '@' ? RAW_BASE64 : RAW_TEXT;
+                raw->data = v[0] == '@' ? v + 1 : v;
+                raw->len = strlen(raw->data);
+            }
+        }
+    }
+    return b;
+}
+
+static int schema_call(struct table_schema *tables, size_t n, struct table_state **states,
+                       size_t *nstates)
+{
+    fault_clear(&fault);
+    return store_table_schema(tenant, tables, n, &arena, states, nstates, &fault);
+}
+
+static void schema_ok(struct table_schema *tables, size_t n, struct table_state **states,
+                      size_t *nstates)
+{
+    ck_assert_msg(schema_call(tables, n, states, nstates) == 0, "TableSchema: %s",
+                  fault.message);
+}
+
+static int rows_call(struct batch *batches, size_t n, struct table_state **states,
+                     size_t *nstates)
+{
+    fault_clear(&fault);
+    return store_row_data(tenant, batches, n, &arena, states, nstates, &fault);
+}
+
+static struct table_state *rows_ok(struct batch *batches, size_t n, size_t expect_tables)
+{
+    struct table_state *states;
+    size_t nstates;
+    ck_assert_msg(rows_call(batches, n, &states, &nstates) == 0, "RowData: %s", fault.message);
+    ck_assert_uint_eq(nstates, expect_tables);
+    return states;
+}
+
+static void create_contact(void)
+{
+    struct table_schema t = contact_table();
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+}
+
+static const struct table_meta *meta_named(const char *name, size_t *count)
+{
+    struct table_meta *meta;
+    size_t n;
+    fault_clear(&fault);
+    ck_assert_msg(store_list_tables(tenant, &arena, &meta, &n, &fault) == 0, "%s",
+                  fault.message);
+    if (count)
+        *count = n;
+    for (size_t i = 0; i < n; i++)
+        if (ident_equal(meta[i].name, name))
+            return &meta[i];
+    return NULL;
+}
+
+static long long stored_lsn(const char *name)
+{
+    const struct table_meta *m = meta_named(name, NULL);
+    ck_assert_ptr_nonnull(m);
+    return (long long)m->lsn;
+}
+
+/* Two contact rows at lsn 100, table position 100. */
+static void load_contacts(void)
+{
+    create_contact();
+    static const char *const rows[] = {"I:|1|Acme|2026-11-26T10:15:00.123|12.5000",
+                                       "I:|2|~|2026-11-26T10:16:00|0.0000", NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 100, rows);
+    rows_ok(&b, 1, 1);
+}
+
+/* ---- provisioning and TableSchema ---- */
+
+START_TEST(test_provision_empty)
+{
+    size_t n = 99;
+    ck_assert_ptr_null(meta_named("contact", &n));
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+START_TEST(test_schema_created_then_unchanged)
+{
+    struct table_schema t[2] = {contact_table(), sale_table()};
+    struct table_state *states;
+    size_t n;
+    schema_ok(t, 2, &states, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(states[0].name, "contact");
+    ck_assert_int_eq(states[0].change, CHANGE_CREATED);
+    ck_assert_int_eq(states[0].lsn, -1);
+    ck_assert_int_eq(states[1].change, CHANGE_CREATED);
+    const struct table_meta *m = meta_named("contact", NULL);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m->hash, "41235f1f392599c0f11b842dfa7c699114117e7c98f63364942176d387d38083");
+    ck_assert_str_eq(m->canonical, t[0].canonical);
+    ck_assert_int_eq(m->lsn, -1);
+    ck_assert_int_gt(m->updated, 1700000000);
+
+    static const char *const rows[] = {"I:|1|a|2026-01-01T00:00:00|1", NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 500, rows);
+    rows_ok(&b, 1, 1);
+    struct table_schema again[2] = {contact_table(), sale_table()};
+    schema_ok(again, 2, &states, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(states[0].change, CHANGE_UNCHANGED);
+    ck_assert_int_eq(states[0].lsn, 500);
+    ck_assert_int_eq(states[1].change, CHANGE_UNCHANGED);
+    ck_assert_int_eq(states[1].lsn, -1);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 1);
+}
+END_TEST
+
+START_TEST(test_schema_altered_add_nullable)
+{
+    load_contacts();
+    static const char *const cols[] = {
+        "contact_id|int|notnull|", "name|nvarchar(220)|null|(N'')",
+        "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((0))",
+        "nick|varchar(20)|null|('x')", "plain|int|null|", NULL};
+    struct table_schema t = table_make("contact", "contact_id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
+    ck_assert_int_eq(states[0].lsn, 100);
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact WHERE nick IS NULL AND plain IS NULL"),
+                     2);
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "Acme");
+    ck_assert_str_eq(meta_named("contact", NULL)->canonical, t.canonical);
+    /* new rows get the new default */
+    probe_exec("INSERT INTO contact (contact_id, registered) VALUES (9, '2026-01-01 00:00:00')");
+    ck_assert_str_eq(probe_text("SELECT nick FROM contact WHERE contact_id = 9"), "x");
+}
+END_TEST
+
+START_TEST(test_schema_altered_add_not_null_default)
+{
+    load_contacts();
+    static const char *const cols[] = {
+        "contact_id|int|notnull|", "name|nvarchar(220)|null|(N'')",
+        "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((0))",
+        "kind|int|notnull|((7))", "label|nvarchar(5)|notnull|(N'it''s')", NULL};
+    struct table_schema t = table_make("contact", "contact_id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
+    ck_assert_int_eq(states[0].lsn, 100);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact WHERE kind = 7"), 2);
+    ck_assert_str_eq(probe_text("SELECT label FROM contact WHERE contact_id = 2"), "it's");
+}
+END_TEST
+
+START_TEST(test_schema_altered_drop_column)
+{
+    load_contacts();
+    static const char *const cols[] = {"contact_id|int|notnull|",
+                                       "registered|datetime|notnull|(getutcdate())",
+                                       "amount|decimal(18,4)|notnull|((0))", NULL};
+    struct table_schema t = table_make("contact", "contact_id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
+    ck_assert_int_eq(states[0].lsn, 100);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
+    /* the old column list no longer matches; the new one does */
+    static const char *const old_rows[] = {"U:|1|x|2026-01-01T00:00:00|1", NULL};
+    struct batch old_batch = batch_make("contact", "contact_id,name,registered,amount", -1,
+                                        old_rows);
+    ck_assert_int_ne(rows_call(&old_batch, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_COLUMN_MISMATCH);
+    ck_assert_str_eq(fault.column, "name");
+    static const char *const rows[] = {"U:|1|2026-01-01T00:00:00|3", NULL};
+    struct batch b = batch_make("contact", "contact_id,registered,amount", -1, rows);
+    rows_ok(&b, 1, 1);
+    ck_assert_str_eq(probe_text("SELECT amount FROM contact WHERE contact_id = 1"), "3");
+}
+END_TEST
+
+START_TEST(test_schema_altered_default_change)
+{
+    load_contacts();
+    static const char *const cols[] = {
+        "contact_id|int|notnull|", "name|nvarchar(220)|null|(N'none')",
+        "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((1.5))",
+        NULL};
+    struct table_schema t = table_make("contact", "contact_id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
+    ck_assert_int_eq(states[0].lsn, 100);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "Acme");
+    ck_assert_ptr_null(probe_text("SELECT name FROM contact WHERE contact_id = 2"));
+    ck_assert_str_eq(probe_text("SELECT registered FROM contact WHERE contact_id = 1"),
+                     "2026-11-26 10:15:00.123");
+    probe_exec("INSERT INTO contact (contact_id, registered) VALUES (9, '2026-01-01 00:00:00')");
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 9"), "none");
+    ck_assert_str_eq(probe_text("SELECT amount FROM contact WHERE contact_id = 9"), "1.5");
+    /* rows still apply through the rebuilt table */
+    static const char *const rows[] = {"U:101|2|b|2026-01-01T00:00:00|2", NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 101, rows);
+    struct table_state *st = rows_ok(&b, 1, 1);
+    ck_assert_int_eq(st[0].updated, 1);
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 2"), "b");
+}
+END_TEST
+
+START_TEST(test_schema_recreated)
+{
+    load_contacts();
+    static const char *const cols[] = {
+        "contact_id|int|notnull|", "name|nvarchar(100)|null|(N'')",
+        "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((0))",
+        NULL};
+    struct table_schema t = table_make("contact", "contact_id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    ck_assert_int_eq(states[0].change, CHANGE_RECREATED);
+    ck_assert_int_eq(states[0].lsn, -1);
+    ck_assert_int_eq(stored_lsn("contact"), -1);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
+    ck_assert_str_eq(meta_named("contact", NULL)->hash, t.hash);
+}
+END_TEST
+
+START_TEST(test_schema_dropped_ordered_by_name)
+{
+    struct table_schema all[3] = {contact_table(), table_make("zeta", "a", link_cols),
+                                  table_make("Beta", "a,b", link_cols)};
+    struct table_state *states;
+    size_t n;
+    schema_ok(all, 3, &states, &n);
+    struct table_schema only = sale_table();
+    schema_ok(&only, 1, &states, &n);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_str_eq(states[0].name, "sale");
+    ck_assert_int_eq(states[0].change, CHANGE_CREATED);
+    const char *expect[] = {"Beta", "contact", "zeta"};
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_str_eq(states[1 + i].name, expect[i]);
+        ck_assert_int_eq(states[1 + i].change, CHANGE_DROPPED);
+        ck_assert_int_eq(states[1 + i].lsn, -1);
+    }
+    size_t count;
+    ck_assert_ptr_null(meta_named("contact", &count));
+    ck_assert_uint_eq(count, 1);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sqlite_master WHERE name = 'contact'"), 0);
+}
+END_TEST
+
+START_TEST(test_schema_rejected_drops_existing)
+{
+    load_contacts();
+    static const char *const cols[] = {"contact_id|int|notnull|", "shape|geography|null|",
+                                       NULL};
+    struct table_schema t[2] = {table_make("contact", "contact_id", cols), sale_table()};
+    ck_assert_ptr_nonnull(t[0].reject);
+    struct table_state *states;
+    size_t n;
+    schema_ok(t, 2, &states, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(states[0].change, CHANGE_REJECTED);
+    ck_assert_int_eq(states[0].lsn, -1);
+    ck_assert_str_eq(states[0].error, t[0].reject);
+    ck_assert_int_eq(states[1].change, CHANGE_CREATED);
+    ck_assert_ptr_null(meta_named("contact", NULL));
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sqlite_master WHERE name = 'contact'"), 0);
+    /* and it is unknown to the data calls */
+    static const char *const rows[] = {"I:|1|~", NULL};
+    struct batch b = batch_make("contact", "contact_id,shape", -1, rows);
+    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_UNKNOWN_TABLE);
+    ck_assert_str_eq(fault.table, "contact");
+}
+END_TEST
+
+START_TEST(test_schema_malformed)
+{
+    create_contact();
+    struct table_state *states;
+    size_t n;
+    ck_assert_int_ne(schema_call(NULL, 0, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_MALFORMED_REQUEST);
+    struct table_schema twice[2] = {sale_table(), table_make("SALE", "sale_id", sale_cols)};
+    ck_assert_int_ne(schema_call(twice, 2, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_MALFORMED_REQUEST);
+    ck_assert_ptr_nonnull(meta_named("contact", NULL));
+    ck_assert_ptr_null(meta_named("sale", NULL));
+}
+END_TEST
+
+START_TEST(test_schema_one_transaction)
+{
+    load_contacts();
+    /* a table the store does not know of blocks the creation of the second request table */
+    probe_exec("CREATE TABLE sale (x int)");
+    struct table_schema t[3] = {table_make("alpha", "a", link_cols), sale_table(),
+                                table_make("zeta", "a", link_cols)};
+    struct table_state *states;
+    size_t n;
+    ck_assert_int_ne(schema_call(t, 3, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
+    ck_assert(fault_retryable(fault.code));
+    size_t count;
+    ck_assert_ptr_nonnull(meta_named("contact", &count));
+    ck_assert_uint_eq(count, 1);
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sqlite_master WHERE name = 'alpha'"), 0);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
+    /* the store still works after the rollback */
+    probe_exec("DROP TABLE sale");
+    schema_ok(t, 3, &states, &n);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_int_eq(states[3].change, CHANGE_DROPPED);
+}
+END_TEST
+
+/* ---- RowData ---- */
+
+START_TEST(test_rows_insert_update_delete)
+{
+    load_contacts();
+    static const char *const rows[] = {"I:101|3|Cee|2026-11-26T11:00:00|1.0000",
+                                       "U:102|1|Acme & Sons|2026-11-26T10:15:00.127|13.0000",
+                                       "D:103|2", "D:104|77", "U:105|4|new|2026-01-01T00:00:00|0",
+                                       NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 105, rows);
+    struct table_state *st = rows_ok(&b, 1, 1);
+    ck_assert_str_eq(st[0].name, "contact");
+    ck_assert_int_eq(st[0].inserted, 1);
+    ck_assert_int_eq(st[0].updated, 2);
+    ck_assert_int_eq(st[0].deleted, 2);
+    ck_assert_int_eq(st[0].skipped, 0);
+    ck_assert_int_eq(st[0].lsn, 105);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 3);
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "Acme & Sons");
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 4"), "new");
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact WHERE contact_id = 2"), 0);
+}
+END_TEST
+
+START_TEST(test_rows_idempotent_resend_and_stale_skip)
+{
+    load_contacts();
+    static const char *const rows[] = {"U:150|1|second|2026-01-01T00:00:00|1",
+                                       "I:90|5|stale|2026-01-01T00:00:00|1",
+                                       "I:|6|untracked|2026-01-01T00:00:00|1", NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 150, rows);
+    struct table_state *st = rows_ok(&b, 1, 1);
+    ck_assert_int_eq(st[0].skipped, 1);
+    ck_assert_int_eq(st[0].inserted, 1);
+    ck_assert_int_eq(st[0].updated, 1);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact WHERE contact_id = 5"), 0);
+    /* the same call again: tracked rows are stale now, untracked ones apply again */
+    struct batch again = batch_make("contact", "contact_id,name,registered,amount", 150, rows);
+    st = rows_ok(&again, 1, 1);
+    ck_assert_int_eq(st[0].skipped, 2);
+    ck_assert_int_eq(st[0].inserted, 1);
+    ck_assert_int_eq(st[0].updated, 0);
+    ck_assert_int_eq(st[0].lsn, 150);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 3);
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "second");
+}
+END_TEST
+
+START_TEST(test_rows_positions_only_forward)
+{
+    load_contacts();
+    struct batch quiet = batch_make("contact", "contact_id,name,registered,amount", 40, NULL);
+    struct table_state *st = rows_ok(&quiet, 1, 1);
+    ck_assert_int_eq(st[0].lsn, 100);
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+    struct batch forward[2] = {
+        batch_make("contact", "contact_id,name,registered,amount", 300, NULL),
+        batch_make("contact", "amount,registered,name,contact_id", 200, NULL)};
+    st = rows_ok(forward, 2, 1);
+    ck_assert_int_eq(st[0].lsn, 300);
+    ck_assert_int_eq(stored_lsn("contact"), 300);
+}
+END_TEST
+
+START_TEST(test_rows_several_batches_and_tables)
+{
+    create_contact();
+    static const char *const link[] = {"a|int|notnull|", "b|int|notnull|",
+                                       "note|varchar(10)|null|", NULL};
+    struct table_schema t[2] = {contact_table(), table_make("link", "a,b", link)};
+    struct table_state *states;
+    size_t n;
+    schema_ok(t, 2, &states, &n);
+    static const char *const c1[] = {"I:|1|one|2026-01-01T00:00:00|1", NULL};
+    static const char *const l1[] = {"I:|2|1|x", "I:|3|1|y", NULL};  /* Columns b,a */
+    static const char *const c2[] = {"U:|two|1|1|2026-01-01T00:00:00", NULL};
+    static const char *const l2[] = {"D:|1|3", NULL};                 /* key order a,b */
+    struct batch b[4] = {
+        batch_make("contact", "contact_id,name,registered,amount", -1, c1),
+        batch_make("LINK", "b,a,note", 7, l1),
+        batch_make("contact", "name,contact_id,amount,registered", 9, c2),
+        batch_make("link", "note,a,b", -1, l2)};
+    struct table_state *st = rows_ok(b, 4, 2);
+    ck_assert_str_eq(st[0].name, "contact");
+    ck_assert_int_eq(st[0].inserted, 1);
+    ck_assert_int_eq(st[0].updated, 1);
+    ck_assert_int_eq(st[0].lsn, 9);
+    ck_assert_str_eq(st[1].name, "LINK");
+    ck_assert_int_eq(st[1].inserted, 2);
+    ck_assert_int_eq(st[1].deleted, 1);
+    ck_assert_int_eq(st[1].lsn, 7);
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "two");
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM link"), 1);
+    ck_assert_str_eq(probe_text("SELECT note FROM link WHERE a = 1 AND b = 2"), "x");
+}
+END_TEST
+
+START_TEST(test_rows_column_mismatch)
+{
+    load_contacts();
+    struct table_state *states;
+    size_t n;
+    static const struct {
+        const char *columns;
+        const char *column;
+    } cases[] = {
+        {"contact_id,name,registered", "amount"},
+        {"contact_id,name,registered,amount,extra", "extra"},
+        {"contact_id,name,NAME,amount", "NAME"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct batch b = batch_make("contact", cases[i].columns, 500, NULL);
+        ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+        ck_assert_int_eq(fault.code, FAULT_COLUMN_MISMATCH);
+        ck_assert_str_eq(fault.table, "contact");
+        ck_assert_str_eq(fault.column, cases[i].column);
+    }
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+}
+END_TEST
+
+START_TEST(test_rows_unknown_and_blocked_table)
+{
+    load_contacts();
+    struct table_state *states;
+    size_t n;
+    struct batch b[2] = {batch_make("contact", "contact_id,name,registered,amount", 900, NULL),
+                         batch_make("nosuch", "a", 5, NULL)};
+    ck_assert_int_ne(rows_call(b, 2, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_UNKNOWN_TABLE);
+    ck_assert_str_eq(fault.table, "nosuch");
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+    struct batch blocked = batch_make("Login", "a", 5, NULL);
+    ck_assert_int_ne(rows_call(&blocked, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_BLOCKED_TABLE);
+    ck_assert_int_ne(rows_call(NULL, 0, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_MALFORMED_REQUEST);
+}
+END_TEST
+
+START_TEST(test_rows_invalid_value_names_row)
+{
+    load_contacts();
+    struct table_state *states;
+    size_t n;
+    static const char *const first[] = {"I:|10|a|2026-01-01T00:00:00|1",
+                                        "I:50|11|stale but checked|2026-01-01T00:00:00|1", NULL};
+    static const char *const second[] = {"I:|1|12|c|2026-01-01T00:00:00",
+                                         "I:|123456789012345678901|13|d|2026-01-01T00:00:00",
+                                         NULL};
+    struct batch b[2] = {batch_make("contact", "contact_id,name,registered,amount", 900, first),
+                         batch_make("contact", "amount,contact_id,name,registered", 901, second)};
+    ck_assert_int_ne(rows_call(b, 2, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_INVALID_VALUE);
+    ck_assert_str_eq(fault.table, "contact");
+    ck_assert_str_eq(fault.column, "amount");
+    ck_assert_int_eq(fault.row, 4);
+    ck_assert_msg(strncmp(fault.message, "row 4 of table contact: column amount: ", 39) == 0,
+                  "%s", fault.message);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+
+    /* a skipped row is checked too; NOT NULL is checked */
+    static const char *const stale[] = {"I:5|1|~|2026-01-01T00:00:00|~", NULL};
+    struct batch s = batch_make("contact", "contact_id,name,registered,amount", -1, stale);
+    ck_assert_int_ne(rows_call(&s, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_INVALID_VALUE);
+    ck_assert_int_eq(fault.row, 1);
+    ck_assert_str_eq(fault.column, "amount");
+
+    /* a value count that does not match */
+    static const char *const short_row[] = {"I:|1|x", NULL};
+    struct batch m = batch_make("contact", "contact_id,name,registered,amount", -1, short_row);
+    ck_assert_int_ne(rows_call(&m, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_MALFORMED_REQUEST);
+    static const char *const long_delete[] = {"D:|1|2", NULL};
+    struct batch d = batch_make("contact", "contact_id,name,registered,amount", -1, long_delete);
+    ck_assert_int_ne(rows_call(&d, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_MALFORMED_REQUEST);
+}
+END_TEST
+
+START_TEST(test_rows_many_rows_in_chunks)
+{
+    create_contact();
+    enum { NROWS = 2500 };
+    const char **rows = arena_calloc(&arena, NROWS + 1, sizeof(*rows));
+    for (int i = 0; i < NROWS; i++) {
+        struct buf row = BUF_INIT;
+        buf_printf(&row, "I:|%d|n%d|2026-01-01T00:00:00|%d.5", i + 1, i, i);
+        rows[i] = arena_strdup(&arena, row.data);
+        buf_free(&row);
+    }
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 42, rows);
+    struct table_state *st = rows_ok(&b, 1, 1);
+    ck_assert_int_eq(st[0].inserted, NROWS);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), NROWS);
+    ck_assert_str_eq(probe_text("SELECT amount FROM contact WHERE contact_id = 2500"), "2499.5");
+}
+END_TEST
+
+/* ---- Wipe, resync, reset, tenants ---- */
+
+START_TEST(test_wipe)
+{
+    load_contacts();
+    struct table_schema t[2] = {contact_table(), sale_table()};
+    struct table_state *states;
+    size_t n;
+    schema_ok(t, 2, &states, &n);
+    char *unknown[] = {"contact", "nosuch"};
+    fault_clear(&fault);
+    ck_assert_int_ne(store_wipe(tenant, unknown, 2, &arena, &states, &fault), 0);
+    ck_assert_int_eq(fault.code, FAULT_UNKNOWN_TABLE);
+    ck_assert_str_eq(fault.table, "nosuch");
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
+    char *blocked[] = {"contact", "LOGIN"};
+    ck_assert_int_ne(store_wipe(tenant, blocked, 2, &arena, &states, &fault), 0);
+    ck_assert_int_eq(fault.code, FAULT_BLOCKED_TABLE);
+    ck_assert_int_ne(store_wipe(tenant, NULL, 0, &arena, &states, &fault), 0);
+    ck_assert_int_eq(fault.code, FAULT_MALFORMED_REQUEST);
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+
+    char *names[] = {"CONTACT"};
+    ck_assert_int_eq(store_wipe(tenant, names, 1, &arena, &states, &fault), 0);
+    ck_assert_str_eq(states[0].name, "CONTACT");
+    ck_assert_int_eq(states[0].lsn, -1);
+    ck_assert_int_eq(stored_lsn("contact"), -1);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
+    ck_assert_ptr_nonnull(meta_named("sale", NULL));
+}
+END_TEST
+
+START_TEST(test_resync)
+{
+    load_contacts();
+    struct table_schema t[2] = {contact_table(), sale_table()};
+    struct table_state *states;
+    size_t n;
+    schema_ok(t, 2, &states, &n);
+    static const char *const rows[] = {"I:|1|x", NULL};
+    struct batch b = batch_make("sale", "sale_id,note", 8, rows);
+    rows_ok(&b, 1, 1);
+    char *names[] = {"sale", "nosuch"};
+    ck_assert_int_eq(store_resync(tenant, names, 2, &fault), 0);
+    ck_assert_int_eq(stored_lsn("sale"), -1);
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sale"), 0);
+    ck_assert_int_eq(store_resync(tenant, NULL, 0, &fault), 0);
+    ck_assert_int_eq(stored_lsn("contact"), -1);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
+}
+END_TEST
+
+START_TEST(test_reset)
+{
+    load_contacts();
+    ck_assert_int_eq(store_reset(store, tenant_name, &fault), 0);
+    tenant = store_tenant(store, tenant_name, &fault);
+    ck_assert_ptr_nonnull(tenant);
+    size_t count = 99;
+    ck_assert_ptr_null(meta_named("contact", &count));
+    ck_assert_uint_eq(count, 0);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sqlite_master WHERE name = 'contact'"), 0);
+    create_contact();
+    ck_assert_ptr_nonnull(meta_named("contact", NULL));
+}
+END_TEST
+
+START_TEST(test_tenant_cache_bounded)
+{
+    struct config small = cfg;
+    small.sqlite.max_open = 2;
+    char err[256];
+    struct store *s = store_new(&small, err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+    char names[3][80];
+    for (int i = 0; i < 3; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s_%d", tenant_name, i);
+        ck_assert_ptr_nonnull(store_tenant(s, names[i], &fault));
+    }
+    for (int i = 2; i >= 0; i--) {
+        struct store_tenant *t = store_tenant(s, names[i], &fault);
+        ck_assert_ptr_nonnull(t);
+        struct table_meta *meta;
+        size_t n;
+        ck_assert_int_eq(store_list_tables(t, &arena, &meta, &n, &fault), 0);
+    }
+    ck_assert_ptr_null(store_tenant(s, "bad/name", &fault));
+    store_free(s);
+}
+END_TEST
+
+START_TEST(test_unavailable_driver)
+{
+    struct config other = cfg;
+    other.driver = STORE_MSSQL;
+    char err[256] = "";
+    struct store *s = store_new(&other, err, sizeof(err));
+    if (s) {
+        store_free(s);   /* the real driver is linked: nothing to check here */
+        return;
+    }
+    ck_assert_msg(strstr(err, "mssql") != NULL, "%s", err);
+}
+END_TEST
+
+/* ---- SQLite only ---- */
+
+START_TEST(sqlite_file_mode_and_metadata)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/Mirror_%s.db", sqlite_dir, tenant_name);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0640);
+    ck_assert_str_eq(probe_text("PRAGMA journal_mode"), "wal");
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sqlite_master WHERE name = '%s_mirroring'",
+                                tenant_name),
+                     1);
+    load_contacts();
+    strcat(path, "-wal");
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0640);
+    char *updated = probe_text("SELECT updated FROM \"%s_mirroring\"", tenant_name);
+    ck_assert_ptr_nonnull(updated);
+    ck_assert_uint_eq(strlen(updated), 19);
+    ck_assert_int_eq(updated[10], ' ');
+    ck_assert_str_eq(probe_text("SELECT tablename FROM \"%s_mirroring\" WHERE tablename = 'CONTACT'",
+                                tenant_name),
+                     "contact");
+}
+END_TEST
+
+START_TEST(sqlite_values_read_back_exactly)
+{
+    static const char *const cols[] = {
+        "id|bigint|notnull|", "amount|decimal(18,4)|null|", "whole|numeric(10,0)|null|",
+        "cash|money|null|", "at|datetime2(7)|null|", "dto|datetimeoffset(3)|null|",
+        "day|date|null|", "tm|time(3)|null|", "bytes|varbinary(max)|null|",
+        "flag|bit|null|", "ratio|float|null|", "doc|xml|null|", "guid|uniqueidentifier|null|",
+        "big|nvarchar(max)|null|", "stamp|timestamp|null|", NULL};
+    struct table_schema t = table_make("vals", "id", cols);
+    ck_assert_ptr_null(t.reject);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    static const char *const rows[] = {
+        "I:|1|123456789012.3456|12|-922337203685477.5808|2026-11-26T10:15:00.1234567|"
+        "2026-11-26T10:15:00.123+01:00|2026-02-28|23:59:59.5|@AAEC/w==|true|1.5|123|"
+        "6F9619FF-8B86-D011-B42D-00C04FC964FF|text|@AAAAAAAAB9E=",
+        NULL};
+    struct batch b = batch_make("vals", "id,amount,whole,cash,at,dto,day,tm,bytes,flag,ratio,doc,"
+                                        "guid,big,stamp",
+                                -1, rows);
+    rows_ok(&b, 1, 1);
+    ck_assert_str_eq(probe_text("SELECT typeof(amount) || ':' || amount FROM vals"),
+                     "text:123456789012.3456");
+    ck_assert_str_eq(probe_text("SELECT typeof(whole) || ':' || whole FROM vals"), "text:12");
+    ck_assert_str_eq(probe_text("SELECT cash FROM vals"), "-922337203685477.5808");
+    ck_assert_str_eq(probe_text("SELECT at FROM vals"), "2026-11-26 10:15:00.1234567");
+    ck_assert_str_eq(probe_text("SELECT dto FROM vals"), "2026-11-26 10:15:00.123+01:00");
+    ck_assert_str_eq(probe_text("SELECT day || ' ' || tm FROM vals"), "2026-02-28 23:59:59.5");
+    ck_assert_str_eq(probe_text("SELECT typeof(bytes) || ':' || hex(bytes) FROM vals"),
+                     "blob:000102FF");
+    ck_assert_str_eq(probe_text("SELECT typeof(flag) || ':' || flag FROM vals"), "integer:1");
+    ck_assert_str_eq(probe_text("SELECT typeof(ratio) || ':' || ratio FROM vals"), "real:1.5");
+    ck_assert_str_eq(probe_text("SELECT typeof(doc) || ':' || doc FROM vals"), "text:123");
+    ck_assert_str_eq(probe_text("SELECT guid FROM vals"), "6F9619FF-8B86-D011-B42D-00C04FC964FF");
+    ck_assert_str_eq(probe_text("SELECT typeof(id) FROM vals"), "integer");
+    ck_assert_str_eq(probe_text("SELECT hex(stamp) FROM vals"), "00000000000007D1");
+}
+END_TEST
+
+START_TEST(sqlite_defaults_translated)
+{
+    static const char *const cols[] = {
+        "id|int|notnull|", "a|int|notnull|((-5))", "b|nvarchar(20)|null|(N'it''s')",
+        "c|varbinary(4)|null|(0xABC)", "d|datetime|null|(getutcdate())",
+        "e|uniqueidentifier|null|(newid())", "f|decimal(20,4)|null|((123456789012.3456))",
+        "g|datetimeoffset(7)|null|(sysdatetimeoffset())", "h|int|null|(NULL)", NULL};
+    struct table_schema t = table_make("defs", "id", cols);
+    ck_assert_ptr_null(t.reject);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    probe_exec("INSERT INTO defs (id) VALUES (1)");
+    ck_assert_str_eq(probe_text("SELECT a FROM defs"), "-5");
+    ck_assert_str_eq(probe_text("SELECT b FROM defs"), "it's");
+    ck_assert_str_eq(probe_text("SELECT hex(c) FROM defs"), "0ABC");
+    ck_assert_str_eq(probe_text("SELECT f FROM defs"), "123456789012.3456");
+    ck_assert_ptr_null(probe_text("SELECT h FROM defs"));
+    char *d = probe_text("SELECT d FROM defs");
+    ck_assert_uint_eq(strlen(d), 23);
+    ck_assert_int_eq(d[10], ' ');
+    char *e = probe_text("SELECT e FROM defs");
+    ck_assert_uint_eq(strlen(e), 36);
+    ck_assert_int_eq(e[14], '4');
+    ck_assert_int_eq(e[8], '-');
+    ck_assert_msg(strstr(probe_text("SELECT g FROM defs"), "+00:00") != NULL, "offset");
+    /* the single integer key is the rowid */
+    ck_assert_str_eq(probe_text("SELECT type FROM pragma_table_info('defs') WHERE name = 'id'"),
+                     "INTEGER");
+    ck_assert_str_eq(probe_text("SELECT type FROM pragma_table_info('defs') WHERE name = 'f'"),
+                     "decimal_text(20,4)");
+}
+END_TEST
+
+START_TEST(sqlite_reset_seen_by_other_worker)
+{
+    load_contacts();
+    char err[256];
+    struct store *other = store_new(&cfg, err, sizeof(err));
+    ck_assert_ptr_nonnull(other);
+    ck_assert_int_eq(store_reset(other, tenant_name, &fault), 0);
+    store_free(other);
+    /* this worker's open connection notices the new file */
+    size_t count = 99;
+    ck_assert_ptr_null(meta_named("contact", &count));
+    ck_assert_uint_eq(count, 0);
+    create_contact();
+    ck_assert_int_eq(stored_lsn("contact"), -1);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("conformance");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_provision_empty);
+    tcase_add_test(tc, test_schema_created_then_unchanged);
+    tcase_add_test(tc, test_schema_altered_add_nullable);
+    tcase_add_test(tc, test_schema_altered_add_not_null_default);
+    tcase_add_test(tc, test_schema_altered_drop_column);
+    tcase_add_test(tc, test_schema_altered_default_change);
+    tcase_add_test(tc, test_schema_recreated);
+    tcase_add_test(tc, test_schema_dropped_ordered_by_name);
+    tcase_add_test(tc, test_schema_rejected_drops_existing);
+    tcase_add_test(tc, test_schema_malformed);
+    tcase_add_test(tc, test_schema_one_transaction);
+    tcase_add_test(tc, test_rows_insert_update_delete);
+    tcase_add_test(tc, test_rows_idempotent_resend_and_stale_skip);
+    tcase_add_test(tc, test_rows_positions_only_forward);
+    tcase_add_test(tc, test_rows_several_batches_and_tables);
+    tcase_add_test(tc, test_rows_column_mismatch);
+    tcase_add_test(tc, test_rows_unknown_and_blocked_table);
+    tcase_add_test(tc, test_rows_invalid_value_names_row);
+    tcase_add_test(tc, test_rows_many_rows_in_chunks);
+    tcase_add_test(tc, test_wipe);
+    tcase_add_test(tc, test_resync);
+    tcase_add_test(tc, test_reset);
+    tcase_add_test(tc, test_tenant_cache_bounded);
+    tcase_add_test(tc, test_unavailable_driver);
+    suite_add_tcase(s, tc);
+    if (cfg.driver == STORE_SQLITE) {
+        TCase *sq = tcase_create("sqlite");
+        tcase_add_checked_fixture(sq, setup, teardown);
+        tcase_add_test(sq, sqlite_file_mode_and_metadata);
+        tcase_add_test(sq, sqlite_values_read_back_exactly);
+        tcase_add_test(sq, sqlite_defaults_translated);
+        tcase_add_test(sq, sqlite_reset_seen_by_other_worker);
+        suite_add_tcase(s, sq);
+    }
+    return s;
+}
+
+int main(void)
+{
+    const char *driver = getenv("SOMIRROR_TEST_STORE_DRIVER");
+    int rc = driver_setup(driver ? driver : "sqlite");
+    if (rc != 0)
+        return rc;
+    char err[256];
+    struct store *probe = store_new(&cfg, err, sizeof(err));
+    if (!probe) {
+        fprintf(stderr, "test_store: %s; skipped\n", err);
+        driver_cleanup();
+        return 77;
+    }
+    store_free(probe);
+    log_set_level(LOG_LVL_ERROR);
+    SRunner *sr = srunner_create(store_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    driver_cleanup();
+    return failed ? 1 : 0;
+}
