@@ -14,6 +14,7 @@
 #include "common/arena.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "hooks/hooks.h"
 #include "proto/fault.h"
 #include "proto/schema.h"
 #include "proto/soap.h"
@@ -29,6 +30,7 @@ struct service {
     struct registry *reg;
     int slot;
     struct store *store;
+    struct hooks *hooks;
     struct token_policy policy;
 };
 
@@ -72,6 +74,7 @@ struct service *service_new(const struct config *cfg, const struct keyring *keys
     svc->reg = reg;
     svc->slot = worker_slot;
     svc->store = store;
+    svc->hooks = hooks_new(cfg, reg);
     svc->policy.certs = keys->certs;
     svc->policy.ncerts = keys->ncerts;
     svc->policy.issuer = cfg->vendor_issuer;
@@ -85,6 +88,7 @@ void service_free(struct service *svc)
 {
     if (!svc)
         return;
+    hooks_free(svc->hooks);
     store_free(svc->store);
     free(svc);
 }
@@ -237,6 +241,7 @@ static void run_table_schema(struct call *call, struct fault *f)
         if (states[i].change != CHANGE_UNCHANGED)
             log_info("table %s: %s%s%s", states[i].name, table_change_name(states[i].change),
                      states[i].error ? ": " : "", states[i].error ? states[i].error : "");
+    hooks_after_table_schema(svc->hooks, t, call->claims.tenant, call->tenant_idx, states, n);
     soap_write_table_schema(&call->response, states, n);
 }
 
@@ -254,6 +259,7 @@ static void run_wipe(struct call *call, struct fault *f)
     struct table_state *states;
     if (store_wipe(t, call->req.wipe_tables, call->req.nwipe, &call->arena, &states, f) != 0)
         return;
+    hooks_after_wipe(svc->hooks, t, call->claims.tenant, call->tenant_idx, states, call->req.nwipe);
     soap_write_wipe(&call->response, states, call->req.nwipe);
 }
 
@@ -287,6 +293,8 @@ static void run_replication_completed(struct call *call, struct fault *f)
     }
     log_info("cycle completed: %zu tables, sender counts %lld inserted, %lld updated, %lld deleted",
              call->req.nsummary, (long long)ins, (long long)upd, (long long)del);
+    hooks_after_cycle(call->svc->hooks, call->claims.tenant, call->tenant_idx, call->req.summary,
+                      call->req.nsummary);
     soap_write_replication_completed(&call->response);
 }
 

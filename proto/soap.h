@@ -22,6 +22,9 @@ enum soap_op {
     SOAP_OP_REPLICATIONCOMPLETED, SOAP_OP_COUNT
 };
 const char *soap_op_name(enum soap_op op);    /* "Authenticate" ... */
+/* The inverse of fault_code_name(): "InvalidValue" -> FAULT_INVALID_VALUE; FAULT_NONE for a
+ * name that is not a fault code. */
+enum fault_code fault_code_from_name(const char *name);
 
 struct soap_request {
     /* Faults are recorded by stage, so the caller reports the first in the order of section 6
@@ -76,7 +79,8 @@ void soap_write_row_data(struct buf *out, const struct table_state *states, size
 void soap_write_replication_completed(struct buf *out);
 
 /* ---- sender side ---- */
-/* Each builder writes a whole envelope with the SignedToken header. */
+/* Each builder writes a whole envelope with the SignedToken header (token NULL: no Header at
+ * all). Texts are escaped; tables are sent with their pk_names. */
 void soap_build_authenticate(struct buf *out, const char *token, const char *client_state);
 void soap_build_table_schema(struct buf *out, const char *token, const struct table_schema *tables,
                              size_t n);

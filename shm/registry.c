@@ -16,8 +16,15 @@
  *    the "interrupted" error into the entries whose lock that dead worker still holds. No one
  *    else may write them without the lock, and the lock owner is dead, so the master stands in
  *    for it before it frees the lock.
+ *    A second exception: reg_tenant_hook_ran_unlocked, run by a hook supervisor (hooks/), writes
+ *    last_hook without the lock. That is why every tenant-data writer takes the change counter
+ *    from even to odd by compare-and-swap (tenant_change_begin): two writers never overlap,
+ *    whoever they are.
  *  - tenant request words (pause, reset, resync bits): set by the master (atomic or), taken by
  *    the lock holder (atomic and-not).
+ *  - tenant hook word (hook_pid): the pid of the process running the tenant's exclusive hook,
+ *    claimed by compare-and-swap from 0 (or from a pid that no longer exists) by that process,
+ *    cleared by it when the hook is done.
  *  - resync lists: written by the master; freed by the lock holder taking them. Each list has
  *    one 64-bit word, owner (tenant index + 1) in the high half and its change counter in the
  *    low half, so that a taker frees a list only if it read its latest contents.
@@ -32,6 +39,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,6 +83,7 @@ struct tenant_entry {
     _Atomic uint32_t lock_owner;
     _Atomic uint32_t change;
     _Atomic uint32_t requests;
+    _Atomic uint32_t hook_pid;         /* exclusive hook running for the tenant, 0 = none */
     char tenant[SM_TENANT_MAX + 1];
     struct tenant_data data;
 };
@@ -270,6 +279,29 @@ static void write_repair(_Atomic uint32_t *change)
         write_end(change);
 }
 
+/* write_begin for a tenant entry's data, which has writers that do not hold the tenant lock
+ * (see the file comment): takes the counter from even to odd by compare-and-swap, waiting
+ * while another writer has it odd; a counter that stays odd past the wait was left so by a
+ * writer that died mid-write, and is taken over as it is (write_end makes it even). */
+static void tenant_change_begin(_Atomic uint32_t *change)
+{
+    struct waiter w;
+    waiter_start(&w);
+    uint32_t c = atomic_load_explicit(change, memory_order_relaxed);
+    for (;;) {
+        if (!(c & 1u)) {
+            if (atomic_compare_exchange_weak_explicit(change, &c, c + 1, memory_order_acquire,
+                                                      memory_order_relaxed))
+                break;
+            continue;
+        }
+        if (waiter_pause(&w) < 0)
+            break;
+        c = atomic_load_explicit(change, memory_order_relaxed);
+    }
+    atomic_thread_fence(memory_order_release);
+}
+
 /* Copies size bytes at src into dst consistently with the change counter. */
 static void read_consistent(_Atomic uint32_t *change, void *dst, const void *src, size_t size)
 {
@@ -462,8 +494,7 @@ int reg_release_locks_of(struct registry *reg, pid_t pid)
         if (!e || atomic_load_explicit(&e->lock_owner, memory_order_acquire) != (uint32_t)pid)
             continue;
         /* The owner is dead: the master writes in its place (see the file comment). */
-        write_repair(&e->change);
-        write_begin(&e->change);
+        tenant_change_begin(&e->change);
         snprintf(e->data.last_error, sizeof(e->data.last_error),
                  "a call was interrupted (worker %ld died)", (long)pid);
         e->data.last_error_at = (int64_t)time(NULL);
@@ -476,12 +507,13 @@ int reg_release_locks_of(struct registry *reg, pid_t pid)
     return freed;
 }
 
-/* A write of a tenant's data; only the lock holder calls these. NULL for an unused index. */
+/* A write of a tenant's data; only the lock holder calls these (and hook_ran_unlocked).
+ * NULL for an unused index. */
 static struct tenant_entry *tenant_write_begin(struct registry *reg, uint32_t idx)
 {
     struct tenant_entry *e = used_entry(reg, idx);
     if (e)
-        write_begin(&e->change);
+        tenant_change_begin(&e->change);
     return e;
 }
 
@@ -544,6 +576,56 @@ void reg_tenant_hook_ran(struct registry *reg, uint32_t idx, const char *text, i
     copy_text(e->data.last_hook, sizeof(e->data.last_hook), text);
     e->data.last_hook_at = now;
     write_end(&e->change);
+}
+
+/* ---- hook runs (hooks/) ---- */
+
+void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char *text, int64_t now)
+{
+    reg_tenant_hook_ran(reg, idx, text, now);   /* tenant_change_begin excludes other writers */
+}
+
+/* Whether pid names a live process (EPERM: it exists, owned by someone else). */
+static int pid_exists(uint32_t pid)
+{
+    return pid != 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+int reg_tenant_hook_claim(struct registry *reg, uint32_t idx, pid_t self, pid_t *holder)
+{
+    if (holder)
+        *holder = 0;
+    struct tenant_entry *e = used_entry(reg, idx);
+    if (!e)
+        return 1;
+    uint32_t seen = atomic_load_explicit(&e->hook_pid, memory_order_acquire);
+    for (;;) {
+        if (seen != 0 && seen != (uint32_t)self && pid_exists(seen)) {
+            if (holder)
+                *holder = (pid_t)seen;
+            return 1;
+        }
+        /* Free, or left by a process that died without clearing it. */
+        if (atomic_compare_exchange_strong_explicit(&e->hook_pid, &seen, (uint32_t)self,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            return 0;
+    }
+}
+
+void reg_tenant_hook_release(struct registry *reg, uint32_t idx, pid_t self)
+{
+    struct tenant_entry *e = used_entry(reg, idx);
+    if (e)
+        pid_lock_release(&e->hook_pid, self);
+}
+
+pid_t reg_tenant_hook_running(const struct registry *reg, uint32_t idx)
+{
+    struct tenant_entry *e = used_entry(reg, idx);
+    if (!e)
+        return 0;
+    uint32_t pid = atomic_load_explicit(&e->hook_pid, memory_order_acquire);
+    return pid_exists(pid) ? (pid_t)pid : 0;
 }
 
 /* ---- resync lists (written by the master) ---- */

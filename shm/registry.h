@@ -8,6 +8,8 @@
  *  - a worker writes only its own worker slot;
  *  - a tenant entry's data is written only by the worker holding that tenant's lock;
  *  - allocating a new tenant entry takes the short allocation lock (anyone);
+ *  - a hook supervisor (hooks/), which does not hold the lock, writes last_hook only, through
+ *    reg_tenant_hook_ran_unlocked, and the tenant's hook word (reg_tenant_hook_claim/release);
  *  - the master never writes tenant data: operator requests (pause, resume, resync, reset)
  *    are atomic request words set by the master and carried out by the worker that next holds
  *    the tenant's lock; the master clears the lock word of a worker it reaps (and, standing in
@@ -126,6 +128,15 @@ void reg_tenant_call_done(struct registry *reg, uint32_t idx, uint64_t inserted,
                           uint64_t deleted, uint64_t bytes, const char *error /* NULL: ok */, int64_t now);
 void reg_tenant_cycle_completed(struct registry *reg, uint32_t idx, int64_t now);
 void reg_tenant_hook_ran(struct registry *reg, uint32_t idx, const char *text, int64_t now);
+/* The same write for a process that does not hold the tenant lock (a hook supervisor). */
+void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char *text, int64_t now);
+/* The tenant's hook word, so that at most one exclusive hook (cycle_completed) runs per tenant.
+ * claim: 0 when self now holds it (it was free, already self's, or held by a pid that no
+ * longer exists), 1 when a live process holds it (*holder, when given, set to its pid).
+ * release clears it only if self holds it. running: the live holder's pid, or 0. */
+int reg_tenant_hook_claim(struct registry *reg, uint32_t idx, pid_t self, pid_t *holder);
+void reg_tenant_hook_release(struct registry *reg, uint32_t idx, pid_t self);
+pid_t reg_tenant_hook_running(const struct registry *reg, uint32_t idx);
 /* Takes and clears the pending resync/reset requests (worker, under the lock). */
 void reg_tenant_take_requests(struct registry *reg, uint32_t idx, struct tenant_requests *out);
 

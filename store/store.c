@@ -2,7 +2,8 @@
  * semantics (TableSchema planning against the metadata, Wipe, RowData checks, stale-row
  * skipping, positions, counts, resync, reset), the worker's cache of open tenants (least
  * recently used closed first) and each tenant's cache of parsed stored schemas. Every call is
- * one driver transaction: any failure rolls back and nothing is changed. */
+ * one driver transaction: any failure rolls back and nothing is changed. Operator scripts
+ * (hooks.table_sql, store_run_table_script) run outside any call's transaction. */
 #include "store/store.h"
 
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
@@ -709,4 +711,75 @@ int store_list_tables(struct store_tenant *t, struct arena *arena, struct table_
     if (call_begin(t, arena, out, n, f) != 0)
         return -1;
     return call_end(t, 0, f);
+}
+
+/* ---- operator scripts (hooks.table_sql) ---- */
+
+/* The table's name quoted by driver kind, for drivers without quote_table. Identifiers are
+ * validated before, so no quote character can occur inside; doubling is kept regardless. */
+static int quote_table_default(const struct store *store, const char *table, char *out, size_t outlen)
+{
+    struct buf q = BUF_INIT;
+    char lq = '"', rq = '"';
+    if (store->cfg->driver == STORE_MSSQL) {
+        lq = '[';
+        rq = ']';
+    }
+    const char *parts[2] = {NULL, table};
+    if (store->cfg->driver == STORE_MSSQL && store->cfg->mssql.schema && *store->cfg->mssql.schema)
+        parts[0] = store->cfg->mssql.schema;
+    for (int i = 0; i < 2; i++) {
+        if (!parts[i])
+            continue;
+        if (q.len)
+            buf_putc(&q, '.');
+        buf_putc(&q, lq);
+        for (const char *p = parts[i]; *p; p++) {
+            if (*p == rq)
+                buf_putc(&q, rq);
+            buf_putc(&q, *p);
+        }
+        buf_putc(&q, rq);
+    }
+    int fits = q.len < outlen;
+    if (fits)
+        memcpy(out, q.data, q.len + 1);
+    buf_free(&q);
+    return fits ? 0 : -1;
+}
+
+int store_run_table_script(struct store_tenant *t, const char *table, const char *sql, char *err,
+                           size_t errlen)
+{
+    const struct store_driver *driver = t->store->driver;
+    if (!driver->exec_script) {
+        snprintf(err, errlen, "the %s store cannot run operator SQL", driver->name);
+        return -1;
+    }
+    if (!ident_valid(table)) {
+        snprintf(err, errlen, "invalid table name");
+        return -1;
+    }
+    char quoted[4 * SM_IDENT_MAX + 16];
+    int rc = driver->quote_table ? driver->quote_table(t->conn, table, quoted, sizeof(quoted))
+                                 : quote_table_default(t->store, table, quoted, sizeof(quoted));
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot quote the table name %s", table);
+        return -1;
+    }
+    static const char token[] = "{table}";
+    struct buf text = BUF_INIT;
+    for (const char *p = sql;;) {
+        const char *hit = strstr(p, token);
+        if (!hit) {
+            buf_puts(&text, p);
+            break;
+        }
+        buf_append(&text, p, (size_t)(hit - p));
+        buf_puts(&text, quoted);
+        p = hit + sizeof(token) - 1;
+    }
+    rc = driver->exec_script(t->conn, text.data ? text.data : "", err, errlen);
+    buf_free(&text);
+    return rc;
 }

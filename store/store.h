@@ -81,6 +81,11 @@ struct store_driver {
                       size_t n, int table_was_empty, struct fault *f);
     /* Runs operator SQL (hooks.table_sql) outside the call's transaction. */
     int (*exec_script)(void *conn, const char *sql, char *err, size_t errlen);
+    /* Optional: writes the table's name as the dialect quotes it in SQL (schema-qualified
+     * where the driver keeps tables in a schema) into out; 0, or -1 when it does not fit.
+     * When NULL the generic layer quotes by driver kind: "name" for sqlite and postgresql,
+     * [schema].[name] (or [name]) for mssql. */
+    int (*quote_table)(void *conn, const char *table, char *out, size_t outlen);
 };
 
 extern const struct store_driver store_driver_sqlite;
@@ -117,6 +122,12 @@ int store_row_data(struct store_tenant *t, const struct batch *batches, size_t n
 int store_resync(struct store_tenant *t, char *const *names, size_t n, struct fault *f);
 /* Operator reset: the tenant's mirror is dropped and provisioned anew. */
 int store_reset(struct store *store, const char *tenant, struct fault *f);
+/* Operator SQL (hooks.table_sql) for one table, run on the tenant's mirror outside any call's
+ * transaction, as the database runs a script (statements in order, no rollback of those
+ * already done when one fails). Every "{table}" in sql is replaced by the table's quoted name
+ * (table must be a valid identifier). 0, or -1 with the database's message in err. */
+int store_run_table_script(struct store_tenant *t, const char *table, const char *sql, char *err,
+                           size_t errlen);
 /* The metadata rows (somirrorctl tables). */
 int store_list_tables(struct store_tenant *t, struct arena *arena, struct table_meta **out,
                       size_t *n, struct fault *f);

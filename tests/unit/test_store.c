@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "common/arena.h"
@@ -80,15 +81,59 @@ static void driver_cleanup(void)
     buf_free(&cmd);
 }
 
-/* A direct connection to the current tenant's mirror, for reading what the store wrote. */
-static sqlite3 *probe_open(void)
+/* A direct connection to the current tenant's mirror, for reading what the store wrote: a
+ * struct probe holds a sqlite3 handle or a libpq connection. On PostgreSQL the probe session
+ * gets a temp view sqlite_master(name) listing the mirror's tables, and numeric results are
+ * read without trailing fraction zeros (the same number: section 8). */
+struct probe {
+    sqlite3 *db;
+    PGconn *pg;
+};
+
+static struct probe probe_open(void)
 {
+    struct probe p = {NULL, NULL};
+    char dbname[128];
+    snprintf(dbname, sizeof(dbname), "Mirror_%s", tenant_name);
+    if (cfg.driver == STORE_POSTGRESQL) {
+        const char *keys[] = {"dbname", "dbname", NULL};
+        const char *values[] = {cfg.postgresql.conninfo, dbname, NULL};
+        p.pg = PQconnectdbParams(keys, values, 1);
+        ck_assert_msg(PQstatus(p.pg) == CONNECTION_OK, "probe: %s", PQerrorMessage(p.pg));
+        PGresult *res = PQexec(p.pg, "SET DateStyle = 'ISO, YMD'; SET client_min_messages = warning;"
+                                     " CREATE TEMP VIEW sqlite_master AS SELECT CAST(relname AS"
+                                     " text) AS name FROM pg_class WHERE relnamespace ="
+                                     " CAST('public' AS regnamespace) AND relkind IN ('r', 'v')");
+        ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "probe: %s",
+                      PQerrorMessage(p.pg));
+        PQclear(res);
+        return p;
+    }
     ck_assert_msg(cfg.driver == STORE_SQLITE, "probe not written for this driver yet");
     char path[512];
-    snprintf(path, sizeof(path), "%s/Mirror_%s.db", sqlite_dir, tenant_name);
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    return db;
+    snprintf(path, sizeof(path), "%s/%s.db", sqlite_dir, dbname);
+    ck_assert_int_eq(sqlite3_open_v2(path, &p.db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    return p;
+}
+
+static void probe_close(struct probe *p)
+{
+    if (p->db)
+        sqlite3_close(p->db);
+    if (p->pg)
+        PQfinish(p->pg);
+}
+
+/* "12.5000" -> "12.5", "3.0000" -> "3" */
+static void numeric_trim(char *text)
+{
+    if (!strchr(text, '.'))
+        return;
+    size_t len = strlen(text);
+    while (len && text[len - 1] == '0')
+        text[--len] = '\0';
+    if (len && text[len - 1] == '.')
+        text[--len] = '\0';
 }
 
 /* The first column of the first row as text (in the test arena), or NULL. */
@@ -100,15 +145,27 @@ static char *probe_text(const char *fmt, ...)
     va_start(ap, fmt);
     buf_vprintf(&sql, fmt, ap);
     va_end(ap);
-    sqlite3 *db = probe_open();
-    sqlite3_stmt *stmt = NULL;
-    ck_assert_msg(sqlite3_prepare_v2(db, sql.data, -1, &stmt, NULL) == SQLITE_OK, "%s: %s",
-                  sql.data, sqlite3_errmsg(db));
+    struct probe p = probe_open();
     char *out = NULL;
-    if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL)
-        out = arena_strdup(&arena, (const char *)sqlite3_column_text(stmt, 0));
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
+    if (p.pg) {
+        PGresult *res = PQexec(p.pg, sql.data);
+        ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql.data,
+                      PQerrorMessage(p.pg));
+        if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0)) {
+            out = arena_strdup(&arena, PQgetvalue(res, 0, 0));
+            if (PQftype(res, 0) == 1700)   /* NUMERICOID */
+                numeric_trim(out);
+        }
+        PQclear(res);
+    } else {
+        sqlite3_stmt *stmt = NULL;
+        ck_assert_msg(sqlite3_prepare_v2(p.db, sql.data, -1, &stmt, NULL) == SQLITE_OK,
+                      "%s: %s", sql.data, sqlite3_errmsg(p.db));
+        if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL)
+            out = arena_strdup(&arena, (const char *)sqlite3_column_text(stmt, 0));
+        sqlite3_finalize(stmt);
+    }
+    probe_close(&p);
     buf_free(&sql);
     return out;
 }
@@ -129,10 +186,18 @@ static long probe_long(const char *fmt, ...)
 
 static void probe_exec(const char *sql)
 {
-    sqlite3 *db = probe_open();
-    char *msg = NULL;
-    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql, msg);
-    sqlite3_close(db);
+    struct probe p = probe_open();
+    if (p.pg) {
+        PGresult *res = PQexec(p.pg, sql);
+        ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
+                      PQerrorMessage(p.pg));
+        PQclear(res);
+    } else {
+        char *msg = NULL;
+        ck_assert_msg(sqlite3_exec(p.db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql,
+                      msg);
+    }
+    probe_close(&p);
 }
 
 /* ---- fixture ---- */

@@ -1,0 +1,448 @@
+/* hooks/runner: runs an operator hook program detached from the worker (see hooks.h).
+ *
+ * Processes: the worker forks an intermediate child that forks the supervisor and exits at
+ * once; the worker reaps only that intermediate (a few microseconds), so the supervisor is
+ * never the worker's child and the worker's SIGCHLD handling is untouched. The supervisor
+ * drops every descriptor it inherited but the log's, resets the worker's signal dispositions,
+ * and forks each program into a new session (its own process group), reading its stdout and
+ * stderr through pipes until it exits or its time limit passes.
+ *
+ * Shared memory: the supervisor writes the tenant's last_hook (reg_tenant_hook_ran_unlocked)
+ * and, for an exclusive job, holds the tenant's hook word while it runs. Nothing else. */
+#include "hooks/hooks.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+
+extern char **environ;
+
+enum {
+    LINE_MAX_BYTES = 1024,      /* longer output lines are logged in pieces */
+    LINES_MAX = 1000,           /* lines logged per stream and run; the rest is counted */
+    DRAIN_MS = 500,             /* output still read after the program exited (its children) */
+    TICK_MS = 100
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void record(const struct hook_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Sets the tenant's last_hook (when there is a registry). */
+static void record(const struct hook_job *job, const char *fmt, ...)
+{
+    if (!job->reg)
+        return;
+    char text[REG_HOOK_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    reg_tenant_hook_ran_unlocked(job->reg, job->idx, text, (int64_t)time(NULL));
+}
+
+/* ---- output lines ---- */
+
+struct stream {
+    int fd;                    /* -1 once closed */
+    enum log_level level;
+    const char *what;          /* "" for stdout, " (stderr)" */
+    char line[LINE_MAX_BYTES + 1];
+    size_t len;
+    unsigned lines;
+    unsigned dropped;
+};
+
+static void stream_emit(struct stream *s, const char *label)
+{
+    if (s->lines >= LINES_MAX) {
+        s->dropped++;
+    } else {
+        s->line[s->len] = '\0';
+        for (size_t i = 0; i < s->len; i++)
+            if ((unsigned char)s->line[i] < 0x20 && s->line[i] != '\t')
+                s->line[i] = '?';
+        log_write(s->level, "hook %s%s: %s", label, s->what, s->line);
+        s->lines++;
+    }
+    s->len = 0;
+}
+
+/* Reads what is there; 0 while open, -1 at end of file (the descriptor is closed). */
+static int stream_read(struct stream *s, const char *label)
+{
+    char chunk[4096];
+    ssize_t got = read(s->fd, chunk, sizeof(chunk));
+    if (got < 0 && (errno == EINTR || errno == EAGAIN))
+        return 0;
+    if (got <= 0) {
+        if (s->len)
+            stream_emit(s, label);
+        close(s->fd);
+        s->fd = -1;
+        return -1;
+    }
+    for (ssize_t i = 0; i < got; i++) {
+        char c = chunk[i];
+        if (c == '\n') {
+            if (s->len && s->line[s->len - 1] == '\r')
+                s->len--;
+            stream_emit(s, label);
+        } else {
+            s->line[s->len++] = c;
+            if (s->len == LINE_MAX_BYTES)
+                stream_emit(s, label);
+        }
+    }
+    return 0;
+}
+
+static void stream_finish(struct stream *s, const char *label)
+{
+    if (s->fd >= 0) {
+        if (s->len)
+            stream_emit(s, label);
+        close(s->fd);
+        s->fd = -1;
+    }
+    if (s->dropped)
+        log_warn("hook %s%s: %u more lines not logged", label, s->what, s->dropped);
+}
+
+/* ---- the program's process ---- */
+
+static int env_name_matches(const char *entry, char *const *add)
+{
+    for (size_t i = 0; add && add[i]; i++) {
+        size_t n = strcspn(add[i], "=");
+        if (strncmp(entry, add[i], n) == 0 && entry[n] == '=')
+            return 1;
+    }
+    return 0;
+}
+
+/* environ without the names in add, then add. */
+static char **build_env(char *const *add)
+{
+    size_t n = 0, nadd = 0;
+    while (environ && environ[n])
+        n++;
+    while (add && add[nadd])
+        nadd++;
+    char **env = xcalloc(n + nadd + 1, sizeof(*env));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!env_name_matches(environ[i], add))
+            env[k++] = environ[i];
+    for (size_t i = 0; i < nadd; i++)
+        env[k++] = add[i];
+    env[k] = NULL;
+    return env;
+}
+
+static void reset_signals(void)
+{
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* In the program's child: never returns. Reports exec's errno through status_fd. */
+static void exec_program(char *const *argv, char **env, int out_fd, int err_fd, int status_fd)
+{
+    setsid();
+    reset_signals();
+    int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+        dup2(err_fd, STDERR_FILENO) < 0) {
+        int e = errno;
+        ssize_t w = write(status_fd, &e, sizeof(e));
+        (void)w;
+        _exit(127);
+    }
+    execve(argv[0], argv, env);
+    int e = errno;
+    ssize_t w = write(status_fd, &e, sizeof(e));
+    (void)w;
+    _exit(127);
+}
+
+static int wait_child(pid_t pid, int *status, int nohang)
+{
+    for (;;) {
+        pid_t got = waitpid(pid, status, nohang ? WNOHANG : 0);
+        if (got >= 0 || errno != EINTR)
+            return got > 0 ? 1 : got;
+    }
+}
+
+/* Runs one command to its end or its time limit; logs and records its result. 0: exit 0. */
+static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
+{
+    const char *label = cmd->label ? cmd->label : job->name;
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, st_pipe[2] = {-1, -1};
+    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 ||
+        pipe2(st_pipe, O_CLOEXEC) != 0) {
+        int e = errno;
+        for (int i = 0; i < 2; i++) {
+            if (out_pipe[i] >= 0) close(out_pipe[i]);
+            if (err_pipe[i] >= 0) close(err_pipe[i]);
+            if (st_pipe[i] >= 0) close(st_pipe[i]);
+        }
+        log_error("hook %s: cannot make pipes: %s", label, strerror(e));
+        record(job, "%s: cannot run: %s", label, strerror(e));
+        return -1;
+    }
+    char **env = build_env(cmd->env);
+    int64_t started = now_ms();
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(out_pipe[0]);
+        close(err_pipe[0]);
+        close(st_pipe[0]);
+        exec_program(job->argv, env, out_pipe[1], err_pipe[1], st_pipe[1]);
+    }
+    int fork_errno = errno;
+    free(env);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    close(st_pipe[1]);
+    if (pid < 0) {
+        close(out_pipe[0]);
+        close(err_pipe[0]);
+        close(st_pipe[0]);
+        log_error("hook %s: cannot fork: %s", label, strerror(fork_errno));
+        record(job, "%s: cannot run: fork: %s", label, strerror(fork_errno));
+        return -1;
+    }
+    /* exec succeeded when the status pipe closes empty. */
+    int exec_errno = 0;
+    ssize_t got;
+    do
+        got = read(st_pipe[0], &exec_errno, sizeof(exec_errno));
+    while (got < 0 && errno == EINTR);
+    close(st_pipe[0]);
+    if (got == (ssize_t)sizeof(exec_errno)) {
+        int status;
+        wait_child(pid, &status, 0);
+        close(out_pipe[0]);
+        close(err_pipe[0]);
+        log_error("hook %s: cannot run %s: %s", label, job->argv[0], strerror(exec_errno));
+        record(job, "%s: cannot run %s: %s", label, job->argv[0], strerror(exec_errno));
+        return -1;
+    }
+    log_info("hook %s: started %s (pid %ld)", label, job->argv[0], (long)pid);
+
+    struct stream streams[2] = {
+        {.fd = out_pipe[0], .level = LOG_LVL_INFO, .what = ""},
+        {.fd = err_pipe[0], .level = LOG_LVL_WARN, .what = " (stderr)"},
+    };
+    int64_t deadline = started + job->timeout_ms;
+    int64_t kill_at = 0, drain_until = 0;
+    int exited = 0, timed_out = 0, status = 0;
+    for (;;) {
+        if (!exited && wait_child(pid, &status, 1) == 1) {
+            exited = 1;
+            drain_until = now_ms() + DRAIN_MS;
+        }
+        int64_t now = now_ms();
+        if (exited && (streams[0].fd < 0 && streams[1].fd < 0))
+            break;
+        if (exited && now >= drain_until)
+            break;
+        if (!exited && !timed_out && now >= deadline) {
+            timed_out = 1;
+            log_warn("hook %s: still running after %d ms: SIGTERM to process group %ld", label,
+                     job->timeout_ms, (long)pid);
+            kill(-pid, SIGTERM);
+            kill_at = now + job->kill_grace_ms;
+        }
+        if (!exited && timed_out && now >= kill_at) {
+            log_warn("hook %s: still running %d ms after SIGTERM: SIGKILL", label, job->kill_grace_ms);
+            kill(-pid, SIGKILL);
+            kill_at = INT64_MAX;
+        }
+        struct pollfd pfd[2];
+        nfds_t np = 0;
+        struct stream *which[2];
+        for (int i = 0; i < 2; i++)
+            if (streams[i].fd >= 0) {
+                pfd[np] = (struct pollfd){.fd = streams[i].fd, .events = POLLIN};
+                which[np++] = &streams[i];
+            }
+        int64_t wait = TICK_MS;
+        if (!exited && !timed_out && deadline - now < wait)
+            wait = deadline - now;
+        if (!exited && timed_out && kill_at != INT64_MAX && kill_at - now < wait)
+            wait = kill_at - now;
+        if (wait < 0)
+            wait = 0;
+        if (np == 0) {
+            /* Both streams closed but the program runs on: wait for it in ticks. */
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (poll(pfd, np, (int)wait) > 0)
+            for (nfds_t i = 0; i < np; i++)
+                if (pfd[i].revents)
+                    stream_read(which[i], label);
+    }
+    stream_finish(&streams[0], label);
+    stream_finish(&streams[1], label);
+    if (timed_out)
+        kill(-pid, SIGKILL);   /* whatever of its group is left */
+    long ms = (long)(now_ms() - started);
+    if (timed_out) {
+        log_error("hook %s: killed at its time limit (%d ms)", label, job->timeout_ms);
+        record(job, "%s: killed at the time limit (%d s)", label, (job->timeout_ms + 999) / 1000);
+        return -1;
+    }
+    if (WIFEXITED(status)) {
+        int code = WEXITSTATUS(status);
+        if (code == 0)
+            log_info("hook %s: exit 0 (%ld ms)", label, ms);
+        else
+            log_warn("hook %s: exit %d (%ld ms)", label, code, ms);
+        record(job, "%s: exit %d", label, code);
+        return code == 0 ? 0 : -1;
+    }
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    log_warn("hook %s: killed by signal %d (%ld ms)", label, sig, ms);
+    record(job, "%s: killed by signal %d", label, sig);
+    return -1;
+}
+
+int hooks_supervise(const struct hook_job *job)
+{
+    pid_t self = getpid();
+    if (job->exclusive && job->reg) {
+        pid_t holder = 0;
+        if (reg_tenant_hook_claim(job->reg, job->idx, self, &holder) != 0) {
+            log_warn("hook %s: skipped: the previous run (pid %ld) is still running", job->name,
+                     (long)holder);
+            record(job, "%s: skipped, previous run still running (pid %ld)", job->name, (long)holder);
+            return -1;
+        }
+    }
+    int rc = 0;
+    for (size_t i = 0; i < job->ncmds; i++)
+        if (run_command(job, &job->cmds[i]) != 0)
+            rc = -1;
+    if (job->exclusive && job->reg)
+        reg_tenant_hook_release(job->reg, job->idx, self);
+    return rc;
+}
+
+/* ---- detaching ---- */
+
+/* Closes every descriptor from 3 up but keep (the log's). */
+static void close_inherited(int keep)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        long max = sysconf(_SC_OPEN_MAX);
+        if (max < 0 || max > 65536)
+            max = 65536;
+        for (int fd = 3; fd < max; fd++)
+            if (fd != keep)
+                close(fd);
+        return;
+    }
+    int own = dirfd(d);
+    int fds[256];
+    size_t n = 0;
+    int more = 1;
+    while (more) {
+        /* Collect first, close after: closing while reading the directory is unspecified. */
+        n = 0;
+        more = 0;
+        rewinddir(d);
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            char *end;
+            long fd = strtol(e->d_name, &end, 10);
+            if (*end || end == e->d_name || fd < 3 || fd == keep || fd == own)
+                continue;
+            if (n == sizeof(fds) / sizeof(fds[0])) {
+                more = 1;
+                break;
+            }
+            fds[n++] = (int)fd;
+        }
+        for (size_t i = 0; i < n; i++)
+            close(fds[i]);
+    }
+    closedir(d);
+}
+
+static void supervisor_main(const struct hook_job *job)
+{
+    close_inherited(log_fd());
+    reset_signals();
+    /* Operator signals meant for somirrord (reload, log reopen) are not for a supervisor. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    log_set_tenant(job->tenant);
+    hooks_supervise(job);
+    _exit(0);
+}
+
+enum hook_start hooks_spawn(const struct hook_job *job)
+{
+    if (job->exclusive && job->reg) {
+        pid_t holder = reg_tenant_hook_running(job->reg, job->idx);
+        if (holder != 0 && holder != getpid()) {
+            log_warn("hook %s: skipped: the previous run (pid %ld) is still running", job->name,
+                     (long)holder);
+            record(job, "%s: skipped, previous run still running (pid %ld)", job->name, (long)holder);
+            return HOOK_SKIPPED;
+        }
+    }
+    pid_t mid = fork();
+    if (mid < 0) {
+        int e = errno;
+        log_error("hook %s: cannot fork: %s", job->name, strerror(e));
+        record(job, "%s: cannot run: fork: %s", job->name, strerror(e));
+        return HOOK_FAILED;
+    }
+    if (mid == 0) {
+        pid_t sup = fork();
+        if (sup == 0)
+            supervisor_main(job);
+        _exit(sup < 0 ? 1 : 0);
+    }
+    int status = 0;
+    int got = wait_child(mid, &status, 0);
+    /* got < 0 (ECHILD) when SIGCHLD is ignored: the intermediate was reaped for us. */
+    if (got == 1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        log_error("hook %s: cannot fork the supervisor", job->name);
+        record(job, "%s: cannot run: fork failed", job->name);
+        return HOOK_FAILED;
+    }
+    return HOOK_STARTED;
+}

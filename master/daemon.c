@@ -1,0 +1,97 @@
+/* master/daemon: detaching and dropping privileges (see daemon.h). */
+#include "master/daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* The starting process: waits for the daemon's one byte, exits with what it means. */
+static void wait_for_daemon(pid_t intermediate, int ready_read)
+{
+    char word = 1;
+    waitpid(intermediate, NULL, 0);
+    while (read(ready_read, &word, 1) < 0 && errno == EINTR)
+        ;
+    _exit(word == 0 ? 0 : 1);
+}
+
+int daemon_detach(int *ready_fd, char *err, size_t errlen)
+{
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "cannot daemonise: pipe: %s", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid_t first = fork();
+    if (first < 0) {
+        snprintf(err, errlen, "cannot daemonise: fork: %s", strerror(errno));
+        return -1;
+    }
+    if (first > 0) {
+        close(ready[1]);
+        wait_for_daemon(first, ready[0]);
+    }
+    close(ready[0]);
+    setsid();
+    pid_t second = fork();
+    if (second < 0)
+        _exit(1);
+    if (second > 0)
+        _exit(0);
+    if (chdir("/") < 0)
+        _exit(1);
+    umask(027);
+    *ready_fd = ready[1];
+    return 0;
+}
+
+void daemon_ready(int ready_fd)
+{
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        if (null > STDERR_FILENO)
+            close(null);
+    }
+    char ok = 0;
+    ssize_t told = write(ready_fd, &ok, 1);   /* fails only when the starter is gone */
+    (void)told;
+    close(ready_fd);
+}
+
+int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen)
+{
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        snprintf(err, errlen, "user %s: no such user", user);
+        return -1;
+    }
+    gid_t gid = pw->pw_gid;
+    if (group) {
+        struct group *gr = getgrnam(group);
+        if (!gr) {
+            snprintf(err, errlen, "group %s: no such group", group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (setgid(gid) < 0 || initgroups(user, gid) < 0 || setuid(pw->pw_uid) < 0) {
+        snprintf(err, errlen, "cannot switch to user %s: %s", user, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0) {
+        snprintf(err, errlen, "cannot switch to user %s: root could be regained", user);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,20 @@
+/* master/daemon: the classic Unix daemon steps of the master: detaching (double fork, setsid,
+ * chdir /, standard streams to /dev/null) with the starting process waiting for the daemon's
+ * word so that its exit status says whether somirrord started, and the privilege drop. */
+#ifndef SOMIRROR_MASTER_DAEMON_H
+#define SOMIRROR_MASTER_DAEMON_H
+#include <stddef.h>
+
+/* Detaches. Returns in the daemon (grandchild) with *ready_fd open; the starting process
+ * waits and exits 0 once daemon_ready is called, 1 if the daemon exits first. -1 with err
+ * when a fork fails. Error messages written to stderr before daemon_ready still reach the
+ * terminal. */
+int daemon_detach(int *ready_fd, char *err, size_t errlen);
+/* The daemon serves: standard streams go to /dev/null and the starting process exits 0. */
+void daemon_ready(int ready_fd);
+
+/* Switches to user (and group, or the user's primary group) with its supplementary groups.
+ * Needs root; -1 with err otherwise, or when the user or group is unknown. */
+int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+
+#endif

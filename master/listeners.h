@@ -1,0 +1,26 @@
+/* master/listeners: the listening sockets, opened once by the master before it drops
+ * privileges and held open for its whole life (across reloads), so that a connection attempt
+ * is never refused; workers accept on inherited copies. */
+#ifndef SOMIRROR_MASTER_LISTENERS_H
+#define SOMIRROR_MASTER_LISTENERS_H
+#include <stddef.h>
+
+#include "config/config.h"
+#include "worker/worker.h"
+
+struct listeners {
+    struct wrk_listener *items;   /* conf strings are owned copies */
+    size_t n;
+};
+
+/* Opens every cfg->listen entry (SO_REUSEADDR, non-blocking, backlog 511; IPv6 sockets are
+ * IPv6-only so that "[::]:p" and "0.0.0.0:p" can both be listed). -1 with err on failure,
+ * nothing left open. */
+int lsn_open(const struct config *cfg, struct listeners *out, char *err, size_t errlen);
+/* Whether cfg lists exactly the addresses that are open (otherwise a restart is needed). */
+int lsn_same_addresses(const struct listeners *lsn, const struct config *cfg);
+/* Takes the TLS certificate and key paths of cfg (same addresses) for the next generation. */
+void lsn_update_tls(struct listeners *lsn, const struct config *cfg);
+void lsn_close(struct listeners *lsn);
+
+#endif

@@ -1,0 +1,690 @@
+/* master/master: the master process (see master.h). Owns the loaded config and keys, the
+ * listeners, the registry mapping, the status socket, the pid file and the list of children.
+ * Signal handlers are libevent's (they only write to its self-pipe); all work happens in the
+ * loop. Registry writes: generation, master counters, worker slot claim/pid/release, and the
+ * tenant locks of reaped workers (reg_release_locks_of). */
+#include "master/master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "config/config.h"
+#include "config/keys.h"
+#include "ctl/commands.h"
+#include "ctl/statefile.h"
+#include "master/daemon.h"
+#include "master/listeners.h"
+#include "master/pidfile.h"
+#include "master/status.h"
+#include "master/throttle.h"
+#include "shm/registry.h"
+#include "worker/tls.h"
+#include "worker/worker.h"
+
+#define DEFAULT_CONFIG SYSCONFDIR "/somirrord.yaml"
+#define SPARE_WORKER_SLOTS 8
+#define MAX_RESTART_REQUIRED 8
+
+struct child {
+    pid_t pid;
+    int slot;
+    uint32_t generation;
+    int64_t started_ms;
+    int64_t kill_at_ms;      /* 0: serving; else asked to stop, SIGKILL at this time */
+};
+
+struct master {
+    const char *config_path;
+    struct config *boot_cfg;       /* the config started with: settings that need a restart */
+    struct config *cfg;            /* the current config */
+    struct keyring *keys;
+    struct config *retired_cfg;    /* the previous generation's, freed at the next reload */
+    struct keyring *retired_keys;
+    struct registry *reg;
+    struct event_base *base;
+    struct listeners lsn;
+    struct status_server *status;
+    struct pidfile pidfile;
+    int alive_pipe[2];             /* the master holds the write end; EOF tells workers it died */
+    uint32_t generation;
+    struct child *children;
+    size_t nchildren, children_cap;
+    struct throttle throttle;
+    int64_t respawn_at_ms;
+    struct event *respawn_timer;
+    struct event *tick;
+    struct event *signal_events[7];
+    size_t nsignal_events;
+    int stopping;
+    const char *restart_required[MAX_RESTART_REQUIRED];
+    size_t nrestart;
+    struct ctl_context ctl;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- command line ---- */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: somirrord [-f] [-t] [-c FILE] [-v] [-h]\n"
+            "  -c FILE  configuration file (default %s)\n"
+            "  -f       stay in the foreground\n"
+            "  -t       check the configuration and keys, then exit (0: ok, 1: errors)\n"
+            "  -v       print the version\n"
+            "  -h       print this help\n",
+            DEFAULT_CONFIG);
+}
+
+int master_parse_args(int argc, char **argv, struct master_options *opts, char *err, size_t errlen)
+{
+    *opts = (struct master_options){.config_path = DEFAULT_CONFIG};
+    optind = 1;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt(argc, argv, ":c:ftvh")) != -1) {
+        switch (opt) {
+        case 'c': opts->config_path = optarg; break;
+        case 'f': opts->foreground = 1; break;
+        case 't': opts->test_config = 1; break;
+        case 'v': opts->show_version = 1; break;
+        case 'h': opts->show_help = 1; break;
+        case ':':
+            snprintf(err, errlen, "option -%c needs an argument", optopt);
+            return -1;
+        default:
+            snprintf(err, errlen, "unknown option -%c", optopt);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument %s", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- configuration generations ---- */
+
+/* Loads config and keys and checks the TLS listeners. 0, or -1 with every error in errs. */
+static int load_generation(const char *path, struct config **cfg, struct keyring **keys,
+                           struct cfg_errors *errs)
+{
+    *keys = NULL;
+    *cfg = cfg_load(path, errs);
+    if (!*cfg)
+        return -1;
+    *keys = keys_load(*cfg, errs);
+    int tls_failures = wrk_tls_check_config(*cfg, errs);
+    if (*keys && tls_failures == 0)
+        return 0;
+    keys_free(*keys);
+    cfg_free(*cfg);
+    *cfg = NULL;
+    *keys = NULL;
+    return -1;
+}
+
+static int strings_differ(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a != b;
+    return strcmp(a, b) != 0;
+}
+
+static size_t worker_slots(int workers)
+{
+    return (size_t)workers * 3 + SPARE_WORKER_SLOTS;
+}
+
+/* Which settings of cfg differ from those somirrord started with and need a restart. */
+static void note_restart_required(struct master *m, const struct config *cfg)
+{
+    const struct config *boot = m->boot_cfg;
+    m->nrestart = 0;
+    if (!lsn_same_addresses(&m->lsn, cfg))
+        m->restart_required[m->nrestart++] = "listen";
+    if (cfg->tenants_max != boot->tenants_max)
+        m->restart_required[m->nrestart++] = "tenants.max";
+    if (strings_differ(cfg->status_socket, boot->status_socket) ||
+        cfg->status_socket_mode != boot->status_socket_mode)
+        m->restart_required[m->nrestart++] = "status_socket";
+    if (strings_differ(cfg->pid_file, boot->pid_file))
+        m->restart_required[m->nrestart++] = "pid_file";
+    if (strings_differ(cfg->user, boot->user) || strings_differ(cfg->group, boot->group))
+        m->restart_required[m->nrestart++] = "user";
+    if (strings_differ(cfg->log_file, boot->log_file))
+        m->restart_required[m->nrestart++] = "log.file";
+    /* Two generations overlap while the old one drains. */
+    if ((size_t)cfg->workers * 2 > reg_max_workers(m->reg))
+        m->restart_required[m->nrestart++] = "workers";
+    for (size_t i = 0; i < m->nrestart; i++)
+        log_warn("setting %s changed: it takes effect only after a restart", m->restart_required[i]);
+}
+
+static void refresh_ctl(struct master *m)
+{
+    m->ctl.reg = m->reg;
+    m->ctl.cfg = m->cfg;
+    m->ctl.pid = getpid();
+    m->ctl.started = reg_master_counters(m->reg)->started;
+    m->ctl.version = PACKAGE_VERSION;
+    m->ctl.generation = m->generation;
+    m->ctl.workers = m->cfg->workers;
+    m->ctl.restart_required = m->restart_required;
+    m->ctl.nrestart = m->nrestart;
+    m->ctl.state_file = m->cfg->state_file;
+}
+
+/* ---- children ---- */
+
+static struct child *find_child(struct master *m, pid_t pid)
+{
+    for (size_t i = 0; i < m->nchildren; i++)
+        if (m->children[i].pid == pid)
+            return &m->children[i];
+    return NULL;
+}
+
+static size_t serving_workers(const struct master *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nchildren; i++)
+        if (m->children[i].generation == m->generation && m->children[i].kill_at_ms == 0)
+            n++;
+    return n;
+}
+
+static int compare_fds(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* In a new worker: closes every descriptor it must not hold (the status socket and its
+ * clients, the pid file, the master's event loop), so that a status client sees its answer
+ * end and nothing of the master's outlives it. */
+static void close_inherited_fds(const struct master *m)
+{
+    size_t nkeep = 0;
+    int *keep = xcalloc(m->lsn.n + 3, sizeof(*keep));
+    for (size_t i = 0; i < m->lsn.n; i++)
+        keep[nkeep++] = m->lsn.items[i].fd;
+    keep[nkeep++] = m->alive_pipe[0];
+    if (log_fd() > STDERR_FILENO)
+        keep[nkeep++] = log_fd();
+    qsort(keep, nkeep, sizeof(*keep), compare_fds);
+    unsigned first = STDERR_FILENO + 1;
+    for (size_t i = 0; i < nkeep; i++) {
+        if ((unsigned)keep[i] > first)
+            close_range(first, (unsigned)keep[i] - 1, 0);
+        if ((unsigned)keep[i] + 1 > first)
+            first = (unsigned)keep[i] + 1;
+    }
+    close_range(first, ~0U, 0);
+    free(keep);
+}
+
+static void become_worker(struct master *m, int slot, const sigset_t *saved_mask)
+{
+    static const int master_signals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
+    for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++)
+        signal(master_signals[i], SIG_DFL);
+    close_inherited_fds(m);
+    struct wrk_params params = {
+        .cfg = m->cfg,
+        .keys = m->keys,
+        .reg = m->reg,
+        .slot = slot,
+        .generation = m->generation,
+        .listeners = m->lsn.items,
+        .nlisteners = m->lsn.n,
+        .master_alive_fd = m->alive_pipe[0],
+        .master_pid = getppid(),
+        .signal_mask = *saved_mask,
+    };
+    _exit(wrk_run(&params));
+}
+
+static int spawn_worker(struct master *m)
+{
+    int slot = reg_worker_claim(m->reg, m->generation);
+    if (slot < 0) {
+        log_error("cannot start a worker: no free worker slot in the registry");
+        return -1;
+    }
+    sigset_t all, saved;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &saved);
+    pid_t pid = fork();
+    if (pid == 0)
+        become_worker(m, slot, &saved);
+    int fork_errno = errno;
+    sigprocmask(SIG_SETMASK, &saved, NULL);
+    if (pid < 0) {
+        reg_worker_release(m->reg, slot);
+        log_error("cannot start a worker: fork: %s", strerror(fork_errno));
+        return -1;
+    }
+    reg_worker_set_pid(m->reg, slot, pid);
+    m->children = xgrow(m->children, &m->children_cap, m->nchildren + 1, sizeof(*m->children));
+    m->children[m->nchildren++] = (struct child){
+        .pid = pid, .slot = slot, .generation = m->generation, .started_ms = now_ms()};
+    log_debug("started worker %ld (generation %u, slot %d)", (long)pid, (unsigned)m->generation, slot);
+    return 0;
+}
+
+/* SIGTERM when the service stops (health checks answer 503), SIGUSR2 for a generation that a
+ * reload replaces; both drain. */
+static void ask_to_stop(struct master *m, struct child *c, int sig)
+{
+    c->kill_at_ms = now_ms() + (int64_t)m->cfg->shutdown_timeout * 1000;
+    kill(c->pid, sig);
+}
+
+/* Starts the missing workers of the current generation, unless the throttle says wait. */
+static void maintain_workers(struct master *m)
+{
+    if (m->stopping) {
+        if (m->nchildren == 0)
+            event_base_loopexit(m->base, NULL);
+        return;
+    }
+    int64_t wait_ms = m->respawn_at_ms - now_ms();
+    if (wait_ms > 0) {
+        struct timeval delay = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+        evtimer_add(m->respawn_timer, &delay);
+        return;
+    }
+    while (serving_workers(m) < (size_t)m->cfg->workers) {
+        if (spawn_worker(m) < 0) {
+            m->respawn_at_ms = now_ms() + throttle_worker_exited(&m->throttle, 0);
+            maintain_workers(m);
+            return;
+        }
+    }
+}
+
+static void describe_exit(int status, char *out, size_t outlen)
+{
+    if (WIFEXITED(status))
+        snprintf(out, outlen, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, outlen, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(out, outlen, "ended (status 0x%x)", (unsigned)status);
+}
+
+static void child_gone(struct master *m, struct child *c, int status)
+{
+    char how[128];
+    describe_exit(status, how, sizeof(how));
+    int freed = reg_release_locks_of(m->reg, c->pid);
+    if (freed > 0)
+        log_warn("worker %ld held %d tenant lock(s): released", (long)c->pid, freed);
+    int expected = c->kill_at_ms != 0 || m->stopping || c->generation != m->generation;
+    if (expected) {
+        log_info("worker %ld (generation %u) %s", (long)c->pid, (unsigned)c->generation, how);
+    } else {
+        int64_t lived = now_ms() - c->started_ms;
+        int64_t delay = throttle_worker_exited(&m->throttle, lived);
+        reg_master_counters(m->reg)->worker_restarts++;
+        m->respawn_at_ms = now_ms() + delay;
+        if (delay > 0)
+            log_error("worker %ld %s %lld ms after it started; next start in %lld ms", (long)c->pid,
+                      how, (long long)lived, (long long)delay);
+        else
+            log_error("worker %ld %s; starting a new one", (long)c->pid, how);
+    }
+    reg_worker_release(m->reg, c->slot);
+    *c = m->children[--m->nchildren];
+}
+
+static void reap_children(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct child *c = find_child(m, pid);
+        if (c)
+            child_gone(m, c, status);
+    }
+    maintain_workers(m);
+}
+
+/* ---- reload and stop ---- */
+
+static int reload(struct master *m)
+{
+    struct cfg_errors errs;
+    struct config *cfg;
+    struct keyring *keys;
+    cfg_errors_init(&errs);
+    if (load_generation(m->config_path, &cfg, &keys, &errs) < 0) {
+        log_error("reload of %s failed; still running on the previous configuration:", m->config_path);
+        for (size_t i = 0; i < errs.n; i++)
+            log_error("  %s", errs.messages[i]);
+        cfg_errors_free(&errs);
+        reg_master_counters(m->reg)->reloads_failed++;
+        return -1;
+    }
+    cfg_errors_free(&errs);
+    note_restart_required(m, cfg);
+    if (lsn_same_addresses(&m->lsn, cfg))
+        lsn_update_tls(&m->lsn, cfg);
+    log_set_level((enum log_level)cfg->log_level);
+
+    if (m->retired_cfg != m->boot_cfg)
+        cfg_free(m->retired_cfg);
+    keys_free(m->retired_keys);
+    m->retired_cfg = m->cfg;
+    m->retired_keys = m->keys;
+    m->cfg = cfg;
+    m->keys = keys;
+
+    /* The new generation first, on the same listeners; then the old one drains. */
+    m->generation++;
+    reg_set_generation(m->reg, m->generation);
+    throttle_reset(&m->throttle);
+    m->respawn_at_ms = 0;
+    size_t old = m->nchildren;
+    maintain_workers(m);
+    for (size_t i = 0; i < old; i++)
+        if (m->children[i].generation != m->generation && m->children[i].kill_at_ms == 0)
+            ask_to_stop(m, &m->children[i], SIGUSR2);
+    reg_master_counters(m->reg)->reloads_ok++;
+    refresh_ctl(m);
+    log_info("configuration reloaded: generation %u, %d workers", (unsigned)m->generation, cfg->workers);
+    return 0;
+}
+
+static int reload_from_status(void *arg)
+{
+    return reload(arg);
+}
+
+static void stop_gracefully(struct master *m)
+{
+    if (m->stopping)
+        return;
+    m->stopping = 1;
+    log_info("stopping: workers finish the calls in hand (at most %d s)", m->cfg->shutdown_timeout);
+    /* No worker accepts any more: new connection attempts are refused rather than queued. */
+    lsn_close(&m->lsn);
+    for (size_t i = 0; i < m->nchildren; i++)
+        if (m->children[i].kill_at_ms == 0)
+            ask_to_stop(m, &m->children[i], SIGTERM);
+    maintain_workers(m);
+}
+
+static void stop_now(struct master *m)
+{
+    log_info("stopping at once");
+    m->stopping = 1;
+    for (size_t i = 0; i < m->nchildren; i++)
+        kill(m->children[i].pid, SIGKILL);
+    while (m->nchildren > 0) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0 && errno != EINTR)
+            break;
+        struct child *c = pid > 0 ? find_child(m, pid) : NULL;
+        if (c)
+            child_gone(m, c, status);
+    }
+    event_base_loopexit(m->base, NULL);
+}
+
+/* ---- events ---- */
+
+static void signalled(evutil_socket_t sig, short what, void *arg)
+{
+    struct master *m = arg;
+    switch (sig) {
+    case SIGHUP:
+        log_info("SIGHUP: reloading %s", m->config_path);
+        reload(m);
+        break;
+    case SIGTERM:
+        stop_gracefully(m);
+        break;
+    case SIGINT:
+    case SIGQUIT:
+        stop_now(m);
+        break;
+    case SIGUSR1:
+        if (log_reopen() < 0)
+            log_error("cannot reopen the log file");
+        for (size_t i = 0; i < m->nchildren; i++)
+            kill(m->children[i].pid, SIGUSR1);
+        break;
+    case SIGCHLD:
+        reap_children(m);
+        break;
+    default:
+        break;
+    }
+}
+
+static void respawn_due(evutil_socket_t fd, short what, void *arg)
+{
+    maintain_workers(arg);
+}
+
+/* Once a second: workers past their shutdown timeout are killed. */
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct master *m = arg;
+    int64_t now = now_ms();
+    for (size_t i = 0; i < m->nchildren; i++) {
+        struct child *c = &m->children[i];
+        if (c->kill_at_ms != 0 && now >= c->kill_at_ms) {
+            log_warn("worker %ld did not stop within shutdown_timeout: killing it", (long)c->pid);
+            kill(c->pid, SIGKILL);
+            c->kill_at_ms = INT64_MAX;
+        }
+    }
+}
+
+static void status_command(void *arg, const char *line, size_t len, struct buf *answer)
+{
+    struct master *m = arg;
+    refresh_ctl(m);
+    ctl_execute(&m->ctl, line, len, answer);
+}
+
+static int add_events(struct master *m)
+{
+    static const int handled[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGCHLD};
+    for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++) {
+        struct event *ev = evsignal_new(m->base, handled[i], signalled, m);
+        if (!ev || evsignal_add(ev, NULL) < 0)
+            return -1;
+        m->signal_events[m->nsignal_events++] = ev;
+    }
+    m->respawn_timer = evtimer_new(m->base, respawn_due, m);
+    m->tick = event_new(m->base, -1, EV_PERSIST, tick, m);
+    struct timeval second = {1, 0};
+    if (!m->respawn_timer || !m->tick || event_add(m->tick, &second) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- start and end ---- */
+
+static void report_errors(const struct cfg_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "somirrord: %s\n", errs->messages[i]);
+}
+
+/* A startup failure: to the log, and to the terminal when the log is elsewhere. */
+static void startup_failed(const struct master *m, const char *what)
+{
+    log_error("cannot start: %s", what);
+    if (m->cfg && strcmp(m->cfg->log_file, "stderr") != 0)
+        fprintf(stderr, "somirrord: cannot start: %s\n", what);
+}
+
+static int open_resources(struct master *m, char *err, size_t errlen)
+{
+    const struct config *cfg = m->cfg;
+    if (cfg->pid_file && pidfile_acquire(&m->pidfile, cfg->pid_file, err, errlen) < 0)
+        return -1;
+    m->base = event_base_new();
+    if (!m->base) {
+        snprintf(err, errlen, "cannot create the event loop");
+        return -1;
+    }
+    if (lsn_open(cfg, &m->lsn, err, errlen) < 0)
+        return -1;
+    if (pipe2(m->alive_pipe, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    fcntl(m->alive_pipe[0], F_SETFL, O_NONBLOCK);
+    m->reg = reg_create((uint32_t)cfg->tenants_max, (uint32_t)worker_slots(cfg->workers), err, errlen);
+    if (!m->reg)
+        return -1;
+    if (cfg->status_socket) {
+        m->status = status_open(m->base, cfg->status_socket, cfg->status_socket_mode, status_command,
+                                m, err, errlen);
+        if (!m->status)
+            return -1;
+    }
+    if (cfg->user) {
+        if (geteuid() != 0)
+            log_warn("user %s is set but somirrord was not started as root: it runs as it is", cfg->user);
+        else if (daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0)
+            return -1;
+    }
+    if (cfg->state_file && statefile_restore(cfg->state_file, m->reg) < 0)
+        log_warn("pauses in %s were not restored", cfg->state_file);
+    if (add_events(m) < 0) {
+        snprintf(err, errlen, "cannot set up signal handling");
+        return -1;
+    }
+    return 0;
+}
+
+static void release_resources(struct master *m)
+{
+    for (size_t i = 0; i < m->nsignal_events; i++)
+        event_free(m->signal_events[i]);
+    if (m->respawn_timer)
+        event_free(m->respawn_timer);
+    if (m->tick)
+        event_free(m->tick);
+    status_close(m->status);
+    lsn_close(&m->lsn);
+    if (m->pidfile.fd >= 0)
+        pidfile_release(&m->pidfile);
+    if (m->reg)
+        reg_destroy(m->reg);
+    for (int i = 0; i < 2; i++)
+        if (m->alive_pipe[i] >= 0)
+            close(m->alive_pipe[i]);
+    if (m->base)
+        event_base_free(m->base);
+    if (m->retired_cfg != m->boot_cfg)
+        cfg_free(m->retired_cfg);
+    if (m->cfg != m->boot_cfg)
+        cfg_free(m->cfg);
+    cfg_free(m->boot_cfg);
+    keys_free(m->retired_keys);
+    keys_free(m->keys);
+    free(m->children);
+}
+
+static int serve(struct master *m, int foreground)
+{
+    char err[1024];
+    int ready_fd = -1;
+    if (!foreground && daemon_detach(&ready_fd, err, sizeof(err)) < 0) {
+        fprintf(stderr, "somirrord: %s\n", err);
+        return 1;
+    }
+    if (log_open(m->cfg->log_file, (enum log_level)m->cfg->log_level, "somirrord", err, sizeof(err)) < 0) {
+        fprintf(stderr, "somirrord: %s\n", err);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);   /* meant for workers only */
+    if (open_resources(m, err, sizeof(err)) < 0) {
+        startup_failed(m, err);
+        return 1;
+    }
+    reg_master_counters(m->reg)->started = (int64_t)time(NULL);
+    m->generation = 1;
+    reg_set_generation(m->reg, m->generation);
+    refresh_ctl(m);
+    m->ctl.reload = reload_from_status;
+    m->ctl.reload_arg = m;
+    if (m->pidfile.fd >= 0 && pidfile_write(&m->pidfile, getpid(), err, sizeof(err)) < 0) {
+        startup_failed(m, err);
+        return 1;
+    }
+    /* Detached: the standard streams go before any worker can inherit them. */
+    if (ready_fd >= 0)
+        daemon_ready(ready_fd);
+    maintain_workers(m);
+    log_info("somirrord %s started (pid %ld, %d workers, %zu listeners)", PACKAGE_VERSION,
+             (long)getpid(), m->cfg->workers, m->lsn.n);
+    event_base_dispatch(m->base);
+    log_info("somirrord stopped");
+    return 0;
+}
+
+int master_main(int argc, char **argv)
+{
+    struct master_options opts;
+    char err[512];
+    if (master_parse_args(argc, argv, &opts, err, sizeof(err)) < 0) {
+        fprintf(stderr, "somirrord: %s\n", err);
+        usage(stderr);
+        return 2;
+    }
+    if (opts.show_help) {
+        usage(stdout);
+        return 0;
+    }
+    if (opts.show_version) {
+        printf("somirrord %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+
+    struct master m = {.config_path = opts.config_path, .pidfile = {.fd = -1}, .alive_pipe = {-1, -1}};
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    if (load_generation(opts.config_path, &m.cfg, &m.keys, &errs) < 0) {
+        report_errors(&errs);
+        cfg_errors_free(&errs);
+        return 1;
+    }
+    cfg_errors_free(&errs);
+    m.boot_cfg = m.cfg;
+    if (opts.test_config) {
+        printf("configuration ok\n");
+        release_resources(&m);
+        return 0;
+    }
+    int status = serve(&m, opts.foreground);
+    release_resources(&m);
+    return status;
+}

@@ -1,0 +1,68 @@
+/* master/pidfile: the master's locked pid file (see pidfile.h). */
+#include "master/pidfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/xalloc.h"
+
+static int lock_whole_file(int fd, struct flock *probe)
+{
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_SETLK, &lock) == 0)
+        return 0;
+    *probe = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_GETLK, probe) < 0)
+        probe->l_pid = 0;
+    return -1;
+}
+
+int pidfile_acquire(struct pidfile *pf, const char *path, char *err, size_t errlen)
+{
+    pf->path = NULL;
+    pf->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (pf->fd < 0) {
+        snprintf(err, errlen, "pid file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct flock holder;
+    if (lock_whole_file(pf->fd, &holder) < 0) {
+        int saved = errno;
+        if (saved == EAGAIN || saved == EACCES)
+            snprintf(err, errlen, "somirrord is already running (pid %ld holds the pid file %s)",
+                     (long)holder.l_pid, path);
+        else
+            snprintf(err, errlen, "pid file %s: cannot lock: %s", path, strerror(saved));
+        close(pf->fd);
+        pf->fd = -1;
+        return -1;
+    }
+    pf->path = xstrdup(path);
+    return 0;
+}
+
+int pidfile_write(struct pidfile *pf, pid_t pid, char *err, size_t errlen)
+{
+    char text[32];
+    int len = snprintf(text, sizeof(text), "%ld\n", (long)pid);
+    if (ftruncate(pf->fd, 0) < 0 || pwrite(pf->fd, text, (size_t)len, 0) != len) {
+        snprintf(err, errlen, "pid file %s: cannot write: %s", pf->path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void pidfile_release(struct pidfile *pf)
+{
+    if (pf->fd < 0)
+        return;
+    unlink(pf->path);
+    close(pf->fd);
+    pf->fd = -1;
+    free(pf->path);
+    pf->path = NULL;
+}

@@ -1,0 +1,176 @@
+/* master/status: serves the status socket (see status.h). Owns the listening unix socket and
+ * the client connections, each alive only until its answer is written. */
+#include "master/status.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "common/xalloc.h"
+
+#define CLIENT_TIMEOUT_SECONDS 10
+
+struct status_server {
+    char *path;
+    struct evconnlistener *listener;
+    status_handler handler;
+    void *handler_arg;
+};
+
+static void client_flushed(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_free(bev);
+}
+
+static void client_event(struct bufferevent *bev, short what, void *arg);
+
+static const char too_long[] = "error: command longer than 4096 bytes\n";
+
+/* Writes the answer; the connection is freed once it has gone out. */
+static void reply(struct status_server *server, struct bufferevent *bev, const char *text, size_t len)
+{
+    bufferevent_disable(bev, EV_READ);
+    bufferevent_setcb(bev, NULL, client_flushed, client_event, server);
+    bufferevent_write(bev, text, len);
+    client_flushed(bev, server);
+}
+
+static void answer(struct status_server *server, struct bufferevent *bev, const char *line, size_t len)
+{
+    struct buf out = BUF_INIT;
+    server->handler(server->handler_arg, line, len, &out);
+    reply(server, bev, out.data ? out.data : "", out.len);
+    buf_free(&out);
+}
+
+static void client_readable(struct bufferevent *bev, void *arg)
+{
+    struct status_server *server = arg;
+    struct evbuffer *input = bufferevent_get_input(bev);
+    size_t len;
+    char *line = evbuffer_readln(input, &len, EVBUFFER_EOL_LF);
+    if (line) {
+        if (len < STATUS_LINE_MAX)
+            answer(server, bev, line, len);
+        else
+            reply(server, bev, too_long, sizeof(too_long) - 1);
+        free(line);
+    } else if (evbuffer_get_length(input) >= STATUS_LINE_MAX) {
+        reply(server, bev, too_long, sizeof(too_long) - 1);
+    }
+}
+
+static void client_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct status_server *server = arg;
+    struct evbuffer *input = bufferevent_get_input(bev);
+    /* End of input without a newline: the bytes sent are the command. */
+    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && evbuffer_get_length(input) > 0 &&
+        evbuffer_get_length(input) < STATUS_LINE_MAX) {
+        size_t len = evbuffer_get_length(input);
+        char *line = xmalloc(len + 1);
+        evbuffer_remove(input, line, len);
+        line[len] = '\0';
+        answer(server, bev, line, len);
+        free(line);
+        return;
+    }
+    bufferevent_free(bev);
+}
+
+static void client_accepted(struct evconnlistener *listener, evutil_socket_t fd,
+                            struct sockaddr *addr, int addrlen, void *arg)
+{
+    struct status_server *server = arg;
+    struct bufferevent *bev = bufferevent_socket_new(evconnlistener_get_base(listener), fd,
+                                                     BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return;
+    }
+    struct timeval timeout = {CLIENT_TIMEOUT_SECONDS, 0};
+    bufferevent_set_timeouts(bev, &timeout, &timeout);
+    bufferevent_setcb(bev, client_readable, NULL, client_event, server);
+    bufferevent_enable(bev, EV_READ);
+}
+
+/* Whether a server answers on path (a live somirrord): then it must not be replaced. */
+static int someone_listens(const struct sockaddr_un *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int live = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0;
+    close(fd);
+    return live;
+}
+
+struct status_server *status_open(struct event_base *base, const char *path, int mode,
+                                  status_handler handler, void *arg, char *err, size_t errlen)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        snprintf(err, errlen, "status socket %s: path too long (at most %zu bytes)", path,
+                 sizeof(addr.sun_path) - 1);
+        return NULL;
+    }
+    strcpy(addr.sun_path, path);
+    if (someone_listens(&addr)) {
+        snprintf(err, errlen, "status socket %s: another process is serving it", path);
+        return NULL;
+    }
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    /* Created with no access at all, then opened up to the configured mode. */
+    mode_t old_umask = umask(0777);
+    int bound = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    umask(old_umask);
+    if (bound < 0 || chmod(path, (mode_t)mode) < 0 || listen(fd, 64) < 0) {
+        snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
+        close(fd);
+        if (bound == 0)
+            unlink(path);
+        return NULL;
+    }
+    struct status_server *server = xcalloc(1, sizeof(*server));
+    server->listener = evconnlistener_new(base, client_accepted, server, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (!server->listener) {
+        snprintf(err, errlen, "status socket %s: cannot listen", path);
+        close(fd);
+        unlink(path);
+        free(server);
+        return NULL;
+    }
+    server->path = xstrdup(path);
+    server->handler = handler;
+    server->handler_arg = arg;
+    return server;
+}
+
+int status_fd(const struct status_server *server)
+{
+    return evconnlistener_get_fd(server->listener);
+}
+
+void status_close(struct status_server *server)
+{
+    if (!server)
+        return;
+    evconnlistener_free(server->listener);
+    unlink(server->path);
+    free(server->path);
+    free(server);
+}

@@ -1,0 +1,583 @@
+/* proto/soap_xml: the one-pass SOAP reader shared by both sides of proto/soap. Owns the
+ * libxml2 text reader (one per call, never shared), the Envelope/Header/Body structure and the
+ * table-driven shape matcher; see soap_xml.h. */
+#include "proto/soap_xml.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libxml/xmlreader.h>
+
+#include "common/buf.h"
+#include "common/xalloc.h"
+#include "proto/soap.h"
+
+/* Envelope, Body, the operation element and at most six levels of operation shapes. */
+#define FRAMES_MAX 16
+#define NO_CHILD ((size_t)-1)
+
+enum frame_kind { FRAME_ENVELOPE, FRAME_HEADER, FRAME_BODY, FRAME_SHAPE };
+
+struct frame {
+    enum frame_kind kind;
+    const struct shape *shape;   /* FRAME_SHAPE */
+    size_t pos;                  /* children[pos] is the child matched last (ordered shapes) */
+    size_t count;                /* how many times children[pos] matched */
+    size_t nchildren;            /* children matched in all */
+    size_t ordinal;              /* 1-based place among like siblings (for messages) */
+};
+
+struct soap_xml {
+    xmlTextReaderPtr reader;
+    const struct soap_xml_ops *ops;
+    void *ctx;
+    struct soap_xml_result *res;
+    struct frame frames[FRAMES_MAX];
+    size_t depth;
+    size_t skip;            /* > 0: inside an ignored subtree, this many levels deep */
+    int seen_header, seen_body;
+    struct buf text;        /* character data of the open text element */
+    struct buf attr;        /* the attribute value handed out last */
+};
+
+static int is_xml_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int all_space(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!is_xml_space(s[i]))
+            return 0;
+    return 1;
+}
+
+int soap_xml_ns_is(const char *ns, const char *want)
+{
+    return ns && strcmp(ns, want) == 0;
+}
+
+static void env_fail(struct soap_xml *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void env_fail(struct soap_xml *x, const char *fmt, ...)
+{
+    if (x->res->env_error[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->res->env_error, sizeof(x->res->env_error), fmt, ap);
+    va_end(ap);
+}
+
+#if LIBXML_VERSION >= 21200
+typedef const xmlError *xml_error_ptr;
+#else
+typedef xmlErrorPtr xml_error_ptr;
+#endif
+
+/* libxml2 reports here instead of stderr; the first error becomes the envelope fault. */
+static void on_xml_error(void *arg, xml_error_ptr error)
+{
+    struct soap_xml *x = arg;
+    if (error->level < XML_ERR_ERROR)
+        return;
+    const char *msg = error->message ? error->message : "not well-formed";
+    size_t len = strlen(msg);
+    while (len > 0 && is_xml_space(msg[len - 1]))
+        len--;
+    env_fail(x, "XML error at line %d: %.*s", error->line, (int)len, msg);
+}
+
+void soap_xml_fail(struct soap_xml *x, const char *fmt, ...)
+{
+    if (x->res->shape_error[0])
+        return;
+    struct buf where = BUF_INIT;
+    for (size_t i = 0; i < x->depth; i++) {
+        const struct frame *f = &x->frames[i];
+        if (f->kind != FRAME_SHAPE || !f->shape->label)
+            continue;
+        if (f->shape->occurs == OCCURS_ANY || f->shape->occurs == OCCURS_SOME)
+            buf_printf(&where, "%s %zu: ", f->shape->label, f->ordinal);
+        else
+            buf_printf(&where, "%s: ", f->shape->label);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&where, fmt, ap);
+    va_end(ap);
+    snprintf(x->res->shape_error, sizeof(x->res->shape_error), "%s", where.data);
+    buf_free(&where);
+}
+
+const char *soap_xml_attribute(struct soap_xml *x, const char *name, size_t *len)
+{
+    /* The current node's own attributes, read in place (the reader's cursor stays put). */
+    const xmlNode *element = xmlTextReaderCurrentNode(x->reader);
+    for (const xmlAttr *a = element ? element->properties : NULL; a; a = a->next) {
+        if (a->ns || strcmp((const char *)a->name, name) != 0)
+            continue;
+        buf_reset(&x->attr);
+        for (const xmlNode *t = a->children; t; t = t->next)
+            if (t->content)
+                buf_puts(&x->attr, (const char *)t->content);
+        *len = x->attr.len;
+        return x->attr.data ? x->attr.data : "";
+    }
+    return NULL;
+}
+
+static struct frame *push(struct soap_xml *x, enum frame_kind kind, const struct shape *shape,
+                          size_t ordinal)
+{
+    if (x->depth == FRAMES_MAX) {   /* no shape nests this deep; refuse rather than overflow */
+        env_fail(x, "elements nested too deeply");
+        return NULL;
+    }
+    struct frame *f = &x->frames[x->depth++];
+    memset(f, 0, sizeof(*f));
+    f->kind = kind;
+    f->shape = shape;
+    f->pos = NO_CHILD;
+    f->ordinal = ordinal;
+    return f;
+}
+
+static int required(const struct shape *s)
+{
+    return s->occurs == OCCURS_ONE || s->occurs == OCCURS_SOME;
+}
+
+static int repeatable(const struct shape *s)
+{
+    return s->occurs == OCCURS_ANY || s->occurs == OCCURS_SOME;
+}
+
+/* Reports the first required child in children[from, to) (to may be past the end) that did
+ * not come. */
+static int check_required(struct soap_xml *x, const struct frame *f, size_t from, size_t to)
+{
+    for (size_t i = from; i < to && f->shape->children[i].name; i++) {
+        const struct shape *child = &f->shape->children[i];
+        if (required(child) && !(i == f->pos && f->count > 0)) {
+            if (child->occurs == OCCURS_SOME)
+                soap_xml_fail(x, "no <%s> in <%s>", child->name, f->shape->name);
+            else
+                soap_xml_fail(x, "missing <%s> in <%s>", child->name, f->shape->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static size_t find_child(const struct shape *parent, const char *ns, const char *name)
+{
+    if (!parent->children)
+        return NO_CHILD;
+    for (size_t i = 0; parent->children[i].name; i++) {
+        const struct shape *c = &parent->children[i];
+        int same_ns = c->ns ? soap_xml_ns_is(ns, c->ns) : ns == NULL;
+        if (same_ns && strcmp(c->name, name) == 0)
+            return i;
+    }
+    return NO_CHILD;
+}
+
+/* Places child i among its siblings; returns its ordinal, or 0 after a shape error. */
+static size_t match_child(struct soap_xml *x, struct frame *f, size_t i)
+{
+    const struct shape *child = &f->shape->children[i];
+    f->nchildren++;
+    if (f->shape->unordered)
+        return f->nchildren;
+    if (f->pos != NO_CHILD && i < f->pos) {
+        soap_xml_fail(x, "<%s> after <%s>", child->name, f->shape->children[f->pos].name);
+        return 0;
+    }
+    if (i == f->pos) {
+        if (!repeatable(child)) {
+            soap_xml_fail(x, "more than one <%s> in <%s>", child->name, f->shape->name);
+            return 0;
+        }
+        return ++f->count;
+    }
+    if (check_required(x, f, f->pos == NO_CHILD ? 0 : f->pos, i) < 0)
+        return 0;
+    f->pos = i;
+    f->count = 1;
+    return 1;
+}
+
+static void open_shape(struct soap_xml *x, const struct shape *shape, size_t ordinal)
+{
+    if (!push(x, FRAME_SHAPE, shape, ordinal))
+        return;
+    buf_reset(&x->text);
+    if (shape->open && shape->open(x, x->ctx) < 0)
+        soap_xml_fail(x, "invalid <%s>", shape->name);   /* kept only if the handler said nothing */
+}
+
+static void shape_child_start(struct soap_xml *x, struct frame *parent, const char *ns,
+                              const char *name)
+{
+    if (x->res->shape_error[0]) {
+        x->skip = 1;
+        return;
+    }
+    size_t i = find_child(parent->shape, ns, name);
+    if (i == NO_CHILD) {
+        if (soap_xml_ns_is(ns, SOAP_NS))
+            soap_xml_fail(x, "unexpected element <%s> in <%s>", name, parent->shape->name);
+        else if (!ns && x->ops->unqualified_is_error)
+            soap_xml_fail(x, "element <%s> in <%s> has no namespace", name, parent->shape->name);
+        x->skip = 1;
+        return;
+    }
+    size_t ordinal = match_child(x, parent, i);
+    if (ordinal == 0) {
+        x->skip = 1;
+        return;
+    }
+    open_shape(x, &parent->shape->children[i], ordinal);
+}
+
+static void envelope_child_start(struct soap_xml *x, const char *ns, const char *name)
+{
+    int is_env = soap_xml_ns_is(ns, SOAP_ENV_NS);
+    if (is_env && strcmp(name, "Header") == 0) {
+        if (x->seen_header || x->seen_body)
+            env_fail(x, "<Header> must come once, before <Body>");
+        x->seen_header = 1;
+        push(x, FRAME_HEADER, NULL, 0);
+    } else if (is_env && strcmp(name, "Body") == 0) {
+        if (x->seen_body)
+            env_fail(x, "more than one <Body>");
+        x->seen_body = 1;
+        push(x, FRAME_BODY, NULL, 0);
+    } else if (is_env) {
+        env_fail(x, "unexpected element <%s> in <Envelope>", name);
+    } else {
+        x->skip = 1;
+    }
+}
+
+static void element_start(struct soap_xml *x)
+{
+    if (x->skip) {
+        x->skip++;
+        return;
+    }
+    /* Read from the node itself: the reader's accessors look every string up in its dictionary. */
+    const xmlNode *element = xmlTextReaderCurrentNode(x->reader);
+    if (!element) {
+        env_fail(x, "cannot read an element");
+        return;
+    }
+    const char *ns = element->ns ? (const char *)element->ns->href : NULL;
+    const char *name = (const char *)element->name;
+    if (x->depth == 0) {
+        if (!soap_xml_ns_is(ns, SOAP_ENV_NS) || strcmp(name, "Envelope") != 0)
+            env_fail(x, "not a SOAP 1.1 envelope: the root element is <%s>%s%s", name,
+                     ns ? " in " : " in no namespace", ns ? ns : "");
+        else
+            push(x, FRAME_ENVELOPE, NULL, 0);
+        return;
+    }
+    struct frame *top = &x->frames[x->depth - 1];
+    const struct shape *shape;
+    switch (top->kind) {
+    case FRAME_ENVELOPE:
+        envelope_child_start(x, ns, name);
+        break;
+    case FRAME_HEADER:
+        shape = x->ops->header_block ? x->ops->header_block(x->ctx, ns, name) : NULL;
+        if (shape)
+            open_shape(x, shape, 1);
+        else
+            x->skip = 1;
+        break;
+    case FRAME_BODY:
+        shape = x->ops->body_element(x->ctx, ns, name, ++x->res->nbody);
+        if (shape)
+            open_shape(x, shape, 1);
+        else
+            x->skip = 1;
+        break;
+    case FRAME_SHAPE:
+        shape_child_start(x, top, ns, name);
+        break;
+    }
+}
+
+static void shape_end(struct soap_xml *x, const struct frame *f)
+{
+    if (x->res->shape_error[0])
+        return;
+    const struct shape *s = f->shape;
+    if (s->content == SHAPE_CHILDREN && s->children && !s->unordered &&
+        check_required(x, f, f->pos == NO_CHILD ? 0 : f->pos, SIZE_MAX) < 0)
+        return;
+    if (!s->close)
+        return;
+    const char *text = x->text.data ? x->text.data : "";
+    size_t len = x->text.len;
+    if (s->content == SHAPE_TEXT) {
+        while (len > 0 && is_xml_space(text[0])) {
+            text++;
+            len--;
+        }
+        while (len > 0 && is_xml_space(text[len - 1]))
+            len--;
+    }
+    if (s->close(x, x->ctx, text, len) < 0)
+        soap_xml_fail(x, "invalid <%s>", s->name);   /* kept only if the handler said nothing */
+}
+
+static void element_end(struct soap_xml *x)
+{
+    if (x->skip) {
+        x->skip--;
+        return;
+    }
+    if (x->depth == 0)
+        return;
+    const struct frame *f = &x->frames[x->depth - 1];
+    if (f->kind == FRAME_ENVELOPE && !x->seen_body)
+        env_fail(x, "the Envelope has no <Body>");
+    else if (f->kind == FRAME_SHAPE)
+        shape_end(x, f);
+    x->depth--;
+}
+
+static void character_data(struct soap_xml *x)
+{
+    if (x->skip || x->depth == 0)
+        return;
+    const char *value = (const char *)xmlTextReaderConstValue(x->reader);
+    size_t len = value ? strlen(value) : 0;
+    const struct frame *top = &x->frames[x->depth - 1];
+    if (top->kind != FRAME_SHAPE) {
+        if (!all_space(value, len))
+            env_fail(x, "unexpected text in the SOAP envelope");
+        return;
+    }
+    if (x->res->shape_error[0])
+        return;
+    switch (top->shape->content) {
+    case SHAPE_TEXT:
+    case SHAPE_VERBATIM:
+        buf_append(&x->text, value, len);
+        break;
+    case SHAPE_CHILDREN:
+    case SHAPE_EMPTY:
+        if (!all_space(value, len))
+            soap_xml_fail(x, "unexpected text in <%s>", top->shape->name);
+        break;
+    }
+}
+
+/* One node; returns 0 to go on, -1 to stop. */
+static int node(struct soap_xml *x)
+{
+    switch (xmlTextReaderNodeType(x->reader)) {
+    case XML_READER_TYPE_ELEMENT: {
+        int empty = xmlTextReaderIsEmptyElement(x->reader);
+        element_start(x);
+        if (empty == 1)
+            element_end(x);
+        break;
+    }
+    case XML_READER_TYPE_END_ELEMENT:
+        element_end(x);
+        break;
+    case XML_READER_TYPE_TEXT:
+    case XML_READER_TYPE_CDATA:
+    case XML_READER_TYPE_WHITESPACE:
+    case XML_READER_TYPE_SIGNIFICANT_WHITESPACE:
+        character_data(x);
+        break;
+    case XML_READER_TYPE_DOCUMENT_TYPE:
+    case XML_READER_TYPE_NOTATION:
+        env_fail(x, "a DTD is not allowed");
+        break;
+    case XML_READER_TYPE_ENTITY:
+    case XML_READER_TYPE_ENTITY_REFERENCE:
+    case XML_READER_TYPE_END_ENTITY:
+        env_fail(x, "entity references are not allowed");
+        break;
+    default:   /* comments, processing instructions */
+        break;
+    }
+    return x->res->env_error[0] ? -1 : 0;
+}
+
+int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, void *ctx,
+                   struct soap_xml_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    struct soap_xml x = {.ops = ops, .ctx = ctx, .res = res};
+    buf_init(&x.text);
+    buf_init(&x.attr);
+    /* No XML_PARSE_NOENT (entities stay unsubstituted), no DTD loading or validation, no
+     * XML_PARSE_HUGE (libxml2's default limits hold), no network. */
+    if (len == 0 || len > INT_MAX ||
+        !(x.reader = xmlReaderForMemory(doc, (int)len, NULL, NULL, XML_PARSE_NONET))) {
+        env_fail(&x, len == 0 ? "empty request body" : "cannot read the document");
+        return -1;
+    }
+    xmlTextReaderSetStructuredErrorHandler(x.reader, on_xml_error, &x);
+    int rc;
+    while ((rc = xmlTextReaderRead(x.reader)) == 1)
+        if (node(&x) < 0)
+            break;
+    if (rc < 0)
+        env_fail(&x, "not well-formed XML");
+    else if (rc == 0 && !res->env_error[0] && !x.seen_body)
+        env_fail(&x, "not a SOAP envelope");
+    xmlFreeTextReader(x.reader);
+    buf_free(&x.text);
+    buf_free(&x.attr);
+    return res->env_error[0] ? -1 : 0;
+}
+
+size_t soap_xml_char_len(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned c = u[0];
+    if (c < 0x80)
+        return c >= 0x20 || c == '\t' || c == '\n' || c == '\r';
+    size_t n;
+    uint32_t cp, min;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        n = 3, cp = c & 0x0F, min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((u[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (u[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE ||
+        cp == 0xFFFF)
+        return 0;
+    return n;
+}
+
+int soap_xml_parse_count(const char *s, size_t len, int64_t *out)
+{
+    if (len == 0)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        int digit = s[i] - '0';
+        if (v > (INT64_MAX - digit) / 10)
+            return -1;
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return 0;
+}
+
+int soap_xml_parse_int64(const char *s, size_t len, int64_t *out)
+{
+    if (len > 0 && s[0] == '-') {
+        int64_t magnitude;
+        /* INT64_MIN itself is refused: no position or count is that far down. */
+        if (soap_xml_parse_count(s + 1, len - 1, &magnitude) < 0)
+            return -1;
+        *out = -magnitude;
+        return 0;
+    }
+    return soap_xml_parse_count(s, len, out);
+}
+
+int soap_xml_parse_bool(const char *s, size_t len)
+{
+    if ((len == 4 && strncasecmp(s, "true", 4) == 0) || (len == 1 && s[0] == '1'))
+        return 1;
+    if ((len == 5 && strncasecmp(s, "false", 5) == 0) || (len == 1 && s[0] == '0'))
+        return 0;
+    return -1;
+}
+
+void *soap_vec_push(struct soap_vec *v)
+{
+    v->items = xgrow(v->items, &v->cap, v->len + 1, v->size);
+    void *item = (char *)v->items + v->len++ * v->size;
+    memset(item, 0, v->size);
+    return item;
+}
+
+void *soap_vec_last(const struct soap_vec *v)
+{
+    return v->len ? (char *)v->items + (v->len - 1) * v->size : NULL;
+}
+
+void *soap_vec_finish(struct soap_vec *v, struct arena *a, size_t *n)
+{
+    *n = v->len;
+    if (v->len == 0)
+        return NULL;
+    void *copy = arena_alloc(a, v->len * v->size);
+    memcpy(copy, v->items, v->len * v->size);
+    v->len = 0;
+    return copy;
+}
+
+void soap_vec_free(struct soap_vec *v)
+{
+    free(v->items);
+    v->items = NULL;
+    v->len = v->cap = 0;
+}
+
+void soap_xml_put_text(struct buf *out, const char *s, size_t len)
+{
+    size_t run = 0;   /* start of the valid run not yet written */
+    size_t i = 0;
+    while (i < len) {
+        size_t n = soap_xml_char_len(s + i, len - i);
+        if (n > 0) {
+            i += n;
+            continue;
+        }
+        buf_put_xml_escaped(out, s + run, i - run);
+        buf_puts(out, "\xEF\xBF\xBD");
+        run = ++i;
+    }
+    buf_put_xml_escaped(out, s + run, len - run);
+}
+
+void soap_xml_put_element(struct buf *out, const char *name, const char *text, size_t len)
+{
+    if (!text || len == 0) {
+        buf_printf(out, "<%s/>", name);
+        return;
+    }
+    buf_printf(out, "<%s>", name);
+    soap_xml_put_text(out, text, len);
+    buf_printf(out, "</%s>", name);
+}
+
+void soap_xml_put_element_str(struct buf *out, const char *name, const char *text)
+{
+    soap_xml_put_element(out, name, text, text ? strlen(text) : 0);
+}
+
+void soap_xml_put_element_i64(struct buf *out, const char *name, int64_t value)
+{
+    buf_printf(out, "<%s>%lld</%s>", name, (long long)value, name);
+}

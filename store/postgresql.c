@@ -1,0 +1,1464 @@
+/* store/postgresql: the PostgreSQL driver of the mirror store (struct store_driver, see
+ * store.h), through libpq. Owns the worker's connections (one admin connection to the database
+ * of store.postgresql.conninfo, used only to create and drop tenant databases, and one
+ * connection per open tenant), the SQL dialect (types, defaults, quoting, upserts), the per-tenant
+ * advisory lock that serialises several somirrord hosts, and the COPY paths for rows.
+ * Identifiers are validated, lowercased and always double-quoted; values travel as parameters
+ * or through COPY, never inside SQL text.
+ *
+ * Names. The tenant database is the configured name (default Mirror_<ctx>), quoted as is, so
+ * its case is kept. Tables and columns are lowercased (SQL Server names are case-insensitive;
+ * unquoted SQL then finds them); a name longer than PostgreSQL's 63 bytes becomes its first 54
+ * characters, '_' and 8 hex digits of a hash of the whole lowercased name.
+ *
+ * Column types. Where PostgreSQL has an exact type it is used; where it would change a value
+ * the value is kept as text (protocol section 8: every accepted value reads back exactly):
+ *
+ *   SQL Server type            PostgreSQL type       notes
+ *   bigint int smallint        same                  
+ *   tinyint                    smallint              (0..255 checked before)
+ *   bit                        boolean               1/0 read back as true/false
+ *   decimal(p,s) numeric(p,s)  numeric(p,s)          same number (scale digits shown)
+ *   money smallmoney           numeric(19,4) numeric(10,4)
+ *   float real                 double precision real same binary value
+ *   date                       date
+ *   time(n), n <= 6            time(n)               trailing fraction zeros not shown
+ *   time(7)                    varchar(16)           text 'HH:MM:SS[.fffffff]' as sent
+ *   datetime                   timestamp(3)
+ *   smalldatetime              timestamp(0)
+ *   datetime2(n), n <= 6       timestamp(n)          trailing fraction zeros not shown
+ *   datetime2(7)               varchar(27)           text 'YYYY-MM-DD HH:MM:SS[.fffffff]'
+ *   datetimeoffset(n)          varchar(34)           text 'YYYY-MM-DD HH:MM:SS[.f...]+HH:MM'
+ *                                                    (timestamptz would drop the offset)
+ *   uniqueidentifier           varchar(36)           as sent (uuid would lowercase it)
+ *   char(n) varchar(n)         varchar(n)            stored as sent, not padded
+ *   nchar(n) nvarchar(n)       varchar(n)            (n UTF-16 units hold at most n chars)
+ *   (max) types, text, ntext   text
+ *   xml                        text                  as sent, not checked
+ *   binary(n) varbinary(n)     bytea                 not padded
+ *   image, timestamp/rowversion bytea
+ * In the text forms the 'T' between date and time becomes a space, as PostgreSQL shows its own
+ * timestamps. PostgreSQL text cannot hold the character U+0000: such a value fails the call
+ * with InvalidValue naming the table and column.
+ *
+ * Defaults are rendered from the parsed default, never from the request text: numbers and
+ * strings as quoted literals (' doubled, standard_conforming_strings on), 0x... as a bytea
+ * literal, bit numbers as true/false, NULL; getdate() and sysdatetime() are localtimestamp,
+ * getutcdate(), sysutcdatetime() and sysdatetimeoffset() the UTC time (cast to the column's
+ * type; for the text forms 'YYYY-MM-DD HH:MM:SS.ffffff', with '+00:00' for datetimeoffset);
+ * newid() and newsequentialid() are upper(gen_random_uuid()::text).
+ *
+ * Metadata: "<ctx>_mirroring" (lowercased): tablename text PRIMARY KEY (looked up
+ * case-insensitively), schema text, schemahash text, lsn bigint, updated timestamp (UTC).
+ *
+ * Transactions: begin is BEGIN plus pg_advisory_xact_lock(<64-bit FNV-1a hash of the tenant>),
+ * waiting at most tenants.lock_timeout (lock_timeout; a timeout is TenantBusy). A connection
+ * found broken at begin (server restart, database dropped by a reset elsewhere) is opened
+ * anew, provisioning the database when missing.
+ *
+ * Rows: inserts into a table being fully loaded (table_was_empty) stream into the table by
+ * one COPY per call, inside a savepoint; the COPY ends before anything else runs on the
+ * connection. Should it meet a key already there (a load sent again, or a key twice), the
+ * savepoint is rolled back and the same rows are merged instead, and that table's loads are
+ * merged from then on (until it is wiped or dropped). Every other chunk is COPYed into a
+ * session temp table (ON COMMIT DELETE ROWS; seq numbers the rows) and merged by one
+ * statement: the last change of each key (DISTINCT ON key ORDER BY seq DESC), deletes by
+ * DELETE ... USING, the rest by INSERT ... ON CONFLICT (key) DO UPDATE. COPY uses the text
+ * format (\ tab newline CR escaped, NULL as \N, bytea as * \\x hex). */
+#include "store/store.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "proto/schema.h"
+
+enum {
+    PG_NAME_MAX = 63,          /* NAMEDATALEN - 1 */
+    PG_NAME_KEEP = 54,         /* characters kept of a longer name, then '_' and 8 hex digits */
+    STAGE_CACHE_MAX = 64,      /* temp tables kept per connection before starting over */
+    CONNECT_TRIES = 3,
+    COPY_PIECE = 1 << 20       /* COPY data is sent in pieces of at most this many bytes */
+};
+
+static const uint64_t LOCK_SALT = 0x736f6d6972726f72ULL;   /* "somirror" */
+
+struct pg_backend {
+    char *conninfo;            /* NULL: libpq's defaults and environment */
+    char *password;
+    int lock_timeout;          /* seconds */
+    PGconn *admin;
+};
+
+/* A temp table for one table schema, and the statements that use it. */
+struct stage {
+    char *table;               /* the metadata's table name */
+    char hash[SM_HASH_HEX + 1];
+    char *copy_sql;            /* COPY into the temp table */
+    char *merge_sql;           /* merge into the table, then empty the temp table */
+    char *direct_sql;          /* COPY straight into the table */
+    char *replay_sql;          /* COPY of direct rows into the temp table (seq and op default) */
+    int committed;             /* the temp table exists beyond the current transaction */
+};
+
+struct pg_conn {
+    struct pg_backend *backend;
+    char *tenant;
+    char *dbname;
+    char *meta;                /* "<ctx>_mirroring" lowercased, unquoted */
+    PGconn *db;
+    int64_t lock_key;
+    unsigned stage_serial;
+    struct stage *stages;
+    size_t nstages, stages_cap;
+    char **nodirect;           /* tables whose direct COPY met a key already there */
+    size_t nnodirect, nodirect_cap;
+    struct buf data;           /* COPY data scratch */
+    /* An open direct COPY (a full load streaming into a table) inside a savepoint, ended
+     * before anything else runs on the connection (stream_finish). */
+    char *stream_table;        /* its table (metadata name), or NULL */
+    char *stream_replay_sql;
+    char *stream_merge_sql;
+    struct buf replay;         /* the rows sent, merged instead when the COPY meets a key */
+};
+
+static int stream_finish(struct pg_conn *c, struct fault *f);
+static void stream_abort(struct pg_conn *c);
+
+/* ---- names and SQL text ---- */
+
+static uint64_t fnv1a(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* A table or column name as PostgreSQL keeps it: lowercased, shortened past 63 bytes. */
+static void pg_name(char out[PG_NAME_MAX + 1], const char *name)
+{
+    char lower[SM_IDENT_MAX + 1];
+    size_t len = strlen(name);
+    if (len > SM_IDENT_MAX)
+        len = SM_IDENT_MAX;
+    for (size_t i = 0; i < len; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
+    lower[len] = '\0';
+    if (len <= PG_NAME_MAX) {
+        memcpy(out, lower, len + 1);
+        return;
+    }
+    snprintf(out, PG_NAME_MAX + 1, "%.*s_%08x", PG_NAME_KEEP, lower,
+             (unsigned)(fnv1a(lower, len) & 0xffffffffu));
+}
+
+static void put_quoted(struct buf *sql, const char *name)
+{
+    buf_putc(sql, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            buf_putc(sql, '"');
+        buf_putc(sql, *p);
+    }
+    buf_putc(sql, '"');
+}
+
+/* A validated identifier (table or column), lowercased and quoted. */
+static void put_ident(struct buf *sql, const char *name)
+{
+    char pg[PG_NAME_MAX + 1];
+    pg_name(pg, name);
+    put_quoted(sql, pg);
+}
+
+static void put_string_literal(struct buf *sql, const char *s, size_t len)
+{
+    buf_putc(sql, '\'');
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\'')
+            buf_putc(sql, '\'');
+        buf_putc(sql, s[i]);
+    }
+    buf_putc(sql, '\'');
+}
+
+static int name_check(const char *name, struct fault *f)
+{
+    if (ident_valid(name))
+        return 0;
+    fault_set(f, FAULT_INTERNAL, "postgresql: refusing an invalid identifier");
+    return -1;
+}
+
+static int schema_names_check(const struct table_schema *s, struct fault *f)
+{
+    if (name_check(s->name, f) != 0)
+        return -1;
+    for (size_t k = 0; k < s->ncolumns; k++)
+        if (name_check(s->columns[k].name, f) != 0)
+            return -1;
+    return 0;
+}
+
+/* ---- errors and statements ---- */
+
+static void trim_newlines(char *s)
+{
+    size_t len = strlen(s);
+    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' '))
+        s[--len] = '\0';
+}
+
+static int sqlstate_is(const PGresult *res, const char *state)
+{
+    const char *got = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return got && strcmp(got, state) == 0;
+}
+
+/* A StorageError with the server's message and SQLSTATE (TenantBusy for a lock timeout). */
+static int pg_fail(PGconn *db, const PGresult *res, const char *what, struct fault *f)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    char msg[700];
+    snprintf(msg, sizeof(msg), "%s",
+             primary ? primary : db ? PQerrorMessage(db) : "out of memory");
+    trim_newlines(msg);
+    if (!msg[0])
+        snprintf(msg, sizeof(msg), "failed");
+    enum fault_code code = FAULT_STORAGE_ERROR;
+    if (state && strcmp(state, "55P03") == 0)
+        code = FAULT_TENANT_BUSY;
+    fault_set(f, code, "postgresql: %s: %s%s%s%s%s%s", what, msg, detail ? " (" : "",
+              detail ? detail : "", detail ? ")" : "", state ? " SQLSTATE " : "",
+              state ? state : "");
+    return -1;
+}
+
+static int result_ok(const PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* Runs SQL (one or more statements) that returns nothing needed. */
+static int exec_sql(PGconn *db, const char *sql, const char *what, struct fault *f)
+{
+    PGresult *res = PQexec(db, sql);
+    int rc = result_ok(res) ? 0 : pg_fail(db, res, what, f);
+    PQclear(res);
+    return rc;
+}
+
+static int exec_buf(PGconn *db, struct buf *sql, const char *what, struct fault *f)
+{
+    int rc = exec_sql(db, sql->data, what, f);
+    buf_free(sql);
+    return rc;
+}
+
+/* A statement with text parameters; the result (tuples or not) or NULL with f set. */
+static PGresult *exec_params(PGconn *db, const char *sql, int n, const char *const *params,
+                             const char *what, struct fault *f)
+{
+    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+    if (result_ok(res))
+        return res;
+    pg_fail(db, res, what, f);
+    PQclear(res);
+    return NULL;
+}
+
+/* ---- connections ---- */
+
+static PGconn *connect_db(const struct pg_backend *b, const char *dbname)
+{
+    const char *keys[6], *values[6];
+    int n = 0;
+    if (b->conninfo && *b->conninfo) {
+        keys[n] = "dbname";
+        values[n++] = b->conninfo;
+    }
+    if (dbname) {
+        keys[n] = "dbname";
+        values[n++] = dbname;
+    }
+    if (b->password) {
+        keys[n] = "password";
+        values[n++] = b->password;
+    }
+    keys[n] = "client_encoding";
+    values[n++] = "UTF8";
+    keys[n] = "fallback_application_name";
+    values[n++] = "somirrord";
+    keys[n] = NULL;
+    values[n] = NULL;
+    return PQconnectdbParams(keys, values, 1);
+}
+
+static int connect_fail(PGconn *db, const char *what, struct fault *f)
+{
+    char msg[700];
+    snprintf(msg, sizeof(msg), "%s", db ? PQerrorMessage(db) : "out of memory");
+    trim_newlines(msg);
+    fault_set(f, FAULT_STORAGE_ERROR, "postgresql: %s: %s", what, msg);
+    return -1;
+}
+
+/* The admin connection, (re)opened when missing or broken. */
+static PGconn *admin_conn(struct pg_backend *b, struct fault *f)
+{
+    if (b->admin && PQstatus(b->admin) == CONNECTION_OK)
+        return b->admin;
+    PQfinish(b->admin);
+    b->admin = connect_db(b, NULL);
+    if (PQstatus(b->admin) != CONNECTION_OK) {
+        connect_fail(b->admin, "connecting to the server", f);
+        PQfinish(b->admin);
+        b->admin = NULL;
+        return NULL;
+    }
+    return b->admin;
+}
+
+/* Runs one admin statement with parameters; retried once on a connection found broken. The
+ * result, or NULL with f set. */
+static PGresult *admin_exec(struct pg_backend *b, const char *sql, int n,
+                            const char *const *params, const char *what, struct fault *f)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGconn *db = admin_conn(b, f);
+        if (!db)
+            return NULL;
+        PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+        if (result_ok(res))
+            return res;
+        if (PQstatus(db) == CONNECTION_BAD && attempt == 0) {
+            PQclear(res);
+            continue;
+        }
+        pg_fail(db, res, what, f);
+        PQclear(res);
+        return NULL;
+    }
+    return NULL;
+}
+
+static int dbname_check(const char *dbname, struct fault *f)
+{
+    if (*dbname && strlen(dbname) <= PG_NAME_MAX)
+        return 0;
+    fault_set(f, FAULT_INTERNAL, "postgresql: database name %s is empty or longer than %d bytes",
+              dbname, PG_NAME_MAX);
+    return -1;
+}
+
+/* Creates the tenant database when missing; another host creating it at the same time is no
+ * error. */
+static int database_ensure(struct pg_backend *b, const char *dbname, struct fault *f)
+{
+    const char *params[1] = {dbname};
+    PGresult *res = admin_exec(b, "SELECT 1 FROM pg_database WHERE datname = $1", 1, params,
+                               "looking up the tenant database", f);
+    if (!res)
+        return -1;
+    int exists = PQntuples(res) > 0;
+    PQclear(res);
+    if (exists)
+        return 0;
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "CREATE DATABASE ");
+    put_quoted(&sql, dbname);
+    int rc = -1;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        PGconn *db = admin_conn(b, f);
+        if (!db)
+            break;
+        res = PQexec(db, sql.data);
+        /* 42P04: another host created it meanwhile; 55006: template1 in use (a concurrent
+         * CREATE DATABASE), tried again */
+        if (result_ok(res) || sqlstate_is(res, "42P04")) {
+            rc = 0;
+        } else if (sqlstate_is(res, "55006") || PQstatus(db) == CONNECTION_BAD) {
+            pg_fail(db, res, "creating the tenant database", f);
+            PQclear(res);
+            struct timespec pause = {0, 200 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+            continue;
+        } else {
+            pg_fail(db, res, "creating the tenant database", f);
+        }
+        PQclear(res);
+        break;
+    }
+    buf_free(&sql);
+    if (rc == 0)
+        fault_clear(f);
+    return rc;
+}
+
+static void stages_forget(struct pg_conn *c, int keep_committed)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < c->nstages; i++) {
+        struct stage *s = &c->stages[i];
+        if (keep_committed && s->committed) {
+            c->stages[kept++] = *s;
+            continue;
+        }
+        free(s->table);
+        free(s->copy_sql);
+        free(s->merge_sql);
+        free(s->direct_sql);
+        free(s->replay_sql);
+    }
+    c->nstages = kept;
+}
+
+static void stream_forget(struct pg_conn *c)
+{
+    free(c->stream_table);
+    free(c->stream_replay_sql);
+    free(c->stream_merge_sql);
+    c->stream_table = c->stream_replay_sql = c->stream_merge_sql = NULL;
+    buf_reset(&c->replay);
+}
+
+static void nodirect_clear(struct pg_conn *c)
+{
+    for (size_t i = 0; i < c->nnodirect; i++)
+        free(c->nodirect[i]);
+    c->nnodirect = 0;
+}
+
+static void conn_disconnect(struct pg_conn *c)
+{
+    stages_forget(c, 0);
+    stream_forget(c);
+    PQfinish(c->db);
+    c->db = NULL;
+}
+
+/* Session settings, then the metadata table (created under the tenant lock). */
+static int conn_prepare(struct pg_conn *c, struct fault *f)
+{
+    struct buf sql = BUF_INIT;
+    buf_printf(&sql,
+               "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';"
+               " SET standard_conforming_strings = on; SET extra_float_digits = 1;"
+               " SET lock_timeout = '%ds'; SET client_min_messages = warning",
+               c->backend->lock_timeout);
+    if (exec_buf(c->db, &sql, "session settings", f) != 0)
+        return -1;
+    buf_printf(&sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld); CREATE TABLE IF NOT EXISTS ",
+               (long long)c->lock_key);
+    put_quoted(&sql, c->meta);
+    buf_puts(&sql, " (tablename text NOT NULL PRIMARY KEY, schema text NOT NULL,"
+                   " schemahash text NOT NULL, lsn bigint NOT NULL, updated timestamp NOT NULL);"
+                   " COMMIT");
+    if (exec_buf(c->db, &sql, "creating the metadata table", f) != 0) {
+        exec_sql(c->db, "ROLLBACK", "rollback", f);
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens the tenant's connection, creating the database when missing. */
+static int conn_connect(struct pg_conn *c, struct fault *f)
+{
+    conn_disconnect(c);
+    for (int attempt = 0; attempt < CONNECT_TRIES; attempt++) {
+        if (database_ensure(c->backend, c->dbname, f) != 0)
+            return -1;
+        c->db = connect_db(c->backend, c->dbname);
+        if (PQstatus(c->db) == CONNECTION_OK)
+            break;
+        connect_fail(c->db, "connecting to the tenant database", f);
+        PQfinish(c->db);
+        c->db = NULL;   /* dropped meanwhile by a reset elsewhere: provisioned again */
+    }
+    if (!c->db)
+        return -1;
+    if (conn_prepare(c, f) != 0) {
+        conn_disconnect(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void *pg_backend_open(const struct config *cfg, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    struct pg_backend *b = xcalloc(1, sizeof(*b));
+    if (cfg->postgresql.conninfo)
+        b->conninfo = xstrdup(cfg->postgresql.conninfo);
+    if (cfg->postgresql.password)
+        b->password = xstrdup(cfg->postgresql.password);
+    b->lock_timeout = cfg->lock_timeout > 0 ? cfg->lock_timeout : 60;
+    return b;   /* connections are opened when first needed */
+}
+
+static void pg_backend_close(void *backend)
+{
+    struct pg_backend *b = backend;
+    if (!b)
+        return;
+    PQfinish(b->admin);
+    free(b->conninfo);
+    free(b->password);
+    free(b);
+}
+
+static int pg_tenant_open(void *backend, const char *tenant, const char *dbname, void **conn,
+                          struct fault *f)
+{
+    if (dbname_check(dbname, f) != 0)
+        return -1;
+    struct pg_conn *c = xcalloc(1, sizeof(*c));
+    c->backend = backend;
+    c->tenant = xstrdup(tenant);
+    c->dbname = xstrdup(dbname);
+    struct buf meta = BUF_INIT;
+    buf_printf(&meta, "%s_mirroring", tenant);
+    c->meta = buf_steal(&meta);
+    for (char *p = c->meta; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    c->lock_key = (int64_t)(fnv1a(tenant, strlen(tenant)) ^ LOCK_SALT);
+    if (name_check(c->meta, f) != 0 || strlen(c->meta) > PG_NAME_MAX ||
+        conn_connect(c, f) != 0) {
+        if (!f->code)
+            fault_set(f, FAULT_INTERNAL, "postgresql: metadata table name too long");
+        free(c->meta);
+        free(c->dbname);
+        free(c->tenant);
+        free(c);
+        return -1;
+    }
+    *conn = c;
+    return 0;
+}
+
+static void pg_tenant_close(void *conn)
+{
+    struct pg_conn *c = conn;
+    if (!c)
+        return;
+    conn_disconnect(c);
+    free(c->stages);
+    nodirect_clear(c);
+    free(c->nodirect);
+    buf_free(&c->replay);
+    buf_free(&c->data);
+    free(c->meta);
+    free(c->dbname);
+    free(c->tenant);
+    free(c);
+}
+
+static int pg_tenant_drop(void *backend, const char *tenant, const char *dbname, struct fault *f)
+{
+    (void)tenant;
+    if (dbname_check(dbname, f) != 0)
+        return -1;
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "DROP DATABASE IF EXISTS ");
+    put_quoted(&sql, dbname);
+    buf_puts(&sql, " WITH (FORCE)");
+    PGresult *res = admin_exec(backend, sql.data, 0, NULL, "dropping the tenant database", f);
+    buf_free(&sql);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* ---- transactions ---- */
+
+static int pg_begin(void *conn, struct fault *f)
+{
+    struct pg_conn *c = conn;
+    stream_forget(c);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "BEGIN; SELECT pg_advisory_xact_lock(%lld)",
+             (long long)c->lock_key);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if ((!c->db || PQstatus(c->db) != CONNECTION_OK) && conn_connect(c, f) != 0)
+            return -1;
+        PGresult *res = PQexec(c->db, sql);
+        if (result_ok(res)) {
+            PQclear(res);
+            return 0;
+        }
+        if (PQstatus(c->db) == CONNECTION_BAD && attempt == 0) {
+            PQclear(res);
+            log_info("postgresql: connection to %s lost; reconnecting", c->dbname);
+            continue;
+        }
+        pg_fail(c->db, res, "begin", f);
+        if (f->code == FAULT_TENANT_BUSY)
+            fault_set(f, FAULT_TENANT_BUSY, "tenant %s: the mirror is locked by another host",
+                      c->tenant);
+        PQclear(res);
+        if (PQtransactionStatus(c->db) != PQTRANS_IDLE)
+            exec_sql(c->db, "ROLLBACK", "rollback", f);
+        return -1;
+    }
+    return -1;
+}
+
+static int pg_commit(void *conn, struct fault *f)
+{
+    struct pg_conn *c = conn;
+    if (stream_finish(c, f) != 0)
+        return -1;
+    PGresult *res = PQexec(c->db, "COMMIT");
+    /* COMMIT of a failed transaction answers ROLLBACK: the status says which */
+    int ok = result_ok(res) && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+    if (!ok) {
+        if (result_ok(res))
+            fault_set(f, FAULT_STORAGE_ERROR, "postgresql: commit: the transaction was rolled back");
+        else
+            pg_fail(c->db, res, "commit", f);
+    }
+    PQclear(res);
+    if (ok)
+        for (size_t i = 0; i < c->nstages; i++)
+            c->stages[i].committed = 1;
+    else
+        stages_forget(c, 1);
+    return ok ? 0 : -1;
+}
+
+static void pg_rollback(void *conn)
+{
+    struct pg_conn *c = conn;
+    stream_abort(c);
+    if (c->db && PQtransactionStatus(c->db) != PQTRANS_IDLE &&
+        PQtransactionStatus(c->db) != PQTRANS_UNKNOWN) {
+        PGresult *res = PQexec(c->db, "ROLLBACK");
+        PQclear(res);
+    }
+    stages_forget(c, 1);   /* temp tables created in the transaction are gone */
+}
+
+/* ---- metadata ---- */
+
+static int pg_meta_read(void *conn, struct arena *arena, struct table_meta **out, size_t *n,
+                        struct fault *f)
+{
+    struct pg_conn *c = conn;
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "SELECT tablename, schema, schemahash, lsn,"
+                   " CAST(extract(epoch FROM updated AT TIME ZONE 'UTC') AS bigint) FROM ");
+    put_quoted(&sql, c->meta);
+    buf_puts(&sql, " ORDER BY tablename");
+    PGresult *res = exec_params(c->db, sql.data, 0, NULL, "reading the metadata", f);
+    buf_free(&sql);
+    if (!res)
+        return -1;
+    size_t rows = (size_t)PQntuples(res);
+    struct table_meta *m = arena_calloc(arena, rows + 1, sizeof(*m));
+    for (size_t i = 0; i < rows; i++) {
+        int r = (int)i;
+        m[i].name = arena_strdup(arena, PQgetvalue(res, r, 0));
+        m[i].canonical = arena_strdup(arena, PQgetvalue(res, r, 1));
+        snprintf(m[i].hash, sizeof(m[i].hash), "%s", PQgetvalue(res, r, 2));
+        m[i].lsn = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+        m[i].updated = strtoll(PQgetvalue(res, r, 4), NULL, 10);
+    }
+    PQclear(res);
+    *out = m;
+    *n = rows;
+    return 0;
+}
+
+static int pg_meta_put(void *conn, const char *table, const char *canonical, const char *hash,
+                       int64_t lsn, struct fault *f)
+{
+    struct pg_conn *c = conn;
+    if (stream_finish(c, f) != 0)
+        return -1;
+    char lsn_text[24];
+    snprintf(lsn_text, sizeof(lsn_text), "%lld", (long long)lsn);
+    const char *params[4] = {table, canonical, hash, lsn_text};
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "WITH changed AS (UPDATE ");
+    put_quoted(&sql, c->meta);
+    buf_puts(&sql, " SET schema = $2, schemahash = $3, lsn = $4::bigint,"
+                   " updated = now() AT TIME ZONE 'UTC' WHERE lower(tablename) = lower($1)"
+                   " RETURNING 1) INSERT INTO ");
+    put_quoted(&sql, c->meta);
+    buf_puts(&sql, " (tablename, schema, schemahash, lsn, updated) SELECT $1, $2, $3,"
+                   " $4::bigint, now() AT TIME ZONE 'UTC' WHERE NOT EXISTS (SELECT 1 FROM changed)");
+    PGresult *res = exec_params(c->db, sql.data, 4, params, "writing the metadata", f);
+    buf_free(&sql);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+static int pg_meta_delete(void *conn, const char *table, struct fault *f)
+{
+    struct pg_conn *c = conn;
+    if (stream_finish(c, f) != 0)
+        return -1;
+    const char *params[1] = {table};
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "DELETE FROM ");
+    put_quoted(&sql, c->meta);
+    buf_puts(&sql, " WHERE lower(tablename) = lower($1)");
+    PGresult *res = exec_params(c->db, sql.data, 1, params, "removing the metadata", f);
+    buf_free(&sql);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* ---- column declarations ---- */
+
+/* Types whose values are kept as text because PostgreSQL's own type would change them. */
+static int stored_as_text_time(const struct sql_type *t)
+{
+    return t->kind == SQL_DATETIMEOFFSET ||
+           ((t->kind == SQL_TIME || t->kind == SQL_DATETIME2) && t->scale > 6);
+}
+
+static void put_type(struct buf *sql, const struct sql_type *t)
+{
+    switch (t->kind) {
+    case SQL_BIGINT: buf_puts(sql, "bigint"); return;
+    case SQL_INT: buf_puts(sql, "integer"); return;
+    case SQL_SMALLINT:
+    case SQL_TINYINT: buf_puts(sql, "smallint"); return;
+    case SQL_BIT: buf_puts(sql, "boolean"); return;
+    case SQL_DECIMAL:
+    case SQL_NUMERIC: buf_printf(sql, "numeric(%d,%d)", t->precision, t->scale); return;
+    case SQL_MONEY: buf_puts(sql, "numeric(19,4)"); return;
+    case SQL_SMALLMONEY: buf_puts(sql, "numeric(10,4)"); return;
+    case SQL_FLOAT: buf_puts(sql, "double precision"); return;
+    case SQL_REAL: buf_puts(sql, "real"); return;
+    case SQL_DATE: buf_puts(sql, "date"); return;
+    case SQL_TIME:
+        if (t->scale > 6)
+            buf_puts(sql, "varchar(16)");
+        else
+            buf_printf(sql, "time(%d)", t->scale);
+        return;
+    case SQL_DATETIME: buf_puts(sql, "timestamp(3)"); return;
+    case SQL_SMALLDATETIME: buf_puts(sql, "timestamp(0)"); return;
+    case SQL_DATETIME2:
+        if (t->scale > 6)
+            buf_puts(sql, "varchar(27)");
+        else
+            buf_printf(sql, "timestamp(%d)", t->scale);
+        return;
+    case SQL_DATETIMEOFFSET: buf_puts(sql, "varchar(34)"); return;
+    case SQL_UNIQUEIDENTIFIER: buf_puts(sql, "varchar(36)"); return;
+    case SQL_CHAR:
+    case SQL_VARCHAR:
+    case SQL_NCHAR:
+    case SQL_NVARCHAR:
+        if (t->length == SQL_LEN_MAX || t->length <= 0)
+            buf_puts(sql, "text");
+        else
+            buf_printf(sql, "varchar(%d)", t->length);
+        return;
+    case SQL_TEXT:
+    case SQL_NTEXT:
+    case SQL_XML: buf_puts(sql, "text"); return;
+    case SQL_BINARY:
+    case SQL_VARBINARY:
+    case SQL_IMAGE:
+    case SQL_TIMESTAMP: buf_puts(sql, "bytea"); return;
+    }
+    buf_puts(sql, "text");
+}
+
+static int number_text_valid(const char *text)
+{
+    if (!text || !*text)
+        return 0;
+    return strspn(text, "0123456789.eE+-") == strlen(text);
+}
+
+static int hex_text_valid(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!text[i] || !strchr("0123456789abcdefABCDEF", text[i]))
+            return 0;
+    return 1;
+}
+
+/* The current time for a function default, as the column's type wants it. */
+static void put_time_default(struct buf *sql, enum default_function fn, const struct sql_type *t)
+{
+    int utc = fn == FN_GETUTCDATE || fn == FN_SYSUTCDATETIME || fn == FN_SYSDATETIMEOFFSET;
+    const char *now = utc ? "(now() AT TIME ZONE 'UTC')" : "localtimestamp";
+    switch (t->kind) {
+    case SQL_DATE:
+        buf_printf(sql, "CAST(%s AS date)", now);
+        return;
+    case SQL_TIME:
+        if (t->scale > 6)
+            buf_printf(sql, "to_char(%s, 'HH24:MI:SS.US')", now);
+        else
+            buf_printf(sql, "CAST(%s AS time(%d))", now, t->scale);
+        return;
+    case SQL_DATETIME:
+        buf_printf(sql, "CAST(%s AS timestamp(3))", now);
+        return;
+    case SQL_SMALLDATETIME:
+        buf_printf(sql, "CAST(%s AS timestamp(0))", now);
+        return;
+    case SQL_DATETIME2:
+        if (t->scale <= 6) {
+            buf_printf(sql, "CAST(%s AS timestamp(%d))", now, t->scale);
+            return;
+        }
+        break;
+    case SQL_DATETIMEOFFSET:
+        buf_printf(sql, "(to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00')", now);
+        return;
+    default:
+        break;
+    }
+    buf_printf(sql, "to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US')", now);
+}
+
+/* " DEFAULT ..." for a column's parsed default; nothing when it has none or it cannot be
+ * rendered safely (logged). */
+static void put_default(struct buf *sql, const struct column *col)
+{
+    if (!col->has_default)
+        return;
+    const struct default_expr *d = &col->def;
+    switch (d->kind) {
+    case DEF_NULL:
+        buf_puts(sql, " DEFAULT NULL");
+        return;
+    case DEF_NUMBER: {
+        if (!number_text_valid(d->text))
+            break;
+        const char *digits = d->text[0] == '+' ? d->text + 1 : d->text;
+        if (col->type.kind == SQL_BIT) {
+            buf_puts(sql, strtod(digits, NULL) != 0 ? " DEFAULT true" : " DEFAULT false");
+            return;
+        }
+        buf_puts(sql, " DEFAULT ");
+        put_string_literal(sql, digits, strlen(digits));
+        return;
+    }
+    case DEF_STRING: {
+        if (memchr(d->text, '\0', d->len))
+            break;
+        buf_puts(sql, " DEFAULT ");
+        if (stored_as_text_time(&col->type) && d->len > 10 && d->text[10] == 'T') {
+            put_string_literal(sql, d->text, 10);
+            buf_puts(sql, " || ' ' || ");
+            put_string_literal(sql, d->text + 11, d->len - 11);
+            return;
+        }
+        put_string_literal(sql, d->text, d->len);
+        return;
+    }
+    case DEF_BINARY:
+        if (!hex_text_valid(d->text, d->len))
+            break;
+        buf_printf(sql, " DEFAULT '\\x%s%.*s'::bytea", d->len % 2 ? "0" : "", (int)d->len,
+                   d->text);
+        return;
+    case DEF_FUNCTION:
+        buf_puts(sql, " DEFAULT ");
+        if (d->function == FN_NEWID || d->function == FN_NEWSEQUENTIALID)
+            buf_puts(sql, "upper(CAST(gen_random_uuid() AS text))");
+        else
+            put_time_default(sql, d->function, &col->type);
+        return;
+    }
+    log_warn("column %s: default left out of the mirror", col->name);
+}
+
+static void put_column(struct buf *sql, const struct column *col, int with_default)
+{
+    put_ident(sql, col->name);
+    buf_putc(sql, ' ');
+    put_type(sql, &col->type);
+    if (!col->nullable)
+        buf_puts(sql, " NOT NULL");
+    if (with_default)
+        put_default(sql, col);
+}
+
+static void put_key_list(struct buf *sql, const struct table_schema *s)
+{
+    for (size_t p = 0; p < s->npk; p++) {
+        if (p)
+            buf_puts(sql, ", ");
+        put_ident(sql, s->columns[s->pk[p]].name);
+    }
+}
+
+/* ---- tables ---- */
+
+static int pg_table_create(void *conn, const struct table_schema *schema, struct fault *f)
+{
+    struct pg_conn *c = conn;
+    if (stream_finish(c, f) != 0 || schema_names_check(schema, f) != 0)
+        return -1;
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "CREATE TABLE ");
+    put_ident(&sql, schema->name);
+    buf_puts(&sql, " (");
+    for (size_t k = 0; k < schema->ncolumns; k++) {
+        if (k)
+            buf_puts(&sql, ", ");
+        put_column(&sql, &schema->columns[k], 1);
+    }
+    buf_puts(&sql, ", PRIMARY KEY (");
+    put_key_list(&sql, schema);
+    buf_puts(&sql, "))");
+    return exec_buf(c->db, &sql, "create table", f);
+}
+
+static int table_statement(struct pg_conn *c, const char *prefix, const char *table,
+                           const char *what, struct fault *f)
+{
+    if (stream_finish(c, f) != 0 || name_check(table, f) != 0)
+        return -1;
+    nodirect_clear(c);   /* the table is emptied or gone: loads may COPY straight again */
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, prefix);
+    put_ident(&sql, table);
+    return exec_buf(c->db, &sql, what, f);
+}
+
+static int pg_table_drop(void *conn, const char *table, struct fault *f)
+{
+    return table_statement(conn, "DROP TABLE IF EXISTS ", table, "drop table", f);
+}
+
+static int pg_table_wipe(void *conn, const char *table, struct fault *f)
+{
+    return table_statement(conn, "TRUNCATE TABLE ", table, "wipe", f);
+}
+
+/* Added columns: existing rows get NULL (nullable) or the constant default (NOT NULL, which
+ * the planner only allows with one); new rows get the default. Dropped columns go; changed
+ * defaults are set or dropped. */
+static int pg_table_alter(void *conn, const struct table_schema *old_schema,
+                          const struct table_schema *new_schema, const struct schema_diff *diff,
+                          struct fault *f)
+{
+    struct pg_conn *c = conn;
+    if (stream_finish(c, f) != 0 || schema_names_check(old_schema, f) != 0 ||
+        schema_names_check(new_schema, f) != 0)
+        return -1;
+    struct buf sql = BUF_INIT;
+    for (size_t i = 0; i < diff->nadded; i++) {
+        const struct column *col = &new_schema->columns[diff->added[i]];
+        buf_puts(&sql, "ALTER TABLE ");
+        put_ident(&sql, old_schema->name);
+        buf_puts(&sql, " ADD COLUMN ");
+        put_column(&sql, col, !col->nullable);
+        buf_puts(&sql, ";\n");
+        if (col->nullable && col->has_default) {
+            buf_puts(&sql, "ALTER TABLE ");
+            put_ident(&sql, old_schema->name);
+            buf_puts(&sql, " ALTER COLUMN ");
+            put_ident(&sql, col->name);
+            size_t before = sql.len;
+            buf_puts(&sql, " SET");
+            size_t mark = sql.len;
+            put_default(&sql, col);
+            if (sql.len == mark) {
+                sql.len = before;   /* nothing rendered: leave the default out */
+                sql.data[sql.len] = '\0';
+                buf_puts(&sql, " DROP DEFAULT");
+            }
+            buf_puts(&sql, ";\n");
+        }
+    }
+    for (size_t i = 0; i < diff->ndropped; i++) {
+        buf_puts(&sql, "ALTER TABLE ");
+        put_ident(&sql, old_schema->name);
+        buf_puts(&sql, " DROP COLUMN ");
+        put_ident(&sql, old_schema->columns[diff->dropped[i]].name);
+        buf_puts(&sql, ";\n");
+    }
+    for (size_t i = 0; i < diff->ndefault_changed; i++) {
+        const struct column *col = &new_schema->columns[diff->default_changed[i]];
+        buf_puts(&sql, "ALTER TABLE ");
+        put_ident(&sql, old_schema->name);
+        buf_puts(&sql, " ALTER COLUMN ");
+        put_ident(&sql, col->name);
+        size_t before = sql.len;
+        buf_puts(&sql, " SET");
+        size_t mark = sql.len;
+        put_default(&sql, col);
+        if (sql.len == mark) {
+            sql.len = before;
+            sql.data[sql.len] = '\0';
+            buf_puts(&sql, " DROP DEFAULT");
+        }
+        buf_puts(&sql, ";\n");
+    }
+    if (!sql.len)
+        return 0;
+    return exec_buf(c->db, &sql, "alter table", f);
+}
+
+/* ---- rows: the statements of a table schema ---- */
+
+static void put_stage_name(struct buf *sql, unsigned serial)
+{
+    buf_printf(sql, "\"_somirror_stage_%u\"", serial);
+}
+
+static void put_column_list(struct buf *sql, const struct table_schema *s)
+{
+    for (size_t k = 0; k < s->ncolumns; k++) {
+        if (k)
+            buf_puts(sql, ", ");
+        put_ident(sql, s->columns[k].name);
+    }
+}
+
+/* Creates the temp table for s and fills the statements of st. */
+static int stage_create(struct pg_conn *c, const struct table_schema *s, struct stage *st,
+                        struct fault *f)
+{
+    unsigned serial = ++c->stage_serial;
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "CREATE TEMP TABLE ");
+    put_stage_name(&sql, serial);
+    buf_puts(&sql, " (seq bigint GENERATED ALWAYS AS IDENTITY (CACHE 1024),"
+                   " op \"char\" NOT NULL DEFAULT 'U'");
+    for (size_t k = 0; k < s->ncolumns; k++) {
+        buf_printf(&sql, ", c%zu ", k);
+        put_type(&sql, &s->columns[k].type);
+    }
+    buf_puts(&sql, ") ON COMMIT DELETE ROWS");
+    if (exec_buf(c->db, &sql, "creating the staging table", f) != 0)
+        return -1;
+
+    buf_puts(&sql, "COPY ");
+    put_stage_name(&sql, serial);
+    buf_puts(&sql, " (op");
+    for (size_t k = 0; k < s->ncolumns; k++)
+        buf_printf(&sql, ", c%zu", k);
+    buf_puts(&sql, ") FROM STDIN");
+    st->copy_sql = buf_steal(&sql);
+
+    buf_puts(&sql, "COPY ");
+    put_stage_name(&sql, serial);
+    buf_puts(&sql, " (");
+    for (size_t k = 0; k < s->ncolumns; k++)
+        buf_printf(&sql, "%sc%zu", k ? ", " : "", k);
+    buf_puts(&sql, ") FROM STDIN");
+    st->replay_sql = buf_steal(&sql);
+
+    buf_puts(&sql, "COPY ");
+    put_ident(&sql, s->name);
+    buf_puts(&sql, " (");
+    put_column_list(&sql, s);
+    buf_puts(&sql, ") FROM STDIN");
+    st->direct_sql = buf_steal(&sql);
+
+    /* the last change of each key wins */
+    buf_puts(&sql, "WITH s AS (SELECT DISTINCT ON (");
+    for (size_t p = 0; p < s->npk; p++)
+        buf_printf(&sql, "%sc%zu", p ? ", " : "", s->pk[p]);
+    buf_puts(&sql, ") * FROM ");
+    put_stage_name(&sql, serial);
+    buf_puts(&sql, " ORDER BY ");
+    for (size_t p = 0; p < s->npk; p++)
+        buf_printf(&sql, "c%zu, ", s->pk[p]);
+    buf_puts(&sql, "seq DESC), d AS (DELETE FROM ");
+    put_ident(&sql, s->name);
+    buf_puts(&sql, " t USING s WHERE s.op = 'D'");
+    for (size_t p = 0; p < s->npk; p++) {
+        buf_puts(&sql, " AND t.");
+        put_ident(&sql, s->columns[s->pk[p]].name);
+        buf_printf(&sql, " = s.c%zu", s->pk[p]);
+    }
+    buf_puts(&sql, ") INSERT INTO ");
+    put_ident(&sql, s->name);
+    buf_puts(&sql, " (");
+    put_column_list(&sql, s);
+    buf_puts(&sql, ") SELECT ");
+    for (size_t k = 0; k < s->ncolumns; k++)
+        buf_printf(&sql, "%sc%zu", k ? ", " : "", k);
+    buf_puts(&sql, " FROM s WHERE s.op <> 'D' ON CONFLICT (");
+    put_key_list(&sql, s);
+    size_t nset = 0;
+    for (size_t k = 0; k < s->ncolumns; k++) {
+        if (s->columns[k].pk_position)
+            continue;
+        buf_puts(&sql, nset++ ? ", " : ") DO UPDATE SET ");
+        put_ident(&sql, s->columns[k].name);
+        buf_puts(&sql, " = excluded.");
+        put_ident(&sql, s->columns[k].name);
+    }
+    if (!nset)
+        buf_puts(&sql, ") DO NOTHING");
+    buf_puts(&sql, "; TRUNCATE TABLE ");
+    put_stage_name(&sql, serial);
+    st->merge_sql = buf_steal(&sql);
+    return 0;
+}
+
+static struct stage *stage_for(struct pg_conn *c, const struct table_schema *s, struct fault *f)
+{
+    for (size_t i = 0; i < c->nstages; i++)
+        if (strcmp(c->stages[i].hash, s->hash) == 0 && ident_equal(c->stages[i].table, s->name))
+            return &c->stages[i];
+    if (schema_names_check(s, f) != 0)
+        return NULL;
+    if (s->npk == 0) {
+        fault_set(f, FAULT_INTERNAL, "postgresql: table %s has no primary key", s->name);
+        return NULL;
+    }
+    if (stream_finish(c, f) != 0)
+        return NULL;
+    if (c->nstages >= STAGE_CACHE_MAX) {
+        /* start over: the old temp tables go with the statements that name them */
+        struct buf sql = BUF_INIT;
+        buf_puts(&sql, "DISCARD TEMP");
+        if (exec_buf(c->db, &sql, "discarding staging tables", f) != 0)
+            return NULL;
+        stages_forget(c, 0);
+    }
+    struct stage st;
+    memset(&st, 0, sizeof(st));
+    if (stage_create(c, s, &st, f) != 0)
+        return NULL;
+    st.table = xstrdup(s->name);
+    snprintf(st.hash, sizeof(st.hash), "%s", s->hash);
+    c->stages = xgrow(c->stages, &c->stages_cap, c->nstages + 1, sizeof(*c->stages));
+    c->stages[c->nstages] = st;
+    return &c->stages[c->nstages++];
+}
+
+/* ---- rows: COPY text format ---- */
+
+static void put_copy_text(struct buf *out, const char *s, size_t len)
+{
+    buf_reserve(out, len + 8);
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        switch (ch) {
+        case '\\': buf_append(out, "\\\\", 2); break;
+        case '\t': buf_append(out, "\\t", 2); break;
+        case '\n': buf_append(out, "\\n", 2); break;
+        case '\r': buf_append(out, "\\r", 2); break;
+        default: buf_putc(out, ch); break;
+        }
+    }
+}
+
+/* A double in the "C" form, whatever the process's locale says. */
+static void put_double(struct buf *out, double d, int digits)
+{
+    char text[40];
+    snprintf(text, sizeof(text), "%.*g", digits, d);
+    for (char *p = text; *p; p++)
+        if (*p == ',')
+            *p = '.';
+    buf_puts(out, text);
+}
+
+static int invalid_text(const char *table, const char *column, struct fault *f)
+{
+    fault_set(f, FAULT_INVALID_VALUE,
+              "table %s: column %s: a value holds the character U+0000, which PostgreSQL"
+              " cannot store", table, column);
+    fault_at(f, table, column, 0);
+    return -1;
+}
+
+static int put_copy_value(struct buf *out, const struct table_schema *s, const struct column *col,
+                          const struct value *v, struct fault *f)
+{
+    static const char hex[] = "0123456789abcdef";
+    switch (v->cls) {
+    case VAL_NULL:
+        buf_append(out, "\\N", 2);
+        return 0;
+    case VAL_INT:
+        if (col->type.kind == SQL_BIT)
+            buf_putc(out, v->i ? 't' : 'f');
+        else
+            buf_printf(out, "%lld", (long long)v->i);
+        return 0;
+    case VAL_REAL:
+        if (col->type.kind == SQL_REAL)
+            put_double(out, (double)(float)v->d, 9);
+        else
+            put_double(out, v->d, 17);
+        return 0;
+    case VAL_DECIMAL:
+        put_copy_text(out, v->text ? v->text : "0", v->text ? v->len : 1);
+        return 0;
+    case VAL_DATETIME: {
+        const char *t = v->text ? v->text : "";
+        size_t len = v->text ? v->len : 0;
+        if (stored_as_text_time(&col->type) && len > 10 && t[10] == 'T') {
+            put_copy_text(out, t, 10);
+            buf_putc(out, ' ');
+            put_copy_text(out, t + 11, len - 11);
+        } else {
+            put_copy_text(out, t, len);
+        }
+        return 0;
+    }
+    case VAL_TEXT:
+        if (v->len && memchr(v->text, '\0', v->len))
+            return invalid_text(s->name, col->name, f);
+        put_copy_text(out, v->text ? v->text : "", v->text ? v->len : 0);
+        return 0;
+    case VAL_BINARY: {
+        const unsigned char *b = (const unsigned char *)v->text;
+        buf_reserve(out, 3 + 2 * v->len);
+        buf_append(out, "\\\\x", 3);
+        for (size_t i = 0; b && i < v->len; i++) {
+            buf_putc(out, hex[b[i] >> 4]);
+            buf_putc(out, hex[b[i] & 15]);
+        }
+        return 0;
+    }
+    }
+    return 0;
+}
+
+static int copy_start(struct pg_conn *c, const char *copy_sql, const char *what,
+                      struct fault *f)
+{
+    PGresult *res = PQexec(c->db, copy_sql);
+    int rc = PQresultStatus(res) == PGRES_COPY_IN ? 0 : pg_fail(c->db, res, what, f);
+    PQclear(res);
+    return rc;
+}
+
+static int copy_put(struct pg_conn *c, const struct buf *data, const char *what, struct fault *f)
+{
+    for (size_t off = 0; off < data->len;) {
+        size_t piece = data->len - off < COPY_PIECE ? data->len - off : COPY_PIECE;
+        if (PQputCopyData(c->db, data->data + off, (int)piece) != 1)
+            return connect_fail(c->db, what, f);
+        off += piece;
+    }
+    return 0;
+}
+
+/* Ends a COPY (abort_reason: cancels it) and collects its outcome; *unique_violation tells
+ * whether it failed on a key already there. */
+static int copy_end(struct pg_conn *c, const char *abort_reason, const char *what,
+                    int *unique_violation, struct fault *f)
+{
+    int rc = 0;
+    if (PQputCopyEnd(c->db, abort_reason) != 1)
+        rc = connect_fail(c->db, what, f);
+    PGresult *res;
+    while ((res = PQgetResult(c->db)) != NULL) {
+        if (!result_ok(res) && rc == 0) {
+            rc = pg_fail(c->db, res, what, f);
+            if (unique_violation && sqlstate_is(res, "23505"))
+                *unique_violation = 1;
+        }
+        PQclear(res);
+    }
+    return rc;
+}
+
+/* A whole COPY FROM STDIN of the data in c->data. */
+static int copy_run(struct pg_conn *c, const char *copy_sql, const char *what, struct fault *f)
+{
+    if (copy_start(c, copy_sql, what, f) != 0)
+        return -1;
+    if (copy_put(c, &c->data, what, f) != 0) {
+        copy_end(c, "the client failed to send", what, NULL, f);
+        return -1;
+    }
+    return copy_end(c, NULL, what, NULL, f);
+}
+
+static int nodirect_has(const struct pg_conn *c, const char *table)
+{
+    for (size_t i = 0; i < c->nnodirect; i++)
+        if (ident_equal(c->nodirect[i], table))
+            return 1;
+    return 0;
+}
+
+/* Ends the open direct COPY. When it met a key already in the table (a load sent again), its
+ * rows are merged instead, and this table's loads are merged from now on. */
+static int stream_finish(struct pg_conn *c, struct fault *f)
+{
+    if (!c->stream_table)
+        return 0;
+    int unique_violation = 0;
+    int rc = copy_end(c, NULL, "copy", &unique_violation, f);
+    if (rc == 0) {
+        rc = exec_sql(c->db, "RELEASE SAVEPOINT somirror_load", "copy", f);
+    } else if (unique_violation) {
+        fault_clear(f);
+        c->nodirect = xgrow(c->nodirect, &c->nodirect_cap, c->nnodirect + 1,
+                            sizeof(*c->nodirect));
+        c->nodirect[c->nnodirect++] = xstrdup(c->stream_table);
+        rc = exec_sql(c->db, "ROLLBACK TO SAVEPOINT somirror_load; RELEASE SAVEPOINT somirror_load",
+                      "copy", f);
+        if (rc == 0 && copy_start(c, c->stream_replay_sql, "copy to the staging table", f) == 0) {
+            rc = copy_put(c, &c->replay, "copy to the staging table", f);
+            rc = copy_end(c, rc ? "the client failed to send" : NULL, "copy to the staging table",
+                          NULL, f) || rc;
+            if (rc == 0)
+                rc = exec_sql(c->db, c->stream_merge_sql, "merge", f);
+        } else {
+            rc = -1;
+        }
+    }
+    stream_forget(c);
+    return rc ? -1 : 0;
+}
+
+/* Cancels an open direct COPY (the transaction is rolled back after). */
+static void stream_abort(struct pg_conn *c)
+{
+    if (!c->stream_table)
+        return;
+    struct fault ignored;
+    fault_clear(&ignored);
+    if (c->db)
+        copy_end(c, "rolled back", "copy", NULL, &ignored);
+    stream_forget(c);
+}
+
+static int render_rows(struct pg_conn *c, const struct table_schema *s,
+                       const struct row_change *rows, size_t n, int with_op, struct fault *f)
+{
+    buf_reset(&c->data);
+    for (size_t r = 0; r < n; r++) {
+        const struct row_change *row = &rows[r];
+        int remove = row->op == 'D';
+        if (with_op)
+            buf_puts(&c->data, remove ? "D\t" : "U\t");
+        for (size_t k = 0; k < s->ncolumns; k++) {
+            if (k)
+                buf_putc(&c->data, '\t');
+            const struct value *v = &row->values[k];
+            if (remove) {
+                /* a D row carries the key values in key order; the other columns are NULL */
+                size_t p = s->columns[k].pk_position;
+                if (!p) {
+                    buf_append(&c->data, "\\N", 2);
+                    continue;
+                }
+                v = &row->values[p - 1];
+            }
+            if (put_copy_value(&c->data, s, &s->columns[k], v, f) != 0)
+                return -1;
+        }
+        buf_putc(&c->data, '\n');
+    }
+    return 0;
+}
+
+/* Inserts of a full load: streamed into the table by one COPY per call inside a savepoint. */
+static int rows_direct(struct pg_conn *c, const struct table_schema *s, const struct stage *st,
+                       const struct row_change *rows, size_t n, struct fault *f)
+{
+    if (render_rows(c, s, rows, n, 0, f) != 0)
+        return -1;
+    if (!c->stream_table) {
+        if (exec_sql(c->db, "SAVEPOINT somirror_load", "copy", f) != 0 ||
+            copy_start(c, st->direct_sql, "copy", f) != 0)
+            return -1;
+        c->stream_table = xstrdup(s->name);
+        c->stream_replay_sql = xstrdup(st->replay_sql);
+        c->stream_merge_sql = xstrdup(st->merge_sql);
+    }
+    buf_append(&c->replay, c->data.data, c->data.len);
+    return copy_put(c, &c->data, "copy", f);
+}
+
+static int rows_merge(struct pg_conn *c, const struct table_schema *s, const struct stage *st,
+                      const struct row_change *rows, size_t n, struct fault *f)
+{
+    if (render_rows(c, s, rows, n, 1, f) != 0 ||
+        copy_run(c, st->copy_sql, "copy to the staging table", f) != 0)
+        return -1;
+    return exec_sql(c->db, st->merge_sql, "merge", f);
+}
+
+static int pg_rows_apply(void *conn, const struct table_schema *schema,
+                         const struct row_change *rows, size_t n, int table_was_empty,
+                         struct fault *f)
+{
+    struct pg_conn *c = conn;
+    if (n == 0)
+        return 0;
+    int direct = table_was_empty && !nodirect_has(c, schema->name);
+    for (size_t r = 0; r < n && direct; r++)
+        direct = rows[r].op == 'I';
+    if (c->stream_table && (!direct || !ident_equal(c->stream_table, schema->name)) &&
+        stream_finish(c, f) != 0)
+        return -1;
+    struct stage *st = stage_for(c, schema, f);
+    if (!st)
+        return -1;
+    if (direct)
+        return rows_direct(c, schema, st, rows, n, f);
+    return rows_merge(c, schema, st, rows, n, f);
+}
+
+static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
+{
+    struct pg_conn *c = conn;
+    struct fault f;
+    fault_clear(&f);
+    stream_abort(c);
+    if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
+        if (conn_connect(c, &f) != 0) {
+            snprintf(err, errlen, "%s", f.message);
+            return -1;
+        }
+    }
+    if (exec_sql(c->db, sql, "table_sql", &f) == 0)
+        return 0;
+    snprintf(err, errlen, "%s", f.message);
+    if (PQtransactionStatus(c->db) == PQTRANS_INERROR || PQtransactionStatus(c->db) == PQTRANS_INTRANS) {
+        PGresult *res = PQexec(c->db, "ROLLBACK");
+        PQclear(res);
+    }
+    return -1;
+}
+
+const struct store_driver store_driver_postgresql = {
+    .name = "postgresql",
+    .backend_open = pg_backend_open,
+    .backend_close = pg_backend_close,
+    .tenant_open = pg_tenant_open,
+    .tenant_close = pg_tenant_close,
+    .tenant_drop = pg_tenant_drop,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .meta_read = pg_meta_read,
+    .meta_put = pg_meta_put,
+    .meta_delete = pg_meta_delete,
+    .table_create = pg_table_create,
+    .table_drop = pg_table_drop,
+    .table_alter = pg_table_alter,
+    .table_wipe = pg_table_wipe,
+    .rows_apply = pg_rows_apply,
+    .exec_script = pg_exec_script,
+};

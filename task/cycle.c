@@ -1,0 +1,439 @@
+/* task/cycle: one mirroring cycle for one tenant, as protocol section 9 says a sender works:
+ * Authenticate (a vendor JWT; the answer's SignedApplicationToken checked with the
+ * application's public key; doNotReplicate skips the cycle), TableSchema with every mirrored
+ * table, then per table the version read first, Wipe and a full load when the returned Lsn is
+ * -1 or older than the minimum valid version, else the collapsed changes (an empty batch with
+ * only <Lsn> for a quiet table), in calls of about the batch size, and ReplicationCompleted.
+ * Retryable faults and connection failures are retried with a doubling pause. */
+#include "task/task.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "proto/soap.h"
+#include "proto/token.h"
+
+#define TOKEN_LIFETIME_S 300
+#define TOKEN_NOT_BEFORE_S 60
+#define VENDOR_ISSUER "SuperOffice AS"
+#define CTX_CLAIM "http://schemes.superoffice.net/identity/ctx"
+#define SOAPACTION_PREFIX SOAP_NS "/IMirroringClientService/"
+
+struct cycle {
+    const struct cycle_options *opt;
+    struct cycle_result *result;
+    struct http_client *http;
+    struct source src;
+    struct buf body;
+    struct buf response;
+    struct arena arena;          /* the current call's parsed answer */
+    char nonce[33];
+};
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int fail(struct cycle *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct cycle *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->result->error, sizeof c->result->error, fmt, ap);
+    va_end(ap);
+    c->result->outcome = CYCLE_FAILED;
+    return -1;
+}
+
+static void new_nonce(char out[33])
+{
+    unsigned char bytes[16];
+    if (RAND_bytes(bytes, sizeof bytes) != 1)
+        for (size_t i = 0; i < sizeof bytes; i++)
+            bytes[i] = (unsigned char)rand();
+    for (size_t i = 0; i < sizeof bytes; i++)
+        snprintf(out + 2 * i, 3, "%02X", bytes[i]);
+}
+
+/* A fresh vendor token (RS256, x5t) for this tenant and application. malloc'd, or NULL. */
+static char *make_token(const struct cycle_options *opt, const char *nonce)
+{
+    time_t now = time(NULL);
+    struct buf aud = BUF_INIT;
+    buf_printf(&aud, "spn:%s", opt->app_id);
+    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s}", "sub", opt->tenant,
+                               CTX_CLAIM, opt->tenant, "nonce", nonce,
+                               "nbf", (json_int_t)(now - TOKEN_NOT_BEFORE_S),
+                               "exp", (json_int_t)(now + TOKEN_LIFETIME_S),
+                               "iss", VENDOR_ISSUER, "aud", aud.data);
+    buf_free(&aud);
+    char *text = claims ? json_dumps(claims, JSON_COMPACT) : NULL;
+    json_decref(claims);
+    char *token = text ? token_sign(opt->vendor_key, opt->vendor_x5t, NULL, text) : NULL;
+    free(text);
+    return token;
+}
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Sends c->body as op and parses the answer into resp (in c->arena). Retries connection
+ * failures and retryable faults; anything else fails the cycle. 0 or -1. */
+static int call(struct cycle *c, enum soap_op op, struct soap_response *resp)
+{
+    const struct cycle_options *opt = c->opt;
+    struct buf action = BUF_INIT;
+    buf_printf(&action, "%s%s", SOAPACTION_PREFIX, soap_op_name(op));
+    int delay = opt->backoff_ms, rc = -1;
+    for (int attempt = 1;; attempt++) {
+        char err[1200] = "";
+        int status = 0, retryable = 0;
+        c->result->calls++;
+        arena_free(&c->arena);
+        memset(resp, 0, sizeof *resp);
+        if (http_post(c->http, action.data, c->body.data, c->body.len, &status, &c->response,
+                      err, sizeof err) != 0) {
+            retryable = 1;
+        } else if (status == 413) {
+            snprintf(err, sizeof err, "RequestTooLarge: the receiver refused a %zu-byte body "
+                     "(lower the batch size)", c->body.len);
+        } else if (soap_parse_response(c->response.data, c->response.len, op, &c->arena, resp,
+                                       err, sizeof err) != 0) {
+            char inner[400];
+            snprintf(inner, sizeof inner, "%s", err);
+            snprintf(err, sizeof err, "unexpected answer (HTTP %d): %s", status, inner);
+        } else if (resp->is_fault) {
+            retryable = resp->retryable;
+            snprintf(err, sizeof err, "%s: %s", fault_code_name(resp->fault.code), resp->fault.message);
+        } else {
+            rc = 0;
+            break;
+        }
+        if (!retryable || attempt >= opt->tries) {
+            fail(c, "%s: %s", soap_op_name(op), err);
+            break;
+        }
+        log_warn("tenant %s: %s failed (%s); attempt %d of %d in %d ms", opt->tenant,
+                 soap_op_name(op), err, attempt + 1, opt->tries, delay);
+        pause_ms(delay);
+        delay *= 2;
+    }
+    buf_free(&action);
+    return rc;
+}
+
+/* 0 go on, 1 skipped (doNotReplicate), -1 failed. */
+static int authenticate(struct cycle *c)
+{
+    new_nonce(c->nonce);
+    char *token = make_token(c->opt, c->nonce);
+    if (!token)
+        return fail(c, "cannot sign the vendor token");
+    buf_reset(&c->body);
+    soap_build_authenticate(&c->body, token, "");
+    free(token);
+    struct soap_response resp;
+    if (call(c, SOAP_OP_AUTHENTICATE, &resp) != 0)
+        return -1;
+    if (!resp.auth.ok)
+        return fail(c, "Authenticate refused: %s", resp.auth.error_message ? resp.auth.error_message : "");
+    if (resp.auth.do_not_replicate) {
+        c->result->outcome = CYCLE_SKIPPED;
+        log_info("tenant %s: the receiver asks not to replicate (doNotReplicate): cycle skipped",
+                 c->opt->tenant);
+        return 1;
+    }
+    char err[256];
+    const char *signed_token = resp.auth.signed_app_token ? resp.auth.signed_app_token : "";
+    if (appsign_verify(c->opt->app_public_key, signed_token, c->nonce, time(NULL), err, sizeof err) != 0)
+        return fail(c, "SignedApplicationToken not accepted: %s (is this the application's receiver?)", err);
+    return 0;
+}
+
+/* The tables to send: mirrored, not skipped, tracked. */
+static int select_tables(struct cycle *c, struct table_schema **out, size_t *n)
+{
+    *out = xcalloc(c->src.ntables ? c->src.ntables : 1, sizeof **out);
+    *n = 0;
+    for (size_t i = 0; i < c->src.ntables; i++) {
+        const struct table_schema *t = &c->src.tables[i];
+        if (!task_table_mirrored(t->name, c->opt->skip))
+            continue;
+        if (!ct_table_tracked(c->src.db, t->name)) {
+            free(*out);
+            return fail(c, "table %s is not tracked: run somirror-task provision --db %s", t->name,
+                        c->opt->db_path);
+        }
+        (*out)[(*n)++] = *t;
+    }
+    if (*n == 0) {
+        free(*out);
+        return fail(c, "%s has no table to mirror", c->opt->db_path);
+    }
+    return 0;
+}
+
+static const struct table_state *find_state(const struct soap_response *resp, const char *name)
+{
+    for (size_t i = 0; i < resp->nstates; i++)
+        if (resp->states[i].name && strcasecmp(resp->states[i].name, name) == 0)
+            return &resp->states[i];
+    return NULL;
+}
+
+static long count_pending(sqlite3 *db, const struct table_schema *t, int full, int64_t since,
+                          int64_t position)
+{
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "SELECT count(*) FROM ");
+    if (full) {
+        sql_put_ident(&sql, t->name);
+    } else {
+        ct_put_table(&sql, t->name);
+        buf_printf(&sql, " WHERE \"_somirror_version\" > %lld AND \"_somirror_version\" <= %lld",
+                   (long long)since, (long long)position);
+    }
+    sqlite3_stmt *stmt = NULL;
+    long n = 0;
+    if (sqlite3_prepare_v2(db, sql.data, -1, &stmt, NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
+        n = (long)sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    buf_free(&sql);
+    return n;
+}
+
+static void show_progress(const struct cycle_table *ct, long total, double started, int last)
+{
+    long sent = (long)(ct->inserted + ct->updated + ct->deleted);
+    double elapsed = now_seconds() - started;
+    fprintf(stderr, "\r  %-32s %9ld rows %9.0f rows/s %5.1f%%%s", ct->name, sent,
+            elapsed > 0 ? (double)sent / elapsed : 0.0,
+            total > 0 ? 100.0 * (double)sent / (double)total : 100.0, last ? "\n" : "");
+    fflush(stderr);
+}
+
+static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn,
+                      struct cycle_table *ct)
+{
+    const struct cycle_options *opt = c->opt;
+    int64_t current, min_valid;
+    char err[512];
+    /* The version first: nothing committed while the rows are read is missed. */
+    if (ct_versions(c->src.db, &current, &min_valid, err, sizeof err) != 0)
+        return fail(c, "%s", err);
+    ct->full_load = lsn < 0 || lsn < min_valid;
+    ct->lsn = current;
+    if (!ct->full_load && lsn > current)
+        log_warn("tenant %s: table %s: the receiver is at %lld, ahead of the source (%lld): was "
+                 "the source restored? The operator should reset the tenant", opt->tenant, t->name,
+                 (long long)lsn, (long long)current);
+    struct soap_response resp;
+    if (ct->full_load) {
+        char *token = make_token(opt, c->nonce);
+        if (!token)
+            return fail(c, "cannot sign the vendor token");
+        buf_reset(&c->body);
+        soap_build_wipe(&c->body, token, &t->name, 1);
+        free(token);
+        if (call(c, SOAP_OP_WIPE, &resp) != 0)
+            return -1;
+    }
+    struct rowdata_cursor cursor;
+    if (rowdata_open(&cursor, c->src.db, t, ct->full_load ? ROWDATA_FULL : ROWDATA_CHANGES, lsn,
+                     current, err, sizeof err) != 0)
+        return fail(c, "%s: %s", t->name, err);
+    long total = opt->progress ? count_pending(c->src.db, t, ct->full_load, lsn, current) : 0;
+    double started = now_seconds();
+    long calls = 0;
+    int rc = 0;
+    while (rc == 0 && !cursor.done) {
+        char *token = make_token(opt, c->nonce);
+        if (!token) {
+            rc = fail(c, "cannot sign the vendor token");
+            break;
+        }
+        rc = rowdata_next_call(&cursor, token, opt->batch_size, &c->body, err, sizeof err);
+        free(token);
+        if (rc != 0) {
+            fail(c, "%s", err);
+            break;
+        }
+        rc = call(c, SOAP_OP_ROWDATA, &resp);
+        calls++;
+        ct->inserted = cursor.inserted;
+        ct->updated = cursor.updated;
+        ct->deleted = cursor.deleted;
+        if (opt->progress)
+            show_progress(ct, total, started, rc != 0 || cursor.done);
+    }
+    rowdata_close(&cursor);
+    if (rc == 0 && !opt->progress)
+        log_info("tenant %s: table %s: %s, %lld inserted, %lld updated, %lld deleted, %ld calls, "
+                 "position %lld", opt->tenant, t->name, ct->full_load ? "full load" : "changes",
+                 (long long)ct->inserted, (long long)ct->updated, (long long)ct->deleted, calls,
+                 (long long)current);
+    return rc;
+}
+
+static int replicate(struct cycle *c)
+{
+    const struct cycle_options *opt = c->opt;
+    struct table_schema *tables;
+    size_t ntables;
+    if (select_tables(c, &tables, &ntables) != 0)
+        return -1;
+    char *token = make_token(opt, c->nonce);
+    if (!token) {
+        free(tables);
+        return fail(c, "cannot sign the vendor token");
+    }
+    buf_reset(&c->body);
+    soap_build_table_schema(&c->body, token, tables, ntables);
+    free(token);
+    struct soap_response resp;
+    if (call(c, SOAP_OP_TABLESCHEMA, &resp) != 0) {
+        free(tables);
+        return -1;
+    }
+    /* The answer lives in c->arena until the next call: keep what is needed. */
+    int64_t *lsns = xcalloc(ntables, sizeof *lsns);
+    c->result->tables = xcalloc(ntables, sizeof *c->result->tables);
+    int rc = 0;
+    for (size_t i = 0; i < ntables; i++) {
+        const struct table_state *state = find_state(&resp, tables[i].name);
+        struct cycle_table *ct = &c->result->tables[c->result->ntables];
+        if (!state) {
+            rc = fail(c, "TableSchema: the answer has no state for table %s", tables[i].name);
+            break;
+        }
+        if (state->change == CHANGE_REJECTED) {
+            log_warn("tenant %s: table %s rejected by the receiver: %s", opt->tenant,
+                     tables[i].name, state->error ? state->error : "");
+            continue;
+        }
+        snprintf(ct->name, sizeof ct->name, "%s", tables[i].name);
+        ct->change = table_change_name(state->change);
+        lsns[c->result->ntables++] = state->lsn;
+    }
+    for (size_t i = 0; rc == 0 && i < c->result->ntables; i++) {
+        struct cycle_table *ct = &c->result->tables[i];
+        rc = send_table(c, source_find(&c->src, ct->name), lsns[i], ct);
+        c->result->inserted += ct->inserted;
+        c->result->updated += ct->updated;
+        c->result->deleted += ct->deleted;
+    }
+    free(lsns);
+    free(tables);
+    if (rc != 0)
+        return -1;
+    struct table_summary *summary = xcalloc(c->result->ntables + 1, sizeof *summary);
+    for (size_t i = 0; i < c->result->ntables; i++) {
+        summary[i].name = c->result->tables[i].name;
+        summary[i].inserted = c->result->tables[i].inserted;
+        summary[i].updated = c->result->tables[i].updated;
+        summary[i].deleted = c->result->tables[i].deleted;
+    }
+    token = make_token(opt, c->nonce);
+    if (token) {
+        buf_reset(&c->body);
+        soap_build_replication_completed(&c->body, token, summary, c->result->ntables);
+        free(token);
+        rc = call(c, SOAP_OP_REPLICATIONCOMPLETED, &resp);
+    } else {
+        rc = fail(c, "cannot sign the vendor token");
+    }
+    free(summary);
+    return rc;
+}
+
+int cycle_run(const struct cycle_options *opt, struct cycle_result *result)
+{
+    memset(result, 0, sizeof *result);
+    struct cycle c = {.opt = opt, .result = result};
+    double started = now_seconds();
+    buf_init(&c.body);
+    buf_init(&c.response);
+    arena_init(&c.arena);
+    char err[512];
+    int rc;
+    if (source_open(&c.src, opt->db_path, 0, err, sizeof err) != 0) {
+        rc = fail(&c, "%s", err);
+    } else if (!(c.http = http_client_new(opt->url, opt->timeout_s, opt->insecure, err, sizeof err))) {
+        rc = fail(&c, "%s", err);
+    } else {
+        rc = authenticate(&c);
+        if (rc == 0)
+            rc = replicate(&c);
+    }
+    result->seconds = now_seconds() - started;
+    if (rc < 0)
+        log_error("tenant %s: cycle failed: %s", opt->tenant, result->error);
+    else if (result->outcome == CYCLE_OK)
+        log_info("tenant %s: cycle completed: %zu tables, %lld inserted, %lld updated, %lld deleted, "
+                 "%ld calls, %.1f s", opt->tenant, result->ntables, (long long)result->inserted,
+                 (long long)result->updated, (long long)result->deleted, result->calls,
+                 result->seconds);
+    http_client_free(c.http);
+    if (c.src.db)
+        source_close(&c.src);
+    arena_free(&c.arena);
+    buf_free(&c.body);
+    buf_free(&c.response);
+    return rc < 0 ? -1 : 0;
+}
+
+void cycle_result_free(struct cycle_result *result)
+{
+    free(result->tables);
+    result->tables = NULL;
+    result->ntables = 0;
+}
+
+const char *cycle_outcome_name(enum cycle_outcome outcome)
+{
+    static const char *const names[] = {[CYCLE_OK] = "ok", [CYCLE_SKIPPED] = "skipped",
+                                        [CYCLE_FAILED] = "failed"};
+    return names[outcome];
+}
+
+char *cycle_result_json(const struct cycle_result *result, const char *tenant, const char *app_id)
+{
+    json_t *tables = json_array();
+    for (size_t i = 0; i < result->ntables; i++) {
+        const struct cycle_table *t = &result->tables[i];
+        json_array_append_new(tables, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", t->name,
+                                                "change", t->change ? t->change : "",
+                                                "load", t->full_load ? "full" : "changes",
+                                                "lsn", (json_int_t)t->lsn,
+                                                "I", (json_int_t)t->inserted,
+                                                "U", (json_int_t)t->updated,
+                                                "D", (json_int_t)t->deleted));
+    }
+    json_t *summary = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:I, s:I, s:I}, s:I, s:f}",
+                                "tenant", tenant, "application", app_id,
+                                "result", cycle_outcome_name(result->outcome),
+                                "error", result->outcome == CYCLE_FAILED ? json_string(result->error) : json_null(),
+                                "tables", tables,
+                                "rows", "I", (json_int_t)result->inserted, "U", (json_int_t)result->updated,
+                                "D", (json_int_t)result->deleted,
+                                "calls", (json_int_t)result->calls, "seconds", result->seconds);
+    char *text = summary ? json_dumps(summary, JSON_COMPACT) : NULL;
+    json_decref(summary);
+    return text;
+}

@@ -1,0 +1,197 @@
+/* task/http: somirror-task's HTTP client, libevent's evhttp used synchronously: one keep-alive
+ * connection per tenant cycle (re-made after a failure), POSTs with the SOAPAction header,
+ * plain HTTP or HTTPS (libevent_openssl). HTTP parsing is libevent's. */
+#include "task/task.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/ssl.h>
+
+#include "common/xalloc.h"
+
+struct http_client {
+    struct event_base *base;
+    struct evhttp_connection *conn;
+    SSL_CTX *ssl_ctx;                /* NULL for plain HTTP */
+    char *host;
+    int port;
+    char *host_header;
+    char *target;                    /* path and query */
+    int timeout_s;
+};
+
+struct http_exchange {
+    struct http_client *client;
+    int done;
+    int failed;
+    int status;
+    struct buf *response;
+    char error[128];
+};
+
+static int connect_client(struct http_client *c, char *err, size_t errlen)
+{
+    if (c->ssl_ctx) {
+        SSL *ssl = SSL_new(c->ssl_ctx);
+        if (ssl) {
+            SSL_set_tlsext_host_name(ssl, c->host);
+            SSL_set1_host(ssl, c->host);
+        }
+        struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(
+                                            c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
+                                      : NULL;
+        if (!bev && ssl)
+            SSL_free(ssl);
+        c->conn = bev ? evhttp_connection_base_bufferevent_new(c->base, NULL, bev, c->host,
+                                                               (unsigned short)c->port)
+                      : NULL;
+    } else {
+        c->conn = evhttp_connection_base_new(c->base, NULL, c->host, (unsigned short)c->port);
+    }
+    if (!c->conn) {
+        snprintf(err, errlen, "cannot set up a connection to %s:%d", c->host, c->port);
+        return -1;
+    }
+    evhttp_connection_set_timeout(c->conn, c->timeout_s);
+    evhttp_connection_set_retries(c->conn, 0);
+    return 0;
+}
+
+struct http_client *http_client_new(const char *url, int timeout_s, int insecure, char *err,
+                                    size_t errlen)
+{
+    err[0] = '\0';
+    struct evhttp_uri *uri = evhttp_uri_parse(url);
+    const char *scheme = uri ? evhttp_uri_get_scheme(uri) : NULL;
+    const char *host = uri ? evhttp_uri_get_host(uri) : NULL;
+    if (!scheme || !host || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+        snprintf(err, errlen, "%s: not an http:// or https:// URL", url);
+        if (uri)
+            evhttp_uri_free(uri);
+        return NULL;
+    }
+    struct http_client *c = xcalloc(1, sizeof *c);
+    int tls = strcmp(scheme, "https") == 0;
+    c->host = xstrdup(host);
+    c->port = evhttp_uri_get_port(uri) > 0 ? evhttp_uri_get_port(uri) : tls ? 443 : 80;
+    struct buf text = BUF_INIT;
+    if (strchr(host, ':'))
+        buf_printf(&text, "[%s]", host);
+    else
+        buf_puts(&text, host);
+    if (evhttp_uri_get_port(uri) > 0)
+        buf_printf(&text, ":%d", c->port);
+    c->host_header = buf_steal(&text);
+    const char *path = evhttp_uri_get_path(uri), *query = evhttp_uri_get_query(uri);
+    buf_puts(&text, path && *path ? path : "/");
+    if (query)
+        buf_printf(&text, "?%s", query);
+    c->target = buf_steal(&text);
+    evhttp_uri_free(uri);
+    c->timeout_s = timeout_s;
+    c->base = event_base_new();
+    if (tls) {
+        c->ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (c->ssl_ctx && !insecure) {
+            SSL_CTX_set_default_verify_paths(c->ssl_ctx);
+            SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, NULL);
+        }
+    }
+    if (!c->base || (tls && !c->ssl_ctx) || connect_client(c, err, errlen) != 0) {
+        if (!*err)
+            snprintf(err, errlen, "cannot set up the HTTP client");
+        http_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void http_client_free(struct http_client *c)
+{
+    if (!c)
+        return;
+    if (c->conn)
+        evhttp_connection_free(c->conn);
+    if (c->base)
+        event_base_free(c->base);
+    SSL_CTX_free(c->ssl_ctx);
+    free(c->host);
+    free(c->host_header);
+    free(c->target);
+    free(c);
+}
+
+static void on_error(enum evhttp_request_error error, void *arg)
+{
+    struct http_exchange *ex = arg;
+    static const char *const names[] = {
+        [EVREQ_HTTP_TIMEOUT] = "timed out", [EVREQ_HTTP_EOF] = "connection closed",
+        [EVREQ_HTTP_INVALID_HEADER] = "invalid response header",
+        [EVREQ_HTTP_BUFFER_ERROR] = "connection error", [EVREQ_HTTP_REQUEST_CANCEL] = "cancelled",
+        [EVREQ_HTTP_DATA_TOO_LONG] = "response too long",
+    };
+    unsigned idx = (unsigned)error;
+    snprintf(ex->error, sizeof ex->error, "%s",
+             idx < sizeof names / sizeof names[0] && names[idx] ? names[idx] : "request failed");
+}
+
+static void on_response(struct evhttp_request *req, void *arg)
+{
+    struct http_exchange *ex = arg;
+    ex->done = 1;
+    if (!req || evhttp_request_get_response_code(req) == 0) {
+        ex->failed = 1;
+    } else {
+        ex->status = evhttp_request_get_response_code(req);
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        size_t len = evbuffer_get_length(in);
+        buf_reserve(ex->response, len);
+        evbuffer_remove(in, ex->response->data + ex->response->len, len);
+        ex->response->len += len;
+        ex->response->data[ex->response->len] = '\0';
+    }
+    event_base_loopbreak(ex->client->base);
+}
+
+int http_post(struct http_client *c, const char *soapaction, const char *body, size_t len,
+              int *status, struct buf *response, char *err, size_t errlen)
+{
+    struct http_exchange ex = {.client = c, .response = response};
+    buf_reset(response);
+    if (!c->conn && connect_client(c, err, errlen) != 0)
+        return -1;
+    struct evhttp_request *req = evhttp_request_new(on_response, &ex);
+    evhttp_request_set_error_cb(req, on_error);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    struct buf action = BUF_INIT;
+    buf_printf(&action, "\"%s\"", soapaction);
+    evhttp_add_header(headers, "Host", c->host_header);
+    evhttp_add_header(headers, "Content-Type", "text/xml; charset=utf-8");
+    evhttp_add_header(headers, "SOAPAction", action.data);
+    evhttp_add_header(headers, "User-Agent", "somirror-task/" PACKAGE_VERSION);
+    buf_free(&action);
+    evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+    /* On failure libevent frees the request itself. */
+    if (evhttp_make_request(c->conn, req, EVHTTP_REQ_POST, c->target) != 0) {
+        snprintf(err, errlen, "%s:%d: the request could not be started", c->host, c->port);
+        return -1;
+    }
+    event_base_dispatch(c->base);
+    if (!ex.done || ex.failed) {
+        snprintf(err, errlen, "%s:%d: %s", c->host, c->port, ex.error[0] ? ex.error : "no HTTP answer (connection refused, reset or closed)");
+        /* A fresh connection for the next attempt (an HTTPS one cannot be reused after this). */
+        evhttp_connection_free(c->conn);
+        c->conn = NULL;
+        return -1;
+    }
+    *status = ex.status;
+    return 0;
+}

@@ -1,0 +1,371 @@
+/* task/verify: `somirror-task verify`, compares a SQLite mirror with its source, table by
+ * table: row count, then an ordered SHA-256 digest of the rows in a normalised form, then the
+ * first row that differs. The normalisation tolerates exactly the storage differences of the
+ * SQLite mirror and nothing else: datetime text with ' ' where the source has 'T', decimals
+ * with trailing fraction zeros dropped (or stored as INTEGER), uniqueidentifier case. Every
+ * other value must have the same storage class and the same bytes. Also reports blocked and
+ * unexpected tables found in the mirror. */
+#include "task/task.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <openssl/evp.h>
+
+#include "proto/schema.h"
+
+#define SHOWN_VALUE_MAX 60
+
+/* Canonical decimal text: no leading zeros, no trailing fraction zeros, no "-0". */
+static void put_decimal(struct buf *out, const char *text, size_t len)
+{
+    size_t i = 0;
+    int negative = 0;
+    if (i < len && (text[i] == '-' || text[i] == '+'))
+        negative = text[i++] == '-';
+    while (i + 1 < len && text[i] == '0' && text[i + 1] != '.')
+        i++;
+    const char *dot = memchr(text + i, '.', len - i);
+    size_t end = len;
+    if (dot) {
+        while (end > (size_t)(dot - text) + 1 && text[end - 1] == '0')
+            end--;
+        if (end == (size_t)(dot - text) + 1)
+            end--;
+    }
+    int zero = end - i == 1 && text[i] == '0';
+    if (negative && !zero)
+        buf_putc(out, '-');
+    buf_append(out, text + i, end - i);
+}
+
+/* Appends the normalised form of one value: a tag, the length, ':' and the bytes. A value whose
+ * storage class is not the one the type is kept in gets a tag with '?', so it never compares
+ * equal to a properly stored one. */
+static void put_normalised(struct buf *out, const struct column *col, sqlite3_stmt *stmt, int idx)
+{
+    int storage = sqlite3_column_type(stmt, idx);
+    struct buf value = BUF_INIT;
+    const char *tag;
+    if (storage == SQLITE_NULL) {
+        buf_puts(out, "N;");
+        return;
+    }
+    const char *text = (const char *)sqlite3_column_text(stmt, idx);
+    size_t len = (size_t)sqlite3_column_bytes(stmt, idx);
+    switch (col->type.kind) {
+    case SQL_BIGINT: case SQL_INT: case SQL_SMALLINT: case SQL_TINYINT: case SQL_BIT:
+        tag = storage == SQLITE_INTEGER ? "I" : "I?";
+        buf_append(&value, text, len);
+        break;
+    case SQL_FLOAT: case SQL_REAL:
+        if (storage == SQLITE_INTEGER || storage == SQLITE_FLOAT) {
+            tag = "R";
+            buf_printf(&value, "%.17g", sqlite3_column_double(stmt, idx));
+        } else {
+            tag = "R?";
+            buf_append(&value, text, len);
+        }
+        break;
+    case SQL_DECIMAL: case SQL_NUMERIC: case SQL_MONEY: case SQL_SMALLMONEY:
+        tag = storage == SQLITE_TEXT || storage == SQLITE_INTEGER ? "D" : "D?";
+        put_decimal(&value, text, len);
+        break;
+    case SQL_DATE: case SQL_TIME: case SQL_DATETIME: case SQL_DATETIME2:
+    case SQL_SMALLDATETIME: case SQL_DATETIMEOFFSET:
+        tag = storage == SQLITE_TEXT ? "T" : "T?";
+        buf_append(&value, text, len);
+        if (value.len > 10 && value.data[10] == 'T')
+            value.data[10] = ' ';
+        break;
+    case SQL_UNIQUEIDENTIFIER:
+        tag = storage == SQLITE_TEXT ? "G" : "G?";
+        for (size_t i = 0; i < len; i++)
+            buf_putc(&value, (char)tolower((unsigned char)text[i]));
+        break;
+    case SQL_BINARY: case SQL_VARBINARY: case SQL_IMAGE: case SQL_TIMESTAMP:
+        tag = storage == SQLITE_BLOB ? "B" : "B?";
+        buf_append(&value, sqlite3_column_blob(stmt, idx), (size_t)sqlite3_column_bytes(stmt, idx));
+        break;
+    default:
+        tag = storage == SQLITE_TEXT ? "S" : "S?";
+        buf_append(&value, text, len);
+        break;
+    }
+    buf_printf(out, "%s%zu:", tag, value.len);
+    buf_append(out, value.data ? value.data : "", value.len);
+    buf_putc(out, ';');
+    buf_free(&value);
+}
+
+/* A readable, shortened form of a normalised value for messages. */
+static void put_shown(struct buf *out, const char *form, size_t len)
+{
+    for (size_t i = 0; i < len && i < SHOWN_VALUE_MAX; i++) {
+        unsigned char c = (unsigned char)form[i];
+        if (c < 0x20 || c == 0x7F)
+            buf_printf(out, "\\x%02x", c);
+        else
+            buf_putc(out, (char)c);
+    }
+    if (len > SHOWN_VALUE_MAX)
+        buf_puts(out, "...");
+}
+
+/* Rows of one table in key order, every column of the source's schema by name. */
+struct table_reader {
+    sqlite3_stmt *stmt;
+    int state;                /* SQLITE_ROW, SQLITE_DONE, or an error */
+    EVP_MD_CTX *sha;
+    struct buf row;           /* normalised current row */
+    struct buf key;           /* normalised key of the current row */
+};
+
+static int reader_open(struct table_reader *r, sqlite3 *db, const struct table_schema *t,
+                       EVP_MD_CTX *shared_sha, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "SELECT ");
+    sql_put_columns(&sql, t, "", 0);
+    buf_puts(&sql, " FROM ");
+    sql_put_ident(&sql, t->name);
+    buf_puts(&sql, " ORDER BY ");
+    sql_put_columns(&sql, t, "", 1);
+    r->stmt = sql_prepare(db, sql.data, err, errlen);
+    buf_free(&sql);
+    if (!r->stmt)
+        return -1;
+    r->sha = shared_sha ? shared_sha : EVP_MD_CTX_new();
+    if (!shared_sha)
+        EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL);
+    return 0;
+}
+
+static void reader_step(struct table_reader *r, const struct table_schema *t)
+{
+    r->state = sqlite3_step(r->stmt);
+    buf_reset(&r->row);
+    buf_reset(&r->key);
+    if (r->state != SQLITE_ROW)
+        return;
+    for (size_t c = 0; c < t->ncolumns; c++) {
+        size_t start = r->row.len;
+        put_normalised(&r->row, &t->columns[c], r->stmt, (int)c);
+        if (t->columns[c].pk_position) {
+            buf_printf(&r->key, "%s%s=", r->key.len ? ", " : "", t->columns[c].name);
+            put_shown(&r->key, r->row.data + start, r->row.len - start);
+        }
+    }
+    EVP_DigestUpdate(r->sha, r->row.data, r->row.len);
+}
+
+static void reader_close(struct table_reader *r, int owns_sha)
+{
+    sqlite3_finalize(r->stmt);
+    if (owns_sha)
+        EVP_MD_CTX_free(r->sha);
+    buf_free(&r->row);
+    buf_free(&r->key);
+}
+
+static void digest_hex(EVP_MD_CTX *sha, char hex[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(sha, md, &mdlen);
+    for (unsigned i = 0; i < mdlen && i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Names the first column where two normalised rows differ. */
+static void describe_difference(const struct table_schema *t, sqlite3_stmt *source_stmt,
+                                sqlite3_stmt *mirror_stmt, struct buf *out)
+{
+    for (size_t c = 0; c < t->ncolumns; c++) {
+        struct buf a = BUF_INIT, b = BUF_INIT;
+        put_normalised(&a, &t->columns[c], source_stmt, (int)c);
+        put_normalised(&b, &t->columns[c], mirror_stmt, (int)c);
+        int differs = a.len != b.len || memcmp(a.data, b.data, a.len) != 0;
+        if (differs) {
+            buf_printf(out, "column %s: source ", t->columns[c].name);
+            put_shown(out, a.data, a.len);
+            buf_puts(out, ", mirror ");
+            put_shown(out, b.data, b.len);
+        }
+        buf_free(&a);
+        buf_free(&b);
+        if (differs)
+            return;
+    }
+}
+
+static long count_rows(sqlite3 *db, const char *table)
+{
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "SELECT count(*) FROM ");
+    sql_put_ident(&sql, table);
+    sqlite3_stmt *stmt = NULL;
+    long n = -1;
+    if (sqlite3_prepare_v2(db, sql.data, -1, &stmt, NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
+        n = (long)sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    buf_free(&sql);
+    return n;
+}
+
+/* 0 equal, 1 different (reported). */
+static int compare_table(sqlite3 *source_db, sqlite3 *mirror_db, const struct table_schema *t,
+                         FILE *report)
+{
+    long source_rows = count_rows(source_db, t->name), mirror_rows = count_rows(mirror_db, t->name);
+    if (mirror_rows < 0) {
+        fprintf(report, "%s: missing in the mirror\n", t->name);
+        return 1;
+    }
+    struct table_reader src, mir;
+    char err[512];
+    if (reader_open(&src, source_db, t, NULL, err, sizeof err) != 0) {
+        fprintf(report, "%s: cannot read the source: %s\n", t->name, err);
+        return 1;
+    }
+    if (reader_open(&mir, mirror_db, t, NULL, err, sizeof err) != 0) {
+        fprintf(report, "%s: cannot read the mirror (columns differ?): %s\n", t->name, err);
+        reader_close(&src, 1);
+        return 1;
+    }
+    struct buf first = BUF_INIT;
+    long position = 0;
+    for (;;) {
+        reader_step(&src, t);
+        reader_step(&mir, t);
+        if (src.state != SQLITE_ROW && mir.state != SQLITE_ROW)
+            break;
+        position++;
+        if (first.len)
+            continue;
+        if (src.state != SQLITE_ROW || mir.state != SQLITE_ROW) {
+            buf_printf(&first, "row %ld: only the %s has key (%s)", position,
+                       src.state == SQLITE_ROW ? "source" : "mirror",
+                       src.state == SQLITE_ROW ? src.key.data : mir.key.data);
+        } else if (src.row.len != mir.row.len || memcmp(src.row.data, mir.row.data, src.row.len) != 0) {
+            buf_printf(&first, "row %ld: source key (%s), mirror key (%s): ", position,
+                       src.key.data, mir.key.data);
+            if (strcmp(src.key.data, mir.key.data) == 0)
+                describe_difference(t, src.stmt, mir.stmt, &first);
+            else
+                buf_puts(&first, "keys differ");
+        }
+    }
+    char source_hex[65] = "", mirror_hex[65] = "";
+    digest_hex(src.sha, source_hex);
+    digest_hex(mir.sha, mirror_hex);
+    int differs = source_rows != mirror_rows || strcmp(source_hex, mirror_hex) != 0 || first.len;
+    if (differs)
+        fprintf(report, "%s: DIFFERS: rows %ld/%ld (source/mirror), sha256 %.16s/%.16s; first difference: %s\n",
+                t->name, source_rows, mirror_rows, source_hex, mirror_hex,
+                first.len ? first.data : "none found");
+    else
+        fprintf(report, "%s: ok, %ld rows, sha256 %s\n", t->name, source_rows, source_hex);
+    buf_free(&first);
+    reader_close(&src, 1);
+    reader_close(&mir, 1);
+    return differs;
+}
+
+/* Reports the mirror's tables that should not be there (blocked, or not mirrored from this
+ * source). Returns how many. */
+static int check_mirror_tables(sqlite3 *mirror_db, const struct source *src,
+                               const struct verify_options *opt, FILE *report)
+{
+    sqlite3_stmt *stmt = NULL;
+    int bad = 0;
+    struct buf metadata = BUF_INIT;
+    buf_printf(&metadata, "%s_mirroring", opt->tenant);
+    if (sqlite3_prepare_v2(mirror_db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+                           -1, &stmt, NULL) == SQLITE_OK) {
+        while (sqlite3_step(stmt) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(stmt, 0);
+            if (!name || ident_equal(name, metadata.data) || strncmp(name, "sqlite_", 7) == 0)
+                continue;
+            if (table_blocked(name, NULL)) {
+                fprintf(report, "%s: BLOCKED table present in the mirror\n", name);
+                bad++;
+            } else if (!source_find(src, name) || !task_table_mirrored(name, opt->skip)) {
+                fprintf(report, "%s: in the mirror but not mirrored from the source\n", name);
+                bad++;
+            }
+        }
+    }
+    sqlite3_finalize(stmt);
+    buf_free(&metadata);
+    return bad;
+}
+
+int verify_run(const struct verify_options *opt, FILE *report)
+{
+    char err[512];
+    if (!tenant_valid(opt->tenant)) {
+        fprintf(report, "verify: \"%s\" is not a valid context identifier\n", opt->tenant);
+        return 2;
+    }
+    struct source src;
+    if (source_open(&src, opt->source_path, 0, err, sizeof err) != 0) {
+        fprintf(report, "verify: %s\n", err);
+        return 2;
+    }
+    sqlite3 *mirror_db = NULL;
+    if (sqlite3_open_v2(opt->mirror_path, &mirror_db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        fprintf(report, "verify: %s: %s\n", opt->mirror_path,
+                mirror_db ? sqlite3_errmsg(mirror_db) : "cannot open");
+        sqlite3_close(mirror_db);
+        source_close(&src);
+        return 2;
+    }
+    sqlite3_busy_timeout(mirror_db, 10000);
+    int differing = 0, compared = 0;
+    for (size_t i = 0; i < src.ntables; i++) {
+        if (!task_table_mirrored(src.tables[i].name, opt->skip))
+            continue;
+        compared++;
+        differing += compare_table(src.db, mirror_db, &src.tables[i], report);
+    }
+    int unexpected = check_mirror_tables(mirror_db, &src, opt, report);
+    fprintf(report, "verify %s: %d tables compared, %d differ, %d unexpected in the mirror: %s\n",
+            opt->tenant, compared, differing, unexpected,
+            differing || unexpected ? "DIFFERENT" : "EQUAL");
+    sqlite3_close(mirror_db);
+    source_close(&src);
+    return differing || unexpected ? 1 : 0;
+}
+
+int verify_source_digest(const char *path, char hex[65], char *err, size_t errlen)
+{
+    struct source src;
+    if (source_open(&src, path, 0, err, errlen) != 0)
+        return -1;
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < src.ntables; i++) {
+        const struct table_schema *t = &src.tables[i];
+        struct table_reader r;
+        EVP_DigestUpdate(sha, t->name, strlen(t->name) + 1);
+        if (reader_open(&r, src.db, t, sha, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        do
+            reader_step(&r, t);
+        while (r.state == SQLITE_ROW);
+        if (r.state != SQLITE_DONE) {
+            snprintf(err, errlen, "%s: %s", t->name, sqlite3_errmsg(src.db));
+            rc = -1;
+        }
+        reader_close(&r, 0);
+    }
+    digest_hex(sha, hex);
+    EVP_MD_CTX_free(sha);
+    source_close(&src);
+    return rc;
+}

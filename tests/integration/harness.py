@@ -1,0 +1,624 @@
+"""Shared harness for somirror's integration tests (imported by every tests/integration/*.py).
+
+Environment (set by `make check`): SOMIRROR_BUILDDIR (built programs), SOMIRROR_SRCDIR (the
+source tree), SQLITE3 (the sqlite3 command). Run by hand, they default to this file's tree.
+
+What it offers:
+  make_keys(dir)                     vendor key + self-signed cert, application key pair (openssl CLI)
+  write_config(dir, keys, **over)    a somirrord.yaml (JSON, which YAML reads) on a free port
+  Daemon(config)                     start/stop/signal a somirrord, its workers, log, status socket
+  server(**over)                     all of the above in one context manager (a temp dir)
+  make_token(...)                    a vendor SignedToken (RS256 JWS) built with python3-cryptography
+  envelope/soap(...)                 SOAP requests over http.client, keep-alive when given a connection
+  *_body(...)                        builders for the five operations' request bodies
+  parse_fault / parse_auth / parse_table_states   readers for responses
+  skip(reason)                       exit 77 (the automake "skipped" status)
+A test never leaves processes behind: Daemon kills its whole process group on exit.
+"""
+
+import base64
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import namedtuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("SOMIRROR_SRCDIR") or os.path.abspath(os.path.join(HERE, "..", ".."))
+BUILDDIR = os.environ.get("SOMIRROR_BUILDDIR") or SRCDIR
+SQLITE3 = os.environ.get("SQLITE3") or "sqlite3"
+
+NS = "http://www.superoffice.com/online/mirroring/0.1"
+SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+ACTION_PREFIX = NS + "/IMirroringClientService/"
+OPERATIONS = ("Authenticate", "TableSchema", "Wipe", "RowData", "ReplicationCompleted")
+CTX_CLAIM = "http://schemes.superoffice.net/identity/ctx"
+DEFAULT_APP_ID = "123123123123123123"
+
+Keys = namedtuple("Keys", "vendor_key vendor_cert app_key_pem app_pub")
+
+
+def skip(reason):
+    """Skips the test (automake's exit status 77) with a reason on stderr."""
+    print("SKIP: " + reason, file=sys.stderr)
+    sys.exit(77)
+
+
+def fail(message):
+    print("FAIL: " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+def program(name):
+    """Path of a built program (somirrord, somirrorctl, somirror-task)."""
+    path = os.path.join(BUILDDIR, name)
+    if not os.access(path, os.X_OK):
+        fail("%s is not built in %s" % (name, BUILDDIR))
+    return path
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
+    """Polls predicate until it returns something true; returns it, or raises on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- keys and tokens
+
+def _openssl(*args):
+    subprocess.run(("openssl",) + args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def make_keys(directory):
+    """Creates the vendor's key and self-signed certificate and the application's key pair."""
+    k = Keys(*(os.path.join(directory, n) for n in ("vendor.key", "vendor.crt", "app.pem", "app.pub")))
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", k.vendor_key,
+             "-out", k.vendor_cert, "-days", "365", "-subj", "/CN=SuperOffice test vendor")
+    _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", k.app_key_pem)
+    _openssl("pkey", "-in", k.app_key_pem, "-pubout", "-out", k.app_pub)
+    return k
+
+
+def make_tls_pair(directory, name="server"):
+    """A self-signed certificate and key for a TLS listener on 127.0.0.1."""
+    key, cert = os.path.join(directory, name + ".key"), os.path.join(directory, name + ".crt")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+             "-days", "365", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+    return cert, key
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _cert_der(cert_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    with open(cert_path, "rb") as f:
+        return x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
+
+
+def make_token(vendor_key_path, vendor_cert_path, tenant, app_id=DEFAULT_APP_ID, iss="SuperOffice AS",
+               exp=300, nbf=-60, nonce=True, extra=None, x5t=True, kid=None, alg="RS256",
+               ctx_claim=True, sub=True, header_extra=None, now=None):
+    """A vendor SignedToken. exp/nbf are offsets from now in seconds (nbf None: no nbf claim).
+    nonce: True for a random one, a string, or None for none. kid: True for the certificate's
+    hex thumbprint, a string, or None. extra: claims added or replacing (value None removes)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    now = int(time.time()) if now is None else now
+    der = _cert_der(vendor_cert_path)
+    header = {"alg": alg, "typ": "JWT"}
+    if x5t:
+        header["x5t"] = b64url(hashlib.sha1(der).digest())
+    if kid:
+        header["kid"] = hashlib.sha1(der).hexdigest().upper() if kid is True else kid
+    header.update(header_extra or {})
+    claims = {"iss": iss, "aud": "spn:" + app_id, "exp": now + exp}
+    if nbf is not None:
+        claims["nbf"] = now + nbf
+    if sub:
+        claims["sub"] = tenant
+    if ctx_claim:
+        claims[CTX_CLAIM] = tenant
+    if nonce:
+        claims["nonce"] = secrets.token_hex(16).upper() if nonce is True else nonce
+    for name, value in (extra or {}).items():
+        if value is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
+                     b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    with open(vendor_key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64url(signature)
+
+
+def verify_application_token(app_pub_path, signed, nonce):
+    """Checks a SignedApplicationToken (<nonce>.<yyyyMMddHHmm>.<base64 signature>)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    got_nonce, stamp, signature = signed.split(".", 2)
+    if got_nonce != nonce or not re.fullmatch(r"\d{12}", stamp):
+        return False
+    with open(app_pub_path, "rb") as f:
+        key = serialization.load_pem_public_key(f.read())
+    try:
+        key.verify(base64.b64decode(signature, validate=True), (got_nonce + "." + stamp).encode(),
+                   padding.PKCS1v15(), hashes.SHA256())
+    except Exception:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- configuration
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _set_dotted(tree, dotted, value):
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        tree = tree.setdefault(part, {})
+    if value is None:
+        tree.pop(parts[-1], None)
+    else:
+        tree[parts[-1]] = value
+
+
+def config_dict(directory, keys, port=None, **overrides):
+    """The default test configuration as a dict. Overrides use dotted names for nested keys
+    (pass them as **{"tenants.allow": ["Cust1"]}); a value None removes the key."""
+    port = port or free_port()
+    cfg = {
+        "listen": ["127.0.0.1:%d" % port],
+        "workers": 2,
+        "pid_file": os.path.join(directory, "somirrord.pid"),
+        "status_socket": os.path.join(directory, "status.sock"),
+        "log": {"file": os.path.join(directory, "somirrord.log"), "level": "debug"},
+        "application": {"id": DEFAULT_APP_ID, "private_key": keys.app_key_pem},
+        "vendor": {"certificates": [keys.vendor_cert]},
+        "store": {"driver": "sqlite", "sqlite": {"directory": os.path.join(directory, "mirrors")}},
+        "shutdown_timeout": 10,
+    }
+    for name, value in overrides.items():
+        _set_dotted(cfg, name, value)
+    return cfg
+
+
+def write_config(directory, keys=None, path=None, **overrides):
+    """Writes a somirrord config (JSON is YAML) into directory; returns its path. Keys are
+    made when not given. Creates the sqlite directory."""
+    keys = keys or make_keys(directory)
+    cfg = config_dict(directory, keys, **overrides)
+    sqlite_dir = cfg.get("store", {}).get("sqlite", {}).get("directory")
+    if sqlite_dir:
+        os.makedirs(sqlite_dir, exist_ok=True)
+    path = path or os.path.join(directory, "somirrord.yaml")
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    return path
+
+
+def read_config(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- the daemon
+
+def _children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
+def _is_somirrord(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"somirrord" in f.read()
+    except OSError:
+        return False
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+class Daemon:
+    """A somirrord under test. Use as a context manager: on exit every process it started is
+    killed, whatever happened."""
+
+    def __init__(self, config_path, binary=None):
+        self.config_path = config_path
+        self.binary = binary or program("somirrord")
+        self.cfg = read_config(config_path)
+        self.directory = os.path.dirname(os.path.abspath(config_path))
+        self.proc = None
+        self.pid = None
+        self.pgids = set()
+
+    # -- settings
+    @property
+    def port(self):
+        first = self.cfg["listen"]
+        first = first[0] if isinstance(first, list) else first
+        address = first["address"] if isinstance(first, dict) else first
+        return int(address.rsplit(":", 1)[1])
+
+    @property
+    def pid_file(self):
+        return self.cfg.get("pid_file")
+
+    @property
+    def status_socket(self):
+        return self.cfg.get("status_socket")
+
+    @property
+    def log_path(self):
+        return self.cfg.get("log", {}).get("file")
+
+    def rewrite_config(self, **overrides):
+        """Changes the config file in place (for a reload); returns the new dict."""
+        for name, value in overrides.items():
+            _set_dotted(self.cfg, name, value)
+        with open(self.config_path, "w") as f:
+            json.dump(self.cfg, f, indent=2)
+        return self.cfg
+
+    # -- life
+    def start(self, foreground=True, extra_args=(), wait=True, timeout=15):
+        args = [self.binary, "-c", self.config_path] + (["-f"] if foreground else []) + list(extra_args)
+        self.stdout_path = os.path.join(self.directory, "somirrord.out")
+        out = open(self.stdout_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        self.pgids.add(self.proc.pid)
+        if foreground:
+            self.pid = self.proc.pid
+        else:
+            rc = self.proc.wait(timeout)
+            if rc != 0:
+                raise AssertionError("somirrord (daemon mode) exited %d: %s" % (rc, self.output()))
+            self.pid = int(wait_until(self._pid_from_file, timeout, what="the pid file"))
+            self.pgids.add(self.pid)
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def _pid_from_file(self):
+        try:
+            with open(self.pid_file) as f:
+                text = f.read().strip()
+        except OSError:
+            return None
+        return text or None
+
+    def output(self):
+        try:
+            with open(self.stdout_path, errors="replace") as f:
+                return f.read()
+        except (OSError, AttributeError):
+            return ""
+
+    def alive(self):
+        if self.proc is not None and self.proc.pid == self.pid:
+            return self.proc.poll() is None
+        return self.pid is not None and pid_alive(self.pid)
+
+    def wait_healthy(self, timeout=15):
+        def healthy():
+            if not self.alive():
+                raise AssertionError("somirrord exited during start: %s\n%s" % (self.output(), self.log()))
+            try:
+                return self.healthz()[0] == 200
+            except OSError:
+                return False
+        wait_until(healthy, timeout, what="/healthz")
+
+    def wait_exit(self, timeout=30):
+        """Waits for the master to exit; returns its exit status (None in daemon mode)."""
+        if self.proc is not None and self.proc.pid == self.pid:
+            return self.proc.wait(timeout)
+        wait_until(lambda: not pid_alive(self.pid), timeout, what="somirrord to exit")
+        return None
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit status."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def kill_all(self):
+        recorded = self._pid_from_file() if self.pid_file else None
+        if recorded and recorded.isdigit() and _is_somirrord(int(recorded)):
+            self.pgids.add(int(recorded))   # a daemon started behind our back (init script)
+        for pgid in self.pgids:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                self.proc.wait(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill_all()
+        return False
+
+    # -- workers
+    def worker_pids(self):
+        return _children_of(self.pid)
+
+    def wait_workers(self, count, timeout=15, exclude=()):
+        """Waits until exactly count workers run, none of them in exclude; returns their pids."""
+        def ready():
+            pids = self.worker_pids()
+            return pids if len(pids) == count and not set(pids) & set(exclude) else None
+        return wait_until(ready, timeout, what="%d workers (have %s)" % (count, self.worker_pids()))
+
+    # -- log and status
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except (OSError, TypeError):
+            return ""
+
+    def wait_log(self, pattern, timeout=10):
+        return wait_until(lambda: re.search(pattern, self.log()), timeout, what="log line /%s/" % pattern)
+
+    def ctl(self, command, timeout=10):
+        """One status-socket command; returns the whole answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.status_socket)
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def ctl_json(self, command):
+        return json.loads(self.ctl(command + " json"))
+
+    # -- HTTP
+    def connection(self, timeout=30):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def healthz(self, method="GET", path="/healthz"):
+        return request(self.port, method, path)[:2]
+
+
+@contextlib.contextmanager
+def server(start=True, keys=None, **overrides):
+    """A temp dir with keys and a config, and a Daemon (started unless start=False).
+    Yields an object with .dir .keys .config .daemon and .token(tenant, **kw)."""
+    with tempfile.TemporaryDirectory(prefix="smtest") as directory:
+        keys = keys or make_keys(directory)
+        config = write_config(directory, keys, **overrides)
+        with Daemon(config) as daemon:
+            env = ServerEnv(directory, keys, config, daemon)
+            if start:
+                daemon.start()
+            yield env
+
+
+class ServerEnv:
+    def __init__(self, directory, keys, config, daemon):
+        self.dir, self.keys, self.config, self.daemon = directory, keys, config, daemon
+
+    def token(self, tenant, **kw):
+        return make_token(self.keys.vendor_key, self.keys.vendor_cert, tenant, **kw)
+
+    def call(self, operation, body, tenant="Cust1", conn=None, **kw):
+        return soap(self.daemon.port, operation, body, self.token(tenant), conn=conn, **kw)
+
+
+# ---------------------------------------------------------------- HTTP and SOAP
+
+def request(port, method, path, body=None, headers=None, conn=None, timeout=30):
+    """One HTTP request; returns (status, body bytes, headers dict with lowercase names)."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, data, {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        if own:
+            conn.close()
+
+
+def envelope(body_inner_xml, token=None, header_extra=""):
+    """A SOAP 1.1 envelope with the SignedToken header (when token is given)."""
+    header = ""
+    if token is not None:
+        header = ('<SignedToken s:mustUnderstand="1" xmlns="%s">%s</SignedToken>' % (NS, token))
+    return ('<s:Envelope xmlns:s="%s"><s:Header>%s%s</s:Header><s:Body>%s</s:Body></s:Envelope>'
+            % (SOAP_NS, header, header_extra, body_inner_xml))
+
+
+def soap(port, operation, body_inner_xml, token, soapaction=True, conn=None, path="/",
+         timeout=60, raw_envelope=None):
+    """Posts one call. soapaction: True (the quoted standard action), False (no header) or the
+    exact header text. Returns (status, headers, body bytes); reuses conn for keep-alive."""
+    headers = {"Content-Type": "text/xml; charset=utf-8"}
+    if soapaction is True:
+        headers["SOAPAction"] = '"%s%s"' % (ACTION_PREFIX, operation)
+    elif soapaction:
+        headers["SOAPAction"] = soapaction
+    data = raw_envelope if raw_envelope is not None else envelope(body_inner_xml, token)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    status, body, hdrs = request(port, "POST", path, data, headers, conn=conn, timeout=timeout)
+    return status, hdrs, body
+
+
+def _esc(text):
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def authenticate_body(client_state=""):
+    state = "<ClientState>%s</ClientState>" % _esc(client_state) if client_state else "<ClientState/>"
+    return '<AuthenticateRequest xmlns="%s">%s</AuthenticateRequest>' % (NS, state)
+
+
+def table_schema_body(tables):
+    """tables: [{"name": "contact", "columns": [(name, type, nullable, default_or_None), ...],
+    "pk": ["contact_id"]}, ...]"""
+    out = ['<TableSchemaRequest xmlns="%s"><Tables>' % NS]
+    for t in tables:
+        out.append("<Table><Name>%s</Name><Columns>" % _esc(t["name"]))
+        for col in t["columns"]:
+            name, typ, nullable = col[0], col[1], col[2]
+            default = col[3] if len(col) > 3 else None
+            out.append("<Column><Name>%s</Name><Type>%s</Type><Nullable>%s</Nullable>%s</Column>" % (
+                _esc(name), _esc(typ), "true" if nullable else "false",
+                "<Default>%s</Default>" % _esc(default) if default is not None else ""))
+        out.append("</Columns><PrimaryKey>%s</PrimaryKey></Table>" %
+                   "".join("<Column>%s</Column>" % _esc(c) for c in t["pk"]))
+    out.append("</Tables></TableSchemaRequest>")
+    return "".join(out)
+
+
+def wipe_body(names):
+    return '<WipeRequest xmlns="%s"><Tables>%s</Tables></WipeRequest>' % (
+        NS, "".join("<Name>%s</Name>" % _esc(n) for n in names))
+
+
+def _value(v):
+    if v is None:
+        return "<N/>"
+    if isinstance(v, (bytes, bytearray)):
+        return "<B>%s</B>" % base64.b64encode(v).decode()
+    return "<V>%s</V>" % _esc(v)
+
+
+def row_data_body(batches):
+    """batches: [{"table": "contact", "columns": [...], "rows": [(op, lsn_or_None, [values])],
+    "lsn": N or None}]. Values: str -> <V>, None -> <N/>, bytes -> <B>."""
+    out = ['<RowDataRequest xmlns="%s"><Batches>' % NS]
+    for b in batches:
+        out.append("<Batch><Table>%s</Table><Columns>%s</Columns><Rows>" % (
+            _esc(b["table"]), "".join("<Name>%s</Name>" % _esc(c) for c in b["columns"])))
+        for op, lsn, values in b["rows"]:
+            out.append('<Row op="%s"%s>%s</Row>' % (op, ' lsn="%s"' % lsn if lsn is not None else "",
+                                                   "".join(_value(v) for v in values)))
+        out.append("</Rows>")
+        if b.get("lsn") is not None:
+            out.append("<Lsn>%s</Lsn>" % b["lsn"])
+        out.append("</Batch>")
+    out.append("</Batches></RowDataRequest>")
+    return "".join(out)
+
+
+def replication_completed_body(summary=()):
+    """summary: [(table, inserted, updated, deleted), ...]"""
+    return '<ReplicationCompletedRequest xmlns="%s"><Summary>%s</Summary></ReplicationCompletedRequest>' % (
+        NS, "".join("<TableSummary><Name>%s</Name><Inserted>%d</Inserted><Updated>%d</Updated>"
+                    "<Deleted>%d</Deleted></TableSummary>" % (_esc(n), i, u, d) for n, i, u, d in summary))
+
+
+def _q(local, ns=NS):
+    return "{%s}%s" % (ns, local)
+
+
+def parse_body(body):
+    """The single element in the response's soap Body."""
+    root = ET.fromstring(body)
+    if root.tag != _q("Envelope", SOAP_NS):
+        raise AssertionError("not a SOAP envelope: %r" % body[:200])
+    soap_body = root.find(_q("Body", SOAP_NS))
+    children = list(soap_body)
+    if len(children) != 1:
+        raise AssertionError("Body holds %d elements" % len(children))
+    return children[0]
+
+
+def parse_fault(body):
+    """A fault as a dict (faultcode, message, code, table, column, row, retryable), or None."""
+    element = parse_body(body)
+    if element.tag != _q("Fault", SOAP_NS):
+        return None
+    detail = element.find("detail")
+    mf = detail.find(_q("MirrorFault")) if detail is not None else None
+
+    def text(name):
+        node = mf.find(_q(name)) if mf is not None else None
+        return node.text if node is not None else None
+    row = text("Row")
+    return {
+        "faultcode": element.findtext("faultcode"),
+        "message": element.findtext("faultstring"),
+        "code": text("Code"),
+        "table": text("Table"),
+        "column": text("Column"),
+        "row": int(row) if row is not None else None,
+        "retryable": text("Retryable") == "true",
+        "children": [c.tag.split("}")[1] for c in mf] if mf is not None else [],
+    }
+
+
+def parse_auth(body):
+    """An AuthenticateResponse as an ordered dict of its children's texts ('' for empty)."""
+    element = parse_body(body)
+    if element.tag != _q("AuthenticateResponse"):
+        raise AssertionError("not an AuthenticateResponse: %r" % body[:300])
+    return {c.tag.split("}")[1]: (c.text or "") for c in element}
+
+
+def parse_table_states(body):
+    """The TableState list of a TableSchema/Wipe/RowData response, each a dict of texts."""
+    element = parse_body(body)
+    tables = element.find(_q("Tables"))
+    if tables is None:
+        raise AssertionError("no Tables in %r" % body[:300])
+    return [{c.tag.split("}")[1]: (c.text or "") for c in state} for state in tables]

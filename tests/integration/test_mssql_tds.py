@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""tests/integration/test_mssql_tds: test layer 2 of the SQL Server store driver. Starts the TDS
+test peer (tests/tds/tds_server.py: a protocol peer, not a database) on 127.0.0.1 and a random
+port, runs store calls through store/mssql.c with tests/unit/mssql_probe, and checks the
+conversation FreeTDS db-lib had with it: login, provisioning, a TableSchema's DDL and metadata
+in one transaction, a RowData's bulk copy into #somirror_x (rows collapsed per key, empty values
+flagged, text as UTF-16LE) followed by the set-based statements and the position, all between
+BEGIN and COMMIT; a server error mid-call (StorageError, ROLLBACK sent, nothing applied); a
+dropped connection (StorageError, then a new login on the next call); a login failure
+(StorageError with the server's message); a failed COMMIT (not reported applied). Whether SQL
+Server accepts the statements is layer 3's business (test_store against a real server)."""
+import os
+import subprocess
+import sys
+
+SRCDIR = os.environ.get("SOMIRROR_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILDDIR = os.environ.get("SOMIRROR_BUILDDIR", ".")
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "tds"))
+import tds_server  # noqa: E402
+
+PROBE = os.path.join(BUILDDIR, "tests", "unit", "mssql_probe")
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def probe(server, *steps):
+    p = subprocess.run([PROBE, "127.0.0.1:%d" % server.port, "sa", "s3cret pass"] + list(steps),
+                       capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        print(p.stderr)
+    return p.stdout.splitlines()
+
+
+def since(server, start):
+    return server.events[start:]
+
+
+def texts(events):
+    return [e.get("text", "") for e in events if e["kind"] in ("sql", "rpc")]
+
+
+def index_of(items, needle, start=0):
+    for i in range(start, len(items)):
+        if needle in items[i]:
+            return i
+    return -1
+
+
+def test_happy_path():
+    s = tds_server.Server().start()
+    try:
+        out = probe(s, "schema", "rows", "list")
+        check(out[:1] == ["schema ok contact:-1:Created:0/0/0"], "schema answer: %r" % out)
+        check(len(out) > 1 and out[1].startswith("rows ok contact:10:") and out[1].endswith(":2/1/1"),
+              "rows answer: %r" % out)
+        check(len(out) > 2 and out[2].startswith("list ok contact:10:"), "list answer: %r" % out)
+        logins = [e for e in s.events if e["kind"] == "login"]
+        check(len(logins) == 1 and logins[0]["user"] == "sa" and logins[0]["password"] == "s3cret pass"
+              and logins[0]["tds_version"] == "74000004", "login: %r" % logins)
+        t = texts(s.events)
+        check(t[0].startswith("SET XACT_ABORT ON"), "session settings first")
+        check("CREATE DATABASE [Mirror_acme]" in t, "database created")
+        check(index_of(t, "DATABASEPROPERTYEX") > t.index("CREATE DATABASE [Mirror_acme]"),
+              "waits for ONLINE after CREATE DATABASE")
+        check(index_of(t, "USE [Mirror_acme]") > index_of(t, "DATABASEPROPERTYEX"), "USE after online")
+        check(index_of(t, "CREATE TABLE [acme_mirroring]") > 0, "metadata table")
+        # TableSchema: begin, lock, metadata, DDL, position, commit
+        b = t.index("BEGIN TRANSACTION")
+        lock = [e for e in s.events if e["kind"] == "rpc" and "sp_getapplock" in e["text"]][0]
+        check(("@res", 231, "somirror:acme") in lock["params"], "lock resource bound: %r" % lock)
+        ddl = index_of(t, "CREATE TABLE [contact]", b)
+        check(t[ddl] == "CREATE TABLE [contact] ([contact_id] int NOT NULL, [name] nvarchar(50) NULL"
+              " CONSTRAINT [DF_contact_name_575ae4b0] DEFAULT (N''), [amount] decimal(18,4) NOT NULL"
+              " CONSTRAINT [DF_contact_amount_8ff033bf] DEFAULT (0), [registered] datetime2(3) NULL,"
+              " [photo] varbinary(10) NULL, PRIMARY KEY ([contact_id]));", "DDL: %r" % t[ddl])
+        c = t.index("COMMIT TRANSACTION")
+        check(b < index_of(t, "sp_getapplock", b) < index_of(t, "SELECT [tablename]", b) < ddl <
+              index_of(t, "[schemahash] = @h", b) < c, "TableSchema order")
+        # RowData
+        b2 = index_of(t, "BEGIN TRANSACTION", c + 1)
+        c2 = index_of(t, "COMMIT TRANSACTION", b2)
+        stage = index_of(t, "CREATE TABLE #somirror_x", b2)
+        apply_ = index_of(t, "INSERT INTO [contact]", b2)
+        meta = index_of(t, "[schemahash] = @h", b2)
+        check(b2 < stage < apply_ < meta < c2, "RowData order: %d %d %d %d %d" % (b2, stage, apply_, meta, c2))
+        bulks = [e for e in s.events if e["kind"] == "bulk"]
+        check(len(bulks) == 1, "one bulk copy")
+        rows = bulks[0]["rows"] if bulks else []
+        check(rows == [[0, "U", "01000", 2, None, "0".encode("utf-16-le"), None, None],
+                       [1, "U", None, 1, "Acme AS".encode("utf-16-le"),
+                        "2.25".encode("utf-16-le"), None, None],
+                       [2, "D", None, 3, None, None, None, None]], "bulk rows: %r" % rows)
+        puts = [e for e in s.events if e["kind"] == "rpc" and "[schemahash] = @h" in e["text"]]
+        check(puts and ("@l", 38, 10) in puts[-1]["params"] and ("@t", 231, "contact") in puts[-1]["params"],
+              "position bound: %r" % (puts[-1]["params"] if puts else None))
+        check(all("contact" not in p[2] for e in puts for p in e["params"][:1]), "statement has no values")
+    finally:
+        s.stop()
+
+
+def test_server_error_mid_call():
+    s = tds_server.Server().start()
+    try:
+        s.rules.append({"match": r"INSERT INTO \[contact\]",
+                        "error": (2627, "Violation of PRIMARY KEY constraint 'PK_x'.")})
+        out = probe(s, "schema", "rows", "list")
+        check(len(out) == 3 and out[1].startswith("rows fault StorageError:") and "2627" in out[1]
+              and "Violation of PRIMARY KEY" in out[1], "error answer: %r" % out)
+        check(len(out) == 3 and out[2].startswith("list ok contact:-1:"), "nothing applied: %r" % out)
+        t = texts(s.events)
+        i = index_of(t, "INSERT INTO [contact]")
+        check(i > 0 and index_of(t, "ROLLBACK", i) == i + 1, "ROLLBACK right after the error")
+        check(index_of(t, "[schemahash] = @h", i) == -1 or index_of(t, "[schemahash] = @h", i) > index_of(t, "ROLLBACK", i),
+              "no position written after the error")
+        check(index_of(t, "COMMIT", i) == -1 or index_of(t, "COMMIT", i) > index_of(t, "BEGIN", i + 1),
+              "no COMMIT of the failed call")
+    finally:
+        s.stop()
+
+
+def test_dropped_connection():
+    s = tds_server.Server().start()
+    try:
+        s.rules.append({"match": r"INSERT INTO \[contact\]", "drop": True, "once": True})
+        out = probe(s, "schema", "rows", "rows", "list")
+        check(len(out) == 4 and out[1].startswith("rows fault StorageError:"), "dropped: %r" % out)
+        check(len(out) == 4 and out[2].startswith("rows ok contact:10:"), "reconnected: %r" % out)
+        check(len(out) == 4 and out[3].startswith("list ok contact:10:"), "applied once: %r" % out)
+        logins = [e for e in s.events if e["kind"] == "login"]
+        check(len(logins) == 2, "a second login after the drop: %d" % len(logins))
+    finally:
+        s.stop()
+
+
+def test_login_failure():
+    s = tds_server.Server().start()
+    try:
+        s.fail_login = (18456, "Login failed for user 'sa'.")
+        out = probe(s, "schema")
+        check(len(out) == 1 and out[0].startswith("schema fault StorageError:") and "18456" in out[0]
+              and "Login failed for user 'sa'." in out[0], "login failure: %r" % out)
+    finally:
+        s.stop()
+
+
+def test_commit_failure():
+    s = tds_server.Server().start()
+    try:
+        out = probe(s, "schema")
+        check(out == ["schema ok contact:-1:Created:0/0/0"], "schema: %r" % out)
+        s.rules.append({"match": r"^COMMIT TRANSACTION", "error": (1205, "Transaction was deadlocked."),
+                        "once": True})
+        out = probe(s, "rows", "list")
+        check(len(out) == 2 and out[0].startswith("rows fault StorageError:") and "1205" in out[0],
+              "commit failure: %r" % out)
+        check(len(out) == 2 and out[1].startswith("list ok contact:-1:"), "not applied: %r" % out)
+    finally:
+        s.stop()
+
+
+def main():
+    if not os.access(PROBE, os.X_OK):
+        print("mssql_probe not built; skipped")
+        return 77
+    for test in (test_happy_path, test_server_error_mid_call, test_dropped_connection,
+                 test_login_failure, test_commit_failure):
+        before = len(failures)
+        test()
+        print("%s: %s" % (test.__name__, "ok" if len(failures) == before else "FAILED"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""somirrord reloads (SIGHUP and the `reload` status command): a broken config keeps the old
+one running and is counted; a changed allow-list applies in a new generation; a setting that
+needs a restart is reported; 20 reloads under load refuse no connection; a large call in
+progress across a reload is answered in full."""
+import copy
+import os
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+
+def reload_and_wait(d, generation, via_signal=True):
+    old = d.worker_pids()
+    if via_signal:
+        d.signal(signal.SIGHUP)
+    else:
+        d.ctl("reload")
+    h.wait_until(lambda: d.ctl_json("show info")["generation"] == generation, what="generation %d" % generation)
+    return d.wait_workers(d.cfg["workers"], timeout=30, exclude=old)
+
+
+def check_broken_reload(d):
+    workers = d.worker_pids()
+    good = copy.deepcopy(d.cfg)
+    d.rewrite_config(workers="lots", **{"vendor.issuer": ["not", "a", "string"]})
+    d.signal(signal.SIGHUP)
+    h.wait_until(lambda: d.ctl_json("show info")["reloads_failed"] == 1, what="the failed reload")
+    d.wait_log(r"reload of .* failed")
+    info = d.ctl_json("show info")
+    assert info["generation"] == 1 and info["reloads"] == 0, info
+    assert d.worker_pids() == workers and d.healthz()[0] == 200
+    d.cfg = good
+    d.rewrite_config()
+
+
+def check_allow_list(s):
+    d = s.daemon
+    status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust2")
+    assert h.parse_auth(body)["IsSuccessful"] == "true", body
+    d.rewrite_config(**{"tenants.allow": ["Cust1"], "tenants.max": 500})
+    reload_and_wait(d, 2)
+    info = d.ctl_json("show info")
+    assert info["reloads"] == 1 and "tenants.max" in info["restart_required"], info
+    status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust2")
+    auth = h.parse_auth(body)
+    assert auth["IsSuccessful"] == "false" and auth["ErrorMessage"].startswith("TenantNotAllowed"), auth
+    status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust1")
+    assert h.parse_auth(body)["IsSuccessful"] == "true", body
+
+
+def check_no_refusal_under_load(d, generation):
+    errors, answers, stop = [], [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                answers.append(d.healthz()[0])
+            except Exception as e:  # a refused or reset connection is the failure
+                errors.append(repr(e))
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(20):
+            generation += 1
+            reload_and_wait(d, generation, via_signal=generation % 2 == 0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:5]
+    assert len(answers) > 100 and set(answers) == {200}, (len(answers), set(answers))
+    return generation
+
+
+def check_large_call_across_reload(s, generation):
+    d = s.daemon
+    schema = h.table_schema_body([{"name": "contact", "pk": ["contact_id"], "columns": [
+        ("contact_id", "int", False), ("name", "nvarchar(220)", True)]}])
+    status, _, body = s.call("TableSchema", schema)
+    assert status == 200, body
+    rows = 60000
+    batch = {"table": "contact", "columns": ["contact_id", "name"], "lsn": 900,
+             "rows": [("I", None, [str(i), "name number %d with some text" % i]) for i in range(rows)]}
+    result = {}
+
+    def big_call():
+        result["answer"] = s.call("RowData", h.row_data_body([batch]))
+    t = threading.Thread(target=big_call)
+    t.start()
+    time.sleep(0.3)
+    d.signal(signal.SIGHUP)
+    t.join(120)
+    status, _, body = result["answer"]
+    assert status == 200, body[:500]
+    state = h.parse_table_states(body)[0]
+    assert state["Inserted"] == str(rows) and state["Lsn"] == "900", state
+    h.wait_until(lambda: d.ctl_json("show info")["generation"] == generation + 1, what="the reload")
+
+
+def main():
+    with h.server(workers=2) as s:
+        d = s.daemon
+        check_broken_reload(d)
+        check_allow_list(s)
+        generation = check_no_refusal_under_load(d, 2)
+        check_large_call_across_reload(s, generation)
+        assert d.stop() == 0
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

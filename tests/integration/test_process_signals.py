@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""somirrord's start and stop: `-t` on good and bad configs; SIGTERM drains, exits 0 and removes
+the pid file and status socket; a second somirrord on a live pid file refuses to start; a stale
+pid file is taken over; daemon mode; SIGUSR1 reopens the log; SIGINT stops at once."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+
+def run(*args):
+    return subprocess.run((h.program("somirrord"),) + args, capture_output=True, text=True, timeout=30)
+
+
+def check_test_mode(s):
+    good = run("-t", "-c", s.config)
+    assert good.returncode == 0 and "configuration ok" in good.stdout, good
+    bad_path = os.path.join(s.dir, "bad.yaml")
+    h.write_config(s.dir, s.keys, path=bad_path, workers="many", **{"vendor.clock_skew": "soon"})
+    bad = run("-t", "-c", bad_path)
+    assert bad.returncode == 1, bad
+    assert "workers" in bad.stderr and "clock_skew" in bad.stderr, bad.stderr
+    missing = run("-t", "-c", os.path.join(s.dir, "absent.yaml"))
+    assert missing.returncode == 1 and missing.stderr, missing
+    assert run("-v").stdout.startswith("somirrord "), run("-v")
+    assert run("-x").returncode == 2
+
+
+def main():
+    with h.server() as s:
+        d = s.daemon
+        check_test_mode(s)
+        with open(d.pid_file) as f:
+            assert int(f.read()) == d.pid
+        assert os.path.exists(d.status_socket)
+
+        # A second instance on the same pid file refuses, naming the running one.
+        second = run("-f", "-c", s.config)
+        assert second.returncode == 1, second
+        assert "already running" in second.stderr + h.Daemon(s.config).log(), second.stderr
+        assert d.alive() and d.healthz()[0] == 200
+
+        # SIGUSR1: the log file is reopened (logrotate moved it away).
+        rotated = d.log_path + ".1"
+        os.rename(d.log_path, rotated)
+        d.signal(signal.SIGUSR1)
+        h.wait_until(lambda: os.path.exists(d.log_path), what="a new log file")
+
+        # SIGTERM: drain, exit 0, pid file and status socket gone.
+        assert d.stop() == 0
+        assert not os.path.exists(d.pid_file) and not os.path.exists(d.status_socket)
+        h.wait_until(lambda: not d.worker_pids(), what="workers to exit")
+
+        # A stale pid file (no process holds its lock) is taken over; daemon mode.
+        with open(d.pid_file, "w") as f:
+            f.write("999999\n")
+        d.start(foreground=False)
+        assert d.pid != 999999 and len(d.wait_workers(2)) == 2
+        workers = d.worker_pids()
+        # SIGINT: immediate stop, workers killed, pid file removed.
+        d.signal(signal.SIGINT)
+        d.wait_exit()
+        h.wait_until(lambda: not any(h.pid_alive(p) for p in workers), what="workers to die")
+        assert not os.path.exists(d.pid_file)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

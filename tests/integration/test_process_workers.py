@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""somirrord's processes: N workers run; a worker killed with SIGKILL is replaced (counted in
+`show info`) and the service still answers; /healthz, HEAD, 405 routing; keep-alive reuse."""
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+
+def main():
+    with h.server(workers=3) as s:
+        d = s.daemon
+        workers = d.wait_workers(3)
+        info = d.ctl_json("show info")
+        assert info["workers"] == 3 and info["generation"] == 1, info
+        listed = sorted(w["pid"] for w in d.ctl_json("show workers")["workers"])
+        assert listed == workers, (listed, workers)
+
+        # Routing (protocol.md section 1).
+        assert d.healthz() == (200, b"ok\n"), d.healthz()
+        assert d.healthz("HEAD")[0] == 200
+        status, body, headers = h.request(d.port, "GET", "/")
+        assert status == 405 and headers.get("allow") == "POST", (status, headers)
+        assert b"POST" in body and b"SOAP" in body, body
+        status, _, headers = h.request(d.port, "PUT", "/healthz", body=b"x")
+        assert status == 405 and headers.get("allow") == "POST", status
+
+        # Keep-alive: one connection, several calls, a fault does not close it.
+        conn = d.connection()
+        for _ in range(3):
+            status, hdrs, body = s.call("Authenticate", h.authenticate_body("state-1"), conn=conn)
+            assert status == 200, (status, body)
+            assert hdrs["content-type"] == "text/xml; charset=utf-8", hdrs
+            assert h.parse_auth(body)["IsSuccessful"] == "true", body
+            status, _, body = h.soap(d.port, "Wipe", h.wipe_body([]), s.token("Cust1"), conn=conn)
+            assert status == 500 and h.parse_fault(body)["code"] == "MalformedRequest", body
+        conn.close()
+
+        # A worker killed outright is replaced; the others are untouched.
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)
+        replaced = d.wait_workers(3, exclude=[victim])
+        assert set(workers[1:]) <= set(replaced), (workers, replaced)
+        d.wait_log(r"worker %d was killed by signal 9" % victim)
+        assert d.ctl_json("show info")["worker_restarts"] == 1
+        for _ in range(6):
+            status, _, body = s.call("Authenticate", h.authenticate_body())
+            assert status == 200 and h.parse_auth(body)["IsSuccessful"] == "true", body
+        assert d.stop() == 0
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

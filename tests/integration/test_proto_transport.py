@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+"""Protocol sections 1 and 2 end to end: HTTP transport (paths, SOAPAction, keep-alive,
+/healthz, 405, 413, Content-Type) and the XML rules (namespaces not prefixes, unknown and
+foreign elements, header blocks, DTD/entities refused, entities and CDATA read)."""
+
+import time
+
+import protolib as L
+from protolib import H, NS, eq, check, expect_fault, ok_states
+
+MAX_BYTES = 16384
+T = {"name": "t", "columns": [("id", "int", False), ("v", "nvarchar(100)", True)], "pk": ["id"]}
+ENV = H.SOAP_NS
+
+
+def auth_ok(resp):
+    check(resp.status == 200 and not resp.fault, "Authenticate failed: %r" % resp)
+    a = H.parse_auth(resp.body)
+    eq(a.get("IsSuccessful"), "true", "IsSuccessful")
+    return a
+
+
+def ctype_ok(resp):
+    ct = resp.headers.get("content-type", "")
+    eq(ct.lower().replace(" ", ""), "text/xml;charset=utf-8", "Content-Type")
+
+
+# ---------------------------------------------------------------- section 1
+
+def any_path(p):
+    for path in ("/", "/mirror", "/x/RowData", "/Authenticate?x=1"):
+        r = p.call("Authenticate", H.authenticate_body(), path=path)
+        auth_ok(r)
+        ctype_ok(r)
+    p.schema_ok([T])
+    r = p.call("RowData", H.row_data_body([{"table": "t", "columns": ["id", "v"],
+                                            "rows": [("I", None, ["1", "x"])]}]), path="/x/RowData")
+    eq(ok_states(r)[0]["Inserted"], "1", "Inserted via /x/RowData")
+
+
+def soapaction_forms(p):
+    body = H.authenticate_body()
+    auth_ok(p.call("Authenticate", body, soapaction=True))                       # quoted
+    auth_ok(p.call("Authenticate", body, soapaction=H.ACTION_PREFIX + "Authenticate"))  # unquoted
+    auth_ok(p.call("Authenticate", body, soapaction=False))                      # absent
+    auth_ok(p.call("Authenticate", body, soapaction='""'))                       # ""
+    # An empty header value: operation from the body element.
+    data = H.envelope(body, p.token()).encode()
+    st, hd, bd = L.raw_http(p.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+                            b"SOAPAction: \r\nContent-Length: %d\r\n\r\n" % len(data)
+                            + data)
+    auth_ok(L.Resp(st, hd, bd))
+    # The action decides for a data call too (TableSchema with no header).
+    st = ok_states(p.call("TableSchema", H.table_schema_body([T]), soapaction=False))
+    eq(st[0]["Change"], "Created", "TableSchema without SOAPAction")
+    # Content-Type of the request is not checked.
+    st, bd, hd = H.request(p.port, "POST", "/", data, {"Content-Type": "application/octet-stream"})
+    auth_ok(L.Resp(st, hd, bd))
+
+
+def action_mismatch(p):
+    r = p.call("TableSchema", H.authenticate_body())   # header TableSchema, body Authenticate
+    expect_fault(r, "MalformedRequest")
+    r = p.call("Wipe", H.row_data_body([{"table": "t", "columns": ["id", "v"], "rows": []}]))
+    expect_fault(r, "MalformedRequest")
+
+
+def unknown_operation(p):
+    r = p.call("Frobnicate", H.authenticate_body())
+    expect_fault(r, "UnknownOperation")
+    r = p.call("x", '<FrobnicateRequest xmlns="%s"/>' % NS, soapaction=False)
+    expect_fault(r, "UnknownOperation")
+    r = p.call("x", '<FrobnicateRequest xmlns="%s"/>' % NS, soapaction='""')
+    expect_fault(r, "UnknownOperation")
+
+
+def two_body_elements(p):
+    r = p.call("Authenticate", H.authenticate_body() + H.authenticate_body(), soapaction=False)
+    expect_fault(r, "MalformedRequest")
+    r = p.call("Authenticate", H.authenticate_body() + H.authenticate_body())
+    expect_fault(r, "MalformedRequest")
+
+
+def not_an_envelope(p):
+    for raw in (b"", b"hello", b"<a/>", b"<s:Envelope xmlns:s='%s'><s:Body>" % ENV.encode()):
+        st, bd, hd = H.request(p.port, "POST", "/", raw, {"Content-Type": "text/xml; charset=utf-8"})
+        expect_fault(L.Resp(st, hd, bd), "MalformedRequest")
+
+
+def keep_alive_cycle(p):
+    conn = p.daemon.connection()
+    try:
+        auth_ok(p.call("Authenticate", H.authenticate_body(), conn=conn))
+        sock = conn.sock
+        check(sock is not None, "connection closed after Authenticate")
+        ok_states(p.schema([T], conn=conn))
+        ok_states(p.wipe(["t"], conn=conn))
+        ok_states(p.rows([{"table": "t", "columns": ["id", "v"], "rows": [("I", "5", ["1", "a"])], "lsn": 5}],
+                         conn=conn))
+        expect_fault(p.wipe(["nosuch"], conn=conn), "UnknownTable")
+        check(conn.sock is sock, "a fault closed the connection")
+        expect_fault(p.call("Frobnicate", H.authenticate_body(), conn=conn), "UnknownOperation")
+        check(conn.sock is sock, "an UnknownOperation fault closed the connection")
+        st = ok_states(p.rows([{"table": "t", "columns": ["id", "v"], "rows": [("I", "6", ["2", "b"])],
+                                "lsn": 6}], conn=conn))
+        eq(st[0]["Lsn"], "6", "Lsn")
+        r = p.completed(conn=conn)
+        check(r.status == 200 and not r.fault, "ReplicationCompleted: %r" % r)
+        check(conn.sock is sock, "the connection was not kept for the whole cycle")
+    finally:
+        conn.close()
+    eq(p.table_rows("t"), [(1, "a"), (2, "b")], "rows")
+
+
+def healthz_and_405(p):
+    st, body, hd = H.request(p.port, "GET", "/healthz")
+    eq(st, 200, "GET /healthz")
+    check(body.strip() and body.count(b"\n") <= 1, "one-line body: %r" % body)
+    st, body, hd = H.request(p.port, "HEAD", "/healthz")
+    eq(st, 200, "HEAD /healthz")
+    eq(body, b"", "HEAD body")
+    for method, path in (("GET", "/"), ("GET", "/mirror"), ("PUT", "/"), ("DELETE", "/x"),
+                         ("PUT", "/healthz"), ("POST", "/healthz")):
+        st, body, hd = H.request(p.port, method, path, b"" if method != "GET" else None)
+        if (method, path) == ("POST", "/healthz"):
+            # POST to any path is a SOAP call (section 1): an empty body is malformed.
+            check(st in (405, 500), "POST /healthz: %d" % st)
+            continue
+        eq(st, 405, "%s %s" % (method, path))
+        eq(hd.get("allow"), "POST", "%s %s Allow" % (method, path))
+        check(b"POST" in body and b"SOAP" in body.upper(), "405 body: %r" % body)
+
+
+def connection_close(p):
+    """A request with Connection: close gets its whole answer before the close (HTTP/1.1)."""
+    data = H.envelope(H.authenticate_body("cc"), p.token()).encode()
+    st, hd, bd = L.raw_http(p.port, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                            b"Content-Length: %d\r\n\r\n" % len(data) + data)
+    eq(H.parse_auth(bd).get("ClientState"), "cc", "answer with Connection: close")
+    st, hd, bd = L.raw_http(p.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    eq(st, 200, "GET /healthz with Connection: close")
+    st, hd, bd = L.raw_http(p.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    eq(st, 200, "GET /healthz in HTTP/1.0")
+
+
+def too_large(p):
+    p.setup([T])
+    rows = [("I", str(i + 1), [str(i), "x" * 90]) for i in range(200)]
+    body = H.row_data_body([{"table": "t", "columns": ["id", "v"], "rows": rows, "lsn": 1000}])
+    data = H.envelope(body, p.token()).encode()
+    check(len(data) > MAX_BYTES, "test body not over the limit")
+    st, hd, bd = L.raw_http(p.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+                            b"SOAPAction: \"%sRowData\"\r\nContent-Length: %d\r\n\r\n"
+                            % (H.ACTION_PREFIX.encode(), len(data)) + data)
+    eq(st, 413, "HTTP status over max_request_bytes")
+    eq(p.table_rows("t"), [], "rows after 413")
+    eq(p.meta()["t"]["lsn"], -1, "Lsn after 413")
+    # A normal call still works afterwards.
+    st = p.rows_ok([{"table": "t", "columns": ["id", "v"], "rows": [("I", None, ["1", "x"])]}])
+    eq(st[0]["Inserted"], "1", "Inserted after 413")
+
+
+def content_type_answers(p):
+    ctype_ok(p.call("Authenticate", H.authenticate_body()))
+    ctype_ok(p.schema([T]))
+    ctype_ok(p.wipe(["nosuch"]))
+    ctype_ok(p.completed())
+
+
+# ---------------------------------------------------------------- section 2
+
+def raw_env(token, body, env_prefix="s", header_extra=""):
+    if env_prefix:
+        return ('<%s:Envelope xmlns:%s="%s"><%s:Header><SignedToken xmlns="%s">%s</SignedToken>%s</%s:Header>'
+                '<%s:Body>%s</%s:Body></%s:Envelope>' % (env_prefix, env_prefix, ENV, env_prefix, NS, token,
+                                                          header_extra, env_prefix, env_prefix, body, env_prefix,
+                                                          env_prefix))
+    return ('<Envelope xmlns="%s"><Header><SignedToken xmlns="%s">%s</SignedToken>%s</Header>'
+            '<Body>%s</Body></Envelope>' % (ENV, NS, token, header_extra, body))
+
+
+def prefixes(p):
+    body = ('<ns0:AuthenticateRequest xmlns:ns0="%s"><ns0:ClientState>st</ns0:ClientState>'
+            '</ns0:AuthenticateRequest>' % NS)
+    a = auth_ok(p.call("Authenticate", None, raw=raw_env(p.token(), body, "soapenv")))
+    eq(a.get("ClientState"), "st", "ClientState with ns0 prefix")
+    # The default namespace on the envelope itself, token with a prefix.
+    tok = ('<Envelope xmlns="%s"><Header><m:SignedToken xmlns:m="%s">%s</m:SignedToken></Header>'
+           '<Body><AuthenticateRequest xmlns="%s"/></Body></Envelope>' % (ENV, NS, p.token(), NS))
+    auth_ok(p.call("Authenticate", None, raw=tok))
+    auth_ok(p.call("Authenticate", None, raw=raw_env(p.token(), H.authenticate_body(), None), soapaction=False))
+    # A TableSchema written with prefixes everywhere.
+    ts = H.table_schema_body([T]).replace("<", "<q:").replace("<q:/", "</q:").replace(
+        'q:TableSchemaRequest xmlns="', 'q:TableSchemaRequest xmlns:q="')
+    st = ok_states(p.call("TableSchema", None, raw=raw_env(p.token(), ts, "S")))
+    eq([(s["Name"], s["Change"]) for s in st], [("t", "Created")], "prefixed TableSchema")
+    # Token whitespace is trimmed.
+    auth_ok(p.call("Authenticate", None, raw=raw_env("\n  %s \n\t" % p.token(), H.authenticate_body())))
+
+
+def no_namespace_inside_op(p):
+    p.setup([T])
+    r = p.call("Wipe", '<WipeRequest xmlns="%s"><Tables><Name xmlns="">t</Name></Tables></WipeRequest>' % NS)
+    expect_fault(r, "MalformedRequest")
+    r = p.call("Wipe", '<w:WipeRequest xmlns:w="%s"><w:Tables><Name>t</Name></w:Tables></w:WipeRequest>' % NS)
+    expect_fault(r, "MalformedRequest")
+    r = p.call("Wipe", '<WipeRequest xmlns="%s"><Tables><Name>t</Name><Bogus/></Tables></WipeRequest>' % NS)
+    expect_fault(r, "MalformedRequest")
+    r = p.call("Authenticate", '<AuthenticateRequest xmlns="%s"><ClientState/><Extra/></AuthenticateRequest>' % NS)
+    expect_fault(r, "MalformedRequest")
+
+
+def foreign_namespace_ignored(p):
+    p.setup([T])
+    body = ('<WipeRequest xmlns="%s"><o:Note xmlns:o="urn:other">x<o:y/></o:Note><Tables><Name>t</Name>'
+            '<o:Extra xmlns:o="urn:other">ignored</o:Extra></Tables></WipeRequest>' % NS)
+    st = ok_states(p.call("Wipe", body))
+    eq([s["Name"] for s in st], ["t"], "Wipe with foreign elements")
+    rd = H.row_data_body([{"table": "t", "columns": ["id", "v"], "rows": [("I", None, ["1", "a"])]}])
+    rd = rd.replace("<Rows>", '<Rows><z:Hint xmlns:z="urn:z">1</z:Hint>')
+    eq(ok_states(p.call("RowData", rd))[0]["Inserted"], "1", "RowData with a foreign element")
+    eq(p.table_rows("t"), [(1, "a")], "rows")
+
+
+def extra_header_blocks(p):
+    extra = ('<o:Security xmlns:o="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd" '
+             's:mustUnderstand="1"><o:UsernameToken><o:Username>x</o:Username></o:UsernameToken></o:Security>'
+             '<a:Action xmlns:a="http://www.w3.org/2005/08/addressing" s:mustUnderstand="1">%sAuthenticate</a:Action>'
+             % H.ACTION_PREFIX)
+    auth_ok(p.call("Authenticate", None, raw=raw_env(p.token(), H.authenticate_body(), "s", extra)))
+
+
+def dtd_and_entities(p):
+    tok = p.token()
+    cases = {
+        "dtd": '<?xml version="1.0"?><!DOCTYPE x [<!ELEMENT x ANY>]>' + raw_env(tok, H.authenticate_body()),
+        "external": ('<?xml version="1.0"?><!DOCTYPE s:Envelope [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+                     + raw_env(tok, '<AuthenticateRequest xmlns="%s"><ClientState>&xxe;</ClientState>'
+                                    '</AuthenticateRequest>' % NS)),
+        "laughs": ('<?xml version="1.0"?><!DOCTYPE s:Envelope [<!ENTITY a "aaaaaaaaaa">'
+                   + "".join('<!ENTITY %s "%s">' % (chr(98 + i), ("&%s;" % chr(97 + i)) * 10) for i in range(9))
+                   + ']>' + raw_env(tok, '<AuthenticateRequest xmlns="%s"><ClientState>&j;</ClientState>'
+                                         '</AuthenticateRequest>' % NS)),
+        "undeclared": raw_env(tok, '<AuthenticateRequest xmlns="%s"><ClientState>&foo;</ClientState>'
+                                   '</AuthenticateRequest>' % NS),
+    }
+    for name, raw in cases.items():
+        t0 = time.monotonic()
+        r = p.call("Authenticate", None, raw=raw)
+        elapsed = time.monotonic() - t0
+        try:
+            expect_fault(r, "MalformedRequest")
+        except AssertionError as e:
+            raise AssertionError("%s: %s" % (name, e))
+        check(elapsed < 3, "%s took %.1fs" % (name, elapsed))
+        check(b"root:" not in r.body, "%s: file content leaked" % name)
+
+
+def entities_and_cdata(p):
+    p.setup([T])
+    body = H.row_data_body([{"table": "t", "columns": ["id", "v"], "rows": [
+        ("I", None, ["1", "@1"]), ("I", None, ["2", "@2"]), ("I", None, ["3", "@3"]),
+        ("I", None, ["4", "@4"]), ("I", None, ["5", "@5"]), ("I", None, ["6", "@6"])]}])
+    body = (body.replace("<V>@1</V>", "<V>A&amp;B&#x41;&#65;&lt;&gt;&quot;&apos;</V>")
+                .replace("<V>@2</V>", "<V>   </V>")
+                .replace("<V>@3</V>", "<V><![CDATA[ <x> &amp; ]]></V>")
+                .replace("<V>@4</V>", "<V> a<![CDATA[<b>]]>c </V>")
+                .replace("<V>@5</V>", "<V>\n\tline\n</V>")
+                .replace("<V>@6</V>", "<V>&#x1F600;&#xE9;</V>")
+                .replace("<Table>t</Table>", "<Table>\n  t \n</Table>")
+                .replace("<Name>id</Name>", "<Name> id</Name>"))
+    st = ok_states(p.call("RowData", body))
+    eq(st[0]["Inserted"], "6", "Inserted")
+    got = dict(p.query('SELECT id, v FROM "t"'))
+    eq(got[1], "A&BAA<>\"'", "entities and character references")
+    eq(got[2], "   ", "<V>   </V>")
+    eq(got[3], " <x> &amp; ", "CDATA verbatim")
+    eq(got[4], " a<b>c ", "text and CDATA mixed")
+    eq(got[5], "\n\tline\n", "whitespace in <V> verbatim")
+    eq(got[6], "\U0001F600\u00e9", "character references beyond the BMP")
+
+
+CHECKS = [any_path, soapaction_forms, action_mismatch, unknown_operation, two_body_elements, not_an_envelope,
+          keep_alive_cycle, healthz_and_405, connection_close, too_large, content_type_answers, prefixes, no_namespace_inside_op,
+          foreign_namespace_ignored, extra_header_blocks, dtd_and_entities, entities_and_cdata]
+
+if __name__ == "__main__":
+    L.run(CHECKS, **{"limits.max_request_bytes": MAX_BYTES})

@@ -1,0 +1,122 @@
+/* tests/unit/test_master: the master's pure parts: command line, respawn throttle, pid file. */
+#include <check.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "master/master.h"
+#include "master/pidfile.h"
+#include "master/throttle.h"
+
+static int parse(struct master_options *opts, char *err, size_t errlen, int argc, ...)
+{
+    char *argv[8];
+    va_list ap;
+    va_start(ap, argc);
+    for (int i = 0; i < argc; i++)
+        argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    argv[argc] = NULL;
+    return master_parse_args(argc, argv, opts, err, errlen);
+}
+
+START_TEST(test_args)
+{
+    struct master_options opts;
+    char err[128];
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 1, "somirrord"), 0);
+    ck_assert_str_eq(opts.config_path, SYSCONFDIR "/somirrord.yaml");
+    ck_assert_int_eq(opts.foreground, 0);
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 4, "somirrord", "-f", "-c", "/x.yaml"), 0);
+    ck_assert_str_eq(opts.config_path, "/x.yaml");
+    ck_assert_int_eq(opts.foreground, 1);
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 2, "somirrord", "-t"), 0);
+    ck_assert_int_eq(opts.test_config, 1);
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 2, "somirrord", "-c"), -1);
+    ck_assert(strstr(err, "-c") != NULL);
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 2, "somirrord", "-z"), -1);
+    ck_assert(strstr(err, "-z") != NULL);
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 2, "somirrord", "extra"), -1);
+}
+END_TEST
+
+START_TEST(test_throttle)
+{
+    struct throttle t = {0};
+    ck_assert_int_eq(throttle_worker_exited(&t, 5000), 0);
+    ck_assert_int_eq(throttle_worker_exited(&t, 10), 100);
+    ck_assert_int_eq(throttle_worker_exited(&t, 10), 200);
+    ck_assert_int_eq(throttle_worker_exited(&t, 999), 400);
+    for (int i = 0; i < 20; i++)
+        throttle_worker_exited(&t, 0);
+    ck_assert_int_eq(t.delay_ms, THROTTLE_MAX_MS);
+    ck_assert_int_eq(throttle_worker_exited(&t, 0), THROTTLE_MAX_MS);
+    ck_assert_int_eq(throttle_worker_exited(&t, 1000), 0);
+    throttle_worker_exited(&t, 0);
+    throttle_reset(&t);
+    ck_assert_int_eq(throttle_worker_exited(&t, 0), 100);
+}
+END_TEST
+
+START_TEST(test_pidfile)
+{
+    char dir[] = "/tmp/test_master.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256], err[256];
+    snprintf(path, sizeof(path), "%s/x.pid", dir);
+
+    /* A stale file (no lock) is taken over. */
+    FILE *f = fopen(path, "w");
+    fputs("999999\n", f);
+    fclose(f);
+    struct pidfile pf;
+    ck_assert_int_eq(pidfile_acquire(&pf, path, err, sizeof(err)), 0);
+    ck_assert_int_eq(pidfile_write(&pf, getpid(), err, sizeof(err)), 0);
+
+    /* Another process sees it held and is refused, naming us. */
+    pid_t child = fork();
+    if (child == 0) {
+        struct pidfile other;
+        char msg[256];
+        int rc = pidfile_acquire(&other, path, msg, sizeof(msg));
+        char expect[64];
+        snprintf(expect, sizeof(expect), "pid %ld", (long)getppid());
+        _exit(rc == -1 && strstr(msg, "already running") && strstr(msg, expect) ? 0 : 1);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    char text[32] = "";
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(fgets(text, sizeof(text), f));
+    fclose(f);
+    ck_assert_int_eq(atol(text), (long)getpid());
+
+    pidfile_release(&pf);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/missing/x.pid", dir);
+    ck_assert_int_eq(pidfile_acquire(&pf, path, err, sizeof(err)), -1);
+    ck_assert(strstr(err, "missing") != NULL);
+    rmdir(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("master");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_args);
+    tcase_add_test(tc, test_throttle);
+    tcase_add_test(tc, test_pidfile);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,524 @@
+/* tests/unit/test_task: somirror-task's library: gen (deterministic, every table and type, every
+ * value valid for its column), provision (idempotent, collapse rules, versions, retention),
+ * churn, verify (equal copy in the mirror's storage forms, then tampered), and RowData calls
+ * split at the batch size (parsed back with the receiver's parser). */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "proto/schema.h"
+#include "proto/soap.h"
+#include "proto/value.h"
+#include "task/task.h"
+
+static char workdir[256];
+
+static void make_workdir(void)
+{
+    snprintf(workdir, sizeof workdir, "/tmp/test_task.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(workdir));
+    log_set_level(LOG_LVL_WARN);
+}
+
+static void remove_workdir(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *path_in(const char *name)
+{
+    static char paths[8][512];
+    static int next;
+    char *p = paths[next++ % 8];
+    snprintf(p, 512, "%s/%s", workdir, name);
+    return p;
+}
+
+static const char *generate(const char *name, long scale, uint64_t seed)
+{
+    const char *path = path_in(name);
+    char err[512] = "";
+    struct gen_options o = {path, scale, seed, 1};
+    ck_assert_msg(gen_run(&o, err, sizeof err) == 0, "gen: %s", err);
+    return path;
+}
+
+static void digest_of(const char *path, char hex[65])
+{
+    char err[512] = "";
+    ck_assert_msg(verify_source_digest(path, hex, err, sizeof err) == 0, "digest: %s", err);
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char err[512] = "";
+    ck_assert_msg(sql_exec(db, sql, err, sizeof err) == 0, "%s: %s", sql, err);
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return v;
+}
+
+/* ---- gen ---- */
+
+START_TEST(gen_is_deterministic)
+{
+    char a[65], b[65], c[65];
+    digest_of(generate("a.db", 40, 5), a);
+    digest_of(generate("b.db", 40, 5), b);
+    digest_of(generate("c.db", 40, 6), c);
+    ck_assert_str_eq(a, b);
+    ck_assert_str_ne(a, c);
+}
+END_TEST
+
+START_TEST(gen_refuses_existing_file_without_force)
+{
+    const char *path = generate("x.db", 5, 1);
+    char err[512] = "";
+    struct gen_options o = {path, 5, 1, 0};
+    ck_assert_int_eq(gen_run(&o, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "exists"));
+}
+END_TEST
+
+START_TEST(gen_has_crm_tables_and_blocked_ones)
+{
+    struct source src;
+    char err[512] = "";
+    ck_assert_int_eq(source_open(&src, generate("t.db", 20, 1), 0, err, sizeof err), 0);
+    size_t mirrored = 0, blocked = 0;
+    for (size_t i = 0; i < src.ntables; i++) {
+        mirrored += task_table_mirrored(src.tables[i].name, NULL);
+        if (table_blocked(src.tables[i].name, NULL)) {
+            blocked++;
+            char sql[256];
+            snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\"", src.tables[i].name);
+            ck_assert_int_gt(query_int(src.db, sql), 0);
+        }
+    }
+    ck_assert_uint_ge(mirrored, 12);
+    ck_assert_uint_ge(blocked, 3);
+    static const char *const needed[] = {"contact", "person", "appointment", "sale", "project",
+                                         "document", "text", "udcontactsmall", "associate",
+                                         "category", "country", "contact_category", "project_member"};
+    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+        ck_assert_msg(source_find(&src, needed[i]) != NULL, "table %s missing", needed[i]);
+    ck_assert_uint_eq(source_find(&src, "contact_category")->npk, 2);
+    /* Every type kind of protocol section 5 appears in some column. */
+    int seen[SQL_TIMESTAMP + 1] = {0};
+    int max_nvarchar = 0;
+    for (size_t i = 0; i < src.ntables; i++)
+        for (size_t c = 0; c < src.tables[i].ncolumns; c++) {
+            const struct sql_type *t = &src.tables[i].columns[c].type;
+            seen[t->kind] = 1;
+            max_nvarchar |= t->kind == SQL_NVARCHAR && t->length == SQL_LEN_MAX;
+        }
+    for (int k = 0; k <= SQL_TIMESTAMP; k++)
+        ck_assert_msg(seen[k], "no column of type kind %d", k);
+    ck_assert(max_nvarchar);
+    source_close(&src);
+}
+END_TEST
+
+/* Checks every value of every table, as the task formats it, against its column. Returns how
+ * many values were sent as <B>. */
+static long check_all_values(const char *path)
+{
+    struct source src;
+    char err[512] = "";
+    ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
+    long base64 = 0, nulls = 0, empty = 0, checked = 0;
+    for (size_t i = 0; i < src.ntables; i++) {
+        const struct table_schema *t = &src.tables[i];
+        struct rowdata_cursor cur;
+        ck_assert_int_eq(rowdata_open(&cur, src.db, t, ROWDATA_FULL, 0, 0, err, sizeof err), 0);
+        struct arena arena;
+        arena_init(&arena);
+        while (sqlite3_step(cur.stmt) == SQLITE_ROW) {
+            for (size_t c = 0; c < t->ncolumns; c++) {
+                struct raw_value raw;
+                struct value v;
+                rowdata_format_value(&t->columns[c], cur.stmt, (int)c, &arena, &raw);
+                ck_assert_msg(value_check(&t->columns[c].type, t->columns[c].nullable, &raw, &arena,
+                                          &v, err, sizeof err) == 0,
+                              "%s.%s: %s", t->name, t->columns[c].name, err);
+                base64 += raw.kind == RAW_BASE64 && sqltype_is_string(t->columns[c].type.kind);
+                nulls += raw.kind == RAW_NULL;
+                empty += raw.kind == RAW_TEXT && raw.len == 0;
+                checked++;
+            }
+            arena_free(&arena);
+        }
+        rowdata_close(&cur);
+    }
+    source_close(&src);
+    ck_assert_int_gt(nulls, 0);
+    ck_assert_int_gt(empty, 0);
+    ck_assert_int_gt(checked, 1000);
+    return base64;
+}
+
+START_TEST(gen_values_pass_value_check)
+{
+    /* Control characters force some strings into <B>. */
+    ck_assert_int_gt(check_all_values(generate("v.db", 60, 11)), 0);
+}
+END_TEST
+
+/* ---- provision ---- */
+
+START_TEST(provision_is_idempotent_and_records_changes)
+{
+    const char *path = generate("p.db", 10, 1);
+    char err[512] = "";
+    ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "%s", err);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert(ct_table_tracked(db, "contact"));
+    ck_assert(!ct_table_tracked(db, "credentials"));
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                                   "AND tbl_name = 'contact'"), 4);
+    int64_t v0, min0;
+    ck_assert_int_eq(ct_versions(db, &v0, &min0, err, sizeof err), 0);
+
+    exec_ok(db, "INSERT INTO category (category_id, name, deleted) VALUES (1000, 'new', 0)");
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'I' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
+    int64_t v1 = query_int(db, "SELECT _somirror_version FROM _somirror_ct_category WHERE category_id = 1000");
+    ck_assert_int_gt(v1, v0);
+    /* insert then update stays I, with a newer version */
+    exec_ok(db, "UPDATE category SET name = 'renamed' WHERE category_id = 1000");
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'I' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
+    int64_t v2 = query_int(db, "SELECT _somirror_version FROM _somirror_ct_category WHERE category_id = 1000");
+    ck_assert_int_gt(v2, v1);
+    /* an untouched row updated is U */
+    exec_ok(db, "UPDATE category SET name = 'x' WHERE category_id = 2");
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'U' FROM _somirror_ct_category WHERE category_id = 2"), 1);
+    /* delete is D, one row per key */
+    exec_ok(db, "DELETE FROM category WHERE category_id = 1000");
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'D' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
+    ck_assert_int_gt(query_int(db, "SELECT _somirror_version FROM _somirror_ct_category WHERE category_id = 1000"), v2);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_category WHERE category_id = 1000"), 1);
+    /* delete then insert again is U */
+    exec_ok(db, "INSERT INTO category (category_id, name, deleted) VALUES (1000, 'back', 0)");
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'U' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
+    /* a key update: D for the old key, I for the new one */
+    exec_ok(db, "UPDATE category SET category_id = 2000 WHERE category_id = 3");
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'D' FROM _somirror_ct_category WHERE category_id = 3"), 1);
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'I' FROM _somirror_ct_category WHERE category_id = 2000"), 1);
+    /* composite keys */
+    exec_ok(db, "DELETE FROM contact_category WHERE contact_id = 1 AND category_id = 1");
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_contact_category WHERE "
+                                   "contact_id = 1 AND category_id = 1 AND _somirror_op = 'D'"), 1);
+    /* provisioning again keeps what was recorded */
+    sqlite3_close(db);
+    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_category"), 4);
+    sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(retention_moves_min_valid)
+{
+    const char *path = generate("r.db", 10, 1);
+    char err[512] = "";
+    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
+    ck_assert_msg(churn_run(path, 50, 9, err, sizeof err) == 0, "%s", err);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    int64_t current, min_valid;
+    ck_assert_int_eq(ct_versions(db, &current, &min_valid, err, sizeof err), 0);
+    ck_assert_int_eq(min_valid, 0);
+    ck_assert_int_gt(current, 10);
+    sqlite3_close(db);
+    ck_assert_int_eq(ct_provision(path, 10, err, sizeof err), 0);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    int64_t current2, min_valid2;
+    ck_assert_int_eq(ct_versions(db, &current2, &min_valid2, err, sizeof err), 0);
+    ck_assert_int_eq(current2, current);
+    ck_assert_int_eq(min_valid2, current - 10);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_contact WHERE _somirror_version <= "
+                                   "(SELECT v FROM _somirror_ct_min_valid)"), 0);
+    sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(churn_changes_rows)
+{
+    const char *path = generate("ch.db", 20, 1);
+    char before[65], after[65], err[512] = "";
+    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
+    digest_of(path, before);
+    ck_assert_msg(churn_run(path, 100, 4, err, sizeof err) == 0, "%s", err);
+    digest_of(path, after);
+    ck_assert_str_ne(before, after);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_gt(query_int(db, "SELECT v FROM _somirror_ct_version"), 50);
+    sqlite3_close(db);
+    /* churned values are still valid for their columns */
+    check_all_values(path);
+}
+END_TEST
+
+/* ---- verify ---- */
+
+/* Copies the mirrored tables of src into a new file in the SQLite mirror's forms: datetime
+ * with ' ', uniqueidentifier in lower case; plus the metadata table. */
+static const char *make_mirror(const char *source_path, const char *name)
+{
+    const char *mirror = path_in(name);
+    unlink(mirror);
+    sqlite3 *created;
+    ck_assert_int_eq(sqlite3_open(mirror, &created), SQLITE_OK);
+    sqlite3_close(created);
+    struct source src;
+    char err[512] = "";
+    ck_assert_int_eq(source_open(&src, source_path, 1, err, sizeof err), 0);
+    struct buf sql = BUF_INIT;
+    buf_printf(&sql, "ATTACH '%s' AS m; CREATE TABLE m.T1_mirroring (tablename TEXT PRIMARY KEY);", mirror);
+    for (size_t i = 0; i < src.ntables; i++) {
+        const struct table_schema *t = &src.tables[i];
+        if (!task_table_mirrored(t->name, NULL))
+            continue;
+        buf_printf(&sql, "CREATE TABLE m.\"%s\" AS SELECT ", t->name);
+        for (size_t c = 0; c < t->ncolumns; c++) {
+            const char *col = t->columns[c].name;
+            enum sql_kind kind = t->columns[c].type.kind;
+            if (c)
+                buf_puts(&sql, ", ");
+            if (kind == SQL_DATETIME || kind == SQL_DATETIME2 || kind == SQL_SMALLDATETIME ||
+                kind == SQL_DATETIMEOFFSET)
+                buf_printf(&sql, "replace(\"%s\", 'T', ' ') AS \"%s\"", col, col);
+            else if (kind == SQL_UNIQUEIDENTIFIER)
+                buf_printf(&sql, "lower(\"%s\") AS \"%s\"", col, col);
+            else
+                buf_printf(&sql, "\"%s\"", col);
+        }
+        buf_printf(&sql, " FROM main.\"%s\";", t->name);
+    }
+    buf_puts(&sql, "DETACH m;");
+    exec_ok(src.db, sql.data);
+    buf_free(&sql);
+    source_close(&src);
+    return mirror;
+}
+
+static int verify_quietly(const char *source, const char *mirror)
+{
+    struct verify_options o = {source, mirror, "T1", NULL};
+    FILE *sink = tmpfile();
+    int rc = verify_run(&o, sink);
+    fclose(sink);
+    return rc;
+}
+
+START_TEST(verify_passes_on_copy_and_fails_after_tampering)
+{
+    const char *source = generate("vs.db", 30, 2);
+    const char *mirror = make_mirror(source, "vm.db");
+    ck_assert_int_eq(verify_quietly(source, mirror), 0);
+
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
+    /* a decimal with extra fraction zeros is the same number */
+    exec_ok(db, "UPDATE sale SET amount = amount || '00' WHERE sale_id = 9 AND amount LIKE '%.%'");
+    sqlite3_close(db);
+    ck_assert_int_eq(verify_quietly(source, mirror), 0);
+
+    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
+    exec_ok(db, "UPDATE person SET firstname = 'tampered' WHERE person_id = 5");
+    sqlite3_close(db);
+    ck_assert_int_eq(verify_quietly(source, mirror), 1);
+
+    /* a datetime that lost a digit is a difference */
+    mirror = make_mirror(source, "vm2.db");
+    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
+    exec_ok(db, "UPDATE contact SET registered = substr(registered, 1, 19) WHERE contact_id = 3");
+    sqlite3_close(db);
+    ck_assert_int_eq(verify_quietly(source, mirror), 1);
+
+    /* a missing row, and a blocked table in the mirror */
+    mirror = make_mirror(source, "vm3.db");
+    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
+    exec_ok(db, "CREATE TABLE credentials (credentials_id INTEGER PRIMARY KEY)");
+    sqlite3_close(db);
+    ck_assert_int_eq(verify_quietly(source, mirror), 1);
+    mirror = make_mirror(source, "vm4.db");
+    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
+    exec_ok(db, "DELETE FROM project_member WHERE rowid = 2");
+    sqlite3_close(db);
+    ck_assert_int_eq(verify_quietly(source, mirror), 1);
+}
+END_TEST
+
+/* ---- RowData calls ---- */
+
+struct split_stats {
+    long calls, rows, with_lsn;
+    int64_t last_lsn;
+};
+
+/* Builds every call of a cursor, parses each back with the receiver's parser and checks its
+ * shape and values. */
+static void run_calls(struct rowdata_cursor *cur, size_t batch_size, struct split_stats *st)
+{
+    struct buf body = BUF_INIT;
+    char err[512] = "";
+    memset(st, 0, sizeof *st);
+    size_t max_row = 0;
+    while (!cur->done) {
+        ck_assert_int_eq(rowdata_next_call(cur, "aaa.bbb.ccc", batch_size, &body, err, sizeof err), 0);
+        struct arena arena;
+        arena_init(&arena);
+        struct soap_request req;
+        struct fault f;
+        fault_clear(&f);
+        ck_assert_int_eq(soap_parse_request(body.data, body.len, NULL, &arena, &req, &f), 0);
+        ck_assert_int_eq(req.op_fault.code, FAULT_NONE);
+        ck_assert_msg(req.body_fault.code == FAULT_NONE, "%s", req.body_fault.message);
+        ck_assert_int_eq(req.op, SOAP_OP_ROWDATA);
+        ck_assert_uint_eq(req.nbatches, 1);
+        const struct batch *b = &req.batches[0];
+        ck_assert_str_eq(b->table, cur->table->name);
+        ck_assert_uint_eq(b->ncolumns, cur->table->ncolumns);
+        st->calls++;
+        st->rows += (long)b->nrows;
+        if (b->has_lsn) {
+            st->with_lsn++;
+            st->last_lsn = b->lsn;
+        }
+        /* Every call but the last is at least batch_size long, and only one row longer. */
+        if (!cur->done)
+            ck_assert_uint_ge(body.len, batch_size);
+        size_t per_row = b->nrows ? body.len / b->nrows : 0;
+        max_row = per_row > max_row ? per_row : max_row;
+        for (size_t r = 0; r < b->nrows; r++) {
+            const struct row *row = &b->rows[r];
+            for (size_t v = 0; v < row->nvalues; v++) {
+                const struct column *col = row->op == 'D' ? &cur->table->columns[cur->table->pk[v]]
+                                                          : &cur->table->columns[v];
+                struct value out;
+                ck_assert_msg(value_check(&col->type, col->nullable, &row->values[v], &arena, &out,
+                                          err, sizeof err) == 0, "%s: %s", col->name, err);
+            }
+        }
+        arena_free(&arena);
+    }
+    buf_free(&body);
+}
+
+START_TEST(rowdata_splits_at_batch_size)
+{
+    const char *path = generate("rd.db", 60, 3);
+    char err[512] = "";
+    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
+    struct source src;
+    ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
+    const struct table_schema *t = source_find(&src, "contact");
+    int64_t rows = query_int(src.db, "SELECT count(*) FROM contact");
+    struct rowdata_cursor cur;
+    struct split_stats st;
+
+    ck_assert_int_eq(rowdata_open(&cur, src.db, t, ROWDATA_FULL, -1, 77, err, sizeof err), 0);
+    run_calls(&cur, 4000, &st);
+    rowdata_close(&cur);
+    ck_assert_int_gt(st.calls, 3);
+    ck_assert_int_eq(st.rows, rows);
+    ck_assert_int_eq(cur.inserted, rows);
+    ck_assert_int_eq(st.with_lsn, 1);          /* a full load has <Lsn> only at its end */
+    ck_assert_int_eq(st.last_lsn, 77);
+
+    /* one big call when the batch size allows */
+    ck_assert_int_eq(rowdata_open(&cur, src.db, t, ROWDATA_FULL, -1, 77, err, sizeof err), 0);
+    run_calls(&cur, TASK_DEFAULT_BATCH_SIZE, &st);
+    rowdata_close(&cur);
+    ck_assert_int_eq(st.calls, 1);
+    ck_assert_int_eq(st.rows, rows);
+
+    /* a quiet table: one batch with only <Lsn> */
+    ck_assert_int_eq(rowdata_open(&cur, src.db, t, ROWDATA_CHANGES, 0, 0, err, sizeof err), 0);
+    run_calls(&cur, 4000, &st);
+    rowdata_close(&cur);
+    ck_assert_int_eq(st.calls, 1);
+    ck_assert_int_eq(st.rows, 0);
+    ck_assert_int_eq(st.with_lsn, 1);
+    source_close(&src);
+
+    /* changes: every call carries <Lsn>, increasing, ending at the position */
+    ck_assert_int_eq(churn_run(path, 400, 5, err, sizeof err), 0);
+    ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
+    t = source_find(&src, "contact");
+    int64_t current, min_valid;
+    ck_assert_int_eq(ct_versions(src.db, &current, &min_valid, err, sizeof err), 0);
+    int64_t changed = query_int(src.db, "SELECT count(*) FROM _somirror_ct_contact");
+    ck_assert_int_gt(changed, 5);
+    ck_assert_int_eq(rowdata_open(&cur, src.db, t, ROWDATA_CHANGES, 0, current, err, sizeof err), 0);
+    run_calls(&cur, 1500, &st);
+    rowdata_close(&cur);
+    ck_assert_int_eq(st.rows, changed);
+    ck_assert_int_eq(st.with_lsn, st.calls);
+    ck_assert_int_eq(st.last_lsn, current);
+    ck_assert_int_gt(cur.deleted + cur.updated, 0);
+    source_close(&src);
+}
+END_TEST
+
+START_TEST(strings_split_trims)
+{
+    struct cfg_strings list;
+    task_strings_split(" a, b ,,c ", &list);
+    ck_assert_uint_eq(list.n, 3);
+    ck_assert_str_eq(list.items[0], "a");
+    ck_assert_str_eq(list.items[1], "b");
+    ck_assert_str_eq(list.items[2], "c");
+    ck_assert(task_name_listed("B", &list));
+    ck_assert(!task_table_mirrored("C", &list));
+    ck_assert(!task_table_mirrored("_somirror_ct_x", NULL));
+    ck_assert(!task_table_mirrored("WinPosSize", NULL));
+    ck_assert(task_table_mirrored("contact", &list));
+    task_strings_free(&list);
+}
+END_TEST
+
+static Suite *task_suite(void)
+{
+    Suite *s = suite_create("task");
+    TCase *tc = tcase_create("task");
+    tcase_add_checked_fixture(tc, make_workdir, remove_workdir);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, gen_is_deterministic);
+    tcase_add_test(tc, gen_refuses_existing_file_without_force);
+    tcase_add_test(tc, gen_has_crm_tables_and_blocked_ones);
+    tcase_add_test(tc, gen_values_pass_value_check);
+    tcase_add_test(tc, provision_is_idempotent_and_records_changes);
+    tcase_add_test(tc, retention_moves_min_valid);
+    tcase_add_test(tc, churn_changes_rows);
+    tcase_add_test(tc, verify_passes_on_copy_and_fails_after_tampering);
+    tcase_add_test(tc, rowdata_splits_at_batch_size);
+    tcase_add_test(tc, strings_split_trims);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(task_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,133 @@
+/* worker/worker: the life of one worker process (see worker.h): its own event loop, signals
+ * (SIGTERM: graceful stop of the service; SIGUSR2: graceful stop of this generation, replaced
+ * by a reload; SIGUSR1: reopen the log), the master-alive pipe, the service, the
+ * HTTP layer, and the stop. Writes only its own registry slot. */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "proto/service.h"
+#include "worker/http.h"
+
+struct worker {
+    const struct wrk_params *params;
+    struct event_base *base;
+    struct wrk_http *http;
+    struct event *on_term;
+    struct event *on_usr2;
+    struct event *on_usr1;
+    struct event *on_master_pipe;
+    int stopping;
+};
+
+static void drained(void *arg)
+{
+    struct worker *w = arg;
+    event_base_loopexit(w->base, NULL);
+}
+
+static void begin_stop(struct worker *w, const char *why, int shutting_down)
+{
+    wrk_http_drain(w->http, shutting_down);
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    log_info("worker stopping (%s): finishing the calls in hand", why);
+    event_del(w->on_master_pipe);
+}
+
+static void stop_signalled(evutil_socket_t sig, short what, void *arg)
+{
+    if (sig == SIGUSR2)
+        begin_stop(arg, "replaced by a new generation", 0);
+    else
+        begin_stop(arg, "SIGTERM", 1);
+}
+
+static void usr1_signalled(evutil_socket_t sig, short what, void *arg)
+{
+    if (log_reopen() < 0)
+        log_error("cannot reopen the log file");
+}
+
+static void master_pipe_readable(evutil_socket_t fd, short what, void *arg)
+{
+    char byte;
+    ssize_t n = read(fd, &byte, 1);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        begin_stop(arg, "the master has exited", 1);
+}
+
+static int add_events(struct worker *w)
+{
+    w->on_term = evsignal_new(w->base, SIGTERM, stop_signalled, w);
+    w->on_usr2 = evsignal_new(w->base, SIGUSR2, stop_signalled, w);
+    w->on_usr1 = evsignal_new(w->base, SIGUSR1, usr1_signalled, w);
+    w->on_master_pipe = event_new(w->base, w->params->master_alive_fd, EV_READ | EV_PERSIST,
+                                  master_pipe_readable, w);
+    if (!w->on_term || !w->on_usr2 || !w->on_usr1 || !w->on_master_pipe ||
+        event_add(w->on_term, NULL) < 0 || event_add(w->on_usr2, NULL) < 0 ||
+        event_add(w->on_usr1, NULL) < 0 || event_add(w->on_master_pipe, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+static void free_worker(struct worker *w)
+{
+    wrk_http_free(w->http);
+    if (w->on_term)
+        event_free(w->on_term);
+    if (w->on_usr2)
+        event_free(w->on_usr2);
+    if (w->on_usr1)
+        event_free(w->on_usr1);
+    if (w->on_master_pipe)
+        event_free(w->on_master_pipe);
+    if (w->base)
+        event_base_free(w->base);
+}
+
+int wrk_run(const struct wrk_params *params)
+{
+    struct worker w = {.params = params};
+    char err[1024] = "";
+    int status = 1;
+
+    /* A master that dies without closing its pipe (SIGKILL) still stops us. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct service *svc = service_new(params->cfg, params->keys, params->reg, params->slot, err, sizeof(err));
+    if (!svc) {
+        log_error("worker cannot start: %s", err);
+        return 1;
+    }
+    w.base = event_base_new();
+    if (!w.base || add_events(&w) < 0) {
+        log_error("worker cannot start: cannot set up its event loop");
+        goto out;
+    }
+    w.http = wrk_http_new(w.base, params, svc, drained, &w, err, sizeof(err));
+    if (!w.http) {
+        log_error("worker cannot start: %s", err);
+        goto out;
+    }
+    sigprocmask(SIG_SETMASK, &params->signal_mask, NULL);
+    if (getppid() != params->master_pid)
+        begin_stop(&w, "the master has exited", 1);
+    reg_worker_state(params->reg, params->slot, WORKER_IDLE, NULL, NULL, (int64_t)time(NULL));
+    log_debug("worker of generation %u serving", (unsigned)params->generation);
+    status = event_base_dispatch(w.base) < 0 ? 1 : 0;
+out:
+    free_worker(&w);
+    service_free(svc);
+    return status;
+}
