@@ -94,7 +94,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         log_set_level(LOG_LVL_ERROR);
         initialised = 1;
     }
-    if (size >= 4 && memcmp(data, "help", 4) == 0) { char *leak = malloc(7); leak[0] = 1; sink += (size_t)leak[0]; }
     struct registry *reg = make_registry();
     struct ctl_context ctx;
     memset(&ctx, 0, sizeof(ctx));

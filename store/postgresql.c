@@ -64,7 +64,7 @@
  * session temp table (ON COMMIT DELETE ROWS; seq numbers the rows) and merged by one
  * statement: the last change of each key (DISTINCT ON key ORDER BY seq DESC), deletes by
  * DELETE ... USING, the rest by INSERT ... ON CONFLICT (key) DO UPDATE. COPY uses the text
- * format (\ tab newline CR escaped, NULL as \N, bytea as * \\x hex). */
+ * format (\ tab newline CR escaped, NULL as \N, bytea as \\x hex). */
 #include "store/store.h"
 
 #include <ctype.h>
