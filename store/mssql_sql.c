@@ -114,14 +114,24 @@ int mssql_kind_may_be_empty(enum sql_kind kind)
     return sqltype_is_string(kind) || (sqltype_is_binary(kind) && kind != SQL_TIMESTAMP);
 }
 
+/* The column type in the mirror: the sender's, except that SQL Server pads char(n), nchar(n)
+ * and binary(n) while the protocol stores shorter values as sent (section 5), so those become
+ * their var forms, and timestamp/rowversion (never insertable) become binary(8). */
 void mssql_put_type(struct buf *b, const struct sql_type *t)
 {
     if (t->kind == SQL_TIMESTAMP) {
         buf_puts(b, "binary(8)");
         return;
     }
+    struct sql_type stored = *t;
+    if (stored.kind == SQL_CHAR)
+        stored.kind = SQL_VARCHAR;
+    else if (stored.kind == SQL_NCHAR)
+        stored.kind = SQL_NVARCHAR;
+    else if (stored.kind == SQL_BINARY)
+        stored.kind = SQL_VARBINARY;
     char text[SQLTYPE_TEXT_MAX];
-    sqltype_canonical(t, text, sizeof(text));
+    sqltype_canonical(&stored, text, sizeof(text));
     buf_puts(b, text);
 }
 

@@ -42,6 +42,8 @@ def require():
 
 
 class PgServer:
+    """start(), stop(), restart(), conninfo(dbname), psql(sql, dbname); a context manager."""
+
     def __init__(self, prefix="somirror-pg-"):
         require()
         self.root = None
@@ -94,13 +96,20 @@ class PgServer:
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self._run("initdb", "-D", self.datadir, "-U", self.user, "--auth=trust",
                   "--encoding=UTF8", "--locale=C", "--no-sync")
-        opts = ("-c listen_addresses='' -c unix_socket_directories='%s' -p %d -c fsync=off "
+        self.started = True
+        self._run("pg_ctl", "-D", self.datadir, "-l", self.logfile, "-o", self._options(), "-w",
+                  "-t", "60", "start")
+        return self
+
+    def _options(self):
+        return ("-c listen_addresses='' -c unix_socket_directories='%s' -p %d -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
                 % (self.socketdir, PORT))
-        self.started = True
-        self._run("pg_ctl", "-D", self.datadir, "-l", self.logfile, "-o", opts, "-w", "-t", "60",
-                  "start")
-        return self
+
+    def restart(self):
+        """Restarts the server (fast shutdown: every client connection is cut)."""
+        self._run("pg_ctl", "-D", self.datadir, "-l", self.logfile, "-o", self._options(),
+                  "-m", "fast", "-w", "-t", "60", "restart")
 
     def stop(self):
         try:

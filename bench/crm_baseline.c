@@ -1,0 +1,182 @@
+/* bench/crm_baseline: the speed limit for a full load of many tables into SQLite. Copies every
+ * user table of SOURCE (a mirror somirrord has just loaded, so the declared types, keys and the
+ * stored forms of the values are the mirror's own) into a fresh SQLite file DEST: the CREATE
+ * TABLE statements are taken from SOURCE's sqlite_master, every row is read into memory first,
+ * then a plain prepared-statement insert loop runs in one transaction (WAL,
+ * synchronous=NORMAL), binding each value as SOURCE stored it. Tables whose name ends in
+ * "_mirroring" (the metadata) are left out. Only the insert loop is timed; prints
+ * "rows seconds tables". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+struct table {
+    char *name;
+    char *create_sql;
+    int ncols;
+    size_t nrows, cap;
+    sqlite3_value **values;   /* nrows * ncols */
+};
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(sqlite3 *db, const char *what)
+{
+    fprintf(stderr, "crm_baseline: %s: %s\n", what, db ? sqlite3_errmsg(db) : "");
+    exit(1);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    if (!q) {
+        fprintf(stderr, "crm_baseline: out of memory\n");
+        exit(1);
+    }
+    return q;
+}
+
+static char *quoted(const char *name)
+{
+    size_t len = strlen(name);
+    char *out = xrealloc(NULL, 2 * len + 3), *o = out;
+    *o++ = '"';
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            *o++ = '"';
+        *o++ = *p;
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void load_table(sqlite3 *src, struct table *t)
+{
+    char *q = quoted(t->name);
+    char *sql = xrealloc(NULL, strlen(q) + 32);
+    snprintf(sql, strlen(q) + 32, "SELECT * FROM %s", q);
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(src, sql, -1, &stmt, NULL) != SQLITE_OK)
+        die(src, "select");
+    t->ncols = sqlite3_column_count(stmt);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (t->nrows == t->cap) {
+            t->cap = t->cap ? 2 * t->cap : 1024;
+            t->values = xrealloc(t->values, t->cap * (size_t)t->ncols * sizeof(*t->values));
+        }
+        for (int c = 0; c < t->ncols; c++) {
+            sqlite3_value *v = sqlite3_value_dup(sqlite3_column_value(stmt, c));
+            if (!v)
+                die(src, "value_dup");
+            t->values[t->nrows * (size_t)t->ncols + (size_t)c] = v;
+        }
+        t->nrows++;
+    }
+    if (rc != SQLITE_DONE)
+        die(src, "step");
+    sqlite3_finalize(stmt);
+    free(sql);
+    free(q);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: crm_baseline SOURCE.db DEST.db\n");
+        return 2;
+    }
+    sqlite3 *src;
+    if (sqlite3_open_v2(argv[1], &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        die(src, "open source");
+    sqlite3_stmt *list;
+    if (sqlite3_prepare_v2(src, "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND "
+                           "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", -1, &list, NULL) != SQLITE_OK)
+        die(src, "list tables");
+    struct table *tables = NULL;
+    size_t ntables = 0;
+    while (sqlite3_step(list) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(list, 0);
+        const char *sql = (const char *)sqlite3_column_text(list, 1);
+        if (!name || !sql || ends_with(name, "_mirroring"))
+            continue;
+        tables = xrealloc(tables, (ntables + 1) * sizeof(*tables));
+        memset(&tables[ntables], 0, sizeof(*tables));
+        tables[ntables].name = strdup(name);
+        tables[ntables].create_sql = strdup(sql);
+        ntables++;
+    }
+    sqlite3_finalize(list);
+    for (size_t i = 0; i < ntables; i++)
+        load_table(src, &tables[i]);
+
+    sqlite3 *db;
+    if (sqlite3_open(argv[2], &db) != SQLITE_OK)
+        die(db, "open dest");
+    if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK)
+        die(db, "pragmas");
+    for (size_t i = 0; i < ntables; i++)
+        if (sqlite3_exec(db, tables[i].create_sql, NULL, NULL, NULL) != SQLITE_OK)
+            die(db, "create");
+
+    size_t rows = 0;
+    double start = now_seconds();
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        die(db, "begin");
+    for (size_t i = 0; i < ntables; i++) {
+        struct table *t = &tables[i];
+        char *q = quoted(t->name);
+        size_t cap = strlen(q) + 32 + 2 * (size_t)t->ncols;
+        char *sql = xrealloc(NULL, cap);
+        int n = snprintf(sql, cap, "INSERT INTO %s VALUES (", q);
+        for (int c = 0; c < t->ncols; c++)
+            n += snprintf(sql + n, cap - (size_t)n, c ? ",?" : "?");
+        snprintf(sql + n, cap - (size_t)n, ")");
+        sqlite3_stmt *stmt;
+        if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
+            die(db, "prepare");
+        for (size_t r = 0; r < t->nrows; r++) {
+            for (int c = 0; c < t->ncols; c++)
+                sqlite3_bind_value(stmt, c + 1, t->values[r * (size_t)t->ncols + (size_t)c]);
+            if (sqlite3_step(stmt) != SQLITE_DONE)
+                die(db, "insert");
+            sqlite3_reset(stmt);
+        }
+        rows += t->nrows;
+        sqlite3_finalize(stmt);
+        free(sql);
+        free(q);
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        die(db, "commit");
+    double seconds = now_seconds() - start;
+    sqlite3_close(db);
+    printf("%zu %.6f %zu\n", rows, seconds, ntables);
+
+    for (size_t i = 0; i < ntables; i++) {
+        struct table *t = &tables[i];
+        for (size_t k = 0; k < t->nrows * (size_t)t->ncols; k++)
+            sqlite3_value_free(t->values[k]);
+        free(t->values);
+        free(t->name);
+        free(t->create_sql);
+    }
+    free(tables);
+    sqlite3_close(src);
+    return 0;
+}

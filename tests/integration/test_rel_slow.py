@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Slow and hostile clients against a real somirrord with small limits (limits.header_timeout
+2 s, limits.keepalive_timeout 2 s, limits.request_timeout 3 s):
+
+- slowloris: connections that send their headers one byte a second are closed by the server
+  within header_timeout (plus slack), although bytes keep coming;
+- slow body: complete headers, then the body one byte a second: closed within request_timeout
+  (plus slack);
+- during both attacks a real sender's calls succeed promptly (< 2 s);
+- 1,000 idle connections do not stop a real sender, and are closed after the idle timeout;
+- a client that disconnects in the middle of a RowData body (FIN or RST) leaves nothing behind:
+  no rows, no lsn change, the same workers alive and idle, the tenant's next call succeeds."""
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+import protolib as PL  # noqa: E402
+import rellib as R  # noqa: E402
+
+HEADER_TIMEOUT = 2
+KEEPALIVE_TIMEOUT = 2
+REQUEST_TIMEOUT = 3
+SLACK = 3
+ATTACK_SECONDS = 10
+LIMITS = {"limits.header_timeout": HEADER_TIMEOUT, "limits.keepalive_timeout": KEEPALIVE_TIMEOUT,
+          "limits.request_timeout": REQUEST_TIMEOUT, "workers": 2, "log.level": "info"}
+
+
+def trickle(port, prefix, payload, result, index):
+    """Sends prefix at once, then payload one byte a second; records when the server closed."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t0 = time.monotonic()
+    closed_at = None
+    try:
+        if prefix:
+            s.sendall(prefix)
+        for i in range(len(payload)):
+            if time.monotonic() - t0 > ATTACK_SECONDS:
+                break
+            r, _, _ = select.select([s], [], [], 1.0)
+            if r:
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    closed_at = time.monotonic() - t0
+                    break
+                # An answer (408/400) is fine; the close is what counts.
+                continue
+            try:
+                s.send(payload[i:i + 1])
+            except OSError:
+                closed_at = time.monotonic() - t0
+                break
+    finally:
+        s.close()
+    result[index] = closed_at
+
+
+def real_sender(p, rounds, box):
+    """Authenticate + RowData calls during an attack; records the slowest."""
+    worst = 0.0
+    try:
+        for i in range(rounds):
+            t0 = time.monotonic()
+            p.auth()
+            PL.ok_states(p.rows([R.item_batch(20, 1 + 100 * i, lsn=10 + i)]), "a real sender's RowData")
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.8)
+    except Exception as e:  # noqa: BLE001
+        box["error"] = e
+    box["worst"] = worst
+
+
+def check_slow_clients(env):
+    d = env.daemon
+    port = d.port
+    p = PL.P(env, "sender_under_slowloris")
+    p.setup([R.TABLE])
+    head = R.post_head(port, 100000)
+    results = {}
+    threads = []
+    for i in range(8):   # slowloris: the header bytes one at a time
+        threads.append(threading.Thread(target=trickle, args=(port, b"", head, results, ("hdr", i)), daemon=True))
+    for i in range(8):   # slow body: headers at once, then one body byte a second
+        threads.append(threading.Thread(target=trickle, args=(port, head, b"<" * 100000, results, ("body", i)),
+                                        daemon=True))
+    box = {}
+    sender = threading.Thread(target=real_sender, args=(p, 6, box), daemon=True)
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    sender.start()
+    for t in threads + [sender]:
+        t.join(ATTACK_SECONDS + 10)
+    problems = []
+    if "error" in box:
+        problems.append("a real sender failed during the attack: %s" % box["error"])
+    elif box.get("worst", 99) > 2.0:
+        problems.append("a real sender's call took %.1fs during the attack" % box["worst"])
+    hdr = [results.get(("hdr", i)) for i in range(8)]
+    body = [results.get(("body", i)) for i in range(8)]
+    if any(c is None or c > HEADER_TIMEOUT + SLACK for c in hdr):
+        problems.append("slowloris connections (headers at 1 byte/s) not closed within %ds "
+                        "(header_timeout %ds): closed after %r (None: still open after %ds)"
+                        % (HEADER_TIMEOUT + SLACK, HEADER_TIMEOUT, hdr, ATTACK_SECONDS))
+    if any(c is None or c > REQUEST_TIMEOUT + SLACK for c in body):
+        problems.append("slow bodies (1 byte/s) not closed within %ds (request_timeout %ds): "
+                        "closed after %r (None: still open after %ds)"
+                        % (REQUEST_TIMEOUT + SLACK, REQUEST_TIMEOUT, body, ATTACK_SECONDS))
+    if not d.alive() or len(d.worker_pids()) != 2:
+        problems.append("somirrord or a worker died")
+    if problems:
+        raise AssertionError("; ".join(problems))
+
+
+def check_idle_connections(env):
+    d = env.daemon
+    p = PL.P(env, "sender_among_idle")
+    p.setup([R.TABLE])
+    socks = []
+    try:
+        for _ in range(1000):
+            socks.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        p.auth()
+        PL.ok_states(p.rows([R.item_batch(100, 1, lsn=5)]), "RowData among 1,000 idle connections")
+        took = time.monotonic() - t0
+        R.check(took < 3, "a real sender took %.1fs among 1,000 idle connections" % took)
+        # The idle ones are closed by the server after the idle timeout.
+        time.sleep(max(HEADER_TIMEOUT, KEEPALIVE_TIMEOUT) + SLACK)
+        still = 0
+        for s in socks:
+            r, _, _ = select.select([s], [], [], 0)
+            if not r:
+                still += 1
+                continue
+            try:
+                if s.recv(1, socket.MSG_PEEK):
+                    pass
+            except OSError:
+                pass
+        R.check(still <= 10, "%d of 1,000 idle connections still open %ds after the idle timeout"
+                % (still, SLACK))
+    finally:
+        for s in socks:
+            s.close()
+    R.check(d.alive() and len(d.worker_pids()) == 2, "somirrord or a worker died")
+    p.auth()
+
+
+def check_disconnect_mid_body(env):
+    d = env.daemon
+    p = PL.P(env, "disconnect_mid_body")
+    p.setup([R.TABLE])
+    PL.ok_states(p.rows([R.item_batch(10, 1, lsn=10)]), "baseline")
+    before = R.count_and_lsn(p)
+    workers = d.worker_pids()
+    body = H.envelope(H.row_data_body([R.item_batch(20000, 1000, lsn=99)]), p.token()).encode()
+    for how in ("fin", "rst"):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s.sendall(R.post_head(d.port, len(body)) + body[:len(body) // 2])
+        time.sleep(0.3)
+        if how == "rst":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(0.5)
+    H.wait_until(lambda: R.busy_worker(d) is None, 5, what="no worker busy after the disconnects")
+    R.check(R.count_and_lsn(p) == before, "rows/lsn changed by a truncated call: %r, before %r"
+            % (R.count_and_lsn(p), before))
+    R.check(d.worker_pids() == workers and all(H.pid_alive(w) for w in workers),
+            "workers changed: %r -> %r" % (workers, d.worker_pids()))
+    PL.ok_states(p.rows([R.item_batch(10, 100, lsn=20)]), "the next call")
+    R.check(R.count_and_lsn(p) == (20, 20), "after the next call: %r" % (R.count_and_lsn(p),))
+
+
+def main():
+    limit = R.raise_nofile(4096)
+    if limit < 1100:
+        H.skip("cannot raise the open-file limit to 1,100 (have %d)" % limit)
+    with H.server(**LIMITS) as env:
+        R.run_checks([("slowloris and slow bodies time out; a real sender is served", lambda: check_slow_clients(env)),
+                      ("1,000 idle connections", lambda: check_idle_connections(env)),
+                      ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env))])
+
+
+if __name__ == "__main__":
+    main()
