@@ -244,6 +244,13 @@ static void close_inherited_fds(const struct master *m)
 static void become_worker(struct master *m, int slot, const sigset_t *saved_mask)
 {
     static const int master_signals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
+    /* The master's event base must not live on in the worker: libevent allows one base with
+     * signal events per process, and the base's epoll instance is shared with the master, so
+     * it is first moved to a private one (event_reinit) and then freed, before the descriptors
+     * its events watch are closed. */
+    event_reinit(m->base);
+    event_base_free(m->base);
+    m->base = NULL;
     for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++)
         signal(master_signals[i], SIG_DFL);
     close_inherited_fds(m);
