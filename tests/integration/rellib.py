@@ -180,3 +180,18 @@ def tmpfs(path, size="2m"):
     finally:
         if subprocess.run(["umount", path], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+class P(PL.P):
+    """protolib.P that also works on a store other than SQLite (no mirror directory)."""
+
+    def __init__(self, env, name):
+        sqlite = env.daemon.cfg.get("store", {}).get("sqlite") or {}
+        if "directory" in sqlite:
+            super().__init__(env, name)
+            return
+        self.env, self.name = env, name
+        self.daemon = env.daemon
+        self.port = env.daemon.port
+        self.tenant = PL.tenant_for(name)
+        self.mirror_dir = None
