@@ -73,6 +73,11 @@ def machine():
     return "%d CPUs (nproc), %s, %s %s" % (os.cpu_count(), cpu_model(), platform.system(), platform.release())
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def cpu_seconds(pid):
     """utime+stime of a process, in seconds (0 when it is gone)."""
     try:
@@ -172,7 +177,7 @@ def report(args, title, rows, notes=()):
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     block = ["### %s" % title, "",
              "- date: %s" % stamp,
-             "- machine: %s" % machine(),
+             "- machine: %s; load average %s (other work shares it)" % (machine(), loadavg()),
              "- command: `%s`" % args.command, ""]
     block.append(text)
     if notes:

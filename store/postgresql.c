@@ -80,6 +80,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
+#include "store/sqltext.h"
 
 enum {
     PG_NAME_MAX = 63,          /* NAMEDATALEN - 1 */
@@ -165,13 +166,7 @@ static void pg_name(char out[PG_NAME_MAX + 1], const char *name)
 
 static void put_quoted(struct buf *sql, const char *name)
 {
-    buf_putc(sql, '"');
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            buf_putc(sql, '"');
-        buf_putc(sql, *p);
-    }
-    buf_putc(sql, '"');
+    sqltext_put_quoted(sql, name, '"', '"');
 }
 
 /* A validated identifier (table or column), lowercased and quoted. */
@@ -182,33 +177,14 @@ static void put_ident(struct buf *sql, const char *name)
     put_quoted(sql, pg);
 }
 
-static void put_string_literal(struct buf *sql, const char *s, size_t len)
-{
-    buf_putc(sql, '\'');
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '\'')
-            buf_putc(sql, '\'');
-        buf_putc(sql, s[i]);
-    }
-    buf_putc(sql, '\'');
-}
-
 static int name_check(const char *name, struct fault *f)
 {
-    if (ident_valid(name))
-        return 0;
-    fault_set(f, FAULT_INTERNAL, "postgresql: refusing an invalid identifier");
-    return -1;
+    return sqltext_name_check("postgresql", name, f);
 }
 
 static int schema_names_check(const struct table_schema *s, struct fault *f)
 {
-    if (name_check(s->name, f) != 0)
-        return -1;
-    for (size_t k = 0; k < s->ncolumns; k++)
-        if (name_check(s->columns[k].name, f) != 0)
-            return -1;
-    return 0;
+    return sqltext_schema_names_check("postgresql", s, f);
 }
 
 /* ---- errors and statements ---- */
@@ -783,21 +759,6 @@ static void put_type(struct buf *sql, const struct sql_type *t)
     buf_puts(sql, "text");
 }
 
-static int number_text_valid(const char *text)
-{
-    if (!text || !*text)
-        return 0;
-    return strspn(text, "0123456789.eE+-") == strlen(text);
-}
-
-static int hex_text_valid(const char *text, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!text[i] || !strchr("0123456789abcdefABCDEF", text[i]))
-            return 0;
-    return 1;
-}
-
 /* The current time for a function default, as the column's type wants it. */
 static void put_time_default(struct buf *sql, enum default_function fn, const struct sql_type *t)
 {
@@ -846,7 +807,7 @@ static void put_default(struct buf *sql, const struct column *col)
         buf_puts(sql, " DEFAULT NULL");
         return;
     case DEF_NUMBER: {
-        if (!number_text_valid(d->text))
+        if (!sqltext_number_valid(d->text))
             break;
         const char *digits = d->text[0] == '+' ? d->text + 1 : d->text;
         if (col->type.kind == SQL_BIT) {
@@ -854,7 +815,7 @@ static void put_default(struct buf *sql, const struct column *col)
             return;
         }
         buf_puts(sql, " DEFAULT ");
-        put_string_literal(sql, digits, strlen(digits));
+        sqltext_put_string(sql, digits, strlen(digits));
         return;
     }
     case DEF_STRING: {
@@ -862,16 +823,16 @@ static void put_default(struct buf *sql, const struct column *col)
             break;
         buf_puts(sql, " DEFAULT ");
         if (stored_as_text_time(&col->type) && d->len > 10 && d->text[10] == 'T') {
-            put_string_literal(sql, d->text, 10);
+            sqltext_put_string(sql, d->text, 10);
             buf_puts(sql, " || ' ' || ");
-            put_string_literal(sql, d->text + 11, d->len - 11);
+            sqltext_put_string(sql, d->text + 11, d->len - 11);
             return;
         }
-        put_string_literal(sql, d->text, d->len);
+        sqltext_put_string(sql, d->text, d->len);
         return;
     }
     case DEF_BINARY:
-        if (!hex_text_valid(d->text, d->len))
+        if (!sqltext_hex_valid(d->text, d->len))
             break;
         buf_printf(sql, " DEFAULT '\\x%s%.*s'::bytea", d->len % 2 ? "0" : "", (int)d->len,
                    d->text);
@@ -898,15 +859,6 @@ static void put_column(struct buf *sql, const struct column *col, int with_defau
         put_default(sql, col);
 }
 
-static void put_key_list(struct buf *sql, const struct table_schema *s)
-{
-    for (size_t p = 0; p < s->npk; p++) {
-        if (p)
-            buf_puts(sql, ", ");
-        put_ident(sql, s->columns[s->pk[p]].name);
-    }
-}
-
 /* ---- tables ---- */
 
 static int pg_table_create(void *conn, const struct table_schema *schema, struct fault *f)
@@ -924,7 +876,7 @@ static int pg_table_create(void *conn, const struct table_schema *schema, struct
         put_column(&sql, &schema->columns[k], 1);
     }
     buf_puts(&sql, ", PRIMARY KEY (");
-    put_key_list(&sql, schema);
+    sqltext_put_keys(&sql, schema, put_ident);
     buf_puts(&sql, "))");
     return exec_buf(c->db, &sql, "create table", f);
 }
@@ -1023,15 +975,6 @@ static void put_stage_name(struct buf *sql, unsigned serial)
     buf_printf(sql, "\"_somirror_stage_%u\"", serial);
 }
 
-static void put_column_list(struct buf *sql, const struct table_schema *s)
-{
-    for (size_t k = 0; k < s->ncolumns; k++) {
-        if (k)
-            buf_puts(sql, ", ");
-        put_ident(sql, s->columns[k].name);
-    }
-}
-
 /* Creates the temp table for s and fills the statements of st. */
 static int stage_create(struct pg_conn *c, const struct table_schema *s, struct stage *st,
                         struct fault *f)
@@ -1069,7 +1012,7 @@ static int stage_create(struct pg_conn *c, const struct table_schema *s, struct 
     buf_puts(&sql, "COPY ");
     put_ident(&sql, s->name);
     buf_puts(&sql, " (");
-    put_column_list(&sql, s);
+    sqltext_put_columns(&sql, s, put_ident);
     buf_puts(&sql, ") FROM STDIN");
     st->direct_sql = buf_steal(&sql);
 
@@ -1093,23 +1036,13 @@ static int stage_create(struct pg_conn *c, const struct table_schema *s, struct 
     buf_puts(&sql, ") INSERT INTO ");
     put_ident(&sql, s->name);
     buf_puts(&sql, " (");
-    put_column_list(&sql, s);
+    sqltext_put_columns(&sql, s, put_ident);
     buf_puts(&sql, ") SELECT ");
     for (size_t k = 0; k < s->ncolumns; k++)
         buf_printf(&sql, "%sc%zu", k ? ", " : "", k);
     buf_puts(&sql, " FROM s WHERE s.op <> 'D' ON CONFLICT (");
-    put_key_list(&sql, s);
-    size_t nset = 0;
-    for (size_t k = 0; k < s->ncolumns; k++) {
-        if (s->columns[k].pk_position)
-            continue;
-        buf_puts(&sql, nset++ ? ", " : ") DO UPDATE SET ");
-        put_ident(&sql, s->columns[k].name);
-        buf_puts(&sql, " = excluded.");
-        put_ident(&sql, s->columns[k].name);
-    }
-    if (!nset)
-        buf_puts(&sql, ") DO NOTHING");
+    sqltext_put_keys(&sql, s, put_ident);
+    sqltext_put_conflict_update(&sql, s, put_ident);
     buf_puts(&sql, "; TRUNCATE TABLE ");
     put_stage_name(&sql, serial);
     st->merge_sql = buf_steal(&sql);

@@ -57,6 +57,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
+#include "store/sqltext.h"
 
 enum {
     DB_FILE_MODE = 0640,
@@ -108,42 +109,17 @@ static int db_fail(sqlite3 *db, struct fault *f, const char *what)
 
 static void put_ident(struct buf *sql, const char *name)
 {
-    buf_putc(sql, '"');
-    for (const char *p = name; *p; p++) {
-        if (*p == '"')
-            buf_putc(sql, '"');
-        buf_putc(sql, *p);
-    }
-    buf_putc(sql, '"');
-}
-
-static void put_string_literal(struct buf *sql, const char *s, size_t len)
-{
-    buf_putc(sql, '\'');
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '\'')
-            buf_putc(sql, '\'');
-        buf_putc(sql, s[i]);
-    }
-    buf_putc(sql, '\'');
+    sqltext_put_quoted(sql, name, '"', '"');
 }
 
 static int name_check(const char *name, struct fault *f)
 {
-    if (ident_valid(name))
-        return 0;
-    fault_set(f, FAULT_INTERNAL, "sqlite: refusing an invalid identifier");
-    return -1;
+    return sqltext_name_check("sqlite", name, f);
 }
 
 static int schema_names_check(const struct table_schema *s, struct fault *f)
 {
-    if (name_check(s->name, f) != 0)
-        return -1;
-    for (size_t k = 0; k < s->ncolumns; k++)
-        if (name_check(s->columns[k].name, f) != 0)
-            return -1;
-    return 0;
+    return sqltext_schema_names_check("sqlite", s, f);
 }
 
 static int exec_sql(struct sqlite_conn *c, const char *sql, const char *what, struct fault *f)
@@ -251,21 +227,6 @@ static void put_type(struct buf *sql, const struct sql_type *t)
     }
 }
 
-static int number_text_valid(const char *text)
-{
-    if (!text || !*text)
-        return 0;
-    return strspn(text, "0123456789.eE+-") == strlen(text);
-}
-
-static int hex_text_valid(const char *text, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!text[i] || !strchr("0123456789abcdefABCDEF", text[i]))
-            return 0;
-    return 1;
-}
-
 static const char *function_sql(enum default_function fn)
 {
     switch (fn) {
@@ -296,12 +257,12 @@ static void put_default(struct buf *sql, const struct column *col)
         buf_puts(sql, " DEFAULT NULL");
         return;
     case DEF_NUMBER:
-        if (!number_text_valid(d->text))
+        if (!sqltext_number_valid(d->text))
             break;
         if (is_exact_numeric(col->type.kind)) {
             const char *digits = d->text[0] == '+' ? d->text + 1 : d->text;
             buf_puts(sql, " DEFAULT ");
-            put_string_literal(sql, digits, strlen(digits));
+            sqltext_put_string(sql, digits, strlen(digits));
         } else {
             buf_printf(sql, " DEFAULT %s", d->text);
         }
@@ -311,13 +272,13 @@ static void put_default(struct buf *sql, const struct column *col)
         if (is_datetime(col->type.kind) && d->len < TIME_TEXT_MAX) {
             char text[TIME_TEXT_MAX];
             size_t len = datetime_text(d->text, d->len, text, sizeof(text));
-            put_string_literal(sql, text, len);
+            sqltext_put_string(sql, text, len);
         } else {
-            put_string_literal(sql, d->text, d->len);
+            sqltext_put_string(sql, d->text, d->len);
         }
         return;
     case DEF_BINARY:
-        if (!hex_text_valid(d->text, d->len))
+        if (!sqltext_hex_valid(d->text, d->len))
             break;
         buf_printf(sql, " DEFAULT X'%s%.*s'", d->len % 2 ? "0" : "", (int)d->len, d->text);
         return;
@@ -355,11 +316,7 @@ static void put_create(struct buf *sql, const char *name, const struct table_sch
     }
     if (!rowid_key) {
         buf_puts(sql, ", PRIMARY KEY (");
-        for (size_t p = 0; p < s->npk; p++) {
-            if (p)
-                buf_puts(sql, ", ");
-            put_ident(sql, s->columns[s->pk[p]].name);
-        }
+        sqltext_put_keys(sql, s, put_ident);
         buf_putc(sql, ')');
     }
     buf_puts(sql, ")");
@@ -781,31 +738,13 @@ static int apply_prepare(struct sqlite_conn *c, const struct table_schema *s,
     buf_puts(&sql, "INSERT INTO ");
     put_ident(&sql, s->name);
     buf_puts(&sql, " (");
-    for (size_t k = 0; k < s->ncolumns; k++) {
-        if (k)
-            buf_puts(&sql, ", ");
-        put_ident(&sql, s->columns[k].name);
-    }
+    sqltext_put_columns(&sql, s, put_ident);
     buf_puts(&sql, ") VALUES (");
     for (size_t k = 0; k < s->ncolumns; k++)
         buf_puts(&sql, k ? ", ?" : "?");
     buf_puts(&sql, ") ON CONFLICT (");
-    for (size_t p = 0; p < s->npk; p++) {
-        if (p)
-            buf_puts(&sql, ", ");
-        put_ident(&sql, s->columns[s->pk[p]].name);
-    }
-    size_t nset = 0;
-    for (size_t k = 0; k < s->ncolumns; k++) {
-        if (s->columns[k].pk_position)
-            continue;
-        buf_puts(&sql, nset++ ? ", " : ") DO UPDATE SET ");
-        put_ident(&sql, s->columns[k].name);
-        buf_puts(&sql, " = excluded.");
-        put_ident(&sql, s->columns[k].name);
-    }
-    if (!nset)
-        buf_puts(&sql, ") DO NOTHING");
+    sqltext_put_keys(&sql, s, put_ident);
+    sqltext_put_conflict_update(&sql, s, put_ident);
     if (prepare(c, &sql, &a->upsert, f) != 0)
         return -1;
     buf_puts(&sql, "DELETE FROM ");

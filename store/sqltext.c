@@ -1,0 +1,95 @@
+/* store/sqltext: SQL text pieces shared by the store drivers (see sqltext.h): quoting,
+ * identifier checks, default literal checks and column lists. Pure functions; no I/O. */
+#include "store/sqltext.h"
+
+#include <string.h>
+
+#include "proto/schema.h"
+
+void sqltext_put_quoted(struct buf *sql, const char *name, char open, char close)
+{
+    buf_putc(sql, open);
+    for (const char *p = name; *p; p++) {
+        if (*p == close)
+            buf_putc(sql, close);
+        buf_putc(sql, *p);
+    }
+    buf_putc(sql, close);
+}
+
+void sqltext_put_string(struct buf *sql, const char *s, size_t len)
+{
+    buf_putc(sql, '\'');
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\'')
+            buf_putc(sql, '\'');
+        buf_putc(sql, s[i]);
+    }
+    buf_putc(sql, '\'');
+}
+
+int sqltext_name_check(const char *driver, const char *name, struct fault *f)
+{
+    if (ident_valid(name))
+        return 0;
+    fault_set(f, FAULT_INTERNAL, "%s: refusing an invalid identifier", driver);
+    return -1;
+}
+
+int sqltext_schema_names_check(const char *driver, const struct table_schema *s,
+                               struct fault *f)
+{
+    if (sqltext_name_check(driver, s->name, f) != 0)
+        return -1;
+    for (size_t k = 0; k < s->ncolumns; k++)
+        if (sqltext_name_check(driver, s->columns[k].name, f) != 0)
+            return -1;
+    return 0;
+}
+
+int sqltext_number_valid(const char *text)
+{
+    return text && *text && strspn(text, "0123456789.eE+-") == strlen(text);
+}
+
+int sqltext_hex_valid(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!text[i] || !strchr("0123456789abcdefABCDEF", text[i]))
+            return 0;
+    return 1;
+}
+
+void sqltext_put_columns(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident)
+{
+    for (size_t k = 0; k < s->ncolumns; k++) {
+        if (k)
+            buf_puts(sql, ", ");
+        put_ident(sql, s->columns[k].name);
+    }
+}
+
+void sqltext_put_keys(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident)
+{
+    for (size_t p = 0; p < s->npk; p++) {
+        if (p)
+            buf_puts(sql, ", ");
+        put_ident(sql, s->columns[s->pk[p]].name);
+    }
+}
+
+void sqltext_put_conflict_update(struct buf *sql, const struct table_schema *s,
+                                 sqltext_ident_fn put_ident)
+{
+    size_t nset = 0;
+    for (size_t k = 0; k < s->ncolumns; k++) {
+        if (s->columns[k].pk_position)
+            continue;
+        buf_puts(sql, nset++ ? ", " : ") DO UPDATE SET ");
+        put_ident(sql, s->columns[k].name);
+        buf_puts(sql, " = excluded.");
+        put_ident(sql, s->columns[k].name);
+    }
+    if (!nset)
+        buf_puts(sql, ") DO NOTHING");
+}

@@ -1,0 +1,42 @@
+/* store/sqltext: SQL text pieces the store drivers share (sqlite.c, postgresql.c,
+ * mssql_sql.c): quoted identifiers and string literals, the identifier checks made before any
+ * name is pasted into SQL, the shape checks of default literals, and column lists. Pure
+ * functions that append to a struct buf; no I/O. */
+#ifndef SOMIRROR_STORE_SQLTEXT_H
+#define SOMIRROR_STORE_SQLTEXT_H
+#include <stddef.h>
+
+#include "common/buf.h"
+#include "proto/fault.h"
+#include "proto/types.h"
+
+/* Appends one identifier as the driver spells it in SQL text. */
+typedef void (*sqltext_ident_fn)(struct buf *sql, const char *name);
+
+/* open name close, with every close character inside doubled: "a""b" or [a]]b]. */
+void sqltext_put_quoted(struct buf *sql, const char *name, char open, char close);
+/* 's' with ' doubled; len bytes of s. */
+void sqltext_put_string(struct buf *sql, const char *s, size_t len);
+
+/* 0 when name is a valid identifier (ident_valid), else -1 with FAULT_INTERNAL
+ * "<driver>: refusing an invalid identifier". */
+int sqltext_name_check(const char *driver, const char *name, struct fault *f);
+/* sqltext_name_check of the table name and of every column name. */
+int sqltext_schema_names_check(const char *driver, const struct table_schema *s,
+                               struct fault *f);
+
+/* Whether a default number's text has only digits, '.', 'e', 'E', '+' and '-' (not empty). */
+int sqltext_number_valid(const char *text);
+/* Whether the len bytes of text are all hex digits. */
+int sqltext_hex_valid(const char *text, size_t len);
+
+/* "c1, c2, ..." for every column of s, each written by put_ident. */
+void sqltext_put_columns(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident);
+/* "k1, k2, ..." for the key columns of s in key order. */
+void sqltext_put_keys(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident);
+/* The end of "INSERT ... ON CONFLICT (keys": ") DO UPDATE SET c = excluded.c, ..." for every
+ * column outside the key, or ") DO NOTHING" when every column is in the key. */
+void sqltext_put_conflict_update(struct buf *sql, const struct table_schema *s,
+                                 sqltext_ident_fn put_ident);
+
+#endif
