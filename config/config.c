@@ -975,6 +975,38 @@ static void report_yaml_error(struct loader *ld, const yaml_parser_t *parser)
 }
 
 /* Loads the file's one document into ld->doc; false after reporting why not. */
+/* No configuration nests deeper than this; deeper input is refused before libyaml builds a
+ * document of it (its scanner costs grow with the square of the nesting depth). */
+#define CONFIG_NESTING_MAX 32
+
+/* A first pass over the events that only measures nesting. YAML errors are left to the load. */
+static bool nesting_ok(struct loader *ld, FILE *file)
+{
+    yaml_parser_t parser;
+    yaml_event_t event;
+    int depth = 0;
+    bool ok = true, done = false;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, file);
+    while (!done && yaml_parser_parse(&parser, &event)) {
+        if (event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_NESTING_MAX) {
+                report_at(ld, &event.start_mark, "nesting deeper than %d levels", CONFIG_NESTING_MAX);
+                ok = false;
+                done = true;
+            }
+        } else if (event.type == YAML_SEQUENCE_END_EVENT || event.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        } else if (event.type == YAML_STREAM_END_EVENT) {
+            done = true;
+        }
+        yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    rewind(file);
+    return ok;
+}
+
 static bool load_document(struct loader *ld, FILE *file)
 {
     yaml_parser_t parser;
@@ -1017,7 +1049,7 @@ struct config *cfg_load(const char *path, struct cfg_errors *errs)
         fclose(file);
         return NULL;
     }
-    bool loaded = load_document(&ld, file);
+    bool loaded = nesting_ok(&ld, file) && load_document(&ld, file);
     fclose(file);
     if (!loaded)
         return NULL;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -424,6 +425,21 @@ START_TEST(test_yaml_errors)
 }
 END_TEST
 
+/* Deep nesting is refused before libyaml's scanner spends quadratic time on it. */
+START_TEST(test_deep_nesting)
+{
+    size_t depth = 100000;
+    char *text = malloc(depth + 16);
+    memcpy(text, "listen: ", 8);
+    memset(text + 8, '[', depth);
+    strcpy(text + 8 + depth, "\n");
+    time_t start = time(NULL);
+    expect_error(text, ":1:40: nesting deeper than 32 levels");
+    ck_assert_int_le(time(NULL) - start, 1);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_unreadable)
 {
     struct cfg_errors errs;
@@ -545,6 +561,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_lists);
     tcase_add_test(tc, test_listen_errors);
     tcase_add_test(tc, test_yaml_errors);
+    tcase_add_test(tc, test_deep_nesting);
     tcase_add_test(tc, test_unreadable);
     tcase_add_test(tc, test_all_errors_collected);
     tcase_add_test(tc, test_explicit_state_file);
