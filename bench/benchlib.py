@@ -243,3 +243,38 @@ def shared_memory_bytes(daemon):
     except OSError:
         pass
     return best, "largest shared mapping of the master (/proc/PID/maps)"
+
+
+# ---------------------------------------------------------------- profiles
+
+def perf_top(path, n=15):
+    """The top n functions by self time of a perf.data file, as text lines."""
+    proc = subprocess.run(["perf", "report", "-i", path, "--stdio", "--no-children", "-g", "none",
+                           "--percent-limit", "0.5", "--sort", "symbol,dso"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace")
+    lines = [l.rstrip() for l in proc.stdout.splitlines() if l.strip() and not l.startswith("#")
+             and "[.] 0x" not in l]   # unresolved addresses (stripped libraries): see "by object"
+    dsos = subprocess.run(["perf", "report", "-i", path, "--stdio", "--no-children", "-g", "none",
+                           "--sort", "dso"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True, errors="replace").stdout
+    shares = [" ".join(l.split()) for l in dsos.splitlines() if l.strip() and not l.startswith("#")][:6]
+    return lines[:n] + ["by object: " + "; ".join(shares)]
+
+
+def perf_start(pids, path):
+    """perf record -g of the given pids into path; returns the process (stop with perf_stop)."""
+    proc = subprocess.Popen(["perf", "record", "-g", "-o", path, "-p", ",".join(str(p) for p in pids)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc
+
+
+def perf_stop(proc, path):
+    proc.send_signal(2)
+    proc.wait(60)
+    return perf_top(path)
+
+
+def profile_note(what, lines):
+    return ("perf record -g of %s, top functions by self time:\n\n  ```\n" % what +
+            "\n".join("  " + l for l in lines) + "\n  ```")

@@ -45,6 +45,8 @@ def options(p):
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--scale", type=int, default=3000, help="somirror-task gen --scale for part (b)")
     p.add_argument("--parts", default="a,b,c", help="which parts to run (a,b,c)")
+    p.add_argument("--nodelay", action="store_true", help="diagnostic for (b): somirror-task with "
+                   "bench/nodelay_preload.c preloaded (TCP_NODELAY on its connection)")
     p.add_argument("--perf", metavar="FILE", help="perf record -g the serving worker during (a)'s first "
                    "load into FILE (kept) and add the top functions to the notes")
 
@@ -149,7 +151,7 @@ def load_contact(h, daemon, token, rows_bodies, nrows, perf_out=None):
     if perf:
         perf.send_signal(2)
         perf.wait(60)
-        profile = perf_top(perf_out)
+        profile = B.perf_top(perf_out)
     post(h, conn, "ReplicationCompleted", h.envelope(h.replication_completed_body(), token).encode())
     conn.close()
     worker = B.served_worker(daemon)
@@ -159,19 +161,6 @@ def load_contact(h, daemon, token, rows_bodies, nrows, perf_out=None):
             "worker": worker, "hwm": B.status_kib(worker, "VmHWM") if worker else None,
             "worker_cpu": max(clock.cpu.values()) if clock.cpu else None,
             "client_cpu": clock.self_cpu, "clock": clock, "profile": profile}
-
-
-def perf_top(path, n=15):
-    """The top n functions by self time of a perf.data file, as text lines."""
-    proc = subprocess.run(["perf", "report", "-i", path, "--stdio", "--no-children", "-g", "none",
-                           "--percent-limit", "0.5", "--sort", "symbol,dso"],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, errors="replace")
-    lines = [l.rstrip() for l in proc.stdout.splitlines() if l.strip() and not l.startswith("#")]
-    dsos = subprocess.run(["perf", "report", "-i", path, "--stdio", "--no-children", "-g", "none",
-                           "--sort", "dso"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          text=True, errors="replace").stdout
-    shares = [" ".join(l.split()) for l in dsos.splitlines() if l.strip() and not l.startswith("#")][:6]
-    return lines[:n] + ["by object: " + "; ".join(shares)]
 
 
 def part_a(args, h, keys, work, rows, bodies_for, notes, results):
@@ -255,6 +244,7 @@ def part_c(args, h, keys, work, rows, bodies_for, notes, results):
     os.chmod(work, 0o755)
     runs, base = [], []
     with pgserver.PgServer() as pg:
+        os.makedirs(os.path.join(work, "c"), exist_ok=True)
         cfg = B.bench_config(h, os.path.join(work, "c"), keys, workers=1,
                              **{"store": {"driver": "postgresql", "postgresql": {"conninfo": pg.conninfo()}}})
         with h.Daemon(cfg) as daemon:
@@ -308,6 +298,12 @@ def part_b(args, h, work, notes, results):
     task(args, "gen", "--db", source, "--scale", str(args.scale), "--seed", "42")
     task(args, "provision", "--db", source)
     print("  (b) gen --scale %d: %.1f s" % (args.scale, time.perf_counter() - t0), flush=True)
+    env = None
+    if args.nodelay:
+        shim = os.path.join(work, "nodelay.so")
+        B.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", shim,
+               os.path.join(args.srcdir, "bench", "nodelay_preload.c"), "-ldl"])
+        env = dict(os.environ, LD_PRELOAD=shim)
     cfg = B.bench_config(h, os.path.join(work, "b"), keys, workers=2)
     runs, base, base_cpu = [], [], []
     with h.Daemon(cfg) as daemon:
@@ -320,7 +316,7 @@ def part_b(args, h, work, notes, results):
                     "--app-public-key", keys.app_pub, "--tenant", tenant, "--db", source, "--json"]
             workers = daemon.worker_pids()
             with B.Clock(workers) as clock:
-                proc = B.run(argv, timeout=3600)
+                proc = B.run(argv, timeout=3600, env=env)
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             if summary["result"] != "ok":
                 raise RuntimeError("run: %s" % summary)
@@ -349,7 +345,8 @@ def part_b(args, h, work, notes, results):
     ratio_cpu = med("rows_cpu_s") / statistics.median(base_cpu)
     results.append(("b", ratio))
     results.append(("b-cpu", ratio_cpu))
-    B.report(args, "Initial load (b): generated CRM tables (gen --scale %d), SQLite store" % args.scale, [
+    B.report(args, "Initial load (b): generated CRM tables (gen --scale %d), SQLite store%s" % (
+        args.scale, ", somirror-task with TCP_NODELAY (diagnostic preload)" if args.nodelay else ""), [
         B.row("rows (%d tables)" % runs[0]["tables"], runs[0]["rows"]),
         B.row("request bytes (MB, %d calls)" % runs[0]["calls"], runs[0]["bytes"] / 1e6),
         B.row("run seconds (median, somirror-task summary)", med("seconds")),

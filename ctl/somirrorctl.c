@@ -13,6 +13,7 @@
 
 #include "common/arena.h"
 #include "common/buf.h"
+#include "common/fdio.h"
 #include "common/xalloc.h"
 #include "config/config.h"
 #include "ctl/commands.h"
@@ -43,20 +44,6 @@ static struct config *load_config(const char *path)
     if (!cfg)
         fprintf(stderr, "somirrorctl: cannot use the configuration %s\n", path);
     return cfg;
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 static int connect_socket(const char *path)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
@@ -27,20 +28,6 @@ static json_t *state_to_json(const struct registry *reg)
             json_array_append_new(paused, json_string(view.tenant));
     }
     return json_pack("{s:b, s:o}", "paused_all", reg_global_paused(reg), "paused", paused);
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* Makes the rename itself durable; a failure here loses nothing already written. */

@@ -277,8 +277,12 @@ static void spawn_table_changed(struct hooks *h, const char *tenant, uint32_t id
     free(dbname);
 }
 
-void hooks_after_table_schema(struct hooks *h, struct store_tenant *t, const char *tenant,
-                              uint32_t idx, const struct table_state *states, size_t n)
+/* The table_sql scripts and table_changed commands after a call that changed tables: a
+ * TableSchema call (wiped 0: every created, recreated, altered or dropped table is an event,
+ * and created or recreated ones get their scripts) or a Wipe (wiped 1: every named table is a
+ * "Wiped" event and gets its scripts). */
+static void after_tables(struct hooks *h, struct store_tenant *t, const char *tenant,
+                         uint32_t idx, const struct table_state *states, size_t n, int wiped)
 {
     if (!h)
         return;
@@ -287,32 +291,27 @@ void hooks_after_table_schema(struct hooks *h, struct store_tenant *t, const cha
     size_t nevents = 0;
     for (size_t i = 0; i < n; i++) {
         enum table_change c = states[i].change;
-        if (c == CHANGE_UNCHANGED || c == CHANGE_REJECTED || !states[i].name)
+        if (!states[i].name || (!wiped && (c == CHANGE_UNCHANGED || c == CHANGE_REJECTED)))
             continue;
-        if (c == CHANGE_CREATED || c == CHANGE_RECREATED)
+        if (wiped || c == CHANGE_CREATED || c == CHANGE_RECREATED)
             table_sql(h, t, idx, states[i].name, &batch);
-        events[nevents++] = (struct table_event){states[i].name, table_change_name(c)};
+        const char *change = wiped ? "Wiped" : table_change_name(c);
+        events[nevents++] = (struct table_event){states[i].name, change};
     }
     spawn_table_changed(h, tenant, idx, events, nevents);
     free(events);
 }
 
+void hooks_after_table_schema(struct hooks *h, struct store_tenant *t, const char *tenant,
+                              uint32_t idx, const struct table_state *states, size_t n)
+{
+    after_tables(h, t, tenant, idx, states, n, 0);
+}
+
 void hooks_after_wipe(struct hooks *h, struct store_tenant *t, const char *tenant, uint32_t idx,
                       const struct table_state *states, size_t n)
 {
-    if (!h)
-        return;
-    struct script_batch batch = {0};
-    struct table_event *events = xcalloc(n ? n : 1, sizeof(*events));
-    size_t nevents = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!states[i].name)
-            continue;
-        table_sql(h, t, idx, states[i].name, &batch);
-        events[nevents++] = (struct table_event){states[i].name, "Wiped"};
-    }
-    spawn_table_changed(h, tenant, idx, events, nevents);
-    free(events);
+    after_tables(h, t, tenant, idx, states, n, 1);
 }
 
 /* ---- cycle_completed ---- */

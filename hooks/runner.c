@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -37,13 +38,6 @@ enum {
     DRAIN_MS = 500,             /* output still read after the program exited (its children) */
     TICK_MS = 100
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void record(const struct hook_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -216,7 +210,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
         return -1;
     }
     char **env = build_env(cmd->env);
-    int64_t started = now_ms();
+    int64_t started = monotonic_ms();
     pid_t pid = fork();
     if (pid == 0) {
         close(out_pipe[0]);
@@ -265,9 +259,9 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     for (;;) {
         if (!exited && wait_child(pid, &status, 1) == 1) {
             exited = 1;
-            drain_until = now_ms() + DRAIN_MS;
+            drain_until = monotonic_ms() + DRAIN_MS;
         }
-        int64_t now = now_ms();
+        int64_t now = monotonic_ms();
         if (exited && (streams[0].fd < 0 && streams[1].fd < 0))
             break;
         if (exited && now >= drain_until)
@@ -314,7 +308,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     stream_finish(&streams[1], label);
     if (timed_out)
         kill(-pid, SIGKILL);   /* whatever of its group is left */
-    long ms = (long)(now_ms() - started);
+    long ms = (long)(monotonic_ms() - started);
     if (timed_out) {
         log_error("hook %s: killed at its time limit (%d ms)", label, job->timeout_ms);
         record(job, "%s: killed at the time limit (%d s)", label, (job->timeout_ms + 999) / 1000);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <event2/event.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "config/config.h"
@@ -71,13 +72,6 @@ struct master {
     size_t nrestart;
     struct ctl_context ctl;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- command line ---- */
 
@@ -292,7 +286,7 @@ static int spawn_worker(struct master *m)
     reg_worker_set_pid(m->reg, slot, pid);
     m->children = xgrow(m->children, &m->children_cap, m->nchildren + 1, sizeof(*m->children));
     m->children[m->nchildren++] = (struct child){
-        .pid = pid, .slot = slot, .generation = m->generation, .started_ms = now_ms()};
+        .pid = pid, .slot = slot, .generation = m->generation, .started_ms = monotonic_ms()};
     log_debug("started worker %ld (generation %u, slot %d)", (long)pid, (unsigned)m->generation, slot);
     return 0;
 }
@@ -301,7 +295,7 @@ static int spawn_worker(struct master *m)
  * reload replaces; both drain. */
 static void ask_to_stop(struct master *m, struct child *c, int sig)
 {
-    c->kill_at_ms = now_ms() + (int64_t)m->cfg->shutdown_timeout * 1000;
+    c->kill_at_ms = monotonic_ms() + (int64_t)m->cfg->shutdown_timeout * 1000;
     kill(c->pid, sig);
 }
 
@@ -313,7 +307,7 @@ static void maintain_workers(struct master *m)
             event_base_loopexit(m->base, NULL);
         return;
     }
-    int64_t wait_ms = m->respawn_at_ms - now_ms();
+    int64_t wait_ms = m->respawn_at_ms - monotonic_ms();
     if (wait_ms > 0) {
         struct timeval delay = {wait_ms / 1000, (wait_ms % 1000) * 1000};
         evtimer_add(m->respawn_timer, &delay);
@@ -321,7 +315,7 @@ static void maintain_workers(struct master *m)
     }
     while (serving_workers(m) < (size_t)m->cfg->workers) {
         if (spawn_worker(m) < 0) {
-            m->respawn_at_ms = now_ms() + throttle_worker_exited(&m->throttle, 0);
+            m->respawn_at_ms = monotonic_ms() + throttle_worker_exited(&m->throttle, 0);
             maintain_workers(m);
             return;
         }
@@ -349,10 +343,10 @@ static void child_gone(struct master *m, struct child *c, int status)
     if (expected) {
         log_info("worker %ld (generation %u) %s", (long)c->pid, (unsigned)c->generation, how);
     } else {
-        int64_t lived = now_ms() - c->started_ms;
+        int64_t lived = monotonic_ms() - c->started_ms;
         int64_t delay = throttle_worker_exited(&m->throttle, lived);
         reg_master_counters(m->reg)->worker_restarts++;
-        m->respawn_at_ms = now_ms() + delay;
+        m->respawn_at_ms = monotonic_ms() + delay;
         if (delay > 0)
             log_error("worker %ld %s %lld ms after it started; next start in %lld ms", (long)c->pid,
                       how, (long long)lived, (long long)delay);
@@ -498,7 +492,7 @@ static void respawn_due(evutil_socket_t fd, short what, void *arg)
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct master *m = arg;
-    int64_t now = now_ms();
+    int64_t now = monotonic_ms();
     for (size_t i = 0; i < m->nchildren; i++) {
         struct child *c = &m->children[i];
         if (c->kill_at_ms != 0 && now >= c->kill_at_ms) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/arena.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "hooks/hooks.h"
@@ -54,13 +55,6 @@ struct call {
     size_t nstates;
     struct buf response;
 };
-
-static double monotonic_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 struct service *service_new(const struct config *cfg, const struct keyring *keys,
                             struct registry *reg, int worker_slot, char *err, size_t errlen)
@@ -358,7 +352,7 @@ static void account(struct call *call)
     call->accounted = 1;
     struct row_counts c = sum_states(call);
     reg_worker_call_done(call->svc->reg, call->svc->slot, registry_op(call), call->faulted,
-                         monotonic_now() - call->started, call->body_len, c.inserted, c.updated,
+                         monotonic_seconds() - call->started, call->body_len, c.inserted, c.updated,
                          c.deleted, c.skipped);
 }
 
@@ -368,7 +362,7 @@ struct call *call_start(struct service *svc, const char *body, size_t len, const
 {
     struct call *call = xcalloc(1, sizeof(*call));
     call->svc = svc;
-    call->started = monotonic_now();
+    call->started = monotonic_seconds();
     call->body_len = len;
     arena_init(&call->arena);
     buf_init(&call->response);
@@ -424,7 +418,7 @@ enum call_status call_run(struct call *call)
     struct service *svc = call->svc;
     pid_t self = getpid();
     if (reg_tenant_trylock(svc->reg, call->tenant_idx, self) != 0) {
-        if (monotonic_now() < call->lock_deadline)
+        if (monotonic_seconds() < call->lock_deadline)
             return CALL_WAIT;
         struct fault f;
         fault_clear(&f);

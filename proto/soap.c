@@ -10,6 +10,7 @@
 #include "proto/soap_xml.h"
 
 #define SOAP_ACTION_PREFIX SOAP_NS "/IMirroringClientService/"
+#define LSN_EXPECTED "a number from 0 to 9223372036854775807"
 
 static const char *const op_names[SOAP_OP_COUNT] = {
     [SOAP_OP_AUTHENTICATE] = "Authenticate",
@@ -234,18 +235,13 @@ static int open_row(struct soap_xml *x, void *ctx)
         soap_xml_fail(x, "missing op attribute");
         return -1;
     }
-    if (len != 1 || !strchr("IUD", op[0])) {
-        soap_xml_fail(x, "op \"%.*s\" is not I, U or D", (int)(len > 32 ? 32 : len), op);
-        return -1;
-    }
+    if (len != 1 || !strchr("IUD", op[0]))
+        return soap_xml_fail_value(x, "op", op, len, "I, U or D");
     row->op = op[0];
     const char *lsn = soap_xml_attribute(x, "lsn", &len);
     if (lsn) {
-        if (soap_xml_parse_count(lsn, len, &row->lsn) < 0) {
-            soap_xml_fail(x, "lsn \"%.*s\" is not a number from 0 to 9223372036854775807",
-                          (int)(len > 32 ? 32 : len), lsn);
-            return -1;
-        }
+        if (soap_xml_parse_count(lsn, len, &row->lsn) < 0)
+            return soap_xml_fail_value(x, "lsn", lsn, len, LSN_EXPECTED);
         row->has_lsn = 1;
     }
     return 0;
@@ -304,11 +300,8 @@ static int close_batch_lsn(struct soap_xml *x, void *ctx, const char *text, size
 {
     struct request_builder *b = ctx;
     struct batch *batch = soap_vec_last(&b->batches);
-    if (soap_xml_parse_count(text, len, &batch->lsn) < 0) {
-        soap_xml_fail(x, "Lsn \"%.*s\" is not a number from 0 to 9223372036854775807",
-                      (int)(len > 32 ? 32 : len), text);
-        return -1;
-    }
+    if (soap_xml_parse_count(text, len, &batch->lsn) < 0)
+        return soap_xml_fail_value(x, "Lsn", text, len, LSN_EXPECTED);
     batch->has_lsn = 1;
     return 0;
 }
@@ -344,8 +337,7 @@ static int set_count(struct soap_xml *x, const char *what, const char *text, siz
 {
     if (soap_xml_parse_count(text, len, out) == 0)
         return 0;
-    soap_xml_fail(x, "%s \"%.*s\" is not a count", what, (int)(len > 32 ? 32 : len), text);
-    return -1;
+    return soap_xml_fail_value(x, what, text, len, "a count");
 }
 
 static int close_summary_inserted(struct soap_xml *x, void *ctx, const char *text, size_t len)

@@ -179,8 +179,7 @@ static int read_bool(struct soap_xml *x, const char *what, const char *text, siz
     *out = soap_xml_parse_bool(text, len);
     if (*out >= 0)
         return 0;
-    soap_xml_fail(x, "%s \"%.*s\" is not true or false", what, (int)(len > 32 ? 32 : len), text);
-    return -1;
+    return soap_xml_fail_value(x, what, text, len, "true or false");
 }
 
 static int read_number(struct soap_xml *x, const char *what, const char *text, size_t len,
@@ -188,8 +187,7 @@ static int read_number(struct soap_xml *x, const char *what, const char *text, s
 {
     if (soap_xml_parse_int64(text, len, out) == 0)
         return 0;
-    soap_xml_fail(x, "%s \"%.*s\" is not a number", what, (int)(len > 32 ? 32 : len), text);
-    return -1;
+    return soap_xml_fail_value(x, what, text, len, "a number");
 }
 
 /* Faults */

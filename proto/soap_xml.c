@@ -19,6 +19,7 @@
 /* Envelope, Body, the operation element and at most six levels of operation shapes. */
 #define FRAMES_MAX 16
 #define NO_CHILD ((size_t)-1)
+#define SHOWN_VALUE_MAX 32   /* bytes of a bad value quoted in a shape error */
 
 enum frame_kind { FRAME_ENVELOPE, FRAME_HEADER, FRAME_BODY, FRAME_SHAPE };
 
@@ -112,6 +113,14 @@ void soap_xml_fail(struct soap_xml *x, const char *fmt, ...)
     va_end(ap);
     snprintf(x->res->shape_error, sizeof(x->res->shape_error), "%s", where.data);
     buf_free(&where);
+}
+
+int soap_xml_fail_value(struct soap_xml *x, const char *what, const char *text, size_t len,
+                        const char *expected)
+{
+    int shown = (int)(len > SHOWN_VALUE_MAX ? SHOWN_VALUE_MAX : len);
+    soap_xml_fail(x, "%s \"%.*s\" is not %s", what, shown, text, expected);
+    return -1;
 }
 
 const char *soap_xml_attribute(struct soap_xml *x, const char *name, size_t *len)

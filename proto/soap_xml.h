@@ -63,6 +63,10 @@ int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, 
 
 /* For handlers: records a shape error prefixed with where it is ("RowData: batch 2: row 5: "). */
 void soap_xml_fail(struct soap_xml *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* soap_xml_fail for a value that does not parse: what "<text>" is not <expected>, the text cut
+ * at 32 bytes. Returns -1. */
+int soap_xml_fail_value(struct soap_xml *x, const char *what, const char *text, size_t len,
+                        const char *expected);
 /* The value of an unqualified attribute of the element being opened, or NULL when absent;
  * valid until the next call. */
 const char *soap_xml_attribute(struct soap_xml *x, const char *name, size_t *len);

@@ -34,6 +34,7 @@
 #include "common/xalloc.h"
 #include "proto/schema.h"
 #include "store/mssql_sql.h"
+#include "store/sqltext.h"
 
 enum {
     MSSQL_TYPE_NVARCHAR = 231,      /* XSYBNVARCHAR: sp_executesql wants nvarchar text */
@@ -146,20 +147,12 @@ static int conn_fail(struct mssql_conn *c, const char *what, struct fault *f)
 
 static int name_check(const char *name, struct fault *f)
 {
-    if (ident_valid(name))
-        return 0;
-    fault_set(f, FAULT_INTERNAL, "mssql: refusing an invalid identifier");
-    return -1;
+    return sqltext_name_check("mssql", name, f);
 }
 
 static int schema_names_check(const struct table_schema *s, struct fault *f)
 {
-    if (name_check(s->name, f) != 0)
-        return -1;
-    for (size_t k = 0; k < s->ncolumns; k++)
-        if (name_check(s->columns[k].name, f) != 0)
-            return -1;
-    return 0;
+    return sqltext_schema_names_check("mssql", s, f);
 }
 
 /* ---- running SQL ---- */
@@ -353,12 +346,11 @@ static int database_provision(struct mssql_conn *c, struct fault *f)
     }
 }
 
-/* Logs in, provisions the database and the metadata table, and makes the session ready. */
-static int conn_connect(struct mssql_conn *c, struct fault *f)
+/* Logs in to the server with the backend's credentials (bulk copy allowed when bulk_copy) and
+ * ties the connection to c. 0, or -1 with f set. */
+static int conn_login(struct mssql_conn *c, int bulk_copy, struct fault *f)
 {
     const struct mssql_backend *b = c->backend;
-    conn_disconnect(c);
-    conn_clear(c);
     LOGINREC *login = dblogin();
     if (!login) {
         fault_set(f, FAULT_STORAGE_ERROR, "mssql: out of memory for a login");
@@ -369,7 +361,8 @@ static int conn_connect(struct mssql_conn *c, struct fault *f)
     DBSETLAPP(login, "somirrord");
     DBSETLCHARSET(login, "UTF-8");
     dbsetlversion(login, b->tds_version);
-    BCP_SETL(login, TRUE);
+    if (bulk_copy)
+        BCP_SETL(login, TRUE);
     if (b->require_encryption)
         DBSETLENCRYPT(login, TRUE);
     login_message[0] = '\0';
@@ -381,6 +374,17 @@ static int conn_connect(struct mssql_conn *c, struct fault *f)
         return -1;
     }
     dbsetuserdata(c->dbproc, (BYTE *)c);
+    return 0;
+}
+
+/* Logs in, provisions the database and the metadata table, and makes the session ready. */
+static int conn_connect(struct mssql_conn *c, struct fault *f)
+{
+    const struct mssql_backend *b = c->backend;
+    conn_disconnect(c);
+    conn_clear(c);
+    if (conn_login(c, 1, f) != 0)
+        return -1;
     struct buf sql = BUF_INIT;
     if (run_sql(c, MSSQL_SESSION_SQL, "session settings", NULL, NULL, f) != 0 ||
         database_provision(c, f) != 0)
@@ -553,26 +557,8 @@ static int mssql_tenant_drop(void *backend, const char *tenant, const char *dbna
     if (dbname_check(dbname, f) != 0)
         return -1;
     struct mssql_conn *c = conn_new(backend, tenant, dbname);
-    const struct mssql_backend *b = backend;
-    LOGINREC *login = dblogin();
     int rc = -1;
-    if (login) {
-        DBSETLUSER(login, b->user ? b->user : "");
-        DBSETLPWD(login, b->password ? b->password : "");
-        DBSETLAPP(login, "somirrord");
-        DBSETLCHARSET(login, "UTF-8");
-        dbsetlversion(login, b->tds_version);
-        if (b->require_encryption)
-            DBSETLENCRYPT(login, TRUE);
-        login_message[0] = '\0';
-        c->dbproc = dbopen(login, b->server);
-        dbloginfree(login);
-    }
-    if (!c->dbproc) {
-        fault_set(f, FAULT_STORAGE_ERROR, "mssql: login to %s: %s", b->server,
-                  login_message[0] ? login_message : "failed");
-    } else {
-        dbsetuserdata(c->dbproc, (BYTE *)c);
+    if (conn_login(c, 0, f) == 0) {
         struct buf sql = BUF_INIT;
         struct rpc_arg arg;
         db_param(c, &arg);
@@ -736,24 +722,26 @@ static int mssql_table_create(void *conn, const struct table_schema *schema, str
     return run_buf(c, &sql, "create table", f);
 }
 
-static int mssql_table_drop(void *conn, const char *table, struct fault *f)
+/* One statement on a named table, its text made by put_sql (mssql_sql.h). */
+static int table_statement(struct mssql_conn *c, const char *table,
+                           void (*put_sql)(struct buf *, const char *, const char *),
+                           const char *what, struct fault *f)
 {
-    struct mssql_conn *c = conn;
     if (name_check(table, f) != 0)
         return -1;
     struct buf sql = BUF_INIT;
-    mssql_drop_table(&sql, c->backend->schema, table);
-    return run_buf(c, &sql, "drop table", f);
+    put_sql(&sql, c->backend->schema, table);
+    return run_buf(c, &sql, what, f);
+}
+
+static int mssql_table_drop(void *conn, const char *table, struct fault *f)
+{
+    return table_statement(conn, table, mssql_drop_table, "drop table", f);
 }
 
 static int mssql_table_wipe(void *conn, const char *table, struct fault *f)
 {
-    struct mssql_conn *c = conn;
-    if (name_check(table, f) != 0)
-        return -1;
-    struct buf sql = BUF_INIT;
-    mssql_wipe_table(&sql, c->backend->schema, table);
-    return run_buf(c, &sql, "wipe", f);
+    return table_statement(conn, table, mssql_wipe_table, "wipe", f);
 }
 
 static int mssql_table_alter(void *conn, const struct table_schema *old_schema,

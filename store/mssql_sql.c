@@ -7,17 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store/sqltext.h"
+
 /* ---- names and literals ---- */
 
 void mssql_put_ident(struct buf *b, const char *name)
 {
-    buf_putc(b, '[');
-    for (const char *p = name; *p; p++) {
-        if (*p == ']')
-            buf_putc(b, ']');
-        buf_putc(b, *p);
-    }
-    buf_putc(b, ']');
+    sqltext_put_quoted(b, name, '[', ']');
 }
 
 void mssql_put_table(struct buf *b, const char *schema, const char *table)
@@ -33,13 +29,7 @@ static void put_string(struct buf *b, const char *s, size_t len, int national)
 {
     if (national)
         buf_putc(b, 'N');
-    buf_putc(b, '\'');
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '\'')
-            buf_putc(b, '\'');
-        buf_putc(b, s[i]);
-    }
-    buf_putc(b, '\'');
+    sqltext_put_string(b, s, len);
 }
 
 void mssql_put_nstring(struct buf *b, const char *s, size_t len)
@@ -152,19 +142,6 @@ static int is_unicode(enum sql_kind kind)
     return kind == SQL_NCHAR || kind == SQL_NVARCHAR || kind == SQL_NTEXT || kind == SQL_XML;
 }
 
-static int number_valid(const char *text)
-{
-    return text && *text && strspn(text, "0123456789.eE+-") == strlen(text);
-}
-
-static int hex_valid(const char *text, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!text[i] || !strchr("0123456789abcdefABCDEF", text[i]))
-            return 0;
-    return 1;
-}
-
 static const char *function_name(enum default_function fn)
 {
     switch (fn) {
@@ -189,7 +166,7 @@ int mssql_put_default(struct buf *b, const struct column *col)
         buf_puts(b, "(NULL)");
         return 0;
     case DEF_NUMBER:
-        if (!number_valid(d->text))
+        if (!sqltext_number_valid(d->text))
             return -1;
         buf_printf(b, "(%s)", d->text);
         return 0;
@@ -200,7 +177,7 @@ int mssql_put_default(struct buf *b, const struct column *col)
         buf_putc(b, ')');
         return 0;
     case DEF_BINARY:
-        if (!hex_valid(d->text ? d->text : "", d->len))
+        if (!sqltext_hex_valid(d->text ? d->text : "", d->len))
             return -1;
         buf_printf(b, "(0x%.*s)", (int)d->len, d->text ? d->text : "");
         return 0;
@@ -252,11 +229,7 @@ void mssql_create_table(struct buf *b, const char *schema, const struct table_sc
         mssql_put_column(b, s->name, &s->columns[k]);
     }
     buf_puts(b, ", PRIMARY KEY (");
-    for (size_t p = 0; p < s->npk; p++) {
-        if (p)
-            buf_puts(b, ", ");
-        mssql_put_ident(b, s->columns[s->pk[p]].name);
-    }
+    sqltext_put_keys(b, s, mssql_put_ident);
     buf_puts(b, "));");
 }
 
@@ -541,11 +514,7 @@ void mssql_stage_apply(struct buf *b, const char *schema, const struct table_sch
         buf_puts(b, "INSERT INTO ");
         mssql_put_table(b, schema, s->name);
         buf_puts(b, " (");
-        for (size_t k = 0; k < s->ncolumns; k++) {
-            if (k)
-                buf_puts(b, ", ");
-            mssql_put_ident(b, s->columns[k].name);
-        }
+        sqltext_put_columns(b, s, mssql_put_ident);
         buf_puts(b, ") SELECT ");
         for (size_t k = 0; k < s->ncolumns; k++) {
             if (k)

@@ -903,6 +903,26 @@ static int pg_table_wipe(void *conn, const char *table, struct fault *f)
     return table_statement(conn, "TRUNCATE TABLE ", table, "wipe", f);
 }
 
+/* "ALTER TABLE t ALTER COLUMN c SET DEFAULT ...;", or DROP DEFAULT when the column's default
+ * renders nothing. */
+static void put_alter_default(struct buf *sql, const char *table, const struct column *col)
+{
+    buf_puts(sql, "ALTER TABLE ");
+    put_ident(sql, table);
+    buf_puts(sql, " ALTER COLUMN ");
+    put_ident(sql, col->name);
+    size_t before = sql->len;
+    buf_puts(sql, " SET");
+    size_t mark = sql->len;
+    put_default(sql, col);
+    if (sql->len == mark) {
+        sql->len = before;   /* nothing rendered: leave the default out */
+        sql->data[sql->len] = '\0';
+        buf_puts(sql, " DROP DEFAULT");
+    }
+    buf_puts(sql, ";\n");
+}
+
 /* Added columns: existing rows get NULL (nullable) or the constant default (NOT NULL, which
  * the planner only allows with one); new rows get the default. Dropped columns go; changed
  * defaults are set or dropped. */
@@ -922,47 +942,12 @@ static int pg_table_alter(void *conn, const struct table_schema *old_schema,
         buf_puts(&sql, " ADD COLUMN ");
         put_column(&sql, col, !col->nullable);
         buf_puts(&sql, ";\n");
-        if (col->nullable && col->has_default) {
-            buf_puts(&sql, "ALTER TABLE ");
-            put_ident(&sql, old_schema->name);
-            buf_puts(&sql, " ALTER COLUMN ");
-            put_ident(&sql, col->name);
-            size_t before = sql.len;
-            buf_puts(&sql, " SET");
-            size_t mark = sql.len;
-            put_default(&sql, col);
-            if (sql.len == mark) {
-                sql.len = before;   /* nothing rendered: leave the default out */
-                sql.data[sql.len] = '\0';
-                buf_puts(&sql, " DROP DEFAULT");
-            }
-            buf_puts(&sql, ";\n");
-        }
+        if (col->nullable && col->has_default)
+            put_alter_default(&sql, old_schema->name, col);
     }
-    for (size_t i = 0; i < diff->ndropped; i++) {
-        buf_puts(&sql, "ALTER TABLE ");
-        put_ident(&sql, old_schema->name);
-        buf_puts(&sql, " DROP COLUMN ");
-        put_ident(&sql, old_schema->columns[diff->dropped[i]].name);
-        buf_puts(&sql, ";\n");
-    }
-    for (size_t i = 0; i < diff->ndefault_changed; i++) {
-        const struct column *col = &new_schema->columns[diff->default_changed[i]];
-        buf_puts(&sql, "ALTER TABLE ");
-        put_ident(&sql, old_schema->name);
-        buf_puts(&sql, " ALTER COLUMN ");
-        put_ident(&sql, col->name);
-        size_t before = sql.len;
-        buf_puts(&sql, " SET");
-        size_t mark = sql.len;
-        put_default(&sql, col);
-        if (sql.len == mark) {
-            sql.len = before;
-            sql.data[sql.len] = '\0';
-            buf_puts(&sql, " DROP DEFAULT");
-        }
-        buf_puts(&sql, ";\n");
-    }
+    sqltext_put_drop_columns(&sql, old_schema, diff, put_ident);
+    for (size_t i = 0; i < diff->ndefault_changed; i++)
+        put_alter_default(&sql, old_schema->name, &new_schema->columns[diff->default_changed[i]]);
     if (!sql.len)
         return 0;
     return exec_buf(c->db, &sql, "alter table", f);

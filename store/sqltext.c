@@ -1,10 +1,9 @@
 /* store/sqltext: SQL text pieces shared by the store drivers (see sqltext.h): quoting,
- * identifier checks, default literal checks and column lists. Pure functions; no I/O. */
+ * identifier checks, default literal checks, column lists, dropped columns and upsert clauses.
+ * Pure functions; no I/O. */
 #include "store/sqltext.h"
 
 #include <string.h>
-
-#include "proto/schema.h"
 
 void sqltext_put_quoted(struct buf *sql, const char *name, char open, char close)
 {
@@ -75,6 +74,18 @@ void sqltext_put_keys(struct buf *sql, const struct table_schema *s, sqltext_ide
         if (p)
             buf_puts(sql, ", ");
         put_ident(sql, s->columns[s->pk[p]].name);
+    }
+}
+
+void sqltext_put_drop_columns(struct buf *sql, const struct table_schema *old_schema,
+                              const struct schema_diff *diff, sqltext_ident_fn put_ident)
+{
+    for (size_t i = 0; i < diff->ndropped; i++) {
+        buf_puts(sql, "ALTER TABLE ");
+        put_ident(sql, old_schema->name);
+        buf_puts(sql, " DROP COLUMN ");
+        put_ident(sql, old_schema->columns[diff->dropped[i]].name);
+        buf_puts(sql, ";\n");
     }
 }
 

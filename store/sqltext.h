@@ -1,13 +1,14 @@
-/* store/sqltext: SQL text pieces the store drivers share (sqlite.c, postgresql.c,
+/* store/sqltext: SQL text pieces the store drivers share (sqlite.c, postgresql.c, mssql.c,
  * mssql_sql.c): quoted identifiers and string literals, the identifier checks made before any
- * name is pasted into SQL, the shape checks of default literals, and column lists. Pure
- * functions that append to a struct buf; no I/O. */
+ * name is pasted into SQL, the shape checks of default literals, column lists, dropped columns
+ * and upsert clauses. Pure functions that append to a struct buf; no I/O. */
 #ifndef SOMIRROR_STORE_SQLTEXT_H
 #define SOMIRROR_STORE_SQLTEXT_H
 #include <stddef.h>
 
 #include "common/buf.h"
 #include "proto/fault.h"
+#include "proto/schema.h"
 #include "proto/types.h"
 
 /* Appends one identifier as the driver spells it in SQL text. */
@@ -34,6 +35,9 @@ int sqltext_hex_valid(const char *text, size_t len);
 void sqltext_put_columns(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident);
 /* "k1, k2, ..." for the key columns of s in key order. */
 void sqltext_put_keys(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident);
+/* "ALTER TABLE t DROP COLUMN c;\n" for every column of old_schema (table t) that diff drops. */
+void sqltext_put_drop_columns(struct buf *sql, const struct table_schema *old_schema,
+                              const struct schema_diff *diff, sqltext_ident_fn put_ident);
 /* The end of "INSERT ... ON CONFLICT (keys": ") DO UPDATE SET c = excluded.c, ..." for every
  * column outside the key, or ") DO NOTHING" when every column is in the key. */
 void sqltext_put_conflict_update(struct buf *sql, const struct table_schema *s,

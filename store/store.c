@@ -217,10 +217,11 @@ static struct table_meta *meta_find(struct table_meta *meta, size_t n, const cha
     return NULL;
 }
 
-/* Begins the call's transaction and reads the metadata. */
+/* Begins the call's transaction and reads the metadata; first trims the schema cache. */
 static int call_begin(struct store_tenant *t, struct arena *arena, struct table_meta **meta,
                       size_t *nmeta, struct fault *f)
 {
+    schema_cache_trim(t);
     const struct store_driver *driver = t->store->driver;
     if (driver->begin(t->conn, f) != 0)
         return -1;
@@ -335,7 +336,6 @@ int store_table_schema(struct store_tenant *t, struct table_schema *tables, size
     }
     if (table_names_unique(tables, n, f) != 0)
         return -1;
-    schema_cache_trim(t);
     struct table_meta *meta;
     size_t nmeta;
     if (call_begin(t, arena, &meta, &nmeta, f) != 0)
@@ -670,7 +670,6 @@ int store_row_data(struct store_tenant *t, const struct batch *batches, size_t n
         fault_set(f, FAULT_MALFORMED_REQUEST, "RowData has no batches");
         return -1;
     }
-    schema_cache_trim(t);
     struct table_meta *meta;
     size_t nmeta;
     if (call_begin(t, arena, &meta, &nmeta, f) != 0)

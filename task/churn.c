@@ -75,17 +75,7 @@ static int64_t next_key(sqlite3 *db, const struct table_schema *t)
 static int churn_insert(sqlite3 *db, const struct table_schema *t, struct prng *p, char *err,
                         size_t errlen)
 {
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "INSERT INTO ");
-    sql_put_ident(&sql, t->name);
-    buf_puts(&sql, " (");
-    sql_put_columns(&sql, t, "", 0);
-    buf_puts(&sql, ") VALUES (");
-    for (size_t c = 0; c < t->ncolumns; c++)
-        buf_puts(&sql, c ? ", ?" : "?");
-    buf_puts(&sql, ")");
-    sqlite3_stmt *stmt = sql_prepare(db, sql.data, err, errlen);
-    buf_free(&sql);
+    sqlite3_stmt *stmt = sql_prepare_insert(db, t, err, errlen);
     if (!stmt)
         return -1;
     int64_t key = is_integer(&t->columns[t->pk[0]]) ? next_key(db, t) : 0;

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/soap.h"
@@ -38,13 +39,6 @@ struct cycle {
     struct arena arena;          /* the current call's parsed answer */
     char nonce[33];
 };
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int fail(struct cycle *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(struct cycle *c, const char *fmt, ...)
@@ -221,7 +215,7 @@ static long count_pending(sqlite3 *db, const struct table_schema *t, int full, i
 static void show_progress(const struct cycle_table *ct, long total, double started, int last)
 {
     long sent = (long)(ct->inserted + ct->updated + ct->deleted);
-    double elapsed = now_seconds() - started;
+    double elapsed = monotonic_seconds() - started;
     fprintf(stderr, "\r  %-32s %9ld rows %9.0f rows/s %5.1f%%%s", ct->name, sent,
             elapsed > 0 ? (double)sent / elapsed : 0.0,
             total > 0 ? 100.0 * (double)sent / (double)total : 100.0, last ? "\n" : "");
@@ -259,7 +253,7 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
                      current, err, sizeof err) != 0)
         return fail(c, "%s: %s", t->name, err);
     long total = opt->progress ? count_pending(c->src.db, t, ct->full_load, lsn, current) : 0;
-    double started = now_seconds();
+    double started = monotonic_seconds();
     long calls = 0;
     int rc = 0;
     while (rc == 0 && !cursor.done) {
@@ -366,7 +360,7 @@ int cycle_run(const struct cycle_options *opt, struct cycle_result *result)
 {
     memset(result, 0, sizeof *result);
     struct cycle c = {.opt = opt, .result = result};
-    double started = now_seconds();
+    double started = monotonic_seconds();
     buf_init(&c.body);
     buf_init(&c.response);
     arena_init(&c.arena);
@@ -381,7 +375,7 @@ int cycle_run(const struct cycle_options *opt, struct cycle_result *result)
         if (rc == 0)
             rc = replicate(&c);
     }
-    result->seconds = now_seconds() - started;
+    result->seconds = monotonic_seconds() - started;
     if (rc < 0)
         log_error("tenant %s: cycle failed: %s", opt->tenant, result->error);
     else if (result->outcome == CYCLE_OK)

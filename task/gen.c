@@ -623,17 +623,7 @@ static long table_rows(const struct gen_table *gt, long scale)
 static int fill_table(sqlite3 *db, const struct table_schema *t, long rows, struct prng *p,
                       char *err, size_t errlen)
 {
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "INSERT INTO ");
-    sql_put_ident(&sql, t->name);
-    buf_puts(&sql, " (");
-    sql_put_columns(&sql, t, "", 0);
-    buf_puts(&sql, ") VALUES (");
-    for (size_t c = 0; c < t->ncolumns; c++)
-        buf_puts(&sql, c ? ", ?" : "?");
-    buf_puts(&sql, ")");
-    sqlite3_stmt *stmt = sql_prepare(db, sql.data, err, errlen);
-    buf_free(&sql);
+    sqlite3_stmt *stmt = sql_prepare_insert(db, t, err, errlen);
     if (!stmt)
         return -1;
     for (long r = 0; r < rows; r++) {

@@ -115,12 +115,7 @@ int rowdata_open(struct rowdata_cursor *c, sqlite3 *db, const struct table_schem
     c->position = position;
     struct buf sql = BUF_INIT;
     if (mode == ROWDATA_FULL) {
-        buf_puts(&sql, "SELECT ");
-        sql_put_columns(&sql, t, "", 0);
-        buf_puts(&sql, " FROM ");
-        sql_put_ident(&sql, t->name);
-        buf_puts(&sql, " ORDER BY ");
-        sql_put_columns(&sql, t, "", 1);
+        sql_put_select_in_key_order(&sql, t);
     } else {
         buf_puts(&sql, "SELECT ct.\"_somirror_op\", ct.\"_somirror_version\", ");
         sql_put_columns(&sql, t, "ct.", 1);

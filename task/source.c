@@ -90,6 +90,16 @@ void sql_put_columns(struct buf *b, const struct table_schema *t, const char *pr
     }
 }
 
+void sql_put_select_in_key_order(struct buf *b, const struct table_schema *t)
+{
+    buf_puts(b, "SELECT ");
+    sql_put_columns(b, t, "", 0);
+    buf_puts(b, " FROM ");
+    sql_put_ident(b, t->name);
+    buf_puts(b, " ORDER BY ");
+    sql_put_columns(b, t, "", 1);
+}
+
 int sql_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
 {
     char *message = NULL;
@@ -117,6 +127,23 @@ sqlite3_stmt *sql_prepare(sqlite3 *db, const char *sql, char *err, size_t errlen
         sqlite3_finalize(stmt);
         return NULL;
     }
+    return stmt;
+}
+
+sqlite3_stmt *sql_prepare_insert(sqlite3 *db, const struct table_schema *t, char *err,
+                                 size_t errlen)
+{
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, "INSERT INTO ");
+    sql_put_ident(&sql, t->name);
+    buf_puts(&sql, " (");
+    sql_put_columns(&sql, t, "", 0);
+    buf_puts(&sql, ") VALUES (");
+    for (size_t c = 0; c < t->ncolumns; c++)
+        buf_puts(&sql, c ? ", ?" : "?");
+    buf_puts(&sql, ")");
+    sqlite3_stmt *stmt = sql_prepare(db, sql.data, err, errlen);
+    buf_free(&sql);
     return stmt;
 }
 

@@ -61,6 +61,8 @@ void task_strings_free(struct cfg_strings *list);
 void sql_put_ident(struct buf *b, const char *name);
 /* Appends prefix"c1", prefix"c2", ... for every column, or only the key columns. */
 void sql_put_columns(struct buf *b, const struct table_schema *t, const char *prefix, int key_only);
+/* Appends "SELECT <every column> FROM <table> ORDER BY <key columns>". */
+void sql_put_select_in_key_order(struct buf *b, const struct table_schema *t);
 /* Runs one or more statements. 0, or -1 with err. */
 int sql_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* Ends the open transaction: COMMIT when rc is 0, else ROLLBACK (err keeps the first error).
@@ -68,6 +70,9 @@ int sql_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 int sql_finish(sqlite3 *db, int rc, char *err, size_t errlen);
 /* Prepares sql. NULL with err on failure. */
 sqlite3_stmt *sql_prepare(sqlite3 *db, const char *sql, char *err, size_t errlen);
+/* Prepares "INSERT INTO <table> (<every column>) VALUES (?, ...)". NULL with err on failure. */
+sqlite3_stmt *sql_prepare_insert(sqlite3 *db, const struct table_schema *t, char *err,
+                                 size_t errlen);
 /* The SQLite storage class a source column of this type uses ("INTEGER", "REAL", "TEXT",
  * "BLOB"): exact values for every SQL Server type (decimals as text). */
 const char *sql_storage_type(const struct sql_type *type);

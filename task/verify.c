@@ -126,12 +126,7 @@ static int reader_open(struct table_reader *r, sqlite3 *db, const struct table_s
 {
     memset(r, 0, sizeof *r);
     struct buf sql = BUF_INIT;
-    buf_puts(&sql, "SELECT ");
-    sql_put_columns(&sql, t, "", 0);
-    buf_puts(&sql, " FROM ");
-    sql_put_ident(&sql, t->name);
-    buf_puts(&sql, " ORDER BY ");
-    sql_put_columns(&sql, t, "", 1);
+    sql_put_select_in_key_order(&sql, t);
     r->stmt = sql_prepare(db, sql.data, err, errlen);
     buf_free(&sql);
     if (!r->stmt)

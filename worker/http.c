@@ -20,6 +20,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "worker/tls.h"
@@ -59,13 +60,6 @@ struct wrk_http {
     void *on_drained_arg;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void mark_worker_state(struct wrk_http *http)
 {
     enum worker_state state = http->calls_in_flight ? WORKER_BUSY
@@ -80,7 +74,7 @@ static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info 
 {
     struct wrk_http *http = arg;
     if (info->n_added > 0)
-        http->last_input_ms = now_ms();
+        http->last_input_ms = monotonic_ms();
 }
 
 /* evhttp's bevcb: each connection's bufferevent (TLS for a TLS listener), input watched. */
@@ -191,7 +185,7 @@ static void route_request(struct evhttp_request *req, void *arg)
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
     struct wrk_http *http = arg;
-    if (http->calls_in_flight == 0 && now_ms() - http->last_input_ms >= DRAIN_QUIET_MS) {
+    if (http->calls_in_flight == 0 && monotonic_ms() - http->last_input_ms >= DRAIN_QUIET_MS) {
         http->on_drained(http->on_drained_arg);
         return;
     }

@@ -117,12 +117,11 @@ def check_kill_master():
         os.kill(d.pid, signal.SIGKILL)
         d.proc.wait(10)
         th.join(60)
-        # The call in hand is finished (answered, or at least all-or-nothing).
-        if "resp" in box:
-            PL.ok_states(box["resp"], "the call in hand when the master died")
-            R.check(R.count_and_lsn(p) == (ROWS, 777), "rows/lsn %r" % (R.count_and_lsn(p),))
-        else:
-            R.check(R.count_and_lsn(p) in ((0, -1), (ROWS, 777)), "half-applied: %r" % (R.count_and_lsn(p),))
+        # The call in hand is finished and answered.
+        R.check(R.count_and_lsn(p) in ((0, -1), (ROWS, 777)), "half-applied: %r" % (R.count_and_lsn(p),))
+        R.check("resp" in box, "the call in hand when the master died was not answered: %r" % box.get("error"))
+        PL.ok_states(box["resp"], "the call in hand when the master died")
+        R.check(R.count_and_lsn(p) == (ROWS, 777), "rows/lsn %r" % (R.count_and_lsn(p),))
         # Orphaned workers must go, within a bound.
         try:
             H.wait_until(lambda: not any(H.pid_alive(w) for w in workers), 15,

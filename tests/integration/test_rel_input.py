@@ -34,7 +34,6 @@ def somirrord_t(path):
 
 def config_cases(s):
     good = open(s.config).read()
-    cfg = H.read_config(s.config)
 
     def variant(**over):
         c = H.read_config(s.config)

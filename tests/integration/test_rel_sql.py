@@ -13,10 +13,8 @@ PostgreSQL store (that part is skipped otherwise):
 - values with quotes, backslashes, SQL comments, dollar quotes, placeholders, NULs and
   control characters (via <B>) round-trip exactly, including as primary-key values (insert,
   update and delete by such keys)."""
-import base64
 import os
 import sqlite3
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "hooks/hooks.h"
 
@@ -85,13 +86,6 @@ static void put_file(const char *name, const char *text)
     fclose(f);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -107,9 +101,9 @@ static int file_exists(const char *path)
 /* Waits up to seconds for path to exist. */
 static int wait_file(const char *path, double seconds)
 {
-    double end = now_s() + seconds;
+    double end = monotonic_seconds() + seconds;
     while (!file_exists(path))
-        if (now_s() > end)
+        if (monotonic_seconds() > end)
             return 0;
         else
             sleep_ms(20);
@@ -126,11 +120,11 @@ static struct tenant_view view(void)
 /* Waits until last_hook starts with prefix; returns whether it did. */
 static int wait_last_hook(const char *prefix, double seconds)
 {
-    double end = now_s() + seconds;
+    double end = monotonic_seconds() + seconds;
     for (;;) {
         if (strncmp(view().last_hook, prefix, strlen(prefix)) == 0)
             return 1;
-        if (now_s() > end)
+        if (monotonic_seconds() > end)
             return 0;
         sleep_ms(20);
     }
@@ -231,9 +225,9 @@ START_TEST(runner_kills_at_limit)
     struct hook_job job = sh_job(script, &cmd);
     job.timeout_ms = 400;
     job.kill_grace_ms = 300;
-    double t0 = now_s();
+    double t0 = monotonic_seconds();
     ck_assert_int_eq(hooks_supervise(&job), -1);
-    double took = now_s() - t0;
+    double took = monotonic_seconds() - t0;
     ck_assert_msg(took >= 0.6 && took < 5, "took %.2f s", took);
     ck_assert_str_eq(view().last_hook, "cycle_completed: killed at the time limit (1 s)");
     char *pid_text = slurp(path_in("sleep.pid"));
@@ -241,8 +235,8 @@ START_TEST(runner_kills_at_limit)
     long sleeper = atol(pid_text);
     free(pid_text);
     ck_assert_int_gt(sleeper, 0);
-    double end = now_s() + 3;
-    while (!process_gone(sleeper) && now_s() < end)
+    double end = monotonic_seconds() + 3;
+    while (!process_gone(sleeper) && monotonic_seconds() < end)
         sleep_ms(20);
     ck_assert_msg(process_gone(sleeper), "the hook's background process %ld survived", sleeper);
     char *log = slurp(log_path);
@@ -259,16 +253,17 @@ START_TEST(spawn_detached_one_per_tenant)
     snprintf(script, sizeof(script), "sleep 1; echo done > '%s'", path_in("done"));
     struct hook_cmd cmd = {.label = "cycle_completed", .env = NULL};
     struct hook_job job = sh_job(script, &cmd);
-    double t0 = now_s();
+    double t0 = monotonic_seconds();
     ck_assert_int_eq(hooks_spawn(&job), HOOK_STARTED);
-    ck_assert_msg(now_s() - t0 < 0.5, "hooks_spawn waited %.2f s", now_s() - t0);
+    double waited = monotonic_seconds() - t0;
+    ck_assert_msg(waited < 0.5, "hooks_spawn waited %.2f s", waited);
     /* Detached: nothing of it is this process's child. */
     int status;
     ck_assert_int_eq(waitpid(-1, &status, WNOHANG), -1);
     ck_assert_int_eq(errno, ECHILD);
 
-    double end = now_s() + 5;
-    while (reg_tenant_hook_running(reg, idx) == 0 && now_s() < end)
+    double end = monotonic_seconds() + 5;
+    while (reg_tenant_hook_running(reg, idx) == 0 && monotonic_seconds() < end)
         sleep_ms(10);
     pid_t holder = reg_tenant_hook_running(reg, idx);
     ck_assert_int_ne(holder, 0);
@@ -283,8 +278,8 @@ START_TEST(spawn_detached_one_per_tenant)
 
     ck_assert(wait_file(path_in("done"), 10));
     ck_assert(wait_last_hook("cycle_completed: exit 0", 10));
-    end = now_s() + 5;
-    while (reg_tenant_hook_running(reg, idx) != 0 && now_s() < end)
+    end = monotonic_seconds() + 5;
+    while (reg_tenant_hook_running(reg, idx) != 0 && monotonic_seconds() < end)
         sleep_ms(10);
     ck_assert_int_eq(reg_tenant_hook_running(reg, idx), 0);
     char *log = slurp(log_path);

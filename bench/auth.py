@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Authenticate benchmark (`make bench-auth`).
+
+Authenticate calls per second from SENDERS processes (multiprocessing), each on its own
+keep-alive connection, for SECONDS, with tokens built before the clock starts (TENANTS tenants,
+one token each, used round-robin; every tenant's mirror is provisioned by a warm-up call first).
+Each Authenticate costs the server one RSA-2048 verify (the vendor's token) and one RSA-2048
+sign (the SignedApplicationToken), so the limit is 1/(1/sign_rate + 1/verify_rate) per core
+times the workers (at most the cores), with sign_rate and verify_rate from
+`openssl speed -seconds 3 rsa2048` run in the same run. Goal: within 0.8 of that limit. The
+senders' own CPU is measured: on a small machine they share the cores with the workers, so the
+server's CPU per call (from /proc, master and workers) is reported next to the rate, with the
+rate the measured CPU per call allows."""
+
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+
+
+def options(p):
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--senders", type=int, default=4)
+    p.add_argument("--tenants", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="somirrord workers (default: the CPU count)")
+    p.add_argument("--perf", metavar="FILE", help="perf record -g the workers into FILE (kept) and "
+                   "add the top functions to the notes")
+
+
+def openssl_speed():
+    out = subprocess.run(["openssl", "speed", "-seconds", "3", "rsa2048"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"\s*rsa\s+2048 bits\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", line)
+        if m:
+            return float(m.group(1)), float(m.group(2)), line.strip()
+    raise RuntimeError("cannot read openssl speed output:\n" + out[-2000:])
+
+
+def sender(port, action_prefix, bodies, start_at, stop_at, queue):
+    import http.client
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"%sAuthenticate"' % action_prefix}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    calls = faults = 0
+    errors = []
+    while time.time() < start_at:
+        time.sleep(0.001)
+    i = 0
+    while time.time() < stop_at:
+        conn.request("POST", "/", body=bodies[i % len(bodies)], headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        i += 1
+        calls += 1
+        if resp.status != 200 or b"<IsSuccessful>true</IsSuccessful>" not in body:
+            faults += 1
+            if len(errors) < 3:
+                errors.append(body[:300])
+    conn.close()
+    queue.put((calls, faults, errors))
+
+
+def main():
+    args = B.parse_args(__doc__.splitlines()[0], options)
+    h = B.harness()
+    import protolib  # noqa: F401  (caches the loaded vendor key)
+    ncpu = os.cpu_count() or 1
+    workers = args.workers or ncpu
+    with tempfile.TemporaryDirectory(prefix="smbench-auth", dir=args.workdir) as work:
+        keys = h.make_keys(work)
+        tenants = ["Auth%03d" % i for i in range(args.tenants)]
+        bodies = [h.envelope(h.authenticate_body(), h.make_token(keys.vendor_key, keys.vendor_cert, t, exp=7200)).encode()
+                  for t in tenants]
+        cfg = B.bench_config(h, os.path.join(work, "d"), keys, workers=workers)
+        with h.Daemon(cfg) as daemon:
+            daemon.start()
+            daemon.wait_workers(workers)
+            conn = daemon.connection()
+            for body in bodies:   # warm-up: provisions every tenant
+                status, _, answer = h.soap(daemon.port, "Authenticate", None, None, conn=conn, raw_envelope=body)
+                if b"<IsSuccessful>true" not in answer:
+                    raise RuntimeError("warm-up Authenticate failed: %r" % answer[:400])
+            conn.close()
+            ctx = multiprocessing.get_context("fork")
+            queue = ctx.Queue()
+            start_at = time.time() + 0.5
+            stop_at = start_at + args.seconds
+            shares = [bodies[i::args.senders] or bodies for i in range(args.senders)]
+            procs = [ctx.Process(target=sender, args=(daemon.port, h.ACTION_PREFIX, s, start_at, stop_at, queue))
+                     for s in shares]
+            pids = [daemon.pid] + daemon.worker_pids()
+            for p in procs:
+                p.start()
+            time.sleep(max(0.0, start_at - time.time()))
+            perf = B.perf_start(pids[1:], os.path.abspath(args.perf)) if args.perf else None
+            with B.Clock(pids) as clock:
+                results = [queue.get() for _ in procs]
+                for p in procs:
+                    p.join()
+            profile = B.perf_stop(perf, os.path.abspath(args.perf)) if perf else None
+        sign, verify, line = openssl_speed()
+    calls = sum(r[0] for r in results)
+    faults = sum(r[1] for r in results)
+    rate = calls / clock.wall
+    per_core = 1.0 / (1.0 / sign + 1.0 / verify)
+    allowed = per_core * min(workers, ncpu)
+    cpu_per_call = clock.server_cpu / max(1, calls)
+    ratio = rate / allowed
+    B.report(args, "Authenticate: %d sender processes, %d workers, %.0f s" % (args.senders, workers, args.seconds), [
+        B.row("Authenticate calls/s", rate, allowed),
+        B.row("server CPU per call (ms; ratio = limit/value)", 1000 * cpu_per_call, 1000 / per_core,
+              (1 / per_core) / cpu_per_call if cpu_per_call else None),
+        B.row("calls per server CPU-second", 1 / cpu_per_call if cpu_per_call else None, per_core),
+        B.row("faults", faults, 0, "ok" if faults == 0 else "ERRORS"),
+        ("goal: calls/s within 0.8 of the RSA limit", "", "", "met" if ratio >= 0.8 else "MISSED"),
+    ], [
+        "limit: openssl speed -seconds 3 rsa2048 in the same run: `%s` -> %.0f sign/s, %.0f verify/s, "
+        "1/(1/sign+1/verify) = %.0f Authenticate/s per core, x %d workers (cores %d)"
+        % (line, sign, verify, per_core, workers, ncpu),
+        "%d calls in %.2f s; server (master+workers) CPU %.2f s = %.0f%% of %d cores; senders' CPU %.2f s "
+        "(%.0f%% of the machine)%s" % (calls, clock.wall, clock.server_cpu, 100 * clock.server_cpu / clock.wall / ncpu,
+                                        ncpu, clock.self_cpu, 100 * clock.self_cpu / clock.wall / ncpu,
+                                        ": the senders take cores the workers would use, so the calls/s "
+                                        "ratio understates the server; the CPU-per-call ratio does not"
+                                        if clock.self_cpu / clock.wall > 0.25 * ncpu else ""),
+        "calls per server CPU-second against the per-core limit: %.2f" % ((1 / cpu_per_call) / per_core
+                                                                          if cpu_per_call else 0),
+    ] + ([B.profile_note("the workers during the run", profile)] if profile else []))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+/* common/fdio: whole writes to a file descriptor (see fdio.h). Owns no state. */
+#include "common/fdio.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+int write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
