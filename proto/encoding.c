@@ -2,6 +2,7 @@
  * (through OpenSSL's EVP codec) for <B> values. Pure functions; output in the caller's arena. */
 #include "proto/value.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -48,6 +49,21 @@ long utf8_utf16_units(const char *s, size_t len)
     long units = 0;
     size_t pos = 0;
     while (pos < len) {
+        /* ASCII runs, the common case, eight bytes at a time. */
+        uint64_t word;
+        if (len - pos >= sizeof(word)) {
+            memcpy(&word, p + pos, sizeof(word));
+            if ((word & UINT64_C(0x8080808080808080)) == 0) {
+                units += (long)sizeof(word);
+                pos += sizeof(word);
+                continue;
+            }
+        }
+        if (p[pos] < 0x80) {
+            units++;
+            pos++;
+            continue;
+        }
         int seq_units;
         size_t n = utf8_sequence(p + pos, len - pos, &seq_units);
         if (n == 0)

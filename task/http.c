@@ -3,9 +3,12 @@
  * plain HTTP or HTTPS (libevent_openssl). HTTP parsing is libevent's. */
 #include "task/task.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -183,6 +186,14 @@ int http_post(struct http_client *c, const char *soapaction, const char *body, s
     if (evhttp_make_request(c->conn, req, EVHTTP_REQ_POST, c->target) != 0) {
         snprintf(err, errlen, "%s:%d: the request could not be started", c->host, c->port);
         return -1;
+    }
+    /* The socket exists once the request is started (connect in progress, nothing written yet).
+     * Without TCP_NODELAY, Nagle holds the tail of a request larger than one segment until the
+     * server's delayed ACK: about 40 ms a call. */
+    int fd = bufferevent_getfd(evhttp_connection_get_bufferevent(c->conn));
+    if (fd >= 0) {
+        int on = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     }
     event_base_dispatch(c->base);
     if (!ex.done || ex.failed) {
