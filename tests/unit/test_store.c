@@ -3,7 +3,14 @@
  * (default sqlite); driver_setup is the one place that knows how to reach a driver, and
  * probe_open the one place that reads the mirror behind the store's back. A driver whose server
  * is not configured, or that is not in this build, skips the suite (exit 77). Tests named
- * sqlite_* check what only the SQLite driver promises (file mode, storage classes). */
+ * sqlite_* check what only the SQLite driver promises (file mode, storage classes), mssql_*
+ * what only the SQL Server driver promises (stored types, values as the server reads them).
+ *
+ * SQL Server (SOMIRROR_TEST_STORE_DRIVER=mssql, SOMIRROR_TEST_MSSQL_SERVER "host:port" or a
+ * freetds.conf name, SOMIRROR_TEST_MSSQL_USER, SOMIRROR_TEST_MSSQL_PASSWORD): every test's
+ * tenant is T<run>_<pid>_<n> (run: the pid of the test runner), so its database is
+ * Mirror_T<run>_..., and the runner drops all of this run's databases when the suite ends,
+ * failed tests' included. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +23,8 @@
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <sybfront.h>
+#include <sybdb.h>
 
 #include "common/arena.h"
 #include "common/buf.h"
@@ -28,6 +37,7 @@ static char sqlite_dir[256];
 static struct store *store;
 static struct store_tenant *tenant;
 static char tenant_name[64];
+static long run_id;                 /* the pid of the test runner: the tenants' prefix */
 static struct arena arena;
 static struct fault fault;
 
@@ -70,8 +80,14 @@ static int driver_setup(const char *driver)
     return 77;
 }
 
-static void driver_cleanup(void)
+static void ms_drop_run_databases(void);
+
+/* Removes what the run left: the SQLite directory; on SQL Server, when the suite ran
+ * (suite_ran), this run's databases. */
+static void driver_cleanup(int suite_ran)
 {
+    if (cfg.driver == STORE_MSSQL && suite_ran)
+        ms_drop_run_databases();
     if (cfg.driver != STORE_SQLITE || !sqlite_dir[0])
         return;
     struct buf cmd = BUF_INIT;
@@ -81,18 +97,339 @@ static void driver_cleanup(void)
     buf_free(&cmd);
 }
 
+/* "12.5000" -> "12.5", "3.0000" -> "3" */
+static void numeric_trim(char *text)
+{
+    if (!strchr(text, '.'))
+        return;
+    size_t len = strlen(text);
+    while (len && text[len - 1] == '0')
+        text[--len] = '\0';
+    if (len && text[len - 1] == '.')
+        text[--len] = '\0';
+}
+
+/* ---- SQL Server: the probe's own db-lib sessions ---- */
+
+/* The probe swaps in these handlers for as long as a probe session is open (the driver's own
+ * handlers keep their state in the connections they tie to a struct of theirs, which ours are
+ * not) and puts the driver's back when the session closes. */
+static char ms_message[600];
+
+static int ms_msg_handler(DBPROCESS *dbproc, DBINT msgno, int msgstate, int severity,
+                          char *msgtext, char *srvname, char *procname, int line)
+{
+    (void)dbproc;
+    (void)msgstate;
+    (void)srvname;
+    (void)procname;
+    (void)line;
+    if (severity > 10 && !ms_message[0])
+        snprintf(ms_message, sizeof(ms_message), "server message %d (severity %d): %s",
+                 (int)msgno, severity, msgtext ? msgtext : "");
+    return 0;
+}
+
+static int ms_err_handler(DBPROCESS *dbproc, int severity, int dberr, int oserr, char *dberrstr,
+                          char *oserrstr)
+{
+    (void)dbproc;
+    (void)severity;
+    if (!ms_message[0])
+        snprintf(ms_message, sizeof(ms_message), "db-lib error %d: %s%s%s%s", dberr,
+                 dberrstr ? dberrstr : "", oserr != DBNOERR && oserr && oserrstr ? " (" : "",
+                 oserr != DBNOERR && oserr && oserrstr ? oserrstr : "",
+                 oserr != DBNOERR && oserr && oserrstr ? ")" : "");
+    return INT_CANCEL;
+}
+
+/* The session settings of the driver's connections (store/mssql_sql.h), so that the suite's
+ * "x" quoting and ISO date literals mean what they mean to the store. */
+#define MS_SESSION_SQL                                                                         \
+    "SET NOCOUNT ON; SET ANSI_NULLS ON; SET ANSI_PADDING ON; SET ANSI_WARNINGS ON;"            \
+    " SET CONCAT_NULL_YIELDS_NULL ON; SET ARITHABORT ON; SET QUOTED_IDENTIFIER ON;"            \
+    " SET DATEFORMAT ymd;"
+
+/* "FROM sqlite_master" (the suite's way to ask whether a table exists) on SQL Server: the
+ * user tables and views of the current database. Names compare under the database's
+ * collation (case-insensitive by default), as mirror names do. */
+#define MS_SQLITE_MASTER                                                                       \
+    "FROM (SELECT CAST(name AS nvarchar(128)) AS name FROM sys.objects"                      \
+    " WHERE type IN ('U', 'V')) AS sqlite_master"
+
+struct ms_session {
+    DBPROCESS *dbproc;
+    MHANDLEFUNC prev_msg;
+    EHANDLEFUNC prev_err;
+    int swapped;
+};
+
+static void ms_close(struct ms_session *s)
+{
+    if (s->dbproc)
+        dbclose(s->dbproc);
+    s->dbproc = NULL;
+    if (s->swapped) {
+        dbmsghandle(s->prev_msg);
+        dberrhandle(s->prev_err);
+        s->swapped = 0;
+    }
+}
+
+/* A value as dbconvert writes it as text, trailing blanks trimmed; decimal/numeric/money without trailing fraction
+ * zeros. */
+static void ms_convert_text(DBPROCESS *dbproc, int type, const BYTE *data, DBINT len,
+                            struct buf *out)
+{
+    char text[512];
+    DBINT n = dbconvert(dbproc, type, data, len, SYBCHAR, (BYTE *)text, sizeof(text) - 1);
+    ck_assert_msg(n >= 0, "probe: cannot read a value of type %d as text", type);
+    while (n > 0 && text[n - 1] == ' ')   /* dbconvert may blank-pad to destlen */
+        n--;
+    text[n] = '\0';
+    if (type == SYBDECIMAL || type == SYBNUMERIC || type == SYBMONEY || type == SYBMONEY4)
+        numeric_trim(text);
+    buf_puts(out, text);
+}
+
+/* Column col of the current row as text in the test arena; NULL for SQL NULL. Text as is
+ * (nvarchar arrives in the login's UTF-8), binary as upper-case hex (like SQLite's hex()),
+ * date/time types as ISO text (YYYY-MM-DD hh:mm:ss[.fraction], fraction without trailing
+ * zeros, datetimeoffset with +hh:mm), float with %.15g, decimal/numeric/money without trailing
+ * fraction zeros (the same number: section 8), the rest through dbconvert. */
+static char *ms_column_text(DBPROCESS *dbproc, int col)
+{
+    BYTE *data = dbdata(dbproc, col);
+    DBINT len = dbdatlen(dbproc, col);
+    int type = dbcoltype(dbproc, col);
+    if (!data)
+        return NULL;
+    if (len < 0)
+        len = 0;
+    struct buf out = BUF_INIT;
+    switch (type) {
+    case SYBCHAR: case SYBVARCHAR: case SYBTEXT:
+        buf_append(&out, (const char *)data, (size_t)len);
+        break;
+    case SYBBINARY: case SYBVARBINARY: case SYBIMAGE:
+        for (DBINT i = 0; i < len; i++)
+            buf_printf(&out, "%02X", data[i]);
+        break;
+    case SYBFLT8: case SYBREAL: {
+        DBFLT8 v = 0;
+        ck_assert_int_gt(dbconvert(dbproc, type, data, len, SYBFLT8, (BYTE *)&v, sizeof(v)), 0);
+        buf_printf(&out, "%.15g", (double)v);
+        break;
+    }
+    case SYBDATETIME: case SYBDATETIME4: case SYBMSDATE: case SYBMSTIME: case SYBMSDATETIME2:
+    case SYBMSDATETIMEOFFSET: {
+        DBDATEREC2 d;
+        memset(&d, 0, sizeof(d));
+        if (dbanydatecrack(dbproc, &d, type, data) == SUCCEED) {
+            long ns = d.datensecond >= 0 && d.datensecond <= 999999999 ? d.datensecond : 0;
+            if (type == SYBDATETIME || type == SYBDATETIME4) {
+                /* 1/300 s ticks: read as milliseconds, as the server prints them */
+                ns = (ns + 500000) / 1000000 * 1000000;
+                if (ns > 999000000)
+                    ns = 999000000;
+            }
+            if (type != SYBMSTIME)
+                buf_printf(&out, "%04d-%02d-%02d", (int)d.dateyear, (int)d.datemonth + 1,
+                           (int)d.datedmonth);
+            if (type != SYBMSDATE) {
+                if (type != SYBMSTIME)
+                    buf_putc(&out, ' ');
+                buf_printf(&out, "%02d:%02d:%02d", (int)d.datehour, (int)d.dateminute,
+                           (int)d.datesecond);
+                if (ns) {
+                    char frac[32];
+                    snprintf(frac, sizeof(frac), ".%09ld", ns);
+                    size_t n = strlen(frac);
+                    while (frac[n - 1] == '0')
+                        frac[--n] = '\0';
+                    buf_puts(&out, frac);
+                }
+            }
+            if (type == SYBMSDATETIMEOFFSET) {
+                int tz = (int)d.datetzone;
+                buf_printf(&out, "%c%02d:%02d", tz < 0 ? '-' : '+', abs(tz) / 60, abs(tz) % 60);
+            }
+            break;
+        }
+        ms_convert_text(dbproc, type, data, len, &out);   /* what dbanydatecrack does not know */
+        break;
+    }
+    default:
+        ms_convert_text(dbproc, type, data, len, &out);
+        break;
+    }
+    char *text = arena_strdup(&arena, out.data ? out.data : "");
+    buf_free(&out);
+    return text;
+}
+
+/* Sends sql and reads every result; with out, the first column of the first row (from any
+ * result) as text, NULL when there is none. 0, or -1 with ms_message set. */
+static int ms_run(struct ms_session *s, const char *sql, char **out)
+{
+    ms_message[0] = '\0';
+    if (out)
+        *out = NULL;
+    dbfreebuf(s->dbproc);
+    int ok = dbcmd(s->dbproc, sql) == SUCCEED && dbsqlexec(s->dbproc) == SUCCEED;
+    int got = 0;
+    RETCODE rc;
+    while (ok && (rc = dbresults(s->dbproc)) != NO_MORE_RESULTS) {
+        if (rc == FAIL) {
+            ok = 0;
+            break;
+        }
+        STATUS st;
+        while ((st = dbnextrow(s->dbproc)) != NO_MORE_ROWS) {
+            if (st == FAIL) {
+                ok = 0;
+                break;
+            }
+            if (out && !got && st == REG_ROW && dbnumcols(s->dbproc) > 0) {
+                *out = ms_column_text(s->dbproc, 1);
+                got = 1;
+            }
+        }
+    }
+    if (ok && !ms_message[0])
+        return 0;
+    if (!ms_message[0])
+        snprintf(ms_message, sizeof(ms_message), "failed");
+    if (!DBDEAD(s->dbproc))
+        dbcancel(s->dbproc);
+    return -1;
+}
+
+/* Logs in the way store/mssql.c does (TDS 7.4, UTF-8, the configured encryption) and opens
+ * database dbname (NULL: the login's default). 0, or -1 with ms_message set and s closed. */
+static int ms_open(struct ms_session *s, const char *dbname)
+{
+    static int ready;
+    memset(s, 0, sizeof(*s));
+    ms_message[0] = '\0';
+    s->prev_msg = dbmsghandle(ms_msg_handler);
+    s->prev_err = dberrhandle(ms_err_handler);
+    s->swapped = 1;
+    if (!ready) {
+        /* dbinit (reference-counted, the driver's store_new called it already) resets the
+         * error handler, hence the handlers are taken before and ours set again after */
+        if (dbinit() == FAIL) {
+            snprintf(ms_message, sizeof(ms_message), "dbinit failed");
+            ms_close(s);
+            return -1;
+        }
+        dberrhandle(ms_err_handler);
+        ready = 1;
+    }
+    LOGINREC *login = dblogin();
+    if (!login) {
+        snprintf(ms_message, sizeof(ms_message), "dblogin failed");
+        ms_close(s);
+        return -1;
+    }
+    DBSETLUSER(login, cfg.mssql.user ? cfg.mssql.user : "");
+    DBSETLPWD(login, cfg.mssql.password ? cfg.mssql.password : "");
+    DBSETLAPP(login, "test_store");
+    DBSETLCHARSET(login, "UTF-8");
+    dbsetlversion(login, DBVERSION_74);
+    if (cfg.mssql.encrypt && strcmp(cfg.mssql.encrypt, "require") == 0)
+        DBSETLENCRYPT(login, TRUE);
+    s->dbproc = dbopen(login, cfg.mssql.server);
+    dbloginfree(login);
+    if (!s->dbproc) {
+        if (!ms_message[0])
+            snprintf(ms_message, sizeof(ms_message), "login to %s failed", cfg.mssql.server);
+        ms_close(s);
+        return -1;
+    }
+    if (ms_run(s, MS_SESSION_SQL, NULL) != 0) {
+        ms_close(s);
+        return -1;
+    }
+    if (dbname) {
+        ms_message[0] = '\0';
+        if (dbuse(s->dbproc, dbname) == FAIL || ms_message[0]) {
+            if (!ms_message[0])
+                snprintf(ms_message, sizeof(ms_message), "cannot use database %s", dbname);
+            ms_close(s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* sql with every "FROM sqlite_master" read as MS_SQLITE_MASTER, in the test arena. */
+static const char *ms_translate(const char *sql)
+{
+    static const char from[] = "FROM sqlite_master";
+    if (!strstr(sql, from))
+        return sql;
+    struct buf out = BUF_INIT;
+    for (const char *at; (at = strstr(sql, from)) != NULL; sql = at + strlen(from)) {
+        buf_append(&out, sql, (size_t)(at - sql));
+        buf_puts(&out, MS_SQLITE_MASTER);
+    }
+    buf_puts(&out, sql);
+    char *text = arena_strdup(&arena, out.data);
+    buf_free(&out);
+    return text;
+}
+
+/* Drops every database of this run (Mirror_T<run>_...), failed tests' included: on master,
+ * each one SINGLE_USER WITH ROLLBACK IMMEDIATE, then DROP DATABASE. */
+static void ms_drop_run_databases(void)
+{
+    struct ms_session s;
+    if (ms_open(&s, "master") != 0) {
+        fprintf(stderr, "test_store: cleanup: %s\n", ms_message);
+        return;
+    }
+    struct buf sql = BUF_INIT;
+    buf_printf(&sql,
+               "DECLARE @n sysname, @s nvarchar(max);"
+               " DECLARE dbs CURSOR LOCAL FAST_FORWARD FOR SELECT name FROM sys.databases"
+               " WHERE name LIKE N'Mirror[_]T%ld[_]%%';"
+               " OPEN dbs; FETCH NEXT FROM dbs INTO @n;"
+               " WHILE @@FETCH_STATUS = 0 BEGIN"
+               " SET @s = N'ALTER DATABASE ' + QUOTENAME(@n) + N' SET SINGLE_USER WITH ROLLBACK"
+               " IMMEDIATE; DROP DATABASE ' + QUOTENAME(@n) + N';';"
+               " EXEC (@s); FETCH NEXT FROM dbs INTO @n; END;"
+               " CLOSE dbs; DEALLOCATE dbs;",
+               run_id);
+    if (ms_run(&s, sql.data, NULL) != 0)
+        fprintf(stderr, "test_store: cleanup: %s\n", ms_message);
+    char *left = NULL;
+    buf_free(&sql);
+    buf_printf(&sql, "SELECT COUNT(*) FROM sys.databases WHERE name LIKE N'Mirror[_]T%ld[_]%%'",
+               run_id);
+    if (ms_run(&s, sql.data, &left) == 0 && left && strcmp(left, "0") != 0)
+        fprintf(stderr, "test_store: cleanup: %s databases of this run are left\n", left);
+    buf_free(&sql);
+    ms_close(&s);
+}
+
 /* A direct connection to the current tenant's mirror, for reading what the store wrote: a
- * struct probe holds a sqlite3 handle or a libpq connection. On PostgreSQL the probe session
- * gets a temp view sqlite_master(name) listing the mirror's tables, and numeric results are
- * read without trailing fraction zeros (the same number: section 8). */
+ * struct probe holds a sqlite3 handle, a libpq connection or a db-lib session. On PostgreSQL
+ * the probe session gets a temp view sqlite_master(name) listing the mirror's tables, and
+ * numeric results are read without trailing fraction zeros (the same number: section 8). On
+ * SQL Server the probe logs in as the driver does, opens Mirror_<tenant> with the driver's
+ * session settings (QUOTED_IDENTIFIER ON, DATEFORMAT ymd), reads "FROM sqlite_master" as the
+ * database's user tables and views, and reads values as ms_column_text says. */
 struct probe {
     sqlite3 *db;
     PGconn *pg;
+    struct ms_session ms;
 };
 
 static struct probe probe_open(void)
 {
-    struct probe p = {NULL, NULL};
+    struct probe p;
+    memset(&p, 0, sizeof(p));
     char dbname[128];
     snprintf(dbname, sizeof(dbname), "Mirror_%s", tenant_name);
     if (cfg.driver == STORE_POSTGRESQL) {
@@ -109,6 +446,10 @@ static struct probe probe_open(void)
         PQclear(res);
         return p;
     }
+    if (cfg.driver == STORE_MSSQL) {
+        ck_assert_msg(ms_open(&p.ms, dbname) == 0, "probe: %s", ms_message);
+        return p;
+    }
     ck_assert_msg(cfg.driver == STORE_SQLITE, "probe not written for this driver yet");
     char path[512];
     snprintf(path, sizeof(path), "%s/%s.db", sqlite_dir, dbname);
@@ -122,18 +463,7 @@ static void probe_close(struct probe *p)
         sqlite3_close(p->db);
     if (p->pg)
         PQfinish(p->pg);
-}
-
-/* "12.5000" -> "12.5", "3.0000" -> "3" */
-static void numeric_trim(char *text)
-{
-    if (!strchr(text, '.'))
-        return;
-    size_t len = strlen(text);
-    while (len && text[len - 1] == '0')
-        text[--len] = '\0';
-    if (len && text[len - 1] == '.')
-        text[--len] = '\0';
+    ms_close(&p->ms);
 }
 
 /* The first column of the first row as text (in the test arena), or NULL. */
@@ -157,6 +487,9 @@ static char *probe_text(const char *fmt, ...)
                 numeric_trim(out);
         }
         PQclear(res);
+    } else if (p.ms.dbproc) {
+        const char *text = ms_translate(sql.data);
+        ck_assert_msg(ms_run(&p.ms, text, &out) == 0, "%s: %s", text, ms_message);
     } else {
         sqlite3_stmt *stmt = NULL;
         ck_assert_msg(sqlite3_prepare_v2(p.db, sql.data, -1, &stmt, NULL) == SQLITE_OK,
@@ -192,6 +525,9 @@ static void probe_exec(const char *sql)
         ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql,
                       PQerrorMessage(p.pg));
         PQclear(res);
+    } else if (p.ms.dbproc) {
+        const char *text = ms_translate(sql);
+        ck_assert_msg(ms_run(&p.ms, text, NULL) == 0, "%s: %s", text, ms_message);
     } else {
         char *msg = NULL;
         ck_assert_msg(sqlite3_exec(p.db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql,
@@ -206,7 +542,8 @@ static void setup(void)
 {
     static int serial;
     char err[256];
-    snprintf(tenant_name, sizeof(tenant_name), "T%ld_%d", (long)getpid(), serial++);
+    snprintf(tenant_name, sizeof(tenant_name), "T%ld_%ld_%d", run_id, (long)getpid(),
+             serial++);
     arena_init(&arena);
     fault_clear(&fault);
     store = store_new(&cfg, err, sizeof(err));
@@ -1069,6 +1406,127 @@ START_TEST(sqlite_reset_seen_by_other_worker)
 }
 END_TEST
 
+/* ---- SQL Server only ---- */
+
+/* A column's type in the mirror as INFORMATION_SCHEMA spells it: "varchar(5)",
+ * "nvarchar(-1)" (max), "decimal(20,4)", "int". */
+static char *ms_column_type(const char *table, const char *column)
+{
+    return probe_text("SELECT DATA_TYPE + CASE WHEN CHARACTER_MAXIMUM_LENGTH IS NOT NULL"
+                      " THEN '(' + CAST(CHARACTER_MAXIMUM_LENGTH AS varchar(12)) + ')'"
+                      " WHEN DATA_TYPE IN ('decimal', 'numeric') THEN '(' +"
+                      " CAST(NUMERIC_PRECISION AS varchar(4)) + ',' + CAST(NUMERIC_SCALE AS"
+                      " varchar(4)) + ')' ELSE '' END FROM INFORMATION_SCHEMA.COLUMNS"
+                      " WHERE TABLE_NAME = '%s' AND COLUMN_NAME = '%s'",
+                      table, column);
+}
+
+START_TEST(mssql_types_and_values_read_back)
+{
+    static const char *const cols[] = {
+        "id|bigint|notnull|", "amount|decimal(18,4)|null|", "whole|numeric(10,0)|null|",
+        "cash|money|null|", "at|datetime2(7)|null|", "dto|datetimeoffset(3)|null|",
+        "day|date|null|", "tm|time(3)|null|", "bytes|varbinary(max)|null|",
+        "flag|bit|null|", "ratio|float|null|", "doc|xml|null|", "guid|uniqueidentifier|null|",
+        "big|nvarchar(max)|null|", "stamp|timestamp|null|", "code|char(5)|null|",
+        "ncode|nchar(3)|null|", "fixed|binary(4)|null|", "empty|varchar(5)|null|", NULL};
+    struct table_schema t = table_make("vals", "id", cols);
+    ck_assert_ptr_null(t.reject);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    static const char *const rows[] = {
+        "I:|1|123456789012.3456|12|-922337203685477.5808|2026-11-26T10:15:00.1234567|"
+        "2026-11-26T10:15:00.123+01:00|2026-02-28|23:59:59.5|@AAEC/w==|true|1.5|123|"
+        "6F9619FF-8B86-D011-B42D-00C04FC964FF|text|@AAAAAAAAB9E=|ab|xy|@AAE=|",
+        NULL};
+    struct batch b = batch_make("vals", "id,amount,whole,cash,at,dto,day,tm,bytes,flag,ratio,doc,"
+                                        "guid,big,stamp,code,ncode,fixed,empty",
+                                -1, rows);
+    rows_ok(&b, 1, 1);
+    /* the stored types: char/nchar/binary as their var forms (values kept as sent),
+     * timestamp/rowversion as binary(8) (never insertable) */
+    ck_assert_str_eq(ms_column_type("vals", "code"), "varchar(5)");
+    ck_assert_str_eq(ms_column_type("vals", "ncode"), "nvarchar(3)");
+    ck_assert_str_eq(ms_column_type("vals", "fixed"), "varbinary(4)");
+    ck_assert_str_eq(ms_column_type("vals", "stamp"), "binary(8)");
+    ck_assert_str_eq(ms_column_type("vals", "id"), "bigint");
+    ck_assert_str_eq(ms_column_type("vals", "amount"), "decimal(18,4)");
+    ck_assert_str_eq(ms_column_type("vals", "at"), "datetime2");
+    ck_assert_str_eq(ms_column_type("vals", "big"), "nvarchar(-1)");
+    ck_assert_str_eq(ms_column_type("vals", "bytes"), "varbinary(-1)");
+    /* the values, as the server holds them */
+    ck_assert_str_eq(probe_text("SELECT amount FROM vals"), "123456789012.3456");
+    ck_assert_str_eq(probe_text("SELECT whole FROM vals"), "12");
+    ck_assert_str_eq(probe_text("SELECT CAST(cash AS decimal(19,4)) FROM vals"),
+                     "-922337203685477.5808");
+    ck_assert_str_eq(probe_text("SELECT CONVERT(varchar(40), at, 121) FROM vals"),
+                     "2026-11-26 10:15:00.1234567");
+    ck_assert_str_eq(probe_text("SELECT CONVERT(varchar(40), CAST(dto AS datetime2(3)), 121)"
+                                " FROM vals"),
+                     "2026-11-26 10:15:00.123");
+    ck_assert_str_eq(probe_text("SELECT DATEPART(TZOFFSET, dto) FROM vals"), "60");
+    ck_assert_str_eq(probe_text("SELECT CONVERT(varchar(10), day, 23) + ' ' +"
+                                " CONVERT(varchar(12), tm, 114) FROM vals"),
+                     "2026-02-28 23:59:59:500");
+    ck_assert_str_eq(probe_text("SELECT bytes FROM vals"), "000102FF");
+    ck_assert_str_eq(probe_text("SELECT flag FROM vals"), "1");
+    ck_assert_str_eq(probe_text("SELECT ratio FROM vals"), "1.5");
+    ck_assert_str_eq(probe_text("SELECT CAST(doc AS nvarchar(max)) FROM vals"), "123");
+    ck_assert_str_eq(probe_text("SELECT CAST(guid AS char(36)) FROM vals"),
+                     "6F9619FF-8B86-D011-B42D-00C04FC964FF");
+    ck_assert_str_eq(probe_text("SELECT big FROM vals"), "text");
+    ck_assert_str_eq(probe_text("SELECT stamp FROM vals"), "00000000000007D1");
+    ck_assert_str_eq(probe_text("SELECT code + '|' + ncode + '|' FROM vals"), "ab|xy|");
+    ck_assert_str_eq(probe_text("SELECT fixed FROM vals"), "0001");
+    ck_assert_int_eq(probe_long("SELECT DATALENGTH(fixed) FROM vals"), 2);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM vals WHERE empty = '' AND empty IS NOT"
+                                " NULL"),
+                     1);
+}
+END_TEST
+
+START_TEST(mssql_defaults_translated)
+{
+    static const char *const cols[] = {
+        "id|int|notnull|", "a|int|notnull|((-5))", "b|nvarchar(20)|null|(N'it''s')",
+        "c|varbinary(4)|null|(0xABC)", "d|datetime|null|(getutcdate())",
+        "e|uniqueidentifier|null|(newid())", "f|decimal(20,4)|null|((123456789012.3456))",
+        "g|datetimeoffset(7)|null|(sysdatetimeoffset())", "h|int|null|(NULL)", NULL};
+    struct table_schema t = table_make("defs", "id", cols);
+    ck_assert_ptr_null(t.reject);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    probe_exec("INSERT INTO defs (id) VALUES (1)");
+    ck_assert_str_eq(probe_text("SELECT a FROM defs"), "-5");
+    ck_assert_str_eq(probe_text("SELECT b FROM defs"), "it's");
+    ck_assert_str_eq(probe_text("SELECT c FROM defs"), "0ABC");
+    ck_assert_str_eq(probe_text("SELECT f FROM defs"), "123456789012.3456");
+    ck_assert_ptr_null(probe_text("SELECT h FROM defs"));
+    char *d = probe_text("SELECT CONVERT(varchar(30), d, 121) FROM defs");
+    ck_assert_uint_eq(strlen(d), 23);
+    ck_assert_int_eq(d[10], ' ');
+    char *e = probe_text("SELECT CAST(e AS char(36)) FROM defs");
+    ck_assert_uint_eq(strlen(e), 36);
+    ck_assert_int_eq(e[14], '4');
+    ck_assert_int_eq(e[8], '-');
+    ck_assert_ptr_nonnull(probe_text("SELECT g FROM defs"));
+    /* the constraints carry the deterministic names of store/mssql_sql.h */
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sys.default_constraints WHERE parent_object_id"
+                                " = OBJECT_ID(N'[defs]', N'U') AND name LIKE 'DF[_]defs[_]%%'"),
+                     8);
+    ck_assert_str_eq(ms_column_type("defs", "f"), "decimal(20,4)");
+    /* the mirror's metadata table */
+    ck_assert_int_eq(probe_long("SELECT CASE WHEN OBJECT_ID(N'[%s_mirroring]', N'U') IS NULL"
+                                " THEN 0 ELSE 1 END", tenant_name),
+                     1);
+    ck_assert_str_eq(probe_text("SELECT tablename FROM \"%s_mirroring\" WHERE tablename ="
+                                " 'DEFS'", tenant_name),
+                     "defs");
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1109,11 +1567,20 @@ static Suite *store_suite(void)
         tcase_add_test(sq, sqlite_reset_seen_by_other_worker);
         suite_add_tcase(s, sq);
     }
+    if (cfg.driver == STORE_MSSQL) {
+        TCase *ms = tcase_create("mssql");
+        tcase_add_checked_fixture(ms, setup, teardown);
+        tcase_set_timeout(ms, 60);
+        tcase_add_test(ms, mssql_types_and_values_read_back);
+        tcase_add_test(ms, mssql_defaults_translated);
+        suite_add_tcase(s, ms);
+    }
     return s;
 }
 
 int main(void)
 {
+    run_id = (long)getpid();
     const char *driver = getenv("SOMIRROR_TEST_STORE_DRIVER");
     int rc = driver_setup(driver ? driver : "sqlite");
     if (rc != 0)
@@ -1122,7 +1589,7 @@ int main(void)
     struct store *probe = store_new(&cfg, err, sizeof(err));
     if (!probe) {
         fprintf(stderr, "test_store: %s; skipped\n", err);
-        driver_cleanup();
+        driver_cleanup(0);
         return 77;
     }
     store_free(probe);
@@ -1131,6 +1598,6 @@ int main(void)
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    driver_cleanup();
+    driver_cleanup(1);
     return failed ? 1 : 0;
 }
