@@ -1,6 +1,6 @@
 /* proto/soap_xml: the one-pass SOAP reader shared by both sides of proto/soap. Owns the
- * libxml2 text reader (one per call, never shared), the Envelope/Header/Body structure and the
- * table-driven shape matcher; see soap_xml.h. */
+ * libxml2 SAX2 push parser (one per call, never shared) and its callbacks, the
+ * Envelope/Header/Body structure and the table-driven shape matcher; see soap_xml.h. */
 #include "proto/soap_xml.h"
 
 #include <limits.h>
@@ -10,7 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <libxml/xmlreader.h>
+#include <libxml/SAX2.h>
+#include <libxml/parser.h>
+#include <libxml/parserInternals.h>
 
 #include "common/buf.h"
 #include "common/xalloc.h"
@@ -20,6 +22,9 @@
 #define FRAMES_MAX 16
 #define NO_CHILD ((size_t)-1)
 #define SHOWN_VALUE_MAX 32   /* bytes of a bad value quoted in a shape error */
+/* Bytes handed to the push parser at a time: its buffer holds one chunk plus whatever construct
+ * is still open, so memory stays bounded whatever the document's size. */
+#define PUSH_CHUNK (64 * 1024)
 
 enum frame_kind { FRAME_ENVELOPE, FRAME_HEADER, FRAME_BODY, FRAME_SHAPE };
 
@@ -33,7 +38,7 @@ struct frame {
 };
 
 struct soap_xml {
-    xmlTextReaderPtr reader;
+    xmlParserCtxtPtr parser;
     const struct soap_xml_ops *ops;
     void *ctx;
     struct soap_xml_result *res;
@@ -43,6 +48,11 @@ struct soap_xml {
     int seen_header, seen_body;
     struct buf text;        /* character data of the open text element */
     struct buf attr;        /* the attribute value handed out last */
+    const xmlChar **attrs;  /* the start tag being handled: nattrs times (localname, prefix,
+                               URI, value, end); NULL outside startElementNs */
+    int nattrs;
+    size_t text_run;        /* bytes of character data since the last markup (see characters) */
+    size_t open_elements;   /* all of them, skipped ones too (see on_start_element) */
 };
 
 static int is_xml_space(char c)
@@ -125,15 +135,24 @@ int soap_xml_fail_value(struct soap_xml *x, const char *what, const char *text, 
 
 const char *soap_xml_attribute(struct soap_xml *x, const char *name, size_t *len)
 {
-    /* The current node's own attributes, read in place (the reader's cursor stays put). */
-    const xmlNode *element = xmlTextReaderCurrentNode(x->reader);
-    for (const xmlAttr *a = element ? element->properties : NULL; a; a = a->next) {
-        if (a->ns || strcmp((const char *)a->name, name) != 0)
+    /* Unqualified attributes of the start tag being handled. Without entity substitution,
+     * libxml2 hands an attribute's '&' (from &amp; or &#38;) over as "&#38;"; decode it back. */
+    for (int i = 0; x->attrs && i < x->nattrs; i++) {
+        const xmlChar *const *a = &x->attrs[i * 5];
+        if (a[2] || strcmp((const char *)a[0], name) != 0)
             continue;
+        const char *v = (const char *)a[3], *end = (const char *)a[4];
         buf_reset(&x->attr);
-        for (const xmlNode *t = a->children; t; t = t->next)
-            if (t->content)
-                buf_puts(&x->attr, (const char *)t->content);
+        while (v < end) {
+            const char *amp = memchr(v, '&', (size_t)(end - v));
+            if (!amp) {
+                buf_append(&x->attr, v, (size_t)(end - v));
+                break;
+            }
+            buf_append(&x->attr, v, (size_t)(amp - v));
+            buf_append(&x->attr, "&", 1);
+            v = amp + ((size_t)(end - amp) >= 5 && memcmp(amp, "&#38;", 5) == 0 ? 5 : 1);
+        }
         *len = x->attr.len;
         return x->attr.data ? x->attr.data : "";
     }
@@ -274,20 +293,12 @@ static void envelope_child_start(struct soap_xml *x, const char *ns, const char 
     }
 }
 
-static void element_start(struct soap_xml *x)
+static void element_start(struct soap_xml *x, const char *ns, const char *name)
 {
     if (x->skip) {
         x->skip++;
         return;
     }
-    /* Read from the node itself: the reader's accessors look every string up in its dictionary. */
-    const xmlNode *element = xmlTextReaderCurrentNode(x->reader);
-    if (!element) {
-        env_fail(x, "cannot read an element");
-        return;
-    }
-    const char *ns = element->ns ? (const char *)element->ns->href : NULL;
-    const char *name = (const char *)element->name;
     if (x->depth == 0) {
         if (!soap_xml_ns_is(ns, SOAP_ENV_NS) || strcmp(name, "Envelope") != 0)
             env_fail(x, "not a SOAP 1.1 envelope: the root element is <%s>%s%s", name,
@@ -362,12 +373,10 @@ static void element_end(struct soap_xml *x)
     x->depth--;
 }
 
-static void character_data(struct soap_xml *x)
+static void character_data(struct soap_xml *x, const char *value, size_t len)
 {
     if (x->skip || x->depth == 0)
         return;
-    const char *value = (const char *)xmlTextReaderConstValue(x->reader);
-    size_t len = value ? strlen(value) : 0;
     const struct frame *top = &x->frames[x->depth - 1];
     if (top->kind != FRAME_SHAPE) {
         if (!all_space(value, len))
@@ -389,65 +398,182 @@ static void character_data(struct soap_xml *x)
     }
 }
 
-/* One node; returns 0 to go on, -1 to stop. */
-static int node(struct soap_xml *x)
+/* ---- SAX2 callbacks (user data: the struct soap_xml). Once an envelope error is recorded
+ * they do nothing more; soap_xml_parse stops feeding the parser. ---- */
+
+/* The limits libxml2 enforces only while building a tree (the reader's), kept without one and
+ * reported in the same words as its own errors. */
+static void tree_limit_fail(struct soap_xml *x, const char *what)
 {
-    switch (xmlTextReaderNodeType(x->reader)) {
-    case XML_READER_TYPE_ELEMENT: {
-        int empty = xmlTextReaderIsEmptyElement(x->reader);
-        element_start(x);
-        if (empty == 1)
-            element_end(x);
-        break;
-    }
-    case XML_READER_TYPE_END_ELEMENT:
-        element_end(x);
-        break;
-    case XML_READER_TYPE_TEXT:
-    case XML_READER_TYPE_CDATA:
-    case XML_READER_TYPE_WHITESPACE:
-    case XML_READER_TYPE_SIGNIFICANT_WHITESPACE:
-        character_data(x);
-        break;
-    case XML_READER_TYPE_DOCUMENT_TYPE:
-    case XML_READER_TYPE_NOTATION:
-        env_fail(x, "a DTD is not allowed");
-        break;
-    case XML_READER_TYPE_ENTITY:
-    case XML_READER_TYPE_ENTITY_REFERENCE:
-    case XML_READER_TYPE_END_ENTITY:
-        env_fail(x, "entity references are not allowed");
-        break;
-    default:   /* comments, processing instructions */
-        break;
-    }
-    return x->res->env_error[0] ? -1 : 0;
+    env_fail(x, "XML error at line %d: %s", xmlSAX2GetLineNumber(x->parser), what);
 }
+
+static void on_start_element(void *arg, const xmlChar *localname, const xmlChar *prefix,
+                             const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+                             int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+{
+    (void)prefix, (void)nb_namespaces, (void)namespaces, (void)nb_defaulted;
+    struct soap_xml *x = arg;
+    x->text_run = 0;
+    if (x->res->env_error[0])
+        return;
+    /* libxml2 refuses an element with more than xmlParserMaxDepth ancestors. */
+    if (++x->open_elements > (size_t)xmlParserMaxDepth + 1) {
+        char what[96];
+        snprintf(what, sizeof(what), "Excessive depth in document: %u use XML_PARSE_HUGE option",
+                 xmlParserMaxDepth);
+        tree_limit_fail(x, what);
+        return;
+    }
+    x->attrs = attributes;
+    x->nattrs = nb_attributes;
+    element_start(x, (const char *)uri, (const char *)localname);
+    x->attrs = NULL;
+    x->nattrs = 0;
+}
+
+static void on_end_element(void *arg, const xmlChar *localname, const xmlChar *prefix,
+                           const xmlChar *uri)
+{
+    (void)localname, (void)prefix, (void)uri;
+    struct soap_xml *x = arg;
+    x->text_run = 0;
+    if (x->res->env_error[0])
+        return;
+    x->open_elements--;
+    element_end(x);
+}
+
+/* Text (also whitespace, and the five predefined entities and character references, which
+ * libxml2 resolves), possibly in several calls for one run. A run longer than
+ * XML_MAX_TEXT_LENGTH is refused, as libxml2's tree builder refuses such a text node. */
+static void on_characters(void *arg, const xmlChar *ch, int len)
+{
+    struct soap_xml *x = arg;
+    if (x->res->env_error[0])
+        return;
+    if (x->text_run > 0 && x->text_run + (size_t)len > XML_MAX_TEXT_LENGTH) {
+        tree_limit_fail(x, "xmlSAX2Characters: huge text node");
+        return;
+    }
+    x->text_run += (size_t)len;
+    character_data(x, (const char *)ch, (size_t)len);
+}
+
+static void on_cdata(void *arg, const xmlChar *value, int len)
+{
+    struct soap_xml *x = arg;
+    x->text_run = 0;
+    if (!x->res->env_error[0])
+        character_data(x, (const char *)value, (size_t)len);
+}
+
+/* Comments and processing instructions are ignored; they only end a run of text. */
+static void on_comment(void *arg, const xmlChar *value)
+{
+    (void)value;
+    ((struct soap_xml *)arg)->text_run = 0;
+}
+
+static void on_processing_instruction(void *arg, const xmlChar *target, const xmlChar *data)
+{
+    (void)target, (void)data;
+    ((struct soap_xml *)arg)->text_run = 0;
+}
+
+/* A DOCTYPE: refused before its internal subset is even read. */
+static void on_internal_subset(void *arg, const xmlChar *name, const xmlChar *external_id,
+                               const xmlChar *system_id)
+{
+    (void)name, (void)external_id, (void)system_id;
+    struct soap_xml *x = arg;
+    env_fail(x, "a DTD is not allowed");
+    xmlStopParser(x->parser);
+}
+
+static void on_external_subset(void *arg, const xmlChar *name, const xmlChar *external_id,
+                               const xmlChar *system_id)
+{
+    on_internal_subset(arg, name, external_id, system_id);
+}
+
+static void on_entity_decl(void *arg, const xmlChar *name, int type, const xmlChar *public_id,
+                           const xmlChar *system_id, xmlChar *content)
+{
+    (void)name, (void)type, (void)public_id, (void)system_id, (void)content;
+    env_fail(arg, "a DTD is not allowed");
+}
+
+/* No entity is ever resolved (the predefined ones never get here): an undeclared one is then
+ * libxml2's well-formedness error. */
+static xmlEntityPtr on_get_entity(void *arg, const xmlChar *name)
+{
+    (void)arg, (void)name;
+    return NULL;
+}
+
+static void on_reference(void *arg, const xmlChar *name)
+{
+    (void)name;
+    env_fail(arg, "entity references are not allowed");
+}
+
+static const xmlSAXHandler sax_handler = {
+    .initialized = XML_SAX2_MAGIC,
+    .startElementNs = on_start_element,
+    .endElementNs = on_end_element,
+    .characters = on_characters,
+    .ignorableWhitespace = on_characters,   /* the same callback: libxml2 then never guesses */
+    .cdataBlock = on_cdata,
+    .comment = on_comment,
+    .processingInstruction = on_processing_instruction,
+    .internalSubset = on_internal_subset,
+    .externalSubset = on_external_subset,
+    .entityDecl = on_entity_decl,
+    .getEntity = on_get_entity,
+    .getParameterEntity = on_get_entity,
+    .reference = on_reference,
+    .serror = on_xml_error,
+};
 
 int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, void *ctx,
                    struct soap_xml_result *res)
 {
     memset(res, 0, sizeof(*res));
     struct soap_xml x = {.ops = ops, .ctx = ctx, .res = res};
-    buf_init(&x.text);
-    buf_init(&x.attr);
-    /* No XML_PARSE_NOENT (entities stay unsubstituted), no DTD loading or validation, no
-     * XML_PARSE_HUGE (libxml2's default limits hold), no network. */
-    if (len == 0 || len > INT_MAX ||
-        !(x.reader = xmlReaderForMemory(doc, (int)len, NULL, NULL, XML_PARSE_NONET))) {
+    if (len == 0 || len > INT_MAX) {
         env_fail(&x, len == 0 ? "empty request body" : "cannot read the document");
         return -1;
     }
-    xmlTextReaderSetStructuredErrorHandler(x.reader, on_xml_error, &x);
-    int rc;
-    while ((rc = xmlTextReaderRead(x.reader)) == 1)
-        if (node(&x) < 0)
-            break;
-    if (rc < 0)
-        env_fail(&x, "not well-formed XML");
-    else if (rc == 0 && !res->env_error[0] && !x.seen_body)
-        env_fail(&x, "not a SOAP envelope");
-    xmlFreeTextReader(x.reader);
+    /* The first 4 bytes tell the encoding; then the rest in chunks, the last one terminating. */
+    size_t first = len < 4 ? 0 : 4;
+    xmlSAXHandler sax = sax_handler;   /* libxml2 copies it; a copy keeps the table const */
+    x.parser = xmlCreatePushParserCtxt(&sax, &x, first ? doc : NULL,
+                                       (int)first, NULL);
+    if (!x.parser) {
+        env_fail(&x, "cannot read the document");
+        return -1;
+    }
+    /* No XML_PARSE_NOENT (entities stay unsubstituted), no DTD loading or validation, no
+     * XML_PARSE_HUGE (libxml2's default limits hold), no network. */
+    xmlCtxtUseOptions(x.parser, XML_PARSE_NONET);
+    buf_init(&x.text);
+    buf_init(&x.attr);
+    size_t pos = first;
+    int rc = 0;
+    do {
+        size_t n = len - pos > PUSH_CHUNK ? PUSH_CHUNK : len - pos;
+        int last = pos + n == len;
+        rc = xmlParseChunk(x.parser, doc + pos, (int)n, last);
+        pos += n;
+    } while (rc == 0 && pos < len && !res->env_error[0]);
+    if (!res->env_error[0]) {
+        if (rc != 0 || !x.parser->wellFormed)
+            env_fail(&x, "not well-formed XML");
+        else if (!x.seen_body)
+            env_fail(&x, "not a SOAP envelope");
+    }
+    xmlFreeParserCtxt(x.parser);
     buf_free(&x.text);
     buf_free(&x.attr);
     return res->env_error[0] ? -1 : 0;

@@ -1,5 +1,5 @@
 /* proto/soap_xml: the one-pass SOAP reader under both sides of proto/soap (internal to it).
- * It owns the libxml2 reader and its hardening (no network, no DTD, no entities, errors kept
+ * It owns the libxml2 SAX2 parser and its hardening (no network, no DTD, no entities, errors kept
  * off stderr), the Envelope/Header/Body structure, and a small table-driven matcher: the shapes
  * of operation elements are described by static `struct shape` tables (in soap.c for requests,
  * soap_client.c for responses) whose handlers build the caller's structs. */

@@ -6,13 +6,28 @@
  * so that a request still being uploaded, or sent on a connection accepted just before, is
  * answered. Idle keep-alive connections are closed when the worker exits. Arrivals are seen
  * through a callback on each connection's input buffer (evhttp itself uses only the
- * bufferevent's callbacks). */
+ * bufferevent's callbacks).
+ *
+ * Deadlines (like nginx's client_header_timeout, client_body_timeout and keepalive_timeout):
+ * a connection's first request has header_timeout from the accept to finish its headers, a
+ * later one header_timeout from its first byte; every request has request_timeout from its
+ * first byte until it is complete (dispatched); an idle keep-alive connection is closed after
+ * keepalive_timeout. On expiry the connection is closed, nothing is answered. A dispatched
+ * request has no deadline (its call is never cut off). libevent's own inactivity timeout stays
+ * as a backstop. libevent 2.1 has no new-request hook and hands its bufferevent callback no
+ * connection, so each connection's state (struct conn) is made in that callback, tied to its
+ * evhttp_connection just after libevent has made it (the close callback frees the state), and
+ * found from a request through the socket. A request's start and the end of its headers are
+ * seen on the connection's input buffer, which evhttp parses only after our callback. */
 #include "worker/http.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -45,6 +60,29 @@ struct pending_call {
     int retry_ms;
 };
 
+enum conn_phase {
+    CONN_ATTACHING,      /* made by make_connection, not yet tied to its evhttp_connection */
+    CONN_WAITING,        /* no byte of the next request yet: the idle deadline */
+    CONN_HEADERS,        /* the request's headers arriving: header and request deadlines */
+    CONN_BODY,           /* headers complete, the rest arriving: the request deadline */
+    CONN_BUSY,           /* dispatched, being answered: no deadline */
+};
+
+struct conn {
+    struct wrk_http *http;
+    struct bufferevent *bev;
+    struct evhttp_connection *evcon;       /* NULL while attaching */
+    struct evbuffer_cb_entry *watch;       /* input_arrived on the input buffer */
+    struct event *timer;                   /* the attach step, then the current deadline */
+    evutil_socket_t fd;
+    enum conn_phase phase;
+    int first;                             /* the first request: its wait is header time */
+    int64_t header_deadline;               /* monotonic ms */
+    int64_t request_deadline;
+    size_t line_len;                       /* header scan: bytes of the current line so far */
+    unsigned char last;                    /* and the latest of them */
+};
+
 struct wrk_http {
     struct event_base *base;
     const struct wrk_params *params;
@@ -53,6 +91,9 @@ struct wrk_http {
     size_t nlisteners;
     size_t calls_in_flight;
     int64_t last_input_ms;          /* when request bytes last arrived */
+    struct conn **by_fd;            /* attached connections by socket */
+    size_t by_fd_len;
+    size_t nconns;
     struct event *drain_check;
     int draining;
     int shutting_down;
@@ -70,11 +111,189 @@ static void mark_worker_state(struct wrk_http *http)
 
 /* ---- connections ---- */
 
+static void conn_arm(struct conn *c, int64_t deadline_ms)
+{
+    int64_t left = deadline_ms - monotonic_ms();
+    if (left < 0)
+        left = 0;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+/* Feeds n request bytes from offset from of buf to the header scan; returns 1 once the empty
+ * line that ends the headers is in (evhttp's lines end with LF or CRLF). */
+static int headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, size_t n)
+{
+    struct evbuffer_ptr pos;
+    unsigned char chunk[512];
+    if (evbuffer_ptr_set(buf, &pos, from, EVBUFFER_PTR_SET) < 0)
+        return 0;
+    for (;;) {
+        size_t want = n < sizeof(chunk) ? n : sizeof(chunk);
+        ev_ssize_t got = want ? evbuffer_copyout_from(buf, &pos, chunk, want) : 0;
+        if (got <= 0)
+            return 0;
+        for (ev_ssize_t i = 0; i < got; i++) {
+            if (chunk[i] == '\n') {
+                if (c->line_len == 0 || (c->line_len == 1 && c->last == '\r'))
+                    return 1;
+                c->line_len = 0;
+            } else {
+                c->line_len++;
+            }
+            c->last = chunk[i];
+        }
+        n -= (size_t)got;
+        if (n == 0 || evbuffer_ptr_set(buf, &pos, (size_t)got, EVBUFFER_PTR_ADD) < 0)
+            return 0;
+    }
+}
+
+/* n bytes of the connection's request stream arrived (or were left over from the one
+ * before), at offset from of its input buffer. */
+static void request_bytes(struct conn *c, struct evbuffer *buf, size_t from, size_t n)
+{
+    const struct config *cfg = c->http->params->cfg;
+    if (c->phase == CONN_WAITING) {
+        int64_t now = monotonic_ms();
+        if (!c->first)
+            c->header_deadline = now + (int64_t)cfg->header_timeout * 1000;
+        c->request_deadline = now + (int64_t)cfg->request_timeout * 1000;
+        c->line_len = 0;
+        c->last = 0;
+        c->phase = CONN_HEADERS;
+        conn_arm(c, c->header_deadline < c->request_deadline ? c->header_deadline : c->request_deadline);
+    }
+    if (c->phase == CONN_HEADERS && headers_end_in(c, buf, from, n)) {
+        c->phase = CONN_BODY;
+        c->first = 0;
+        conn_arm(c, c->request_deadline);
+    }
+}
+
+static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg);
+
+/* evhttp's close callback: the connection is going; its bufferevent is still there. */
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct conn *c = arg;
+    struct wrk_http *http = c->http;
+    (void)evcon;
+    if (c->fd >= 0 && (size_t)c->fd < http->by_fd_len && http->by_fd[c->fd] == c)
+        http->by_fd[c->fd] = NULL;
+    http->nconns--;
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
+    event_free(c->timer);
+    free(c);
+}
+
+/* Ties c to the evhttp_connection that evhttp made around c->bev (the bufferevent's callback
+ * argument), from the next turn of the loop after the accept: no request byte can have been
+ * read then. Our reference kept the bufferevent alive until here; without callbacks it was
+ * freed (or never used) by evhttp, and so is c. Returns -1 when c was freed. */
+static int conn_attach(struct conn *c)
+{
+    bufferevent_event_cb eventcb = NULL;
+    void *cbarg = NULL;
+    struct bufferevent *bev = c->bev;
+    event_del(c->timer);
+    bufferevent_getcb(bev, NULL, NULL, &eventcb, &cbarg);
+    if (!eventcb || !cbarg) {
+        evbuffer_remove_cb_entry(bufferevent_get_input(bev), c->watch);
+        event_free(c->timer);
+        free(c);
+        bufferevent_decref(bev);
+        return -1;
+    }
+    struct wrk_http *http = c->http;
+    c->evcon = cbarg;
+    c->fd = bufferevent_getfd(bev);
+    if (c->fd >= 0) {
+        /* Answers go out at once: without this, Nagle holds the tail of an answer larger than
+         * a segment until the sender's delayed ACK (about 40 ms). */
+        int on = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+        if ((size_t)c->fd >= http->by_fd_len) {
+            size_t len = http->by_fd_len ? http->by_fd_len : 64;
+            while (len <= (size_t)c->fd)
+                len *= 2;
+            http->by_fd = xrealloc(http->by_fd, len * sizeof(*http->by_fd));
+            memset(http->by_fd + http->by_fd_len, 0, (len - http->by_fd_len) * sizeof(*http->by_fd));
+            http->by_fd_len = len;
+        }
+        http->by_fd[c->fd] = c;
+    }
+    http->nconns++;
+    evhttp_connection_set_closecb(c->evcon, conn_closed, c);
+    c->phase = CONN_WAITING;
+    c->first = 1;
+    c->header_deadline = monotonic_ms() + (int64_t)http->params->cfg->header_timeout * 1000;
+    conn_arm(c, c->header_deadline);
+    bufferevent_decref(bev);
+    return 0;
+}
+
+static void conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->phase == CONN_ATTACHING) {
+        conn_attach(c);
+        return;
+    }
+    if (c->phase == CONN_BUSY)
+        return;
+    log_debug("closing a connection: %s", c->phase == CONN_WAITING && !c->first ? "idle past keepalive_timeout"
+                                          : c->phase == CONN_BODY ? "request not complete within request_timeout"
+                                                                  : "request headers late (header_timeout)");
+    /* Outside evhttp's callbacks, on a connection with no dispatched request: evhttp frees the
+     * request it reads into, and conn_closed frees c (and this timer). */
+    evhttp_connection_free(c->evcon);
+}
+
+/* The connection of a request (NULL when it has none or is not tracked). */
+static struct conn *conn_of_request(struct wrk_http *http, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon)
+        return NULL;
+    evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    if (fd < 0 || (size_t)fd >= http->by_fd_len)
+        return NULL;
+    struct conn *c = http->by_fd[fd];
+    return c && c->evcon == evcon ? c : NULL;
+}
+
+/* evhttp's on-complete callback of a dispatched request: its answer is written, the
+ * connection waits for the next request (or evhttp closes it right after this). Bytes of the
+ * next request may be in already: evhttp consumed exactly this one's. */
+static void request_done(struct evhttp_request *req, void *arg)
+{
+    struct conn *c = arg;
+    (void)req;
+    c->phase = CONN_WAITING;
+    c->first = 0;
+    conn_arm(c, monotonic_ms() + (int64_t)c->http->params->cfg->keepalive_timeout * 1000);
+    struct evbuffer *input = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(input);
+    if (len)
+        request_bytes(c, input, 0, len);
+}
+
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg)
 {
-    struct wrk_http *http = arg;
-    if (info->n_added > 0)
-        http->last_input_ms = monotonic_ms();
+    struct conn *c = arg;
+    if (info->n_added == 0)
+        return;
+    c->http->last_input_ms = monotonic_ms();
+    if (c->phase == CONN_ATTACHING && conn_attach(c) < 0)
+        return;
+    if (c->phase == CONN_WAITING || c->phase == CONN_HEADERS) {
+        size_t len = evbuffer_get_length(input);
+        size_t n = info->n_added < len ? info->n_added : len;
+        request_bytes(c, input, len - n, n);
+    }
 }
 
 /* evhttp's bevcb: each connection's bufferevent (TLS for a TLS listener), input watched. */
@@ -87,10 +306,20 @@ static struct bufferevent *make_connection(struct event_base *base, void *arg)
                                              BEV_OPT_CLOSE_ON_FREE);
     else
         bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev || !evbuffer_add_cb(bufferevent_get_input(bev), input_arrived, lh->owner)) {
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->http = lh->owner;
+    c->bev = bev;
+    c->fd = -1;
+    c->phase = CONN_ATTACHING;
+    c->timer = evtimer_new(base, conn_timer, c);
+    if (!bev || !c->timer || !(c->watch = evbuffer_add_cb(bufferevent_get_input(bev), input_arrived, c))) {
         log_error("cannot create a connection buffer (out of memory)");
         abort();
     }
+    /* evhttp makes its connection around bev once this returns: attach to it next (a
+     * reference keeps bev until then, in case evhttp frees it first). */
+    bufferevent_incref(bev);
+    event_active(c->timer, EV_TIMEOUT, 1);
     return bev;
 }
 
@@ -99,7 +328,7 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", content_type);
-    if (http->draining)
+    if (http->draining || http->params->cfg->keepalive_timeout == 0)
         evhttp_add_header(headers, "Connection", "close");
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
@@ -164,6 +393,13 @@ static void route_request(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     int is_health = path && strcmp(path, "/healthz") == 0;
 
+    struct conn *c = conn_of_request(http, req);
+    if (c) {
+        event_del(c->timer);
+        c->phase = CONN_BUSY;
+        evhttp_request_set_on_complete_cb(req, request_done, c);
+    }
+
     if (method == EVHTTP_REQ_POST) {
         start_call(http, req);
     } else if (is_health && (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD)) {
@@ -216,8 +452,8 @@ static int listener_setup(struct wrk_http *http, struct listener_http *lh,
      * the 413 rather than a reset connection. */
     evhttp_set_max_body_size(lh->evhttp, (ev_ssize_t)cfg->max_request_bytes);
     evhttp_set_flags(lh->evhttp, EVHTTP_SERVER_LINGERING_CLOSE);
-    /* libevent 2.1 has one inactivity timeout per connection: an idle keep-alive connection
-     * and a stalled request both end after it. */
+    /* libevent's inactivity timeout (reads and writes): a backstop to the deadlines above, and
+     * the limit for a client that does not read its answer. */
     int idle = cfg->keepalive_timeout > cfg->header_timeout ? cfg->keepalive_timeout : cfg->header_timeout;
     evhttp_set_timeout(lh->evhttp, idle);
     evhttp_set_bevcb(lh->evhttp, make_connection, lh);
@@ -284,7 +520,13 @@ void wrk_http_free(struct wrk_http *http)
             SSL_CTX_free(http->listeners[i].ssl);
     }
     free(http->listeners);
+    free(http->by_fd);              /* after evhttp_free: conn_closed clears its slots */
     if (http->drain_check)
         event_free(http->drain_check);
     free(http);
+}
+
+size_t wrk_http_connections(const struct wrk_http *http)
+{
+    return http->nconns;
 }
