@@ -25,9 +25,6 @@ def options(p):
     p.add_argument("--cycles", type=int, default=100)
     p.add_argument("--changes", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--nodelay", action="store_true",
-                   help="diagnostic: run somirror-task with bench/nodelay_preload.c preloaded "
-                        "(TCP_NODELAY on its connection)")
 
 
 def percentile(values, p):
@@ -48,12 +45,6 @@ def main():
         source = os.path.join(work, "source.db")
         B.run([task, "gen", "--db", source, "--scale", str(args.scale), "--seed", "42"])
         B.run([task, "provision", "--db", source])
-        env = None
-        if args.nodelay:
-            shim = os.path.join(work, "nodelay.so")
-            B.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", shim,
-                   os.path.join(args.srcdir, "bench", "nodelay_preload.c"), "-ldl"])
-            env = dict(os.environ, LD_PRELOAD=shim)
         cfg = B.bench_config(h, os.path.join(work, "d"), keys, workers=args.workers)
         tenant = "BenchIncr"
         with h.Daemon(cfg) as daemon:
@@ -66,7 +57,7 @@ def main():
             def cycle():
                 workers = daemon.worker_pids()
                 with B.Clock(workers) as clock:
-                    proc = B.run(argv, timeout=600, env=env)
+                    proc = B.run(argv, timeout=600)
                 summary = json.loads(proc.stdout.strip().splitlines()[-1])
                 if summary["result"] != "ok":
                     raise RuntimeError("cycle failed: %s" % summary)
@@ -92,9 +83,8 @@ def main():
             verify = B.run([task, "verify", "--db", source, "--mirror",
                             os.path.join(work, "d", "mirrors", "Mirror_%s.db" % tenant), "--tenant", tenant])
         p99 = percentile(secs, 99)
-        B.report(args, "Incremental cycles: %d x churn %d, gen --scale %d (%d rows), SQLite store%s"
-                 % (args.cycles, args.changes, args.scale, full_rows,
-                    ", somirror-task with TCP_NODELAY (diagnostic preload)" if args.nodelay else ""), [
+        B.report(args, "Incremental cycles: %d x churn %d, gen --scale %d (%d rows), SQLite store"
+                 % (args.cycles, args.changes, args.scale, full_rows), [
                      B.row("cycle p50 (ms)", percentile(secs, 50)),
                      B.row("cycle p99 (ms)", p99, 100.0, "%s (goal < 100 ms)" % ("met" if p99 < 100 else "MISSED")),
                      B.row("cycle max (ms)", max(secs)),

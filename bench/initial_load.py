@@ -45,8 +45,6 @@ def options(p):
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--scale", type=int, default=3000, help="somirror-task gen --scale for part (b)")
     p.add_argument("--parts", default="a,b,c", help="which parts to run (a,b,c)")
-    p.add_argument("--nodelay", action="store_true", help="diagnostic for (b): somirror-task with "
-                   "bench/nodelay_preload.c preloaded (TCP_NODELAY on its connection)")
     p.add_argument("--perf", metavar="FILE", help="perf record -g the serving worker during (a)'s first "
                    "load into FILE (kept) and add the top functions to the notes")
 
@@ -298,12 +296,6 @@ def part_b(args, h, work, notes, results):
     task(args, "gen", "--db", source, "--scale", str(args.scale), "--seed", "42")
     task(args, "provision", "--db", source)
     print("  (b) gen --scale %d: %.1f s" % (args.scale, time.perf_counter() - t0), flush=True)
-    env = None
-    if args.nodelay:
-        shim = os.path.join(work, "nodelay.so")
-        B.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", shim,
-               os.path.join(args.srcdir, "bench", "nodelay_preload.c"), "-ldl"])
-        env = dict(os.environ, LD_PRELOAD=shim)
     cfg = B.bench_config(h, os.path.join(work, "b"), keys, workers=2)
     runs, base, base_cpu = [], [], []
     with h.Daemon(cfg) as daemon:
@@ -316,7 +308,7 @@ def part_b(args, h, work, notes, results):
                     "--app-public-key", keys.app_pub, "--tenant", tenant, "--db", source, "--json"]
             workers = daemon.worker_pids()
             with B.Clock(workers) as clock:
-                proc = B.run(argv, timeout=3600, env=env)
+                proc = B.run(argv, timeout=3600)
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             if summary["result"] != "ok":
                 raise RuntimeError("run: %s" % summary)
@@ -345,8 +337,7 @@ def part_b(args, h, work, notes, results):
     ratio_cpu = med("rows_cpu_s") / statistics.median(base_cpu)
     results.append(("b", ratio))
     results.append(("b-cpu", ratio_cpu))
-    B.report(args, "Initial load (b): generated CRM tables (gen --scale %d), SQLite store%s" % (
-        args.scale, ", somirror-task with TCP_NODELAY (diagnostic preload)" if args.nodelay else ""), [
+    B.report(args, "Initial load (b): generated CRM tables (gen --scale %d), SQLite store" % args.scale, [
         B.row("rows (%d tables)" % runs[0]["tables"], runs[0]["rows"]),
         B.row("request bytes (MB, %d calls)" % runs[0]["calls"], runs[0]["bytes"] / 1e6),
         B.row("run seconds (median, somirror-task summary)", med("seconds")),
