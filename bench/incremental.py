@@ -97,7 +97,7 @@ def main():
                      "cycle time: somirror-task's summary \"seconds\" (open source, Authenticate .. "
                      "ReplicationCompleted); churn runs before each cycle and is not timed; churn "
                      "spreads its changes over all source tables (13 mirrored + blocked ones)",
-                     "the run is verified at the end (somirror-task verify: %s)" % verify.stdout.strip()[-80:],
+                     "the run is verified at the end (somirror-task verify: %s)" % verify.stdout.strip().splitlines()[-1],
                      "somirror-task's own CPU (reading change tracking, building XML, signing the "
                      "token) is inside the cycle time",
                  ])
