@@ -175,7 +175,8 @@ static int string_fits(const struct sql_type *type, const char *s, size_t len)
         return len <= (size_t)type->length;
     case SQL_NCHAR:
     case SQL_NVARCHAR:
-        return utf8_utf16_units(s, len) <= type->length;
+        /* UTF-8 never takes fewer bytes than UTF-16 code units: short texts need no count. */
+        return len <= (size_t)type->length || utf8_utf16_units(s, len) <= type->length;
     default:
         return 1;   /* text, ntext, xml */
     }
