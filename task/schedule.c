@@ -48,6 +48,7 @@ struct pair {
     char tenant[SM_TENANT_MAX + 1];
     char app[256];
     time_t due;
+    time_t started;                  /* the last cycle's start, 0 = none yet */
     pid_t pid;                       /* 0 when not running */
     FILE *result;                    /* the child's JSON line */
     int listed;                      /* still in the current configuration */
@@ -128,6 +129,8 @@ static void sync_pairs(struct scheduler *s)
                 snprintf(p->app, sizeof p->app, "%s", app->id);
                 p->due = time(NULL);
                 log_info("tenant %s: application %s approved: first cycle now", p->tenant, p->app);
+            } else if (p->started) {
+                p->due = p->started + cfg->every_s;   /* a changed period applies at once */
             }
             p->listed = 1;
         }
@@ -189,7 +192,8 @@ static void start_cycle(struct scheduler *s, struct pair *p)
         if (!strcmp(cfg->tenants[i].context, p->tenant))
             tenant = &cfg->tenants[i];
     const struct task_app *app = taskconf_app(cfg, p->app);
-    p->due = time(NULL) + cfg->every_s;
+    p->started = time(NULL);
+    p->due = p->started + cfg->every_s;
     p->result = tmpfile();
     if (!tenant || !app || !p->result) {
         log_error("tenant %s: cannot start a cycle", p->tenant);

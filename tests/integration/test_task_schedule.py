@@ -1,0 +1,113 @@
+"""somirror-task's long-running mode (`run -c task.yaml`, the vendor's operations center in
+small): tenants with an approved, activated application cycle on the schedule; a SIGHUP rereads
+the file; a tenant that newly approves the application gets its first cycle at once; a withdrawn
+approval stops that tenant's cycles; a deactivated application stops every cycle; SIGTERM stops
+the task."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+APP = harness.DEFAULT_APP_ID
+
+
+def write_task_yaml(path, port, approved_t1, approved_t2, activated=True, every="2s"):
+    """JSON is YAML: the task config with paths relative to its own directory."""
+    conf = {
+        "vendor": {"key": "keys/vendor.key", "certificate": "keys/vendor.crt"},
+        "applications": [{"id": APP, "public_key": "keys/app.pub",
+                          "url": "http://127.0.0.1:%d/" % port, "activated": activated}],
+        "tenants": [
+            {"context": "Sched1", "source": "s1.db", "approved": [APP] if approved_t1 else []},
+            {"context": "Sched2", "source": "s2.db", "approved": [APP] if approved_t2 else []},
+        ],
+        "schedule": {"every": every, "parallel": 2},
+    }
+    with open(path, "w") as f:
+        json.dump(conf, f, indent=2)
+
+
+def calls(env, tenant):
+    try:
+        return env.daemon.ctl_json("show tenant " + tenant)["tenant"]["calls"]
+    except (KeyError, ValueError):
+        return 0   # not seen yet: the status answers an error line
+
+
+def completed(env, tenant):
+    try:
+        return env.daemon.ctl_json("show tenant " + tenant)["tenant"]["last_completed"] or 0
+    except (KeyError, ValueError):
+        return 0
+
+
+def main():
+    task = harness.program("somirror-task")
+    with tempfile.TemporaryDirectory(prefix="smsched") as work:
+        subprocess.run([task, "keys", "--out", os.path.join(work, "keys")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        keys = harness.Keys(*(os.path.join(work, "keys", n)
+                              for n in ("vendor.key", "vendor.crt", "app.xml", "app.pub")))
+        for name, seed in (("s1.db", "1"), ("s2.db", "2")):
+            db = os.path.join(work, name)
+            for args in (["gen", "--db", db, "--scale", "20", "--seed", seed], ["provision", "--db", db]):
+                subprocess.run([task] + args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with harness.server(keys=keys) as env:
+            conf = os.path.join(work, "task.yaml")
+            write_task_yaml(conf, env.daemon.port, approved_t1=True, approved_t2=False)
+            log = open(os.path.join(work, "task.log"), "w")
+            proc = subprocess.Popen([task, "run", "-c", conf], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            try:
+                # Sched1 cycles, and again on the schedule; Sched2 has not approved the application.
+                harness.wait_until(lambda: completed(env, "Sched1"), 30, what="Sched1's first cycle")
+                first = completed(env, "Sched1")
+                harness.wait_until(lambda: completed(env, "Sched1") > first, 30,
+                                   what="Sched1's next scheduled cycle")
+                assert calls(env, "Sched2") == 0, "Sched2 cycled without approving the application"
+
+                # Sched2 approves: its first cycle comes at once, not at the next period (an hour).
+                write_task_yaml(conf, env.daemon.port, approved_t1=True, approved_t2=True, every="1h")
+                os.kill(proc.pid, signal.SIGHUP)
+                harness.wait_until(lambda: completed(env, "Sched2"), 10, what="Sched2's first cycle")
+
+                # Sched1 withdraws its approval: its cycles stop while Sched2's go on.
+                write_task_yaml(conf, env.daemon.port, approved_t1=False, approved_t2=True)
+                os.kill(proc.pid, signal.SIGHUP)
+                time.sleep(2.5)   # a Sched1 cycle already started when the HUP came may finish
+                frozen = calls(env, "Sched1")
+                time.sleep(5)     # more than two schedule periods
+                assert calls(env, "Sched1") == frozen, "Sched1 kept cycling after withdrawing approval"
+                before = completed(env, "Sched2")
+                harness.wait_until(lambda: completed(env, "Sched2") > before, 30,
+                                   what="Sched2's scheduled cycles")
+
+                # The application is deactivated: no tenant cycles any more.
+                write_task_yaml(conf, env.daemon.port, approved_t1=True, approved_t2=True, activated=False)
+                os.kill(proc.pid, signal.SIGHUP)
+                time.sleep(2.5)
+                frozen = (calls(env, "Sched1"), calls(env, "Sched2"))
+                time.sleep(5)
+                assert (calls(env, "Sched1"), calls(env, "Sched2")) == frozen, \
+                    "cycles went on for a deactivated application"
+
+                os.kill(proc.pid, signal.SIGTERM)
+                rc = proc.wait(30)
+                assert rc == 0, "somirror-task exited %d on SIGTERM" % rc
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                log.close()
+    print("task schedule: ok")
+
+
+if __name__ == "__main__":
+    main()
