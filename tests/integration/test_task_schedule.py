@@ -1,5 +1,5 @@
 """somirror-task's long-running mode (`run -c task.yaml`, the vendor's operations center in
-small): tenants with an approved, activated application cycle on the schedule; a SIGHUP rereads
+small): nothing cycles inside the pause window; tenants with an approved, activated application cycle on the schedule; a SIGHUP rereads
 the file; a tenant that newly approves the application gets its first cycle at once; a withdrawn
 approval stops that tenant's cycles; a deactivated application stops every cycle; SIGTERM stops
 the task."""
@@ -18,7 +18,7 @@ import harness  # noqa: E402
 APP = harness.DEFAULT_APP_ID
 
 
-def write_task_yaml(path, port, approved_t1, approved_t2, activated=True, every="2s"):
+def write_task_yaml(path, port, approved_t1, approved_t2, activated=True, every="2s", pause=None):
     """JSON is YAML: the task config with paths relative to its own directory."""
     conf = {
         "vendor": {"key": "keys/vendor.key", "certificate": "keys/vendor.crt"},
@@ -30,6 +30,8 @@ def write_task_yaml(path, port, approved_t1, approved_t2, activated=True, every=
         ],
         "schedule": {"every": every, "parallel": 2},
     }
+    if pause:
+        conf["schedule"]["pause"] = pause
     with open(path, "w") as f:
         json.dump(conf, f, indent=2)
 
@@ -61,11 +63,21 @@ def main():
                 subprocess.run([task] + args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with harness.server(keys=keys) as env:
             conf = os.path.join(work, "task.yaml")
-            write_task_yaml(conf, env.daemon.port, approved_t1=True, approved_t2=False)
+            # Inside the nightly pause window nothing cycles.
+            now = time.gmtime()
+            minute = now.tm_hour * 60 + now.tm_min
+            window = "%02d:%02d-%02d:%02d" % ((minute - 2) % 1440 // 60, (minute - 2) % 60,
+                                              (minute + 3) % 1440 // 60, (minute + 3) % 60)
+            write_task_yaml(conf, env.daemon.port, approved_t1=True, approved_t2=False, pause=window)
             log = open(os.path.join(work, "task.log"), "w")
             proc = subprocess.Popen([task, "run", "-c", conf], stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             try:
+                time.sleep(4)
+                assert calls(env, "Sched1") == 0, "a tenant cycled inside the pause window " + window
+                write_task_yaml(conf, env.daemon.port, approved_t1=True, approved_t2=False)
+                os.kill(proc.pid, signal.SIGHUP)
+
                 # Sched1 cycles, and again on the schedule; Sched2 has not approved the application.
                 harness.wait_until(lambda: completed(env, "Sched1"), 30, what="Sched1's first cycle")
                 first = completed(env, "Sched1")
