@@ -9,9 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <sqlite3.h>
+#include "bench/sqlite_bench.h"
+
+const char bench_program[] = "crm_baseline";
 
 struct table {
     char *name;
@@ -20,24 +21,6 @@ struct table {
     size_t nrows, cap;
     sqlite3_value **values;   /* nrows * ncols */
 };
-
-static double clock_seconds(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double now_seconds(void)
-{
-    return clock_seconds(CLOCK_MONOTONIC);
-}
-
-static void die(sqlite3 *db, const char *what)
-{
-    fprintf(stderr, "crm_baseline: %s: %s\n", what, db ? sqlite3_errmsg(db) : "");
-    exit(1);
-}
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -77,7 +60,7 @@ static void load_table(sqlite3 *src, struct table *t)
     snprintf(sql, strlen(q) + 32, "SELECT * FROM %s", q);
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(src, sql, -1, &stmt, NULL) != SQLITE_OK)
-        die(src, "select");
+        bench_die(src, "select");
     t->ncols = sqlite3_column_count(stmt);
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -88,13 +71,13 @@ static void load_table(sqlite3 *src, struct table *t)
         for (int c = 0; c < t->ncols; c++) {
             sqlite3_value *v = sqlite3_value_dup(sqlite3_column_value(stmt, c));
             if (!v)
-                die(src, "value_dup");
+                bench_die(src, "value_dup");
             t->values[t->nrows * (size_t)t->ncols + (size_t)c] = v;
         }
         t->nrows++;
     }
     if (rc != SQLITE_DONE)
-        die(src, "step");
+        bench_die(src, "step");
     sqlite3_finalize(stmt);
     free(sql);
     free(q);
@@ -108,11 +91,11 @@ int main(int argc, char **argv)
     }
     sqlite3 *src;
     if (sqlite3_open_v2(argv[1], &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        die(src, "open source");
+        bench_die(src, "open source");
     sqlite3_stmt *list;
     if (sqlite3_prepare_v2(src, "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND "
                            "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", -1, &list, NULL) != SQLITE_OK)
-        die(src, "list tables");
+        bench_die(src, "list tables");
     struct table *tables = NULL;
     size_t ntables = 0;
     while (sqlite3_step(list) == SQLITE_ROW) {
@@ -130,19 +113,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < ntables; i++)
         load_table(src, &tables[i]);
 
-    sqlite3 *db;
-    if (sqlite3_open(argv[2], &db) != SQLITE_OK)
-        die(db, "open dest");
-    if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK)
-        die(db, "pragmas");
+    sqlite3 *db = bench_open_dest(argv[2], "open dest");
     for (size_t i = 0; i < ntables; i++)
         if (sqlite3_exec(db, tables[i].create_sql, NULL, NULL, NULL) != SQLITE_OK)
-            die(db, "create");
+            bench_die(db, "create");
 
     size_t rows = 0;
-    double start = now_seconds(), cpu_start = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
-    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-        die(db, "begin");
+    struct bench_timing timing;
+    bench_begin(db, &timing);
     for (size_t i = 0; i < ntables; i++) {
         struct table *t = &tables[i];
         char *q = quoted(t->name);
@@ -154,12 +132,12 @@ int main(int argc, char **argv)
         snprintf(sql + n, cap - (size_t)n, ")");
         sqlite3_stmt *stmt;
         if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
-            die(db, "prepare");
+            bench_die(db, "prepare");
         for (size_t r = 0; r < t->nrows; r++) {
             for (int c = 0; c < t->ncols; c++)
                 sqlite3_bind_value(stmt, c + 1, t->values[r * (size_t)t->ncols + (size_t)c]);
             if (sqlite3_step(stmt) != SQLITE_DONE)
-                die(db, "insert");
+                bench_die(db, "insert");
             sqlite3_reset(stmt);
         }
         rows += t->nrows;
@@ -167,10 +145,8 @@ int main(int argc, char **argv)
         free(sql);
         free(q);
     }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        die(db, "commit");
-    double seconds = now_seconds() - start;
-    double cpu = clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start;
+    double seconds, cpu;
+    bench_commit(db, &timing, &seconds, &cpu);
     sqlite3_close(db);
     printf("%zu %.6f %zu %.6f\n", rows, seconds, ntables, cpu);
 

@@ -6,27 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <sqlite3.h>
+#include "bench/sqlite_bench.h"
 
-static double clock_seconds(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double now_seconds(void)
-{
-    return clock_seconds(CLOCK_MONOTONIC);
-}
-
-static void die(sqlite3 *db, const char *what)
-{
-    fprintf(stderr, "sqlite_baseline: %s: %s\n", what, db ? sqlite3_errmsg(db) : "");
-    exit(1);
-}
+const char bench_program[] = "sqlite_baseline";
 
 int main(int argc, char **argv)
 {
@@ -55,21 +38,16 @@ int main(int argc, char **argv)
     fclose(in);
     free(line);
 
-    sqlite3 *db;
-    if (sqlite3_open(argv[1], &db) != SQLITE_OK)
-        die(db, "open");
-    if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK)
-        die(db, "pragmas");
+    sqlite3 *db = bench_open_dest(argv[1], "open");
     if (sqlite3_exec(db, argv[3], NULL, NULL, NULL) != SQLITE_OK)
-        die(db, "create");
+        bench_die(db, "create");
     sqlite3_stmt *stmt;
     if (sqlite3_prepare_v2(db, argv[4], -1, &stmt, NULL) != SQLITE_OK)
-        die(db, "prepare");
+        bench_die(db, "prepare");
     int ncols = sqlite3_bind_parameter_count(stmt);
 
-    double start = now_seconds(), cpu_start = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
-    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-        die(db, "begin");
+    struct bench_timing timing;
+    bench_begin(db, &timing);
     for (size_t r = 0; r < nlines; r++) {
         char *field = lines[r];
         for (int c = 1; c <= ncols; c++) {
@@ -82,13 +60,11 @@ int main(int argc, char **argv)
             field = tab ? tab + 1 : field + flen;
         }
         if (sqlite3_step(stmt) != SQLITE_DONE)
-            die(db, "insert");
+            bench_die(db, "insert");
         sqlite3_reset(stmt);
     }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        die(db, "commit");
-    double seconds = now_seconds() - start;
-    double cpu = clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start;
+    double seconds, cpu;
+    bench_commit(db, &timing, &seconds, &cpu);
 
     sqlite3_finalize(stmt);
     sqlite3_close(db);

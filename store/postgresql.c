@@ -795,57 +795,48 @@ static void put_time_default(struct buf *sql, enum default_function fn, const st
     buf_printf(sql, "to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US')", now);
 }
 
-/* " DEFAULT ..." for a column's parsed default; nothing when it has none or it cannot be
- * rendered safely (logged). */
-static void put_default(struct buf *sql, const struct column *col)
+/* " DEFAULT <value>" for a checked default (sqltext_default_fn); -1 for a string with a NUL. */
+static int put_default_value(struct buf *sql, const struct column *col)
 {
-    if (!col->has_default)
-        return;
     const struct default_expr *d = &col->def;
     switch (d->kind) {
-    case DEF_NULL:
-        buf_puts(sql, " DEFAULT NULL");
-        return;
     case DEF_NUMBER: {
-        if (!sqltext_number_valid(d->text))
-            break;
         const char *digits = d->text[0] == '+' ? d->text + 1 : d->text;
         if (col->type.kind == SQL_BIT) {
             buf_puts(sql, strtod(digits, NULL) != 0 ? " DEFAULT true" : " DEFAULT false");
-            return;
+            return 0;
         }
         buf_puts(sql, " DEFAULT ");
         sqltext_put_string(sql, digits, strlen(digits));
-        return;
+        return 0;
     }
-    case DEF_STRING: {
+    case DEF_STRING:
         if (memchr(d->text, '\0', d->len))
-            break;
+            return -1;
         buf_puts(sql, " DEFAULT ");
         if (stored_as_text_time(&col->type) && d->len > 10 && d->text[10] == 'T') {
             sqltext_put_string(sql, d->text, 10);
             buf_puts(sql, " || ' ' || ");
             sqltext_put_string(sql, d->text + 11, d->len - 11);
-            return;
+            return 0;
         }
         sqltext_put_string(sql, d->text, d->len);
-        return;
-    }
+        return 0;
     case DEF_BINARY:
-        if (!sqltext_hex_valid(d->text, d->len))
-            break;
         buf_printf(sql, " DEFAULT '\\x%s%.*s'::bytea", d->len % 2 ? "0" : "", (int)d->len,
                    d->text);
-        return;
+        return 0;
     case DEF_FUNCTION:
         buf_puts(sql, " DEFAULT ");
         if (d->function == FN_NEWID || d->function == FN_NEWSEQUENTIALID)
             buf_puts(sql, "upper(CAST(gen_random_uuid() AS text))");
         else
             put_time_default(sql, d->function, &col->type);
-        return;
+        return 0;
+    case DEF_NULL:
+        break;
     }
-    log_warn("column %s: default left out of the mirror", col->name);
+    return -1;
 }
 
 static void put_column(struct buf *sql, const struct column *col, int with_default)
@@ -856,7 +847,7 @@ static void put_column(struct buf *sql, const struct column *col, int with_defau
     if (!col->nullable)
         buf_puts(sql, " NOT NULL");
     if (with_default)
-        put_default(sql, col);
+        sqltext_put_default(sql, col, put_default_value);
 }
 
 /* ---- tables ---- */
@@ -914,7 +905,7 @@ static void put_alter_default(struct buf *sql, const char *table, const struct c
     size_t before = sql->len;
     buf_puts(sql, " SET");
     size_t mark = sql->len;
-    put_default(sql, col);
+    sqltext_put_default(sql, col, put_default_value);
     if (sql->len == mark) {
         sql->len = before;   /* nothing rendered: leave the default out */
         sql->data[sql->len] = '\0';
@@ -1018,16 +1009,13 @@ static int stage_create(struct pg_conn *c, const struct table_schema *s, struct 
         put_ident(&sql, s->columns[s->pk[p]].name);
         buf_printf(&sql, " = s.c%zu", s->pk[p]);
     }
-    buf_puts(&sql, ") INSERT INTO ");
-    put_ident(&sql, s->name);
-    buf_puts(&sql, " (");
-    sqltext_put_columns(&sql, s, put_ident);
-    buf_puts(&sql, ") SELECT ");
+    buf_puts(&sql, ") ");
+    sqltext_put_insert(&sql, s, put_ident);
+    buf_puts(&sql, " SELECT ");
     for (size_t k = 0; k < s->ncolumns; k++)
         buf_printf(&sql, "%sc%zu", k ? ", " : "", k);
-    buf_puts(&sql, " FROM s WHERE s.op <> 'D' ON CONFLICT (");
-    sqltext_put_keys(&sql, s, put_ident);
-    sqltext_put_conflict_update(&sql, s, put_ident);
+    buf_puts(&sql, " FROM s WHERE s.op <> 'D'");
+    sqltext_put_on_conflict(&sql, s, put_ident);
     buf_puts(&sql, "; TRUNCATE TABLE ");
     put_stage_name(&sql, serial);
     st->merge_sql = buf_steal(&sql);

@@ -54,7 +54,6 @@
 #include <sqlite3.h>
 
 #include "common/buf.h"
-#include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
 #include "store/sqltext.h"
@@ -247,18 +246,12 @@ static const char *function_sql(enum default_function fn)
            "||'-'||hex(randomblob(6)))";
 }
 
-static void put_default(struct buf *sql, const struct column *col)
+/* " DEFAULT <value>" for a checked default (sqltext_default_fn); never refuses one. */
+static int put_default_value(struct buf *sql, const struct column *col)
 {
-    if (!col->has_default)
-        return;
     const struct default_expr *d = &col->def;
     switch (d->kind) {
-    case DEF_NULL:
-        buf_puts(sql, " DEFAULT NULL");
-        return;
     case DEF_NUMBER:
-        if (!sqltext_number_valid(d->text))
-            break;
         if (is_exact_numeric(col->type.kind)) {
             const char *digits = d->text[0] == '+' ? d->text + 1 : d->text;
             buf_puts(sql, " DEFAULT ");
@@ -266,7 +259,7 @@ static void put_default(struct buf *sql, const struct column *col)
         } else {
             buf_printf(sql, " DEFAULT %s", d->text);
         }
-        return;
+        return 0;
     case DEF_STRING:
         buf_puts(sql, " DEFAULT ");
         if (is_datetime(col->type.kind) && d->len < TIME_TEXT_MAX) {
@@ -276,17 +269,17 @@ static void put_default(struct buf *sql, const struct column *col)
         } else {
             sqltext_put_string(sql, d->text, d->len);
         }
-        return;
+        return 0;
     case DEF_BINARY:
-        if (!sqltext_hex_valid(d->text, d->len))
-            break;
         buf_printf(sql, " DEFAULT X'%s%.*s'", d->len % 2 ? "0" : "", (int)d->len, d->text);
-        return;
+        return 0;
     case DEF_FUNCTION:
         buf_printf(sql, " DEFAULT %s", function_sql(d->function));
-        return;
+        return 0;
+    case DEF_NULL:
+        break;
     }
-    log_warn("column %s: default left out of the mirror", col->name);
+    return -1;
 }
 
 static void put_column(struct buf *sql, const struct column *col, int rowid_key)
@@ -300,7 +293,7 @@ static void put_column(struct buf *sql, const struct column *col, int rowid_key)
     put_type(sql, &col->type);
     if (!col->nullable)
         buf_puts(sql, " NOT NULL");
-    put_default(sql, col);
+    sqltext_put_default(sql, col, put_default_value);
 }
 
 static void put_create(struct buf *sql, const char *name, const struct table_schema *s)
@@ -729,16 +722,12 @@ static int apply_prepare(struct sqlite_conn *c, const struct table_schema *s,
                          struct apply_stmts *a, struct fault *f)
 {
     struct buf sql = BUF_INIT;
-    buf_puts(&sql, "INSERT INTO ");
-    put_ident(&sql, s->name);
-    buf_puts(&sql, " (");
-    sqltext_put_columns(&sql, s, put_ident);
-    buf_puts(&sql, ") VALUES (");
+    sqltext_put_insert(&sql, s, put_ident);
+    buf_puts(&sql, " VALUES (");
     for (size_t k = 0; k < s->ncolumns; k++)
         buf_puts(&sql, k ? ", ?" : "?");
-    buf_puts(&sql, ") ON CONFLICT (");
-    sqltext_put_keys(&sql, s, put_ident);
-    sqltext_put_conflict_update(&sql, s, put_ident);
+    buf_putc(&sql, ')');
+    sqltext_put_on_conflict(&sql, s, put_ident);
     if (prepare(c, &sql, &a->upsert, f) != 0)
         return -1;
     buf_puts(&sql, "DELETE FROM ");

@@ -1,9 +1,11 @@
 /* store/sqltext: SQL text pieces shared by the store drivers (see sqltext.h): quoting,
- * identifier checks, default literal checks, column lists, dropped columns and upsert clauses.
- * Pure functions; no I/O. */
+ * identifier checks, default literal checks, the DEFAULT clause's frame, column lists, dropped
+ * columns and upsert statements. No I/O but the log line of a default left out. */
 #include "store/sqltext.h"
 
 #include <string.h>
+
+#include "common/log.h"
 
 void sqltext_put_quoted(struct buf *sql, const char *name, char open, char close)
 {
@@ -59,6 +61,31 @@ int sqltext_hex_valid(const char *text, size_t len)
     return 1;
 }
 
+void sqltext_put_default(struct buf *sql, const struct column *col, sqltext_default_fn put_value)
+{
+    if (!col->has_default)
+        return;
+    const struct default_expr *d = &col->def;
+    int checked = 1;
+    switch (d->kind) {
+    case DEF_NULL:
+        buf_puts(sql, " DEFAULT NULL");
+        return;
+    case DEF_NUMBER:
+        checked = sqltext_number_valid(d->text);
+        break;
+    case DEF_BINARY:
+        checked = sqltext_hex_valid(d->text, d->len);
+        break;
+    case DEF_STRING:
+    case DEF_FUNCTION:
+        break;
+    }
+    if (checked && put_value(sql, col) == 0)
+        return;
+    log_warn("column %s: default left out of the mirror", col->name);
+}
+
 void sqltext_put_columns(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident)
 {
     for (size_t k = 0; k < s->ncolumns; k++) {
@@ -89,9 +116,20 @@ void sqltext_put_drop_columns(struct buf *sql, const struct table_schema *old_sc
     }
 }
 
-void sqltext_put_conflict_update(struct buf *sql, const struct table_schema *s,
-                                 sqltext_ident_fn put_ident)
+void sqltext_put_insert(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident)
 {
+    buf_puts(sql, "INSERT INTO ");
+    put_ident(sql, s->name);
+    buf_puts(sql, " (");
+    sqltext_put_columns(sql, s, put_ident);
+    buf_putc(sql, ')');
+}
+
+void sqltext_put_on_conflict(struct buf *sql, const struct table_schema *s,
+                             sqltext_ident_fn put_ident)
+{
+    buf_puts(sql, " ON CONFLICT (");
+    sqltext_put_keys(sql, s, put_ident);
     size_t nset = 0;
     for (size_t k = 0; k < s->ncolumns; k++) {
         if (s->columns[k].pk_position)

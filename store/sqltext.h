@@ -1,7 +1,8 @@
 /* store/sqltext: SQL text pieces the store drivers share (sqlite.c, postgresql.c, mssql.c,
  * mssql_sql.c): quoted identifiers and string literals, the identifier checks made before any
- * name is pasted into SQL, the shape checks of default literals, column lists, dropped columns
- * and upsert clauses. Pure functions that append to a struct buf; no I/O. */
+ * name is pasted into SQL, the shape checks of default literals, the frame of a column's
+ * DEFAULT clause, column lists, dropped columns and upsert statements. Functions that append to a
+ * struct buf; no I/O but the log line of a default left out. */
 #ifndef SOMIRROR_STORE_SQLTEXT_H
 #define SOMIRROR_STORE_SQLTEXT_H
 #include <stddef.h>
@@ -31,6 +32,16 @@ int sqltext_number_valid(const char *text);
 /* Whether the len bytes of text are all hex digits. */
 int sqltext_hex_valid(const char *text, size_t len);
 
+/* Appends " DEFAULT <value>" for col's default as the driver spells it: 0; or -1, having
+ * appended nothing, when the driver cannot render it safely. Called for DEF_NUMBER (that passed
+ * sqltext_number_valid), DEF_STRING, DEF_BINARY (that passed sqltext_hex_valid) and
+ * DEF_FUNCTION. */
+typedef int (*sqltext_default_fn)(struct buf *sql, const struct column *col);
+/* " DEFAULT ..." for col's parsed default: nothing when it has none, " DEFAULT NULL", or what
+ * put_value appends; a default that fails its check or that put_value refuses is left out
+ * (nothing appended) with a log warning. */
+void sqltext_put_default(struct buf *sql, const struct column *col, sqltext_default_fn put_value);
+
 /* "c1, c2, ..." for every column of s, each written by put_ident. */
 void sqltext_put_columns(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident);
 /* "k1, k2, ..." for the key columns of s in key order. */
@@ -38,9 +49,12 @@ void sqltext_put_keys(struct buf *sql, const struct table_schema *s, sqltext_ide
 /* "ALTER TABLE t DROP COLUMN c;\n" for every column of old_schema (table t) that diff drops. */
 void sqltext_put_drop_columns(struct buf *sql, const struct table_schema *old_schema,
                               const struct schema_diff *diff, sqltext_ident_fn put_ident);
-/* The end of "INSERT ... ON CONFLICT (keys": ") DO UPDATE SET c = excluded.c, ..." for every
- * column outside the key, or ") DO NOTHING" when every column is in the key. */
-void sqltext_put_conflict_update(struct buf *sql, const struct table_schema *s,
-                                 sqltext_ident_fn put_ident);
+/* "INSERT INTO t (c1, c2, ...)" for table s and all its columns. */
+void sqltext_put_insert(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident);
+/* The end of an upsert into s: " ON CONFLICT (k1, ...) DO UPDATE SET c = excluded.c, ..." for
+ * every column outside the key, or " ON CONFLICT (k1, ...) DO NOTHING" when every column is in
+ * the key. */
+void sqltext_put_on_conflict(struct buf *sql, const struct table_schema *s,
+                             sqltext_ident_fn put_ident);
 
 #endif

@@ -12,6 +12,7 @@
 #include "common/buf.h"
 #include "proto/schema.h"
 #include "store/mssql_sql.h"
+#include "tests/unit/schema_fixture.h"
 
 static struct arena arena;
 static struct buf out;
@@ -28,43 +29,11 @@ static void teardown(void)
     arena_free(&arena);
 }
 
-static char *next_field(char **cursor)
-{
-    char *start = *cursor;
-    if (!start)
-        return NULL;
-    char *bar = strchr(start, '|');
-    if (bar)
-        *bar = '\0';
-    *cursor = bar ? bar + 1 : NULL;
-    return start;
-}
-
 /* cols: "name|type|null or notnull|default text (empty: none)"; pk: "a" or "a,b". */
 static struct table_schema table_make(const char *name, const char *pk, const char *const *cols)
 {
-    struct table_schema t;
-    memset(&t, 0, sizeof(t));
-    t.name = arena_strdup(&arena, name);
-    while (cols[t.ncolumns])
-        t.ncolumns++;
-    t.columns = arena_calloc(&arena, t.ncolumns, sizeof(*t.columns));
-    for (size_t k = 0; k < t.ncolumns; k++) {
-        char *cursor = arena_strdup(&arena, cols[k]);
-        struct column *c = &t.columns[k];
-        c->name = next_field(&cursor);
-        c->type_text = next_field(&cursor);
-        c->nullable = strcmp(next_field(&cursor), "null") == 0;
-        char *def = next_field(&cursor);
-        c->default_text = *def ? def : NULL;
-    }
-    char *keys = arena_strdup(&arena, pk);
-    t.pk_names = arena_calloc(&arena, t.ncolumns, sizeof(*t.pk_names));
-    for (char *save = NULL, *key = strtok_r(keys, ",", &save); key;
-         key = strtok_r(NULL, ",", &save))
-        t.pk_names[t.npk++] = key;
     struct cfg_strings none = {NULL, 0};
-    schema_prepare(&t, "acme", &none, &arena);
+    struct table_schema t = schema_fixture_table(&arena, "acme", &none, name, pk, cols);
     ck_assert_msg(t.reject == NULL, "rejected: %s", t.reject ? t.reject : "");
     return t;
 }

@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "proto/schema.h"
 #include "store/store.h"
+#include "tests/unit/schema_fixture.h"
 
 static struct config cfg;
 static char sqlite_dir[256];
@@ -561,44 +562,10 @@ static void teardown(void)
 
 /* ---- building requests ---- */
 
-/* Splits at the next '|'; NULL once the text is used up. */
-static char *next_field(char **cursor)
-{
-    char *start = *cursor;
-    if (!start)
-        return NULL;
-    char *bar = strchr(start, '|');
-    if (bar)
-        *bar = '\0';
-    *cursor = bar ? bar + 1 : NULL;
-    return start;
-}
-
 /* cols: "name|type|null or notnull|default text (empty: none)"; pk: "a" or "a,b". */
 static struct table_schema table_make(const char *name, const char *pk, const char *const *cols)
 {
-    struct table_schema t;
-    memset(&t, 0, sizeof(t));
-    t.name = arena_strdup(&arena, name);
-    while (cols[t.ncolumns])
-        t.ncolumns++;
-    t.columns = arena_calloc(&arena, t.ncolumns, sizeof(*t.columns));
-    for (size_t k = 0; k < t.ncolumns; k++) {
-        char *cursor = arena_strdup(&arena, cols[k]);
-        struct column *c = &t.columns[k];
-        c->name = next_field(&cursor);
-        c->type_text = next_field(&cursor);
-        c->nullable = strcmp(next_field(&cursor), "null") == 0;
-        char *def = next_field(&cursor);
-        c->default_text = *def ? def : NULL;
-    }
-    char *keys = arena_strdup(&arena, pk);
-    t.pk_names = arena_calloc(&arena, t.ncolumns, sizeof(*t.pk_names));
-    for (char *save = NULL, *key = strtok_r(keys, ",", &save); key;
-         key = strtok_r(NULL, ",", &save))
-        t.pk_names[t.npk++] = key;
-    schema_prepare(&t, tenant_name, &cfg.block_tables, &arena);
-    return t;
+    return schema_fixture_table(&arena, tenant_name, &cfg.block_tables, name, pk, cols);
 }
 
 static const char *const contact_cols[] = {
@@ -640,11 +607,11 @@ static struct batch batch_make(const char *table, const char *columns, long long
         char *cursor = arena_strdup(&arena, rows[r]);
         row->op = cursor[0];
         cursor += 2;
-        char *row_lsn = next_field(&cursor);
+        char *row_lsn = schema_fixture_field(&cursor);
         row->has_lsn = *row_lsn != '\0';
         row->lsn = row->has_lsn ? strtoll(row_lsn, NULL, 10) : 0;
         row->values = arena_calloc(&arena, 64, sizeof(*row->values));
-        for (char *v; (v = next_field(&cursor)) != NULL;) {
+        for (char *v; (v = schema_fixture_field(&cursor)) != NULL;) {
             struct raw_value *raw = &row->values[row->nvalues++];
             if (strcmp(v, "~") == 0) {
                 raw->kind = RAW_NULL;
@@ -1288,6 +1255,39 @@ START_TEST(test_unavailable_driver)
 }
 END_TEST
 
+/* ---- tests on both SQLite and SQL Server ---- */
+
+/* The *_defaults_translated tests' start: table defs, one default of each kind, a row inserted
+ * with its key alone, and the defaults both drivers store alike. c_sql, d_sql and e_sql read
+ * columns c (varbinary, as hex), d (datetime, as ISO text) and e (uniqueidentifier, as text) in
+ * the driver's SQL. */
+static void defaults_inserted(const char *c_sql, const char *d_sql, const char *e_sql)
+{
+    static const char *const cols[] = {
+        "id|int|notnull|", "a|int|notnull|((-5))", "b|nvarchar(20)|null|(N'it''s')",
+        "c|varbinary(4)|null|(0xABC)", "d|datetime|null|(getutcdate())",
+        "e|uniqueidentifier|null|(newid())", "f|decimal(20,4)|null|((123456789012.3456))",
+        "g|datetimeoffset(7)|null|(sysdatetimeoffset())", "h|int|null|(NULL)", NULL};
+    struct table_schema t = table_make("defs", "id", cols);
+    ck_assert_ptr_null(t.reject);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    probe_exec("INSERT INTO defs (id) VALUES (1)");
+    ck_assert_str_eq(probe_text("SELECT a FROM defs"), "-5");
+    ck_assert_str_eq(probe_text("SELECT b FROM defs"), "it's");
+    ck_assert_str_eq(probe_text("%s", c_sql), "0ABC");
+    ck_assert_str_eq(probe_text("SELECT f FROM defs"), "123456789012.3456");
+    ck_assert_ptr_null(probe_text("SELECT h FROM defs"));
+    char *d = probe_text("%s", d_sql);
+    ck_assert_uint_eq(strlen(d), 23);
+    ck_assert_int_eq(d[10], ' ');
+    char *e = probe_text("%s", e_sql);
+    ck_assert_uint_eq(strlen(e), 36);
+    ck_assert_int_eq(e[14], '4');
+    ck_assert_int_eq(e[8], '-');
+}
+
 /* ---- SQLite only ---- */
 
 START_TEST(sqlite_file_mode_and_metadata)
@@ -1357,29 +1357,7 @@ END_TEST
 
 START_TEST(sqlite_defaults_translated)
 {
-    static const char *const cols[] = {
-        "id|int|notnull|", "a|int|notnull|((-5))", "b|nvarchar(20)|null|(N'it''s')",
-        "c|varbinary(4)|null|(0xABC)", "d|datetime|null|(getutcdate())",
-        "e|uniqueidentifier|null|(newid())", "f|decimal(20,4)|null|((123456789012.3456))",
-        "g|datetimeoffset(7)|null|(sysdatetimeoffset())", "h|int|null|(NULL)", NULL};
-    struct table_schema t = table_make("defs", "id", cols);
-    ck_assert_ptr_null(t.reject);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    probe_exec("INSERT INTO defs (id) VALUES (1)");
-    ck_assert_str_eq(probe_text("SELECT a FROM defs"), "-5");
-    ck_assert_str_eq(probe_text("SELECT b FROM defs"), "it's");
-    ck_assert_str_eq(probe_text("SELECT hex(c) FROM defs"), "0ABC");
-    ck_assert_str_eq(probe_text("SELECT f FROM defs"), "123456789012.3456");
-    ck_assert_ptr_null(probe_text("SELECT h FROM defs"));
-    char *d = probe_text("SELECT d FROM defs");
-    ck_assert_uint_eq(strlen(d), 23);
-    ck_assert_int_eq(d[10], ' ');
-    char *e = probe_text("SELECT e FROM defs");
-    ck_assert_uint_eq(strlen(e), 36);
-    ck_assert_int_eq(e[14], '4');
-    ck_assert_int_eq(e[8], '-');
+    defaults_inserted("SELECT hex(c) FROM defs", "SELECT d FROM defs", "SELECT e FROM defs");
     ck_assert_msg(strstr(probe_text("SELECT g FROM defs"), "+00:00") != NULL, "offset");
     /* the single integer key is the rowid */
     ck_assert_str_eq(probe_text("SELECT type FROM pragma_table_info('defs') WHERE name = 'id'"),
@@ -1488,29 +1466,8 @@ END_TEST
 
 START_TEST(mssql_defaults_translated)
 {
-    static const char *const cols[] = {
-        "id|int|notnull|", "a|int|notnull|((-5))", "b|nvarchar(20)|null|(N'it''s')",
-        "c|varbinary(4)|null|(0xABC)", "d|datetime|null|(getutcdate())",
-        "e|uniqueidentifier|null|(newid())", "f|decimal(20,4)|null|((123456789012.3456))",
-        "g|datetimeoffset(7)|null|(sysdatetimeoffset())", "h|int|null|(NULL)", NULL};
-    struct table_schema t = table_make("defs", "id", cols);
-    ck_assert_ptr_null(t.reject);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    probe_exec("INSERT INTO defs (id) VALUES (1)");
-    ck_assert_str_eq(probe_text("SELECT a FROM defs"), "-5");
-    ck_assert_str_eq(probe_text("SELECT b FROM defs"), "it's");
-    ck_assert_str_eq(probe_text("SELECT c FROM defs"), "0ABC");
-    ck_assert_str_eq(probe_text("SELECT f FROM defs"), "123456789012.3456");
-    ck_assert_ptr_null(probe_text("SELECT h FROM defs"));
-    char *d = probe_text("SELECT CONVERT(varchar(30), d, 121) FROM defs");
-    ck_assert_uint_eq(strlen(d), 23);
-    ck_assert_int_eq(d[10], ' ');
-    char *e = probe_text("SELECT CAST(e AS char(36)) FROM defs");
-    ck_assert_uint_eq(strlen(e), 36);
-    ck_assert_int_eq(e[14], '4');
-    ck_assert_int_eq(e[8], '-');
+    defaults_inserted("SELECT c FROM defs", "SELECT CONVERT(varchar(30), d, 121) FROM defs",
+                      "SELECT CAST(e AS char(36)) FROM defs");
     ck_assert_ptr_nonnull(probe_text("SELECT g FROM defs"));
     /* the constraints carry the deterministic names of store/mssql_sql.h */
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sys.default_constraints WHERE parent_object_id"
