@@ -493,6 +493,11 @@ static void sqlite_tenant_close(void *conn)
     struct sqlite_conn *c = conn;
     if (!c)
         return;
+    /* Leave the file whole: fold the WAL into it now rather than rely on being the last
+     * connection at close (workers stopping together each see the other and skip it), so a
+     * stopped service's mirrors can be copied as single files. */
+    if (c->db)
+        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     conn_disconnect(c);
     free(c->applies);
     free(c->time_text);
