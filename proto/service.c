@@ -23,7 +23,6 @@
 #include "store/store.h"
 
 #define BUILD_NAME "somirrord/" PACKAGE_VERSION
-#define DO_NOT_REPLICATE_JSON "{\"doNotReplicate\":\"true\"}"
 
 struct service {
     const struct config *cfg;
