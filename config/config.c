@@ -59,6 +59,7 @@ struct key_spec {
     convert_fn *convert;             /* KEY_SCALAR */
     long long min, max;              /* KEY_SCALAR numbers: range; KEY_LIST: minimum items */
     const struct key_spec *keys;     /* KEY_SECTION */
+    bool optional;                   /* KEY_SECTION: its required keys apply only when present */
     node_fn *parse_node;             /* KEY_NODE */
 };
 
@@ -507,7 +508,7 @@ static const struct key_spec listen_tls_keys[] = {
 static const struct key_spec listen_entry_keys[] = {
     {.name = "address", .kind = KEY_STRING, FIELD(struct cfg_listen, address), .required = true,
      .check = check_address},
-    {.name = "tls", .kind = KEY_SECTION, .keys = listen_tls_keys},
+    {.name = "tls", .kind = KEY_SECTION, .keys = listen_tls_keys, .optional = true},
     {0},
 };
 
@@ -671,7 +672,7 @@ static void report_missing(struct loader *ld, const struct key_spec *keys, const
         bool absent = !seen_find(ld, key);   /* a present key was checked where it was parsed */
         if (absent && spec->required)
             report_at(ld, NULL, "missing required key \"%s\"", key);
-        else if (absent && spec->kind == KEY_SECTION)
+        else if (absent && spec->kind == KEY_SECTION && !spec->optional)
             report_missing(ld, spec->keys, key);
         free(key);
     }

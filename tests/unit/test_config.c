@@ -411,6 +411,18 @@ START_TEST(test_listen_errors)
         ": missing required key \"listen[0].address\"",
     };
     expect_errors(text, 2, two);
+
+    /* A mapping entry without tls is a plain HTTP listener. */
+    snprintf(text, sizeof(text), "listen: [ \"127.0.0.1:1\", { address: \"[::1]:2\" },\n"
+                                 "  { address: \":3\", tls: { certificate: c, key: k } } ]\n%s", rest);
+    struct config *cfg = load_ok(text);
+    ck_assert_int_eq(cfg->nlisten, 3);
+    ck_assert_str_eq(cfg->listen[1].host, "::1");
+    ck_assert_str_eq(cfg->listen[1].port, "2");
+    ck_assert_ptr_null(cfg->listen[1].tls_certificate);
+    ck_assert_ptr_null(cfg->listen[2].host);
+    ck_assert_str_eq(cfg->listen[2].tls_key, "k");
+    cfg_free(cfg);
 }
 END_TEST
 
