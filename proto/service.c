@@ -147,7 +147,9 @@ static char **split_tables(struct arena *arena, const char *list, size_t *n)
     return names;
 }
 
-/* Operator requests (protocol 7) are carried out at Authenticate and TableSchema only. */
+/* Operator requests (protocol 7) are carried out at Authenticate and TableSchema only. A reset
+ * or a resync of every table that fails stays pending for the next call (setting them again is
+ * one atomic bit); a failed resync of named tables is logged for the operator to repeat. */
 static int carry_out_requests(struct call *call, struct fault *f)
 {
     struct service *svc = call->svc;
@@ -156,20 +158,25 @@ static int carry_out_requests(struct call *call, struct fault *f)
     const char *tenant = call->claims.tenant;
     if (rq.reset) {
         log_info("operator reset: dropping and provisioning the mirror anew");
-        if (store_reset(svc->store, tenant, f) != 0)
+        if (store_reset(svc->store, tenant, f) != 0) {
+            reg_request_reset(svc->reg, tenant);
+            log_error("operator reset failed (%s); it stays pending", f->message);
             return -1;
+        }
     }
     if (rq.resync) {
-        struct store_tenant *t = store_tenant(svc->store, tenant, f);
-        if (!t)
-            return -1;
+        int all = strcmp(rq.resync_tables, "*") == 0;
         size_t n = 0;
-        char **names = NULL;
-        if (strcmp(rq.resync_tables, "*") != 0)
-            names = split_tables(&call->arena, rq.resync_tables, &n);
-        log_info("operator resync of %s", rq.resync_tables);
-        if (store_resync(t, names, n, f) != 0)
+        char **names = all ? NULL : split_tables(&call->arena, rq.resync_tables, &n);
+        log_info("operator resync of %s", all ? "every table" : rq.resync_tables);
+        struct store_tenant *t = store_tenant(svc->store, tenant, f);
+        if (!t || store_resync(t, names, n, f) != 0) {
+            if (all)
+                reg_request_resync(svc->reg, tenant, NULL);
+            log_error("operator resync of %s failed (%s)%s", all ? "every table" : rq.resync_tables,
+                      f->message, all ? "; it stays pending" : "; repeat it with somirrorctl resync");
             return -1;
+        }
     }
     return 0;
 }
