@@ -186,11 +186,14 @@ static int check_signature(const char *jwt, const struct parsed_token *parsed,
 static void format_date(double date, char *out, size_t outlen)
 {
     struct tm tm;
-    time_t seconds = (time_t)floor(date);
-    if (date > -62135596800.0 && date < 253402300800.0 && gmtime_r(&seconds, &tm))
-        strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    else
-        snprintf(out, outlen, "%.0f", date);
+    if (date > -62135596800.0 && date < 253402300800.0) {   /* years 1 to 9999 */
+        time_t seconds = (time_t)floor(date);
+        if (gmtime_r(&seconds, &tm)) {
+            strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            return;
+        }
+    }
+    snprintf(out, outlen, "%g (not a date)", date);
 }
 
 /* Check 5: exp required, exp and nbf JSON numbers; now < exp + skew; now >= nbf - skew. */

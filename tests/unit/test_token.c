@@ -403,6 +403,9 @@ START_TEST(test_nbf)
     expect_ok(token_with("nbf", NULL));
     expect_fault(token_with("nbf", json_string("soon")), FAULT_INVALID_TOKEN,
                  "nbf: not a JSON number");
+    /* Far outside time_t: reported as the number (found by the token fuzzer under UBSan). */
+    expect_fault(token_with("nbf", json_real(11e300)), FAULT_TOKEN_EXPIRED,
+                 "token not valid before 1.1e+301 (not a date)");
 }
 END_TEST
 
