@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "proto/schema.h"
+#include "proto/value.h"
 
 #define SHOWN_VALUE_MAX 60
 
@@ -98,18 +99,13 @@ static void put_normalised(struct buf *out, const struct column *col, sqlite3_st
     buf_free(&value);
 }
 
-/* A readable, shortened form of a normalised value for messages. */
+/* A readable, shortened form of a normalised value for messages: whole UTF-8 characters only,
+ * control characters and invalid bytes shown as '?'. */
 static void put_shown(struct buf *out, const char *form, size_t len)
 {
-    for (size_t i = 0; i < len && i < SHOWN_VALUE_MAX; i++) {
-        unsigned char c = (unsigned char)form[i];
-        if (c < 0x20 || c == 0x7F)
-            buf_printf(out, "\\x%02x", c);
-        else
-            buf_putc(out, (char)c);
-    }
-    if (len > SHOWN_VALUE_MAX)
-        buf_puts(out, "...");
+    char shown[SHOWN_VALUE_MAX * 4 + 4];
+    utf8_shorten(form, len, SHOWN_VALUE_MAX, shown, sizeof(shown));
+    buf_puts(out, shown);
 }
 
 /* Rows of one table in key order, every column of the source's schema by name. */

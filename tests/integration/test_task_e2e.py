@@ -22,7 +22,7 @@ BLOCKED = ("credentials", "userpreference", "winpossize")
 
 def task(*args, check=True):
     proc = subprocess.run((TASK,) + tuple(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, errors="replace", timeout=300)
+                          text=True, timeout=300)
     if check and proc.returncode != 0:
         harness.fail("somirror-task %s exited %d\nstdout: %s\nstderr: %s"
                      % (" ".join(args), proc.returncode, proc.stdout, proc.stderr[-4000:]))
