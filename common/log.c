@@ -29,11 +29,6 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-const char *log_level_name(enum log_level level)
-{
-    return level_names[level];
-}
-
 static int open_file(const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -75,11 +70,6 @@ int log_open(const char *name, enum log_level level, const char *ident, char *er
 void log_set_level(enum log_level level)
 {
     max_level = level;
-}
-
-enum log_level log_get_level(void)
-{
-    return max_level;
 }
 
 int log_reopen(void)

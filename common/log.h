@@ -13,7 +13,6 @@ enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
  * Returns 0, or -1 with a message in err. Until called, logging goes to stderr at info. */
 int log_open(const char *target, enum log_level level, const char *ident, char *err, size_t errlen);
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 /* Reopens the log file (SIGUSR1 / logrotate); a no-op for stderr and syslog. */
 int log_reopen(void);
 /* The tenant named on every following line of this process, or NULL for none. */
@@ -24,7 +23,6 @@ void log_close(void);
 
 /* "error" "warn" "info" "debug" -> level; returns -1 for anything else. */
 int log_level_parse(const char *name);
-const char *log_level_name(enum log_level level);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

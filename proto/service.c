@@ -478,11 +478,3 @@ void call_free(struct call *call)
     buf_free(&call->response);
     free(call);
 }
-
-void service_write_too_large(struct buf *out, size_t limit)
-{
-    struct fault f;
-    fault_clear(&f);
-    fault_set(&f, FAULT_REQUEST_TOO_LARGE, "request body is over the limit of %zu bytes", limit);
-    soap_write_fault(out, &f);
-}

@@ -29,7 +29,4 @@ int call_http_status(const struct call *call);
 const struct buf *call_response(const struct call *call);
 void call_free(struct call *call);
 
-/* The 413 answer for a body over limits.max_request_bytes. */
-void service_write_too_large(struct buf *out, size_t limit);
-
 #endif

@@ -236,13 +236,6 @@ static const struct gen_table gen_tables[] = {
 /* Rows of a composite-key table: (row / COMPOSITE_FANOUT + 1, row % COMPOSITE_FANOUT + 1). */
 #define COMPOSITE_FANOUT 20
 
-size_t gen_table_count(size_t *blocked)
-{
-    if (blocked)
-        *blocked = BLOCKED_TABLES;
-    return NTABLES;
-}
-
 /* ---- values ---- */
 
 static const char *const words[] = {

@@ -101,8 +101,6 @@ int gen_run(const struct gen_options *opt, char *err, size_t errlen);
  * characters, NULL), larger ones random values. */
 void gen_bind_value(sqlite3_stmt *stmt, int param, const struct column *col, struct prng *p,
                     uint64_t variant);
-/* Number of tables gen creates, and how many of them are blocked. */
-size_t gen_table_count(size_t *blocked);
 
 /* ---- tracking.c ---- */
 /* Sets up change tracking (idempotent). retention >= 0 also cleans changes older than

@@ -93,7 +93,6 @@ struct wrk_http {
     int64_t last_input_ms;          /* when request bytes last arrived */
     struct conn **by_fd;            /* attached connections by socket */
     size_t by_fd_len;
-    size_t nconns;
     struct event *drain_check;
     int draining;
     int shutting_down;
@@ -181,7 +180,6 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
     (void)evcon;
     if (c->fd >= 0 && (size_t)c->fd < http->by_fd_len && http->by_fd[c->fd] == c)
         http->by_fd[c->fd] = NULL;
-    http->nconns--;
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
     event_free(c->timer);
     free(c);
@@ -223,7 +221,6 @@ static int conn_attach(struct conn *c)
         }
         http->by_fd[c->fd] = c;
     }
-    http->nconns++;
     evhttp_connection_set_closecb(c->evcon, conn_closed, c);
     c->phase = CONN_WAITING;
     c->first = 1;
@@ -524,9 +521,4 @@ void wrk_http_free(struct wrk_http *http)
     if (http->drain_check)
         event_free(http->drain_check);
     free(http);
-}
-
-size_t wrk_http_connections(const struct wrk_http *http)
-{
-    return http->nconns;
 }

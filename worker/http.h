@@ -21,7 +21,6 @@ struct wrk_http *wrk_http_new(struct event_base *base, const struct wrk_params *
  * With shutting_down, health checks answer 503 from then on (a generation replaced by a
  * reload keeps answering 200: the service goes on). */
 void wrk_http_drain(struct wrk_http *http, int shutting_down);
-size_t wrk_http_connections(const struct wrk_http *http);
 void wrk_http_free(struct wrk_http *http);
 
 #endif
