@@ -1033,6 +1033,12 @@ static int mssql_rows_apply(void *conn, const struct table_schema *schema,
     return run_buf(c, &sql, "applying rows", f);
 }
 
+static void mssql_put_table_name(void *conn, struct buf *sql, const char *table)
+{
+    const struct mssql_conn *c = conn;
+    mssql_put_table(sql, c->backend->schema, table);
+}
+
 static int mssql_exec_script(void *conn, const char *sql, char *err, size_t errlen)
 {
     struct mssql_conn *c = conn;
@@ -1063,4 +1069,5 @@ const struct store_driver store_driver_mssql = {
     .table_wipe = mssql_table_wipe,
     .rows_apply = mssql_rows_apply,
     .exec_script = mssql_exec_script,
+    .put_table = mssql_put_table_name,
 };

@@ -1326,6 +1326,12 @@ static int pg_rows_apply(void *conn, const struct table_schema *schema,
     return rows_merge(c, schema, st, rows, n, f);
 }
 
+static void pg_put_table(void *conn, struct buf *sql, const char *table)
+{
+    (void)conn;
+    put_ident(sql, table);
+}
+
 static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
 {
     struct pg_conn *c = conn;
@@ -1367,4 +1373,5 @@ const struct store_driver store_driver_postgresql = {
     .table_wipe = pg_table_wipe,
     .rows_apply = pg_rows_apply,
     .exec_script = pg_exec_script,
+    .put_table = pg_put_table,
 };

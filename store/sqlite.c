@@ -822,6 +822,12 @@ static int sqlite_rows_apply(void *conn, const struct table_schema *schema,
     return 0;
 }
 
+static void sqlite_put_table(void *conn, struct buf *sql, const char *table)
+{
+    (void)conn;
+    put_ident(sql, table);
+}
+
 static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t errlen)
 {
     struct sqlite_conn *c = conn;
@@ -852,4 +858,5 @@ const struct store_driver store_driver_sqlite = {
     .table_wipe = sqlite_table_wipe,
     .rows_apply = sqlite_rows_apply,
     .exec_script = sqlite_exec_script,
+    .put_table = sqlite_put_table,
 };

@@ -714,39 +714,6 @@ int store_list_tables(struct store_tenant *t, struct arena *arena, struct table_
 
 /* ---- operator scripts (hooks.table_sql) ---- */
 
-/* The table's name quoted by driver kind, for drivers without quote_table. Identifiers are
- * validated before, so no quote character can occur inside; doubling is kept regardless. */
-static int quote_table_default(const struct store *store, const char *table, char *out, size_t outlen)
-{
-    struct buf q = BUF_INIT;
-    char lq = '"', rq = '"';
-    if (store->cfg->driver == STORE_MSSQL) {
-        lq = '[';
-        rq = ']';
-    }
-    const char *parts[2] = {NULL, table};
-    if (store->cfg->driver == STORE_MSSQL && store->cfg->mssql.schema && *store->cfg->mssql.schema)
-        parts[0] = store->cfg->mssql.schema;
-    for (int i = 0; i < 2; i++) {
-        if (!parts[i])
-            continue;
-        if (q.len)
-            buf_putc(&q, '.');
-        buf_putc(&q, lq);
-        for (const char *p = parts[i]; *p; p++) {
-            if (*p == rq)
-                buf_putc(&q, rq);
-            buf_putc(&q, *p);
-        }
-        buf_putc(&q, rq);
-    }
-    int fits = q.len < outlen;
-    if (fits)
-        memcpy(out, q.data, q.len + 1);
-    buf_free(&q);
-    return fits ? 0 : -1;
-}
-
 int store_run_table_script(struct store_tenant *t, const char *table, const char *sql, char *err,
                            size_t errlen)
 {
@@ -759,13 +726,8 @@ int store_run_table_script(struct store_tenant *t, const char *table, const char
         snprintf(err, errlen, "invalid table name");
         return -1;
     }
-    char quoted[4 * SM_IDENT_MAX + 16];
-    int rc = driver->quote_table ? driver->quote_table(t->conn, table, quoted, sizeof(quoted))
-                                 : quote_table_default(t->store, table, quoted, sizeof(quoted));
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot quote the table name %s", table);
-        return -1;
-    }
+    struct buf quoted = BUF_INIT;
+    driver->put_table(t->conn, &quoted, table);
     static const char token[] = "{table}";
     struct buf text = BUF_INIT;
     for (const char *p = sql;;) {
@@ -775,10 +737,11 @@ int store_run_table_script(struct store_tenant *t, const char *table, const char
             break;
         }
         buf_append(&text, p, (size_t)(hit - p));
-        buf_puts(&text, quoted);
+        buf_append(&text, quoted.data, quoted.len);
         p = hit + sizeof(token) - 1;
     }
-    rc = driver->exec_script(t->conn, text.data ? text.data : "", err, errlen);
+    int rc = driver->exec_script(t->conn, text.data ? text.data : "", err, errlen);
     buf_free(&text);
+    buf_free(&quoted);
     return rc;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/arena.h"
+#include "common/buf.h"
 #include "config/config.h"
 #include "proto/fault.h"
 #include "proto/types.h"
@@ -81,11 +82,9 @@ struct store_driver {
                       size_t n, int table_was_empty, struct fault *f);
     /* Runs operator SQL (hooks.table_sql) outside the call's transaction. */
     int (*exec_script)(void *conn, const char *sql, char *err, size_t errlen);
-    /* Optional: writes the table's name as the dialect quotes it in SQL (schema-qualified
-     * where the driver keeps tables in a schema) into out; 0, or -1 when it does not fit.
-     * When NULL the generic layer quotes by driver kind: "name" for sqlite and postgresql,
-     * [schema].[name] (or [name]) for mssql. */
-    int (*quote_table)(void *conn, const char *table, char *out, size_t outlen);
+    /* Appends the table's name as this store names and quotes it in SQL (lowercased and
+     * shortened by PostgreSQL, schema-qualified by SQL Server), for {table} in operator SQL. */
+    void (*put_table)(void *conn, struct buf *sql, const char *table);
 };
 
 extern const struct store_driver store_driver_sqlite;

@@ -1181,6 +1181,19 @@ START_TEST(test_wipe)
 }
 END_TEST
 
+/* Operator SQL names a table the way the request did; {table} becomes the name as this store
+ * keeps it (PostgreSQL lowercases, SQL Server qualifies). */
+START_TEST(test_table_script)
+{
+    load_contacts();
+    char err[512];
+    ck_assert_msg(store_run_table_script(tenant, "CONTACT", "DELETE FROM {table} WHERE 1 = 1", err,
+                                         sizeof(err)) == 0, "table script failed: %s", err);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
+    ck_assert_int_ne(store_run_table_script(tenant, "bad name", "SELECT 1", err, sizeof(err)), 0);
+}
+END_TEST
+
 START_TEST(test_resync)
 {
     load_contacts();
@@ -1510,6 +1523,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_rows_invalid_value_names_row);
     tcase_add_test(tc, test_rows_many_rows_in_chunks);
     tcase_add_test(tc, test_wipe);
+    tcase_add_test(tc, test_table_script);
     tcase_add_test(tc, test_resync);
     tcase_add_test(tc, test_reset);
     tcase_add_test(tc, test_tenant_cache_bounded);
