@@ -558,18 +558,8 @@ static void remove_temp_dir(const char *dir)
     ck_assert_int_eq(system(command), 0);
 }
 
-static int openssl_available(void)
-{
-    if (system("openssl version >/dev/null 2>&1") == 0)
-        return 1;
-    fprintf(stderr, "test_token: no openssl command; cross-check skipped\n");
-    return 0;
-}
-
 START_TEST(test_token_signed_by_openssl_cli)
 {
-    if (!openssl_available())
-        return;
     char dir[512];
     make_temp_dir(dir, sizeof(dir));
     char path[600];
@@ -662,8 +652,6 @@ END_TEST
 
 START_TEST(test_appsign_verified_by_openssl_cli)
 {
-    if (!openssl_available())
-        return;
     struct buf token = BUF_INIT;
     ck_assert_int_eq(appsign_create(key_a, NONCE, NOW, &token), 0);
     char dir[512];
@@ -733,6 +721,12 @@ static Suite *token_suite(void)
 
 int main(void)
 {
+    /* The cross-checks need the openssl command: without it the whole program skips (77)
+     * rather than passing checks it did not make. */
+    if (system("openssl version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "test_token: the openssl command is not in PATH; skipped\n");
+        return 77;
+    }
     setup_keys();
     SRunner *runner = srunner_create(token_suite());
     srunner_run_all(runner, CK_NORMAL);
