@@ -70,10 +70,6 @@ struct store *store_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "unknown store driver %d", (int)cfg->driver);
         return NULL;
     }
-    if (!driver->backend_open) {
-        snprintf(err, errlen, "store driver %s is not available in this build", driver->name);
-        return NULL;
-    }
     void *backend = driver->backend_open(cfg, err, errlen);
     if (!backend)
         return NULL;

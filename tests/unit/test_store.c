@@ -1254,20 +1254,6 @@ START_TEST(test_tenant_cache_bounded)
 }
 END_TEST
 
-START_TEST(test_unavailable_driver)
-{
-    struct config other = cfg;
-    other.driver = STORE_MSSQL;
-    char err[256] = "";
-    struct store *s = store_new(&other, err, sizeof(err));
-    if (s) {
-        store_free(s);   /* the real driver is linked: nothing to check here */
-        return;
-    }
-    ck_assert_msg(strstr(err, "mssql") != NULL, "%s", err);
-}
-END_TEST
-
 /* ---- tests on both SQLite and SQL Server ---- */
 
 /* The *_defaults_translated tests' start: table defs, one default of each kind, a row inserted
@@ -1527,7 +1513,6 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_resync);
     tcase_add_test(tc, test_reset);
     tcase_add_test(tc, test_tenant_cache_bounded);
-    tcase_add_test(tc, test_unavailable_driver);
     suite_add_tcase(s, tc);
     if (cfg.driver == STORE_SQLITE) {
         TCase *sq = tcase_create("sqlite");
