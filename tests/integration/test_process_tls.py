@@ -22,9 +22,11 @@ def tls_connection(port):
 
 def peer_fingerprint(port):
     conn = tls_connection(port)
+    conn.connect()
+    # Taken before the answer: a worker draining after a reload closes the connection with it.
+    der = conn.sock.getpeercert(binary_form=True)
     conn.request("GET", "/healthz")
     status = conn.getresponse().status
-    der = conn.sock.getpeercert(binary_form=True)
     conn.close()
     return status, hashlib.sha256(der).hexdigest()
 
