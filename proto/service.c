@@ -3,7 +3,15 @@
  * Order of checks is protocol section 6's: size (the worker's HTTP layer), envelope, token,
  * operation, body; then the tenant's registry entry and lock, pending operator requests, the
  * store. Registry writes: this file writes the tenant entry only while it holds the tenant's
- * lock, and only this worker's own slot. */
+ * lock, and only this worker's own slot.
+ *
+ * A large RowData body is applied while it is parsed (stream_rows): the parse runs on a helper
+ * thread (proto/rowstream) and this thread checks and applies each row as it is read, in the
+ * call's transaction. That starts only where the sequential order would apply the rows too
+ * (one token that verifies, RowData, a tenant already registered, its lock free, not paused);
+ * the transaction is committed only when the call then goes through every check of the
+ * sequential order. Any other outcome rolls it back and the call is answered the sequential
+ * way, so that its answer is the same whichever path ran. */
 #include "proto/service.h"
 
 #include <stdio.h>
@@ -17,12 +25,15 @@
 #include "common/xalloc.h"
 #include "hooks/hooks.h"
 #include "proto/fault.h"
+#include "proto/rowstream.h"
 #include "proto/schema.h"
 #include "proto/soap.h"
 #include "proto/token.h"
 #include "store/store.h"
 
 #define BUILD_NAME "somirrord/" PACKAGE_VERSION
+/* Smaller bodies are parsed, then applied: a thread would cost more than it saves. */
+#define STREAM_MIN_BYTES (64 * 1024)
 
 struct service {
     const struct config *cfg;
@@ -53,6 +64,11 @@ struct call {
     struct table_state *states;  /* RowData answers, for accounting */
     size_t nstates;
     struct buf response;
+    /* RowData applied while parsed (stream_rows): the open transaction, the tenant's lock held
+     * meanwhile, and the arena its checks allocate in (the parse owns the other one). */
+    struct store_rows *streamed;
+    int lock_held;
+    struct arena stream_arena;
 };
 
 struct service *service_new(const struct config *cfg, const struct keyring *keys,
@@ -266,8 +282,18 @@ static void run_wipe(struct call *call, struct fault *f)
 static void run_row_data(struct call *call, struct fault *f)
 {
     struct service *svc = call->svc;
-    if (refuse_if_paused(call, f) != 0)
+    struct store_rows *streamed = call->streamed;
+    call->streamed = NULL;
+    if (refuse_if_paused(call, f) != 0) {
+        if (streamed)
+            store_rows_end(streamed, 0, NULL, NULL, f);
         return;
+    }
+    if (streamed) {   /* every row is in, every batch's table was checked as it came */
+        if (store_rows_end(streamed, 1, &call->states, &call->nstates, f) == 0)
+            soap_write_row_data(&call->response, call->states, call->nstates);
+        return;
+    }
     for (size_t i = 0; i < call->req.nbatches; i++)
         if (refuse_blocked(call, call->req.batches[i].table, f) != 0)
             return;
@@ -362,24 +388,112 @@ static void account(struct call *call)
                          c.deleted, c.skipped);
 }
 
-/* ---- the call's life ---- */
+/* ---- RowData applied while parsed ---- */
 
-struct call *call_start(struct service *svc, const char *body, size_t len, const char *soapaction)
+/* Rolls back what was applied while parsing and lets the tenant's lock go. */
+static void stream_abandon(struct call *call)
 {
-    struct call *call = xcalloc(1, sizeof(*call));
-    call->svc = svc;
-    call->started = monotonic_seconds();
-    call->body_len = len;
-    arena_init(&call->arena);
-    buf_init(&call->response);
-    call->phase = PHASE_NEED_LOCK;
+    if (!call->lock_held)
+        return;
+    if (call->streamed) {
+        struct fault ignored;
+        fault_clear(&ignored);
+        store_rows_end(call->streamed, 0, NULL, NULL, &ignored);
+        call->streamed = NULL;
+    }
+    reg_tenant_unlock(call->svc->reg, call->tenant_idx, getpid());
+    call->lock_held = 0;
+}
 
+/* Whether the rows may be applied as they come: only where the sequential order would reach
+ * the store. Then the lock is held and the transaction open. */
+static int stream_begin(struct call *call, const struct rowstream_prologue *pro)
+{
+    struct service *svc = call->svc;
+    if (pro->ntokens != 1 || pro->op != SOAP_OP_ROWDATA || pro->op_fault != FAULT_NONE)
+        return 0;
     struct fault f;
     fault_clear(&f);
-    if (soap_parse_request(body, len, soapaction, &call->arena, &call->req, &f) != 0) {
+    struct token_claims claims;
+    if (token_verify(pro->token, pro->token_len, &svc->policy, time(NULL), 0, &claims, &f) != 0)
+        return 0;
+    int full = 0;
+    if (reg_tenant_find(svc->reg, claims.tenant, 0, &call->tenant_idx, &full) != 0 ||
+        reg_tenant_trylock(svc->reg, call->tenant_idx, getpid()) != 0)
+        return 0;
+    call->lock_held = 1;
+    struct store_tenant *t = NULL;
+    if (!paused(call))
+        t = store_tenant(svc->store, claims.tenant, &f);
+    if (t)
+        call->streamed = store_rows_begin(t, &call->stream_arena, &f);
+    if (!call->streamed) {
+        stream_abandon(call);
+        return 0;
+    }
+    return 1;
+}
+
+/* Applies the rows as the parser tells them; stops at the first failure (the sequential path
+ * then answers it). Returns -1 when the transaction cannot be kept. */
+static int stream_rows(struct call *call, struct rowstream *rs)
+{
+    const struct rowstream_event *ev = rowstream_next(rs);
+    if (ev->kind != ROWSTREAM_BATCH || !stream_begin(call, rowstream_prologue(rs)))
+        return 0;
+    struct fault f;
+    fault_clear(&f);
+    struct batch batch = ev->batch;
+    int rc = 0;
+    for (; ev->kind != ROWSTREAM_END && rc == 0; ev = rowstream_next(rs)) {
+        switch (ev->kind) {
+        case ROWSTREAM_BATCH:
+            batch = ev->batch;
+            rc = refuse_blocked(call, batch.table, &f);
+            if (rc == 0)
+                rc = store_rows_batch(call->streamed, &batch, &f);
+            break;
+        case ROWSTREAM_ROW:
+            rc = store_rows_row(call->streamed, &batch, &ev->row, &f);
+            break;
+        case ROWSTREAM_BATCH_END:
+            rc = store_rows_batch_end(call->streamed, &ev->batch, &f);
+            break;
+        case ROWSTREAM_END:
+            break;
+        }
+    }
+    return rc;
+}
+
+/* Parses the request; a large one on a helper thread, RowData rows applied meanwhile. */
+static int parse_request(struct call *call, const char *body, size_t len, const char *soapaction,
+                         struct fault *f)
+{
+    struct rowstream *rs = NULL;
+    if (len >= STREAM_MIN_BYTES)
+        rs = rowstream_start(body, len, soapaction, &call->arena, &call->req);
+    if (!rs)
+        return soap_parse_request(body, len, soapaction, &call->arena, &call->req, f);
+    int streamed_ok = stream_rows(call, rs) == 0;
+    int rc = rowstream_finish(rs, f);
+    if (!streamed_ok)
+        stream_abandon(call);
+    return rc;
+}
+
+/* ---- the call's life ---- */
+
+/* Parses and checks the request up to the tenant's lock, answering any fault. */
+static void check_request(struct call *call, const char *body, size_t len, const char *soapaction)
+{
+    struct service *svc = call->svc;
+    struct fault f;
+    fault_clear(&f);
+    if (parse_request(call, body, len, soapaction, &f) != 0) {
         call->req.op_fault.code = FAULT_MALFORMED_REQUEST;   /* counted as "other" */
         answer_fault(call, &f);
-        return call;
+        return;
     }
     int is_auth = call->req.op_fault.code == FAULT_NONE && call->req.op == SOAP_OP_AUTHENTICATE;
     if (call->req.ntokens != 1) {
@@ -394,7 +508,7 @@ struct call *call_start(struct service *svc, const char *body, size_t len, const
             answer_auth_refused(call, &f);
         else
             answer_fault(call, &f);
-        return call;
+        return;
     }
     log_set_tenant(call->claims.tenant);
     if (call->req.op_fault.code != FAULT_NONE) {
@@ -412,6 +526,23 @@ struct call *call_start(struct service *svc, const char *body, size_t len, const
         call->lock_deadline = call->started + svc->cfg->lock_timeout;
     }
     log_set_tenant(NULL);
+}
+
+struct call *call_start(struct service *svc, const char *body, size_t len, const char *soapaction)
+{
+    struct call *call = xcalloc(1, sizeof(*call));
+    call->svc = svc;
+    call->started = monotonic_seconds();
+    call->body_len = len;
+    arena_init(&call->arena);
+    arena_init(&call->stream_arena);
+    buf_init(&call->response);
+    call->phase = PHASE_NEED_LOCK;
+
+    check_request(call, body, len, soapaction);
+    /* Rows applied while parsing are kept only for a call that is to run. */
+    if (call->phase == PHASE_DONE)
+        stream_abandon(call);
     return call;
 }
 
@@ -423,7 +554,7 @@ enum call_status call_run(struct call *call)
     }
     struct service *svc = call->svc;
     pid_t self = getpid();
-    if (reg_tenant_trylock(svc->reg, call->tenant_idx, self) != 0) {
+    if (!call->lock_held && reg_tenant_trylock(svc->reg, call->tenant_idx, self) != 0) {
         if (monotonic_seconds() < call->lock_deadline)
             return CALL_WAIT;
         struct fault f;
@@ -455,6 +586,7 @@ enum call_status call_run(struct call *call)
                          call->body_len, error,
                          (int64_t)time(NULL));
     reg_tenant_unlock(svc->reg, call->tenant_idx, self);
+    call->lock_held = 0;
     reg_worker_state(svc->reg, svc->slot, WORKER_IDLE, NULL, NULL, (int64_t)time(NULL));
     log_set_tenant(NULL);
     return CALL_DONE;
@@ -474,7 +606,9 @@ void call_free(struct call *call)
 {
     if (!call)
         return;
+    stream_abandon(call);
     arena_free(&call->arena);
+    arena_free(&call->stream_arena);
     buf_free(&call->response);
     free(call);
 }

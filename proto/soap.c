@@ -43,6 +43,8 @@ struct request_builder {
     enum action_kind action;
     enum soap_op action_op;          /* ACTION_KNOWN */
     struct soap_vec tables, columns, names, batches, rows, values, summary;
+    const struct soap_row_listener *listener;   /* NULL: nothing is told before the end */
+    void *listener_ctx;
 };
 
 static char *copy_text(struct request_builder *b, const char *text, size_t len)
@@ -222,6 +224,8 @@ static int close_batch_columns(struct soap_xml *x, void *ctx, const char *text, 
     struct request_builder *b = ctx;
     struct batch *batch = soap_vec_last(&b->batches);
     batch->columns = soap_vec_finish(&b->names, b->arena, &batch->ncolumns);
+    if (b->listener)
+        b->listener->batch(b->listener_ctx, b->req, batch);
     return 0;
 }
 
@@ -284,6 +288,8 @@ static int close_row(struct soap_xml *x, void *ctx, const char *text, size_t len
     struct request_builder *b = ctx;
     struct row *row = soap_vec_last(&b->rows);
     row->values = soap_vec_finish(&b->values, b->arena, &row->nvalues);
+    if (b->listener)
+        b->listener->row(b->listener_ctx, row);
     return 0;
 }
 
@@ -303,6 +309,15 @@ static int close_batch_lsn(struct soap_xml *x, void *ctx, const char *text, size
     if (soap_xml_parse_count(text, len, &batch->lsn) < 0)
         return soap_xml_fail_value(x, "Lsn", text, len, LSN_EXPECTED);
     batch->has_lsn = 1;
+    return 0;
+}
+
+static int close_batch(struct soap_xml *x, void *ctx, const char *text, size_t len)
+{
+    (void)x, (void)text, (void)len;
+    struct request_builder *b = ctx;
+    if (b->listener)
+        b->listener->batch_end(b->listener_ctx, soap_vec_last(&b->batches));
     return 0;
 }
 
@@ -423,7 +438,7 @@ static const struct shape batch_shapes[] = {
     SHAPE_LEAF("Lsn", SHAPE_TEXT, OCCURS_OPTIONAL, NULL, close_batch_lsn),
     SHAPES_END};
 static const struct shape batches_shapes[] = {
-    SHAPE_NODE("Batch", OCCURS_SOME, "batch", batch_shapes, open_batch, NULL),
+    SHAPE_NODE("Batch", OCCURS_SOME, "batch", batch_shapes, open_batch, close_batch),
     SHAPES_END};
 static const struct shape row_data_shapes[] = {
     SHAPE_NODE("Batches", OCCURS_ONE, NULL, batches_shapes, NULL, close_batches),
@@ -547,6 +562,13 @@ static enum action_kind read_action(const char *action, enum soap_op *op)
 int soap_parse_request(const char *body, size_t len, const char *soapaction, struct arena *arena,
                        struct soap_request *out, struct fault *env_fault)
 {
+    return soap_parse_request_told(body, len, soapaction, arena, out, env_fault, NULL, NULL);
+}
+
+int soap_parse_request_told(const char *body, size_t len, const char *soapaction,
+                            struct arena *arena, struct soap_request *out, struct fault *env_fault,
+                            const struct soap_row_listener *listener, void *listener_ctx)
+{
     memset(out, 0, sizeof(*out));
     out->op = SOAP_OP_COUNT;
     fault_clear(env_fault);
@@ -560,6 +582,8 @@ int soap_parse_request(const char *body, size_t len, const char *soapaction, str
         .rows = SOAP_VEC_INIT(struct row),
         .values = SOAP_VEC_INIT(struct raw_value),
         .summary = SOAP_VEC_INIT(struct table_summary),
+        .listener = listener,
+        .listener_ctx = listener_ctx,
     };
     b.action = read_action(soapaction, &b.action_op);
     if (b.action == ACTION_UNKNOWN)

@@ -1,6 +1,6 @@
 /* proto/soap: the wire shapes of protocol sections 1, 2, 4 and 6, in one table-driven module
  * (so that they can be aligned with an official WSDL without touching anything else):
- *  - receiver side: parse a request with libxml2's reader (one pass, no DOM, no DTD, no
+ *  - receiver side: parse a request with libxml2's SAX2 parser (one pass, no DOM, no DTD, no
  *    entities, no network) into a struct soap_request; write responses and faults;
  *  - sender side (somirror-task): build requests, parse responses and faults.
  * Element names and namespaces live only here. */
@@ -60,6 +60,20 @@ struct soap_request {
  * that is not a well-formed SOAP envelope (MalformedRequest). Everything lives in arena. */
 int soap_parse_request(const char *body, size_t len, const char *soapaction, struct arena *arena,
                        struct soap_request *out, struct fault *env_fault);
+
+/* RowData told as it is read (for applying rows while the rest is still being parsed): batch
+ * when a batch's Table and Columns are read (the header and the operation are then complete in
+ * req), row when a row is complete (its values stay where they are, in the arena; the struct
+ * row itself is only lent), batch_end when the batch is complete (its Lsn read). Nothing more
+ * is told after a shape error; the result is soap_parse_request's, whatever was told. */
+struct soap_row_listener {
+    void (*batch)(void *ctx, const struct soap_request *req, const struct batch *batch);
+    void (*row)(void *ctx, const struct row *row);
+    void (*batch_end)(void *ctx, const struct batch *batch);
+};
+int soap_parse_request_told(const char *body, size_t len, const char *soapaction,
+                            struct arena *arena, struct soap_request *out, struct fault *env_fault,
+                            const struct soap_row_listener *listener, void *listener_ctx);
 
 struct auth_answer {
     int ok;

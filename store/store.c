@@ -593,69 +593,112 @@ static void count_row(struct table_state *state, char op)
         state->deleted++;
 }
 
-static int batch_apply(struct store_tenant *t, struct call_table *ct, const struct batch *b,
-                       struct arena *arena, struct fault *f)
+/* ---- RowData, a batch and a row at a time ---- */
+
+struct store_rows {
+    struct store_tenant *t;
+    struct arena *arena;
+    struct table_meta *meta;
+    size_t nmeta;
+    struct call_table **tables;        /* in order of first appearance */
+    size_t ntables, tables_cap;
+    struct call_table *ct;             /* the open batch's table */
+    struct column_map map;             /* the open batch's columns */
+    size_t nchunk;                     /* rows checked and not yet handed to the driver */
+};
+
+struct store_rows *store_rows_begin(struct store_tenant *t, struct arena *arena, struct fault *f)
 {
-    struct store *store = t->store;
-    const struct table_schema *s = ct->schema;
-    struct column_map map;
-    if (columns_map(s, b, arena, &map, f) != 0)
-        return -1;
-    chunk_reserve(store, s->ncolumns);
-    size_t nchunk = 0;
-    for (size_t r = 0; r < b->nrows; r++) {
-        const struct row *row = &b->rows[r];
-        long rowno = ++ct->rows_seen;
-        struct value *values = store->chunk_values + nchunk * s->ncolumns;
-        if (row_check(s, b, row, rowno, &map, arena, values, f) != 0)
-            return -1;
-        if (row->has_lsn && row->lsn <= ct->lsn_before) {
-            ct->state->skipped++;
-            continue;
-        }
-        store->chunk_rows[nchunk++] = (struct row_change){.op = row->op, .values = values};
-        count_row(ct->state, row->op);
-        if (nchunk == APPLY_CHUNK_ROWS && chunk_flush(t, ct, &nchunk, f) != 0)
-            return -1;
+    struct store_rows *s = xcalloc(1, sizeof(*s));
+    s->t = t;
+    s->arena = arena;
+    if (call_begin(t, arena, &s->meta, &s->nmeta, f) != 0) {
+        free(s);
+        return NULL;
     }
-    if (chunk_flush(t, ct, &nchunk, f) != 0)
+    return s;
+}
+
+static struct call_table *rows_table(struct store_rows *s, const char *name, struct fault *f)
+{
+    for (size_t k = 0; k < s->ntables; k++)
+        if (ident_equal(s->tables[k]->name, name))
+            return s->tables[k];
+    struct call_table *ct = arena_calloc(s->arena, 1, sizeof(*ct));
+    if (call_table_open(s->t, s->meta, s->nmeta, name, ct, f) != 0)
+        return NULL;
+    ct->state = arena_calloc(s->arena, 1, sizeof(*ct->state));
+    ct->state->name = name;
+    s->tables = xgrow(s->tables, &s->tables_cap, s->ntables + 1, sizeof(*s->tables));
+    s->tables[s->ntables++] = ct;
+    return ct;
+}
+
+int store_rows_batch(struct store_rows *s, const struct batch *b, struct fault *f)
+{
+    s->ct = rows_table(s, b->table, f);
+    if (!s->ct || columns_map(s->ct->schema, b, s->arena, &s->map, f) != 0)
         return -1;
-    if (b->has_lsn && b->lsn > ct->lsn_after)
-        ct->lsn_after = b->lsn;
+    chunk_reserve(s->t->store, s->ct->schema->ncolumns);
+    s->nchunk = 0;
     return 0;
 }
 
-/* Applies every batch; tables and states have room for n (one per batch at most). */
-static int row_data_apply(struct store_tenant *t, const struct batch *batches, size_t n,
-                          struct table_meta *meta, size_t nmeta, struct arena *arena,
-                          struct call_table *tables, struct table_state *states,
-                          size_t *ntables, struct fault *f)
+int store_rows_row(struct store_rows *s, const struct batch *b, const struct row *row,
+                   struct fault *f)
 {
-    for (size_t i = 0; i < n; i++) {
-        const struct batch *b = &batches[i];
-        struct call_table *ct = NULL;
-        for (size_t k = 0; k < *ntables && !ct; k++)
-            if (ident_equal(tables[k].name, b->table))
-                ct = &tables[k];
-        if (!ct) {
-            ct = &tables[*ntables];
-            if (call_table_open(t, meta, nmeta, b->table, ct, f) != 0)
-                return -1;
-            ct->state = &states[(*ntables)++];
-            ct->state->name = b->table;
-        }
-        if (batch_apply(t, ct, b, arena, f) != 0)
-            return -1;
+    struct store *store = s->t->store;
+    struct call_table *ct = s->ct;
+    const struct table_schema *schema = ct->schema;
+    long rowno = ++ct->rows_seen;
+    struct value *values = store->chunk_values + s->nchunk * schema->ncolumns;
+    if (row_check(schema, b, row, rowno, &s->map, s->arena, values, f) != 0)
+        return -1;
+    if (row->has_lsn && row->lsn <= ct->lsn_before) {
+        ct->state->skipped++;
+        return 0;
     }
-    for (size_t k = 0; k < *ntables; k++) {
-        struct call_table *ct = &tables[k];
+    store->chunk_rows[s->nchunk++] = (struct row_change){.op = row->op, .values = values};
+    count_row(ct->state, row->op);
+    return s->nchunk == APPLY_CHUNK_ROWS ? chunk_flush(s->t, ct, &s->nchunk, f) : 0;
+}
+
+int store_rows_batch_end(struct store_rows *s, const struct batch *b, struct fault *f)
+{
+    if (chunk_flush(s->t, s->ct, &s->nchunk, f) != 0)
+        return -1;
+    if (b->has_lsn && b->lsn > s->ct->lsn_after)
+        s->ct->lsn_after = b->lsn;
+    return 0;
+}
+
+/* Moves the positions of the tables whose batches carried a larger Lsn. */
+static int rows_positions(struct store_rows *s, struct fault *f)
+{
+    for (size_t k = 0; k < s->ntables; k++) {
+        struct call_table *ct = s->tables[k];
         if (ct->lsn_after > ct->lsn_before &&
-            t->store->driver->meta_put(t->conn, ct->meta->name, ct->meta->canonical,
-                                       ct->meta->hash, ct->lsn_after, f) != 0)
+            s->t->store->driver->meta_put(s->t->conn, ct->meta->name, ct->meta->canonical,
+                                          ct->meta->hash, ct->lsn_after, f) != 0)
             return -1;
         ct->state->lsn = ct->lsn_after;
     }
     return 0;
+}
+
+int store_rows_end(struct store_rows *s, int ok, struct table_state **states, size_t *nstates,
+                   struct fault *f)
+{
+    int rc = call_end(s->t, ok ? rows_positions(s, f) : -1, f);
+    if (rc == 0 && states) {
+        *states = arena_calloc(s->arena, s->ntables ? s->ntables : 1, sizeof(**states));
+        for (size_t k = 0; k < s->ntables; k++)
+            (*states)[k] = *s->tables[k]->state;
+        *nstates = s->ntables;
+    }
+    free(s->tables);
+    free(s);
+    return rc;
 }
 
 int store_row_data(struct store_tenant *t, const struct batch *batches, size_t n,
@@ -666,19 +709,19 @@ int store_row_data(struct store_tenant *t, const struct batch *batches, size_t n
         fault_set(f, FAULT_MALFORMED_REQUEST, "RowData has no batches");
         return -1;
     }
-    struct table_meta *meta;
-    size_t nmeta;
-    if (call_begin(t, arena, &meta, &nmeta, f) != 0)
+    struct store_rows *s = store_rows_begin(t, arena, f);
+    if (!s)
         return -1;
-    struct call_table *tables = arena_calloc(arena, n, sizeof(*tables));
-    struct table_state *out = arena_calloc(arena, n, sizeof(*out));
-    size_t ntables = 0;
-    int rc = row_data_apply(t, batches, n, meta, nmeta, arena, tables, out, &ntables, f);
-    if (call_end(t, rc, f) != 0)
-        return -1;
-    *states = out;
-    *nstates = ntables;
-    return 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct batch *b = &batches[i];
+        rc = store_rows_batch(s, b, f);
+        for (size_t r = 0; r < b->nrows && rc == 0; r++)
+            rc = store_rows_row(s, b, &b->rows[r], f);
+        if (rc == 0)
+            rc = store_rows_batch_end(s, b, f);
+    }
+    return store_rows_end(s, rc == 0, states, nstates, f);
 }
 
 /* ---- operator actions ---- */

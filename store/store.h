@@ -117,6 +117,20 @@ int store_wipe(struct store_tenant *t, char *const *names, size_t n, struct aren
 int store_row_data(struct store_tenant *t, const struct batch *batches, size_t n,
                    struct arena *arena, struct table_state **states, size_t *nstates,
                    struct fault *f);
+/* RowData as it arrives, in the same transaction and with the same checks and answers as
+ * store_row_data (which is built on these): begin, then for each batch store_rows_batch (its
+ * table and columns), store_rows_row for each row, store_rows_batch_end (its Lsn); then
+ * store_rows_end, which commits when ok and nothing failed, rolls back otherwise, and frees s.
+ * After any failure (f set) only store_rows_end(s, 0, ...) may follow. The rows and batches
+ * must stay valid until the next call on s; states are allocated in arena. */
+struct store_rows;
+struct store_rows *store_rows_begin(struct store_tenant *t, struct arena *arena, struct fault *f);
+int store_rows_batch(struct store_rows *s, const struct batch *b, struct fault *f);
+int store_rows_row(struct store_rows *s, const struct batch *b, const struct row *row,
+                   struct fault *f);
+int store_rows_batch_end(struct store_rows *s, const struct batch *b, struct fault *f);
+int store_rows_end(struct store_rows *s, int ok, struct table_state **states, size_t *nstates,
+                   struct fault *f);
 /* Operator resync: tables emptied and Lsn -1 (names NULL: every table). */
 int store_resync(struct store_tenant *t, char *const *names, size_t n, struct fault *f);
 /* Operator reset: the tenant's mirror is dropped and provisioned anew. */

@@ -1,0 +1,50 @@
+/* proto/rowstream: a request parsed on a helper thread while the calling thread takes its
+ * RowData batches and rows as they are read, so that a large RowData call is applied while the
+ * rest of it is still being parsed (see service.c). The request and its result are exactly
+ * soap_parse_request's; the events only tell early what it will hold. */
+#ifndef SOMIRROR_PROTO_ROWSTREAM_H
+#define SOMIRROR_PROTO_ROWSTREAM_H
+#include <stddef.h>
+
+#include "common/arena.h"
+#include "proto/fault.h"
+#include "proto/soap.h"
+
+enum rowstream_kind { ROWSTREAM_BATCH, ROWSTREAM_ROW, ROWSTREAM_BATCH_END, ROWSTREAM_END };
+
+struct rowstream_event {
+    enum rowstream_kind kind;
+    struct batch batch;   /* BATCH: table and columns; BATCH_END: also has_lsn/lsn (no rows) */
+    struct row row;       /* ROW: its values live in the request's arena */
+};
+
+/* What the request said before its first batch (the header is complete by then). */
+struct rowstream_prologue {
+    const char *token;    /* SignedToken text in the arena, NULL when absent */
+    size_t token_len;
+    int ntokens;
+    enum soap_op op;
+    enum fault_code op_fault;
+};
+
+struct rowstream;
+
+/* Starts parsing body into req (allocating in arena) on a helper thread. Until
+ * rowstream_finish returns, arena and req belong to that thread: the caller reads neither.
+ * NULL when no thread could be started (then parse as usual). */
+struct rowstream *rowstream_start(const char *body, size_t len, const char *soapaction,
+                                  struct arena *arena, struct soap_request *req);
+
+/* The next event in document order, waiting while the parser is behind; ROWSTREAM_END when
+ * nothing more will come (the parse is over or stopped telling). The event is valid until the
+ * next call. */
+const struct rowstream_event *rowstream_next(struct rowstream *rs);
+
+/* Valid once a ROWSTREAM_BATCH event was returned. */
+const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs);
+
+/* Lets the parser run to the end without telling anything more, waits for it, frees rs and
+ * returns soap_parse_request's result (env_fault set when -1). */
+int rowstream_finish(struct rowstream *rs, struct fault *env_fault);
+
+#endif

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""RowData bodies of 64 KiB and more are applied while they are parsed (proto/rowstream, the
+stream_* functions of proto/service.c). The answer and the mirror must be exactly what the
+parse-then-apply order gives: each request below is sent once as it is (small: parsed, then
+applied) and once padded past the threshold with a comment at its very end (streamed: every row
+is applied before the parser reaches the end), and both answers must be byte for byte equal,
+with nothing applied on a fault. Then large loads with faults late in the body."""
+
+import protolib as L
+from protolib import NS, eq, check, expect_fault, ok_states
+
+T = {"name": "t", "columns": [("id", "int", False), ("v", "nvarchar(50)", True), ("w", "int", True)], "pk": ["id"]}
+U = {"name": "u", "columns": [("k", "nvarchar(10)", False), ("n", "bigint", True)], "pk": ["k"]}
+TC = ["id", "v", "w"]
+UC = ["k", "n"]
+STREAM_MIN = 64 * 1024
+PAD = "<!--" + "p" * (STREAM_MIN + 1024) + "-->"
+
+
+def body(batches, tail=""):
+    return L.H.row_data_body(batches)[:-len("</Batches></RowDataRequest>")] + tail + "</Batches></RowDataRequest>"
+
+
+def padded(text):
+    """The same request, past the threshold, the padding after every row."""
+    end = "</RowDataRequest>"
+    check(text.endswith(end), "request ends with %s" % end)
+    return text[:-len(end)] + PAD + end
+
+
+def mirror(p):
+    return (p.table_rows("t"), p.table_rows("u"), p.meta()["t"]["lsn"], p.meta()["u"]["lsn"])
+
+
+def t_rows(first, count, lsn=None):
+    return [("I", lsn, [str(i), "v%d" % i, str(i * 2)]) for i in range(first, first + count)]
+
+
+REQUESTS = [
+    # name, the inner body, whether it succeeds
+    ("two tables", body([{"table": "t", "columns": TC, "rows": t_rows(1, 5), "lsn": 10},
+                         {"table": "u", "columns": UC, "rows": [("I", None, ["a", "1"]), ("I", None, ["b", None])],
+                          "lsn": 20}]), True),
+    ("invalid value", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3) + [("I", None, ["9", "x", "no"])],
+                             "lsn": 10}]), False),
+    ("NULL key", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3) + [("I", None, [None, "x", "1"])]}]), False),
+    ("unknown table second", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3), "lsn": 10},
+                                   {"table": "nosuch", "columns": ["id"], "rows": [("I", None, ["1"])]}]), False),
+    ("blocked table second", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3), "lsn": 10},
+                                   {"table": "credentials", "columns": ["id"], "rows": [("I", None, ["1"])]}]), False),
+    ("blocked table after a bad value", body([{"table": "t", "columns": TC, "rows": [("I", None, ["1", "x", "no"])]},
+                                              {"table": "credentials", "columns": ["id"], "rows": []}]), False),
+    ("column mismatch second", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3), "lsn": 10},
+                                     {"table": "u", "columns": ["k"], "rows": [("I", None, ["a"])]}]), False),
+    ("value count", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3)}]).replace("<V>v3</V>", ""), False),
+    ("bad op late", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3), "lsn": 10}],
+                         '<Batch><Table>u</Table><Columns><Name>k</Name><Name>n</Name></Columns><Rows>'
+                         '<Row op="X"><V>a</V><V>1</V></Row></Rows></Batch>'), False),
+    ("unknown element late", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3), "lsn": 10}],
+                                  "<Extra/>"), False),
+    ("missing Rows late", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3), "lsn": 10}],
+                               '<Batch><Table>u</Table><Columns><Name>k</Name></Columns></Batch>'), False),
+    ("rows with lsn", body([{"table": "t", "columns": TC, "rows": t_rows(1, 3, lsn=5), "lsn": 10}]), True),
+]
+
+
+def same_answers(p):
+    """Every request: the streamed answer equals the parsed-then-applied one, and so does the
+    mirror after it (nothing applied on a fault)."""
+    p.setup([T, U])
+    empty = mirror(p)
+    for name, inner, succeeds in REQUESTS:
+        small = p.call("RowData", inner)
+        after_small = mirror(p)
+        if succeeds:
+            ok_states(small, name)
+            check(after_small != empty, "%s: applied" % name)
+            p.wipe(["t", "u"])
+            eq(mirror(p), empty, "%s: wiped" % name)
+        else:
+            check(small.fault, "%s: a fault expected, got %r" % (name, small))
+            eq(after_small, empty, "%s: nothing applied" % name)
+        big = p.call("RowData", padded(inner))
+        eq((big.status, big.body), (small.status, small.body), "%s: streamed answer" % name)
+        eq(mirror(p), after_small, "%s: mirror after the streamed call" % name)
+        if succeeds:
+            p.wipe(["t", "u"])
+
+
+def envelope_faults(p):
+    """A body that is not well-formed after its rows, and the header faults, on a big body."""
+    p.setup([T])
+    rows = t_rows(1, 3000)
+    inner = body([{"table": "t", "columns": TC, "rows": rows, "lsn": 10}])
+    check(len(inner) > STREAM_MIN, "the body is past the threshold")
+    broken = inner.replace("</Batches>", "</Batch>")
+    expect_fault(p.call("RowData", broken), "MalformedRequest")
+    eq(p.table_rows("t"), [], "nothing applied after the XML error")
+    expect_fault(p.call("RowData", inner, token="not.a.token"), "InvalidToken")
+    expect_fault(p.call("RowData", inner, token=p.token(exp=-3600, nbf=-7200)), "TokenExpired")
+    expect_fault(p.call("RowData", inner, soapaction='"%sWipe"' % L.H.ACTION_PREFIX), "MalformedRequest")
+    eq(p.table_rows("t"), [], "nothing applied after the token and action faults")
+    eq(p.meta()["t"]["lsn"], -1, "position unchanged")
+
+
+def large_loads(p):
+    """Several big calls: every row lands once, positions move, a resend is skipped, a late bad
+    value rolls the whole call back and names its row."""
+    p.setup([T, U])
+    total = 0
+    for call in range(3):
+        rows = t_rows(1 + call * 4000, 4000, lsn=1000 + call)
+        st = ok_states(p.rows([{"table": "t", "columns": TC, "rows": rows, "lsn": 1000 + call},
+                               {"table": "u", "columns": UC, "rows": [("I", None, ["k%d" % call, str(call)])],
+                                "lsn": 50 + call}]))
+        total += 4000
+        eq([(s["Name"], s["Inserted"], s["Lsn"]) for s in st],
+           [("t", "4000", str(1000 + call)), ("u", "1", str(50 + call))], "call %d states" % call)
+    eq(p.query("SELECT count(*), sum(id), sum(w) FROM t"),
+       [(total, total * (total + 1) // 2, total * (total + 1))], "every row once")
+    eq(p.meta()["t"]["lsn"], 1002, "position")
+    # The last call again: its rows are stale now.
+    st = ok_states(p.rows([{"table": "t", "columns": TC, "rows": t_rows(8001, 4000, lsn=1002), "lsn": 1002}]))
+    eq((st[0]["Inserted"], st[0]["Skipped"]), ("0", "4000"), "resend skipped")
+    # A bad value in the very last row: nothing of the call is kept.
+    rows = t_rows(20001, 3999) + [("I", 2000, ["24000", "v", "bad"])]
+    expect_fault(p.rows([{"table": "t", "columns": TC, "rows": rows, "lsn": 2000}]), "InvalidValue",
+                 table="t", column="w", row=4000)
+    eq(p.query("SELECT count(*) FROM t"), [(total,)], "nothing of the faulted call")
+    eq(p.meta()["t"]["lsn"], 1002, "position after the fault")
+
+
+def paused_tenant(p):
+    """A big body for a paused tenant is refused whole; after resume it applies."""
+    p.setup([T])
+    inner = body([{"table": "t", "columns": TC, "rows": t_rows(1, 3000), "lsn": 10}])
+    check(p.daemon.ctl("pause %s" % p.tenant).startswith("ok"), "pause")
+    expect_fault(p.call("RowData", inner), "TenantPaused", faultcode="s:Server")
+    eq(p.table_rows("t"), [], "nothing applied while paused")
+    check(p.daemon.ctl("resume %s" % p.tenant).startswith("ok"), "resume")
+    ok_states(p.call("RowData", inner))
+    eq(p.query("SELECT count(*) FROM t"), [(3000,)], "applied after resume")
+
+
+CHECKS = [same_answers, envelope_faults, large_loads, paused_tenant]
+
+if __name__ == "__main__":
+    L.run(CHECKS)
