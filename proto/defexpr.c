@@ -221,7 +221,7 @@ static int numeric_kind(enum sql_kind kind)
 static int literal_fits(const struct sql_type *type, const char *text, size_t len)
 {
     struct arena scratch;
-    struct raw_value raw = {RAW_TEXT, text, len};
+    struct raw_value raw = {.kind = RAW_TEXT, .data = text, .len = len};
     struct value checked;
     char err[256];
     arena_init(&scratch);

@@ -258,6 +258,7 @@ static void push_value(struct request_builder *b, enum raw_kind kind, const char
     if (kind != RAW_NULL) {
         v->data = copy_text(b, text, len);
         v->len = len;
+        v->utf8_checked = 1;   /* libxml2 hands over nothing else (an encoding error is fatal) */
     }
 }
 

@@ -76,6 +76,7 @@ struct raw_value {
     enum raw_kind kind;
     const char *data;        /* character data as sent (verbatim for <V>); NULL for RAW_NULL */
     size_t len;
+    int utf8_checked;        /* data is known to be valid UTF-8 (the XML parser checked it) */
 };
 
 /* A value checked against its column, in a storage-neutral form that every store maps to its

@@ -276,7 +276,7 @@ int value_check(const struct sql_type *type, int nullable, const struct raw_valu
             snprintf(err, errlen, "binary value must be sent as <B>");
             return -1;
         }
-        if (!utf8_valid(raw->data, raw->len)) {
+        if (!raw->utf8_checked && !utf8_valid(raw->data, raw->len)) {
             snprintf(err, errlen, "invalid UTF-8");
             return -1;
         }

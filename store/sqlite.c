@@ -396,8 +396,12 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
     }
     c->dev = st.st_dev;
     c->ino = st.st_ino;
-    if (sqlite3_open_v2(c->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
-        SQLITE_OK) {
+    /* NOMUTEX: a connection is only ever used by the worker's own thread (the helper thread
+     * that parses a large RowData body never touches the store), so SQLite need not lock it
+     * around every call. */
+    if (sqlite3_open_v2(c->path, &c->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         db_fail(c->db, f, "open");
         conn_disconnect(c);
         return -1;
@@ -437,6 +441,9 @@ static void *sqlite_backend_open(const struct config *cfg, char *err, size_t err
         snprintf(err, errlen, "store.sqlite.directory %s is not a directory", dir);
         return NULL;
     }
+    /* Nothing reads SQLite's memory statistics, and keeping them takes a global lock around
+     * every allocation. Only possible before SQLite is initialised (else left as it is). */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     struct sqlite_backend *backend = xcalloc(1, sizeof(*backend));
     backend->directory = xstrdup(dir);
     int seconds = cfg->lock_timeout > 0 ? cfg->lock_timeout : 60;

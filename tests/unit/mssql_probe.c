@@ -23,9 +23,9 @@ static struct column contact_columns[] = {
 static char *contact_pk[] = {"contact_id"};
 static char *contact_names[] = {"contact_id", "name", "amount", "registered", "photo"};
 
-#define V(s) {RAW_TEXT, s, sizeof(s) - 1}
-#define B(s) {RAW_BASE64, s, sizeof(s) - 1}
-#define N {RAW_NULL, NULL, 0}
+#define V(s) {.kind = RAW_TEXT, .data = s, .len = sizeof(s) - 1}
+#define B(s) {.kind = RAW_BASE64, .data = s, .len = sizeof(s) - 1}
+#define N {.kind = RAW_NULL, .data = NULL, .len = 0}
 static struct raw_value row1[] = {V("1"), V("Acme"), V("1.5"), V("2026-01-02T03:04:05.123"),
                                   B("AAE=")};
 static struct raw_value row2[] = {V("2"), V(""), V("0"), N, N};

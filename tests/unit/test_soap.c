@@ -329,6 +329,7 @@ static void assert_value(const struct raw_value *v, enum raw_kind kind, const ch
     ck_assert_int_eq(v->kind, kind);
     ck_assert_uint_eq(v->len, len);
     ck_assert_mem_eq(v->data, data, len);
+    ck_assert_int_eq(v->utf8_checked, 1);   /* libxml2 checked it: value_check need not again */
 }
 
 START_TEST(test_values)
@@ -602,8 +603,10 @@ START_TEST(test_round_trip_row_data)
 {
     static const char text[] = " <a & 'b' \"c\">\r\n\t ";
     struct raw_value values[4] = {
-        {RAW_TEXT, text, sizeof(text) - 1}, {RAW_TEXT, "", 0}, {RAW_NULL, NULL, 0},
-        {RAW_BASE64, "AAEC", 4}};
+        {.kind = RAW_TEXT, .data = text, .len = sizeof(text) - 1},
+        {.kind = RAW_TEXT, .data = "", .len = 0},
+        {.kind = RAW_NULL},
+        {.kind = RAW_BASE64, .data = "AAEC", .len = 4}};
     char *columns[] = {"a", "b", "c", "d"};
     struct buf out = BUF_INIT;
     soap_build_rowdata_begin(&out, "tok");
@@ -639,8 +642,9 @@ END_TEST
 
 START_TEST(test_large_row_data)
 {
-    struct raw_value values[3] = {{RAW_TEXT, "12345", 5}, {RAW_TEXT, "some text here", 14},
-                                  {RAW_NULL, NULL, 0}};
+    struct raw_value values[3] = {{.kind = RAW_TEXT, .data = "12345", .len = 5},
+                                  {.kind = RAW_TEXT, .data = "some text here", .len = 14},
+                                  {.kind = RAW_NULL}};
     char *columns[] = {"a", "b", "c"};
     struct buf out = BUF_INIT;
     soap_build_rowdata_begin(&out, "tok");

@@ -38,7 +38,7 @@ static int check_raw(const char *type_text, int nullable, enum raw_kind kind, co
                      size_t len)
 {
     struct sql_type type = type_of(type_text);
-    struct raw_value raw = {kind, data, len};
+    struct raw_value raw = {.kind = kind, .data = data, .len = len};
     last_err[0] = '\0';
     return value_check(&type, nullable, &raw, &arena, &last, last_err, sizeof(last_err));
 }
