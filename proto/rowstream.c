@@ -19,7 +19,9 @@
 
 enum {
     BLOCK_EVENTS = 256,   /* events handed over at a time (one lock round trip each) */
-    QUEUE_BLOCKS = 8      /* how far the parser may run ahead of the rows applied */
+    QUEUE_BLOCKS = 16     /* how far the parser may run ahead of the rows applied: about a
+                             1 MB call's rows, so that the worker can spend a WAL checkpoint
+                             (store/sqlite.c) before applying them without stopping the parse */
 };
 
 struct block {

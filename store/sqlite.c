@@ -63,7 +63,9 @@ enum {
     DIRECTORY_MODE = 0750,
     APPLY_CACHE_MAX = 64,      /* cached statement pairs per connection before starting over */
     TIME_TEXT_MAX = 48,        /* longest date/time text bound (value_check allows ~34) */
-    BUSY_SECONDS_MAX = 3600    /* busy_timeout follows tenants.lock_timeout, up to this */
+    BUSY_SECONDS_MAX = 3600,   /* busy_timeout follows tenants.lock_timeout, up to this */
+    WAL_CHECKPOINT_PAGES = 1000,   /* SQLite's own auto-checkpoint size */
+    WAL_HARD_PAGES = 8000          /* checkpointed at the commit that reaches it (~32 MB) */
 };
 
 static const char REBUILD_TABLE[] = "_somirror_rebuild";
@@ -95,6 +97,7 @@ struct sqlite_conn {
     size_t napplies, applies_cap;
     char (*time_text)[TIME_TEXT_MAX];  /* per-column scratch for date/time binding */
     size_t time_text_cap;
+    int wal_pages;                     /* WAL frames not yet checkpointed, as last seen */
 };
 
 /* ---- errors and SQL text ---- */
@@ -375,6 +378,33 @@ static int meta_prepare(struct sqlite_conn *c, struct fault *f)
 }
 
 /* Creates the file (mode 0640) when missing, opens it and provisions the metadata table. */
+/* The WAL checkpoint. SQLite's auto-checkpoint runs inside the commit that takes the WAL over
+ * 1000 pages, which puts it on the committing call's clock. This hook (which replaces it) only
+ * notes the WAL's size at each commit of this connection (other workers' frames included); the
+ * checkpoint runs when this connection's next call begins, where a RowData call that is applied
+ * while parsed spends it while the parser is still reading its body. Past WAL_HARD_PAGES it
+ * runs at once, so the WAL stays bounded. */
+static int wal_noted(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct sqlite_conn *c = arg;
+    c->wal_pages = pages;
+    if (pages >= WAL_HARD_PAGES) {
+        int log = 0, done = 0;
+        if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK)
+            c->wal_pages = log - done;
+    }
+    return SQLITE_OK;
+}
+
+/* A passive checkpoint never waits for readers; what they still use stays for the next one. */
+static void wal_checkpoint_due(struct sqlite_conn *c)
+{
+    int log = 0, done = 0;
+    if (c->wal_pages >= WAL_CHECKPOINT_PAGES &&
+        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK)
+        c->wal_pages = log - done;
+}
+
 static int conn_connect(struct sqlite_conn *c, struct fault *f)
 {
     int fd = open(c->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, DB_FILE_MODE);
@@ -407,6 +437,8 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
         return -1;
     }
     sqlite3_busy_timeout(c->db, c->backend->busy_ms);
+    c->wal_pages = 0;
+    sqlite3_wal_hook(c->db, wal_noted, c);
     if (exec_sql(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", "open", f) != 0 ||
         meta_prepare(c, f) != 0) {
         conn_disconnect(c);
@@ -540,6 +572,7 @@ static int sqlite_begin(void *conn, struct fault *f)
     struct sqlite_conn *c = conn;
     if (conn_current(c, f) != 0)
         return -1;
+    wal_checkpoint_due(c);
     return exec_sql(c, "BEGIN IMMEDIATE", "begin", f);
 }
 

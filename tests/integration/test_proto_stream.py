@@ -6,6 +6,8 @@ applied) and once padded past the threshold with a comment at its very end (stre
 is applied before the parser reaches the end), and both answers must be byte for byte equal,
 with nothing applied on a fault. Then large loads with faults late in the body."""
 
+import os
+
 import protolib as L
 from protolib import NS, eq, check, expect_fault, ok_states
 
@@ -142,7 +144,30 @@ def paused_tenant(p):
     eq(p.query("SELECT count(*) FROM t"), [(3000,)], "applied after resume")
 
 
-CHECKS = [same_answers, envelope_faults, large_loads, paused_tenant]
+def checkpoint_deferred(p):
+    """The SQLite store checkpoints the WAL when the tenant's next call on the connection that
+    saw it pass 1000 pages begins, not inside that commit: the rows stay in the WAL after the
+    big call (the main file does not grow) and reach the main file when the next call starts.
+    One keep-alive connection keeps both calls on one worker."""
+    notes = {"name": "notes", "columns": [("id", "int", False), ("text", "nvarchar(max)", True)], "pk": ["id"]}
+    p.setup([notes])
+    main = p.db_path()
+    before = os.path.getsize(main)
+    text = "x" * 2000
+    conn = p.daemon.connection()
+    ok_states(p.rows([{"table": "notes", "columns": ["id", "text"],
+                       "rows": [("I", None, [str(i), text]) for i in range(3000)], "lsn": 1}], conn=conn))
+    eq(os.path.getsize(main), before, "main file size right after the big call")
+    check(os.path.getsize(main + "-wal") > 1000 * 4096, "the rows are in the WAL")
+    ok_states(p.rows([{"table": "notes", "columns": ["id", "text"], "rows": [("I", None, ["5000", "y"])],
+                       "lsn": 2}], conn=conn))
+    conn.close()
+    check(os.path.getsize(main) > before + 3000 * 2000, "checkpointed when the next call began: %d bytes"
+          % os.path.getsize(main))
+    eq(p.query("SELECT count(*), sum(length(text)) FROM notes"), [(3001, 3000 * 2000 + 1)], "every row")
+
+
+CHECKS = [same_answers, envelope_faults, large_loads, paused_tenant, checkpoint_deferred]
 
 if __name__ == "__main__":
     L.run(CHECKS)
