@@ -64,12 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(copy, data + 2, len);
 
-    struct raw_value raw;
-    if (flags & 4u) {
-        raw.kind = RAW_NULL;
-        raw.data = NULL;
-        raw.len = 0;
-    } else {
+    struct raw_value raw = {.kind = RAW_NULL};   /* utf8_checked 0: value_check checks it */
+    if (!(flags & 4u)) {
         raw.kind = (flags & 1u) ? RAW_BASE64 : RAW_TEXT;
         raw.data = copy;
         raw.len = len;

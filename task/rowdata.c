@@ -52,12 +52,9 @@ void rowdata_format_value(const struct column *col, sqlite3_stmt *stmt, int idx,
 {
     int storage = sqlite3_column_type(stmt, idx);
     enum sql_kind kind = col->type.kind;
-    if (storage == SQLITE_NULL) {
-        out->kind = RAW_NULL;
-        out->data = NULL;
-        out->len = 0;
+    *out = (struct raw_value){.kind = RAW_NULL};   /* nothing here is known to be valid UTF-8 */
+    if (storage == SQLITE_NULL)
         return;
-    }
     if (sqltype_is_binary(kind)) {
         const void *bytes = sqlite3_column_blob(stmt, idx);
         size_t len = (size_t)sqlite3_column_bytes(stmt, idx);
