@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Authenticate benchmark (`make bench-auth`).
 
-Authenticate calls per second from SENDERS processes (multiprocessing), each on its own
-keep-alive connection, for SECONDS, with tokens built before the clock starts (TENANTS tenants,
-one token each, used round-robin; every tenant's mirror is provisioned by a warm-up call first).
+Authenticate calls per second on SENDERS keep-alive connections for SECONDS, with tokens built
+before the clock starts (TENANTS tenants, one token each, used round-robin; every tenant's mirror
+is provisioned by a warm-up call first). The load comes from wrk (one thread driving every
+connection, a few percent of one core) when it is installed (`apt-get install wrk`), else from
+SENDERS Python processes, which take a fifth of a 2-core machine themselves.
 Each Authenticate costs the server one RSA-2048 verify (the vendor's token) and one RSA-2048
 sign (the SignedApplicationToken), so the limit is 1/(1/sign_rate + 1/verify_rate) per core
 times the workers (at most the cores), with sign_rate and verify_rate from
@@ -15,6 +17,7 @@ rate the measured CPU per call allows."""
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +34,8 @@ def options(p):
     p.add_argument("--workers", type=int, default=0, help="somirrord workers (default: the CPU count)")
     p.add_argument("--perf", metavar="FILE", help="perf record -g the workers into FILE (kept) and "
                    "add the top functions to the notes")
+    p.add_argument("--python-senders", action="store_true",
+                   help="send with Python processes even when wrk is installed")
 
 
 def openssl_speed():
@@ -66,6 +71,57 @@ def sender(port, action_prefix, bodies, start_at, stop_at, queue):
     queue.put((calls, faults, errors))
 
 
+# wrk's script: requests round-robin over the envelopes, every answer checked, one line of result.
+WRK_SCRIPT = """
+local bodies = {%(bodies)s}
+local headers = {["Content-Type"] = "text/xml; charset=utf-8", ["SOAPAction"] = '"%(prefix)sAuthenticate"'}
+local threads = {}
+function setup(thread) table.insert(threads, thread); thread:set("id", #threads) end
+function init(args) n = id * 7; faults = 0 end
+function request() n = n + 1; return wrk.format("POST", "/", headers, bodies[(n %% #bodies) + 1]) end
+function response(status, hdrs, body)
+  if status ~= 200 or not string.find(body, "<IsSuccessful>true</IsSuccessful>", 1, true) then faults = faults + 1 end
+end
+function done(summary, latency, requests)
+  local f = 0
+  for _, t in ipairs(threads) do f = f + t:get("faults") end
+  local e = summary.errors
+  io.write(string.format("RESULT calls=%%d faults=%%d errors=%%d\\n", summary.requests, f,
+                         e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def wrk_senders(port, action_prefix, bodies, seconds, connections, work):
+    """Runs wrk; returns (calls, faults, errors, description)."""
+    script = os.path.join(work, "auth.lua")
+    with open(script, "w") as f:
+        f.write(WRK_SCRIPT % {"bodies": ",".join("[==[%s]==]" % b.decode() for b in bodies),
+                              "prefix": action_prefix})
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", "%gs" % seconds, "-s", script,
+                          "http://127.0.0.1:%d/" % port], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True).stdout
+    m = re.search(r"RESULT calls=(\d+) faults=(\d+) errors=(\d+)", out)
+    if not m:
+        raise RuntimeError("cannot read wrk's result:\n" + out[-2000:])
+    calls, faults, errors = (int(g) for g in m.groups())
+    return calls, faults + errors, "wrk, 1 thread, %d connections" % connections
+
+
+def python_senders(daemon, h, bodies, args):
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    start_at = time.time() + 0.5
+    stop_at = start_at + args.seconds
+    shares = [bodies[i::args.senders] or bodies for i in range(args.senders)]
+    procs = [ctx.Process(target=sender, args=(daemon.port, h.ACTION_PREFIX, s, start_at, stop_at, queue))
+             for s in shares]
+    for p in procs:
+        p.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    return procs, queue
+
+
 def main():
     args = B.parse_args(__doc__.splitlines()[0], options)
     h = B.harness()
@@ -87,32 +143,30 @@ def main():
                 if b"<IsSuccessful>true" not in answer:
                     raise RuntimeError("warm-up Authenticate failed: %r" % answer[:400])
             conn.close()
-            ctx = multiprocessing.get_context("fork")
-            queue = ctx.Queue()
-            start_at = time.time() + 0.5
-            stop_at = start_at + args.seconds
-            shares = [bodies[i::args.senders] or bodies for i in range(args.senders)]
-            procs = [ctx.Process(target=sender, args=(daemon.port, h.ACTION_PREFIX, s, start_at, stop_at, queue))
-                     for s in shares]
             pids = [daemon.pid] + daemon.worker_pids()
-            for p in procs:
-                p.start()
-            time.sleep(max(0.0, start_at - time.time()))
+            use_wrk = shutil.which("wrk") and not args.python_senders
+            if not use_wrk:
+                procs, queue = python_senders(daemon, h, bodies, args)
             perf = B.perf_start(pids[1:], os.path.abspath(args.perf)) if args.perf else None
             with B.Clock(pids) as clock:
-                results = [queue.get() for _ in procs]
-                for p in procs:
-                    p.join()
+                if use_wrk:
+                    calls, faults, senders = wrk_senders(daemon.port, h.ACTION_PREFIX, bodies, args.seconds,
+                                                         args.senders, work)
+                else:
+                    results = [queue.get() for _ in procs]
+                    for p in procs:
+                        p.join()
+                    calls = sum(r[0] for r in results)
+                    faults = sum(r[1] for r in results)
+                    senders = "%d Python sender processes" % args.senders
             profile = B.perf_stop(perf, os.path.abspath(args.perf)) if perf else None
         sign, verify, line = openssl_speed()
-    calls = sum(r[0] for r in results)
-    faults = sum(r[1] for r in results)
     rate = calls / clock.wall
     per_core = 1.0 / (1.0 / sign + 1.0 / verify)
     allowed = per_core * min(workers, ncpu)
     cpu_per_call = clock.server_cpu / max(1, calls)
     ratio = rate / allowed
-    B.report(args, "Authenticate: %d sender processes, %d workers, %.0f s" % (args.senders, workers, args.seconds), [
+    B.report(args, "Authenticate: %s, %d workers, %.0f s" % (senders, workers, args.seconds), [
         B.row("Authenticate calls/s", rate, allowed),
         B.row("server CPU per call (ms; ratio = limit/value)", 1000 * cpu_per_call, 1000 / per_core,
               (1 / per_core) / cpu_per_call if cpu_per_call else None),

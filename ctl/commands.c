@@ -247,18 +247,19 @@ static int cmd_show_workers(struct ctl_context *ctx, const struct command_args *
 {
     json_t *list = args->json ? json_array() : NULL;
     if (!list)
-        buf_puts(out, "pid\tgeneration\tstate\ttenant\toperation\tsince\tcalls\tfaults\tbytes\n");
+        buf_puts(out, "pid\tgeneration\tstate\ttenant\toperation\tsince\tcalls\tfaults\tbytes\t"
+                      "connections\n");
     for (uint32_t slot = 0; slot < reg_max_workers(ctx->reg); slot++) {
         struct worker_view w;
         if (reg_worker_read(ctx->reg, (int)slot, &w) != 0)
             continue;
         if (list) {
-            json_array_append_new(list, json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o}",
+            json_array_append_new(list, json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I}",
                 "pid", (json_int_t)w.pid, "generation", (json_int_t)w.generation,
                 "state", reg_worker_state_name(w.state), "tenant", json_text_or_null(w.tenant),
                 "operation", json_text_or_null(w.operation), "since", json_time(w.since),
                 "calls", json_count(w.calls), "faults", json_count(w.faults),
-                "bytes", json_count(w.bytes)));
+                "bytes", json_count(w.bytes), "connections", (json_int_t)w.connections));
             continue;
         }
         buf_printf(out, "%ld\t%u\t%s\t", (long)w.pid, w.generation, reg_worker_state_name(w.state));
@@ -267,8 +268,8 @@ static int cmd_show_workers(struct ctl_context *ctx, const struct command_args *
         put_field(out, w.operation);
         buf_putc(out, '\t');
         put_time(out, w.since);
-        buf_printf(out, "\t%llu\t%llu\t%llu\n", (unsigned long long)w.calls,
-                   (unsigned long long)w.faults, (unsigned long long)w.bytes);
+        buf_printf(out, "\t%llu\t%llu\t%llu\t%u\n", (unsigned long long)w.calls,
+                   (unsigned long long)w.faults, (unsigned long long)w.bytes, w.connections);
     }
     if (list)
         put_json(out, json_pack("{s:o}", "workers", list));

@@ -431,6 +431,9 @@ static int stream_begin(struct call *call, const struct rowstream_prologue *pro)
         stream_abandon(call);
         return 0;
     }
+    /* Most of such a call happens here, before call_run: show it as it happens. */
+    reg_worker_state(svc->reg, svc->slot, WORKER_BUSY, claims.tenant,
+                     soap_op_name(SOAP_OP_ROWDATA), (int64_t)time(NULL));
     return 1;
 }
 

@@ -29,7 +29,8 @@
  *    one 64-bit word, owner (tenant index + 1) in the high half and its change counter in the
  *    low half, so that a taker frees a list only if it read its latest contents.
  *  - worker slots: in_use, pid and generation by the master (claim before fork, release after
- *    reap); state and metrics by the worker in the slot, inside the slot's change counter.
+ *    reap); state and metrics by the worker in the slot, inside the slot's change counter; the
+ *    connections gauge by the worker in the slot (an atomic word of its own, reset at claim).
  *
  * Change counters: a writer makes the counter odd before writing and even after (release); a
  * reader copies while the counter is even and retries if it moved. A writer that dies while
@@ -51,7 +52,7 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lock-free 32-bit atomics are needed i
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "lock-free 64-bit atomics are needed in shared memory");
 
 #define REG_MAGIC 0x534d5247u          /* "SMRG" */
-#define REG_LAYOUT_VERSION 1u
+#define REG_LAYOUT_VERSION 2u
 #define REG_MAX_TENANTS_LIMIT 10000000u
 #define REG_MAX_WORKERS_LIMIT 4096u
 #define REG_ALIGN 64u
@@ -101,6 +102,7 @@ struct worker_slot {
     _Atomic uint32_t in_use;
     _Atomic int32_t pid;
     _Atomic uint32_t change;
+    _Atomic uint32_t connections;      /* a gauge of its own, outside the change counter */
     struct worker_data data;
 };
 
@@ -821,6 +823,7 @@ int reg_worker_claim(struct registry *reg, uint32_t generation)
         s->data.since = (int64_t)time(NULL);
         write_end(&s->change);
         atomic_store_explicit(&s->pid, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->connections, 0, memory_order_relaxed);
         atomic_store_explicit(&s->in_use, 1, memory_order_release);
         return (int)i;
     }
@@ -936,7 +939,33 @@ int reg_worker_read(const struct registry *reg, int slot, struct worker_view *ou
         out->faults += data.metrics.calls_fault[op];
     }
     out->bytes = data.metrics.bytes_in;
+    out->connections = atomic_load_explicit(&s->connections, memory_order_relaxed);
     return 0;
+}
+
+void reg_worker_connections(struct registry *reg, int slot, uint32_t n)
+{
+    struct worker_slot *s = valid_slot(reg, slot);
+    if (s)
+        atomic_store_explicit(&s->connections, n, memory_order_relaxed);
+}
+
+uint32_t reg_workers_fewest_connections(const struct registry *reg, int self, uint32_t generation)
+{
+    uint32_t fewest = UINT32_MAX;
+    for (uint32_t i = 0; i < reg->max_workers; i++) {
+        struct worker_slot *s = slot_at(reg, (int)i);
+        if ((int)i == self || !atomic_load_explicit(&s->in_use, memory_order_acquire))
+            continue;
+        struct worker_data data;
+        read_consistent(&s->change, &data, &s->data, sizeof(data));
+        if (data.generation != generation || data.state == WORKER_STOPPING)
+            continue;
+        uint32_t n = atomic_load_explicit(&s->connections, memory_order_relaxed);
+        if (n < fewest)
+            fewest = n;
+    }
+    return fewest;
 }
 
 void reg_metrics_sum(const struct registry *reg, struct worker_metrics *out)

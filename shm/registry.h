@@ -73,6 +73,7 @@ struct worker_view {
     uint64_t calls;
     uint64_t faults;
     uint64_t bytes;
+    uint32_t connections;              /* open client connections */
 };
 
 /* Counters by operation and result, for `metrics` (a worker adds to its own slot only). */
@@ -168,6 +169,11 @@ void reg_worker_call_done(struct registry *reg, int slot, enum reg_op op, int fa
                           double seconds, uint64_t bytes_in, uint64_t inserted, uint64_t updated,
                           uint64_t deleted, uint64_t skipped);
 int reg_worker_read(const struct registry *reg, int slot, struct worker_view *out);
+/* A worker's open client connections: set by the worker in its own slot; the fewest that any
+ * other accepting (not stopping) worker of the generation has, UINT32_MAX when there is none
+ * (a worker uses it to leave new connections to the others, see worker/http.c). */
+void reg_worker_connections(struct registry *reg, int slot, uint32_t n);
+uint32_t reg_workers_fewest_connections(const struct registry *reg, int self, uint32_t generation);
 /* Sum of every slot's metrics, plus those of exited workers (folded in on release). */
 void reg_metrics_sum(const struct registry *reg, struct worker_metrics *out);
 

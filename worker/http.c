@@ -34,6 +34,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -44,12 +45,14 @@
 #define RETRY_MAX_MS 50
 #define DRAIN_QUIET_MS 1000
 #define DRAIN_CHECK_MS 100
+#define ACCEPT_PAUSE_MS 5       /* see accept_one_per_turn */
 
 struct listener_http {
     struct wrk_http *owner;
     struct evhttp *evhttp;
     struct evhttp_bound_socket *bound;    /* NULL once draining */
     SSL_CTX *ssl;                          /* NULL for plain HTTP */
+    struct event *resume;                  /* accepting again after one connection */
 };
 
 struct pending_call {
@@ -93,6 +96,7 @@ struct wrk_http {
     int64_t last_input_ms;          /* when request bytes last arrived */
     struct conn **by_fd;            /* attached connections by socket */
     size_t by_fd_len;
+    uint32_t connections;           /* open ones (struct conn alive), published in the registry */
     struct event *drain_check;
     int draining;
     int shutting_down;
@@ -109,6 +113,20 @@ static void mark_worker_state(struct wrk_http *http)
 }
 
 /* ---- connections ---- */
+
+static void connections_changed(struct wrk_http *http, int delta)
+{
+    http->connections = (uint32_t)((int64_t)http->connections + delta);
+    reg_worker_connections(http->params->reg, http->params->slot, http->connections);
+}
+
+static void conn_free(struct conn *c)
+{
+    connections_changed(c->http, -1);
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
+    event_free(c->timer);
+    free(c);
+}
 
 static void conn_arm(struct conn *c, int64_t deadline_ms)
 {
@@ -180,9 +198,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
     (void)evcon;
     if (c->fd >= 0 && (size_t)c->fd < http->by_fd_len && http->by_fd[c->fd] == c)
         http->by_fd[c->fd] = NULL;
-    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
-    event_free(c->timer);
-    free(c);
+    conn_free(c);
 }
 
 /* Ties c to the evhttp_connection that evhttp made around c->bev (the bufferevent's callback
@@ -197,9 +213,7 @@ static int conn_attach(struct conn *c)
     event_del(c->timer);
     bufferevent_getcb(bev, NULL, NULL, &eventcb, &cbarg);
     if (!eventcb || !cbarg) {
-        evbuffer_remove_cb_entry(bufferevent_get_input(bev), c->watch);
-        event_free(c->timer);
-        free(c);
+        conn_free(c);
         bufferevent_decref(bev);
         return -1;
     }
@@ -293,10 +307,43 @@ static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info 
     }
 }
 
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct listener_http *lh = arg;
+    if (lh->bound)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(lh->bound));
+}
+
+/* Sharing out new connections (nginx's accept_mutex and multi_accept off do the same job).
+ * Every worker is woken by the shared listening socket, but libevent accepts the whole backlog
+ * in whichever worker runs first, so a burst of keep-alive senders would all sit on one worker
+ * for as long as they stay connected. A worker therefore accepts one connection per turn of its
+ * loop, and once it has more than one more open than the least loaded other worker of its
+ * generation, it pauses accepting for ACCEPT_PAUSE_MS so that the others take the next ones (a
+ * busy or slow worker does not hold them up longer than that). */
+static void accept_one_per_turn(struct listener_http *lh)
+{
+    struct wrk_http *http = lh->owner;
+    if (!lh->bound)
+        return;
+    evconnlistener_disable(evhttp_bound_socket_get_listener(lh->bound));
+    uint32_t fewest = reg_workers_fewest_connections(http->params->reg, http->params->slot,
+                                                     http->params->generation);
+    if (fewest != UINT32_MAX && http->connections > fewest + 1) {
+        struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+        evtimer_add(lh->resume, &pause);
+    } else {
+        event_active(lh->resume, EV_TIMEOUT, 1);
+    }
+}
+
 /* evhttp's bevcb: each connection's bufferevent (TLS for a TLS listener), input watched. */
 static struct bufferevent *make_connection(struct event_base *base, void *arg)
 {
     struct listener_http *lh = arg;
+    connections_changed(lh->owner, +1);
+    accept_one_per_turn(lh);
     struct bufferevent *bev;
     if (lh->ssl)
         bev = bufferevent_openssl_socket_new(base, -1, SSL_new(lh->ssl), BUFFEREVENT_SSL_ACCEPTING,
@@ -453,6 +500,11 @@ static int listener_setup(struct wrk_http *http, struct listener_http *lh,
      * the limit for a client that does not read its answer. */
     int idle = cfg->keepalive_timeout > cfg->header_timeout ? cfg->keepalive_timeout : cfg->header_timeout;
     evhttp_set_timeout(lh->evhttp, idle);
+    lh->resume = evtimer_new(http->base, resume_accepting, lh);
+    if (!lh->resume) {
+        snprintf(err, errlen, "listen %s: out of memory", wl->conf.address);
+        return -1;
+    }
     evhttp_set_bevcb(lh->evhttp, make_connection, lh);
     evhttp_set_gencb(lh->evhttp, route_request, http);
     lh->bound = evhttp_accept_socket_with_handle(lh->evhttp, wl->fd);
@@ -515,6 +567,8 @@ void wrk_http_free(struct wrk_http *http)
             evhttp_free(http->listeners[i].evhttp);
         if (http->listeners[i].ssl)
             SSL_CTX_free(http->listeners[i].ssl);
+        if (http->listeners[i].resume)
+            event_free(http->listeners[i].resume);
     }
     free(http->listeners);
     free(http->by_fd);              /* after evhttp_free: conn_closed clears its slots */

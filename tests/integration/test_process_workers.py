@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """somirrord's processes: N workers run; a worker killed with SIGKILL is replaced (counted in
-`show info`) and the service still answers; /healthz, HEAD, 405 routing; keep-alive reuse."""
+`show info`) and the service still answers; /healthz, HEAD, 405 routing; keep-alive reuse; a
+burst of connections is shared among the workers."""
 import os
 import signal
 import sys
@@ -37,6 +38,21 @@ def main():
             status, _, body = h.soap(d.port, "Wipe", h.wipe_body([]), s.token("Cust1"), conn=conn)
             assert status == 500 and h.parse_fault(body)["code"] == "MalformedRequest", body
         conn.close()
+
+        # A burst of connections is shared out: a worker takes one connection per turn of its
+        # loop and pauses once it has more than one more than the least loaded other worker
+        # (libevent would accept the whole backlog in the first worker to run, and keep-alive
+        # senders would then all sit on it). Seen here: 4/4/4 or 3/4/5, never more than 5.
+        before = {w["pid"]: w["calls"] for w in d.ctl_json("show workers")["workers"]}
+        conns = [d.connection() for _ in range(12)]
+        for c in conns:
+            c.connect()
+        for c in conns:
+            status, _, body = s.call("Authenticate", h.authenticate_body(), conn=c)
+            assert status == 200, (status, body)
+            c.close()
+        served = [w["calls"] - before.get(w["pid"], 0) for w in d.ctl_json("show workers")["workers"]]
+        assert sum(served) == 12 and sum(1 for n in served if n > 0) >= 2 and max(served) <= 8, served
 
         # A worker killed outright is replaced; the others are untouched.
         victim = workers[0]

@@ -64,6 +64,7 @@ static void setup(void)
     reg_worker_set_pid(reg, idle, 2002);
     reg_worker_state(reg, busy, WORKER_BUSY, "Cust1", "RowData", now - 1);
     reg_worker_state(reg, idle, WORKER_IDLE, NULL, NULL, now - 2);
+    reg_worker_connections(reg, busy, 7);
     reg_worker_call_done(reg, busy, REG_OP_ROWDATA, 0, 0.002, 1000, 100, 3, 2, 2);
     reg_worker_call_done(reg, busy, REG_OP_ROWDATA, 0, 0.2, 500, 0, 0, 0, 0);
     reg_worker_call_done(reg, idle, REG_OP_ROWDATA, 1, 30, 50, 0, 0, 0, 0);
@@ -263,6 +264,8 @@ START_TEST(test_show_workers)
     ck_assert_str_eq(field(&t, 0, "tenant"), "Cust1");
     ck_assert_str_eq(field(&t, 0, "operation"), "RowData");
     ck_assert_str_eq(field(&t, 0, "calls"), "2");
+    ck_assert_str_eq(field(&t, 0, "connections"), "7");
+    ck_assert_str_eq(field(&t, 1, "connections"), "0");
     ck_assert_str_eq(field(&t, 1, "state"), "idle");
     ck_assert_str_eq(field(&t, 1, "tenant"), "-");
     ck_assert_str_eq(field(&t, 1, "faults"), "1");
@@ -279,6 +282,7 @@ START_TEST(test_show_workers)
     ck_assert_str_eq(json_string_value(json_object_get(busy, "operation")), "RowData");
     ck_assert_int_gt(json_integer_value(json_object_get(busy, "since")), 0);
     ck_assert_int_eq(json_integer_value(json_object_get(busy, "calls")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(busy, "connections")), 7);
     ck_assert(json_is_null(json_object_get(idle, "tenant")));
     ck_assert(json_is_null(json_object_get(idle, "operation")));
     json_decref(root);

@@ -380,6 +380,33 @@ START_TEST(test_worker_slots)
 }
 END_TEST
 
+/* The connections gauge, and the fewest among the other accepting workers of a generation. */
+START_TEST(test_worker_connections)
+{
+    struct registry *reg = new_registry(4, 4);
+    int a = reg_worker_claim(reg, 5), b = reg_worker_claim(reg, 5), c = reg_worker_claim(reg, 5);
+    int old = reg_worker_claim(reg, 4);
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), 0);
+    reg_worker_connections(reg, a, 9);
+    reg_worker_connections(reg, b, 4);
+    reg_worker_connections(reg, c, 6);
+    reg_worker_connections(reg, old, 1);   /* another generation: not counted */
+    struct worker_view w;
+    ck_assert_int_eq(reg_worker_read(reg, a, &w), 0);
+    ck_assert_uint_eq(w.connections, 9);
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), 4);
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, b, 5), 6);   /* itself left out */
+    reg_worker_state(reg, b, WORKER_STOPPING, NULL, NULL, 1);          /* not accepting */
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), 6);
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, old, 4), UINT32_MAX);
+    reg_worker_release(reg, c);
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), UINT32_MAX);
+    ck_assert_int_eq(reg_worker_claim(reg, 5), c);                     /* reset at claim */
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), 0);
+    reg_destroy(reg);
+}
+END_TEST
+
 START_TEST(test_names)
 {
     ck_assert_str_eq(reg_op_name(REG_OP_REPLICATIONCOMPLETED), "ReplicationCompleted");
@@ -425,6 +452,7 @@ static Suite *registry_suite(void)
     tcase_add_test(tc, test_requests);
     tcase_add_test(tc, test_pauses);
     tcase_add_test(tc, test_worker_slots);
+    tcase_add_test(tc, test_worker_connections);
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_size_100k);
     suite_add_tcase(s, tc);
