@@ -394,6 +394,14 @@ static int cmd_metrics(struct ctl_context *ctx, const struct command_args *args,
     metrics_calls(out, &m);
     metrics_durations(out, &m);
     metrics_tenants(out, ctx->reg);
+    uint64_t connections = 0;
+    for (uint32_t slot = 0; slot < reg_max_workers(ctx->reg); slot++) {
+        struct worker_view w;
+        if (reg_worker_read(ctx->reg, (int)slot, &w) == 0)
+            connections += w.connections;
+    }
+    metric_header(out, "somirror_connections", "gauge", "Client connections open in the workers.");
+    buf_printf(out, "somirror_connections %llu\n", (unsigned long long)connections);
     metric_header(out, "somirror_worker_restarts_total", "counter", "Workers started again after one exited unexpectedly.");
     buf_printf(out, "somirror_worker_restarts_total %llu\n", (unsigned long long)mc->worker_restarts);
     metric_header(out, "somirror_reloads_total", "counter", "Configuration reloads, by result.");

@@ -53,6 +53,10 @@ def main():
             c.close()
         served = [w["calls"] - before.get(w["pid"], 0) for w in d.ctl_json("show workers")["workers"]]
         assert sum(served) == 12 and sum(1 for n in served if n > 0) >= 2 and max(served) <= 8, served
+        # Every connection closed is counted out again (show workers, metrics).
+        h.wait_until(lambda: sum(w["connections"] for w in d.ctl_json("show workers")["workers"]) == 0,
+                     10, what="open connections back to 0")
+        assert "somirror_connections 0\n" in d.ctl("metrics")
 
         # A worker killed outright is replaced; the others are untouched.
         victim = workers[0]

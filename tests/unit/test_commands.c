@@ -412,6 +412,8 @@ START_TEST(test_metrics)
         "somirror_tenants{state=\"paused\"} 1",
         "somirror_tenants{state=\"error\"} 1",
         "somirror_tenants{state=\"new\"} 0",
+        "# TYPE somirror_connections gauge",
+        "somirror_connections 7",
         "# TYPE somirror_worker_restarts_total counter",
         "somirror_worker_restarts_total 3",
         "# TYPE somirror_reloads_total counter",
