@@ -8,9 +8,9 @@
  * A large RowData body is applied while it is parsed (stream_rows): the parse runs on a helper
  * thread (proto/rowstream) and this thread checks and applies each row as it is read, in the
  * call's transaction. That starts only where the sequential order would apply the rows too
- * (one token that verifies, RowData, a tenant already registered, its lock free, not paused);
- * the transaction is committed only when the call then goes through every check of the
- * sequential order. Any other outcome rolls it back and the call is answered the sequential
+ * (one token that verifies, RowData, a tenant already registered, its lock free, not paused;
+ * the token and the tenant's entry are then not looked up again); the transaction is committed
+ * only when the finished request then passes every other check of the sequential order. Any other outcome rolls it back and the call is answered the sequential
  * way, so that its answer is the same whichever path ran. */
 #include "proto/service.h"
 
@@ -414,17 +414,16 @@ static int stream_begin(struct call *call, const struct rowstream_prologue *pro)
         return 0;
     struct fault f;
     fault_clear(&f);
-    struct token_claims claims;
-    if (token_verify(pro->token, pro->token_len, &svc->policy, time(NULL), 0, &claims, &f) != 0)
+    if (token_verify(pro->token, pro->token_len, &svc->policy, time(NULL), 0, &call->claims, &f) != 0)
         return 0;
     int full = 0;
-    if (reg_tenant_find(svc->reg, claims.tenant, 0, &call->tenant_idx, &full) != 0 ||
+    if (reg_tenant_find(svc->reg, call->claims.tenant, 0, &call->tenant_idx, &full) != 0 ||
         reg_tenant_trylock(svc->reg, call->tenant_idx, getpid()) != 0)
         return 0;
     call->lock_held = 1;
     struct store_tenant *t = NULL;
     if (!paused(call))
-        t = store_tenant(svc->store, claims.tenant, &f);
+        t = store_tenant(svc->store, call->claims.tenant, &f);
     if (t)
         call->streamed = store_rows_begin(t, &call->stream_arena, &f);
     if (!call->streamed) {
@@ -432,7 +431,7 @@ static int stream_begin(struct call *call, const struct rowstream_prologue *pro)
         return 0;
     }
     /* Most of such a call happens here, before call_run: show it as it happens. */
-    reg_worker_state(svc->reg, svc->slot, WORKER_BUSY, claims.tenant,
+    reg_worker_state(svc->reg, svc->slot, WORKER_BUSY, call->claims.tenant,
                      soap_op_name(SOAP_OP_ROWDATA), (int64_t)time(NULL));
     return 1;
 }
@@ -502,7 +501,7 @@ static void check_request(struct call *call, const char *body, size_t len, const
     if (call->req.ntokens != 1) {
         fault_set(&f, FAULT_INVALID_TOKEN, "SignedToken: expected exactly one SignedToken header, got %d",
                   call->req.ntokens);
-    } else {
+    } else if (!call->lock_held) {   /* a streamed call's token was verified as it began */
         token_verify(call->req.token, call->req.token_len, &svc->policy, time(NULL), is_auth,
                      &call->claims, &f);
     }
@@ -518,7 +517,7 @@ static void check_request(struct call *call, const char *body, size_t len, const
         answer_fault(call, &call->req.op_fault);
     } else if (call->req.body_fault.code != FAULT_NONE) {
         answer_fault(call, &call->req.body_fault);
-    } else {
+    } else if (!call->lock_held) {   /* a streamed call holds its tenant's lock already */
         int full = 0;
         if (reg_tenant_find(svc->reg, call->claims.tenant, 1, &call->tenant_idx, &full) != 0) {
             log_error("the tenant registry is full (tenants.max %d): tenant %s refused",
