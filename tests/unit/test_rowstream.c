@@ -158,14 +158,19 @@ START_TEST(test_shape_error_stops_telling)
     build("<Batch><Table>w</Table><Columns><Name>a</Name></Columns><Rows><Row op=\"X\"><V>1</V></Row>"
           "<Row op=\"I\"><V>2</V></Row></Rows></Batch>");
     struct rowstream *rs = start();
-    size_t batches = 0, rows = 0;
+    size_t batches = 0, ends = 0, rows[4] = {0};   /* rows told per batch, 1-based */
     const struct rowstream_event *ev;
     while ((ev = rowstream_next(rs))->kind != ROWSTREAM_END) {
         batches += ev->kind == ROWSTREAM_BATCH;
-        rows += ev->kind == ROWSTREAM_ROW;
+        ends += ev->kind == ROWSTREAM_BATCH_END;
+        if (ev->kind == ROWSTREAM_ROW && batches < 4)
+            rows[batches]++;
     }
     ck_assert_uint_eq(batches, 3);
-    ck_assert_uint_eq(rows, ROWS_T + ROWS_U);   /* neither row of the third batch */
+    ck_assert_uint_eq(rows[1], ROWS_T);
+    ck_assert_uint_eq(rows[2], ROWS_U);
+    ck_assert_uint_eq(rows[3], 0);   /* neither the bad row nor the good one after it */
+    ck_assert_uint_eq(ends, 2);      /* the third batch never ends */
     struct fault f;
     ck_assert_int_eq(rowstream_finish(rs, &f), 0);
     ck_assert_int_eq(req.body_fault.code, FAULT_MALFORMED_REQUEST);
