@@ -14,8 +14,10 @@ enum rowstream_kind { ROWSTREAM_BATCH, ROWSTREAM_ROW, ROWSTREAM_BATCH_END, ROWST
 
 struct rowstream_event {
     enum rowstream_kind kind;
-    struct batch batch;   /* BATCH: table and columns; BATCH_END: also has_lsn/lsn (no rows) */
-    struct row row;       /* ROW: its values live in the request's arena */
+    union {
+        struct batch batch;   /* BATCH: table and columns; BATCH_END: also has_lsn/lsn */
+        struct row row;       /* ROW: its values live in the request's arena */
+    };
 };
 
 /* What the request said before its first batch (the header is complete by then). */

@@ -430,7 +430,11 @@ static int stream_begin(struct call *call, const struct rowstream_prologue *pro)
         stream_abandon(call);
         return 0;
     }
-    /* Most of such a call happens here, before call_run: show it as it happens. */
+    log_set_tenant(call->claims.tenant);
+    log_debug("RowData: applying the rows while the body is parsed");
+    log_set_tenant(NULL);
+    /* Most of such a call happens here, before call_run: show it as it happens (call_run
+     * keeps this start time). */
     reg_worker_state(svc->reg, svc->slot, WORKER_BUSY, call->claims.tenant,
                      soap_op_name(SOAP_OP_ROWDATA), (int64_t)time(NULL));
     return 1;
@@ -443,6 +447,7 @@ static int stream_rows(struct call *call, struct rowstream *rs)
     const struct rowstream_event *ev = rowstream_next(rs);
     if (ev->kind != ROWSTREAM_BATCH || !stream_begin(call, rowstream_prologue(rs)))
         return 0;
+    log_set_tenant(call->claims.tenant);
     struct fault f;
     fault_clear(&f);
     struct batch batch = ev->batch;
@@ -465,6 +470,10 @@ static int stream_rows(struct call *call, struct rowstream *rs)
             break;
         }
     }
+    if (rc != 0)
+        log_debug("RowData: applying while parsing stopped (%s); answered after the parse",
+                  f.message);
+    log_set_tenant(NULL);
     return rc;
 }
 
@@ -477,11 +486,10 @@ static int parse_request(struct call *call, const char *body, size_t len, const 
         rs = rowstream_start(body, len, soapaction, &call->arena, &call->req);
     if (!rs)
         return soap_parse_request(body, len, soapaction, &call->arena, &call->req, f);
-    int streamed_ok = stream_rows(call, rs) == 0;
-    int rc = rowstream_finish(rs, f);
-    if (!streamed_ok)
+    /* Given up on at once, not after the rest of the parse: the lock and the transaction go. */
+    if (stream_rows(call, rs) != 0)
         stream_abandon(call);
-    return rc;
+    return rowstream_finish(rs, f);
 }
 
 /* ---- the call's life ---- */
@@ -572,7 +580,8 @@ enum call_status call_run(struct call *call)
     const char *op = soap_op_name(call->req.op);
     int64_t now = (int64_t)time(NULL);
     log_set_tenant(call->claims.tenant);
-    reg_worker_state(svc->reg, svc->slot, WORKER_BUSY, call->claims.tenant, op, now);
+    if (!call->lock_held)   /* a streamed call shows busy since streaming began */
+        reg_worker_state(svc->reg, svc->slot, WORKER_BUSY, call->claims.tenant, op, now);
     reg_tenant_call_started(svc->reg, call->tenant_idx, op, now);
     run_operation(call);
     account(call);

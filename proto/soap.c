@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "proto/soap_xml.h"
+#include "proto/value.h"
 
 #define SOAP_ACTION_PREFIX SOAP_NS "/IMirroringClientService/"
 #define LSN_EXPECTED "a number from 0 to 9223372036854775807"
@@ -109,7 +110,7 @@ static int close_column_nullable(struct soap_xml *x, void *ctx, const char *text
 {
     struct request_builder *b = ctx;
     struct column *c = soap_vec_last(&b->columns);
-    c->nullable = soap_xml_parse_bool(text, len);
+    c->nullable = value_parse_bool(text, len);
     if (c->nullable < 0) {
         soap_xml_fail(x, "Nullable \"%.*s\" is not true or false", (int)len, text);
         return -1;

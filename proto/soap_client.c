@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "proto/soap_xml.h"
+#include "proto/value.h"
 
 /* ---- request builders ---- */
 
@@ -176,7 +177,7 @@ static char *copy_text(struct response_builder *b, const char *text, size_t len)
 
 static int read_bool(struct soap_xml *x, const char *what, const char *text, size_t len, int *out)
 {
-    *out = soap_xml_parse_bool(text, len);
+    *out = value_parse_bool(text, len);
     if (*out >= 0)
         return 0;
     return soap_xml_fail_value(x, what, text, len, "true or false");

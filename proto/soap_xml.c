@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <libxml/SAX2.h>
 #include <libxml/parser.h>
@@ -637,15 +636,6 @@ int soap_xml_parse_int64(const char *s, size_t len, int64_t *out)
         return 0;
     }
     return soap_xml_parse_count(s, len, out);
-}
-
-int soap_xml_parse_bool(const char *s, size_t len)
-{
-    if ((len == 4 && strncasecmp(s, "true", 4) == 0) || (len == 1 && s[0] == '1'))
-        return 1;
-    if ((len == 5 && strncasecmp(s, "false", 5) == 0) || (len == 1 && s[0] == '0'))
-        return 0;
-    return -1;
 }
 
 void *soap_vec_push(struct soap_vec *v)

@@ -78,8 +78,6 @@ size_t soap_xml_char_len(const char *s, size_t len);
  * negative ones; no sign (or only '-'), no spaces. Return 0, or -1. */
 int soap_xml_parse_count(const char *s, size_t len, int64_t *out);
 int soap_xml_parse_int64(const char *s, size_t len, int64_t *out);
-/* Strict booleans: true/false (any case) and 1/0. Returns 1, 0, or -1. */
-int soap_xml_parse_bool(const char *s, size_t len);
 
 /* Shape table entries in SOAP_NS: text leaves and elements with children. */
 #define SHAPE_LEAF(name_, content_, occurs_, label_, close_) \

@@ -63,15 +63,13 @@ static int parse_integer(const char *s, size_t len, int64_t min, int64_t max, in
     return 0;
 }
 
-static int parse_bit(const char *s, size_t len, int64_t *out)
+int value_parse_bool(const char *s, size_t len)
 {
     if ((len == 1 && s[0] == '1') || (len == 4 && strncasecmp(s, "true", 4) == 0))
-        *out = 1;
-    else if ((len == 1 && s[0] == '0') || (len == 5 && strncasecmp(s, "false", 5) == 0))
-        *out = 0;
-    else
-        return -1;
-    return 0;
+        return 1;
+    if ((len == 1 && s[0] == '0') || (len == 5 && strncasecmp(s, "false", 5) == 0))
+        return 0;
+    return -1;
 }
 
 /* -?[0-9]+(\.[0-9]+)?: at most precision-scale digits before the point (leading zeros not
@@ -145,7 +143,17 @@ static int parse_float(const char *s, size_t len, int is_real, struct arena *are
 {
     if (float_grammar_end(s, s + len) != s + len)
         return -1;
-    double d = c_strtod(arena_strndup(arena, s, len));
+    /* strtod needs the text NUL-terminated: a copy on the stack, in the arena only if long. */
+    char local[64];
+    const char *text;
+    if (len < sizeof(local)) {
+        memcpy(local, s, len);
+        local[len] = '\0';
+        text = local;
+    } else {
+        text = arena_strndup(arena, s, len);
+    }
+    double d = c_strtod(text);
     if (!isfinite(d) || (is_real && fabs(d) > REAL_LIMIT))
         return -1;
     *out = d;
@@ -228,7 +236,8 @@ static int check_text(const struct sql_type *type, const struct raw_value *raw, 
         break;
     case SQL_BIT:
         out->cls = VAL_INT;
-        fits = parse_bit(s, len, &out->i) == 0;
+        out->i = value_parse_bool(s, len);
+        fits = out->i >= 0;
         break;
     case SQL_DECIMAL:
     case SQL_NUMERIC:

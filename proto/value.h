@@ -19,6 +19,10 @@ int value_check(const struct sql_type *type, int nullable, const struct raw_valu
 /* Whether len bytes fit a binary type (binary/varbinary(n) at most n, timestamp exactly 8). */
 int value_binary_fits(const struct sql_type *type, size_t len);
 
+/* Strict booleans, as bit values and the protocol's flags: true/false (any case) and 1/0.
+ * Returns 1, 0, or -1. */
+int value_parse_bool(const char *s, size_t len);
+
 /* Standard base64 with '=' padding, whitespace inside ignored (decode); OpenSSL EVP. */
 int base64_decode(const char *in, size_t len, struct arena *arena, unsigned char **out,
                   size_t *outlen);

@@ -422,9 +422,10 @@ static void start_call(struct wrk_http *http, struct evhttp_request *req)
     struct pending_call *pc = xcalloc(1, sizeof(*pc));
     pc->http = http;
     pc->req = req;
-    pc->call = call_start(http->svc, body, len, soapaction);
+    /* Busy from here: call_start may do most of a large RowData call (see service.c). */
     http->calls_in_flight++;
     mark_worker_state(http);
+    pc->call = call_start(http->svc, body, len, soapaction);
     run_call(-1, 0, pc);
 }
 

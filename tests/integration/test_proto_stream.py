@@ -30,6 +30,14 @@ def padded(text):
     return text[:-len(end)] + PAD + end
 
 
+STREAMED = "RowData: applying the rows while the body is parsed"
+
+
+def streamed(p):
+    """How many of this check's calls took the streamed path (somirrord logs each at debug)."""
+    return sum(1 for line in p.daemon.log().splitlines() if "[%s]" % p.tenant in line and STREAMED in line)
+
+
 def mirror(p):
     return (p.table_rows("t"), p.table_rows("u"), p.meta()["t"]["lsn"], p.meta()["u"]["lsn"])
 
@@ -72,7 +80,9 @@ def same_answers(p):
     p.setup([T, U])
     empty = mirror(p)
     for name, inner, succeeds in REQUESTS:
+        before = streamed(p)
         small = p.call("RowData", inner)
+        eq(streamed(p), before, "%s: the small request is parsed, then applied" % name)
         after_small = mirror(p)
         if succeeds:
             ok_states(small, name)
@@ -83,6 +93,7 @@ def same_answers(p):
             check(small.fault, "%s: a fault expected, got %r" % (name, small))
             eq(after_small, empty, "%s: nothing applied" % name)
         big = p.call("RowData", padded(inner))
+        eq(streamed(p), before + 1, "%s: the padded request took the streamed path" % name)
         eq((big.status, big.body), (small.status, small.body), "%s: streamed answer" % name)
         eq(mirror(p), after_small, "%s: mirror after the streamed call" % name)
         if succeeds:
@@ -97,11 +108,13 @@ def envelope_faults(p):
     check(len(inner) > STREAM_MIN, "the body is past the threshold")
     broken = inner.replace("</Batches>", "</Batch>")
     expect_fault(p.call("RowData", broken), "MalformedRequest")
+    eq(streamed(p), 1, "the broken body was streamed until its error")
     eq(p.table_rows("t"), [], "nothing applied after the XML error")
     expect_fault(p.call("RowData", inner, token="not.a.token"), "InvalidToken")
     expect_fault(p.call("RowData", inner, token=p.token(exp=-3600, nbf=-7200)), "TokenExpired")
     expect_fault(p.call("RowData", inner, soapaction='"%sWipe"' % L.H.ACTION_PREFIX), "MalformedRequest")
     eq(p.table_rows("t"), [], "nothing applied after the token and action faults")
+    eq(streamed(p), 1, "no streaming without a valid token and RowData")
     eq(p.meta()["t"]["lsn"], -1, "position unchanged")
 
 
