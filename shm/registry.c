@@ -957,9 +957,9 @@ uint32_t reg_workers_fewest_connections(const struct registry *reg, int self, ui
         struct worker_slot *s = slot_at(reg, (int)i);
         if ((int)i == self || !atomic_load_explicit(&s->in_use, memory_order_acquire))
             continue;
-        struct worker_data data;
-        read_consistent(&s->change, &data, &s->data, sizeof(data));
-        if (data.generation != generation || data.state == WORKER_STOPPING)
+        struct worker_data head;   /* generation and state only, not the metrics behind them */
+        read_consistent(&s->change, &head, &s->data, offsetof(struct worker_data, since));
+        if (head.generation != generation || head.state == WORKER_STOPPING)
             continue;
         uint32_t n = atomic_load_explicit(&s->connections, memory_order_relaxed);
         if (n < fewest)

@@ -1047,6 +1047,7 @@ static int mssql_exec_script(void *conn, const char *sql, char *err, size_t errl
     if (conn_current(c, &f) == 0 && run_sql(c, sql, "script", NULL, NULL, &f) == 0)
         return 0;
     snprintf(err, errlen, "%s", f.message);
+    mssql_rollback(c);   /* some errors leave @@TRANCOUNT > 0 (see sqlite_exec_script) */
     return -1;
 }
 

@@ -535,8 +535,12 @@ static void sqlite_tenant_close(void *conn)
     /* Leave the file whole: fold the WAL into it now rather than rely on being the last
      * connection at close (workers stopping together each see the other and skip it), so a
      * stopped service's mirrors can be copied as single files. */
-    if (c->db)
+    if (c->db) {
+        /* Never wait for a writer here: closing the least recently used tenant happens on
+         * another tenant's call, and a busy checkpoint is then left to the next close. */
+        sqlite3_busy_timeout(c->db, 0);
         sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    }
     conn_disconnect(c);
     free(c->applies);
     free(c->time_text);
@@ -876,6 +880,9 @@ static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t err
         return 0;
     snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(c->db));
     sqlite3_free(msg);
+    /* A script that began a transaction and failed inside it would leave it open, holding the
+     * mirror's write lock for every worker: end it, as the PostgreSQL driver does. */
+    sqlite_rollback(c);
     return -1;
 }
 

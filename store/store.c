@@ -33,7 +33,6 @@ struct store_tenant {
     struct store *store;
     struct store_tenant *prev, *next;   /* the store's open tenants, most recently used first */
     char *tenant;
-    char *dbname;
     void *conn;
     struct arena schema_arena;          /* every cached_schema and what it points to */
     struct cached_schema **schemas;
@@ -113,7 +112,6 @@ static void tenant_close(struct store *store, struct store_tenant *t)
     arena_free(&t->schema_arena);
     free(t->schemas);
     free(t->tenant);
-    free(t->dbname);
     free(t);
 }
 
@@ -157,14 +155,13 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
     }
     char *dbname = cfg_database_name(store->cfg, tenant);
     void *conn = NULL;
-    if (store->driver->tenant_open(store->backend, tenant, dbname, &conn, f) != 0) {
-        free(dbname);
+    int rc = store->driver->tenant_open(store->backend, tenant, dbname, &conn, f);
+    free(dbname);
+    if (rc != 0)
         return NULL;
-    }
     t = xcalloc(1, sizeof(*t));
     t->store = store;
     t->tenant = xstrdup(tenant);
-    t->dbname = dbname;
     t->conn = conn;
     arena_init(&t->schema_arena);
     tenant_push_front(store, t);
@@ -219,8 +216,10 @@ static int call_begin(struct store_tenant *t, struct arena *arena, struct table_
 {
     schema_cache_trim(t);
     const struct store_driver *driver = t->store->driver;
-    if (driver->begin(t->conn, f) != 0)
+    if (driver->begin(t->conn, f) != 0) {
+        driver->rollback(t->conn);   /* whatever was left open, the next call starts clean */
         return -1;
+    }
     if (driver->meta_read(t->conn, arena, meta, nmeta, f) != 0) {
         driver->rollback(t->conn);
         return -1;

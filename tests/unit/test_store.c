@@ -1191,6 +1191,12 @@ START_TEST(test_table_script)
                                          sizeof(err)) == 0, "table script failed: %s", err);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
     ck_assert_int_ne(store_run_table_script(tenant, "bad name", "SELECT 1", err, sizeof(err)), 0);
+    /* A script that fails inside a transaction of its own leaves nothing open: the mirror's
+     * next call still begins (SQLite said "cannot start a transaction within a transaction"). */
+    ck_assert_int_ne(store_run_table_script(tenant, "contact",
+                                            "BEGIN; DELETE FROM {table}; SELECT * FROM no_such_table; COMMIT;",
+                                            err, sizeof(err)), 0);
+    ck_assert_ptr_nonnull(meta_named("contact", NULL));
 }
 END_TEST
 
