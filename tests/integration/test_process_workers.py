@@ -40,9 +40,27 @@ def main():
         conn.close()
 
         # A burst of connections is shared out: a worker takes one connection per turn of its
-        # loop and pauses once it has more than one more than the least loaded other worker
-        # (libevent would accept the whole backlog in the first worker to run, and keep-alive
-        # senders would then all sit on it). Seen here in 80 bursts: 4/4/4 or 3/4/5.
+        # loop and pauses once it has more than the least loaded other worker (libevent would
+        # accept the whole backlog in the first worker to run, and keep-alive senders would then
+        # all sit on it). Three connections on three workers: one each (seen in 40 of 40
+        # bursts here, also with both cores busy; pausing only from two ahead gave 2/1/0 in 10
+        # of 10, and the senders sharing a worker ran at half speed). One burst in five may
+        # lose the race against the 5 ms pause on a loaded machine.
+        def connections_per_worker():
+            return sorted(w["connections"] for w in d.ctl_json("show workers")["workers"])
+        even = 0
+        for _ in range(5):
+            trio = [d.connection() for _ in range(3)]
+            for c in trio:
+                c.connect()
+            for c in trio:
+                status, _, body = s.call("Authenticate", h.authenticate_body(), conn=c)
+                assert status == 200, (status, body)
+            even += connections_per_worker() == [1, 1, 1]
+            for c in trio:
+                c.close()
+            h.wait_until(lambda: connections_per_worker() == [0, 0, 0], 10, what="the trio's connections closed")
+        assert even >= 4, "3 connections on 3 workers were one each in only %d of 5 bursts" % even
         before = {w["pid"]: w["calls"] for w in d.ctl_json("show workers")["workers"]}
         conns = [d.connection() for _ in range(12)]
         for c in conns:
