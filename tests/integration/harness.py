@@ -8,7 +8,7 @@ What it offers:
   write_config(dir, keys, **over)    a somirrord.yaml (JSON, which YAML reads) on a free port
   Daemon(config)                     start/stop/signal a somirrord, its workers, log, status socket
   server(**over)                     all of the above in one context manager (a temp dir)
-  make_token(...)                    a vendor SignedToken (RS256 JWS) built with python3-cryptography
+  make_token(...)                    a vendor SignedToken (RS256 JWS): python3-cryptography, else openssl
   envelope/soap(...)                 SOAP requests over http.client, keep-alive when given a connection
   *_body(...)                        builders for the five operations' request bodies
   parse_fault / parse_auth / parse_table_states   readers for responses
@@ -107,11 +107,40 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def _cryptography():
+    """True where python3-cryptography is installed. Without it (a benchmark machine that has
+    only Python's standard library) tokens are made with the openssl command instead: slower
+    (a process a token), the same bytes (RSASSA-PKCS1-v1_5 signatures are deterministic)."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _cert_der(cert_path):
+    if not _cryptography():
+        return subprocess.run(["openssl", "x509", "-in", cert_path, "-outform", "DER"], check=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     with open(cert_path, "rb") as f:
         return x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
+
+
+def sign_sha256(key_path, data, with_openssl=None):
+    """The RS256 signature of data with the PEM private key at key_path; with_openssl None: the
+    openssl command only where python3-cryptography is missing."""
+    if with_openssl is None:
+        with_openssl = not _cryptography()
+    if with_openssl:
+        return subprocess.run(["openssl", "dgst", "-sha256", "-sign", key_path], input=data, check=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    with open(key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def make_token(vendor_key_path, vendor_cert_path, tenant, app_id=DEFAULT_APP_ID, iss="SuperOffice AS",
@@ -120,8 +149,6 @@ def make_token(vendor_key_path, vendor_cert_path, tenant, app_id=DEFAULT_APP_ID,
     """A vendor SignedToken. exp/nbf are offsets from now in seconds (nbf None: no nbf claim).
     nonce: True for a random one, a string, or None for none. kid: True for the certificate's
     hex thumbprint, a string, or None. extra: claims added or replacing (value None removes)."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
     now = int(time.time()) if now is None else now
     der = _cert_der(vendor_cert_path)
     header = {"alg": alg, "typ": "JWT"}
@@ -146,10 +173,7 @@ def make_token(vendor_key_path, vendor_cert_path, tenant, app_id=DEFAULT_APP_ID,
             claims[name] = value
     signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
                      b64url(json.dumps(claims, separators=(",", ":")).encode()))
-    with open(vendor_key_path, "rb") as f:
-        key = serialization.load_pem_private_key(f.read(), password=None)
-    signature = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-    return signing_input + "." + b64url(signature)
+    return signing_input + "." + b64url(sign_sha256(vendor_key_path, signing_input.encode("ascii")))
 
 
 def verify_application_token(app_pub_path, signed, nonce):

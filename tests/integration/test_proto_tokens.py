@@ -210,8 +210,24 @@ def auth_success(p):
     eq(list(p.meta()), ["t"], "metadata after a second Authenticate")
 
 
+def openssl_signer(p):
+    # The harness signs with the openssl command where python3-cryptography is missing (a
+    # benchmark machine): the same signature and thumbprint bytes, and the service takes the token.
+    keys = p.env.keys
+    data = b"header.claims"
+    eq(H.sign_sha256(keys.vendor_key, data, with_openssl=True), H.sign_sha256(keys.vendor_key, data, with_openssl=False),
+       "openssl dgst -sha256 -sign against python3-cryptography")
+    openssl_der = H.subprocess.run(["openssl", "x509", "-in", keys.vendor_cert, "-outform", "DER"], check=True,
+                                   stdout=H.subprocess.PIPE).stdout
+    eq(H._cert_der(keys.vendor_cert), openssl_der, "certificate DER")
+    header, claims, _ = p.token().split(".")
+    signature = H.sign_sha256(keys.vendor_key, (header + "." + claims).encode(), with_openssl=True)
+    r = p.call("Authenticate", H.authenticate_body("s"), token=header + "." + claims + "." + H.b64url(signature))
+    eq(H.parse_auth(r.body)["IsSuccessful"], "true", "Authenticate with an openssl-signed token")
+
+
 CHECKS = [missing_token, two_tokens, expired, wrong_issuer, wrong_audience, bad_signature, tenant_grammar,
-          allow_list, nonce, fault_order, auth_success]
+          allow_list, nonce, fault_order, auth_success, openssl_signer]
 
 if __name__ == "__main__":
     allowed = [L.tenant_for(f.__name__) for f in CHECKS] + ["A" + "b" * 51]
