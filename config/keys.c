@@ -21,6 +21,7 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 
+#include "common/base64.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -105,26 +106,20 @@ static bool looks_like_xml(const struct buf *text)
 
 /* ---- .NET XML ---- */
 
-/* A big-endian base64 number (blanks allowed anywhere), or NULL. */
+/* A big-endian base64 number (XML blanks allowed anywhere), or NULL. */
 static BIGNUM *decode_base64_number(const char *text)
 {
-    size_t len = strlen(text), n = 0;
-    unsigned char *clean = xmalloc(len + 1);
-    for (size_t i = 0; i < len; i++)
-        if (!isspace((unsigned char)text[i]))
-            clean[n++] = (unsigned char)text[i];
+    size_t len = strlen(text);
+    char *clean = xmalloc(len + 1);
+    size_t n = base64_drop_blanks(text, len, clean);
+    size_t binlen = BASE64_DECODED_MAX(n) + 1;
+    unsigned char *bin = xmalloc(binlen);
+    size_t decoded;
     BIGNUM *bn = NULL;
-    if (n > 0 && n % 4 == 0 && n <= KEY_FILE_MAX) {
-        size_t binlen = n / 4 * 3;
-        unsigned char *bin = xmalloc(binlen);
-        int decoded = EVP_DecodeBlock(bin, clean, (int)n);
-        /* EVP_DecodeBlock counts the zero bytes that stand for '=' padding: drop them. */
-        int padding = (clean[n - 1] == '=') + (clean[n - 2] == '=');
-        if (decoded >= padding)
-            bn = BN_bin2bn(bin, decoded - padding, NULL);
-        OPENSSL_cleanse(bin, binlen);
-        free(bin);
-    }
+    if (n > 0 && base64_decode_into(clean, n, BASE64_PADDED, bin, &decoded) == 0)
+        bn = BN_bin2bn(bin, (int)decoded, NULL);
+    OPENSSL_cleanse(bin, binlen);
+    free(bin);
     OPENSSL_cleanse(clean, len + 1);
     free(clean);
     return bn;
@@ -376,16 +371,13 @@ static int thumbprints(X509 *cert, struct vendor_cert *out)
 {
     unsigned char sha1[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    unsigned char base64[4 * ((sizeof(sha1) + 2) / 3) + 1];
+    char x5t[BASE64_ENCODED_LEN(sizeof(sha1)) + 1];
     if (X509_digest(cert, EVP_sha1(), sha1, &len) != 1 || len != 20)
         return -1;
     for (unsigned int i = 0; i < len; i++)
         snprintf(out->kid + 2 * i, 3, "%02x", sha1[i]);
-    EVP_EncodeBlock(base64, sha1, (int)len);
-    size_t n = strcspn((const char *)base64, "=");
-    for (size_t i = 0; i < n; i++)
-        out->x5t[i] = base64[i] == '+' ? '-' : base64[i] == '/' ? '_' : (char)base64[i];
-    out->x5t[n] = '\0';
+    base64_encode_into(sha1, len, BASE64_URL, x5t);
+    memcpy(out->x5t, x5t, sizeof(out->x5t));   /* 27 characters and the NUL */
     return 0;
 }
 
@@ -436,12 +428,12 @@ static void write_part(FILE *out, enum rsa_part part, const BIGNUM *bn, int modu
                                                      : BN_num_bytes(bn);
     if (len == 0)
         len = 1;
-    size_t b64len = 4 * (((size_t)len + 2) / 3) + 1;
+    size_t b64len = BASE64_ENCODED_LEN((size_t)len) + 1;
     unsigned char *bin = xmalloc((size_t)len);
-    unsigned char *b64 = xmalloc(b64len);
+    char *b64 = xmalloc(b64len);
     BN_bn2binpad(bn, bin, len);
-    EVP_EncodeBlock(b64, bin, len);
-    fprintf(out, "<%s>%s</%s>", rsa_parts[part].element, (const char *)b64, rsa_parts[part].element);
+    base64_encode_into(bin, (size_t)len, BASE64_PADDED, b64);
+    fprintf(out, "<%s>%s</%s>", rsa_parts[part].element, b64, rsa_parts[part].element);
     OPENSSL_cleanse(bin, (size_t)len);
     OPENSSL_cleanse(b64, b64len);
     free(bin);

@@ -14,6 +14,7 @@
 #include <libxml/parserInternals.h>
 
 #include "common/buf.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 #include "proto/soap.h"
 
@@ -580,32 +581,12 @@ int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, 
 
 size_t soap_xml_char_len(const char *s, size_t len)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned c = u[0];
-    if (c < 0x80)
+    unsigned char c = (unsigned char)s[0];
+    if (c < 0x80)   /* ASCII, the common case, without a call */
         return c >= 0x20 || c == '\t' || c == '\n' || c == '\r';
-    size_t n;
-    uint32_t cp, min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2, cp = c & 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3, cp = c & 0x0F, min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((u[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (u[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE ||
-        cp == 0xFFFF)
-        return 0;
-    return n;
+    uint32_t cp;
+    size_t n = utf8_decode(s, len, &cp);
+    return n > 0 && cp != 0xFFFE && cp != 0xFFFF ? n : 0;
 }
 
 int soap_xml_parse_count(const char *s, size_t len, int64_t *out)

@@ -1,102 +1,52 @@
 /* proto/token_crypto: the primitives under tokens and application signatures: strict base64
- * (standard with padding, and unpadded base64url) on OpenSSL's EVP codec, and RSASSA-PKCS1-v1_5
- * SHA-256 signing and verification. No key material is ever written anywhere. */
+ * (standard with padding, and unpadded base64url) in malloc'd buffers over common/base64, and
+ * RSASSA-PKCS1-v1_5 SHA-256 signing and verification. No key material is ever written
+ * anywhere. */
 #include "proto/token.h"
 
-#include <limits.h>
-#include <string.h>
+#include <stdlib.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
+#include "common/base64.h"
 #include "common/xalloc.h"
 
-/* Longest input either codec accepts (keeps every length inside an int for OpenSSL). */
-#define BASE64_MAX_INPUT ((size_t)INT_MAX / 2)
-
-static int is_base64_core_char(char c)
+static char *encode_malloc(const unsigned char *in, size_t len, enum base64_form form)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-/* Encodes in standard padded base64; with url, translates to base64url and drops padding. */
-static char *base64_encode_any(const unsigned char *in, size_t len, int url)
-{
-    if (len > BASE64_MAX_INPUT / 2)
-        return NULL;
-    char *text = xmalloc(4 * ((len + 2) / 3) + 1);
-    int n = EVP_EncodeBlock((unsigned char *)text, in, (int)len);
-    if (url) {
-        while (n > 0 && text[n - 1] == '=')
-            n--;
-        text[n] = '\0';
-        for (char *p = text; *p; p++) {
-            if (*p == '+')
-                *p = '-';
-            else if (*p == '/')
-                *p = '_';
-        }
-    }
+    char *text = xmalloc(BASE64_ENCODED_LEN(len) + 1);
+    base64_encode_into(in, len, form, text);
     return text;
 }
 
-/* Decodes strictly. url: the base64url alphabet, no '=' at all, length % 4 != 1. Otherwise:
- * the standard alphabet, length % 4 == 0, at most two '=' and only at the end. The text is
- * brought to padded standard form and handed to EVP_DecodeBlock. */
-static unsigned char *base64_decode_any(const char *in, size_t len, int url, size_t *outlen)
+static unsigned char *decode_malloc(const char *in, size_t len, enum base64_form form,
+                                    size_t *outlen)
 {
-    if (len > BASE64_MAX_INPUT || len % 4 == 1 || (!url && len % 4 != 0))
-        return NULL;
-    size_t data_len = len;
-    if (!url)
-        while (data_len > 0 && len - data_len < 2 && in[data_len - 1] == '=')
-            data_len--;
-    size_t padded_len = (len + 3) / 4 * 4;
-    char *text = xmalloc(padded_len + 1);
-    for (size_t i = 0; i < data_len; i++) {
-        char c = in[i];
-        if (url && c == '-')
-            c = '+';
-        else if (url && c == '_')
-            c = '/';
-        else if (!is_base64_core_char(c) && (url || (c != '+' && c != '/'))) {
-            free(text);
-            return NULL;
-        }
-        text[i] = c;
-    }
-    memset(text + data_len, '=', padded_len - data_len);
-    text[padded_len] = '\0';
-
-    unsigned char *bytes = xmalloc(padded_len / 4 * 3 + 1);
-    int n = EVP_DecodeBlock(bytes, (const unsigned char *)text, (int)padded_len);
-    free(text);
-    if (n < 0) {
+    unsigned char *bytes = xmalloc(BASE64_DECODED_MAX(len) + 1);
+    if (base64_decode_into(in, len, form, bytes, outlen) != 0) {
         free(bytes);
         return NULL;
     }
-    /* EVP_DecodeBlock counts the bytes the padding stands for; take them off. */
-    *outlen = padded_len / 4 * 3 - (padded_len - data_len);
     return bytes;
 }
 
 char *base64url_encode(const unsigned char *in, size_t len)
 {
-    return base64_encode_any(in, len, 1);
+    return encode_malloc(in, len, BASE64_URL);
 }
 
 unsigned char *base64url_decode(const char *in, size_t len, size_t *outlen)
 {
-    return base64_decode_any(in, len, 1, outlen);
+    return decode_malloc(in, len, BASE64_URL, outlen);
 }
 
 char *base64_padded_encode(const unsigned char *in, size_t len)
 {
-    return base64_encode_any(in, len, 0);
+    return encode_malloc(in, len, BASE64_PADDED);
 }
 
 unsigned char *base64_padded_decode(const char *in, size_t len, size_t *outlen)
 {
-    return base64_decode_any(in, len, 0, outlen);
+    return decode_malloc(in, len, BASE64_PADDED, outlen);
 }
 
 static int key_is_rsa(EVP_PKEY *key)

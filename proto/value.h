@@ -23,7 +23,8 @@ int value_binary_fits(const struct sql_type *type, size_t len);
  * Returns 1, 0, or -1. */
 int value_parse_bool(const char *s, size_t len);
 
-/* Standard base64 with '=' padding, whitespace inside ignored (decode); OpenSSL EVP. */
+/* Standard base64 with '=' padding, strict but for XML blanks (space, tab, CR, LF) anywhere in
+ * the text (decode); common/base64 on OpenSSL EVP. Decoded bytes are NUL-terminated. */
 int base64_decode(const char *in, size_t len, struct arena *arena, unsigned char **out,
                   size_t *outlen);
 char *base64_encode(const unsigned char *in, size_t len, struct arena *arena);

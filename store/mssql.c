@@ -31,6 +31,7 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
 #include "store/mssql_sql.h"
@@ -297,17 +298,15 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int db_param(const struct mssql_conn *c, struct rpc_arg *arg)
+static struct rpc_arg db_param(const struct mssql_conn *c)
 {
-    *arg = (struct rpc_arg){"@db", MSSQL_TYPE_NVARCHAR, c->dbname, (DBINT)strlen(c->dbname)};
-    return 0;
+    return (struct rpc_arg){"@db", MSSQL_TYPE_NVARCHAR, c->dbname, (DBINT)strlen(c->dbname)};
 }
 
 /* CREATE DATABASE when missing, then waits until it is ONLINE. */
 static int database_provision(struct mssql_conn *c, struct fault *f)
 {
-    struct rpc_arg arg;
-    db_param(c, &arg);
+    struct rpc_arg arg = db_param(c);
     int64_t exists = 0;
     if (run_rpc(c, MSSQL_DB_EXISTS_SQL, MSSQL_DB_PARAMS, &arg, 1, "looking up the database",
                 first_int_row, &exists, f) != 0)
@@ -560,8 +559,7 @@ static int mssql_tenant_drop(void *backend, const char *tenant, const char *dbna
     int rc = -1;
     if (conn_login(c, 0, f) == 0) {
         struct buf sql = BUF_INIT;
-        struct rpc_arg arg;
-        db_param(c, &arg);
+        struct rpc_arg arg = db_param(c);
         mssql_drop_database(&sql, dbname);
         log_info("mssql: dropping database %s", dbname);
         rc = run_rpc(c, sql.data, MSSQL_DB_PARAMS, &arg, 1, "dropping the database", NULL,
@@ -857,29 +855,16 @@ static int bind_type(enum mssql_stage stage)
     return SYBBINARY;
 }
 
-/* UTF-8 (checked by value_check; anything else becomes U+FFFD) to UTF-16LE at out; returns
- * the bytes written, at most 2 * len. */
+/* UTF-8 (checked by value_check; a byte that starts no valid sequence becomes U+FFFD) to
+ * UTF-16LE at out; returns the bytes written, at most 2 * len. */
 static size_t utf16le(const char *in, size_t len, unsigned char *out)
 {
-    const unsigned char *s = (const unsigned char *)in;
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        uint32_t cp = 0xFFFD;
-        size_t n = 1;
-        if (s[i] < 0x80) {
-            cp = s[i];
-        } else if ((s[i] & 0xE0) == 0xC0 && i + 1 < len) {
-            cp = ((uint32_t)(s[i] & 0x1F) << 6) | (s[i + 1] & 0x3F);
-            n = 2;
-        } else if ((s[i] & 0xF0) == 0xE0 && i + 2 < len) {
-            cp = ((uint32_t)(s[i] & 0x0F) << 12) | ((uint32_t)(s[i + 1] & 0x3F) << 6) |
-                 (s[i + 2] & 0x3F);
-            n = 3;
-        } else if ((s[i] & 0xF8) == 0xF0 && i + 3 < len) {
-            cp = ((uint32_t)(s[i] & 0x07) << 18) | ((uint32_t)(s[i + 1] & 0x3F) << 12) |
-                 ((uint32_t)(s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
-            n = 4;
-        }
+        uint32_t cp;
+        size_t n = utf8_decode(in + i, len - i, &cp);
+        if (n == 0)
+            cp = 0xFFFD, n = 1;
         i += n;
         if (cp >= 0x10000) {
             cp -= 0x10000;
@@ -933,10 +918,10 @@ static int stage_value(struct mssql_conn *c, const struct table_schema *s, size_
     return bcp_collen(d, (DBINT)v->len, col);
 }
 
-/* Sends the kept rows into #somirror_x; the number of rows the server took in *sent. */
+/* Sends the kept rows into #somirror_x; a fault unless the server took every one. */
 static int stage_send(struct mssql_conn *c, const struct table_schema *s,
                       const struct row_change *rows, size_t n, const unsigned char *keep,
-                      DBINT *sent, struct fault *f)
+                      struct fault *f)
 {
     DBPROCESS *d = c->dbproc;
     conn_clear(c);
@@ -994,7 +979,6 @@ static int stage_send(struct mssql_conn *c, const struct table_schema *s,
                   (long)done, (long)nsent);
         return -1;
     }
-    *sent = done;
     return 0;
 }
 
@@ -1022,10 +1006,9 @@ static int mssql_rows_apply(void *conn, const struct table_schema *schema,
     struct buf sql = BUF_INIT;
     buf_puts(&sql, MSSQL_STAGE_DROP_SQL ";\n");
     mssql_stage_create(&sql, schema);
-    DBINT sent = 0;
     int rc = run_buf(c, &sql, "creating the staging table", f);
     if (rc == 0)
-        rc = stage_send(c, schema, rows, n, keep, &sent, f);
+        rc = stage_send(c, schema, rows, n, keep, f);
     free(keep);
     if (rc != 0)
         return -1;

@@ -1,0 +1,231 @@
+/* tests/unit/test_common: the strict base64 core (common/base64: both forms, every shape rule,
+ * texts longer than one OpenSSL chunk) and the UTF-8 decoder (common/utf8). */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "common/base64.h"
+#include "common/utf8.h"
+
+/* Encodes bytes in form, checks the text and its length, and decodes it back. */
+static void roundtrip(const char *bytes, size_t len, enum base64_form form, const char *text)
+{
+    char out[64];
+    ck_assert_uint_eq(base64_encode_into((const unsigned char *)bytes, len, form, out),
+                      strlen(text));
+    ck_assert_str_eq(out, text);
+    unsigned char decoded[64];
+    size_t decoded_len = 99;
+    ck_assert_int_eq(base64_decode_into(text, strlen(text), form, decoded, &decoded_len), 0);
+    ck_assert_uint_eq(decoded_len, len);
+    ck_assert(memcmp(decoded, bytes, len) == 0);
+}
+
+static int decodes(const char *text, enum base64_form form)
+{
+    unsigned char out[64];
+    size_t len = 99;
+    int rc = base64_decode_into(text, strlen(text), form, out, &len);
+    if (rc != 0)
+        ck_assert_uint_eq(len, 99);   /* untouched on failure */
+    return rc == 0;
+}
+
+START_TEST(test_base64_vectors)
+{
+    roundtrip("", 0, BASE64_PADDED, "");
+    roundtrip("", 0, BASE64_URL, "");
+    roundtrip("f", 1, BASE64_PADDED, "Zg==");
+    roundtrip("f", 1, BASE64_URL, "Zg");
+    roundtrip("fo", 2, BASE64_PADDED, "Zm8=");
+    roundtrip("fo", 2, BASE64_URL, "Zm8");
+    roundtrip("foo", 3, BASE64_PADDED, "Zm9v");
+    roundtrip("foo", 3, BASE64_URL, "Zm9v");
+    roundtrip("\xfb\xff", 2, BASE64_PADDED, "+/8=");
+    roundtrip("\xfb\xff", 2, BASE64_URL, "-_8");
+    roundtrip("\0\0\0\0", 4, BASE64_PADDED, "AAAAAA==");
+    ck_assert_uint_eq(BASE64_ENCODED_LEN(0), 0);
+    ck_assert_uint_eq(BASE64_ENCODED_LEN(1), 4);
+    ck_assert_uint_eq(BASE64_ENCODED_LEN(3), 4);
+    ck_assert_uint_eq(BASE64_ENCODED_LEN(4), 8);
+    ck_assert_uint_eq(BASE64_DECODED_MAX(0), 0);
+    ck_assert_uint_eq(BASE64_DECODED_MAX(2), 3);   /* unpadded base64url */
+    ck_assert_uint_eq(BASE64_DECODED_MAX(4), 3);
+}
+END_TEST
+
+START_TEST(test_base64_padded_shape)
+{
+    ck_assert(decodes("Zg==", BASE64_PADDED));          /* two '=' */
+    ck_assert(decodes("Zm8=", BASE64_PADDED));          /* one '=' */
+    ck_assert(!decodes("Z===", BASE64_PADDED));         /* a third '=' */
+    ck_assert(!decodes("====", BASE64_PADDED));
+    ck_assert(!decodes("Zg=a", BASE64_PADDED));         /* '=' in the middle */
+    ck_assert(!decodes("Z=8=", BASE64_PADDED));
+    ck_assert(!decodes("Zg==Zg==", BASE64_PADDED));     /* padding, then more quanta */
+    ck_assert(!decodes("=Zm9", BASE64_PADDED));
+    ck_assert(!decodes("Zm8", BASE64_PADDED));          /* not whole quanta */
+    ck_assert(!decodes("Z", BASE64_PADDED));
+    ck_assert(!decodes("Zm9vZ", BASE64_PADDED));
+    ck_assert(!decodes("Zm9vZg=", BASE64_PADDED));
+    ck_assert(!decodes("Zm!v", BASE64_PADDED));         /* outside the alphabet */
+    ck_assert(!decodes("Zm\x80v", BASE64_PADDED));
+    ck_assert(!decodes("-_8=", BASE64_PADDED));         /* base64url's characters */
+    ck_assert(!decodes("Zm9v\n", BASE64_PADDED));       /* no blanks in the core */
+    ck_assert(!decodes(" Zm9", BASE64_PADDED));
+    ck_assert(!decodes("Zm9v----", BASE64_PADDED));     /* EVP_DecodeBlock drops these */
+    unsigned char out[4];
+    size_t len = 99;
+    ck_assert_int_eq(base64_decode_into("Zm9v\0AAA", 8, BASE64_PADDED, out, &len), -1);
+}
+END_TEST
+
+START_TEST(test_base64url_shape)
+{
+    ck_assert(decodes("Zg", BASE64_URL));
+    ck_assert(decodes("Zm8", BASE64_URL));
+    ck_assert(decodes("-_8", BASE64_URL));
+    ck_assert(!decodes("Zg==", BASE64_URL));            /* no padding at all */
+    ck_assert(!decodes("Zg=", BASE64_URL));
+    ck_assert(!decodes("Zm8=", BASE64_URL));
+    ck_assert(!decodes("Z", BASE64_URL));               /* length % 4 == 1 */
+    ck_assert(!decodes("Zm9vY", BASE64_URL));
+    ck_assert(!decodes("Z+8", BASE64_URL));             /* the standard alphabet's */
+    ck_assert(!decodes("Z/8", BASE64_URL));
+    ck_assert(!decodes("Zm 9", BASE64_URL));
+}
+END_TEST
+
+/* Texts longer than one OpenSSL chunk: the same as one EVP_EncodeBlock call, and back. */
+START_TEST(test_base64_chunks)
+{
+    static const size_t sizes[] = {3071, 3072, 3073, 12292, 12293, 12294};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        size_t len = sizes[s];
+        unsigned char *bytes = malloc(len);
+        for (size_t i = 0; i < len; i++)
+            bytes[i] = (unsigned char)(i * 131 + i / 7);
+        char *whole = malloc(BASE64_ENCODED_LEN(len) + 1);
+        char *text = malloc(BASE64_ENCODED_LEN(len) + 1);
+        unsigned char *decoded = malloc(BASE64_DECODED_MAX(BASE64_ENCODED_LEN(len)));
+        EVP_EncodeBlock((unsigned char *)whole, bytes, (int)len);
+        for (int form = BASE64_PADDED; form <= BASE64_URL; form++) {
+            size_t n = base64_encode_into(bytes, len, (enum base64_form)form, text);
+            size_t padding = form == BASE64_URL ? (3 - len % 3) % 3 : 0;
+            ck_assert_uint_eq(n, BASE64_ENCODED_LEN(len) - padding);
+            for (size_t i = 0; i < n; i++) {
+                char want = whole[i];
+                if (form == BASE64_URL)
+                    want = want == '+' ? '-' : want == '/' ? '_' : want;
+                ck_assert_msg(text[i] == want, "size %zu form %d: character %zu", len, form, i);
+            }
+            size_t decoded_len = 0;
+            ck_assert_int_eq(base64_decode_into(text, n, (enum base64_form)form, decoded,
+                                                &decoded_len), 0);
+            ck_assert_uint_eq(decoded_len, len);
+            ck_assert(memcmp(decoded, bytes, len) == 0);
+        }
+        if (BASE64_ENCODED_LEN(len) > 4096) {   /* '=' ending the first chunk of several */
+            whole[4095] = '=';
+            size_t decoded_len = 99;
+            ck_assert_int_eq(base64_decode_into(whole, strlen(whole), BASE64_PADDED, decoded,
+                                                &decoded_len), -1);
+            ck_assert_uint_eq(decoded_len, 99);
+        }
+        free(decoded);
+        free(text);
+        free(whole);
+        free(bytes);
+    }
+}
+END_TEST
+
+START_TEST(test_base64_drop_blanks)
+{
+    static const char in[] = " Zm\t9v\r\nZg\v=\f= ";
+    char out[sizeof(in)];
+    size_t n = base64_drop_blanks(in, sizeof(in) - 1, out);
+    ck_assert_uint_eq(n, 10);
+    ck_assert(memcmp(out, "Zm9vZg\v=\f=", n) == 0);   /* only XML's blanks go */
+    ck_assert_uint_eq(base64_drop_blanks("", 0, out), 0);
+}
+END_TEST
+
+static void decodes_to(const char *s, size_t avail, size_t want_len, uint32_t want_cp)
+{
+    uint32_t cp = 0xDEAD;
+    ck_assert_uint_eq(utf8_decode(s, avail, &cp), want_len);
+    ck_assert_uint_eq(cp, want_cp);
+}
+
+START_TEST(test_utf8_valid)
+{
+    decodes_to("A", 1, 1, 0x41);
+    decodes_to("", 1, 1, 0);                            /* the NUL itself */
+    decodes_to("\x7F", 1, 1, 0x7F);
+    decodes_to("\xC2\x80", 2, 2, 0x80);
+    decodes_to("\xC3\xA9xyz", 5, 2, 0xE9);              /* reads one sequence only */
+    decodes_to("\xDF\xBF", 2, 2, 0x7FF);
+    decodes_to("\xE0\xA0\x80", 3, 3, 0x800);
+    decodes_to("\xE2\x82\xAC", 3, 3, 0x20AC);
+    decodes_to("\xED\x9F\xBF", 3, 3, 0xD7FF);           /* just below the surrogates */
+    decodes_to("\xEE\x80\x80", 3, 3, 0xE000);           /* just above them */
+    decodes_to("\xEF\xBF\xBF", 3, 3, 0xFFFF);
+    decodes_to("\xF0\x90\x80\x80", 4, 4, 0x10000);
+    decodes_to("\xF0\x9F\x98\x80", 4, 4, 0x1F600);
+    decodes_to("\xF4\x8F\xBF\xBF", 4, 4, 0x10FFFF);
+}
+END_TEST
+
+START_TEST(test_utf8_invalid)
+{
+    static const struct { const char *s; size_t avail; } invalid[] = {
+        {"\x80", 1}, {"\xBF", 1},                                   /* stray continuation */
+        {"\xC0\x80", 2}, {"\xC1\xBF", 2},                           /* overlong, 2 bytes */
+        {"\xE0\x80\x80", 3}, {"\xE0\x9F\xBF", 3},                   /* overlong, 3 bytes */
+        {"\xF0\x80\x80\x80", 4}, {"\xF0\x8F\xBF\xBF", 4},           /* overlong, 4 bytes */
+        {"\xED\xA0\x80", 3}, {"\xED\xBF\xBF", 3},                   /* surrogates */
+        {"\xF4\x90\x80\x80", 4}, {"\xF5\x80\x80\x80", 4},           /* above U+10FFFF */
+        {"\xF8\x88\x80\x80\x80", 5}, {"\xFE", 1}, {"\xFF", 1},
+        {"\xC3", 1}, {"\xE2\x82", 2}, {"\xF0\x9F\x98", 3},          /* truncated */
+        {"\xE2\x82\xAC", 2}, {"\xF0\x9F\x98\x80", 3},               /* cut off by avail */
+        {"\xC3\x28", 2}, {"\xE2\x28\xA1", 3}, {"\xE2\x82\x28", 3},  /* not continuations */
+        {"\xF0\x9F\x98\x28", 4}, {"\xF0\x9F\xC3\xA9", 4},
+    };
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        uint32_t cp = 0xDEAD;
+        ck_assert_msg(utf8_decode(invalid[i].s, invalid[i].avail, &cp) == 0,
+                      "invalid sequence %zu accepted", i);
+        ck_assert_uint_eq(cp, 0xDEAD);
+    }
+}
+END_TEST
+
+static Suite *common_suite(void)
+{
+    Suite *suite = suite_create("common");
+    TCase *base64 = tcase_create("base64");
+    tcase_add_test(base64, test_base64_vectors);
+    tcase_add_test(base64, test_base64_padded_shape);
+    tcase_add_test(base64, test_base64url_shape);
+    tcase_add_test(base64, test_base64_chunks);
+    tcase_add_test(base64, test_base64_drop_blanks);
+    suite_add_tcase(suite, base64);
+    TCase *utf8 = tcase_create("utf8");
+    tcase_add_test(utf8, test_utf8_valid);
+    tcase_add_test(utf8, test_utf8_invalid);
+    suite_add_tcase(suite, utf8);
+    return suite;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(common_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
