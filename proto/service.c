@@ -47,6 +47,10 @@ struct service {
 
 enum call_phase { PHASE_NEED_LOCK, PHASE_DONE };
 
+struct row_counts {
+    uint64_t inserted, updated, deleted, skipped;
+};
+
 struct call {
     struct service *svc;
     struct arena arena;
@@ -63,6 +67,7 @@ struct call {
     struct fault fault;          /* the fault answered, when faulted */
     struct table_state *states;  /* RowData answers, for accounting */
     size_t nstates;
+    struct row_counts counts;    /* the answers' sums, once accounted (worker and tenant) */
     struct buf response;
     /* RowData applied while parsed (stream_rows): the open transaction, the tenant's lock held
      * meanwhile, and the arena its checks allocate in (the parse owns the other one). */
@@ -361,10 +366,6 @@ static enum reg_op registry_op(const struct call *call)
     }
 }
 
-struct row_counts {
-    uint64_t inserted, updated, deleted, skipped;
-};
-
 static struct row_counts sum_states(const struct call *call)
 {
     struct row_counts c = {0, 0, 0, 0};
@@ -382,10 +383,11 @@ static void account(struct call *call)
     if (call->accounted)
         return;
     call->accounted = 1;
-    struct row_counts c = sum_states(call);
+    call->counts = sum_states(call);
+    const struct row_counts *c = &call->counts;
     reg_worker_call_done(call->svc->reg, call->svc->slot, registry_op(call), call->faulted,
-                         monotonic_seconds() - call->started, call->body_len, c.inserted, c.updated,
-                         c.deleted, c.skipped);
+                         monotonic_seconds() - call->started, call->body_len, c->inserted,
+                         c->updated, c->deleted, c->skipped);
 }
 
 /* ---- RowData applied while parsed ---- */
@@ -585,7 +587,6 @@ enum call_status call_run(struct call *call)
     reg_tenant_call_started(svc->reg, call->tenant_idx, op, now);
     run_operation(call);
     account(call);
-    struct row_counts c = sum_states(call);
     const char *error = NULL;
     char error_text[REG_ERROR_MAX];
     if (call->faulted) {
@@ -593,9 +594,8 @@ enum call_status call_run(struct call *call)
                  fault_code_name(call->fault.code), call->fault.message);
         error = error_text;
     }
-    reg_tenant_call_done(svc->reg, call->tenant_idx, c.inserted, c.updated, c.deleted,
-                         call->body_len, error,
-                         (int64_t)time(NULL));
+    reg_tenant_call_done(svc->reg, call->tenant_idx, call->counts.inserted, call->counts.updated,
+                         call->counts.deleted, call->body_len, error, (int64_t)time(NULL));
     reg_tenant_unlock(svc->reg, call->tenant_idx, self);
     call->lock_held = 0;
     reg_worker_state(svc->reg, svc->slot, WORKER_IDLE, NULL, NULL, (int64_t)time(NULL));
