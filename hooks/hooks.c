@@ -89,10 +89,43 @@ static int timeout_ms(const struct hooks *h)
 
 /* ---- table_sql ---- */
 
-/* Results of one call's scripts: a failure is not hidden by a later success in last_hook. */
+/* One call's scripts: a failure is not hidden by a later success in last_hook, and the
+ * directory is read at most once for all the call's tables (when the first table without a
+ * file of its exact name looks for one that matches ignoring case). */
 struct script_batch {
     int failed;
+    int listed;
+    char **names;      /* the directory's entries, in readdir order */
+    size_t nnames;
 };
+
+static void script_batch_free(struct script_batch *batch)
+{
+    for (size_t i = 0; i < batch->nnames; i++)
+        free(batch->names[i]);
+    free(batch->names);
+}
+
+/* Reads the directory's entries into batch, the first time; none when it cannot be opened. */
+static void list_scripts(const char *dir, struct script_batch *batch)
+{
+    if (batch->listed)
+        return;
+    batch->listed = 1;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (batch->nnames == cap) {
+            cap = cap ? 2 * cap : 16;
+            batch->names = xrealloc(batch->names, cap * sizeof(*batch->names));
+        }
+        batch->names[batch->nnames++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+}
 
 static void script_record(struct hooks *h, uint32_t idx, struct script_batch *batch, int failed,
                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -117,35 +150,26 @@ static int is_regular(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The table's own script: <dir>/<table>.sql, else the one file whose name matches ignoring
- * case. Allocated path, or NULL. */
-static char *table_script(const char *dir, const char *table)
+/* The table's own script: <dir>/<table>.sql, else the first entry of the directory (in
+ * readdir order) whose name matches ignoring case and is a file. Allocated path, or NULL. */
+static char *table_script(const char *dir, const char *table, struct script_batch *batch)
 {
     size_t len = strlen(dir) + strlen(table) + 6;
     char *path = xmalloc(len);
     snprintf(path, len, "%s/%s.sql", dir, table);
     if (is_regular(path))
         return path;
-    DIR *d = opendir(dir);
-    if (!d) {
-        free(path);
-        return NULL;
-    }
+    list_scripts(dir, batch);
     char want[SM_IDENT_MAX + 8];
     snprintf(want, sizeof(want), "%s.sql", table);
-    int found = 0;
-    struct dirent *e;
-    while (!found && (e = readdir(d)))
-        if (strcasecmp(e->d_name, want) == 0) {
-            snprintf(path, len, "%s/%s", dir, e->d_name);
-            found = is_regular(path);
+    for (size_t i = 0; i < batch->nnames; i++)
+        if (strcasecmp(batch->names[i], want) == 0) {
+            snprintf(path, len, "%s/%s", dir, batch->names[i]);
+            if (is_regular(path))
+                return path;
         }
-    closedir(d);
-    if (!found) {
-        free(path);
-        return NULL;
-    }
-    return path;
+    free(path);
+    return NULL;
 }
 
 /* The whole file as a string, or NULL with err. */
@@ -212,7 +236,7 @@ static int table_sql(struct hooks *h, struct store_tenant *t, uint32_t idx, cons
     if (!dir || !*dir || !t)
         return 0;
     int rc = 0;
-    char *own = table_script(dir, table);
+    char *own = table_script(dir, table, batch);
     if (own) {
         rc |= run_script(h, t, idx, table, own, batch);
         free(own);
@@ -226,12 +250,12 @@ static int table_sql(struct hooks *h, struct store_tenant *t, uint32_t idx, cons
     return rc ? -1 : 0;
 }
 
-int hooks_run_table_sql(struct hooks *h, struct store_tenant *t, const char *tenant, uint32_t idx,
-                        const char *table)
+int hooks_run_table_sql(struct hooks *h, struct store_tenant *t, uint32_t idx, const char *table)
 {
-    (void)tenant;
     struct script_batch batch = {0};
-    return table_sql(h, t, idx, table, &batch);
+    int rc = table_sql(h, t, idx, table, &batch);
+    script_batch_free(&batch);
+    return rc;
 }
 
 /* ---- table_changed ---- */
@@ -298,6 +322,7 @@ static void after_tables(struct hooks *h, struct store_tenant *t, const char *te
         const char *change = wiped ? "Wiped" : table_change_name(c);
         events[nevents++] = (struct table_event){states[i].name, change};
     }
+    script_batch_free(&batch);
     spawn_table_changed(h, tenant, idx, events, nevents);
     free(events);
 }

@@ -58,8 +58,7 @@ void hooks_after_cycle(struct hooks *h, const char *tenant, uint32_t idx,
 
 /* table_sql for one table (what the two above run). 0 when every script ran or there was
  * none, -1 when one failed (logged, and recorded as last_hook). */
-int hooks_run_table_sql(struct hooks *h, struct store_tenant *t, const char *tenant, uint32_t idx,
-                        const char *table);
+int hooks_run_table_sql(struct hooks *h, struct store_tenant *t, uint32_t idx, const char *table);
 
 /* ---- the runner (hooks/runner.c) ---- */
 

@@ -370,21 +370,21 @@ START_TEST(table_sql_selection_and_substitution)
     struct store_tenant *t = store_tenant(store, "Cust1", &f);
     ck_assert_ptr_nonnull(t);
     struct hooks *h = hooks_new(&cfg, reg);
-    ck_assert_int_eq(hooks_run_table_sql(h, t, "Cust1", idx, "contact"), 0);
-    ck_assert_int_eq(hooks_run_table_sql(h, t, "Cust1", idx, "person"), 0);
+    ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "contact"), 0);
+    ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "person"), 0);
     ck_assert_str_eq(view().last_hook, "table_sql *.sql (person): ok");
     char *rows = ran_rows();
     ck_assert_str_eq(rows, "own \"contact\"\nall \"contact\" \"contact\"\nall \"person\" \"person\"\n");
     free(rows);
 
     /* A table name that is no identifier never reaches the database. */
-    ck_assert_int_eq(hooks_run_table_sql(h, t, "Cust1", idx, "no'table"), -1);
+    ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "no'table"), -1);
     ck_assert_str_eq(view().last_hook, "table_sql *.sql (no'table): error: invalid table name");
 
     /* Without *.sql only the table's own file runs; a table without one runs nothing. */
     ck_assert_int_eq(unlink(path_in("sql/*.sql")), 0);
-    ck_assert_int_eq(hooks_run_table_sql(h, t, "Cust1", idx, "person"), 0);
-    ck_assert_int_eq(hooks_run_table_sql(h, t, "Cust1", idx, "CONTACT"), 0);
+    ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "person"), 0);
+    ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "CONTACT"), 0);
     rows = ran_rows();
     ck_assert_str_eq(rows, "own \"contact\"\nall \"contact\" \"contact\"\nall \"person\" \"person\"\n"
                            "own \"CONTACT\"\n");
@@ -406,7 +406,7 @@ START_TEST(table_sql_failure_recorded)
     struct store_tenant *t = store_tenant(store, "Cust1", &f);
     ck_assert_ptr_nonnull(t);
     struct hooks *h = hooks_new(&cfg, reg);
-    ck_assert_int_eq(hooks_run_table_sql(h, t, "Cust1", idx, "broken"), -1);
+    ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "broken"), -1);
     /* The every-table script still ran, but its success does not hide the failure. */
     const char *want = "table_sql broken.sql: error: near \";\": syntax error";
     ck_assert_str_eq(view().last_hook, want);
@@ -420,7 +420,7 @@ START_TEST(table_sql_failure_recorded)
     /* A script that cannot be read is a failure too. */
     ck_assert_int_eq(unlink(path_in("sql/*.sql")), 0);
     ck_assert_int_eq(mkdir(path_in("sql/*.sql"), 0700), 0);   /* not a regular file: ignored */
-    ck_assert_int_eq(hooks_run_table_sql(h, t, "Cust1", idx, "other"), 0);
+    ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "other"), 0);
     hooks_free(h);
     store_free(store);
 }
