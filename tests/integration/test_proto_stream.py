@@ -4,7 +4,8 @@ stream_* functions of proto/service.c). The answer and the mirror must be exactl
 parse-then-apply order gives: each request below is sent once as it is (small: parsed, then
 applied) and once padded past the threshold with a comment at its very end (streamed: every row
 is applied before the parser reaches the end), and both answers must be byte for byte equal,
-with nothing applied on a fault. Then large loads with faults late in the body."""
+with nothing applied on a fault. Then large loads with faults late in the body, and streamed
+calls one after the other on one worker."""
 
 import os
 
@@ -145,6 +146,26 @@ def large_loads(p):
     eq(p.meta()["t"]["lsn"], 1002, "position after the fault")
 
 
+def calls_in_a_row(p):
+    """On one keep-alive connection (one worker): a big call given up on at its first row, with
+    the parser still far from the end, then big calls that must each apply exactly their own
+    rows."""
+    p.setup([T])
+    conn = p.daemon.connection()
+    rows = [("I", None, ["1", "v", "bad"])] + t_rows(2, 3999)
+    expect_fault(p.rows([{"table": "t", "columns": TC, "rows": rows, "lsn": 5}], conn=conn), "InvalidValue",
+                 table="t", column="w", row=1)
+    eq(p.table_rows("t"), [], "nothing of the faulted call")
+    for call in range(2):
+        st = ok_states(p.rows([{"table": "t", "columns": TC, "rows": t_rows(1 + call * 4000, 4000),
+                                "lsn": 10 + call}], conn=conn))
+        eq((st[0]["Inserted"], st[0]["Lsn"]), ("4000", str(10 + call)), "call %d states" % call)
+    conn.close()
+    eq(streamed(p), 3, "every call took the streamed path")
+    eq(p.query("SELECT count(*), sum(id), sum(w) FROM t"), [(8000, 8000 * 8001 // 2, 8000 * 8001)],
+       "every row once")
+
+
 def paused_tenant(p):
     """A big body for a paused tenant is refused whole; after resume it applies."""
     p.setup([T])
@@ -180,7 +201,7 @@ def checkpoint_deferred(p):
     eq(p.query("SELECT count(*), sum(length(text)) FROM notes"), [(3001, 3000 * 2000 + 1)], "every row")
 
 
-CHECKS = [same_answers, envelope_faults, large_loads, paused_tenant, checkpoint_deferred]
+CHECKS = [same_answers, envelope_faults, large_loads, calls_in_a_row, paused_tenant, checkpoint_deferred]
 
 if __name__ == "__main__":
     L.run(CHECKS)

@@ -11,7 +11,7 @@
 #include "proto/rowstream.h"
 #include "proto/soap.h"
 
-/* More rows than the ring holds (8 blocks of 256 events), so that the parser must wait. */
+/* More rows than the ring holds (16 blocks of 256 events), so that the parser must wait. */
 #define ROWS_T 5000
 #define ROWS_U 3
 
