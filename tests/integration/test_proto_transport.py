@@ -3,6 +3,7 @@
 /healthz, 405, 413, Content-Type) and the XML rules (namespaces not prefixes, unknown and
 foreign elements, header blocks, DTD/entities refused, entities and CDATA read)."""
 
+import socket
 import time
 
 import protolib as L
@@ -110,6 +111,38 @@ def keep_alive_cycle(p):
     finally:
         conn.close()
     eq(p.table_rows("t"), [(1, "a"), (2, "b")], "rows")
+
+
+def pipelined(p):
+    """Two requests in one write (HTTP/1.1 pipelining): the second one's bytes arrive with the
+    first one's body, are kept while the first is served, and both are answered, in order."""
+    p.setup([T])
+    rows = [("I", str(i + 1), [str(i), "y" * 80]) for i in range(100)]
+    first = H.envelope(H.row_data_body([{"table": "t", "columns": ["id", "v"], "rows": rows, "lsn": 100}]),
+                       p.token()).encode()
+    check(8192 < len(first) < MAX_BYTES, "first body %d bytes: not several socket reads" % len(first))
+    second = H.envelope(H.authenticate_body("second"), p.token()).encode()
+
+    def request(operation, data):
+        return (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nSOAPAction: \"%s%s\"\r\n"
+                b"Content-Length: %d\r\n\r\n" % (H.ACTION_PREFIX.encode(), operation.encode(), len(data)) + data)
+    with socket.create_connection(("127.0.0.1", p.port), timeout=30) as sock:
+        sock.sendall(request("RowData", first) + request("Authenticate", second))
+        f = sock.makefile("rb")
+        answers = []
+        for _ in range(2):
+            status = int(f.readline().split()[1])
+            length = 0
+            for line in iter(f.readline, b"\r\n"):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            answers.append((status, f.read(length)))
+    eq(answers[0][0], 200, "first answer's status")
+    eq(H.parse_table_states(answers[0][1])[0]["Inserted"], "100", "rows of the first request")
+    eq(answers[1][0], 200, "second answer's status")
+    eq(H.parse_auth(answers[1][1]).get("ClientState"), "second", "the second request's answer")
+    eq(len(p.table_rows("t")), 100, "rows in the mirror")
 
 
 def healthz_and_405(p):
@@ -281,8 +314,9 @@ def entities_and_cdata(p):
 
 
 CHECKS = [any_path, soapaction_forms, action_mismatch, unknown_operation, two_body_elements, not_an_envelope,
-          keep_alive_cycle, healthz_and_405, connection_close, too_large, content_type_answers, prefixes, no_namespace_inside_op,
-          foreign_namespace_ignored, extra_header_blocks, dtd_and_entities, entities_and_cdata]
+          keep_alive_cycle, pipelined, healthz_and_405, connection_close, too_large, content_type_answers,
+          prefixes, no_namespace_inside_op, foreign_namespace_ignored, extra_header_blocks, dtd_and_entities,
+          entities_and_cdata]
 
 if __name__ == "__main__":
     L.run(CHECKS, **{"limits.max_request_bytes": MAX_BYTES})
