@@ -48,26 +48,26 @@ def main():
         # lose the race against the 5 ms pause on a loaded machine.
         def connections_per_worker():
             return sorted(w["connections"] for w in d.ctl_json("show workers")["workers"])
-        even = 0
-        for _ in range(5):
-            trio = [d.connection() for _ in range(3)]
-            for c in trio:
+
+        def burst(n):
+            """n connections opened at once, then a call on each (so each has its worker)."""
+            conns = [d.connection() for _ in range(n)]
+            for c in conns:
                 c.connect()
-            for c in trio:
+            for c in conns:
                 status, _, body = s.call("Authenticate", h.authenticate_body(), conn=c)
                 assert status == 200, (status, body)
+            return conns
+        even = 0
+        for _ in range(5):
+            trio = burst(3)
             even += connections_per_worker() == [1, 1, 1]
             for c in trio:
                 c.close()
             h.wait_until(lambda: connections_per_worker() == [0, 0, 0], 10, what="the trio's connections closed")
         assert even >= 4, "3 connections on 3 workers were one each in only %d of 5 bursts" % even
         before = {w["pid"]: w["calls"] for w in d.ctl_json("show workers")["workers"]}
-        conns = [d.connection() for _ in range(12)]
-        for c in conns:
-            c.connect()
-        for c in conns:
-            status, _, body = s.call("Authenticate", h.authenticate_body(), conn=c)
-            assert status == 200, (status, body)
+        conns = burst(12)
         served = [w["calls"] - before.get(w["pid"], 0) for w in d.ctl_json("show workers")["workers"]]
         assert sum(served) == 12 and all(n > 0 for n in served) and max(served) <= 6, served
         # Every open connection is counted (show workers, metrics), and counted out once closed.
