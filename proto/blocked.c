@@ -2,6 +2,8 @@
  * which configuration can extend and never reduce, compared case-insensitively. */
 #include "proto/schema.h"
 
+#include "proto/fault.h"
+
 static const char *const builtin_blocked[] = {
     "area", "areauserassignment", "areauserinclusion", "satellite", "travelcurrent",
     "travelgenerateddatabase", "travelgeneratedtransaction", "travelidmapping", "traveller",
@@ -35,4 +37,13 @@ int table_blocked(const char *name, const struct cfg_strings *extra)
         if (ident_equal(name, extra->items[k]))
             return 1;
     return 0;
+}
+
+int table_refuse_blocked(const char *name, const struct cfg_strings *extra, struct fault *f)
+{
+    if (!table_blocked(name, extra))
+        return 0;
+    fault_set(f, FAULT_BLOCKED_TABLE, "table %s is blocked and is never mirrored", name);
+    fault_at(f, name, NULL, 0);
+    return -1;
 }

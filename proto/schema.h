@@ -11,6 +11,8 @@
 #include "config/config.h"
 #include "proto/types.h"
 
+struct fault;
+
 /* ^[A-Za-z_][A-Za-z0-9_]{0,127}$ */
 int ident_valid(const char *name);
 /* ^[A-Za-z0-9][A-Za-z0-9_]{0,51}$ */
@@ -48,6 +50,9 @@ int default_fits(const struct default_expr *def, const struct sql_type *type);
 
 /* Built-in blocked list plus extra, case-insensitive. */
 int table_blocked(const char *name, const struct cfg_strings *extra);
+/* 0 when name may be mirrored; else -1 with the BlockedTable fault naming it in f (the one
+ * wording for the service's check and the store's own). */
+int table_refuse_blocked(const char *name, const struct cfg_strings *extra, struct fault *f);
 
 /* Checks a table as sent against every rule of 4.2 for tenant ctx; fills types, parsed
  * defaults (a default that does not fit is left out with a log warning), pk indexes, canonical

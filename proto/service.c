@@ -236,11 +236,7 @@ static int refuse_if_paused(struct call *call, struct fault *f)
 
 static int refuse_blocked(const struct call *call, const char *table, struct fault *f)
 {
-    if (!table_blocked(table, &call->svc->cfg->block_tables))
-        return 0;
-    fault_set(f, FAULT_BLOCKED_TABLE, "table %s is blocked and is never mirrored", table);
-    fault_at(f, table, NULL, 0);
-    return -1;
+    return table_refuse_blocked(table, &call->svc->cfg->block_tables, f);
 }
 
 static void run_table_schema(struct call *call, struct fault *f)

@@ -378,9 +378,7 @@ int store_wipe(struct store_tenant *t, char *const *names, size_t n, struct aren
     const struct table_meta **found = arena_calloc(arena, n, sizeof(*found));
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (table_blocked(names[i], &t->store->cfg->block_tables)) {
-            fault_set(f, FAULT_BLOCKED_TABLE, "table %s is blocked", names[i]);
-            fault_at(f, names[i], NULL, 0);
+        if (table_refuse_blocked(names[i], &t->store->cfg->block_tables, f) != 0) {
             rc = -1;
         } else if (!(found[i] = meta_find(meta, nmeta, names[i]))) {
             fault_set(f, FAULT_UNKNOWN_TABLE, "table %s is not in the mirror", names[i]);
@@ -450,11 +448,8 @@ struct column_map {
 static int call_table_open(struct store_tenant *t, struct table_meta *meta, size_t nmeta,
                            const char *name, struct call_table *ct, struct fault *f)
 {
-    if (table_blocked(name, &t->store->cfg->block_tables)) {
-        fault_set(f, FAULT_BLOCKED_TABLE, "table %s is blocked", name);
-        fault_at(f, name, NULL, 0);
+    if (table_refuse_blocked(name, &t->store->cfg->block_tables, f) != 0)
         return -1;
-    }
     ct->meta = meta_find(meta, nmeta, name);
     if (!ct->meta) {
         fault_set(f, FAULT_UNKNOWN_TABLE, "table %s is not in the mirror", name);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "proto/fault.h"
 #include "proto/schema.h"
 
 static struct arena arena;
@@ -346,6 +347,14 @@ START_TEST(test_blocked)
     ck_assert(table_blocked("OTHER", &extra));
     ck_assert(table_blocked("login", &extra));
     ck_assert(!table_blocked("contact", &extra));
+    struct fault f;
+    fault_clear(&f);
+    ck_assert_int_eq(table_refuse_blocked("contact", &extra, &f), 0);
+    ck_assert_int_eq(f.code, FAULT_NONE);
+    ck_assert_int_eq(table_refuse_blocked("OTHER", &extra, &f), -1);
+    ck_assert_int_eq(f.code, FAULT_BLOCKED_TABLE);
+    ck_assert_str_eq(f.table, "OTHER");
+    ck_assert_str_eq(f.message, "table OTHER is blocked and is never mirrored");
 }
 END_TEST
 
