@@ -48,7 +48,6 @@ struct soap_xml {
     const xmlChar **attrs;  /* the start tag being handled: nattrs times (localname, prefix,
                                URI, value, end); NULL outside startElementNs */
     int nattrs;
-    size_t text_run;        /* bytes of character data since the last markup (see characters) */
     size_t open_elements;   /* all of them, skipped ones too (see on_start_element) */
 };
 
@@ -413,7 +412,6 @@ static void on_start_element(void *arg, const xmlChar *localname, const xmlChar 
 {
     (void)prefix, (void)nb_namespaces, (void)namespaces, (void)nb_defaulted;
     struct soap_xml *x = arg;
-    x->text_run = 0;
     if (x->res->env_error[0])
         return;
     /* libxml2 refuses an element with more than xmlParserMaxDepth ancestors. */
@@ -436,7 +434,6 @@ static void on_end_element(void *arg, const xmlChar *localname, const xmlChar *p
 {
     (void)localname, (void)prefix, (void)uri;
     struct soap_xml *x = arg;
-    x->text_run = 0;
     if (x->res->env_error[0])
         return;
     x->open_elements--;
@@ -444,40 +441,21 @@ static void on_end_element(void *arg, const xmlChar *localname, const xmlChar *p
 }
 
 /* Text (also whitespace, and the five predefined entities and character references, which
- * libxml2 resolves), possibly in several calls for one run. A run longer than
- * XML_MAX_TEXT_LENGTH is refused, as libxml2's tree builder refuses such a text node. */
+ * libxml2 resolves), possibly in several calls for one run. No length limit but the body's:
+ * values of the (max) types have none (protocol section 5), so the 10 MB a text node may hold
+ * in a libxml2 tree does not apply here. */
 static void on_characters(void *arg, const xmlChar *ch, int len)
 {
     struct soap_xml *x = arg;
-    if (x->res->env_error[0])
-        return;
-    if (x->text_run > 0 && x->text_run + (size_t)len > XML_MAX_TEXT_LENGTH) {
-        tree_limit_fail(x, "xmlSAX2Characters: huge text node");
-        return;
-    }
-    x->text_run += (size_t)len;
-    character_data(x, (const char *)ch, (size_t)len);
+    if (!x->res->env_error[0])
+        character_data(x, (const char *)ch, (size_t)len);
 }
 
 static void on_cdata(void *arg, const xmlChar *value, int len)
 {
     struct soap_xml *x = arg;
-    x->text_run = 0;
     if (!x->res->env_error[0])
         character_data(x, (const char *)value, (size_t)len);
-}
-
-/* Comments and processing instructions are ignored; they only end a run of text. */
-static void on_comment(void *arg, const xmlChar *value)
-{
-    (void)value;
-    ((struct soap_xml *)arg)->text_run = 0;
-}
-
-static void on_processing_instruction(void *arg, const xmlChar *target, const xmlChar *data)
-{
-    (void)target, (void)data;
-    ((struct soap_xml *)arg)->text_run = 0;
 }
 
 /* A DOCTYPE: refused before its internal subset is even read. */
@@ -523,8 +501,6 @@ static const xmlSAXHandler sax_handler = {
     .characters = on_characters,
     .ignorableWhitespace = on_characters,   /* the same callback: libxml2 then never guesses */
     .cdataBlock = on_cdata,
-    .comment = on_comment,
-    .processingInstruction = on_processing_instruction,
     .internalSubset = on_internal_subset,
     .externalSubset = on_external_subset,
     .entityDecl = on_entity_decl,
@@ -562,7 +538,8 @@ int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, 
     x.parser->sax = sax;
     x.parser->userData = &x;
     /* No XML_PARSE_NOENT (entities stay unsubstituted), no DTD loading or validation, no
-     * XML_PARSE_HUGE (libxml2's default limits hold), no network. */
+     * XML_PARSE_HUGE (libxml2's default limits hold: depth, names, attribute values, CDATA
+     * sections), no network. */
     xmlCtxtUseOptions(x.parser, XML_PARSE_NONET);
     buf_init(&x.text);
     buf_init(&x.attr);

@@ -303,8 +303,18 @@ def binary_invalid(p):
     reject(p, "c_int", Raw("<B>AQID</B>"))
 
 
+def max_past_10mb(p):
+    # The (max) types have no length limit but the body's (protocol section 5): values longer
+    # than the 10 MB a libxml2 tree's text node may hold arrive whole, as <V> and as <B>.
+    p.setup([TABLE])
+    text = ("x\u00e9\U0001F600 <&> " * 1100000)[:10500000]
+    expect(p, "c_nvmax", text, "text")
+    data = bytes(range(256)) * 32000        # 8,192,000 bytes: 10.9 MB of base64
+    expect(p, "c_vbmax", data, "blob")
+
+
 CHECKS = [integers, integers_invalid, decimals, decimals_invalid, floats, floats_invalid, temporal, temporal_invalid,
-          strings, strings_invalid, binary, binary_invalid]
+          strings, strings_invalid, binary, binary_invalid, max_past_10mb]
 
 if __name__ == "__main__":
     L.run(CHECKS)
