@@ -774,11 +774,18 @@ static int value_same(const struct value *a, const struct value *b)
     return a->len == b->len && (a->len == 0 || memcmp(a->text, b->text, a->len) == 0);
 }
 
+/* The p-th primary key value of a row: a D row carries only its key, in key order. */
+static const struct value *pk_value(const struct table_schema *s, const struct row_change *r,
+                                    size_t p)
+{
+    return &r->values[r->op == 'D' ? p : s->pk[p]];
+}
+
 static uint64_t key_hash(const struct table_schema *s, const struct row_change *r)
 {
     uint64_t h = 1469598103934665603ull;
     for (size_t p = 0; p < s->npk; p++) {
-        const struct value *v = &r->values[r->op == 'D' ? p : s->pk[p]];
+        const struct value *v = pk_value(s, r, p);
         unsigned char buf[8];
         const unsigned char *bytes = buf;
         size_t len = 0;
@@ -806,8 +813,7 @@ static int key_same(const struct table_schema *s, const struct row_change *a,
                     const struct row_change *b)
 {
     for (size_t p = 0; p < s->npk; p++)
-        if (!value_same(&a->values[a->op == 'D' ? p : s->pk[p]],
-                        &b->values[b->op == 'D' ? p : s->pk[p]]))
+        if (!value_same(pk_value(s, a, p), pk_value(s, b, p)))
             return 0;
     return 1;
 }
