@@ -412,11 +412,25 @@ static void stream_forget(struct pg_conn *c)
     buf_reset(&c->replay);
 }
 
-static void nodirect_clear(struct pg_conn *c)
+/* The index of table in c->nodirect, or c->nnodirect when it is not there. */
+static size_t nodirect_find(const struct pg_conn *c, const char *table)
 {
-    for (size_t i = 0; i < c->nnodirect; i++)
-        free(c->nodirect[i]);
-    c->nnodirect = 0;
+    size_t i = 0;
+    while (i < c->nnodirect && !ident_equal(c->nodirect[i], table))
+        i++;
+    return i;
+}
+
+/* The table is emptied or gone: its loads may COPY straight again (the other tables' stay
+ * merged, their rows are still there). A table is listed once (stream_finish adds it only
+ * after a direct COPY, which its listing rules out). */
+static void nodirect_forget(struct pg_conn *c, const char *table)
+{
+    size_t i = nodirect_find(c, table);
+    if (i == c->nnodirect)
+        return;
+    free(c->nodirect[i]);
+    c->nodirect[i] = c->nodirect[--c->nnodirect];
 }
 
 static void conn_disconnect(struct pg_conn *c)
@@ -534,7 +548,8 @@ static void pg_tenant_close(void *conn)
         return;
     conn_disconnect(c);
     free(c->stages);
-    nodirect_clear(c);
+    for (size_t i = 0; i < c->nnodirect; i++)
+        free(c->nodirect[i]);
     free(c->nodirect);
     buf_free(&c->replay);
     buf_free(&c->data);
@@ -877,7 +892,7 @@ static int table_statement(struct pg_conn *c, const char *prefix, const char *ta
 {
     if (stream_finish(c, f) != 0 || name_check(table, f) != 0)
         return -1;
-    nodirect_clear(c);   /* the table is emptied or gone: loads may COPY straight again */
+    nodirect_forget(c, table);
     struct buf sql = BUF_INIT;
     buf_puts(&sql, prefix);
     put_ident(&sql, table);
@@ -1185,24 +1200,17 @@ static int copy_end(struct pg_conn *c, const char *abort_reason, const char *wha
     return rc;
 }
 
-/* A whole COPY FROM STDIN of the data in c->data. */
-static int copy_run(struct pg_conn *c, const char *copy_sql, const char *what, struct fault *f)
+/* A whole COPY FROM STDIN of data; one that could not all be sent is cancelled. */
+static int copy_run(struct pg_conn *c, const char *copy_sql, const struct buf *data,
+                    const char *what, struct fault *f)
 {
     if (copy_start(c, copy_sql, what, f) != 0)
         return -1;
-    if (copy_put(c, &c->data, what, f) != 0) {
+    if (copy_put(c, data, what, f) != 0) {
         copy_end(c, "the client failed to send", what, NULL, f);
         return -1;
     }
     return copy_end(c, NULL, what, NULL, f);
-}
-
-static int nodirect_has(const struct pg_conn *c, const char *table)
-{
-    for (size_t i = 0; i < c->nnodirect; i++)
-        if (ident_equal(c->nodirect[i], table))
-            return 1;
-    return 0;
 }
 
 /* Ends the open direct COPY. When it met a key already in the table (a load sent again), its
@@ -1222,18 +1230,13 @@ static int stream_finish(struct pg_conn *c, struct fault *f)
         c->nodirect[c->nnodirect++] = xstrdup(c->stream_table);
         rc = exec_sql(c->db, "ROLLBACK TO SAVEPOINT somirror_load; RELEASE SAVEPOINT somirror_load",
                       "copy", f);
-        if (rc == 0 && copy_start(c, c->stream_replay_sql, "copy to the staging table", f) == 0) {
-            rc = copy_put(c, &c->replay, "copy to the staging table", f);
-            rc = copy_end(c, rc ? "the client failed to send" : NULL, "copy to the staging table",
-                          NULL, f) || rc;
-            if (rc == 0)
-                rc = exec_sql(c->db, c->stream_merge_sql, "merge", f);
-        } else {
-            rc = -1;
-        }
+        if (rc == 0)
+            rc = copy_run(c, c->stream_replay_sql, &c->replay, "copy to the staging table", f);
+        if (rc == 0)
+            rc = exec_sql(c->db, c->stream_merge_sql, "merge", f);
     }
     stream_forget(c);
-    return rc ? -1 : 0;
+    return rc;
 }
 
 /* Cancels an open direct COPY (the transaction is rolled back after). */
@@ -1300,7 +1303,7 @@ static int rows_merge(struct pg_conn *c, const struct table_schema *s, const str
                       const struct row_change *rows, size_t n, struct fault *f)
 {
     if (render_rows(c, s, rows, n, 1, f) != 0 ||
-        copy_run(c, st->copy_sql, "copy to the staging table", f) != 0)
+        copy_run(c, st->copy_sql, &c->data, "copy to the staging table", f) != 0)
         return -1;
     return exec_sql(c->db, st->merge_sql, "merge", f);
 }
@@ -1312,7 +1315,7 @@ static int pg_rows_apply(void *conn, const struct table_schema *schema,
     struct pg_conn *c = conn;
     if (n == 0)
         return 0;
-    int direct = table_was_empty && !nodirect_has(c, schema->name);
+    int direct = table_was_empty && nodirect_find(c, schema->name) == c->nnodirect;
     for (size_t r = 0; r < n && direct; r++)
         direct = rows[r].op == 'I';
     if (c->stream_table && (!direct || !ident_equal(c->stream_table, schema->name)) &&

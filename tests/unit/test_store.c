@@ -4,7 +4,9 @@
  * probe_open the one place that reads the mirror behind the store's back. A driver whose server
  * is not configured, or that is not in this build, skips the suite (exit 77). Tests named
  * sqlite_* check what only the SQLite driver promises (file mode, storage classes), mssql_*
- * what only the SQL Server driver promises (stored types, values as the server reads them).
+ * what only the SQL Server driver promises (stored types, values as the server reads them),
+ * pg_* the PostgreSQL driver's COPY of rows when it meets a key already there, a value it
+ * refuses, a server error or a lost connection.
  *
  * SQL Server (SOMIRROR_TEST_STORE_DRIVER=mssql, SOMIRROR_TEST_MSSQL_SERVER "host:port" or a
  * freetds.conf name, SOMIRROR_TEST_MSSQL_USER, SOMIRROR_TEST_MSSQL_PASSWORD): every test's
@@ -685,6 +687,19 @@ static long long stored_lsn(const char *name)
     return (long long)m->lsn;
 }
 
+/* n inserts of contact rows (keys 1..n) in the test arena, NULL-terminated. */
+static const char **contact_inserts(int n)
+{
+    const char **rows = arena_calloc(&arena, (size_t)n + 1, sizeof(*rows));
+    for (int i = 0; i < n; i++) {
+        struct buf row = BUF_INIT;
+        buf_printf(&row, "I:|%d|n%d|2026-01-01T00:00:00|%d.5", i + 1, i, i);
+        rows[i] = arena_strdup(&arena, row.data);
+        buf_free(&row);
+    }
+    return rows;
+}
+
 /* Two contact rows at lsn 100, table position 100. */
 static void load_contacts(void)
 {
@@ -1134,14 +1149,8 @@ START_TEST(test_rows_many_rows_in_chunks)
 {
     create_contact();
     enum { NROWS = 2500 };
-    const char **rows = arena_calloc(&arena, NROWS + 1, sizeof(*rows));
-    for (int i = 0; i < NROWS; i++) {
-        struct buf row = BUF_INIT;
-        buf_printf(&row, "I:|%d|n%d|2026-01-01T00:00:00|%d.5", i + 1, i, i);
-        rows[i] = arena_strdup(&arena, row.data);
-        buf_free(&row);
-    }
-    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 42, rows);
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 42,
+                                contact_inserts(NROWS));
     struct table_state *st = rows_ok(&b, 1, 1);
     ck_assert_int_eq(st[0].inserted, NROWS);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), NROWS);
@@ -1489,6 +1498,166 @@ START_TEST(mssql_defaults_translated)
 }
 END_TEST
 
+/* ---- PostgreSQL only ---- */
+
+/* A full load's inserts go into the table by one COPY left open across the chunks of a call.
+ * PG_COPY_OPEN rows are past the first chunk the store hands the driver (1024 rows, store.c),
+ * so that COPY is open after them; pg_copy_open checks that it is. */
+enum { PG_COPY_OPEN = 1100, PG_LOAD_ROWS = 1500 };
+
+/* A full load of contact (the table created, still empty) at lsn 42. */
+static struct batch pg_load(const char *const *rows)
+{
+    return batch_make("contact", "contact_id,name,registered,amount", 42, rows);
+}
+
+/* A column of pg_stat_activity for the store's connection to the tenant's mirror (libpq's
+ * application_name, somirrord, tells it from the probe's). */
+static char *pg_store_backend(const char *column)
+{
+    return probe_text("SELECT %s FROM pg_stat_activity WHERE datname = current_database()"
+                      " AND application_name = 'somirrord'", column);
+}
+
+/* Sends rows [from, to) of b in the call s, and ends the batch when they are the last; 0, or
+ * -1 with fault set by the first step that fails. */
+static int pg_rows_send(struct store_rows *s, const struct batch *b, size_t from, size_t to)
+{
+    for (size_t r = from; r < to; r++)
+        if (store_rows_row(s, b, &b->rows[r], &fault) != 0)
+            return -1;
+    return to == b->nrows ? store_rows_batch_end(s, b, &fault) : 0;
+}
+
+/* Opens a RowData call of b (a full load of contact) and sends its first PG_COPY_OPEN rows;
+ * the driver's COPY into contact is open then. */
+static struct store_rows *pg_copy_open(const struct batch *b)
+{
+    fault_clear(&fault);
+    struct store_rows *s = store_rows_begin(tenant, &arena, &fault);
+    ck_assert_msg(s != NULL, "begin: %s", fault.message);
+    ck_assert_msg(store_rows_batch(s, b, &fault) == 0 && pg_rows_send(s, b, 0, PG_COPY_OPEN) == 0,
+                  "RowData: %s", fault.message);
+    ck_assert_str_eq(pg_store_backend("left(query, 14)"), "COPY \"contact\"");
+    return s;
+}
+
+/* The load sent again after a failed call goes in whole, on the connection pid (NULL: any). */
+static void pg_load_again(struct batch *b, const char *pid)
+{
+    struct table_state *st = rows_ok(b, 1, 1);
+    ck_assert_int_eq(st[0].inserted, (long)b->nrows);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), (long)b->nrows);
+    ck_assert_int_eq(stored_lsn("contact"), 42);
+    if (pid)
+        ck_assert_str_eq(pg_store_backend("pid"), pid);
+}
+
+/* A value the driver refuses (U+0000) after the COPY has begun: the call fails with
+ * InvalidValue, the COPY is cancelled with the call's transaction, and the same connection
+ * takes the next call. */
+START_TEST(pg_copy_bad_value)
+{
+    create_contact();
+    const char **rows = contact_inserts(PG_LOAD_ROWS);
+    const char *good = rows[PG_LOAD_ROWS - 1];
+    rows[PG_LOAD_ROWS - 1] = "I:|9999|@YQBi|2026-01-01T00:00:00|1";   /* "a", U+0000, "b" */
+    struct batch b = pg_load(rows);
+    char *pid = pg_store_backend("pid");
+    struct store_rows *s = pg_copy_open(&b);
+    ck_assert_int_ne(pg_rows_send(s, &b, PG_COPY_OPEN, b.nrows), 0);
+    ck_assert_int_eq(fault.code, FAULT_INVALID_VALUE);
+    ck_assert_str_eq(fault.column, "name");
+    ck_assert_int_ne(store_rows_end(s, 0, NULL, NULL, &fault), 0);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
+    ck_assert_int_eq(stored_lsn("contact"), -1);
+    rows[PG_LOAD_ROWS - 1] = good;
+    b = pg_load(rows);
+    pg_load_again(&b, pid);
+}
+END_TEST
+
+/* The table's COPY meets a key twice in the load and a key the table holds already: the rows
+ * are merged instead, the last change of a key winning. */
+START_TEST(pg_copy_key_already_there)
+{
+    create_contact();
+    probe_exec("INSERT INTO contact VALUES (3, 'probe', '2026-01-01', 1)");
+    static const char *const rows[] = {"I:|1|a|2026-01-01T00:00:00|1",
+                                       "I:|2|b|2026-01-01T00:00:00|2",
+                                       "I:|1|z|2026-01-01T00:00:00|3",
+                                       "I:|3|c|2026-01-01T00:00:00|4", NULL};
+    struct batch b = pg_load(rows);
+    struct table_state *st = rows_ok(&b, 1, 1);
+    ck_assert_int_eq(st[0].inserted, 4);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 3);
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "z");
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 3"), "c");
+    ck_assert_int_eq(stored_lsn("contact"), 42);
+}
+END_TEST
+
+/* The server refuses what the store sends (constraints it does not know of): in the table's own
+ * COPY (a CHECK), and in the merge the rows fall back to when that COPY meets a key already
+ * there (a trigger refusing updates). StorageError with the server's SQLSTATE, nothing stored,
+ * the connection kept. */
+START_TEST(pg_copy_server_error)
+{
+    create_contact();
+    static const char *const rows[] = {"I:|1|a|2026-01-01T00:00:00|1",
+                                       "I:|2|b|2026-01-01T00:00:00|5000",
+                                       "I:|3|c|2026-01-01T00:00:00|3", NULL};
+    char *pid = pg_store_backend("pid");
+    static const struct {
+        const char *sql, *what, *state;
+    } steps[] = {
+        {"ALTER TABLE contact ADD CONSTRAINT amount_small CHECK (amount < 1000)",
+         "postgresql: copy: ", "SQLSTATE 23514"},
+        {"ALTER TABLE contact DROP CONSTRAINT amount_small;"
+         " INSERT INTO contact VALUES (1, 'probe', '2026-01-01', 1);"
+         " CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+         " $$BEGIN RAISE EXCEPTION 'no updates'; END$$;"
+         " CREATE TRIGGER refuse BEFORE UPDATE ON contact FOR EACH ROW EXECUTE FUNCTION refuse()",
+         "postgresql: merge: no updates", "SQLSTATE P0001"}};
+    for (size_t i = 0; i < 2; i++) {
+        probe_exec(steps[i].sql);
+        struct batch b = pg_load(rows);
+        struct table_state *states;
+        size_t n;
+        ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+        ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
+        ck_assert_msg(strstr(fault.message, steps[i].what) && strstr(fault.message, steps[i].state),
+                      "%s", fault.message);
+        ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), (long)i);
+        ck_assert_int_eq(stored_lsn("contact"), -1);
+    }
+    ck_assert_str_eq(pg_store_backend("pid"), pid);
+    probe_exec("DROP TRIGGER refuse ON contact");
+    struct batch b = pg_load(rows);
+    pg_load_again(&b, pid);
+    ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "a");
+    ck_assert_str_eq(probe_text("SELECT amount FROM contact WHERE contact_id = 2"), "5000");
+}
+END_TEST
+
+/* The server ends the connection while the COPY is open: the call fails with StorageError,
+ * and the next call connects again and loads the rows whole. */
+START_TEST(pg_copy_connection_lost)
+{
+    create_contact();
+    struct batch b = pg_load(contact_inserts(PG_LOAD_ROWS));
+    struct store_rows *s = pg_copy_open(&b);
+    ck_assert_str_eq(probe_text("SELECT pg_terminate_backend(%s, 10000)", pg_store_backend("pid")),
+                     "t");
+    int ok = pg_rows_send(s, &b, PG_COPY_OPEN, b.nrows) == 0;
+    ck_assert_int_ne(store_rows_end(s, ok, NULL, NULL, &fault), 0);
+    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
+    ck_assert_int_eq(stored_lsn("contact"), -1);
+    pg_load_again(&b, NULL);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1536,6 +1705,16 @@ static Suite *store_suite(void)
         tcase_add_test(ms, mssql_types_and_values_read_back);
         tcase_add_test(ms, mssql_defaults_translated);
         suite_add_tcase(s, ms);
+    }
+    if (cfg.driver == STORE_POSTGRESQL) {
+        TCase *pg = tcase_create("postgresql");
+        tcase_add_checked_fixture(pg, setup, teardown);
+        tcase_set_timeout(pg, 60);
+        tcase_add_test(pg, pg_copy_bad_value);
+        tcase_add_test(pg, pg_copy_key_already_there);
+        tcase_add_test(pg, pg_copy_server_error);
+        tcase_add_test(pg, pg_copy_connection_lost);
+        suite_add_tcase(s, pg);
     }
     return s;
 }
