@@ -290,12 +290,12 @@ static void put_column(struct buf *sql, const struct column *col, int rowid_key)
     put_ident(sql, col->name);
     if (rowid_key) {
         buf_puts(sql, " INTEGER NOT NULL PRIMARY KEY");
-        return;
+    } else {
+        buf_putc(sql, ' ');
+        put_type(sql, &col->type);
+        if (!col->nullable)
+            buf_puts(sql, " NOT NULL");
     }
-    buf_putc(sql, ' ');
-    put_type(sql, &col->type);
-    if (!col->nullable)
-        buf_puts(sql, " NOT NULL");
     sqltext_put_default(sql, col, put_default_value);
 }
 

@@ -216,8 +216,23 @@ def malformed(p):
         eq(p.table_rows("t"), [(1, "a", None)], "rows after a malformed TableSchema")
 
 
+def key_default(p):
+    # A single integer key becomes the rowid (INTEGER PRIMARY KEY) and keeps its default (section
+    # 8: defaults are mirrored), when created and when altered.
+    def create_sql():
+        return p.query("SELECT sql FROM sqlite_master WHERE name = 't'")[0][0]
+    p.setup([tbl("t", [("id", "int", False, "((0))"), ("v", "nvarchar(50)", True, "(N'x')")])])
+    check('"id" INTEGER NOT NULL PRIMARY KEY DEFAULT 0' in create_sql() and "DEFAULT 'x'" in create_sql(),
+          "defaults when created: %s" % create_sql())
+    p.rows_ok([{"table": "t", "columns": ["id", "v"], "rows": [("I", None, ["1", "a"])], "lsn": 5}])
+    st = p.schema_ok([tbl("t", [("id", "int", False, "((7))"), ("v", "nvarchar(50)", True, "(N'x')")])])
+    eq(changes(st), [("t", "Altered")], "the key's default changed")
+    check('"id" INTEGER NOT NULL PRIMARY KEY DEFAULT 7' in create_sql(), "after Altered: %s" % create_sql())
+    eq(p.table_rows("t"), [(1, "a")], "rows after the key's default changed")
+
+
 CHECKS = [created_unchanged_hashes, altered_add_nullable, altered_add_not_null_default, altered_drop_and_default,
-          recreated, dropped, rejected, malformed]
+          key_default, recreated, dropped, rejected, malformed]
 
 if __name__ == "__main__":
     L.run(CHECKS)
