@@ -504,16 +504,18 @@ static int dbname_check(const char *dbname, struct fault *f)
     return 0;
 }
 
+/* NULL (with f set) when the tenant's metadata table cannot be named. */
 static struct mssql_conn *conn_new(struct mssql_backend *backend, const char *tenant,
-                                   const char *dbname)
+                                   const char *dbname, struct fault *f)
 {
+    char *meta_table = sqltext_meta_table("mssql", tenant, f);
+    if (!meta_table)
+        return NULL;
     struct mssql_conn *c = xcalloc(1, sizeof(*c));
     c->backend = backend;
     c->tenant = xstrdup(tenant);
     c->dbname = xstrdup(dbname);
-    struct buf meta = BUF_INIT;
-    buf_printf(&meta, "%s_mirroring", tenant);
-    c->meta_table = buf_steal(&meta);
+    c->meta_table = meta_table;
     return c;
 }
 
@@ -535,8 +537,10 @@ static int mssql_tenant_open(void *backend, const char *tenant, const char *dbna
 {
     if (dbname_check(dbname, f) != 0)
         return -1;
-    struct mssql_conn *c = conn_new(backend, tenant, dbname);
-    if (name_check(c->meta_table, f) != 0 || conn_connect(c, f) != 0) {
+    struct mssql_conn *c = conn_new(backend, tenant, dbname, f);
+    if (!c)
+        return -1;
+    if (conn_connect(c, f) != 0) {
         conn_free(c);
         return -1;
     }
@@ -555,7 +559,9 @@ static int mssql_tenant_drop(void *backend, const char *tenant, const char *dbna
 {
     if (dbname_check(dbname, f) != 0)
         return -1;
-    struct mssql_conn *c = conn_new(backend, tenant, dbname);
+    struct mssql_conn *c = conn_new(backend, tenant, dbname, f);
+    if (!c)
+        return -1;
     int rc = -1;
     if (conn_login(c, 0, f) == 0) {
         struct buf sql = BUF_INIT;

@@ -521,14 +521,11 @@ static int pg_tenant_open(void *backend, const char *tenant, const char *dbname,
     c->backend = backend;
     c->tenant = xstrdup(tenant);
     c->dbname = xstrdup(dbname);
-    struct buf meta = BUF_INIT;
-    buf_printf(&meta, "%s_mirroring", tenant);
-    c->meta = buf_steal(&meta);
-    for (char *p = c->meta; *p; p++)
+    c->meta = sqltext_meta_table("postgresql", tenant, f);
+    for (char *p = c->meta; p && *p; p++)
         *p = (char)tolower((unsigned char)*p);
     c->lock_key = (int64_t)(fnv1a(tenant, strlen(tenant)) ^ LOCK_SALT);
-    if (name_check(c->meta, f) != 0 || strlen(c->meta) > PG_NAME_MAX ||
-        conn_connect(c, f) != 0) {
+    if (!c->meta || strlen(c->meta) > PG_NAME_MAX || conn_connect(c, f) != 0) {
         if (!f->code)
             fault_set(f, FAULT_INTERNAL, "postgresql: metadata table name too long");
         free(c->meta);

@@ -514,10 +514,8 @@ static int sqlite_tenant_open(void *backend_ptr, const char *tenant, const char 
     struct sqlite_conn *c = xcalloc(1, sizeof(*c));
     c->backend = backend;
     c->path = path;
-    struct buf meta = BUF_INIT;
-    buf_printf(&meta, "%s_mirroring", tenant);
-    c->meta_table = buf_steal(&meta);
-    if (name_check(c->meta_table, f) != 0 || conn_connect(c, f) != 0) {
+    c->meta_table = sqltext_meta_table("sqlite", tenant, f);
+    if (!c->meta_table || conn_connect(c, f) != 0) {
         free(c->meta_table);
         free(c->path);
         free(c);

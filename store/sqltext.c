@@ -29,6 +29,17 @@ void sqltext_put_string(struct buf *sql, const char *s, size_t len)
     buf_putc(sql, '\'');
 }
 
+char *sqltext_meta_table(const char *driver, const char *tenant, struct fault *f)
+{
+    if (!tenant_valid(tenant)) {
+        fault_set(f, FAULT_INTERNAL, "%s: refusing an invalid tenant name", driver);
+        return NULL;
+    }
+    struct buf name = BUF_INIT;
+    buf_printf(&name, "%s_mirroring", tenant);
+    return buf_steal(&name);
+}
+
 int sqltext_name_check(const char *driver, const char *name, struct fault *f)
 {
     if (ident_valid(name))

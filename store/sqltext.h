@@ -20,6 +20,12 @@ void sqltext_put_quoted(struct buf *sql, const char *name, char open, char close
 /* 's' with ' doubled; len bytes of s. */
 void sqltext_put_string(struct buf *sql, const char *s, size_t len);
 
+/* "<tenant>_mirroring", the name of the tenant's metadata table (malloc'd), or NULL with
+ * FAULT_INTERNAL when tenant breaks the grammar of protocol section 3 (checked with the token
+ * already; this is the store's own guard). A tenant may start with a digit, so the name is not
+ * an identifier of section 4.2's grammar: drivers always quote it. */
+char *sqltext_meta_table(const char *driver, const char *tenant, struct fault *f);
+
 /* 0 when name is a valid identifier (ident_valid), else -1 with FAULT_INTERNAL
  * "<driver>: refusing an invalid identifier". */
 int sqltext_name_check(const char *driver, const char *name, struct fault *f);

@@ -30,7 +30,7 @@ def main():
         if "100%" not in out:
             h.fail("test_store on PostgreSQL did not run every test")
         # the suite really wrote to this server
-        tenants = pg.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'Mirror_T%'")
+        tenants = pg.psql("SELECT count(*) FROM pg_database WHERE datname ~ '^Mirror_[0-9]+T'")
         assert int(tenants) > 0, tenants
     print("PASS: conformance suite on PostgreSQL")
 

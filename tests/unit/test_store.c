@@ -10,8 +10,8 @@
  *
  * SQL Server (SOMIRROR_TEST_STORE_DRIVER=mssql, SOMIRROR_TEST_MSSQL_SERVER "host:port" or a
  * freetds.conf name, SOMIRROR_TEST_MSSQL_USER, SOMIRROR_TEST_MSSQL_PASSWORD): every test's
- * tenant is T<run>_<pid>_<n> (run: the pid of the test runner), so its database is
- * Mirror_T<run>_..., and the runner drops all of this run's databases when the suite ends,
+ * tenant is <run>T<pid>_<n> (run: the pid of the test runner), so its database is
+ * Mirror_<run>T..., and the runner drops all of this run's databases when the suite ends,
  * failed tests' included. */
 #include <check.h>
 #include <errno.h>
@@ -383,7 +383,7 @@ static const char *ms_translate(const char *sql)
     return text;
 }
 
-/* Drops every database of this run (Mirror_T<run>_...), failed tests' included: on master,
+/* Drops every database of this run (Mirror_<run>T...), failed tests' included: on master,
  * each one SINGLE_USER WITH ROLLBACK IMMEDIATE, then DROP DATABASE. */
 static void ms_drop_run_databases(void)
 {
@@ -396,7 +396,7 @@ static void ms_drop_run_databases(void)
     buf_printf(&sql,
                "DECLARE @n sysname, @s nvarchar(max);"
                " DECLARE dbs CURSOR LOCAL FAST_FORWARD FOR SELECT name FROM sys.databases"
-               " WHERE name LIKE N'Mirror[_]T%ld[_]%%';"
+               " WHERE name LIKE N'Mirror[_]%ldT%%';"
                " OPEN dbs; FETCH NEXT FROM dbs INTO @n;"
                " WHILE @@FETCH_STATUS = 0 BEGIN"
                " SET @s = N'ALTER DATABASE ' + QUOTENAME(@n) + N' SET SINGLE_USER WITH ROLLBACK"
@@ -408,7 +408,7 @@ static void ms_drop_run_databases(void)
         fprintf(stderr, "test_store: cleanup: %s\n", ms_message);
     char *left = NULL;
     buf_free(&sql);
-    buf_printf(&sql, "SELECT COUNT(*) FROM sys.databases WHERE name LIKE N'Mirror[_]T%ld[_]%%'",
+    buf_printf(&sql, "SELECT COUNT(*) FROM sys.databases WHERE name LIKE N'Mirror[_]%ldT%%'",
                run_id);
     if (ms_run(&s, sql.data, &left) == 0 && left && strcmp(left, "0") != 0)
         fprintf(stderr, "test_store: cleanup: %s databases of this run are left\n", left);
@@ -545,8 +545,10 @@ static void setup(void)
 {
     static int serial;
     char err[256];
-    snprintf(tenant_name, sizeof(tenant_name), "T%ld_%ld_%d", run_id, (long)getpid(),
-             serial++);
+    /* Starting with a digit, as tenants may (protocol section 3): the metadata table's name
+     * "<ctx>_mirroring" is then no identifier of section 4.2, and every driver must still
+     * provision and use it. */
+    snprintf(tenant_name, sizeof(tenant_name), "%ldT%ld_%d", run_id, (long)getpid(), serial++);
     arena_init(&arena);
     fault_clear(&fault);
     store = store_new(&cfg, err, sizeof(err));
