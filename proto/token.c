@@ -52,7 +52,10 @@ static json_t *decode_json_part(const char *text, size_t len, int part, struct f
         return NULL;
     }
     json_error_t err;
-    json_t *object = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, &err);
+    /* Integers as reals: any JSON number is a number here (check 5), also one beyond int64,
+     * which jansson would otherwise refuse as "too big integer". */
+    json_t *object = json_loadb((const char *)raw, raw_len,
+                                JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &err);
     free(raw);
     if (!object) {
         fault_set(f, FAULT_INVALID_TOKEN, "token form: %s is not JSON: %s", part_names[part],

@@ -392,6 +392,17 @@ START_TEST(test_exp)
     ck_assert_int_eq(claims.exp, (int64_t)NOW);
     expect_fault_at(token_with("exp", json_real((double)NOW - SKEW + 0.5)), NOW + 1, 1,
                     FAULT_TOKEN_EXPIRED, "token expired at 2026-11-26T10:10:00Z");
+    /* An integer beyond int64 is still a JSON number: far in the future, valid. */
+    json_t *without_exp = base_claims();
+    json_object_del(without_exp, "exp");
+    char *rest = json_dumps(without_exp, JSON_COMPACT);
+    json_decref(without_exp);
+    struct buf far = BUF_INIT;
+    buf_printf(&far, "{\"exp\":99999999999999999999,%s", rest + 1);
+    free(rest);
+    claims = expect_ok(raw_token("{\"alg\":\"RS256\"}", far.data));
+    buf_free(&far);
+    ck_assert_int_eq(claims.exp, INT64_MAX);
 }
 END_TEST
 
