@@ -140,12 +140,6 @@ static int check_defaults(struct table_schema *t, struct arena *arena)
             continue;
         }
         quote_text(c->default_text, quoted, sizeof(quoted));
-        if (strpbrk(c->default_text, "\r\n")) {
-            /* The canonical text is line based. */
-            reject(t, arena, "default: column %s: cannot parse a default with a line break",
-                   c->name);
-            return -1;
-        }
         if (default_parse(c->default_text, arena, &c->def, err, sizeof(err))) {
             reject(t, arena, "default: column %s: cannot parse %s (%s)", c->name, quoted, err);
             return -1;
@@ -264,6 +258,23 @@ static int column_from_line(char *line, struct arena *arena, struct column *c, c
     return 0;
 }
 
+/* Whether the default of a stored column line (after its third '|') is whole: none, or one
+ * that parses. A default may hold line breaks (whitespace between tokens, or inside a string),
+ * and so continue on the canonical text's next lines. */
+static int line_default_whole(const char *line, struct arena *arena)
+{
+    const char *def = line;
+    for (int bar = 0; bar < 3; bar++) {
+        def = strchr(def, '|');
+        if (!def)
+            return 1;   /* malformed: column_from_line says so */
+        def++;
+    }
+    struct default_expr parsed;
+    char err[64];
+    return !*def || default_parse(def, arena, &parsed, err, sizeof(err)) == 0;
+}
+
 static int key_from_line(char *line, struct arena *arena, struct table_schema *out, char *err,
                          size_t errlen)
 {
@@ -307,12 +318,20 @@ int schema_from_canonical(const char *name, const char *canonical, struct arena 
         return -1;
     }
     out->columns = arena_calloc(arena, nlines - 1, sizeof(*out->columns));
-    char *line = lines;
-    for (; out->ncolumns < nlines - 1; out->ncolumns++) {
-        char *next = split_at(line, '\n');
-        if (column_from_line(line, arena, &out->columns[out->ncolumns], err, errlen))
+    /* Column lines, then the key line, which is the last: a column's default that does not
+     * parse yet takes in the next line (not the last) with its line break. */
+    char *line = lines, *next = split_at(line, '\n');
+    while (next) {
+        char *after = split_at(next, '\n');
+        while (after && !line_default_whole(line, arena)) {
+            next[-1] = '\n';
+            next = after;
+            after = split_at(next, '\n');
+        }
+        if (column_from_line(line, arena, &out->columns[out->ncolumns++], err, errlen))
             return -1;
         line = next;
+        next = after;
     }
     if (key_from_line(line, arena, out, err, errlen))
         return -1;

@@ -231,8 +231,21 @@ def key_default(p):
     eq(p.table_rows("t"), [(1, "a")], "rows after the key's default changed")
 
 
+def default_line_breaks(p):
+    # Whitespace between a default's tokens may be a line break (section 4.2), and a string may
+    # hold one: the table is created with the default, and is Unchanged the next time (its
+    # stored canonical text, which holds the line breaks, is read back whole).
+    t = tbl("t", [("id", "int", False), ("v", "nvarchar(20)", True, "(\n N'a\nb'\n)")])
+    eq(changes(p.schema_ok([t])), [("t", "Created")], "created")
+    create = p.query("SELECT sql FROM sqlite_master WHERE name = 't'")[0][0]
+    check("DEFAULT 'a\nb'" in create, "the mirror's default: %s" % create)
+    eq(changes(p.schema_ok([t])), [("t", "Unchanged")], "the same again")
+    t2 = tbl("t", [("id", "int", False), ("v", "nvarchar(20)", True, "(N'c')")])
+    eq(changes(p.schema_ok([t2])), [("t", "Altered")], "default changed")
+
+
 CHECKS = [created_unchanged_hashes, altered_add_nullable, altered_add_not_null_default, altered_drop_and_default,
-          key_default, recreated, dropped, rejected, malformed]
+          key_default, default_line_breaks, recreated, dropped, rejected, malformed]
 
 if __name__ == "__main__":
     L.run(CHECKS)
