@@ -127,7 +127,8 @@ static int tenant_arg(struct ctl_context *ctx, const char *name, int must_exist,
 static const char *const tenant_columns =
     "tenant\tstate\tpaused\tcycle_started\tlast_completed\tlast_call\tlast_operation\tcalls\t"
     "rows_inserted\trows_updated\trows_deleted\tbytes\tlast_error";
-static const char *const tenant_detail_columns = "\tlast_error_at\tlast_hook\tlast_hook_at\tlock_owner";
+static const char *const tenant_detail_columns =
+    "\tlast_error_at\tlast_hook\tlast_hook_at\tlock_owner\tlast_summary";
 
 static void put_tenant_row(struct buf *out, const struct tenant_view *v, int detail)
 {
@@ -152,6 +153,13 @@ static void put_tenant_row(struct buf *out, const struct tenant_view *v, int det
         put_time(out, v->last_hook_at);
         if (v->lock_owner)
             buf_printf(out, "\t%u", v->lock_owner);
+        else
+            buf_puts(out, "\t-");
+        /* The sender's counts of its last completed cycle: inserted/updated/deleted. */
+        if (v->last_completed)
+            buf_printf(out, "\t%llu/%llu/%llu", (unsigned long long)v->last_summary.inserted,
+                       (unsigned long long)v->last_summary.updated,
+                       (unsigned long long)v->last_summary.deleted);
         else
             buf_puts(out, "\t-");
     }
@@ -179,6 +187,12 @@ static json_t *tenant_json(const struct tenant_view *v, int detail)
         json_object_set_new(o, "last_hook", json_text_or_null(v->last_hook));
         json_object_set_new(o, "last_hook_at", json_time(v->last_hook_at));
         json_object_set_new(o, "lock_owner", v->lock_owner ? json_integer(v->lock_owner) : json_null());
+        json_t *summary = json_null();
+        if (v->last_completed)
+            summary = json_pack("{s:o,s:o,s:o}", "inserted", json_count(v->last_summary.inserted),
+                                "updated", json_count(v->last_summary.updated), "deleted",
+                                json_count(v->last_summary.deleted));
+        json_object_set_new(o, "last_summary", summary);
     }
     return o;
 }

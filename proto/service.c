@@ -311,15 +311,16 @@ static void run_replication_completed(struct call *call, struct fault *f)
 {
     if (refuse_if_paused(call, f) != 0)
         return;
-    reg_tenant_cycle_completed(call->svc->reg, call->tenant_idx, (int64_t)time(NULL));
-    int64_t ins = 0, upd = 0, del = 0;
+    struct cycle_summary sum = {0, 0, 0};
     for (size_t i = 0; i < call->req.nsummary; i++) {
-        ins += call->req.summary[i].inserted;
-        upd += call->req.summary[i].updated;
-        del += call->req.summary[i].deleted;
+        sum.inserted += (uint64_t)call->req.summary[i].inserted;
+        sum.updated += (uint64_t)call->req.summary[i].updated;
+        sum.deleted += (uint64_t)call->req.summary[i].deleted;
     }
-    log_info("cycle completed: %zu tables, sender counts %lld inserted, %lld updated, %lld deleted",
-             call->req.nsummary, (long long)ins, (long long)upd, (long long)del);
+    reg_tenant_cycle_completed(call->svc->reg, call->tenant_idx, (int64_t)time(NULL), &sum);
+    log_info("cycle completed: %zu tables, sender counts %llu inserted, %llu updated, %llu deleted",
+             call->req.nsummary, (unsigned long long)sum.inserted, (unsigned long long)sum.updated,
+             (unsigned long long)sum.deleted);
     hooks_after_cycle(call->svc->hooks, call->claims.tenant, call->tenant_idx, call->req.summary,
                       call->req.nsummary);
     soap_write_replication_completed(&call->response);

@@ -52,7 +52,7 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lock-free 32-bit atomics are needed i
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "lock-free 64-bit atomics are needed in shared memory");
 
 #define REG_MAGIC 0x534d5247u          /* "SMRG" */
-#define REG_LAYOUT_VERSION 2u
+#define REG_LAYOUT_VERSION 3u
 #define REG_MAX_TENANTS_LIMIT 10000000u
 #define REG_MAX_WORKERS_LIMIT 4096u
 #define REG_ALIGN 64u
@@ -70,12 +70,16 @@ const double reg_duration_bounds[REG_DURATION_BUCKETS] = {
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 };
 
+/* The last Summary's counts sit in what would be padding (after state, and with last_error
+ * 8 bytes shorter than the view's), so the entry keeps its size. */
 struct tenant_data {
     int32_t state;
+    uint32_t summary_inserted;
     int64_t cycle_started, last_completed, last_call, last_error_at, last_hook_at;
     uint64_t calls, rows_inserted, rows_updated, rows_deleted, bytes;
+    uint32_t summary_updated, summary_deleted;
     char last_operation[REG_OPERATION_MAX];
-    char last_error[REG_ERROR_MAX];
+    char last_error[REG_ERROR_STORED];
     char last_hook[REG_HOOK_STORED];
 };
 
@@ -457,6 +461,8 @@ int reg_tenant_read(const struct registry *reg, uint32_t idx, struct tenant_view
     out->state = out->paused ? TENANT_PAUSED : (enum tenant_state)data.state;
     out->cycle_started = data.cycle_started;
     out->last_completed = data.last_completed;
+    out->last_summary = (struct cycle_summary){data.summary_inserted, data.summary_updated,
+                                               data.summary_deleted};
     out->last_call = data.last_call;
     copy_text(out->last_operation, sizeof(out->last_operation), data.last_operation);
     out->calls = data.calls;
@@ -560,12 +566,21 @@ void reg_tenant_call_done(struct registry *reg, uint32_t idx, uint64_t inserted,
     write_end(&e->change);
 }
 
-void reg_tenant_cycle_completed(struct registry *reg, uint32_t idx, int64_t now)
+static uint32_t saturated(uint64_t n)
+{
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+void reg_tenant_cycle_completed(struct registry *reg, uint32_t idx, int64_t now,
+                                const struct cycle_summary *summary)
 {
     struct tenant_entry *e = tenant_write_begin(reg, idx);
     if (!e)
         return;
     e->data.last_completed = now;
+    e->data.summary_inserted = saturated(summary->inserted);
+    e->data.summary_updated = saturated(summary->updated);
+    e->data.summary_deleted = saturated(summary->deleted);
     e->data.state = TENANT_IDLE;
     write_end(&e->change);
 }

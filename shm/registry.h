@@ -31,11 +31,18 @@ enum worker_state { WORKER_EMPTY, WORKER_IDLE, WORKER_BUSY, WORKER_STOPPING };
 #define REG_ERROR_MAX 256
 #define REG_RESYNC_MAX 512      /* comma-separated table names, or "*" for all */
 #define REG_HOOK_MAX 256
-/* last_hook as kept in shared memory: longer texts are cut, so that a registry of 100,000
- * tenants stays under 64 MiB. */
+/* last_hook and last_error as kept in shared memory: longer texts are cut, so that a registry
+ * of 100,000 tenants stays under 64 MiB. */
 #define REG_HOOK_STORED 200
+#define REG_ERROR_STORED 248
 /* Resync lists pending at once (tenants with a named-table resync not yet carried out). */
 #define REG_RESYNC_SLOTS 256
+
+/* The Summary of a ReplicationCompleted, summed over its tables: the sender's own counts of
+ * the cycle. Kept up to UINT32_MAX each. */
+struct cycle_summary {
+    uint64_t inserted, updated, deleted;
+};
 
 /* A consistent copy of one tenant entry. */
 struct tenant_view {
@@ -44,6 +51,7 @@ struct tenant_view {
     int paused;
     int64_t cycle_started;      /* Unix seconds, 0 = never */
     int64_t last_completed;
+    struct cycle_summary last_summary;  /* of the last ReplicationCompleted */
     int64_t last_call;
     char last_operation[REG_OPERATION_MAX];
     uint64_t calls;
@@ -127,7 +135,8 @@ void reg_tenant_call_started(struct registry *reg, uint32_t idx, const char *ope
 void reg_tenant_cycle_started(struct registry *reg, uint32_t idx, int64_t now);
 void reg_tenant_call_done(struct registry *reg, uint32_t idx, uint64_t inserted, uint64_t updated,
                           uint64_t deleted, uint64_t bytes, const char *error /* NULL: ok */, int64_t now);
-void reg_tenant_cycle_completed(struct registry *reg, uint32_t idx, int64_t now);
+void reg_tenant_cycle_completed(struct registry *reg, uint32_t idx, int64_t now,
+                                const struct cycle_summary *summary);
 void reg_tenant_hook_ran(struct registry *reg, uint32_t idx, const char *text, int64_t now);
 /* The same write for a process that does not hold the tenant lock (a hook supervisor). */
 void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char *text, int64_t now);

@@ -33,6 +33,7 @@ def replication_completed(p):
     p.setup([T])
     st = tenant_status(p)
     eq(st["last_completed"], None, "last_completed before ReplicationCompleted")
+    eq(st["last_summary"], None, "last_summary before ReplicationCompleted")
     before = time.time()
     r = p.completed()
     check(r.status == 200 and not r.fault, "ReplicationCompleted: %r" % r)
@@ -48,9 +49,12 @@ def replication_completed(p):
     # With a summary, and an empty Summary element written as <Summary/>.
     r = p.completed([("t", 10, 3, 1), ("u", 0, 0, 0)])
     check(r.status == 200 and not r.fault, "ReplicationCompleted with summary: %r" % r)
+    # The cycle's counts are recorded and visible in status (section 4.5): the sender's Summary.
+    eq(tenant_status(p)["last_summary"], {"inserted": 10, "updated": 3, "deleted": 1}, "last_summary")
     r = p.call("ReplicationCompleted", '<ReplicationCompletedRequest xmlns="%s"><Summary/></ReplicationCompletedRequest>'
                % NS)
     check(r.status == 200 and not r.fault, "ReplicationCompleted with <Summary/>: %r" % r)
+    eq(tenant_status(p)["last_summary"], {"inserted": 0, "updated": 0, "deleted": 0}, "last_summary, empty")
     # The same status also in the list.
     names = [t["tenant"] for t in p.daemon.ctl_json("show tenants")["tenants"]]
     check(p.tenant in names, "tenant not in show tenants: %r" % names)

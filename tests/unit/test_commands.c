@@ -49,7 +49,7 @@ static void setup(void)
     reg_tenant_cycle_started(reg, c1, now - 60);
     reg_tenant_call_started(reg, c1, "RowData", now - 50);
     reg_tenant_call_done(reg, c1, 100, 3, 2, 12345, NULL, now - 50);
-    reg_tenant_cycle_completed(reg, c1, now - 40);
+    reg_tenant_cycle_completed(reg, c1, now - 40, &(struct cycle_summary){10, 3, 1});
     reg_tenant_hook_ran(reg, c1, "cycle_completed Cust1: exit 0", now - 39);
     reg_tenant_unlock(reg, c1, 10);
     tenant("Cust2");
@@ -341,15 +341,21 @@ START_TEST(test_show_tenant)
     ck_assert_str_eq(json_string_value(json_object_get(c1, "last_hook")), "cycle_completed Cust1: exit 0");
     ck_assert(json_is_integer(json_object_get(c1, "last_hook_at")));
     ck_assert_int_eq(json_integer_value(json_object_get(c1, "rows_inserted")), 100);
+    json_t *summary = json_object_get(c1, "last_summary");
+    ck_assert_int_eq(json_integer_value(json_object_get(summary, "inserted")), 10);
+    ck_assert_int_eq(json_integer_value(json_object_get(summary, "updated")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(summary, "deleted")), 1);
     json_decref(root);
     root = run_json("show tenant Cust2 json");
     ck_assert(json_is_null(json_object_get(json_object_get(root, "tenant"), "last_hook")));
+    ck_assert(json_is_null(json_object_get(json_object_get(root, "tenant"), "last_summary")));
     json_decref(root);
 
     struct table t = parse_table("show tenant Cust1");
     ck_assert_uint_eq(t.nrows, 1);
     ck_assert_str_eq(field(&t, 0, "last_hook"), "cycle_completed Cust1: exit 0");
     ck_assert_str_eq(field(&t, 0, "lock_owner"), "-");
+    ck_assert_str_eq(field(&t, 0, "last_summary"), "10/3/1");
     free_table(&t);
 
     expect_error("show tenant Nobody\n", 19, "unknown tenant Nobody");

@@ -153,7 +153,7 @@ START_TEST(test_tenant_writes)
     ck_assert_str_eq(v.last_error, "ColumnMismatch: Columns differ");
     ck_assert_int_eq(v.last_error_at, 103);
     reg_tenant_call_done(reg, idx, 1, 0, 0, 10, NULL, 104);
-    reg_tenant_cycle_completed(reg, idx, 105);
+    reg_tenant_cycle_completed(reg, idx, 105, &(struct cycle_summary){10, 3, (uint64_t)1 << 40});
     char hook[400];
     memset(hook, 'h', sizeof(hook) - 1);
     hook[sizeof(hook) - 1] = '\0';
@@ -164,6 +164,9 @@ START_TEST(test_tenant_writes)
     ck_assert_int_eq(v.cycle_started, 100);
     ck_assert_int_eq(v.last_call, 101);
     ck_assert_int_eq(v.last_completed, 105);
+    ck_assert_uint_eq(v.last_summary.inserted, 10);
+    ck_assert_uint_eq(v.last_summary.updated, 3);
+    ck_assert_uint_eq(v.last_summary.deleted, UINT32_MAX);               /* kept up to 2^32-1 */
     ck_assert_str_eq(v.last_operation, "RowData");
     ck_assert_uint_eq(v.calls, 3);
     ck_assert_uint_eq(v.rows_inserted, 6);
