@@ -586,8 +586,12 @@ void wrk_http_free(struct wrk_http *http)
             evhttp_free(http->listeners[i].evhttp);
         if (http->listeners[i].ssl)
             SSL_CTX_free(http->listeners[i].ssl);
-        if (http->listeners[i].resume)
+        if (http->listeners[i].resume) {
             event_free(http->listeners[i].resume);
+            /* The next listeners' evhttp_free closes connections, whose conn_free looks at
+             * every listener's resume timer (resume_paused_listeners). */
+            http->listeners[i].resume = NULL;
+        }
     }
     free(http->listeners);
     free(http->by_fd);              /* after evhttp_free: conn_closed clears its slots */
