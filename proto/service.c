@@ -67,13 +67,15 @@ struct call {
     struct fault fault;          /* the fault answered, when faulted */
     struct table_state *states;  /* RowData answers, for accounting */
     size_t nstates;
-    struct row_counts counts;    /* the answers' sums, once accounted (worker and tenant) */
     struct buf response;
     /* RowData applied while parsed (stream_rows): the open transaction, the tenant's lock held
      * meanwhile, and the arena its checks allocate in (the parse owns the other one). */
     struct store_rows *streamed;
     int lock_held;
     struct arena stream_arena;
+    /* Why a RowData call could not be streamed when its store would not open or begin (a lock
+     * held elsewhere, a lost server): run_row_data answers it rather than try, and wait, again. */
+    struct fault begin_fault;
 };
 
 struct service *service_new(const struct config *cfg, const struct keyring *keys,
@@ -298,6 +300,10 @@ static void run_row_data(struct call *call, struct fault *f)
     for (size_t i = 0; i < call->req.nbatches; i++)
         if (refuse_blocked(call, call->req.batches[i].table, f) != 0)
             return;
+    if (call->begin_fault.code != FAULT_NONE) {
+        *f = call->begin_fault;
+        return;
+    }
     struct store_tenant *t = store_tenant(svc->store, call->claims.tenant, f);
     if (!t)
         return;
@@ -375,16 +381,17 @@ static struct row_counts sum_states(const struct call *call)
     return c;
 }
 
-static void account(struct call *call)
+/* Counts the call in the worker's figures, once; returns its row counts (for the tenant's). */
+static struct row_counts account(struct call *call)
 {
-    if (call->accounted)
-        return;
-    call->accounted = 1;
-    call->counts = sum_states(call);
-    const struct row_counts *c = &call->counts;
-    reg_worker_call_done(call->svc->reg, call->svc->slot, registry_op(call), call->faulted,
-                         monotonic_seconds() - call->started, call->body_len, c->inserted,
-                         c->updated, c->deleted, c->skipped);
+    struct row_counts c = sum_states(call);
+    if (!call->accounted) {
+        call->accounted = 1;
+        reg_worker_call_done(call->svc->reg, call->svc->slot, registry_op(call), call->faulted,
+                             monotonic_seconds() - call->started, call->body_len, c.inserted,
+                             c.updated, c.deleted, c.skipped);
+    }
+    return c;
 }
 
 /* ---- RowData applied while parsed ---- */
@@ -426,6 +433,7 @@ static int stream_begin(struct call *call, const struct rowstream_prologue *pro)
     if (t)
         call->streamed = store_rows_begin(t, &call->stream_arena, &f);
     if (!call->streamed) {
+        call->begin_fault = f;   /* FAULT_NONE when paused: that is answered in order */
         stream_abandon(call);
         return 0;
     }
@@ -454,10 +462,8 @@ static int stream_rows(struct call *call, struct rowstream *rs)
     for (; ev->kind != ROWSTREAM_END && rc == 0; ev = rowstream_next(rs)) {
         switch (ev->kind) {
         case ROWSTREAM_BATCH:
-            batch = ev->batch;
-            rc = refuse_blocked(call, batch.table, &f);
-            if (rc == 0)
-                rc = store_rows_batch(call->streamed, &batch, &f);
+            batch = ev->batch;   /* a blocked table: store_rows_batch refuses it */
+            rc = store_rows_batch(call->streamed, &batch, &f);
             break;
         case ROWSTREAM_ROW:
             rc = store_rows_row(call->streamed, &batch, &ev->row, &f);
@@ -583,7 +589,7 @@ enum call_status call_run(struct call *call)
         reg_worker_state(svc->reg, svc->slot, WORKER_BUSY, call->claims.tenant, op, now);
     reg_tenant_call_started(svc->reg, call->tenant_idx, op, now);
     run_operation(call);
-    account(call);
+    struct row_counts counts = account(call);
     const char *error = NULL;
     char error_text[REG_ERROR_MAX];
     if (call->faulted) {
@@ -591,8 +597,8 @@ enum call_status call_run(struct call *call)
                  fault_code_name(call->fault.code), call->fault.message);
         error = error_text;
     }
-    reg_tenant_call_done(svc->reg, call->tenant_idx, call->counts.inserted, call->counts.updated,
-                         call->counts.deleted, call->body_len, error, (int64_t)time(NULL));
+    reg_tenant_call_done(svc->reg, call->tenant_idx, counts.inserted, counts.updated,
+                         counts.deleted, call->body_len, error, (int64_t)time(NULL));
     reg_tenant_unlock(svc->reg, call->tenant_idx, self);
     call->lock_held = 0;
     reg_worker_state(svc->reg, svc->slot, WORKER_IDLE, NULL, NULL, (int64_t)time(NULL));

@@ -74,9 +74,10 @@ struct table_schema {
 enum raw_kind { RAW_NULL, RAW_TEXT, RAW_BASE64 };   /* <N/>, <V>, <B> */
 struct raw_value {
     enum raw_kind kind;
+    int utf8_checked;        /* data is known to be valid UTF-8 (the XML parser checked it);
+                                beside kind, in what would be padding: 24 bytes, not 32 */
     const char *data;        /* character data as sent (verbatim for <V>); NULL for RAW_NULL */
     size_t len;
-    int utf8_checked;        /* data is known to be valid UTF-8 (the XML parser checked it) */
 };
 
 /* A value checked against its column, in a storage-neutral form that every store maps to its

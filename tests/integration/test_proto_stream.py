@@ -8,6 +8,8 @@ with nothing applied on a fault. Then large loads with faults late in the body, 
 calls one after the other on one worker."""
 
 import os
+import sqlite3
+import time
 
 import protolib as L
 from protolib import NS, eq, check, expect_fault, ok_states
@@ -144,6 +146,7 @@ def large_loads(p):
                  table="t", column="w", row=4000)
     eq(p.query("SELECT count(*) FROM t"), [(total,)], "nothing of the faulted call")
     eq(p.meta()["t"]["lsn"], 1002, "position after the fault")
+    eq(streamed(p), 5, "every call took the streamed path")
 
 
 def calls_in_a_row(p):
@@ -176,6 +179,7 @@ def paused_tenant(p):
     check(p.daemon.ctl("resume %s" % p.tenant).startswith("ok"), "resume")
     ok_states(p.call("RowData", inner))
     eq(p.query("SELECT count(*) FROM t"), [(3000,)], "applied after resume")
+    eq(streamed(p), 1, "only the call after resume took the streamed path")
 
 
 def checkpoint_deferred(p):
@@ -201,7 +205,33 @@ def checkpoint_deferred(p):
     eq(p.query("SELECT count(*), sum(length(text)) FROM notes"), [(3001, 3000 * 2000 + 1)], "every row")
 
 
-CHECKS = [same_answers, envelope_faults, large_loads, calls_in_a_row, paused_tenant, checkpoint_deferred]
+LOCK_TIMEOUT = 2
+
+
+def mirror_locked(p):
+    """A big call while another writer holds the mirror: the store's begin waits lock_timeout
+    once, and that fault is the answer (the sequential path does not try, and wait, again)."""
+    p.setup([T])
+    inner = body([{"table": "t", "columns": TC, "rows": t_rows(1, 3000), "lsn": 10}])
+    other = sqlite3.connect(p.db_path(), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        r = p.call("RowData", inner)
+        waited = time.monotonic() - started
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    check(r.fault, "answered while the mirror was locked: %r" % r)
+    check(LOCK_TIMEOUT - 0.5 <= waited < 1.75 * LOCK_TIMEOUT,
+          "waited %.1f s for a %d s lock_timeout (twice: the begin was tried again)" % (waited, LOCK_TIMEOUT))
+    eq(p.table_rows("t"), [], "nothing applied")
+    ok_states(p.call("RowData", inner))
+    eq(p.query("SELECT count(*) FROM t"), [(3000,)], "applied once the lock is gone")
+
+
+CHECKS = [same_answers, envelope_faults, large_loads, calls_in_a_row, paused_tenant, checkpoint_deferred,
+          mirror_locked]
 
 if __name__ == "__main__":
-    L.run(CHECKS)
+    L.run(CHECKS, **{"tenants.lock_timeout": LOCK_TIMEOUT})
