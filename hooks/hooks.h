@@ -56,8 +56,9 @@ void hooks_after_wipe(struct hooks *h, struct store_tenant *t, const char *tenan
 void hooks_after_cycle(struct hooks *h, const char *tenant, uint32_t idx,
                        const struct table_summary *summary, size_t n);
 
-/* table_sql for one table (what the two above run). 0 when every script ran or there was
- * none, -1 when one failed (logged, and recorded as last_hook). */
+/* table_sql for one table, on its own (the two above run it for their tables with one listing
+ * of the directory; tests call this). 0 when every script ran or there was none, -1 when one
+ * failed (logged, and recorded as last_hook). */
 int hooks_run_table_sql(struct hooks *h, struct store_tenant *t, uint32_t idx, const char *table);
 
 /* ---- the runner (hooks/runner.c) ---- */

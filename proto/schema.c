@@ -261,7 +261,7 @@ static int column_from_line(char *line, struct arena *arena, struct column *c, c
 /* Whether the default of a stored column line (after its third '|') is whole: none, or one
  * that parses. A default may hold line breaks (whitespace between tokens, or inside a string),
  * and so continue on the canonical text's next lines. */
-static int line_default_whole(const char *line, struct arena *arena)
+static int line_default_whole(const char *line)
 {
     const char *def = line;
     for (int bar = 0; bar < 3; bar++) {
@@ -270,9 +270,16 @@ static int line_default_whole(const char *line, struct arena *arena)
             return 1;   /* malformed: column_from_line says so */
         def++;
     }
+    if (!*def)
+        return 1;
+    /* A trial parse in an arena of its own: the caller's holds the cached schema. */
+    struct arena scratch;
+    arena_init(&scratch);
     struct default_expr parsed;
     char err[64];
-    return !*def || default_parse(def, arena, &parsed, err, sizeof(err)) == 0;
+    int whole = default_parse(def, &scratch, &parsed, err, sizeof(err)) == 0;
+    arena_free(&scratch);
+    return whole;
 }
 
 static int key_from_line(char *line, struct arena *arena, struct table_schema *out, char *err,
@@ -323,7 +330,7 @@ int schema_from_canonical(const char *name, const char *canonical, struct arena 
     char *line = lines, *next = split_at(line, '\n');
     while (next) {
         char *after = split_at(next, '\n');
-        while (after && !line_default_whole(line, arena)) {
+        while (after && !line_default_whole(line)) {
             next[-1] = '\n';
             next = after;
             after = split_at(next, '\n');

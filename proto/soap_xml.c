@@ -397,7 +397,7 @@ static void character_data(struct soap_xml *x, const char *value, size_t len)
 }
 
 /* ---- SAX2 callbacks (user data: the struct soap_xml). Once an envelope error is recorded
- * they do nothing more; soap_xml_parse stops feeding the parser. ---- */
+ * they do nothing more, and env_fail has stopped the parser (xmlStopParser). ---- */
 
 /* The limits libxml2 enforces only while building a tree (the reader's), kept without one and
  * reported in the same words as its own errors. */

@@ -146,11 +146,6 @@ static int conn_fail(struct mssql_conn *c, const char *what, struct fault *f)
     return -1;
 }
 
-static int name_check(const char *name, struct fault *f)
-{
-    return sqltext_name_check("mssql", name, f);
-}
-
 static int schema_names_check(const struct table_schema *s, struct fault *f)
 {
     return sqltext_schema_names_check("mssql", s, f);
@@ -731,7 +726,7 @@ static int table_statement(struct mssql_conn *c, const char *table,
                            void (*put_sql)(struct buf *, const char *, const char *),
                            const char *what, struct fault *f)
 {
-    if (name_check(table, f) != 0)
+    if (sqltext_name_check("mssql", table, f) != 0)
         return -1;
     struct buf sql = BUF_INIT;
     put_sql(&sql, c->backend->schema, table);

@@ -177,11 +177,6 @@ static void put_ident(struct buf *sql, const char *name)
     put_quoted(sql, pg);
 }
 
-static int name_check(const char *name, struct fault *f)
-{
-    return sqltext_name_check("postgresql", name, f);
-}
-
 static int schema_names_check(const struct table_schema *s, struct fault *f)
 {
     return sqltext_schema_names_check("postgresql", s, f);
@@ -512,6 +507,9 @@ static void pg_backend_close(void *backend)
     free(b);
 }
 
+/* "<ctx>_mirroring" always fits a PostgreSQL name: a tenant has at most SM_TENANT_MAX characters. */
+_Static_assert(SM_TENANT_MAX + sizeof("_mirroring") - 1 <= PG_NAME_MAX, "metadata table name fits");
+
 static int pg_tenant_open(void *backend, const char *tenant, const char *dbname, void **conn,
                           struct fault *f)
 {
@@ -525,9 +523,7 @@ static int pg_tenant_open(void *backend, const char *tenant, const char *dbname,
     for (char *p = c->meta; p && *p; p++)
         *p = (char)tolower((unsigned char)*p);
     c->lock_key = (int64_t)(fnv1a(tenant, strlen(tenant)) ^ LOCK_SALT);
-    if (!c->meta || strlen(c->meta) > PG_NAME_MAX || conn_connect(c, f) != 0) {
-        if (!f->code)
-            fault_set(f, FAULT_INTERNAL, "postgresql: metadata table name too long");
+    if (!c->meta || conn_connect(c, f) != 0) {
         free(c->meta);
         free(c->dbname);
         free(c->tenant);
@@ -887,7 +883,7 @@ static int pg_table_create(void *conn, const struct table_schema *schema, struct
 static int table_statement(struct pg_conn *c, const char *prefix, const char *table,
                            const char *what, struct fault *f)
 {
-    if (stream_finish(c, f) != 0 || name_check(table, f) != 0)
+    if (stream_finish(c, f) != 0 || sqltext_name_check("postgresql", table, f) != 0)
         return -1;
     nodirect_forget(c, table);
     struct buf sql = BUF_INIT;

@@ -114,11 +114,6 @@ static void put_ident(struct buf *sql, const char *name)
     sqltext_put_quoted(sql, name, '"', '"');
 }
 
-static int name_check(const char *name, struct fault *f)
-{
-    return sqltext_name_check("sqlite", name, f);
-}
-
 static int schema_names_check(const struct table_schema *s, struct fault *f)
 {
     return sqltext_schema_names_check("sqlite", s, f);
@@ -377,7 +372,6 @@ static int meta_prepare(struct sqlite_conn *c, struct fault *f)
     return prepare(c, &sql, &c->meta_remove, f);
 }
 
-/* Creates the file (mode 0640) when missing, opens it and provisions the metadata table. */
 /* The WAL checkpoint. SQLite's auto-checkpoint runs inside the commit that takes the WAL over
  * 1000 pages, which puts it on the committing call's clock. This hook (which replaces it) only
  * notes the WAL's size at each commit of this connection (other workers' frames included); the
@@ -405,6 +399,7 @@ static void wal_checkpoint_due(struct sqlite_conn *c)
         c->wal_pages = log - done;
 }
 
+/* Creates the file (mode 0640) when missing, opens it and provisions the metadata table. */
 static int conn_connect(struct sqlite_conn *c, struct fault *f)
 {
     int fd = open(c->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, DB_FILE_MODE);
@@ -664,7 +659,7 @@ static int sqlite_table_create(void *conn, const struct table_schema *schema, st
 static int table_statement(void *conn, const char *prefix, const char *table, const char *what,
                            struct fault *f)
 {
-    if (name_check(table, f) != 0)
+    if (sqltext_name_check("sqlite", table, f) != 0)
         return -1;
     struct buf sql = BUF_INIT;
     buf_puts(&sql, prefix);
