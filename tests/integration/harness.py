@@ -118,8 +118,11 @@ def _cryptography():
     return True
 
 
-def _cert_der(cert_path):
-    if not _cryptography():
+def _cert_der(cert_path, with_openssl=None):
+    """The certificate's DER bytes; with_openssl as for sign_sha256."""
+    if with_openssl is None:
+        with_openssl = not _cryptography()
+    if with_openssl:
         return subprocess.run(["openssl", "x509", "-in", cert_path, "-outform", "DER"], check=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout
     from cryptography import x509

@@ -216,18 +216,21 @@ def malformed(p):
         eq(p.table_rows("t"), [(1, "a", None)], "rows after a malformed TableSchema")
 
 
+def create_sql(p, table="t"):
+    """The mirror's CREATE TABLE statement of table."""
+    return p.query("SELECT sql FROM sqlite_master WHERE name = ?", (table,))[0][0]
+
+
 def key_default(p):
     # A single integer key becomes the rowid (INTEGER PRIMARY KEY) and keeps its default (section
     # 8: defaults are mirrored), when created and when altered.
-    def create_sql():
-        return p.query("SELECT sql FROM sqlite_master WHERE name = 't'")[0][0]
     p.setup([tbl("t", [("id", "int", False, "((0))"), ("v", "nvarchar(50)", True, "(N'x')")])])
-    check('"id" INTEGER NOT NULL PRIMARY KEY DEFAULT 0' in create_sql() and "DEFAULT 'x'" in create_sql(),
-          "defaults when created: %s" % create_sql())
+    check('"id" INTEGER NOT NULL PRIMARY KEY DEFAULT 0' in create_sql(p) and "DEFAULT 'x'" in create_sql(p),
+          "defaults when created: %s" % create_sql(p))
     p.rows_ok([{"table": "t", "columns": ["id", "v"], "rows": [("I", None, ["1", "a"])], "lsn": 5}])
     st = p.schema_ok([tbl("t", [("id", "int", False, "((7))"), ("v", "nvarchar(50)", True, "(N'x')")])])
     eq(changes(st), [("t", "Altered")], "the key's default changed")
-    check('"id" INTEGER NOT NULL PRIMARY KEY DEFAULT 7' in create_sql(), "after Altered: %s" % create_sql())
+    check('"id" INTEGER NOT NULL PRIMARY KEY DEFAULT 7' in create_sql(p), "after Altered: %s" % create_sql(p))
     eq(p.table_rows("t"), [(1, "a")], "rows after the key's default changed")
 
 
@@ -237,8 +240,7 @@ def default_line_breaks(p):
     # stored canonical text, which holds the line breaks, is read back whole).
     t = tbl("t", [("id", "int", False), ("v", "nvarchar(20)", True, "(\n N'a\nb'\n)")])
     eq(changes(p.schema_ok([t])), [("t", "Created")], "created")
-    create = p.query("SELECT sql FROM sqlite_master WHERE name = 't'")[0][0]
-    check("DEFAULT 'a\nb'" in create, "the mirror's default: %s" % create)
+    check("DEFAULT 'a\nb'" in create_sql(p), "the mirror's default: %s" % create_sql(p))
     eq(changes(p.schema_ok([t])), [("t", "Unchanged")], "the same again")
     t2 = tbl("t", [("id", "int", False), ("v", "nvarchar(20)", True, "(N'c')")])
     eq(changes(p.schema_ok([t2])), [("t", "Altered")], "default changed")
