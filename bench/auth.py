@@ -4,7 +4,7 @@
 Authenticate calls per second on SENDERS keep-alive connections for SECONDS, with tokens built
 before the clock starts (TENANTS tenants, one token each, used round-robin; every tenant's mirror
 is provisioned by a warm-up call first). The load comes from wrk (one thread driving every
-connection, a few percent of one core) when it is installed (`apt-get install wrk`), else from
+connection, under a tenth of one core here) when it is installed (`apt-get install wrk`), else from
 SENDERS Python processes, which take a fifth of a 2-core machine themselves.
 Each Authenticate costs the server one RSA-2048 verify (the vendor's token) and one RSA-2048
 sign (the SignedApplicationToken), so the limit is 1/(1/sign_rate + 1/verify_rate), with
