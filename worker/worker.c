@@ -5,6 +5,7 @@
 #include "worker/worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -94,6 +95,22 @@ static void free_worker(struct worker *w)
         event_base_free(w->base);
 }
 
+/* Keeps the memory of finished calls for the next ones instead of giving it back to the
+ * kernel. With glibc's defaults a large call's blocks (the body, libxml2's copy of it, the
+ * request arena, the parse ring) came from mmap or were trimmed off the heap's top when freed,
+ * and the next call faulted them in again page by page: about 430 page faults for each 1 MB
+ * RowData call, which made its parse a fifth slower (measured with a loop of
+ * soap_parse_request, 8.3-12 ms against 6.6-7.5 ms a call). A worker's memory is bounded by its
+ * largest call either way; this keeps up to CALL_MEMORY_KEPT of it free between calls (the
+ * largest mmap threshold glibc accepts on 64-bit systems). */
+enum { CALL_MEMORY_KEPT = 32 * 1024 * 1024 };
+
+static void keep_call_memory(void)
+{
+    mallopt(M_MMAP_THRESHOLD, CALL_MEMORY_KEPT);
+    mallopt(M_TRIM_THRESHOLD, CALL_MEMORY_KEPT);
+}
+
 int wrk_run(const struct wrk_params *params)
 {
     struct worker w = {.params = params};
@@ -104,6 +121,7 @@ int wrk_run(const struct wrk_params *params)
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    keep_call_memory();
 
     struct service *svc = service_new(params->cfg, params->keys, params->reg, params->slot, err, sizeof(err));
     if (!svc) {
