@@ -56,6 +56,7 @@
 #include "common/buf.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
+#include "store/sqlite_checkpoint.h"
 #include "store/sqltext.h"
 
 enum {
@@ -65,7 +66,7 @@ enum {
     TIME_TEXT_MAX = 48,        /* longest date/time text bound (value_check allows ~34) */
     BUSY_SECONDS_MAX = 3600,   /* busy_timeout follows tenants.lock_timeout, up to this */
     WAL_CHECKPOINT_PAGES = 1000,   /* SQLite's own auto-checkpoint size */
-    WAL_HARD_PAGES = 8000          /* checkpointed at the commit that reaches it (~32 MB) */
+    WAL_HARD_PAGES = 8000          /* checkpointed by the commit that reaches it (~32 MB) */
 };
 
 static const char REBUILD_TABLE[] = "_somirror_rebuild";
@@ -73,6 +74,7 @@ static const char REBUILD_TABLE[] = "_somirror_rebuild";
 struct sqlite_backend {
     char *directory;
     int busy_ms;
+    struct checkpointer *checkpointer;
 };
 
 /* The rows_apply statements of one table schema. */
@@ -97,7 +99,6 @@ struct sqlite_conn {
     size_t napplies, applies_cap;
     char (*time_text)[TIME_TEXT_MAX];  /* per-column scratch for date/time binding */
     size_t time_text_cap;
-    int wal_pages;                     /* WAL frames not yet checkpointed, as last seen */
 };
 
 /* ---- errors and SQL text ---- */
@@ -373,30 +374,17 @@ static int meta_prepare(struct sqlite_conn *c, struct fault *f)
 }
 
 /* The WAL checkpoint. SQLite's auto-checkpoint runs inside the commit that takes the WAL over
- * 1000 pages, which puts it on the committing call's clock. This hook (which replaces it) only
- * notes the WAL's size at each commit of this connection (other workers' frames included); the
- * checkpoint runs when this connection's next call begins, where a RowData call that is applied
- * while parsed spends it while the parser is still reading its body. Past WAL_HARD_PAGES it
- * runs at once, so the WAL stays bounded. */
+ * 1000 pages, on the committing call's clock. This hook replaces it: past that size the file is
+ * handed to the worker's checkpointer thread (store/sqlite_checkpoint), and only past
+ * WAL_HARD_PAGES (the checkpointer is behind, or a reader holds old pages) or without that
+ * thread does the commit checkpoint itself, so that the WAL stays bounded. */
 static int wal_noted(void *arg, sqlite3 *db, const char *name, int pages)
 {
-    struct sqlite_conn *c = arg;
-    c->wal_pages = pages;
-    if (pages >= WAL_HARD_PAGES) {
-        int log = 0, done = 0;
-        if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK)
-            c->wal_pages = log - done;
-    }
+    const struct sqlite_conn *c = arg;
+    if (pages >= WAL_HARD_PAGES ||
+        (pages >= WAL_CHECKPOINT_PAGES && checkpointer_request(c->backend->checkpointer, c->path) != 0))
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     return SQLITE_OK;
-}
-
-/* A passive checkpoint never waits for readers; what they still use stays for the next one. */
-static void wal_checkpoint_due(struct sqlite_conn *c)
-{
-    int log = 0, done = 0;
-    if (c->wal_pages >= WAL_CHECKPOINT_PAGES &&
-        sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK)
-        c->wal_pages = log - done;
 }
 
 /* Creates the file (mode 0640) when missing, opens it and provisions the metadata table. */
@@ -432,7 +420,6 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
         return -1;
     }
     sqlite3_busy_timeout(c->db, c->backend->busy_ms);
-    c->wal_pages = 0;
     sqlite3_wal_hook(c->db, wal_noted, c);
     if (exec_sql(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", "open", f) != 0 ||
         meta_prepare(c, f) != 0) {
@@ -475,6 +462,7 @@ static void *sqlite_backend_open(const struct config *cfg, char *err, size_t err
     backend->directory = xstrdup(dir);
     int seconds = cfg->lock_timeout > 0 ? cfg->lock_timeout : 60;
     backend->busy_ms = seconds < BUSY_SECONDS_MAX ? seconds * 1000 : BUSY_SECONDS_MAX * 1000;
+    backend->checkpointer = checkpointer_new();
     return backend;
 }
 
@@ -483,6 +471,7 @@ static void sqlite_backend_close(void *backend_ptr)
     struct sqlite_backend *backend = backend_ptr;
     if (!backend)
         return;
+    checkpointer_free(backend->checkpointer);
     free(backend->directory);
     free(backend);
 }
@@ -528,6 +517,7 @@ static void sqlite_tenant_close(void *conn)
     /* Leave the file whole: fold the WAL into it now rather than rely on being the last
      * connection at close (workers stopping together each see the other and skip it), so a
      * stopped service's mirrors can be copied as single files. */
+    checkpointer_forget(c->backend->checkpointer, c->path);
     if (c->db) {
         /* Never wait for a writer here: closing the least recently used tenant happens on
          * another tenant's call, and a busy checkpoint is then left to the next close. */
@@ -546,11 +536,14 @@ static int sqlite_tenant_drop(void *backend_ptr, const char *tenant, const char 
                               struct fault *f)
 {
     (void)tenant;
+    struct sqlite_backend *backend = backend_ptr;
     static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-        char *path = db_path(backend_ptr, dbname, suffixes[i], f);
+        char *path = db_path(backend, dbname, suffixes[i], f);
         if (!path)
             return -1;
+        if (i == 0)   /* the checkpointer keeps off the files from now on */
+            checkpointer_forget(backend->checkpointer, path);
         int rc = unlink(path);
         if (rc != 0 && errno != ENOENT) {
             fault_set(f, FAULT_STORAGE_ERROR, "sqlite: unlink %s: %s", path, strerror(errno));
@@ -569,7 +562,6 @@ static int sqlite_begin(void *conn, struct fault *f)
     struct sqlite_conn *c = conn;
     if (conn_current(c, f) != 0)
         return -1;
-    wal_checkpoint_due(c);
     return exec_sql(c, "BEGIN IMMEDIATE", "begin", f);
 }
 

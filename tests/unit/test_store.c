@@ -1400,6 +1400,70 @@ START_TEST(sqlite_reset_seen_by_other_worker)
 }
 END_TEST
 
+/* Past 1000 WAL pages: 1,200 notes of 4,000 characters (~4.8 MB) in one call. */
+static void load_big_notes(int first_id)
+{
+    static const char *const note_cols[] = {"note_id|int|notnull|", "text|nvarchar(max)|null|", NULL};
+    struct table_schema t = table_make("note", "note_id", note_cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    enum { NOTES = 1200, NOTE_CHARS = 4000 };
+    char *text = arena_alloc(&arena, NOTE_CHARS + 1);
+    memset(text, 'n', NOTE_CHARS);
+    text[NOTE_CHARS] = '\0';
+    const char **rows = arena_calloc(&arena, NOTES + 1, sizeof(*rows));
+    for (int i = 0; i < NOTES; i++) {
+        struct buf row = BUF_INIT;
+        buf_printf(&row, "I:|%d|%s", first_id + i, text);
+        rows[i] = arena_strdup(&arena, row.data);
+        buf_free(&row);
+    }
+    struct batch b = batch_make("note", "note_id,text", 1, rows);
+    rows_ok(&b, 1, 1);
+}
+
+static off_t mirror_file_size(const char *suffix)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/Mirror_%s.db%s", sqlite_dir, tenant_name, suffix);
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* The WAL is checkpointed by the worker's checkpointer thread after the commit that took it
+ * past 1000 pages, with no further call: the rows reach the main file on their own. */
+START_TEST(sqlite_checkpoint_in_background)
+{
+    load_big_notes(1);
+    off_t size = 0;
+    for (int waited_ms = 0; waited_ms < 10000 && (size = mirror_file_size("")) < 4000000; waited_ms += 10)
+        usleep(10 * 1000);
+    ck_assert_msg(size >= 4000000, "main file %lld bytes 10 s after the commit", (long long)size);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM note WHERE length(text) = 4000"), 1200);
+}
+END_TEST
+
+/* A reset or a close right after such a commit waits for a checkpoint under way and drops a
+ * queued one: the new mirror is empty and whole, and the closed one is a single file. */
+START_TEST(sqlite_checkpoint_then_reset_and_close)
+{
+    for (int round = 0; round < 3; round++) {
+        load_big_notes(1);
+        ck_assert_int_eq(store_reset(store, tenant_name, &fault), 0);
+        tenant = store_tenant(store, tenant_name, &fault);
+        ck_assert_ptr_nonnull(tenant);
+        ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM sqlite_master WHERE name = 'note'"), 0);
+    }
+    load_big_notes(1);
+    load_big_notes(2001);
+    store_free(store);
+    store = NULL;
+    ck_assert_int_le(mirror_file_size("-wal"), 0);   /* truncated or gone */
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM note"), 2400);
+}
+END_TEST
+
 /* ---- SQL Server only ---- */
 
 /* A column's type in the mirror as INFORMATION_SCHEMA spells it: "varchar(5)",
@@ -1694,10 +1758,13 @@ static Suite *store_suite(void)
     if (cfg.driver == STORE_SQLITE) {
         TCase *sq = tcase_create("sqlite");
         tcase_add_checked_fixture(sq, setup, teardown);
+        tcase_set_timeout(sq, 60);
         tcase_add_test(sq, sqlite_file_mode_and_metadata);
         tcase_add_test(sq, sqlite_values_read_back_exactly);
         tcase_add_test(sq, sqlite_defaults_translated);
         tcase_add_test(sq, sqlite_reset_seen_by_other_worker);
+        tcase_add_test(sq, sqlite_checkpoint_in_background);
+        tcase_add_test(sq, sqlite_checkpoint_then_reset_and_close);
         suite_add_tcase(s, sq);
     }
     if (cfg.driver == STORE_MSSQL) {

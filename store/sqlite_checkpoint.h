@@ -1,0 +1,23 @@
+/* store/sqlite_checkpoint: WAL checkpoints of a worker's SQLite mirrors on a helper thread, off
+ * the calls' path (see sqlite_checkpoint.c). Used by store/sqlite.c only. */
+#ifndef SOMIRROR_STORE_SQLITE_CHECKPOINT_H
+#define SOMIRROR_STORE_SQLITE_CHECKPOINT_H
+
+struct checkpointer;
+
+/* No thread yet: it starts with the first request, so a process that never commits (the
+ * master checking a config) never has one. */
+struct checkpointer *checkpointer_new(void);
+
+/* Queues a passive checkpoint of the database file at path (once, however often asked before
+ * it runs). -1 when no thread could be started: then the caller checkpoints itself. */
+int checkpointer_request(struct checkpointer *cp, const char *path);
+
+/* Returns once the thread neither runs nor will run a checkpoint of path (until asked again):
+ * before the file is closed for good or removed. */
+void checkpointer_forget(struct checkpointer *cp, const char *path);
+
+/* Stops the thread (a checkpoint under way is finished, queued ones are dropped) and frees cp. */
+void checkpointer_free(struct checkpointer *cp);
+
+#endif
