@@ -18,10 +18,11 @@
 #include "common/xalloc.h"
 
 enum {
-    BLOCK_EVENTS = 256,   /* events handed over at a time (one lock round trip each) */
-    QUEUE_BLOCKS = 16     /* how far the parser may run ahead of the rows applied: about a
-                             1 MB call's rows, so that the worker can spend a WAL checkpoint
-                             (store/sqlite.c) before applying them without stopping the parse */
+    BLOCK_EVENTS = 64,    /* events handed over at a time (one lock round trip each); what
+                             the worker has left to apply once the parse ends */
+    QUEUE_BLOCKS = 64     /* how far the parser may run ahead of the rows applied: about a
+                             1 MB call's rows, so that a slow moment of the worker's (a
+                             commit elsewhere, a busy CPU) never stops the parse */
 };
 
 struct block {
@@ -193,6 +194,17 @@ const struct rowstream_event *rowstream_next(struct rowstream *rs)
     rs->reading = 1;
     rs->pos = 1;   /* a block is handed over with one event at least */
     return &rs->blocks[rs->tail % QUEUE_BLOCKS].events[0];
+}
+
+int rowstream_ready(struct rowstream *rs)
+{
+    if (rs->reading && rs->pos < rs->blocks[rs->tail % QUEUE_BLOCKS].n)
+        return 1;
+    pthread_mutex_lock(&rs->mu);
+    /* The block being read is given back by the next rowstream_next: one more must be there. */
+    int ready = rs->head - rs->tail > (size_t)rs->reading || rs->done;
+    pthread_mutex_unlock(&rs->mu);
+    return ready;
 }
 
 const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs)

@@ -474,6 +474,10 @@ static int stream_rows(struct call *call, struct rowstream *rs)
         case ROWSTREAM_END:
             break;
         }
+        /* Rows go to the store in chunks; while the parser is behind, the chunk so far goes
+         * now instead of after a wait, so that little is left to write once it ends. */
+        if (rc == 0 && !rowstream_ready(rs))
+            rc = store_rows_flush(call->streamed, &f);
     }
     if (rc != 0)
         log_debug("RowData: applying while parsing stopped (%s); answered after the parse",

@@ -657,6 +657,11 @@ int store_rows_row(struct store_rows *s, const struct batch *b, const struct row
     return s->nchunk == APPLY_CHUNK_ROWS ? chunk_flush(s->t, ct, &s->nchunk, f) : 0;
 }
 
+int store_rows_flush(struct store_rows *s, struct fault *f)
+{
+    return s->ct ? chunk_flush(s->t, s->ct, &s->nchunk, f) : 0;
+}
+
 int store_rows_batch_end(struct store_rows *s, const struct batch *b, struct fault *f)
 {
     if (chunk_flush(s->t, s->ct, &s->nchunk, f) != 0)

@@ -129,6 +129,9 @@ int store_rows_batch(struct store_rows *s, const struct batch *b, struct fault *
 int store_rows_row(struct store_rows *s, const struct batch *b, const struct row *row,
                    struct fault *f);
 int store_rows_batch_end(struct store_rows *s, const struct batch *b, struct fault *f);
+/* Hands the rows checked so far to the database now rather than with the next full chunk: for
+ * a caller that would otherwise wait for more rows. */
+int store_rows_flush(struct store_rows *s, struct fault *f);
 int store_rows_end(struct store_rows *s, int ok, struct table_state **states, size_t *nstates,
                    struct fault *f);
 /* Operator resync: tables emptied and Lsn -1 (names NULL: every table). */

@@ -5,13 +5,14 @@
 #include <check.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/arena.h"
 #include "common/buf.h"
 #include "proto/rowstream.h"
 #include "proto/soap.h"
 
-/* More rows than the ring holds (16 blocks of 256 events), so that the parser must wait. */
+/* More rows than the ring holds (64 blocks of 64 events), so that the parser must wait. */
 #define ROWS_T 5000
 #define ROWS_U 3
 
@@ -119,6 +120,26 @@ START_TEST(test_every_event_in_order)
 }
 END_TEST
 
+/* rowstream_ready says whether rowstream_next has an event at hand: with the parser left to
+ * fill the ring, a ring's worth of events is ready one after the other, and so is the end. */
+START_TEST(test_ready_tells_what_is_at_hand)
+{
+    struct rowstream *rs = start();
+    sleep(1);   /* the parser fills the ring (4,096 events) and waits */
+    size_t at_hand = 0;
+    while (rowstream_ready(rs) && at_hand < 4000) {
+        ck_assert_int_ne(rowstream_next(rs)->kind, ROWSTREAM_END);
+        at_hand++;
+    }
+    ck_assert_uint_eq(at_hand, 4000);
+    while (rowstream_next(rs)->kind != ROWSTREAM_END)
+        ;
+    ck_assert(rowstream_ready(rs));   /* the end is at hand too */
+    struct fault f;
+    ck_assert_int_eq(rowstream_finish(rs, &f), 0);
+}
+END_TEST
+
 /* Finished early, after none or a few events: the parse still completes. */
 START_TEST(test_finish_without_reading)
 {
@@ -200,6 +221,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_every_event_in_order);
+    tcase_add_test(tc, test_ready_tells_what_is_at_hand);
     tcase_add_test(tc, test_finish_without_reading);
     tcase_add_test(tc, test_not_well_formed_ends_the_events);
     tcase_add_test(tc, test_shape_error_stops_telling);
