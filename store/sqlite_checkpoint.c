@@ -6,6 +6,13 @@
  * run on another connection while the tenant's writer goes on: the writer appends to the WAL,
  * the checkpoint copies what was committed before it began, and neither waits for the other.
  *
+ * Files: the helper opens a file by path outside the tenant's lock, so another worker may
+ * reset the tenant (remove the files, create new ones) meanwhile. A checkpoint pairing the old
+ * main file with the new file's WAL would mark the new WAL's pages as copied and lose them, so
+ * the helper goes on only if the path names the file the tenant's connection had open both
+ * before it opens it and after its first read has opened the WAL and shared memory. A reset
+ * by this worker waits for the helper instead (checkpointer_forget).
+ *
  * Threads: the worker's thread calls checkpointer_request/forget/free; the helper runs the
  * checkpoints, each on a connection of its own opened for it. queue, nqueued, running, started
  * and stop change only under mu, and every change is broadcast on cond. The helper never logs:
@@ -16,6 +23,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -23,32 +31,47 @@
 
 enum { QUEUE_MAX = 64 };   /* files waiting; past that a caller checkpoints itself */
 
+struct job {
+    char *path;   /* NULL: none */
+    dev_t dev;
+    ino_t ino;
+};
+
 struct checkpointer {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     pthread_t thread;
     int started;
     int stop;
-    char *queue[QUEUE_MAX];   /* paths, oldest first, each once */
+    struct job queue[QUEUE_MAX];   /* oldest first, each path once */
     size_t nqueued;
-    char *running;            /* the path being checkpointed, NULL between them */
+    struct job running;            /* the checkpoint under way */
 };
 
-static void checkpoint(const char *path)
+static int still_the_file(const struct job *job)
+{
+    struct stat st;
+    return stat(job->path, &st) == 0 && st.st_dev == job->dev && st.st_ino == job->ino;
+}
+
+static void checkpoint(const struct job *job)
 {
     sqlite3 *db = NULL;
     /* No SQLITE_OPEN_CREATE: a file removed meanwhile stays removed. */
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
+    if (still_the_file(job) &&
+        sqlite3_open_v2(job->path, &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
                         NULL) == SQLITE_OK) {
         /* Closing must leave the WAL alone even as the file's last connection: removing it
          * is the tenant connection's business. */
         sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-        /* A connection learns that the file is in WAL mode from its first read; until then a
-         * checkpoint does nothing. */
+        /* A connection learns that the file is in WAL mode from its first read, which also
+         * opens the WAL and shared memory by name; until then a checkpoint does nothing. */
         sqlite3_exec(db, "PRAGMA schema_version", NULL, NULL, NULL);
         /* Passive: never waits for a reader or the writer. Whatever it could not copy is
          * copied by the next one, asked for at the next commit. */
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (still_the_file(job))
+            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
     sqlite3_close(db);
 }
@@ -65,10 +88,10 @@ static void *checkpoint_thread(void *arg)
         cp->running = cp->queue[0];
         memmove(cp->queue, cp->queue + 1, --cp->nqueued * sizeof(cp->queue[0]));
         pthread_mutex_unlock(&cp->mu);
-        checkpoint(cp->running);
+        checkpoint(&cp->running);
         pthread_mutex_lock(&cp->mu);
-        free(cp->running);
-        cp->running = NULL;
+        free(cp->running.path);
+        cp->running.path = NULL;
         pthread_cond_broadcast(&cp->cond);
     }
     pthread_mutex_unlock(&cp->mu);
@@ -97,23 +120,26 @@ static int start_thread(struct checkpointer *cp)
 static size_t queued_at(const struct checkpointer *cp, const char *path)
 {
     size_t i = 0;
-    while (i < cp->nqueued && strcmp(cp->queue[i], path) != 0)
+    while (i < cp->nqueued && strcmp(cp->queue[i].path, path) != 0)
         i++;
     return i;
 }
 
-int checkpointer_request(struct checkpointer *cp, const char *path)
+int checkpointer_request(struct checkpointer *cp, const char *path, dev_t dev, ino_t ino)
 {
     int rc = 0;
     pthread_mutex_lock(&cp->mu);
-    if (!cp->started && start_thread(cp) != 0)
+    size_t i = queued_at(cp, path);
+    if (!cp->started && start_thread(cp) != 0) {
         rc = -1;
-    else if (queued_at(cp, path) < cp->nqueued)
-        rc = 0;
-    else if (cp->nqueued == QUEUE_MAX)
+    } else if (i < cp->nqueued) {   /* the file the tenant has open now */
+        cp->queue[i].dev = dev;
+        cp->queue[i].ino = ino;
+    } else if (cp->nqueued == QUEUE_MAX) {
         rc = -1;
-    else
-        cp->queue[cp->nqueued++] = xstrdup(path);
+    } else {
+        cp->queue[cp->nqueued++] = (struct job){.path = xstrdup(path), .dev = dev, .ino = ino};
+    }
     pthread_cond_broadcast(&cp->cond);
     pthread_mutex_unlock(&cp->mu);
     return rc;
@@ -124,10 +150,10 @@ void checkpointer_forget(struct checkpointer *cp, const char *path)
     pthread_mutex_lock(&cp->mu);
     size_t i = queued_at(cp, path);
     if (i < cp->nqueued) {
-        free(cp->queue[i]);
+        free(cp->queue[i].path);
         memmove(cp->queue + i, cp->queue + i + 1, (--cp->nqueued - i) * sizeof(cp->queue[0]));
     }
-    while (cp->running && strcmp(cp->running, path) == 0)
+    while (cp->running.path && strcmp(cp->running.path, path) == 0)
         pthread_cond_wait(&cp->cond, &cp->mu);
     pthread_mutex_unlock(&cp->mu);
 }
@@ -143,7 +169,7 @@ void checkpointer_free(struct checkpointer *cp)
     if (cp->started)
         pthread_join(cp->thread, NULL);
     for (size_t i = 0; i < cp->nqueued; i++)
-        free(cp->queue[i]);
+        free(cp->queue[i].path);
     pthread_cond_destroy(&cp->cond);
     pthread_mutex_destroy(&cp->mu);
     free(cp);

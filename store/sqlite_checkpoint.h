@@ -2,6 +2,7 @@
  * the calls' path (see sqlite_checkpoint.c). Used by store/sqlite.c only. */
 #ifndef SOMIRROR_STORE_SQLITE_CHECKPOINT_H
 #define SOMIRROR_STORE_SQLITE_CHECKPOINT_H
+#include <sys/types.h>
 
 struct checkpointer;
 
@@ -9,9 +10,11 @@ struct checkpointer;
  * master checking a config) never has one. */
 struct checkpointer *checkpointer_new(void);
 
-/* Queues a passive checkpoint of the database file at path (once, however often asked before
- * it runs). -1 when no thread could be started: then the caller checkpoints itself. */
-int checkpointer_request(struct checkpointer *cp, const char *path);
+/* Queues a passive checkpoint of the database file at path, the file dev/ino that the caller's
+ * connection has open (once, however often asked before it runs; a file found replaced by
+ * then is left alone). -1 when no thread could be started or the queue is full: then the
+ * caller checkpoints itself. */
+int checkpointer_request(struct checkpointer *cp, const char *path, dev_t dev, ino_t ino);
 
 /* Returns once the thread neither runs nor will run a checkpoint of path (until asked again):
  * before the file is closed for good or removed. */

@@ -32,6 +32,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "proto/schema.h"
+#include "store/sqlite_checkpoint.h"
 #include "store/store.h"
 #include "tests/unit/schema_fixture.h"
 
@@ -1464,6 +1465,55 @@ START_TEST(sqlite_checkpoint_then_reset_and_close)
 }
 END_TEST
 
+/* A WAL file with ~100 KB not yet checkpointed (st: its main file then), and the connection
+ * that wrote it, to be closed by the caller (closing it checkpoints). */
+static sqlite3 *wal_file(const char *path, struct stat *st)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+                                      " CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(100000))",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);   /* the last connection: it would checkpoint, so reopen and write again */
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA wal_autocheckpoint=0; INSERT INTO t VALUES (randomblob(100000))",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(stat(path, st), 0);
+    return db;
+}
+
+/* The checkpointer leaves alone a file that is no longer the one the tenant's connection had
+ * open (another worker's reset replaced it) and checkpoints the one it had. The queue runs in
+ * order, so once the second file is checkpointed the first was looked at. */
+START_TEST(sqlite_checkpointer_checks_the_file)
+{
+    char replaced[512], current[512];
+    snprintf(replaced, sizeof(replaced), "%s/replaced_%s.db", sqlite_dir, tenant_name);
+    snprintf(current, sizeof(current), "%s/current_%s.db", sqlite_dir, tenant_name);
+    struct stat st_replaced, st_current;
+    sqlite3 *db_replaced = wal_file(replaced, &st_replaced);
+    sqlite3 *db_current = wal_file(current, &st_current);
+    struct checkpointer *cp = checkpointer_new();
+    ck_assert_int_eq(checkpointer_request(cp, replaced, st_replaced.st_dev, st_replaced.st_ino + 1), 0);
+    ck_assert_int_eq(checkpointer_request(cp, current, st_current.st_dev, st_current.st_ino), 0);
+    struct stat st;
+    for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10) {
+        ck_assert_int_eq(stat(current, &st), 0);
+        if (st.st_size > st_current.st_size + 50000)
+            break;
+        usleep(10 * 1000);
+    }
+    ck_assert_int_gt(st.st_size, st_current.st_size + 50000);
+    ck_assert_int_eq(stat(replaced, &st), 0);
+    ck_assert_int_eq(st.st_size, st_replaced.st_size);
+    checkpointer_free(cp);
+    sqlite3_close(db_replaced);
+    sqlite3_close(db_current);
+}
+END_TEST
+
 /* ---- SQL Server only ---- */
 
 /* A column's type in the mirror as INFORMATION_SCHEMA spells it: "varchar(5)",
@@ -1765,6 +1815,7 @@ static Suite *store_suite(void)
         tcase_add_test(sq, sqlite_reset_seen_by_other_worker);
         tcase_add_test(sq, sqlite_checkpoint_in_background);
         tcase_add_test(sq, sqlite_checkpoint_then_reset_and_close);
+        tcase_add_test(sq, sqlite_checkpointer_checks_the_file);
         suite_add_tcase(s, sq);
     }
     if (cfg.driver == STORE_MSSQL) {
