@@ -376,13 +376,14 @@ static int meta_prepare(struct sqlite_conn *c, struct fault *f)
 /* The WAL checkpoint. SQLite's auto-checkpoint runs inside the commit that takes the WAL over
  * 1000 pages, on the committing call's clock. This hook replaces it: past that size the file is
  * handed to the worker's checkpointer thread (store/sqlite_checkpoint), and only past
- * WAL_HARD_PAGES (the checkpointer is behind, or a reader holds old pages) or without that
- * thread does the commit checkpoint itself, so that the WAL stays bounded. */
+ * WAL_HARD_PAGES (the checkpointer is behind, or a reader holds old pages), or when that thread
+ * cannot start or has a full queue, does the commit checkpoint itself: the WAL stays bounded. */
 static int wal_noted(void *arg, sqlite3 *db, const char *name, int pages)
 {
     const struct sqlite_conn *c = arg;
     if (pages >= WAL_HARD_PAGES ||
-        (pages >= WAL_CHECKPOINT_PAGES && checkpointer_request(c->backend->checkpointer, c->path) != 0))
+        (pages >= WAL_CHECKPOINT_PAGES &&
+         checkpointer_request(c->backend->checkpointer, c->path, c->dev, c->ino) != 0))
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     return SQLITE_OK;
 }
@@ -889,6 +890,7 @@ const struct store_driver store_driver_sqlite = {
     .table_alter = sqlite_table_alter,
     .table_wipe = sqlite_table_wipe,
     .rows_apply = sqlite_rows_apply,
+    .small_chunks_cheap = 1,   /* prepared statements, no round trips */
     .exec_script = sqlite_exec_script,
     .put_table = sqlite_put_table,
 };

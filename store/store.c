@@ -659,7 +659,9 @@ int store_rows_row(struct store_rows *s, const struct batch *b, const struct row
 
 int store_rows_flush(struct store_rows *s, struct fault *f)
 {
-    return s->ct ? chunk_flush(s->t, s->ct, &s->nchunk, f) : 0;
+    if (!s->ct || !s->t->store->driver->small_chunks_cheap)
+        return 0;
+    return chunk_flush(s->t, s->ct, &s->nchunk, f);
 }
 
 int store_rows_batch_end(struct store_rows *s, const struct batch *b, struct fault *f)

@@ -102,8 +102,8 @@ static void free_worker(struct worker *w)
  * RowData call, which made its parse a fifth slower (measured with a loop of
  * soap_parse_request, 8.3-12 ms against 6.6-7.5 ms a call). A worker's memory is bounded by its
  * largest call either way; this keeps up to CALL_MEMORY_KEPT of it free between calls in each
- * malloc arena (the worker thread's and the parse thread's; the largest mmap threshold glibc
- * accepts on 64-bit systems): a 200,000-row load's peak RSS went from 24.9 to 28.2 MiB. */
+ * malloc arena (glibc gives the parse and checkpointer threads their own; the largest mmap
+ * threshold glibc accepts on 64-bit systems): a 200,000-row load's peak RSS went from 24.9 to 28.2 MiB. */
 enum { CALL_MEMORY_KEPT = 32 * 1024 * 1024 };
 
 static void keep_call_memory(void)
