@@ -2,9 +2,9 @@
  * (for TLS) one SSL_CTX per listener, and the calls in progress.
  *
  * Draining: accepting stops at once and every answer from then on closes its connection. The
- * worker is done when no call is in hand and no request bytes have arrived for DRAIN_QUIET_MS,
- * so that a request still being uploaded, or sent on a connection accepted just before, is
- * answered. Idle keep-alive connections are closed when the worker exits. Arrivals are seen
+ * worker is done when no call is in hand and neither a connection nor request bytes have
+ * arrived for DRAIN_QUIET_MS, so that a request still being uploaded, or sent on a connection
+ * accepted just before, is answered. Idle keep-alive connections are closed when the worker exits. Arrivals are seen
  * through a callback on each connection's input buffer (evhttp itself uses only the
  * bufferevent's callbacks).
  *
@@ -93,7 +93,7 @@ struct wrk_http {
     struct listener_http *listeners;
     size_t nlisteners;
     size_t calls_in_flight;
-    int64_t last_input_ms;          /* when request bytes last arrived */
+    int64_t last_input_ms;          /* when a connection or request bytes last arrived */
     struct conn **by_fd;            /* attached connections by socket */
     size_t by_fd_len;
     uint32_t connections;           /* open ones (struct conn alive), published in the registry */
@@ -360,6 +360,7 @@ static void accept_one_per_turn(struct listener_http *lh)
 static struct bufferevent *make_connection(struct event_base *base, void *arg)
 {
     struct listener_http *lh = arg;
+    lh->owner->last_input_ms = monotonic_ms();   /* its first request is awaited when draining */
     connections_changed(lh->owner, +1);
     accept_one_per_turn(lh);
     struct bufferevent *bev;

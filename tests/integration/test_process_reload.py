@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """somirrord reloads (SIGHUP and the `reload` status command): a broken config keeps the old
 one running and is counted; a changed allow-list applies in a new generation; a setting that
-needs a restart is reported; 20 reloads under load refuse no connection; a large call in
-progress across a reload is answered in full."""
+needs a restart is reported; 20 reloads under load refuse no connection; a connection accepted
+just before a reload gets its first request answered; a large call in progress across a reload
+is answered in full."""
 import copy
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -78,6 +80,28 @@ def check_no_refusal_under_load(d, generation):
     return generation
 
 
+def check_fresh_connection_across_reload(d, generation):
+    """Connections the workers accepted just before a reload, idle since, still get their first
+    request answered: an old worker waits for them as for request bytes (it had exited at once
+    when nothing had arrived for a second, closing them unanswered)."""
+    time.sleep(1.2)   # every worker quiet for longer than its drain wait
+    conns = [socket.create_connection(("127.0.0.1", d.port), timeout=10) for _ in range(d.cfg["workers"])]
+    time.sleep(0.3)   # accepted by the old workers
+    d.signal(signal.SIGHUP)
+    time.sleep(0.3)   # the old workers are draining
+    for c in conns:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: somirror\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = c.recv(4096)
+            assert data, "closed without an answer after %r" % answer
+            answer += data
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        c.close()
+    h.wait_until(lambda: d.ctl_json("show info")["generation"] == generation + 1, what="the reload")
+    return generation + 1
+
+
 def check_large_call_across_reload(s, generation):
     d = s.daemon
     schema = h.table_schema_body([{"name": "contact", "pk": ["contact_id"], "columns": [
@@ -109,6 +133,7 @@ def main():
         check_broken_reload(d)
         check_allow_list(s)
         generation = check_no_refusal_under_load(d, 2)
+        generation = check_fresh_connection_across_reload(d, generation)
         check_large_call_across_reload(s, generation)
         assert d.stop() == 0
     print("ok")
