@@ -1368,6 +1368,8 @@ const struct store_driver store_driver_postgresql = {
     .table_alter = pg_table_alter,
     .table_wipe = pg_table_wipe,
     .rows_apply = pg_rows_apply,
+    /* a COPY per chunk into a table being loaded; otherwise a COPY and a merge per chunk */
+    .small_chunks = SMALL_CHUNKS_WHEN_LOADING,
     .exec_script = pg_exec_script,
     .put_table = pg_put_table,
 };

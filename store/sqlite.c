@@ -890,7 +890,7 @@ const struct store_driver store_driver_sqlite = {
     .table_alter = sqlite_table_alter,
     .table_wipe = sqlite_table_wipe,
     .rows_apply = sqlite_rows_apply,
-    .small_chunks_cheap = 1,   /* prepared statements, no round trips */
+    .small_chunks = SMALL_CHUNKS_ALWAYS,   /* prepared statements, no round trips */
     .exec_script = sqlite_exec_script,
     .put_table = sqlite_put_table,
 };
