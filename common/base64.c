@@ -86,11 +86,16 @@ int base64_decode_into(const char *in, size_t len, enum base64_form form, unsign
     return 0;
 }
 
+int base64_is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 size_t base64_drop_blanks(const char *in, size_t len, char *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < len; i++)
-        if (in[i] != ' ' && in[i] != '\t' && in[i] != '\r' && in[i] != '\n')
+        if (!base64_is_blank(in[i]))
             out[n++] = in[i];
     return n;
 }

@@ -112,7 +112,7 @@ static BIGNUM *decode_base64_number(const char *text)
     size_t len = strlen(text);
     char *clean = xmalloc(len + 1);
     size_t n = base64_drop_blanks(text, len, clean);
-    size_t binlen = BASE64_DECODED_MAX(n) + 1;
+    size_t binlen = BASE64_DECODED_MAX(n);
     unsigned char *bin = xmalloc(binlen);
     size_t decoded;
     BIGNUM *bn = NULL;

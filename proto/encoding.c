@@ -74,10 +74,18 @@ void utf8_shorten(const char *s, size_t len, size_t max_chars, char *out, size_t
 int base64_decode(const char *in, size_t len, struct arena *arena, unsigned char **out,
                   size_t *outlen)
 {
-    char *compact = arena_alloc(arena, len);
-    size_t n = base64_drop_blanks(in, len, compact);
+    /* A copy without blanks only where there are some (a <B> value seldom has any). */
+    const char *text = in;
+    size_t n = 0;
+    while (n < len && !base64_is_blank(in[n]))
+        n++;
+    if (n < len) {
+        char *compact = arena_alloc(arena, len);
+        n = base64_drop_blanks(in, len, compact);
+        text = compact;
+    }
     unsigned char *bytes = arena_alloc(arena, BASE64_DECODED_MAX(n) + 1);
-    if (base64_decode_into(compact, n, BASE64_PADDED, bytes, outlen) != 0)
+    if (base64_decode_into(text, n, BASE64_PADDED, bytes, outlen) != 0)
         return -1;
     bytes[*outlen] = '\0';
     *out = bytes;

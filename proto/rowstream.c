@@ -172,7 +172,8 @@ struct rowstream *rowstream_start(const char *body, size_t len, const char *soap
     return rs;
 }
 
-const struct rowstream_event *rowstream_next(struct rowstream *rs)
+/* The next event; NULL when there is none yet and wait is 0. */
+static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
 {
     if (rs->reading) {
         struct block *b = &rs->blocks[rs->tail % QUEUE_BLOCKS];
@@ -185,26 +186,25 @@ const struct rowstream_event *rowstream_next(struct rowstream *rs)
         rs->reading = 0;
     }
     pthread_mutex_lock(&rs->mu);
-    while (rs->head == rs->tail && !rs->done)
+    while (wait && rs->head == rs->tail && !rs->done)
         pthread_cond_wait(&rs->cond, &rs->mu);
-    int empty = rs->head == rs->tail;
+    int empty = rs->head == rs->tail, done = rs->done;
     pthread_mutex_unlock(&rs->mu);
     if (empty)
-        return &rs->end;
+        return done || wait ? &rs->end : NULL;
     rs->reading = 1;
     rs->pos = 1;   /* a block is handed over with one event at least */
     return &rs->blocks[rs->tail % QUEUE_BLOCKS].events[0];
 }
 
-int rowstream_ready(struct rowstream *rs)
+const struct rowstream_event *rowstream_next(struct rowstream *rs)
 {
-    if (rs->reading && rs->pos < rs->blocks[rs->tail % QUEUE_BLOCKS].n)
-        return 1;
-    pthread_mutex_lock(&rs->mu);
-    /* The block being read is given back by the next rowstream_next: one more must be there. */
-    int ready = rs->head - rs->tail > (size_t)rs->reading || rs->done;
-    pthread_mutex_unlock(&rs->mu);
-    return ready;
+    return take_event(rs, 1);
+}
+
+const struct rowstream_event *rowstream_poll(struct rowstream *rs)
+{
+    return take_event(rs, 0);
 }
 
 const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs)

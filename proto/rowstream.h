@@ -42,8 +42,8 @@ struct rowstream *rowstream_start(const char *body, size_t len, const char *soap
  * next call. */
 const struct rowstream_event *rowstream_next(struct rowstream *rs);
 
-/* Whether rowstream_next would return without waiting. */
-int rowstream_ready(struct rowstream *rs);
+/* rowstream_next without the wait: NULL where it would wait for the parser. */
+const struct rowstream_event *rowstream_poll(struct rowstream *rs);
 
 /* Valid once a ROWSTREAM_BATCH event was returned. */
 const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs);

@@ -447,6 +447,19 @@ static int stream_begin(struct call *call, const struct rowstream_prologue *pro)
     return 1;
 }
 
+/* The next event. While the parser is behind, the rows checked so far go to the store first
+ * (they go in chunks otherwise), so that little is left to write once it ends. */
+static const struct rowstream_event *next_event(struct call *call, struct rowstream *rs, int *rc,
+                                                struct fault *f)
+{
+    const struct rowstream_event *ev = rowstream_poll(rs);
+    if (ev)
+        return ev;
+    if (*rc == 0)
+        *rc = store_rows_flush(call->streamed, f);
+    return rowstream_next(rs);
+}
+
 /* Applies the rows as the parser tells them; stops at the first failure (the sequential path
  * then answers it). Returns -1 when the transaction cannot be kept. */
 static int stream_rows(struct call *call, struct rowstream *rs)
@@ -459,7 +472,7 @@ static int stream_rows(struct call *call, struct rowstream *rs)
     fault_clear(&f);
     struct batch batch = ev->batch;
     int rc = 0;
-    for (; ev->kind != ROWSTREAM_END && rc == 0; ev = rowstream_next(rs)) {
+    for (; ev->kind != ROWSTREAM_END && rc == 0; ev = next_event(call, rs, &rc, &f)) {
         switch (ev->kind) {
         case ROWSTREAM_BATCH:
             batch = ev->batch;   /* a blocked table: store_rows_batch refuses it */
@@ -474,10 +487,6 @@ static int stream_rows(struct call *call, struct rowstream *rs)
         case ROWSTREAM_END:
             break;
         }
-        /* Rows go to the store in chunks; while the parser is behind, the chunk so far goes
-         * now instead of after a wait, so that little is left to write once it ends. */
-        if (rc == 0 && !rowstream_ready(rs))
-            rc = store_rows_flush(call->streamed, &f);
     }
     if (rc != 0)
         log_debug("RowData: applying while parsing stopped (%s); answered after the parse",

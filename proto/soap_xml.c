@@ -424,8 +424,9 @@ static void character_data(struct soap_xml *x, const char *value, size_t len)
 /* ---- SAX2 callbacks (user data: the struct soap_xml). Once an envelope error is recorded
  * they do nothing more, and env_fail has stopped the parser (xmlStopParser). ---- */
 
-/* The limits libxml2 enforces only while building a tree (the reader's), kept without one and
- * reported in the same words as its own errors. */
+/* The depth limit libxml2 enforces only while building a tree (the reader's), kept without one
+ * and reported in the same words as its own error. (Its 10 MB limit on a text node is not kept:
+ * values of the (max) types have none.) */
 static void tree_limit_fail(struct soap_xml *x, const char *what)
 {
     env_fail(x, "XML error at line %d: %s", xmlSAX2GetLineNumber(x->parser), what);

@@ -1301,6 +1301,20 @@ static int rows_merge(struct pg_conn *c, const struct table_schema *s, const str
     return exec_sql(c->db, st->merge_sql, "merge", f);
 }
 
+/* Whether inserts into the table may go straight into it by COPY (else: staged and merged). */
+static int direct_possible(const struct pg_conn *c, const struct table_schema *schema,
+                           int table_was_empty)
+{
+    return table_was_empty && nodirect_find(c, schema->name) == c->nnodirect;
+}
+
+/* Partial chunks only for the direct COPY, which stays open across chunks; a merge is a COPY
+ * and a statement per chunk. */
+static int pg_small_chunks_ok(void *conn, const struct table_schema *schema, int table_was_empty)
+{
+    return direct_possible(conn, schema, table_was_empty);
+}
+
 static int pg_rows_apply(void *conn, const struct table_schema *schema,
                          const struct row_change *rows, size_t n, int table_was_empty,
                          struct fault *f)
@@ -1308,7 +1322,7 @@ static int pg_rows_apply(void *conn, const struct table_schema *schema,
     struct pg_conn *c = conn;
     if (n == 0)
         return 0;
-    int direct = table_was_empty && nodirect_find(c, schema->name) == c->nnodirect;
+    int direct = direct_possible(c, schema, table_was_empty);
     for (size_t r = 0; r < n && direct; r++)
         direct = rows[r].op == 'I';
     if (c->stream_table && (!direct || !ident_equal(c->stream_table, schema->name)) &&
@@ -1368,8 +1382,7 @@ const struct store_driver store_driver_postgresql = {
     .table_alter = pg_table_alter,
     .table_wipe = pg_table_wipe,
     .rows_apply = pg_rows_apply,
-    /* a COPY per chunk into a table being loaded; otherwise a COPY and a merge per chunk */
-    .small_chunks = SMALL_CHUNKS_WHEN_LOADING,
+    .small_chunks_ok = pg_small_chunks_ok,
     .exec_script = pg_exec_script,
     .put_table = pg_put_table,
 };

@@ -537,14 +537,11 @@ static int sqlite_tenant_drop(void *backend_ptr, const char *tenant, const char 
                               struct fault *f)
 {
     (void)tenant;
-    struct sqlite_backend *backend = backend_ptr;
     static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-        char *path = db_path(backend, dbname, suffixes[i], f);
+        char *path = db_path(backend_ptr, dbname, suffixes[i], f);
         if (!path)
             return -1;
-        if (i == 0)   /* the checkpointer keeps off the files from now on */
-            checkpointer_forget(backend->checkpointer, path);
         int rc = unlink(path);
         if (rc != 0 && errno != ENOENT) {
             fault_set(f, FAULT_STORAGE_ERROR, "sqlite: unlink %s: %s", path, strerror(errno));
@@ -852,6 +849,13 @@ static int sqlite_rows_apply(void *conn, const struct table_schema *schema,
     return 0;
 }
 
+static int sqlite_small_chunks_ok(void *conn, const struct table_schema *schema,
+                                  int table_was_empty)
+{
+    (void)conn, (void)schema, (void)table_was_empty;
+    return 1;   /* prepared statements, no round trips */
+}
+
 static void sqlite_put_table(void *conn, struct buf *sql, const char *table)
 {
     (void)conn;
@@ -890,7 +894,7 @@ const struct store_driver store_driver_sqlite = {
     .table_alter = sqlite_table_alter,
     .table_wipe = sqlite_table_wipe,
     .rows_apply = sqlite_rows_apply,
-    .small_chunks = SMALL_CHUNKS_ALWAYS,   /* prepared statements, no round trips */
+    .small_chunks_ok = sqlite_small_chunks_ok,
     .exec_script = sqlite_exec_script,
     .put_table = sqlite_put_table,
 };

@@ -11,7 +11,8 @@
  * main file with the new file's WAL would mark the new WAL's pages as copied and lose them, so
  * the helper goes on only if the path names the file the tenant's connection had open both
  * before it opens it and after its first read has opened the WAL and shared memory. A reset
- * by this worker waits for the helper instead (checkpointer_forget).
+ * by this worker closes the tenant's connection first, which waits for the helper
+ * (checkpointer_forget).
  *
  * Threads: the worker's thread calls checkpointer_request/forget/free; the helper runs the
  * checkpoints, each on a connection of its own opened for it. queue, nqueued, running, started

@@ -659,9 +659,9 @@ int store_rows_row(struct store_rows *s, const struct batch *b, const struct row
 
 int store_rows_flush(struct store_rows *s, struct fault *f)
 {
-    int when = s->t->store->driver->small_chunks;
-    if (!s->ct || when == SMALL_CHUNKS_NEVER ||
-        (when == SMALL_CHUNKS_WHEN_LOADING && s->ct->lsn_before != -1))
+    const struct store_driver *driver = s->t->store->driver;
+    if (!s->ct || !driver->small_chunks_ok ||
+        !driver->small_chunks_ok(s->t->conn, s->ct->schema, s->ct->lsn_before == -1))
         return 0;
     return chunk_flush(s->t, s->ct, &s->nchunk, f);
 }

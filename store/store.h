@@ -80,9 +80,10 @@ struct store_driver {
      * rows from earlier calls of the same load, and the driver must stay correct then. */
     int (*rows_apply)(void *conn, const struct table_schema *schema, const struct row_change *rows,
                       size_t n, int table_was_empty, struct fault *f);
-    /* When store_rows_flush may hand rows_apply a partial chunk: where a few rows cost about
-     * the same per row as a full chunk (no per-chunk statements to speak of). */
-    enum { SMALL_CHUNKS_NEVER, SMALL_CHUNKS_WHEN_LOADING, SMALL_CHUNKS_ALWAYS } small_chunks;
+    /* Optional (NULL: never): whether rows_apply would now take a few rows of the table about
+     * as cheaply per row as a full chunk (no per-chunk statements to speak of), so that
+     * store_rows_flush may hand over a partial one. */
+    int (*small_chunks_ok)(void *conn, const struct table_schema *schema, int table_was_empty);
     /* Runs operator SQL (hooks.table_sql) outside the call's transaction. */
     int (*exec_script)(void *conn, const char *sql, char *err, size_t errlen);
     /* Appends the table's name as this store names and quotes it in SQL (lowercased and
@@ -133,8 +134,8 @@ int store_rows_row(struct store_rows *s, const struct batch *b, const struct row
                    struct fault *f);
 int store_rows_batch_end(struct store_rows *s, const struct batch *b, struct fault *f);
 /* Hands the rows checked so far to the database now rather than with the next full chunk,
- * where the driver does small chunks cheaply (else nothing; WHEN_LOADING: only into a table
- * whose Lsn was -1 when the call began): for a caller that would otherwise wait for more rows. */
+ * where the driver says small chunks are cheap (else nothing): for a caller that would
+ * otherwise wait for more rows. */
 int store_rows_flush(struct store_rows *s, struct fault *f);
 int store_rows_end(struct store_rows *s, int ok, struct table_state **states, size_t *nstates,
                    struct fault *f);

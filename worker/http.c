@@ -4,9 +4,9 @@
  * Draining: accepting stops at once and every answer from then on closes its connection. The
  * worker is done when no call is in hand and neither a connection nor request bytes have
  * arrived for DRAIN_QUIET_MS, so that a request still being uploaded, or sent on a connection
- * accepted just before, is answered. Idle keep-alive connections are closed when the worker exits. Arrivals are seen
- * through a callback on each connection's input buffer (evhttp itself uses only the
- * bufferevent's callbacks).
+ * accepted just before, is answered. Idle keep-alive connections are closed when the worker
+ * exits. Arrivals are seen through a callback on each connection's input buffer (evhttp
+ * itself uses only the bufferevent's callbacks).
  *
  * Deadlines (like nginx's client_header_timeout, client_body_timeout and keepalive_timeout):
  * a connection's first request has header_timeout from the accept to finish its headers, a

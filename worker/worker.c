@@ -102,14 +102,14 @@ static void free_worker(struct worker *w)
  * RowData call, which made its parse a fifth slower (measured with a loop of
  * soap_parse_request, 8.3-12 ms against 6.6-7.5 ms a call). A worker's memory is bounded by its
  * largest call either way; this keeps up to CALL_MEMORY_KEPT of it free between calls in each
- * malloc arena (glibc gives the parse and checkpointer threads their own; the largest mmap
- * threshold glibc accepts on 64-bit systems): a 200,000-row load's peak RSS went from 24.9 to 28.2 MiB. */
-enum { CALL_MEMORY_KEPT = 32 * 1024 * 1024 };
+ * malloc arena (glibc gives the parse and checkpointer threads their own): a 200,000-row
+ * load's peak RSS went from 24.9 to 28.2 MiB. */
+enum { CALL_MEMORY_KEPT = 32 * 1024 * 1024 };   /* glibc's largest mmap threshold (64-bit) */
 
 static void keep_call_memory(void)
 {
-    mallopt(M_MMAP_THRESHOLD, CALL_MEMORY_KEPT);
-    mallopt(M_TRIM_THRESHOLD, CALL_MEMORY_KEPT);
+    if (!mallopt(M_MMAP_THRESHOLD, CALL_MEMORY_KEPT) || !mallopt(M_TRIM_THRESHOLD, CALL_MEMORY_KEPT))
+        log_warn("the C library refused to keep freed call memory: large calls will be slower");
 }
 
 int wrk_run(const struct wrk_params *params)
