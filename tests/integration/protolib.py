@@ -265,6 +265,27 @@ def run(checks, name=None, **server_overrides):
     sys.exit(1 if failures else 0)
 
 
+def pipelined_answers(port, requests, timeout=60):
+    """Sends requests [(operation, body bytes)] in one write on one connection (HTTP/1.1
+    pipelining) and returns their answers [(status, body bytes)], in the order they came."""
+    def request(operation, data):
+        return (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nSOAPAction: \"%s%s\"\r\n"
+                b"Content-Length: %d\r\n\r\n" % (H.ACTION_PREFIX.encode(), operation.encode(), len(data)) + data)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"".join(request(op, data) for op, data in requests))
+        f = sock.makefile("rb")
+        answers = []
+        for _ in requests:
+            status = int(f.readline().split()[1])
+            length = 0
+            for line in iter(f.readline, b"\r\n"):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            answers.append((status, f.read(length)))
+    return answers
+
+
 def raw_http(port, data, timeout=10, read_all=True):
     """Sends raw bytes on a new connection; returns (status, headers dict, body bytes) of the
     first answer, reading until the body is complete or the peer closes."""

@@ -3,7 +3,6 @@
 /healthz, 405, 413, Content-Type) and the XML rules (namespaces not prefixes, unknown and
 foreign elements, header blocks, DTD/entities refused, entities and CDATA read)."""
 
-import socket
 import time
 
 import protolib as L
@@ -122,22 +121,7 @@ def pipelined(p):
                        p.token()).encode()
     check(8192 < len(first) < MAX_BYTES, "first body %d bytes: not several socket reads" % len(first))
     second = H.envelope(H.authenticate_body("second"), p.token()).encode()
-
-    def request(operation, data):
-        return (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nSOAPAction: \"%s%s\"\r\n"
-                b"Content-Length: %d\r\n\r\n" % (H.ACTION_PREFIX.encode(), operation.encode(), len(data)) + data)
-    with socket.create_connection(("127.0.0.1", p.port), timeout=30) as sock:
-        sock.sendall(request("RowData", first) + request("Authenticate", second))
-        f = sock.makefile("rb")
-        answers = []
-        for _ in range(2):
-            status = int(f.readline().split()[1])
-            length = 0
-            for line in iter(f.readline, b"\r\n"):
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            answers.append((status, f.read(length)))
+    answers = L.pipelined_answers(p.port, [("RowData", first), ("Authenticate", second)])
     eq(answers[0][0], 200, "first answer's status")
     eq(H.parse_table_states(answers[0][1])[0]["Inserted"], "100", "rows of the first request")
     eq(answers[1][0], 200, "second answer's status")
