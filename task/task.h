@@ -209,6 +209,7 @@ struct cycle_result {
     size_t ntables;
     int64_t inserted, updated, deleted;
     long calls;
+    long tokens;          /* vendor tokens signed (one serves many calls) */
     double seconds;
 };
 /* Runs one cycle; fills result (free with cycle_result_free). 0 when the cycle completed or
@@ -217,7 +218,7 @@ int cycle_run(const struct cycle_options *opt, struct cycle_result *result);
 void cycle_result_free(struct cycle_result *result);
 const char *cycle_outcome_name(enum cycle_outcome outcome);
 /* The --json form of one result: {"tenant", "application", "result", "error", "tables",
- * "rows": {"I","U","D"}, "calls", "seconds"}; malloc'd, one line. */
+ * "rows": {"I","U","D"}, "calls", "tokens", "seconds"}; malloc'd, one line. */
 char *cycle_result_json(const struct cycle_result *result, const char *tenant, const char *app_id);
 
 /* ---- taskconf.c ---- */

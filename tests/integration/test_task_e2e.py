@@ -71,6 +71,8 @@ def main():
 
             # Full load.
             first = run("--batch-size", "200000")
+            # One vendor token serves the whole cycle (it is renewed only near its expiry).
+            assert first["calls"] > 5 and first["tokens"] == 1, (first["calls"], first["tokens"])
             loads = {t["name"]: t["load"] for t in first["tables"]}
             assert loads and all(v == "full" for v in loads.values()), loads
             assert first["rows"]["I"] > 500, first["rows"]
