@@ -125,10 +125,16 @@ void soap_build_row(struct buf *out, char op, int has_lsn, int64_t lsn,
             continue;
         }
         /* Not sanitised: text XML cannot carry must come as <B> (soap_text_needs_base64), and
-         * a value is never altered on its way. */
-        buf_puts(out, v->kind == RAW_TEXT ? "<V>" : "<B>");
-        buf_put_xml_escaped(out, v->data, v->len);
-        buf_puts(out, v->kind == RAW_TEXT ? "</V>" : "</B>");
+         * a value is never altered on its way. Base64 has nothing to escape. */
+        if (v->kind == RAW_TEXT) {
+            buf_puts(out, "<V>");
+            buf_put_xml_escaped(out, v->data, v->len);
+            buf_puts(out, "</V>");
+        } else {
+            buf_puts(out, "<B>");
+            buf_append(out, v->data, v->len);
+            buf_puts(out, "</B>");
+        }
     }
     buf_puts(out, "</Row>");
 }
@@ -150,8 +156,13 @@ void soap_build_rowdata_end(struct buf *out)
 int soap_text_needs_base64(const char *text, size_t len)
 {
     for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)text[i];
+        if (c >= 0x20 && c < 0x80) {   /* printable ASCII, most of any text, without a call */
+            i++;
+            continue;
+        }
         size_t n = soap_xml_char_len(text + i, len - i);
-        if (n == 0 || text[i] == '\r')
+        if (n == 0 || c == '\r')
             return 1;
         i += n;
     }
