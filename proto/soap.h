@@ -105,8 +105,8 @@ void soap_build_replication_completed(struct buf *out, const char *token,
 void soap_build_rowdata_begin(struct buf *out, const char *token);
 void soap_build_batch_begin(struct buf *out, const char *table, char *const *columns, size_t n);
 /* values: raw values to send (RAW_TEXT written as <V> escaped, RAW_BASE64 as <B> with data
- * already base64 text, written as it is, RAW_NULL as <N/>). Text that XML 1.0 cannot carry must be sent as <B>
- * by the caller (soap_text_needs_base64 tells). */
+ * already base64 text, written as it is, RAW_NULL as <N/>). Text that XML 1.0 cannot carry
+ * must be sent as <B> by the caller (soap_text_needs_base64 tells). */
 void soap_build_row(struct buf *out, char op, int has_lsn, int64_t lsn,
                     const struct raw_value *values, size_t n);
 void soap_build_batch_end(struct buf *out, int has_lsn, int64_t lsn);

@@ -25,7 +25,7 @@
 
 #define TOKEN_LIFETIME_S 300
 #define TOKEN_NOT_BEFORE_S 60
-#define TOKEN_RENEW_S 120     /* a new token once the current one has this little left */
+#define TOKEN_REUSE_S 60      /* how long one token serves calls (see cycle_token) */
 #define VENDOR_ISSUER "SuperOffice AS"
 #define CTX_CLAIM "http://schemes.superoffice.net/identity/ctx"
 #define SOAPACTION_PREFIX SOAP_NS "/IMirroringClientService/"
@@ -40,7 +40,7 @@ struct cycle {
     struct arena arena;          /* the current call's parsed answer */
     char nonce[33];
     char *token;                 /* the vendor token of the calls (cycle_token) */
-    time_t token_renew_at;
+    int64_t token_renew_ms;      /* monotonic */
 };
 
 static int fail(struct cycle *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -83,17 +83,18 @@ static char *make_token(const struct cycle_options *opt, const char *nonce)
     return token;
 }
 
-/* The vendor token for the next call. One signed token serves every call of the cycle until
- * TOKEN_RENEW_S before it expires: signing is an RSA private-key operation (~0.4 ms), and a new
- * one per call was about a seventh of somirror-task's CPU in an incremental cycle. NULL when
- * it cannot be signed; owned by c. */
+/* The vendor token for the next call. One signed token serves the calls of its first
+ * TOKEN_REUSE_S seconds: signing is an RSA private-key operation (~0.4 ms), and a new one per
+ * call was about a seventh of somirror-task's CPU in an incremental cycle. Every call still
+ * starts with at least TOKEN_LIFETIME_S - TOKEN_REUSE_S of validity, which its retries (they
+ * resend the same body) use up. NULL when it cannot be signed; owned by c. */
 static const char *cycle_token(struct cycle *c)
 {
-    time_t now = time(NULL);
-    if (!c->token || now >= c->token_renew_at) {
+    int64_t now = monotonic_ms();
+    if (!c->token || now >= c->token_renew_ms) {
         free(c->token);
         c->token = make_token(c->opt, c->nonce);
-        c->token_renew_at = now + TOKEN_LIFETIME_S - TOKEN_RENEW_S;
+        c->token_renew_ms = now + TOKEN_REUSE_S * 1000;
         if (c->token)
             c->result->tokens++;
     }
@@ -156,6 +157,8 @@ static int call(struct cycle *c, enum soap_op op, struct soap_response *resp)
 static int authenticate(struct cycle *c)
 {
     new_nonce(c->nonce);
+    free(c->token);   /* the token carries the nonce */
+    c->token = NULL;
     const char *token = cycle_token(c);
     if (!token)
         return fail(c, "cannot sign the vendor token");

@@ -319,9 +319,10 @@ static void request_done(struct evhttp_request *req, void *arg)
  * is arriving on a plain connection, whatever its socket already holds is read here at once (up
  * to READ_AHEAD_MAX per turn), into the same input buffer that evhttp takes the body from.
  * Bytes past the body are the next request's, as they can be after any read: request_done
- * scans them. Only in CONN_BODY on entry, so that evhttp has checked the headers (the body
- * limit, from Content-Length) first. Errors and the end of the stream are left to the
- * bufferevent's next read, which reports them as usual. */
+ * scans them. Only in CONN_BODY on entry, so that evhttp has normally parsed the headers (and
+ * refused a body over the limit, from Content-Length) first; a pipelined request's headers may
+ * still be unparsed then, which READ_AHEAD_MAX bounds. Errors and the end of the stream are
+ * left to the bufferevent's next read, which reports them as usual. */
 static void read_ahead(struct conn *c, struct evbuffer *input)
 {
     size_t total = 0;
@@ -349,7 +350,13 @@ static void read_ahead(struct conn *c, struct evbuffer *input)
             left -= vec[used].iov_len;
             used++;
         }
-        evbuffer_commit_space(input, vec, used);
+        if (evbuffer_commit_space(input, vec, used) != 0) {
+            /* Bytes taken from the socket and lost: the stream can no longer be framed. The
+             * shutdown makes the bufferevent's next read fail, and evhttp drop the request. */
+            log_error("cannot keep request bytes read ahead; closing the connection");
+            shutdown(c->fd, SHUT_RDWR);
+            return;
+        }
         if (got <= 0)
             return;
         total += (size_t)got;
@@ -442,14 +449,20 @@ static struct bufferevent *make_connection(struct event_base *base, void *arg)
     return bev;
 }
 
-/* Whether libevent knows the request's method. It reads no body of one it does not know, so
- * whatever follows such a request on its connection may be its body, not a request: the answer
- * closes the connection. */
-static int method_known(struct evhttp_request *req)
+/* Whether the request declared a body that libevent did not read: it reads none for HEAD,
+ * TRACE and methods it does not know. Whatever follows on the connection is then that body,
+ * not a request, so the answer closes the connection. */
+static int body_left_unread(struct evhttp_request *req)
 {
-    return (evhttp_request_get_command(req) &
-            (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)) != 0;
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    int reads_body = (method & (EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+                                EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_CONNECT)) != 0;
+    if (reads_body)
+        return 0;
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    const char *length = evhttp_find_header(headers, "Content-Length");
+    return evhttp_find_header(headers, "Transfer-Encoding") != NULL ||
+           (length && strspn(length, " \t0") != strlen(length));
 }
 
 static void send_answer(struct wrk_http *http, struct evhttp_request *req, int status,
@@ -457,7 +470,7 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", content_type);
-    if (http->draining || http->params->cfg->keepalive_timeout == 0 || !method_known(req))
+    if (http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req))
         evhttp_add_header(headers, "Connection", "close");
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
