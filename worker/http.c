@@ -30,7 +30,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -331,26 +330,12 @@ static void read_ahead(struct conn *c, struct evbuffer *input)
         if (ioctl(c->fd, FIONREAD, &ready) < 0 || ready <= 0)
             return;
         size_t want = (size_t)ready < READ_AHEAD_MAX - total ? (size_t)ready : READ_AHEAD_MAX - total;
-        struct evbuffer_iovec vec[2];
-        int nvec = evbuffer_reserve_space(input, (ev_ssize_t)want, vec, 2);
-        if (nvec <= 0)
+        struct evbuffer_iovec space;   /* one extent: want bytes in one piece */
+        if (evbuffer_reserve_space(input, (ev_ssize_t)want, &space, 1) != 1)
             return;
-        struct iovec iov[2];
-        size_t room = want;
-        for (int i = 0; i < nvec; i++) {
-            iov[i].iov_base = vec[i].iov_base;
-            iov[i].iov_len = vec[i].iov_len < room ? vec[i].iov_len : room;
-            room -= iov[i].iov_len;
-        }
-        ssize_t got = readv(c->fd, iov, nvec);
-        size_t left = got > 0 ? (size_t)got : 0;
-        int used = 0;
-        while (used < nvec && left > 0) {
-            vec[used].iov_len = iov[used].iov_len < left ? iov[used].iov_len : left;
-            left -= vec[used].iov_len;
-            used++;
-        }
-        if (evbuffer_commit_space(input, vec, used) != 0) {
+        ssize_t got = recv(c->fd, space.iov_base, want, 0);
+        space.iov_len = got > 0 ? (size_t)got : 0;
+        if (evbuffer_commit_space(input, &space, got > 0) != 0) {
             /* Bytes taken from the socket and lost: the stream can no longer be framed. The
              * shutdown makes the bufferevent's next read fail, and evhttp drop the request. */
             log_error("cannot keep request bytes read ahead; closing the connection");

@@ -273,16 +273,21 @@ def pipelined_answers(port, requests, timeout=60):
                 b"Content-Length: %d\r\n\r\n" % (H.ACTION_PREFIX.encode(), operation.encode(), len(data)) + data)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(b"".join(request(op, data) for op, data in requests))
-        f = sock.makefile("rb")
-        answers = []
-        for _ in requests:
-            status = int(f.readline().split()[1])
-            length = 0
-            for line in iter(f.readline, b"\r\n"):
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            answers.append((status, f.read(length)))
+        return read_answers(sock, len(requests))
+
+
+def read_answers(sock, count):
+    """The next count answers on sock: [(status, body bytes)] (bodies framed by Content-Length)."""
+    f = sock.makefile("rb")
+    answers = []
+    for _ in range(count):
+        status = int(f.readline().split()[1])
+        length = 0
+        for line in iter(f.readline, b"\r\n"):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        answers.append((status, f.read(length)))
     return answers
 
 

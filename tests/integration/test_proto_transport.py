@@ -180,17 +180,8 @@ def unread_body_closes(p):
         check("connection: close" in head, "%s headers: %r" % (method, head))
         eq(data.count(b"HTTP/1.1 "), 1, "%s: answers before the close (the body is not a request)" % method)
     with socket.create_connection(("127.0.0.1", p.port), timeout=10) as sock:
-        f = sock.makefile("rb")
         sock.sendall(b"PROPFIND / HTTP/1.1\r\nHost: x\r\n\r\n" + follow)
-        statuses = []
-        for _ in range(2):
-            statuses.append(int(f.readline().split()[1]))
-            length = 0
-            for line in iter(f.readline, b"\r\n"):
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            f.read(length)
+        statuses = [status for status, _ in L.read_answers(sock, 2)]
     eq(statuses, [405, 200], "an unknown method without a body, then a request on the same connection")
 
 
