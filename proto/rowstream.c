@@ -191,7 +191,7 @@ static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
     int empty = rs->head == rs->tail, done = rs->done;
     pthread_mutex_unlock(&rs->mu);
     if (empty)
-        return done || wait ? &rs->end : NULL;
+        return done ? &rs->end : NULL;   /* with wait, empty means done */
     rs->reading = 1;
     rs->pos = 1;   /* a block is handed over with one event at least */
     return &rs->blocks[rs->tail % QUEUE_BLOCKS].events[0];

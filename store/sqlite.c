@@ -54,6 +54,7 @@
 #include <sqlite3.h>
 
 #include "common/buf.h"
+#include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
 #include "store/sqlite_checkpoint.h"
@@ -381,10 +382,19 @@ static int meta_prepare(struct sqlite_conn *c, struct fault *f)
 static int wal_noted(void *arg, sqlite3 *db, const char *name, int pages)
 {
     const struct sqlite_conn *c = arg;
-    if (pages >= WAL_HARD_PAGES ||
-        (pages >= WAL_CHECKPOINT_PAGES &&
-         checkpointer_request(c->backend->checkpointer, c->path, c->dev, c->ino) != 0))
-        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    char failure[256] = "";
+    int itself = pages >= WAL_HARD_PAGES ||
+                 (pages >= WAL_CHECKPOINT_PAGES &&
+                  checkpointer_request(c->backend->checkpointer, c->path, c->dev, c->ino, failure,
+                                       sizeof(failure)) != 0);
+    if (failure[0])
+        log_warn("%s", failure);
+    if (itself) {
+        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn("checkpoint of %s: %s (its write-ahead log holds %d pages)", c->path,
+                     sqlite3_errmsg(db), pages);
+    }
     return SQLITE_OK;
 }
 

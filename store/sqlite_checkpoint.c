@@ -15,13 +15,16 @@
  * (checkpointer_forget).
  *
  * Threads: the worker's thread calls checkpointer_request/forget/free; the helper runs the
- * checkpoints, each on a connection of its own opened for it. queue, nqueued, running, started
- * and stop change only under mu, and every change is broadcast on cond. The helper never logs:
- * a hook's supervisor is forked from the worker while this thread may hold the log's lock. */
+ * checkpoints, each on a connection of its own opened for it. queue, nqueued, running, started,
+ * stop and failure change only under mu, and every change is broadcast on cond. The helper
+ * never logs (a hook's supervisor is forked from the worker while this thread may hold the
+ * log's lock): it keeps its latest failure for the next request to hand to the worker. */
 #include "store/sqlite_checkpoint.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -42,8 +45,9 @@ struct checkpointer {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     pthread_t thread;
-    int started;
+    int started;                   /* 1 running, -1 could not start (not tried again) */
     int stop;
+    char failure[256];             /* not yet handed over; "" when none */
     struct job queue[QUEUE_MAX];   /* oldest first, each path once */
     size_t nqueued;
     struct job running;            /* the checkpoint under way */
@@ -55,25 +59,32 @@ static int still_the_file(const struct job *job)
     return stat(job->path, &st) == 0 && st.st_dev == job->dev && st.st_ino == job->ino;
 }
 
-static void checkpoint(const struct job *job)
+/* Checkpoints job's file; "" in failure, or what went wrong. A file replaced or removed
+ * meanwhile is no failure: it is not the tenant's any more. */
+static void checkpoint(const struct job *job, char *failure, size_t len)
 {
     sqlite3 *db = NULL;
+    int rc = SQLITE_OK;
+    failure[0] = '\0';
     /* No SQLITE_OPEN_CREATE: a file removed meanwhile stays removed. */
     if (still_the_file(job) &&
-        sqlite3_open_v2(job->path, &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
-                        NULL) == SQLITE_OK) {
+        (rc = sqlite3_open_v2(job->path, &db,
+                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
+                              NULL)) == SQLITE_OK) {
         /* Closing must leave the WAL alone even as the file's last connection: removing it
          * is the tenant connection's business. */
         sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         /* A connection learns that the file is in WAL mode from its first read, which also
          * opens the WAL and shared memory by name; until then a checkpoint does nothing. */
-        sqlite3_exec(db, "PRAGMA schema_version", NULL, NULL, NULL);
+        rc = sqlite3_exec(db, "PRAGMA schema_version", NULL, NULL, NULL);
         /* Passive: never waits for a reader or the writer. Whatever it could not copy is
          * copied by the next one, asked for at the next commit. */
-        if (still_the_file(job))
-            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc == SQLITE_OK && still_the_file(job))
+            rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        snprintf(failure, len, "checkpoint of %s: %s", job->path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close(db);
 }
 
@@ -89,8 +100,11 @@ static void *checkpoint_thread(void *arg)
         cp->running = cp->queue[0];
         memmove(cp->queue, cp->queue + 1, --cp->nqueued * sizeof(cp->queue[0]));
         pthread_mutex_unlock(&cp->mu);
-        checkpoint(&cp->running);
+        char failure[sizeof(cp->failure)];
+        checkpoint(&cp->running, failure, sizeof(failure));
         pthread_mutex_lock(&cp->mu);
+        if (failure[0])
+            memcpy(cp->failure, failure, sizeof(failure));
         free(cp->running.path);
         cp->running.path = NULL;
         pthread_cond_broadcast(&cp->cond);
@@ -113,9 +127,14 @@ static int start_thread(struct checkpointer *cp)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    cp->started = pthread_create(&cp->thread, NULL, checkpoint_thread, cp) == 0;
+    int rc = pthread_create(&cp->thread, NULL, checkpoint_thread, cp);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return cp->started ? 0 : -1;
+    cp->started = rc == 0 ? 1 : -1;
+    if (rc != 0)
+        snprintf(cp->failure, sizeof(cp->failure),
+                 "cannot start the checkpoint thread (%s): every commit past the WAL's "
+                 "threshold checkpoints itself", strerror(rc));
+    return rc == 0 ? 0 : -1;
 }
 
 static size_t queued_at(const struct checkpointer *cp, const char *path)
@@ -126,12 +145,13 @@ static size_t queued_at(const struct checkpointer *cp, const char *path)
     return i;
 }
 
-int checkpointer_request(struct checkpointer *cp, const char *path, dev_t dev, ino_t ino)
+int checkpointer_request(struct checkpointer *cp, const char *path, dev_t dev, ino_t ino,
+                         char *failure, size_t failure_len)
 {
     int rc = 0;
     pthread_mutex_lock(&cp->mu);
     size_t i = queued_at(cp, path);
-    if (!cp->started && start_thread(cp) != 0) {
+    if (cp->started < 0 || (!cp->started && start_thread(cp) != 0)) {
         rc = -1;
     } else if (i < cp->nqueued) {   /* the file the tenant has open now */
         cp->queue[i].dev = dev;
@@ -141,6 +161,8 @@ int checkpointer_request(struct checkpointer *cp, const char *path, dev_t dev, i
     } else {
         cp->queue[cp->nqueued++] = (struct job){.path = xstrdup(path), .dev = dev, .ino = ino};
     }
+    snprintf(failure, failure_len, "%s", cp->failure);
+    cp->failure[0] = '\0';
     pthread_cond_broadcast(&cp->cond);
     pthread_mutex_unlock(&cp->mu);
     return rc;
@@ -167,7 +189,7 @@ void checkpointer_free(struct checkpointer *cp)
     cp->stop = 1;
     pthread_cond_broadcast(&cp->cond);
     pthread_mutex_unlock(&cp->mu);
-    if (cp->started)
+    if (cp->started > 0)
         pthread_join(cp->thread, NULL);
     for (size_t i = 0; i < cp->nqueued; i++)
         free(cp->queue[i].path);

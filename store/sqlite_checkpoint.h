@@ -2,6 +2,7 @@
  * the calls' path (see sqlite_checkpoint.c). Used by store/sqlite.c only. */
 #ifndef SOMIRROR_STORE_SQLITE_CHECKPOINT_H
 #define SOMIRROR_STORE_SQLITE_CHECKPOINT_H
+#include <stddef.h>
 #include <sys/types.h>
 
 struct checkpointer;
@@ -13,8 +14,11 @@ struct checkpointer *checkpointer_new(void);
 /* Queues a passive checkpoint of the database file at path, the file dev/ino that the caller's
  * connection has open (once, however often asked before it runs; a file found replaced by
  * then is left alone). -1 when no thread could be started or the queue is full: then the
- * caller checkpoints itself. */
-int checkpointer_request(struct checkpointer *cp, const char *path, dev_t dev, ino_t ino);
+ * caller checkpoints itself. failure gets what went wrong since the last request (a checkpoint
+ * that failed, or the thread that could not start, said once), "" when nothing did: the
+ * thread cannot log, the caller does. */
+int checkpointer_request(struct checkpointer *cp, const char *path, dev_t dev, ino_t ino,
+                         char *failure, size_t failure_len);
 
 /* Returns once the thread neither runs nor will run a checkpoint of path (until asked again):
  * before the file is closed for good or removed. */

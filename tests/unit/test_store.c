@@ -1432,11 +1432,27 @@ static off_t mirror_file_size(const char *suffix)
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
+/* Threads of this process (/proc/self/status). */
+static long process_threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[256];
+    long n = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "Threads: %ld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
 /* The WAL is checkpointed by the worker's checkpointer thread after the commit that took it
  * past 1000 pages, with no further call: the rows reach the main file on their own. */
 START_TEST(sqlite_checkpoint_in_background)
 {
     load_big_notes(1);
+    /* The commit handed the file to the checkpointer thread rather than checkpointing it. */
+    ck_assert_int_ge(process_threads(), 2);
     off_t size = 0;
     for (int waited_ms = 0; waited_ms < 10000 && (size = mirror_file_size("")) < 4000000; waited_ms += 10)
         usleep(10 * 1000);
@@ -1496,8 +1512,11 @@ START_TEST(sqlite_checkpointer_checks_the_file)
     sqlite3 *db_replaced = wal_file(replaced, &st_replaced);
     sqlite3 *db_current = wal_file(current, &st_current);
     struct checkpointer *cp = checkpointer_new();
-    ck_assert_int_eq(checkpointer_request(cp, replaced, st_replaced.st_dev, st_replaced.st_ino + 1), 0);
-    ck_assert_int_eq(checkpointer_request(cp, current, st_current.st_dev, st_current.st_ino), 0);
+    char failure[256];
+    ck_assert_int_eq(checkpointer_request(cp, replaced, st_replaced.st_dev, st_replaced.st_ino + 1,
+                                          failure, sizeof(failure)), 0);
+    ck_assert_int_eq(checkpointer_request(cp, current, st_current.st_dev, st_current.st_ino, failure,
+                                          sizeof(failure)), 0);
     struct stat st;
     for (int waited_ms = 0; waited_ms < 10000; waited_ms += 10) {
         ck_assert_int_eq(stat(current, &st), 0);
@@ -1511,6 +1530,32 @@ START_TEST(sqlite_checkpointer_checks_the_file)
     checkpointer_free(cp);
     sqlite3_close(db_replaced);
     sqlite3_close(db_current);
+}
+END_TEST
+
+/* A checkpoint that fails on the helper (here: the file is not a database) is handed to the
+ * worker by a later request, naming the file: the helper itself cannot log. */
+START_TEST(sqlite_checkpointer_reports_failures)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/garbage_%s.db", sqlite_dir, tenant_name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 200; i++)
+        fputs("this is not an SQLite database file. ", f);
+    fclose(f);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    struct checkpointer *cp = checkpointer_new();
+    char failure[256];
+    ck_assert_int_eq(checkpointer_request(cp, path, st.st_dev, st.st_ino, failure, sizeof(failure)), 0);
+    ck_assert_str_eq(failure, "");
+    for (int waited_ms = 0; !failure[0] && waited_ms < 10000; waited_ms += 10) {
+        usleep(10 * 1000);
+        checkpointer_request(cp, path, st.st_dev, st.st_ino, failure, sizeof(failure));
+    }
+    ck_assert_msg(strstr(failure, path) && strstr(failure, "not a database"), "failure: %s", failure);
+    checkpointer_free(cp);
 }
 END_TEST
 
@@ -1816,6 +1861,7 @@ static Suite *store_suite(void)
         tcase_add_test(sq, sqlite_checkpoint_in_background);
         tcase_add_test(sq, sqlite_checkpoint_then_reset_and_close);
         tcase_add_test(sq, sqlite_checkpointer_checks_the_file);
+        tcase_add_test(sq, sqlite_checkpointer_reports_failures);
         suite_add_tcase(s, sq);
     }
     if (cfg.driver == STORE_MSSQL) {
