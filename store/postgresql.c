@@ -1302,17 +1302,25 @@ static int rows_merge(struct pg_conn *c, const struct table_schema *s, const str
 }
 
 /* Whether inserts into the table may go straight into it by COPY (else: staged and merged). */
-static int direct_possible(const struct pg_conn *c, const struct table_schema *schema,
-                           int table_was_empty)
+/* Whether rows go by the direct COPY: inserts only, into a table being loaded and not moved to
+ * merges (see the top of this file). */
+static int direct_for(const struct pg_conn *c, const struct table_schema *schema,
+                      const struct row_change *rows, size_t n, int table_was_empty)
 {
-    return table_was_empty && nodirect_find(c, schema->name) == c->nnodirect;
+    if (!table_was_empty || nodirect_find(c, schema->name) != c->nnodirect)
+        return 0;
+    for (size_t r = 0; r < n; r++)
+        if (rows[r].op != 'I')
+            return 0;
+    return 1;
 }
 
 /* Partial chunks only for the direct COPY, which stays open across chunks; a merge is a COPY
  * and a statement per chunk. */
-static int pg_small_chunks_ok(void *conn, const struct table_schema *schema, int table_was_empty)
+static int pg_small_chunks_ok(void *conn, const struct table_schema *schema,
+                              const struct row_change *rows, size_t n, int table_was_empty)
 {
-    return direct_possible(conn, schema, table_was_empty);
+    return direct_for(conn, schema, rows, n, table_was_empty);
 }
 
 static int pg_rows_apply(void *conn, const struct table_schema *schema,
@@ -1322,9 +1330,7 @@ static int pg_rows_apply(void *conn, const struct table_schema *schema,
     struct pg_conn *c = conn;
     if (n == 0)
         return 0;
-    int direct = direct_possible(c, schema, table_was_empty);
-    for (size_t r = 0; r < n && direct; r++)
-        direct = rows[r].op == 'I';
+    int direct = direct_for(c, schema, rows, n, table_was_empty);
     if (c->stream_table && (!direct || !ident_equal(c->stream_table, schema->name)) &&
         stream_finish(c, f) != 0)
         return -1;

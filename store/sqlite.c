@@ -860,9 +860,9 @@ static int sqlite_rows_apply(void *conn, const struct table_schema *schema,
 }
 
 static int sqlite_small_chunks_ok(void *conn, const struct table_schema *schema,
-                                  int table_was_empty)
+                                  const struct row_change *rows, size_t n, int table_was_empty)
 {
-    (void)conn, (void)schema, (void)table_was_empty;
+    (void)conn, (void)schema, (void)rows, (void)n, (void)table_was_empty;
     return 1;   /* prepared statements, no round trips */
 }
 

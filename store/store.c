@@ -661,7 +661,8 @@ int store_rows_flush(struct store_rows *s, struct fault *f)
 {
     const struct store_driver *driver = s->t->store->driver;
     if (s->nchunk == 0 || !s->ct || !driver->small_chunks_ok ||
-        !driver->small_chunks_ok(s->t->conn, s->ct->schema, s->ct->lsn_before == -1))
+        !driver->small_chunks_ok(s->t->conn, s->ct->schema, s->t->store->chunk_rows, s->nchunk,
+                                 s->ct->lsn_before == -1))
         return 0;
     return chunk_flush(s->t, s->ct, &s->nchunk, f);
 }

@@ -80,10 +80,11 @@ struct store_driver {
      * rows from earlier calls of the same load, and the driver must stay correct then. */
     int (*rows_apply)(void *conn, const struct table_schema *schema, const struct row_change *rows,
                       size_t n, int table_was_empty, struct fault *f);
-    /* Optional (NULL: never): whether rows_apply would now take a few rows of the table about
-     * as cheaply per row as a full chunk (no per-chunk statements to speak of), so that
-     * store_rows_flush may hand over a partial one. */
-    int (*small_chunks_ok)(void *conn, const struct table_schema *schema, int table_was_empty);
+    /* Optional (NULL: never): whether rows_apply would take these rows (a partial chunk) of the
+     * table about as cheaply per row as a full chunk (no per-chunk statements to speak of), so
+     * that store_rows_flush may hand them over now. */
+    int (*small_chunks_ok)(void *conn, const struct table_schema *schema,
+                           const struct row_change *rows, size_t n, int table_was_empty);
     /* Runs operator SQL (hooks.table_sql) outside the call's transaction. */
     int (*exec_script)(void *conn, const char *sql, char *err, size_t errlen);
     /* Appends the table's name as this store names and quotes it in SQL (lowercased and
