@@ -443,8 +443,7 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
 /* Reconnects when the file was replaced or removed since (a reset by another worker). */
 static int conn_current(struct sqlite_conn *c, struct fault *f)
 {
-    struct stat st;
-    if (c->db && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+    if (c->db && sqlite_file_is(c->path, c->dev, c->ino))
         return 0;
     conn_disconnect(c);
     return conn_connect(c, f);

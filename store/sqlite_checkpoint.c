@@ -53,10 +53,15 @@ struct checkpointer {
     struct job running;            /* the checkpoint under way */
 };
 
-static int still_the_file(const struct job *job)
+int sqlite_file_is(const char *path, dev_t dev, ino_t ino)
 {
     struct stat st;
-    return stat(job->path, &st) == 0 && st.st_dev == job->dev && st.st_ino == job->ino;
+    return stat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+static int still_the_file(const struct job *job)
+{
+    return sqlite_file_is(job->path, job->dev, job->ino);
 }
 
 /* Checkpoints job's file; "" in failure, or what went wrong. A file replaced or removed

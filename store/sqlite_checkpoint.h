@@ -7,6 +7,9 @@
 
 struct checkpointer;
 
+/* Whether path still names the file dev/ino (not removed, not replaced by a reset). */
+int sqlite_file_is(const char *path, dev_t dev, ino_t ino);
+
 /* No thread yet: it starts with the first request, so a process that never commits (the
  * master checking a config) never has one. */
 struct checkpointer *checkpointer_new(void);
