@@ -78,3 +78,20 @@ char *arena_strdup(struct arena *a, const char *s)
 {
     return arena_strndup(a, s, strlen(s));
 }
+
+void arena_adopt(struct arena *a, struct arena *from)
+{
+    struct arena_block *last = from->head;
+    if (!last)
+        return;
+    while (last->next)
+        last = last->next;
+    if (a->head) {   /* behind a's current block, which goes on handing out */
+        last->next = a->head->next;
+        a->head->next = from->head;
+    } else {
+        a->head = from->head;
+    }
+    a->total += from->total;
+    arena_init(from);
+}

@@ -16,5 +16,8 @@ void *arena_alloc(struct arena *a, size_t size);   /* 16-byte aligned, uninitial
 void *arena_calloc(struct arena *a, size_t count, size_t size);
 char *arena_strndup(struct arena *a, const char *s, size_t len);
 char *arena_strdup(struct arena *a, const char *s);
+/* Moves every block of from into a (what from handed out now lives as long as a); from is left
+ * empty. */
+void arena_adopt(struct arena *a, struct arena *from);
 
 #endif

@@ -1,15 +1,32 @@
-/* proto/rowstream: one request parsed on a helper thread, its RowData events handed to the
- * calling thread through a small ring of blocks (see rowstream.h).
+/* proto/rowstream: one request parsed on helper threads, its RowData events handed to the
+ * calling thread through a small ring of blocks per parser (see rowstream.h).
  *
- * Threads: the parser thread alone touches the arena, the request and the block it fills
+ * A large body is read by two parsers at once. The first reads it from the start. As it opens
+ * the first batch's <Rows>, it guesses where a row ends about half way through the rest (the
+ * text of a </Row> end tag) and starts a second parser on a copy of the body with the rows in
+ * between cut out: the body up to and including that <Rows> start tag, then the body from the
+ * guessed end on. At a row's end inside <Rows>, libxml2 is in the state it is in right after
+ * the <Rows> start tag (the same open elements, the same namespaces, between two rows), so the
+ * second parser reads the rest as the first would have. The first parser checks the guess:
+ * when a row of that batch ends exactly there, it stops, and the request is its rows, then the
+ * second parser's. When no row ends there (the text was in a comment or a CDATA section, or in
+ * another batch), the second parser is stopped and the first reads on alone. When the second
+ * parser fails after the first has stopped, the calling thread is told ROWSTREAM_ABORT and the
+ * body is parsed again in one piece, so that every answer is the one-piece parse's (its error
+ * lines and row numbers).
+ *
+ * Threads: each parser thread alone touches its arena, its request and the block it fills
  * (blocks[head % QUEUE_BLOCKS], while head - tail < QUEUE_BLOCKS); the calling thread alone
- * reads blocks[tail % QUEUE_BLOCKS] while tail < head. head, tail, done and discard change only
- * under mu, and every change is signalled on cond. The thread is joined before
- * rowstream_finish returns, so none outlives the call (and none exists when a worker forks). */
+ * reads blocks[tail % QUEUE_BLOCKS] while tail < head. head, tail, done, discard, halt and a
+ * settled split change only under mu, and every change is signalled on cond. The first parser
+ * thread prepares and starts the second (whose fields the calling thread reads only after
+ * joining the first). Both are joined before rowstream_finish returns, so none outlives the
+ * call (and none exists when a worker forks). */
 #include "proto/rowstream.h"
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,87 +37,199 @@
 enum {
     BLOCK_EVENTS = 64,    /* events handed over at a time (one lock round trip each); what
                              the worker has left to apply once the parse ends */
-    QUEUE_BLOCKS = 64     /* how far the parser may run ahead of the rows applied: about a
-                             1 MB call's rows, so that a slow moment of the worker's (a
-                             commit elsewhere, a busy CPU) never stops the parse */
+    QUEUE_BLOCKS = 64     /* how far a parser may run ahead of the rows applied: about a 1 MB
+                             call's rows, so that a slow moment of the worker's (a commit
+                             elsewhere, a busy CPU) never stops the parse */
 };
+/* Smaller bodies are read by one parser: a second would cost about what it saves. */
+#define SPLIT_MIN_BYTES (128 * 1024)
 
 struct block {
     size_t n;
     struct rowstream_event events[BLOCK_EVENTS];
 };
 
-struct rowstream {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    size_t head;          /* blocks handed over */
-    size_t tail;          /* blocks given back */
-    int done;             /* the parse is over */
-    int discard;          /* the caller wants nothing more */
+enum split { SPLIT_NONE, SPLIT_PENDING, SPLIT_MADE, SPLIT_FAILED };
 
-    /* The parser thread's own. */
-    const char *body;
+struct parser {
+    struct rowstream *rs;
+    pthread_t thread;
+    const char *doc;
     size_t len;
-    const char *soapaction;
     struct arena *arena;
     struct soap_request *req;
-    struct block *filling;            /* NULL between blocks */
-    int quiet;                        /* seen discard: tell nothing more */
-    int told_batch;
-    struct rowstream_prologue prologue;   /* written before the first batch is handed over */
     int rc;
     struct fault env_fault;
+    struct block *blocks;             /* QUEUE_BLOCKS */
+
+    /* Under rs->mu. */
+    size_t head;                      /* blocks handed over */
+    size_t tail;                      /* blocks given back */
+    int done;                         /* the parse is over */
+    int discard;                      /* the caller wants nothing more: tell nothing */
+    int halt;                         /* the second parser's guess was wrong: stop */
+
+    /* The parser thread's own. */
+    struct block *filling;            /* NULL between blocks */
+    int quiet;                        /* seen discard or halt */
 
     /* The calling thread's own. */
     int reading;                      /* blocks[tail % QUEUE_BLOCKS] is being read */
     size_t pos;
-    struct rowstream_event end;
-
-    struct block blocks[QUEUE_BLOCKS];
 };
 
-/* ---- the parser thread ---- */
+struct rowstream {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    const char *body;
+    size_t len;
+    const char *soapaction;
+    struct parser first, second;
 
-static void hand_over(struct rowstream *rs)
+    /* The first parser thread's own until it is done (split: under mu once settled). */
+    int told_batch;
+    struct rowstream_prologue prologue;   /* written before the first batch is handed over */
+    int rows_seen;
+    enum split split;
+    size_t cut;                       /* where the guessed row ends in the body */
+    int second_started;
+    char *second_doc;
+    struct arena second_arena;
+    struct soap_request second_req;
+
+    /* The calling thread's own. */
+    struct parser *from;              /* the parser whose events are read */
+    int skip_batch;                   /* the second parser's first batch was told already */
+    struct rowstream_event end, abort;
+};
+
+static void *parse_thread(void *arg);
+
+/* ---- the parser threads ---- */
+
+static void hand_over(struct parser *p)
 {
+    struct rowstream *rs = p->rs;
     pthread_mutex_lock(&rs->mu);
-    rs->head++;
-    rs->quiet = rs->discard;
+    p->head++;
+    p->quiet = p->discard || p->halt;
     pthread_cond_broadcast(&rs->cond);
     pthread_mutex_unlock(&rs->mu);
-    rs->filling = NULL;
+    p->filling = NULL;
 }
 
 /* Waits for a free block; 0 when the caller wants nothing more. */
-static int take_free_block(struct rowstream *rs)
+static int take_free_block(struct parser *p)
 {
+    struct rowstream *rs = p->rs;
     pthread_mutex_lock(&rs->mu);
-    while (!rs->discard && rs->head - rs->tail == QUEUE_BLOCKS)
+    while (!p->discard && !p->halt && p->head - p->tail == QUEUE_BLOCKS)
         pthread_cond_wait(&rs->cond, &rs->mu);
-    rs->quiet = rs->discard;
+    p->quiet = p->discard || p->halt;
     pthread_mutex_unlock(&rs->mu);
-    if (rs->quiet)
+    if (p->quiet)
         return 0;
-    rs->filling = &rs->blocks[rs->head % QUEUE_BLOCKS];
-    rs->filling->n = 0;
+    p->filling = &p->blocks[p->head % QUEUE_BLOCKS];
+    p->filling->n = 0;
     return 1;
 }
 
-static void tell(struct rowstream *rs, const struct rowstream_event *ev, int now)
+static void tell(struct parser *p, const struct rowstream_event *ev, int now)
 {
-    if (rs->quiet || (!rs->filling && !take_free_block(rs)))
+    if (p->quiet || (!p->filling && !take_free_block(p)))
         return;
-    rs->filling->events[rs->filling->n++] = *ev;
-    if (now || rs->filling->n == BLOCK_EVENTS)
-        hand_over(rs);
+    p->filling->events[p->filling->n++] = *ev;
+    if (now || p->filling->n == BLOCK_EVENTS)
+        hand_over(p);
+}
+
+static void set_split(struct rowstream *rs, enum split split)
+{
+    pthread_mutex_lock(&rs->mu);
+    rs->split = split;
+    if (split == SPLIT_FAILED)
+        rs->second.halt = 1;
+    pthread_cond_broadcast(&rs->cond);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+/* Where the first end tag of a Row (any prefix; blanks before its '>') that starts at or after
+ * from ends; 0 when there is none. Only a guess, to be checked by the first parser: the text
+ * may be in a comment or a CDATA section. */
+static size_t row_end_after(const char *body, size_t from, size_t len)
+{
+    const char *end = body + len;
+    for (const char *p = body + from; (p = memmem(p, (size_t)(end - p), "</", 2)); p += 2) {
+        const char *name = p + 2, *q = name;
+        while (q < end && *q != '>' && *q != ' ' && *q != '\t' && *q != '\n' && *q != '\r' &&
+               *q != '<')
+            q++;
+        size_t n = (size_t)(q - name);
+        if (n < 3 || memcmp(q - 3, "Row", 3) != 0 || (n > 3 && q[-4] != ':'))
+            continue;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+            q++;
+        if (q < end && *q == '>')
+            return (size_t)(q + 1 - body);
+    }
+    return 0;
+}
+
+static int start_thread(pthread_t *thread, struct parser *p)
+{
+    /* Signals stay with the worker's own thread (its libevent loop handles them). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(thread, NULL, parse_thread, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return e;
+}
+
+/* The first batch's <Rows> opens, its start tag read up to at: starts the second parser on the
+ * body with the first half of the rows cut out. */
+static void split_rows(struct rowstream *rs, size_t at)
+{
+    if (rs->len < SPLIT_MIN_BYTES || at >= rs->len || rs->body[at] != '>')
+        return;   /* a small body, an unknown offset, or <Rows/> */
+    size_t keep = at + 1;
+    size_t cut = row_end_after(rs->body, keep + (rs->len - keep) / 2, rs->len);
+    if (cut == 0)
+        return;
+    size_t len = keep + (rs->len - cut);
+    char *doc = malloc(len);
+    struct block *blocks = malloc(QUEUE_BLOCKS * sizeof(*blocks));
+    if (!doc || !blocks) {
+        free(doc);
+        free(blocks);
+        return;
+    }
+    memcpy(doc, rs->body, keep);
+    memcpy(doc + keep, rs->body + cut, rs->len - cut);
+    struct parser *second = &rs->second;
+    second->doc = doc;
+    second->len = len;
+    second->blocks = blocks;
+    rs->second_doc = doc;
+    rs->cut = cut;
+    set_split(rs, SPLIT_PENDING);
+    if (start_thread(&second->thread, second) != 0) {
+        set_split(rs, SPLIT_NONE);
+        rs->second_doc = NULL;
+        second->blocks = NULL;
+        free(doc);
+        free(blocks);
+        return;
+    }
+    rs->second_started = 1;
 }
 
 /* A batch is handed over at once, so that the caller can start while the rows are parsed. */
 static void on_batch(void *ctx, const struct soap_request *req, const struct batch *batch)
 {
-    struct rowstream *rs = ctx;
-    if (!rs->told_batch) {
+    struct parser *p = ctx;
+    struct rowstream *rs = p->rs;
+    if (p == &rs->first && !rs->told_batch) {
         rs->told_batch = 1;
         rs->prologue = (struct rowstream_prologue){
             .token = req->token, .token_len = req->token_len, .ntokens = req->ntokens,
@@ -108,34 +237,73 @@ static void on_batch(void *ctx, const struct soap_request *req, const struct bat
         };
     }
     struct rowstream_event ev = {.kind = ROWSTREAM_BATCH, .batch = *batch};
-    tell(rs, &ev, 1);
+    tell(p, &ev, 1);
 }
 
-static void on_row(void *ctx, const struct row *row)
+static void on_rows(void *ctx, size_t at)
 {
+    struct parser *p = ctx;
+    struct rowstream *rs = p->rs;
+    if (p == &rs->first && !rs->rows_seen) {
+        rs->rows_seen = 1;
+        split_rows(rs, at);
+    }
+}
+
+static int halted(struct parser *p)
+{
+    pthread_mutex_lock(&p->rs->mu);
+    int halt = p->halt;
+    pthread_mutex_unlock(&p->rs->mu);
+    return halt;
+}
+
+/* 1 ends this parser's parse: the first's at the guessed row end, the second's when halted. */
+static int on_row(void *ctx, const struct row *row, size_t at)
+{
+    struct parser *p = ctx;
+    struct rowstream *rs = p->rs;
     struct rowstream_event ev = {.kind = ROWSTREAM_ROW, .row = *row};
-    tell(ctx, &ev, 0);
+    tell(p, &ev, 0);
+    if (p == &rs->second)
+        return p->quiet && halted(p);
+    if (rs->split != SPLIT_PENDING)
+        return 0;
+    if (at == rs->cut) {
+        set_split(rs, SPLIT_MADE);
+        return 1;
+    }
+    if (at > rs->cut)   /* SIZE_MAX too */
+        set_split(rs, SPLIT_FAILED);
+    return 0;
 }
 
 static void on_batch_end(void *ctx, const struct batch *batch)
 {
+    struct parser *p = ctx;
+    struct rowstream *rs = p->rs;
     struct rowstream_event ev = {.kind = ROWSTREAM_BATCH_END, .batch = *batch};
-    tell(ctx, &ev, 0);
+    tell(p, &ev, 0);
+    if (p == &rs->first && rs->split == SPLIT_PENDING)   /* the first batch ended before it */
+        set_split(rs, SPLIT_FAILED);
 }
 
 static const struct soap_row_listener listener = {
-    .batch = on_batch, .row = on_row, .batch_end = on_batch_end,
+    .batch = on_batch, .rows = on_rows, .row = on_row, .batch_end = on_batch_end,
 };
 
 static void *parse_thread(void *arg)
 {
-    struct rowstream *rs = arg;
-    rs->rc = soap_parse_request_told(rs->body, rs->len, rs->soapaction, rs->arena, rs->req,
-                                     &rs->env_fault, &listener, rs);
-    if (rs->filling)
-        hand_over(rs);
+    struct parser *p = arg;
+    struct rowstream *rs = p->rs;
+    p->rc = soap_parse_request_told(p->doc, p->len, rs->soapaction, p->arena, p->req,
+                                    &p->env_fault, &listener, p);
+    if (p == &rs->first && rs->split == SPLIT_PENDING)   /* a fault before it */
+        set_split(rs, SPLIT_FAILED);
+    if (p->filling)
+        hand_over(p);
     pthread_mutex_lock(&rs->mu);
-    rs->done = 1;
+    p->done = 1;
     pthread_cond_broadcast(&rs->cond);
     pthread_mutex_unlock(&rs->mu);
     return NULL;
@@ -147,54 +315,76 @@ struct rowstream *rowstream_start(const char *body, size_t len, const char *soap
                                   struct arena *arena, struct soap_request *req)
 {
     xmlInitParser();   /* once per process, and never concurrently with a parse */
-    struct rowstream *rs = xmalloc(sizeof(*rs));
-    memset(rs, 0, offsetof(struct rowstream, blocks));
+    struct rowstream *rs = xcalloc(1, sizeof(*rs));
     rs->body = body;
     rs->len = len;
     rs->soapaction = soapaction;
-    rs->arena = arena;
-    rs->req = req;
+    rs->first = (struct parser){.rs = rs, .doc = body, .len = len, .arena = arena, .req = req,
+                                .blocks = xmalloc(QUEUE_BLOCKS * sizeof(struct block))};
+    rs->second = (struct parser){.rs = rs, .arena = &rs->second_arena, .req = &rs->second_req};
+    arena_init(&rs->second_arena);
+    rs->from = &rs->first;
     rs->end.kind = ROWSTREAM_END;
+    rs->abort.kind = ROWSTREAM_ABORT;
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cond, NULL);
-    /* Signals stay with the worker's own thread (its libevent loop handles them). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&rs->thread, NULL, parse_thread, rs);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (e != 0) {
+    if (start_thread(&rs->first.thread, &rs->first) != 0) {
         pthread_cond_destroy(&rs->cond);
         pthread_mutex_destroy(&rs->mu);
+        free(rs->first.blocks);
         free(rs);
         return NULL;
     }
     return rs;
 }
 
+/* Whether the second parser read the rest of the body without a fault (the first's stop then
+ * stands); valid once it is done. */
+static int second_clean(const struct rowstream *rs)
+{
+    return rs->second.rc == 0 && rs->second_req.op_fault.code == FAULT_NONE &&
+           rs->second_req.body_fault.code == FAULT_NONE;
+}
+
 /* The next event; NULL when there is none yet and wait is 0. */
 static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
 {
-    if (rs->reading) {
-        struct block *b = &rs->blocks[rs->tail % QUEUE_BLOCKS];
-        if (rs->pos < b->n)
-            return &b->events[rs->pos++];
+    for (;;) {
+        struct parser *p = rs->from;
+        if (p->reading) {
+            struct block *b = &p->blocks[p->tail % QUEUE_BLOCKS];
+            if (p->pos < b->n)
+                return &b->events[p->pos++];
+            pthread_mutex_lock(&rs->mu);
+            p->tail++;
+            pthread_cond_broadcast(&rs->cond);
+            pthread_mutex_unlock(&rs->mu);
+            p->reading = 0;
+        }
         pthread_mutex_lock(&rs->mu);
-        rs->tail++;
-        pthread_cond_broadcast(&rs->cond);
+        while (wait && p->head == p->tail && !p->done)
+            pthread_cond_wait(&rs->cond, &rs->mu);
+        int empty = p->head == p->tail, done = p->done;
+        enum split split = rs->split;
         pthread_mutex_unlock(&rs->mu);
-        rs->reading = 0;
+        if (!empty) {
+            p->reading = 1;
+            p->pos = 1;   /* a block is handed over with one event at least */
+            if (rs->skip_batch) {   /* told alone, at once */
+                rs->skip_batch = 0;
+                continue;
+            }
+            return &p->blocks[p->tail % QUEUE_BLOCKS].events[0];
+        }
+        if (!done)
+            return NULL;   /* with wait, empty means done */
+        if (p == &rs->first && split == SPLIT_MADE) {
+            rs->from = &rs->second;
+            rs->skip_batch = 1;
+            continue;
+        }
+        return p == &rs->second && !second_clean(rs) ? &rs->abort : &rs->end;
     }
-    pthread_mutex_lock(&rs->mu);
-    while (wait && rs->head == rs->tail && !rs->done)
-        pthread_cond_wait(&rs->cond, &rs->mu);
-    int empty = rs->head == rs->tail, done = rs->done;
-    pthread_mutex_unlock(&rs->mu);
-    if (empty)
-        return done ? &rs->end : NULL;   /* with wait, empty means done */
-    rs->reading = 1;
-    rs->pos = 1;   /* a block is handed over with one event at least */
-    return &rs->blocks[rs->tail % QUEUE_BLOCKS].events[0];
 }
 
 const struct rowstream_event *rowstream_next(struct rowstream *rs)
@@ -212,15 +402,52 @@ const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs)
     return &rs->prologue;
 }
 
-int rowstream_finish(struct rowstream *rs, struct fault *env_fault)
+/* The first parser's rows, then the second's request (its arena now the caller's). */
+static void join_halves(struct rowstream *rs)
+{
+    struct soap_request *req = rs->first.req, whole = rs->second_req;
+    const struct batch *head = &req->batches[0];
+    struct batch *batch = &whole.batches[0];
+    size_t n = head->nrows + batch->nrows;
+    struct row *rows = arena_alloc(rs->first.arena, n * sizeof(*rows));
+    memcpy(rows, head->rows, head->nrows * sizeof(*rows));
+    if (batch->nrows)
+        memcpy(rows + head->nrows, batch->rows, batch->nrows * sizeof(*rows));
+    batch->rows = rows;
+    batch->nrows = n;
+    arena_adopt(rs->first.arena, &rs->second_arena);
+    *req = whole;
+}
+
+int rowstream_finish(struct rowstream *rs, struct fault *env_fault, int *halves)
 {
     pthread_mutex_lock(&rs->mu);
-    rs->discard = 1;
+    rs->first.discard = 1;
+    rs->second.discard = 1;
     pthread_cond_broadcast(&rs->cond);
     pthread_mutex_unlock(&rs->mu);
-    pthread_join(rs->thread, NULL);
-    int rc = rs->rc;
-    *env_fault = rs->env_fault;
+    pthread_join(rs->first.thread, NULL);
+    if (rs->second_started)
+        pthread_join(rs->second.thread, NULL);
+    int rc, parts = 1;
+    if (rs->split != SPLIT_MADE) {
+        rc = rs->first.rc;
+        *env_fault = rs->first.env_fault;
+    } else if (second_clean(rs)) {
+        join_halves(rs);
+        fault_clear(env_fault);
+        rc = 0;
+        parts = 2;
+    } else {
+        rc = soap_parse_request(rs->body, rs->len, rs->soapaction, rs->first.arena, rs->first.req,
+                                env_fault);
+    }
+    if (halves)
+        *halves = parts;
+    arena_free(&rs->second_arena);
+    free(rs->second_doc);
+    free(rs->second.blocks);
+    free(rs->first.blocks);
     pthread_cond_destroy(&rs->cond);
     pthread_mutex_destroy(&rs->mu);
     free(rs);

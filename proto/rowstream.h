@@ -1,7 +1,8 @@
-/* proto/rowstream: a request parsed on a helper thread while the calling thread takes its
+/* proto/rowstream: a request parsed on helper threads while the calling thread takes its
  * RowData batches and rows as they are read, so that a large RowData call is applied while the
- * rest of it is still being parsed (see service.c). The request and its result are exactly
- * soap_parse_request's; the events only tell early what it will hold. */
+ * rest of it is still being parsed (see service.c); a large body is read in two halves at once.
+ * The request and its result are exactly soap_parse_request's; the events only tell early what
+ * it will hold. */
 #ifndef SOMIRROR_PROTO_ROWSTREAM_H
 #define SOMIRROR_PROTO_ROWSTREAM_H
 #include <stddef.h>
@@ -10,7 +11,11 @@
 #include "proto/fault.h"
 #include "proto/soap.h"
 
-enum rowstream_kind { ROWSTREAM_BATCH, ROWSTREAM_ROW, ROWSTREAM_BATCH_END, ROWSTREAM_END };
+/* ABORT: what was told is not to be trusted (the halves did not join); the finished request is
+ * still exactly soap_parse_request's, from a parse in one piece. */
+enum rowstream_kind {
+    ROWSTREAM_BATCH, ROWSTREAM_ROW, ROWSTREAM_BATCH_END, ROWSTREAM_END, ROWSTREAM_ABORT
+};
 
 struct rowstream_event {
     enum rowstream_kind kind;
@@ -31,15 +36,15 @@ struct rowstream_prologue {
 
 struct rowstream;
 
-/* Starts parsing body into req (allocating in arena) on a helper thread. Until
- * rowstream_finish returns, arena and req belong to that thread: the caller reads neither.
+/* Starts parsing body into req (allocating in arena) on helper threads. Until rowstream_finish
+ * returns, arena and req belong to them: the caller reads neither, and body stays as it is.
  * NULL when no thread could be started (then parse as usual). */
 struct rowstream *rowstream_start(const char *body, size_t len, const char *soapaction,
                                   struct arena *arena, struct soap_request *req);
 
-/* The next event in document order, waiting while the parser is behind; ROWSTREAM_END when
- * nothing more will come (the parse is over or stopped telling). The event is valid until the
- * next call. */
+/* The next event in document order, waiting while the parser is behind; ROWSTREAM_END (or
+ * ROWSTREAM_ABORT) when nothing more will come (the parse is over or stopped telling). The
+ * event is valid until the next call. */
 const struct rowstream_event *rowstream_next(struct rowstream *rs);
 
 /* rowstream_next without the wait: NULL where it would wait for the parser. */
@@ -48,8 +53,9 @@ const struct rowstream_event *rowstream_poll(struct rowstream *rs);
 /* Valid once a ROWSTREAM_BATCH event was returned. */
 const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs);
 
-/* Lets the parser run to the end without telling anything more, waits for it, frees rs and
- * returns soap_parse_request's result (env_fault set when -1). */
-int rowstream_finish(struct rowstream *rs, struct fault *env_fault);
+/* Lets the parsers run to the end without telling anything more, waits for them, frees rs and
+ * returns soap_parse_request's result (env_fault set when -1). halves (may be NULL) gets 2 when
+ * the request was read in two halves, else 1. */
+int rowstream_finish(struct rowstream *rs, struct fault *env_fault, int *halves);
 
 #endif

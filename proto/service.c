@@ -5,9 +5,9 @@
  * store. Registry writes: this file writes the tenant entry only while it holds the tenant's
  * lock, and only this worker's own slot.
  *
- * A large RowData body is applied while it is parsed (stream_rows): the parse runs on a helper
- * thread (proto/rowstream) and this thread checks and applies each row as it is read, in the
- * call's transaction. That starts only where the sequential order would apply the rows too
+ * A large RowData body is applied while it is parsed (stream_rows): the parse runs on helper
+ * threads (proto/rowstream; two at once for a body of 128 KiB and more) and this thread checks
+ * and applies each row as it is read, in the call's transaction. That starts only where the sequential order would apply the rows too
  * (one token that verifies, RowData, a tenant already registered, its lock free, not paused;
  * the token and the tenant's entry are then not looked up again); the transaction is committed
  * only when the finished request then passes every other check of the sequential order. Any other outcome rolls it back and the call is answered the sequential
@@ -484,6 +484,10 @@ static int stream_rows(struct call *call, struct rowstream *rs)
         case ROWSTREAM_BATCH_END:
             rc = store_rows_batch_end(call->streamed, &ev->batch, &f);
             break;
+        case ROWSTREAM_ABORT:
+            fault_set(&f, FAULT_INTERNAL, "the two halves of the parse did not join");
+            rc = -1;
+            break;
         case ROWSTREAM_END:
             break;
         }
@@ -507,7 +511,11 @@ static int parse_request(struct call *call, const char *body, size_t len, const 
     /* Given up on at once, not after the rest of the parse: the lock and the transaction go. */
     if (stream_rows(call, rs) != 0)
         stream_abandon(call);
-    return rowstream_finish(rs, f);
+    int halves = 1;
+    int rc = rowstream_finish(rs, f, &halves);
+    if (halves == 2)
+        log_debug("RowData: the body was parsed in two halves at once");
+    return rc;
 }
 
 /* ---- the call's life ---- */

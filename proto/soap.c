@@ -286,12 +286,20 @@ static int close_null_value(struct soap_xml *x, void *ctx, const char *text, siz
 
 static int close_row(struct soap_xml *x, void *ctx, const char *text, size_t len)
 {
-    (void)x, (void)text, (void)len;
+    (void)text, (void)len;
     struct request_builder *b = ctx;
     struct row *row = soap_vec_last(&b->rows);
     row->values = soap_vec_finish(&b->values, b->arena, &row->nvalues);
+    if (b->listener && b->listener->row(b->listener_ctx, row, soap_xml_offset(x)))
+        soap_xml_stop(x);
+    return 0;
+}
+
+static int open_rows(struct soap_xml *x, void *ctx)
+{
+    struct request_builder *b = ctx;
     if (b->listener)
-        b->listener->row(b->listener_ctx, row);
+        b->listener->rows(b->listener_ctx, soap_xml_offset(x));
     return 0;
 }
 
@@ -436,7 +444,7 @@ static const struct shape batch_column_shapes[] = {
 static const struct shape batch_shapes[] = {
     SHAPE_LEAF("Table", SHAPE_TEXT, OCCURS_ONE, NULL, close_batch_table),
     SHAPE_NODE("Columns", OCCURS_ONE, NULL, batch_column_shapes, NULL, close_batch_columns),
-    SHAPE_NODE("Rows", OCCURS_ONE, NULL, rows_shapes, NULL, close_rows),
+    SHAPE_NODE("Rows", OCCURS_ONE, NULL, rows_shapes, open_rows, close_rows),
     SHAPE_LEAF("Lsn", SHAPE_TEXT, OCCURS_OPTIONAL, NULL, close_batch_lsn),
     SHAPES_END};
 static const struct shape batches_shapes[] = {
@@ -594,6 +602,11 @@ int soap_parse_request_told(const char *body, size_t len, const char *soapaction
 
     struct soap_xml_result res;
     int rc = soap_xml_parse(body, len, &request_ops, &b, &res);
+    if (rc == 1) {   /* ended by the listener at a row's end: keep the rows read */
+        struct batch *batch = soap_vec_last(&b.batches);
+        batch->rows = soap_vec_finish(&b.rows, arena, &batch->nrows);
+        out->batches = soap_vec_finish(&b.batches, arena, &out->nbatches);
+    }
     struct soap_vec *vecs[] = {&b.tables, &b.columns, &b.names, &b.batches,
                                &b.rows, &b.values, &b.summary};
     for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
@@ -602,6 +615,8 @@ int soap_parse_request_told(const char *body, size_t len, const char *soapaction
         fault_set(env_fault, FAULT_MALFORMED_REQUEST, "%s", res.env_error);
         return -1;
     }
+    if (rc == 1)
+        return 1;
     if (out->op_fault.code == FAULT_NONE && res.nbody == 0)
         fault_set(&out->op_fault, FAULT_MALFORMED_REQUEST, "the SOAP Body is empty");
     if (res.shape_error[0])

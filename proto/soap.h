@@ -63,12 +63,17 @@ int soap_parse_request(const char *body, size_t len, const char *soapaction, str
 
 /* RowData told as it is read (for applying rows while the rest is still being parsed): batch
  * when a batch's Table and Columns are read (the header and the operation are then complete in
- * req), row when a row is complete (its values stay where they are, in the arena; the struct
- * row itself is only lent), batch_end when the batch is complete (its Lsn read). Nothing more
- * is told after a shape error; the result is soap_parse_request's, whatever was told. */
+ * req), rows when its <Rows> opens, row when a row is complete (its values stay where they
+ * are, in the arena; the struct row itself is only lent), batch_end when the batch is complete
+ * (its Lsn read). Nothing more is told after a shape error; the result is soap_parse_request's,
+ * whatever was told. at: bytes of the body read (soap_xml_offset): for rows up to the start
+ * tag's closing '>' (or "/>"), for row through the row's end tag; SIZE_MAX when unknown.
+ * row returns 0 to go on, or 1 to end the parse right there: soap_parse_request_told then
+ * returns 1, with the request as read so far (the open batch holds the rows read). */
 struct soap_row_listener {
     void (*batch)(void *ctx, const struct soap_request *req, const struct batch *batch);
-    void (*row)(void *ctx, const struct row *row);
+    void (*rows)(void *ctx, size_t at);
+    int (*row)(void *ctx, const struct row *row, size_t at);
     void (*batch_end)(void *ctx, const struct batch *batch);
 };
 int soap_parse_request_told(const char *body, size_t len, const char *soapaction,

@@ -51,6 +51,7 @@ struct soap_xml {
     size_t depth;
     size_t skip;            /* > 0: inside an ignored subtree, this many levels deep */
     int seen_header, seen_body;
+    int stopped;            /* a handler ended the parse (soap_xml_stop) */
     struct buf text;        /* character data of the open text element */
     struct buf attr;        /* the attribute value handed out last */
     const xmlChar **attrs;  /* the start tag being handled: nattrs times (localname, prefix,
@@ -101,7 +102,7 @@ typedef xmlErrorPtr xml_error_ptr;
 static void on_xml_error(void *arg, xml_error_ptr error)
 {
     struct soap_xml *x = arg;
-    if (error->level < XML_ERR_ERROR)
+    if (error->level < XML_ERR_ERROR || x->stopped)
         return;
     const char *msg = error->message ? error->message : "not well-formed";
     size_t len = strlen(msg);
@@ -570,7 +571,7 @@ int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, 
     buf_init(&x.text);
     buf_init(&x.attr);
     int rc = xmlParseDocument(x.parser);
-    if (!res->env_error[0]) {
+    if (!res->env_error[0] && !x.stopped) {
         if (rc != 0 || !x.parser->wellFormed)
             env_fail(&x, "not well-formed XML");
         else if (!x.seen_body)
@@ -579,7 +580,21 @@ int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, 
     xmlFreeParserCtxt(x.parser);
     buf_free(&x.text);
     buf_free(&x.attr);
-    return res->env_error[0] ? -1 : 0;
+    return res->env_error[0] ? -1 : x.stopped;
+}
+
+size_t soap_xml_offset(const struct soap_xml *x)
+{
+    const xmlParserInput *in = x->parser->input;
+    if (!in || !in->buf || in->buf->encoder)
+        return SIZE_MAX;
+    return (size_t)in->consumed + (size_t)(in->cur - in->base);
+}
+
+void soap_xml_stop(struct soap_xml *x)
+{
+    x->stopped = 1;
+    xmlStopParser(x->parser);   /* no callback comes after this handler's own */
 }
 
 size_t soap_xml_char_len(const char *s, size_t len)

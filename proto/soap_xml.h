@@ -57,7 +57,8 @@ struct soap_xml_result {
     size_t nbody;            /* elements in Body */
 };
 
-/* Reads a whole document. Returns 0, or -1 when env_error is set. */
+/* Reads a whole document. Returns 0, -1 when env_error is set, or 1 when a handler ended the
+ * parse early (soap_xml_stop). */
 int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, void *ctx,
                    struct soap_xml_result *res);
 
@@ -67,6 +68,14 @@ void soap_xml_fail(struct soap_xml *x, const char *fmt, ...) __attribute__((form
  * at 32 bytes. Returns -1. */
 int soap_xml_fail_value(struct soap_xml *x, const char *what, const char *text, size_t len,
                         const char *expected);
+/* For handlers: how many bytes of the document are read, or SIZE_MAX when libxml2 reads it
+ * through an encoding conversion (its offsets are then not the document's). In an open handler
+ * that is up to the start tag's closing '>' or "/>" (libxml2 reads it after telling); in a close
+ * handler, through the end tag. */
+size_t soap_xml_offset(const struct soap_xml *x);
+/* For handlers: ends the parse after this handler, without an error (soap_xml_parse returns 1;
+ * nothing of the document after this point is read or checked). */
+void soap_xml_stop(struct soap_xml *x);
 /* The value of an unqualified attribute of the element being opened, or NULL when absent;
  * valid until the next call. */
 const char *soap_xml_attribute(struct soap_xml *x, const char *name, size_t *len);

@@ -251,8 +251,43 @@ def mirror_locked(p):
     eq(p.query("SELECT count(*) FROM t"), [(3000,)], "applied once the lock is gone")
 
 
+HALVES = "RowData: the body was parsed in two halves at once"
+
+
+def two_halves(p):
+    """A body of 128 KiB and more is read by two parsers at once, the second from a row end
+    guessed half way through the rows (proto/rowstream): every row lands once and in order (a
+    later row of a key, past the cut, wins); a guess that falls in a comment leaves one parser;
+    an XML error past the cut is answered as a one-piece parse answers it (its line)."""
+    p.setup([T])
+    halved = lambda: sum(1 for line in p.daemon.log().splitlines() if HALVES in line)  # noqa: E731
+    before = halved()
+    rows = t_rows(1, 6000) + [("U", None, ["1", "last", "7"])]
+    ok_states(p.rows([{"table": "t", "columns": TC, "rows": rows, "lsn": 10}]))
+    eq(halved(), before + 1, "read in two halves")
+    eq(p.query("SELECT count(*), sum(id) FROM t"), [(6000, 6000 * 6001 // 2)], "every row once")
+    eq(p.query("SELECT v, w FROM t WHERE id = 1"), [("last", 7)], "the last row of key 1 wins")
+
+    inner = body([{"table": "t", "columns": TC, "rows": t_rows(6001, 3000), "lsn": 11}])
+    at = inner.index("<Row", inner.index("<Rows>") + 20000)
+    inner = inner[:at] + "<!--" + " </Row>" * 40000 + " -->" + inner[at:]
+    ok_states(p.call("RowData", inner))
+    eq(halved(), before + 1, "a cut guessed inside a comment: one parser")
+    eq(p.query("SELECT count(*), sum(id) FROM t"), [(9000, 9000 * 9001 // 2)], "every row of it once")
+
+    inner = body([{"table": "t", "columns": TC, "rows": t_rows(20001, 6000), "lsn": 12}])
+    inner = inner.replace("</Row><Row", "</Row>\n<Row").replace("<V>v25000</V>", "<V>v25000&nosuch;</V>")
+    line = inner[:inner.index("&nosuch;")].count("\n") + 1
+    check(line == 5000, "the bad row is on line %d" % line)
+    r = p.call("RowData", inner)
+    expect_fault(r, "MalformedRequest")
+    check("XML error at line %d:" % line in r.fault["message"], "the line of the one-piece parse: %r" % r.fault)
+    eq(p.query("SELECT count(*) FROM t"), [(9000,)], "nothing of the faulted call")
+    eq(p.meta()["t"]["lsn"], 11, "position after the fault")
+
+
 CHECKS = [same_answers, envelope_faults, large_loads, calls_in_a_row, pipelined_large_bodies, paused_tenant,
-          checkpoint_in_background, mirror_locked]
+          checkpoint_in_background, mirror_locked, two_halves]
 
 if __name__ == "__main__":
     L.run(CHECKS, **{"tenants.lock_timeout": LOCK_TIMEOUT})

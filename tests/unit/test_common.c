@@ -1,5 +1,6 @@
 /* tests/unit/test_common: the strict base64 core (common/base64: both forms, every shape rule,
- * texts longer than one OpenSSL chunk) and the UTF-8 decoder (common/utf8). */
+ * texts longer than one OpenSSL chunk), the UTF-8 decoder (common/utf8) and arena_adopt
+ * (common/arena). */
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/arena.h"
 #include "common/base64.h"
 #include "common/utf8.h"
 
@@ -204,6 +206,42 @@ START_TEST(test_utf8_invalid)
 }
 END_TEST
 
+/* What an adopted arena handed out lives on in the adopter, whose current block goes on
+ * handing out; the adopted one is left empty (freeing it frees nothing: ASan and valgrind
+ * would see the double free or the leak). */
+START_TEST(test_arena_adopt)
+{
+    struct arena a, from;
+    arena_init(&a);
+    arena_init(&from);
+    char *mine = arena_strdup(&a, "mine");
+    char *theirs[64];
+    for (int i = 0; i < 64; i++) {   /* several blocks */
+        theirs[i] = arena_alloc(&from, 4096);
+        memset(theirs[i], 'a' + i % 26, 4096);
+    }
+    size_t total = a.total + from.total;
+    arena_adopt(&a, &from);
+    ck_assert_ptr_null(from.head);
+    ck_assert_uint_eq(from.total, 0);
+    ck_assert_uint_eq(a.total, total);
+    arena_free(&from);
+    char *next = arena_strdup(&a, "next");
+    ck_assert_ptr_eq(next, mine + 16);   /* the same block, right after */
+    for (int i = 0; i < 64; i++)
+        ck_assert_int_eq(theirs[i][4095], 'a' + i % 26);
+    ck_assert_str_eq(mine, "mine");
+    arena_adopt(&a, &from);              /* an empty one: nothing changes */
+    ck_assert_uint_eq(a.total, total + 16);
+    struct arena empty;
+    arena_init(&empty);
+    arena_adopt(&empty, &a);             /* into an empty one */
+    ck_assert_ptr_null(a.head);
+    ck_assert_str_eq(next, "next");
+    arena_free(&empty);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
     Suite *suite = suite_create("common");
@@ -218,6 +256,9 @@ static Suite *common_suite(void)
     tcase_add_test(utf8, test_utf8_valid);
     tcase_add_test(utf8, test_utf8_invalid);
     suite_add_tcase(suite, utf8);
+    TCase *arena = tcase_create("arena");
+    tcase_add_test(arena, test_arena_adopt);
+    suite_add_tcase(suite, arena);
     return suite;
 }
 

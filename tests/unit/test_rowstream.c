@@ -1,7 +1,10 @@
 /* tests/unit/test_rowstream: proto/rowstream. The events tell every batch and row of the
  * request, in document order, and the finished request is exactly soap_parse_request's,
  * whether the events are read in full, in part, or not at all (the parser then runs ahead and
- * must neither block nor stop); a body that is not well-formed ends the events and fails. */
+ * must neither block nor stop); a body that is not well-formed ends the events and fails.
+ * A large body is read in two halves: the join is checked row by row, and so is every way the
+ * split can go wrong (a guessed row end in a comment or a CDATA section, a fault before or
+ * after the cut, an encoding libxml2 converts), each answered as the one-piece parse. */
 #include <sched.h>
 
 #include <check.h>
@@ -13,7 +16,8 @@
 #include "proto/rowstream.h"
 #include "proto/soap.h"
 
-/* More rows than the ring holds (64 blocks of up to 64 events), so that the parser must wait. */
+/* More rows than the ring holds (64 blocks of up to 64 events), so that the parser must wait;
+ * and a body large enough to be read in two halves. */
 #define ROWS_T 5000
 #define ROWS_U 3
 
@@ -21,24 +25,39 @@ static struct arena arena;
 static struct soap_request req;
 static struct buf doc;
 
-static void put_rows(const char *table, const char *columns, int n, int lsn)
+/* A batch of n rows; row bad (0: none) has op "X", between(i) goes right before row i (NULL:
+ * nothing). p: the element prefix ("" or "m:"). */
+static void put_batch(const char *p, const char *table, const char *columns, int n, int lsn,
+                      int bad, const char *(*between)(int))
 {
-    buf_printf(&doc, "<Batch><Table>%s</Table><Columns>%s</Columns><Rows>", table, columns);
-    for (int i = 1; i <= n; i++)
-        buf_printf(&doc, "<Row op=\"I\" lsn=\"%d\"><V>%d</V><V>v%d</V></Row>", i, i, i);
-    buf_printf(&doc, "</Rows><Lsn>%d</Lsn></Batch>", lsn);
+    buf_printf(&doc, "<%sBatch><%sTable>%s</%sTable><%sColumns>%s</%sColumns><%sRows>", p, p, table,
+               p, p, columns, p, p);
+    for (int i = 1; i <= n; i++) {
+        if (between && between(i))
+            buf_printf(&doc, "%s", between(i));
+        buf_printf(&doc, "<%sRow op=\"%s\" lsn=\"%d\"><%sV>%d</%sV><%sV>v%d</%sV></%sRow>", p,
+                   i == bad ? "X" : "I", i, p, i, p, p, i, p, p);
+    }
+    buf_printf(&doc, "</%sRows><%sLsn>%d</%sLsn></%sBatch>", p, p, lsn, p, p);
 }
 
-/* Two batches of two tables; tail goes right before </Batches>. */
-static void build(const char *tail)
+/* Two batches of two tables (the first with row bad of op "X", and between(i) before its row i);
+ * tail goes right before </Batches>; p: the prefix of the operation's elements. */
+static void build_with(const char *decl, const char *p, int bad, const char *(*between)(int),
+                       const char *tail)
 {
     buf_reset(&doc);
-    buf_printf(&doc, "<s:Envelope xmlns:s=\"" SOAP_ENV_NS "\"><s:Header><SignedToken xmlns=\""
-               SOAP_NS "\">tok.en.sig</SignedToken></s:Header><s:Body><RowDataRequest xmlns=\""
-               SOAP_NS "\"><Batches>");
-    put_rows("t", "<Name>id</Name><Name>v</Name>", ROWS_T, 900);
-    put_rows("u", "<Name>k</Name><Name>n</Name>", ROWS_U, 7);
-    buf_printf(&doc, "%s</Batches></RowDataRequest></s:Body></s:Envelope>", tail);
+    buf_printf(&doc, "%s<s:Envelope xmlns:s=\"" SOAP_ENV_NS "\" xmlns:m=\"" SOAP_NS "\"><s:Header>"
+               "<SignedToken xmlns=\"" SOAP_NS "\">tok.en.sig</SignedToken></s:Header><s:Body>"
+               "<%sRowDataRequest xmlns=\"" SOAP_NS "\"><%sBatches>", decl, p, p);
+    put_batch(p, "t", "<Name>id</Name><Name>v</Name>", ROWS_T, 900, bad, between);
+    put_batch(p, "u", "<Name>k</Name><Name>n</Name>", ROWS_U, 7, 0, NULL);
+    buf_printf(&doc, "%s</%sBatches></%sRowDataRequest></s:Body></s:Envelope>", tail, p, p);
+}
+
+static void build(const char *tail)
+{
+    build_with("", "", 0, NULL, tail);
 }
 
 static struct rowstream *start(void)
@@ -61,7 +80,9 @@ static void teardown(void)
     buf_free(&doc);
 }
 
-START_TEST(test_every_event_in_order)
+/* Reads every event of the document built, checks them against the finished request, and
+ * that it was read in that many halves. */
+static void read_every_event(int halves)
 {
     struct rowstream *rs = start();
     /* What is told is remembered, to be compared with the finished request. */
@@ -93,13 +114,18 @@ START_TEST(test_every_event_in_order)
             ck_assert_int_eq(ev->batch.lsn, ends == 0 ? 900 : 7);
             ends++;
             break;
+        case ROWSTREAM_ABORT:
+            ck_abort_msg("the halves did not join");
+            break;
         case ROWSTREAM_END:
             break;
         }
     }
     ck_assert_ptr_eq(rowstream_next(rs), ev);   /* END stays END */
     struct fault f;
-    ck_assert_int_eq(rowstream_finish(rs, &f), 0);
+    int read_in = 0;
+    ck_assert_int_eq(rowstream_finish(rs, &f, &read_in), 0);
+    ck_assert_int_eq(read_in, halves);
     ck_assert_uint_eq(batches, 2);
     ck_assert_uint_eq(ends, 2);
     ck_assert_uint_eq(ntold, ROWS_T + ROWS_U);
@@ -118,6 +144,103 @@ START_TEST(test_every_event_in_order)
         snprintf(want, sizeof(want), "%zu", i < ROWS_T ? i + 1 : i - ROWS_T + 1);
         ck_assert_str_eq(told[i].values[0].data, want);
     }
+}
+
+START_TEST(test_every_event_in_order)
+{
+    read_every_event(2);
+}
+END_TEST
+
+/* The split holds with prefixed elements (the guess looks for any prefix's </...:Row>). */
+START_TEST(test_prefixed_elements_in_two_halves)
+{
+    build_with("", "m:", 0, NULL, "");
+    read_every_event(2);
+}
+END_TEST
+
+/* A body libxml2 converts from another encoding has no offsets in the body: one piece. */
+START_TEST(test_converted_encoding_in_one_piece)
+{
+    build_with("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>", "", 0, NULL, "");
+    read_every_event(1);
+}
+END_TEST
+
+/* A comment as large as the rest, full of "</Row>", sits where the guess looks: the guessed end
+ * is no row's end, so the first parser reads on alone, and every row is told once, in order. */
+static const char *big_comment(int i)
+{
+    static struct buf comment;
+    if (i != ROWS_T / 3)
+        return NULL;
+    if (!comment.len) {
+        buf_printf(&comment, "<!--");
+        for (int k = 0; k < 60000; k++)
+            buf_printf(&comment, " </Row>");
+        buf_printf(&comment, " -->");
+    }
+    return comment.data;
+}
+
+START_TEST(test_guess_in_a_comment_in_one_piece)
+{
+    build_with("", "", 0, big_comment, "");
+    read_every_event(1);
+}
+END_TEST
+
+/* Reads the events to the last one, counting the rows told per batch (1-based, up to 3). */
+static const struct rowstream_event *read_to_the_end(struct rowstream *rs, size_t rows[4],
+                                                     size_t *batches, size_t *ends)
+{
+    const struct rowstream_event *ev;
+    while ((ev = rowstream_next(rs))->kind != ROWSTREAM_END && ev->kind != ROWSTREAM_ABORT) {
+        *batches += ev->kind == ROWSTREAM_BATCH;
+        *ends += ev->kind == ROWSTREAM_BATCH_END;
+        if (ev->kind == ROWSTREAM_ROW && *batches < 4)
+            rows[*batches]++;
+    }
+    return ev;
+}
+
+/* A fault before the cut: the first parser never reaches it, the second is stopped, and the
+ * events end as a one-piece parse's do (nothing after the bad row). */
+START_TEST(test_fault_before_the_cut)
+{
+    build_with("", "", 10, NULL, "");
+    struct rowstream *rs = start();
+    size_t rows[4] = {0}, batches = 0, ends = 0;
+    ck_assert_int_eq(read_to_the_end(rs, rows, &batches, &ends)->kind, ROWSTREAM_END);
+    ck_assert_uint_eq(batches, 1);
+    ck_assert_uint_eq(rows[1], 9);
+    ck_assert_uint_eq(ends, 0);
+    struct fault f;
+    int halves = 0;
+    ck_assert_int_eq(rowstream_finish(rs, &f, &halves), 0);
+    ck_assert_int_eq(halves, 1);
+    ck_assert_int_eq(req.body_fault.code, FAULT_MALFORMED_REQUEST);
+    ck_assert_ptr_nonnull(strstr(req.body_fault.message, "batch 1: row 10: op \"X\""));
+}
+END_TEST
+
+/* A fault after the cut, found by the second parser: the events end in ABORT, and the request is
+ * parsed again in one piece, so that the fault names the row as counted from the batch's start
+ * (the second parser counts from the cut). */
+START_TEST(test_fault_after_the_cut_named_as_one_piece)
+{
+    build_with("", "", 4000, NULL, "");
+    struct rowstream *rs = start();
+    size_t rows[4] = {0}, batches = 0, ends = 0;
+    ck_assert_int_eq(read_to_the_end(rs, rows, &batches, &ends)->kind, ROWSTREAM_ABORT);
+    ck_assert_uint_eq(rows[1], 3999);
+    struct fault f;
+    int halves = 0;
+    ck_assert_int_eq(rowstream_finish(rs, &f, &halves), 0);
+    ck_assert_int_eq(halves, 1);
+    ck_assert_int_eq(req.body_fault.code, FAULT_MALFORMED_REQUEST);
+    ck_assert_ptr_nonnull(strstr(req.body_fault.message, "batch 1: row 4000: op \"X\""));
 }
 END_TEST
 
@@ -146,7 +269,7 @@ START_TEST(test_poll_takes_what_is_at_hand)
     ck_assert_ptr_nonnull(ev);
     ck_assert_int_eq(ev->kind, ROWSTREAM_END);
     struct fault f;
-    ck_assert_int_eq(rowstream_finish(rs, &f), 0);
+    ck_assert_int_eq(rowstream_finish(rs, &f, NULL), 0);
 }
 END_TEST
 
@@ -158,7 +281,7 @@ START_TEST(test_finish_without_reading)
         for (int i = 0; i < read; i++)
             ck_assert_int_ne(rowstream_next(rs)->kind, ROWSTREAM_END);
         struct fault f;
-        ck_assert_int_eq(rowstream_finish(rs, &f), 0);
+        ck_assert_int_eq(rowstream_finish(rs, &f, NULL), 0);
         ck_assert_uint_eq(req.nbatches, 2);
         ck_assert_uint_eq(req.batches[0].nrows, ROWS_T);
         ck_assert_uint_eq(req.batches[1].nrows, ROWS_U);
@@ -167,19 +290,31 @@ START_TEST(test_finish_without_reading)
 }
 END_TEST
 
+/* The one-piece parse's answer to the document built. */
+static int parse_in_one_piece(struct soap_request *out, struct arena *a, struct fault *f)
+{
+    arena_init(a);
+    return soap_parse_request(doc.data, doc.len, NULL, a, out, f);
+}
+
+/* Not well-formed after the cut: the second parser fails, the events end in ABORT, and the
+ * answer is the one-piece parse's (its error line). */
 START_TEST(test_not_well_formed_ends_the_events)
 {
     build("<Batch>");   /* opened, never closed: the error comes after every row */
     struct rowstream *rs = start();
-    size_t rows = 0;
-    const struct rowstream_event *ev;
-    while ((ev = rowstream_next(rs))->kind != ROWSTREAM_END)
-        rows += ev->kind == ROWSTREAM_ROW;
-    ck_assert_uint_eq(rows, ROWS_T + ROWS_U);
-    struct fault f;
-    ck_assert_int_eq(rowstream_finish(rs, &f), -1);
+    size_t rows[4] = {0}, batches = 0, ends = 0;
+    ck_assert_int_eq(read_to_the_end(rs, rows, &batches, &ends)->kind, ROWSTREAM_ABORT);
+    ck_assert_uint_eq(rows[1] + rows[2], ROWS_T + ROWS_U);
+    struct fault f, want;
+    ck_assert_int_eq(rowstream_finish(rs, &f, NULL), -1);
     ck_assert_int_eq(f.code, FAULT_MALFORMED_REQUEST);
     ck_assert_ptr_nonnull(strstr(f.message, "XML error"));
+    struct soap_request one;
+    struct arena a;
+    ck_assert_int_eq(parse_in_one_piece(&one, &a, &want), -1);
+    ck_assert_str_eq(f.message, want.message);
+    arena_free(&a);
 }
 END_TEST
 
@@ -189,23 +324,17 @@ START_TEST(test_shape_error_stops_telling)
     build("<Batch><Table>w</Table><Columns><Name>a</Name></Columns><Rows><Row op=\"X\"><V>1</V></Row>"
           "<Row op=\"I\"><V>2</V></Row></Rows></Batch>");
     struct rowstream *rs = start();
-    size_t batches = 0, ends = 0, rows[4] = {0};   /* rows told per batch, 1-based */
-    const struct rowstream_event *ev;
-    while ((ev = rowstream_next(rs))->kind != ROWSTREAM_END) {
-        batches += ev->kind == ROWSTREAM_BATCH;
-        ends += ev->kind == ROWSTREAM_BATCH_END;
-        if (ev->kind == ROWSTREAM_ROW && batches < 4)
-            rows[batches]++;
-    }
-    ck_assert_uint_eq(batches, 3);
+    size_t rows[4] = {0}, batches = 0, ends = 0;
+    read_to_the_end(rs, rows, &batches, &ends);
+    ck_assert_uint_eq(batches, 3);   /* the second parser's first batch is not told again */
     ck_assert_uint_eq(rows[1], ROWS_T);
     ck_assert_uint_eq(rows[2], ROWS_U);
     ck_assert_uint_eq(rows[3], 0);   /* neither the bad row nor the good one after it */
     ck_assert_uint_eq(ends, 2);      /* the third batch never ends */
     struct fault f;
-    ck_assert_int_eq(rowstream_finish(rs, &f), 0);
+    ck_assert_int_eq(rowstream_finish(rs, &f, NULL), 0);
     ck_assert_int_eq(req.body_fault.code, FAULT_MALFORMED_REQUEST);
-    ck_assert_ptr_nonnull(strstr(req.body_fault.message, "op \"X\""));
+    ck_assert_ptr_nonnull(strstr(req.body_fault.message, "batch 3: row 1: op \"X\""));
 }
 END_TEST
 
@@ -218,7 +347,7 @@ START_TEST(test_other_operation_tells_nothing)
     struct rowstream *rs = start();
     ck_assert_int_eq(rowstream_next(rs)->kind, ROWSTREAM_END);
     struct fault f;
-    ck_assert_int_eq(rowstream_finish(rs, &f), 0);
+    ck_assert_int_eq(rowstream_finish(rs, &f, NULL), 0);
     ck_assert_int_eq(req.op, SOAP_OP_WIPE);
     ck_assert_uint_eq(req.nwipe, 1);
 }
@@ -231,6 +360,11 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_every_event_in_order);
+    tcase_add_test(tc, test_prefixed_elements_in_two_halves);
+    tcase_add_test(tc, test_converted_encoding_in_one_piece);
+    tcase_add_test(tc, test_guess_in_a_comment_in_one_piece);
+    tcase_add_test(tc, test_fault_before_the_cut);
+    tcase_add_test(tc, test_fault_after_the_cut_named_as_one_piece);
     tcase_add_test(tc, test_poll_takes_what_is_at_hand);
     tcase_add_test(tc, test_finish_without_reading);
     tcase_add_test(tc, test_not_well_formed_ends_the_events);
