@@ -84,8 +84,8 @@ struct tenant_data {
 };
 
 /* The registry for 100,000 tenants (62.94 MiB) must stay under 64 MiB: a field added here
- * has to find room, as the Summary's counts did. */
-_Static_assert(sizeof(struct tenant_data) == 568, "a tenant entry's data grew");
+ * has to find room, as the Summary's counts did (a smaller entry is fine). */
+_Static_assert(sizeof(struct tenant_data) <= 568, "a tenant entry's data grew");
 
 struct tenant_entry {
     _Atomic uint32_t used;
