@@ -2,18 +2,19 @@
  * calling thread through a small ring of blocks per parser (see rowstream.h).
  *
  * A large body is read by two parsers at once. The first reads it from the start. As it opens
- * the first batch's <Rows>, it guesses where a row ends about half way through the rest (the
- * text of a </Row> end tag) and starts a second parser on a copy of the body with the rows in
- * between cut out: the body up to and including that <Rows> start tag, then the body from the
- * guessed end on. At a row's end inside <Rows>, libxml2 is in the state it is in right after
- * the <Rows> start tag (the same open elements, the same namespaces, between two rows), so the
- * second parser reads the rest as the first would have. The first parser checks the guess:
- * when a row of that batch ends exactly there, it stops, and the request is its rows, then the
- * second parser's. When no row ends there (the text was in a comment or a CDATA section, or in
- * another batch), the second parser is stopped and the first reads on alone. When the second
- * parser fails after the first has stopped, the calling thread is told ROWSTREAM_ABORT and the
- * body is parsed again in one piece, so that every answer is the one-piece parse's (its error
- * lines and row numbers).
+ * a batch's <Rows> that holds most of the body (judged by the text of its end tag), it guesses
+ * where a row ends about half way through those rows (the text of a </Row> end tag) and starts
+ * a second parser on a copy of the body with the rows in between cut out: the body up to and
+ * including that <Rows> start tag, then the body from the guessed end on. At a row's end inside
+ * <Rows>, libxml2 is in the state it is in right after the <Rows> start tag (the same open
+ * elements, the same namespaces, between two rows), so the second parser reads the rest as the
+ * first would have; what it reads before the cut (the batches before, that batch's start) the
+ * first parser has told already. The first parser checks the guess: when a row of that batch
+ * ends exactly there, it stops, and the request is its rows, then the second parser's. When no
+ * row ends there (the text was in a comment or a CDATA section, or past the batch), the second
+ * parser is stopped and the first reads on alone. When the second parser fails after the first
+ * has stopped, the calling thread is told ROWSTREAM_ABORT and the body is parsed again in one
+ * piece, so that every answer is the one-piece parse's (its error lines and row numbers).
  *
  * Threads: each parser thread alone touches its arena, its request and the block it fills
  * (blocks[head % QUEUE_BLOCKS], while head - tail < QUEUE_BLOCKS); the calling thread alone
@@ -41,7 +42,7 @@ enum {
                              call's rows, so that a slow moment of the worker's (a commit
                              elsewhere, a busy CPU) never stops the parse */
 };
-/* Smaller bodies are read by one parser: a second would cost about what it saves. */
+/* Fewer rows are read by one parser: a second would cost about what it saves. */
 #define SPLIT_MIN_BYTES (128 * 1024)
 
 struct block {
@@ -87,9 +88,9 @@ struct rowstream {
     struct parser first, second;
 
     /* The first parser thread's own until it is done (split: under mu once settled). */
-    int told_batch;
+    size_t batches;                   /* batches told */
     struct rowstream_prologue prologue;   /* written before the first batch is handed over */
-    int rows_seen;
+    size_t split_batch;               /* the batch cut (0-based) */
     enum split split;
     size_t cut;                       /* where the guessed row ends in the body */
     int second_started;
@@ -99,7 +100,7 @@ struct rowstream {
 
     /* The calling thread's own. */
     struct parser *from;              /* the parser whose events are read */
-    int skip_batch;                   /* the second parser's first batch was told already */
+    size_t skip_batches;              /* the second parser's batches the first told */
     struct rowstream_event end, abort;
 };
 
@@ -153,24 +154,39 @@ static void set_split(struct rowstream *rs, enum split split)
     pthread_mutex_unlock(&rs->mu);
 }
 
-/* Where the first end tag of a Row (any prefix; blanks before its '>') that starts at or after
- * from ends; 0 when there is none. Only a guess, to be checked by the first parser: the text
- * may be in a comment or a CDATA section. */
-static size_t row_end_after(const char *body, size_t from, size_t len)
+static int is_blank(char c)
 {
-    const char *end = body + len;
-    for (const char *p = body + from; (p = memmem(p, (size_t)(end - p), "</", 2)); p += 2) {
-        const char *name = p + 2, *q = name;
-        while (q < end && *q != '>' && *q != ' ' && *q != '\t' && *q != '\n' && *q != '\r' &&
-               *q != '<')
-            q++;
-        size_t n = (size_t)(q - name);
-        if (n < 3 || memcmp(q - 3, "Row", 3) != 0 || (n > 3 && q[-4] != ':'))
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.' || (unsigned char)c >= 0x80;
+}
+
+/* Where the first end tag of an element called name (any prefix; blanks before its '>') whose
+ * name starts at or after from begins, with *end where it ends; 0 when there is none. Only a
+ * guess, for a parser to check: the text may be in a comment or a CDATA section. */
+static size_t end_tag_after(const char *body, size_t from, size_t len, const char *name,
+                            size_t *end)
+{
+    size_t n = strlen(name);
+    const char *stop = body + len;
+    for (const char *p = body + from; (p = memmem(p, (size_t)(stop - p), name, n)); p += n) {
+        const char *open = p;
+        if (open - body > 0 && open[-1] == ':')   /* a prefix: back to its start */
+            for (open--; open - body > 0 && is_name_char(open[-1]); open--)
+                ;
+        if (open - body < 2 || open[-1] != '/' || open[-2] != '<')
             continue;
-        while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+        const char *q = p + n;
+        while (q < stop && is_blank(*q))
             q++;
-        if (q < end && *q == '>')
-            return (size_t)(q + 1 - body);
+        if (q < stop && *q == '>') {
+            *end = (size_t)(q + 1 - body);
+            return (size_t)(open - 2 - body);
+        }
     }
     return 0;
 }
@@ -186,15 +202,21 @@ static int start_thread(pthread_t *thread, struct parser *p)
     return e;
 }
 
-/* The first batch's <Rows> opens, its start tag read up to at: starts the second parser on the
- * body with the first half of the rows cut out. */
+/* A batch's <Rows> opens, its start tag read up to at: when its rows are most of the body,
+ * starts the second parser on the body with the first half of them cut out. */
 static void split_rows(struct rowstream *rs, size_t at)
 {
-    if (rs->len < SPLIT_MIN_BYTES || at >= rs->len || rs->body[at] != '>')
-        return;   /* a small body, an unknown offset, or <Rows/> */
-    size_t keep = at + 1;
-    size_t cut = row_end_after(rs->body, keep + (rs->len - keep) / 2, rs->len);
-    if (cut == 0)
+    if (at >= rs->len || rs->body[at] != '>')
+        return;   /* an unknown offset (a converted encoding), or <Rows/> */
+    size_t keep = at + 1, end = 0;
+    size_t rows_end = end_tag_after(rs->body, keep, rs->len, "Rows", &end);
+    if (rows_end == 0)
+        rows_end = rs->len;
+    size_t rows = rows_end - keep;
+    if (rows < SPLIT_MIN_BYTES || keep > rows)   /* few rows, or much to read again before them */
+        return;
+    size_t cut = 0;
+    if (end_tag_after(rs->body, keep + rows / 2, rows_end, "Row", &cut) == 0)
         return;
     size_t len = keep + (rs->len - cut);
     char *doc = malloc(len);
@@ -212,6 +234,7 @@ static void split_rows(struct rowstream *rs, size_t at)
     second->blocks = blocks;
     rs->second_doc = doc;
     rs->cut = cut;
+    rs->split_batch = rs->batches - 1;
     set_split(rs, SPLIT_PENDING);
     if (start_thread(&second->thread, second) != 0) {
         set_split(rs, SPLIT_NONE);
@@ -229,8 +252,7 @@ static void on_batch(void *ctx, const struct soap_request *req, const struct bat
 {
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
-    if (p == &rs->first && !rs->told_batch) {
-        rs->told_batch = 1;
+    if (p == &rs->first && rs->batches++ == 0) {
         rs->prologue = (struct rowstream_prologue){
             .token = req->token, .token_len = req->token_len, .ntokens = req->ntokens,
             .op = req->op, .op_fault = req->op_fault.code,
@@ -244,10 +266,8 @@ static void on_rows(void *ctx, size_t at)
 {
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
-    if (p == &rs->first && !rs->rows_seen) {
-        rs->rows_seen = 1;
+    if (p == &rs->first && rs->split == SPLIT_NONE && !rs->second_started)
         split_rows(rs, at);
-    }
 }
 
 static int halted(struct parser *p)
@@ -284,7 +304,7 @@ static void on_batch_end(void *ctx, const struct batch *batch)
     struct rowstream *rs = p->rs;
     struct rowstream_event ev = {.kind = ROWSTREAM_BATCH_END, .batch = *batch};
     tell(p, &ev, 0);
-    if (p == &rs->first && rs->split == SPLIT_PENDING)   /* the first batch ended before it */
+    if (p == &rs->first && rs->split == SPLIT_PENDING)   /* the batch ended before the cut */
         set_split(rs, SPLIT_FAILED);
 }
 
@@ -353,8 +373,13 @@ static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
         struct parser *p = rs->from;
         if (p->reading) {
             struct block *b = &p->blocks[p->tail % QUEUE_BLOCKS];
-            if (p->pos < b->n)
-                return &b->events[p->pos++];
+            if (p->pos < b->n) {
+                const struct rowstream_event *ev = &b->events[p->pos++];
+                if (rs->skip_batches == 0)
+                    return ev;
+                rs->skip_batches -= ev->kind == ROWSTREAM_BATCH;   /* through the batch cut */
+                continue;
+            }
             pthread_mutex_lock(&rs->mu);
             p->tail++;
             pthread_cond_broadcast(&rs->cond);
@@ -369,18 +394,14 @@ static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
         pthread_mutex_unlock(&rs->mu);
         if (!empty) {
             p->reading = 1;
-            p->pos = 1;   /* a block is handed over with one event at least */
-            if (rs->skip_batch) {   /* told alone, at once */
-                rs->skip_batch = 0;
-                continue;
-            }
-            return &p->blocks[p->tail % QUEUE_BLOCKS].events[0];
+            p->pos = 0;
+            continue;
         }
         if (!done)
             return NULL;   /* with wait, empty means done */
         if (p == &rs->first && split == SPLIT_MADE) {
             rs->from = &rs->second;
-            rs->skip_batch = 1;
+            rs->skip_batches = rs->split_batch + 1;
             continue;
         }
         return p == &rs->second && !second_clean(rs) ? &rs->abort : &rs->end;
@@ -402,12 +423,13 @@ const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs)
     return &rs->prologue;
 }
 
-/* The first parser's rows, then the second's request (its arena now the caller's). */
+/* The second parser's request, the batch cut holding the first parser's rows, then the
+ * second's (the second's arena is now the caller's). */
 static void join_halves(struct rowstream *rs)
 {
     struct soap_request *req = rs->first.req, whole = rs->second_req;
-    const struct batch *head = &req->batches[0];
-    struct batch *batch = &whole.batches[0];
+    const struct batch *head = &req->batches[rs->split_batch];
+    struct batch *batch = &whole.batches[rs->split_batch];
     size_t n = head->nrows + batch->nrows;
     struct row *rows = arena_alloc(rs->first.arena, n * sizeof(*rows));
     memcpy(rows, head->rows, head->nrows * sizeof(*rows));

@@ -80,6 +80,46 @@ static void teardown(void)
     buf_free(&doc);
 }
 
+/* The one-piece parse's answer to the document built. */
+static int parse_in_one_piece(struct soap_request *out, struct arena *a, struct fault *f)
+{
+    arena_init(a);
+    return soap_parse_request(doc.data, doc.len, NULL, a, out, f);
+}
+
+/* The finished request is the one-piece parse's, batch by batch, row by row, value by value. */
+static void assert_one_piece_request(void)
+{
+    struct soap_request one;
+    struct arena a;
+    struct fault f;
+    ck_assert_int_eq(parse_in_one_piece(&one, &a, &f), 0);
+    ck_assert_int_eq(req.op, one.op);
+    ck_assert_int_eq(req.ntokens, one.ntokens);
+    ck_assert_int_eq(req.body_fault.code, one.body_fault.code);
+    ck_assert_uint_eq(req.nbatches, one.nbatches);
+    for (size_t b = 0; b < one.nbatches; b++) {
+        const struct batch *got = &req.batches[b], *want = &one.batches[b];
+        ck_assert_str_eq(got->table, want->table);
+        ck_assert_uint_eq(got->ncolumns, want->ncolumns);
+        ck_assert_int_eq(got->has_lsn, want->has_lsn);
+        ck_assert_int_eq(got->lsn, want->lsn);
+        ck_assert_uint_eq(got->nrows, want->nrows);
+        for (size_t r = 0; r < want->nrows; r++) {
+            const struct row *gr = &got->rows[r], *wr = &want->rows[r];
+            ck_assert_int_eq(gr->op, wr->op);
+            ck_assert_int_eq(gr->lsn, wr->lsn);
+            ck_assert_uint_eq(gr->nvalues, wr->nvalues);
+            for (size_t v = 0; v < wr->nvalues; v++) {
+                ck_assert_int_eq(gr->values[v].kind, wr->values[v].kind);
+                ck_assert_uint_eq(gr->values[v].len, wr->values[v].len);
+                ck_assert(memcmp(gr->values[v].data, wr->values[v].data, wr->values[v].len) == 0);
+            }
+        }
+    }
+    arena_free(&a);
+}
+
 /* Reads every event of the document built, checks them against the finished request, and
  * that it was read in that many halves. */
 static void read_every_event(int halves)
@@ -126,6 +166,7 @@ static void read_every_event(int halves)
     int read_in = 0;
     ck_assert_int_eq(rowstream_finish(rs, &f, &read_in), 0);
     ck_assert_int_eq(read_in, halves);
+    assert_one_piece_request();
     ck_assert_uint_eq(batches, 2);
     ck_assert_uint_eq(ends, 2);
     ck_assert_uint_eq(ntold, ROWS_T + ROWS_U);
@@ -160,6 +201,46 @@ START_TEST(test_prefixed_elements_in_two_halves)
 }
 END_TEST
 
+/* Reads the events to the last one, counting the rows told per batch (1-based, up to 3). */
+static const struct rowstream_event *read_to_the_end(struct rowstream *rs, size_t rows[4],
+                                                     size_t *batches, size_t *ends)
+{
+    const struct rowstream_event *ev;
+    while ((ev = rowstream_next(rs))->kind != ROWSTREAM_END && ev->kind != ROWSTREAM_ABORT) {
+        *batches += ev->kind == ROWSTREAM_BATCH;
+        *ends += ev->kind == ROWSTREAM_BATCH_END;
+        if (ev->kind == ROWSTREAM_ROW && *batches < 4)
+            rows[*batches]++;
+    }
+    return ev;
+}
+
+/* The bulk of the rows in a later batch: the cut is made there; the second parser reads the
+ * small batch before it again and tells none of it. */
+START_TEST(test_cut_in_a_later_batch)
+{
+    buf_reset(&doc);
+    buf_printf(&doc, "<s:Envelope xmlns:s=\"" SOAP_ENV_NS "\"><s:Header><SignedToken xmlns=\""
+               SOAP_NS "\">tok.en.sig</SignedToken></s:Header><s:Body><RowDataRequest xmlns=\""
+               SOAP_NS "\"><Batches>");
+    put_batch("", "u", "<Name>k</Name><Name>n</Name>", ROWS_U, 7, 0, NULL);
+    put_batch("", "t", "<Name>id</Name><Name>v</Name>", ROWS_T, 900, 0, NULL);
+    buf_printf(&doc, "</Batches></RowDataRequest></s:Body></s:Envelope>");
+    struct rowstream *rs = start();
+    size_t rows[4] = {0}, batches = 0, ends = 0;
+    ck_assert_int_eq(read_to_the_end(rs, rows, &batches, &ends)->kind, ROWSTREAM_END);
+    ck_assert_uint_eq(batches, 2);
+    ck_assert_uint_eq(ends, 2);
+    ck_assert_uint_eq(rows[1], ROWS_U);
+    ck_assert_uint_eq(rows[2], ROWS_T);
+    struct fault f;
+    int halves = 0;
+    ck_assert_int_eq(rowstream_finish(rs, &f, &halves), 0);
+    ck_assert_int_eq(halves, 2);
+    assert_one_piece_request();
+}
+END_TEST
+
 /* A body libxml2 converts from another encoding has no offsets in the body: one piece. */
 START_TEST(test_converted_encoding_in_one_piece)
 {
@@ -190,20 +271,6 @@ START_TEST(test_guess_in_a_comment_in_one_piece)
     read_every_event(1);
 }
 END_TEST
-
-/* Reads the events to the last one, counting the rows told per batch (1-based, up to 3). */
-static const struct rowstream_event *read_to_the_end(struct rowstream *rs, size_t rows[4],
-                                                     size_t *batches, size_t *ends)
-{
-    const struct rowstream_event *ev;
-    while ((ev = rowstream_next(rs))->kind != ROWSTREAM_END && ev->kind != ROWSTREAM_ABORT) {
-        *batches += ev->kind == ROWSTREAM_BATCH;
-        *ends += ev->kind == ROWSTREAM_BATCH_END;
-        if (ev->kind == ROWSTREAM_ROW && *batches < 4)
-            rows[*batches]++;
-    }
-    return ev;
-}
 
 /* A fault before the cut: the first parser never reaches it, the second is stopped, and the
  * events end as a one-piece parse's do (nothing after the bad row). */
@@ -290,12 +357,6 @@ START_TEST(test_finish_without_reading)
 }
 END_TEST
 
-/* The one-piece parse's answer to the document built. */
-static int parse_in_one_piece(struct soap_request *out, struct arena *a, struct fault *f)
-{
-    arena_init(a);
-    return soap_parse_request(doc.data, doc.len, NULL, a, out, f);
-}
 
 /* Not well-formed after the cut: the second parser fails, the events end in ABORT, and the
  * answer is the one-piece parse's (its error line). */
@@ -361,6 +422,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_every_event_in_order);
     tcase_add_test(tc, test_prefixed_elements_in_two_halves);
+    tcase_add_test(tc, test_cut_in_a_later_batch);
     tcase_add_test(tc, test_converted_encoding_in_one_piece);
     tcase_add_test(tc, test_guess_in_a_comment_in_one_piece);
     tcase_add_test(tc, test_fault_before_the_cut);
