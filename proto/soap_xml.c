@@ -79,6 +79,17 @@ int soap_xml_ns_is(const char *ns, const char *want)
     return ns && strcmp(ns, want) == 0;
 }
 
+/* Ends the parse: no callback after the current one, and libxml2's loops end. Not
+ * xmlStopParser: in libxml2 2.9 it frees the input at once, while the reader that called us
+ * (xmlParseCharData, say, reporting "]]>" in text, or handing over text) goes on reading
+ * through its own pointer into it: a use-after-free, a crash once the input was large enough
+ * to be a mapping of its own. The input is freed with the parser. */
+static void halt(struct soap_xml *x)
+{
+    x->parser->disableSAX = 1;
+    x->parser->instate = XML_PARSER_EOF;
+}
+
 static void env_fail(struct soap_xml *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void env_fail(struct soap_xml *x, const char *fmt, ...)
 {
@@ -89,7 +100,7 @@ static void env_fail(struct soap_xml *x, const char *fmt, ...)
     vsnprintf(x->res->env_error, sizeof(x->res->env_error), fmt, ap);
     va_end(ap);
     if (x->parser)
-        xmlStopParser(x->parser);   /* the answer is decided: read no further */
+        halt(x);   /* the answer is decided: read no further */
 }
 
 #if LIBXML_VERSION >= 21200
@@ -423,7 +434,7 @@ static void character_data(struct soap_xml *x, const char *value, size_t len)
 }
 
 /* ---- SAX2 callbacks (user data: the struct soap_xml). Once an envelope error is recorded
- * they do nothing more, and env_fail has stopped the parser (xmlStopParser). ---- */
+ * they do nothing more, and env_fail has ended the parse (halt). ---- */
 
 /* The depth limit libxml2 enforces only while building a tree (the reader's), kept without one
  * and reported in the same words as its own error. (Its 10 MB limit on a text node is not kept:
@@ -594,7 +605,7 @@ size_t soap_xml_offset(const struct soap_xml *x)
 void soap_xml_stop(struct soap_xml *x)
 {
     x->stopped = 1;
-    xmlStopParser(x->parser);   /* no callback comes after this handler's own */
+    halt(x);   /* no callback comes after this handler's own */
 }
 
 size_t soap_xml_char_len(const char *s, size_t len)
