@@ -8,8 +8,8 @@
  * including that <Rows> start tag, then the body from the guessed end on. At a row's end inside
  * <Rows>, libxml2 is in the state it is in right after the <Rows> start tag (the same open
  * elements, the same namespaces, between two rows), so the second parser reads the rest as the
- * first would have; what it reads before the cut (the batches before, that batch's start) the
- * first parser has told already. The first parser checks the guess: when a row of that batch
+ * first would have; what it reads before the cut (the batches before, that batch's start) it
+ * does not tell: the first parser does. The first parser checks the guess: when a row of that batch
  * ends exactly there, it stops, and the request is its rows, then the second parser's. When no
  * row ends there (the text was in a comment or a CDATA section, or past the batch), the second
  * parser is stopped and the first reads on alone. When the second parser fails after the first
@@ -17,8 +17,8 @@
  * piece, so that every answer is the one-piece parse's (its error lines and row numbers).
  *
  * Threads: each parser thread alone touches its arena, its request and the block it fills
- * (blocks[head % QUEUE_BLOCKS], while head - tail < QUEUE_BLOCKS); the calling thread alone
- * reads blocks[tail % QUEUE_BLOCKS] while tail < head. head, tail, done, discard, halt and a
+ * (blocks[head % nblocks], while head - tail < nblocks); the calling thread alone reads
+ * blocks[tail % nblocks] while tail < head. head, tail, done, discard, halt and a
  * settled split change only under mu, and every change is signalled on cond. The first parser
  * thread prepares and starts the second (whose fields the calling thread reads only after
  * joining the first). Both are joined before rowstream_finish returns, so none outlives the
@@ -38,9 +38,11 @@
 enum {
     BLOCK_EVENTS = 64,    /* events handed over at a time (one lock round trip each); what
                              the worker has left to apply once the parse ends */
-    QUEUE_BLOCKS = 64     /* how far a parser may run ahead of the rows applied: about a 1 MB
+    QUEUE_BLOCKS = 64,    /* how far a parser may run ahead of the rows applied: about a 1 MB
                              call's rows, so that a slow moment of the worker's (a commit
-                             elsewhere, a busy CPU) never stops the parse */
+                             elsewhere, a busy CPU) never stops the parse; the second parser
+                             gets this much per MiB of its body, since it runs ahead of the
+                             first parser's rows too */
 };
 /* Fewer rows are read by one parser: a second would cost about what it saves. */
 #define SPLIT_MIN_BYTES (128 * 1024)
@@ -61,7 +63,9 @@ struct parser {
     struct soap_request *req;
     int rc;
     struct fault env_fault;
-    struct block *blocks;             /* QUEUE_BLOCKS */
+    struct block *blocks;
+    size_t nblocks;
+    size_t batches;                   /* batches read (the parser thread's own) */
 
     /* Under rs->mu. */
     size_t head;                      /* blocks handed over */
@@ -75,7 +79,7 @@ struct parser {
     int quiet;                        /* seen discard or halt */
 
     /* The calling thread's own. */
-    int reading;                      /* blocks[tail % QUEUE_BLOCKS] is being read */
+    int reading;                      /* blocks[tail % nblocks] is being read */
     size_t pos;
 };
 
@@ -88,19 +92,17 @@ struct rowstream {
     struct parser first, second;
 
     /* The first parser thread's own until it is done (split: under mu once settled). */
-    size_t batches;                   /* batches told */
     struct rowstream_prologue prologue;   /* written before the first batch is handed over */
     size_t split_batch;               /* the batch cut (0-based) */
     enum split split;
     size_t cut;                       /* where the guessed row ends in the body */
     int second_started;
-    char *second_doc;
+    char *second_doc;                 /* until the second parser's first batch */
     struct arena second_arena;
     struct soap_request second_req;
 
     /* The calling thread's own. */
     struct parser *from;              /* the parser whose events are read */
-    size_t skip_batches;              /* the second parser's batches the first told */
     struct rowstream_event end, abort;
 };
 
@@ -124,13 +126,13 @@ static int take_free_block(struct parser *p)
 {
     struct rowstream *rs = p->rs;
     pthread_mutex_lock(&rs->mu);
-    while (!p->discard && !p->halt && p->head - p->tail == QUEUE_BLOCKS)
+    while (!p->discard && !p->halt && p->head - p->tail == p->nblocks)
         pthread_cond_wait(&rs->cond, &rs->mu);
     p->quiet = p->discard || p->halt;
     pthread_mutex_unlock(&rs->mu);
     if (p->quiet)
         return 0;
-    p->filling = &p->blocks[p->head % QUEUE_BLOCKS];
+    p->filling = &p->blocks[p->head % p->nblocks];
     p->filling->n = 0;
     return 1;
 }
@@ -219,8 +221,9 @@ static void split_rows(struct rowstream *rs, size_t at)
     if (end_tag_after(rs->body, keep + rows / 2, rows_end, "Row", &cut) == 0)
         return;
     size_t len = keep + (rs->len - cut);
+    size_t nblocks = QUEUE_BLOCKS * (1 + len / (1024 * 1024));
     char *doc = malloc(len);
-    struct block *blocks = malloc(QUEUE_BLOCKS * sizeof(*blocks));
+    struct block *blocks = malloc(nblocks * sizeof(*blocks));
     if (!doc || !blocks) {
         free(doc);
         free(blocks);
@@ -232,9 +235,10 @@ static void split_rows(struct rowstream *rs, size_t at)
     second->doc = doc;
     second->len = len;
     second->blocks = blocks;
+    second->nblocks = nblocks;
     rs->second_doc = doc;
     rs->cut = cut;
-    rs->split_batch = rs->batches - 1;
+    rs->split_batch = rs->first.batches - 1;
     set_split(rs, SPLIT_PENDING);
     if (start_thread(&second->thread, second) != 0) {
         set_split(rs, SPLIT_NONE);
@@ -247,19 +251,35 @@ static void split_rows(struct rowstream *rs, size_t at)
     rs->second_started = 1;
 }
 
+/* Whether p tells an event of the batch it reads (at its start or not): the second parser
+ * tells nothing the first did, neither the batches before the cut one nor its start. */
+static int telling(const struct parser *p, int batch_start)
+{
+    const struct rowstream *rs = p->rs;
+    if (p == &rs->first)
+        return 1;
+    size_t batch = p->batches - 1;
+    return batch > rs->split_batch || (batch == rs->split_batch && !batch_start);
+}
+
 /* A batch is handed over at once, so that the caller can start while the rows are parsed. */
 static void on_batch(void *ctx, const struct soap_request *req, const struct batch *batch)
 {
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
-    if (p == &rs->first && rs->batches++ == 0) {
+    if (p->batches == 0 && p == &rs->second) {   /* libxml2 reads its own copy by now */
+        free(rs->second_doc);
+        rs->second_doc = NULL;
+    }
+    if (p->batches++ == 0 && p == &rs->first) {
         rs->prologue = (struct rowstream_prologue){
             .token = req->token, .token_len = req->token_len, .ntokens = req->ntokens,
             .op = req->op, .op_fault = req->op_fault.code,
         };
     }
     struct rowstream_event ev = {.kind = ROWSTREAM_BATCH, .batch = *batch};
-    tell(p, &ev, 1);
+    if (telling(p, 1))
+        tell(p, &ev, 1);
 }
 
 static void on_rows(void *ctx, size_t at)
@@ -270,24 +290,25 @@ static void on_rows(void *ctx, size_t at)
         split_rows(rs, at);
 }
 
-static int halted(struct parser *p)
+/* The second parser, once its guess turned out wrong, stops (even after a shape error). */
+static int on_cancelled(void *ctx)
 {
+    struct parser *p = ctx;
     pthread_mutex_lock(&p->rs->mu);
     int halt = p->halt;
     pthread_mutex_unlock(&p->rs->mu);
     return halt;
 }
 
-/* 1 ends this parser's parse: the first's at the guessed row end, the second's when halted. */
+/* 1 ends the first parser's parse at the guessed row end. */
 static int on_row(void *ctx, const struct row *row, size_t at)
 {
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
     struct rowstream_event ev = {.kind = ROWSTREAM_ROW, .row = *row};
-    tell(p, &ev, 0);
-    if (p == &rs->second)
-        return p->quiet && halted(p);
-    if (rs->split != SPLIT_PENDING)
+    if (telling(p, 0))
+        tell(p, &ev, 0);
+    if (p == &rs->second || rs->split != SPLIT_PENDING)
         return 0;
     if (at == rs->cut) {
         set_split(rs, SPLIT_MADE);
@@ -303,13 +324,15 @@ static void on_batch_end(void *ctx, const struct batch *batch)
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
     struct rowstream_event ev = {.kind = ROWSTREAM_BATCH_END, .batch = *batch};
-    tell(p, &ev, 0);
+    if (telling(p, 0))
+        tell(p, &ev, 0);
     if (p == &rs->first && rs->split == SPLIT_PENDING)   /* the batch ended before the cut */
         set_split(rs, SPLIT_FAILED);
 }
 
 static const struct soap_row_listener listener = {
     .batch = on_batch, .rows = on_rows, .row = on_row, .batch_end = on_batch_end,
+    .cancelled = on_cancelled,
 };
 
 static void *parse_thread(void *arg)
@@ -340,7 +363,8 @@ struct rowstream *rowstream_start(const char *body, size_t len, const char *soap
     rs->len = len;
     rs->soapaction = soapaction;
     rs->first = (struct parser){.rs = rs, .doc = body, .len = len, .arena = arena, .req = req,
-                                .blocks = xmalloc(QUEUE_BLOCKS * sizeof(struct block))};
+                                .blocks = xmalloc(QUEUE_BLOCKS * sizeof(struct block)),
+                                .nblocks = QUEUE_BLOCKS};
     rs->second = (struct parser){.rs = rs, .arena = &rs->second_arena, .req = &rs->second_req};
     arena_init(&rs->second_arena);
     rs->from = &rs->first;
@@ -372,14 +396,9 @@ static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
     for (;;) {
         struct parser *p = rs->from;
         if (p->reading) {
-            struct block *b = &p->blocks[p->tail % QUEUE_BLOCKS];
-            if (p->pos < b->n) {
-                const struct rowstream_event *ev = &b->events[p->pos++];
-                if (rs->skip_batches == 0)
-                    return ev;
-                rs->skip_batches -= ev->kind == ROWSTREAM_BATCH;   /* through the batch cut */
-                continue;
-            }
+            struct block *b = &p->blocks[p->tail % p->nblocks];
+            if (p->pos < b->n)
+                return &b->events[p->pos++];
             pthread_mutex_lock(&rs->mu);
             p->tail++;
             pthread_cond_broadcast(&rs->cond);
@@ -394,14 +413,13 @@ static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
         pthread_mutex_unlock(&rs->mu);
         if (!empty) {
             p->reading = 1;
-            p->pos = 0;
-            continue;
+            p->pos = 1;   /* a block is handed over with one event at least */
+            return &p->blocks[p->tail % p->nblocks].events[0];
         }
         if (!done)
             return NULL;   /* with wait, empty means done */
         if (p == &rs->first && split == SPLIT_MADE) {
             rs->from = &rs->second;
-            rs->skip_batches = rs->split_batch + 1;
             continue;
         }
         return p == &rs->second && !second_clean(rs) ? &rs->abort : &rs->end;

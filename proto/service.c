@@ -508,7 +508,9 @@ static int parse_request(struct call *call, const char *body, size_t len, const 
         rs = rowstream_start(body, len, soapaction, &call->arena, &call->req);
     if (!rs)
         return soap_parse_request(body, len, soapaction, &call->arena, &call->req, f);
-    /* Given up on at once, not after the rest of the parse: the lock and the transaction go. */
+    /* Given up on at once, not after the rest of the parse: the lock and the transaction go.
+     * Also before rowstream_finish: the store may hold rows of a second parser whose memory the
+     * finish frees when its half is not joined (ROWSTREAM_ABORT). */
     if (stream_rows(call, rs) != 0)
         stream_abandon(call);
     int halves = 1;

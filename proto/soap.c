@@ -536,10 +536,17 @@ static const struct shape *request_body_element(void *ctx, const char *ns, const
     return &request_shapes[op];
 }
 
+static int request_cancelled(void *ctx)
+{
+    const struct request_builder *b = ctx;
+    return b->listener && b->listener->cancelled && b->listener->cancelled(b->listener_ctx);
+}
+
 static const struct soap_xml_ops request_ops = {
     .header_block = request_header_block,
     .body_element = request_body_element,
     .unqualified_is_error = 1,
+    .cancelled = request_cancelled,
 };
 
 /* Reads the SOAPAction value: absent or empty, one of the five, or something else. */
@@ -602,9 +609,10 @@ int soap_parse_request_told(const char *body, size_t len, const char *soapaction
 
     struct soap_xml_result res;
     int rc = soap_xml_parse(body, len, &request_ops, &b, &res);
-    if (rc == 1) {   /* ended by the listener at a row's end: keep the rows read */
+    if (rc == 1) {   /* ended by the listener (at a row's end, unless cancelled): keep the rows */
         struct batch *batch = soap_vec_last(&b.batches);
-        batch->rows = soap_vec_finish(&b.rows, arena, &batch->nrows);
+        if (batch)
+            batch->rows = soap_vec_finish(&b.rows, arena, &batch->nrows);
         out->batches = soap_vec_finish(&b.batches, arena, &out->nbatches);
     }
     struct soap_vec *vecs[] = {&b.tables, &b.columns, &b.names, &b.batches,

@@ -69,12 +69,15 @@ int soap_parse_request(const char *body, size_t len, const char *soapaction, str
  * whatever was told. at: bytes of the body read (soap_xml_offset): for rows up to the start
  * tag's closing '>' (or "/>"), for row through the row's end tag; SIZE_MAX when unknown.
  * row returns 0 to go on, or 1 to end the parse right there: soap_parse_request_told then
- * returns 1, with the request as read so far (the open batch holds the rows read). */
+ * returns 1, with the request as read so far (the open batch holds the rows read). cancelled
+ * (may be NULL) is asked now and then, also after a shape error, whether the parse is still
+ * wanted: nonzero ends it (the result is then 1, and the request not to be used). */
 struct soap_row_listener {
     void (*batch)(void *ctx, const struct soap_request *req, const struct batch *batch);
     void (*rows)(void *ctx, size_t at);
     int (*row)(void *ctx, const struct row *row, size_t at);
     void (*batch_end)(void *ctx, const struct batch *batch);
+    int (*cancelled)(void *ctx);
 };
 int soap_parse_request_told(const char *body, size_t len, const char *soapaction,
                             struct arena *arena, struct soap_request *out, struct fault *env_fault,

@@ -22,6 +22,7 @@
 #define FRAMES_MAX 16
 #define NO_CHILD ((size_t)-1)
 #define SHOWN_VALUE_MAX 32   /* bytes of a bad value quoted in a shape error */
+#define CANCEL_POLL 1024     /* elements between two calls of ops->cancelled */
 
 enum frame_kind { FRAME_ENVELOPE, FRAME_HEADER, FRAME_BODY, FRAME_SHAPE };
 
@@ -58,6 +59,7 @@ struct soap_xml {
                                URI, value, end); NULL outside startElementNs */
     int nattrs;
     size_t open_elements;   /* all of them, skipped ones too (see on_start_element) */
+    size_t started;         /* elements started, for CANCEL_POLL */
     struct child_memo child_memo[CHILD_MEMO];   /* see child_of */
 };
 
@@ -458,6 +460,10 @@ static void on_start_element(void *arg, const xmlChar *localname, const xmlChar 
         snprintf(what, sizeof(what), "Excessive depth in document: %u use XML_PARSE_HUGE option",
                  xmlParserMaxDepth);
         tree_limit_fail(x, what);
+        return;
+    }
+    if (x->ops->cancelled && ++x->started % CANCEL_POLL == 0 && x->ops->cancelled(x->ctx)) {
+        soap_xml_stop(x);
         return;
     }
     x->attrs = attributes;

@@ -49,6 +49,9 @@ struct soap_xml_ops {
     /* Whether an unqualified element inside a shape that does not expect it is an error
      * (requests) or is skipped like a foreign one (responses). */
     int unqualified_is_error;
+    /* Asked now and then (every so many elements, also after a shape error) whether the parse
+     * is still wanted; nonzero ends it as soap_xml_stop does. May be NULL. */
+    int (*cancelled)(void *ctx);
 };
 
 struct soap_xml_result {

@@ -279,9 +279,12 @@ def two_halves(p):
     inner = inner.replace("</Row><Row", "</Row>\n<Row").replace("<V>v25000</V>", "<V>v25000&nosuch;</V>")
     line = inner[:inner.index("&nosuch;")].count("\n") + 1
     check(line == 5000, "the bad row is on line %d" % line)
+    aborted = lambda: p.daemon.log().count("the two halves of the parse did not join")  # noqa: E731
+    before_abort = aborted()
     r = p.call("RowData", inner)
     expect_fault(r, "MalformedRequest")
     check("XML error at line %d:" % line in r.fault["message"], "the line of the one-piece parse: %r" % r.fault)
+    eq(aborted(), before_abort + 1, "the second parser's failure gave up the streamed rows")
     eq(p.query("SELECT count(*) FROM t"), [(9000,)], "nothing of the faulted call")
     eq(p.meta()["t"]["lsn"], 11, "position after the fault")
 
