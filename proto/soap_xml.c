@@ -502,13 +502,18 @@ static void on_cdata(void *arg, const xmlChar *value, int len)
         character_data(x, (const char *)value, (size_t)len);
 }
 
-/* A DOCTYPE: refused before its internal subset is even read. */
+/* A DOCTYPE: refused before its internal subset is even read. Here (and for the other DTD
+ * callbacks) libxml2 holds no pointer into its input across the call and looks at its state
+ * right after, so xmlStopParser is safe, and needed: halt's EOF would be overwritten as
+ * libxml2 goes on to read the internal subset (without callbacks, but at a cost, and keeping
+ * a document of its own for the entities it declares). */
 static void on_internal_subset(void *arg, const xmlChar *name, const xmlChar *external_id,
                                const xmlChar *system_id)
 {
     (void)name, (void)external_id, (void)system_id;
     struct soap_xml *x = arg;
     env_fail(x, "a DTD is not allowed");
+    xmlStopParser(x->parser);
 }
 
 static void on_external_subset(void *arg, const xmlChar *name, const xmlChar *external_id,
@@ -521,7 +526,9 @@ static void on_entity_decl(void *arg, const xmlChar *name, int type, const xmlCh
                            const xmlChar *system_id, xmlChar *content)
 {
     (void)name, (void)type, (void)public_id, (void)system_id, (void)content;
-    env_fail(arg, "a DTD is not allowed");
+    struct soap_xml *x = arg;
+    env_fail(x, "a DTD is not allowed");
+    xmlStopParser(x->parser);
 }
 
 /* No entity is ever resolved (the predefined ones never get here): an undeclared one is then

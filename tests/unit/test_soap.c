@@ -274,6 +274,11 @@ START_TEST(test_dtd_refused)
                                 "<s:Body/>" ENV_CLOSE, NULL));
     assert_env_fault(parse_text("<!DOCTYPE s:Envelope SYSTEM \"http://example.invalid/x.dtd\">"
                                 ENV_OPEN "<s:Body/>" ENV_CLOSE, NULL));
+    /* A malformed internal entity: libxml2 keeps a document of its own for entities in SAX
+     * mode, left behind when the subset's error ends the parse, were the subset read (valgrind
+     * and ASan see it leak). */
+    assert_env_fault(parse_text("<!DOCTYPE s:Envelope [<!ENTITY e \"value\" junk>]>" ENV_OPEN
+                                "<s:Body/>" ENV_CLOSE, NULL));
 }
 END_TEST
 
