@@ -204,8 +204,10 @@ static int start_thread(pthread_t *thread, struct parser *p)
     return e;
 }
 
-/* A batch's <Rows> opens, its start tag read up to at: when its rows are most of the body,
- * starts the second parser on the body with the first half of them cut out. */
+/* A batch's <Rows> opens, its start tag read up to at: when its rows (up to the text of its
+ * end tag) take SPLIT_MIN_BYTES or more, and no more than that comes before them (which the
+ * second parser reads again), starts the second parser on the body with the first half of the
+ * rows cut out. */
 static void split_rows(struct rowstream *rs, size_t at)
 {
     if (at >= rs->len || rs->body[at] != '>')
