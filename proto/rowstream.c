@@ -57,7 +57,7 @@ enum split { SPLIT_NONE, SPLIT_PENDING, SPLIT_MADE, SPLIT_FAILED };
 struct parser {
     struct rowstream *rs;
     pthread_t thread;
-    const char *doc;
+    const char *doc;                  /* the body, or the second's own copy (until its first batch) */
     size_t len;
     struct arena *arena;
     struct soap_request *req;
@@ -97,7 +97,6 @@ struct rowstream {
     enum split split;
     size_t cut;                       /* where the guessed row ends in the body */
     int second_started;
-    char *second_doc;                 /* until the second parser's first batch */
     struct arena second_arena;
     struct soap_request second_req;
 
@@ -107,6 +106,13 @@ struct rowstream {
 };
 
 static void *parse_thread(void *arg);
+
+/* The second parser's copy of the body, once libxml2 has its own (or it never started). */
+static void free_second_doc(struct rowstream *rs)
+{
+    free((char *)rs->second.doc);
+    rs->second.doc = NULL;
+}
 
 /* ---- the parser threads ---- */
 
@@ -210,8 +216,8 @@ static int start_thread(pthread_t *thread, struct parser *p)
  * rows cut out. */
 static void split_rows(struct rowstream *rs, size_t at)
 {
-    if (at >= rs->len || rs->body[at] != '>')
-        return;   /* an unknown offset (a converted encoding), or <Rows/> */
+    if (at >= rs->len || rs->len - at < SPLIT_MIN_BYTES || rs->body[at] != '>')
+        return;   /* an unknown offset (a converted encoding), too little left, or <Rows/> */
     size_t keep = at + 1, end = 0;
     size_t rows_end = end_tag_after(rs->body, keep, rs->len, "Rows", &end);
     if (rows_end == 0)
@@ -238,16 +244,14 @@ static void split_rows(struct rowstream *rs, size_t at)
     second->len = len;
     second->blocks = blocks;
     second->nblocks = nblocks;
-    rs->second_doc = doc;
     rs->cut = cut;
     rs->split_batch = rs->first.batches - 1;
     set_split(rs, SPLIT_PENDING);
     if (start_thread(&second->thread, second) != 0) {
         set_split(rs, SPLIT_NONE);
-        rs->second_doc = NULL;
-        second->blocks = NULL;
-        free(doc);
+        free_second_doc(rs);
         free(blocks);
+        second->blocks = NULL;
         return;
     }
     rs->second_started = 1;
@@ -269,10 +273,8 @@ static void on_batch(void *ctx, const struct soap_request *req, const struct bat
 {
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
-    if (p->batches == 0 && p == &rs->second) {   /* libxml2 reads its own copy by now */
-        free(rs->second_doc);
-        rs->second_doc = NULL;
-    }
+    if (p->batches == 0 && p == &rs->second)   /* libxml2 reads its own copy by now */
+        free_second_doc(rs);
     if (p->batches++ == 0 && p == &rs->first) {
         rs->prologue = (struct rowstream_prologue){
             .token = req->token, .token_len = req->token_len, .ntokens = req->ntokens,
@@ -487,7 +489,7 @@ int rowstream_finish(struct rowstream *rs, struct fault *env_fault, int *halves)
     if (halves)
         *halves = parts;
     arena_free(&rs->second_arena);
-    free(rs->second_doc);
+    free_second_doc(rs);
     free(rs->second.blocks);
     free(rs->first.blocks);
     pthread_cond_destroy(&rs->cond);

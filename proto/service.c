@@ -7,11 +7,12 @@
  *
  * A large RowData body is applied while it is parsed (stream_rows): the parse runs on helper
  * threads (proto/rowstream; two at once for a body of 128 KiB and more) and this thread checks
- * and applies each row as it is read, in the call's transaction. That starts only where the sequential order would apply the rows too
- * (one token that verifies, RowData, a tenant already registered, its lock free, not paused;
- * the token and the tenant's entry are then not looked up again); the transaction is committed
- * only when the finished request then passes every other check of the sequential order. Any other outcome rolls it back and the call is answered the sequential
- * way, so that its answer is the same whichever path ran. */
+ * and applies each row as it is read, in the call's transaction. That starts only where the
+ * sequential order would apply the rows too (one token that verifies, RowData, a tenant already
+ * registered, its lock free, not paused; the token and the tenant's entry are then not looked
+ * up again); the transaction is committed only when the finished request then passes every
+ * other check of the sequential order. Any other outcome rolls it back and the call is
+ * answered the sequential way, so that its answer is the same whichever path ran. */
 #include "proto/service.h"
 
 #include <stdio.h>

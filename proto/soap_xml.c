@@ -507,13 +507,17 @@ static void on_cdata(void *arg, const xmlChar *value, int len)
  * right after, so xmlStopParser is safe, and needed: halt's EOF would be overwritten as
  * libxml2 goes on to read the internal subset (without callbacks, but at a cost, and keeping
  * a document of its own for the entities it declares). */
+static void refuse_dtd(struct soap_xml *x)
+{
+    env_fail(x, "a DTD is not allowed");
+    xmlStopParser(x->parser);
+}
+
 static void on_internal_subset(void *arg, const xmlChar *name, const xmlChar *external_id,
                                const xmlChar *system_id)
 {
     (void)name, (void)external_id, (void)system_id;
-    struct soap_xml *x = arg;
-    env_fail(x, "a DTD is not allowed");
-    xmlStopParser(x->parser);
+    refuse_dtd(arg);
 }
 
 static void on_external_subset(void *arg, const xmlChar *name, const xmlChar *external_id,
@@ -526,9 +530,7 @@ static void on_entity_decl(void *arg, const xmlChar *name, int type, const xmlCh
                            const xmlChar *system_id, xmlChar *content)
 {
     (void)name, (void)type, (void)public_id, (void)system_id, (void)content;
-    struct soap_xml *x = arg;
-    env_fail(x, "a DTD is not allowed");
-    xmlStopParser(x->parser);
+    refuse_dtd(arg);
 }
 
 /* No entity is ever resolved (the predefined ones never get here): an undeclared one is then

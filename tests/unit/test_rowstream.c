@@ -252,20 +252,27 @@ START_TEST(test_converted_encoding_in_one_piece)
 }
 END_TEST
 
+/* head, unit 60,000 times, tail: built once into b, and put before row ROWS_T / 3. */
+static const char *large_before_a_third(struct buf *b, int i, const char *head, const char *unit,
+                                        const char *tail)
+{
+    if (i != ROWS_T / 3)
+        return NULL;
+    if (!b->len) {
+        buf_printf(b, "%s", head);
+        for (int k = 0; k < 60000; k++)
+            buf_printf(b, "%s", unit);
+        buf_printf(b, "%s", tail);
+    }
+    return b->data;
+}
+
 /* A comment as large as the rest, full of "</Row>", sits where the guess looks: the guessed end
  * is no row's end, so the first parser reads on alone, and every row is told once, in order. */
 static const char *big_comment(int i)
 {
     static struct buf comment;
-    if (i != ROWS_T / 3)
-        return NULL;
-    if (!comment.len) {
-        buf_printf(&comment, "<!--");
-        for (int k = 0; k < 60000; k++)
-            buf_printf(&comment, " </Row>");
-        buf_printf(&comment, " -->");
-    }
-    return comment.data;
+    return large_before_a_third(&comment, i, "<!--", " </Row>", " -->");
 }
 
 START_TEST(test_guess_in_a_comment_in_one_piece)
@@ -282,15 +289,8 @@ END_TEST
 static const char *big_cdata_row(int i)
 {
     static struct buf row;
-    if (i != ROWS_T / 3)
-        return NULL;
-    if (!row.len) {
-        buf_printf(&row, "<Row op=\"I\"><V>0</V><V><![CDATA[");
-        for (int k = 0; k < 60000; k++)
-            buf_printf(&row, "yyyyyyy");
-        buf_printf(&row, "</Row> x]]></V></Row>");
-    }
-    return row.data;
+    return large_before_a_third(&row, i, "<Row op=\"I\"><V>0</V><V><![CDATA[", "yyyyyyy",
+                                "</Row> x]]></V></Row>");
 }
 
 START_TEST(test_guess_in_a_cdata_section_in_one_piece)
