@@ -2,7 +2,7 @@
  * calling thread through a small ring of blocks per parser (see rowstream.h).
  *
  * A large body is read by two parsers at once. The first reads it from the start. As it opens
- * a batch's <Rows> that holds most of the body (judged by the text of its end tag), it guesses
+ * a batch's <Rows> that holds most of the body (judged by the text of end tags), it guesses
  * where a row ends about half way through those rows (the text of a </Row> end tag) and starts
  * a second parser on a copy of the body with the rows in between cut out: the body up to and
  * including that <Rows> start tag, then the body from the guessed end on. At a row's end inside
@@ -173,29 +173,51 @@ static int is_name_char(char c)
            c == '_' || c == '-' || c == '.' || (unsigned char)c >= 0x80;
 }
 
-/* Where the first end tag of an element called name (any prefix; blanks before its '>') whose
- * name starts at or after from begins, with *end where it ends; 0 when there is none. Only a
- * guess, for a parser to check: the text may be in a comment or a CDATA section. */
-static size_t end_tag_after(const char *body, size_t from, size_t len, const char *name,
-                            size_t *end)
+/* Whether the text of name at p (inside body, before stop) is the name of an end tag (any
+ * prefix; blanks before its '>'): where that tag begins, with *end where it ends; 0 when it is
+ * not one. */
+static size_t end_tag_at(const char *body, const char *p, const char *stop, size_t n, size_t *end)
 {
-    size_t n = strlen(name);
-    const char *stop = body + len;
-    for (const char *p = body + from; (p = memmem(p, (size_t)(stop - p), name, n)); p += n) {
-        const char *open = p;
-        if (open - body > 0 && open[-1] == ':')   /* a prefix: back to its start */
-            for (open--; open - body > 0 && is_name_char(open[-1]); open--)
-                ;
-        if (open - body < 2 || open[-1] != '/' || open[-2] != '<')
-            continue;
-        const char *q = p + n;
-        while (q < stop && is_blank(*q))
-            q++;
-        if (q < stop && *q == '>') {
-            *end = (size_t)(q + 1 - body);
-            return (size_t)(open - 2 - body);
+    const char *open = p;
+    if (open - body > 0 && open[-1] == ':')   /* a prefix: back to its start */
+        for (open--; open - body > 0 && is_name_char(open[-1]); open--)
+            ;
+    if (open - body < 2 || open[-1] != '/' || open[-2] != '<')
+        return 0;
+    const char *q = p + n;
+    while (q < stop && is_blank(*q))
+        q++;
+    if (q == stop || *q != '>')
+        return 0;
+    *end = (size_t)(q + 1 - body);
+    return (size_t)(open - 2 - body);
+}
+
+/* Where the first end tag of an element called name that lies in body[from, to) begins, with
+ * *end where it ends, or the last one with last; 0 when there is none. Only a guess, for a
+ * parser to check: the text may be in a comment or a CDATA section. */
+static size_t end_tag_in(const char *body, size_t from, size_t to, const char *name, int last,
+                         size_t *end)
+{
+    size_t n = strlen(name), at;
+    const char *lo = body + from, *stop = body + to;
+    if (to - from < n)
+        return 0;
+    if (last) {
+        /* From the end back: i is one past the last place the name may start. */
+        for (size_t i = to - n + 1; i > from;) {
+            const char *p = memrchr(lo, name[0], i - from);
+            if (!p)
+                break;
+            if (memcmp(p, name, n) == 0 && (at = end_tag_at(body, p, stop, n, end)))
+                return at;
+            i = (size_t)(p - body);
         }
+        return 0;
     }
+    for (const char *p = lo; (p = memmem(p, (size_t)(stop - p), name, n)); p += n)
+        if ((at = end_tag_at(body, p, stop, n, end)))
+            return at;
     return 0;
 }
 
@@ -210,23 +232,28 @@ static int start_thread(pthread_t *thread, struct parser *p)
     return e;
 }
 
-/* A batch's <Rows> opens, its start tag read up to at: when its rows (up to the text of its
- * end tag) take SPLIT_MIN_BYTES or more, and no more than that comes before them (which the
- * second parser reads again), starts the second parser on the body with the first half of the
- * rows cut out. */
+/* A batch's <Rows> opens, its start tag read up to at: when its rows take SPLIT_MIN_BYTES or
+ * more, and no more than that comes before them (which the second parser reads again), starts
+ * the second parser on the body with the first half of the rows cut out. Only the rows' first
+ * SPLIT_MIN_BYTES are searched for the batch's end tag (a scan of a whole 1 MB body costs about
+ * a tenth of its parse, before the second parser can start); past that, its rows are taken to
+ * end at the body's last </Rows>. When other batches follow, the guess may fall in one of them:
+ * the first parser then sees the batch end before the cut and reads on alone. */
 static void split_rows(struct rowstream *rs, size_t at)
 {
     if (at >= rs->len || rs->len - at < SPLIT_MIN_BYTES || rs->body[at] != '>')
         return;   /* an unknown offset (a converted encoding), too little left, or <Rows/> */
-    size_t keep = at + 1, end = 0;
-    size_t rows_end = end_tag_after(rs->body, keep, rs->len, "Rows", &end);
+    size_t keep = at + 1, end = 0, cut = 0;
+    size_t first_part = keep + SPLIT_MIN_BYTES < rs->len ? keep + SPLIT_MIN_BYTES : rs->len;
+    if (end_tag_in(rs->body, keep, first_part, "Rows", 0, &end))
+        return;   /* a small batch: a later one may be split */
+    size_t rows_end = end_tag_in(rs->body, keep, rs->len, "Rows", 1, &end);
     if (rows_end == 0)
         rows_end = rs->len;
     size_t rows = rows_end - keep;
     if (rows < SPLIT_MIN_BYTES || keep > rows)   /* few rows, or much to read again before them */
         return;
-    size_t cut = 0;
-    if (end_tag_after(rs->body, keep + rows / 2, rows_end, "Row", &cut) == 0)
+    if (end_tag_in(rs->body, keep + rows / 2, rows_end, "Row", 0, &cut) == 0)
         return;
     size_t len = keep + (rs->len - cut);
     size_t nblocks = QUEUE_BLOCKS * (1 + len / (1024 * 1024));

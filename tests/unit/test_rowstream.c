@@ -3,9 +3,9 @@
  * whether the events are read in full, in part, or not at all (the parser then runs ahead and
  * must neither block nor stop); a body that is not well-formed ends the events and fails.
  * A large body is read in two halves: the join is checked row by row, and so is every way the
- * split can go wrong (a guessed row end in a comment or a CDATA section, a fault before or
- * after the cut, an encoding libxml2 converts), each answered as the one-piece parse, and the
- * finish before the end in each state of the split. */
+ * split can go wrong (a guessed row end in a comment, a CDATA section or a later batch, a fault
+ * before or after the cut, an encoding libxml2 converts), each answered as the one-piece parse,
+ * and the finish before the end in each state of the split. */
 #include <malloc.h>
 #include <sched.h>
 
@@ -218,29 +218,46 @@ static const struct rowstream_event *read_to_the_end(struct rowstream *rs, size_
     return ev;
 }
 
-/* The bulk of the rows in a later batch: the cut is made there; the second parser reads the
- * small batch before it again and tells none of it. */
-START_TEST(test_cut_in_a_later_batch)
+/* Two batches in an envelope of their own: u of nu rows, then t of nt rows; reads their events
+ * and checks the rows told per batch, that the body was read in that many halves, and the
+ * finished request against the one-piece parse. */
+static void read_u_then_t(int nu, int nt, int halves)
 {
     buf_reset(&doc);
     buf_printf(&doc, "<s:Envelope xmlns:s=\"" SOAP_ENV_NS "\"><s:Header><SignedToken xmlns=\""
                SOAP_NS "\">tok.en.sig</SignedToken></s:Header><s:Body><RowDataRequest xmlns=\""
                SOAP_NS "\"><Batches>");
-    put_batch("", "u", "<Name>k</Name><Name>n</Name>", ROWS_U, 7, 0, NULL);
-    put_batch("", "t", "<Name>id</Name><Name>v</Name>", ROWS_T, 900, 0, NULL);
+    put_batch("", "u", "<Name>k</Name><Name>n</Name>", nu, 7, 0, NULL);
+    put_batch("", "t", "<Name>id</Name><Name>v</Name>", nt, 900, 0, NULL);
     buf_printf(&doc, "</Batches></RowDataRequest></s:Body></s:Envelope>");
     struct rowstream *rs = start();
     size_t rows[4] = {0}, batches = 0, ends = 0;
     ck_assert_int_eq(read_to_the_end(rs, rows, &batches, &ends)->kind, ROWSTREAM_END);
     ck_assert_uint_eq(batches, 2);
     ck_assert_uint_eq(ends, 2);
-    ck_assert_uint_eq(rows[1], ROWS_U);
-    ck_assert_uint_eq(rows[2], ROWS_T);
+    ck_assert_uint_eq(rows[1], nu);
+    ck_assert_uint_eq(rows[2], nt);
     struct fault f;
-    int halves = 0;
-    ck_assert_int_eq(rowstream_finish(rs, &f, &halves), 0);
-    ck_assert_int_eq(halves, 2);
+    int read_in = 0;
+    ck_assert_int_eq(rowstream_finish(rs, &f, &read_in), 0);
+    ck_assert_int_eq(read_in, halves);
     assert_one_piece_request();
+}
+
+/* The bulk of the rows in a later batch: the small batch's end tag is found, the cut is made in
+ * the large one; the second parser reads the small batch before it again and tells none of
+ * it. */
+START_TEST(test_cut_in_a_later_batch)
+{
+    read_u_then_t(ROWS_U, ROWS_T, 2);
+}
+END_TEST
+
+/* A large batch, then a larger one: the guess, half way to the body's last </Rows>, falls in
+ * the second; the first parser sees its batch end before the cut and reads on alone. */
+START_TEST(test_guess_past_the_batch_in_one_piece)
+{
+    read_u_then_t(ROWS_T, 2 * ROWS_T, 1);
 }
 END_TEST
 
@@ -468,6 +485,7 @@ int main(void)
     tcase_add_test(tc, test_every_event_in_order);
     tcase_add_test(tc, test_prefixed_elements_in_two_halves);
     tcase_add_test(tc, test_cut_in_a_later_batch);
+    tcase_add_test(tc, test_guess_past_the_batch_in_one_piece);
     tcase_add_test(tc, test_converted_encoding_in_one_piece);
     tcase_add_test(tc, test_guess_in_a_comment_in_one_piece);
     tcase_add_test(tc, test_guess_in_a_cdata_section_in_one_piece);
