@@ -6,7 +6,7 @@
 set -u
 srcdir=${SOMIRROR_SRCDIR:?SOMIRROR_SRCDIR is not set}
 builddir=${SOMIRROR_BUILDDIR:?SOMIRROR_BUILDDIR is not set}
-targets="soap_request token value default_expr config status_command"
+targets="soap_request rowstream token value default_expr config status_command"
 
 failed=0
 for t in $targets; do

@@ -472,11 +472,15 @@ const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs)
     return &rs->prologue;
 }
 
-/* The second parser's request, the batch cut holding the first parser's rows, then the
- * second's (the second's arena is now the caller's). */
+/* The second parser's request, with the first parser's batches before the cut one and, in the
+ * cut one, the first parser's rows, then the second's (the second's arena is now the
+ * caller's): every row is the one told. */
 static void join_halves(struct rowstream *rs)
 {
     struct soap_request *req = rs->first.req, whole = rs->second_req;
+    /* The batches before the cut one: the first parser's, whose rows were told (the second
+     * read them again, and told none). */
+    memcpy(whole.batches, req->batches, rs->split_batch * sizeof(*whole.batches));
     const struct batch *head = &req->batches[rs->split_batch];
     struct batch *batch = &whole.batches[rs->split_batch];
     size_t n = head->nrows + batch->nrows;
