@@ -211,7 +211,7 @@ def part_a(args, h, keys, work, rows, bodies_for, notes, results):
         B.row("request bytes (MB, %d RowData calls)" % runs[0]["calls"], runs[0]["bytes"] / 1e6),
         B.row("load time (s, median)", med("seconds")),
         B.row("rows/s (wall)", med("rows_s"), statistics.median(base)),
-        ("ratio per load against the baseline runs around it (median)", "", "",
+        ("ratio per load against the two baseline runs next to it (median)", "", "",
          "%.2f" % paired),
         B.row("rows per CPU-second (worker vs baseline process)", med("rows_cpu_s"), statistics.median(base_cpu)),
         B.row("MB/s (request bytes, wall)", med("mb_s")),

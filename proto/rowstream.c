@@ -20,9 +20,10 @@
  * (blocks[head % nblocks], while head - tail < nblocks); the calling thread alone reads
  * blocks[tail % nblocks] while tail < head. head, tail, done, discard, halt and a
  * settled split change only under mu, and every change is signalled on cond. The first parser
- * thread prepares and starts the second (whose fields the calling thread reads only after
- * joining the first). Both are joined before rowstream_finish returns, so none outlives the
- * call (and none exists when a worker forks). */
+ * thread prepares and starts the second before it settles the split; the calling thread reads
+ * the second's fields only once it has seen, under mu, the first done with the split made. Both
+ * are joined before rowstream_finish returns, so none outlives the call (and none exists when a
+ * worker forks). */
 #include "proto/rowstream.h"
 
 #include <pthread.h>
@@ -34,15 +35,18 @@
 #include <libxml/parser.h>
 
 #include "common/xalloc.h"
+#include "proto/soap_xml.h"
 
 enum {
     BLOCK_EVENTS = 64,    /* events handed over at a time (one lock round trip each); what
                              the worker has left to apply once the parse ends */
-    QUEUE_BLOCKS = 64,    /* how far a parser may run ahead of the rows applied: about a 1 MB
-                             call's rows, so that a slow moment of the worker's (a commit
-                             elsewhere, a busy CPU) never stops the parse; the second parser
-                             gets this much per MiB of its body, since it runs ahead of the
-                             first parser's rows too */
+    QUEUE_BLOCKS = 64,    /* how far the first parser may run ahead of the rows applied:
+                             about a 1 MB call's rows, so that a slow moment of the worker's (a
+                             commit elsewhere, a busy CPU) never stops the parse */
+    ROW_BYTES_MIN = 16    /* shorter than any row (<Row op="D"><V/></Row>): the second parser,
+                             whose events wait until the first parser's are applied, gets a
+                             block for every BLOCK_EVENTS * ROW_BYTES_MIN bytes of its rows, so
+                             that it never waits (blocks are touched only as they fill) */
 };
 /* Fewer rows are read by one parser: a second would cost about what it saves. */
 #define SPLIT_MIN_BYTES (128 * 1024)
@@ -95,8 +99,9 @@ struct rowstream {
     struct rowstream_prologue prologue;   /* written before the first batch is handed over */
     size_t split_batch;               /* the batch cut (0-based) */
     enum split split;
-    size_t cut;                       /* where the guessed row ends in the body */
-    int second_started;
+    size_t keep;                      /* the body up to here starts the second parser's */
+    size_t cut;                       /* where the guessed row ends in the body: the rest of
+                                         the second parser's */
     struct arena second_arena;
     struct soap_request second_req;
 
@@ -162,11 +167,6 @@ static void set_split(struct rowstream *rs, enum split split)
     pthread_mutex_unlock(&rs->mu);
 }
 
-static int is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 static int is_name_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -174,8 +174,8 @@ static int is_name_char(char c)
 }
 
 /* Whether the text of name at p (inside body, before stop) is the name of an end tag (any
- * prefix; blanks before its '>'): where that tag begins, with *end where it ends; 0 when it is
- * not one. */
+ * prefix; blanks before its '>'): where that tag begins, with *end (may be NULL) where it ends;
+ * 0 when it is not one. */
 static size_t end_tag_at(const char *body, const char *p, const char *stop, size_t n, size_t *end)
 {
     const char *open = p;
@@ -185,39 +185,44 @@ static size_t end_tag_at(const char *body, const char *p, const char *stop, size
     if (open - body < 2 || open[-1] != '/' || open[-2] != '<')
         return 0;
     const char *q = p + n;
-    while (q < stop && is_blank(*q))
+    while (q < stop && soap_xml_is_space(*q))
         q++;
     if (q == stop || *q != '>')
         return 0;
-    *end = (size_t)(q + 1 - body);
+    if (end)
+        *end = (size_t)(q + 1 - body);
     return (size_t)(open - 2 - body);
 }
 
 /* Where the first end tag of an element called name that lies in body[from, to) begins, with
- * *end where it ends, or the last one with last; 0 when there is none. Only a guess, for a
- * parser to check: the text may be in a comment or a CDATA section. */
-static size_t end_tag_in(const char *body, size_t from, size_t to, const char *name, int last,
-                         size_t *end)
+ * *end (may be NULL) where it ends; 0 when there is none. Only a guess, for a parser to check:
+ * the text may be in a comment or a CDATA section. */
+static size_t first_end_tag(const char *body, size_t from, size_t to, const char *name,
+                            size_t *end)
 {
     size_t n = strlen(name), at;
-    const char *lo = body + from, *stop = body + to;
-    if (to - from < n)
-        return 0;
-    if (last) {
-        /* From the end back: i is one past the last place the name may start. */
-        for (size_t i = to - n + 1; i > from;) {
-            const char *p = memrchr(lo, name[0], i - from);
-            if (!p)
-                break;
-            if (memcmp(p, name, n) == 0 && (at = end_tag_at(body, p, stop, n, end)))
-                return at;
-            i = (size_t)(p - body);
-        }
-        return 0;
-    }
-    for (const char *p = lo; (p = memmem(p, (size_t)(stop - p), name, n)); p += n)
+    const char *stop = body + to;
+    for (const char *p = body + from; (p = memmem(p, (size_t)(stop - p), name, n)); p += n)
         if ((at = end_tag_at(body, p, stop, n, end)))
             return at;
+    return 0;
+}
+
+/* first_end_tag's last one, searched from to back. */
+static size_t last_end_tag(const char *body, size_t from, size_t to, const char *name)
+{
+    size_t n = strlen(name), at, end;
+    if (to - from < n)
+        return 0;
+    /* i is one past the last place the name may start. */
+    for (size_t i = to - n + 1; i > from;) {
+        const char *p = memrchr(body + from, name[0], i - from);
+        if (!p)
+            return 0;
+        if (memcmp(p, name, n) == 0 && (at = end_tag_at(body, p, body + to, n, &end)))
+            return at;
+        i = (size_t)(p - body);
+    }
     return 0;
 }
 
@@ -243,45 +248,31 @@ static void split_rows(struct rowstream *rs, size_t at)
 {
     if (at >= rs->len || rs->len - at < SPLIT_MIN_BYTES || rs->body[at] != '>')
         return;   /* an unknown offset (a converted encoding), too little left, or <Rows/> */
-    size_t keep = at + 1, end = 0, cut = 0;
+    size_t keep = at + 1, cut = 0;
     size_t first_part = keep + SPLIT_MIN_BYTES < rs->len ? keep + SPLIT_MIN_BYTES : rs->len;
-    if (end_tag_in(rs->body, keep, first_part, "Rows", 0, &end))
+    if (first_end_tag(rs->body, keep, first_part, "Rows", NULL))
         return;   /* a small batch: a later one may be split */
-    size_t rows_end = end_tag_in(rs->body, keep, rs->len, "Rows", 1, &end);
+    size_t rows_end = last_end_tag(rs->body, keep, rs->len, "Rows");
     if (rows_end == 0)
         rows_end = rs->len;
     size_t rows = rows_end - keep;
     if (rows < SPLIT_MIN_BYTES || keep > rows)   /* few rows, or much to read again before them */
         return;
-    if (end_tag_in(rs->body, keep + rows / 2, rows_end, "Row", 0, &cut) == 0)
+    if (first_end_tag(rs->body, keep + rows / 2, rows_end, "Row", &cut) == 0)
         return;
-    size_t len = keep + (rs->len - cut);
-    size_t nblocks = QUEUE_BLOCKS * (1 + len / (1024 * 1024));
-    char *doc = malloc(len);
-    struct block *blocks = malloc(nblocks * sizeof(*blocks));
-    if (!doc || !blocks) {
-        free(doc);
-        free(blocks);
-        return;
-    }
-    memcpy(doc, rs->body, keep);
-    memcpy(doc + keep, rs->body + cut, rs->len - cut);
     struct parser *second = &rs->second;
-    second->doc = doc;
-    second->len = len;
-    second->blocks = blocks;
-    second->nblocks = nblocks;
+    second->nblocks = 1 + (rs->len - cut) / (BLOCK_EVENTS * ROW_BYTES_MIN);
+    if (!(second->blocks = malloc(second->nblocks * sizeof(*second->blocks))))
+        return;
+    rs->keep = keep;
     rs->cut = cut;
     rs->split_batch = rs->first.batches - 1;
-    set_split(rs, SPLIT_PENDING);
     if (start_thread(&second->thread, second) != 0) {
-        set_split(rs, SPLIT_NONE);
-        free_second_doc(rs);
-        free(blocks);
+        free(second->blocks);
         second->blocks = NULL;
         return;
     }
-    rs->second_started = 1;
+    set_split(rs, SPLIT_PENDING);
 }
 
 /* Whether p tells an event of the batch it reads (at its start or not): the second parser
@@ -317,7 +308,7 @@ static void on_rows(void *ctx, size_t at)
 {
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
-    if (p == &rs->first && rs->split == SPLIT_NONE && !rs->second_started)
+    if (p == &rs->first && rs->split == SPLIT_NONE)
         split_rows(rs, at);
 }
 
@@ -366,12 +357,30 @@ static const struct soap_row_listener listener = {
     .cancelled = on_cancelled,
 };
 
+/* The second parser's document: the body up to keep, then from cut on. Made on its own thread,
+ * so that the first parser reads on meanwhile. NULL when out of memory. */
+static char *second_doc(struct rowstream *rs, size_t *len)
+{
+    *len = rs->keep + (rs->len - rs->cut);
+    char *doc = malloc(*len);
+    if (doc) {
+        memcpy(doc, rs->body, rs->keep);
+        memcpy(doc + rs->keep, rs->body + rs->cut, rs->len - rs->cut);
+    }
+    return doc;
+}
+
 static void *parse_thread(void *arg)
 {
     struct parser *p = arg;
     struct rowstream *rs = p->rs;
-    p->rc = soap_parse_request_told(p->doc, p->len, rs->soapaction, p->arena, p->req,
-                                    &p->env_fault, &listener, p);
+    if (p == &rs->second && !(p->doc = second_doc(rs, &p->len))) {
+        p->rc = -1;   /* the split is then given up: the body is parsed again in one piece */
+        fault_set(&p->env_fault, FAULT_INTERNAL, "out of memory for the second parser");
+    } else {
+        p->rc = soap_parse_request_told(p->doc, p->len, rs->soapaction, p->arena, p->req,
+                                        &p->env_fault, &listener, p);
+    }
     if (p == &rs->first && rs->split == SPLIT_PENDING)   /* a fault before it */
         set_split(rs, SPLIT_FAILED);
     if (p->filling)
@@ -502,7 +511,7 @@ int rowstream_finish(struct rowstream *rs, struct fault *env_fault, int *halves)
     pthread_cond_broadcast(&rs->cond);
     pthread_mutex_unlock(&rs->mu);
     pthread_join(rs->first.thread, NULL);
-    if (rs->second_started)
+    if (rs->split != SPLIT_NONE)
         pthread_join(rs->second.thread, NULL);
     int rc, parts = 1;
     if (rs->split != SPLIT_MADE) {

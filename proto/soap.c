@@ -610,10 +610,9 @@ int soap_parse_request_told(const char *body, size_t len, const char *soapaction
     struct soap_xml_result res;
     int rc = soap_xml_parse(body, len, &request_ops, &b, &res);
     if (rc == 1) {   /* ended by the listener (at a row's end, unless cancelled): keep the rows */
-        struct batch *batch = soap_vec_last(&b.batches);
-        if (batch)
-            batch->rows = soap_vec_finish(&b.rows, arena, &batch->nrows);
-        out->batches = soap_vec_finish(&b.batches, arena, &out->nbatches);
+        if (soap_vec_last(&b.batches))
+            close_rows(NULL, &b, NULL, 0);
+        close_batches(NULL, &b, NULL, 0);
     }
     struct soap_vec *vecs[] = {&b.tables, &b.columns, &b.names, &b.batches,
                                &b.rows, &b.values, &b.summary};

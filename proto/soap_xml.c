@@ -63,7 +63,7 @@ struct soap_xml {
     struct child_memo child_memo[CHILD_MEMO];   /* see child_of */
 };
 
-static int is_xml_space(char c)
+int soap_xml_is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
@@ -71,7 +71,7 @@ static int is_xml_space(char c)
 static int all_space(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        if (!is_xml_space(s[i]))
+        if (!soap_xml_is_space(s[i]))
             return 0;
     return 1;
 }
@@ -85,10 +85,12 @@ int soap_xml_ns_is(const char *ns, const char *want)
  * xmlStopParser: in libxml2 2.9 it frees the input at once, while the reader that called us
  * (xmlParseCharData, say, reporting "]]>" in text, or handing over text) goes on reading
  * through its own pointer into it: a use-after-free, a crash once the input was large enough
- * to be a mapping of its own. The input is freed with the parser. */
+ * to be a mapping of its own. The input is freed with the parser. disableSAX 2 is what
+ * xmlStopParser sets: 2.9 tests it for nonzero and its loops test the EOF state, later
+ * versions test it for "stopped" (above 1) and no longer the state. */
 static void halt(struct soap_xml *x)
 {
-    x->parser->disableSAX = 1;
+    x->parser->disableSAX = 2;
     x->parser->instate = XML_PARSER_EOF;
 }
 
@@ -119,7 +121,7 @@ static void on_xml_error(void *arg, xml_error_ptr error)
         return;
     const char *msg = error->message ? error->message : "not well-formed";
     size_t len = strlen(msg);
-    while (len > 0 && is_xml_space(msg[len - 1]))
+    while (len > 0 && soap_xml_is_space(msg[len - 1]))
         len--;
     env_fail(x, "XML error at line %d: %.*s", error->line, (int)len, msg);
 }
@@ -383,11 +385,11 @@ static void shape_end(struct soap_xml *x, const struct frame *f)
     const char *text = x->text.data ? x->text.data : "";
     size_t len = x->text.len;
     if (s->content == SHAPE_TEXT) {
-        while (len > 0 && is_xml_space(text[0])) {
+        while (len > 0 && soap_xml_is_space(text[0])) {
             text++;
             len--;
         }
-        while (len > 0 && is_xml_space(text[len - 1]))
+        while (len > 0 && soap_xml_is_space(text[len - 1]))
             len--;
     }
     if (s->close(x, x->ctx, text, len) < 0)

@@ -71,6 +71,8 @@ void soap_xml_fail(struct soap_xml *x, const char *fmt, ...) __attribute__((form
  * at 32 bytes. Returns -1. */
 int soap_xml_fail_value(struct soap_xml *x, const char *what, const char *text, size_t len,
                         const char *expected);
+/* Whether c is XML whitespace (space, tab, line feed, carriage return). */
+int soap_xml_is_space(char c);
 /* For handlers: how many bytes of the document are read, or SIZE_MAX when libxml2 reads it
  * through an encoding conversion (its offsets are then not the document's). In an open handler
  * that is up to the start tag's closing '>' or "/>" (libxml2 reads it after telling); in a close

@@ -18,9 +18,8 @@
 #include "proto/rowstream.h"
 #include "proto/soap.h"
 
-/* More rows than the ring holds (64 blocks of up to 64 events), so that the parser must wait,
- * and more in each half than that, so that the second parser must wait for the first; a body
- * large enough to be read in two halves. */
+/* More rows in the first half than the first parser's ring holds (64 blocks of up to 64
+ * events), so that it must wait for the reader; a body large enough to be read in two halves. */
 #define ROWS_T 10000
 #define ROWS_U 3
 
@@ -270,7 +269,8 @@ START_TEST(test_cut_in_a_later_batch)
 END_TEST
 
 /* A large batch, then a larger one: the guess, half way to the body's last </Rows>, falls in
- * the second; the first parser sees its batch end before the cut and reads on alone. */
+ * the second; the first parser sees its batch end before the cut and reads on alone. A limit,
+ * not a goal: the second batch is not split either (one split is tried per body). */
 START_TEST(test_guess_past_the_batch_in_one_piece)
 {
     read_u_then_t(ROWS_T, 2 * ROWS_T, 1);
@@ -431,7 +431,6 @@ START_TEST(test_finish_without_reading)
     }
 }
 END_TEST
-
 
 /* Not well-formed after the cut: the second parser fails, the events end in ABORT, and the
  * answer is the one-piece parse's (its error line). */
