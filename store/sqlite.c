@@ -64,7 +64,8 @@ enum {
     DB_FILE_MODE = 0640,
     DIRECTORY_MODE = 0750,
     APPLY_CACHE_MAX = 64,      /* cached statement pairs per connection before starting over */
-    TIME_TEXT_MAX = 48,        /* longest date/time text bound (value_check allows ~34) */
+    TIME_TEXT_MAX = 48,        /* date/time text bound from a column's scratch slot; longer
+                                  * ones (zeros past the type's digits) from the heap */
     BUSY_SECONDS_MAX = 3600,   /* busy_timeout follows tenants.lock_timeout, up to this */
     WAL_CHECKPOINT_PAGES = 1000,   /* SQLite's own auto-checkpoint size */
     WAL_HARD_PAGES = 8000          /* checkpointed by the commit that reaches it (~32 MB) */
@@ -149,16 +150,14 @@ static int step_done(struct sqlite_conn *c, sqlite3_stmt *stmt, const char *what
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Date/time text as stored: a 'T' between date and time becomes a space. */
-static size_t datetime_text(const char *in, size_t len, char *out, size_t outlen)
+/* Date/time text as stored, every digit kept, into out (len + 1 bytes): a 'T' between date and
+ * time becomes a space. */
+static void datetime_text(const char *in, size_t len, char *out)
 {
-    if (len >= outlen)
-        len = outlen - 1;
     memcpy(out, in, len);
     out[len] = '\0';
     if (len > 10 && out[10] == 'T')
         out[10] = ' ';
-    return len;
 }
 
 /* ---- column declarations ---- */
@@ -262,10 +261,11 @@ static int put_default_value(struct buf *sql, const struct column *col)
         return 0;
     case DEF_STRING:
         buf_puts(sql, " DEFAULT ");
-        if (is_datetime(col->type.kind) && d->len < TIME_TEXT_MAX) {
-            char text[TIME_TEXT_MAX];
-            size_t len = datetime_text(d->text, d->len, text, sizeof(text));
-            sqltext_put_string(sql, text, len);
+        if (is_datetime(col->type.kind)) {
+            char *text = xmalloc(d->len + 1);
+            datetime_text(d->text, d->len, text);
+            sqltext_put_string(sql, text, d->len);
+            free(text);
         } else {
             sqltext_put_string(sql, d->text, d->len);
         }
@@ -805,7 +805,7 @@ static struct apply_stmts *apply_stmts_for(struct sqlite_conn *c, const struct t
 }
 
 /* Binds a checked value; text and bytes live in the request arena (SQLITE_STATIC), date/time
- * text in the connection's scratch slot. */
+ * text in the connection's scratch slot, or, when longer, on the heap for SQLite to free. */
 static int bind_value(struct sqlite_conn *c, sqlite3_stmt *stmt, int index, size_t slot,
                       const struct value *v)
 {
@@ -821,10 +821,14 @@ static int bind_value(struct sqlite_conn *c, sqlite3_stmt *stmt, int index, size
             return sqlite3_bind_zeroblob(stmt, index, 0);
         return sqlite3_bind_blob64(stmt, index, v->text, v->len, SQLITE_STATIC);
     case VAL_DATETIME: {
-        size_t len = datetime_text(v->text ? v->text : "", v->text ? v->len : 0,
-                                   c->time_text[slot], TIME_TEXT_MAX);
-        return sqlite3_bind_text64(stmt, index, c->time_text[slot], len, SQLITE_STATIC,
-                                   SQLITE_UTF8);
+        if (!v->text)
+            break;
+        /* Protocol section 5 allows any number of zeros past the type's digits. */
+        size_t len = v->len;
+        char *text = len < TIME_TEXT_MAX ? c->time_text[slot] : xmalloc(len + 1);
+        datetime_text(v->text, len, text);
+        return sqlite3_bind_text64(stmt, index, text, len,
+                                   text == c->time_text[slot] ? SQLITE_STATIC : free, SQLITE_UTF8);
     }
     case VAL_DECIMAL:
     case VAL_TEXT:

@@ -218,6 +218,14 @@ def temporal(p):
             ("c_dto", "2026-11-26T10:15:00+14:00", "2026-11-26 10:15:00+14:00"),
             ("c_dto", "2026-11-26T10:15:00.5-14:00", "2026-11-26 10:15:00.5-14:00")):
         expect(p, col, v, "text", want)
+    # Zeros past the type's digits are allowed in any number (section 5), and every digit is kept:
+    # longer than any value without them, so these test the store's room for date/time text.
+    zeros = "0" * 60
+    for col, v in (("c_dto", "2026-01-01T10:15:00.1234567%s+05:30" % zeros),
+                   ("c_dto", "2026-01-01T10:15:00.1234567%s-05:30" % zeros),
+                   ("c_dt2", "2026-01-01T10:15:00.1234567%s" % zeros), ("c_dt23", "2026-01-01T10:15:00.120%s" % zeros),
+                   ("c_time", "12:00:00.1234567%s" % zeros), ("c_dt", "2026-01-01T10:15:00.997%s" % zeros)):
+        expect(p, col, v, "text", v.replace("T", " "))
 
 
 def temporal_invalid(p):
