@@ -2,7 +2,7 @@
  * (proto/schema.h): default_parse (the default-constraint text) and sqltype_parse (the type
  * name), both on the whole input as a C string (it stops at a NUL byte). A parsed default goes
  * through default_fits against a type of every family; a parsed type must survive a round trip
- * through its canonical spelling (sqltype_canonical, parsed again, same spelling), or the
+ * through its canonical spelling (sqltype_normal, parsed again, same spelling), or the
  * target aborts. */
 #include <stdint.h>
 #include <stdio.h>
@@ -42,13 +42,13 @@ static void check_round_trip(const char *input, const struct sql_type *type)
 {
     char canonical[SQLTYPE_TEXT_MAX + 8], again[SQLTYPE_TEXT_MAX + 8], err[256];
     struct sql_type reparsed;
-    sqltype_canonical(type, canonical, sizeof(canonical));
+    sqltype_normal(type, canonical, sizeof(canonical));
     if (sqltype_parse(canonical, &reparsed, err, sizeof(err)) != 0) {
         fprintf(stderr, "fuzz/default_expr: \"%s\" parsed, but its canonical \"%s\" does not: %s\n",
                 input, canonical, err);
         abort();
     }
-    sqltype_canonical(&reparsed, again, sizeof(again));
+    sqltype_normal(&reparsed, again, sizeof(again));
     if (strcmp(canonical, again) != 0) {
         fprintf(stderr, "fuzz/default_expr: canonical \"%s\" of \"%s\" reads back as \"%s\"\n",
                 canonical, input, again);

@@ -6,12 +6,16 @@
 #include <string.h>
 #include <sys/types.h>
 
+/* By the canonical text, as the hash compares them: varchar(10) and varchar(010) differ. */
 static int same_type(const struct column *a, const struct column *b)
 {
-    char a_text[SQLTYPE_TEXT_MAX], b_text[SQLTYPE_TEXT_MAX];
-    sqltype_canonical(&a->type, a_text, sizeof(a_text));
-    sqltype_canonical(&b->type, b_text, sizeof(b_text));
-    return strcmp(a_text, b_text) == 0 && a->nullable == b->nullable;
+    struct buf a_text = BUF_INIT, b_text = BUF_INIT;
+    sqltype_canonical_text(a->type_text, &a->type, &a_text);
+    sqltype_canonical_text(b->type_text, &b->type, &b_text);
+    int same = a_text.len == b_text.len && memcmp(a_text.data, b_text.data, a_text.len) == 0;
+    buf_free(&a_text);
+    buf_free(&b_text);
+    return same && a->nullable == b->nullable;
 }
 
 static int same_default(const struct column *a, const struct column *b)

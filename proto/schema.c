@@ -146,7 +146,7 @@ static int check_defaults(struct table_schema *t, struct arena *arena)
         }
         c->has_default = column_default_fits(c);
         if (!c->has_default) {
-            sqltype_canonical(&c->type, type_text, sizeof(type_text));
+            sqltype_normal(&c->type, type_text, sizeof(type_text));
             log_warn("table %s: default %s of column %s does not fit %s%s; the mirror leaves "
                      "it out", t->name, quoted, c->name, type_text,
                      c->nullable ? "" : " not null");
@@ -197,12 +197,12 @@ static void put_lower(struct buf *b, const char *s)
 void schema_canonicalize(struct table_schema *t, struct arena *arena)
 {
     struct buf text = BUF_INIT;
-    char type_text[SQLTYPE_TEXT_MAX];
     for (size_t k = 0; k < t->ncolumns; k++) {
         const struct column *c = &t->columns[k];
-        sqltype_canonical(&c->type, type_text, sizeof(type_text));
         put_lower(&text, c->name);
-        buf_printf(&text, "|%s|%s|", type_text, c->nullable ? "null" : "notnull");
+        buf_putc(&text, '|');
+        sqltype_canonical_text(c->type_text, &c->type, &text);
+        buf_printf(&text, "|%s|", c->nullable ? "null" : "notnull");
         if (c->default_text)
             buf_puts(&text, c->default_text);
         buf_putc(&text, '\n');

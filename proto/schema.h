@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "common/arena.h"
+#include "common/buf.h"
 #include "config/config.h"
 #include "proto/types.h"
 
@@ -26,9 +27,14 @@ char *ident_lower(const char *name, struct arena *arena);
 
 /* Parses a SQL Server type name with SQL Server's limits (4.2). 0, or -1 with err. */
 int sqltype_parse(const char *text, struct sql_type *out, char *err, size_t errlen);
-/* The normalised canonical spelling of 4.2 ("decimal(18,0)", "nvarchar(max)", "real"). */
-void sqltype_canonical(const struct sql_type *type, char *out, size_t outlen);
-/* Room for any canonical type spelling ("datetimeoffset(7)", "decimal(38,38)"). */
+/* A parsed type's normal spelling, its parameters as numbers ("decimal(18,0)", "nvarchar(max)",
+ * "real"), for messages and generated SQL. */
+void sqltype_normal(const struct sql_type *type, char *out, size_t outlen);
+/* Protocol 4.2's canonical type, appended to out: as_sent (which parsed into type) lowercased,
+ * without whitespace, then normalised by the spec's rules. Digits stay as written
+ * ("varchar(010)"), since no rule changes them. */
+void sqltype_canonical_text(const char *as_sent, const struct sql_type *type, struct buf *out);
+/* Room for any normal type spelling ("datetimeoffset(7)", "decimal(38,38)"). */
 #define SQLTYPE_TEXT_MAX 32
 /* String types (char ... ntext, xml): take <V> text and <B> UTF-8. */
 int sqltype_is_string(enum sql_kind kind);

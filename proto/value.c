@@ -25,7 +25,7 @@ static int does_not_fit(const struct sql_type *type, const struct raw_value *raw
 {
     char quoted[VALUE_QUOTE_MAX], type_text[SQLTYPE_TEXT_MAX];
     utf8_shorten(raw->data, raw->len, VALUE_QUOTE_CHARS, quoted, sizeof(quoted));
-    sqltype_canonical(type, type_text, sizeof(type_text));
+    sqltype_normal(type, type_text, sizeof(type_text));
     snprintf(err, errlen, "value %s does not fit %s", quoted, type_text);
     return -1;
 }
@@ -212,7 +212,7 @@ static int check_text(const struct sql_type *type, const struct raw_value *raw, 
         return string_fits(type, s, len) ? 0 : does_not_fit(type, raw, err, errlen);
     }
     if (len == 0) {
-        sqltype_canonical(type, type_text, sizeof(type_text));
+        sqltype_normal(type, type_text, sizeof(type_text));
         snprintf(err, errlen, "empty value for type %s", type_text);
         return -1;
     }
@@ -293,7 +293,7 @@ int value_check(const struct sql_type *type, int nullable, const struct raw_valu
     }
     if (!binary && !sqltype_is_string(type->kind)) {
         char type_text[SQLTYPE_TEXT_MAX];
-        sqltype_canonical(type, type_text, sizeof(type_text));
+        sqltype_normal(type, type_text, sizeof(type_text));
         snprintf(err, errlen, "<B> not allowed for type %s", type_text);
         return -1;
     }

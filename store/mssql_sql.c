@@ -121,7 +121,7 @@ void mssql_put_type(struct buf *b, const struct sql_type *t)
     else if (stored.kind == SQL_BINARY)
         stored.kind = SQL_VARBINARY;
     char text[SQLTYPE_TEXT_MAX];
-    sqltype_canonical(&stored, text, sizeof(text));
+    sqltype_normal(&stored, text, sizeof(text));
     buf_puts(b, text);
 }
 

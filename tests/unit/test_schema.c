@@ -155,12 +155,51 @@ START_TEST(test_sqltype)
         int rc = sqltype_parse(type_cases[k].input, &type, err, sizeof(err));
         if (type_cases[k].canonical) {
             ck_assert_msg(rc == 0, "%s: %s", type_cases[k].input, err);
-            sqltype_canonical(&type, canonical, sizeof(canonical));
+            sqltype_normal(&type, canonical, sizeof(canonical));
             ck_assert_str_eq(canonical, type_cases[k].canonical);
+            /* Without leading zeros the canonical text is the normal spelling. */
+            struct buf text = BUF_INIT;
+            sqltype_canonical_text(type_cases[k].input, &type, &text);
+            buf_putc(&text, '\0');
+            ck_assert_str_eq(text.data, type_cases[k].canonical);
+            buf_free(&text);
         } else {
             ck_assert_msg(rc == -1, "%s should be refused", type_cases[k].input);
             ck_assert_str_eq(err, type_cases[k].error);
         }
+    }
+}
+END_TEST
+
+/* Protocol 4.2 lowercases the type, removes whitespace and applies its rules, none of which
+ * touches the digits: a parameter keeps its leading zeros. */
+START_TEST(test_sqltype_canonical_text_keeps_digits)
+{
+    static const struct {
+        const char *input, *text, *normal;
+    } cases[] = {
+        {"VarChar ( 010 )", "varchar(010)", "varchar(10)"},
+        {"nvarchar(0100)", "nvarchar(0100)", "nvarchar(100)"},
+        {"decimal(018)", "decimal(018,0)", "decimal(18,0)"},
+        {"DECIMAL ( 018 , 04 )", "decimal(018,04)", "decimal(18,4)"},
+        {"time(07)", "time(07)", "time(7)"},
+        {"float(0053)", "float", "float"},
+        {"float(024)", "real", "real"},
+        {"RowVersion", "timestamp", "timestamp"},
+        {"Nvarchar ( Max )", "nvarchar(max)", "nvarchar(max)"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct sql_type type;
+        char err[256], normal[SQLTYPE_TEXT_MAX];
+        ck_assert_msg(sqltype_parse(cases[k].input, &type, err, sizeof(err)) == 0, "%s: %s",
+                      cases[k].input, err);
+        struct buf text = BUF_INIT;
+        sqltype_canonical_text(cases[k].input, &type, &text);
+        buf_putc(&text, '\0');
+        ck_assert_str_eq(text.data, cases[k].text);
+        buf_free(&text);
+        sqltype_normal(&type, normal, sizeof(normal));
+        ck_assert_str_eq(normal, cases[k].normal);
     }
 }
 END_TEST
@@ -534,8 +573,22 @@ START_TEST(test_from_canonical)
     ck_assert_uint_eq(back.npk, 1);
     ck_assert_uint_eq(back.pk[0], 0);
     ck_assert_int_eq(back.columns[0].pk_position, 1);
+
     schema_canonicalize(&back, &arena);
     ck_assert_str_eq(back.canonical, contact->canonical);
+
+    /* A type written with leading zeros keeps them, read back and canonicalised again. */
+    static const struct column_spec padded[] = {
+        {"id", "int", 0, NULL}, {"v", "Decimal ( 09 )", 1, NULL}};
+    static const char *const padded_pk[] = {"id"};
+    struct table_schema *zeros = prepared(TABLE("z", padded, padded_pk));
+    ck_assert_str_eq(zeros->canonical, "id|int|notnull|\nv|decimal(09,0)|null|\npk|id");
+    ck_assert_int_eq(schema_from_canonical("z", zeros->canonical, &arena, &back, err,
+                                           sizeof(err)), 0);
+    ck_assert_str_eq(back.canonical, zeros->canonical);
+    ck_assert_int_eq(back.columns[1].type.precision, 9);
+    schema_canonicalize(&back, &arena);
+    ck_assert_str_eq(back.canonical, zeros->canonical);
 
     /* A column named pk and a default holding '|'. */
     const char *odd = "pk|int|notnull|\nv|varchar(5)|null|('a|b')\npk|pk";
@@ -608,6 +661,13 @@ START_TEST(test_plan_created_unchanged)
         {"amount", "decimal(18,4)", 0, " ((0)) "},
     };
     ck_assert_int_eq(PLAN(respelled, &diff), CHANGE_UNCHANGED);
+    /* The same type with a leading zero is another canonical text: not Unchanged (4.2). */
+    static const struct column_spec zero_padded[] = {
+        {"id", "int", 0, NULL},
+        {"name", "nvarchar(050)", 1, NULL},
+        {"amount", "decimal(18,4)", 0, "((0))"},
+    };
+    ck_assert_int_eq(PLAN(zero_padded, &diff), CHANGE_RECREATED);
 }
 END_TEST
 
@@ -714,6 +774,7 @@ static Suite *schema_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_identifiers);
     tcase_add_test(tc, test_sqltype);
+    tcase_add_test(tc, test_sqltype_canonical_text_keeps_digits);
     tcase_add_test(tc, test_sqltype_fields);
     tcase_add_test(tc, test_default_parse);
     tcase_add_test(tc, test_default_fits);
