@@ -13,8 +13,9 @@
  * later one header_timeout from its first byte; every request has request_timeout from its
  * first byte until it is complete (dispatched); an idle keep-alive connection is closed after
  * keepalive_timeout. On expiry the connection is closed, nothing is answered. A dispatched
- * request has no deadline (its call is never cut off). libevent's own inactivity timeout stays
- * as a backstop. libevent 2.1 has no new-request hook and hands its bufferevent callback no
+ * request has no deadline (its call is never cut off): libevent's own inactivity timeout, a
+ * backstop the rest of the time, is off from the dispatch until the answer is queued (see
+ * hold_timeouts). libevent 2.1 has no new-request hook and hands its bufferevent callback no
  * connection, so each connection's state (struct conn) is made in that callback, tied to its
  * evhttp_connection just after libevent has made it (the close callback frees the state), and
  * found from a request through the socket. A request's start and the end of its headers are
@@ -72,6 +73,7 @@ enum conn_phase {
     CONN_HEADERS,        /* the request's headers arriving: header and request deadlines */
     CONN_BODY,           /* headers complete, the rest arriving: the request deadline */
     CONN_BUSY,           /* dispatched, being answered: no deadline */
+    CONN_CLOSING,        /* a CONNECT answered: closed at once (see request_done) */
 };
 
 struct conn {
@@ -275,7 +277,8 @@ static void conn_timer(evutil_socket_t fd, short what, void *arg)
     }
     if (c->phase == CONN_BUSY)
         return;
-    log_debug("closing a connection: %s", c->phase == CONN_WAITING && !c->first ? "idle past keepalive_timeout"
+    log_debug("closing a connection: %s", c->phase == CONN_CLOSING ? "answered a CONNECT"
+                                          : c->phase == CONN_WAITING && !c->first ? "idle past keepalive_timeout"
                                           : c->phase == CONN_BODY ? "request not complete within request_timeout"
                                                                   : "request headers late (header_timeout)");
     /* Outside evhttp's callbacks, on a connection with no dispatched request: evhttp frees the
@@ -302,7 +305,11 @@ static struct conn *conn_of_request(struct wrk_http *http, struct evhttp_request
 static void request_done(struct evhttp_request *req, void *arg)
 {
     struct conn *c = arg;
-    (void)req;
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
+        c->phase = CONN_CLOSING;
+        conn_arm(c, 0);   /* conn_timer closes it, outside evhttp's callbacks */
+        return;
+    }
     c->phase = CONN_WAITING;
     c->first = 0;
     conn_arm(c, monotonic_ms() + (int64_t)c->http->params->cfg->keepalive_timeout * 1000);
@@ -450,12 +457,44 @@ static int body_left_unread(struct evhttp_request *req)
            (length && strspn(length, " \t0") != strlen(length));
 }
 
+/* libevent's inactivity timeout (reads and writes): a backstop to the deadlines above, and the
+ * limit for a client that does not read its answer. */
+static struct timeval inactivity_timeout(const struct config *cfg)
+{
+    struct timeval tv = {cfg->keepalive_timeout > cfg->header_timeout ? cfg->keepalive_timeout
+                                                                      : cfg->header_timeout, 0};
+    return tv;
+}
+
+/* A call runs on the worker's loop, which can be held for longer than the inactivity timeout
+ * (a long call, a tenant lock): evhttp would then close the connection at the next turn, and
+ * the committed call's answer would be lost. So the timeout is off while a request is
+ * dispatched (held) and on again, counted from the real time, when its answer is queued. */
+static void hold_timeouts(struct wrk_http *http, struct evhttp_request *req, int held)
+{
+    struct conn *c = conn_of_request(http, req);
+    if (!c)
+        return;
+    if (held) {
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        return;
+    }
+    event_base_update_cache_time(http->base);
+    struct timeval tv = inactivity_timeout(http->params->cfg);
+    bufferevent_set_timeouts(c->bev, &tv, &tv);
+}
+
 static void send_answer(struct wrk_http *http, struct evhttp_request *req, int status,
                         const char *content_type, const void *body, size_t len)
 {
+    hold_timeouts(http, req, 0);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", content_type);
     if (http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req))
+        evhttp_add_header(headers, "Connection", "close");
+    /* libevent gives an answer to CONNECT no Content-Length, so its body ends at the close, and
+     * never closes after one itself: request_done does. */
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT)
         evhttp_add_header(headers, "Connection", "close");
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
@@ -526,6 +565,7 @@ static void route_request(struct evhttp_request *req, void *arg)
         event_del(c->timer);
         c->phase = CONN_BUSY;
         evhttp_request_set_on_complete_cb(req, request_done, c);
+        hold_timeouts(http, req, 1);
     }
 
     if (method == EVHTTP_REQ_POST) {
@@ -582,10 +622,8 @@ static int listener_setup(struct wrk_http *http, struct listener_http *lh,
      * the 413 rather than a reset connection. */
     evhttp_set_max_body_size(lh->evhttp, (ev_ssize_t)cfg->max_request_bytes);
     evhttp_set_flags(lh->evhttp, EVHTTP_SERVER_LINGERING_CLOSE);
-    /* libevent's inactivity timeout (reads and writes): a backstop to the deadlines above, and
-     * the limit for a client that does not read its answer. */
-    int idle = cfg->keepalive_timeout > cfg->header_timeout ? cfg->keepalive_timeout : cfg->header_timeout;
-    evhttp_set_timeout(lh->evhttp, idle);
+    struct timeval idle = inactivity_timeout(cfg);
+    evhttp_set_timeout_tv(lh->evhttp, &idle);
     lh->resume = evtimer_new(http->base, resume_accepting, lh);
     if (!lh->resume) {
         snprintf(err, errlen, "listen %s: out of memory", wl->conf.address);

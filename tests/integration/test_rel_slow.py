@@ -8,11 +8,14 @@
   (plus slack);
 - during both attacks a real sender's calls succeed promptly (< 2 s);
 - 1,000 idle connections do not stop a real sender, and are closed after the idle timeout;
+- a call held on the worker for longer than every timeout (a lock on its mirror) is answered,
+  and its connection serves the next call;
 - a client that disconnects in the middle of a RowData body (FIN or RST) leaves nothing behind:
   no rows, no lsn change, the same workers alive and idle, the tenant's next call succeeds."""
 import os
 import select
 import socket
+import sqlite3
 import struct
 import sys
 import threading
@@ -164,6 +167,41 @@ def check_idle_connections(env):
     p.auth()
 
 
+def check_long_call_answered(env):
+    """A dispatched call has no deadline: held by a write lock on its mirror for longer than
+    header_timeout and keepalive_timeout (which are also libevent's inactivity timeout), it
+    still gets its answer, and the keep-alive connection goes on."""
+    p = PL.P(env, "long_call")
+    p.setup([R.TABLE])
+    conn = env.daemon.connection(timeout=30)
+    hold = max(HEADER_TIMEOUT, KEEPALIVE_TIMEOUT) + SLACK
+    box = {}
+
+    def call():
+        try:
+            box["resp"] = p.rows([R.item_batch(10, 1, lsn=10)], conn=conn)
+        except Exception as e:  # noqa: BLE001
+            box["error"] = e
+    db = sqlite3.connect(p.db_path(), timeout=5, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        t0 = time.monotonic()
+        sender = threading.Thread(target=call, daemon=True)
+        sender.start()
+        time.sleep(hold)
+        R.check(sender.is_alive(), "the call ended while its mirror was locked: %r" % box)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    sender.join(30)
+    R.check("error" not in box, "the held call got no answer after %.1fs: %r"
+            % (time.monotonic() - t0, box.get("error")))
+    PL.ok_states(box["resp"], "the held call")
+    PL.ok_states(p.rows([R.item_batch(10, 100, lsn=20)], conn=conn), "the next call on its connection")
+    R.check(R.count_and_lsn(p) == (20, 20), "after both calls: %r" % (R.count_and_lsn(p),))
+    conn.close()
+
+
 def check_disconnect_mid_body(env):
     d = env.daemon
     p = PL.P(env, "disconnect_mid_body")
@@ -203,6 +241,7 @@ def main():
                       ("slowloris connections time out", lambda: check_slowloris_closed(attack)),
                       ("slow bodies time out", lambda: check_slow_body_closed(attack)),
                       ("1,000 idle connections", lambda: check_idle_connections(env)),
+                      ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),
                       ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env))])
 
 
