@@ -113,8 +113,24 @@ def pause_before_first_call(p):
     ctl_ok(p, "pause %s" % p.tenant)
     a = p.auth()
     eq(json.loads(a["AdditionalInformationJson"] or "null"), {"doNotReplicate": "true"}, "paused new tenant")
+    check(not os.path.exists(p.db_path()), "a paused tenant's mirror was provisioned")
     ctl_ok(p, "resume %s" % p.tenant)
     eq(p.auth()["AdditionalInformationJson"], "", "after resume")
+    check(os.path.exists(p.db_path()), "no mirror after the first Authenticate after the resume")
+
+
+def resync_waits_for_resume(p):
+    """A paused tenant's mirror is left alone: a resync asked for while paused is carried out at
+    the first Authenticate after the resume (somirrorctl(8))."""
+    p.setup([T, U])
+    fill(p)
+    ctl_ok(p, "pause %s" % p.tenant)
+    ctl_ok(p, "resync %s t" % p.tenant)
+    p.auth()
+    eq(len(p.table_rows("t")), 2, "t while paused")
+    ctl_ok(p, "resume %s" % p.tenant)
+    p.auth()
+    eq((p.table_rows("t"), p.meta()["t"]["lsn"]), ([], -1), "t after the resume")
 
 
 def resync_table(p):
@@ -169,7 +185,8 @@ def reset(p):
     eq(len(p.table_rows("t")), 2, "rows after the next Authenticate")
 
 
-CHECKS = [replication_completed, pause_resume, pause_all, pause_before_first_call, resync_table,
+CHECKS = [replication_completed, pause_resume, pause_all, pause_before_first_call, resync_waits_for_resume,
+          resync_table,
           resync_at_table_schema, reset]
 
 if __name__ == "__main__":
