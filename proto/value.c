@@ -268,6 +268,38 @@ static int check_text(const struct sql_type *type, const struct raw_value *raw, 
     return fits ? 0 : does_not_fit(type, raw, err, errlen);
 }
 
+size_t value_compact_text(const struct sql_type *type, const char *text, size_t len, char *out)
+{
+    enum sql_kind kind = type->kind;
+    int decimal = kind == SQL_DECIMAL || kind == SQL_NUMERIC || kind == SQL_MONEY ||
+                  kind == SQL_SMALLMONEY;
+    size_t keep = kind == SQL_DATETIME ? 3 : kind == SQL_SMALLDATETIME ? 0 : (size_t)type->scale;
+    size_t n = 0, i = 0;
+    if (decimal) {
+        if (i < len && text[i] == '-')
+            out[n++] = text[i++];
+        while (i + 1 < len && text[i] == '0' && text[i + 1] != '.')
+            i++;
+    }
+    while (i < len && n < VALUE_COMPACT_MAX - 1) {
+        if (text[i] != '.') {
+            out[n++] = text[i++];
+            continue;
+        }
+        size_t start = ++i;
+        while (i < len && isdigit((unsigned char)text[i]))
+            i++;
+        size_t take = i - start < keep ? i - start : keep;
+        if (take > 0 && n + 1 + take < VALUE_COMPACT_MAX) {
+            out[n++] = '.';
+            memcpy(out + n, text + start, take);
+            n += take;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
 int value_check(const struct sql_type *type, int nullable, const struct raw_value *raw,
                 struct arena *arena, struct value *out, char *err, size_t errlen)
 {

@@ -16,6 +16,14 @@
 int value_check(const struct sql_type *type, int nullable, const struct raw_value *raw,
                 struct arena *arena, struct value *out, char *err, size_t errlen);
 
+/* A checked decimal or date/time value's text without the digits that carry nothing, which
+ * section 5 allows in any number: a decimal's leading zeros, and fraction zeros past the type's
+ * digits (its scale; 3 for datetime, none for smalldatetime). Into out (VALUE_COMPACT_MAX bytes,
+ * NUL-terminated); returns the length. For stores whose columns or conversions are bounded
+ * (SQL Server parses at most 7 fraction digits, and 3 for datetime). */
+#define VALUE_COMPACT_MAX 48
+size_t value_compact_text(const struct sql_type *type, const char *text, size_t len, char *out);
+
 /* Whether len bytes fit a binary type (binary/varbinary(n) at most n, timestamp exactly 8). */
 int value_binary_fits(const struct sql_type *type, size_t len);
 

@@ -34,6 +34,7 @@
 #include "common/utf8.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
+#include "proto/value.h"
 #include "store/mssql_sql.h"
 #include "store/sqltext.h"
 
@@ -914,7 +915,16 @@ static int stage_value(struct mssql_conn *c, const struct table_schema *s, size_
     }
     if (mssql_stage_of(s->columns[k].type.kind) == MSSQL_STAGE_TEXT) {
         unsigned char *at = c->utf16 + *utf16_used;
-        size_t n = utf16le(v->text, v->len, at);
+        const char *text = v->text;
+        size_t len = v->len;
+        /* Staged as nvarchar(64) and parsed by the server: without the zeros that section 5
+         * allows in any number (SQL Server parses at most 7 fraction digits, 3 for datetime). */
+        char compact[VALUE_COMPACT_MAX];
+        if (v->cls == VAL_DECIMAL || v->cls == VAL_DATETIME) {
+            len = value_compact_text(&s->columns[k].type, v->text, v->len, compact);
+            text = compact;
+        }
+        size_t n = utf16le(text, len, at);
         *utf16_used += n;
         if (bcp_colptr(d, at, col) == FAIL)
             return FAIL;

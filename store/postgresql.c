@@ -38,7 +38,8 @@
  *   binary(n) varbinary(n)     bytea                 not padded
  *   image, timestamp/rowversion bytea
  * In the text forms the 'T' between date and time becomes a space, as PostgreSQL shows its own
- * timestamps. PostgreSQL text cannot hold the character U+0000: such a value fails the call
+ * timestamps, and fraction zeros past the type's digits (section 5 allows any number) are left
+ * out, so that the text fits its column. PostgreSQL text cannot hold the character U+0000: such a value fails the call
  * with InvalidValue naming the table and column.
  *
  * Defaults are rendered from the parsed default, never from the request text: numbers and
@@ -80,6 +81,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
+#include "proto/value.h"
 #include "store/sqltext.h"
 
 enum {
@@ -716,6 +718,17 @@ static int stored_as_text_time(const struct sql_type *t)
            ((t->kind == SQL_TIME || t->kind == SQL_DATETIME2) && t->scale > 6);
 }
 
+/* A checked date/time value as stored: without the fraction zeros past the type's digits (the
+ * text columns are sized for them), and in the text forms with a space for the 'T'. */
+static size_t time_text(const struct sql_type *t, const char *text, size_t len,
+                        char out[VALUE_COMPACT_MAX])
+{
+    size_t n = value_compact_text(t, text, len, out);
+    if (stored_as_text_time(t) && n > 10 && out[10] == 'T')
+        out[10] = ' ';
+    return n;
+}
+
 static void put_type(struct buf *sql, const struct sql_type *t)
 {
     switch (t->kind) {
@@ -822,10 +835,9 @@ static int put_default_value(struct buf *sql, const struct column *col)
         if (memchr(d->text, '\0', d->len))
             return -1;
         buf_puts(sql, " DEFAULT ");
-        if (stored_as_text_time(&col->type) && d->len > 10 && d->text[10] == 'T') {
-            sqltext_put_string(sql, d->text, 10);
-            buf_puts(sql, " || ' ' || ");
-            sqltext_put_string(sql, d->text + 11, d->len - 11);
+        if (sqltype_is_temporal(col->type.kind)) {
+            char text[VALUE_COMPACT_MAX];
+            sqltext_put_string(sql, text, time_text(&col->type, d->text, d->len, text));
             return 0;
         }
         sqltext_put_string(sql, d->text, d->len);
@@ -1123,15 +1135,9 @@ static int put_copy_value(struct buf *out, const struct table_schema *s, const s
         put_copy_text(out, v->text ? v->text : "0", v->text ? v->len : 1);
         return 0;
     case VAL_DATETIME: {
-        const char *t = v->text ? v->text : "";
-        size_t len = v->text ? v->len : 0;
-        if (stored_as_text_time(&col->type) && len > 10 && t[10] == 'T') {
-            put_copy_text(out, t, 10);
-            buf_putc(out, ' ');
-            put_copy_text(out, t + 11, len - 11);
-        } else {
-            put_copy_text(out, t, len);
-        }
+        char text[VALUE_COMPACT_MAX];
+        size_t len = time_text(&col->type, v->text ? v->text : "", v->text ? v->len : 0, text);
+        put_copy_text(out, text, len);
         return 0;
     }
     case VAL_TEXT:

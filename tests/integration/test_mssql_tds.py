@@ -4,7 +4,7 @@ test peer (tests/tds/tds_server.py: a protocol peer, not a database) on 127.0.0.
 port, runs store calls through store/mssql.c with tests/unit/mssql_probe, and checks the
 conversation FreeTDS db-lib had with it: login, provisioning, a TableSchema's DDL and metadata
 in one transaction, a RowData's bulk copy into #somirror_x (rows collapsed per key, empty values
-flagged, text as UTF-16LE) followed by the set-based statements and the position, all between
+flagged, text as UTF-16LE, decimals and dates without the zeros past their digits) followed by the set-based statements and the position, all between
 BEGIN and COMMIT; a server error mid-call (StorageError, ROLLBACK sent, nothing applied); a
 dropped connection (StorageError, then a new login on the next call); a login failure
 (StorageError with the server's message); a failed COMMIT (not reported applied). Whether SQL
@@ -93,7 +93,7 @@ def test_happy_path():
         rows = bulks[0]["rows"] if bulks else []
         check(rows == [[0, "U", "01000", 2, None, "0".encode("utf-16-le"), None, None],
                        [1, "U", None, 1, "Acme AS".encode("utf-16-le"),
-                        "2.25".encode("utf-16-le"), None, None],
+                        "2.2500".encode("utf-16-le"), "2026-01-02T03:04:05.123".encode("utf-16-le"), None],
                        [2, "D", None, 3, None, None, None, None]], "bulk rows: %r" % rows)
         puts = [e for e in s.events if e["kind"] == "rpc" and "[schemahash] = @h" in e["text"]]
         check(puts and ("@l", 38, 10) in puts[-1]["params"] and ("@t", 231, "contact") in puts[-1]["params"],

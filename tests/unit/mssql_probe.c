@@ -3,7 +3,8 @@
  * server given on the command line (there, the TDS test peer tests/tds/tds_server.py) and prints
  * one line per step: "<step> ok <table>:<lsn>:<change or counts> ..." or
  * "<step> fault <FaultCode>: <message>". Steps: schema (TableSchema of table contact), rows
- * (RowData: I 1, I 2 with an empty name, U 1, D 3; Lsn 10), list, reset. Tenant "acme". */
+ * (RowData: I 1, I 2 with an empty name, U 1 with zeros past the digits, D 3; Lsn 10), list,
+ * reset. Tenant "acme". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,8 @@ static char *contact_names[] = {"contact_id", "name", "amount", "registered", "p
 static struct raw_value row1[] = {V("1"), V("Acme"), V("1.5"), V("2026-01-02T03:04:05.123"),
                                   B("AAE=")};
 static struct raw_value row2[] = {V("2"), V(""), V("0"), N, N};
-static struct raw_value row3[] = {V("1"), V("Acme AS"), V("2.25"), N, N};
+static struct raw_value row3[] = {V("1"), V("Acme AS"), V("0002.250000000"),
+                                  V("2026-01-02T03:04:05.1230000000"), N};
 static struct raw_value row4[] = {V("3")};
 
 static void print_states(const char *step, const struct table_state *s, size_t n)

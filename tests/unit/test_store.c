@@ -1714,6 +1714,34 @@ static void pg_load_again(struct batch *b, const char *pid)
         ck_assert_str_eq(pg_store_backend("pid"), pid);
 }
 
+/* Zeros past a type's digits, which section 5 allows in any number, are left out of what
+ * PostgreSQL gets: the text forms are sized for the type's digits (time(7) is varchar(16)). */
+START_TEST(pg_zeros_past_the_digits_fit)
+{
+    static const char *const cols[] = {
+        "id|bigint|notnull|", "tm|time(7)|null|", "at|datetime2(7)|null|",
+        "dto|datetimeoffset(3)|null|", "at3|datetime2(3)|null|", "amount|decimal(18,4)|null|", NULL};
+    struct table_schema t = table_make("vals", "id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    static const char *const rows[] = {
+        "I:|1|12:00:00.12345670000000000000000000000000000000000000|"
+        "2026-11-26T10:15:00.12345670000000000000000000000000000000000000|"
+        "2026-11-26T10:15:00.12000000000000000000000000000000000000000000+01:00|"
+        "2026-11-26T10:15:00.12000000000000000000000000000000000000000000|"
+        "0000000000000000000000000000000000000000000000012.50000000000000000000000000",
+        NULL};
+    struct batch b = batch_make("vals", "id,tm,at,dto,at3,amount", -1, rows);
+    rows_ok(&b, 1, 1);
+    ck_assert_str_eq(probe_text("SELECT tm FROM vals"), "12:00:00.1234567");
+    ck_assert_str_eq(probe_text("SELECT at FROM vals"), "2026-11-26 10:15:00.1234567");
+    ck_assert_str_eq(probe_text("SELECT dto FROM vals"), "2026-11-26 10:15:00.120+01:00");
+    ck_assert_str_eq(probe_text("SELECT CAST(at3 AS text) FROM vals"), "2026-11-26 10:15:00.12");
+    ck_assert_str_eq(probe_text("SELECT CAST(amount AS text) FROM vals"), "12.5000");
+}
+END_TEST
+
 /* A value the driver refuses (U+0000) after the COPY has begun: the call fails with
  * InvalidValue, the COPY is cancelled with the call's transaction, and the same connection
  * takes the next call. */
@@ -1876,6 +1904,7 @@ static Suite *store_suite(void)
         TCase *pg = tcase_create("postgresql");
         tcase_add_checked_fixture(pg, setup, teardown);
         tcase_set_timeout(pg, 60);
+        tcase_add_test(pg, pg_zeros_past_the_digits_fit);
         tcase_add_test(pg, pg_copy_bad_value);
         tcase_add_test(pg, pg_copy_key_already_there);
         tcase_add_test(pg, pg_copy_server_error);

@@ -307,6 +307,44 @@ START_TEST(test_datetime)
 }
 END_TEST
 
+/* value_compact_text: the zeros section 5 allows in any number left out, the rest as sent. */
+START_TEST(test_compact_text)
+{
+    static const struct {
+        const char *type, *text, *compact;
+    } cases[] = {
+        {"decimal(18,4)", "0000012.500000000", "12.5000"},
+        {"decimal(18,4)", "12.5", "12.5"},
+        {"decimal(18,4)", "-000.0000000", "-0.0000"},
+        {"decimal(18,0)", "00042.000", "42"},
+        {"decimal(18,4)", "0", "0"},
+        {"money", "-0922337203685477.580800", "-922337203685477.5808"},
+        {"time(7)", "12:00:00.12345670000000000000000000000000000000000000", "12:00:00.1234567"},
+        {"time(0)", "12:00:00.000", "12:00:00"},
+        {"datetime", "2026-11-26T10:15:00.99700000", "2026-11-26T10:15:00.997"},
+        {"smalldatetime", "2026-11-26T10:15:00.000", "2026-11-26T10:15:00"},
+        {"datetimeoffset(3)", "2026-11-26T10:15:00.120000000000000000000000000000000000000+05:30",
+         "2026-11-26T10:15:00.120+05:30"},
+        {"datetimeoffset", "2026-11-26T10:15:00-00:00", "2026-11-26T10:15:00-00:00"},
+        {"date", "2026-02-28", "2026-02-28"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        FITS(cases[k].type, cases[k].text);
+        struct sql_type type = type_of(cases[k].type);
+        char out[VALUE_COMPACT_MAX];
+        size_t n = value_compact_text(&type, cases[k].text, strlen(cases[k].text), out);
+        ck_assert_str_eq(out, cases[k].compact);
+        ck_assert_uint_eq(n, strlen(cases[k].compact));
+    }
+    /* Never past the buffer, whatever it is given. */
+    char long_text[200], out[VALUE_COMPACT_MAX];
+    memset(long_text, '1', sizeof(long_text));
+    struct sql_type text_type = type_of("decimal(38,0)");
+    ck_assert_uint_eq(value_compact_text(&text_type, long_text, sizeof(long_text), out),
+                      VALUE_COMPACT_MAX - 1);
+}
+END_TEST
+
 START_TEST(test_uniqueidentifier)
 {
     FITS("uniqueidentifier", "6F9619FF-8B86-D011-B42D-00C04FC964FF");
@@ -482,6 +520,7 @@ static Suite *values_suite(void)
     tcase_add_test(tc, test_float_locale);
     tcase_add_test(tc, test_date_time);
     tcase_add_test(tc, test_datetime);
+    tcase_add_test(tc, test_compact_text);
     tcase_add_test(tc, test_uniqueidentifier);
     tcase_add_test(tc, test_strings);
     tcase_add_test(tc, test_utf8_rules);
