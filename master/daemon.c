@@ -53,7 +53,7 @@ int daemon_detach(int *ready_fd, char *err, size_t errlen)
     return 0;
 }
 
-void daemon_ready(int ready_fd)
+void daemon_null_stdio(void)
 {
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
@@ -63,6 +63,11 @@ void daemon_ready(int ready_fd)
         if (null > STDERR_FILENO)
             close(null);
     }
+}
+
+void daemon_ready(int ready_fd)
+{
+    daemon_null_stdio();
     char ok = 0;
     ssize_t told = write(ready_fd, &ok, 1);   /* fails only when the starter is gone */
     (void)told;

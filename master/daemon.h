@@ -12,6 +12,9 @@
 int daemon_detach(int *ready_fd, char *err, size_t errlen);
 /* The daemon serves: standard streams go to /dev/null and the starting process exits 0. */
 void daemon_ready(int ready_fd);
+/* Standard streams to /dev/null (what daemon_ready does first; a daemon's workers, forked
+ * before it, do the same). */
+void daemon_null_stdio(void);
 
 /* Switches to user (and group, or the user's primary group) with its supplementary groups.
  * Needs root; -1 with err otherwise, or when the user or group is unknown. */

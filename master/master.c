@@ -36,6 +36,8 @@
 #define DEFAULT_CONFIG SYSCONFDIR "/somirrord.yaml"
 #define SPARE_WORKER_SLOTS 8
 #define MAX_RESTART_REQUIRED 8
+#define GENERATION_START_MS 10000   /* for a new generation's workers to serve */
+#define GENERATION_POLL_MS 5
 
 struct child {
     pid_t pid;
@@ -58,7 +60,8 @@ struct master {
     struct status_server *status;
     struct pidfile pidfile;
     int alive_pipe[2];             /* the master holds the write end; EOF tells workers it died */
-    uint32_t generation;
+    uint32_t generation;           /* the serving generation's */
+    uint32_t last_generation;      /* the latest started: a failed one's number is not reused */
     struct child *children;
     size_t nchildren, children_cap;
     struct throttle throttle;
@@ -68,6 +71,7 @@ struct master {
     struct event *signal_events[7];
     size_t nsignal_events;
     int stopping;
+    int detached;                  /* a daemon: workers give up the standard streams too */
     const char *restart_required[MAX_RESTART_REQUIRED];
     size_t nrestart;
     struct ctl_context ctl;
@@ -149,7 +153,7 @@ static size_t worker_slots(int workers)
 }
 
 /* Which settings of cfg differ from those somirrord started with and need a restart. */
-static void note_restart_required(struct master *m, const struct config *cfg)
+static void note_restart_required(struct master *m, struct config *cfg)
 {
     const struct config *boot = m->boot_cfg;
     m->nrestart = 0;
@@ -166,9 +170,12 @@ static void note_restart_required(struct master *m, const struct config *cfg)
         m->restart_required[m->nrestart++] = "user";
     if (strings_differ(cfg->log_file, boot->log_file))
         m->restart_required[m->nrestart++] = "log.file";
-    /* Two generations overlap while the old one drains. */
-    if ((size_t)cfg->workers * 2 > reg_max_workers(m->reg))
+    /* Two generations overlap while the old one drains: more workers than the registry has
+     * slots for wait for a restart, and the count stays as it is until then. */
+    if ((size_t)cfg->workers * 2 > reg_max_workers(m->reg)) {
         m->restart_required[m->nrestart++] = "workers";
+        cfg->workers = m->cfg->workers;
+    }
     for (size_t i = 0; i < m->nrestart; i++)
         log_warn("setting %s changed: it takes effect only after a restart", m->restart_required[i]);
 }
@@ -248,6 +255,8 @@ static void become_worker(struct master *m, int slot, const sigset_t *saved_mask
     for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++)
         signal(master_signals[i], SIG_DFL);
     close_inherited_fds(m);
+    if (m->detached)
+        daemon_null_stdio();
     struct wrk_params params = {
         .cfg = m->cfg,
         .keys = m->keys,
@@ -369,46 +378,131 @@ static void reap_children(struct master *m)
     maintain_workers(m);
 }
 
+/* Starts the current generation's workers and waits until each serves: the old generation
+ * goes on serving meanwhile, so a configuration that passes its checks but whose workers cannot
+ * start (a store directory that cannot be made, say) never replaces one that works. 0, or -1
+ * with why when a worker of the generation ends before it serves or none serves within
+ * GENERATION_START_MS; the master's loop does not run meanwhile. */
+static int start_generation(struct master *m, char *why, size_t whylen)
+{
+    int64_t deadline = monotonic_ms() + GENERATION_START_MS;
+    throttle_reset(&m->throttle);
+    m->respawn_at_ms = 0;
+    maintain_workers(m);
+    if (serving_workers(m) == 0) {
+        snprintf(why, whylen, "no worker could be started (the log says why)");
+        return -1;
+    }
+    for (;;) {
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            struct child *c = find_child(m, pid);
+            if (!c)
+                continue;
+            struct worker_view w;
+            int failed = c->generation == m->generation && c->kill_at_ms == 0 &&
+                         reg_worker_read(m->reg, c->slot, &w) == 0 && w.state == WORKER_STARTING;
+            if (failed) {
+                char how[128];
+                describe_exit(status, how, sizeof(how));
+                snprintf(why, whylen, "a new worker %s before it served: %s", how,
+                         w.start_error[0] ? w.start_error : "the log says why");
+                c->kill_at_ms = INT64_MAX;   /* expected now: not counted as a crash */
+            }
+            child_gone(m, c, status);
+            if (failed)
+                return -1;
+        }
+        size_t starting = 0;
+        for (size_t i = 0; i < m->nchildren; i++) {
+            struct worker_view w;
+            if (m->children[i].generation == m->generation &&
+                reg_worker_read(m->reg, m->children[i].slot, &w) == 0 && w.state == WORKER_STARTING)
+                starting++;
+        }
+        if (starting == 0 && serving_workers(m) > 0)
+            return 0;
+        if (monotonic_ms() >= deadline) {
+            snprintf(why, whylen, "the new workers did not serve within %d s", GENERATION_START_MS / 1000);
+            return -1;
+        }
+        struct timespec poll = {0, GENERATION_POLL_MS * 1000000L};
+        nanosleep(&poll, NULL);
+    }
+}
+
+/* Every worker of another generation than the serving one drains and exits. */
+static void stop_other_generations(struct master *m)
+{
+    for (size_t i = 0; i < m->nchildren; i++)
+        if (m->children[i].generation != m->generation && m->children[i].kill_at_ms == 0)
+            ask_to_stop(m, &m->children[i], SIGUSR2);
+}
+
 /* ---- reload and stop ---- */
+
+static void reload_failed(struct master *m, const char *what)
+{
+    log_error("reload of %s failed; still running on the previous configuration: %s", m->config_path,
+              what);
+    reg_master_counters(m->reg)->reloads_failed++;
+}
 
 static int reload(struct master *m)
 {
+    if (m->stopping) {
+        log_warn("reload not done: somirrord is stopping");
+        return -1;
+    }
     struct cfg_errors errs;
     struct config *cfg;
     struct keyring *keys;
     cfg_errors_init(&errs);
     if (load_generation(m->config_path, &cfg, &keys, &errs) < 0) {
-        log_error("reload of %s failed; still running on the previous configuration:", m->config_path);
+        reload_failed(m, "");
         for (size_t i = 0; i < errs.n; i++)
             log_error("  %s", errs.messages[i]);
         cfg_errors_free(&errs);
-        reg_master_counters(m->reg)->reloads_failed++;
         return -1;
     }
     cfg_errors_free(&errs);
     note_restart_required(m, cfg);
-    if (lsn_same_addresses(&m->lsn, cfg))
+    int same_listeners = lsn_same_addresses(&m->lsn, cfg);
+    if (same_listeners)
         lsn_update_tls(&m->lsn, cfg);
-    log_set_level((enum log_level)cfg->log_level);
 
+    /* The new generation first, on the same listeners; the old one drains once it serves. */
+    struct config *old_cfg = m->cfg;
+    struct keyring *old_keys = m->keys;
+    uint32_t old_generation = m->generation;
+    m->cfg = cfg;
+    m->keys = keys;
+    m->generation = ++m->last_generation;
+    reg_set_generation(m->reg, m->generation);
+    char why[REG_START_ERROR_MAX + 128];
+    if (start_generation(m, why, sizeof(why)) < 0) {
+        m->cfg = old_cfg;
+        m->keys = old_keys;
+        m->generation = old_generation;
+        reg_set_generation(m->reg, m->generation);
+        stop_other_generations(m);
+        if (same_listeners)
+            lsn_update_tls(&m->lsn, old_cfg);
+        note_restart_required(m, old_cfg);
+        cfg_free(cfg);
+        keys_free(keys);
+        reload_failed(m, why);
+        maintain_workers(m);
+        return -1;
+    }
+    stop_other_generations(m);
+    log_set_level((enum log_level)cfg->log_level);
     if (m->retired_cfg != m->boot_cfg)
         cfg_free(m->retired_cfg);
     keys_free(m->retired_keys);
-    m->retired_cfg = m->cfg;
-    m->retired_keys = m->keys;
-    m->cfg = cfg;
-    m->keys = keys;
-
-    /* The new generation first, on the same listeners; then the old one drains. */
-    m->generation++;
-    reg_set_generation(m->reg, m->generation);
-    throttle_reset(&m->throttle);
-    m->respawn_at_ms = 0;
-    size_t old = m->nchildren;
-    maintain_workers(m);
-    for (size_t i = 0; i < old; i++)
-        if (m->children[i].generation != m->generation && m->children[i].kill_at_ms == 0)
-            ask_to_stop(m, &m->children[i], SIGUSR2);
+    m->retired_cfg = old_cfg;
+    m->retired_keys = old_keys;
     reg_master_counters(m->reg)->reloads_ok++;
     refresh_ctl(m);
     log_info("configuration reloaded: generation %u, %d workers", (unsigned)m->generation, cfg->workers);
@@ -632,19 +726,26 @@ static int serve(struct master *m, int foreground)
         return 1;
     }
     reg_master_counters(m->reg)->started = (int64_t)time(NULL);
-    m->generation = 1;
+    m->generation = m->last_generation = 1;
     reg_set_generation(m->reg, m->generation);
     refresh_ctl(m);
     m->ctl.reload = reload_from_status;
     m->ctl.reload_arg = m;
-    if (m->pidfile.fd >= 0 && pidfile_write(&m->pidfile, getpid(), err, sizeof(err)) < 0) {
+    /* Serving means workers that serve: until then the starting process waits, and a worker
+     * that cannot start fails the start with its reason. */
+    m->detached = ready_fd >= 0;
+    if (start_generation(m, err, sizeof(err)) < 0) {
         startup_failed(m, err);
+        stop_now(m);
         return 1;
     }
-    /* Detached: the standard streams go before any worker can inherit them. */
+    if (m->pidfile.fd >= 0 && pidfile_write(&m->pidfile, getpid(), err, sizeof(err)) < 0) {
+        startup_failed(m, err);
+        stop_now(m);
+        return 1;
+    }
     if (ready_fd >= 0)
         daemon_ready(ready_fd);
-    maintain_workers(m);
     log_info("somirrord %s started (pid %ld, %d workers, %zu listeners)", PACKAGE_VERSION,
              (long)getpid(), m->cfg->workers, m->lsn.n);
     event_base_dispatch(m->base);

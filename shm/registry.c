@@ -52,7 +52,7 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lock-free 32-bit atomics are needed i
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "lock-free 64-bit atomics are needed in shared memory");
 
 #define REG_MAGIC 0x534d5247u          /* "SMRG" */
-#define REG_LAYOUT_VERSION 3u
+#define REG_LAYOUT_VERSION 4u
 #define REG_MAX_TENANTS_LIMIT 10000000u
 #define REG_MAX_WORKERS_LIMIT 4096u
 #define REG_ALIGN 64u
@@ -104,6 +104,7 @@ struct worker_data {
     char tenant[SM_TENANT_MAX + 1];
     char operation[REG_OPERATION_MAX];
     struct worker_metrics metrics;
+    char start_error[REG_START_ERROR_MAX];
 };
 
 struct worker_slot {
@@ -838,7 +839,7 @@ int reg_worker_claim(struct registry *reg, uint32_t generation)
         write_begin(&s->change);
         memset(&s->data, 0, sizeof(s->data));
         s->data.generation = generation;
-        s->data.state = WORKER_IDLE;
+        s->data.state = WORKER_STARTING;
         s->data.since = (int64_t)time(NULL);
         write_end(&s->change);
         atomic_store_explicit(&s->pid, 0, memory_order_relaxed);
@@ -959,7 +960,18 @@ int reg_worker_read(const struct registry *reg, int slot, struct worker_view *ou
     }
     out->bytes = data.metrics.bytes_in;
     out->connections = atomic_load_explicit(&s->connections, memory_order_relaxed);
+    copy_text(out->start_error, sizeof(out->start_error), data.start_error);
     return 0;
+}
+
+void reg_worker_start_failed(struct registry *reg, int slot, const char *why)
+{
+    struct worker_slot *s = valid_slot(reg, slot);
+    if (!s)
+        return;
+    write_begin(&s->change);
+    copy_text(s->data.start_error, sizeof(s->data.start_error), why);
+    write_end(&s->change);
 }
 
 void reg_worker_connections(struct registry *reg, int slot, uint32_t n)
@@ -978,8 +990,9 @@ uint32_t reg_workers_fewest_connections(const struct registry *reg, int self, ui
             continue;
         struct worker_data head;   /* generation and state only, not the metrics behind them */
         read_consistent(&s->change, &head, &s->data, offsetof(struct worker_data, since));
-        if (head.generation != generation || head.state == WORKER_STOPPING)
-            continue;
+        if (head.generation != generation || head.state == WORKER_STOPPING ||
+            head.state == WORKER_STARTING)
+            continue;   /* not accepting */
         uint32_t n = atomic_load_explicit(&s->connections, memory_order_relaxed);
         if (n < fewest)
             fewest = n;
@@ -1034,6 +1047,6 @@ const char *reg_tenant_state_name(enum tenant_state state)
 
 const char *reg_worker_state_name(enum worker_state state)
 {
-    static const char *const names[] = { "empty", "idle", "busy", "stopping" };
+    static const char *const names[] = { "empty", "starting", "idle", "busy", "stopping" };
     return (unsigned)state < sizeof(names) / sizeof(names[0]) ? names[state] : "unknown";
 }

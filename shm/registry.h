@@ -25,10 +25,12 @@
 #include "proto/types.h"
 
 enum tenant_state { TENANT_NEW, TENANT_IN_CYCLE, TENANT_IDLE, TENANT_PAUSED, TENANT_ERROR };
-enum worker_state { WORKER_EMPTY, WORKER_IDLE, WORKER_BUSY, WORKER_STOPPING };
+/* STARTING from the claim until the worker serves (or fails, see reg_worker_start_failed). */
+enum worker_state { WORKER_EMPTY, WORKER_STARTING, WORKER_IDLE, WORKER_BUSY, WORKER_STOPPING };
 
 #define REG_OPERATION_MAX 24
 #define REG_ERROR_MAX 256
+#define REG_START_ERROR_MAX 128   /* a worker's start error (the log has it whole) */
 #define REG_RESYNC_MAX 512      /* comma-separated table names, or "*" for all */
 #define REG_HOOK_MAX 256
 /* last_hook and last_error as kept in shared memory: longer texts are cut, so that a registry
@@ -82,6 +84,7 @@ struct worker_view {
     uint64_t faults;
     uint64_t bytes;
     uint32_t connections;              /* open client connections */
+    char start_error[REG_START_ERROR_MAX];   /* why it could not start serving; "" = none */
 };
 
 /* Counters by operation and result, for `metrics` (a worker adds to its own slot only). */
@@ -178,6 +181,8 @@ void reg_worker_call_done(struct registry *reg, int slot, enum reg_op op, int fa
                           double seconds, uint64_t bytes_in, uint64_t inserted, uint64_t updated,
                           uint64_t deleted, uint64_t skipped);
 int reg_worker_read(const struct registry *reg, int slot, struct worker_view *out);
+/* A worker that cannot start says why in its own slot, for the master to report. */
+void reg_worker_start_failed(struct registry *reg, int slot, const char *why);
 /* A worker's open client connections: set by the worker in its own slot; the fewest that any
  * other accepting (not stopping) worker of the generation has, UINT32_MAX when there is none
  * (a worker uses it to leave new connections to the others, see worker/http.c). */

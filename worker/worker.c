@@ -112,6 +112,14 @@ static void keep_call_memory(void)
         log_warn("the C library refused to keep freed call memory: large calls will be slower");
 }
 
+/* Logs why the worker cannot start and tells the master in its registry slot; 1. */
+static int cannot_start(const struct wrk_params *params, const char *why)
+{
+    log_error("worker cannot start: %s", why);
+    reg_worker_start_failed(params->reg, params->slot, why);
+    return 1;
+}
+
 int wrk_run(const struct wrk_params *params)
 {
     struct worker w = {.params = params};
@@ -125,18 +133,16 @@ int wrk_run(const struct wrk_params *params)
     keep_call_memory();
 
     struct service *svc = service_new(params->cfg, params->keys, params->reg, params->slot, err, sizeof(err));
-    if (!svc) {
-        log_error("worker cannot start: %s", err);
-        return 1;
-    }
+    if (!svc)
+        return cannot_start(params, err);
     w.base = event_base_new();
     if (!w.base || add_events(&w) < 0) {
-        log_error("worker cannot start: cannot set up its event loop");
+        cannot_start(params, "cannot set up its event loop");
         goto out;
     }
     w.http = wrk_http_new(w.base, params, svc, drained, &w, err, sizeof(err));
     if (!w.http) {
-        log_error("worker cannot start: %s", err);
+        cannot_start(params, err);
         goto out;
     }
     sigprocmask(SIG_SETMASK, &params->signal_mask, NULL);

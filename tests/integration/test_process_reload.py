@@ -8,6 +8,7 @@ import copy
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -40,12 +41,75 @@ def check_broken_reload(d):
     d.rewrite_config()
 
 
+def unusable_store_directory(directory):
+    """A store directory no worker can make: its parent is a regular file."""
+    blocker = os.path.join(directory, "not-a-directory")
+    with open(blocker, "w") as f:
+        f.write("x")
+    return os.path.join(blocker, "mirrors")
+
+
+def check_workers_cannot_start(s):
+    """A config that passes the master's checks but whose workers cannot start (the store's
+    directory cannot be made) is a failed reload: the old generation goes on serving."""
+    d = s.daemon
+    workers = d.worker_pids()
+    info = d.ctl_json("show info")
+    good = copy.deepcopy(d.cfg)
+    d.rewrite_config(**{"store.sqlite.directory": unusable_store_directory(s.dir)})
+    answer = d.ctl("reload")
+    assert answer.startswith("error:"), answer
+    after = d.ctl_json("show info")
+    assert after["reloads_failed"] == info["reloads_failed"] + 1, after
+    assert (after["generation"], after["reloads"]) == (info["generation"], info["reloads"]), after
+    d.wait_log(r"reload of .* failed; still running on the previous configuration: a new worker exited "
+               r"with status 1 before it served: .*not-a-directory")
+    time.sleep(0.5)   # the failed generation drains away; the old one is untouched
+    assert d.worker_pids() == workers, (d.worker_pids(), workers)
+    status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust1")
+    assert h.parse_auth(body)["IsSuccessful"] == "true", body
+    d.cfg = good
+    d.rewrite_config()
+
+
+def check_too_many_workers(s, generation):
+    """More workers than the registry has slots for (two generations overlap) need a restart:
+    the count stays as it was, and nothing keeps failing to start."""
+    d = s.daemon
+    d.rewrite_config(workers=40)
+    old = d.worker_pids()
+    d.ctl("reload")
+    h.wait_until(lambda: d.ctl_json("show info")["generation"] == generation, what="generation %d" % generation)
+    d.wait_workers(2, timeout=30, exclude=old)
+    info = d.ctl_json("show info")
+    assert "workers" in info["restart_required"] and info["workers"] == 2, info
+    assert "no free worker slot" not in d.log()
+    d.rewrite_config(workers=2)
+    reload_and_wait(d, generation + 1, via_signal=False)
+    return generation + 1   # the serving one
+
+
+def check_start_fails_with_reason():
+    """somirrord serves only once its workers do: a worker that cannot start fails the start,
+    with the reason, in the foreground and as a daemon (the starting process exits 1)."""
+    with h.server(start=False) as s:
+        bad = unusable_store_directory(s.dir)
+        s.daemon.rewrite_config(**{"store.sqlite.directory": bad})
+        for foreground in (True, False):
+            args = [s.daemon.binary, "-c", s.config] + (["-f"] if foreground else [])
+            p = subprocess.run(args, capture_output=True, text=True, timeout=30)
+            out = p.stdout + p.stderr + s.daemon.log()
+            assert p.returncode == 1, (foreground, p.returncode, out)
+            assert "before it served" in out and "not-a-directory" in out, out
+            assert not os.path.exists(s.daemon.pid_file), "pid file left behind"
+
+
 def check_allow_list(s):
     d = s.daemon
     status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust2")
     assert h.parse_auth(body)["IsSuccessful"] == "true", body
     d.rewrite_config(**{"tenants.allow": ["Cust1"], "tenants.max": 500})
-    reload_and_wait(d, 2)
+    reload_and_wait(d, 3)   # 2 was the generation that could not start
     info = d.ctl_json("show info")
     assert info["reloads"] == 1 and "tenants.max" in info["restart_required"], info
     status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust2")
@@ -128,11 +192,14 @@ def check_large_call_across_reload(s, generation):
 
 
 def main():
+    check_start_fails_with_reason()
     with h.server(workers=2) as s:
         d = s.daemon
         check_broken_reload(d)
+        check_workers_cannot_start(s)
         check_allow_list(s)
-        generation = check_no_refusal_under_load(d, 2)
+        generation = check_too_many_workers(s, 4)
+        generation = check_no_refusal_under_load(d, generation)
         generation = check_fresh_connection_across_reload(d, generation)
         check_large_call_across_reload(s, generation)
         assert d.stop() == 0

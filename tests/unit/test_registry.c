@@ -389,12 +389,18 @@ START_TEST(test_worker_connections)
     struct registry *reg = new_registry(4, 4);
     int a = reg_worker_claim(reg, 5), b = reg_worker_claim(reg, 5), c = reg_worker_claim(reg, 5);
     int old = reg_worker_claim(reg, 4);
+    /* Claimed workers are starting, not accepting, until they serve. */
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), UINT32_MAX);
+    struct worker_view w;
+    ck_assert_int_eq(reg_worker_read(reg, b, &w), 0);
+    ck_assert_int_eq(w.state, WORKER_STARTING);
+    for (int slot = 0; slot < 4; slot++)
+        reg_worker_state(reg, slot, WORKER_IDLE, NULL, NULL, 1);
     ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), 0);
     reg_worker_connections(reg, a, 9);
     reg_worker_connections(reg, b, 4);
     reg_worker_connections(reg, c, 6);
     reg_worker_connections(reg, old, 1);   /* another generation: not counted */
-    struct worker_view w;
     ck_assert_int_eq(reg_worker_read(reg, a, &w), 0);
     ck_assert_uint_eq(w.connections, 9);
     ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), 4);
@@ -405,7 +411,13 @@ START_TEST(test_worker_connections)
     reg_worker_release(reg, c);
     ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), UINT32_MAX);
     ck_assert_int_eq(reg_worker_claim(reg, 5), c);                     /* reset at claim */
+    ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), UINT32_MAX);
+    reg_worker_state(reg, c, WORKER_IDLE, NULL, NULL, 1);
     ck_assert_uint_eq(reg_workers_fewest_connections(reg, a, 5), 0);
+    /* A worker that cannot start says why, in its own slot. */
+    reg_worker_start_failed(reg, c, "store.sqlite.directory: no such directory");
+    ck_assert_int_eq(reg_worker_read(reg, c, &w), 0);
+    ck_assert_str_eq(w.start_error, "store.sqlite.directory: no such directory");
     reg_destroy(reg);
 }
 END_TEST
@@ -415,6 +427,7 @@ START_TEST(test_names)
     ck_assert_str_eq(reg_op_name(REG_OP_REPLICATIONCOMPLETED), "ReplicationCompleted");
     ck_assert_str_eq(reg_tenant_state_name(TENANT_IN_CYCLE), "in_cycle");
     ck_assert_str_eq(reg_worker_state_name(WORKER_STOPPING), "stopping");
+    ck_assert_str_eq(reg_worker_state_name(WORKER_STARTING), "starting");
     ck_assert_double_eq(reg_duration_bounds[REG_DURATION_BUCKETS - 1], 10.0);
 }
 END_TEST
