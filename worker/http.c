@@ -2,9 +2,10 @@
  * (for TLS) one SSL_CTX per listener, and the calls in progress.
  *
  * Draining: accepting stops at once and every answer from then on closes its connection. The
- * worker is done when no call is in hand and neither a connection nor request bytes have
- * arrived for DRAIN_QUIET_MS, so that a request still being uploaded, or sent on a connection
- * accepted just before, is answered. Idle keep-alive connections are closed when the worker
+ * worker is done when no call is in hand, no request has part of it in (its own deadlines
+ * bound how long one may take), and neither a connection nor request bytes have arrived for
+ * DRAIN_QUIET_MS, so that a request still being uploaded, even with pauses, or sent on a
+ * connection accepted just before, is answered. Idle keep-alive connections are closed when the worker
  * exits. Arrivals are seen through a callback on each connection's input buffer (evhttp
  * itself uses only the bufferevent's callbacks).
  *
@@ -586,10 +587,22 @@ static void route_request(struct evhttp_request *req, void *arg)
 
 /* ---- setup and drain ---- */
 
+/* Whether a connection has part of a request in: its headers or body are still arriving. */
+static int request_arriving(const struct wrk_http *http)
+{
+    for (size_t fd = 0; fd < http->by_fd_len; fd++) {
+        const struct conn *c = http->by_fd[fd];
+        if (c && (c->phase == CONN_HEADERS || c->phase == CONN_BODY))
+            return 1;
+    }
+    return 0;
+}
+
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
     struct wrk_http *http = arg;
-    if (http->calls_in_flight == 0 && monotonic_ms() - http->last_input_ms >= DRAIN_QUIET_MS) {
+    if (http->calls_in_flight == 0 && monotonic_ms() - http->last_input_ms >= DRAIN_QUIET_MS &&
+        !request_arriving(http)) {
         http->on_drained(http->on_drained_arg);
         return;
     }

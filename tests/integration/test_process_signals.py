@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """somirrord's start and stop: `-t` on good and bad configs; SIGTERM drains, exits 0 and removes
 the pid file and status socket; a second somirrord on a live pid file refuses to start; a stale
-pid file is taken over; daemon mode; SIGUSR1 reopens the log; SIGINT stops at once."""
+pid file is taken over; daemon mode; SIGUSR1 reopens the log; SIGINT stops at once; a request
+still uploading when SIGTERM comes is answered."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,8 +52,24 @@ def main():
         d.signal(signal.SIGUSR1)
         h.wait_until(lambda: os.path.exists(d.log_path), what="a new log file")
 
-        # SIGTERM: drain, exit 0, pid file and status socket gone.
-        assert d.stop() == 0
+        # SIGTERM with a request half uploaded whose body then pauses for longer than the
+        # drain's quiet second: it is still answered; then exit 0, pid file and status socket
+        # gone.
+        body = h.envelope(h.authenticate_body("late"), s.token("Cust1")).encode()
+        with socket.create_connection(("127.0.0.1", d.port), timeout=20) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                         + body[:100])
+            time.sleep(0.3)
+            d.signal(signal.SIGTERM)
+            time.sleep(2.5)
+            sock.sendall(body[100:])
+            answer = b""
+            while b"</s:Envelope>" not in answer:
+                chunk = sock.recv(65536)
+                assert chunk, "closed without an answer: %r" % answer
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and b"late" in answer, answer[:300]
+        assert d.wait_exit() == 0
         assert not os.path.exists(d.pid_file) and not os.path.exists(d.status_socket)
         h.wait_until(lambda: not d.worker_pids(), what="workers to exit")
 
