@@ -951,9 +951,46 @@ static void check_store(struct loader *ld)
     }
 }
 
+static char *base_directory;   /* see cfg_set_base_directory */
+
+void cfg_set_base_directory(const char *dir)
+{
+    free(base_directory);
+    base_directory = dir ? xstrdup(dir) : NULL;
+}
+
+static void make_absolute(char **path)
+{
+    if (!base_directory || !*path || (*path)[0] == '/' || (*path)[0] == '\0')
+        return;
+    struct buf full = BUF_INIT;
+    buf_printf(&full, "%s/%s", base_directory, *path);
+    free(*path);
+    *path = buf_steal(&full);
+}
+
+/* Every path key of the table above. */
+static void make_paths_absolute(struct config *cfg)
+{
+    char **paths[] = {&cfg->pid_file, &cfg->status_socket, &cfg->state_file, &cfg->app_private_key,
+                      &cfg->sqlite.directory, &cfg->mssql.password_file,
+                      &cfg->postgresql.password_file, &cfg->hooks.table_sql};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+        make_absolute(paths[i]);
+    if (strcmp(cfg->log_file, "stderr") != 0 && strcmp(cfg->log_file, "syslog") != 0)
+        make_absolute(&cfg->log_file);
+    for (size_t i = 0; i < cfg->vendor_certificates.n; i++)
+        make_absolute(&cfg->vendor_certificates.items[i]);
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        make_absolute(&cfg->listen[i].tls_certificate);
+        make_absolute(&cfg->listen[i].tls_key);
+    }
+}
+
 static void check_whole(struct loader *ld)
 {
     struct config *cfg = ld->cfg;
+    make_paths_absolute(cfg);
     check_store(ld);
     if (!cfg->state_file && cfg->pid_file) {
         struct buf state = BUF_INIT;

@@ -98,6 +98,10 @@ struct cfg_errors {
 /* Loads and validates path. Returns the config, or NULL with at least one message in errs.
  * Only checks what can be checked without opening keys (keys.h does those). */
 struct config *cfg_load(const char *path, struct cfg_errors *errs);
+/* From now on cfg_load makes every relative path in a configuration (files, directories, the
+ * status socket; not hook programs) absolute against dir, the directory somirrord was started
+ * in: a daemon works from / and reloads later. NULL: paths stay as written. */
+void cfg_set_base_directory(const char *dir);
 void cfg_free(struct config *cfg);
 
 void cfg_errors_init(struct cfg_errors *errs);

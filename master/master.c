@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <event2/event.h>
 
+#include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -771,22 +772,36 @@ int master_main(int argc, char **argv)
         return 0;
     }
 
-    struct master m = {.config_path = opts.config_path, .pidfile = {.fd = -1}, .alive_pipe = {-1, -1}};
+    /* Relative paths (the configuration's own, those in it) are the starting directory's,
+     * also for a daemon, which works from /, and for its reloads. */
+    char *start_dir = getcwd(NULL, 0);
+    cfg_set_base_directory(start_dir);
+    struct buf config_path = BUF_INIT;
+    if (start_dir && opts.config_path[0] != '/')
+        buf_printf(&config_path, "%s/%s", start_dir, opts.config_path);
+    else
+        buf_puts(&config_path, opts.config_path);
+    free(start_dir);
+    struct master m = {.config_path = config_path.data, .pidfile = {.fd = -1}, .alive_pipe = {-1, -1}};
     struct cfg_errors errs;
     cfg_errors_init(&errs);
-    if (load_generation(opts.config_path, &m.cfg, &m.keys, &errs) < 0) {
+    int status = 1;
+    if (load_generation(m.config_path, &m.cfg, &m.keys, &errs) < 0) {
         report_errors(&errs);
         cfg_errors_free(&errs);
-        return 1;
+        goto out;
     }
     cfg_errors_free(&errs);
     m.boot_cfg = m.cfg;
     if (opts.test_config) {
         printf("configuration ok\n");
-        release_resources(&m);
-        return 0;
+        status = 0;
+    } else {
+        status = serve(&m, opts.foreground);
     }
-    int status = serve(&m, opts.foreground);
     release_resources(&m);
+out:
+    buf_free(&config_path);
+    cfg_set_base_directory(NULL);
     return status;
 }

@@ -2,7 +2,8 @@
 """somirrord's start and stop: `-t` on good and bad configs; SIGTERM drains, exits 0 and removes
 the pid file and status socket; a second somirrord on a live pid file refuses to start; a stale
 pid file is taken over; daemon mode; SIGUSR1 reopens the log; SIGINT stops at once; a request
-still uploading when SIGTERM comes is answered."""
+still uploading when SIGTERM comes is answered; a daemon keeps relative paths the starting
+directory's."""
 import os
 import signal
 import socket
@@ -32,7 +33,39 @@ def check_test_mode(s):
     assert run("-x").returncode == 2
 
 
+def check_relative_paths_as_daemon():
+    """A daemon works from /, yet relative paths (the -c file's, those in it) stay the starting
+    directory's, for its reloads too (somirrord.yaml(5))."""
+    with h.server(start=False) as s:
+        d = s.daemon
+        rel = {"pid_file": "run/somirrord.pid", "status_socket": "run/status.sock",
+               "log.file": "somirrord.log", "store.sqlite.directory": "mirrors",
+               "application.private_key": os.path.relpath(d.cfg["application"]["private_key"], s.dir),
+               "vendor.certificates": [os.path.relpath(c, s.dir) for c in d.cfg["vendor"]["certificates"]]}
+        d.rewrite_config(**rel)
+        os.makedirs(os.path.join(s.dir, "run"))
+        r = subprocess.run([h.program("somirrord"), "-c", os.path.basename(s.config)], cwd=s.dir,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r
+        pid_file = os.path.join(s.dir, "run", "somirrord.pid")
+        pid = int(h.wait_until(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(),
+                               what="the pid file in the starting directory"))
+        d.pgids.add(pid)
+        d.pid = pid
+        assert h.request(d.port, "GET", "/healthz")[0] == 200
+        d.signal(signal.SIGHUP)
+        h.wait_until(lambda: "configuration reloaded: generation 2" in open(os.path.join(s.dir, "somirrord.log")).read(),
+                     what="the reload (the config found again)")
+        st, _, body = h.soap(d.port, "Authenticate", h.authenticate_body(), s.token("Cust1"))
+        assert h.parse_auth(body)["IsSuccessful"] == "true", body
+        assert os.path.exists(os.path.join(s.dir, "mirrors", "Mirror_Cust1.db"))
+        d.signal(signal.SIGTERM)
+        h.wait_until(lambda: not h.pid_alive(pid), what="the daemon to stop")
+        assert not os.path.exists(pid_file) and not os.path.exists(os.path.join(s.dir, "run", "status.sock"))
+
+
 def main():
+    check_relative_paths_as_daemon()
     with h.server() as s:
         d = s.daemon
         check_test_mode(s)
