@@ -1070,6 +1070,49 @@ static bool load_document(struct loader *ld, FILE *file)
     return ok;
 }
 
+/* Whether event starts a node (a key or a value, when in a mapping). */
+static bool starts_node(const yaml_event_t *event)
+{
+    return event->type == YAML_SCALAR_EVENT || event->type == YAML_ALIAS_EVENT ||
+           event->type == YAML_SEQUENCE_START_EVENT || event->type == YAML_MAPPING_START_EVENT;
+}
+
+char *cfg_read_status_socket(const char *path)
+{
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return NULL;
+    yaml_parser_t parser;
+    yaml_event_t event;
+    int depth = 0;   /* open mappings and sequences */
+    bool root_mapping = false, want_key = true, socket_key = false, done = false;
+    char *found = NULL;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, file);
+    while (!done && yaml_parser_parse(&parser, &event)) {
+        if (depth == 1 && root_mapping && starts_node(&event)) {
+            bool scalar = event.type == YAML_SCALAR_EVENT;
+            const char *text = scalar ? (const char *)event.data.scalar.value : "";
+            if (!want_key && socket_key && text[0] != '\0')
+                found = xstrdup(text);
+            socket_key = want_key && scalar && strcmp(text, "status_socket") == 0;
+            want_key = !want_key;
+        }
+        if (event.type == YAML_MAPPING_START_EVENT && depth == 0)
+            root_mapping = true;
+        if (event.type == YAML_MAPPING_START_EVENT || event.type == YAML_SEQUENCE_START_EVENT)
+            depth++;
+        else if (event.type == YAML_MAPPING_END_EVENT || event.type == YAML_SEQUENCE_END_EVENT)
+            depth--;
+        done = found || event.type == YAML_STREAM_END_EVENT || (root_mapping && depth == 0) ||
+               depth > CONFIG_NESTING_MAX;
+        yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    fclose(file);
+    return found;
+}
+
 struct config *cfg_load(const char *path, struct cfg_errors *errs)
 {
     struct loader ld = {.path = path, .errs = errs};

@@ -1,6 +1,8 @@
 /* ctl/somirrorctl: the admin client. Sends one command line to a running somirrord's status
  * socket and prints the answer; `tables CTX` instead reads the tenant's mirror metadata
- * directly through the store. Owns no shared state. */
+ * directly through the store. Owns no shared state. A configuration that does not load (the
+ * moment an operator most needs the client) still gives its top-level status_socket
+ * (cfg_read_status_socket). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,16 +35,22 @@ static void usage(FILE *fp)
             "CONFIG defaults to %s/somirrord.yaml.\n", SYSCONFDIR);
 }
 
+static void print_errors(const struct cfg_errors *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "somirrorctl: %s\n", errs->messages[i]);
+}
+
 static struct config *load_config(const char *path)
 {
     struct cfg_errors errs;
     cfg_errors_init(&errs);
     struct config *cfg = cfg_load(path, &errs);
-    for (size_t i = 0; i < errs.n; i++)
-        fprintf(stderr, "somirrorctl: %s\n", errs.messages[i]);
-    cfg_errors_free(&errs);
-    if (!cfg)
+    if (!cfg) {
+        print_errors(&errs);
         fprintf(stderr, "somirrorctl: cannot use the configuration %s\n", path);
+    }
+    cfg_errors_free(&errs);
     return cfg;
 }
 
@@ -155,16 +163,40 @@ static int list_tables(const char *config_path, const char *tenant)
     return rc;
 }
 
-/* The status socket named by -s, or by the configuration's status_socket. */
+/* The status socket of a configuration that does not load (errs says why): its status_socket
+ * where one can still be read, else none (the key has no default). One line says which. */
+static char *socket_despite_errors(const char *config_path, const struct cfg_errors *errs)
+{
+    char *path = cfg_read_status_socket(config_path);
+    if (!path) {
+        print_errors(errs);
+        fprintf(stderr, "somirrorctl: cannot use the configuration %s, nor find a status_socket in "
+                "it (the key has no default); give one with -s SOCKET\n", config_path);
+    } else {
+        fprintf(stderr, "somirrorctl: using status_socket %s of %s, which does not load (%s",
+                path, config_path, errs->messages[0]);
+        if (errs->n > 1)
+            fprintf(stderr, "; %zu more errors", errs->n - 1);
+        fputs(")\n", stderr);
+    }
+    return path;
+}
+
+/* The status socket named by the configuration's status_socket. */
 static char *socket_from_config(const char *config_path)
 {
-    struct config *cfg = load_config(config_path);
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    struct config *cfg = cfg_load(config_path, &errs);
+    char *path = NULL;
     if (!cfg)
-        return NULL;
-    char *path = cfg->status_socket ? xstrdup(cfg->status_socket) : NULL;
-    if (!path)
+        path = socket_despite_errors(config_path, &errs);
+    else if (cfg->status_socket)
+        path = xstrdup(cfg->status_socket);
+    else
         fprintf(stderr, "somirrorctl: %s sets no status_socket; give one with -s SOCKET\n", config_path);
     cfg_free(cfg);
+    cfg_errors_free(&errs);
     return path;
 }
 

@@ -1,5 +1,6 @@
 /* master/status: serves the status socket (see status.h). Owns the listening unix socket and
- * the client connections, each alive only until its answer is written. */
+ * the client connections, each alive until its answer is written and what the client still
+ * sends is drained (bounded), so that a client sending too much reads the answer, not a reset. */
 #include "master/status.h"
 
 #include <errno.h>
@@ -14,9 +15,14 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "common/clock.h"
 #include "common/xalloc.h"
 
 #define CLIENT_TIMEOUT_SECONDS 10
+/* After the answer, input is discarded until the client closes, for at most this long and this
+ * much; then the connection is closed anyway (the client may see a reset). */
+#define DRAIN_SECONDS 2
+#define DRAIN_BYTES_MAX (1024 * 1024)
 
 struct status_server {
     char *path;
@@ -25,10 +31,50 @@ struct status_server {
     void *handler_arg;
 };
 
+/* A connection whose answer has gone out, its input being discarded. */
+struct drain {
+    size_t discarded;
+    int64_t deadline_ms;   /* monotonic */
+};
+
+static void drain_end(struct bufferevent *bev, struct drain *drain)
+{
+    bufferevent_free(bev);
+    free(drain);
+}
+
+static void drain_readable(struct bufferevent *bev, void *arg)
+{
+    struct drain *drain = arg;
+    struct evbuffer *input = bufferevent_get_input(bev);
+    drain->discarded += evbuffer_get_length(input);
+    evbuffer_drain(input, evbuffer_get_length(input));
+    if (drain->discarded > DRAIN_BYTES_MAX || monotonic_ms() >= drain->deadline_ms)
+        drain_end(bev, drain);
+}
+
+/* End of input, an error or DRAIN_SECONDS without input. */
+static void drain_event(struct bufferevent *bev, short what, void *arg)
+{
+    drain_end(bev, arg);
+}
+
+/* The answer has gone out: end the client's input with an end of file, then drain its input. */
 static void client_flushed(struct bufferevent *bev, void *arg)
 {
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+        return;
+    if (shutdown(bufferevent_getfd(bev), SHUT_WR) != 0) {
         bufferevent_free(bev);
+        return;
+    }
+    struct drain *drain = xcalloc(1, sizeof(*drain));
+    drain->deadline_ms = monotonic_ms() + DRAIN_SECONDS * 1000;
+    struct timeval timeout = {DRAIN_SECONDS, 0};
+    bufferevent_set_timeouts(bev, &timeout, NULL);
+    bufferevent_setcb(bev, drain_readable, NULL, drain_event, drain);
+    bufferevent_enable(bev, EV_READ);
+    drain_readable(bev, drain);   /* what was read with the command; last: it may free bev */
 }
 
 static void client_event(struct bufferevent *bev, short what, void *arg);

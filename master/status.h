@@ -1,6 +1,8 @@
 /* master/status: the status socket (a unix socket served by the master's event loop). A client
  * writes one command line (at most 4096 bytes, ending in '\n'); the master answers through the
- * handler and closes. The socket file is created with the configured mode and removed on close. */
+ * handler (a longer line: an error line), ends its side, discards what the client still sends
+ * until it closes (for a bounded time and amount) and closes. The socket file is created with
+ * the configured mode and removed on close. */
 #ifndef SOMIRROR_MASTER_STATUS_H
 #define SOMIRROR_MASTER_STATUS_H
 #include <stddef.h>

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""somirrorctl -c with a configuration that does not load (somirrorctl(8)): it still finds the
+top-level status_socket (a YAML syntax error after it, a file that is YAML but not a valid
+configuration, a decoy status_socket nested in a section), says on one stderr line which socket
+it uses, and keeps its exit codes; with no status_socket to read it fails and says to use -s.
+And the status socket answers a line longer than 4096 bytes with an error line and an end of
+file, not a connection reset, whatever the client still sends, without holding up other
+clients."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+TOO_LONG = b"error: command longer than 4096 bytes\n"
+
+
+def ctl(*args):
+    return subprocess.run([h.program("somirrorctl")] + list(args), capture_output=True, text=True,
+                          timeout=20)
+
+
+def check_used_socket(result, config, socket_path, error):
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "using status_socket %s of %s" % (socket_path, config) in lines[0], result.stderr
+    assert error in lines[0], result.stderr
+
+
+def check_broken_syntax(d):
+    """The audit's case: an edit breaks the file, the reload is refused, the operator asks."""
+    with open(d.config_path, "a") as f:
+        f.write("\nbogus: [\n")
+    d.signal(signal.SIGHUP)
+    h.wait_until(lambda: d.ctl_json("show info")["reloads_failed"] == 1, what="the failed reload")
+    r = ctl("-c", d.config_path, "show", "info")
+    assert r.returncode == 0 and r.stdout.startswith("version\t"), r
+    check_used_socket(r, d.config_path, d.status_socket, "YAML syntax error")
+    r = ctl("-c", d.config_path, "show", "bogus")
+    assert r.returncode == 1 and r.stdout.startswith("error: "), r
+    d.rewrite_config()
+
+
+def check_invalid_configuration(s):
+    """YAML, but not a valid configuration: unknown and missing keys, a password file that
+    cannot be read, and a status_socket nested in a section before the top-level one."""
+    config = os.path.join(s.dir, "invalid.yaml")
+    with open(config, "w") as f:
+        f.write("# block style, as an operator writes it\n"
+                "listen: 127.0.0.1:1\n"
+                "hooks:\n"
+                "  status_socket: %s/decoy.sock\n"
+                "store:\n"
+                "  driver: postgresql\n"
+                "  postgresql:\n"
+                "    conninfo: host=nowhere\n"
+                "    password_file: %s/no-such-password\n"
+                "status_socket: '%s'\n"
+                "workers: lots\n" % (s.dir, s.dir, s.daemon.status_socket))
+    r = ctl("-c", config, "show", "workers", "json")
+    assert r.returncode == 0 and r.stdout.startswith('{"workers":'), r
+    check_used_socket(r, config, s.daemon.status_socket, "more errors")
+
+
+def check_no_socket(s):
+    """Nothing to read (the key has no default): exit 1, the errors, and a hint at -s."""
+    config = os.path.join(s.dir, "nosocket.yaml")
+    with open(config, "w") as f:
+        f.write("workers: lots\nlog:\n  status_socket: %s\n" % s.daemon.status_socket)
+    for path in (config, os.path.join(s.dir, "absent.yaml")):
+        r = ctl("-c", path, "show", "info")
+        assert r.returncode == 1 and r.stdout == "", r
+        assert "give one with -s SOCKET" in r.stderr.splitlines()[-1], r.stderr
+        assert "using status_socket" not in r.stderr, r.stderr
+    r = ctl("-c", config, "tables", "Cust1")
+    assert r.returncode == 1 and "cannot use the configuration" in r.stderr, r
+
+
+def answer_of(sock):
+    """Everything until the end of file (a reset raises)."""
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def check_long_lines(d):
+    """Lines past the limit, one more than the socket buffers hold, sent by a client that never
+    ends its writing side: the error line, then the end of file."""
+    for size in (5000, 600000):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(d.status_socket)
+            sock.sendall(b"x" * size + b"\n")
+            answer = answer_of(sock)
+            assert answer == TOO_LONG, (size, answer[:100])
+    # A client that sent too much and then keeps its connection open holds up no one.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+        idle.settimeout(10)
+        idle.connect(d.status_socket)
+        idle.sendall(b"y" * 8000)
+        started = time.monotonic()
+        r = ctl("-s", d.status_socket, "show", "info")
+        assert r.returncode == 0 and time.monotonic() - started < 2, r
+        assert answer_of(idle) == TOO_LONG
+
+
+def main():
+    with h.server(workers=1) as s:
+        check_broken_syntax(s.daemon)
+        check_invalid_configuration(s)
+        check_no_socket(s)
+        check_long_lines(s.daemon)
+        assert s.daemon.stop() == 0
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
