@@ -638,6 +638,26 @@ static void startup_failed(const struct master *m, const char *what)
         fprintf(stderr, "somirrord: cannot start: %s\n", what);
 }
 
+/* A reload reads the configuration and keys as the user somirrord switched to: said at start
+ * rather than at the first SIGHUP, when the operator expects it to work. */
+static void warn_if_reload_would_fail(const struct master *m)
+{
+    struct cfg_errors errs;
+    struct config *cfg;
+    struct keyring *keys;
+    cfg_errors_init(&errs);
+    if (load_generation(m->config_path, &cfg, &keys, &errs) == 0) {
+        keys_free(keys);
+        cfg_free(cfg);
+    } else {
+        log_warn("as user %s the configuration does not load, so reloads will fail until it does:",
+                 m->cfg->user);
+        for (size_t i = 0; i < errs.n; i++)
+            log_warn("  %s", errs.messages[i]);
+    }
+    cfg_errors_free(&errs);
+}
+
 static int open_resources(struct master *m, char *err, size_t errlen)
 {
     const struct config *cfg = m->cfg;
@@ -669,6 +689,8 @@ static int open_resources(struct master *m, char *err, size_t errlen)
             log_warn("user %s is set but somirrord was not started as root: it runs as it is", cfg->user);
         else if (daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0)
             return -1;
+        else
+            warn_if_reload_would_fail(m);
     }
     if (cfg->state_file && statefile_restore(cfg->state_file, m->reg) < 0)
         log_warn("pauses in %s were not restored", cfg->state_file);

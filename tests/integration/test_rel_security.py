@@ -14,6 +14,8 @@ protocol.md section 3 "The failure message names the failed check, never key mat
 import base64
 import os
 import pwd
+import re
+import signal
 import socket
 import stat
 import subprocess
@@ -112,6 +114,13 @@ def check_user_drop():
                 sock_mode = stat.S_IMODE(os.stat(d.status_socket).st_mode)
                 R.check(sock_mode == 0o600, "status socket mode %o, want 600" % sock_mode)
                 R.check(d.ctl_json("show info")["pid"] == d.pid, "status socket")
+                # The keys are root's: a reload (read as the user) would fail, and the start said so.
+                R.check(re.search(r"as user %s the configuration does not load, so reloads will fail" % USER,
+                                  d.log()), "no warning that reloads would fail")
+                for k in keys:
+                    os.chown(k, pw.pw_uid, pw.pw_gid)
+                d.signal(signal.SIGHUP)
+                d.wait_log(r"configuration reloaded: generation 2")
                 R.check(d.stop() == 0, "somirrord as %s did not stop cleanly" % USER)
                 R.check(not os.path.exists(d.pid_file), "the pid file is left behind")
     finally:
