@@ -951,6 +951,11 @@ static void check_store(struct loader *ld)
     }
 }
 
+int cfg_log_to_file(const struct config *cfg)
+{
+    return strcmp(cfg->log_file, "stderr") != 0 && strcmp(cfg->log_file, "syslog") != 0;
+}
+
 static char *base_directory;   /* see cfg_set_base_directory */
 
 void cfg_set_base_directory(const char *dir)
@@ -977,7 +982,7 @@ static void make_paths_absolute(struct config *cfg)
                       &cfg->postgresql.password_file, &cfg->hooks.table_sql};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
         make_absolute(paths[i]);
-    if (strcmp(cfg->log_file, "stderr") != 0 && strcmp(cfg->log_file, "syslog") != 0)
+    if (cfg_log_to_file(cfg))
         make_absolute(&cfg->log_file);
     for (size_t i = 0; i < cfg->vendor_certificates.n; i++)
         make_absolute(&cfg->vendor_certificates.items[i]);

@@ -103,6 +103,8 @@ struct config *cfg_load(const char *path, struct cfg_errors *errs);
  * in: a daemon works from / and reloads later. NULL: paths stay as written. */
 void cfg_set_base_directory(const char *dir);
 void cfg_free(struct config *cfg);
+/* Whether log.file is a file (not stderr or syslog). */
+int cfg_log_to_file(const struct config *cfg);
 /* The top-level status_socket of a file that may not load as a configuration (somirrorctl
  * still finds the daemon then): the first non-empty scalar under that key among libyaml's
  * events before any YAML error or too deep a nesting; malloc'd, or NULL when none is found. */

@@ -74,23 +74,50 @@ void daemon_ready(int ready_fd)
     close(ready_fd);
 }
 
-int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen)
+/* The ids of user and group (NULL: the user's primary group); -1 with err when unknown. */
+static int user_ids(const char *user, const char *group, uid_t *uid, gid_t *gid, char *err,
+                    size_t errlen)
 {
     struct passwd *pw = getpwnam(user);
     if (!pw) {
         snprintf(err, errlen, "user %s: no such user", user);
         return -1;
     }
-    gid_t gid = pw->pw_gid;
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
     if (group) {
         struct group *gr = getgrnam(group);
         if (!gr) {
             snprintf(err, errlen, "group %s: no such group", group);
             return -1;
         }
-        gid = gr->gr_gid;
+        *gid = gr->gr_gid;
     }
-    if (setgid(gid) < 0 || initgroups(user, gid) < 0 || setuid(pw->pw_uid) < 0) {
+    return 0;
+}
+
+int daemon_give_to_user(const char *path, const char *user, const char *group, char *err,
+                        size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    struct stat st;
+    if (user_ids(user, group, &uid, &gid, err, errlen) < 0)
+        return -1;
+    if (stat(path, &st) == 0 && st.st_uid == 0 && chown(path, uid, (gid_t)-1) < 0) {
+        snprintf(err, errlen, "%s: cannot give it to user %s: %s", path, user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    if (user_ids(user, group, &uid, &gid, err, errlen) < 0)
+        return -1;
+    if (setgid(gid) < 0 || initgroups(user, gid) < 0 || setuid(uid) < 0) {
         snprintf(err, errlen, "cannot switch to user %s: %s", user, strerror(errno));
         return -1;
     }

@@ -16,6 +16,10 @@ void daemon_ready(int ready_fd);
  * before it, do the same). */
 void daemon_null_stdio(void);
 
+/* Makes path (when root owns it) user's, keeping its group: a file the master created as root
+ * that it must reopen once it is user. Needs root; -1 with err. */
+int daemon_give_to_user(const char *path, const char *user, const char *group, char *err,
+                        size_t errlen);
 /* Switches to user (and group, or the user's primary group) with its supplementary groups.
  * Needs root; -1 with err otherwise, or when the user or group is unknown. */
 int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen);

@@ -687,6 +687,9 @@ static int open_resources(struct master *m, char *err, size_t errlen)
     if (cfg->user) {
         if (geteuid() != 0)
             log_warn("user %s is set but somirrord was not started as root: it runs as it is", cfg->user);
+        else if (cfg_log_to_file(cfg) &&
+                 daemon_give_to_user(cfg->log_file, cfg->user, cfg->group, err, errlen) < 0)
+            return -1;
         else if (daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0)
             return -1;
         else

@@ -1,7 +1,15 @@
 #!/usr/bin/env python3
-"""contrib/somirrord.init: configtest, start, status, reload, stop, with CONFIG, PIDFILE and
-DAEMON taken from the environment (the defaults file pointed away)."""
+"""contrib/somirrord.init: configtest, start, status, reload, stop, with CONFIG, PIDFILE, DAEMON
+and the directories it prepares taken from the environment (the defaults file pointed away).
+Then, as root, the deployment layout of contrib/somirrord.yaml under a temporary root with
+`user: nobody`: start makes the runtime directory (missing, as /run/somirror after a boot), the
+state directory and the log file that user's, so that a pause is written to the state file,
+reopen-logs reopens the log, stop leaves no pid file or socket behind, and the pause survives a
+restart."""
+import grp
+import json
 import os
+import pwd
 import subprocess
 import sys
 import tempfile
@@ -9,50 +17,140 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
+SCRIPT = os.path.join(h.SRCDIR, "contrib", "somirrord.init")
 
-def main():
-    script = os.path.join(h.SRCDIR, "contrib", "somirrord.init")
+
+def init(env, action):
+    return subprocess.run(["/bin/sh", SCRIPT, action], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def check_actions():
     with tempfile.TemporaryDirectory(prefix="sminit") as directory:
         keys = h.make_keys(directory)
         config = h.write_config(directory, keys)
         daemon = h.Daemon(config)
         env = dict(os.environ, DAEMON=daemon.binary, CONFIG=config, PIDFILE=daemon.pid_file,
-                   SOMIRRORD_DEFAULTS=os.path.join(directory, "absent"))
+                   SOMIRRORD_DEFAULTS=os.path.join(directory, "absent"),
+                   DAEMON_USER=pwd.getpwuid(os.geteuid()).pw_name,
+                   STATE_DIR=os.path.join(directory, "mirrors"), LOG_FILE=daemon.log_path,
+                   LOG_GROUP=grp.getgrgid(os.getegid()).gr_name)
 
-        def init(action):
-            return subprocess.run(["/bin/sh", script, action], env=env, capture_output=True,
-                                  text=True, timeout=60)
         with daemon:
-            r = init("configtest")
+            r = init(env, "configtest")
             assert r.returncode == 0 and "configuration ok" in r.stdout, r
-            assert init("status").returncode == 3
-            r = init("start")
+            assert init(env, "status").returncode == 3
+            r = init(env, "start")
             assert r.returncode == 0, r
             daemon.pid = int(h.wait_until(daemon._pid_from_file, what="the pid file"))
             daemon.pgids.add(daemon.pid)
             daemon.wait_healthy()
-            r = init("status")
+            r = init(env, "status")
             assert r.returncode == 0 and str(daemon.pid) in r.stdout, r
-            assert init("start").returncode == 0 and h.pid_alive(daemon.pid)
+            assert init(env, "start").returncode == 0 and h.pid_alive(daemon.pid)
 
-            r = init("reload")
+            r = init(env, "reload")
             assert r.returncode == 0, r
             h.wait_until(lambda: daemon.ctl_json("show info")["generation"] == 2, what="the reload")
 
             # A broken config: configtest and reload fail, the running one is untouched.
             with open(config, "a") as f:
                 f.write("workers: [\n")
-            assert init("configtest").returncode == 1
-            assert init("reload").returncode == 1
+            assert init(env, "configtest").returncode == 1
+            assert init(env, "reload").returncode == 1
             assert daemon.ctl_json("show info")["generation"] == 2
             daemon.rewrite_config()
 
             pid = daemon.pid
-            r = init("stop")
+            r = init(env, "stop")
             assert r.returncode == 0, r
             assert not h.pid_alive(pid) and not os.path.exists(daemon.pid_file)
-            assert init("status").returncode == 3
-    print("ok")
+            assert init(env, "status").returncode == 3
+
+
+def check_user_layout():
+    """The sample's layout (/run/somirror, /var/lib/somirror, /var/log/somirror) under a
+    temporary root, started by the script as root with user: nobody."""
+    pw = pwd.getpwnam("nobody")
+    log_group = "adm" if _group_exists("adm") else grp.getgrgid(pw.pw_gid).gr_name
+    with tempfile.TemporaryDirectory(prefix="sminitroot") as top:
+        os.chmod(top, 0o755)   # nobody reaches the temporary root through it
+        keys = h.make_keys(top)
+        for path in keys:
+            os.chmod(path, 0o644 if path.endswith((".crt", ".pub")) else 0o600)
+        run_dir = os.path.join(top, "run", "somirror")
+        state_dir = os.path.join(top, "var", "lib", "somirror")
+        log_file = os.path.join(top, "var", "log", "somirror", "somirrord.log")
+        config = h.write_config(top, keys, workers=1, user="nobody",
+                                pid_file=os.path.join(run_dir, "somirrord.pid"),
+                                status_socket=os.path.join(run_dir, "somirrord.sock"),
+                                state_file=os.path.join(state_dir, "somirrord.state"),
+                                **{"log.file": log_file, "store.sqlite.directory": state_dir})
+        os.chmod(config, 0o644)
+        assert not os.path.exists(run_dir)   # write_config made state_dir, root's: start fixes it
+        daemon = h.Daemon(config)
+        env = dict(os.environ, DAEMON=daemon.binary, CONFIG=config, PIDFILE=daemon.pid_file,
+                   SOMIRRORD_DEFAULTS=os.path.join(top, "absent"), DAEMON_USER="nobody",
+                   STATE_DIR=state_dir, LOG_FILE=log_file, LOG_GROUP=log_group)
+        state_file = os.path.join(state_dir, "somirrord.state")
+
+        def start():
+            r = init(env, "start")
+            assert r.returncode == 0, r
+            daemon.pid = int(h.wait_until(daemon._pid_from_file, what="the pid file"))
+            daemon.pgids.add(daemon.pid)
+            daemon.wait_healthy()
+
+        def stop():
+            pid = daemon.pid
+            r = init(env, "stop")
+            assert r.returncode == 0, r
+            assert not h.pid_alive(pid)
+            left = [p for p in (daemon.pid_file, daemon.status_socket) if os.path.exists(p)]
+            assert not left, "left behind at exit: %s" % left
+
+        with daemon:
+            start()
+            for path, mode in ((run_dir, 0o755), (state_dir, 0o750)):
+                st = os.stat(path)
+                assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (pw.pw_uid, pw.pw_gid, mode), (path, st)
+            st = os.stat(log_file)
+            assert (st.st_uid, st.st_gid) == (pw.pw_uid, grp.getgrnam(log_group).gr_gid), st
+            master_uid = int(open("/proc/%d/status" % daemon.pid).read().split("\nUid:")[1].split()[0])
+            assert master_uid == pw.pw_uid, master_uid
+
+            answer = daemon.ctl("pause Cust1")
+            assert answer.startswith("ok"), answer
+            assert json.load(open(state_file))["paused"] == ["Cust1"], open(state_file).read()
+            r = init(env, "reopen-logs")
+            assert r.returncode == 0, r
+            assert daemon.ctl("pause Cust1").startswith("ok")
+            daemon.wait_log(r"paused Cust1[\s\S]*paused Cust1")
+            assert "cannot open log file" not in daemon.log(), daemon.log()[-2000:]
+            stop()
+
+            # After a reboot /run is empty: start makes the runtime directory again.
+            os.rmdir(run_dir)
+            start()
+            assert "paused" in daemon.ctl("show tenant Cust1"), daemon.ctl("show tenant Cust1")
+            stop()
+
+
+def _group_exists(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def main():
+    check_actions()
+    if os.geteuid() == 0:
+        check_user_layout()
+        print("ok")
+    else:
+        print("ok (the layout with user: not checked: not root)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -114,6 +115,12 @@ def check_user_drop():
                 sock_mode = stat.S_IMODE(os.stat(d.status_socket).st_mode)
                 R.check(sock_mode == 0o600, "status socket mode %o, want 600" % sock_mode)
                 R.check(d.ctl_json("show info")["pid"] == d.pid, "status socket")
+                # The log file the master made as root is the user's, so SIGUSR1 can reopen it.
+                R.check(os.stat(d.log_path).st_uid == pw.pw_uid, "log file not given to %s" % USER)
+                d.signal(signal.SIGUSR1)
+                time.sleep(0.5)
+                R.check("keeping the old file open" not in d.log() and "cannot reopen" not in d.log(),
+                        "SIGUSR1 could not reopen the log as %s" % USER)
                 # The keys are root's: a reload (read as the user) would fail, and the start said so.
                 R.check(re.search(r"as user %s the configuration does not load, so reloads will fail" % USER,
                                   d.log()), "no warning that reloads would fail")
