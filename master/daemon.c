@@ -96,6 +96,13 @@ static int user_ids(const char *user, const char *group, uid_t *uid, gid_t *gid,
     return 0;
 }
 
+int daemon_check_user(const char *user, const char *group, char *err, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    return user_ids(user, group, &uid, &gid, err, errlen);
+}
+
 int daemon_give_to_user(const char *path, const char *user, const char *group, char *err,
                         size_t errlen)
 {

@@ -16,6 +16,8 @@ void daemon_ready(int ready_fd);
  * before it, do the same). */
 void daemon_null_stdio(void);
 
+/* Whether user and group (NULL: the user's primary group) exist: 0, or -1 with err. */
+int daemon_check_user(const char *user, const char *group, char *err, size_t errlen);
 /* Makes path (when root owns it) user's, keeping its group: a file the master created as root
  * that it must reopen once it is user. Needs root; -1 with err. */
 int daemon_give_to_user(const char *path, const char *user, const char *group, char *err,

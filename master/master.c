@@ -31,6 +31,7 @@
 #include "master/status.h"
 #include "master/throttle.h"
 #include "shm/registry.h"
+#include "store/store.h"
 #include "worker/tls.h"
 #include "worker/worker.h"
 
@@ -779,6 +780,15 @@ static int serve(struct master *m, int foreground)
     return 0;
 }
 
+/* For -t, what a start would find wrong beyond the configuration and keys, checked without
+ * changing anything: the user to switch to, the store's settings. 0, or -1 with err. */
+static int check_start(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->user && daemon_check_user(cfg->user, cfg->group, err, errlen) < 0)
+        return -1;
+    return store_check(cfg, err, errlen);
+}
+
 int master_main(int argc, char **argv)
 {
     struct master_options opts;
@@ -819,8 +829,12 @@ int master_main(int argc, char **argv)
     cfg_errors_free(&errs);
     m.boot_cfg = m.cfg;
     if (opts.test_config) {
-        printf("configuration ok\n");
-        status = 0;
+        if (check_start(m.cfg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "somirrord: %s\n", err);
+        } else {
+            printf("configuration ok\n");
+            status = 0;
+        }
     } else {
         status = serve(&m, opts.foreground);
     }

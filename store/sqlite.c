@@ -45,6 +45,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -449,22 +450,49 @@ static int conn_current(struct sqlite_conn *c, struct fault *f)
     return conn_connect(c, f);
 }
 
-static void *sqlite_backend_open(const struct config *cfg, char *err, size_t errlen)
+/* The mirror directory: a directory, or missing with a directory to be made in (create).
+ * 0, or -1 with err. */
+static int mirror_directory(const char *dir, int create, char *err, size_t errlen)
 {
-    const char *dir = cfg->sqlite.directory;
     if (!dir || !*dir) {
         snprintf(err, errlen, "store.sqlite.directory is not set");
-        return NULL;
+        return -1;
     }
     struct stat st;
-    if (stat(dir, &st) != 0 && (errno != ENOENT || mkdir(dir, DIRECTORY_MODE) != 0)) {
-        snprintf(err, errlen, "store.sqlite.directory %s: %s", dir, strerror(errno));
-        return NULL;
+    if (stat(dir, &st) != 0) {
+        int missing = errno;
+        char *copy = xstrdup(dir);
+        int parent_ok = missing == ENOENT && stat(dirname(copy), &st) == 0 && S_ISDIR(st.st_mode);
+        free(copy);
+        if (!parent_ok) {
+            snprintf(err, errlen, "store.sqlite.directory %s: %s", dir,
+                     missing == ENOENT ? "its parent directory does not exist" : strerror(missing));
+            return -1;
+        }
+        if (!create)
+            return 0;
+        if (mkdir(dir, DIRECTORY_MODE) != 0) {
+            snprintf(err, errlen, "store.sqlite.directory %s: %s", dir, strerror(errno));
+            return -1;
+        }
     }
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         snprintf(err, errlen, "store.sqlite.directory %s is not a directory", dir);
-        return NULL;
+        return -1;
     }
+    return 0;
+}
+
+static int sqlite_backend_check(const struct config *cfg, char *err, size_t errlen)
+{
+    return mirror_directory(cfg->sqlite.directory, 0, err, errlen);
+}
+
+static void *sqlite_backend_open(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *dir = cfg->sqlite.directory;
+    if (mirror_directory(dir, 1, err, errlen) < 0)
+        return NULL;
     /* Nothing reads SQLite's memory statistics, and keeping them takes a global lock around
      * every allocation. Only possible before SQLite is initialised (else left as it is). */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
@@ -892,6 +920,7 @@ static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t err
 const struct store_driver store_driver_sqlite = {
     .name = "sqlite",
     .backend_open = sqlite_backend_open,
+    .backend_check = sqlite_backend_check,
     .backend_close = sqlite_backend_close,
     .tenant_open = sqlite_tenant_open,
     .tenant_close = sqlite_tenant_close,

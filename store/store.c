@@ -62,6 +62,16 @@ static const struct store_driver *driver_for(const struct config *cfg)
     return NULL;
 }
 
+int store_check(const struct config *cfg, char *err, size_t errlen)
+{
+    const struct store_driver *driver = driver_for(cfg);
+    if (!driver) {
+        snprintf(err, errlen, "unknown store driver %d", (int)cfg->driver);
+        return -1;
+    }
+    return driver->backend_check ? driver->backend_check(cfg, err, errlen) : 0;
+}
+
 struct store *store_new(const struct config *cfg, char *err, size_t errlen)
 {
     const struct store_driver *driver = driver_for(cfg);

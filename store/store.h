@@ -42,6 +42,9 @@ struct store_driver {
     const char *name;
     /* Per-worker backend state (server connection settings, caches). */
     void *(*backend_open)(const struct config *cfg, char *err, size_t errlen);
+    /* What backend_open would find wrong, checked without changing anything (somirrord -t);
+     * NULL when there is nothing to check before a server is reached. */
+    int (*backend_check)(const struct config *cfg, char *err, size_t errlen);
     void (*backend_close)(void *backend);
     /* Opens the tenant's mirror, creating the database and the metadata table when missing. */
     int (*tenant_open)(void *backend, const char *tenant, const char *dbname, void **conn,
@@ -101,6 +104,8 @@ struct store_tenant;
 
 /* Creates the worker's store for cfg->driver. NULL with err on failure. */
 struct store *store_new(const struct config *cfg, char *err, size_t errlen);
+/* The driver's backend_check: 0, or -1 with err. */
+int store_check(const struct config *cfg, char *err, size_t errlen);
 void store_free(struct store *store);
 
 /* The tenant's open mirror, provisioned when missing (cached; at most a bounded number open,

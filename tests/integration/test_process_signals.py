@@ -27,6 +27,20 @@ def check_test_mode(s):
     bad = run("-t", "-c", bad_path)
     assert bad.returncode == 1, bad
     assert "workers" in bad.stderr and "clock_skew" in bad.stderr, bad.stderr
+    # What a start would find wrong beyond the file itself: an unknown user, a mirror
+    # directory that cannot be made; checked without making anything.
+    for overrides, needle in (({"user": "no-such-user-here"}, "no-such-user-here: no such user"),
+                              ({"store.sqlite.directory": os.path.join(s.dir, "no", "mirrors")},
+                               "its parent directory does not exist")):
+        unstartable = os.path.join(s.dir, "unstartable.yaml")
+        with open(unstartable, "w") as f:
+            cfg = h.read_config(s.config)
+            for name, value in overrides.items():
+                h._set_dotted(cfg, name, value)
+            f.write(h.json.dumps(cfg))
+        r = run("-t", "-c", unstartable)
+        assert r.returncode == 1 and needle in r.stderr, r
+        assert not os.path.exists(os.path.join(s.dir, "no")), "-t made a directory"
     missing = run("-t", "-c", os.path.join(s.dir, "absent.yaml"))
     assert missing.returncode == 1 and missing.stderr, missing
     assert run("-v").stdout.startswith("somirrord "), run("-v")
