@@ -190,7 +190,14 @@ def main():
         text = text.replace("/etc/somirror/app-private.xml", os.path.join(work, "app.xml"))
         text = text.replace("/etc/somirror/vendor.crt", os.path.join(work, "vendor.crt"))
         checked = os.path.join(work, "checked.yaml")
-        open(checked, "w").write(text)
+        checked_text = text
+        try:
+            pwd.getpwnam(settings["user"])
+        except KeyError:   # -t checks that the user exists: one that does here
+            pw = pwd.getpwnam("nobody")
+            checked_text = re.sub(r"(?m)^user: .*$", "user: " + pw.pw_name, checked_text)
+            checked_text = re.sub(r"(?m)^group: .*$", "group: " + grp.getgrgid(pw.pw_gid).gr_name, checked_text)
+        open(checked, "w").write(checked_text)
         out = run(harness.program("somirrord"), "-t", "-c", checked).stdout
         assert "configuration ok" in out, out
 

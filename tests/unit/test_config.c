@@ -150,8 +150,8 @@ START_TEST(test_sample)
     cfg_errors_init(&errs);
     struct config *cfg = cfg_load(path, &errs);
     ck_assert_msg(cfg != NULL, "%s", errs.n ? errs.messages[0] : "");
-    ck_assert_str_eq(cfg->pid_file, "/run/somirrord.pid");
-    ck_assert_str_eq(cfg->state_file, "/run/somirrord.state");
+    ck_assert_str_eq(cfg->pid_file, "/run/somirror/somirrord.pid");
+    ck_assert_str_eq(cfg->state_file, "/var/lib/somirror/somirrord.state");
     ck_assert_str_eq(cfg->user, "somirror");
     ck_assert_str_eq(cfg->app_id, "123123123123123123");
     ck_assert_str_eq(cfg->mssql.server, "sql1:1433");
