@@ -11,8 +11,7 @@
 
 #include "common/log.h"
 #include "config/keys.h"
-
-#define EXIT_USAGE 2
+#include "proto/schema.h"
 
 static const char usage_text[] =
     "usage: somirror-task COMMAND [OPTIONS]\n"
@@ -148,7 +147,7 @@ static int report(const char *command, int rc, const char *err)
 {
     if (rc != 0)
         fprintf(stderr, "somirror-task %s: %s\n", command, err);
-    return rc == 0 ? 0 : 1;
+    return rc == 0 ? 0 : TASK_EXIT_FAILED;
 }
 
 static int run_single(const struct args *a)
@@ -157,23 +156,28 @@ static int run_single(const struct args *a)
     const char *values[] = {a->url, a->app_id, a->vendor_key, a->vendor_cert, a->app_public_key,
                             a->tenant, a->db};
     if (require("run", names, values, sizeof names / sizeof names[0]) != 0)
-        return EXIT_USAGE;
+        return TASK_EXIT_USAGE;
     if (!a->once) {
         fprintf(stderr, "somirror-task run: without -c task.yaml, run does one cycle: add --once\n");
-        return EXIT_USAGE;
+        return TASK_EXIT_USAGE;
+    }
+    if (!tenant_valid(a->tenant)) {
+        fprintf(stderr, "somirror-task run: --tenant: \"%s\" is not a context identifier\n",
+                a->tenant);
+        return TASK_EXIT_USAGE;
     }
     size_t batch_size = TASK_DEFAULT_BATCH_SIZE;
     if (a->batch_size && (cfg_parse_size(a->batch_size, &batch_size) != 0 || batch_size == 0)) {
         fprintf(stderr, "somirror-task run: --batch-size: expected a size like 1MiB, got \"%s\"\n",
                 a->batch_size);
-        return EXIT_USAGE;
+        return TASK_EXIT_USAGE;
     }
     char err[1024], warning[256] = "";
     struct vendor_cert cert = {0};
     struct cfg_strings skip = {0};
     EVP_PKEY *vendor_key = keys_load_private(a->vendor_key, err, sizeof err, warning, sizeof warning);
     EVP_PKEY *app_key = NULL;
-    int rc = EXIT_USAGE;
+    int rc = TASK_EXIT_USAGE;
     if (warning[0])
         log_warn("%s", warning);
     if (vendor_key && keys_load_cert(a->vendor_cert, &cert, err, sizeof err) == 0 &&
@@ -202,12 +206,12 @@ static int run_verify(const struct args *a)
     if (a->store) {
         fprintf(stderr, "somirror-task verify: --store is not supported yet; give the SQLite "
                         "mirror file with --mirror\n");
-        return EXIT_USAGE;
+        return TASK_EXIT_USAGE;
     }
     const char *names[] = {"db", "mirror", "tenant"};
     const char *values[] = {a->db, a->mirror, a->tenant};
     if (require("verify", names, values, 3) != 0)
-        return EXIT_USAGE;
+        return TASK_EXIT_USAGE;
     struct cfg_strings skip = {0};
     task_strings_split(a->skip_tables, &skip);
     struct verify_options o = {a->db, a->mirror, a->tenant, &skip};
@@ -224,37 +228,37 @@ int task_main(int argc, char **argv)
             return 0;
         }
         fputs(usage_text, argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-        return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : EXIT_USAGE;
+        return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : TASK_EXIT_USAGE;
     }
     const char *command = argv[1];
     struct args a;
     if (parse_args(argc - 1, argv + 1, &a) != 0)
-        return EXIT_USAGE;
+        return TASK_EXIT_USAGE;
     char err[1024] = "";
     if (!strcmp(command, "keys")) {
         const char *names[] = {"out"}, *values[] = {a.out};
         if (require(command, names, values, 1) != 0)
-            return EXIT_USAGE;
+            return TASK_EXIT_USAGE;
         return report(command, keygen_run(a.out, a.force, err, sizeof err), err);
     }
     if (!strcmp(command, "gen")) {
         const char *names[] = {"db"}, *values[] = {a.db};
         if (require(command, names, values, 1) != 0)
-            return EXIT_USAGE;
+            return TASK_EXIT_USAGE;
         struct gen_options o = {a.db, a.scale, a.seed, a.force};
         return report(command, gen_run(&o, err, sizeof err), err);
     }
     if (!strcmp(command, "provision")) {
         const char *names[] = {"db"}, *values[] = {a.db};
         if (require(command, names, values, 1) != 0)
-            return EXIT_USAGE;
+            return TASK_EXIT_USAGE;
         return report(command, ct_provision(a.db, a.retention, err, sizeof err), err);
     }
     if (!strcmp(command, "churn")) {
         const char *names[] = {"db", "changes"};
         const char *values[] = {a.db, a.changes >= 0 ? "" : NULL};
         if (require(command, names, values, 2) != 0)
-            return EXIT_USAGE;
+            return TASK_EXIT_USAGE;
         return report(command, churn_run(a.db, a.changes, a.seed, err, sizeof err), err);
     }
     if (!strcmp(command, "run")) {
@@ -266,5 +270,5 @@ int task_main(int argc, char **argv)
     if (!strcmp(command, "verify"))
         return run_verify(&a);
     fprintf(stderr, "somirror-task: unknown command \"%s\"\n%s", command, usage_text);
-    return EXIT_USAGE;
+    return TASK_EXIT_USAGE;
 }

@@ -1,10 +1,13 @@
 /* task/cycle: one mirroring cycle for one tenant, as protocol section 9 says a sender works:
+ * the local setup checked first (source open, every mirrored table tracked, the URL), then
  * Authenticate (a vendor JWT; the answer's SignedApplicationToken checked with the
- * application's public key; doNotReplicate skips the cycle), TableSchema with every mirrored
- * table, then per table the version read first, Wipe and a full load when the returned Lsn is
- * -1 or older than the minimum valid version, else the collapsed changes (an empty batch with
- * only <Lsn> for a quiet table), in calls of about the batch size, and ReplicationCompleted.
- * Retryable faults and connection failures are retried with a doubling pause. */
+ * application's public key before anything else in the answer is believed, then
+ * doNotReplicate skips the cycle), TableSchema with every mirrored table, then per table the
+ * version read first in the rows' snapshot, Wipe and a full load when the returned Lsn is -1 or
+ * older than the minimum valid version, else the collapsed changes (an empty batch with only
+ * <Lsn> for a quiet table), in calls of about the batch size, and ReplicationCompleted.
+ * Retryable faults and connection failures are retried with a doubling pause, each retry with
+ * a vendor token still in its reuse window. */
 #include "task/task.h"
 
 #include <errno.h>
@@ -39,18 +42,39 @@ struct cycle {
     struct buf response;
     struct arena arena;          /* the current call's parsed answer */
     char nonce[33];
-    char *token;                 /* the vendor token of the calls (cycle_token) */
+    char *token;                 /* the vendor token of the calls (cycle_token); c->body, once
+                                    built, carries this one */
     int64_t token_renew_ms;      /* monotonic */
 };
+
+static int vfail(struct cycle *c, int setup, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static int vfail(struct cycle *c, int setup, const char *fmt, va_list ap)
+{
+    vsnprintf(c->result->error, sizeof c->result->error, fmt, ap);
+    c->result->outcome = CYCLE_FAILED;
+    c->result->setup_error = setup;
+    return -1;
+}
 
 static int fail(struct cycle *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(struct cycle *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->result->error, sizeof c->result->error, fmt, ap);
+    vfail(c, 0, fmt, ap);
     va_end(ap);
-    c->result->outcome = CYCLE_FAILED;
+    return -1;
+}
+
+/* A failure of the local setup (source, tracking, URL), found before any call. */
+static int fail_setup(struct cycle *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail_setup(struct cycle *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(c, 1, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
@@ -85,9 +109,9 @@ static char *make_token(const struct cycle_options *opt, const char *nonce)
 
 /* The vendor token for the next call. One signed token serves the calls of its first
  * TOKEN_REUSE_S seconds: signing is an RSA private-key operation (~0.4 ms), and a new one per
- * call was about a seventh of somirror-task's CPU in an incremental cycle. Every call still
- * starts with at least TOKEN_LIFETIME_S - TOKEN_REUSE_S of validity, which its retries (they
- * resend the same body) use up. NULL when it cannot be signed; owned by c. */
+ * call was about a seventh of somirror-task's CPU in an incremental cycle. Every attempt of a
+ * call (retries included, see renew_body_token) starts with at least
+ * TOKEN_LIFETIME_S - TOKEN_REUSE_S of validity. NULL when it cannot be signed; owned by c. */
 static const char *cycle_token(struct cycle *c)
 {
     int64_t now = monotonic_ms();
@@ -99,6 +123,30 @@ static const char *cycle_token(struct cycle *c)
             c->result->tokens++;
     }
     return c->token;
+}
+
+/* Before a retry: when the token c->body carries has outlived its reuse window, signs a new
+ * one and puts it in the body's header in place of the old one (the first occurrence: the
+ * header comes before any row). 0, or -1 when it cannot be signed. */
+static int renew_body_token(struct cycle *c)
+{
+    if (monotonic_ms() < c->token_renew_ms)
+        return 0;
+    char *old = c->token;
+    c->token = NULL;
+    const char *fresh = cycle_token(c);
+    const char *at = fresh ? strstr(c->body.data, old) : NULL;
+    if (at) {
+        struct buf body = BUF_INIT;
+        size_t before = (size_t)(at - c->body.data), old_len = strlen(old);
+        buf_append(&body, c->body.data, before);
+        buf_puts(&body, fresh);
+        buf_append(&body, at + old_len, c->body.len - before - old_len);
+        buf_free(&c->body);
+        c->body = body;
+    }
+    free(old);
+    return at ? 0 : -1;
 }
 
 static void pause_ms(int ms)
@@ -148,6 +196,10 @@ static int call(struct cycle *c, enum soap_op op, struct soap_response *resp)
                  soap_op_name(op), err, attempt + 1, opt->tries, delay);
         pause_ms(delay);
         delay *= 2;
+        if (renew_body_token(c) != 0) {
+            fail(c, "cannot sign the vendor token");
+            break;
+        }
     }
     buf_free(&action);
     return rc;
@@ -169,20 +221,22 @@ static int authenticate(struct cycle *c)
         return -1;
     if (!resp.auth.ok)
         return fail(c, "Authenticate refused: %s", resp.auth.error_message ? resp.auth.error_message : "");
+    /* Only an answer from the application's receiver is acted on, doNotReplicate included. */
+    char err[256];
+    const char *signed_token = resp.auth.signed_app_token ? resp.auth.signed_app_token : "";
+    if (appsign_verify(c->opt->app_public_key, signed_token, c->nonce, time(NULL), err, sizeof err) != 0)
+        return fail(c, "SignedApplicationToken not accepted: %s (is this the application's receiver?)", err);
     if (resp.auth.do_not_replicate) {
         c->result->outcome = CYCLE_SKIPPED;
         log_info("tenant %s: the receiver asks not to replicate (doNotReplicate): cycle skipped",
                  c->opt->tenant);
         return 1;
     }
-    char err[256];
-    const char *signed_token = resp.auth.signed_app_token ? resp.auth.signed_app_token : "";
-    if (appsign_verify(c->opt->app_public_key, signed_token, c->nonce, time(NULL), err, sizeof err) != 0)
-        return fail(c, "SignedApplicationToken not accepted: %s (is this the application's receiver?)", err);
     return 0;
 }
 
-/* The tables to send: mirrored, not skipped, tracked. */
+/* The tables to send: mirrored, not skipped, tracked (by this version's change tables). *out
+ * is the caller's to free, also on failure (a setup error). */
 static int select_tables(struct cycle *c, struct table_schema **out, size_t *n)
 {
     *out = xcalloc(c->src.ntables ? c->src.ntables : 1, sizeof **out);
@@ -191,18 +245,12 @@ static int select_tables(struct cycle *c, struct table_schema **out, size_t *n)
         const struct table_schema *t = &c->src.tables[i];
         if (!task_table_mirrored(t->name, c->opt->skip))
             continue;
-        if (!ct_table_tracked(c->src.db, t->name)) {
-            free(*out);
-            return fail(c, "table %s is not tracked: run somirror-task provision --db %s", t->name,
-                        c->opt->db_path);
-        }
+        if (!ct_table_tracked(c->src.db, t->name))
+            return fail_setup(c, "table %s is not tracked, or tracked in an older layout: run "
+                              "somirror-task provision --db %s", t->name, c->opt->db_path);
         (*out)[(*n)++] = *t;
     }
-    if (*n == 0) {
-        free(*out);
-        return fail(c, "%s has no table to mirror", c->opt->db_path);
-    }
-    return 0;
+    return *n ? 0 : fail_setup(c, "%s has no table to mirror", c->opt->db_path);
 }
 
 static const struct table_state *find_state(const struct soap_response *resp, const char *name)
@@ -213,22 +261,28 @@ static const struct table_state *find_state(const struct soap_response *resp, co
     return NULL;
 }
 
-static long count_pending(sqlite3 *db, const struct table_schema *t, int full, int64_t since,
-                          int64_t position)
+/* How many rows the cursor will send (for the progress line). */
+static long count_pending(sqlite3 *db, const struct rowdata_cursor *cursor)
 {
+    int full = cursor->mode == ROWDATA_FULL;
     struct buf sql = BUF_INIT;
     buf_puts(&sql, "SELECT count(*) FROM ");
     if (full) {
-        sql_put_ident(&sql, t->name);
+        sql_put_ident(&sql, cursor->table->name);
     } else {
-        ct_put_table(&sql, t->name);
-        buf_printf(&sql, " WHERE \"_somirror_version\" > %lld AND \"_somirror_version\" <= %lld",
-                   (long long)since, (long long)position);
+        ct_put_table(&sql, cursor->table->name);
+        buf_puts(&sql, " WHERE " CT_VERSION_COLUMN " > ?1 AND " CT_VERSION_COLUMN " <= ?2");
     }
     sqlite3_stmt *stmt = NULL;
     long n = 0;
-    if (sqlite3_prepare_v2(db, sql.data, -1, &stmt, NULL) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW)
-        n = (long)sqlite3_column_int64(stmt, 0);
+    if (sqlite3_prepare_v2(db, sql.data, -1, &stmt, NULL) == SQLITE_OK) {
+        if (!full) {
+            sqlite3_bind_int64(stmt, 1, cursor->since);
+            sqlite3_bind_int64(stmt, 2, cursor->position);
+        }
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            n = (long)sqlite3_column_int64(stmt, 0);
+    }
     sqlite3_finalize(stmt);
     buf_free(&sql);
     return n;
@@ -244,39 +298,39 @@ static void show_progress(const struct cycle_table *ct, long total, double start
     fflush(stderr);
 }
 
+static int wipe_table(struct cycle *c, const struct table_schema *t)
+{
+    const char *token = cycle_token(c);
+    if (!token)
+        return fail(c, "cannot sign the vendor token");
+    buf_reset(&c->body);
+    soap_build_wipe(&c->body, token, &t->name, 1);
+    struct soap_response resp;
+    return call(c, SOAP_OP_WIPE, &resp);
+}
+
 static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn,
                       struct cycle_table *ct)
 {
     const struct cycle_options *opt = c->opt;
-    int64_t current, min_valid;
     char err[512];
-    /* The version first: nothing committed while the rows are read is missed. */
-    if (ct_versions(c->src.db, &current, &min_valid, err, sizeof err) != 0)
-        return fail(c, "%s", err);
-    ct->full_load = lsn < 0 || lsn < min_valid;
+    /* The version first, in the rows' snapshot: nothing committed while the rows are read is
+     * missed, and no change is cleaned away between the two. */
+    struct rowdata_cursor cursor;
+    if (rowdata_start(&cursor, c->src.db, t, lsn, err, sizeof err) != 0)
+        return fail(c, "%s: %s", t->name, err);
+    int64_t current = cursor.position;
+    ct->full_load = cursor.mode == ROWDATA_FULL;
     ct->lsn = current;
     if (!ct->full_load && lsn > current)
         log_warn("tenant %s: table %s: the receiver is at %lld, ahead of the source (%lld): was "
                  "the source restored? The operator should reset the tenant", opt->tenant, t->name,
                  (long long)lsn, (long long)current);
     struct soap_response resp;
-    if (ct->full_load) {
-        const char *token = cycle_token(c);
-        if (!token)
-            return fail(c, "cannot sign the vendor token");
-        buf_reset(&c->body);
-        soap_build_wipe(&c->body, token, &t->name, 1);
-        if (call(c, SOAP_OP_WIPE, &resp) != 0)
-            return -1;
-    }
-    struct rowdata_cursor cursor;
-    if (rowdata_open(&cursor, c->src.db, t, ct->full_load ? ROWDATA_FULL : ROWDATA_CHANGES, lsn,
-                     current, err, sizeof err) != 0)
-        return fail(c, "%s: %s", t->name, err);
-    long total = opt->progress ? count_pending(c->src.db, t, ct->full_load, lsn, current) : 0;
+    int rc = ct->full_load ? wipe_table(c, t) : 0;
+    long total = opt->progress ? count_pending(c->src.db, &cursor) : 0;
     double started = monotonic_seconds();
     long calls = 0;
-    int rc = 0;
     while (rc == 0 && !cursor.done) {
         const char *token = cycle_token(c);
         if (!token) {
@@ -305,25 +359,18 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
     return rc;
 }
 
-static int replicate(struct cycle *c)
+/* TableSchema with tables, then their rows, then ReplicationCompleted. */
+static int replicate(struct cycle *c, const struct table_schema *tables, size_t ntables)
 {
     const struct cycle_options *opt = c->opt;
-    struct table_schema *tables;
-    size_t ntables;
-    if (select_tables(c, &tables, &ntables) != 0)
-        return -1;
     const char *token = cycle_token(c);
-    if (!token) {
-        free(tables);
+    if (!token)
         return fail(c, "cannot sign the vendor token");
-    }
     buf_reset(&c->body);
     soap_build_table_schema(&c->body, token, tables, ntables);
     struct soap_response resp;
-    if (call(c, SOAP_OP_TABLESCHEMA, &resp) != 0) {
-        free(tables);
+    if (call(c, SOAP_OP_TABLESCHEMA, &resp) != 0)
         return -1;
-    }
     /* The answer lives in c->arena until the next call: keep what is needed. */
     int64_t *lsns = xcalloc(ntables, sizeof *lsns);
     c->result->tables = xcalloc(ntables, sizeof *c->result->tables);
@@ -352,7 +399,6 @@ static int replicate(struct cycle *c)
         c->result->deleted += ct->deleted;
     }
     free(lsns);
-    free(tables);
     if (rc != 0)
         return -1;
     struct table_summary *summary = xcalloc(c->result->ntables + 1, sizeof *summary);
@@ -383,16 +429,21 @@ int cycle_run(const struct cycle_options *opt, struct cycle_result *result)
     buf_init(&c.response);
     arena_init(&c.arena);
     char err[512];
+    struct table_schema *tables = NULL;
+    size_t ntables = 0;
     int rc;
     if (source_open(&c.src, opt->db_path, 0, err, sizeof err) != 0) {
-        rc = fail(&c, "%s", err);
+        rc = fail_setup(&c, "%s", err);
+    } else if (select_tables(&c, &tables, &ntables) != 0) {
+        rc = -1;
     } else if (!(c.http = http_client_new(opt->url, opt->timeout_s, opt->insecure, err, sizeof err))) {
-        rc = fail(&c, "%s", err);
+        rc = fail_setup(&c, "%s", err);
     } else {
         rc = authenticate(&c);
         if (rc == 0)
-            rc = replicate(&c);
+            rc = replicate(&c, tables, ntables);
     }
+    free(tables);
     result->seconds = monotonic_seconds() - started;
     if (rc < 0)
         log_error("tenant %s: cycle failed: %s", opt->tenant, result->error);

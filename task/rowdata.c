@@ -1,8 +1,9 @@
 /* task/rowdata: what somirror-task puts in RowData calls: each source value in the form of
  * protocol section 5 (integers in decimal, decimals as their exact text, floats with %.17g,
- * dates with 'T', binary and text XML cannot carry as <B> base64), and the rows of one table
- * (a full load in key order, or the collapsed changes in version order) cut into calls of
- * about the batch size. */
+ * dates with 'T', binary and text XML cannot carry as <B> base64), the rows of one table (a
+ * full load in key order, or the collapsed changes in version order, each key's op worked out
+ * relative to the receiver's position) read in one snapshot with the version they lead to,
+ * and their cutting into calls of about the batch size. */
 #include "task/task.h"
 
 #include <stdarg.h>
@@ -15,10 +16,12 @@
 #include "proto/soap.h"
 #include "proto/value.h"
 
-/* Result columns of a change query: op, version, the change table's key, then the row. */
+/* Result columns of a change query: op, version, insert version, the change table's key,
+ * then the row. */
 #define CHANGE_OP 0
 #define CHANGE_VERSION 1
-#define CHANGE_KEY 2
+#define CHANGE_INSERTED 2
+#define CHANGE_KEY 3
 
 static void set_text(struct raw_value *out, struct arena *arena, const char *text, size_t len)
 {
@@ -109,12 +112,14 @@ int rowdata_open(struct rowdata_cursor *c, sqlite3 *db, const struct table_schem
     memset(c, 0, sizeof *c);
     c->table = t;
     c->mode = mode;
+    c->since = since;
     c->position = position;
     struct buf sql = BUF_INIT;
     if (mode == ROWDATA_FULL) {
         sql_put_select_in_key_order(&sql, t);
     } else {
-        buf_puts(&sql, "SELECT ct.\"_somirror_op\", ct.\"_somirror_version\", ");
+        buf_puts(&sql, "SELECT ct." CT_OP_COLUMN ", ct." CT_VERSION_COLUMN ", ct."
+                       CT_INSERTED_COLUMN ", ");
         sql_put_columns(&sql, t, "ct.", 1);
         buf_puts(&sql, ", ");
         sql_put_columns(&sql, t, "t.", 0);
@@ -132,8 +137,8 @@ int rowdata_open(struct rowdata_cursor *c, sqlite3 *db, const struct table_schem
             buf_puts(&sql, " = ct.");
             sql_put_ident(&sql, name);
         }
-        buf_puts(&sql, " WHERE ct.\"_somirror_version\" > ?1 AND ct.\"_somirror_version\" <= ?2 "
-                       "ORDER BY ct.\"_somirror_version\"");
+        buf_puts(&sql, " WHERE ct." CT_VERSION_COLUMN " > ?1 AND ct." CT_VERSION_COLUMN " <= ?2 "
+                       "ORDER BY ct." CT_VERSION_COLUMN);
     }
     c->stmt = sql_prepare(db, sql.data, err, errlen);
     buf_free(&sql);
@@ -146,10 +151,48 @@ int rowdata_open(struct rowdata_cursor *c, sqlite3 *db, const struct table_schem
     return 0;
 }
 
+int rowdata_start(struct rowdata_cursor *c, sqlite3 *db, const struct table_schema *t,
+                  int64_t since, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    if (sql_exec(db, "BEGIN", err, errlen) != 0)
+        return -1;
+    int64_t current, min_valid;
+    if (ct_versions(db, &current, &min_valid, err, errlen) != 0 ||
+        rowdata_open(c, db, t, since < 0 || since < min_valid ? ROWDATA_FULL : ROWDATA_CHANGES,
+                     since, current, err, errlen) != 0) {
+        sql_finish(db, -1, err, errlen);
+        return -1;
+    }
+    c->in_transaction = 1;
+    return 0;
+}
+
 void rowdata_close(struct rowdata_cursor *c)
 {
+    sqlite3 *db = c->stmt ? sqlite3_db_handle(c->stmt) : NULL;
     sqlite3_finalize(c->stmt);
     c->stmt = NULL;
+    if (db && c->in_transaction) {
+        char ignored[256];
+        sql_finish(db, 0, ignored, sizeof ignored);   /* a read transaction: nothing to lose */
+    }
+    c->in_transaction = 0;
+}
+
+/* The op a receiver at since needs for the change waiting in stmt: D when the row is gone (a
+ * key inserted and deleted since then too: harmless), I when the key's current life began
+ * after since (inserted, or deleted and inserted again), else U. */
+static char change_op(const struct rowdata_cursor *c, int row_column)
+{
+    const unsigned char *op = sqlite3_column_text(c->stmt, CHANGE_OP);
+    /* A row changed and then gone (not possible in one snapshot, but cheap to be safe) is a D. */
+    if (!op || op[0] == 'D' ||
+        sqlite3_column_type(c->stmt, row_column + (int)c->table->pk[0]) == SQLITE_NULL)
+        return 'D';
+    int inserted_since = sqlite3_column_type(c->stmt, CHANGE_INSERTED) != SQLITE_NULL &&
+                         sqlite3_column_int64(c->stmt, CHANGE_INSERTED) > c->since;
+    return inserted_since ? 'I' : 'U';
 }
 
 /* Writes the row waiting in the cursor's statement. Returns its version (changes) or 0. */
@@ -164,13 +207,9 @@ static int64_t write_row(struct rowdata_cursor *c, struct buf *out, struct raw_v
         c->inserted++;
         return 0;
     }
-    const unsigned char *op_text = sqlite3_column_text(c->stmt, CHANGE_OP);
-    char op = op_text ? (char)op_text[0] : 'D';
     int64_t version = sqlite3_column_int64(c->stmt, CHANGE_VERSION);
     int row_column = CHANGE_KEY + (int)t->npk;
-    /* A row changed and then gone (not possible in one snapshot, but cheap to be safe) is a D. */
-    if (op != 'D' && sqlite3_column_type(c->stmt, row_column + (int)t->pk[0]) == SQLITE_NULL)
-        op = 'D';
+    char op = change_op(c, row_column);
     if (op == 'D') {
         for (size_t i = 0; i < t->npk; i++)
             rowdata_format_value(&t->columns[t->pk[i]], c->stmt, CHANGE_KEY + (int)i, arena, &values[i]);
@@ -179,7 +218,6 @@ static int64_t write_row(struct rowdata_cursor *c, struct buf *out, struct raw_v
     } else {
         for (size_t i = 0; i < t->ncolumns; i++)
             rowdata_format_value(&t->columns[i], c->stmt, row_column + (int)i, arena, &values[i]);
-        op = op == 'I' ? 'I' : 'U';
         soap_build_row(out, op, 1, version, values, t->ncolumns);
         if (op == 'I')
             c->inserted++;

@@ -4,7 +4,8 @@
  * newly approved application is due at once; a withdrawn approval or a deactivated application
  * gets no further cycles); SIGTERM/SIGINT stop after the running cycles. With --once, one cycle
  * of every pair (pause window ignored), then exit. A child reports its result as one JSON line
- * in a temporary file the parent reads when it reaps the child. */
+ * in a temporary file the parent reads when it reaps the child, and a setup error (source,
+ * tracking, URL) by its exit status. */
 #include "task/task.h"
 
 #include <errno.h>
@@ -62,6 +63,7 @@ struct scheduler {
     size_t running;
     json_t *summary;                 /* --once --json: the results, printed at the end */
     int failures;
+    int setup_failures;              /* cycles that failed in their setup (a subset) */
 };
 
 static void loaded_free(struct loaded *l)
@@ -180,8 +182,9 @@ int schedule_one(const struct cycle_options *opt, int json, FILE *json_out)
         fflush(json_out);
         free(text);
     }
+    int status = rc == 0 ? 0 : result.setup_error ? TASK_EXIT_USAGE : TASK_EXIT_FAILED;
     cycle_result_free(&result);
-    return rc == 0 ? 0 : 1;
+    return status;
 }
 
 static void start_cycle(struct scheduler *s, struct pair *p)
@@ -237,6 +240,7 @@ static void reap(struct scheduler *s, int block)
             s->running--;
             int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
             s->failures += !ok;
+            s->setup_failures += WIFEXITED(status) && WEXITSTATUS(status) == TASK_EXIT_USAGE;
             char line[65536] = "";
             rewind(p->result);
             if (!fgets(line, sizeof line, p->result))
@@ -266,7 +270,7 @@ int schedule_run(const struct schedule_options *opt)
 {
     struct scheduler s = {.opt = opt};
     if (loaded_open(&s.keys, opt->config_path) != 0)
-        return 1;
+        return TASK_EXIT_USAGE;
     if (opt->once && opt->json)
         s.summary = json_array();
     struct sigaction sa = {0};
@@ -297,7 +301,8 @@ int schedule_run(const struct schedule_options *opt)
             struct pair *p = &s.pairs[i];
             if (s.running >= (size_t)s.keys.cfg->parallel)
                 break;
-            if (!p->pid && p->listed && p->due <= now) {
+            /* --once: one cycle per pair, even when it outlasts the period */
+            if (!p->pid && p->listed && p->due <= now && !(opt->once && p->started)) {
                 start_cycle(&s, p);
                 started++;
             }
@@ -323,5 +328,5 @@ int schedule_run(const struct schedule_options *opt)
         log_info("run --once: %zu cycles, %d failed", started, s.failures);
     loaded_free(&s.keys);
     free(s.pairs);
-    return s.failures ? 1 : 0;
+    return s.setup_failures ? TASK_EXIT_USAGE : s.failures ? TASK_EXIT_FAILED : 0;
 }

@@ -29,6 +29,9 @@
 #include "proto/types.h"
 
 #define TASK_RESERVED_PREFIX "_somirror_"
+/* Exit statuses: 0 success, TASK_EXIT_FAILED, TASK_EXIT_USAGE (usage or setup error). */
+#define TASK_EXIT_FAILED 1
+#define TASK_EXIT_USAGE 2
 #define TASK_DEFAULT_BATCH_SIZE 1000000
 
 /* ---- source.c ---- */
@@ -103,11 +106,18 @@ void gen_bind_value(sqlite3_stmt *stmt, int param, const struct column *col, str
                     uint64_t variant);
 
 /* ---- tracking.c ---- */
-/* Sets up change tracking (idempotent). retention >= 0 also cleans changes older than
- * current - retention and moves the minimum valid version. 0, or -1 with err. */
+/* Columns of a change table besides the key: the last operation ('I', 'U' or 'D'), its
+ * version, and the version of the insert that began the key's current life (NULL: the key
+ * existed before it was first tracked). */
+#define CT_OP_COLUMN "\"_somirror_op\""
+#define CT_VERSION_COLUMN "\"_somirror_version\""
+#define CT_INSERTED_COLUMN "\"_somirror_inserted\""
+/* Sets up change tracking (idempotent; migrates change tables of an older layout).
+ * retention >= 0 also cleans changes older than current - retention and moves the minimum
+ * valid version. 0, or -1 with err. */
 int ct_provision(const char *path, long retention, char *err, size_t errlen);
 int ct_versions(sqlite3 *db, int64_t *current, int64_t *min_valid, char *err, size_t errlen);
-/* Whether the table has its change table. */
+/* Whether the table has its change table, in the current layout. */
 int ct_table_tracked(sqlite3 *db, const char *table);
 /* Appends the quoted name of table's change table. */
 void ct_put_table(struct buf *b, const char *table);
@@ -145,16 +155,29 @@ struct rowdata_cursor {
     const struct table_schema *table;
     enum rowdata_mode mode;
     sqlite3_stmt *stmt;
+    int64_t since;           /* the receiver's position: ops are relative to it (changes) */
     int64_t position;        /* the version read before the rows: the table's final <Lsn> */
+    int in_transaction;      /* rowdata_start's read transaction is open */
     int stepped;             /* a row is waiting in stmt */
     int done;
     int64_t inserted, updated, deleted;   /* rows written so far */
 };
 /* Prepares the rows of a full load (every row, key order), or of the changes with
- * since < version <= position, collapsed per key (ordered by version). 0, or -1 with err. */
+ * since < version <= position, collapsed per key (ordered by version); a key's op is I when
+ * it was inserted after since and is still there, D when it is gone, else U. 0, or -1 with
+ * err. */
 int rowdata_open(struct rowdata_cursor *c, sqlite3 *db, const struct table_schema *t,
                  enum rowdata_mode mode, int64_t since, int64_t position, char *err,
                  size_t errlen);
+/* What a sender does for a receiver at since: begins a read transaction on db, reads the
+ * current and minimum valid versions in it, and opens the cursor: a full load when since is
+ * -1 or older than the minimum valid version, else the changes in (since, current]. The
+ * versions and the rows come from one snapshot, so a retention cleanup committed meanwhile
+ * cannot remove changes before they are read. rowdata_close ends the transaction. 0, or -1
+ * with err (no transaction left open). */
+int rowdata_start(struct rowdata_cursor *c, sqlite3 *db, const struct table_schema *t,
+                  int64_t since, char *err, size_t errlen);
+/* Finalizes the statement and ends rowdata_start's transaction. */
 void rowdata_close(struct rowdata_cursor *c);
 /* Writes one RowData request into out (reset first): one batch of this table with rows until
  * the body passes batch_size bytes (at least one row), then <Lsn>: position on the last batch,
@@ -204,6 +227,7 @@ struct cycle_table {
 enum cycle_outcome { CYCLE_OK, CYCLE_SKIPPED, CYCLE_FAILED };
 struct cycle_result {
     enum cycle_outcome outcome;
+    int setup_error;      /* failed in the local setup (source, tracking, URL) before any call */
     char error[1024];
     struct cycle_table *tables;
     size_t ntables;
@@ -264,10 +288,13 @@ struct schedule_options {
     int json;
 };
 /* Runs the cycles of every approved, activated (tenant, application) pair: once, or until
- * SIGTERM/SIGINT, rereading the file on SIGHUP. Returns the process exit status. */
+ * SIGTERM/SIGINT, rereading the file on SIGHUP. Returns the process exit status:
+ * TASK_EXIT_USAGE when the file or its keys do not load or a cycle failed in its setup,
+ * else TASK_EXIT_FAILED when a cycle failed, else 0. */
 int schedule_run(const struct schedule_options *opt);
 /* Runs one cycle with the given keys and prints its outcome (log line, or JSON line). Returns
- * the exit status (0 ok or skipped, 1 failed). */
+ * the exit status (0 ok or skipped, TASK_EXIT_USAGE for a setup error, else
+ * TASK_EXIT_FAILED). */
 int schedule_one(const struct cycle_options *opt, int json, FILE *json_out);
 
 /* ---- cli.c ---- */

@@ -1,20 +1,19 @@
 /* task/tracking: `somirror-task provision`, change tracking for a SQLite source, modelled on SQL
  * Server's: one version counter (_somirror_ct_version), a minimum valid version
  * (_somirror_ct_min_valid), and per tracked table a change table _somirror_ct_<table> holding,
- * for each key changed, its latest operation and version, written by AFTER triggers. Collapse
- * rules per key: insert (after nothing) I; insert after a delete U; update keeps I, else U;
- * delete D (a key inserted and deleted since the last sync is sent as D, which is harmless);
- * a key update is a delete of the old key and an insert of the new one. Retention deletes
- * changes at or below current - N and moves the minimum valid version there. */
+ * for each key changed, its last operation (I, U or D), the version of that change and the
+ * version of the insert that began the key's current life (NULL when the key existed before
+ * it was first tracked), written by AFTER triggers; a key update is a delete of the old key
+ * and an insert of the new one. From these the sender works out each key's op relative to the
+ * receiver's position (rowdata.c). Provisioning is idempotent, migrates change tables of the
+ * older layout (no insert version) and replaces the triggers. Retention deletes changes at or
+ * below current - N and moves the minimum valid version there. */
 #include "task/task.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
-
-#define OP_COLUMN "\"_somirror_op\""
-#define VERSION_COLUMN "\"_somirror_version\""
 
 void ct_put_table(struct buf *b, const char *table)
 {
@@ -48,39 +47,34 @@ static void put_key_match(struct buf *b, const struct table_schema *t, const cha
     }
 }
 
-/* Bumps the version and records (row's key, op, version). prior_case: the WHEN clauses that
- * give the op from the key's previous operation (NULL: the op is always D). */
-static void put_record(struct buf *b, const struct table_schema *t, const char *row,
-                       const char *prior_case)
+/* Bumps the version and records (row's key, op, version). An insert ('I') also records the
+ * version as the key's insert version; updates and deletes keep the one recorded. */
+static void put_record(struct buf *b, const struct table_schema *t, const char *row, char op)
 {
+    static const char version[] = "(SELECT v FROM _somirror_ct_version)";
+    int insert = op == 'I';
     buf_puts(b, "UPDATE _somirror_ct_version SET v = v + 1; INSERT INTO ");
     ct_put_table(b, t->name);
     buf_puts(b, " (");
     sql_put_columns(b, t, "", 1);
-    buf_puts(b, ", " OP_COLUMN ", " VERSION_COLUMN ") VALUES (");
+    buf_puts(b, ", " CT_OP_COLUMN ", " CT_VERSION_COLUMN ", " CT_INSERTED_COLUMN ") VALUES (");
     sql_put_columns(b, t, row, 1);
-    if (prior_case) {
-        buf_puts(b, ", (SELECT CASE (SELECT " OP_COLUMN " FROM ");
-        ct_put_table(b, t->name);
-        buf_puts(b, " WHERE ");
-        put_key_match(b, t, "", row);
-        buf_printf(b, ") %s END)", prior_case);
-    } else {
-        buf_puts(b, ", 'D'");
-    }
-    buf_puts(b, ", (SELECT v FROM _somirror_ct_version)) ON CONFLICT (");
+    buf_printf(b, ", '%c', %s, %s) ON CONFLICT (", op, version, insert ? version : "NULL");
     sql_put_columns(b, t, "", 1);
-    buf_puts(b, ") DO UPDATE SET " OP_COLUMN " = excluded." OP_COLUMN ", " VERSION_COLUMN
-                " = excluded." VERSION_COLUMN "; ");
+    buf_puts(b, ") DO UPDATE SET " CT_OP_COLUMN " = excluded." CT_OP_COLUMN ", " CT_VERSION_COLUMN
+                " = excluded." CT_VERSION_COLUMN);
+    if (insert)
+        buf_puts(b, ", " CT_INSERTED_COLUMN " = excluded." CT_INSERTED_COLUMN);
+    buf_puts(b, "; ");
 }
 
-static const char op_after_insert[] = "WHEN 'D' THEN 'U' WHEN 'U' THEN 'U' ELSE 'I'";
-static const char op_after_update[] = "WHEN 'I' THEN 'I' ELSE 'U'";
-
+/* Replaces trigger kind (ti, tu, tk, td) of the table. */
 static void put_trigger(struct buf *b, const struct table_schema *t, const char *kind,
                         const char *event, int key_changed)
 {
-    buf_puts(b, "CREATE TRIGGER IF NOT EXISTS ");
+    buf_puts(b, "DROP TRIGGER IF EXISTS ");
+    put_object_name(b, kind, t->name);
+    buf_puts(b, "; CREATE TRIGGER ");
     put_object_name(b, kind, t->name);
     buf_printf(b, " AFTER %s ON ", event);
     sql_put_ident(b, t->name);
@@ -91,16 +85,49 @@ static void put_trigger(struct buf *b, const struct table_schema *t, const char 
     }
     buf_puts(b, " BEGIN ");
     if (strcmp(event, "INSERT") == 0) {
-        put_record(b, t, "NEW.", op_after_insert);
+        put_record(b, t, "NEW.", 'I');
     } else if (strcmp(event, "DELETE") == 0) {
-        put_record(b, t, "OLD.", NULL);
+        put_record(b, t, "OLD.", 'D');
     } else if (key_changed) {
-        put_record(b, t, "OLD.", NULL);
-        put_record(b, t, "NEW.", op_after_insert);
+        put_record(b, t, "OLD.", 'D');
+        put_record(b, t, "NEW.", 'I');
     } else {
-        put_record(b, t, "NEW.", op_after_update);
+        put_record(b, t, "NEW.", 'U');
     }
     buf_puts(b, "END; ");
+}
+
+enum ct_layout { CT_NONE, CT_OLDER, CT_CURRENT };
+
+/* Whether table's change table exists, and with the insert version column. */
+static enum ct_layout ct_layout(sqlite3 *db, const char *table)
+{
+    struct buf name = BUF_INIT;
+    buf_printf(&name, "%sct_%s", TASK_RESERVED_PREFIX, table);
+    sqlite3_stmt *stmt = NULL;
+    enum ct_layout layout = CT_NONE;
+    if (sqlite3_prepare_v2(db, "SELECT count(*), coalesce(max(name = '_somirror_inserted'), 0) "
+                               "FROM pragma_table_info(?1)", -1, &stmt, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(stmt, 1, name.data, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_int(stmt, 0) > 0)
+            layout = sqlite3_column_int(stmt, 1) ? CT_CURRENT : CT_OLDER;
+    }
+    sqlite3_finalize(stmt);
+    buf_free(&name);
+    return layout;
+}
+
+/* An older change table kept only the op, sticky: I from the insert until the delete. Keys
+ * recorded as I take their last change's version as their insert version (a receiver between
+ * the two gets one I where U would be exact, which it applies the same); the others, which may
+ * have been deleted and inserted again, get none (U where I would be exact, also the same). */
+static void put_migration(struct buf *b, const struct table_schema *t)
+{
+    buf_puts(b, "ALTER TABLE ");
+    ct_put_table(b, t->name);
+    buf_puts(b, " ADD COLUMN " CT_INSERTED_COLUMN " INTEGER; UPDATE ");
+    ct_put_table(b, t->name);
+    buf_puts(b, " SET " CT_INSERTED_COLUMN " = " CT_VERSION_COLUMN " WHERE " CT_OP_COLUMN " = 'I'; ");
 }
 
 static void put_table_tracking(struct buf *b, const struct table_schema *t)
@@ -109,13 +136,14 @@ static void put_table_tracking(struct buf *b, const struct table_schema *t)
     ct_put_table(b, t->name);
     buf_puts(b, " (");
     sql_put_columns(b, t, "", 1);
-    buf_puts(b, ", " OP_COLUMN " TEXT NOT NULL, " VERSION_COLUMN " INTEGER NOT NULL, PRIMARY KEY (");
+    buf_puts(b, ", " CT_OP_COLUMN " TEXT NOT NULL, " CT_VERSION_COLUMN " INTEGER NOT NULL, "
+                CT_INSERTED_COLUMN " INTEGER, PRIMARY KEY (");
     sql_put_columns(b, t, "", 1);
     buf_puts(b, ")); CREATE INDEX IF NOT EXISTS ");
     put_object_name(b, "ix", t->name);
     buf_puts(b, " ON ");
     ct_put_table(b, t->name);
-    buf_puts(b, " (" VERSION_COLUMN "); ");
+    buf_puts(b, " (" CT_VERSION_COLUMN "); ");
     put_trigger(b, t, "ti", "INSERT", 0);
     put_trigger(b, t, "tu", "UPDATE", 0);
     put_trigger(b, t, "tk", "UPDATE", 1);
@@ -149,18 +177,32 @@ int ct_versions(sqlite3 *db, int64_t *current, int64_t *min_valid, char *err, si
 
 int ct_table_tracked(sqlite3 *db, const char *table)
 {
-    struct buf name = BUF_INIT;
-    buf_printf(&name, "%sct_%s", TASK_RESERVED_PREFIX, table);
-    sqlite3_stmt *stmt = NULL;
-    int found = 0;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                           -1, &stmt, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(stmt, 1, name.data, -1, SQLITE_STATIC);
-        found = sqlite3_step(stmt) == SQLITE_ROW;
-    }
+    return ct_layout(db, table) == CT_CURRENT;
+}
+
+/* Moves the minimum valid version to cutoff (bound), then deletes the changes at or below it. */
+static int clean_to(struct source *src, int64_t cutoff, char *err, size_t errlen)
+{
+    sqlite3_stmt *stmt = sql_prepare(src->db, "UPDATE _somirror_ct_min_valid SET v = ?1", err, errlen);
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, cutoff);
+    int rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "%s", sqlite3_errmsg(src->db));
     sqlite3_finalize(stmt);
-    buf_free(&name);
-    return found;
+    struct buf sql = BUF_INIT;
+    for (size_t i = 0; i < src->ntables; i++) {
+        if (!task_table_mirrored(src->tables[i].name, NULL))
+            continue;
+        buf_puts(&sql, "DELETE FROM ");
+        ct_put_table(&sql, src->tables[i].name);
+        buf_puts(&sql, " WHERE " CT_VERSION_COLUMN " <= (SELECT v FROM _somirror_ct_min_valid); ");
+    }
+    if (rc == 0 && sql.len)
+        rc = sql_exec(src->db, sql.data, err, errlen);
+    buf_free(&sql);
+    return rc;
 }
 
 static int cleanup(struct source *src, long retention, char *err, size_t errlen)
@@ -171,21 +213,30 @@ static int cleanup(struct source *src, long retention, char *err, size_t errlen)
     int64_t cutoff = current - retention;
     if (cutoff <= min_valid)
         return 0;
-    struct buf sql = BUF_INIT;
-    for (size_t i = 0; i < src->ntables; i++) {
-        if (!task_table_mirrored(src->tables[i].name, NULL))
-            continue;
-        buf_puts(&sql, "DELETE FROM ");
-        ct_put_table(&sql, src->tables[i].name);
-        buf_printf(&sql, " WHERE " VERSION_COLUMN " <= %lld; ", (long long)cutoff);
-    }
-    buf_printf(&sql, "UPDATE _somirror_ct_min_valid SET v = %lld;", (long long)cutoff);
-    int rc = sql_exec(src->db, sql.data, err, errlen);
-    buf_free(&sql);
+    int rc = clean_to(src, cutoff, err, errlen);
     if (rc == 0)
         log_info("provision: changes up to version %lld cleaned (retention %ld)",
                  (long long)cutoff, retention);
     return rc;
+}
+
+/* The tracking SQL of every mirrored table (counted in *tracked); change tables of the older
+ * layout are migrated first (counted in *migrated). */
+static void put_tracking(struct buf *sql, const struct source *src, size_t *tracked,
+                         size_t *migrated)
+{
+    *tracked = *migrated = 0;
+    for (size_t i = 0; i < src->ntables; i++) {
+        const struct table_schema *t = &src->tables[i];
+        if (!task_table_mirrored(t->name, NULL))
+            continue;
+        if (ct_layout(src->db, t->name) == CT_OLDER) {
+            put_migration(sql, t);
+            (*migrated)++;
+        }
+        put_table_tracking(sql, t);
+        (*tracked)++;
+    }
 }
 
 int ct_provision(const char *path, long retention, char *err, size_t errlen)
@@ -193,16 +244,14 @@ int ct_provision(const char *path, long retention, char *err, size_t errlen)
     struct source src;
     if (source_open(&src, path, 1, err, errlen) != 0)
         return -1;
-    struct buf sql = BUF_INIT;
-    buf_puts(&sql, "BEGIN IMMEDIATE; ");
-    buf_puts(&sql, base_sql);
-    size_t tracked = 0;
-    for (size_t i = 0; i < src.ntables; i++) {
-        if (!task_table_mirrored(src.tables[i].name, NULL))
-            continue;
-        put_table_tracking(&sql, &src.tables[i]);
-        tracked++;
+    if (sql_exec(src.db, "BEGIN IMMEDIATE", err, errlen) != 0) {
+        source_close(&src);
+        return -1;
     }
+    struct buf sql = BUF_INIT;
+    buf_puts(&sql, base_sql);
+    size_t tracked, migrated;
+    put_tracking(&sql, &src, &tracked, &migrated);
     int rc = sql_exec(src.db, sql.data, err, errlen);
     if (rc == 0 && retention >= 0)
         rc = cleanup(&src, retention, err, errlen);
@@ -210,6 +259,7 @@ int ct_provision(const char *path, long retention, char *err, size_t errlen)
     buf_free(&sql);
     source_close(&src);
     if (rc == 0)
-        log_info("provision: %s: %zu tables tracked", path, tracked);
+        log_info("provision: %s: %zu tables tracked, %zu change tables migrated to insert versions",
+                 path, tracked, migrated);
     return rc;
 }

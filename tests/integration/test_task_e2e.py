@@ -1,8 +1,11 @@
 """somirror-task against a real somirrord, end to end on the SQLite store: generate a CRM-like
-source, provision change tracking, full load, verify, churn, incremental cycle, verify; a tampered
-mirror fails verify; blocked tables never reach the mirror; a skipped table is dropped from the
-mirror on the next cycle; a source whose retention passed the mirror's Lsn gets a full reload; a
-cycle interrupted by killing somirrord completes correctly when run again."""
+source, provision change tracking, full load, verify, churn, incremental cycle, verify; row ops
+are relative to the last cycle (a row inserted in one cycle and updated before the next is U
+there; a key deleted and inserted again is I); a tampered mirror fails verify; blocked tables
+never reach the mirror; a skipped table is dropped from the mirror on the next cycle; a source
+whose retention passed the mirror's Lsn gets a full reload; a paused tenant's doNotReplicate is
+believed only with a SignedApplicationToken that verifies; setup errors exit 2 before any call;
+a cycle interrupted by killing somirrord completes correctly when run again."""
 
 import json
 import os
@@ -27,6 +30,16 @@ def task(*args, check=True):
         harness.fail("somirror-task %s exited %d\nstdout: %s\nstderr: %s"
                      % (" ".join(args), proc.returncode, proc.stdout, proc.stderr[-4000:]))
     return proc
+
+
+def source_exec(path, *statements):
+    with sqlite3.connect(path) as db:
+        for sql in statements:
+            db.execute(sql)
+
+
+def country_rows(summary):
+    return next(t for t in summary["tables"] if t["name"] == "country")
 
 
 def mirror_tables(path):
@@ -69,6 +82,11 @@ def main():
                     proc.returncode, expect, proc.stdout, proc.stderr)
                 return proc
 
+            def with_option(name, value):
+                """base with the value of option name replaced."""
+                i = base.index(name)
+                return base[:i + 1] + [value] + base[i + 2:]
+
             # Full load.
             first = run("--batch-size", "200000")
             # One vendor token serves the whole cycle (it is renewed only near its expiry).
@@ -89,6 +107,21 @@ def main():
             assert all(t["load"] == "changes" for t in second["tables"]), second["tables"]
             changed = second["rows"]["I"] + second["rows"]["U"] + second["rows"]["D"]
             assert 0 < changed <= 300, second["rows"]
+            verify()
+
+            # Ops are relative to the last cycle, in the answers and in the summary.
+            source_exec(source, "INSERT INTO country (country_id, name) VALUES (9001, 'new')",
+                        "DELETE FROM country WHERE country_id = (SELECT min(country_id) FROM country)")
+            gone = sqlite3.connect(source).execute(
+                "SELECT country_id FROM _somirror_ct_country WHERE _somirror_op = 'D'").fetchone()[0]
+            ops = country_rows(run())
+            assert (ops["I"], ops["U"], ops["D"]) == (1, 0, 1), ops
+            source_exec(source, "UPDATE country SET name = 'renamed' WHERE country_id = 9001")
+            ops = country_rows(run())
+            assert (ops["I"], ops["U"], ops["D"]) == (0, 1, 0), ops
+            source_exec(source, "INSERT INTO country (country_id, name) VALUES (%d, 'back')" % gone)
+            ops = country_rows(run())
+            assert (ops["I"], ops["U"], ops["D"]) == (1, 0, 0), ops
             verify()
 
             # A tampered mirror fails verify, and names what differs.
@@ -114,6 +147,31 @@ def main():
             fourth = run()
             assert {t["name"]: t["load"] for t in fourth["tables"]}.get("contact") == "full", fourth["tables"]
             verify()
+
+            # A paused tenant: doNotReplicate is believed only from the application's receiver.
+            other = os.path.join(work, "other")
+            task("keys", "--out", other)
+            assert env.daemon.ctl("pause " + TENANT).startswith("ok")
+            proc = task(*with_option("--app-public-key", os.path.join(other, "app.pub")), check=False)
+            summary = json.loads(proc.stdout.strip().splitlines()[-1])
+            assert proc.returncode == 1 and summary["result"] == "failed", (proc.returncode, summary)
+            assert "SignedApplicationToken" in summary["error"], summary
+            proc = task(*base, check=False)
+            summary = json.loads(proc.stdout.strip().splitlines()[-1])
+            assert proc.returncode == 0 and summary["result"] == "skipped", (proc.returncode, summary)
+            assert env.daemon.ctl("resume " + TENANT).startswith("ok")
+
+            # Setup errors exit 2, before any call reaches the receiver.
+            unprovisioned = os.path.join(work, "unprovisioned.db")
+            task("gen", "--db", unprovisioned, "--scale", "2")
+            calls = env.daemon.ctl_json("show tenant " + TENANT)["tenant"]["calls"]
+            for args in (with_option("--db", os.path.join(work, "missing.db")),
+                         with_option("--db", unprovisioned),
+                         with_option("--url", "ftp://127.0.0.1/"),
+                         with_option("--tenant", "bad tenant!")):
+                proc = task(*args, check=False)
+                assert proc.returncode == 2, "exit %d for %s: %s" % (proc.returncode, args, proc.stderr)
+            assert env.daemon.ctl_json("show tenant " + TENANT)["tenant"]["calls"] == calls
 
             # A cycle interrupted by killing somirrord completes correctly when run again.
             task("churn", "--db", source, "--changes", "400", "--seed", "9")

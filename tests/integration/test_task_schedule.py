@@ -2,14 +2,18 @@
 small): nothing cycles inside the pause window; tenants with an approved, activated application cycle on the schedule; a SIGHUP rereads
 the file; a tenant that newly approves the application gets its first cycle at once; a withdrawn
 approval stops that tenant's cycles; a deactivated application stops every cycle; SIGTERM stops
-the task."""
+the task. A task.yaml that is missing exits 2. A call retried after the vendor token's reuse
+window (a minute) carries a freshly signed token (against a scripted receiver)."""
 
+import base64
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -18,8 +22,10 @@ import harness  # noqa: E402
 APP = harness.DEFAULT_APP_ID
 
 
-def write_task_yaml(path, port, approved_t1, approved_t2, activated=True, every="2s", pause=None):
-    """JSON is YAML: the task config with paths relative to its own directory."""
+def write_task_yaml(path, port, approved_t1, approved_t2, activated=True, every="2s", pause=None,
+                    retries=None):
+    """JSON is YAML: the task config with paths relative to its own directory. retries:
+    (tries, backoff_ms)."""
     conf = {
         "vendor": {"key": "keys/vendor.key", "certificate": "keys/vendor.crt"},
         "applications": [{"id": APP, "public_key": "keys/app.pub",
@@ -32,6 +38,8 @@ def write_task_yaml(path, port, approved_t1, approved_t2, activated=True, every=
     }
     if pause:
         conf["schedule"]["pause"] = pause
+    if retries:
+        conf["schedule"]["tries"], conf["schedule"]["backoff_ms"] = retries
     with open(path, "w") as f:
         json.dump(conf, f, indent=2)
 
@@ -48,6 +56,60 @@ def completed(env, tenant):
         return env.daemon.ctl_json("show tenant " + tenant)["tenant"]["last_completed"] or 0
     except (KeyError, ValueError):
         return 0
+
+
+class BusyThenRefused(http.server.BaseHTTPRequestHandler):
+    """A receiver whose first Authenticate is a retryable TenantBusy fault and whose next ones
+    are refused; it keeps the claims of every vendor token it gets in server.claims."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        token = body.split("SignedToken", 1)[1].split(">", 1)[1].split("<", 1)[0].strip()
+        claims = token.split(".")[1]
+        self.server.claims.append(json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4))))
+        ns = "http://www.superoffice.com/online/mirroring/0.1"
+        if len(self.server.claims) == 1:
+            status, inner = 500, ('<s:Fault><faultcode>s:Server</faultcode><faultstring>busy</faultstring>'
+                                  '<detail><MirrorFault xmlns="%s"><Code>TenantBusy</Code><Retryable>true'
+                                  '</Retryable></MirrorFault></detail></s:Fault>' % ns)
+        else:
+            status, inner = 200, ('<AuthenticateResponse xmlns="%s"><IsSuccessful>false</IsSuccessful>'
+                                  '<ErrorMessage>InvalidToken: scripted</ErrorMessage><SignedApplicationToken/>'
+                                  '<SupportedInterfaces>1</SupportedInterfaces><SuperOfficeMirroringBuild>'
+                                  'scripted</SuperOfficeMirroringBuild><ClientState/><AdditionalInformationJson/>'
+                                  '</AuthenticateResponse>' % ns)
+        data = ('<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>%s</s:Body>'
+                '</s:Envelope>' % inner).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def retry_gets_a_fresh_token(task, work):
+    """A retry after the token's one-minute reuse window carries a newly signed token."""
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BusyThenRefused)
+    receiver.claims = []
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        conf = os.path.join(work, "retry.yaml")
+        write_task_yaml(conf, receiver.server_address[1], approved_t1=True, approved_t2=False,
+                        retries=(2, 61000))
+        proc = subprocess.run([task, "run", "-c", conf, "--once"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+        assert proc.returncode == 1, "exit %d: %s" % (proc.returncode, proc.stderr)
+        assert len(receiver.claims) == 2, "%d Authenticate calls: %s" % (len(receiver.claims), proc.stderr)
+        first, retry = receiver.claims
+        assert first["nonce"] == retry["nonce"], (first, retry)
+        assert retry["nbf"] >= first["nbf"] + 60, "the retry resent a stale token: %s %s" % (first, retry)
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
 
 
 def main():
@@ -118,6 +180,10 @@ def main():
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                 log.close()
+        proc = subprocess.run([task, "run", "-c", os.path.join(work, "missing.yaml"), "--once"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        assert proc.returncode == 2, "a missing task.yaml exited %d" % proc.returncode
+        retry_gets_a_fresh_token(task, work)
     print("task schedule: ok")
 
 

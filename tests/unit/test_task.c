@@ -1,7 +1,9 @@
 /* tests/unit/test_task: somirror-task's library: gen (deterministic, every table and type, every
- * value valid for its column), provision (idempotent, collapse rules, versions, retention),
- * churn, verify (equal copy in the mirror's storage forms, then tampered), and RowData calls
- * split at the batch size (parsed back with the receiver's parser). */
+ * value valid for its column), provision (idempotent, what the change tables record, versions,
+ * retention, migration of the older change-table layout), churn, verify (equal copy in the
+ * mirror's storage forms, then tampered), RowData calls split at the batch size (parsed back
+ * with the receiver's parser), row ops relative to the receiver's position, and the version
+ * read and the rows sharing one snapshot. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,26 +200,32 @@ START_TEST(provision_is_idempotent_and_records_changes)
     ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'I' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
     int64_t v1 = query_int(db, "SELECT _somirror_version FROM _somirror_ct_category WHERE category_id = 1000");
     ck_assert_int_gt(v1, v0);
-    /* insert then update stays I, with a newer version */
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_inserted FROM _somirror_ct_category WHERE category_id = 1000"), v1);
+    /* an update records U with a newer version and keeps the insert version */
     exec_ok(db, "UPDATE category SET name = 'renamed' WHERE category_id = 1000");
-    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'I' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'U' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
     int64_t v2 = query_int(db, "SELECT _somirror_version FROM _somirror_ct_category WHERE category_id = 1000");
     ck_assert_int_gt(v2, v1);
-    /* an untouched row updated is U */
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_inserted FROM _somirror_ct_category WHERE category_id = 1000"), v1);
+    /* an untouched row updated is U, with no insert version */
     exec_ok(db, "UPDATE category SET name = 'x' WHERE category_id = 2");
-    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'U' FROM _somirror_ct_category WHERE category_id = 2"), 1);
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'U' AND _somirror_inserted IS NULL "
+                                   "FROM _somirror_ct_category WHERE category_id = 2"), 1);
     /* delete is D, one row per key */
     exec_ok(db, "DELETE FROM category WHERE category_id = 1000");
     ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'D' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
-    ck_assert_int_gt(query_int(db, "SELECT _somirror_version FROM _somirror_ct_category WHERE category_id = 1000"), v2);
+    int64_t v3 = query_int(db, "SELECT _somirror_version FROM _somirror_ct_category WHERE category_id = 1000");
+    ck_assert_int_gt(v3, v2);
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_category WHERE category_id = 1000"), 1);
-    /* delete then insert again is U */
+    /* delete then insert again is I, with the new insert version */
     exec_ok(db, "INSERT INTO category (category_id, name, deleted) VALUES (1000, 'back', 0)");
-    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'U' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'I' FROM _somirror_ct_category WHERE category_id = 1000"), 1);
+    ck_assert_int_gt(query_int(db, "SELECT _somirror_inserted FROM _somirror_ct_category WHERE category_id = 1000"), v3);
     /* a key update: D for the old key, I for the new one */
     exec_ok(db, "UPDATE category SET category_id = 2000 WHERE category_id = 3");
     ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'D' FROM _somirror_ct_category WHERE category_id = 3"), 1);
-    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'I' FROM _somirror_ct_category WHERE category_id = 2000"), 1);
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_op = 'I' AND _somirror_inserted = _somirror_version "
+                                   "FROM _somirror_ct_category WHERE category_id = 2000"), 1);
     /* composite keys */
     exec_ok(db, "DELETE FROM contact_category WHERE contact_id = 1 AND category_id = 1");
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_contact_category WHERE "
@@ -252,6 +260,38 @@ START_TEST(retention_moves_min_valid)
     ck_assert_int_eq(min_valid2, current - 10);
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_contact WHERE _somirror_version <= "
                                    "(SELECT v FROM _somirror_ct_min_valid)"), 0);
+    sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(provision_migrates_older_change_tables)
+{
+    const char *path = generate("m.db", 10, 1);
+    char err[512] = "";
+    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    exec_ok(db, "INSERT INTO category (category_id, name, deleted) VALUES (1000, 'new', 0);"
+                "UPDATE category SET name = 'x' WHERE category_id = 2");
+    /* the older layout: no insert version, and triggers that do not write one */
+    exec_ok(db, "DROP TRIGGER _somirror_ti_category; DROP TRIGGER _somirror_tu_category;"
+                "DROP TRIGGER _somirror_tk_category; DROP TRIGGER _somirror_td_category;"
+                "ALTER TABLE _somirror_ct_category DROP COLUMN _somirror_inserted");
+    ck_assert(!ct_table_tracked(db, "category"));
+    ck_assert(ct_table_tracked(db, "contact"));
+    sqlite3_close(db);
+    ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert(ct_table_tracked(db, "category"));
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_inserted = _somirror_version FROM "
+                                   "_somirror_ct_category WHERE category_id = 1000"), 1);
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_inserted IS NULL FROM _somirror_ct_category "
+                                   "WHERE category_id = 2"), 1);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+                                   "AND tbl_name = 'category'"), 4);
+    exec_ok(db, "INSERT INTO category (category_id, name, deleted) VALUES (1001, 'new', 0)");
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_inserted = _somirror_version FROM "
+                                   "_somirror_ct_category WHERE category_id = 1001"), 1);
     sqlite3_close(db);
 }
 END_TEST
@@ -477,6 +517,104 @@ START_TEST(rowdata_splits_at_batch_size)
 }
 END_TEST
 
+/* The op of the row sent for category_id key to a receiver at since (0 when none is sent). */
+static char op_sent(sqlite3 *db, const struct table_schema *t, int64_t since, const char *key)
+{
+    int64_t current, min_valid;
+    char err[512] = "";
+    ck_assert_int_eq(ct_versions(db, &current, &min_valid, err, sizeof err), 0);
+    struct rowdata_cursor cur;
+    ck_assert_int_eq(rowdata_open(&cur, db, t, ROWDATA_CHANGES, since, current, err, sizeof err), 0);
+    struct buf body = BUF_INIT;
+    ck_assert_int_eq(rowdata_next_call(&cur, "aaa.bbb.ccc", TASK_DEFAULT_BATCH_SIZE, &body, err,
+                                       sizeof err), 0);
+    ck_assert(cur.done);
+    rowdata_close(&cur);
+    struct arena arena;
+    arena_init(&arena);
+    struct soap_request req;
+    struct fault f;
+    fault_clear(&f);
+    ck_assert_int_eq(soap_parse_request(body.data, body.len, NULL, &arena, &req, &f), 0);
+    char op = 0;
+    for (size_t r = 0; r < req.batches[0].nrows; r++) {
+        const struct row *row = &req.batches[0].rows[r];
+        const struct raw_value *v = &row->values[row->op == 'D' ? 0 : t->pk[0]];
+        if (v->len == strlen(key) && memcmp(v->data, key, v->len) == 0)
+            op = row->op;
+    }
+    arena_free(&arena);
+    buf_free(&body);
+    return op;
+}
+
+START_TEST(change_ops_are_relative_to_since)
+{
+    const char *path = generate("ops.db", 10, 1);
+    char err[512] = "";
+    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
+    struct source src;
+    ck_assert_int_eq(source_open(&src, path, 1, err, sizeof err), 0);
+    const struct table_schema *t = source_find(&src, "category");
+    int64_t v0 = query_int(src.db, "SELECT v FROM _somirror_ct_version");
+    exec_ok(src.db, "INSERT INTO category (category_id, name, deleted) VALUES (1000, 'new', 0);"
+                    "DELETE FROM category WHERE category_id = 2");
+    int64_t v1 = query_int(src.db, "SELECT v FROM _somirror_ct_version");
+    ck_assert_int_eq(op_sent(src.db, t, v0, "1000"), 'I');
+    ck_assert_int_eq(op_sent(src.db, t, v0, "2"), 'D');
+    /* after a cycle at v1: updated only is U; deleted (sent) and inserted again is I */
+    exec_ok(src.db, "UPDATE category SET name = 'renamed' WHERE category_id = 1000;"
+                    "INSERT INTO category (category_id, name, deleted) VALUES (2, 'back', 0);"
+                    "UPDATE category SET name = 'x' WHERE category_id = 3");
+    ck_assert_int_eq(op_sent(src.db, t, v1, "1000"), 'U');
+    ck_assert_int_eq(op_sent(src.db, t, v1, "2"), 'I');
+    ck_assert_int_eq(op_sent(src.db, t, v1, "3"), 'U');
+    /* a receiver still at v0: inserted then updated is I; existing, deleted, inserted again is I */
+    ck_assert_int_eq(op_sent(src.db, t, v0, "1000"), 'I');
+    ck_assert_int_eq(op_sent(src.db, t, v0, "2"), 'I');
+    ck_assert_int_eq(op_sent(src.db, t, v0, "3"), 'U');
+    /* gone: D, also for a key inserted and deleted since v0 */
+    int64_t v2 = query_int(src.db, "SELECT v FROM _somirror_ct_version");
+    exec_ok(src.db, "DELETE FROM category WHERE category_id = 1000");
+    ck_assert_int_eq(op_sent(src.db, t, v2, "1000"), 'D');
+    ck_assert_int_eq(op_sent(src.db, t, v0, "1000"), 'D');
+    ck_assert_int_eq(op_sent(src.db, t, v2, "3"), 0);
+    source_close(&src);
+}
+END_TEST
+
+START_TEST(rowdata_reads_versions_and_rows_in_one_snapshot)
+{
+    const char *path = generate("snap.db", 20, 3);
+    char err[512] = "";
+    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
+    ck_assert_int_eq(churn_run(path, 200, 5, err, sizeof err), 0);
+    struct source src;
+    ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
+    const struct table_schema *t = source_find(&src, "contact");
+    int64_t changed = query_int(src.db, "SELECT count(*) FROM _somirror_ct_contact");
+    int64_t current = query_int(src.db, "SELECT v FROM _somirror_ct_version");
+    ck_assert_int_gt(changed, 5);
+    struct rowdata_cursor cur;
+    ck_assert_msg(rowdata_start(&cur, src.db, t, 0, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(cur.mode, ROWDATA_CHANGES);
+    ck_assert_int_eq(cur.position, current);
+    /* another connection cleans every change before a row is read: the cursor still sees them */
+    ck_assert_msg(ct_provision(path, 0, err, sizeof err) == 0, "%s", err);
+    struct split_stats st;
+    run_calls(&cur, 1500, &st);
+    rowdata_close(&cur);
+    ck_assert_int_eq(st.rows, changed);
+    ck_assert_int_eq(st.last_lsn, current);
+    /* the next start sees the cleanup: the receiver at 0 is now older than min_valid */
+    ck_assert_int_eq(rowdata_start(&cur, src.db, t, 0, err, sizeof err), 0);
+    ck_assert_int_eq(cur.mode, ROWDATA_FULL);
+    rowdata_close(&cur);
+    ck_assert_int_eq(query_int(src.db, "SELECT count(*) FROM _somirror_ct_contact"), 0);
+    source_close(&src);
+}
+END_TEST
+
 START_TEST(strings_split_trims)
 {
     struct cfg_strings list;
@@ -506,9 +644,12 @@ static Suite *task_suite(void)
     tcase_add_test(tc, gen_values_pass_value_check);
     tcase_add_test(tc, provision_is_idempotent_and_records_changes);
     tcase_add_test(tc, retention_moves_min_valid);
+    tcase_add_test(tc, provision_migrates_older_change_tables);
     tcase_add_test(tc, churn_changes_rows);
     tcase_add_test(tc, verify_passes_on_copy_and_fails_after_tampering);
     tcase_add_test(tc, rowdata_splits_at_batch_size);
+    tcase_add_test(tc, change_ops_are_relative_to_since);
+    tcase_add_test(tc, rowdata_reads_versions_and_rows_in_one_snapshot);
     tcase_add_test(tc, strings_split_trims);
     suite_add_tcase(s, tc);
     return s;
