@@ -531,9 +531,10 @@ static int cmd_reload(struct ctl_context *ctx, const struct command_args *args, 
         set_error(err, errlen, "reload is not available here");
         return -1;
     }
-    if (ctx->reload(ctx->reload_arg) != 0) {
-        set_error(err, errlen, "reload failed: the new configuration was not accepted (the log says "
-                  "why); still running on the previous one");
+    char why[512] = "";
+    if (ctx->reload(ctx->reload_arg, why, sizeof(why)) != 0) {
+        set_error(err, errlen, "reload failed: %s; still running on the previous configuration",
+                  why[0] ? why : "the log says why");
         return -1;
     }
     buf_puts(out, "ok: reloaded\n");

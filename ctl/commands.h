@@ -21,7 +21,8 @@ struct ctl_context {
     pid_t pid; int64_t started; const char *version;
     uint32_t generation; int workers;
     const char *const *restart_required; size_t nrestart;   /* settings changed that need a restart */
-    int (*reload)(void *arg); void *reload_arg;            /* "reload" command */
+    /* "reload" command: 0, or -1 with why the reload failed */
+    int (*reload)(void *arg, char *why, size_t whylen); void *reload_arg;
     const char *state_file;                                 /* NULL: pauses not persisted */
 };
 

@@ -103,15 +103,21 @@ int daemon_check_user(const char *user, const char *group, char *err, size_t err
     return user_ids(user, group, &uid, &gid, err, errlen);
 }
 
-int daemon_give_to_user(const char *path, const char *user, const char *group, char *err,
+int daemon_give_to_user(int fd, const char *path, const char *user, const char *group, char *err,
                         size_t errlen)
 {
     uid_t uid;
     gid_t gid;
-    struct stat st;
+    struct stat opened, named;
     if (user_ids(user, group, &uid, &gid, err, errlen) < 0)
         return -1;
-    if (stat(path, &st) == 0 && st.st_uid == 0 && chown(path, uid, (gid_t)-1) < 0) {
+    /* Only the plain file that path names and fd has open: never what a link put there by
+     * someone else points to (root would hand it over). */
+    if (fstat(fd, &opened) != 0 || lstat(path, &named) != 0 || !S_ISREG(named.st_mode) ||
+        named.st_nlink != 1 || named.st_dev != opened.st_dev || named.st_ino != opened.st_ino ||
+        named.st_uid != 0)
+        return 0;
+    if (fchown(fd, uid, (gid_t)-1) < 0) {
         snprintf(err, errlen, "%s: cannot give it to user %s: %s", path, user, strerror(errno));
         return -1;
     }

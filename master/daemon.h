@@ -18,9 +18,10 @@ void daemon_null_stdio(void);
 
 /* Whether user and group (NULL: the user's primary group) exist: 0, or -1 with err. */
 int daemon_check_user(const char *user, const char *group, char *err, size_t errlen);
-/* Makes path (when root owns it) user's, keeping its group: a file the master created as root
- * that it must reopen once it is user. Needs root; -1 with err. */
-int daemon_give_to_user(const char *path, const char *user, const char *group, char *err,
+/* Makes the file open as fd user's, keeping its group, when root owns it and path names it as a
+ * plain file with one link (no symlink or hard link to another file): a file the master
+ * opened as root and must reopen once it is user. Needs root; -1 with err. */
+int daemon_give_to_user(int fd, const char *path, const char *user, const char *group, char *err,
                         size_t errlen);
 /* Switches to user (and group, or the user's primary group) with its supplementary groups.
  * Needs root; -1 with err otherwise, or when the user or group is unknown. */

@@ -64,6 +64,7 @@ struct master {
     int alive_pipe[2];             /* the master holds the write end; EOF tells workers it died */
     uint32_t generation;           /* the serving generation's */
     uint32_t last_generation;      /* the latest started: a failed one's number is not reused */
+    uint32_t replacing;            /* while a new generation starts: the serving one, else 0 */
     struct child *children;
     size_t nchildren, children_cap;
     struct throttle throttle;
@@ -350,7 +351,8 @@ static void child_gone(struct master *m, struct child *c, int status)
     int freed = reg_release_locks_of(m->reg, c->pid);
     if (freed > 0)
         log_warn("worker %ld held %d tenant lock(s): released", (long)c->pid, freed);
-    int expected = c->kill_at_ms != 0 || m->stopping || c->generation != m->generation;
+    int expected = c->kill_at_ms != 0 || m->stopping ||
+                   (c->generation != m->generation && c->generation != m->replacing);
     if (expected) {
         log_info("worker %ld (generation %u) %s", (long)c->pid, (unsigned)c->generation, how);
     } else {
@@ -380,11 +382,12 @@ static void reap_children(struct master *m)
     maintain_workers(m);
 }
 
-/* Starts the current generation's workers and waits until each serves: the old generation
- * goes on serving meanwhile, so a configuration that passes its checks but whose workers cannot
- * start (a store directory that cannot be made, say) never replaces one that works. 0, or -1
- * with why when a worker of the generation ends before it serves or none serves within
- * GENERATION_START_MS; the master's loop does not run meanwhile. */
+/* Starts the current generation's workers and waits until each is ready (they accept only once
+ * the registry names their generation the serving one, see worker.c): the old generation goes
+ * on serving meanwhile, so a configuration that passes its checks but whose workers cannot
+ * start (a store directory that cannot be made, say) never serves nor replaces one that
+ * works. 0, or -1 with why when a worker of the generation ends before it is ready or none is
+ * within GENERATION_START_MS; the master's loop does not run meanwhile. */
 static int start_generation(struct master *m, char *why, size_t whylen)
 {
     int64_t deadline = monotonic_ms() + GENERATION_START_MS;
@@ -451,9 +454,11 @@ static void reload_failed(struct master *m, const char *what)
     reg_master_counters(m->reg)->reloads_failed++;
 }
 
-static int reload(struct master *m)
+/* 0, or -1 with why (for the status command; the log has every error). */
+static int reload(struct master *m, char *why, size_t whylen)
 {
     if (m->stopping) {
+        snprintf(why, whylen, "somirrord is stopping");
         log_warn("reload not done: somirrord is stopping");
         return -1;
     }
@@ -465,10 +470,15 @@ static int reload(struct master *m)
         reload_failed(m, "");
         for (size_t i = 0; i < errs.n; i++)
             log_error("  %s", errs.messages[i]);
+        snprintf(why, whylen, "%s%s", errs.n ? errs.messages[0] : "the configuration did not load",
+                 errs.n > 1 ? " (and more errors in the log)" : "");
         cfg_errors_free(&errs);
         return -1;
     }
     cfg_errors_free(&errs);
+    const char *restart_before[MAX_RESTART_REQUIRED];
+    size_t nrestart_before = m->nrestart;
+    memcpy(restart_before, m->restart_required, sizeof(restart_before));
     note_restart_required(m, cfg);
     int same_listeners = lsn_same_addresses(&m->lsn, cfg);
     if (same_listeners)
@@ -481,23 +491,25 @@ static int reload(struct master *m)
     m->cfg = cfg;
     m->keys = keys;
     m->generation = ++m->last_generation;
-    reg_set_generation(m->reg, m->generation);
-    char why[REG_START_ERROR_MAX + 128];
-    if (start_generation(m, why, sizeof(why)) < 0) {
+    m->replacing = old_generation;
+    int started = start_generation(m, why, whylen);
+    m->replacing = 0;
+    if (started < 0) {
         m->cfg = old_cfg;
         m->keys = old_keys;
         m->generation = old_generation;
-        reg_set_generation(m->reg, m->generation);
         stop_other_generations(m);
         if (same_listeners)
             lsn_update_tls(&m->lsn, old_cfg);
-        note_restart_required(m, old_cfg);
+        m->nrestart = nrestart_before;
+        memcpy(m->restart_required, restart_before, sizeof(restart_before));
         cfg_free(cfg);
         keys_free(keys);
         reload_failed(m, why);
         maintain_workers(m);
         return -1;
     }
+    reg_set_generation(m->reg, m->generation);   /* its workers accept from now on */
     stop_other_generations(m);
     log_set_level((enum log_level)cfg->log_level);
     if (m->retired_cfg != m->boot_cfg)
@@ -511,9 +523,9 @@ static int reload(struct master *m)
     return 0;
 }
 
-static int reload_from_status(void *arg)
+static int reload_from_status(void *arg, char *why, size_t whylen)
 {
-    return reload(arg);
+    return reload(arg, why, whylen);
 }
 
 static void stop_gracefully(struct master *m)
@@ -554,10 +566,12 @@ static void signalled(evutil_socket_t sig, short what, void *arg)
 {
     struct master *m = arg;
     switch (sig) {
-    case SIGHUP:
+    case SIGHUP: {
         log_info("SIGHUP: reloading %s", m->config_path);
-        reload(m);
+        char why[512];   /* the log has it */
+        reload(m, why, sizeof(why));
         break;
+    }
     case SIGTERM:
         stop_gracefully(m);
         break;
@@ -689,7 +703,7 @@ static int open_resources(struct master *m, char *err, size_t errlen)
         if (geteuid() != 0)
             log_warn("user %s is set but somirrord was not started as root: it runs as it is", cfg->user);
         else if (cfg_log_to_file(cfg) &&
-                 daemon_give_to_user(cfg->log_file, cfg->user, cfg->group, err, errlen) < 0)
+                 daemon_give_to_user(log_fd(), cfg->log_file, cfg->user, cfg->group, err, errlen) < 0)
             return -1;
         else if (daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0)
             return -1;

@@ -106,6 +106,7 @@ struct wrk_http {
     size_t by_fd_len;
     uint32_t connections;           /* open ones (struct conn alive), published in the registry */
     struct event *drain_check;
+    int admitted;                   /* the master let its generation accept (wrk_http_admit) */
     int draining;
     int shutting_down;
     void (*on_drained)(void *arg);
@@ -381,7 +382,7 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct listener_http *lh = arg;
-    if (lh->bound)
+    if (lh->bound && lh->owner->admitted)
         evconnlistener_enable(evhttp_bound_socket_get_listener(lh->bound));
 }
 
@@ -491,11 +492,10 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
     hold_timeouts(http, req, 0);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", content_type);
-    if (http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req))
-        evhttp_add_header(headers, "Connection", "close");
     /* libevent gives an answer to CONNECT no Content-Length, so its body ends at the close, and
      * never closes after one itself: request_done does. */
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT)
+    if (http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req) ||
+        evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT)
         evhttp_add_header(headers, "Connection", "close");
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
@@ -562,6 +562,8 @@ static void route_request(struct evhttp_request *req, void *arg)
     int is_health = path && strcmp(path, "/healthz") == 0;
 
     struct conn *c = conn_of_request(http, req);
+    if (c && c->phase == CONN_CLOSING)
+        return;   /* sent after a CONNECT, whose answer ends at the close: never answered */
     if (c) {
         event_del(c->timer);
         c->phase = CONN_BUSY;
@@ -650,7 +652,16 @@ static int listener_setup(struct wrk_http *http, struct listener_http *lh,
                  wl->conf.address, strerror(errno));
         return -1;
     }
+    evconnlistener_disable(evhttp_bound_socket_get_listener(lh->bound));   /* until admitted */
     return 0;
+}
+
+void wrk_http_admit(struct wrk_http *http)
+{
+    http->admitted = 1;
+    for (size_t i = 0; i < http->nlisteners; i++)
+        if (http->listeners[i].bound)
+            evconnlistener_enable(evhttp_bound_socket_get_listener(http->listeners[i].bound));
 }
 
 

@@ -17,6 +17,9 @@ struct wrk_http;
 struct wrk_http *wrk_http_new(struct event_base *base, const struct wrk_params *params,
                               struct service *svc, void (*on_drained)(void *arg), void *arg,
                               char *err, size_t errlen);
+/* Starts accepting: a new worker waits for its generation to be the serving one (a reload's new
+ * generation accepts only once all of its workers could start). */
+void wrk_http_admit(struct wrk_http *http);
 /* Stops accepting, closes idle connections now and busy ones after their current response.
  * With shutting_down, health checks answer 503 from then on (a generation replaced by a
  * reload keeps answering 200: the service goes on). */

@@ -17,6 +17,8 @@
 #include "proto/service.h"
 #include "worker/http.h"
 
+#define ADMISSION_POLL_MS 2
+
 struct worker {
     const struct wrk_params *params;
     struct event_base *base;
@@ -25,6 +27,7 @@ struct worker {
     struct event *on_usr2;
     struct event *on_usr1;
     struct event *on_master_pipe;
+    struct event *admission;           /* polls for its generation to be the serving one */
     int stopping;
 };
 
@@ -42,6 +45,21 @@ static void begin_stop(struct worker *w, const char *why, int shutting_down)
     w->stopping = 1;
     log_info("worker stopping (%s): finishing the calls in hand", why);
     event_del(w->on_master_pipe);
+    event_del(w->admission);
+}
+
+/* The master makes a generation the serving one once every worker of it could start; until
+ * then the worker is ready but does not accept, so a generation that fails never serves. */
+static void check_admission(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (reg_generation(w->params->reg) == w->params->generation) {
+        wrk_http_admit(w->http);
+        log_debug("worker of generation %u serving", (unsigned)w->params->generation);
+        return;
+    }
+    struct timeval later = {0, ADMISSION_POLL_MS * 1000};
+    evtimer_add(w->admission, &later);
 }
 
 static void stop_signalled(evutil_socket_t sig, short what, void *arg)
@@ -73,7 +91,8 @@ static int add_events(struct worker *w)
     w->on_usr1 = evsignal_new(w->base, SIGUSR1, usr1_signalled, w);
     w->on_master_pipe = event_new(w->base, w->params->master_alive_fd, EV_READ | EV_PERSIST,
                                   master_pipe_readable, w);
-    if (!w->on_term || !w->on_usr2 || !w->on_usr1 || !w->on_master_pipe ||
+    w->admission = evtimer_new(w->base, check_admission, w);
+    if (!w->on_term || !w->on_usr2 || !w->on_usr1 || !w->on_master_pipe || !w->admission ||
         event_add(w->on_term, NULL) < 0 || event_add(w->on_usr2, NULL) < 0 ||
         event_add(w->on_usr1, NULL) < 0 || event_add(w->on_master_pipe, NULL) < 0)
         return -1;
@@ -91,6 +110,8 @@ static void free_worker(struct worker *w)
         event_free(w->on_usr1);
     if (w->on_master_pipe)
         event_free(w->on_master_pipe);
+    if (w->admission)
+        event_free(w->admission);
     if (w->base)
         event_base_free(w->base);
 }
@@ -149,7 +170,8 @@ int wrk_run(const struct wrk_params *params)
     if (getppid() != params->master_pid)
         begin_stop(&w, "the master has exited", 1);
     reg_worker_state(params->reg, params->slot, WORKER_IDLE, NULL, NULL, (int64_t)time(NULL));
-    log_debug("worker of generation %u serving", (unsigned)params->generation);
+    if (!w.stopping)
+        check_admission(-1, 0, &w);
     status = event_base_dispatch(w.base) < 0 ? 1 : 0;
 out:
     free_worker(&w);

@@ -137,7 +137,8 @@ def check_consistency():
     config = init_default(init, "CONFIG")
     assert pre[-1] == "/usr/sbin/somirrord -t -c %s" % config, pre
     assert unit["ExecStart"] == ["/usr/sbin/somirrord -c %s" % config], unit["ExecStart"]
-    assert unit["ExecReload"] == ["/usr/sbin/somirrord -t -c %s" % config, "/bin/kill -HUP $MAINPID"]
+    assert unit["ExecReload"] == ["/usr/sbin/somirrord -t -c %s" % config, "/usr/bin/somirrorctl -c %s reload" % config]
+    assert s["status_socket"], "the unit's reload goes through the status socket"
     assert init_default(init, "DAEMON") == "/usr/sbin/somirrord"
 
     # logrotate: the same log file, created for the user, and the same pid file.

@@ -22,10 +22,12 @@ static int reload_calls;
 static int reload_result;
 static const char *const restart_required[] = { "tenants.max", "listen" };
 
-static int fake_reload(void *arg)
+static int fake_reload(void *arg, char *why, size_t whylen)
 {
     ck_assert_ptr_eq(arg, &reload_calls);
     reload_calls++;
+    if (reload_result != 0)
+        snprintf(why, whylen, "a new worker exited with status 1 before it served: %s", "disk");
     return reload_result;
 }
 
@@ -591,7 +593,7 @@ START_TEST(test_reload)
     free(a);
     ck_assert_int_eq(reload_calls, 1);
     reload_result = -1;
-    expect_error("reload", 6, "reload failed");
+    expect_error("reload", 6, "reload failed: a new worker exited with status 1 before it served: disk");
     ck_assert_int_eq(reload_calls, 2);
     ctx.reload = NULL;
     expect_error("reload", 6, "not available");
