@@ -51,6 +51,18 @@
 #define DRAIN_CHECK_MS 100
 #define ACCEPT_PAUSE_MS 5       /* see accept_one_per_turn */
 #define READ_AHEAD_MAX (1024 * 1024)   /* see read_ahead */
+/* Request headers take at most this (libevent answers 400 past it, and without a limit one
+ * line without an end is read and scanned again at every arrival). */
+#define HEADERS_MAX (64 * 1024)
+/* A connection's unread input is bounded like a request: while its answer is being written
+ * (or its call runs) evhttp takes nothing from the input, so a client that sends on without
+ * reading its answer would fill the worker's memory. Reading stops at a whole request's worth
+ * (evhttp takes a body only once all of it is in, so less would never let one in; read_ahead
+ * may add READ_AHEAD_MAX more) until the input is taken. */
+static size_t input_high_water(const struct config *cfg)
+{
+    return (size_t)cfg->max_request_bytes + HEADERS_MAX + READ_AHEAD_MAX;
+}
 
 struct listener_http {
     struct wrk_http *owner;
@@ -425,6 +437,8 @@ static struct bufferevent *make_connection(struct event_base *base, void *arg)
                                              BEV_OPT_CLOSE_ON_FREE);
     else
         bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev)
+        bufferevent_setwatermark(bev, EV_READ, 0, input_high_water(lh->owner->params->cfg));
     struct conn *c = xcalloc(1, sizeof(*c));
     c->http = lh->owner;
     c->bev = bev;
@@ -636,6 +650,7 @@ static int listener_setup(struct wrk_http *http, struct listener_http *lh,
      * close reads and drops the rest of the body first, so that a client still sending it gets
      * the 413 rather than a reset connection. */
     evhttp_set_max_body_size(lh->evhttp, (ev_ssize_t)cfg->max_request_bytes);
+    evhttp_set_max_headers_size(lh->evhttp, HEADERS_MAX);
     evhttp_set_flags(lh->evhttp, EVHTTP_SERVER_LINGERING_CLOSE);
     struct timeval idle = inactivity_timeout(cfg);
     evhttp_set_timeout_tv(lh->evhttp, &idle);

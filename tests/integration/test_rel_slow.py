@@ -10,6 +10,7 @@
 - 1,000 idle connections do not stop a real sender, and are closed after the idle timeout;
 - a call held on the worker for longer than every timeout (a lock on its mirror) is answered,
   and its connection serves the next call;
+- endless headers, and a client that sends on without reading its answer, take bounded memory;
 - a client that disconnects in the middle of a RowData body (FIN or RST) leaves nothing behind:
   no rows, no lsn change, the same workers alive and idle, the tenant's next call succeeds."""
 import os
@@ -32,7 +33,8 @@ REQUEST_TIMEOUT = 3
 SLACK = 3
 ATTACK_SECONDS = 10
 LIMITS = {"limits.header_timeout": HEADER_TIMEOUT, "limits.keepalive_timeout": KEEPALIVE_TIMEOUT,
-          "limits.request_timeout": REQUEST_TIMEOUT, "workers": 2, "log.level": "info"}
+          "limits.request_timeout": REQUEST_TIMEOUT, "limits.max_request_bytes": "16MiB",
+          "workers": 2, "log.level": "info"}
 
 
 def trickle(port, prefix, payload, result, index):
@@ -202,6 +204,46 @@ def check_long_call_answered(env):
     conn.close()
 
 
+def worker_rss_kib(d):
+    return max(R.rss_kib(w) for w in d.worker_pids())
+
+
+def check_flooding_clients_bounded(env):
+    """Memory is bounded by the limits, not by what a client sends: endless header lines are cut
+    at 64 KiB (HEADERS_MAX), and a client that sends on without reading its answer is read no
+    further than a request's worth (limits.max_request_bytes, 16 MiB here)."""
+    d = env.daemon
+    before = worker_rss_kib(d)
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(200):
+                s.sendall(b"X-Pad: " + b"a" * 65536 + b"\r\n")   # 13 MB of headers
+        except OSError:
+            pass   # answered 400 and closed: the point
+    R.check(worker_rss_kib(d) < before + 4096, "headers flood: worker RSS %d KiB (was %d)"
+            % (worker_rss_kib(d), before))
+    p = PL.P(env, "no_reader")
+    answer_body = H.envelope(H.authenticate_body("A" * 4000000), p.token()).encode()
+    with socket.create_connection(("127.0.0.1", d.port), timeout=3) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(R.post_head(d.port, len(answer_body)).replace(b"RowData", b"Authenticate") + answer_body)
+        time.sleep(0.5)
+        s.sendall(R.post_head(d.port, 15000000))
+        sent = 0
+        try:
+            while sent < 100 * 1000000:
+                s.sendall(b"x" * 1000000)
+                sent += 1000000
+        except OSError:
+            pass   # the worker stopped reading: the send timed out
+        grown = worker_rss_kib(d) - before
+    R.check(sent < 40 * 1000000 and grown < 48 * 1024, "a client not reading its answer: %d MB taken, "
+            "worker RSS grew %d KiB" % (sent // 1000000, grown))
+    p.setup([R.TABLE])
+    PL.ok_states(p.rows([R.item_batch(5, 1, lsn=1)]), "a call after the floods")
+
+
 def check_disconnect_mid_body(env):
     d = env.daemon
     p = PL.P(env, "disconnect_mid_body")
@@ -242,6 +284,7 @@ def main():
                       ("slow bodies time out", lambda: check_slow_body_closed(attack)),
                       ("1,000 idle connections", lambda: check_idle_connections(env)),
                       ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),
+                      ("flooding clients take bounded memory", lambda: check_flooding_clients_bounded(env)),
                       ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env))])
 
 
