@@ -354,6 +354,9 @@ static int database_ensure(struct pg_backend *b, const char *dbname, struct faul
     struct buf sql = BUF_INIT;
     buf_puts(&sql, "CREATE DATABASE ");
     put_quoted(&sql, dbname);
+    /* UTF-8 whatever the cluster's default (SQL_ASCII would count bytes against varchar(n),
+     * LATIN1 could not hold every value); template0 is the template any encoding may copy. */
+    buf_puts(&sql, " ENCODING 'UTF8' TEMPLATE template0");
     int rc = -1;
     for (int attempt = 0; attempt < 10; attempt++) {
         PGconn *db = admin_conn(b, f);
@@ -443,7 +446,10 @@ static int conn_prepare(struct pg_conn *c, struct fault *f)
 {
     struct buf sql = BUF_INIT;
     buf_printf(&sql,
-               "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';"
+               /* pg_catalog last: a mirrored table named like a catalog (pg_class) is the
+                * mirror's, not the catalog, in every unqualified name below */
+               "SET search_path = \"$user\", public, pg_catalog;"
+               " SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';"
                " SET standard_conforming_strings = on; SET extra_float_digits = 1;"
                " SET lock_timeout = '%ds'; SET client_min_messages = warning",
                c->backend->lock_timeout);
@@ -1102,17 +1108,17 @@ static void put_double(struct buf *out, double d, int digits)
     buf_puts(out, text);
 }
 
-static int invalid_text(const char *table, const char *column, struct fault *f)
+static int invalid_text(const char *table, const char *column, long rowno, struct fault *f)
 {
     fault_set(f, FAULT_INVALID_VALUE,
-              "table %s: column %s: a value holds the character U+0000, which PostgreSQL"
-              " cannot store", table, column);
-    fault_at(f, table, column, 0);
+              "row %ld of table %s: column %s: the value holds the character U+0000, which"
+              " PostgreSQL cannot store", rowno, table, column);
+    fault_at(f, table, column, rowno);
     return -1;
 }
 
 static int put_copy_value(struct buf *out, const struct table_schema *s, const struct column *col,
-                          const struct value *v, struct fault *f)
+                          const struct value *v, long rowno, struct fault *f)
 {
     static const char hex[] = "0123456789abcdef";
     switch (v->cls) {
@@ -1142,7 +1148,7 @@ static int put_copy_value(struct buf *out, const struct table_schema *s, const s
     }
     case VAL_TEXT:
         if (v->len && memchr(v->text, '\0', v->len))
-            return invalid_text(s->name, col->name, f);
+            return invalid_text(s->name, col->name, rowno, f);
         put_copy_text(out, v->text ? v->text : "", v->text ? v->len : 0);
         return 0;
     case VAL_BINARY: {
@@ -1272,7 +1278,7 @@ static int render_rows(struct pg_conn *c, const struct table_schema *s,
                 }
                 v = &row->values[p - 1];
             }
-            if (put_copy_value(&c->data, s, &s->columns[k], v, f) != 0)
+            if (put_copy_value(&c->data, s, &s->columns[k], v, row->rowno, f) != 0)
                 return -1;
         }
         buf_putc(&c->data, '\n');

@@ -662,7 +662,8 @@ int store_rows_row(struct store_rows *s, const struct batch *b, const struct row
         ct->state->skipped++;
         return 0;
     }
-    store->chunk_rows[s->nchunk++] = (struct row_change){.op = row->op, .values = values};
+    store->chunk_rows[s->nchunk++] = (struct row_change){.op = row->op, .values = values,
+                                                         .rowno = rowno};
     count_row(ct->state, row->op);
     return s->nchunk == APPLY_CHUNK_ROWS ? chunk_flush(s->t, ct, &s->nchunk, f) : 0;
 }

@@ -33,6 +33,7 @@ struct table_meta {
 struct row_change {
     char op;
     const struct value *values;
+    long rowno;   /* 1-based among the table's rows in the call: what a fault names */
 };
 
 /* How an Altered table differs (filled by the schema planner, proto/schema.h). */

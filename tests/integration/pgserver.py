@@ -44,7 +44,8 @@ def require():
 class PgServer:
     """start(), stop(), restart(), conninfo(dbname), psql(sql, dbname); a context manager."""
 
-    def __init__(self, prefix="somirror-pg-"):
+    def __init__(self, prefix="somirror-pg-", encoding="UTF8"):
+        self.encoding = encoding
         require()
         self.root = None
         self.started = False
@@ -95,7 +96,7 @@ class PgServer:
             pw = pwd.getpwnam("postgres")
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self._run("initdb", "-D", self.datadir, "-U", self.user, "--auth=trust",
-                  "--encoding=UTF8", "--locale=C", "--no-sync")
+                  "--encoding=" + self.encoding, "--locale=C", "--no-sync")
         self.started = True
         self._run("pg_ctl", "-D", self.datadir, "-l", self.logfile, "-o", self._options(), "-w",
                   "-t", "60", "start")

@@ -1742,6 +1742,26 @@ START_TEST(pg_zeros_past_the_digits_fit)
 }
 END_TEST
 
+/* The mirror database is UTF-8 whatever the cluster's default (the suite's cluster is
+ * SQL_ASCII), and a table named like a catalog (pg_class) is the mirror's own. */
+START_TEST(pg_utf8_and_catalog_names)
+{
+    ck_assert_str_eq(probe_text("SELECT pg_encoding_to_char(encoding) FROM pg_database"
+                                " WHERE datname = current_database()"),
+                     "UTF8");
+    static const char *const cols[] = {"id|int|notnull|", "v|nvarchar(3)|null|", NULL};
+    struct table_schema t = table_make("pg_class", "id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    static const char *const rows[] = {"I:|1|\xc3\xa9\xc3\xa9\xc3\xa9", NULL};
+    struct batch b = batch_make("pg_class", "id,v", 5, rows);
+    rows_ok(&b, 1, 1);
+    ck_assert_str_eq(probe_text("SELECT v FROM public.pg_class"), "\xc3\xa9\xc3\xa9\xc3\xa9");
+    ck_assert_int_eq(stored_lsn("pg_class"), 5);
+}
+END_TEST
+
 /* A value the driver refuses (U+0000) after the COPY has begun: the call fails with
  * InvalidValue, the COPY is cancelled with the call's transaction, and the same connection
  * takes the next call. */
@@ -1757,6 +1777,7 @@ START_TEST(pg_copy_bad_value)
     ck_assert_int_ne(pg_rows_send(s, &b, PG_COPY_OPEN, b.nrows), 0);
     ck_assert_int_eq(fault.code, FAULT_INVALID_VALUE);
     ck_assert_str_eq(fault.column, "name");
+    ck_assert_int_eq(fault.row, PG_LOAD_ROWS);   /* the row is named, as section 4.4 says */
     ck_assert_int_ne(store_rows_end(s, 0, NULL, NULL, &fault), 0);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
     ck_assert_int_eq(stored_lsn("contact"), -1);
@@ -1905,6 +1926,7 @@ static Suite *store_suite(void)
         tcase_add_checked_fixture(pg, setup, teardown);
         tcase_set_timeout(pg, 60);
         tcase_add_test(pg, pg_zeros_past_the_digits_fit);
+        tcase_add_test(pg, pg_utf8_and_catalog_names);
         tcase_add_test(pg, pg_copy_bad_value);
         tcase_add_test(pg, pg_copy_key_already_there);
         tcase_add_test(pg, pg_copy_server_error);
