@@ -98,6 +98,7 @@ struct pg_backend {
     char *conninfo;            /* NULL: libpq's defaults and environment */
     char *password;
     int lock_timeout;          /* seconds */
+    int script_timeout;        /* seconds: a table_sql script's statements (hooks.timeout) */
     PGconn *admin;
 };
 
@@ -501,6 +502,7 @@ static void *pg_backend_open(const struct config *cfg, char *err, size_t errlen)
     if (cfg->postgresql.password)
         b->password = xstrdup(cfg->postgresql.password);
     b->lock_timeout = cfg->lock_timeout > 0 ? cfg->lock_timeout : 60;
+    b->script_timeout = cfg->hooks.timeout > 0 ? cfg->hooks.timeout : 60;
     return b;   /* connections are opened when first needed */
 }
 
@@ -1372,14 +1374,21 @@ static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
             return -1;
         }
     }
-    if (exec_sql(c->db, sql, "table_sql", &f) == 0)
-        return 0;
-    snprintf(err, errlen, "%s", f.message);
-    if (PQtransactionStatus(c->db) == PQTRANS_INERROR || PQtransactionStatus(c->db) == PQTRANS_INTRANS) {
-        PGresult *res = PQexec(c->db, "ROLLBACK");
-        PQclear(res);
+    /* The script's statements are bounded by hooks.timeout, and what it leaves behind (an
+     * open transaction, a SET, a temporary table) goes with the session, closed after it: the
+     * next call opens a clean one. A transaction left open is rolled back and is a failure. */
+    char limit[64];
+    snprintf(limit, sizeof(limit), "SET statement_timeout = '%ds'", c->backend->script_timeout);
+    int rc = exec_sql(c->db, limit, "table_sql", &f) == 0 && exec_sql(c->db, sql, "table_sql", &f) == 0
+                 ? 0 : -1;
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", f.message);
+    } else if (PQtransactionStatus(c->db) != PQTRANS_IDLE) {
+        snprintf(err, errlen, "the script left a transaction open: rolled back");
+        rc = -1;
     }
-    return -1;
+    conn_disconnect(c);
+    return rc;
 }
 
 const struct store_driver store_driver_postgresql = {

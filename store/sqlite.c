@@ -907,14 +907,20 @@ static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t err
 {
     struct sqlite_conn *c = conn;
     char *msg = NULL;
-    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) == SQLITE_OK)
-        return 0;
-    snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(c->db));
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg) == SQLITE_OK ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(c->db));
     sqlite3_free(msg);
-    /* A script that began a transaction and failed inside it would leave it open, holding the
-     * mirror's write lock for every worker: end it, as the PostgreSQL driver does. */
-    sqlite_rollback(c);
-    return -1;
+    /* A script that began a transaction, failed or not, would leave it open, holding the
+     * mirror's write lock for every worker and failing the next call's begin: it is rolled
+     * back, and then a failure, as in the PostgreSQL driver. */
+    if (!sqlite3_get_autocommit(c->db)) {
+        if (rc == 0)
+            snprintf(err, errlen, "the script left a transaction open: rolled back");
+        sqlite_rollback(c);
+        rc = -1;
+    }
+    return rc;
 }
 
 const struct store_driver store_driver_sqlite = {

@@ -30,6 +30,7 @@ CONTACT2 = {"name": "contact", "pk": ["contact_id"],
                         ("city", "nvarchar(40)", True)]}
 PERSON = {"name": "person", "pk": ["person_id"],
           "columns": [("person_id", "int", False), ("firstname", "nvarchar(50)", True)]}
+OPENER = {"name": "opener", "pk": ["id"], "columns": [("id", "int", False)]}
 
 CYCLE_SH = r"""#!/bin/sh
 d="$1"
@@ -192,6 +193,7 @@ def phase_b(keys):
     with h.server(start=False, keys=keys) as s:
         sql_dir = os.path.join(s.dir, "sql")
         write_sql(sql_dir, "person.sql", "CREATE INDEX ix_bad ON {table}(no_such_column);\n")
+        write_sql(sql_dir, "opener.sql", "BEGIN; CREATE INDEX ix_open ON {table}(id);\n")
         out = setup(s, table_sql=sql_dir, timeout=1)
         d = s.daemon
         call_ok(s, "Authenticate", h.authenticate_body())
@@ -203,6 +205,14 @@ def phase_b(keys):
         assert hook.startswith("table_sql person.sql: error: ") and "no_such_column" in hook, hook
         d.wait_log(r"error .*hook table_sql .*person\.sql for table person: .*no_such_column")
         assert "person" in sqlite_names(s, "table")
+
+        # A script that leaves a transaction open: rolled back and a failure, and the tenant's
+        # next call is not refused for it.
+        call_ok(s, "TableSchema", h.table_schema_body([PERSON, OPENER]))
+        d.wait_log(r"hook table_sql .*opener\.sql for table opener: the script left a transaction open")
+        assert "ix_open" not in sqlite_names(s, "index")
+        call_ok(s, "RowData", h.row_data_body([{"table": "opener", "columns": ["id"],
+                                                "rows": [("I", None, ["1"])], "lsn": 2}]))
 
         # A failing cycle_completed.
         with open(os.path.join(out, "cycle-mode"), "w") as f:

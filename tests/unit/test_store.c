@@ -1209,6 +1209,15 @@ START_TEST(test_table_script)
                                             "BEGIN; DELETE FROM {table}; SELECT * FROM no_such_table; COMMIT;",
                                             err, sizeof(err)), 0);
     ck_assert_ptr_nonnull(meta_named("contact", NULL));
+    /* One that succeeds but leaves its transaction open: rolled back, a failure, and the next
+     * call still begins and applies. */
+    ck_assert_int_ne(store_run_table_script(tenant, "contact", "BEGIN; DELETE FROM {table};", err,
+                                            sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "left a transaction open") != NULL, "%s", err);
+    static const char *const rows[] = {"I:|77|after|2026-01-01T00:00:00|1", NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 200, rows);
+    rows_ok(&b, 1, 1);
+    ck_assert_int_eq(stored_lsn("contact"), 200);
 }
 END_TEST
 
