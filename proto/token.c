@@ -170,9 +170,11 @@ static int check_signature(const char *jwt, const struct parsed_token *parsed,
         if (rsa_sha256_verify(cert->public_key, jwt, parsed->signing_input_len,
                               parsed->signature, parsed->signature_len))
             return 0;
+        /* By its place in vendor.certificates: the fault goes to an unauthenticated client,
+         * which has no business with the server's file names. */
         fault_set(f, FAULT_INVALID_TOKEN,
-                  "signature: does not verify with the certificate the %s names (%s)", selector,
-                  cert->path ? cert->path : "unnamed");
+                  "signature: does not verify with the certificate the %s names (vendor.certificates"
+                  " item %zu)", selector, (size_t)(cert - policy->certs) + 1);
         return -1;
     }
     for (size_t i = 0; i < policy->ncerts; i++)
