@@ -29,6 +29,7 @@
 #include "proto/rowstream.h"
 #include "proto/schema.h"
 #include "proto/soap.h"
+#include "proto/soap_xml.h"
 #include "proto/token.h"
 #include "store/store.h"
 
@@ -504,6 +505,11 @@ static int stream_rows(struct call *call, struct rowstream *rs)
 static int parse_request(struct call *call, const char *body, size_t len, const char *soapaction,
                          struct fault *f)
 {
+    if (!soap_xml_attributes_bounded(body, len, SOAP_XML_ATTRIBUTES_MAX)) {
+        fault_set(f, FAULT_MALFORMED_REQUEST, "an element holds more than %d attributes",
+                  SOAP_XML_ATTRIBUTES_MAX);
+        return -1;
+    }
     struct rowstream *rs = NULL;
     if (len >= STREAM_MIN_BYTES)
         rs = rowstream_start(body, len, soapaction, &call->arena, &call->req);

@@ -63,6 +63,46 @@ struct soap_xml {
     struct child_memo child_memo[CHILD_MEMO];   /* see child_of */
 };
 
+/* Where the construct opened at p ends (just past close), or NULL when it does not. */
+static const char *past(const char *p, const char *end, const char *close)
+{
+    size_t n = strlen(close);
+    const char *at = memmem(p, (size_t)(end - p), close, n);
+    return at ? at + n : NULL;
+}
+
+static int opens(const char *p, const char *end, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return (size_t)(end - p) >= n && memcmp(p, prefix, n) == 0;
+}
+
+int soap_xml_attributes_bounded(const char *body, size_t len, size_t max)
+{
+    const char *p = body, *end = body + len;
+    while (p < end && (p = memchr(p, '<', (size_t)(end - p)))) {
+        const char *close = opens(p, end, "<!--")        ? "-->"
+                            : opens(p, end, "<![CDATA[") ? "]]>"
+                            : opens(p, end, "<?")        ? "?>"
+                                                         : NULL;
+        if (close) {
+            p = past(p, end, close);
+            if (!p)
+                return 1;   /* not well-formed: the parser says so */
+            continue;
+        }
+        const char *tag_end = memchr(p, '>', (size_t)(end - p));
+        if (!tag_end)
+            tag_end = end;
+        size_t n = 0;
+        for (const char *q = p; (q = memchr(q, '=', (size_t)(tag_end - q))); q++)
+            if (++n > max)
+                return 0;
+        p = tag_end;
+    }
+    return 1;
+}
+
 int soap_xml_is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';

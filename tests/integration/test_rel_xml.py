@@ -115,6 +115,14 @@ def payloads(token, canary_port):
         ("invalid UTF-8 in an element name", "Authenticate",
          envelope(token, auth_with_state("ok")).encode().replace(b"<ClientState>ok</ClientState>",
                                                                  b"<Client\xc0\xafState>ok</Client\xc0\xafState>")),
+        # libxml2 2.9 compares each attribute with every one before it (n^2): 200,000 took 23 s.
+        ("200,000 attributes on one element, no token", "Authenticate", envelope(
+            "", auth_with_state("x")).encode().replace(
+                b"<ClientState>", b"<ClientState" + b"".join(b' a%d="1"' % i for i in range(200000)) + b">")),
+        ("200,000 namespace declarations", "Authenticate", envelope(
+            token, auth_with_state("x")).encode().replace(
+                b"<ClientState>", b"<ClientState" + b"".join(b' xmlns:n%d="urn:%d"' % (i, i)
+                                                           for i in range(200000)) + b">")),
         ("declared encoding lies (UTF-16)", "Authenticate",
          envelope(token, auth_with_state("ok"), decl=False).encode().join(
              [b'<?xml version="1.0" encoding="UTF-16"?>', b""])),

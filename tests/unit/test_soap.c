@@ -12,6 +12,7 @@
 #include "common/arena.h"
 #include "common/buf.h"
 #include "proto/soap.h"
+#include "proto/soap_xml.h"
 
 #define ENV_OPEN "<s:Envelope xmlns:s=\"" SOAP_ENV_NS "\">"
 #define ENV_CLOSE "</s:Envelope>"
@@ -928,6 +929,50 @@ START_TEST(test_bad_responses)
 }
 END_TEST
 
+/* A body of open, n attributes on one element, and close. malloc'd. */
+static char *many_attributes(const char *open, size_t n, const char *close)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, open);
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&b, " a%zu=\"%zu\"", i, i);
+    buf_puts(&b, close);
+    buf_putc(&b, '\0');
+    return b.data;
+}
+
+/* The attribute bound is found without parsing, and counts only what a tag can hold. */
+START_TEST(test_attributes_bounded)
+{
+    char *fine = many_attributes("<e", 10, "/>");
+    ck_assert(soap_xml_attributes_bounded(fine, strlen(fine), 10));
+    ck_assert(!soap_xml_attributes_bounded(fine, strlen(fine), 9));
+    free(fine);
+    char *tag = many_attributes("<s:Envelope xmlns:s=\"x\"><s:Body><V", 2000, ">x</V></s:Body></s:Envelope>");
+    ck_assert(!soap_xml_attributes_bounded(tag, strlen(tag), SOAP_XML_ATTRIBUTES_MAX));
+    free(tag);
+    /* '=' in text, comments, CDATA sections and processing instructions is not counted. */
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "<r>");
+    for (int i = 0; i < 3000; i++)
+        buf_puts(&b, "a=b ");
+    buf_puts(&b, "<!-- <x ");
+    for (int i = 0; i < 3000; i++)
+        buf_puts(&b, "= ");
+    buf_puts(&b, "--><![CDATA[ <y ");
+    for (int i = 0; i < 3000; i++)
+        buf_puts(&b, "=");
+    buf_puts(&b, "]]><?pi <z ");
+    for (int i = 0; i < 3000; i++)
+        buf_puts(&b, "=");
+    buf_puts(&b, "?></r>");
+    ck_assert(soap_xml_attributes_bounded(b.data, b.len, 10));
+    buf_free(&b);
+    /* A value's own "=" counts too: the count is an upper bound. */
+    ck_assert(soap_xml_attributes_bounded("<a b='1' c=\"=\"/>", 17, 3));
+}
+END_TEST
+
 static Suite *soap_suite(void)
 {
     Suite *s = suite_create("soap");
@@ -980,6 +1025,7 @@ static Suite *soap_suite(void)
     tcase_add_test(tc, test_foreign_faults);
     tcase_add_test(tc, test_fault_code_from_name);
     tcase_add_test(tc, test_bad_responses);
+    tcase_add_test(tc, test_attributes_bounded);
     suite_add_tcase(s, tc);
     return s;
 }
