@@ -63,6 +63,13 @@ static int check_columns(struct table_schema *t, struct arena *arena)
         reject(t, arena, "column shape: no columns");
         return -1;
     }
+    /* SQL Server's own limit (4.2: "with SQL Server's limits"), within what every store holds
+     * (PostgreSQL 1600, SQLite 2000): a wider table would fail at creation, retryably. */
+    if (t->ncolumns > SQL_COLUMNS_MAX) {
+        reject(t, arena, "column shape: %zu columns, more than SQL Server's %d", t->ncolumns,
+               SQL_COLUMNS_MAX);
+        return -1;
+    }
     for (size_t k = 0; k < t->ncolumns; k++) {
         struct column *c = &t->columns[k];
         if (!ident_valid(c->name)) {

@@ -36,6 +36,8 @@ void sqltype_normal(const struct sql_type *type, char *out, size_t outlen);
 void sqltype_canonical_text(const char *as_sent, const struct sql_type *type, struct buf *out);
 /* Room for any normal type spelling ("datetimeoffset(7)", "decimal(38,38)"). */
 #define SQLTYPE_TEXT_MAX 32
+/* The most columns a table may have (SQL Server's limit for a table that is not wide). */
+#define SQL_COLUMNS_MAX 1024
 /* String types (char ... ntext, xml): take <V> text and <B> UTF-8. */
 int sqltype_is_string(enum sql_kind kind);
 /* Binary types (binary, varbinary, image, timestamp): take <B> bytes only. */

@@ -2,6 +2,7 @@
  * default grammar and fitting, the blocked list, the table rules of protocol 4.2 with the
  * spec's hash vectors, the canonical text round trip, and schema_plan's Change decisions. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -495,6 +496,17 @@ START_TEST(test_reject_rules)
     ck_assert_ptr_null(prepared(TABLE("other_mirroring", one, id_pk))->reject);
     ck_assert_ptr_null(prepared(TABLE("sqlitex", one, id_pk))->reject);
     expect_reject(TABLE("Login", one, id_pk), "blocked: table is on the blocked list");
+    /* More columns than SQL Server allows (SQLite would refuse the table, retryably). */
+    struct column_spec *too_wide = arena_calloc(&arena, SQL_COLUMNS_MAX + 1, sizeof(*too_wide));
+    for (size_t k = 0; k <= SQL_COLUMNS_MAX; k++) {
+        char name[16];
+        snprintf(name, sizeof(name), "c%zu", k);
+        too_wide[k] = (struct column_spec){arena_strdup(&arena, name), "int", 0, NULL};
+    }
+    static const char *const c0_pk[] = {"c0"};
+    expect_reject(make_table("wide", too_wide, SQL_COLUMNS_MAX + 1, c0_pk, 1),
+                  "column shape: 1025 columns, more than SQL Server's 1024");
+    ck_assert_ptr_null(prepared(make_table("wide", too_wide, SQL_COLUMNS_MAX, c0_pk, 1))->reject);
 
     char *items[] = {"extra_blocked"};
     struct cfg_strings extra = {items, 1};
