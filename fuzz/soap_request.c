@@ -2,7 +2,8 @@
  * parsed twice: whole, as a body with no SOAPAction; then without its first byte, with a
  * SOAPAction chosen by that byte (low three bits: one of the five operations, "" or an unknown
  * action; bit 3: quoted). Every string of a parsed request is read back (so a sanitizer sees
- * dangling or short ones), and TableSchema tables go through schema_prepare. */
+ * dangling or short ones), and TableSchema tables go through schema_prepare. The service's
+ * attribute bound (soap_xml_attributes_bounded) scans every input as well. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "proto/fault.h"
 #include "proto/schema.h"
 #include "proto/soap.h"
+#include "proto/soap_xml.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -101,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         initialised = 1;
     }
     parse_one((const char *)data, size, NULL);
+    sink += (size_t)soap_xml_attributes_bounded((const char *)data, size, 8);   /* the pre-check */
     if (size == 0)
         return 0;
 

@@ -77,28 +77,62 @@ static int opens(const char *p, const char *end, const char *prefix)
     return (size_t)(end - p) >= n && memcmp(p, prefix, n) == 0;
 }
 
+/* The end of what opens at p when it is a comment, a CDATA section or a processing
+ * instruction, which hold no attributes; NULL for a tag. */
+static const char *unparsed_close(const char *p, const char *end)
+{
+    if (p + 1 == end || (p[1] != '!' && p[1] != '?'))
+        return NULL;
+    return opens(p, end, "<!--")        ? "-->"
+           : opens(p, end, "<![CDATA[") ? "]]>"
+           : p[1] == '?'                ? "?>"
+                                        : NULL;
+}
+
+/* The first comment, CDATA section or processing instruction that opens in [p, to), or NULL. */
+static const char *first_unparsed(const char *p, const char *to)
+{
+    const char *first = NULL;
+    for (const char *mark = "!?"; *mark; mark++)
+        for (const char *q = p + 1; q < to && (q = memchr(q, *mark, (size_t)(to - q))); q++)
+            if (q[-1] == '<' && unparsed_close(q - 1, to + 1)) {
+                if (!first || q - 1 < first)
+                    first = q - 1;
+                break;
+            }
+    return first;
+}
+
+/* From one '=' to the next (a body holds few: a RowData row has one), back to the tag it may
+ * be in, then that tag's '=' counted to its end (a quoted value may hold '>' or '=', never a
+ * '<' nor its quote). Text costs a few memchr-like passes, not a visit of every tag. */
 int soap_xml_attributes_bounded(const char *body, size_t len, size_t max)
 {
-    const char *p = body, *end = body + len;
-    while (p < end && (p = memchr(p, '<', (size_t)(end - p)))) {
-        const char *close = opens(p, end, "<!--")        ? "-->"
-                            : opens(p, end, "<![CDATA[") ? "]]>"
-                            : opens(p, end, "<?")        ? "?>"
-                                                         : NULL;
-        if (close) {
-            p = past(p, end, close);
+    const char *p = body, *end = body + len, *eq;
+    while (p < end && (eq = memchr(p, '=', (size_t)(end - p)))) {
+        const char *unparsed = first_unparsed(p, eq);
+        if (unparsed) {
+            p = past(unparsed, end, unparsed_close(unparsed, end));
             if (!p)
                 return 1;   /* not well-formed: the parser says so */
             continue;
         }
-        const char *tag_end = memchr(p, '>', (size_t)(end - p));
-        if (!tag_end)
-            tag_end = end;
+        const char *open = memrchr(p, '<', (size_t)(eq - p));
+        if (!open) {
+            p = eq + 1;   /* in text */
+            continue;
+        }
         size_t n = 0;
-        for (const char *q = p; (q = memchr(q, '=', (size_t)(tag_end - q))); q++)
-            if (++n > max)
+        for (p = open + 1; p < end && *p != '>' && *p != '<'; p++) {
+            if (*p == '"' || *p == '\'') {
+                const char *quote = memchr(p + 1, *p, (size_t)(end - p - 1));
+                if (!quote)
+                    return 1;
+                p = quote;
+            } else if (*p == '=' && ++n > max) {
                 return 0;
-        p = tag_end;
+            }
+        }
     }
     return 1;
 }

@@ -77,10 +77,9 @@ int soap_xml_is_space(char c);
 /* Whether no start tag of body can hold more than max attributes (namespace declarations
  * included), found without parsing: libxml2 2.9 compares each attribute of a tag with every
  * one before it, so a tag of n attributes costs n^2/2 comparisons (200,000 in a 2.4 MB body
- * held a worker 23 s), before anything, the token included, is checked. Counts the '='
- * between each '<' and the next '>' outside comments, CDATA sections and processing
- * instructions: an upper bound (a value may hold '=' as well, or end the count early with a
- * '>'). */
+ * held a worker 23 s), before anything, the token included, is checked. Counts the '=' of
+ * each tag outside its quoted values, skipping text, comments, CDATA sections and processing
+ * instructions. */
 #define SOAP_XML_ATTRIBUTES_MAX 1024
 int soap_xml_attributes_bounded(const char *body, size_t len, size_t max);
 /* For handlers: how many bytes of the document are read, or SIZE_MAX when libxml2 reads it

@@ -951,6 +951,14 @@ START_TEST(test_attributes_bounded)
     char *tag = many_attributes("<s:Envelope xmlns:s=\"x\"><s:Body><V", 2000, ">x</V></s:Body></s:Envelope>");
     ck_assert(!soap_xml_attributes_bounded(tag, strlen(tag), SOAP_XML_ATTRIBUTES_MAX));
     free(tag);
+    /* Values holding '>' do not end the tag early. */
+    struct buf gt = BUF_INIT;
+    buf_puts(&gt, "<r><e");
+    for (int i = 0; i < 2000; i++)
+        buf_printf(&gt, " a%d='>=<'", i);
+    buf_puts(&gt, "/></r>");
+    ck_assert(!soap_xml_attributes_bounded(gt.data, gt.len, SOAP_XML_ATTRIBUTES_MAX));
+    buf_free(&gt);
     /* '=' in text, comments, CDATA sections and processing instructions is not counted. */
     struct buf b = BUF_INIT;
     buf_puts(&b, "<r>");
