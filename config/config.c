@@ -992,10 +992,23 @@ static void make_paths_absolute(struct config *cfg)
     }
 }
 
+/* A hook's first item is its program: an absolute path (no shell, no PATH search). */
+static void check_hook_program(struct loader *ld, const char *key, const struct cfg_strings *hook)
+{
+    if (hook->n == 0 || hook->items[0][0] == '/')
+        return;
+    struct place at = {key, {0}};
+    if (mark_of(ld, key))
+        at.mark = *mark_of(ld, key);
+    report(ld, &at, "expected the program as an absolute path, got \"%s\"", hook->items[0]);
+}
+
 static void check_whole(struct loader *ld)
 {
     struct config *cfg = ld->cfg;
     make_paths_absolute(cfg);
+    check_hook_program(ld, "hooks.cycle_completed", &cfg->hooks.cycle_completed);
+    check_hook_program(ld, "hooks.table_changed", &cfg->hooks.table_changed);
     check_store(ld);
     if (!cfg->state_file && cfg->pid_file) {
         struct buf state = BUF_INIT;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -800,6 +801,12 @@ static int check_start(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->user && daemon_check_user(cfg->user, cfg->group, err, errlen) < 0)
         return -1;
+    struct stat st;
+    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        snprintf(err, errlen, "hooks.table_sql %s: not a directory (no script would ever run)",
+                 cfg->hooks.table_sql);
+        return -1;
+    }
     return store_check(cfg, err, errlen);
 }
 

@@ -31,7 +31,8 @@ def check_test_mode(s):
     # directory that cannot be made; checked without making anything.
     for overrides, needle in (({"user": "no-such-user-here"}, "no-such-user-here: no such user"),
                               ({"store.sqlite.directory": os.path.join(s.dir, "no", "mirrors")},
-                               "its parent directory does not exist")):
+                               "its parent directory does not exist"),
+                              ({"hooks.table_sql": os.path.join(s.dir, "no-sql")}, "no-sql: not a directory")):
         unstartable = os.path.join(s.dir, "unstartable.yaml")
         with open(unstartable, "w") as f:
             cfg = h.read_config(s.config)
