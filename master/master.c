@@ -749,6 +749,17 @@ static void release_resources(struct master *m)
     free(m->children);
 }
 
+/* What works but is likely a mistake: "" when nothing. Said by -t and logged at each start. */
+static const char *doubtful(const struct config *cfg, char *why, size_t whylen)
+{
+    struct stat st;
+    why[0] = '\0';
+    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode)))
+        snprintf(why, whylen, "hooks.table_sql %s is not a directory: no index script runs",
+                 cfg->hooks.table_sql);
+    return why;
+}
+
 static int serve(struct master *m, int foreground)
 {
     char err[1024];
@@ -790,6 +801,8 @@ static int serve(struct master *m, int foreground)
         daemon_ready(ready_fd);
     log_info("somirrord %s started (pid %ld, %d workers, %zu listeners)", PACKAGE_VERSION,
              (long)getpid(), m->cfg->workers, m->lsn.n);
+    if (*doubtful(m->cfg, err, sizeof(err)))
+        log_warn("%s", err);
     event_base_dispatch(m->base);
     log_info("somirrord stopped");
     return 0;
@@ -801,12 +814,6 @@ static int check_start(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->user && daemon_check_user(cfg->user, cfg->group, err, errlen) < 0)
         return -1;
-    struct stat st;
-    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        snprintf(err, errlen, "hooks.table_sql %s: not a directory (no script would ever run)",
-                 cfg->hooks.table_sql);
-        return -1;
-    }
     return store_check(cfg, err, errlen);
 }
 
@@ -853,6 +860,8 @@ int master_main(int argc, char **argv)
         if (check_start(m.cfg, err, sizeof(err)) < 0) {
             fprintf(stderr, "somirrord: %s\n", err);
         } else {
+            if (*doubtful(m.cfg, err, sizeof(err)))
+                fprintf(stderr, "somirrord: warning: %s\n", err);
             printf("configuration ok\n");
             status = 0;
         }

@@ -31,8 +31,7 @@ def check_test_mode(s):
     # directory that cannot be made; checked without making anything.
     for overrides, needle in (({"user": "no-such-user-here"}, "no-such-user-here: no such user"),
                               ({"store.sqlite.directory": os.path.join(s.dir, "no", "mirrors")},
-                               "its parent directory does not exist"),
-                              ({"hooks.table_sql": os.path.join(s.dir, "no-sql")}, "no-sql: not a directory")):
+                               "its parent directory does not exist")):
         unstartable = os.path.join(s.dir, "unstartable.yaml")
         with open(unstartable, "w") as f:
             cfg = h.read_config(s.config)
@@ -42,6 +41,15 @@ def check_test_mode(s):
         r = run("-t", "-c", unstartable)
         assert r.returncode == 1 and needle in r.stderr, r
         assert not os.path.exists(os.path.join(s.dir, "no")), "-t made a directory"
+    # Likely a mistake but no reason not to start: a warning, and "configuration ok".
+    doubtful = os.path.join(s.dir, "doubtful.yaml")
+    with open(doubtful, "w") as f:
+        cfg = h.read_config(s.config)
+        h._set_dotted(cfg, "hooks.table_sql", os.path.join(s.dir, "no-sql"))
+        f.write(h.json.dumps(cfg))
+    r = run("-t", "-c", doubtful)
+    assert r.returncode == 0 and "configuration ok" in r.stdout, r
+    assert "warning: hooks.table_sql" in r.stderr and "no-sql is not a directory" in r.stderr, r
     missing = run("-t", "-c", os.path.join(s.dir, "absent.yaml"))
     assert missing.returncode == 1 and missing.stderr, missing
     assert run("-v").stdout.startswith("somirrord "), run("-v")
