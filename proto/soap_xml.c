@@ -673,6 +673,13 @@ int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, 
     buf_init(&x.text);
     buf_init(&x.attr);
     int rc = xmlParseDocument(x.parser);
+    /* libxml2 makes a document of its own for an entity declaration even in SAX mode ("for
+     * expat compatibility"), also after a refused DTD: freed here, as xmlSAXUserParseMemory
+     * does. */
+    if (x.parser->myDoc) {
+        xmlFreeDoc(x.parser->myDoc);
+        x.parser->myDoc = NULL;
+    }
     if (!res->env_error[0] && !x.stopped) {
         if (rc != 0 || !x.parser->wellFormed)
             env_fail(&x, "not well-formed XML");
