@@ -269,48 +269,26 @@ void sqltype_normal(const struct sql_type *type, char *out, size_t outlen)
     }
 }
 
-/* The parameters the canonical text gives a type written without any. */
-static const char *omitted_params(enum sql_kind kind)
-{
-    switch (kind) {
-    case SQL_DECIMAL:
-    case SQL_NUMERIC:
-        return "(18,0)";
-    case SQL_CHAR:
-    case SQL_VARCHAR:
-    case SQL_NCHAR:
-    case SQL_NVARCHAR:
-    case SQL_BINARY:
-    case SQL_VARBINARY:
-        return "(1)";
-    case SQL_TIME:
-    case SQL_DATETIME2:
-    case SQL_DATETIMEOFFSET:
-        return "(7)";
-    default:
-        return "";
-    }
-}
-
 void sqltype_canonical_text(const char *as_sent, const struct sql_type *type, struct buf *out)
 {
-    if (type->kind == SQL_TIMESTAMP || type->kind == SQL_FLOAT || type->kind == SQL_REAL) {
-        buf_puts(out, kind_name(type->kind));   /* rowversion; float(n) by its n */
+    /* Without parameters the spec's rules give the normal spelling: the defaults filled in
+     * (decimal(18,0), char(1), time(7)), rowversion as timestamp; float(n) is real or float. */
+    if (!strchr(as_sent, '(') || type->kind == SQL_FLOAT || type->kind == SQL_REAL) {
+        char normal[SQLTYPE_TEXT_MAX];
+        sqltype_normal(type, normal, sizeof(normal));
+        buf_puts(out, normal);
         return;
     }
     int decimal = type->kind == SQL_DECIMAL || type->kind == SQL_NUMERIC;
-    int params = 0, scale = 0;
+    int scale = 0;
     for (const char *p = as_sent; *p; p++) {
         if (isspace((unsigned char)*p))
             continue;
-        params |= *p == '(';
         scale |= *p == ',';
         if (*p == ')' && decimal && !scale)
             buf_puts(out, ",0");   /* (p) -> (p,0) */
         buf_putc(out, (char)tolower((unsigned char)*p));
     }
-    if (!params)
-        buf_puts(out, omitted_params(type->kind));
 }
 
 int sqltype_is_string(enum sql_kind kind)

@@ -18,6 +18,7 @@ A test never leaves processes behind: Daemon kills its whole process group on ex
 
 import base64
 import contextlib
+import grp
 import hashlib
 import http.client
 import json
@@ -197,6 +198,14 @@ def verify_application_token(app_pub_path, signed, nonce):
 
 
 # ---------------------------------------------------------------- configuration
+
+def group_exists(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
 
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

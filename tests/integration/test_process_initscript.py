@@ -72,7 +72,7 @@ def check_user_layout():
     """The sample's layout (/run/somirror, /var/lib/somirror, /var/log/somirror) under a
     temporary root, started by the script as root with user: nobody."""
     pw = pwd.getpwnam("nobody")
-    log_group = "adm" if _group_exists("adm") else grp.getgrgid(pw.pw_gid).gr_name
+    log_group = "adm" if h.group_exists("adm") else grp.getgrgid(pw.pw_gid).gr_name
     with tempfile.TemporaryDirectory(prefix="sminitroot") as top:
         os.chmod(top, 0o755)   # nobody reaches the temporary root through it
         keys = h.make_keys(top)
@@ -134,14 +134,6 @@ def check_user_layout():
             start()
             assert "paused" in daemon.ctl("show tenant Cust1"), daemon.ctl("show tenant Cust1")
             stop()
-
-
-def _group_exists(name):
-    try:
-        grp.getgrnam(name)
-        return True
-    except KeyError:
-        return False
 
 
 def main():

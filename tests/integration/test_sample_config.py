@@ -157,7 +157,7 @@ def prepare_root(root, pre, settings, user, group):
             os.makedirs(root + os.path.dirname(path), exist_ok=True)
         os.makedirs(root + settings["sqlite_dir"], exist_ok=True)
         return
-    log_group = "adm" if _group_exists("adm") else group
+    log_group = "adm" if harness.group_exists("adm") else group
     for command in pre:
         if not command.startswith("+"):
             continue
@@ -171,14 +171,6 @@ def prepare_root(root, pre, settings, user, group):
         outside = re.search(r"(?<![\w.-])/(run|var|etc|srv|home)/\S*", command)
         assert not outside, "%s would touch %s outside the temporary root" % (command, outside.group(0))
         run("/bin/sh", "-c", command)
-
-
-def _group_exists(name):
-    try:
-        grp.getgrnam(name)
-        return True
-    except KeyError:
-        return False
 
 
 def main():
