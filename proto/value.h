@@ -19,7 +19,8 @@ int value_check(const struct sql_type *type, int nullable, const struct raw_valu
 /* A checked decimal or date/time value's text without the digits that carry nothing, which
  * section 5 allows in any number: a decimal's leading zeros, and fraction zeros past the type's
  * digits (its scale; 3 for datetime, none for smalldatetime). Into out (VALUE_COMPACT_MAX bytes,
- * NUL-terminated); returns the length. For stores whose columns or conversions are bounded
+ * NUL-terminated); returns the length. A checked value's compact text is at most 40 bytes (a
+ * decimal(38,s) with its sign and point); longer, unchecked text is cut, never written past out. For stores whose columns or conversions are bounded
  * (SQL Server parses at most 7 fraction digits, and 3 for datetime). */
 #define VALUE_COMPACT_MAX 48
 size_t value_compact_text(const struct sql_type *type, const char *text, size_t len, char *out);

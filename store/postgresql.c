@@ -732,8 +732,8 @@ static size_t time_text(const struct sql_type *t, const char *text, size_t len,
                         char out[VALUE_COMPACT_MAX])
 {
     size_t n = value_compact_text(t, text, len, out);
-    if (stored_as_text_time(t) && n > 10 && out[10] == 'T')
-        out[10] = ' ';
+    if (stored_as_text_time(t))
+        sqltext_datetime_space(out, n);
     return n;
 }
 

@@ -157,8 +157,7 @@ static void datetime_text(const char *in, size_t len, char *out)
 {
     memcpy(out, in, len);
     out[len] = '\0';
-    if (len > 10 && out[10] == 'T')
-        out[10] = ' ';
+    sqltext_datetime_space(out, len);
 }
 
 /* ---- column declarations ---- */

@@ -72,6 +72,12 @@ int sqltext_hex_valid(const char *text, size_t len)
     return 1;
 }
 
+void sqltext_datetime_space(char *text, size_t len)
+{
+    if (len > 10 && text[10] == 'T')
+        text[10] = ' ';
+}
+
 void sqltext_put_default(struct buf *sql, const struct column *col, sqltext_default_fn put_value)
 {
     if (!col->has_default)

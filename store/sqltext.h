@@ -38,6 +38,10 @@ int sqltext_number_valid(const char *text);
 /* Whether the len bytes of text are all hex digits. */
 int sqltext_hex_valid(const char *text, size_t len);
 
+/* The date/time text form SQLite and PostgreSQL's text columns store: the 'T' between a date
+ * and a time (text[10], when len > 10) becomes a space, in place; every digit is kept. */
+void sqltext_datetime_space(char *text, size_t len);
+
 /* Appends " DEFAULT <value>" for col's default as the driver spells it: 0; or -1, having
  * appended nothing, when the driver cannot render it safely. Called for DEF_NUMBER (that passed
  * sqltext_number_valid), DEF_STRING, DEF_BINARY (that passed sqltext_hex_valid) and
