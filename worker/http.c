@@ -473,6 +473,33 @@ static int body_left_unread(struct evhttp_request *req)
            (length && strspn(length, " \t0") != strlen(length));
 }
 
+/* The status a request whose framing cannot be trusted gets, or 0 (RFC 9112 section 6.3).
+ * libevent frames a body by the first Content-Length it finds, or as chunked when
+ * Transfer-Encoding is exactly "chunked", and reads no body for any other coding. A proxy in
+ * front may have framed the same bytes by another of those headers, and what follows on the
+ * connection would then be taken for a request the proxy never saw (request smuggling). So
+ * two Content-Length or Transfer-Encoding headers, or both, are 400, and a coding other than
+ * chunked 501; the answer closes the connection. */
+static int framing_refused(struct evhttp_request *req)
+{
+    const struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    int lengths = 0, encodings = 0;
+    const char *encoding = NULL;
+    for (const struct evkeyval *h = headers->tqh_first; h; h = h->next.tqe_next) {
+        if (evutil_ascii_strcasecmp(h->key, "Content-Length") == 0) {
+            lengths++;
+        } else if (evutil_ascii_strcasecmp(h->key, "Transfer-Encoding") == 0) {
+            encodings++;
+            encoding = h->value;
+        }
+    }
+    if (lengths > 1 || encodings > 1 || (lengths && encodings))
+        return 400;
+    if (encoding && evutil_ascii_strcasecmp(encoding, "chunked") != 0)
+        return 501;
+    return 0;
+}
+
 /* libevent's inactivity timeout (reads and writes): a backstop to the deadlines above, and the
  * limit for a client that does not read its answer. */
 static struct timeval inactivity_timeout(const struct config *cfg)
@@ -509,7 +536,7 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
     /* libevent gives an answer to CONNECT no Content-Length, so its body ends at the close, and
      * never closes after one itself: request_done does. */
     if (http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req) ||
-        evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT)
+        evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT || framing_refused(req))
         evhttp_add_header(headers, "Connection", "close");
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
@@ -585,7 +612,12 @@ static void route_request(struct evhttp_request *req, void *arg)
         hold_timeouts(http, req, 1);
     }
 
-    if (method == EVHTTP_REQ_POST) {
+    int refused = framing_refused(req);
+    if (refused) {
+        static const char text[] = "The request's length is told by conflicting or unsupported "
+                                   "Content-Length and Transfer-Encoding headers.\n";
+        send_answer(http, req, refused, "text/plain; charset=utf-8", text, sizeof(text) - 1);
+    } else if (method == EVHTTP_REQ_POST) {
         start_call(http, req);
     } else if (is_health && (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD)) {
         if (http->shutting_down)

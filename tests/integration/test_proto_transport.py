@@ -192,6 +192,36 @@ def unread_body_closes(p):
     eq(statuses, [405, 200], "an unknown method without a body, then a request on the same connection")
 
 
+def ambiguous_framing(p):
+    """A request whose length is told twice (two Content-Length, or Transfer-Encoding beside
+    one) or by a coding libevent does not read is refused (400, 501) and the connection closed,
+    so that no bytes a proxy in front may have framed otherwise are read as a request. Nothing
+    is applied: the call is never run."""
+    body = H.envelope(H.authenticate_body("framing"), p.token()).encode()
+    follow = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    cases = {
+        "two lengths": (400, b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(body), len(body) + len(follow), body + follow)),
+        "the same length twice": (400, b"Content-Length: %d\r\ncontent-length: %d\r\n\r\n%s"
+                                  % (len(body), len(body), body + follow)),
+        "chunked and a length": (400, b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(chunked), chunked + follow)),
+        "gzip": (501, b"Transfer-Encoding: gzip\r\n\r\n" + body + follow),
+    }
+    for name, (status, rest) in cases.items():
+        data = answers_until_close(p.port, b"POST / HTTP/1.1\r\nHost: x\r\n" + rest)
+        check(data is not None, "%s: the connection stayed open" % name)
+        head = data.split(b"\r\n\r\n")[0].decode("latin-1").lower()
+        check(head.startswith("http/1.1 %d" % status), "%s: %r" % (name, data[:300]))
+        check("connection: close" in head, "%s headers: %r" % (name, head))
+        eq(data.count(b"HTTP/1.1 "), 1, "%s: answers before the close" % name)
+    # One of each, chunked, is a request like any other.
+    data = answers_until_close(p.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                               b"Connection: close\r\n\r\n" + chunked)
+    eq(H.parse_auth(data.partition(b"\r\n\r\n")[2]).get("ClientState"), "framing", "a chunked call")
+
+
 def connection_close(p):
     """A request with Connection: close gets its whole answer before the close (HTTP/1.1)."""
     data = H.envelope(H.authenticate_body("cc"), p.token()).encode()
@@ -342,8 +372,8 @@ def entities_and_cdata(p):
 
 
 CHECKS = [any_path, soapaction_forms, action_mismatch, unknown_operation, two_body_elements, not_an_envelope,
-          keep_alive_cycle, pipelined, healthz_and_405, unread_body_closes, connection_close, too_large,
-          content_type_answers, prefixes, no_namespace_inside_op, foreign_namespace_ignored, extra_header_blocks,
+          keep_alive_cycle, pipelined, healthz_and_405, unread_body_closes, ambiguous_framing, connection_close,
+          too_large, content_type_answers, prefixes, no_namespace_inside_op, foreign_namespace_ignored, extra_header_blocks,
           dtd_and_entities, entities_and_cdata]
 
 if __name__ == "__main__":
