@@ -683,6 +683,9 @@ int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, 
     if (!res->env_error[0] && !x.stopped) {
         if (rc != 0 || !x.parser->wellFormed)
             env_fail(&x, "not well-formed XML");
+        else if (x.parser->input->cur < x.parser->input->end)
+            /* libxml2 takes a NUL byte after the root element for the end of the input. */
+            env_fail(&x, "not well-formed XML: a NUL byte after the root element");
         else if (!x.seen_body)
             env_fail(&x, "not a SOAP envelope");
     }

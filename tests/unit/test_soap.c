@@ -245,6 +245,17 @@ START_TEST(test_not_an_envelope)
                                 NULL));
     /* an undeclared prefix */
     assert_env_fault(parse_body("<m:WipeRequest><m:Tables/></m:WipeRequest>", NULL));
+    /* a NUL byte after the root element, which libxml2 alone takes for the input's end */
+    static const char after_nul[] = ENV_OPEN "<s:Body><WipeRequest " NSA "><Tables><Name>a</Name>"
+                                    "</Tables></WipeRequest></s:Body>" ENV_CLOSE "\0<junk";
+    for (size_t tail = 1; tail <= 6; tail += 5) {
+        assert_env_fault(soap_parse_request(after_nul, sizeof(after_nul) - 1 - 6 + tail, NULL,
+                                            &arena, &req, &env_fault));
+        ck_assert_ptr_nonnull(strstr(env_fault.message, "NUL"));
+    }
+    /* the same document without it is fine */
+    assert_ok(soap_parse_request(after_nul, sizeof(after_nul) - 1 - 6, NULL, &arena, &req,
+                                 &env_fault));
 }
 END_TEST
 
