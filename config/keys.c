@@ -289,6 +289,15 @@ static int no_passphrase(char *buf, int size, int rwflag, void *data)
 
 /* ---- loading ---- */
 
+/* Into warning, when key has fewer bits than recommended: saying so; else nothing. */
+static void short_key_warning(const char *path, const EVP_PKEY *key, char *warning, size_t warnlen)
+{
+    int bits = EVP_PKEY_get_bits(key);
+    if (bits < RECOMMENDED_BITS)
+        snprintf(warning, warnlen, "%s: the key has only %d bits; use %d or more", path, bits,
+                 RECOMMENDED_BITS);
+}
+
 EVP_PKEY *keys_load_private(const char *path, char *err, size_t errlen, char *warning, size_t warnlen)
 {
     struct buf text = BUF_INIT;
@@ -314,9 +323,8 @@ EVP_PKEY *keys_load_private(const char *path, char *err, size_t errlen, char *wa
         EVP_PKEY_free(key);
         return NULL;
     }
-    if (key && EVP_PKEY_get_bits(key) < RECOMMENDED_BITS && warning)
-        snprintf(warning, warnlen, "%s: the key has only %d bits; use %d or more", path,
-                 EVP_PKEY_get_bits(key), RECOMMENDED_BITS);
+    if (key && warning)
+        short_key_warning(path, key, warning, warnlen);
     return key;
 }
 
@@ -475,10 +483,16 @@ struct keyring *keys_load(const struct config *cfg, struct cfg_errors *errs)
         log_warn("%s: application.private_key: %s", cfg->path, warning);
     ring->certs = xcalloc(cfg->vendor_certificates.n ? cfg->vendor_certificates.n : 1, sizeof(*ring->certs));
     for (size_t i = 0; i < cfg->vendor_certificates.n; i++) {
-        if (keys_load_cert(cfg->vendor_certificates.items[i], &ring->certs[ring->ncerts], err, sizeof(err)) == 0)
-            ring->ncerts++;
-        else
+        struct vendor_cert *cert = &ring->certs[ring->ncerts];
+        if (keys_load_cert(cfg->vendor_certificates.items[i], cert, err, sizeof(err)) != 0) {
             cfg_errors_add(errs, "%s: vendor.certificates[%zu]: %s", cfg->path, i, err);
+            continue;
+        }
+        ring->ncerts++;
+        warning[0] = '\0';
+        short_key_warning(cert->path, cert->public_key, warning, sizeof(warning));
+        if (warning[0])
+            log_warn("%s: vendor.certificates[%zu]: %s", cfg->path, i, warning);
     }
     if (errs->n != errors_before) {
         keys_free(ring);

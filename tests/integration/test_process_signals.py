@@ -50,6 +50,19 @@ def check_test_mode(s):
     r = run("-t", "-c", doubtful)
     assert r.returncode == 0 and "configuration ok" in r.stdout, r
     assert "warning: hooks.table_sql" in r.stderr and "no-sql is not a directory" in r.stderr, r
+    # A vendor certificate with a short key: trusted, with a warning naming it.
+    short_key, short_cert = os.path.join(s.dir, "v1024.key"), os.path.join(s.dir, "v1024.pem")
+    h._openssl("req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout", short_key, "-out", short_cert,
+               "-days", "30", "-subj", "/CN=short")
+    short = os.path.join(s.dir, "short.yaml")
+    with open(short, "w") as f:
+        cfg = h.read_config(s.config)
+        cfg["vendor"]["certificates"] = list(cfg["vendor"]["certificates"]) + [short_cert]
+        f.write(h.json.dumps(cfg))
+    r = run("-t", "-c", short)
+    assert r.returncode == 0 and "configuration ok" in r.stdout, r
+    assert "vendor.certificates[1]" in r.stderr and "the key has only 1024 bits" in r.stderr, r
+    assert "vendor.certificates[0]" not in r.stderr, r
     missing = run("-t", "-c", os.path.join(s.dir, "absent.yaml"))
     assert missing.returncode == 1 and missing.stderr, missing
     assert run("-v").stdout.startswith("somirrord "), run("-v")
