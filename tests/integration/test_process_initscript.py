@@ -31,7 +31,7 @@ def check_actions():
         config = h.write_config(directory, keys)
         daemon = h.Daemon(config)
         env = dict(os.environ, DAEMON=daemon.binary, CONFIG=config, PIDFILE=daemon.pid_file,
-                   SOMIRRORD_DEFAULTS=os.path.join(directory, "absent"),
+                   SOMIRRORCTL=h.program("somirrorctl"), SOMIRRORD_DEFAULTS=os.path.join(directory, "absent"),
                    DAEMON_USER=pwd.getpwuid(os.geteuid()).pw_name,
                    STATE_DIR=os.path.join(directory, "mirrors"), LOG_FILE=daemon.log_path,
                    LOG_GROUP=grp.getgrgid(os.getegid()).gr_name)
@@ -50,15 +50,19 @@ def check_actions():
             assert init(env, "start").returncode == 0 and h.pid_alive(daemon.pid)
 
             r = init(env, "reload")
+            assert r.returncode == 0 and "ok: reloaded" in r.stdout, r
+            assert daemon.ctl_json("show info")["generation"] == 2   # done when reload returns
+            # Without somirrorctl, a SIGHUP.
+            r = init(dict(env, SOMIRRORCTL=os.path.join(directory, "absent")), "reload")
             assert r.returncode == 0, r
-            h.wait_until(lambda: daemon.ctl_json("show info")["generation"] == 2, what="the reload")
+            h.wait_until(lambda: daemon.ctl_json("show info")["generation"] == 3, what="the reload")
 
             # A broken config: configtest and reload fail, the running one is untouched.
             with open(config, "a") as f:
                 f.write("workers: [\n")
             assert init(env, "configtest").returncode == 1
             assert init(env, "reload").returncode == 1
-            assert daemon.ctl_json("show info")["generation"] == 2
+            assert daemon.ctl_json("show info")["generation"] == 3
             daemon.rewrite_config()
 
             pid = daemon.pid
@@ -90,7 +94,8 @@ def check_user_layout():
         assert not os.path.exists(run_dir)   # write_config made state_dir, root's: start fixes it
         daemon = h.Daemon(config)
         env = dict(os.environ, DAEMON=daemon.binary, CONFIG=config, PIDFILE=daemon.pid_file,
-                   SOMIRRORD_DEFAULTS=os.path.join(top, "absent"), DAEMON_USER="nobody",
+                   SOMIRRORCTL=h.program("somirrorctl"), SOMIRRORD_DEFAULTS=os.path.join(top, "absent"),
+                   DAEMON_USER="nobody",
                    STATE_DIR=state_dir, LOG_FILE=log_file, LOG_GROUP=log_group)
         state_file = os.path.join(state_dir, "somirrord.state")
 
@@ -127,6 +132,12 @@ def check_user_layout():
             assert daemon.ctl("pause Cust1").startswith("ok")
             daemon.wait_log(r"paused Cust1[\s\S]*paused Cust1")
             assert "cannot open log file" not in daemon.log(), daemon.log()[-2000:]
+            # The private keys are root's alone: a reload, read as nobody, fails, and says so
+            # (configtest, as root, passes); the running configuration stays.
+            r = init(env, "reload")
+            assert r.returncode != 0 and "reload failed" in r.stdout + r.stderr, r
+            assert "Permission denied" in r.stdout + r.stderr, r
+            assert daemon.ctl_json("show info")["generation"] == 1
             stop()
 
             # After a reboot /run is empty: start makes the runtime directory again.
