@@ -46,7 +46,7 @@ static struct registry *make_registry(void)
     reg_tenant_call_started(reg, c1, "RowData", FUZZ_NOW - 50);
     reg_tenant_call_done(reg, c1, 100, 3, 2, 12345, NULL, FUZZ_NOW - 50);
     reg_tenant_cycle_completed(reg, c1, FUZZ_NOW - 40, &(struct cycle_summary){10, 3, 1});
-    reg_tenant_hook_ran(reg, c1, "cycle_completed Cust1: exit 0", FUZZ_NOW - 39);
+    reg_tenant_hook_ran(reg, c1, "cycle_completed Cust1: exit 0", 0, FUZZ_NOW - 39);
     reg_tenant_unlock(reg, c1, 10);
     add_tenant(reg, "Cust2");
     reg_set_paused(reg, "Cust2", 1);

@@ -3,8 +3,8 @@
  * runner.c), their environment and the SOMIRROR_SUMMARY JSON (jansson).
  *
  * Runs in the worker, inside a call, with the tenant lock held. Shared memory: writes the
- * tenant's last_hook for table_sql results (lock held); the programs' results are written by
- * their supervisor (runner.c). */
+ * tenant's last_hook (and last_error for a failure) for table_sql results (lock held); the
+ * programs' results are written by their supervisor (runner.c). */
 #include "hooks/hooks.h"
 
 #include <dirent.h>
@@ -141,7 +141,7 @@ static void script_record(struct hooks *h, uint32_t idx, struct script_batch *ba
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    reg_tenant_hook_ran(h->reg, idx, text, (int64_t)time(NULL));
+    reg_tenant_hook_ran(h->reg, idx, text, failed, (int64_t)time(NULL));
 }
 
 static int is_regular(const char *path)

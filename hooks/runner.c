@@ -7,8 +7,9 @@
  * and forks each program into a new session (its own process group), reading its stdout and
  * stderr through pipes until it exits or its time limit passes.
  *
- * Shared memory: the supervisor writes the tenant's last_hook (reg_tenant_hook_ran_unlocked)
- * and, for an exclusive job, holds the tenant's hook word while it runs. Nothing else. */
+ * Shared memory: the supervisor writes the tenant's last_hook, and last_error for a failed run
+ * (reg_tenant_hook_ran_unlocked), and, for an exclusive job, holds the tenant's hook word while
+ * it runs. Nothing else. */
 #include "hooks/hooks.h"
 
 #include <dirent.h>
@@ -39,10 +40,12 @@ enum {
     TICK_MS = 100
 };
 
-static void record(const struct hook_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void record(const struct hook_job *job, int failed, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-/* Sets the tenant's last_hook (when there is a registry). */
-static void record(const struct hook_job *job, const char *fmt, ...)
+/* Sets the tenant's last_hook, and its last_error when the run failed (when there is a
+ * registry). */
+static void record(const struct hook_job *job, int failed, const char *fmt, ...)
 {
     if (!job->reg)
         return;
@@ -51,7 +54,7 @@ static void record(const struct hook_job *job, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    reg_tenant_hook_ran_unlocked(job->reg, job->idx, text, (int64_t)time(NULL));
+    reg_tenant_hook_ran_unlocked(job->reg, job->idx, text, failed, (int64_t)time(NULL));
 }
 
 /* ---- output lines ---- */
@@ -206,7 +209,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
             if (st_pipe[i] >= 0) close(st_pipe[i]);
         }
         log_error("hook %s: cannot make pipes: %s", label, strerror(e));
-        record(job, "%s: cannot run: %s", label, strerror(e));
+        record(job, 1, "%s: cannot run: %s", label, strerror(e));
         return -1;
     }
     char **env = build_env(cmd->env);
@@ -228,7 +231,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
         close(err_pipe[0]);
         close(st_pipe[0]);
         log_error("hook %s: cannot fork: %s", label, strerror(fork_errno));
-        record(job, "%s: cannot run: fork: %s", label, strerror(fork_errno));
+        record(job, 1, "%s: cannot run: fork: %s", label, strerror(fork_errno));
         return -1;
     }
     /* exec succeeded when the status pipe closes empty. */
@@ -244,7 +247,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
         close(out_pipe[0]);
         close(err_pipe[0]);
         log_error("hook %s: cannot run %s: %s", label, job->argv[0], strerror(exec_errno));
-        record(job, "%s: cannot run %s: %s", label, job->argv[0], strerror(exec_errno));
+        record(job, 1, "%s: cannot run %s: %s", label, job->argv[0], strerror(exec_errno));
         return -1;
     }
     log_info("hook %s: started %s (pid %ld)", label, job->argv[0], (long)pid);
@@ -311,7 +314,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     long ms = (long)(monotonic_ms() - started);
     if (timed_out) {
         log_error("hook %s: killed at its time limit (%d ms)", label, job->timeout_ms);
-        record(job, "%s: killed at the time limit (%d s)", label, (job->timeout_ms + 999) / 1000);
+        record(job, 1, "%s: killed at the time limit (%d s)", label, (job->timeout_ms + 999) / 1000);
         return -1;
     }
     if (WIFEXITED(status)) {
@@ -320,12 +323,12 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
             log_info("hook %s: exit 0 (%ld ms)", label, ms);
         else
             log_warn("hook %s: exit %d (%ld ms)", label, code, ms);
-        record(job, "%s: exit %d", label, code);
+        record(job, code != 0, "%s: exit %d", label, code);
         return code == 0 ? 0 : -1;
     }
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     log_warn("hook %s: killed by signal %d (%ld ms)", label, sig, ms);
-    record(job, "%s: killed by signal %d", label, sig);
+    record(job, 1, "%s: killed by signal %d", label, sig);
     return -1;
 }
 
@@ -337,7 +340,7 @@ int hooks_supervise(const struct hook_job *job)
         if (reg_tenant_hook_claim(job->reg, job->idx, self, &holder) != 0) {
             log_warn("hook %s: skipped: the previous run (pid %ld) is still running", job->name,
                      (long)holder);
-            record(job, "%s: skipped, previous run still running (pid %ld)", job->name, (long)holder);
+            record(job, 1, "%s: skipped, previous run still running (pid %ld)", job->name, (long)holder);
             return -1;
         }
     }
@@ -413,7 +416,7 @@ enum hook_start hooks_spawn(const struct hook_job *job)
         if (holder != 0 && holder != getpid()) {
             log_warn("hook %s: skipped: the previous run (pid %ld) is still running", job->name,
                      (long)holder);
-            record(job, "%s: skipped, previous run still running (pid %ld)", job->name, (long)holder);
+            record(job, 1, "%s: skipped, previous run still running (pid %ld)", job->name, (long)holder);
             return HOOK_SKIPPED;
         }
     }
@@ -421,7 +424,7 @@ enum hook_start hooks_spawn(const struct hook_job *job)
     if (mid < 0) {
         int e = errno;
         log_error("hook %s: cannot fork: %s", job->name, strerror(e));
-        record(job, "%s: cannot run: fork: %s", job->name, strerror(e));
+        record(job, 1, "%s: cannot run: fork: %s", job->name, strerror(e));
         return HOOK_FAILED;
     }
     if (mid == 0) {
@@ -435,7 +438,7 @@ enum hook_start hooks_spawn(const struct hook_job *job)
     /* got < 0 (ECHILD) when SIGCHLD is ignored: the intermediate was reaped for us. */
     if (got == 1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         log_error("hook %s: cannot fork the supervisor", job->name);
-        record(job, "%s: cannot run: fork failed", job->name);
+        record(job, 1, "%s: cannot run: fork failed", job->name);
         return HOOK_FAILED;
     }
     return HOOK_STARTED;

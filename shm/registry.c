@@ -590,21 +590,26 @@ void reg_tenant_cycle_completed(struct registry *reg, uint32_t idx, int64_t now,
     write_end(&e->change);
 }
 
-void reg_tenant_hook_ran(struct registry *reg, uint32_t idx, const char *text, int64_t now)
+void reg_tenant_hook_ran(struct registry *reg, uint32_t idx, const char *text, int failed, int64_t now)
 {
     struct tenant_entry *e = tenant_write_begin(reg, idx);
     if (!e)
         return;
     copy_text(e->data.last_hook, sizeof(e->data.last_hook), text);
     e->data.last_hook_at = now;
+    if (failed) {
+        copy_text(e->data.last_error, sizeof(e->data.last_error), text);
+        e->data.last_error_at = now;
+    }
     write_end(&e->change);
 }
 
 /* ---- hook runs (hooks/) ---- */
 
-void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char *text, int64_t now)
+void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char *text, int failed,
+                                  int64_t now)
 {
-    reg_tenant_hook_ran(reg, idx, text, now);   /* tenant_change_begin excludes other writers */
+    reg_tenant_hook_ran(reg, idx, text, failed, now);   /* tenant_change_begin excludes other writers */
 }
 
 /* Whether pid names a live process (EPERM: it exists, owned by someone else). */

@@ -8,8 +8,9 @@
  *  - a worker writes only its own worker slot;
  *  - a tenant entry's data is written only by the worker holding that tenant's lock;
  *  - allocating a new tenant entry takes the short allocation lock (anyone);
- *  - a hook supervisor (hooks/), which does not hold the lock, writes last_hook only, through
- *    reg_tenant_hook_ran_unlocked, and the tenant's hook word (reg_tenant_hook_claim/release);
+ *  - a hook supervisor (hooks/), which does not hold the lock, writes last_hook (and, for a
+ *    failed run, last_error) only, through reg_tenant_hook_ran_unlocked, and the tenant's hook
+ *    word (reg_tenant_hook_claim/release);
  *  - the master never writes tenant data: operator requests (pause, resume, resync, reset)
  *    are atomic request words set by the master and carried out by the worker that next holds
  *    the tenant's lock; the master clears the lock word of a worker it reaps (and, standing in
@@ -140,9 +141,13 @@ void reg_tenant_call_done(struct registry *reg, uint32_t idx, uint64_t inserted,
                           uint64_t deleted, uint64_t bytes, const char *error /* NULL: ok */, int64_t now);
 void reg_tenant_cycle_completed(struct registry *reg, uint32_t idx, int64_t now,
                                 const struct cycle_summary *summary);
-void reg_tenant_hook_ran(struct registry *reg, uint32_t idx, const char *text, int64_t now);
+/* A hook's result into last_hook; a failed one's (failed != 0) into last_error as well, so that
+ * a later run's success does not hide it. The tenant's state is left as it is: a hook never
+ * fails a call. */
+void reg_tenant_hook_ran(struct registry *reg, uint32_t idx, const char *text, int failed, int64_t now);
 /* The same write for a process that does not hold the tenant lock (a hook supervisor). */
-void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char *text, int64_t now);
+void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char *text, int failed,
+                                  int64_t now);
 /* The tenant's hook word, so that at most one exclusive hook (cycle_completed) runs per tenant.
  * claim: 0 when self now holds it (it was free, already self's, or held by a pid that no
  * longer exists), 1 when a live process holds it (*holder, when given, set to its pid).

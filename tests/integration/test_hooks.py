@@ -91,9 +91,9 @@ def sqlite_names(s, kind):
         return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = ?", (kind,))}
 
 
-def last_hook(s):
+def last_hook(s, field="last_hook"):
     t = s.daemon.ctl_json("show tenant %s" % TENANT)["tenant"]
-    return t.get("last_hook") or ""
+    return t.get(field) or ""
 
 
 def wait_last_hook(s, prefix, timeout=15):
@@ -177,6 +177,7 @@ def phase_a(keys):
         d.wait_log(r"warn .*\[%s\] hook cycle_completed \(stderr\): cycle hook complains" % TENANT)
         tenant = d.ctl_json("show tenant %s" % TENANT)["tenant"]
         assert tenant["last_hook_at"], tenant
+        assert tenant["last_error"] is None, tenant   # no hook failed
         assert "cycle_completed: exit 0" in d.ctl("show tenant %s" % TENANT)
 
         # Altered and Dropped reach table_changed; table_sql does not run for them.
@@ -194,6 +195,7 @@ def phase_b(keys):
         sql_dir = os.path.join(s.dir, "sql")
         write_sql(sql_dir, "person.sql", "CREATE INDEX ix_bad ON {table}(no_such_column);\n")
         write_sql(sql_dir, "opener.sql", "BEGIN; CREATE INDEX ix_open ON {table}(id);\n")
+        write_sql(sql_dir, "contact.sql", "CREATE INDEX ix_contact_name ON {table}(name);\n")
         out = setup(s, table_sql=sql_dir, timeout=1)
         d = s.daemon
         call_ok(s, "Authenticate", h.authenticate_body())
@@ -205,6 +207,12 @@ def phase_b(keys):
         assert hook.startswith("table_sql person.sql: error: ") and "no_such_column" in hook, hook
         d.wait_log(r"error .*hook table_sql .*person\.sql for table person: .*no_such_column")
         assert "person" in sqlite_names(s, "table")
+        # ... and stays the tenant's last error when a later hook succeeds.
+        call_ok(s, "TableSchema", h.table_schema_body([PERSON, CONTACT]))
+        assert last_hook(s) == "table_sql contact.sql: ok", last_hook(s)
+        assert last_hook(s, "last_error") == hook, last_hook(s, "last_error")
+        tenant = d.ctl_json("show tenant %s" % TENANT)["tenant"]
+        assert tenant["state"] != "error", tenant   # the calls succeeded
 
         # A script that leaves a transaction open: rolled back and a failure, and the tenant's
         # next call is not refused for it.
@@ -249,6 +257,8 @@ def phase_b(keys):
         os.unlink(os.path.join(out, "cycle-mode"))
         call_ok(s, "ReplicationCompleted", h.replication_completed_body())
         wait_last_hook(s, "cycle_completed: exit 0")
+        assert last_hook(s, "last_error").startswith("cycle_completed: killed at the time limit"), \
+            last_hook(s, "last_error")
         assert d.stop() == 0
 
 

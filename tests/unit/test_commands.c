@@ -52,7 +52,7 @@ static void setup(void)
     reg_tenant_call_started(reg, c1, "RowData", now - 50);
     reg_tenant_call_done(reg, c1, 100, 3, 2, 12345, NULL, now - 50);
     reg_tenant_cycle_completed(reg, c1, now - 40, &(struct cycle_summary){10, 3, 1});
-    reg_tenant_hook_ran(reg, c1, "cycle_completed Cust1: exit 0", now - 39);
+    reg_tenant_hook_ran(reg, c1, "cycle_completed Cust1: exit 0", 0, now - 39);
     reg_tenant_unlock(reg, c1, 10);
     tenant("Cust2");
     ck_assert_int_eq(reg_set_paused(reg, "Cust2", 1), 0);

@@ -308,7 +308,7 @@ START_TEST(hook_word_claims)
     ck_assert_int_eq(reg_tenant_hook_running(reg, idx), self);
     reg_tenant_hook_release(reg, idx, self);
     ck_assert_int_eq(reg_tenant_hook_running(reg, idx), 0);
-    reg_tenant_hook_ran_unlocked(reg, idx, "x: exit 0", 42);
+    reg_tenant_hook_ran_unlocked(reg, idx, "x: exit 0", 0, 42);
     ck_assert_str_eq(view().last_hook, "x: exit 0");
     ck_assert_int_eq(view().last_hook_at, 42);
 }

@@ -157,7 +157,7 @@ START_TEST(test_tenant_writes)
     char hook[400];
     memset(hook, 'h', sizeof(hook) - 1);
     hook[sizeof(hook) - 1] = '\0';
-    reg_tenant_hook_ran(reg, idx, hook, 106);
+    reg_tenant_hook_ran(reg, idx, hook, 0, 106);
     reg_tenant_unlock(reg, idx, getpid());
     reg_tenant_read(reg, idx, &v);
     ck_assert_int_eq(v.state, TENANT_IDLE);
@@ -176,6 +176,16 @@ START_TEST(test_tenant_writes)
     ck_assert_str_eq(v.last_error, "ColumnMismatch: Columns differ");   /* kept as history */
     ck_assert_uint_eq(strlen(v.last_hook), REG_HOOK_STORED - 1);       /* cut, not overrun */
     ck_assert_int_eq(v.last_hook_at, 106);
+    /* A failed hook is the last error too, and stays so when a later run succeeds; the state is
+     * the calls' alone. */
+    reg_tenant_hook_ran_unlocked(reg, idx, "table_sql t.sql: error: no such column", 1, 107);
+    reg_tenant_hook_ran_unlocked(reg, idx, "table_sql t.sql: ok", 0, 108);
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_str_eq(v.last_hook, "table_sql t.sql: ok");
+    ck_assert_int_eq(v.last_hook_at, 108);
+    ck_assert_str_eq(v.last_error, "table_sql t.sql: error: no such column");
+    ck_assert_int_eq(v.last_error_at, 107);
+    ck_assert_int_eq(v.state, TENANT_IDLE);
     reg_destroy(reg);
 }
 END_TEST
