@@ -448,7 +448,9 @@ static int conn_prepare(struct pg_conn *c, struct fault *f)
     struct buf sql = BUF_INIT;
     buf_printf(&sql,
                /* pg_catalog last: a mirrored table named like a catalog (pg_class) is the
-                * mirror's, not the catalog, in every unqualified name below */
+                * mirror's, not the catalog, in every unqualified name below. A table also
+                * makes a type of its name, so the types that are not keywords (text, date,
+                * bytea, "char") are always written pg_catalog.<type>. */
                "SET search_path = \"$user\", public, pg_catalog;"
                " SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';"
                " SET standard_conforming_strings = on; SET extra_float_digits = 1;"
@@ -459,8 +461,9 @@ static int conn_prepare(struct pg_conn *c, struct fault *f)
     buf_printf(&sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld); CREATE TABLE IF NOT EXISTS ",
                (long long)c->lock_key);
     put_quoted(&sql, c->meta);
-    buf_puts(&sql, " (tablename text NOT NULL PRIMARY KEY, schema text NOT NULL,"
-                   " schemahash text NOT NULL, lsn bigint NOT NULL, updated timestamp NOT NULL);"
+    buf_puts(&sql, " (tablename pg_catalog.text NOT NULL PRIMARY KEY, schema pg_catalog.text NOT NULL,"
+                   " schemahash pg_catalog.text NOT NULL, lsn bigint NOT NULL,"
+                   " updated timestamp NOT NULL);"
                    " COMMIT");
     if (exec_buf(c->db, &sql, "creating the metadata table", f) != 0) {
         exec_sql(c->db, "ROLLBACK", "rollback", f);
@@ -751,7 +754,7 @@ static void put_type(struct buf *sql, const struct sql_type *t)
     case SQL_SMALLMONEY: buf_puts(sql, "numeric(10,4)"); return;
     case SQL_FLOAT: buf_puts(sql, "double precision"); return;
     case SQL_REAL: buf_puts(sql, "real"); return;
-    case SQL_DATE: buf_puts(sql, "date"); return;
+    case SQL_DATE: buf_puts(sql, "pg_catalog.date"); return;
     case SQL_TIME:
         if (t->scale > 6)
             buf_puts(sql, "varchar(16)");
@@ -773,19 +776,19 @@ static void put_type(struct buf *sql, const struct sql_type *t)
     case SQL_NCHAR:
     case SQL_NVARCHAR:
         if (t->length == SQL_LEN_MAX || t->length <= 0)
-            buf_puts(sql, "text");
+            buf_puts(sql, "pg_catalog.text");
         else
             buf_printf(sql, "varchar(%d)", t->length);
         return;
     case SQL_TEXT:
     case SQL_NTEXT:
-    case SQL_XML: buf_puts(sql, "text"); return;
+    case SQL_XML: buf_puts(sql, "pg_catalog.text"); return;
     case SQL_BINARY:
     case SQL_VARBINARY:
     case SQL_IMAGE:
-    case SQL_TIMESTAMP: buf_puts(sql, "bytea"); return;
+    case SQL_TIMESTAMP: buf_puts(sql, "pg_catalog.bytea"); return;
     }
-    buf_puts(sql, "text");
+    buf_puts(sql, "pg_catalog.text");
 }
 
 /* The current time for a function default, as the column's type wants it. */
@@ -795,7 +798,7 @@ static void put_time_default(struct buf *sql, enum default_function fn, const st
     const char *now = utc ? "(now() AT TIME ZONE 'UTC')" : "localtimestamp";
     switch (t->kind) {
     case SQL_DATE:
-        buf_printf(sql, "CAST(%s AS date)", now);
+        buf_printf(sql, "CAST(%s AS pg_catalog.date)", now);
         return;
     case SQL_TIME:
         if (t->scale > 6)
@@ -851,13 +854,13 @@ static int put_default_value(struct buf *sql, const struct column *col)
         sqltext_put_string(sql, d->text, d->len);
         return 0;
     case DEF_BINARY:
-        buf_printf(sql, " DEFAULT '\\x%s%.*s'::bytea", d->len % 2 ? "0" : "", (int)d->len,
+        buf_printf(sql, " DEFAULT '\\x%s%.*s'::pg_catalog.bytea", d->len % 2 ? "0" : "", (int)d->len,
                    d->text);
         return 0;
     case DEF_FUNCTION:
         buf_puts(sql, " DEFAULT ");
         if (d->function == FN_NEWID || d->function == FN_NEWSEQUENTIALID)
-            buf_puts(sql, "upper(CAST(gen_random_uuid() AS text))");
+            buf_puts(sql, "upper(CAST(gen_random_uuid() AS pg_catalog.text))");
         else
             put_time_default(sql, d->function, &col->type);
         return 0;
@@ -988,7 +991,7 @@ static int stage_create(struct pg_conn *c, const struct table_schema *s, struct 
     buf_puts(&sql, "CREATE TEMP TABLE ");
     put_stage_name(&sql, serial);
     buf_puts(&sql, " (seq bigint GENERATED ALWAYS AS IDENTITY (CACHE 1024),"
-                   " op \"char\" NOT NULL DEFAULT 'U'");
+                   " op pg_catalog.\"char\" NOT NULL DEFAULT 'U'");
     for (size_t k = 0; k < s->ncolumns; k++) {
         buf_printf(&sql, ", c%zu ", k);
         put_type(&sql, &s->columns[k].type);

@@ -1771,6 +1771,57 @@ START_TEST(pg_utf8_and_catalog_names)
 }
 END_TEST
 
+/* Tables named like the types the driver writes without a keyword (text, date, bytea, "char"):
+ * each makes a type of its name in public, which the mirror's search_path puts before
+ * pg_catalog; the mirror's columns, staging tables, casts and defaults still get the built-in
+ * types, on a full load, an incremental call and an added column. */
+START_TEST(pg_tables_named_like_types)
+{
+    static const char *const id_only[] = {"id|int|notnull|", NULL};
+    static const char *const note_cols[] = {
+        "id|int|notnull|", "note|nvarchar(max)|null|", "day|date|notnull|(getdate())",
+        "data|varbinary(10)|notnull|(0x01)", "guid|uniqueidentifier|notnull|(newid())", NULL};
+    static const char *const names[] = {"text", "date", "bytea", "char"};
+    struct table_schema tables[5];
+    for (size_t i = 0; i < 4; i++)
+        tables[i] = table_make(names[i], "id", id_only);
+    struct table_state *states;
+    size_t n;
+    schema_ok(tables, 4, &states, &n);
+    tables[4] = table_make("notes", "id", note_cols);
+    schema_ok(tables, 5, &states, &n);
+    ck_assert_str_eq(probe_text("SELECT string_agg(a.attname || ':' || t.typnamespace::regnamespace::text,"
+                                " ',' ORDER BY a.attnum) FROM pg_attribute a JOIN pg_type t"
+                                " ON t.oid = a.atttypid WHERE a.attrelid = 'public.notes'::regclass"
+                                " AND a.attnum > 0"),
+                     "id:pg_catalog,note:pg_catalog,day:pg_catalog,data:pg_catalog,guid:pg_catalog");
+
+    static const char *const load[] = {"I:|1|first|2026-11-26|@AgM=|6F9619FF-8B86-D011-B42D-00C04FC964FF",
+                                       NULL};
+    struct batch b = batch_make("notes", "id,note,day,data,guid", 1, load);
+    rows_ok(&b, 1, 1);
+    static const char *const change[] = {"U:|1|second|2026-11-27|@BA==|6F9619FF-8B86-D011-B42D-00C04FC964FF",
+                                         "I:|2|new|2026-11-28|@BQ==|6f9619ff-8b86-d011-b42d-00c04fc964ff",
+                                         NULL};
+    b = batch_make("notes", "id,note,day,data,guid", 2, change);
+    rows_ok(&b, 1, 1);
+    ck_assert_str_eq(probe_text("SELECT string_agg(note || ' ' || day || ' ' || encode(data, 'hex'), ','"
+                                " ORDER BY id) FROM public.notes"),
+                     "second 2026-11-27 04,new 2026-11-28 05");
+
+    static const char *const more_cols[] = {
+        "id|int|notnull|", "note|nvarchar(max)|null|", "day|date|notnull|(getdate())",
+        "data|varbinary(10)|notnull|(0x01)", "guid|uniqueidentifier|notnull|(newid())",
+        "extra|ntext|null|", NULL};
+    tables[4] = table_make("notes", "id", more_cols);
+    schema_ok(tables, 5, &states, &n);
+    ck_assert_str_eq(probe_text("SELECT t.typnamespace::regnamespace::text FROM pg_attribute a"
+                                " JOIN pg_type t ON t.oid = a.atttypid"
+                                " WHERE a.attrelid = 'public.notes'::regclass AND a.attname = 'extra'"),
+                     "pg_catalog");
+}
+END_TEST
+
 /* A value the driver refuses (U+0000) after the COPY has begun: the call fails with
  * InvalidValue, the COPY is cancelled with the call's transaction, and the same connection
  * takes the next call. */
@@ -1936,6 +1987,7 @@ static Suite *store_suite(void)
         tcase_set_timeout(pg, 60);
         tcase_add_test(pg, pg_zeros_past_the_digits_fit);
         tcase_add_test(pg, pg_utf8_and_catalog_names);
+        tcase_add_test(pg, pg_tables_named_like_types);
         tcase_add_test(pg, pg_copy_bad_value);
         tcase_add_test(pg, pg_copy_key_already_there);
         tcase_add_test(pg, pg_copy_server_error);
