@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <event2/util.h>
+#include <openssl/ssl.h>
 
 #include "common/xalloc.h"
 
@@ -93,10 +94,15 @@ int lsn_same_addresses(const struct listeners *lsn, const struct config *cfg)
     return 1;
 }
 
-void lsn_update_tls(struct listeners *lsn, const struct config *cfg)
+SSL_CTX **lsn_swap_tls(struct listeners *lsn, const struct config *cfg, SSL_CTX **contexts)
 {
-    for (size_t i = 0; i < lsn->n && i < cfg->nlisten; i++)
+    for (size_t i = 0; i < lsn->n && i < cfg->nlisten; i++) {
         copy_tls(&lsn->items[i].conf, &cfg->listen[i]);
+        SSL_CTX *previous = lsn->items[i].tls;
+        lsn->items[i].tls = contexts[i];
+        contexts[i] = previous;
+    }
+    return contexts;
 }
 
 void lsn_close(struct listeners *lsn)
@@ -109,6 +115,7 @@ void lsn_close(struct listeners *lsn)
         free(wl->conf.port);
         free(wl->conf.tls_certificate);
         free(wl->conf.tls_key);
+        SSL_CTX_free(wl->tls);
     }
     free(lsn->items);
     lsn->items = NULL;

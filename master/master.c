@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -57,6 +58,8 @@ struct master {
     struct keyring *keys;
     struct config *retired_cfg;    /* the previous generation's, freed at the next reload */
     struct keyring *retired_keys;
+    SSL_CTX **boot_tls;            /* the first generation's TLS contexts, until the listeners
+                                      take them (lsn_swap_tls) */
     struct registry *reg;
     struct event_base *base;
     struct listeners lsn;
@@ -125,22 +128,26 @@ int master_parse_args(int argc, char **argv, struct master_options *opts, char *
 
 /* ---- configuration generations ---- */
 
-/* Loads config and keys and checks the TLS listeners. 0, or -1 with every error in errs. */
+/* Loads config and keys and makes the TLS listeners' contexts (one per cfg->listen entry, see
+ * wrk_tls_contexts_new). 0, or -1 with every error in errs. */
 static int load_generation(const char *path, struct config **cfg, struct keyring **keys,
-                           struct cfg_errors *errs)
+                           SSL_CTX ***tls, struct cfg_errors *errs)
 {
     *keys = NULL;
+    *tls = NULL;
     *cfg = cfg_load(path, errs);
     if (!*cfg)
         return -1;
     *keys = keys_load(*cfg, errs);
-    int tls_failures = wrk_tls_check_config(*cfg, errs);
-    if (*keys && tls_failures == 0)
+    *tls = wrk_tls_contexts_new(*cfg, errs);
+    if (*keys && *tls)
         return 0;
+    wrk_tls_contexts_free(*tls, (*cfg)->nlisten);
     keys_free(*keys);
     cfg_free(*cfg);
     *cfg = NULL;
     *keys = NULL;
+    *tls = NULL;
     return -1;
 }
 
@@ -466,8 +473,9 @@ static int reload(struct master *m, char *why, size_t whylen)
     struct cfg_errors errs;
     struct config *cfg;
     struct keyring *keys;
+    SSL_CTX **tls;
     cfg_errors_init(&errs);
-    if (load_generation(m->config_path, &cfg, &keys, &errs) < 0) {
+    if (load_generation(m->config_path, &cfg, &keys, &tls, &errs) < 0) {
         reload_failed(m, "");
         for (size_t i = 0; i < errs.n; i++)
             log_error("  %s", errs.messages[i]);
@@ -481,9 +489,13 @@ static int reload(struct master *m, char *why, size_t whylen)
     size_t nrestart_before = m->nrestart;
     memcpy(restart_before, m->restart_required, sizeof(restart_before));
     note_restart_required(m, cfg);
+    /* New certificates only where the addresses stay (else a restart is required). */
     int same_listeners = lsn_same_addresses(&m->lsn, cfg);
+    SSL_CTX **old_tls = NULL;
     if (same_listeners)
-        lsn_update_tls(&m->lsn, cfg);
+        old_tls = lsn_swap_tls(&m->lsn, cfg, tls);
+    else
+        wrk_tls_contexts_free(tls, cfg->nlisten);
 
     /* The new generation first, on the same listeners; the old one drains once it serves. */
     struct config *old_cfg = m->cfg;
@@ -501,7 +513,7 @@ static int reload(struct master *m, char *why, size_t whylen)
         m->generation = old_generation;
         stop_other_generations(m);
         if (same_listeners)
-            lsn_update_tls(&m->lsn, old_cfg);
+            wrk_tls_contexts_free(lsn_swap_tls(&m->lsn, old_cfg, old_tls), m->lsn.n);
         m->nrestart = nrestart_before;
         memcpy(m->restart_required, restart_before, sizeof(restart_before));
         cfg_free(cfg);
@@ -516,6 +528,7 @@ static int reload(struct master *m, char *why, size_t whylen)
     if (m->retired_cfg != m->boot_cfg)
         cfg_free(m->retired_cfg);
     keys_free(m->retired_keys);
+    wrk_tls_contexts_free(old_tls, m->lsn.n);
     m->retired_cfg = old_cfg;
     m->retired_keys = old_keys;
     reg_master_counters(m->reg)->reloads_ok++;
@@ -661,8 +674,10 @@ static void warn_if_reload_would_fail(const struct master *m)
     struct cfg_errors errs;
     struct config *cfg;
     struct keyring *keys;
+    SSL_CTX **tls;
     cfg_errors_init(&errs);
-    if (load_generation(m->config_path, &cfg, &keys, &errs) == 0) {
+    if (load_generation(m->config_path, &cfg, &keys, &tls, &errs) == 0) {
+        wrk_tls_contexts_free(tls, cfg->nlisten);
         keys_free(keys);
         cfg_free(cfg);
     } else {
@@ -686,6 +701,8 @@ static int open_resources(struct master *m, char *err, size_t errlen)
     }
     if (lsn_open(cfg, &m->lsn, err, errlen) < 0)
         return -1;
+    wrk_tls_contexts_free(lsn_swap_tls(&m->lsn, cfg, m->boot_tls), m->lsn.n);
+    m->boot_tls = NULL;
     if (pipe2(m->alive_pipe, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         return -1;
@@ -739,6 +756,8 @@ static void release_resources(struct master *m)
             close(m->alive_pipe[i]);
     if (m->base)
         event_base_free(m->base);
+    if (m->boot_tls)   /* not handed over (-t, or a start that failed first) */
+        wrk_tls_contexts_free(m->boot_tls, m->boot_cfg->nlisten);
     if (m->retired_cfg != m->boot_cfg)
         cfg_free(m->retired_cfg);
     if (m->cfg != m->boot_cfg)
@@ -760,6 +779,21 @@ static const char *doubtful(const struct config *cfg, char *why, size_t whylen)
     return why;
 }
 
+/* Each connection takes a descriptor, and a shell's soft limit (often 1024) is far below what
+ * the hard limit allows: the soft limit is raised to the hard one, for the master and so for
+ * its workers (a systemd unit may set both, see contrib/somirrord.service). */
+static void raise_open_files_limit(void)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max)
+        return;
+    rlim_t was = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) == 0)
+        log_info("open files limit raised from %llu to %llu", (unsigned long long)was,
+                 (unsigned long long)lim.rlim_max);
+}
+
 static int serve(struct master *m, int foreground)
 {
     char err[1024];
@@ -774,6 +808,7 @@ static int serve(struct master *m, int foreground)
     }
     signal(SIGPIPE, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);   /* meant for workers only */
+    raise_open_files_limit();
     if (open_resources(m, err, sizeof(err)) < 0) {
         startup_failed(m, err);
         return 1;
@@ -849,7 +884,7 @@ int master_main(int argc, char **argv)
     struct cfg_errors errs;
     cfg_errors_init(&errs);
     int status = 1;
-    if (load_generation(m.config_path, &m.cfg, &m.keys, &errs) < 0) {
+    if (load_generation(m.config_path, &m.cfg, &m.keys, &m.boot_tls, &errs) < 0) {
         report_errors(&errs);
         cfg_errors_free(&errs);
         goto out;

@@ -1,5 +1,6 @@
 /* worker/http: the worker's HTTP layer (see http.h). Owns, per worker process: one evhttp and
- * (for TLS) one SSL_CTX per listener, and the calls in progress.
+ * (for TLS) a reference to the SSL_CTX the master made for the listener, and the calls in
+ * progress.
  *
  * Draining: accepting stops at once and every answer from then on closes its connection. The
  * worker is done when no call is in hand, no request has part of it in (its own deadlines
@@ -36,20 +37,22 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <openssl/ssl.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
-#include "worker/tls.h"
 
 #define RETRY_FIRST_MS 5
 #define RETRY_MAX_MS 50
 #define DRAIN_QUIET_MS 1000
 #define DRAIN_CHECK_MS 100
 #define ACCEPT_PAUSE_MS 5       /* see accept_one_per_turn */
+#define ACCEPT_FAILED_PAUSE_MS 500   /* see accept_failed */
 #define READ_AHEAD_MAX (1024 * 1024)   /* see read_ahead */
 /* Request headers take at most this (libevent answers 400 past it, and without a limit one
  * line without an end is read and scanned again at every arrival). */
@@ -66,6 +69,7 @@ static size_t input_high_water(const struct config *cfg)
 
 struct listener_http {
     struct wrk_http *owner;
+    const char *address;                   /* as configured, for messages */
     struct evhttp *evhttp;
     struct evhttp_bound_socket *bound;    /* NULL once draining */
     SSL_CTX *ssl;                          /* NULL for plain HTTP */
@@ -124,6 +128,10 @@ struct wrk_http {
     void (*on_drained)(void *arg);
     void *on_drained_arg;
 };
+
+/* The worker's HTTP layer (one per process), for the one libevent callback that gets no
+ * argument of ours (accept_failed). */
+static struct wrk_http *worker_http;
 
 static void mark_worker_state(struct wrk_http *http)
 {
@@ -369,9 +377,25 @@ static void read_ahead(struct conn *c, struct evbuffer *input)
     }
 }
 
+/* libevent 2.1's TLS bufferevent stops reading at the input's high-water mark (see
+ * input_high_water) with decrypted bytes left inside OpenSSL (SSL_pending), and when evhttp has
+ * taken enough input for it to resume, it only waits for the socket again: bytes already in
+ * would wait for more that may never come (a client that has sent all its pipelined requests).
+ * So when evhttp takes input while OpenSSL holds some, the bufferevent's read event is run as
+ * if the socket were readable (struct bufferevent's ev_read, from bufferevent_struct.h: the
+ * one way in from outside libevent). */
+static void resume_tls_reading(struct conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (ssl && SSL_pending(ssl) > 0)
+        event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *c = arg;
+    if (info->n_deleted && !c->plain)
+        resume_tls_reading(c);
     if (info->n_added == 0)
         return;
     c->http->last_input_ms = monotonic_ms();
@@ -396,6 +420,27 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
     struct listener_http *lh = arg;
     if (lh->bound && lh->owner->admitted)
         evconnlistener_enable(evhttp_bound_socket_get_listener(lh->bound));
+}
+
+/* accept() failed with more than a passing error: out of descriptors (EMFILE, ENFILE) or
+ * memory. The socket stays readable, so libevent would try again at once, for ever, at full
+ * CPU: accepting pauses for ACCEPT_FAILED_PAUSE_MS instead (or until a connection closes), as
+ * nginx does, and it is logged once per pause. */
+static void accept_failed(struct evconnlistener *listener, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    evconnlistener_disable(listener);
+    /* arg is evhttp's own (the struct evhttp): the listener is found by it. */
+    struct listener_http *lh = NULL;
+    for (size_t i = 0; worker_http && i < worker_http->nlisteners && !lh; i++)
+        if (worker_http->listeners[i].evhttp == arg)
+            lh = &worker_http->listeners[i];
+    if (!lh)
+        return;
+    log_error("listen %s: accept: %s; accepting again in %d ms", lh->address,
+              evutil_socket_error_to_string(err), ACCEPT_FAILED_PAUSE_MS);
+    struct timeval pause = {0, ACCEPT_FAILED_PAUSE_MS * 1000};
+    evtimer_add(lh->resume, &pause);
 }
 
 /* Sharing out new connections (nginx's accept_mutex and multi_accept off do the same job).
@@ -424,6 +469,29 @@ static void accept_one_per_turn(struct listener_http *lh)
     }
 }
 
+/* OpenSSL's progress on a TLS handshake: the bytes it reads count as input for the drain
+ * (check_drained), as request bytes do; a request sent right after a handshake that ends as a
+ * worker drains is then awaited, however long the handshake took. */
+static void tls_progress(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if (where & (SSL_CB_ACCEPT_LOOP | SSL_CB_HANDSHAKE_DONE)) {
+        struct wrk_http *http = SSL_get_app_data(ssl);
+        http->last_input_ms = monotonic_ms();
+    }
+}
+
+/* A server SSL for a new connection of lh, its progress watched (tls_progress). */
+static SSL *tls_new(struct listener_http *lh)
+{
+    SSL *ssl = SSL_new(lh->ssl);
+    if (ssl) {
+        SSL_set_app_data(ssl, lh->owner);
+        SSL_set_info_callback(ssl, tls_progress);
+    }
+    return ssl;
+}
+
 /* evhttp's bevcb: each connection's bufferevent (TLS for a TLS listener), input watched. */
 static struct bufferevent *make_connection(struct event_base *base, void *arg)
 {
@@ -433,7 +501,7 @@ static struct bufferevent *make_connection(struct event_base *base, void *arg)
     accept_one_per_turn(lh);
     struct bufferevent *bev;
     if (lh->ssl)
-        bev = bufferevent_openssl_socket_new(base, -1, SSL_new(lh->ssl), BUFFEREVENT_SSL_ACCEPTING,
+        bev = bufferevent_openssl_socket_new(base, -1, tls_new(lh), BUFFEREVENT_SSL_ACCEPTING,
                                              BEV_OPT_CLOSE_ON_FREE);
     else
         bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -635,12 +703,21 @@ static void route_request(struct evhttp_request *req, void *arg)
 
 /* ---- setup and drain ---- */
 
-/* Whether a connection has part of a request in: its headers or body are still arriving. */
+/* Whether c is a TLS connection whose handshake is still going on: its first request is on its
+ * way (header_timeout bounds it, as it does headers). */
+static int tls_handshaking(const struct conn *c)
+{
+    const SSL *ssl = c->plain ? NULL : bufferevent_openssl_get_ssl(c->bev);
+    return ssl && !SSL_is_init_finished(ssl);
+}
+
+/* Whether a connection has part of a request in: its handshake, headers or body are still
+ * arriving. */
 static int request_arriving(const struct wrk_http *http)
 {
     for (size_t fd = 0; fd < http->by_fd_len; fd++) {
         const struct conn *c = http->by_fd[fd];
-        if (c && (c->phase == CONN_HEADERS || c->phase == CONN_BODY))
+        if (c && (c->phase == CONN_HEADERS || c->phase == CONN_BODY || tls_handshaking(c)))
             return 1;
     }
     return 0;
@@ -663,10 +740,10 @@ static int listener_setup(struct wrk_http *http, struct listener_http *lh,
 {
     const struct config *cfg = http->params->cfg;
     lh->owner = http;
-    if (wl->conf.tls_certificate) {
-        lh->ssl = wrk_tls_context_new(&wl->conf, err, errlen);
-        if (!lh->ssl)
-            return -1;
+    lh->address = wl->conf.address;
+    if (wl->tls) {
+        SSL_CTX_up_ref(wl->tls);   /* the master's, inherited: no file is read here */
+        lh->ssl = wl->tls;
     }
     lh->evhttp = evhttp_new(http->base);
     if (!lh->evhttp) {
@@ -699,7 +776,9 @@ static int listener_setup(struct wrk_http *http, struct listener_http *lh,
                  wl->conf.address, strerror(errno));
         return -1;
     }
-    evconnlistener_disable(evhttp_bound_socket_get_listener(lh->bound));   /* until admitted */
+    struct evconnlistener *listener = evhttp_bound_socket_get_listener(lh->bound);
+    evconnlistener_set_error_cb(listener, accept_failed);
+    evconnlistener_disable(listener);   /* until admitted */
     return 0;
 }
 
@@ -717,6 +796,7 @@ struct wrk_http *wrk_http_new(struct event_base *base, const struct wrk_params *
                               char *err, size_t errlen)
 {
     struct wrk_http *http = xcalloc(1, sizeof(*http));
+    worker_http = http;
     http->base = base;
     http->params = params;
     http->svc = svc;
@@ -771,6 +851,8 @@ void wrk_http_free(struct wrk_http *http)
     }
     free(http->listeners);
     free(http->by_fd);              /* after evhttp_free: conn_closed clears its slots */
+    if (worker_http == http)
+        worker_http = NULL;
     if (http->drain_check)
         event_free(http->drain_check);
     free(http);

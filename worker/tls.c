@@ -1,62 +1,168 @@
-/* worker/tls: builds and checks the TLS server contexts of the configured listeners (see tls.h).
- * Owns nothing long-lived: the caller frees what it gets. */
+/* worker/tls: builds the TLS server contexts of the configured listeners (see tls.h). Owns
+ * nothing long-lived: the caller frees what it gets. */
 #include "worker/tls.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* TLS 1.2's suites: forward secrecy and AEAD only (Mozilla's "intermediate" list). TLS 1.3's
+ * are OpenSSL's defaults, all of which qualify. */
+static const char TLS12_CIPHERS[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 
 /* The first queued OpenSSL error as text (the reason only: no key material). */
 static void openssl_reason(char *out, size_t outlen)
 {
     unsigned long code = ERR_get_error();
     const char *reason = code ? ERR_reason_error_string(code) : NULL;
-    snprintf(out, outlen, "%s", reason ? reason : "unknown error");
+    snprintf(out, outlen, "%s", reason ? reason : "not in PEM form");
     ERR_clear_error();
 }
 
-SSL_CTX *wrk_tls_context_new(const struct cfg_listen *where, char *err, size_t errlen)
+/* An encrypted key would make OpenSSL ask for its passphrase on the terminal, holding the
+ * master: refused instead. */
+static int no_passphrase(char *buf, int size, int rwflag, void *data)
 {
-    char reason[256];
+    (void)buf, (void)size, (void)rwflag, (void)data;
+    return 0;
+}
+
+/* The file at path read whole into memory: a BIO, or NULL with why (errno's text). */
+static BIO *read_pem(const char *path, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return NULL;
+    }
+    BIO *bio = BIO_new(BIO_s_mem());
+    char chunk[4096];
+    size_t n;
+    while (bio && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        BIO_write(bio, chunk, (int)n);
+    int failed = ferror(f);
+    fclose(f);
+    if (!bio || failed) {
+        snprintf(why, whylen, "%s", bio ? "read error" : "out of memory");
+        BIO_free(bio);
+        return NULL;
+    }
+    return bio;
+}
+
+/* Installs the certificate chain of where into ctx; 0, or -1 with why. Warns once it has
+ * expired or is not valid yet (still served: a client decides). */
+static int use_certificate(SSL_CTX *ctx, const struct cfg_listen *where, char *why, size_t whylen)
+{
+    BIO *bio = read_pem(where->tls_certificate, why, whylen);
+    if (!bio)
+        return -1;
+    BIO_free(bio);   /* readable: OpenSSL reads the chain itself */
+    if (SSL_CTX_use_certificate_chain_file(ctx, where->tls_certificate) != 1) {
+        openssl_reason(why, whylen);
+        return -1;
+    }
+    X509 *cert = SSL_CTX_get0_certificate(ctx);
+    const char *when = X509_cmp_current_time(X509_get0_notAfter(cert)) < 0    ? "expired"
+                       : X509_cmp_current_time(X509_get0_notBefore(cert)) > 0 ? "not valid yet"
+                                                                              : NULL;
+    if (when)
+        log_warn("listen %s: tls certificate %s is %s", where->address, where->tls_certificate, when);
+    return 0;
+}
+
+/* Installs the private key of where into ctx and checks it against the certificate; 0, or -1
+ * with why. */
+static int use_key(SSL_CTX *ctx, const struct cfg_listen *where, char *why, size_t whylen)
+{
+    BIO *bio = read_pem(where->tls_key, why, whylen);
+    if (!bio)
+        return -1;
+    char *text = NULL;
+    long len = BIO_get_mem_data(bio, &text);
+    int encrypted = len > 0 && memmem(text, (size_t)len, "ENCRYPTED", 9) != NULL;
+    EVP_PKEY *key = encrypted ? NULL : PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    BIO_free(bio);
+    int rc = -1;
+    if (encrypted)
+        snprintf(why, whylen, "the key is encrypted; somirrord needs it unencrypted");
+    else if (!key)
+        snprintf(why, whylen, "not a PEM private key");
+    else if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+        snprintf(why, whylen, "it does not match the certificate");
+    else
+        rc = 0;
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return rc;
+}
+
+/* A server SSL_CTX for a TLS listener (see tls.h), or NULL with err naming the listener, the
+ * file and why. */
+static SSL_CTX *context_new(const struct cfg_listen *where, char *err, size_t errlen)
+{
+    char why[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        openssl_reason(reason, sizeof(reason));
-        snprintf(err, errlen, "listen %s: cannot create a TLS context: %s", where->address, reason);
+        openssl_reason(why, sizeof(why));
+        snprintf(err, errlen, "listen %s: cannot create a TLS context: %s", where->address, why);
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    if (SSL_CTX_use_certificate_chain_file(ctx, where->tls_certificate) != 1) {
-        openssl_reason(reason, sizeof(reason));
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
+        openssl_reason(why, sizeof(why));
+        snprintf(err, errlen, "listen %s: TLS ciphers: %s", where->address, why);
+    } else if (use_certificate(ctx, where, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "listen %s: tls certificate %s: %s", where->address,
-                 where->tls_certificate, reason);
-        SSL_CTX_free(ctx);
-        return NULL;
+                 where->tls_certificate, why);
+    } else if (use_key(ctx, where, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "listen %s: tls key %s: %s", where->address, where->tls_key, why);
+    } else {
+        return ctx;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, where->tls_key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
-        openssl_reason(reason, sizeof(reason));
-        snprintf(err, errlen, "listen %s: tls key %s: %s (or it does not match the certificate)",
-                 where->address, where->tls_key, reason);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    return ctx;
+    SSL_CTX_free(ctx);
+    return NULL;
 }
 
-int wrk_tls_check_config(const struct config *cfg, struct cfg_errors *errs)
+SSL_CTX **wrk_tls_contexts_new(const struct config *cfg, struct cfg_errors *errs)
 {
+    SSL_CTX **contexts = xcalloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(*contexts));
     int failures = 0;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         if (!cfg->listen[i].tls_certificate)
             continue;
         char err[1024];
-        SSL_CTX *ctx = wrk_tls_context_new(&cfg->listen[i], err, sizeof(err));
-        if (!ctx) {
+        contexts[i] = context_new(&cfg->listen[i], err, sizeof(err));
+        if (!contexts[i]) {
             cfg_errors_add(errs, "%s", err);
             failures++;
         }
-        SSL_CTX_free(ctx);
     }
-    return failures;
+    if (failures == 0)
+        return contexts;
+    wrk_tls_contexts_free(contexts, cfg->nlisten);
+    return NULL;
+}
+
+void wrk_tls_contexts_free(SSL_CTX **contexts, size_t n)
+{
+    if (!contexts)
+        return;
+    for (size_t i = 0; i < n; i++)
+        SSL_CTX_free(contexts[i]);
+    free(contexts);
 }

@@ -1,6 +1,8 @@
-/* worker/tls: the TLS server context of one listener, made once per config generation. The
- * master builds one at config load only to validate the certificate and key (so that `-t` and
- * a reload report a bad pair); each worker builds its own after fork and never shares it. */
+/* worker/tls: the TLS server contexts of the listeners, one per TLS listener and config
+ * generation. The master builds them when it loads a configuration (so that `-t` and a reload
+ * report a bad certificate or key, and a reload that fails keeps the old ones); workers inherit
+ * them when they fork and never read the files themselves, so a respawned worker serves the
+ * same certificate as its generation, and session tickets made by one worker resume in all. */
 #ifndef SOMIRROR_WORKER_TLS_H
 #define SOMIRROR_WORKER_TLS_H
 #include <stddef.h>
@@ -8,11 +10,12 @@
 
 #include "config/config.h"
 
-/* A server SSL_CTX (TLS 1.2 or later) for a listener with tls_certificate/tls_key set.
- * NULL with err naming the listener and file on failure. Key material is never logged. */
-SSL_CTX *wrk_tls_context_new(const struct cfg_listen *where, char *err, size_t errlen);
-
-/* Checks every TLS listener of cfg; each failure is added to errs. Returns the failure count. */
-int wrk_tls_check_config(const struct config *cfg, struct cfg_errors *errs);
+/* One server SSL_CTX per cfg->listen entry (NULL for a plain one): TLS 1.2 or later, TLS 1.2
+ * with forward-secret AEAD suites only, no renegotiation, no compression. Or NULL with every
+ * failure added to errs, each naming the listener, the file and why (an encrypted key is one);
+ * an expired certificate is served, with a warning. Key material is never logged. */
+SSL_CTX **wrk_tls_contexts_new(const struct config *cfg, struct cfg_errors *errs);
+/* Frees the n contexts of wrk_tls_contexts_new (NULL: nothing). */
+void wrk_tls_contexts_free(SSL_CTX **contexts, size_t n);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <openssl/ssl.h>
 
 #include "config/config.h"
 #include "config/keys.h"
@@ -18,6 +19,7 @@
 struct wrk_listener {
     int fd;
     struct cfg_listen conf;     /* address, and tls_certificate/tls_key for a TLS listener */
+    SSL_CTX *tls;               /* the master's, made from those files; NULL for plain HTTP */
 };
 
 struct wrk_params {

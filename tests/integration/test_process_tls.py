@@ -1,13 +1,26 @@
 """HTTPS listeners: a listener with a tls section serves the protocol over TLS next to a plain
-one, and a SIGHUP puts a replaced certificate into service for new connections."""
+one; TLS 1.0/1.1 and TLS 1.2 suites without forward secrecy are refused; a session ticket made
+by one worker resumes on every worker (the master makes the context, workers inherit it);
+pipelined requests past the input's high-water mark are all answered; a handshake still going
+on when a worker drains is completed and its request answered. A SIGHUP puts a replaced
+certificate into service for new connections, while files changed without one never reach a
+respawned worker; a reload with a mismatched, missing or passphrase-protected key fails at
+once, saying why, and the old certificate stays; an expired certificate is served with a
+warning."""
 
+import datetime
 import hashlib
 import http.client
 import os
+import select
 import shutil
 import signal
+import socket
 import ssl
+import subprocess
 import sys
+import time
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -36,6 +49,195 @@ def cert_fingerprint(path):
         return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
 
 
+def client_context(maximum=None, ciphers=None, minimum=None):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if minimum:
+        context.minimum_version = minimum
+    if maximum:
+        context.maximum_version = maximum
+    if ciphers:
+        context.set_ciphers(ciphers)
+    return context
+
+
+def handshake(port, context, session=None):
+    """A TLS connection, closed again: (version, session, reused), or raises ssl.SSLError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, session=session) as conn:
+            return conn.version(), conn.session, conn.session_reused
+
+
+def check_policy(port):
+    warnings.simplefilter("ignore", DeprecationWarning)   # the old versions, asked for on purpose
+    for version in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+        context = client_context(minimum=version, maximum=version, ciphers="ALL:@SECLEVEL=0")
+        try:
+            handshake(port, context)
+            raise AssertionError("%s was accepted" % version)
+        except (ssl.SSLError, ConnectionResetError):
+            pass
+    for static_rsa in ("AES128-GCM-SHA256", "AES256-SHA"):
+        try:
+            handshake(port, client_context(maximum=ssl.TLSVersion.TLSv1_2, ciphers=static_rsa))
+            raise AssertionError("TLS 1.2 with %s (no forward secrecy) was accepted" % static_rsa)
+        except (ssl.SSLError, ConnectionResetError):
+            pass
+    assert handshake(port, client_context(maximum=ssl.TLSVersion.TLSv1_2))[0] == "TLSv1.2"
+
+
+def check_resumption(port, daemon):
+    """TLS 1.2 session tickets: one context for all workers, so every resumption succeeds.
+    The connections stay open, so that they are shared out among the workers."""
+    context = client_context(maximum=ssl.TLSVersion.TLSv1_2)
+    session = handshake(port, context)[1]
+    held = []
+    try:
+        for _ in range(16):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.append(raw)
+            conn = context.wrap_socket(raw, session=session)
+            held[-1] = conn
+            assert conn.session_reused, "a session made by one worker did not resume"
+        busy = [w for w in daemon.ctl_json("show workers")["workers"] if w["connections"]]
+        assert len(busy) >= 2, "the connections all reached one worker: %s" % busy
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def pipelined(port, requests, timeout=30):
+    """Sends requests on one TLS connection without waiting, reading answers as they come;
+    returns how many answers came before the timeout (one thread, one SSL object)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        conn = client_context().wrap_socket(raw)
+        conn.setblocking(False)
+        out, got, deadline = b"".join(requests), b"", time.monotonic() + timeout
+        while got.count(b"HTTP/1.1 200") < len(requests) and time.monotonic() < deadline:
+            readable, writable, _ = select.select([conn], [conn] if out else [], [], 0.2)
+            if writable:
+                try:
+                    out = out[conn.send(out[:16384]):]
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    pass
+            while readable or conn.pending():
+                readable = None
+                try:
+                    chunk = conn.recv(65536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                if not chunk:
+                    return got.count(b"HTTP/1.1 200")
+                got += chunk
+        return got.count(b"HTTP/1.1 200")
+
+
+def check_pipelining(port):
+    """2,000 pipelined requests, 2 MB, past the input's high-water mark (max_request_bytes is
+    64 KiB here): each is answered."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 1000 + b"\r\n\r\n"
+    answered = pipelined(port, [request] * 2000)
+    assert answered == 2000, "%d of 2000 pipelined requests answered" % answered
+
+
+def check_slow_handshake_across_drain(port, daemon):
+    """A TLS 1.2 handshake whose client takes 2 s before each of its flights, begun just
+    before a reload: the draining worker completes it and answers the request sent right
+    after it."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(maximum=ssl.TLSVersion.TLSv1_2).wrap_bio(incoming, outgoing)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        def flight():
+            """One step of the handshake, its output sent after a pause; True once done."""
+            try:
+                tls.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            data = outgoing.read()
+            if data:
+                time.sleep(2)
+                raw.sendall(data)
+            return done
+        generation = daemon.ctl_json("show info")["generation"]
+        daemon.signal(signal.SIGHUP)
+        while not flight():                    # ClientHello, then the client's second flight
+            chunk = raw.recv(65536)
+            assert chunk, "the connection was closed during the handshake"
+            incoming.write(chunk)
+        tls.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw.sendall(outgoing.read())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = raw.recv(65536)
+            assert chunk, "the connection was closed before its answer (after %r)" % answer
+            incoming.write(chunk)
+            try:
+                answer += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    harness.wait_until(lambda: daemon.ctl_json("show info")["generation"] > generation, 15,
+                       what="the reload")
+
+
+def expired_pair(directory):
+    """A self-signed certificate that expired in 2021, and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(datetime.datetime(2020, 1, 1))
+            .not_valid_after(datetime.datetime(2021, 1, 1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(directory, "expired.crt"), os.path.join(directory, "expired.key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def check_files_read_by_the_master_only(env, secure, live_cert, live_key, serving):
+    """Files changed without a reload never reach a worker, not even a respawned one; a reload
+    with a bad key fails at once and says why."""
+    d = env.daemon
+    d.wait_workers(2, timeout=30)   # the previous generation gone
+    _, key3 = harness.make_tls_pair(env.dir, "third")
+    shutil.copy(key3, live_key)   # a half-done renewal: the new key, the old certificate
+    workers = d.worker_pids()
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    d.wait_workers(len(workers), timeout=30, exclude=workers)
+    d.wait_healthy()
+    assert peer_fingerprint(secure) == (200, serving), "a respawned worker read the files"
+    assert "does not match" not in d.log(), d.log()[-2000:]
+
+    encrypted = os.path.join(env.dir, "encrypted.key")
+    subprocess.run(["openssl", "pkey", "-in", key3, "-aes256", "-passout", "pass:secret",
+                    "-out", encrypted], check=True, capture_output=True)
+    cases = (("mismatch", key3, "does not match the certificate"),
+             ("missing", None, "No such file or directory"),
+             ("encrypted", encrypted, "the key is encrypted"))
+    for name, key, reason in cases:
+        if key:
+            shutil.copy(key, live_key)
+        elif os.path.exists(live_key):
+            os.unlink(live_key)
+        started = time.monotonic()
+        answer = d.ctl("reload")
+        assert answer.startswith("error: reload failed") and "tls key %s" % live_key in answer \
+            and reason in answer, (name, answer)
+        assert time.monotonic() - started < 5, (name, "the reload took too long")
+        assert peer_fingerprint(secure) == (200, serving), name
+
+
 def main():
     plain, secure = harness.free_port(), harness.free_port()
     with harness.server(start=False) as env:
@@ -43,9 +245,13 @@ def main():
         live_cert, live_key = os.path.join(env.dir, "tls.crt"), os.path.join(env.dir, "tls.key")
         shutil.copy(cert, live_cert)
         shutil.copy(key, live_key)
-        env.daemon.rewrite_config(listen=["127.0.0.1:%d" % plain, {
-            "address": "127.0.0.1:%d" % secure, "tls": {"certificate": live_cert, "key": live_key}}])
+        env.daemon.rewrite_config(workers=2, listen=["127.0.0.1:%d" % plain, {
+            "address": "127.0.0.1:%d" % secure, "tls": {"certificate": live_cert, "key": live_key}}],
+            **{"limits.max_request_bytes": 65536})
         env.daemon.start()
+        check_policy(secure)
+        check_resumption(secure, env.daemon)
+        check_pipelining(secure)
 
         status, seen = peer_fingerprint(secure)
         assert status == 200, status
@@ -71,6 +277,16 @@ def main():
         harness.wait_until(lambda: peer_fingerprint(secure)[1] == cert_fingerprint(cert2), 15,
                            what="the renewed certificate in service")
         assert peer_fingerprint(secure)[0] == 200
+        check_slow_handshake_across_drain(secure, env.daemon)
+        check_files_read_by_the_master_only(env, secure, live_cert, live_key, cert_fingerprint(cert2))
+
+        # An expired certificate is served (a client decides), with a warning.
+        expired_cert, expired_key = expired_pair(env.dir)
+        shutil.copy(expired_cert, live_cert)
+        shutil.copy(expired_key, live_key)
+        assert env.daemon.ctl("reload").startswith("ok"), env.daemon.log()[-2000:]
+        assert peer_fingerprint(secure) == (200, cert_fingerprint(expired_cert))
+        env.daemon.wait_log(r"warn .*tls certificate %s is expired" % live_cert)
     print("tls: ok")
 
 
