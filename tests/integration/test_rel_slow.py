@@ -8,6 +8,8 @@
   (plus slack);
 - during both attacks a real sender's calls succeed promptly (< 2 s);
 - 1,000 idle connections do not stop a real sender, and are closed after the idle timeout;
+- workers out of file descriptors pause accepting (logged) instead of spinning, and serve once
+  descriptors are free;
 - a call held on the worker for longer than every timeout (a lock on its mirror) is answered,
   and its connection serves the next call;
 - endless headers, and a client that sends on without reading its answer, take bounded memory;
@@ -18,6 +20,7 @@ import select
 import socket
 import sqlite3
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -169,6 +172,46 @@ def check_idle_connections(env):
     p.auth()
 
 
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_files_hard_limit(pid):
+    for line in open("/proc/%d/limits" % pid):
+        if line.startswith("Max open files"):
+            return line.split()[4]
+    raise AssertionError("no open-files limit for %d" % pid)
+
+
+def check_out_of_descriptors(env):
+    """Workers out of file descriptors (their limit lowered to what they hold plus a few):
+    accept() fails, and instead of retrying at full CPU they pause accepting, say so in the
+    log, and serve again once descriptors are free."""
+    d = env.daemon
+    workers = d.worker_pids()
+    hard = {pid: open_files_hard_limit(pid) for pid in workers}
+    for pid in workers:   # the soft limit only: raising it back needs no privilege
+        held = len(os.listdir("/proc/%d/fd" % pid))
+        subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:%s" % (held + 4, hard[pid])], check=True)
+    socks = []
+    try:
+        for _ in range(40):
+            socks.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
+        before = sum(cpu_seconds(pid) for pid in workers)
+        time.sleep(2)
+        spent = sum(cpu_seconds(pid) for pid in workers) - before
+        R.check(spent < 0.5, "workers out of descriptors used %.2f s of CPU in 2 s" % spent)
+        d.wait_log(r"error .*accept: Too many open files; accepting again in 500 ms")
+    finally:
+        for s in socks:
+            s.close()
+        for pid in workers:
+            subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%s:%s" % (hard[pid], hard[pid])], check=True)
+    H.wait_until(lambda: d.healthz()[0] == 200, 10, what="/healthz after descriptors were freed")
+    R.check(d.worker_pids() == workers, "a worker died or was replaced")
+
+
 def check_long_call_answered(env):
     """A dispatched call has no deadline: held by a write lock on its mirror for longer than
     header_timeout and keepalive_timeout (which are also libevent's inactivity timeout), it
@@ -291,6 +334,7 @@ def main():
                       ("slowloris connections time out", lambda: check_slowloris_closed(attack)),
                       ("slow bodies time out", lambda: check_slow_body_closed(attack)),
                       ("1,000 idle connections", lambda: check_idle_connections(env)),
+                      ("out of file descriptors", lambda: check_out_of_descriptors(env)),
                       ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),
                       ("flooding clients take bounded memory", lambda: check_flooding_clients_bounded(env)),
                       ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env))])
