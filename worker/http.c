@@ -613,12 +613,39 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
 
 /* ---- service calls ---- */
 
-static void finish_call(struct pending_call *pc)
+/* Whether the client of req has gone: evhttp has let go of its connection, or the socket is
+ * at its end or reset. A call whose client has gone is not run. Its sender died, and a new one
+ * may have run a cycle since (this worker was held up, or the call waited for its tenant's
+ * lock): a stale RowData of a full load applied after that cycle would bring back rows the
+ * cycle deleted, as full-load rows carry no lsn to skip them by. Like nginx, an end of stream
+ * is taken for a client that has gone (no sender half-closes and then waits for its answer). */
+static int client_gone(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon)
+        return 1;
+    evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Answers the call (or, when its client has gone, closes) and frees it; nothing is committed
+ * of a call that did not run (call_free rolls back rows applied while parsing). */
+static void finish_call(struct pending_call *pc, int gone)
 {
     struct wrk_http *http = pc->http;
-    const struct buf *response = call_response(pc->call);
-    send_answer(http, pc->req, call_http_status(pc->call), "text/xml; charset=utf-8",
-                response->data, response->len);
+    if (gone) {
+        log_info("the client closed its connection before its call ran: the call is not run");
+        struct evkeyvalq *headers = evhttp_request_get_output_headers(pc->req);
+        if (!evhttp_find_header(headers, "Connection"))
+            evhttp_add_header(headers, "Connection", "close");
+        send_answer(http, pc->req, 503, "text/plain; charset=utf-8", "", 0);
+    } else {
+        const struct buf *response = call_response(pc->call);
+        send_answer(http, pc->req, call_http_status(pc->call), "text/xml; charset=utf-8",
+                    response->data, response->len);
+    }
     call_free(pc->call);
     if (pc->retry)
         event_free(pc->retry);
@@ -630,8 +657,12 @@ static void finish_call(struct pending_call *pc)
 static void run_call(evutil_socket_t fd, short what, void *arg)
 {
     struct pending_call *pc = arg;
+    if (client_gone(pc->req)) {
+        finish_call(pc, 1);
+        return;
+    }
     if (call_run(pc->call) == CALL_DONE) {
-        finish_call(pc);
+        finish_call(pc, 0);
         return;
     }
     /* The tenant's lock is busy: try again shortly, backing off, without blocking the loop. */
@@ -657,6 +688,10 @@ static void start_call(struct wrk_http *http, struct evhttp_request *req)
     /* Busy from here: call_start may do most of a large RowData call (see service.c). */
     http->calls_in_flight++;
     mark_worker_state(http);
+    if (client_gone(req)) {
+        finish_call(pc, 1);
+        return;
+    }
     pc->call = call_start(http->svc, body, len, soapaction);
     run_call(-1, 0, pc);
 }

@@ -14,9 +14,11 @@
   and its connection serves the next call;
 - endless headers, and a client that sends on without reading its answer, take bounded memory;
 - a client that disconnects in the middle of a RowData body (FIN or RST) leaves nothing behind:
-  no rows, no lsn change, the same workers alive and idle, the tenant's next call succeeds."""
+  no rows, no lsn change, the same workers alive and idle, the tenant's next call succeeds;
+- a whole RowData whose client closed its connection before a worker got to it is not run."""
 import os
 import select
+import signal
 import socket
 import sqlite3
 import struct
@@ -320,6 +322,32 @@ def check_disconnect_mid_body(env):
     R.check(R.count_and_lsn(p) == (20, 20), "after the next call: %r" % (R.count_and_lsn(p),))
 
 
+def check_gone_client_not_run(env):
+    """A whole RowData sent and the connection closed while every worker was held up (SIGSTOP):
+    the worker that reads it finds its client gone and does not run it (its sender died, and a
+    newer cycle may have run meanwhile); the same call from a client that waits is applied."""
+    d = env.daemon
+    p = PL.P(env, "gone_client")
+    p.setup([R.TABLE])
+    PL.ok_states(p.rows([R.item_batch(10, 1, lsn=10)]), "baseline")
+    before = R.count_and_lsn(p)
+    body = H.envelope(H.row_data_body([R.item_batch(5, 500, lsn=50)]), p.token()).encode()
+    workers = d.worker_pids()
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+            s.sendall(R.post_head(d.port, len(body)) + body)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    d.wait_log(r"the client closed its connection before its call ran: the call is not run")
+    R.check(R.count_and_lsn(p) == before, "a call whose client had gone was run: %r, before %r"
+            % (R.count_and_lsn(p), before))
+    PL.ok_states(p.rows([R.item_batch(5, 500, lsn=50)]), "the same call, its client waiting")
+    R.check(R.count_and_lsn(p) == (15, 50), "after the call: %r" % (R.count_and_lsn(p),))
+
+
 def main():
     limit = R.raise_nofile(4096)
     if limit < 1100:
@@ -337,7 +365,8 @@ def main():
                       ("out of file descriptors", lambda: check_out_of_descriptors(env)),
                       ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),
                       ("flooding clients take bounded memory", lambda: check_flooding_clients_bounded(env)),
-                      ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env))])
+                      ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env)),
+                      ("a call whose client has gone is not run", lambda: check_gone_client_not_run(env))])
 
 
 if __name__ == "__main__":
