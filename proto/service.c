@@ -172,16 +172,12 @@ static char **split_tables(struct arena *arena, const char *list, size_t *n)
     return names;
 }
 
-/* Operator requests (protocol 7) are carried out at Authenticate and TableSchema only. A reset
- * or a resync of every table that fails stays pending for the next call (setting them again is
- * one atomic bit); a failed resync of named tables is logged for the operator to repeat. */
-static int carry_out_requests(struct call *call, struct fault *f)
+/* Carries out the requests taken (see carry_out_requests); 0, or -1 with f. */
+static int carry_out(struct call *call, const struct tenant_requests *rq, struct fault *f)
 {
     struct service *svc = call->svc;
-    struct tenant_requests rq;
-    reg_tenant_take_requests(svc->reg, call->tenant_idx, &rq);
     const char *tenant = call->claims.tenant;
-    if (rq.reset) {
+    if (rq->reset) {
         log_info("operator reset: dropping and provisioning the mirror anew");
         if (store_reset(svc->store, tenant, f) != 0) {
             reg_request_reset(svc->reg, tenant);
@@ -189,21 +185,34 @@ static int carry_out_requests(struct call *call, struct fault *f)
             return -1;
         }
     }
-    if (rq.resync) {
-        int all = strcmp(rq.resync_tables, "*") == 0;
+    if (rq->resync) {
+        int all = strcmp(rq->resync_tables, "*") == 0;
         size_t n = 0;
-        char **names = all ? NULL : split_tables(&call->arena, rq.resync_tables, &n);
-        log_info("operator resync of %s", all ? "every table" : rq.resync_tables);
+        char **names = all ? NULL : split_tables(&call->arena, rq->resync_tables, &n);
+        log_info("operator resync of %s", all ? "every table" : rq->resync_tables);
         struct store_tenant *t = store_tenant(svc->store, tenant, f);
         if (!t || store_resync(t, names, n, f) != 0) {
-            if (all)
-                reg_request_resync(svc->reg, tenant, NULL);
-            log_error("operator resync of %s failed (%s)%s", all ? "every table" : rq.resync_tables,
-                      f->message, all ? "; it stays pending" : "; repeat it with somirrorctl resync");
+            reg_request_resync(svc->reg, tenant, NULL);
+            log_error("operator resync of %s failed (%s); %s", all ? "every table" : rq->resync_tables,
+                      f->message, all ? "it stays pending" : "every table is resynced at the next call");
             return -1;
         }
     }
     return 0;
+}
+
+/* Operator requests (protocol 7) are carried out at Authenticate and TableSchema only. One
+ * that fails stays pending for the next call (setting it again is one atomic bit); the names
+ * of a resync of named tables cannot be kept by a worker (the master adds them), so such a
+ * resync stays pending as one of every table. If the worker dies meanwhile, the master puts
+ * them back (reg_release_locks_of). */
+static int carry_out_requests(struct call *call, struct fault *f)
+{
+    struct tenant_requests rq;
+    reg_tenant_take_requests(call->svc->reg, call->tenant_idx, &rq);
+    int rc = carry_out(call, &rq, f);
+    reg_tenant_requests_done(call->svc->reg, call->tenant_idx);
+    return rc;
 }
 
 static void run_authenticate(struct call *call, struct fault *f)

@@ -63,8 +63,14 @@ enum {
     REQ_PAUSE = 1u,
     REQ_RESET = 2u,
     REQ_RESYNC_ALL = 4u,
-    REQ_RESYNC_TABLES = 8u
+    REQ_RESYNC_TABLES = 8u,
+    /* Taken by the lock holder and being carried out (reg_tenant_take_requests) until
+     * reg_tenant_requests_done: if the holder dies first, the master puts them back. */
+    REQ_RESET_TAKEN = 16u,
+    REQ_RESYNC_TAKEN = 32u
 };
+#define REQ_TAKEABLE (REQ_RESET | REQ_RESYNC_ALL | REQ_RESYNC_TABLES)
+#define REQ_TAKEN (REQ_RESET_TAKEN | REQ_RESYNC_TAKEN)
 
 const double reg_duration_bounds[REG_DURATION_BUCKETS] = {
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
@@ -513,6 +519,14 @@ int reg_release_locks_of(struct registry *reg, pid_t pid)
         e->data.last_error_at = (int64_t)time(NULL);
         e->data.state = TENANT_ERROR;
         write_end(&e->change);
+        /* Operator requests it had taken are pending again, for the next call; the names of
+         * a resync of named tables went with it, so every table is resynced. */
+        uint32_t taken = atomic_fetch_and_explicit(&e->requests, ~(uint32_t)REQ_TAKEN,
+                                                   memory_order_acq_rel);
+        atomic_fetch_or_explicit(&e->requests,
+                                 (taken & REQ_RESET_TAKEN ? REQ_RESET : 0u) |
+                                     (taken & REQ_RESYNC_TAKEN ? REQ_RESYNC_ALL : 0u),
+                                 memory_order_release);
         pid_lock_release(&e->lock_owner, pid);
         freed++;
     }
@@ -740,15 +754,25 @@ void reg_tenant_take_requests(struct registry *reg, uint32_t idx, struct tenant_
     struct tenant_entry *e = used_entry(reg, idx);
     if (!e)
         return;
-    uint32_t bits = atomic_fetch_and_explicit(&e->requests,
-                                              ~(uint32_t)(REQ_RESET | REQ_RESYNC_ALL | REQ_RESYNC_TABLES),
-                                              memory_order_acq_rel);
+    uint32_t bits = atomic_load_explicit(&e->requests, memory_order_acquire), taken;
+    do
+        taken = (bits & REQ_RESET ? REQ_RESET_TAKEN : 0u) |
+                (bits & (REQ_RESYNC_ALL | REQ_RESYNC_TABLES) ? REQ_RESYNC_TAKEN : 0u);
+    while (!atomic_compare_exchange_weak_explicit(&e->requests, &bits, (bits & ~REQ_TAKEABLE) | taken,
+                                                  memory_order_acq_rel, memory_order_acquire));
     out->reset = (bits & REQ_RESET) != 0;
     if (bits & REQ_RESYNC_TABLES)
         resync_take(reg, idx, out->resync_tables, sizeof(out->resync_tables));
     if (bits & REQ_RESYNC_ALL)
         copy_text(out->resync_tables, sizeof(out->resync_tables), "*");
     out->resync = out->resync_tables[0] != '\0';
+}
+
+void reg_tenant_requests_done(struct registry *reg, uint32_t idx)
+{
+    struct tenant_entry *e = used_entry(reg, idx);
+    if (e)
+        atomic_fetch_and_explicit(&e->requests, ~(uint32_t)REQ_TAKEN, memory_order_release);
 }
 
 /* ---- operator requests (master) ---- */

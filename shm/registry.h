@@ -131,7 +131,9 @@ int reg_tenant_read(const struct registry *reg, uint32_t idx, struct tenant_view
 int reg_tenant_trylock(struct registry *reg, uint32_t idx, pid_t self);
 void reg_tenant_unlock(struct registry *reg, uint32_t idx, pid_t self);
 /* Master, on reaping pid: frees every lock pid held and marks those tenants with the error
- * "a call was interrupted (worker <pid> died)". Returns how many were freed. */
+ * "a call was interrupted (worker <pid> died)"; operator requests pid had taken and not
+ * finished are pending again (a resync of named tables as one of every table). Returns how
+ * many were freed. */
 int reg_release_locks_of(struct registry *reg, pid_t pid);
 
 /* Writes under the tenant lock. */
@@ -155,8 +157,11 @@ void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char
 int reg_tenant_hook_claim(struct registry *reg, uint32_t idx, pid_t self, pid_t *holder);
 void reg_tenant_hook_release(struct registry *reg, uint32_t idx, pid_t self);
 pid_t reg_tenant_hook_running(const struct registry *reg, uint32_t idx);
-/* Takes and clears the pending resync/reset requests (worker, under the lock). */
+/* Takes the pending resync/reset requests (worker, under the lock): they are no longer
+ * pending, but taken until reg_tenant_requests_done, so that the master can put them back if
+ * the worker dies while carrying them out (reg_release_locks_of). */
 void reg_tenant_take_requests(struct registry *reg, uint32_t idx, struct tenant_requests *out);
+void reg_tenant_requests_done(struct registry *reg, uint32_t idx);
 
 /* ---- operator requests (master) ---- */
 /* ctx NULL: all tenants (a global flag). A pause for a tenant not yet seen creates its entry. */
@@ -168,7 +173,8 @@ int reg_global_paused(const struct registry *reg);
 int reg_tenant_pause_flag(const struct registry *reg, uint32_t idx);
 /* table NULL: all tables. Returns 0, or -1 (unknown tenant, or the pending list is full).
  * A reset and a resync of all tables are single atomic bits: a worker whose attempt failed may
- * set them again to keep them pending (named tables are the master's to add). */
+ * set them again to keep them pending (named tables are the master's to add: a worker keeps a
+ * failed resync of named tables pending as one of every table). */
 int reg_request_resync(struct registry *reg, const char *ctx, const char *table);
 int reg_request_reset(struct registry *reg, const char *ctx);
 

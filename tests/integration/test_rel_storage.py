@@ -12,7 +12,8 @@ transaction as the rows):
   tenant's calls fault (StorageError or TenantBusy), `show tenant X json` says state "error" with
   the reason in last_error, and another tenant keeps working.
 - a locked mirror file (another process holds BEGIN EXCLUSIVE): the same, and once the lock is
-  released the tenant works again."""
+  released the tenant works again; an operator resync that failed on the locked file stays
+  pending and is carried out at the next call."""
 import os
 import sqlite3
 import sys
@@ -187,6 +188,20 @@ def check_locked_file():
         PL.ok_states(locked.rows([R.item_batch(50, 500, lsn=20)]), "RowData after the lock is released")
         R.check(R.count_and_lsn(locked) == (150, 20), "after the lock: %r" % (R.count_and_lsn(locked),))
         print("   locked mirror: %s: %s / %s" % (f["code"], f["message"], t["last_error"]))
+
+        # An operator resync of a named table that fails (the file locked again) is not lost:
+        # it stays pending, as one of every table, and the next call carries it out.
+        R.check(d.ctl("resync %s item" % locked.tenant).startswith("ok"), "resync refused")
+        holder = sqlite3.connect(locked.db_path(), isolation_level=None, timeout=5)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            expect_storage_fault(locked.call("Authenticate", H.authenticate_body()),
+                                 "Authenticate carrying out a resync on a locked mirror")
+        finally:
+            holder.close()
+        R.check(R.count_and_lsn(locked) == (150, 20), "resynced while locked: %r" % (R.count_and_lsn(locked),))
+        locked.auth()
+        R.check(R.count_and_lsn(locked) == (0, -1), "after the resync: %r" % (R.count_and_lsn(locked),))
 
 
 def main():

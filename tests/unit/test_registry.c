@@ -285,6 +285,28 @@ START_TEST(test_requests)
     ck_assert_int_eq(r.resync, 1);
     ck_assert_ptr_nonnull(strstr(r.resync_tables, "t00_abc"));
     ck_assert_int_lt(strlen(r.resync_tables), REG_RESYNC_MAX);
+    reg_tenant_requests_done(reg, idx);
+
+    /* Requests taken by a worker that dies before it is done are pending again once the master
+     * reaps it (a resync of named tables as one of every table); done ones are not. */
+    const pid_t dead = 999999;
+    ck_assert_int_eq(reg_request_reset(reg, "Cust1"), 0);
+    ck_assert_int_eq(reg_request_resync(reg, "Cust1", "Contact"), 0);
+    ck_assert_int_eq(reg_tenant_trylock(reg, idx, dead), 0);
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.reset, 1);
+    ck_assert_str_eq(r.resync_tables, "Contact");
+    ck_assert_int_eq(reg_release_locks_of(reg, dead), 1);
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.reset, 1);
+    ck_assert_int_eq(r.resync, 1);
+    ck_assert_str_eq(r.resync_tables, "*");
+    reg_tenant_requests_done(reg, idx);
+    ck_assert_int_eq(reg_tenant_trylock(reg, idx, dead), 0);
+    ck_assert_int_eq(reg_release_locks_of(reg, dead), 1);
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.reset, 0);
+    ck_assert_int_eq(r.resync, 0);
     reg_destroy(reg);
 }
 END_TEST
