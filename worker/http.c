@@ -41,6 +41,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "common/clock.h"
@@ -234,12 +235,19 @@ static void request_bytes(struct conn *c, struct evbuffer *buf, size_t from, siz
 
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg);
 
-/* evhttp's close callback: the connection is going; its bufferevent is still there. */
+/* evhttp's close callback: the connection is going; its bufferevent is still there. A TLS
+ * connection says so first (close_notify, which libevent 2.1 never sends): without it a client
+ * cannot tell the end of an answer framed by the close from a cut connection. */
 static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
     struct conn *c = arg;
     struct wrk_http *http = c->http;
     (void)evcon;
+    SSL *ssl = c->plain ? NULL : bufferevent_openssl_get_ssl(c->bev);
+    if (ssl && SSL_is_init_finished(ssl)) {
+        SSL_shutdown(ssl);
+        ERR_clear_error();
+    }
     if (c->fd >= 0 && (size_t)c->fd < http->by_fd_len && http->by_fd[c->fd] == c)
         http->by_fd[c->fd] = NULL;
     conn_free(c);

@@ -2,7 +2,7 @@
 one; TLS 1.0/1.1 and TLS 1.2 suites without forward secrecy are refused; a session ticket made
 by one worker resumes on every worker (the master makes the context, workers inherit it);
 pipelined requests past the input's high-water mark are all answered; a handshake still going
-on when a worker drains is completed and its request answered. A SIGHUP puts a replaced
+on when a worker drains is completed and its request answered; a close ends with close_notify. A SIGHUP puts a replaced
 certificate into service for new connections, while files changed without one never reach a
 respawned worker; a reload with a mismatched, missing or passphrase-protected key fails at
 once, saying why, and the old certificate stays; an expired certificate is served with a
@@ -182,6 +182,24 @@ def check_slow_handshake_across_drain(port, daemon):
                        what="the reload")
 
 
+def check_close_notify(port):
+    """An answer framed by the close (Connection: close) ends with TLS's close_notify, so that
+    the client can tell it from a cut connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        conn = client_context().wrap_socket(raw, suppress_ragged_eofs=False)
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        try:
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except ssl.SSLEOFError:
+            raise AssertionError("the connection was closed without close_notify after %r" % answer)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
 def expired_pair(directory):
     """A self-signed certificate that expired in 2021, and its key."""
     from cryptography import x509
@@ -252,6 +270,7 @@ def main():
         check_policy(secure)
         check_resumption(secure, env.daemon)
         check_pipelining(secure)
+        check_close_notify(secure)
 
         status, seen = peer_fingerprint(secure)
         assert status == 200, status
