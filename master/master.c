@@ -42,6 +42,7 @@
 #define MAX_RESTART_REQUIRED 8
 #define GENERATION_START_MS 10000   /* for a new generation's workers to serve */
 #define GENERATION_POLL_MS 5
+#define OPEN_FILES_MAX 65536        /* see raise_open_files_limit */
 
 struct child {
     pid_t pid;
@@ -780,18 +781,22 @@ static const char *doubtful(const struct config *cfg, char *why, size_t whylen)
 }
 
 /* Each connection takes a descriptor, and a shell's soft limit (often 1024) is far below what
- * the hard limit allows: the soft limit is raised to the hard one, for the master and so for
- * its workers (a systemd unit may set both, see contrib/somirrord.service). */
+ * the hard limit allows: the soft limit is raised towards the hard one, for the master and so
+ * for its workers, up to OPEN_FILES_MAX (hook programs inherit it, and some close every
+ * descriptor up to the limit). A systemd unit sets it (contrib/somirrord.service). */
 static void raise_open_files_limit(void)
 {
     struct rlimit lim;
-    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max)
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0)
+        return;
+    rlim_t want = lim.rlim_max < OPEN_FILES_MAX ? lim.rlim_max : OPEN_FILES_MAX;
+    if (lim.rlim_cur >= want)
         return;
     rlim_t was = lim.rlim_cur;
-    lim.rlim_cur = lim.rlim_max;
+    lim.rlim_cur = want;
     if (setrlimit(RLIMIT_NOFILE, &lim) == 0)
         log_info("open files limit raised from %llu to %llu", (unsigned long long)was,
-                 (unsigned long long)lim.rlim_max);
+                 (unsigned long long)want);
 }
 
 static int serve(struct master *m, int foreground)

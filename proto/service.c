@@ -184,6 +184,10 @@ static int carry_out(struct call *call, const struct tenant_requests *rq, struct
             log_error("operator reset failed (%s); it stays pending", f->message);
             return -1;
         }
+        /* Done: a worker that dies now must not reset again. A resync asked for with it has
+         * nothing left to do: every table is new. */
+        reg_tenant_requests_done(svc->reg, call->tenant_idx);
+        return 0;
     }
     if (rq->resync) {
         int all = strcmp(rq->resync_tables, "*") == 0;

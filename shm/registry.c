@@ -20,8 +20,10 @@
  *    last_hook without the lock. That is why every tenant-data writer takes the change counter
  *    from even to odd by compare-and-swap (tenant_change_begin): two writers never overlap,
  *    whoever they are.
- *  - tenant request words (pause, reset, resync bits): set by the master (atomic or), taken by
- *    the lock holder (atomic and-not).
+ *  - tenant request words (pause, reset, resync bits): set by the master (atomic or; a lock
+ *    holder whose attempt failed may set reset and resync-all again), taken by the lock holder
+ *    (compare-and-swap into "taken" bits, cleared when it is done); the master puts taken bits
+ *    back as requests when it reaps a lock holder that died (reg_release_locks_of).
  *  - tenant hook word (hook_pid): the pid of the process running the tenant's exclusive hook,
  *    claimed by compare-and-swap from 0 (or from a pid that no longer exists) by that process,
  *    cleared by it when the hook is done.

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -236,15 +237,17 @@ static void request_bytes(struct conn *c, struct evbuffer *buf, size_t from, siz
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg);
 
 /* evhttp's close callback: the connection is going; its bufferevent is still there. A TLS
- * connection says so first (close_notify, which libevent 2.1 never sends): without it a client
- * cannot tell the end of an answer framed by the close from a cut connection. */
+ * connection whose answers are all out says so first (close_notify, which libevent 2.1 never
+ * sends): without it a client cannot tell the end of an answer framed by the close from a cut
+ * connection. */
 static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
     struct conn *c = arg;
     struct wrk_http *http = c->http;
     (void)evcon;
     SSL *ssl = c->plain ? NULL : bufferevent_openssl_get_ssl(c->bev);
-    if (ssl && SSL_is_init_finished(ssl)) {
+    /* Not after an answer cut short (output left): the client must not take it for whole. */
+    if (ssl && SSL_is_init_finished(ssl) && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         SSL_shutdown(ssl);
         ERR_clear_error();
     }
@@ -329,6 +332,20 @@ static struct conn *conn_of_request(struct wrk_http *http, struct evhttp_request
     return c && c->evcon == evcon ? c : NULL;
 }
 
+/* libevent 2.1's TLS bufferevent stops reading at the input's high-water mark (see
+ * input_high_water) with decrypted bytes left inside OpenSSL (SSL_pending), and when evhttp has
+ * taken enough input for it to resume, it only waits for the socket again: bytes already in
+ * would wait for more that may never come (a client that has sent all its pipelined requests).
+ * So when evhttp takes input while OpenSSL holds some, the bufferevent's read event is run as
+ * if the socket were readable (struct bufferevent's ev_read, from bufferevent_struct.h: the
+ * one way in from outside libevent). */
+static void resume_tls_reading(struct conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (ssl && SSL_pending(ssl) > 0)
+        event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
 /* evhttp's on-complete callback of a dispatched request: its answer is written, the
  * connection waits for the next request (or evhttp closes it right after this). Bytes of the
  * next request may be in already: evhttp consumed exactly this one's. */
@@ -343,6 +360,8 @@ static void request_done(struct evhttp_request *req, void *arg)
     c->phase = CONN_WAITING;
     c->first = 0;
     conn_arm(c, monotonic_ms() + (int64_t)c->http->params->cfg->keepalive_timeout * 1000);
+    if (!c->plain)
+        resume_tls_reading(c);   /* evhttp reads again next, and libevent only waits for the socket */
     struct evbuffer *input = bufferevent_get_input(c->bev);
     size_t len = evbuffer_get_length(input);
     if (len)
@@ -385,20 +404,6 @@ static void read_ahead(struct conn *c, struct evbuffer *input)
     }
 }
 
-/* libevent 2.1's TLS bufferevent stops reading at the input's high-water mark (see
- * input_high_water) with decrypted bytes left inside OpenSSL (SSL_pending), and when evhttp has
- * taken enough input for it to resume, it only waits for the socket again: bytes already in
- * would wait for more that may never come (a client that has sent all its pipelined requests).
- * So when evhttp takes input while OpenSSL holds some, the bufferevent's read event is run as
- * if the socket were readable (struct bufferevent's ev_read, from bufferevent_struct.h: the
- * one way in from outside libevent). */
-static void resume_tls_reading(struct conn *c)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-    if (ssl && SSL_pending(ssl) > 0)
-        event_active(&c->bev->ev_read, EV_READ, 1);
-}
-
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *c = arg;
@@ -430,14 +435,15 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(evhttp_bound_socket_get_listener(lh->bound));
 }
 
-/* accept() failed with more than a passing error: out of descriptors (EMFILE, ENFILE) or
- * memory. The socket stays readable, so libevent would try again at once, for ever, at full
+/* accept() failed and libevent gave up for this turn. Out of descriptors (EMFILE, ENFILE) or
+ * memory, the socket stays readable, so libevent would try again at once, for ever, at full
  * CPU: accepting pauses for ACCEPT_FAILED_PAUSE_MS instead (or until a connection closes), as
- * nginx does, and it is logged once per pause. */
+ * nginx does, and it is logged once per pause. Other errors are the connection's own. */
 static void accept_failed(struct evconnlistener *listener, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    evconnlistener_disable(listener);
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+        return;   /* a connection's own error (accept(2): EPROTO, ENETDOWN, EPERM...): go on */
     /* arg is evhttp's own (the struct evhttp): the listener is found by it. */
     struct listener_http *lh = NULL;
     for (size_t i = 0; worker_http && i < worker_http->nlisteners && !lh; i++)
@@ -445,6 +451,7 @@ static void accept_failed(struct evconnlistener *listener, void *arg)
             lh = &worker_http->listeners[i];
     if (!lh)
         return;
+    evconnlistener_disable(listener);
     log_error("listen %s: accept: %s; accepting again in %d ms", lh->address,
               evutil_socket_error_to_string(err), ACCEPT_FAILED_PAUSE_MS);
     struct timeval pause = {0, ACCEPT_FAILED_PAUSE_MS * 1000};
@@ -555,13 +562,17 @@ static int body_left_unread(struct evhttp_request *req)
  * front may have framed the same bytes by another of those headers, and what follows on the
  * connection would then be taken for a request the proxy never saw (request smuggling). So
  * two Content-Length or Transfer-Encoding headers, or both, are 400, and a coding other than
- * chunked 501; the answer closes the connection. */
+ * chunked 501; so is whitespace before a header's colon (RFC 9112 section 5.1). The answer
+ * closes the connection. */
 static int framing_refused(struct evhttp_request *req)
 {
     const struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
     int lengths = 0, encodings = 0;
     const char *encoding = NULL;
     for (const struct evkeyval *h = headers->tqh_first; h; h = h->next.tqe_next) {
+        size_t n = strlen(h->key);
+        if (n && (h->key[n - 1] == ' ' || h->key[n - 1] == '\t'))
+            return 400;   /* "Transfer-Encoding : chunked" would be read as no header at all */
         if (evutil_ascii_strcasecmp(h->key, "Content-Length") == 0) {
             lengths++;
         } else if (evutil_ascii_strcasecmp(h->key, "Transfer-Encoding") == 0) {
@@ -611,8 +622,9 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
     evhttp_add_header(headers, "Content-Type", content_type);
     /* libevent gives an answer to CONNECT no Content-Length, so its body ends at the close, and
      * never closes after one itself: request_done does. */
-    if (http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req) ||
-        evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT || framing_refused(req))
+    if ((http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req) ||
+         evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT || framing_refused(req)) &&
+        !evhttp_find_header(headers, "Connection"))
         evhttp_add_header(headers, "Connection", "close");
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
@@ -621,9 +633,10 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
 
 /* ---- service calls ---- */
 
-/* Whether the client of req has gone: evhttp has let go of its connection, or the socket is
- * at its end or reset. A call whose client has gone is not run. Its sender died, and a new one
- * may have run a cycle since (this worker was held up, or the call waited for its tenant's
+/* Whether the client of req has gone: evhttp has let go of its connection, or the peer has
+ * closed or reset the socket (POLLRDHUP: its end of stream is in, even behind unread bytes such
+ * as a TLS close_notify). A call whose client has gone is not run. Its sender died, and a new
+ * one may have run a cycle since (this worker was held up, or the call waited for its tenant's
  * lock): a stale RowData of a full load applied after that cycle would bring back rows the
  * cycle deleted, as full-load rows carry no lsn to skip them by. Like nginx, an end of stream
  * is taken for a client that has gone (no sender half-closes and then waits for its answer). */
@@ -632,10 +645,9 @@ static int client_gone(struct evhttp_request *req)
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (!evcon)
         return 1;
-    evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
-    char byte;
-    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    struct pollfd p = {.fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)),
+                       .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }
 
 /* Answers the call (or, when its client has gone, closes) and frees it; nothing is committed
@@ -746,12 +758,13 @@ static void route_request(struct evhttp_request *req, void *arg)
 
 /* ---- setup and drain ---- */
 
-/* Whether c is a TLS connection whose handshake is still going on: its first request is on its
- * way (header_timeout bounds it, as it does headers). */
+/* Whether c is a TLS connection whose handshake has begun and is still going on: its first
+ * request is on its way (header_timeout bounds it, as it does headers). One with no byte in yet
+ * holds a drain no more than a plain one does. */
 static int tls_handshaking(const struct conn *c)
 {
     const SSL *ssl = c->plain ? NULL : bufferevent_openssl_get_ssl(c->bev);
-    return ssl && !SSL_is_init_finished(ssl);
+    return ssl && !SSL_in_before(ssl) && !SSL_is_init_finished(ssl);
 }
 
 /* Whether a connection has part of a request in: its handshake, headers or body are still

@@ -25,7 +25,7 @@ static void openssl_reason(char *out, size_t outlen)
 {
     unsigned long code = ERR_get_error();
     const char *reason = code ? ERR_reason_error_string(code) : NULL;
-    snprintf(out, outlen, "%s", reason ? reason : "not in PEM form");
+    snprintf(out, outlen, "%s", reason ? reason : "unknown OpenSSL error");
     ERR_clear_error();
 }
 
@@ -37,7 +37,8 @@ static int no_passphrase(char *buf, int size, int rwflag, void *data)
     return 0;
 }
 
-/* The file at path read whole into memory: a BIO, or NULL with why (errno's text). */
+/* The file at path read whole into memory (OpenSSL's secure heap, wiped when freed: it may
+ * be a key): a BIO, or NULL with why (errno's text). */
 static BIO *read_pem(const char *path, char *why, size_t whylen)
 {
     FILE *f = fopen(path, "rb");
@@ -45,15 +46,16 @@ static BIO *read_pem(const char *path, char *why, size_t whylen)
         snprintf(why, whylen, "%s", strerror(errno));
         return NULL;
     }
-    BIO *bio = BIO_new(BIO_s_mem());
+    BIO *bio = BIO_new(BIO_s_secmem());
     char chunk[4096];
     size_t n;
     while (bio && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
         BIO_write(bio, chunk, (int)n);
-    int failed = ferror(f);
+    OPENSSL_cleanse(chunk, sizeof(chunk));
+    int failed = ferror(f) ? errno : 0;
     fclose(f);
     if (!bio || failed) {
-        snprintf(why, whylen, "%s", bio ? "read error" : "out of memory");
+        snprintf(why, whylen, "%s", bio ? strerror(failed) : "out of memory");
         BIO_free(bio);
         return NULL;
     }
@@ -69,7 +71,8 @@ static int use_certificate(SSL_CTX *ctx, const struct cfg_listen *where, char *w
         return -1;
     BIO_free(bio);   /* readable: OpenSSL reads the chain itself */
     if (SSL_CTX_use_certificate_chain_file(ctx, where->tls_certificate) != 1) {
-        openssl_reason(why, whylen);
+        ERR_clear_error();
+        snprintf(why, whylen, "not a PEM certificate (chain)");
         return -1;
     }
     X509 *cert = SSL_CTX_get0_certificate(ctx);
@@ -98,8 +101,10 @@ static int use_key(SSL_CTX *ctx, const struct cfg_listen *where, char *why, size
         snprintf(why, whylen, "the key is encrypted; somirrord needs it unencrypted");
     else if (!key)
         snprintf(why, whylen, "not a PEM private key");
-    else if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+    else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) != 1)
         snprintf(why, whylen, "it does not match the certificate");
+    else if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+        snprintf(why, whylen, "a key of a type or size TLS cannot use");
     else
         rc = 0;
     EVP_PKEY_free(key);
@@ -123,6 +128,7 @@ static SSL_CTX *context_new(const struct cfg_listen *where, char *err, size_t er
                                  SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    SSL_CTX_set_dh_auto(ctx, 1);   /* the DHE suites need parameters: OpenSSL's, by key size */
     if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
         openssl_reason(why, sizeof(why));
         snprintf(err, errlen, "listen %s: TLS ciphers: %s", where->address, why);

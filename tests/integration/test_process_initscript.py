@@ -56,13 +56,22 @@ def check_actions():
             r = init(dict(env, SOMIRRORCTL=os.path.join(directory, "absent")), "reload")
             assert r.returncode == 0, r
             h.wait_until(lambda: daemon.ctl_json("show info")["generation"] == 3, what="the reload")
+            # With a configuration that names no status socket, a SIGHUP too.
+            socketless = os.path.join(directory, "socketless.yaml")
+            with open(socketless, "w") as f:
+                cfg = h.read_config(config)
+                del cfg["status_socket"]
+                f.write(json.dumps(cfg))
+            r = init(dict(env, CONFIG=socketless), "reload")
+            assert r.returncode == 0 and "sending SIGHUP" in r.stdout, r
+            h.wait_until(lambda: daemon.ctl_json("show info")["generation"] == 4, what="the reload")
 
             # A broken config: configtest and reload fail, the running one is untouched.
             with open(config, "a") as f:
                 f.write("workers: [\n")
             assert init(env, "configtest").returncode == 1
             assert init(env, "reload").returncode == 1
-            assert daemon.ctl_json("show info")["generation"] == 3
+            assert daemon.ctl_json("show info")["generation"] == 4
             daemon.rewrite_config()
 
             pid = daemon.pid

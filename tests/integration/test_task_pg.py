@@ -55,7 +55,7 @@ def table_facts(columns, fetch):
 
 def compare(pg, source, dbname, expect_tables):
     meta = pg.psql('SELECT tablename, lsn FROM "%s_mirroring" ORDER BY 1' % TENANT.lower(), dbname)
-    lsns = dict(line.split("|") for line in meta.split())
+    lsns = dict(line.split("|") for line in meta.splitlines())
     assert set(lsns) == expect_tables, (sorted(lsns), sorted(expect_tables))
     columns = source_columns(source)
     with sqlite3.connect(source) as db:
@@ -66,7 +66,7 @@ def compare(pg, source, dbname, expect_tables):
                 return keys, counts
 
             def from_mirror(key_sql, counts_sql):
-                keys = sorted(pg.psql("SELECT %s FROM %s" % (key_sql, quoted(table)), dbname).split())
+                keys = sorted(pg.psql("SELECT %s FROM %s" % (key_sql, quoted(table)), dbname).splitlines())
                 counts = [int(n) for n in pg.psql("SELECT %s FROM %s" % (counts_sql, quoted(table)),
                                                   dbname).strip().split("|")]
                 return keys, counts
