@@ -208,6 +208,7 @@ def ambiguous_framing(p):
         "chunked and a length": (400, b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n%s"
                                  % (len(chunked), chunked + follow)),
         "gzip": (501, b"Transfer-Encoding: gzip\r\n\r\n" + body + follow),
+        "space before the colon": (400, b"Transfer-Encoding : chunked\r\n\r\n%s" % (chunked + follow)),
     }
     for name, (status, rest) in cases.items():
         data = answers_until_close(p.port, b"POST / HTTP/1.1\r\nHost: x\r\n" + rest)
