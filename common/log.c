@@ -13,6 +13,17 @@
 
 enum log_target { TARGET_STDERR, TARGET_SYSLOG, TARGET_FILE };
 
+/* Warnings and errors written before the first log_open (a configuration's, at start) go to
+ * stderr, which a daemon started by an init system shows no one: they are kept, and written
+ * again to the log the first log_open opens. */
+enum { EARLY_MAX = 16, EARLY_TEXT = 512 };
+static struct {
+    enum log_level level;
+    char text[EARLY_TEXT];
+} early[EARLY_MAX];
+static size_t nearly;
+static int ever_opened;
+
 static enum log_target target = TARGET_STDERR;
 static enum log_level max_level = LOG_LVL_INFO;
 static int file_fd = -1;
@@ -63,6 +74,12 @@ int log_open(const char *name, enum log_level level, const char *ident, char *er
         snprintf(file_path, sizeof(file_path), "%s", name);
     } else if (next == TARGET_SYSLOG) {
         openlog(ident ? ident : "somirror", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    }
+    if (!ever_opened) {
+        ever_opened = 1;
+        for (size_t i = 0; i < nearly && next != TARGET_STDERR; i++)
+            log_write(early[i].level, "%s (at start)", early[i].text);
+        nearly = 0;
     }
     return 0;
 }
@@ -118,6 +135,13 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap)
     int saved_errno = errno;
     char msg[2048];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (!ever_opened && level <= LOG_LVL_WARN && nearly < EARLY_MAX) {
+        early[nearly].level = level;
+        size_t n = strnlen(msg, EARLY_TEXT - 1);
+        memcpy(early[nearly].text, msg, n);
+        early[nearly].text[n] = '\0';
+        nearly++;
+    }
     if (target == TARGET_SYSLOG) {
         static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
         if (tenant[0])

@@ -10,7 +10,9 @@
 enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 /* target: "stderr", "syslog" or a file path (opened for append, created 0640).
- * Returns 0, or -1 with a message in err. Until called, logging goes to stderr at info. */
+ * Returns 0, or -1 with a message in err. Until called, logging goes to stderr at info; the
+ * first call that opens a file or syslog writes there again the warnings and errors written
+ * before it (the first 16), marked "(at start)". */
 int log_open(const char *target, enum log_level level, const char *ident, char *err, size_t errlen);
 void log_set_level(enum log_level level);
 /* Reopens the log file (SIGUSR1 / logrotate); a no-op for stderr and syslog. */

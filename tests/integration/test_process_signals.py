@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """somirrord's start and stop: `-t` on good and bad configs; SIGTERM drains, exits 0 and removes
 the pid file and status socket; a second somirrord on a live pid file refuses to start; a stale
-pid file is taken over; daemon mode; SIGUSR1 reopens the log; SIGINT stops at once; a request
-still uploading when SIGTERM comes is answered; a daemon keeps relative paths the starting
-directory's."""
+pid file is taken over; daemon mode, whose start-up warnings reach its log; SIGUSR1 reopens the
+log; SIGINT stops at once; a request still uploading when SIGTERM comes is answered; a daemon
+keeps relative paths the starting directory's."""
 import os
 import signal
 import socket
@@ -145,8 +145,13 @@ def main():
         # A stale pid file (no process holds its lock) is taken over; daemon mode.
         with open(d.pid_file, "w") as f:
             f.write("999999\n")
+        # The daemon's configuration warns (a short vendor key) before its log is open: the
+        # warning reaches the log as well as the starting terminal.
+        d.rewrite_config(**{"vendor.certificates": list(d.cfg["vendor"]["certificates"])
+                            + [os.path.join(s.dir, "v1024.pem")]})
         d.start(foreground=False)
         assert d.pid != 999999 and len(d.wait_workers(2)) == 2
+        d.wait_log(r"warn .*vendor\.certificates\[1\]: .*1024 bits.* \(at start\)")
         workers = d.worker_pids()
         # SIGINT: immediate stop, workers killed, pid file removed.
         d.signal(signal.SIGINT)
