@@ -623,7 +623,7 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
     /* libevent gives an answer to CONNECT no Content-Length, so its body ends at the close, and
      * never closes after one itself: request_done does. */
     if ((http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req) ||
-         evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT || framing_refused(req)) &&
+         evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) &&
         !evhttp_find_header(headers, "Connection"))
         evhttp_add_header(headers, "Connection", "close");
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
@@ -739,6 +739,7 @@ static void route_request(struct evhttp_request *req, void *arg)
     if (refused) {
         static const char text[] = "The request's length is told by conflicting or unsupported "
                                    "Content-Length and Transfer-Encoding headers.\n";
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         send_answer(http, req, refused, "text/plain; charset=utf-8", text, sizeof(text) - 1);
     } else if (method == EVHTTP_REQ_POST) {
         start_call(http, req);

@@ -37,9 +37,9 @@ static int no_passphrase(char *buf, int size, int rwflag, void *data)
     return 0;
 }
 
-/* The file at path read whole into memory (OpenSSL's secure heap, wiped when freed: it may
- * be a key): a BIO, or NULL with why (errno's text). */
-static BIO *read_pem(const char *path, char *why, size_t whylen)
+/* The key file at path read whole into memory (OpenSSL's secure heap, wiped when freed): a
+ * BIO, or NULL with why (errno's text). */
+static BIO *read_key(const char *path, char *why, size_t whylen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -66,10 +66,12 @@ static BIO *read_pem(const char *path, char *why, size_t whylen)
  * expired or is not valid yet (still served: a client decides). */
 static int use_certificate(SSL_CTX *ctx, const struct cfg_listen *where, char *why, size_t whylen)
 {
-    BIO *bio = read_pem(where->tls_certificate, why, whylen);
-    if (!bio)
+    FILE *f = fopen(where->tls_certificate, "rb");   /* for the system's reason: OpenSSL gives none */
+    if (!f) {
+        snprintf(why, whylen, "%s", strerror(errno));
         return -1;
-    BIO_free(bio);   /* readable: OpenSSL reads the chain itself */
+    }
+    fclose(f);
     if (SSL_CTX_use_certificate_chain_file(ctx, where->tls_certificate) != 1) {
         ERR_clear_error();
         snprintf(why, whylen, "not a PEM certificate (chain)");
@@ -88,7 +90,7 @@ static int use_certificate(SSL_CTX *ctx, const struct cfg_listen *where, char *w
  * with why. */
 static int use_key(SSL_CTX *ctx, const struct cfg_listen *where, char *why, size_t whylen)
 {
-    BIO *bio = read_pem(where->tls_key, why, whylen);
+    BIO *bio = read_key(where->tls_key, why, whylen);
     if (!bio)
         return -1;
     char *text = NULL;

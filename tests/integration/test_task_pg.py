@@ -47,7 +47,7 @@ def quoted(name):
 
 def table_facts(columns, fetch):
     """(sorted keys as text, [non-NULL count per column]) of one table; fetch(sql) -> rows."""
-    keys = [c for c, pos in sorted((c for c in columns if c[1] > 0), key=lambda c: c[1])]
+    keys = [name for name, pos in sorted(columns, key=lambda c: c[1]) if pos > 0]
     key_sql = " || '|' || ".join("CAST(%s AS TEXT)" % quoted(k) for k in keys)
     counts_sql = ", ".join("COUNT(%s)" % quoted(c) for c, _ in columns)
     return fetch(key_sql, counts_sql)

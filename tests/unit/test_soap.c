@@ -953,6 +953,13 @@ static char *many_attributes(const char *open, size_t n, const char *close)
 }
 
 /* The attribute bound is found without parsing, and counts only what a tag can hold. */
+/* Appends text n times. */
+static void put_times(struct buf *b, const char *text, int n)
+{
+    for (int i = 0; i < n; i++)
+        buf_puts(b, text);
+}
+
 START_TEST(test_attributes_bounded)
 {
     char *fine = many_attributes("<e", 10, "/>");
@@ -973,17 +980,13 @@ START_TEST(test_attributes_bounded)
     /* '=' in text, comments, CDATA sections and processing instructions is not counted. */
     struct buf b = BUF_INIT;
     buf_puts(&b, "<r>");
-    for (int i = 0; i < 3000; i++)
-        buf_puts(&b, "a=b ");
+    put_times(&b, "a=b ", 3000);
     buf_puts(&b, "<!-- <x ");
-    for (int i = 0; i < 3000; i++)
-        buf_puts(&b, "= ");
+    put_times(&b, "= ", 3000);
     buf_puts(&b, "--><![CDATA[ <y ");
-    for (int i = 0; i < 3000; i++)
-        buf_puts(&b, "=");
+    put_times(&b, "=", 3000);
     buf_puts(&b, "]]><?pi <z ");
-    for (int i = 0; i < 3000; i++)
-        buf_puts(&b, "=");
+    put_times(&b, "=", 3000);
     buf_puts(&b, "?></r>");
     ck_assert(soap_xml_attributes_bounded(b.data, b.len, 10));
     buf_free(&b);
