@@ -25,6 +25,7 @@
 #include "worker/http.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -484,16 +485,79 @@ static void accept_one_per_turn(struct listener_http *lh)
     }
 }
 
+/* The address of the peer of socket fd as text ("1.2.3.4:5678"), for messages. */
+static void peer_text(int fd, char *out, size_t outlen)
+{
+    struct sockaddr_storage addr;
+    socklen_t addrlen = sizeof(addr);
+    char host[64], port[16];
+    if (getpeername(fd, (struct sockaddr *)&addr, &addrlen) != 0 ||
+        getnameinfo((struct sockaddr *)&addr, addrlen, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        snprintf(out, outlen, "an unknown client");
+    else
+        snprintf(out, outlen, addr.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* Answers plain HTTP sent to a TLS port with a 400 that says so (as nginx does), where a bare
+ * close would leave the sender's operator guessing. Written straight to the socket: TLS never
+ * started. What the client sent after its first bytes is read and dropped (boundedly), so that
+ * the close does not reset the connection before the client reads the answer. */
+static void answer_plain_http(int fd)
+{
+    static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "Content-Length: 52\r\n"
+                                 "Connection: close\r\n\r\n"
+                                 "This port speaks HTTPS: the request was plain HTTP.\n";
+    if (send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        return;
+    shutdown(fd, SHUT_WR);
+    char dropped[4096];
+    for (int i = 0; i < 16 && recv(fd, dropped, sizeof(dropped), MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
+/* Whether the handshake step OpenSSL just ended with ret failed for good, rather than waiting
+ * for the socket: OpenSSL queued why (libevent takes the queue after each failure it sees, and
+ * so do we after our own SSL calls, so nothing older is there). */
+static int handshake_failed(int ret)
+{
+    return ret <= 0 && ERR_GET_LIB(ERR_peek_last_error()) == ERR_LIB_SSL;
+}
+
+/* A failed handshake is logged at info (as nginx does), with the client and OpenSSL's reason,
+ * unless the client sent nothing (a TCP health check, a port scan); plain HTTP is answered.
+ * OpenSSL's error stays queued for libevent, which closes the connection next. */
+static void tls_failed(const SSL *ssl)
+{
+    BIO *rbio = SSL_get_rbio(ssl);
+    int fd = SSL_get_rfd(ssl);
+    if (!rbio || BIO_number_read(rbio) == 0 || fd < 0)
+        return;
+    char peer[96];
+    peer_text(fd, peer, sizeof(peer));
+    unsigned long code = ERR_peek_last_error();
+    if (ERR_GET_REASON(code) == SSL_R_HTTP_REQUEST) {
+        answer_plain_http(fd);
+        log_info("tls handshake with %s failed: plain HTTP sent to a TLS port (answered 400)", peer);
+        return;
+    }
+    const char *reason = ERR_reason_error_string(code);
+    log_info("tls handshake with %s failed: %s", peer, reason ? reason : "unknown reason");
+}
+
 /* OpenSSL's progress on a TLS handshake: the bytes it reads count as input for the drain
  * (check_drained), as request bytes do; a request sent right after a handshake that ends as a
- * worker drains is then awaited, however long the handshake took. */
+ * worker drains is then awaited, however long the handshake took. A failure is told (tls_failed). */
 static void tls_progress(const SSL *ssl, int where, int ret)
 {
-    (void)ret;
     if (where & (SSL_CB_ACCEPT_LOOP | SSL_CB_HANDSHAKE_DONE)) {
         struct wrk_http *http = SSL_get_app_data(ssl);
         http->last_input_ms = monotonic_ms();
     }
+    if (where == SSL_CB_ACCEPT_EXIT && handshake_failed(ret))
+        tls_failed(ssl);
 }
 
 /* A server SSL for a new connection of lh, its progress watched (tls_progress). */

@@ -2,7 +2,8 @@
 one; TLS 1.0/1.1 and TLS 1.2 suites without forward secrecy are refused; a session ticket made
 by one worker resumes on every worker (the master makes the context, workers inherit it);
 pipelined requests past the input's high-water mark are all answered; a handshake still going
-on when a worker drains is completed and its request answered; a close ends with close_notify;
+on when a worker drains is completed and its request answered; a close ends with close_notify; plain HTTP
+sent to the TLS port is answered 400 and failed handshakes are logged;
 a call whose TLS client closed properly before a worker got to it is not run. A SIGHUP puts a replaced
 certificate into service for new connections, while files changed without one never reach a
 respawned worker; a reload with a mismatched, missing or passphrase-protected key fails at
@@ -13,6 +14,7 @@ import datetime
 import hashlib
 import http.client
 import os
+import re
 import select
 import shutil
 import signal
@@ -210,6 +212,24 @@ def check_close_notify(port):
     assert answer.startswith(b"HTTP/1.1 200"), answer
 
 
+def check_failed_handshakes(port, daemon):
+    """Plain HTTP sent to the TLS port is answered 400 saying so, and logged; a handshake that
+    fails is logged with the client and the reason; a TCP connection that sends nothing (a
+    health check) is not logged."""
+    logged_before = len(daemon.log())
+    status, _, body = PL.raw_http(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    assert (status, body) == (400, b"This port speaks HTTPS: the request was plain HTTP.\n"), (status, body)
+    daemon.wait_log(r"info .*tls handshake with 127\.0\.0\.1:\d+ failed: plain HTTP sent to a TLS port")
+    socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"\x16\x03\x01\x00\x05hello")   # a handshake record that holds no ClientHello
+        while raw.recv(4096):
+            pass
+    daemon.wait_log(r"info .*tls handshake with 127\.0\.0\.1:\d+ failed: (?!plain)")
+    failures = re.findall(r"tls handshake with \S+ failed", daemon.log()[logged_before:])
+    assert len(failures) == 2, "the health check's connection was logged, or a failure twice: %r" % failures
+
+
 def check_gone_client(env, port):
     """A TLS sender that sends a whole RowData and closes properly (close_notify, then FIN)
     while the workers are held up: its call is not run when a worker gets to it."""
@@ -313,6 +333,7 @@ def main():
         check_resumption(secure, env.daemon)
         check_pipelining(secure)
         check_close_notify(secure)
+        check_failed_handshakes(secure, env.daemon)
         check_gone_client(env, secure)
 
         status, seen = peer_fingerprint(secure)
