@@ -137,7 +137,7 @@ void sqltext_put_insert(struct buf *sql, const struct table_schema *s, sqltext_i
 {
     buf_puts(sql, "INSERT INTO ");
     put_ident(sql, s->name);
-    buf_puts(sql, " (");
+    buf_puts(sql, " AS target (");
     sqltext_put_columns(sql, s, put_ident);
     buf_putc(sql, ')');
 }

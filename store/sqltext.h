@@ -59,7 +59,10 @@ void sqltext_put_keys(struct buf *sql, const struct table_schema *s, sqltext_ide
 /* "ALTER TABLE t DROP COLUMN c;\n" for every column of old_schema (table t) that diff drops. */
 void sqltext_put_drop_columns(struct buf *sql, const struct table_schema *old_schema,
                               const struct schema_diff *diff, sqltext_ident_fn put_ident);
-/* "INSERT INTO t (c1, c2, ...)" for table s and all its columns. */
+/* "INSERT INTO t AS target (c1, c2, ...)" for table s and all its columns. The alias hides
+ * the table's name, so that in a following sqltext_put_on_conflict "excluded" is always the row
+ * proposed for insertion, even for a table named excluded (SQLite would otherwise read it as
+ * the table itself and update nothing; PostgreSQL would call it ambiguous). */
 void sqltext_put_insert(struct buf *sql, const struct table_schema *s, sqltext_ident_fn put_ident);
 /* The end of an upsert into s: " ON CONFLICT (k1, ...) DO UPDATE SET c = excluded.c, ..." for
  * every column outside the key, or " ON CONFLICT (k1, ...) DO NOTHING" when every column is in

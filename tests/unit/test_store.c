@@ -990,6 +990,27 @@ START_TEST(test_rows_insert_update_delete)
 }
 END_TEST
 
+/* A table named excluded: an upsert's "excluded" must still be the row sent, not the table
+ * (SQLite read it as the table and updated nothing; PostgreSQL called it ambiguous). */
+START_TEST(test_rows_table_named_excluded)
+{
+    static const char *const cols[] = {"id|int|notnull|", "v|nvarchar(10)|null|", NULL};
+    struct table_schema t = table_make("excluded", "id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    static const char *const load[] = {"I:|1|old", "I:|2|two", NULL};
+    struct batch b = batch_make("excluded", "id,v", 1, load);
+    rows_ok(&b, 1, 1);
+    static const char *const change[] = {"U:2|1|new", "I:3|2|second", NULL};
+    b = batch_make("excluded", "id,v", 3, change);
+    struct table_state *st = rows_ok(&b, 1, 1);
+    ck_assert_int_eq(st[0].skipped, 0);
+    ck_assert_str_eq(probe_text("SELECT v FROM excluded WHERE id = 1"), "new");
+    ck_assert_str_eq(probe_text("SELECT v FROM excluded WHERE id = 2"), "second");
+}
+END_TEST
+
 START_TEST(test_rows_idempotent_resend_and_stale_skip)
 {
     load_contacts();
@@ -1947,6 +1968,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_schema_one_transaction);
     tcase_add_test(tc, test_rows_insert_update_delete);
     tcase_add_test(tc, test_rows_idempotent_resend_and_stale_skip);
+    tcase_add_test(tc, test_rows_table_named_excluded);
     tcase_add_test(tc, test_rows_positions_only_forward);
     tcase_add_test(tc, test_rows_several_batches_and_tables);
     tcase_add_test(tc, test_rows_column_mismatch);
