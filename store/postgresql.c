@@ -30,7 +30,8 @@
  *   datetime2(7)               varchar(27)           text 'YYYY-MM-DD HH:MM:SS[.fffffff]'
  *   datetimeoffset(n)          varchar(34)           text 'YYYY-MM-DD HH:MM:SS[.f...]+HH:MM'
  *                                                    (timestamptz would drop the offset)
- *   uniqueidentifier           varchar(36)           as sent (uuid would lowercase it)
+ *   uniqueidentifier           varchar(36)           as sent (uuid would lowercase it),
+ *                              COLLATE somirror_guid compared in any case (see conn_prepare)
  *   char(n) varchar(n)         varchar(n)            stored as sent, not padded
  *   nchar(n) nvarchar(n)       varchar(n)            (n UTF-16 units hold at most n chars)
  *   (max) types, text, ntext   text
@@ -458,7 +459,15 @@ static int conn_prepare(struct pg_conn *c, struct fault *f)
                c->backend->lock_timeout);
     if (exec_buf(c->db, &sql, "session settings", f) != 0)
         return -1;
-    buf_printf(&sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld); CREATE TABLE IF NOT EXISTS ",
+    /* GUIDs compare in any case, as in SQL Server: a key sent in lowercase finds the row sent
+     * in uppercase. That takes an ICU collation that ignores case (nondeterministic); a server
+     * built without ICU gets a plain one of the same name, and compares GUIDs as text. */
+    buf_printf(&sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld);"
+               " DO $$BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_collation WHERE collprovider = 'i')"
+               " THEN CREATE COLLATION IF NOT EXISTS somirror_guid (provider = icu,"
+               " locale = 'und-u-ks-level2', deterministic = false);"
+               " ELSE CREATE COLLATION IF NOT EXISTS somirror_guid FROM \"C\"; END IF; END$$;"
+               " CREATE TABLE IF NOT EXISTS ",
                (long long)c->lock_key);
     put_quoted(&sql, c->meta);
     buf_puts(&sql, " (tablename pg_catalog.text NOT NULL PRIMARY KEY, schema pg_catalog.text NOT NULL,"
@@ -770,7 +779,7 @@ static void put_type(struct buf *sql, const struct sql_type *t)
             buf_printf(sql, "timestamp(%d)", t->scale);
         return;
     case SQL_DATETIMEOFFSET: buf_puts(sql, "varchar(34)"); return;
-    case SQL_UNIQUEIDENTIFIER: buf_puts(sql, "varchar(36)"); return;
+    case SQL_UNIQUEIDENTIFIER: buf_puts(sql, "varchar(36) COLLATE somirror_guid"); return;
     case SQL_CHAR:
     case SQL_VARCHAR:
     case SQL_NCHAR:

@@ -27,7 +27,7 @@
  *   nvarchar(max)              nvarchar(1073741823)        TEXT
  *   text ntext                 same name                   TEXT
  *   xml                        xml_text                    TEXT as sent
- *   uniqueidentifier           same name                   TEXT as sent
+ *   uniqueidentifier           same name, COLLATE NOCASE   TEXT as sent (compared in any case)
  *   binary(n) varbinary(n)     same name                   BLOB
  *   varbinary(max)             varbinary(2147483647)       BLOB
  *   image                      same name                   BLOB
@@ -290,6 +290,10 @@ static void put_column(struct buf *sql, const struct column *col, int rowid_key)
     } else {
         buf_putc(sql, ' ');
         put_type(sql, &col->type);
+        /* One GUID in any case, as SQL Server compares them: a key sent in lowercase finds
+         * the row sent in uppercase (the text is kept as first sent). */
+        if (col->type.kind == SQL_UNIQUEIDENTIFIER)
+            buf_puts(sql, " COLLATE NOCASE");
         if (!col->nullable)
             buf_puts(sql, " NOT NULL");
     }

@@ -1011,6 +1011,30 @@ START_TEST(test_rows_table_named_excluded)
 }
 END_TEST
 
+/* GUID keys compare in any case, as in SQL Server: a key sent in lowercase updates and
+ * deletes the row sent in uppercase, also twice in one call; the text stays as first sent. */
+START_TEST(test_rows_guid_key_in_any_case)
+{
+    static const char *const cols[] = {"id|uniqueidentifier|notnull|", "v|int|null|", NULL};
+    struct table_schema t = table_make("items", "id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    static const char *const load[] = {"I:|6F9619FF-8B86-D011-B42D-00C04FC964FF|1",
+                                       "I:|0E984725-C51C-4BF4-9960-E1C80E27ABA0|2", NULL};
+    struct batch b = batch_make("items", "id,v", 1, load);
+    rows_ok(&b, 1, 1);
+    static const char *const change[] = {"U:2|6f9619ff-8b86-d011-b42d-00c04fc964ff|10",
+                                         "U:3|6F9619FF-8b86-D011-B42D-00C04FC964FF|11",
+                                         "D:4|0e984725-c51c-4bf4-9960-e1c80e27aba0", NULL};
+    b = batch_make("items", "id,v", 4, change);
+    rows_ok(&b, 1, 1);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM items"), 1);
+    ck_assert_str_eq(probe_text("SELECT id FROM items"), "6F9619FF-8B86-D011-B42D-00C04FC964FF");
+    ck_assert_int_eq(probe_long("SELECT v FROM items"), 11);
+}
+END_TEST
+
 START_TEST(test_rows_idempotent_resend_and_stale_skip)
 {
     load_contacts();
@@ -1969,6 +1993,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_rows_insert_update_delete);
     tcase_add_test(tc, test_rows_idempotent_resend_and_stale_skip);
     tcase_add_test(tc, test_rows_table_named_excluded);
+    tcase_add_test(tc, test_rows_guid_key_in_any_case);
     tcase_add_test(tc, test_rows_positions_only_forward);
     tcase_add_test(tc, test_rows_several_batches_and_tables);
     tcase_add_test(tc, test_rows_column_mismatch);
