@@ -36,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -49,6 +50,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "worker/linger.h"
 
 #define RETRY_FIRST_MS 5
 #define RETRY_MAX_MS 50
@@ -122,6 +124,7 @@ struct wrk_http {
     size_t calls_in_flight;
     int64_t last_input_ms;          /* when a connection or request bytes last arrived */
     struct conn **by_fd;            /* attached connections by socket */
+    struct lingerer *lingerer;      /* sockets closed after an answer to a request not read whole */
     size_t by_fd_len;
     uint32_t connections;           /* open ones (struct conn alive), published in the registry */
     struct event *drain_check;
@@ -254,6 +257,16 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
     }
     if (c->fd >= 0 && (size_t)c->fd < http->by_fd_len && http->by_fd[c->fd] == c)
         http->by_fd[c->fd] = NULL;
+    /* A request whose headers are in but whose body was not read (evhttp refused it, a 413,
+     * or its client left): the client may still be sending the body, so the socket lingers
+     * (worker/linger.c) rather than being reset under the answer. Not for headers that never
+     * ended (a flood of header lines is cut, as nginx does). evhttp closes its own descriptor
+     * next. */
+    if (c->phase == CONN_BODY && c->fd >= 0) {
+        int lingering = dup(c->fd);
+        if (lingering >= 0)
+            lingerer_add(http->lingerer, lingering);
+    }
     conn_free(c);
 }
 
@@ -316,7 +329,9 @@ static void conn_timer(evutil_socket_t fd, short what, void *arg)
                                           : c->phase == CONN_BODY ? "request not complete within request_timeout"
                                                                   : "request headers late (header_timeout)");
     /* Outside evhttp's callbacks, on a connection with no dispatched request: evhttp frees the
-     * request it reads into, and conn_closed frees c (and this timer). */
+     * request it reads into, and conn_closed frees c (and this timer). Nothing was answered:
+     * no lingering either. */
+    c->phase = CONN_CLOSING;
     evhttp_connection_free(c->evcon);
 }
 
@@ -876,12 +891,13 @@ static int listener_setup(struct wrk_http *http, struct listener_http *lh,
      * lowercase "post") a bit of its own outside the public enum, and answers 501 itself to any
      * method whose bit is not allowed: hence all sixteen bits, not the enum's nine. */
     evhttp_set_allowed_methods(lh->evhttp, UINT16_MAX);
-    /* libevent answers 413 itself, from Content-Length before reading the body; lingering
-     * close reads and drops the rest of the body first, so that a client still sending it gets
-     * the 413 rather than a reset connection. */
+    /* libevent answers 413 itself, from Content-Length as soon as the headers are in (a
+     * chunked body once it is past the limit), and closes the connection; conn_closed then
+     * lets the socket linger, so that a client still sending the body gets the 413 rather than
+     * a reset. (libevent's own lingering close, EVHTTP_SERVER_LINGERING_CLOSE, would answer
+     * only once the whole declared body had come in.) */
     evhttp_set_max_body_size(lh->evhttp, (ev_ssize_t)cfg->max_request_bytes);
     evhttp_set_max_headers_size(lh->evhttp, HEADERS_MAX);
-    evhttp_set_flags(lh->evhttp, EVHTTP_SERVER_LINGERING_CLOSE);
     struct timeval idle = inactivity_timeout(cfg);
     evhttp_set_timeout_tv(lh->evhttp, &idle);
     lh->resume = evtimer_new(http->base, resume_accepting, lh);
@@ -911,7 +927,6 @@ void wrk_http_admit(struct wrk_http *http)
             evconnlistener_enable(evhttp_bound_socket_get_listener(http->listeners[i].bound));
 }
 
-
 struct wrk_http *wrk_http_new(struct event_base *base, const struct wrk_params *params,
                               struct service *svc, void (*on_drained)(void *arg), void *arg,
                               char *err, size_t errlen)
@@ -924,6 +939,7 @@ struct wrk_http *wrk_http_new(struct event_base *base, const struct wrk_params *
     http->on_drained = on_drained;
     http->on_drained_arg = arg;
     http->drain_check = evtimer_new(base, check_drained, http);
+    http->lingerer = lingerer_new(base);
     http->listeners = xcalloc(params->nlisteners, sizeof(*http->listeners));
     http->nlisteners = params->nlisteners;
     for (size_t i = 0; i < params->nlisteners; i++) {
@@ -972,6 +988,7 @@ void wrk_http_free(struct wrk_http *http)
     }
     free(http->listeners);
     free(http->by_fd);              /* after evhttp_free: conn_closed clears its slots */
+    lingerer_free(http->lingerer);  /* after evhttp_free too: conn_closed may add to it */
     if (worker_http == http)
         worker_http = NULL;
     if (http->drain_check)

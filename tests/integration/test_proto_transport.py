@@ -235,6 +235,32 @@ def connection_close(p):
     eq(st, 200, "GET /healthz in HTTP/1.0")
 
 
+def too_large_answered_early(p):
+    """The 413 is decided from Content-Length as soon as the headers are in, without waiting
+    for the body (also with Expect: 100-continue, which gets no 100); a client that sends a
+    large body anyway gets the 413, not a reset (the socket lingers, reading and dropping)."""
+    head = (b"POST / HTTP/1.1\r\nHost: x\r\nSOAPAction: \"%sRowData\"\r\nContent-Length: 1000000\r\n"
+            % H.ACTION_PREFIX.encode())
+    for expect in (b"", b"Expect: 100-continue\r\n"):
+        with socket.create_connection(("127.0.0.1", p.port), timeout=5) as s:
+            s.sendall(head + expect + b"\r\n" + b"<s:Envelope")
+            try:
+                answer = s.recv(4096)
+            except socket.timeout:
+                raise AssertionError("no answer to a declared body over the limit (%r) before it was sent" % expect)
+        check(answer.startswith(b"HTTP/1.1 413 "), "answer to a declared body over the limit: %r" % answer[:60])
+    with socket.create_connection(("127.0.0.1", p.port), timeout=30) as s:
+        s.sendall(head.replace(b"1000000", b"%d" % (4 << 20)) + b"\r\n")
+        check(s.recv(4096).startswith(b"HTTP/1.1 413 "), "no early 413 before a 4 MiB body")
+        try:
+            s.sendall(b"y" * (4 << 20))
+            s.shutdown(socket.SHUT_WR)
+            rest = s.recv(4096)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise AssertionError("the body sent after the 413 met a reset (no lingering close): %r" % e)
+        eq(rest, b"", "the end of the connection after the 413 and the body")
+
+
 def too_large(p):
     p.setup([T])
     rows = [("I", str(i + 1), [str(i), "x" * 90]) for i in range(200)]
@@ -245,6 +271,7 @@ def too_large(p):
                             b"SOAPAction: \"%sRowData\"\r\nContent-Length: %d\r\n\r\n"
                             % (H.ACTION_PREFIX.encode(), len(data)) + data)
     eq(st, 413, "HTTP status over max_request_bytes")
+    too_large_answered_early(p)
     eq(p.table_rows("t"), [], "rows after 413")
     eq(p.meta()["t"]["lsn"], -1, "Lsn after 413")
     # A normal call still works afterwards.
