@@ -28,6 +28,7 @@ static enum log_target target = TARGET_STDERR;
 static enum log_level max_level = LOG_LVL_INFO;
 static int file_fd = -1;
 static char file_path[4096];
+static char syslog_ident[64];   /* openlog keeps the pointer */
 static char tenant[64];
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -73,7 +74,8 @@ int log_open(const char *name, enum log_level level, const char *ident, char *er
         file_fd = fd;
         snprintf(file_path, sizeof(file_path), "%s", name);
     } else if (next == TARGET_SYSLOG) {
-        openlog(ident ? ident : "somirror", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        snprintf(syslog_ident, sizeof(syslog_ident), "%s", ident ? ident : "somirror");
+        openlog(syslog_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
     }
     if (!ever_opened) {
         ever_opened = 1;
@@ -102,6 +104,14 @@ int log_reopen(void)
     dup2(fd, file_fd);   /* keeps the descriptor number other code may hold */
     close(fd);
     return 0;
+}
+
+void log_after_fork(void)
+{
+    if (target != TARGET_SYSLOG)
+        return;
+    closelog();   /* forgets the number (its close fails: it is closed already) */
+    openlog(syslog_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
 void log_set_tenant(const char *name)

@@ -267,6 +267,7 @@ static void become_worker(struct master *m, int slot, const sigset_t *saved_mask
     for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++)
         signal(master_signals[i], SIG_DFL);
     close_inherited_fds(m);
+    log_after_fork();
     if (m->detached)
         daemon_null_stdio();
     struct wrk_params params = {
