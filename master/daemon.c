@@ -124,6 +124,19 @@ int daemon_give_to_user(int fd, const char *path, const char *user, const char *
     return 0;
 }
 
+int daemon_give_socket(const char *path, const char *user, const char *group, char *err, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    if (user_ids(user, group, &uid, &gid, err, errlen) < 0)
+        return -1;
+    if (lchown(path, uid, gid) < 0) {   /* the socket itself, never what a link points to */
+        snprintf(err, errlen, "%s: cannot give it to user %s: %s", path, user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen)
 {
     uid_t uid;

@@ -23,6 +23,10 @@ int daemon_check_user(const char *user, const char *group, char *err, size_t err
  * opened as root and must reopen once it is user. Needs root; -1 with err. */
 int daemon_give_to_user(int fd, const char *path, const char *user, const char *group, char *err,
                         size_t errlen);
+/* Makes the socket at path (the status socket, just bound as root) belong to user and group
+ * (or the user's primary group), so that status_socket_mode's group bits let that group's
+ * operators in. Needs root; -1 with err. */
+int daemon_give_socket(const char *path, const char *user, const char *group, char *err, size_t errlen);
 /* Switches to user (and group, or the user's primary group) with its supplementary groups.
  * Needs root; -1 with err otherwise, or when the user or group is unknown. */
 int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen);

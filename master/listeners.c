@@ -29,7 +29,8 @@ static void copy_tls(struct cfg_listen *to, const struct cfg_listen *from)
     to->tls_key = dup_or_null(from->tls_key);
 }
 
-static int open_one(const struct cfg_listen *where, char *err, size_t errlen)
+/* The addresses where names (to free with evutil_freeaddrinfo), or NULL with err. */
+static struct evutil_addrinfo *resolve(const struct cfg_listen *where, char *err, size_t errlen)
 {
     struct evutil_addrinfo hints = {0}, *found = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -38,8 +39,16 @@ static int open_one(const struct cfg_listen *where, char *err, size_t errlen)
     int rc = evutil_getaddrinfo(where->host, where->port, &hints, &found);
     if (rc != 0) {
         snprintf(err, errlen, "listen %s: %s", where->address, evutil_gai_strerror(rc));
-        return -1;
+        return NULL;
     }
+    return found;
+}
+
+static int open_one(const struct cfg_listen *where, char *err, size_t errlen)
+{
+    struct evutil_addrinfo *found = resolve(where, err, errlen);
+    if (!found)
+        return -1;
     int fd = -1;
     int saved = 0;
     for (struct evutil_addrinfo *ai = found; ai && fd < 0; ai = ai->ai_next) {
@@ -80,6 +89,17 @@ int lsn_open(const struct config *cfg, struct listeners *out, char *err, size_t 
         wl->conf.host = dup_or_null(cfg->listen[i].host);
         wl->conf.port = xstrdup(cfg->listen[i].port);
         copy_tls(&wl->conf, &cfg->listen[i]);
+    }
+    return 0;
+}
+
+int lsn_check(const struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        struct evutil_addrinfo *found = resolve(&cfg->listen[i], err, errlen);
+        if (!found)
+            return -1;
+        evutil_freeaddrinfo(found);
     }
     return 0;
 }

@@ -8,11 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,11 +93,11 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: somirrord [-f] [-t] [-c FILE] [-v] [-h]\n"
-            "  -c FILE  configuration file (default %s)\n"
-            "  -f       stay in the foreground\n"
-            "  -t       check the configuration and keys, then exit (0: ok, 1: errors)\n"
-            "  -v       print the version\n"
-            "  -h       print this help\n",
+            "  -c, --config FILE  configuration file (default %s)\n"
+            "  -f, --foreground   stay in the foreground\n"
+            "  -t, --test         check the configuration, keys and paths, then exit (0: ok, 1: errors)\n"
+            "  -v, --version      print the version\n"
+            "  -h, --help         print this help\n",
             DEFAULT_CONFIG);
 }
 
@@ -104,8 +106,12 @@ int master_parse_args(int argc, char **argv, struct master_options *opts, char *
     *opts = (struct master_options){.config_path = DEFAULT_CONFIG};
     optind = 1;
     opterr = 0;
+    static const struct option long_options[] = {
+        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
+        {"test", no_argument, NULL, 't'},         {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     int opt;
-    while ((opt = getopt(argc, argv, ":c:ftvh")) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:ftvh", long_options, NULL)) != -1) {
         switch (opt) {
         case 'c': opts->config_path = optarg; break;
         case 'f': opts->foreground = 1; break;
@@ -113,10 +119,11 @@ int master_parse_args(int argc, char **argv, struct master_options *opts, char *
         case 'v': opts->show_version = 1; break;
         case 'h': opts->show_help = 1; break;
         case ':':
-            snprintf(err, errlen, "option -%c needs an argument", optopt);
+            snprintf(err, errlen, "option %s needs an argument", argv[optind - 1]);
             return -1;
         default:
-            snprintf(err, errlen, "unknown option -%c", optopt);
+            snprintf(err, errlen, "unknown option %s", optopt ? (char[]){'-', (char)optopt, '\0'}
+                                                              : argv[optind - 1]);
             return -1;
         }
     }
@@ -725,6 +732,9 @@ static int open_resources(struct master *m, char *err, size_t errlen)
         else if (cfg_log_to_file(cfg) &&
                  daemon_give_to_user(log_fd(), cfg->log_file, cfg->user, cfg->group, err, errlen) < 0)
             return -1;
+        else if (cfg->status_socket &&
+                 daemon_give_socket(cfg->status_socket, cfg->user, cfg->group, err, errlen) < 0)
+            return -1;
         else if (daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0)
             return -1;
         else
@@ -849,11 +859,41 @@ static int serve(struct master *m, int foreground)
     return 0;
 }
 
+/* For -t: whether a file the start makes at path (what: the key naming it) can be made there:
+ * its directory exists, and path is not a directory (nor, for the status socket, anything but a
+ * socket). 0, or -1 with err. */
+static int check_made_file(const char *what, const char *path, int socket_only, char *err, size_t errlen)
+{
+    struct sockaddr_un addr;
+    struct stat st;
+    char *copy = xstrdup(path);
+    int parent_ok = stat(dirname(copy), &st) == 0 && S_ISDIR(st.st_mode);
+    free(copy);
+    if (!parent_ok)
+        snprintf(err, errlen, "%s %s: its directory does not exist", what, path);
+    else if (socket_only && strlen(path) >= sizeof(addr.sun_path))
+        snprintf(err, errlen, "%s %s: path too long (at most %zu bytes)", what, path, sizeof(addr.sun_path) - 1);
+    else if (lstat(path, &st) == 0 && (socket_only ? !S_ISSOCK(st.st_mode) : S_ISDIR(st.st_mode)))
+        snprintf(err, errlen, "%s %s: %s is there", what, path, S_ISDIR(st.st_mode) ? "a directory" : "a file");
+    else
+        return 0;
+    return -1;
+}
+
 /* For -t, what a start would find wrong beyond the configuration and keys, checked without
- * changing anything: the user to switch to, the store's settings. 0, or -1 with err. */
+ * changing anything: the user to switch to, the listen addresses, where the log file, pid file
+ * and status socket go, the store's settings. 0, or -1 with err. */
 static int check_start(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->user && daemon_check_user(cfg->user, cfg->group, err, errlen) < 0)
+        return -1;
+    if (lsn_check(cfg, err, errlen) < 0)
+        return -1;
+    if (cfg_log_to_file(cfg) && check_made_file("log.file", cfg->log_file, 0, err, errlen) < 0)
+        return -1;
+    if (cfg->pid_file && check_made_file("pid_file", cfg->pid_file, 0, err, errlen) < 0)
+        return -1;
+    if (cfg->status_socket && check_made_file("status_socket", cfg->status_socket, 1, err, errlen) < 0)
         return -1;
     return store_check(cfg, err, errlen);
 }

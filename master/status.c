@@ -174,6 +174,14 @@ struct status_server *status_open(struct event_base *base, const char *path, int
         snprintf(err, errlen, "status socket %s: another process is serving it", path);
         return NULL;
     }
+    /* A socket left by a somirrord that died is replaced; anything else at the path (a typo
+     * naming a file) is never removed. */
+    struct stat there;
+    if (lstat(path, &there) == 0 && !S_ISSOCK(there.st_mode)) {
+        snprintf(err, errlen, "status socket %s: something that is not a socket is there (not replaced)",
+                 path);
+        return NULL;
+    }
     unlink(path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {

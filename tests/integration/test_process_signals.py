@@ -29,9 +29,20 @@ def check_test_mode(s):
     assert "workers" in bad.stderr and "clock_skew" in bad.stderr, bad.stderr
     # What a start would find wrong beyond the file itself: an unknown user, a mirror
     # directory that cannot be made; checked without making anything.
+    precious = os.path.join(s.dir, "precious.db")
+    with open(precious, "w") as f:
+        f.write("data\n")
     for overrides, needle in (({"user": "no-such-user-here"}, "no-such-user-here: no such user"),
                               ({"store.sqlite.directory": os.path.join(s.dir, "no", "mirrors")},
-                               "its parent directory does not exist")):
+                               "its parent directory does not exist"),
+                              ({"log.file": os.path.join(s.dir, "no", "x.log")},
+                               "log.file %s/no/x.log: its directory does not exist" % s.dir),
+                              ({"pid_file": s.dir}, "pid_file %s: a directory is there" % s.dir),
+                              ({"status_socket": os.path.join(s.dir, "no", "s.sock")},
+                               "status_socket %s/no/s.sock: its directory does not exist" % s.dir),
+                              ({"status_socket": "/tmp/" + "s" * 120}, "path too long"),
+                              ({"listen": "no-such-host.invalid:8080"}, "listen no-such-host.invalid:8080: "),
+                              ({"status_socket": precious}, "status_socket %s: a file is there" % precious)):
         unstartable = os.path.join(s.dir, "unstartable.yaml")
         with open(unstartable, "w") as f:
             cfg = h.read_config(s.config)
@@ -41,6 +52,17 @@ def check_test_mode(s):
         r = run("-t", "-c", unstartable)
         assert r.returncode == 1 and needle in r.stderr, r
         assert not os.path.exists(os.path.join(s.dir, "no")), "-t made a directory"
+    # A status socket path that names a file (the last one above): the start refuses, and the
+    # file stays.
+    with open(unstartable, "w") as f:
+        cfg = h.read_config(s.config)
+        cfg.update(status_socket=precious, pid_file=os.path.join(s.dir, "other.pid"),
+                   listen="127.0.0.1:%d" % h.free_port())
+        f.write(h.json.dumps(cfg))
+    start = run("-f", "-c", unstartable)
+    assert start.returncode == 1 and "something that is not a socket is there" in start.stderr, start
+    with open(precious) as f:
+        assert f.read() == "data\n", "the status socket's start replaced a file"
     # Likely a mistake but no reason not to start: a warning, and "configuration ok".
     doubtful = os.path.join(s.dir, "doubtful.yaml")
     with open(doubtful, "w") as f:

@@ -112,9 +112,15 @@ def check_user_drop():
                     if os.path.exists(p.db_path() + suffix):
                         mode = stat.S_IMODE(os.stat(p.db_path() + suffix).st_mode)
                         R.check(mode & 0o007 == 0, "%s mode %o is world-accessible" % (suffix, mode))
-                sock_mode = stat.S_IMODE(os.stat(d.status_socket).st_mode)
-                R.check(sock_mode == 0o600, "status socket mode %o, want 600" % sock_mode)
+                sock = os.stat(d.status_socket)
+                R.check(stat.S_IMODE(sock.st_mode) == 0o600, "status socket mode %o, want 600" % stat.S_IMODE(sock.st_mode))
+                R.check((sock.st_uid, sock.st_gid) == (pw.pw_uid, pw.pw_gid),
+                        "status socket owned by %d:%d, want %s's (status_socket_mode names its group)"
+                        % (sock.st_uid, sock.st_gid, USER))
                 R.check(d.ctl_json("show info")["pid"] == d.pid, "status socket")
+                as_user = subprocess.run(["runuser", "-u", USER, "--", H.program("somirrorctl"), "-s",
+                                          d.status_socket, "show", "info"], capture_output=True, text=True)
+                R.check(as_user.returncode == 0, "somirrorctl as %s: %s" % (USER, as_user.stderr.strip()))
                 # The log file the master made as root is the user's, so SIGUSR1 can reopen it.
                 R.check(os.stat(d.log_path).st_uid == pw.pw_uid, "log file not given to %s" % USER)
                 d.signal(signal.SIGUSR1)

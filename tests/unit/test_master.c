@@ -41,6 +41,13 @@ START_TEST(test_args)
     ck_assert_int_eq(parse(&opts, err, sizeof(err), 2, "somirrord", "-z"), -1);
     ck_assert(strstr(err, "-z") != NULL);
     ck_assert_int_eq(parse(&opts, err, sizeof(err), 2, "somirrord", "extra"), -1);
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 2, "somirrord", "--help"), 0);
+    ck_assert_int_eq(opts.show_help, 1);
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 4, "somirrord", "--version", "--config", "/y.yaml"), 0);
+    ck_assert_int_eq(opts.show_version, 1);
+    ck_assert_str_eq(opts.config_path, "/y.yaml");
+    ck_assert_int_eq(parse(&opts, err, sizeof(err), 2, "somirrord", "--bogus"), -1);
+    ck_assert_str_eq(err, "unknown option --bogus");
 }
 END_TEST
 
