@@ -358,8 +358,11 @@ static int conn_login(struct mssql_conn *c, int bulk_copy, struct fault *f)
     dbsetlversion(login, b->tds_version);
     if (bulk_copy)
         BCP_SETL(login, TRUE);
-    if (b->require_encryption)
-        DBSETLENCRYPT(login, TRUE);
+    if (b->require_encryption && DBSETLENCRYPT(login, TRUE) != SUCCEED) {
+        dbloginfree(login);   /* never in clear (mssql_backend_check refuses this earlier) */
+        fault_set(f, FAULT_STORAGE_ERROR, "mssql: login to %s: encryption cannot be required", b->server);
+        return -1;
+    }
     login_message[0] = '\0';
     c->dbproc = dbopen(login, b->server);
     dbloginfree(login);
@@ -431,31 +434,69 @@ static BYTE tds_version_of(const char *text)
     return DBVERSION_UNKNOWN;
 }
 
-static void *mssql_backend_open(const struct config *cfg, char *err, size_t errlen)
+static int requires_encryption(const struct config *cfg)
+{
+    return cfg->mssql.encrypt && strcmp(cfg->mssql.encrypt, "require") == 0;
+}
+
+/* Whether this db-lib can refuse a server that does not encrypt. FreeTDS 1.3's cannot
+ * (DBSETLENCRYPT fails): encrypt: require is then refused rather than ignored, which would send
+ * the password in clear to such a server. */
+static int can_require_encryption(void)
+{
+    LOGINREC *login = dblogin();
+    int can = login && DBSETLENCRYPT(login, TRUE) == SUCCEED;
+    if (login)
+        dbloginfree(login);
+    return can;
+}
+
+static int dblib_init(char *err, size_t errlen)
+{
+    if (dblib_ready)
+        return 0;
+    if (dbinit() == FAIL) {
+        snprintf(err, errlen, "FreeTDS db-lib initialisation failed");
+        return -1;
+    }
+    dbmsghandle(msg_handler);
+    dberrhandle(err_handler);
+    dblib_ready = 1;
+    return 0;
+}
+
+/* The settings' checks (also somirrord -t): 0, or -1 with err. */
+static int mssql_backend_check(const struct config *cfg, char *err, size_t errlen)
 {
     if (!cfg->mssql.server || !*cfg->mssql.server) {
         snprintf(err, errlen, "store.mssql.server is not set");
-        return NULL;
+        return -1;
     }
-    BYTE version = tds_version_of(cfg->mssql.tds_version);
-    if (version == DBVERSION_UNKNOWN) {
+    if (tds_version_of(cfg->mssql.tds_version) == DBVERSION_UNKNOWN) {
         snprintf(err, errlen, "store.mssql.tds_version %s is not supported (7.1 to 7.4)",
                  cfg->mssql.tds_version);
-        return NULL;
+        return -1;
     }
     if (cfg->mssql.schema && !ident_valid(cfg->mssql.schema)) {
         snprintf(err, errlen, "store.mssql.schema %s is not a valid name", cfg->mssql.schema);
+        return -1;
+    }
+    if (dblib_init(err, errlen) < 0)
+        return -1;
+    if (requires_encryption(cfg) && !can_require_encryption()) {
+        snprintf(err, errlen, "store.mssql.encrypt: require: this FreeTDS db-lib cannot require "
+                              "encryption; set 'encryption = require' in the freetds.conf section "
+                              "that store.mssql.server names, and encrypt: request");
+        return -1;
+    }
+    return 0;
+}
+
+static void *mssql_backend_open(const struct config *cfg, char *err, size_t errlen)
+{
+    if (mssql_backend_check(cfg, err, errlen) < 0)
         return NULL;
-    }
-    if (!dblib_ready) {
-        if (dbinit() == FAIL) {
-            snprintf(err, errlen, "FreeTDS db-lib initialisation failed");
-            return NULL;
-        }
-        dbmsghandle(msg_handler);
-        dberrhandle(err_handler);
-        dblib_ready = 1;
-    }
+    BYTE version = tds_version_of(cfg->mssql.tds_version);
     if (cfg->mssql.login_timeout > 0)
         dbsetlogintime(cfg->mssql.login_timeout);
     if (cfg->mssql.query_timeout > 0)
@@ -465,7 +506,7 @@ static void *mssql_backend_open(const struct config *cfg, char *err, size_t errl
     b->user = cfg->mssql.user ? xstrdup(cfg->mssql.user) : NULL;
     b->password = cfg->mssql.password ? xstrdup(cfg->mssql.password) : NULL;
     b->schema = cfg->mssql.schema && *cfg->mssql.schema ? xstrdup(cfg->mssql.schema) : NULL;
-    b->require_encryption = cfg->mssql.encrypt && strcmp(cfg->mssql.encrypt, "require") == 0;
+    b->require_encryption = requires_encryption(cfg);
     b->tds_version = version;
     b->login_timeout = cfg->mssql.login_timeout > 0 ? cfg->mssql.login_timeout : 15;
     b->lock_ms = (cfg->lock_timeout > 0 ? cfg->lock_timeout : 60) * 1000;
@@ -1053,6 +1094,7 @@ static int mssql_exec_script(void *conn, const char *sql, char *err, size_t errl
 
 const struct store_driver store_driver_mssql = {
     .name = "mssql",
+    .backend_check = mssql_backend_check,
     .backend_open = mssql_backend_open,
     .backend_close = mssql_backend_close,
     .tenant_open = mssql_tenant_open,

@@ -42,6 +42,10 @@ def check_test_mode(s):
                                "status_socket %s/no/s.sock: its directory does not exist" % s.dir),
                               ({"status_socket": "/tmp/" + "s" * 120}, "path too long"),
                               ({"listen": "no-such-host.invalid:8080"}, "listen no-such-host.invalid:8080: "),
+                              # FreeTDS 1.3 (Debian 12) cannot require encryption: refused, not ignored
+                              ({"store": {"driver": "mssql", "mssql": {
+                                  "server": "127.0.0.1:1", "user": "sa", "password": "x", "encrypt": "require"}}},
+                               "store.mssql.encrypt: require: this FreeTDS db-lib cannot require encryption"),
                               ({"status_socket": precious}, "status_socket %s: a file is there" % precious)):
         unstartable = os.path.join(s.dir, "unstartable.yaml")
         with open(unstartable, "w") as f:
