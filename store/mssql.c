@@ -1085,11 +1085,21 @@ static int mssql_exec_script(void *conn, const char *sql, char *err, size_t errl
     struct mssql_conn *c = conn;
     struct fault f;
     fault_clear(&f);
-    if (conn_current(c, &f) == 0 && run_sql(c, sql, "script", NULL, NULL, &f) == 0)
-        return 0;
-    snprintf(err, errlen, "%s", f.message);
-    mssql_rollback(c);   /* some errors leave @@TRANCOUNT > 0 (see sqlite_exec_script) */
-    return -1;
+    int64_t open_transactions = 0;
+    int rc = conn_current(c, &f) == 0 && run_sql(c, sql, "script", NULL, NULL, &f) == 0 &&
+                     run_sql(c, "SELECT @@TRANCOUNT", "script", first_int_row, &open_transactions, &f) == 0
+                 ? 0 : -1;
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", f.message);
+    } else if (open_transactions > 0) {
+        snprintf(err, errlen, "the script left a transaction open: rolled back");
+        rc = -1;
+    }
+    /* What the script leaves in its session (a transaction, SET options, USE of another
+     * database, temp tables) goes with it: the session is closed (rolling back whatever is
+     * open), and the next call logs in anew, as the PostgreSQL store does. */
+    conn_disconnect(c);
+    return rc;
 }
 
 const struct store_driver store_driver_mssql = {

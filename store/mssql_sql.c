@@ -106,11 +106,17 @@ int mssql_kind_may_be_empty(enum sql_kind kind)
 
 /* The column type in the mirror: the sender's, except that SQL Server pads char(n), nchar(n)
  * and binary(n) while the protocol stores shorter values as sent (section 5), so those become
- * their var forms, and timestamp/rowversion (never insertable) become binary(8). */
+ * their var forms; timestamp/rowversion (never insertable) become binary(8); and xml, which
+ * SQL Server would check and rewrite (whitespace, quotes, empty elements) while the protocol
+ * stores it as sent and unchecked, becomes nvarchar(max). */
 void mssql_put_type(struct buf *b, const struct sql_type *t)
 {
     if (t->kind == SQL_TIMESTAMP) {
         buf_puts(b, "binary(8)");
+        return;
+    }
+    if (t->kind == SQL_XML) {
+        buf_puts(b, "nvarchar(max)");
         return;
     }
     struct sql_type stored = *t;
@@ -362,13 +368,18 @@ void mssql_use_database(struct buf *b, const char *dbname)
     mssql_put_ident(b, dbname);
 }
 
+/* Single-user first, so that the other workers' sessions do not hold the drop up; should the
+ * drop fail all the same, the database is made multi-user again (left single-user, every
+ * other connection to it would fail until an operator stepped in) and the error raised. */
 void mssql_drop_database(struct buf *b, const char *dbname)
 {
     buf_puts(b, "IF DB_ID(@db) IS NOT NULL BEGIN ALTER DATABASE ");
     mssql_put_ident(b, dbname);
-    buf_puts(b, " SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ");
+    buf_puts(b, " SET SINGLE_USER WITH ROLLBACK IMMEDIATE; BEGIN TRY DROP DATABASE ");
     mssql_put_ident(b, dbname);
-    buf_puts(b, "; END");
+    buf_puts(b, "; END TRY BEGIN CATCH ALTER DATABASE ");
+    mssql_put_ident(b, dbname);
+    buf_puts(b, " SET MULTI_USER; THROW; END CATCH; END");
 }
 
 void mssql_create_schema(struct buf *b, const char *schema)

@@ -7,7 +7,8 @@ in one transaction, a RowData's bulk copy into #somirror_x (rows collapsed per k
 flagged, text as UTF-16LE, decimals and dates without the zeros past their digits) followed by the set-based statements and the position, all between
 BEGIN and COMMIT; a server error mid-call (StorageError, ROLLBACK sent, nothing applied); a
 dropped connection (StorageError, then a new login on the next call); a login failure
-(StorageError with the server's message); a failed COMMIT (not reported applied). Whether SQL
+(StorageError with the server's message); a failed COMMIT (not reported applied); an operator's
+table script in a session of its own. Whether SQL
 Server accepts the statements is layer 3's business (test_store against a real server)."""
 import os
 import subprocess
@@ -163,12 +164,32 @@ def test_commit_failure():
         s.stop()
 
 
+def test_table_script_session():
+    """An operator's table script runs in a session of its own: whatever it leaves (SET options,
+    USE, an open transaction) goes with that session, closed after it, and the next call logs in
+    anew; a script that leaves a transaction open fails."""
+    s = tds_server.Server().start()
+    try:
+        out = probe(s, "schema", "script", "list")
+        check(len(out) == 3 and out[1] == "script ok" and out[2].startswith("list ok contact:-1:"),
+              "script: %r" % out)
+        check(any("UPDATE [contact] SET name = N'x'" in t for t in texts(s.events)), "the script ran")
+        logins = [e for e in s.events if e["kind"] == "login"]
+        check(len(logins) == 2, "a new session after the script: %d logins" % len(logins))
+        s.rules.append({"match": r"SELECT @@TRANCOUNT", "columns": [("n", "int", False)], "rows": [(1,)],
+                        "once": True})
+        out = probe(s, "script")
+        check(out == ["script failed: the script left a transaction open: rolled back"], "open transaction: %r" % out)
+    finally:
+        s.stop()
+
+
 def main():
     if not os.access(PROBE, os.X_OK):
         print("mssql_probe not built; skipped")
         return 77
     for test in (test_happy_path, test_server_error_mid_call, test_dropped_connection,
-                 test_login_failure, test_commit_failure):
+                 test_login_failure, test_commit_failure, test_table_script_session):
         before = len(failures)
         test()
         print("%s: %s" % (test.__name__, "ok" if len(failures) == before else "FAILED"))

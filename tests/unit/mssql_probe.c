@@ -4,6 +4,7 @@
  * one line per step: "<step> ok <table>:<lsn>:<change or counts> ..." or
  * "<step> fault <FaultCode>: <message>". Steps: schema (TableSchema of table contact), rows
  * (RowData: I 1, I 2 with an empty name, U 1 with zeros past the digits, D 3; Lsn 10), list,
+ * script (hooks.table_sql's "UPDATE {table} ..." on contact: "script ok" or "script failed: ..."),
  * reset. Tenant "acme". */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,12 @@ static int step(struct store *store, const char *name)
                              {'D', 0, 0, row4, 1}};
         struct batch b = {"contact", contact_names, 5, rows, 4, 1, 10};
         rc = store_row_data(t, &b, 1, &arena, &states, &n, &f);
+    } else if (strcmp(name, "script") == 0) {
+        char err[512];
+        rc = store_run_table_script(t, "contact", "UPDATE {table} SET name = N'x'", err, sizeof(err));
+        printf(rc == 0 ? "script ok\n" : "script failed: %s\n", err);
+        rc = 0;
+        goto done;
     } else if (strcmp(name, "list") == 0) {
         struct table_meta *meta;
         rc = store_list_tables(t, &arena, &meta, &n, &f);

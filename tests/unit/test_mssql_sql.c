@@ -81,7 +81,7 @@ START_TEST(every_type)
         {"nchar(10)", "nvarchar(10)"}, {"nvarchar(max)", "nvarchar(max)"}, {"text", "text"},
         {"ntext", "ntext"}, {"binary(16)", "varbinary(16)"}, {"varbinary", "varbinary(1)"},
         {"varbinary(max)", "varbinary(max)"}, {"image", "image"},
-        {"uniqueidentifier", "uniqueidentifier"}, {"xml", "xml"},
+        {"uniqueidentifier", "uniqueidentifier"}, {"xml", "nvarchar(max)"},
         {"timestamp", "binary(8)"}, {"rowversion", "binary(8)"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -234,7 +234,8 @@ START_TEST(metadata)
     buf_reset(&out);
     mssql_drop_database(&out, "Mirror_acme");
     ck_text("IF DB_ID(@db) IS NOT NULL BEGIN ALTER DATABASE [Mirror_acme] SET SINGLE_USER WITH"
-            " ROLLBACK IMMEDIATE; DROP DATABASE [Mirror_acme]; END");
+            " ROLLBACK IMMEDIATE; BEGIN TRY DROP DATABASE [Mirror_acme]; END TRY BEGIN CATCH"
+            " ALTER DATABASE [Mirror_acme] SET MULTI_USER; THROW; END CATCH; END");
 }
 END_TEST
 

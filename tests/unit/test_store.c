@@ -1657,6 +1657,7 @@ START_TEST(mssql_types_and_values_read_back)
     ck_assert_str_eq(ms_column_type("vals", "ncode"), "nvarchar(3)");
     ck_assert_str_eq(ms_column_type("vals", "fixed"), "varbinary(4)");
     ck_assert_str_eq(ms_column_type("vals", "stamp"), "binary(8)");
+    ck_assert_str_eq(ms_column_type("vals", "doc"), "nvarchar(max)");   /* xml as sent */
     ck_assert_str_eq(ms_column_type("vals", "id"), "bigint");
     ck_assert_str_eq(ms_column_type("vals", "amount"), "decimal(18,4)");
     ck_assert_str_eq(ms_column_type("vals", "at"), "datetime2");
