@@ -19,6 +19,7 @@
 #include "common/xalloc.h"
 #include "config/config.h"
 #include "ctl/commands.h"
+#include "master/daemon.h"
 #include "proto/fault.h"
 #include "proto/schema.h"
 #include "store/store.h"
@@ -122,7 +123,10 @@ static void print_time(int64_t t)
     fputs(text, stdout);
 }
 
-/* `tables CTX`: the tenant's metadata rows, read from its mirror. */
+/* `tables CTX`: the tenant's metadata rows, read from its mirror. Run as root where the
+ * service runs as user:, it reads as that user: opening a SQLite mirror can make its -wal and
+ * -shm files, which root's would make unusable to the service. A tenant without a mirror is
+ * an error, and none is made for it. */
 static int list_tables(const char *config_path, const char *tenant)
 {
     if (!tenant_valid(tenant)) {
@@ -134,6 +138,11 @@ static int list_tables(const char *config_path, const char *tenant)
         return 1;
     char err[512] = "";
     int rc = 1;
+    if (cfg->user && geteuid() == 0 && daemon_drop_privileges(cfg->user, cfg->group, err, sizeof(err)) < 0) {
+        fprintf(stderr, "somirrorctl: %s\n", err);
+        cfg_free(cfg);
+        return 1;
+    }
     struct store *store = store_new(cfg, err, sizeof(err));
     struct arena arena;
     arena_init(&arena);
@@ -142,9 +151,13 @@ static int list_tables(const char *config_path, const char *tenant)
     struct table_meta *tables = NULL;
     size_t n = 0;
     struct store_tenant *t = NULL;
+    int exists = 0;
     if (!store)
         fprintf(stderr, "somirrorctl: cannot open the store: %s\n", err);
-    else if (!(t = store_tenant(store, tenant, &f)) || store_list_tables(t, &arena, &tables, &n, &f) != 0)
+    else if (store_tenant_exists(store, tenant, &exists, &f) == 0 && !exists)
+        fprintf(stderr, "somirrorctl: %s: no mirror (the tenant has not called yet, or the name is wrong)\n",
+                tenant);
+    else if (f.code || !(t = store_tenant(store, tenant, &f)) || store_list_tables(t, &arena, &tables, &n, &f) != 0)
         fprintf(stderr, "somirrorctl: %s: %s: %s\n", tenant, fault_code_name(f.code), f.message);
     else
         rc = 0;

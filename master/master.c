@@ -860,24 +860,27 @@ static int serve(struct master *m, int foreground)
 }
 
 /* For -t: whether a file the start makes at path (what: the key naming it) can be made there:
- * its directory exists, and path is not a directory (nor, for the status socket, anything but a
- * socket). 0, or -1 with err. */
+ * path is not a directory (nor, for the status socket, anything but a socket, and short
+ * enough): 0, or -1 with err. A directory that does not exist yet is a warning on stderr, as
+ * the init script and the systemd unit make the usual ones just before the start. */
 static int check_made_file(const char *what, const char *path, int socket_only, char *err, size_t errlen)
 {
     struct sockaddr_un addr;
     struct stat st;
-    char *copy = xstrdup(path);
-    int parent_ok = stat(dirname(copy), &st) == 0 && S_ISDIR(st.st_mode);
-    free(copy);
-    if (!parent_ok)
-        snprintf(err, errlen, "%s %s: its directory does not exist", what, path);
-    else if (socket_only && strlen(path) >= sizeof(addr.sun_path))
+    if (socket_only && strlen(path) >= sizeof(addr.sun_path)) {
         snprintf(err, errlen, "%s %s: path too long (at most %zu bytes)", what, path, sizeof(addr.sun_path) - 1);
-    else if (lstat(path, &st) == 0 && (socket_only ? !S_ISSOCK(st.st_mode) : S_ISDIR(st.st_mode)))
+        return -1;
+    }
+    if (lstat(path, &st) == 0 && (socket_only ? !S_ISSOCK(st.st_mode) : S_ISDIR(st.st_mode))) {
         snprintf(err, errlen, "%s %s: %s is there", what, path, S_ISDIR(st.st_mode) ? "a directory" : "a file");
-    else
-        return 0;
-    return -1;
+        return -1;
+    }
+    char *copy = xstrdup(path);
+    if (stat(dirname(copy), &st) != 0 || !S_ISDIR(st.st_mode))
+        fprintf(stderr, "somirrord: warning: %s %s: its directory does not exist (yet): the start fails "
+                        "unless it is made first\n", what, path);
+    free(copy);
+    return 0;
 }
 
 /* For -t, what a start would find wrong beyond the configuration and keys, checked without

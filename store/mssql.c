@@ -585,6 +585,25 @@ static int mssql_tenant_open(void *backend, const char *tenant, const char *dbna
     return 0;
 }
 
+static int mssql_tenant_exists(void *backend, const char *tenant, const char *dbname, int *exists,
+                               struct fault *f)
+{
+    if (dbname_check(dbname, f) != 0)
+        return -1;
+    struct mssql_conn *c = conn_new(backend, tenant, dbname, f);
+    if (!c)
+        return -1;
+    struct rpc_arg arg = db_param(c);
+    int64_t found = 0;
+    int rc = conn_login(c, 0, f) == 0 &&
+                     run_rpc(c, MSSQL_DB_EXISTS_SQL, MSSQL_DB_PARAMS, &arg, 1, "looking up the database",
+                             first_int_row, &found, f) == 0
+                 ? 0 : -1;
+    *exists = found != 0;
+    conn_free(c);
+    return rc;
+}
+
 static void mssql_tenant_close(void *conn)
 {
     if (conn)
@@ -1108,6 +1127,7 @@ const struct store_driver store_driver_mssql = {
     .backend_open = mssql_backend_open,
     .backend_close = mssql_backend_close,
     .tenant_open = mssql_tenant_open,
+    .tenant_exists = mssql_tenant_exists,
     .tenant_close = mssql_tenant_close,
     .tenant_drop = mssql_tenant_drop,
     .begin = mssql_begin,

@@ -340,17 +340,32 @@ static int dbname_check(const char *dbname, struct fault *f)
     return -1;
 }
 
-/* Creates the tenant database when missing; another host creating it at the same time is no
- * error. */
-static int database_ensure(struct pg_backend *b, const char *dbname, struct fault *f)
+static int database_exists(struct pg_backend *b, const char *dbname, int *exists, struct fault *f)
 {
     const char *params[1] = {dbname};
     PGresult *res = admin_exec(b, "SELECT 1 FROM pg_database WHERE datname = $1", 1, params,
                                "looking up the tenant database", f);
     if (!res)
         return -1;
-    int exists = PQntuples(res) > 0;
+    *exists = PQntuples(res) > 0;
     PQclear(res);
+    return 0;
+}
+
+static int pg_tenant_exists(void *backend, const char *tenant, const char *dbname, int *exists,
+                            struct fault *f)
+{
+    (void)tenant;
+    return dbname_check(dbname, f) == 0 ? database_exists(backend, dbname, exists, f) : -1;
+}
+
+/* Creates the tenant database when missing; another host creating it at the same time is no
+ * error. */
+static int database_ensure(struct pg_backend *b, const char *dbname, struct fault *f)
+{
+    int exists = 0;
+    if (database_exists(b, dbname, &exists, f) != 0)
+        return -1;
     if (exists)
         return 0;
     struct buf sql = BUF_INIT;
@@ -364,7 +379,7 @@ static int database_ensure(struct pg_backend *b, const char *dbname, struct faul
         PGconn *db = admin_conn(b, f);
         if (!db)
             break;
-        res = PQexec(db, sql.data);
+        PGresult *res = PQexec(db, sql.data);
         /* 42P04: another host created it meanwhile; 55006: template1 in use (a concurrent
          * CREATE DATABASE), tried again */
         if (result_ok(res) || sqlstate_is(res, "42P04")) {
@@ -1408,6 +1423,7 @@ const struct store_driver store_driver_postgresql = {
     .backend_open = pg_backend_open,
     .backend_close = pg_backend_close,
     .tenant_open = pg_tenant_open,
+    .tenant_exists = pg_tenant_exists,
     .tenant_close = pg_tenant_close,
     .tenant_drop = pg_tenant_drop,
     .begin = pg_begin,

@@ -550,6 +550,27 @@ static int sqlite_tenant_open(void *backend_ptr, const char *tenant, const char 
     return 0;
 }
 
+static int sqlite_tenant_exists(void *backend, const char *tenant, const char *dbname, int *exists,
+                                struct fault *f)
+{
+    (void)tenant;
+    char *path = db_path(backend, dbname, "", f);
+    if (!path)
+        return -1;
+    struct stat st;
+    int rc = 0;
+    if (stat(path, &st) == 0) {
+        *exists = 1;
+    } else if (errno == ENOENT) {
+        *exists = 0;
+    } else {
+        fault_set(f, FAULT_STORAGE_ERROR, "sqlite: %s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    free(path);
+    return rc;
+}
+
 static void sqlite_tenant_close(void *conn)
 {
     struct sqlite_conn *c = conn;
@@ -932,6 +953,7 @@ const struct store_driver store_driver_sqlite = {
     .backend_check = sqlite_backend_check,
     .backend_close = sqlite_backend_close,
     .tenant_open = sqlite_tenant_open,
+    .tenant_exists = sqlite_tenant_exists,
     .tenant_close = sqlite_tenant_close,
     .tenant_drop = sqlite_tenant_drop,
     .begin = sqlite_begin,

@@ -179,6 +179,18 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
     return t;
 }
 
+int store_tenant_exists(struct store *store, const char *tenant, int *exists, struct fault *f)
+{
+    if (!tenant_valid(tenant)) {
+        fault_set(f, FAULT_INTERNAL, "invalid tenant name");
+        return -1;
+    }
+    char *dbname = cfg_database_name(store->cfg, tenant);
+    int rc = store->driver->tenant_exists(store->backend, tenant, dbname, exists, f);
+    free(dbname);
+    return rc;
+}
+
 /* ---- stored schemas ---- */
 
 /* Called at the start of each call, so that pointers handed out during a call stay valid. */

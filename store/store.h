@@ -51,6 +51,9 @@ struct store_driver {
     int (*tenant_open)(void *backend, const char *tenant, const char *dbname, void **conn,
                        struct fault *f);
     void (*tenant_close)(void *conn);
+    /* Whether the tenant's mirror database exists (1 or 0 in *exists), making nothing. */
+    int (*tenant_exists)(void *backend, const char *tenant, const char *dbname, int *exists,
+                         struct fault *f);
     /* Drops the tenant's whole mirror database (reset). The tenant's conn is closed first. */
     int (*tenant_drop)(void *backend, const char *tenant, const char *dbname, struct fault *f);
 
@@ -113,6 +116,9 @@ void store_free(struct store *store);
  * the least recently used closed first). The pointer is valid until the next store_tenant or
  * store_reset call on the same store. */
 struct store_tenant *store_tenant(struct store *store, const char *tenant, struct fault *f);
+/* Whether tenant has a mirror (*exists 1 or 0), making none (somirrorctl tables); 0, or -1
+ * with f set when that cannot be told. */
+int store_tenant_exists(struct store *store, const char *tenant, int *exists, struct fault *f);
 
 /* TableSchema: tables are prepared (schema_prepare); answers one table_state per request table
  * in order, then one per dropped table ordered by name, allocated in arena. */

@@ -164,6 +164,19 @@ def test_commit_failure():
         s.stop()
 
 
+def test_exists_makes_nothing():
+    """Whether a tenant has a mirror (somirrorctl tables) is asked without creating it."""
+    s = tds_server.Server().start()
+    try:
+        out = probe(s, "exists")
+        check(out == ["exists 0"], "exists before: %r" % out)
+        check(not any("CREATE DATABASE" in t for t in texts(s.events)), "exists made a database")
+        out = probe(s, "schema", "exists")
+        check(out[1:] == ["exists 1"], "exists after: %r" % out)
+    finally:
+        s.stop()
+
+
 def test_table_script_session():
     """An operator's table script runs in a session of its own: whatever it leaves (SET options,
     USE, an open transaction) goes with that session, closed after it, and the next call logs in
@@ -189,7 +202,8 @@ def main():
         print("mssql_probe not built; skipped")
         return 77
     for test in (test_happy_path, test_server_error_mid_call, test_dropped_connection,
-                 test_login_failure, test_commit_failure, test_table_script_session):
+                 test_login_failure, test_commit_failure, test_table_script_session,
+                 test_exists_makes_nothing):
         before = len(failures)
         test()
         print("%s: %s" % (test.__name__, "ok" if len(failures) == before else "FAILED"))

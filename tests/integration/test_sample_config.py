@@ -269,6 +269,16 @@ def main():
         assert proc.returncode == 0, proc.returncode
         left = [p for p in (pid_file, sock) if os.path.exists(p)]
         assert not left, "left behind at exit: %s" % left
+        # `tables` reads a mirror without the service (as its user when root) and makes none
+        # for a tenant that has none.
+        assert "contact" in run(ctl, "-c", config, "tables", "Cust7").stdout
+        nobody = run(ctl, "-c", config, "tables", "Nobody", check=False)
+        assert nobody.returncode == 1 and "Nobody: no mirror" in nobody.stdout, nobody
+        mirrors = root + settings["sqlite_dir"]
+        assert not [n for n in os.listdir(mirrors) if "Nobody" in n], os.listdir(mirrors)
+        if user:
+            owners = {n: os.stat(os.path.join(mirrors, n)).st_uid for n in os.listdir(mirrors)}
+            assert set(owners.values()) == {pwd.getpwnam(user).pw_uid}, owners
 
         # systemd removes the runtime directory at stop and ExecStartPre makes it again: the
         # pause is still there.

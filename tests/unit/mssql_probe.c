@@ -5,7 +5,8 @@
  * "<step> fault <FaultCode>: <message>". Steps: schema (TableSchema of table contact), rows
  * (RowData: I 1, I 2 with an empty name, U 1 with zeros past the digits, D 3; Lsn 10), list,
  * script (hooks.table_sql's "UPDATE {table} ..." on contact: "script ok" or "script failed: ..."),
- * reset. Tenant "acme". */
+ * exists ("exists 0" or "exists 1": whether the mirror database is there, making none), reset.
+ * Tenant "acme". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,13 @@ static int step(struct store *store, const char *name)
         rc = store_reset(store, "acme", &f);
         if (rc == 0)
             printf("reset ok\n");
+        goto done;
+    }
+    if (strcmp(name, "exists") == 0) {
+        int exists = 0;
+        rc = store_tenant_exists(store, "acme", &exists, &f);
+        if (rc == 0)
+            printf("exists %d\n", exists);
         goto done;
     }
     struct store_tenant *t = store_tenant(store, "acme", &f);

@@ -723,6 +723,21 @@ START_TEST(test_provision_empty)
 }
 END_TEST
 
+/* Whether a tenant has a mirror is told without making one (somirrorctl tables). */
+START_TEST(test_tenant_exists_makes_nothing)
+{
+    char other[80];
+    snprintf(other, sizeof(other), "%s_none", tenant_name);
+    int exists = -1;
+    ck_assert_int_eq(store_tenant_exists(store, tenant_name, &exists, &fault), 0);
+    ck_assert_int_eq(exists, 1);
+    ck_assert_int_eq(store_tenant_exists(store, other, &exists, &fault), 0);
+    ck_assert_int_eq(exists, 0);
+    ck_assert_int_eq(store_tenant_exists(store, other, &exists, &fault), 0);
+    ck_assert_int_eq(exists, 0);   /* still none: the first look made nothing */
+}
+END_TEST
+
 START_TEST(test_schema_created_then_unchanged)
 {
     struct table_schema t[2] = {contact_table(), sale_table()};
@@ -1981,6 +1996,7 @@ static Suite *store_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_provision_empty);
+    tcase_add_test(tc, test_tenant_exists_makes_nothing);
     tcase_add_test(tc, test_schema_created_then_unchanged);
     tcase_add_test(tc, test_schema_altered_add_nullable);
     tcase_add_test(tc, test_schema_altered_add_not_null_default);
