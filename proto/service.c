@@ -55,6 +55,7 @@ struct row_counts {
 
 struct call {
     struct service *svc;
+    char peer[96];               /* the client, for the log */
     struct arena arena;
     struct soap_request req;
     struct token_claims claims;
@@ -122,9 +123,10 @@ static void answer_fault(struct call *call, const struct fault *f)
     call->fault = *f;
     call->phase = PHASE_DONE;
     if (fault_is_server(f->code))
-        log_warn("%s fault %s: %s", soap_op_name(call->req.op), fault_code_name(f->code), f->message);
+        log_warn("%s fault %s: %s (client %s)", soap_op_name(call->req.op), fault_code_name(f->code),
+                 f->message, call->peer);
     else
-        log_info("fault %s: %s", fault_code_name(f->code), f->message);
+        log_info("fault %s: %s (client %s)", fault_code_name(f->code), f->message, call->peer);
 }
 
 /* Authenticate's own failure form (4.1): HTTP 200, IsSuccessful false. */
@@ -142,7 +144,7 @@ static void answer_auth_refused(struct call *call, const struct fault *f)
     call->faulted = 1;
     call->fault = *f;
     call->phase = PHASE_DONE;
-    log_info("Authenticate refused: %s", message);
+    log_info("Authenticate refused: %s (client %s)", message, call->peer);
 }
 
 /* ---- the operations, run with the tenant's lock held ---- */
@@ -586,10 +588,12 @@ static void check_request(struct call *call, const char *body, size_t len, const
     log_set_tenant(NULL);
 }
 
-struct call *call_start(struct service *svc, const char *body, size_t len, const char *soapaction)
+struct call *call_start(struct service *svc, const char *body, size_t len, const char *soapaction,
+                        const char *peer)
 {
     struct call *call = xcalloc(1, sizeof(*call));
     call->svc = svc;
+    snprintf(call->peer, sizeof(call->peer), "%s", peer ? peer : "an unknown client");
     call->started = monotonic_seconds();
     call->body_len = len;
     arena_init(&call->arena);

@@ -19,8 +19,10 @@ struct service *service_new(const struct config *cfg, const struct keyring *keys
                             struct registry *reg, int worker_slot, char *err, size_t errlen);
 void service_free(struct service *svc);
 
-/* Starts a call on a complete request body (soapaction: the SOAPAction header or NULL). */
-struct call *call_start(struct service *svc, const char *body, size_t len, const char *soapaction);
+/* Starts a call on a complete request body (soapaction: the SOAPAction header or NULL; peer:
+ * the client's address, "1.2.3.4:5678", named in the log lines of refusals and faults). */
+struct call *call_start(struct service *svc, const char *body, size_t len, const char *soapaction,
+                        const char *peer);
 enum call_status { CALL_DONE, CALL_WAIT };
 /* Carries the call on: CALL_WAIT means the tenant's lock is busy, run again a little later
  * (the call itself answers TenantBusy once tenants.lock_timeout has passed). */

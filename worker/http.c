@@ -791,7 +791,10 @@ static void start_call(struct wrk_http *http, struct evhttp_request *req)
         finish_call(pc, 1);
         return;
     }
-    pc->call = call_start(http->svc, body, len, soapaction);
+    char peer[96];
+    peer_text(bufferevent_getfd(evhttp_connection_get_bufferevent(evhttp_request_get_connection(req))),
+              peer, sizeof(peer));
+    pc->call = call_start(http->svc, body, len, soapaction, peer);
     run_call(-1, 0, pc);
 }
 

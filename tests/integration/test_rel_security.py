@@ -211,6 +211,11 @@ def check_no_key_material():
         for i, a in enumerate(answers):
             outputs["answer %d" % i] = a.body.decode(errors="replace")
         R.check(len(outputs["log"]) > 200, "the log is (nearly) empty: %r" % outputs["log"][:200])
+        # Refusals and faults name the client, for an operator tracing a misbehaving sender.
+        R.check(re.search(r"Authenticate refused: WrongIssuer: .* \(client 127\.0\.0\.1:\d+\)", outputs["log"]),
+                "a refusal's log line does not name the client")
+        R.check(re.search(r"fault WrongAudience: .* \(client 127\.0\.0\.1:\d+\)", outputs["log"]),
+                "a fault's log line does not name the client")
         needles = key_needles(s.keys, tokens)
         leaks = ["%s in %s" % (what, where) for what, needle in needles.items()
                  for where, text in outputs.items() if needle in text]
