@@ -430,7 +430,10 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
     if (sqlite3_open_v2(c->path, &c->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        db_fail(c->db, f, "open");
+        int sys = c->db ? sqlite3_system_errno(c->db) : 0;   /* the OS's reason, if it was one */
+        fault_set(f, FAULT_STORAGE_ERROR, "sqlite: open %s: %s%s%s%s", c->path,
+                  c->db ? sqlite3_errmsg(c->db) : "out of memory", sys ? " (" : "", sys ? strerror(sys) : "",
+                  sys ? ")" : "");
         conn_disconnect(c);
         return -1;
     }

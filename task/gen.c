@@ -666,11 +666,8 @@ int gen_run(const struct gen_options *opt, char *err, size_t errlen)
         remove_database(opt->path);
     }
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(opt->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", opt->path, db ? sqlite3_errmsg(db) : strerror(errno));
-        sqlite3_close(db);
+    if (task_sqlite_open(opt->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &db, err, errlen) != 0)
         return -1;
-    }
     int rc = create_schema(db, err, errlen);
     sqlite3_close(db);
     if (rc != 0)

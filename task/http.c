@@ -3,19 +3,25 @@
  * plain HTTP or HTTPS (libevent_openssl). HTTP parsing is libevent's. */
 #include "task/task.h"
 
+#include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "common/xalloc.h"
 
@@ -28,6 +34,7 @@ struct http_client {
     char *host_header;
     char *target;                    /* path and query */
     int timeout_s;
+    char tls_failure[128];           /* OpenSSL's reason for the last failed handshake */
 };
 
 struct http_exchange {
@@ -39,13 +46,75 @@ struct http_exchange {
     char error[128];
 };
 
+/* OpenSSL's progress on a handshake: a failure's reason is kept for the error message
+ * (libevent reports only that the connection ended). */
+static void tls_progress(const SSL *ssl, int where, int ret)
+{
+    unsigned long code = ERR_peek_last_error();
+    if (where != SSL_CB_CONNECT_EXIT || ret > 0 || ERR_GET_LIB(code) != ERR_LIB_SSL)
+        return;
+    struct http_client *c = SSL_get_app_data(ssl);
+    long verify = SSL_get_verify_result(ssl);
+    const char *reason = ERR_reason_error_string(code);
+    if (verify != X509_V_OK)
+        snprintf(c->tls_failure, sizeof(c->tls_failure), "%s (%s)", reason ? reason : "failed",
+                 X509_verify_cert_error_string(verify));
+    else
+        snprintf(c->tls_failure, sizeof(c->tls_failure), "%s%s", reason ? reason : "failed",
+                 ERR_GET_REASON(code) == SSL_R_WRONG_VERSION_NUMBER ? " (is it an https:// server?)" : "");
+}
+
+/* Why no answer came when libevent cannot say: the host does not resolve, or a connection
+ * cannot be made (refused, unreachable, timed out). Tried again, blocking, for at most
+ * timeout_s; 0 when it connects (the server then closed the connection itself). */
+static int connect_problem(const struct http_client *c, char *why, size_t whylen)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", c->port);
+    int rc = getaddrinfo(c->host, port, &hints, &found);
+    if (rc != 0) {
+        snprintf(why, whylen, "cannot resolve %s: %s", c->host, gai_strerror(rc));
+        return 1;
+    }
+    int failure = 0;
+    for (struct addrinfo *ai = found; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            failure = errno;
+            continue;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        socklen_t len = sizeof(failure);
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            failure = 0;
+        else if (errno != EINPROGRESS)
+            failure = errno;
+        else if (poll(&p, 1, c->timeout_s * 1000) <= 0)
+            failure = ETIMEDOUT;
+        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &len) != 0)
+            failure = errno;
+        close(fd);
+        if (!failure)
+            break;
+    }
+    freeaddrinfo(found);
+    if (!failure)
+        return 0;
+    snprintf(why, whylen, "cannot connect: %s", strerror(failure));
+    return 1;
+}
+
 static int connect_client(struct http_client *c, char *err, size_t errlen)
 {
     if (c->ssl_ctx) {
         SSL *ssl = SSL_new(c->ssl_ctx);
+        c->tls_failure[0] = '\0';
         if (ssl) {
             SSL_set_tlsext_host_name(ssl, c->host);
             SSL_set1_host(ssl, c->host);
+            SSL_set_app_data(ssl, c);
+            SSL_set_info_callback(ssl, tls_progress);
         }
         struct bufferevent *bev = ssl ? bufferevent_openssl_socket_new(
                                             c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
@@ -197,7 +266,12 @@ int http_post(struct http_client *c, const char *soapaction, const char *body, s
     }
     event_base_dispatch(c->base);
     if (!ex.done || ex.failed) {
-        snprintf(err, errlen, "%s:%d: %s", c->host, c->port, ex.error[0] ? ex.error : "no HTTP answer (connection refused, reset or closed)");
+        char why[160];
+        if (c->tls_failure[0])
+            snprintf(why, sizeof(why), "TLS handshake failed: %s", c->tls_failure);
+        else if (!connect_problem(c, why, sizeof(why)))
+            snprintf(why, sizeof(why), "%s", ex.error[0] ? ex.error : "the server closed the connection without an answer");
+        snprintf(err, errlen, "%s:%d: %s", c->host, c->port, why);
         /* A fresh connection for the next attempt (an HTTPS one cannot be reused after this). */
         evhttp_connection_free(c->conn);
         c->conn = NULL;

@@ -287,13 +287,24 @@ static int load_schema(struct source *src, char *err, size_t errlen)
     return 0;
 }
 
+int task_sqlite_open(const char *path, int flags, sqlite3 **db, char *err, size_t errlen)
+{
+    if (sqlite3_open_v2(path, db, flags, NULL) == SQLITE_OK)
+        return 0;
+    int sys = *db ? sqlite3_system_errno(*db) : 0;
+    snprintf(err, errlen, "%s: %s%s%s%s", path, *db ? sqlite3_errmsg(*db) : "cannot open",
+             sys ? " (" : "", sys ? strerror(sys) : "", sys ? ")" : "");
+    sqlite3_close(*db);
+    *db = NULL;
+    return -1;
+}
+
 int source_open(struct source *src, const char *path, int writable, char *err, size_t errlen)
 {
     memset(src, 0, sizeof *src);
     arena_init(&src->arena);
     int flags = writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
-    if (sqlite3_open_v2(path, &src->db, flags, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, src->db ? sqlite3_errmsg(src->db) : "cannot open");
+    if (task_sqlite_open(path, flags, &src->db, err, errlen) != 0) {
         source_close(src);
         return -1;
     }

@@ -42,6 +42,9 @@ struct source {
     size_t ntables;
 };
 
+/* sqlite3_open_v2 of path with flags; 0, or -1 with err naming the path, SQLite's message and
+ * the system's reason where there is one (*db NULL). */
+int task_sqlite_open(const char *path, int flags, sqlite3 **db, char *err, size_t errlen);
 /* Opens path (which must exist) and loads its schema: from _somirror_columns when the file
  * has it, else from SQLite's declared column types (which must then be SQL Server type names).
  * Tables that cannot be described (no primary key, a type that does not parse, a name that is

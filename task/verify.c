@@ -306,10 +306,8 @@ int verify_run(const struct verify_options *opt, FILE *report)
         return 2;
     }
     sqlite3 *mirror_db = NULL;
-    if (sqlite3_open_v2(opt->mirror_path, &mirror_db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        fprintf(report, "verify: %s: %s\n", opt->mirror_path,
-                mirror_db ? sqlite3_errmsg(mirror_db) : "cannot open");
-        sqlite3_close(mirror_db);
+    if (task_sqlite_open(opt->mirror_path, SQLITE_OPEN_READONLY, &mirror_db, err, sizeof err) != 0) {
+        fprintf(report, "verify: %s\n", err);
         source_close(&src);
         return 2;
     }

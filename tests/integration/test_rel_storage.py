@@ -153,6 +153,17 @@ def check_corrupt_file():
         print("   corrupt mirror: %s (answered: %s)" % (t["last_error"], [w for w, _ in answered]))
 
 
+def check_unopenable_file():
+    """A mirror path the service cannot open (here a directory where the file should be): a
+    retryable StorageError that names the file and the system's reason."""
+    with H.server(workers=1) as env:
+        p = PL.P(env, "unopenable")
+        os.makedirs(p.db_path())
+        f = expect_storage_fault(p.call("Authenticate", H.authenticate_body()), "an unopenable mirror")
+        R.check(p.db_path() in f["message"] and "(Is a directory)" in f["message"],
+                "the fault does not name the file and the reason: %r" % f["message"])
+
+
 def check_locked_file():
     with H.server(workers=2, **{"tenants.lock_timeout": 2}) as env:
         d = env.daemon
@@ -207,6 +218,7 @@ def check_locked_file():
 def main():
     R.run_checks([("disk full on a tmpfs", check_disk_full),
                   ("corrupt mirror file", check_corrupt_file),
+                  ("unopenable mirror file", check_unopenable_file),
                   ("locked mirror file", check_locked_file)])
 
 

@@ -5,6 +5,7 @@ there; a key deleted and inserted again is I); a tampered mirror fails verify; b
 never reach the mirror; a skipped table is dropped from the mirror on the next cycle; a source
 whose retention passed the mirror's Lsn gets a full reload; a paused tenant's doNotReplicate is
 believed only with a SignedApplicationToken that verifies; setup errors exit 2 before any call;
+a connection that fails says why (name, refused, TLS to a plain port);
 a cycle interrupted by killing somirrord completes correctly when run again."""
 
 import json
@@ -172,6 +173,15 @@ def main():
                 proc = task(*args, check=False)
                 assert proc.returncode == 2, "exit %d for %s: %s" % (proc.returncode, args, proc.stderr)
             assert env.daemon.ctl_json("show tenant " + TENANT)["tenant"]["calls"] == calls
+
+            # A failed connection says why: a name that does not resolve, a port that refuses,
+            # TLS spoken to a plain HTTP port.
+            for url, why in (("http://no-such-host.invalid:%d/" % env.daemon.port, "cannot resolve no-such-host.invalid"),
+                             ("http://127.0.0.1:%d/" % harness.free_port(), "cannot connect: Connection refused"),
+                             ("https://127.0.0.1:%d/" % env.daemon.port,
+                              "TLS handshake failed: wrong version number (is it an https:// server?)")):
+                proc = task(*(with_option("--url", url) + ["--tries", "1"]), check=False)
+                assert proc.returncode == 1 and why in proc.stderr, (url, proc.returncode, proc.stderr[-600:])
 
             # A cycle interrupted by killing somirrord completes correctly when run again.
             task("churn", "--db", source, "--changes", "400", "--seed", "9")
