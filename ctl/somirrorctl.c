@@ -67,8 +67,11 @@ static int connect_socket(const char *path)
     memcpy(addr.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        fprintf(stderr, "somirrorctl: cannot connect to %s: %s (is somirrord running, with "
-                "status_socket set?)\n", path, strerror(errno));
+        int e = errno;
+        const char *hint = e == ENOENT || e == ECONNREFUSED ? " (is somirrord running, with status_socket set?)"
+                           : e == EACCES ? " (status_socket_mode and the socket's owner decide who may use it)"
+                                         : "";
+        fprintf(stderr, "somirrorctl: cannot connect to %s: %s%s\n", path, strerror(e), hint);
         if (fd >= 0)
             close(fd);
         return -1;

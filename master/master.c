@@ -814,6 +814,9 @@ static int serve(struct master *m, int foreground)
 {
     char err[1024];
     int ready_fd = -1;
+    if (!foreground && strcmp(m->cfg->log_file, "stderr") == 0)
+        fprintf(stderr, "somirrord: warning: log.file is stderr, which a daemon closes once it serves: "
+                        "nothing will be logged (set log.file to a file or syslog, or run with -f)\n");
     if (!foreground && daemon_detach(&ready_fd, err, sizeof(err)) < 0) {
         fprintf(stderr, "somirrord: %s\n", err);
         return 1;

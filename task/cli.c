@@ -92,7 +92,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     a->tries = 4;
     int c;
     long seed;
-    while ((c = getopt_long(argc, argv, "c:", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:h", long_options, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case OPT_OUT: a->out = optarg; break;
@@ -117,6 +117,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_MIRROR: a->mirror = optarg; break;
         case OPT_STORE: a->store = optarg; break;
         case 'c': a->config = optarg; break;
+        case 'h':
         case OPT_HELP: fputs(usage_text, stdout); exit(0);
         case OPT_VERSION: puts("somirror-task " PACKAGE_VERSION); exit(0);
         default: rc = -1; break;

@@ -185,6 +185,13 @@ def main():
         d.wait_exit()
         h.wait_until(lambda: not any(h.pid_alive(p) for p in workers), what="workers to die")
         assert not os.path.exists(d.pid_file)
+        assert "log.file is stderr" not in d.output(), d.output()
+        # A daemon whose log would go to the stderr it closes says so while it still can.
+        d.rewrite_config(**{"log.file": "stderr"})
+        d.start(foreground=False)
+        assert "warning: log.file is stderr, which a daemon closes once it serves" in d.output(), d.output()
+        d.signal(signal.SIGTERM)
+        d.wait_exit()
     print("ok")
 
 
