@@ -559,6 +559,8 @@ static void check_request(struct call *call, const char *body, size_t len, const
     if (call->req.ntokens != 1) {
         fault_set(&f, FAULT_INVALID_TOKEN, "SignedToken: expected exactly one SignedToken header, got %d",
                   call->req.ntokens);
+    } else if (call->req.token_has_element) {
+        fault_set(&f, FAULT_INVALID_TOKEN, "SignedToken: holds an element, not a token");
     } else if (!call->lock_held) {   /* a streamed call's token was verified as it began */
         token_verify(call->req.token, call->req.token_len, &svc->policy, time(NULL), is_auth,
                      &call->claims, &f);

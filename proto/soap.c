@@ -493,8 +493,20 @@ static int close_token(struct soap_xml *x, void *ctx, const char *text, size_t l
     return 0;
 }
 
-static const struct shape signed_token_shape =
-    SHAPE_LEAF("SignedToken", SHAPE_TEXT, OCCURS_ONE, "SignedToken", close_token);
+/* An element inside SignedToken makes it no token: an InvalidToken in its turn (section 6
+ * order), not a shape error, which would stop the rest of the request being read (an
+ * Authenticate's ClientState is echoed in its refusal). */
+static int token_holds_element(struct soap_xml *x, void *ctx)
+{
+    (void)x;
+    struct request_builder *b = ctx;
+    b->req->token_has_element = 1;
+    return 0;
+}
+
+static const struct shape signed_token_shape = {
+    .ns = SOAP_NS, .name = "SignedToken", .content = SHAPE_TEXT, .occurs = OCCURS_ONE,
+    .label = "SignedToken", .close = close_token, .inner_element = token_holds_element};
 
 static const struct shape *request_header_block(void *ctx, const char *ns, const char *name)
 {

@@ -37,6 +37,7 @@ struct soap_request {
     const char *token;           /* SignedToken text, trimmed; NULL when absent */
     size_t token_len;
     int ntokens;                 /* how many SignedToken header blocks */
+    int token_has_element;       /* a SignedToken held an element: not a token (InvalidToken) */
 
     /* Authenticate */
     const char *client_state;    /* verbatim; NULL when the element is absent */

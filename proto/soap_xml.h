@@ -38,6 +38,8 @@ struct shape {
     const struct shape *children;    /* SHAPE_CHILDREN */
     shape_open_fn open;              /* after the start tag; may be NULL */
     shape_close_fn close;            /* at the end tag, with the text; may be NULL */
+    shape_open_fn inner_element;     /* SHAPE_TEXT: an element inside, told here and skipped
+                                        (-1: a shape error); NULL: a shape error */
 };
 
 struct soap_xml_ops {

@@ -79,6 +79,12 @@ def two_tokens(p):
     both(p, p.token(), "InvalidToken", header_extra=extra)
 
 
+def token_holding_an_element(p):
+    """An element inside SignedToken (in the protocol's namespace): InvalidToken, and the rest
+    of the request is still read (Authenticate's ClientState is echoed)."""
+    both(p, "<x>%s</x>" % p.token(), "InvalidToken")
+
+
 def expired(p):
     both(p, p.token(exp=-400), "TokenExpired")          # beyond the default 300 s skew
     both(p, p.token(nbf=1000, exp=2000), "TokenExpired")  # not yet valid
@@ -236,7 +242,7 @@ def openssl_signer(p):
     eq(H.parse_auth(r.body)["IsSuccessful"], "true", "Authenticate with an openssl-signed token")
 
 
-CHECKS = [missing_token, two_tokens, expired, wrong_issuer, wrong_audience, bad_signature, tenant_grammar,
+CHECKS = [missing_token, two_tokens, token_holding_an_element, expired, wrong_issuer, wrong_audience, bad_signature, tenant_grammar,
           allow_list, nonce, fault_order, auth_success, openssl_signer]
 
 if __name__ == "__main__":
