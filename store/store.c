@@ -337,6 +337,40 @@ static int schema_apply_one(struct store_tenant *t, const struct table_schema *r
                             state->lsn, f);
 }
 
+/* Where the store changes names (stored_name), a request table whose name, or two of whose
+ * columns, would become a name already taken (by an earlier table of the request or another
+ * table of the mirror) cannot be mirrored: it is Rejected, saying why, before any SQL. */
+static void reject_name_clashes(const struct store_driver *driver, struct table_schema *tables, size_t n,
+                                const struct table_meta *meta, size_t nmeta, struct arena *arena)
+{
+    if (!driver->stored_name)
+        return;
+    char a[SM_IDENT_MAX + 1], b[SM_IDENT_MAX + 1], why[3 * SM_IDENT_MAX + 96];
+    for (size_t i = 0; i < n; i++) {
+        struct table_schema *s = &tables[i];
+        why[0] = '\0';
+        for (size_t j = 0; j < s->ncolumns && !why[0]; j++) {
+            driver->stored_name(s->columns[j].name, a);
+            for (size_t k = j + 1; k < s->ncolumns && !why[0]; k++) {
+                driver->stored_name(s->columns[k].name, b);
+                if (strcmp(a, b) == 0)
+                    snprintf(why, sizeof(why), "columns %s and %s would both be %s in the %s store",
+                             s->columns[j].name, s->columns[k].name, a, driver->name);
+            }
+        }
+        driver->stored_name(s->name, a);
+        for (size_t j = 0; j < i + nmeta && !why[0]; j++) {
+            const char *other = j < i ? tables[j].name : meta[j - i].name;
+            driver->stored_name(other, b);
+            if (!ident_equal(other, s->name) && strcmp(a, b) == 0)
+                snprintf(why, sizeof(why), "tables %s and %s would both be %s in the %s store", other,
+                         s->name, a, driver->name);
+        }
+        if (why[0] && !s->reject)
+            s->reject = arena_strdup(arena, why);
+    }
+}
+
 static int meta_by_name(const void *a, const void *b)
 {
     const struct table_meta *const *ma = a, *const *mb = b;
@@ -357,6 +391,7 @@ int store_table_schema(struct store_tenant *t, struct table_schema *tables, size
     size_t nmeta;
     if (call_begin(t, arena, &meta, &nmeta, f) != 0)
         return -1;
+    reject_name_clashes(t->store->driver, tables, n, meta, nmeta, arena);
     struct table_state *out = arena_calloc(arena, n + nmeta, sizeof(*out));
     unsigned char *listed = arena_calloc(arena, nmeta + 1, 1);
     int rc = 0;

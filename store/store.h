@@ -97,6 +97,11 @@ struct store_driver {
     /* Appends the table's name as this store names and quotes it in SQL (lowercased and
      * shortened by PostgreSQL, schema-qualified by SQL Server), for {table} in operator SQL. */
     void (*put_table)(void *conn, struct buf *sql, const char *table);
+    /* The name a table or column takes in this store (out: at least SM_IDENT_MAX + 1 bytes), where
+     * it is not the name itself compared case-insensitively (PostgreSQL shortens names past 63
+     * bytes): two that become one make the later table Rejected rather than fail the call. NULL:
+     * names are kept. */
+    void (*stored_name)(const char *name, char *out);
 };
 
 extern const struct store_driver store_driver_sqlite;

@@ -1883,6 +1883,37 @@ START_TEST(pg_tables_named_like_types)
 }
 END_TEST
 
+/* Names PostgreSQL would make one (a name past 63 bytes is shortened, and a crafted name can
+ * equal the short form): the later table is Rejected, saying so, and the rest of the call is
+ * carried out, rather than the whole call failing on every retry. */
+START_TEST(pg_names_that_become_one_rejected)
+{
+    char long_name[SM_IDENT_MAX + 1], short_name[SM_IDENT_MAX + 1];
+    char long_col[SM_IDENT_MAX + 1], short_col[SM_IDENT_MAX + 1];
+    memset(long_name, 'x', 70);
+    long_name[70] = '\0';
+    long_col[0] = 'c';
+    memcpy(long_col + 1, long_name, 71);
+    store_driver_postgresql.stored_name(long_name, short_name);
+    store_driver_postgresql.stored_name(long_col, short_col);
+    char col_a[SM_IDENT_MAX + 32], col_b[SM_IDENT_MAX + 32];
+    snprintf(col_a, sizeof(col_a), "%s|int|null|", long_col);
+    snprintf(col_b, sizeof(col_b), "%s|int|null|", short_col);
+    const char *const clash_cols[] = {"id|int|notnull|", col_a, col_b, NULL};
+    static const char *const id_only[] = {"id|int|notnull|", NULL};
+    struct table_schema t[3] = {table_make(long_name, "id", id_only), table_make(short_name, "id", id_only),
+                                table_make("cols", "id", clash_cols)};
+    struct table_state *states;
+    size_t n;
+    schema_ok(t, 3, &states, &n);
+    ck_assert_int_eq(states[0].change, CHANGE_CREATED);
+    ck_assert_int_eq(states[1].change, CHANGE_REJECTED);
+    ck_assert_ptr_nonnull(strstr(states[1].error, "would both be"));
+    ck_assert_int_eq(states[2].change, CHANGE_REJECTED);
+    ck_assert_ptr_nonnull(strstr(states[2].error, "columns"));
+}
+END_TEST
+
 /* A value the driver refuses (U+0000) after the COPY has begun: the call fails with
  * InvalidValue, the COPY is cancelled with the call's transaction, and the same connection
  * takes the next call. */
@@ -2052,6 +2083,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_zeros_past_the_digits_fit);
         tcase_add_test(pg, pg_utf8_and_catalog_names);
         tcase_add_test(pg, pg_tables_named_like_types);
+        tcase_add_test(pg, pg_names_that_become_one_rejected);
         tcase_add_test(pg, pg_copy_bad_value);
         tcase_add_test(pg, pg_copy_key_already_there);
         tcase_add_test(pg, pg_copy_server_error);
