@@ -1142,49 +1142,44 @@ static void put_double(struct buf *out, double d, int digits)
     buf_puts(out, text);
 }
 
-static int invalid_text(const char *table, const char *column, long rowno, struct fault *f)
+static const char *pg_value_refused(const struct value *v)
 {
-    fault_set(f, FAULT_INVALID_VALUE,
-              "row %ld of table %s: column %s: the value holds the character U+0000, which"
-              " PostgreSQL cannot store", rowno, table, column);
-    fault_at(f, table, column, rowno);
-    return -1;
+    return v->cls == VAL_TEXT && v->len && memchr(v->text, '\0', v->len)
+               ? "the value holds the character U+0000, which PostgreSQL cannot store"
+               : NULL;
 }
 
-static int put_copy_value(struct buf *out, const struct table_schema *s, const struct column *col,
-                          const struct value *v, long rowno, struct fault *f)
+static void put_copy_value(struct buf *out, const struct column *col, const struct value *v)
 {
     static const char hex[] = "0123456789abcdef";
     switch (v->cls) {
     case VAL_NULL:
         buf_append(out, "\\N", 2);
-        return 0;
+        return;
     case VAL_INT:
         if (col->type.kind == SQL_BIT)
             buf_putc(out, v->i ? 't' : 'f');
         else
             buf_printf(out, "%lld", (long long)v->i);
-        return 0;
+        return;
     case VAL_REAL:
         if (col->type.kind == SQL_REAL)
             put_double(out, (double)(float)v->d, 9);
         else
             put_double(out, v->d, 17);
-        return 0;
+        return;
     case VAL_DECIMAL:
         put_copy_text(out, v->text ? v->text : "0", v->text ? v->len : 1);
-        return 0;
+        return;
     case VAL_DATETIME: {
         char text[VALUE_COMPACT_MAX];
         size_t len = time_text(&col->type, v->text ? v->text : "", v->text ? v->len : 0, text);
         put_copy_text(out, text, len);
-        return 0;
+        return;
     }
-    case VAL_TEXT:
-        if (v->len && memchr(v->text, '\0', v->len))
-            return invalid_text(s->name, col->name, rowno, f);
+    case VAL_TEXT:   /* never with U+0000: pg_value_refused */
         put_copy_text(out, v->text ? v->text : "", v->text ? v->len : 0);
-        return 0;
+        return;
     case VAL_BINARY: {
         const unsigned char *b = (const unsigned char *)v->text;
         buf_reserve(out, 3 + 2 * v->len);
@@ -1193,10 +1188,9 @@ static int put_copy_value(struct buf *out, const struct table_schema *s, const s
             buf_putc(out, hex[b[i] >> 4]);
             buf_putc(out, hex[b[i] & 15]);
         }
-        return 0;
+        return;
     }
     }
-    return 0;
 }
 
 static int copy_start(struct pg_conn *c, const char *copy_sql, const char *what,
@@ -1290,8 +1284,8 @@ static void stream_abort(struct pg_conn *c)
     stream_forget(c);
 }
 
-static int render_rows(struct pg_conn *c, const struct table_schema *s,
-                       const struct row_change *rows, size_t n, int with_op, struct fault *f)
+static void render_rows(struct pg_conn *c, const struct table_schema *s,
+                        const struct row_change *rows, size_t n, int with_op)
 {
     buf_reset(&c->data);
     for (size_t r = 0; r < n; r++) {
@@ -1312,20 +1306,17 @@ static int render_rows(struct pg_conn *c, const struct table_schema *s,
                 }
                 v = &row->values[p - 1];
             }
-            if (put_copy_value(&c->data, s, &s->columns[k], v, row->rowno, f) != 0)
-                return -1;
+            put_copy_value(&c->data, &s->columns[k], v);
         }
         buf_putc(&c->data, '\n');
     }
-    return 0;
 }
 
 /* Inserts of a full load: streamed into the table by one COPY per call inside a savepoint. */
 static int rows_direct(struct pg_conn *c, const struct table_schema *s, const struct stage *st,
                        const struct row_change *rows, size_t n, struct fault *f)
 {
-    if (render_rows(c, s, rows, n, 0, f) != 0)
-        return -1;
+    render_rows(c, s, rows, n, 0);
     if (!c->stream_table) {
         if (exec_sql(c->db, "SAVEPOINT somirror_load", "copy", f) != 0 ||
             copy_start(c, st->direct_sql, "copy", f) != 0)
@@ -1341,8 +1332,8 @@ static int rows_direct(struct pg_conn *c, const struct table_schema *s, const st
 static int rows_merge(struct pg_conn *c, const struct table_schema *s, const struct stage *st,
                       const struct row_change *rows, size_t n, struct fault *f)
 {
-    if (render_rows(c, s, rows, n, 1, f) != 0 ||
-        copy_run(c, st->copy_sql, &c->data, "copy to the staging table", f) != 0)
+    render_rows(c, s, rows, n, 1);
+    if (copy_run(c, st->copy_sql, &c->data, "copy to the staging table", f) != 0)
         return -1;
     return exec_sql(c->db, st->merge_sql, "merge", f);
 }
@@ -1446,4 +1437,5 @@ const struct store_driver store_driver_postgresql = {
     .exec_script = pg_exec_script,
     .put_table = pg_put_table,
     .stored_name = pg_stored_name,
+    .value_refused = pg_value_refused,
 };

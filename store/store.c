@@ -571,30 +571,35 @@ static int row_malformed(struct fault *f, const char *table, long rowno, const c
     return -1;
 }
 
-static int value_checked(const struct column *col, const struct raw_value *raw,
-                         const char *table, const char *column_as_sent, long rowno,
-                         struct arena *arena, struct value *out, struct fault *f)
+static int value_checked(const struct store_driver *driver, const struct column *col,
+                         const struct raw_value *raw, const char *table, const char *column_as_sent,
+                         long rowno, struct arena *arena, struct value *out, struct fault *f)
 {
     char err[512];
-    if (value_check(&col->type, col->nullable, raw, arena, out, err, sizeof(err)) == 0)
-        return 0;
+    const char *why = err;
+    if (value_check(&col->type, col->nullable, raw, arena, out, err, sizeof(err)) == 0) {
+        why = driver->value_refused ? driver->value_refused(out) : NULL;
+        if (!why)
+            return 0;
+    }
     fault_set(f, FAULT_INVALID_VALUE, "row %ld of table %s: column %s: %s", rowno, table,
-              column_as_sent, err);
+              column_as_sent, why);
     fault_at(f, table, column_as_sent, rowno);
     return -1;
 }
 
 /* Checks one row's values into out (table column order; key order for D). */
-static int row_check(const struct table_schema *s, const struct batch *b, const struct row *row,
-                     long rowno, const struct column_map *map, struct arena *arena,
-                     struct value *out, struct fault *f)
+static int row_check(const struct store_driver *driver, const struct table_schema *s,
+                     const struct batch *b, const struct row *row, long rowno,
+                     const struct column_map *map, struct arena *arena, struct value *out,
+                     struct fault *f)
 {
     if (row->op == 'D') {
         if (row->nvalues != s->npk)
             return row_malformed(f, b->table, rowno, "a D row carries the primary-key values");
         for (size_t p = 0; p < s->npk; p++) {
             size_t k = s->pk[p];
-            if (value_checked(&s->columns[k], &row->values[p], b->table,
+            if (value_checked(driver, &s->columns[k], &row->values[p], b->table,
                               b->columns[map->source[k]], rowno, arena, &out[p], f) != 0)
                 return -1;
         }
@@ -606,7 +611,7 @@ static int row_check(const struct table_schema *s, const struct batch *b, const 
         return row_malformed(f, b->table, rowno, "value count differs from Columns");
     for (size_t j = 0; j < b->ncolumns; j++) {
         size_t k = map->target[j];
-        if (value_checked(&s->columns[k], &row->values[j], b->table, b->columns[j], rowno,
+        if (value_checked(driver, &s->columns[k], &row->values[j], b->table, b->columns[j], rowno,
                           arena, &out[k], f) != 0)
             return -1;
     }
@@ -703,7 +708,7 @@ int store_rows_row(struct store_rows *s, const struct batch *b, const struct row
     const struct table_schema *schema = ct->schema;
     long rowno = ++ct->rows_seen;
     struct value *values = store->chunk_values + s->nchunk * schema->ncolumns;
-    if (row_check(schema, b, row, rowno, &s->map, s->arena, values, f) != 0)
+    if (row_check(store->driver, schema, b, row, rowno, &s->map, s->arena, values, f) != 0)
         return -1;
     if (row->has_lsn && row->lsn <= ct->lsn_before) {
         ct->state->skipped++;

@@ -102,6 +102,10 @@ struct store_driver {
      * bytes): two that become one make the later table Rejected rather than fail the call. NULL:
      * names are kept. */
     void (*stored_name)(const char *name, char *out);
+    /* Why this store cannot hold a value that passed the protocol's checks (PostgreSQL: text
+     * holding U+0000), or NULL. Asked as each row is checked, so that the first failure of
+     * the request is the one answered, skipped rows included. NULL: every such value fits. */
+    const char *(*value_refused)(const struct value *v);
 };
 
 extern const struct store_driver store_driver_sqlite;

@@ -1939,6 +1939,33 @@ START_TEST(pg_copy_bad_value)
 }
 END_TEST
 
+/* U+0000 is refused as its row is checked: the first failure of the call is the one answered
+ * (here before a bad number two rows later), naming the column as sent, also in a row skipped
+ * as stale. */
+START_TEST(pg_nul_refused_in_order)
+{
+    create_contact();
+    static const char *const rows[] = {"I:|1|a|2026-01-01T00:00:00|1", "I:|2|@YQBi|2026-01-01T00:00:00|1",
+                                       "I:|3|c|2026-01-01T00:00:00|1", "I:|4|d|2026-01-01T00:00:00|x",
+                                       NULL};
+    struct batch b = batch_make("contact", "contact_id,NAME,registered,amount", 5, rows);
+    struct table_state *states;
+    size_t n;
+    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_INVALID_VALUE);
+    ck_assert_int_eq(fault.row, 2);
+    ck_assert_str_eq(fault.column, "NAME");
+    ck_assert_ptr_nonnull(strstr(fault.message, "U+0000"));
+    static const char *const first[] = {"I:|1|a|2026-01-01T00:00:00|1", NULL};
+    b = batch_make("contact", "contact_id,name,registered,amount", 10, first);
+    rows_ok(&b, 1, 1);
+    static const char *const stale[] = {"U:3|1|@YQBi|2026-01-01T00:00:00|1", NULL};
+    b = batch_make("contact", "contact_id,name,registered,amount", 11, stale);
+    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_INVALID_VALUE);
+}
+END_TEST
+
 /* The table's COPY meets a key twice in the load and a key the table holds already: the rows
  * are merged instead, the last change of a key winning. */
 START_TEST(pg_copy_key_already_there)
@@ -2085,6 +2112,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_tables_named_like_types);
         tcase_add_test(pg, pg_names_that_become_one_rejected);
         tcase_add_test(pg, pg_copy_bad_value);
+        tcase_add_test(pg, pg_nul_refused_in_order);
         tcase_add_test(pg, pg_copy_key_already_there);
         tcase_add_test(pg, pg_copy_server_error);
         tcase_add_test(pg, pg_copy_connection_lost);
