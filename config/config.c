@@ -737,6 +737,7 @@ static void parse_list(struct loader *ld, const struct place *at, yaml_node_t *n
         struct buf key = BUF_INIT;
         buf_printf(&key, "%s[%zu]", at->key, i);
         struct place item_at = {key.data, item->start_mark};
+        seen_add(ld, key.data, item->start_mark);
         if (string_ok(ld, &item_at, item, spec, &text))
             list->items[list->n++] = xstrdup(text);
         buf_free(&key);
@@ -862,6 +863,7 @@ static void parse_listen(struct loader *ld, const struct place *at, yaml_node_t 
         struct buf key = BUF_INIT;
         buf_printf(&key, "%s[%zu]", at->key, i);
         struct place entry_at = {key.data, entry->start_mark};
+        seen_add(ld, key.data, entry->start_mark);
         parse_listen_entry(ld, &entry_at, entry, base, &cap);
         buf_free(&key);
     }
@@ -1168,8 +1170,10 @@ struct config *cfg_load(const char *path, struct cfg_errors *errs)
             check_whole(&ld);
     }
     yaml_document_delete(&ld.doc);
+    ld.cfg->places = xcalloc(ld.nseen ? ld.nseen : 1, sizeof(*ld.cfg->places));
     for (size_t i = 0; i < ld.nseen; i++)
-        free(ld.seen[i].key);
+        ld.cfg->places[ld.cfg->nplaces++] = (struct cfg_place){
+            ld.seen[i].key, ld.seen[i].mark.line + 1, ld.seen[i].mark.column + 1};
     free(ld.seen);
     if (errs->n != errors_before) {
         cfg_free(ld.cfg);
@@ -1195,8 +1199,27 @@ void cfg_free(struct config *cfg)
         explicit_bzero(cfg->postgresql.password, strlen(cfg->postgresql.password));
         free(cfg->postgresql.password);
     }
+    for (size_t i = 0; i < cfg->nplaces; i++)
+        free(cfg->places[i].key);
+    free(cfg->places);
     free(cfg->path);
     free(cfg);
+}
+
+const char *cfg_where(const struct config *cfg, const char *key, char *out, size_t outlen)
+{
+    size_t len = strlen(key);
+    const char *bracket = len && key[len - 1] == ']' ? strrchr(key, '[') : NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t want = pass == 0 ? len : bracket ? (size_t)(bracket - key) : 0;
+        for (size_t i = 0; want && i < cfg->nplaces; i++)
+            if (strlen(cfg->places[i].key) == want && strncmp(cfg->places[i].key, key, want) == 0) {
+                snprintf(out, outlen, "%s:%zu:%zu", cfg->path, cfg->places[i].line, cfg->places[i].column);
+                return out;
+            }
+    }
+    snprintf(out, outlen, "%s", cfg->path);
+    return out;
 }
 
 char *cfg_database_name(const struct config *cfg, const char *tenant)

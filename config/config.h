@@ -22,8 +22,16 @@ struct cfg_strings {
     size_t n;
 };
 
+/* Where a key was written in the file (1-based), for messages about what it names. */
+struct cfg_place {
+    char *key;                       /* dotted: "vendor.certificates[1]", "listen[0].tls.key" */
+    size_t line, column;
+};
+
 struct config {
     char *path;                      /* the file this was loaded from */
+    struct cfg_place *places;        /* every key and list item the file holds */
+    size_t nplaces;
 
     struct cfg_listen *listen;       /* required, at least one */
     size_t nlisten;
@@ -114,6 +122,10 @@ void cfg_errors_init(struct cfg_errors *errs);
 void cfg_errors_add(struct cfg_errors *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cfg_errors_free(struct cfg_errors *errs);
 
+/* "file:line:column" where key (dotted, as in struct cfg_place; a list's item falls back on
+ * the list's key) is written in cfg's file, or the file alone for a key it does not hold (a
+ * default): the start of a message about the value, as the loader's own are. */
+const char *cfg_where(const struct config *cfg, const char *key, char *out, size_t outlen);
 /* The mirror database name of a tenant from the template ("Mirror_{tenant}"). */
 char *cfg_database_name(const struct config *cfg, const char *tenant);
 

@@ -475,24 +475,27 @@ struct keyring *keys_load(const struct config *cfg, struct cfg_errors *errs)
 {
     struct keyring *ring = xcalloc(1, sizeof(*ring));
     size_t errors_before = errs->n;
-    char err[512], warning[512];
+    char err[512], warning[512], where[4200], key[64];
     ring->app_key = keys_load_private(cfg->app_private_key, err, sizeof(err), warning, sizeof(warning));
+    cfg_where(cfg, "application.private_key", where, sizeof(where));
     if (!ring->app_key)
-        cfg_errors_add(errs, "%s: application.private_key: %s", cfg->path, err);
+        cfg_errors_add(errs, "%s: application.private_key: %s", where, err);
     else if (warning[0])
-        log_warn("%s: application.private_key: %s", cfg->path, warning);
+        log_warn("%s: application.private_key: %s", where, warning);
     ring->certs = xcalloc(cfg->vendor_certificates.n ? cfg->vendor_certificates.n : 1, sizeof(*ring->certs));
     for (size_t i = 0; i < cfg->vendor_certificates.n; i++) {
         struct vendor_cert *cert = &ring->certs[ring->ncerts];
+        snprintf(key, sizeof(key), "vendor.certificates[%zu]", i);
+        cfg_where(cfg, key, where, sizeof(where));
         if (keys_load_cert(cfg->vendor_certificates.items[i], cert, err, sizeof(err)) != 0) {
-            cfg_errors_add(errs, "%s: vendor.certificates[%zu]: %s", cfg->path, i, err);
+            cfg_errors_add(errs, "%s: %s: %s", where, key, err);
             continue;
         }
         ring->ncerts++;
         warning[0] = '\0';
         short_key_warning(cert->path, cert->public_key, warning, sizeof(warning));
         if (warning[0])
-            log_warn("%s: vendor.certificates[%zu]: %s", cfg->path, i, warning);
+            log_warn("%s: %s: %s", where, key, warning);
     }
     if (errs->n != errors_before) {
         keys_free(ring);

@@ -153,10 +153,11 @@ SSL_CTX **wrk_tls_contexts_new(const struct config *cfg, struct cfg_errors *errs
     for (size_t i = 0; i < cfg->nlisten; i++) {
         if (!cfg->listen[i].tls_certificate)
             continue;
-        char err[1024];
+        char err[1024], key[32], where[4200];
         contexts[i] = context_new(&cfg->listen[i], err, sizeof(err));
         if (!contexts[i]) {
-            cfg_errors_add(errs, "%s", err);
+            snprintf(key, sizeof(key), "listen[%zu]", i);
+            cfg_errors_add(errs, "%s: %s", cfg_where(cfg, key, where, sizeof(where)), err);
             failures++;
         }
     }

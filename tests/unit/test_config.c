@@ -556,6 +556,37 @@ START_TEST(test_database_name)
 }
 END_TEST
 
+/* Where a key is written, for messages about what it names (a key file that does not open). */
+START_TEST(test_where)
+{
+    struct config *cfg = load_ok("listen:\n"
+                                 "  - \"127.0.0.1:8080\"\n"
+                                 "  - { address: \"127.0.0.1:8443\", tls: { certificate: c.pem, key: k.pem } }\n"
+                                 "application:\n"
+                                 "  id: \"123\"\n"
+                                 "  private_key: app.xml\n"
+                                 "store:\n"
+                                 "  sqlite: { directory: /var/lib/somirror }\n"
+                                 "vendor:\n"
+                                 "  certificates:\n"
+                                 "    - one.crt\n"
+                                 "    - two.crt\n");
+    char out[400], want[400];
+    snprintf(want, sizeof(want), "%s:6:3", yaml_path);
+    ck_assert_str_eq(cfg_where(cfg, "application.private_key", out, sizeof(out)), want);
+    snprintf(want, sizeof(want), "%s:12:7", yaml_path);
+    ck_assert_str_eq(cfg_where(cfg, "vendor.certificates[1]", out, sizeof(out)), want);
+    snprintf(want, sizeof(want), "%s:3:5", yaml_path);
+    ck_assert_str_eq(cfg_where(cfg, "listen[1]", out, sizeof(out)), want);
+    ck_assert_str_eq(cfg_where(cfg, "log.file", out, sizeof(out)), yaml_path);   /* a default */
+    cfg_free(cfg);
+    cfg = load_ok(MINIMAL);   /* a list in flow style: each item where it is on the line */
+    snprintf(want, sizeof(want), "%s:8:19", yaml_path);
+    ck_assert_str_eq(cfg_where(cfg, "vendor.certificates[0]", out, sizeof(out)), want);
+    cfg_free(cfg);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -582,6 +613,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_parse_size);
     tcase_add_test(tc, test_parse_duration);
     tcase_add_test(tc, test_database_name);
+    tcase_add_test(tc, test_where);
     suite_add_tcase(s, tc);
     return s;
 }
