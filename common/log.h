@@ -17,10 +17,10 @@ int log_open(const char *target, enum log_level level, const char *ident, char *
 void log_set_level(enum log_level level);
 /* Reopens the log file (SIGUSR1 / logrotate); a no-op for stderr and syslog. */
 int log_reopen(void);
-/* In a new process whose inherited descriptors were just closed (a worker): syslog's socket
- * went with them, and glibc, still holding its number, would close whatever descriptor took it
- * next (the worker's epoll instance); the connection is made anew. A no-op for a file or
- * stderr, whose descriptor is kept (log_fd). */
+/* In a new process whose inherited descriptors were just closed (a worker, a hook's
+ * supervisor): syslog's socket went with them, and glibc, still holding its number, would write
+ * to and close whatever descriptor took it next (a worker's epoll instance, a hook's pipe); the
+ * connection is made anew. A no-op for a file or stderr, whose descriptor is kept (log_fd). */
 void log_after_fork(void);
 /* The tenant named on every following line of this process, or NULL for none. */
 void log_set_tenant(const char *tenant);

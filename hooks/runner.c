@@ -398,6 +398,7 @@ static void close_inherited(int keep)
 static void supervisor_main(const struct hook_job *job)
 {
     close_inherited(log_fd());
+    log_after_fork();   /* syslog's socket went with the rest */
     reset_signals();
     /* Operator signals meant for somirrord (reload, log reopen) are not for a supervisor. */
     signal(SIGHUP, SIG_IGN);

@@ -121,9 +121,11 @@ int master_parse_args(int argc, char **argv, struct master_options *opts, char *
         case ':':
             snprintf(err, errlen, "option %s needs an argument", argv[optind - 1]);
             return -1;
-        default:
-            snprintf(err, errlen, "unknown option %s", optopt ? (char[]){'-', (char)optopt, '\0'}
-                                                              : argv[optind - 1]);
+        default:   /* a long option is named as written ("--foreground=x"), a short one alone */
+            if (strncmp(argv[optind - 1], "--", 2) == 0 || !optopt)
+                snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+            else
+                snprintf(err, errlen, "unknown option -%c", optopt);
             return -1;
         }
     }

@@ -777,10 +777,12 @@ static int table_rebuild(struct sqlite_conn *c, const struct table_schema *old_s
         else
             buf_puts(&from, "NULL");
     }
-    buf_printf(&sql, ";\nINSERT INTO \"%s\" (%s) SELECT %s FROM ", REBUILD_TABLE, into.data,
+    /* OR REPLACE, in insertion order: a table made before GUID keys compared in any case may
+     * hold one key in two cases (two rows the source has as one); the later row is kept. */
+    buf_printf(&sql, ";\nINSERT OR REPLACE INTO \"%s\" (%s) SELECT %s FROM ", REBUILD_TABLE, into.data,
                from.data);
     put_ident(&sql, old_schema->name);
-    buf_puts(&sql, ";\nDROP TABLE ");
+    buf_puts(&sql, " ORDER BY rowid;\nDROP TABLE ");
     put_ident(&sql, old_schema->name);
     buf_printf(&sql, ";\nALTER TABLE \"%s\" RENAME TO ", REBUILD_TABLE);
     put_ident(&sql, old_schema->name);

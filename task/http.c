@@ -25,6 +25,8 @@
 
 #include "common/xalloc.h"
 
+enum { PROBE_TIMEOUT_S = 3 };   /* see connect_problem */
+
 struct http_client {
     struct event_base *base;
     struct evhttp_connection *conn;
@@ -66,7 +68,8 @@ static void tls_progress(const SSL *ssl, int where, int ret)
 
 /* Why no answer came when libevent cannot say: the host does not resolve, or a connection
  * cannot be made (refused, unreachable, timed out). Tried again, blocking, for at most
- * timeout_s; 0 when it connects (the server then closed the connection itself). */
+ * PROBE_TIMEOUT_S an address (the call has waited its own timeout already); 0 when it connects
+ * (the server then closed the connection itself). */
 static int connect_problem(const struct http_client *c, char *why, size_t whylen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
@@ -90,7 +93,7 @@ static int connect_problem(const struct http_client *c, char *why, size_t whylen
             failure = 0;
         else if (errno != EINPROGRESS)
             failure = errno;
-        else if (poll(&p, 1, c->timeout_s * 1000) <= 0)
+        else if (poll(&p, 1, (c->timeout_s < PROBE_TIMEOUT_S ? c->timeout_s : PROBE_TIMEOUT_S) * 1000) <= 0)
             failure = ETIMEDOUT;
         else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &len) != 0)
             failure = errno;

@@ -96,8 +96,13 @@ void sql_put_select_in_key_order(struct buf *b, const struct table_schema *t)
     sql_put_columns(b, t, "", 0);
     buf_puts(b, " FROM ");
     sql_put_ident(b, t->name);
-    buf_puts(b, " ORDER BY ");
-    sql_put_columns(b, t, "", 1);
+    /* Byte order whatever a column's collation (a mirror's GUID keys are NOCASE), so that a
+     * source and its mirror are walked in the same order. */
+    for (size_t i = 0; i < t->npk; i++) {
+        buf_puts(b, i ? ", " : " ORDER BY ");
+        sql_put_ident(b, t->columns[t->pk[i]].name);
+        buf_puts(b, " COLLATE BINARY");
+    }
 }
 
 int sql_exec(sqlite3 *db, const char *sql, char *err, size_t errlen)

@@ -25,6 +25,7 @@
 #include "worker/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -263,7 +264,7 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
      * ended (a flood of header lines is cut, as nginx does). evhttp closes its own descriptor
      * next. */
     if (c->phase == CONN_BODY && c->fd >= 0) {
-        int lingering = dup(c->fd);
+        int lingering = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
         if (lingering >= 0)
             lingerer_add(http->lingerer, lingering);
     }

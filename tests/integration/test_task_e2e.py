@@ -135,6 +135,17 @@ def main():
             assert proc.returncode == 1, proc.stdout + proc.stderr
             assert "contact" in proc.stdout + proc.stderr
 
+            # GUID keys in both cases: the mirror's column compares in any case (COLLATE NOCASE),
+            # the source's by bytes; verify walks both in the same order.
+            guid_rows = [("B1111111-0000-0000-0000-000000000000", 1), ("a2222222-0000-0000-0000-000000000000", 2)]
+            guid_src, guid_mirror = os.path.join(work, "guid_src.db"), os.path.join(work, "guid_mirror.db")
+            for path, collate in ((guid_src, ""), (guid_mirror, " COLLATE NOCASE")):
+                with sqlite3.connect(path) as db:
+                    db.execute('CREATE TABLE items (id uniqueidentifier%s NOT NULL PRIMARY KEY, v int)' % collate)
+                    db.executemany("INSERT INTO items VALUES (?, ?)", guid_rows)
+            proc = task("verify", "--db", guid_src, "--mirror", guid_mirror, "--tenant", TENANT, check=False)
+            assert proc.returncode == 0 and "EQUAL" in proc.stdout, proc.stdout + proc.stderr
+
             # A skipped table is dropped from the mirror on the next cycle.
             third = run("--skip-tables", "text")
             assert "text" not in mirror_tables(mirror)

@@ -1401,6 +1401,27 @@ START_TEST(sqlite_file_mode_and_metadata)
 }
 END_TEST
 
+/* A table made before GUID keys compared in any case may hold one key in two cases; a change
+ * that rebuilds it keeps the later row rather than failing for ever on the new key's NOCASE. */
+START_TEST(sqlite_rebuild_keeps_one_of_two_cases)
+{
+    static const char *const cols[] = {"id|uniqueidentifier|notnull|", "v|int|null|", NULL};
+    struct table_schema t = table_make("items", "id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    probe_exec("DROP TABLE items; CREATE TABLE items (\"id\" uniqueidentifier NOT NULL, \"v\" int,"
+               " PRIMARY KEY (\"id\")); INSERT INTO items VALUES"
+               " ('6F9619FF-8B86-D011-B42D-00C04FC964FF', 1), ('6f9619ff-8b86-d011-b42d-00c04fc964ff', 2)");
+    static const char *const more[] = {"id|uniqueidentifier|notnull|", "v|int|null|", "w|int|null|((5))", NULL};
+    t = table_make("items", "id", more);
+    schema_ok(&t, 1, &states, &n);
+    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM items"), 1);
+    ck_assert_int_eq(probe_long("SELECT v FROM items"), 2);
+}
+END_TEST
+
 START_TEST(sqlite_values_read_back_exactly)
 {
     static const char *const cols[] = {
@@ -2087,6 +2108,7 @@ static Suite *store_suite(void)
         tcase_set_timeout(sq, 60);
         tcase_add_test(sq, sqlite_file_mode_and_metadata);
         tcase_add_test(sq, sqlite_values_read_back_exactly);
+        tcase_add_test(sq, sqlite_rebuild_keeps_one_of_two_cases);
         tcase_add_test(sq, sqlite_defaults_translated);
         tcase_add_test(sq, sqlite_reset_seen_by_other_worker);
         tcase_add_test(sq, sqlite_checkpoint_in_background);
