@@ -6,8 +6,8 @@
  * worker is done when no call is in hand, no request has part of it in (its own deadlines
  * bound how long one may take), and neither a connection nor request bytes have arrived for
  * DRAIN_QUIET_MS, so that a request still being uploaded, even with pauses, or sent on a
- * connection accepted just before, is answered. Idle keep-alive connections are closed when the worker
- * exits. Arrivals are seen through a callback on each connection's input buffer (evhttp
+ * connection accepted just before, is answered, and no socket is lingering after a 413 (see
+ * conn_closed). Idle keep-alive connections are closed when the worker exits. Arrivals are seen through a callback on each connection's input buffer (evhttp
  * itself uses only the bufferevent's callbacks).
  *
  * Deadlines (like nginx's client_header_timeout, client_body_timeout and keepalive_timeout):
@@ -867,7 +867,7 @@ static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
     struct wrk_http *http = arg;
     if (http->calls_in_flight == 0 && monotonic_ms() - http->last_input_ms >= DRAIN_QUIET_MS &&
-        !request_arriving(http)) {
+        !request_arriving(http) && lingerer_count(http->lingerer) == 0) {
         http->on_drained(http->on_drained_arg);
         return;
     }

@@ -111,6 +111,11 @@ void lingerer_add(struct lingerer *l, int fd)
     l->count++;
 }
 
+size_t lingerer_count(const struct lingerer *l)
+{
+    return l->count;
+}
+
 void lingerer_free(struct lingerer *l)
 {
     if (!l)

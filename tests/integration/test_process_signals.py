@@ -128,8 +128,30 @@ def check_relative_paths_as_daemon():
         assert not os.path.exists(pid_file) and not os.path.exists(os.path.join(s.dir, "run", "status.sock"))
 
 
+def check_drain_waits_for_lingering():
+    """A client refused with 413 at its headers and still sending its body when somirrord is
+    told to stop: the worker keeps reading and dropping until the client is done (no reset),
+    then exits."""
+    with h.server(workers=1, **{"limits.max_request_bytes": 4096}) as s:
+        d = s.daemon
+        with socket.create_connection(("127.0.0.1", d.port), timeout=20) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
+            d.signal(signal.SIGTERM)
+            try:
+                for _ in range(30):   # 3 s of body, past the drain's quiet second
+                    sock.sendall(b"y" * 100000)
+                    time.sleep(0.1)
+                sock.shutdown(socket.SHUT_WR)
+                assert sock.recv(4096) == b""
+            except (BrokenPipeError, ConnectionResetError) as e:
+                raise AssertionError("the stopping worker reset a client after its 413: %r" % e)
+        assert d.wait_exit() == 0
+
+
 def main():
     check_relative_paths_as_daemon()
+    check_drain_waits_for_lingering()
     with h.server() as s:
         d = s.daemon
         check_test_mode(s)
