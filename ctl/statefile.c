@@ -87,7 +87,8 @@ int statefile_save(const char *path, const struct registry *reg, char *err, size
     return rc;
 }
 
-static int restore_tenants(const char *path, json_t *paused, struct registry *reg)
+static int restore_tenants(const char *path, json_t *paused, struct registry *reg, char *err,
+                           size_t errlen)
 {
     size_t i;
     json_t *item;
@@ -98,27 +99,28 @@ static int restore_tenants(const char *path, json_t *paused, struct registry *re
             continue;
         }
         if (reg_set_paused(reg, name, 1) != 0) {
-            log_error("%s: cannot restore the pause of %s: the tenant table is full", path, name);
+            snprintf(err, errlen, "%s: cannot restore the pause of %s: the tenant table is full (tenants.max)",
+                     path, name);
             return -1;
         }
     }
     return 0;
 }
 
-int statefile_restore(const char *path, struct registry *reg)
+int statefile_restore(const char *path, struct registry *reg, char *err, size_t errlen)
 {
     FILE *fp = fopen(path, "r");
     if (!fp) {
         if (errno == ENOENT)
             return 0;
-        log_error("%s: cannot read the pause state: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot read the pause state: %s", path, strerror(errno));
         return -1;
     }
     json_error_t jerr;
     json_t *state = json_loadf(fp, 0, &jerr);
     fclose(fp);
     if (!state) {
-        log_error("%s:%d:%d: pause state is not JSON: %s", path, jerr.line, jerr.column, jerr.text);
+        snprintf(err, errlen, "%s:%d:%d: pause state is not JSON: %s", path, jerr.line, jerr.column, jerr.text);
         return -1;
     }
     json_t *paused_all = json_object_get(state, "paused_all");
@@ -126,13 +128,14 @@ int statefile_restore(const char *path, struct registry *reg)
     int rc = 0;
     if (!json_is_object(state) || (paused_all && !json_is_boolean(paused_all)) ||
         (paused && !json_is_array(paused))) {
-        log_error("%s: pause state: expected {\"paused_all\": true|false, \"paused\": [tenants]}", path);
+        snprintf(err, errlen, "%s: pause state: expected {\"paused_all\": true|false, \"paused\": [tenants]}",
+                 path);
         rc = -1;
     } else {
         if (json_is_true(paused_all))
             reg_set_paused(reg, NULL, 1);
         if (paused)
-            rc = restore_tenants(path, paused, reg);
+            rc = restore_tenants(path, paused, reg, err, errlen);
     }
     json_decref(state);
     return rc;

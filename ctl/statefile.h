@@ -11,8 +11,8 @@ struct registry;
  * directory, fsync, rename). 0, or -1 with err. */
 int statefile_save(const char *path, const struct registry *reg, char *err, size_t errlen);
 /* Puts the pauses recorded in path into reg. A missing file is no error (nothing is paused);
- * an unreadable or malformed one is logged and -1. Invalid tenant names are skipped with a
- * warning. */
-int statefile_restore(const char *path, struct registry *reg);
+ * an unreadable or malformed one, or a tenant that does not fit the registry, is -1 with err.
+ * Invalid tenant names are skipped with a warning. */
+int statefile_restore(const char *path, struct registry *reg, char *err, size_t errlen);
 
 #endif

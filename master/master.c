@@ -742,8 +742,14 @@ static int open_resources(struct master *m, char *err, size_t errlen)
         else
             warn_if_reload_would_fail(m);
     }
-    if (cfg->state_file && statefile_restore(cfg->state_file, m->reg) < 0)
-        log_warn("pauses in %s were not restored", cfg->state_file);
+    /* The operator's pauses are never dropped silently: a tenant paused for maintenance must
+     * not resume because its state file was damaged. */
+    char why[512];
+    if (cfg->state_file && statefile_restore(cfg->state_file, m->reg, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s; the operator's pauses cannot be restored: fix the file, or remove it to "
+                              "start with no pause", why);
+        return -1;
+    }
     if (add_events(m) < 0) {
         snprintf(err, errlen, "cannot set up signal handling");
         return -1;

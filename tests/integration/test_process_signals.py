@@ -149,8 +149,22 @@ def check_drain_waits_for_lingering():
         assert d.wait_exit() == 0
 
 
+def check_damaged_state_file():
+    """A state file that does not load fails the start, saying why: the operator's pauses are
+    never dropped silently."""
+    with h.server(start=False) as s:
+        state = os.path.join(s.dir, "somirrord.state")
+        with open(state, "w") as f:
+            f.write('{"paused": ["Cust1"')
+        s.daemon.rewrite_config(state_file=state)
+        r = run("-f", "-c", s.config)
+        assert r.returncode == 1 and "pause state is not JSON" in r.stderr and \
+            "remove it to start with no pause" in r.stderr, r
+
+
 def main():
     check_relative_paths_as_daemon()
+    check_damaged_state_file()
     check_drain_waits_for_lingering()
     with h.server() as s:
         d = s.daemon

@@ -498,7 +498,7 @@ START_TEST(test_pause_resume_statefile)
     /* A fresh registry (a restart) gets the same pauses back. */
     char err[128];
     struct registry *fresh = reg_create(8, 1, err, sizeof(err));
-    ck_assert_int_eq(statefile_restore(state_path, fresh), 0);
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), 0);
     ck_assert_int_eq(reg_global_paused(fresh), 1);
     uint32_t idx;
     ck_assert_int_eq(reg_tenant_find(fresh, "Cust3", 0, &idx, NULL), 0);
@@ -544,18 +544,19 @@ START_TEST(test_statefile_restore_errors)
 {
     char err[128];
     struct registry *fresh = reg_create(8, 1, err, sizeof(err));
-    ck_assert_int_eq(statefile_restore(state_path, fresh), 0);   /* no file: nothing paused */
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), 0);   /* no file: nothing paused */
     ck_assert_uint_eq(reg_tenant_count(fresh), 0);
     write_file(state_path, "{\"paused\": [\"Good1\", \"bad name\", 7]}");
-    ck_assert_int_eq(statefile_restore(state_path, fresh), 0);
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), 0);
     ck_assert_uint_eq(reg_tenant_count(fresh), 1);
     ck_assert_int_eq(reg_global_paused(fresh), 0);
     write_file(state_path, "{\"paused\": [");
-    ck_assert_int_eq(statefile_restore(state_path, fresh), -1);
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "pause state is not JSON"));
     write_file(state_path, "{\"paused_all\": \"yes\"}");
-    ck_assert_int_eq(statefile_restore(state_path, fresh), -1);
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), -1);
     write_file(state_path, "[]");
-    ck_assert_int_eq(statefile_restore(state_path, fresh), -1);
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), -1);
     reg_destroy(fresh);
 }
 END_TEST
