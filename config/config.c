@@ -1214,7 +1214,8 @@ const char *cfg_where(const struct config *cfg, const char *key, char *out, size
         size_t want = pass == 0 ? len : bracket ? (size_t)(bracket - key) : 0;
         for (size_t i = 0; want && i < cfg->nplaces; i++)
             if (strlen(cfg->places[i].key) == want && strncmp(cfg->places[i].key, key, want) == 0) {
-                snprintf(out, outlen, "%s:%zu:%zu", cfg->path, cfg->places[i].line, cfg->places[i].column);
+                snprintf(out, outlen, "%s:%zu:%zu", cfg->path, cfg->places[i].line,
+                         cfg->places[i].column);
                 return out;
             }
     }

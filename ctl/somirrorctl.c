@@ -68,9 +68,10 @@ static int connect_socket(const char *path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
         int e = errno;
-        const char *hint = e == ENOENT || e == ECONNREFUSED ? " (is somirrord running, with status_socket set?)"
-                           : e == EACCES ? " (status_socket_mode and the socket's owner decide who may use it)"
-                                         : "";
+        const char *hint =
+            e == ENOENT || e == ECONNREFUSED ? " (is somirrord running, with status_socket set?)"
+            : e == EACCES ? " (status_socket_mode and the socket's owner decide who may use it)"
+                          : "";
         fprintf(stderr, "somirrorctl: cannot connect to %s: %s%s\n", path, strerror(e), hint);
         if (fd >= 0)
             close(fd);
@@ -141,7 +142,8 @@ static int list_tables(const char *config_path, const char *tenant)
         return 1;
     char err[512] = "";
     int rc = 1;
-    if (cfg->user && geteuid() == 0 && daemon_drop_privileges(cfg->user, cfg->group, err, sizeof(err)) < 0) {
+    if (cfg->user && geteuid() == 0 &&
+        daemon_drop_privileges(cfg->user, cfg->group, err, sizeof(err)) < 0) {
         fprintf(stderr, "somirrorctl: %s\n", err);
         cfg_free(cfg);
         return 1;
@@ -158,9 +160,10 @@ static int list_tables(const char *config_path, const char *tenant)
     if (!store)
         fprintf(stderr, "somirrorctl: cannot open the store: %s\n", err);
     else if (store_tenant_exists(store, tenant, &exists, &f) == 0 && !exists)
-        fprintf(stderr, "somirrorctl: %s: no mirror (the tenant has not called yet, or the name is wrong)\n",
-                tenant);
-    else if (f.code || !(t = store_tenant(store, tenant, &f)) || store_list_tables(t, &arena, &tables, &n, &f) != 0)
+        fprintf(stderr, "somirrorctl: %s: no mirror (the tenant has not called yet, or the name is "
+                        "wrong)\n", tenant);
+    else if (f.code || !(t = store_tenant(store, tenant, &f)) ||
+             store_list_tables(t, &arena, &tables, &n, &f) != 0)
         fprintf(stderr, "somirrorctl: %s: %s: %s\n", tenant, fault_code_name(f.code), f.message);
     else
         rc = 0;

@@ -120,7 +120,8 @@ int statefile_restore(const char *path, struct registry *reg, char *err, size_t 
     json_t *state = json_loadf(fp, 0, &jerr);
     fclose(fp);
     if (!state) {
-        snprintf(err, errlen, "%s:%d:%d: pause state is not JSON: %s", path, jerr.line, jerr.column, jerr.text);
+        snprintf(err, errlen, "%s:%d:%d: pause state is not JSON: %s", path, jerr.line, jerr.column,
+                 jerr.text);
         return -1;
     }
     json_t *paused_all = json_object_get(state, "paused_all");

@@ -95,7 +95,8 @@ static void usage(FILE *out)
             "usage: somirrord [-f] [-t] [-c FILE] [-v] [-h]\n"
             "  -c, --config FILE  configuration file (default %s)\n"
             "  -f, --foreground   stay in the foreground\n"
-            "  -t, --test         check the configuration, keys and paths, then exit (0: ok, 1: errors)\n"
+            "  -t, --test         check the configuration, keys and paths, then exit\n"
+            "                     (0: ok, 1: errors)\n"
             "  -v, --version      print the version\n"
             "  -h, --help         print this help\n",
             DEFAULT_CONFIG);
@@ -874,16 +875,19 @@ static int serve(struct master *m, int foreground)
  * path is not a directory (nor, for the status socket, anything but a socket, and short
  * enough): 0, or -1 with err. A directory that does not exist yet is a warning on stderr, as
  * the init script and the systemd unit make the usual ones just before the start. */
-static int check_made_file(const char *what, const char *path, int socket_only, char *err, size_t errlen)
+static int check_made_file(const char *what, const char *path, int socket_only, char *err,
+                           size_t errlen)
 {
     struct sockaddr_un addr;
     struct stat st;
     if (socket_only && strlen(path) >= sizeof(addr.sun_path)) {
-        snprintf(err, errlen, "%s %s: path too long (at most %zu bytes)", what, path, sizeof(addr.sun_path) - 1);
+        snprintf(err, errlen, "%s %s: path too long (at most %zu bytes)", what, path,
+                 sizeof(addr.sun_path) - 1);
         return -1;
     }
     if (lstat(path, &st) == 0 && (socket_only ? !S_ISSOCK(st.st_mode) : S_ISDIR(st.st_mode))) {
-        snprintf(err, errlen, "%s %s: %s is there", what, path, S_ISDIR(st.st_mode) ? "a directory" : "a file");
+        snprintf(err, errlen, "%s %s: %s is there", what, path,
+                 S_ISDIR(st.st_mode) ? "a directory" : "a file");
         return -1;
     }
     char *copy = xstrdup(path);

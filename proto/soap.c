@@ -496,12 +496,10 @@ static int close_token(struct soap_xml *x, void *ctx, const char *text, size_t l
 /* An element inside SignedToken makes it no token: an InvalidToken in its turn (section 6
  * order), not a shape error, which would stop the rest of the request being read (an
  * Authenticate's ClientState is echoed in its refusal). */
-static int token_holds_element(struct soap_xml *x, void *ctx)
+static void token_holds_element(void *ctx)
 {
-    (void)x;
     struct request_builder *b = ctx;
     b->req->token_has_element = 1;
-    return 0;
 }
 
 static const struct shape signed_token_shape = {

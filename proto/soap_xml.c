@@ -371,8 +371,7 @@ static void shape_child_start(struct soap_xml *x, struct frame *parent, const ch
     }
     size_t i = child_of(x, parent->shape, ns, name);
     if (i == NO_CHILD && parent->shape->inner_element) {
-        if (parent->shape->inner_element(x, x->ctx) < 0 && !x->res->shape_error[0])
-            soap_xml_fail(x, "unexpected element <%s> in <%s>", name, parent->shape->name);
+        parent->shape->inner_element(x->ctx);
         x->skip = 1;
         return;
     }

@@ -26,6 +26,7 @@ enum shape_occurs { OCCURS_ONE, OCCURS_OPTIONAL, OCCURS_ANY, OCCURS_SOME };
  * "invalid <element>"). ctx is the caller's builder. */
 typedef int (*shape_open_fn)(struct soap_xml *x, void *ctx);
 typedef int (*shape_close_fn)(struct soap_xml *x, void *ctx, const char *text, size_t len);
+typedef void (*shape_inner_fn)(void *ctx);
 
 struct shape {
     const char *ns;                  /* namespace URI; NULL: unqualified */
@@ -38,8 +39,8 @@ struct shape {
     const struct shape *children;    /* SHAPE_CHILDREN */
     shape_open_fn open;              /* after the start tag; may be NULL */
     shape_close_fn close;            /* at the end tag, with the text; may be NULL */
-    shape_open_fn inner_element;     /* SHAPE_TEXT: an element inside, told here and skipped
-                                        (-1: a shape error); NULL: a shape error */
+    shape_inner_fn inner_element;    /* SHAPE_TEXT: an element inside is told here and skipped,
+                                        not a shape error; may be NULL */
 };
 
 struct soap_xml_ops {

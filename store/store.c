@@ -340,8 +340,9 @@ static int schema_apply_one(struct store_tenant *t, const struct table_schema *r
 /* Where the store changes names (stored_name), a request table whose name, or two of whose
  * columns, would become a name already taken (by an earlier table of the request or another
  * table of the mirror) cannot be mirrored: it is Rejected, saying why, before any SQL. */
-static void reject_name_clashes(const struct store_driver *driver, struct table_schema *tables, size_t n,
-                                const struct table_meta *meta, size_t nmeta, struct arena *arena)
+static void reject_name_clashes(const struct store_driver *driver, struct table_schema *tables,
+                                size_t n, const struct table_meta *meta, size_t nmeta,
+                                struct arena *arena)
 {
     if (!driver->stored_name)
         return;

@@ -7,8 +7,9 @@
  * bound how long one may take), and neither a connection nor request bytes have arrived for
  * DRAIN_QUIET_MS, so that a request still being uploaded, even with pauses, or sent on a
  * connection accepted just before, is answered, and no socket is lingering after a 413 (see
- * conn_closed). Idle keep-alive connections are closed when the worker exits. Arrivals are seen through a callback on each connection's input buffer (evhttp
- * itself uses only the bufferevent's callbacks).
+ * conn_closed). Idle keep-alive connections are closed when the worker exits. Arrivals are
+ * seen through a callback on each connection's input buffer (evhttp itself uses only the
+ * bufferevent's callbacks).
  *
  * Deadlines (like nginx's client_header_timeout, client_body_timeout and keepalive_timeout):
  * a connection's first request has header_timeout from the accept to finish its headers, a
@@ -125,8 +126,8 @@ struct wrk_http {
     size_t calls_in_flight;
     int64_t last_input_ms;          /* when a connection or request bytes last arrived */
     struct conn **by_fd;            /* attached connections by socket */
-    struct lingerer *lingerer;      /* sockets closed after an answer to a request not read whole */
     size_t by_fd_len;
+    struct lingerer *lingerer;      /* sockets closed after an answer to a request not read whole */
     uint32_t connections;           /* open ones (struct conn alive), published in the registry */
     struct event *drain_check;
     int admitted;                   /* the master let its generation accept (wrk_http_admit) */
@@ -521,12 +522,12 @@ static void peer_text(int fd, char *out, size_t outlen)
  * the close does not reset the connection before the client reads the answer. */
 static void answer_plain_http(int fd)
 {
-    static const char answer[] = "HTTP/1.1 400 Bad Request\r\n"
-                                 "Content-Type: text/plain\r\n"
-                                 "Content-Length: 52\r\n"
-                                 "Connection: close\r\n\r\n"
-                                 "This port speaks HTTPS: the request was plain HTTP.\n";
-    if (send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+    static const char body[] = "This port speaks HTTPS: the request was plain HTTP.\n";
+    char answer[256];
+    int len = snprintf(answer, sizeof(answer),
+                       "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                       "Connection: close\r\n\r\n%s", sizeof(body) - 1, body);
+    if (send(fd, answer, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         return;
     shutdown(fd, SHUT_WR);
     char dropped[4096];
