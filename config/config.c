@@ -1219,7 +1219,7 @@ const char *cfg_where(const struct config *cfg, const char *key, char *out, size
                 return out;
             }
     }
-    snprintf(out, outlen, "%s", cfg->path);
+    snprintf(out, outlen, "%s", cfg->path ? cfg->path : "(configuration)");
     return out;
 }
 
