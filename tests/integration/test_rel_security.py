@@ -15,6 +15,7 @@ import base64
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -118,8 +119,11 @@ def check_user_drop():
                         "status socket owned by %d:%d, want %s's (status_socket_mode names its group)"
                         % (sock.st_uid, sock.st_gid, USER))
                 R.check(d.ctl_json("show info")["pid"] == d.pid, "status socket")
-                as_user = subprocess.run(["runuser", "-u", USER, "--", H.program("somirrorctl"), "-s",
-                                          d.status_socket, "show", "info"], capture_output=True, text=True)
+                ctl = os.path.join(top, "somirrorctl")   # the build directory may be closed to the user
+                shutil.copy(H.program("somirrorctl"), ctl)
+                os.chmod(ctl, 0o755)
+                as_user = subprocess.run(["runuser", "-u", USER, "--", ctl, "-s", d.status_socket, "show", "info"],
+                                         capture_output=True, text=True)
                 R.check(as_user.returncode == 0, "somirrorctl as %s: %s" % (USER, as_user.stderr.strip()))
                 # The log file the master made as root is the user's, so SIGUSR1 can reopen it.
                 R.check(os.stat(d.log_path).st_uid == pw.pw_uid, "log file not given to %s" % USER)
