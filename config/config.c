@@ -377,6 +377,18 @@ static bool to_log_level(const char *text, const struct key_spec *spec, void *fi
     return true;
 }
 
+static const char *const tls_version_names[] = {[TLS_FROM_1_2] = "1.2", [TLS_FROM_1_3] = "1.3", NULL};
+
+static bool to_tls_version(const char *text, const struct key_spec *spec, void *field, char *why,
+                           size_t whylen)
+{
+    int version = choose(text, tls_version_names, why, whylen);
+    if (version < 0)
+        return false;
+    *(enum cfg_tls_version *)field = (enum cfg_tls_version)version;
+    return true;
+}
+
 static const char *const driver_names[] = {
     [STORE_SQLITE] = "sqlite", [STORE_MSSQL] = "mssql", [STORE_POSTGRESQL] = "postgresql", NULL,
 };
@@ -502,6 +514,8 @@ static const struct key_spec listen_tls_keys[] = {
      .required = true, .noun = "a path"},
     {.name = "key", .kind = KEY_STRING, FIELD(struct cfg_listen, tls_key), .required = true,
      .noun = "a path"},
+    {.name = "min_version", .kind = KEY_SCALAR, FIELD(struct cfg_listen, tls_min_version),
+     .convert = to_tls_version},   /* absent: TLS_FROM_1_2, the entry's zero */
     {0},
 };
 

@@ -15,6 +15,7 @@ struct cfg_listen {
     char *port;          /* "8080" */
     char *tls_certificate;   /* NULL for plain HTTP */
     char *tls_key;
+    enum cfg_tls_version { TLS_FROM_1_2, TLS_FROM_1_3 } tls_min_version;   /* default 1.2 */
 };
 
 struct cfg_strings {

@@ -27,6 +27,7 @@ static void copy_tls(struct cfg_listen *to, const struct cfg_listen *from)
     free(to->tls_key);
     to->tls_certificate = dup_or_null(from->tls_certificate);
     to->tls_key = dup_or_null(from->tls_key);
+    to->tls_min_version = from->tls_min_version;
 }
 
 /* The addresses where names (to free with evutil_freeaddrinfo), or NULL with err. */

@@ -125,7 +125,8 @@ static SSL_CTX *context_new(const struct cfg_listen *where, char *err, size_t er
         snprintf(err, errlen, "listen %s: cannot create a TLS context: %s", where->address, why);
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_min_proto_version(ctx, where->tls_min_version == TLS_FROM_1_3 ? TLS1_3_VERSION
+                                                                                : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);

@@ -1,5 +1,6 @@
 """HTTPS listeners: a listener with a tls section serves the protocol over TLS next to a plain
-one; TLS 1.0/1.1 and TLS 1.2 suites without forward secrecy are refused; a session ticket made
+one; TLS 1.0/1.1 and TLS 1.2 suites without forward secrecy are refused (and TLS 1.2 where
+tls.min_version is 1.3); a session ticket made
 by one worker resumes on every worker (the master makes the context, workers inherit it);
 pipelined requests past the input's high-water mark are all answered; a handshake still going
 on when a worker drains is completed and its request answered; a close ends with close_notify; plain HTTP
@@ -90,6 +91,16 @@ def check_policy(port):
         except (ssl.SSLError, ConnectionResetError):
             pass
     assert handshake(port, client_context(maximum=ssl.TLSVersion.TLSv1_2))[0] == "TLSv1.2"
+
+
+def check_tls13_only(port):
+    """A listener with tls.min_version 1.3 refuses TLS 1.2."""
+    try:
+        handshake(port, client_context(maximum=ssl.TLSVersion.TLSv1_2))
+        raise AssertionError("TLS 1.2 was accepted by a min_version 1.3 listener")
+    except (ssl.SSLError, ConnectionResetError):
+        pass
+    assert handshake(port, client_context())[0] == "TLSv1.3"
 
 
 def check_resumption(port, daemon):
@@ -319,17 +330,20 @@ def check_files_read_by_the_master_only(env, secure, live_cert, live_key, servin
 
 
 def main():
-    plain, secure = harness.free_port(), harness.free_port()
+    plain, secure, tls13 = harness.free_port(), harness.free_port(), harness.free_port()
     with harness.server(start=False) as env:
         cert, key = harness.make_tls_pair(env.dir, "first")
         live_cert, live_key = os.path.join(env.dir, "tls.crt"), os.path.join(env.dir, "tls.key")
         shutil.copy(cert, live_cert)
         shutil.copy(key, live_key)
         env.daemon.rewrite_config(workers=2, listen=["127.0.0.1:%d" % plain, {
-            "address": "127.0.0.1:%d" % secure, "tls": {"certificate": live_cert, "key": live_key}}],
+            "address": "127.0.0.1:%d" % secure, "tls": {"certificate": live_cert, "key": live_key}}, {
+            "address": "127.0.0.1:%d" % tls13,
+            "tls": {"certificate": live_cert, "key": live_key, "min_version": "1.3"}}],
             **{"limits.max_request_bytes": 65536})
         env.daemon.start()
         check_policy(secure)
+        check_tls13_only(tls13)
         check_resumption(secure, env.daemon)
         check_pipelining(secure)
         check_close_notify(secure)
