@@ -263,6 +263,18 @@ static PGresult *exec_params(PGconn *db, const char *sql, int n, const char *con
 
 /* ---- connections ---- */
 
+/* What the server says outside a statement's result (a warning, or the FATAL it sends to
+ * every session as it shuts down) goes to the log, not to libpq's default, stderr (which a
+ * daemon has closed). */
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    char text[1024];
+    snprintf(text, sizeof(text), "%s", message);
+    trim_newlines(text);
+    log_info("postgresql: the server says: %s", text);
+}
+
 static PGconn *connect_db(const struct pg_backend *b, const char *dbname)
 {
     const char *keys[6], *values[6];
@@ -285,7 +297,10 @@ static PGconn *connect_db(const struct pg_backend *b, const char *dbname)
     values[n++] = "somirrord";
     keys[n] = NULL;
     values[n] = NULL;
-    return PQconnectdbParams(keys, values, 1);
+    PGconn *db = PQconnectdbParams(keys, values, 1);
+    if (db)
+        PQsetNoticeProcessor(db, notice_to_log, NULL);
+    return db;
 }
 
 static int connect_fail(PGconn *db, const char *what, struct fault *f)

@@ -164,6 +164,9 @@ def main():
             assert int(count) == 8, count
             for d in daemons:
                 assert d.alive(), "a daemon died: %s" % d.output()
+                # what the server sent the idle sessions as it stopped (when libpq reads it outside
+                # a statement) goes to the log, never to stderr
+                assert "terminating connection" not in d.output(), d.output()[-600:]
         finally:
             for d in daemons:
                 d.stop()
