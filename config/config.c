@@ -57,6 +57,7 @@ struct key_spec {
     const char *noun;                /* KEY_STRING, KEY_LIST items: what is expected ("a path") */
     check_fn *check;                 /* KEY_STRING, KEY_LIST items: NULL accepts any text */
     convert_fn *convert;             /* KEY_SCALAR */
+    const char *const *choices;      /* KEY_SCALAR by to_choice: the words, in value order */
     long long min, max;              /* KEY_SCALAR numbers: range; KEY_LIST: minimum items */
     const struct key_spec *keys;     /* KEY_SECTION */
     bool optional;                   /* KEY_SECTION: its required keys apply only when present */
@@ -377,31 +378,25 @@ static bool to_log_level(const char *text, const struct key_spec *spec, void *fi
     return true;
 }
 
-static const char *const tls_version_names[] = {[TLS_FROM_1_2] = "1.2", [TLS_FROM_1_3] = "1.3", NULL};
+_Static_assert(sizeof(enum store_kind) == sizeof(int) && sizeof(enum cfg_tls_version) == sizeof(int),
+               "to_choice writes an int into these enum fields");
 
-static bool to_tls_version(const char *text, const struct key_spec *spec, void *field, char *why,
-                           size_t whylen)
+/* One of spec->choices, into an enum field (int-sized, see above). */
+static bool to_choice(const char *text, const struct key_spec *spec, void *field, char *why,
+                      size_t whylen)
 {
-    int version = choose(text, tls_version_names, why, whylen);
-    if (version < 0)
+    int value = choose(text, spec->choices, why, whylen);
+    if (value < 0)
         return false;
-    *(enum cfg_tls_version *)field = (enum cfg_tls_version)version;
+    *(int *)field = value;
     return true;
 }
+
+static const char *const tls_version_names[] = {[TLS_FROM_1_2] = "1.2", [TLS_FROM_1_3] = "1.3", NULL};
 
 static const char *const driver_names[] = {
     [STORE_SQLITE] = "sqlite", [STORE_MSSQL] = "mssql", [STORE_POSTGRESQL] = "postgresql", NULL,
 };
-
-static bool to_driver(const char *text, const struct key_spec *spec, void *field, char *why,
-                      size_t whylen)
-{
-    int driver = choose(text, driver_names, why, whylen);
-    if (driver < 0)
-        return false;
-    *(enum store_kind *)field = (enum store_kind)driver;
-    return true;
-}
 
 /* ---- string checks (KEY_STRING, KEY_LIST items) ---- */
 
@@ -515,7 +510,7 @@ static const struct key_spec listen_tls_keys[] = {
     {.name = "key", .kind = KEY_STRING, FIELD(struct cfg_listen, tls_key), .required = true,
      .noun = "a path"},
     {.name = "min_version", .kind = KEY_SCALAR, FIELD(struct cfg_listen, tls_min_version),
-     .convert = to_tls_version},   /* absent: TLS_FROM_1_2, the entry's zero */
+     .convert = to_choice, .choices = tls_version_names},   /* absent: TLS_FROM_1_2, the entry's zero */
     {0},
 };
 
@@ -586,7 +581,8 @@ static const struct key_spec postgresql_keys[] = {
 };
 
 static const struct key_spec store_keys[] = {
-    {.name = "driver", .kind = KEY_SCALAR, CFG(driver), .fallback = "sqlite", .convert = to_driver},
+    {.name = "driver", .kind = KEY_SCALAR, CFG(driver), .fallback = "sqlite", .convert = to_choice,
+     .choices = driver_names},
     {.name = "database_name", .kind = KEY_STRING, CFG(database_name), .fallback = "Mirror_{tenant}",
      .check = check_template},
     {.name = "sqlite", .kind = KEY_SECTION, .keys = sqlite_keys},

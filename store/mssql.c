@@ -585,20 +585,31 @@ static int mssql_tenant_open(void *backend, const char *tenant, const char *dbna
     return 0;
 }
 
+/* A session logged in to the server, not to the tenant's database (which it neither makes
+ * nor uses): for what is done to the database as a whole. NULL with f set. */
+static struct mssql_conn *server_session(void *backend, const char *tenant, const char *dbname,
+                                         struct fault *f)
+{
+    if (dbname_check(dbname, f) != 0)
+        return NULL;
+    struct mssql_conn *c = conn_new(backend, tenant, dbname, f);
+    if (c && conn_login(c, 0, f) != 0) {
+        conn_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static int mssql_tenant_exists(void *backend, const char *tenant, const char *dbname, int *exists,
                                struct fault *f)
 {
-    if (dbname_check(dbname, f) != 0)
-        return -1;
-    struct mssql_conn *c = conn_new(backend, tenant, dbname, f);
+    struct mssql_conn *c = server_session(backend, tenant, dbname, f);
     if (!c)
         return -1;
     struct rpc_arg arg = db_param(c);
     int64_t found = 0;
-    int rc = conn_login(c, 0, f) == 0 &&
-                     run_rpc(c, MSSQL_DB_EXISTS_SQL, MSSQL_DB_PARAMS, &arg, 1, "looking up the database",
-                             first_int_row, &found, f) == 0
-                 ? 0 : -1;
+    int rc = run_rpc(c, MSSQL_DB_EXISTS_SQL, MSSQL_DB_PARAMS, &arg, 1, "looking up the database",
+                     first_int_row, &found, f);
     *exists = found != 0;
     conn_free(c);
     return rc;
@@ -613,21 +624,15 @@ static void mssql_tenant_close(void *conn)
 static int mssql_tenant_drop(void *backend, const char *tenant, const char *dbname,
                              struct fault *f)
 {
-    if (dbname_check(dbname, f) != 0)
-        return -1;
-    struct mssql_conn *c = conn_new(backend, tenant, dbname, f);
+    struct mssql_conn *c = server_session(backend, tenant, dbname, f);
     if (!c)
         return -1;
-    int rc = -1;
-    if (conn_login(c, 0, f) == 0) {
-        struct buf sql = BUF_INIT;
-        struct rpc_arg arg = db_param(c);
-        mssql_drop_database(&sql, dbname);
-        log_info("mssql: dropping database %s", dbname);
-        rc = run_rpc(c, sql.data, MSSQL_DB_PARAMS, &arg, 1, "dropping the database", NULL,
-                     NULL, f);
-        buf_free(&sql);
-    }
+    struct buf sql = BUF_INIT;
+    struct rpc_arg arg = db_param(c);
+    mssql_drop_database(&sql, dbname);
+    log_info("mssql: dropping database %s", dbname);
+    int rc = run_rpc(c, sql.data, MSSQL_DB_PARAMS, &arg, 1, "dropping the database", NULL, NULL, f);
+    buf_free(&sql);
     conn_free(c);
     return rc;
 }

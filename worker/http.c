@@ -113,6 +113,7 @@ struct conn {
     int first;                             /* the first request: its wait is header time */
     int64_t header_deadline;               /* monotonic ms */
     int64_t request_deadline;
+    char peer[96];                         /* the client's address, for the log */
     size_t line_len;                       /* header scan: bytes of the current line so far */
     unsigned char last;                    /* and the latest of them */
 };
@@ -272,6 +273,20 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
     conn_free(c);
 }
 
+/* The address of the peer of socket fd as text ("1.2.3.4:5678"), for messages. */
+static void peer_text(int fd, char *out, size_t outlen)
+{
+    struct sockaddr_storage addr;
+    socklen_t addrlen = sizeof(addr);
+    char host[64], port[16];
+    if (getpeername(fd, (struct sockaddr *)&addr, &addrlen) != 0 ||
+        getnameinfo((struct sockaddr *)&addr, addrlen, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        snprintf(out, outlen, "an unknown client");
+    else
+        snprintf(out, outlen, addr.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
 /* Ties c to the evhttp_connection that evhttp made around c->bev (the bufferevent's callback
  * argument), from the next turn of the loop after the accept: no request byte can have been
  * read then. Our reference kept the bufferevent alive until here; without callbacks it was
@@ -292,6 +307,7 @@ static int conn_attach(struct conn *c)
     c->evcon = cbarg;
     c->fd = bufferevent_getfd(bev);
     if (c->fd >= 0) {
+        peer_text(c->fd, c->peer, sizeof(c->peer));
         /* Answers go out at once: without this, Nagle holds the tail of an answer larger than
          * a segment until the sender's delayed ACK (about 40 ms). */
         int on = 1;
@@ -500,20 +516,6 @@ static void accept_one_per_turn(struct listener_http *lh)
     } else {
         event_active(lh->resume, EV_TIMEOUT, 1);
     }
-}
-
-/* The address of the peer of socket fd as text ("1.2.3.4:5678"), for messages. */
-static void peer_text(int fd, char *out, size_t outlen)
-{
-    struct sockaddr_storage addr;
-    socklen_t addrlen = sizeof(addr);
-    char host[64], port[16];
-    if (getpeername(fd, (struct sockaddr *)&addr, &addrlen) != 0 ||
-        getnameinfo((struct sockaddr *)&addr, addrlen, host, sizeof(host), port, sizeof(port),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-        snprintf(out, outlen, "an unknown client");
-    else
-        snprintf(out, outlen, addr.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
 }
 
 /* Answers plain HTTP sent to a TLS port with a 400 that says so (as nginx does), where a bare
@@ -793,10 +795,8 @@ static void start_call(struct wrk_http *http, struct evhttp_request *req)
         finish_call(pc, 1);
         return;
     }
-    char peer[96];
-    peer_text(bufferevent_getfd(evhttp_connection_get_bufferevent(evhttp_request_get_connection(req))),
-              peer, sizeof(peer));
-    pc->call = call_start(http->svc, body, len, soapaction, peer);
+    const struct conn *c = conn_of_request(http, req);
+    pc->call = call_start(http->svc, body, len, soapaction, c && c->peer[0] ? c->peer : NULL);
     run_call(-1, 0, pc);
 }
 

@@ -660,12 +660,18 @@ static struct table_state *rows_ok(struct batch *batches, size_t n, size_t expec
     return states;
 }
 
-static void create_contact(void)
+/* A TableSchema of the one table name (pk its key, cols as table_make takes them). */
+static void create_table(const char *name, const char *pk, const char *const *cols)
 {
-    struct table_schema t = contact_table();
+    struct table_schema t = table_make(name, pk, cols);
     struct table_state *states;
     size_t n;
     schema_ok(&t, 1, &states, &n);
+}
+
+static void create_contact(void)
+{
+    create_table("contact", "contact_id", contact_cols);
 }
 
 static const struct table_meta *meta_named(const char *name, size_t *count)
@@ -1010,10 +1016,7 @@ END_TEST
 START_TEST(test_rows_table_named_excluded)
 {
     static const char *const cols[] = {"id|int|notnull|", "v|nvarchar(10)|null|", NULL};
-    struct table_schema t = table_make("excluded", "id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
+    create_table("excluded", "id", cols);
     static const char *const load[] = {"I:|1|old", "I:|2|two", NULL};
     struct batch b = batch_make("excluded", "id,v", 1, load);
     rows_ok(&b, 1, 1);
@@ -1031,10 +1034,7 @@ END_TEST
 START_TEST(test_rows_guid_key_in_any_case)
 {
     static const char *const cols[] = {"id|uniqueidentifier|notnull|", "v|int|null|", NULL};
-    struct table_schema t = table_make("items", "id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
+    create_table("items", "id", cols);
     static const char *const load[] = {"I:|6F9619FF-8B86-D011-B42D-00C04FC964FF|1",
                                        "I:|0E984725-C51C-4BF4-9960-E1C80E27ABA0|2", NULL};
     struct batch b = batch_make("items", "id,v", 1, load);
@@ -1406,15 +1406,14 @@ END_TEST
 START_TEST(sqlite_rebuild_keeps_one_of_two_cases)
 {
     static const char *const cols[] = {"id|uniqueidentifier|notnull|", "v|int|null|", NULL};
-    struct table_schema t = table_make("items", "id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
+    create_table("items", "id", cols);
     probe_exec("DROP TABLE items; CREATE TABLE items (\"id\" uniqueidentifier NOT NULL, \"v\" int,"
                " PRIMARY KEY (\"id\")); INSERT INTO items VALUES"
                " ('6F9619FF-8B86-D011-B42D-00C04FC964FF', 1), ('6f9619ff-8b86-d011-b42d-00c04fc964ff', 2)");
     static const char *const more[] = {"id|uniqueidentifier|notnull|", "v|int|null|", "w|int|null|((5))", NULL};
-    t = table_make("items", "id", more);
+    struct table_schema t = table_make("items", "id", more);
+    struct table_state *states;
+    size_t n;
     schema_ok(&t, 1, &states, &n);
     ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM items"), 1);
