@@ -511,6 +511,10 @@ static const struct key_spec listen_tls_keys[] = {
      .noun = "a path"},
     {.name = "min_version", .kind = KEY_SCALAR, FIELD(struct cfg_listen, tls_min_version),
      .convert = to_choice, .choices = tls_version_names},   /* absent: TLS_FROM_1_2, the entry's zero */
+    {.name = "ciphers", .kind = KEY_STRING, FIELD(struct cfg_listen, tls_ciphers),
+     .noun = "an OpenSSL cipher list"},   /* checked against OpenSSL by worker/tls.c */
+    {.name = "ciphersuites", .kind = KEY_STRING, FIELD(struct cfg_listen, tls_ciphersuites),
+     .noun = "an OpenSSL list of TLS 1.3 suites"},
     {0},
 };
 

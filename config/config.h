@@ -16,6 +16,8 @@ struct cfg_listen {
     char *tls_certificate;   /* NULL for plain HTTP */
     char *tls_key;
     enum cfg_tls_version { TLS_FROM_1_2, TLS_FROM_1_3 } tls_min_version;   /* default 1.2 */
+    char *tls_ciphers;        /* OpenSSL cipher lists; NULL: worker/tls.c's TLS 1.2 list, */
+    char *tls_ciphersuites;   /* OpenSSL's TLS 1.3 suites */
 };
 
 struct cfg_strings {

@@ -21,15 +21,6 @@ static char *dup_or_null(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
-static void copy_tls(struct cfg_listen *to, const struct cfg_listen *from)
-{
-    free(to->tls_certificate);
-    free(to->tls_key);
-    to->tls_certificate = dup_or_null(from->tls_certificate);
-    to->tls_key = dup_or_null(from->tls_key);
-    to->tls_min_version = from->tls_min_version;
-}
-
 /* The addresses where names (to free with evutil_freeaddrinfo), or NULL with err. */
 static struct evutil_addrinfo *resolve(const struct cfg_listen *where, char *err, size_t errlen)
 {
@@ -89,7 +80,6 @@ int lsn_open(const struct config *cfg, struct listeners *out, char *err, size_t 
         wl->conf.address = xstrdup(cfg->listen[i].address);
         wl->conf.host = dup_or_null(cfg->listen[i].host);
         wl->conf.port = xstrdup(cfg->listen[i].port);
-        copy_tls(&wl->conf, &cfg->listen[i]);
     }
     return 0;
 }
@@ -118,7 +108,6 @@ int lsn_same_addresses(const struct listeners *lsn, const struct config *cfg)
 SSL_CTX **lsn_swap_tls(struct listeners *lsn, const struct config *cfg, SSL_CTX **contexts)
 {
     for (size_t i = 0; i < lsn->n && i < cfg->nlisten; i++) {
-        copy_tls(&lsn->items[i].conf, &cfg->listen[i]);
         SSL_CTX *previous = lsn->items[i].tls;
         lsn->items[i].tls = contexts[i];
         contexts[i] = previous;
@@ -134,8 +123,6 @@ void lsn_close(struct listeners *lsn)
         free(wl->conf.address);
         free(wl->conf.host);
         free(wl->conf.port);
-        free(wl->conf.tls_certificate);
-        free(wl->conf.tls_key);
         SSL_CTX_free(wl->tls);
     }
     free(lsn->items);

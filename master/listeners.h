@@ -17,11 +17,11 @@ struct listeners {
  * IPv6-only so that "[::]:p" and "0.0.0.0:p" can both be listed), with no TLS context yet
  * (lsn_swap_tls). -1 with err on failure, nothing left open. */
 int lsn_open(const struct config *cfg, struct listeners *out, char *err, size_t errlen);
-/* Whether cfg lists exactly the addresses that are open (otherwise a restart is needed). */
 /* For -t: whether every listen address of cfg resolves (nothing is bound). 0, or -1 with err. */
 int lsn_check(const struct config *cfg, char *err, size_t errlen);
+/* Whether cfg lists exactly the addresses that are open (otherwise a restart is needed). */
 int lsn_same_addresses(const struct listeners *lsn, const struct config *cfg);
-/* Puts cfg's TLS paths and contexts (one per listener, as wrk_tls_contexts_new makes them;
+/* Puts cfg's TLS contexts (one per listener, as wrk_tls_contexts_new makes them;
  * cfg lists the same addresses) in service for the workers started next, and returns contexts,
  * which now hold the previous ones: to free, or to swap back. */
 SSL_CTX **lsn_swap_tls(struct listeners *lsn, const struct config *cfg, SSL_CTX **contexts);

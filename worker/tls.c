@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <openssl/err.h>
@@ -13,8 +14,9 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-/* TLS 1.2's suites: forward secrecy and AEAD only (Mozilla's "intermediate" list). TLS 1.3's
- * are OpenSSL's defaults, all of which qualify. */
+/* TLS 1.2's suites unless tls.ciphers names others: forward secrecy and AEAD only (Mozilla's
+ * "intermediate" list). TLS 1.3's are OpenSSL's defaults unless tls.ciphersuites names others;
+ * all of them qualify. */
 static const char TLS12_CIPHERS[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
@@ -114,12 +116,56 @@ static int use_key(SSL_CTX *ctx, const struct cfg_listen *where, char *why, size
     return rc;
 }
 
+/* Sets a cipher list with set (SSL_CTX_set_cipher_list or SSL_CTX_set_ciphersuites); 0, or -1
+ * with why. OpenSSL drops the names of a list that match nothing as long as one does, so a
+ * misspelt name would pass unseen: each is tried alone first and one that matches nothing is
+ * named. Operators ("!x", "-x", "+x") and commands ("@STRENGTH") are not names. */
+static int set_ciphers(SSL_CTX *ctx, int (*set)(SSL_CTX *, const char *), const char *list,
+                       const char *separators, const char *noun, char *why, size_t whylen)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0;
+    for (char *name = strtok_r(copy, separators, &save); name && rc == 0;
+         name = strtok_r(NULL, separators, &save))
+        if (!strchr("!-+@", name[0]) && set(ctx, name) != 1) {
+            snprintf(why, whylen, "\"%s\" matches no %s", name, noun);
+            rc = -1;
+        }
+    free(copy);
+    if (rc == 0 && set(ctx, list) != 1) {
+        snprintf(why, whylen, "no %s left", noun);
+        rc = -1;
+    }
+    ERR_clear_error();
+    return rc;
+}
+
+/* Installs where's TLS 1.2 ciphers and TLS 1.3 suites into ctx; 0, or -1 with *key the setting
+ * at fault and why. */
+static int use_ciphers(SSL_CTX *ctx, const struct cfg_listen *where, const char **key, char *why,
+                       size_t whylen)
+{
+    if (set_ciphers(ctx, SSL_CTX_set_cipher_list, where->tls_ciphers ? where->tls_ciphers : TLS12_CIPHERS,
+                    ":, ", "TLS 1.2 cipher", why, whylen) != 0) {
+        *key = "tls.ciphers";
+        return -1;
+    }
+    if (where->tls_ciphersuites &&
+        set_ciphers(ctx, SSL_CTX_set_ciphersuites, where->tls_ciphersuites, ":", "TLS 1.3 suite", why,
+                    whylen) != 0) {
+        *key = "tls.ciphersuites";
+        return -1;
+    }
+    return 0;
+}
+
 /* A server SSL_CTX for a TLS listener (see tls.h), or NULL with err naming the listener, the
- * file and why. */
-static SSL_CTX *context_new(const struct cfg_listen *where, char *err, size_t errlen)
+ * file or setting and why, and *key the listener's key at fault ("tls.key"). */
+static SSL_CTX *context_new(const struct cfg_listen *where, const char **key, char *err, size_t errlen)
 {
     char why[256];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    *key = "tls";
     if (!ctx) {
         openssl_reason(why, sizeof(why));
         snprintf(err, errlen, "listen %s: cannot create a TLS context: %s", where->address, why);
@@ -132,13 +178,14 @@ static SSL_CTX *context_new(const struct cfg_listen *where, char *err, size_t er
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     SSL_CTX_set_dh_auto(ctx, 1);   /* the DHE suites need parameters: OpenSSL's, by key size */
-    if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
-        openssl_reason(why, sizeof(why));
-        snprintf(err, errlen, "listen %s: TLS ciphers: %s", where->address, why);
+    if (use_ciphers(ctx, where, key, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "listen %s: %s: %s", where->address, *key, why);
     } else if (use_certificate(ctx, where, why, sizeof(why)) != 0) {
+        *key = "tls.certificate";
         snprintf(err, errlen, "listen %s: tls certificate %s: %s", where->address,
                  where->tls_certificate, why);
     } else if (use_key(ctx, where, why, sizeof(why)) != 0) {
+        *key = "tls.key";
         snprintf(err, errlen, "listen %s: tls key %s: %s", where->address, where->tls_key, why);
     } else {
         return ctx;
@@ -154,11 +201,12 @@ SSL_CTX **wrk_tls_contexts_new(const struct config *cfg, struct cfg_errors *errs
     for (size_t i = 0; i < cfg->nlisten; i++) {
         if (!cfg->listen[i].tls_certificate)
             continue;
-        char err[1024], key[32], where[4200];
-        contexts[i] = context_new(&cfg->listen[i], err, sizeof(err));
+        char err[1024], place[64], where[4200];
+        const char *key;
+        contexts[i] = context_new(&cfg->listen[i], &key, err, sizeof(err));
         if (!contexts[i]) {
-            snprintf(key, sizeof(key), "listen[%zu]", i);
-            cfg_errors_add(errs, "%s: %s", cfg_where(cfg, key, where, sizeof(where)), err);
+            snprintf(place, sizeof(place), "listen[%zu].%s", i, key);
+            cfg_errors_add(errs, "%s: %s", cfg_where(cfg, place, where, sizeof(where)), err);
             failures++;
         }
     }

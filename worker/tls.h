@@ -10,10 +10,11 @@
 
 #include "config/config.h"
 
-/* One server SSL_CTX per cfg->listen entry (NULL for a plain one): TLS 1.2 or later, TLS 1.2
- * with forward-secret AEAD suites only, no renegotiation, no compression. Or NULL with every
- * failure added to errs, each naming the listener, the file and why (an encrypted key is one);
- * an expired certificate is served, with a warning. Key material is never logged. */
+/* One server SSL_CTX per cfg->listen entry (NULL for a plain one): TLS 1.2 or later (1.3 with
+ * tls.min_version), TLS 1.2 with forward-secret AEAD suites only unless tls.ciphers names
+ * others, no renegotiation, no compression. Or NULL with every failure added to errs, each
+ * placed at its key and naming the listener, the file or setting and why (an encrypted key is
+ * one); an expired certificate is served, with a warning. Key material is never logged. */
 SSL_CTX **wrk_tls_contexts_new(const struct config *cfg, struct cfg_errors *errs);
 /* Frees the n contexts of wrk_tls_contexts_new (NULL: nothing). */
 void wrk_tls_contexts_free(SSL_CTX **contexts, size_t n);

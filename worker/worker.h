@@ -18,8 +18,8 @@
 /* A listening socket opened by the master, with the settings it was opened from. */
 struct wrk_listener {
     int fd;
-    struct cfg_listen conf;     /* address, and tls_certificate/tls_key for a TLS listener */
-    SSL_CTX *tls;               /* the master's, made from those files; NULL for plain HTTP */
+    struct cfg_listen conf;     /* address, host and port only */
+    SSL_CTX *tls;               /* the master's, made from the listener's tls settings; NULL for plain HTTP */
 };
 
 struct wrk_params {

@@ -1,6 +1,7 @@
 """HTTPS listeners: a listener with a tls section serves the protocol over TLS next to a plain
 one; TLS 1.0/1.1 and TLS 1.2 suites without forward secrecy are refused (and TLS 1.2 where
-tls.min_version is 1.3); a session ticket made
+tls.min_version is 1.3); tls.ciphers and tls.ciphersuites replace the suites, and a name in
+them that matches nothing fails a reload, saying where; a session ticket made
 by one worker resumes on every worker (the master makes the context, workers inherit it);
 pipelined requests past the input's high-water mark are all answered; a handshake still going
 on when a worker drains is completed and its request answered; a close ends with close_notify; plain HTTP
@@ -101,6 +102,52 @@ def check_tls13_only(port):
     except (ssl.SSLError, ConnectionResetError):
         pass
     assert handshake(port, client_context())[0] == "TLSv1.3"
+
+
+def openssl_tls13(port, suite):
+    """The TLS 1.3 suite agreed by `openssl s_client` offering only suite, or None if refused
+    (Python's ssl module cannot choose TLS 1.3 suites)."""
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_3",
+                        "-ciphersuites", suite], input=b"", capture_output=True, timeout=30)
+    found = re.search(rb"Cipher is (\S+)", r.stdout)
+    return found.group(1).decode() if r.returncode == 0 and found else None
+
+
+def check_cipher_settings(port):
+    """tls.ciphers and tls.ciphersuites replace the TLS 1.2 list and the TLS 1.3 suites."""
+    try:
+        handshake(port, client_context(maximum=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-RSA-AES128-GCM-SHA256"))
+        raise AssertionError("a TLS 1.2 cipher left out of tls.ciphers was accepted")
+    except (ssl.SSLError, ConnectionResetError):
+        pass
+    assert handshake(port, client_context(maximum=ssl.TLSVersion.TLSv1_2,
+                                          ciphers="ECDHE-RSA-AES256-GCM-SHA384"))[0] == "TLSv1.2"
+    assert openssl_tls13(port, "TLS_AES_128_GCM_SHA256") is None, \
+        "a TLS 1.3 suite left out of tls.ciphersuites was accepted"
+    assert openssl_tls13(port, "TLS_AES_256_GCM_SHA384") == "TLS_AES_256_GCM_SHA384"
+
+
+def check_cipher_errors(d, port, listen):
+    """A cipher name that matches nothing fails the reload, naming the key's line and the name
+    (OpenSSL alone would drop it unseen), and the running ciphers stay."""
+    tls = listen[-1]["tls"]
+    for key, bad, reason in (("ciphers", "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA38",
+                              '"ECDHE-RSA-AES256-GCM-SHA38" matches no TLS 1.2 cipher'),
+                             ("ciphers", "TLS_AES_256_GCM_SHA384", '"TLS_AES_256_GCM_SHA384" matches no TLS 1.2 cipher'),
+                             ("ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_AES_256_GCM",
+                              '"TLS_AES_256_GCM" matches no TLS 1.3 suite')):
+        good = tls[key]
+        tls[key] = bad
+        d.rewrite_config(listen=listen)
+        with open(d.config_path) as f:
+            line = next(n for n, text in enumerate(f, 1) if '"%s": "%s"' % (key, bad) in text)
+        answer = d.ctl("reload")
+        tls[key] = good
+        d.rewrite_config(listen=listen)
+        want = r'%s:%d:\d+: listen 127\.0\.0\.1:%d: tls\.%s: %s' % (re.escape(d.config_path), line, port, key,
+                                                               re.escape(reason))
+        assert answer.startswith("error: reload failed") and re.search(want, answer), (want, answer)
+    check_cipher_settings(port)
 
 
 def check_resumption(port, daemon):
@@ -330,20 +377,25 @@ def check_files_read_by_the_master_only(env, secure, live_cert, live_key, servin
 
 
 def main():
-    plain, secure, tls13 = harness.free_port(), harness.free_port(), harness.free_port()
+    plain, secure, tls13, ciphers = (harness.free_port() for _ in range(4))
     with harness.server(start=False) as env:
         cert, key = harness.make_tls_pair(env.dir, "first")
         live_cert, live_key = os.path.join(env.dir, "tls.crt"), os.path.join(env.dir, "tls.key")
         shutil.copy(cert, live_cert)
         shutil.copy(key, live_key)
-        env.daemon.rewrite_config(workers=2, listen=["127.0.0.1:%d" % plain, {
+        listen = ["127.0.0.1:%d" % plain, {
             "address": "127.0.0.1:%d" % secure, "tls": {"certificate": live_cert, "key": live_key}}, {
             "address": "127.0.0.1:%d" % tls13,
-            "tls": {"certificate": live_cert, "key": live_key, "min_version": "1.3"}}],
-            **{"limits.max_request_bytes": 65536})
+            "tls": {"certificate": live_cert, "key": live_key, "min_version": "1.3"}}, {
+            "address": "127.0.0.1:%d" % ciphers,
+            "tls": {"certificate": live_cert, "key": live_key, "ciphers": "ECDHE-RSA-AES256-GCM-SHA384",
+                    "ciphersuites": "TLS_AES_256_GCM_SHA384"}}]
+        env.daemon.rewrite_config(workers=2, listen=listen, **{"limits.max_request_bytes": 65536})
         env.daemon.start()
         check_policy(secure)
         check_tls13_only(tls13)
+        check_cipher_settings(ciphers)
+        check_cipher_errors(env.daemon, ciphers, listen)
         check_resumption(secure, env.daemon)
         check_pipelining(secure)
         check_close_notify(secure)

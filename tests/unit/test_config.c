@@ -425,13 +425,21 @@ START_TEST(test_listen_errors)
     ck_assert_ptr_null(cfg->listen[2].host);
     ck_assert_str_eq(cfg->listen[2].tls_key, "k");
     ck_assert_int_eq(cfg->listen[2].tls_min_version, TLS_FROM_1_2);   /* the default */
+    ck_assert_ptr_null(cfg->listen[2].tls_ciphers);                     /* worker/tls.c's */
+    ck_assert_ptr_null(cfg->listen[2].tls_ciphersuites);
     cfg_free(cfg);
 
-    snprintf(text, sizeof(text), "listen: [ { address: \":3\", tls: { certificate: c, key: k, min_version: 1.3 } } ]\n%s",
+    snprintf(text, sizeof(text), "listen: [ { address: \":3\", tls: { certificate: c, key: k, min_version: 1.3,\n"
+                                 "  ciphers: \"ECDHE+AESGCM:!SHA384\", ciphersuites: TLS_AES_256_GCM_SHA384 } } ]\n%s",
              rest);
     cfg = load_ok(text);
     ck_assert_int_eq(cfg->listen[0].tls_min_version, TLS_FROM_1_3);
+    ck_assert_str_eq(cfg->listen[0].tls_ciphers, "ECDHE+AESGCM:!SHA384");
+    ck_assert_str_eq(cfg->listen[0].tls_ciphersuites, "TLS_AES_256_GCM_SHA384");
     cfg_free(cfg);
+    snprintf(text, sizeof(text), "listen: [ { address: \":3\", tls: { certificate: c, key: k, ciphers: \"\" } } ]\n%s",
+             rest);
+    expect_error(text, ":1:59: listen[0].tls.ciphers: expected an OpenSSL cipher list, got \"\"");
     snprintf(text, sizeof(text), "listen: [ { address: \":3\", tls: { certificate: c, key: k, min_version: 1.1 } } ]\n%s",
              rest);
     expect_error(text, ":1:59: listen[0].tls.min_version: expected 1.2 or 1.3, got \"1.1\"");
