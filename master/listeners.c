@@ -107,11 +107,14 @@ int lsn_same_addresses(const struct listeners *lsn, const struct config *cfg)
 
 SSL_CTX **lsn_swap_tls(struct listeners *lsn, const struct config *cfg, SSL_CTX **contexts)
 {
-    for (size_t i = 0; i < lsn->n && i < cfg->nlisten; i++) {
-        SSL_CTX *previous = lsn->items[i].tls;
-        lsn->items[i].tls = contexts[i];
-        contexts[i] = previous;
-    }
+    for (size_t i = 0; i < lsn->n; i++)
+        for (size_t j = 0; j < cfg->nlisten; j++)
+            if (strcmp(lsn->items[i].conf.address, cfg->listen[j].address) == 0) {
+                SSL_CTX *previous = lsn->items[i].tls;
+                lsn->items[i].tls = contexts[j];
+                contexts[j] = previous;
+                break;
+            }
     return contexts;
 }
 

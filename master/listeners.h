@@ -21,9 +21,10 @@ int lsn_open(const struct config *cfg, struct listeners *out, char *err, size_t 
 int lsn_check(const struct config *cfg, char *err, size_t errlen);
 /* Whether cfg lists exactly the addresses that are open (otherwise a restart is needed). */
 int lsn_same_addresses(const struct listeners *lsn, const struct config *cfg);
-/* Puts cfg's TLS contexts (one per listener, as wrk_tls_contexts_new makes them;
- * cfg lists the same addresses) in service for the workers started next, and returns contexts,
- * which now hold the previous ones: to free, or to swap back. */
+/* Puts cfg's TLS contexts (one per cfg->listen entry, as wrk_tls_contexts_new makes them) in
+ * service for the workers started next, on the open listeners whose addresses cfg lists (the
+ * first entry of an address listed twice), and returns contexts, which now hold the previous
+ * ones there: to free (cfg->nlisten of them), or to swap back with the same cfg. */
 SSL_CTX **lsn_swap_tls(struct listeners *lsn, const struct config *cfg, SSL_CTX **contexts);
 void lsn_close(struct listeners *lsn);
 

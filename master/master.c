@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,14 @@ int master_parse_args(int argc, char **argv, struct master_options *opts, char *
 
 /* ---- configuration generations ---- */
 
+/* Frees what load_generation made: tls holds cfg->nlisten contexts. */
+static void free_generation(struct config *cfg, struct keyring *keys, SSL_CTX **tls)
+{
+    wrk_tls_contexts_free(tls, cfg->nlisten);
+    keys_free(keys);
+    cfg_free(cfg);
+}
+
 /* Loads config and keys and makes the TLS listeners' contexts (one per cfg->listen entry, see
  * wrk_tls_contexts_new). 0, or -1 with every error in errs. */
 static int load_generation(const char *path, struct config **cfg, struct keyring **keys,
@@ -153,9 +162,7 @@ static int load_generation(const char *path, struct config **cfg, struct keyring
     *tls = wrk_tls_contexts_new(*cfg, errs);
     if (*keys && *tls)
         return 0;
-    wrk_tls_contexts_free(*tls, (*cfg)->nlisten);
-    keys_free(*keys);
-    cfg_free(*cfg);
+    free_generation(*cfg, *keys, *tls);
     *cfg = NULL;
     *keys = NULL;
     *tls = NULL;
@@ -278,6 +285,8 @@ static void become_worker(struct master *m, int slot, const sigset_t *saved_mask
         signal(master_signals[i], SIG_DFL);
     close_inherited_fds(m);
     log_after_fork();
+    log_set_level((enum log_level)m->cfg->log_level);   /* its generation's: the master's changes
+                                                           only once that generation serves */
     if (m->detached)
         daemon_null_stdio();
     struct wrk_params params = {
@@ -390,7 +399,8 @@ static void child_gone(struct master *m, struct child *c, int status)
     *c = m->children[--m->nchildren];
 }
 
-static void reap_children(struct master *m)
+/* Reaps the children that have ended, without starting others. */
+static void reap_ended(struct master *m)
 {
     int status;
     pid_t pid;
@@ -399,23 +409,47 @@ static void reap_children(struct master *m)
         if (c)
             child_gone(m, c, status);
     }
+}
+
+static void reap_children(struct master *m)
+{
+    reap_ended(m);
     maintain_workers(m);
 }
 
-/* Starts the current generation's workers and waits until each is ready (they accept only once
- * the registry names their generation the serving one, see worker.c): the old generation goes
- * on serving meanwhile, so a configuration that passes its checks but whose workers cannot
- * start (a store directory that cannot be made, say) never serves nor replaces one that
- * works. 0, or -1 with why when a worker of the generation ends before it is ready or none is
- * within GENERATION_START_MS; the master's loop does not run meanwhile. */
-static int start_generation(struct master *m, char *why, size_t whylen)
+/* While the master waits for workers (its loop does not run meanwhile). */
+static void pause_briefly(void)
 {
-    int64_t deadline = monotonic_ms() + GENERATION_START_MS;
-    throttle_reset(&m->throttle);
-    m->respawn_at_ms = 0;
+    struct timespec poll = {0, GENERATION_POLL_MS * 1000000L};
+    nanosleep(&poll, NULL);
+}
+
+/* Workers of earlier generations keep their registry slots until they have drained, so reloads
+ * in quick succession can find too few for a whole new generation: waits for them until
+ * deadline. 0, or -1 with why. */
+static int wait_for_slots(struct master *m, int64_t deadline, char *why, size_t whylen)
+{
+    while (m->nchildren + (size_t)m->cfg->workers > reg_max_workers(m->reg)) {
+        if (monotonic_ms() >= deadline) {
+            snprintf(why, whylen, "%zu workers of earlier generations are still finishing their calls, "
+                                  "which leaves no room for %d new ones (reload again once `show workers` "
+                                  "lists fewer)", m->nchildren, m->cfg->workers);
+            return -1;
+        }
+        pause_briefly();
+        reap_ended(m);
+    }
+    return 0;
+}
+
+/* start_generation's work: the generation's workers forked, then waited for until deadline. */
+static int start_workers(struct master *m, int64_t deadline, char *why, size_t whylen)
+{
     maintain_workers(m);
-    if (serving_workers(m) == 0) {
-        snprintf(why, whylen, "no worker could be started (the log says why)");
+    size_t started = serving_workers(m);
+    if (started < (size_t)m->cfg->workers) {
+        snprintf(why, whylen, "%s", started ? "not every worker could be started (the log says why)"
+                                            : "no worker could be started (the log says why)");
         return -1;
     }
     for (;;) {
@@ -452,9 +486,31 @@ static int start_generation(struct master *m, char *why, size_t whylen)
             snprintf(why, whylen, "the new workers did not serve within %d s", GENERATION_START_MS / 1000);
             return -1;
         }
-        struct timespec poll = {0, GENERATION_POLL_MS * 1000000L};
-        nanosleep(&poll, NULL);
+        pause_briefly();
     }
+}
+
+/* Starts the current generation's workers and waits until each is ready (they accept only once
+ * the registry names their generation the serving one, see worker.c): the old generation goes
+ * on serving meanwhile, so a configuration that passes its checks but whose workers cannot
+ * start (a store directory that cannot be made, say) never serves nor replaces one that
+ * works. 0, or -1 with why when not every worker could be started, one of the generation ends
+ * before it is ready, or they are not ready within GENERATION_START_MS; the master's loop does
+ * not run meanwhile. A failure leaves the throttle as it was. */
+static int start_generation(struct master *m, char *why, size_t whylen)
+{
+    int64_t deadline = monotonic_ms() + GENERATION_START_MS;
+    if (wait_for_slots(m, deadline, why, whylen) < 0)
+        return -1;
+    struct throttle throttle_before = m->throttle;
+    int64_t respawn_before = m->respawn_at_ms;
+    throttle_reset(&m->throttle);
+    m->respawn_at_ms = 0;
+    if (start_workers(m, deadline, why, whylen) == 0)
+        return 0;
+    m->throttle = throttle_before;
+    m->respawn_at_ms = respawn_before;
+    return -1;
 }
 
 /* Every worker of another generation than the serving one drains and exits. */
@@ -467,11 +523,108 @@ static void stop_other_generations(struct master *m)
 
 /* ---- reload and stop ---- */
 
+/* What works but is likely a mistake: "" when nothing. Said by -t, logged at each start and
+ * reload. */
+static const char *doubtful(const struct config *cfg, char *why, size_t whylen)
+{
+    struct stat st;
+    why[0] = '\0';
+    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode)))
+        snprintf(why, whylen, "hooks.table_sql %s is not a directory: no index script runs",
+                 cfg->hooks.table_sql);
+    return why;
+}
+
+/* A warning of check_start: on stderr for -t, in the log at a reload. */
+static void start_warning(int at_reload, const char *text)
+{
+    if (at_reload)
+        log_warn("%s", text);
+    else
+        fprintf(stderr, "somirrord: warning: %s\n", text);
+}
+
+/* Whether a file the start makes at path (what: the key naming it) can be made there: path is
+ * not a directory (nor, for the status socket, anything but a socket, and short enough): 0, or
+ * -1 with err. A directory that does not exist yet is a warning, as the init script and the
+ * systemd unit make the usual ones just before the start. */
+static int check_made_file(const char *what, const char *path, int socket_only, int at_reload,
+                           char *err, size_t errlen)
+{
+    struct sockaddr_un addr;
+    struct stat st;
+    if (socket_only && strlen(path) >= sizeof(addr.sun_path)) {
+        snprintf(err, errlen, "%s %s: path too long (at most %zu bytes)", what, path,
+                 sizeof(addr.sun_path) - 1);
+        return -1;
+    }
+    if (lstat(path, &st) == 0 && (socket_only ? !S_ISSOCK(st.st_mode) : S_ISDIR(st.st_mode))) {
+        snprintf(err, errlen, "%s %s: %s is there", what, path,
+                 S_ISDIR(st.st_mode) ? "a directory" : "a file");
+        return -1;
+    }
+    char *copy = xstrdup(path);
+    if (stat(dirname(copy), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        char text[PATH_MAX + 128];
+        snprintf(text, sizeof(text), "%s %s: its directory does not exist (yet): the %sstart fails unless "
+                                     "it is made first", what, path, at_reload ? "next " : "");
+        start_warning(at_reload, text);
+    }
+    free(copy);
+    return 0;
+}
+
+/* What a start would find wrong beyond the configuration and keys, checked without changing
+ * anything: the user to switch to, the listen addresses, where the log file, pid file, status
+ * socket and (for -t) the state file go, the store's settings. For -t (m NULL) all of them; for a reload
+ * those that differ from the ones in service (which work), so that one a restart would refuse
+ * fails the reload instead of the next start. 0, or -1 with err. */
+static int check_start(const struct master *m, const struct config *cfg, char *err, size_t errlen)
+{
+    const struct config *boot = m ? m->boot_cfg : NULL;   /* in service until a restart */
+#define CHANGED(in_service, key) (!(in_service) || strings_differ(cfg->key, (in_service)->key))
+    int at_reload = m != NULL;
+    if (cfg->user && (CHANGED(boot, user) || CHANGED(boot, group)) &&
+        daemon_check_user(cfg->user, cfg->group, err, errlen) < 0)
+        return -1;
+    if ((!m || !lsn_same_addresses(&m->lsn, cfg)) && lsn_check(cfg, err, errlen) < 0)
+        return -1;
+    if (cfg_log_to_file(cfg) && CHANGED(boot, log_file) &&
+        check_made_file("log.file", cfg->log_file, 0, at_reload, err, errlen) < 0)
+        return -1;
+    if (cfg->pid_file && CHANGED(boot, pid_file) &&
+        check_made_file("pid_file", cfg->pid_file, 0, at_reload, err, errlen) < 0)
+        return -1;
+    if (cfg->status_socket && CHANGED(boot, status_socket) &&
+        check_made_file("status_socket", cfg->status_socket, 1, at_reload, err, errlen) < 0)
+        return -1;
+    if (cfg->state_file && !m &&   /* at a reload, reload_state_file writes it */
+        check_made_file("state_file", cfg->state_file, 0, at_reload, err, errlen) < 0)
+        return -1;
+#undef CHANGED
+    return store_check(cfg, err, errlen);
+}
+
+
 static void reload_failed(struct master *m, const char *what)
 {
     log_error("reload of %s failed; still running on the previous configuration: %s", m->config_path,
               what);
     reg_master_counters(m->reg)->reloads_failed++;
+}
+
+/* A state_file that a reload changes (or that moves with pid_file) gets the pauses now, as
+ * there is no telling when the next pause or resume will write it: else the next start would
+ * find none there. 0, or -1 with why (the reload then fails). */
+static int reload_state_file(struct master *m, const struct config *cfg, char *why, size_t whylen)
+{
+    char problem[512];
+    if (!cfg->state_file || !strings_differ(cfg->state_file, m->cfg->state_file))
+        return 0;
+    if (statefile_save(cfg->state_file, m->reg, problem, sizeof(problem)) == 0)
+        return 0;
+    snprintf(why, whylen, "state_file: the pauses cannot be written there: %s", problem);
+    return -1;
 }
 
 /* 0, or -1 with why (for the status command; the log has every error). */
@@ -488,26 +641,34 @@ static int reload(struct master *m, char *why, size_t whylen)
     SSL_CTX **tls;
     cfg_errors_init(&errs);
     if (load_generation(m->config_path, &cfg, &keys, &tls, &errs) < 0) {
-        reload_failed(m, "");
-        for (size_t i = 0; i < errs.n; i++)
-            log_error("  %s", errs.messages[i]);
         snprintf(why, whylen, "%s%s", errs.n ? errs.messages[0] : "the configuration did not load",
                  errs.n > 1 ? " (and more errors in the log)" : "");
+        if (errs.n > 1) {
+            reload_failed(m, "these errors:");
+            for (size_t i = 0; i < errs.n; i++)
+                log_error("  %s", errs.messages[i]);
+        } else {
+            reload_failed(m, why);
+        }
         cfg_errors_free(&errs);
         return -1;
     }
     cfg_errors_free(&errs);
+    if (check_start(m, cfg, why, whylen) < 0 || reload_state_file(m, cfg, why, whylen) < 0) {
+        free_generation(cfg, keys, tls);
+        reload_failed(m, why);
+        return -1;
+    }
+    char doubt[PATH_MAX + 128];
+    if (*doubtful(cfg, doubt, sizeof(doubt)))
+        log_warn("%s", doubt);
     const char *restart_before[MAX_RESTART_REQUIRED];
     size_t nrestart_before = m->nrestart;
     memcpy(restart_before, m->restart_required, sizeof(restart_before));
     note_restart_required(m, cfg);
-    /* New certificates only where the addresses stay (else a restart is required). */
-    int same_listeners = lsn_same_addresses(&m->lsn, cfg);
-    SSL_CTX **old_tls = NULL;
-    if (same_listeners)
-        old_tls = lsn_swap_tls(&m->lsn, cfg, tls);
-    else
-        wrk_tls_contexts_free(tls, cfg->nlisten);
+    /* New TLS settings and certificates for the addresses that stay (new ones wait for a
+     * restart). */
+    SSL_CTX **old_tls = lsn_swap_tls(&m->lsn, cfg, tls);
 
     /* The new generation first, on the same listeners; the old one drains once it serves. */
     struct config *old_cfg = m->cfg;
@@ -524,12 +685,9 @@ static int reload(struct master *m, char *why, size_t whylen)
         m->keys = old_keys;
         m->generation = old_generation;
         stop_other_generations(m);
-        if (same_listeners)
-            wrk_tls_contexts_free(lsn_swap_tls(&m->lsn, old_cfg, old_tls), m->lsn.n);
         m->nrestart = nrestart_before;
         memcpy(m->restart_required, restart_before, sizeof(restart_before));
-        cfg_free(cfg);
-        keys_free(keys);
+        free_generation(cfg, keys, lsn_swap_tls(&m->lsn, cfg, old_tls));
         reload_failed(m, why);
         maintain_workers(m);
         return -1;
@@ -540,7 +698,7 @@ static int reload(struct master *m, char *why, size_t whylen)
     if (m->retired_cfg != m->boot_cfg)
         cfg_free(m->retired_cfg);
     keys_free(m->retired_keys);
-    wrk_tls_contexts_free(old_tls, m->lsn.n);
+    wrk_tls_contexts_free(old_tls, cfg->nlisten);
     m->retired_cfg = old_cfg;
     m->retired_keys = old_keys;
     reg_master_counters(m->reg)->reloads_ok++;
@@ -713,7 +871,7 @@ static int open_resources(struct master *m, char *err, size_t errlen)
     }
     if (lsn_open(cfg, &m->lsn, err, errlen) < 0)
         return -1;
-    wrk_tls_contexts_free(lsn_swap_tls(&m->lsn, cfg, m->boot_tls), m->lsn.n);
+    wrk_tls_contexts_free(lsn_swap_tls(&m->lsn, cfg, m->boot_tls), cfg->nlisten);
     m->boot_tls = NULL;
     if (pipe2(m->alive_pipe, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
@@ -789,17 +947,6 @@ static void release_resources(struct master *m)
     free(m->children);
 }
 
-/* What works but is likely a mistake: "" when nothing. Said by -t and logged at each start. */
-static const char *doubtful(const struct config *cfg, char *why, size_t whylen)
-{
-    struct stat st;
-    why[0] = '\0';
-    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode)))
-        snprintf(why, whylen, "hooks.table_sql %s is not a directory: no index script runs",
-                 cfg->hooks.table_sql);
-    return why;
-}
-
 /* Each connection takes a descriptor, and a shell's soft limit (often 1024) is far below what
  * the hard limit allows: the soft limit is raised towards the hard one, for the master and so
  * for its workers, up to OPEN_FILES_MAX (hook programs inherit it, and some close every
@@ -871,51 +1018,6 @@ static int serve(struct master *m, int foreground)
     return 0;
 }
 
-/* For -t: whether a file the start makes at path (what: the key naming it) can be made there:
- * path is not a directory (nor, for the status socket, anything but a socket, and short
- * enough): 0, or -1 with err. A directory that does not exist yet is a warning on stderr, as
- * the init script and the systemd unit make the usual ones just before the start. */
-static int check_made_file(const char *what, const char *path, int socket_only, char *err,
-                           size_t errlen)
-{
-    struct sockaddr_un addr;
-    struct stat st;
-    if (socket_only && strlen(path) >= sizeof(addr.sun_path)) {
-        snprintf(err, errlen, "%s %s: path too long (at most %zu bytes)", what, path,
-                 sizeof(addr.sun_path) - 1);
-        return -1;
-    }
-    if (lstat(path, &st) == 0 && (socket_only ? !S_ISSOCK(st.st_mode) : S_ISDIR(st.st_mode))) {
-        snprintf(err, errlen, "%s %s: %s is there", what, path,
-                 S_ISDIR(st.st_mode) ? "a directory" : "a file");
-        return -1;
-    }
-    char *copy = xstrdup(path);
-    if (stat(dirname(copy), &st) != 0 || !S_ISDIR(st.st_mode))
-        fprintf(stderr, "somirrord: warning: %s %s: its directory does not exist (yet): the start fails "
-                        "unless it is made first\n", what, path);
-    free(copy);
-    return 0;
-}
-
-/* For -t, what a start would find wrong beyond the configuration and keys, checked without
- * changing anything: the user to switch to, the listen addresses, where the log file, pid file
- * and status socket go, the store's settings. 0, or -1 with err. */
-static int check_start(const struct config *cfg, char *err, size_t errlen)
-{
-    if (cfg->user && daemon_check_user(cfg->user, cfg->group, err, errlen) < 0)
-        return -1;
-    if (lsn_check(cfg, err, errlen) < 0)
-        return -1;
-    if (cfg_log_to_file(cfg) && check_made_file("log.file", cfg->log_file, 0, err, errlen) < 0)
-        return -1;
-    if (cfg->pid_file && check_made_file("pid_file", cfg->pid_file, 0, err, errlen) < 0)
-        return -1;
-    if (cfg->status_socket && check_made_file("status_socket", cfg->status_socket, 1, err, errlen) < 0)
-        return -1;
-    return store_check(cfg, err, errlen);
-}
-
 int master_main(int argc, char **argv)
 {
     struct master_options opts;
@@ -956,7 +1058,7 @@ int master_main(int argc, char **argv)
     cfg_errors_free(&errs);
     m.boot_cfg = m.cfg;
     if (opts.test_config) {
-        if (check_start(m.cfg, err, sizeof(err)) < 0) {
+        if (check_start(NULL, m.cfg, err, sizeof(err)) < 0) {
             fprintf(stderr, "somirrord: %s\n", err);
         } else {
             if (*doubtful(m.cfg, err, sizeof(err)))

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """somirrord reloads (SIGHUP and the `reload` status command): a broken config keeps the old
 one running and is counted; a changed allow-list applies in a new generation; a setting that
-needs a restart is reported; 20 reloads under load refuse no connection; a connection accepted
-just before a reload gets its first request answered; a large call in progress across a reload
-is answered in full."""
+needs a restart is reported, and fails the reload when a start would refuse it; log.level
+reaches the new workers; reloads back to back each get every worker; a moved state_file gets
+the pauses at once; a failed reload leaves a crash loop's restart delay as it was; 20 reloads
+under load refuse no connection; a connection accepted just before a reload gets its first
+request answered; a large call in progress across a reload is answered in full."""
 import copy
+import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,16 +47,17 @@ def check_broken_reload(d):
 
 
 def unusable_store_directory(directory):
-    """A store directory no worker can make: its parent is a regular file."""
-    blocker = os.path.join(directory, "not-a-directory")
-    with open(blocker, "w") as f:
-        f.write("x")
-    return os.path.join(blocker, "mirrors")
+    """A store directory that passes the master's checks (it is missing, and may be made) but no
+    worker can make: a link to a volume that is not mounted."""
+    link = os.path.join(directory, "not-a-directory")
+    os.symlink(os.path.join(directory, "unmounted", "mirrors"), link)
+    return link
 
 
 def check_workers_cannot_start(s):
     """A config that passes the master's checks but whose workers cannot start (the store's
-    directory cannot be made) is a failed reload: the old generation goes on serving."""
+    directory cannot be made) is a failed reload: the old generation goes on serving. (One
+    that does not pass them fails before any worker starts: check_restart_settings_checked.)"""
     d = s.daemon
     workers = d.worker_pids()
     info = d.ctl_json("show info")
@@ -118,6 +124,113 @@ def check_allow_list(s):
     assert auth["IsSuccessful"] == "false" and auth["ErrorMessage"].startswith("TenantNotAllowed"), auth
     status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust1")
     assert h.parse_auth(body)["IsSuccessful"] == "true", body
+
+
+def check_log_level_reaches_workers(d, generation):
+    """log.level applies to the new generation's workers too (they used to keep the master's
+    level from before the reload), both ways."""
+    d.rewrite_config(**{"log.level": "info"})
+    reload_and_wait(d, generation + 1)
+    time.sleep(0.3)
+    assert "worker of generation %d serving" % (generation + 1) not in d.log(), \
+        "a worker logged at debug after log.level became info"
+    d.rewrite_config(**{"log.level": "debug"})
+    reload_and_wait(d, generation + 2)
+    d.wait_log(r"worker of generation %d serving" % (generation + 2))
+    return generation + 2
+
+
+def check_reloads_back_to_back(d, generation):
+    """Reloads in quick succession each get a whole generation: a new one waits for earlier
+    generations' draining workers to give up their registry slots, rather than start short of
+    workers (and later reloads fail for want of slots). Requests keep coming meanwhile, so that
+    the draining workers have connections to finish."""
+    errors, stop = [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                h.request(d.port, "GET", "/healthz")
+            except OSError as e:
+                errors.append(repr(e))
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        for _ in range(12):
+            answer = d.ctl("reload", timeout=30)
+            assert answer.startswith("ok"), answer
+            generation += 1
+            serving = [w for w in d.ctl_json("show workers")["workers"] if w["generation"] == generation]
+            assert len(serving) == 2, (generation, d.ctl_json("show workers"))
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors[:3]
+    assert "no free worker slot" not in d.log(), d.log()[-3000:]
+    return generation
+
+
+def check_state_file_moved(s, generation):
+    """A state_file changed by a reload gets the operator's pauses at once, so that the next
+    start finds them (no pause or resume may come to write it before)."""
+    d = s.daemon
+    assert d.ctl("pause Cust1").startswith("ok")
+    moved = os.path.join(s.dir, "moved.state")
+    d.rewrite_config(state_file=moved)
+    assert d.ctl("reload").startswith("ok")
+    with open(moved) as f:
+        assert json.load(f)["paused"] == ["Cust1"], open(moved).read()
+    assert d.ctl("resume Cust1").startswith("ok")
+    return generation + 1
+
+
+def check_restart_settings_checked(s):
+    """A setting that waits for a restart, changed to something the start would refuse, fails
+    the reload, saying why, rather than the next start; so does a state_file that cannot be
+    written."""
+    d = s.daemon
+    cases = (({"user": "no-such-user-here"}, "user no-such-user-here: no such user"),
+             ({"pid_file": s.dir}, "pid_file %s: a directory is there" % s.dir),
+             ({"status_socket": os.path.join(s.dir, "x" * 120)}, "path too long"),
+             ({"listen": "no-such-host.invalid:8080"}, "listen no-such-host.invalid:8080: "),
+             ({"state_file": s.dir}, "state_file: the pauses cannot be written there"),
+             ({"store.sqlite.directory": os.path.join(s.dir, "somirrord.log", "mirrors")},
+              "mirrors: Not a directory"))
+    info = d.ctl_json("show info")
+    for change, reason in cases:
+        good = copy.deepcopy(d.cfg)
+        d.rewrite_config(**change)
+        d.cfg = good   # what the daemon goes on running on
+        answer = d.ctl("reload")
+        d.rewrite_config()
+        assert answer.startswith("error: reload failed") and reason in answer, (change, answer)
+    after = d.ctl_json("show info")
+    assert after["reloads_failed"] == info["reloads_failed"] + len(cases), after
+    assert (after["generation"], after["restart_required"]) == (info["generation"], info["restart_required"]), after
+
+
+def check_failed_reload_keeps_backoff(s):
+    """Workers that keep dying at start are started again after a growing delay; a reload whose
+    own workers cannot start either leaves that delay as it was, not back at 100 ms."""
+    d = s.daemon
+    mirrors = d.cfg["store"]["sqlite"]["directory"]
+    shutil.rmtree(mirrors)
+    os.symlink(os.path.join(s.dir, "unmounted"), mirrors)   # passes the checks; no worker starts
+    for pid in d.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    delays = lambda: [int(n) for n in re.findall(r"next start in (\d+) ms", d.log())]
+    h.wait_until(lambda: max(delays() or [0]) >= 800, 30, what="the restart delay growing")
+    seen = len(delays())
+    answer = d.ctl("reload")
+    assert answer.startswith("error: reload failed: a new worker exited"), answer
+    h.wait_until(lambda: len(delays()) > seen, 30, what="a restart after the failed reload")
+    assert delays()[seen] >= 800, delays()
+    os.unlink(mirrors)
+    os.makedirs(mirrors)
+    d.ctl("reload")
+    d.wait_workers(2, timeout=30)
+    assert d.healthz()[0] == 200
 
 
 def check_no_refusal_under_load(d, generation):
@@ -200,10 +313,16 @@ def main():
         check_workers_cannot_start(s)
         check_allow_list(s)
         generation = check_too_many_workers(s, 4)
+        generation = check_log_level_reaches_workers(d, generation)
+        generation = check_reloads_back_to_back(d, generation)
+        generation = check_state_file_moved(s, generation)
+        check_restart_settings_checked(s)
         generation = check_no_refusal_under_load(d, generation)
         generation = check_fresh_connection_across_reload(d, generation)
         check_large_call_across_reload(s, generation)
         assert d.stop() == 0
+    with h.server(workers=2) as s:
+        check_failed_reload_keeps_backoff(s)
     print("ok")
 
 

@@ -1,7 +1,8 @@
 """HTTPS listeners: a listener with a tls section serves the protocol over TLS next to a plain
 one; TLS 1.0/1.1 and TLS 1.2 suites without forward secrecy are refused (and TLS 1.2 where
 tls.min_version is 1.3); tls.ciphers and tls.ciphersuites replace the suites, and a name in
-them that matches nothing fails a reload, saying where; a session ticket made
+them that matches nothing fails a reload, saying where; new TLS settings apply at a reload also
+while a listen change waits for a restart; a session ticket made
 by one worker resumes on every worker (the master makes the context, workers inherit it);
 pipelined requests past the input's high-water mark are all answered; a handshake still going
 on when a worker drains is completed and its request answered; a close ends with close_notify; plain HTTP
@@ -147,6 +148,33 @@ def check_cipher_errors(d, port, listen):
         want = r'%s:%d:\d+: listen 127\.0\.0\.1:%d: tls\.%s: %s' % (re.escape(d.config_path), line, port, key,
                                                                re.escape(reason))
         assert answer.startswith("error: reload failed") and re.search(want, answer), (want, answer)
+    check_cipher_settings(port)
+
+
+def accepts_tls12(port, cipher):
+    try:
+        return handshake(port, client_context(maximum=ssl.TLSVersion.TLSv1_2, ciphers=cipher))[0] == "TLSv1.2"
+    except (ssl.SSLError, ConnectionResetError):
+        return False
+
+
+def check_tls_while_listen_waits(d, port, listen):
+    """A new listen address waits for a restart; the listeners that stay still take their new
+    TLS settings (and certificates) at the reload."""
+    tls = listen[-1]["tls"]
+    tls["ciphers"] = "ECDHE-RSA-AES128-GCM-SHA256"
+    d.rewrite_config(listen=listen + ["127.0.0.1:%d" % harness.free_port()])
+    assert d.ctl("reload").startswith("ok")
+    assert "listen" in d.ctl_json("show info")["restart_required"]
+    harness.wait_until(lambda: accepts_tls12(port, "ECDHE-RSA-AES128-GCM-SHA256"), 15,
+                       what="the new tls.ciphers in service while a listen change waits")
+    assert not accepts_tls12(port, "ECDHE-RSA-AES256-GCM-SHA384")
+    tls["ciphers"] = "ECDHE-RSA-AES256-GCM-SHA384"
+    d.rewrite_config(listen=listen)
+    assert d.ctl("reload").startswith("ok")
+    assert not d.ctl_json("show info")["restart_required"]
+    harness.wait_until(lambda: accepts_tls12(port, "ECDHE-RSA-AES256-GCM-SHA384"), 15,
+                       what="tls.ciphers back")
     check_cipher_settings(port)
 
 
@@ -396,6 +424,7 @@ def main():
         check_tls13_only(tls13)
         check_cipher_settings(ciphers)
         check_cipher_errors(env.daemon, ciphers, listen)
+        check_tls_while_listen_waits(env.daemon, ciphers, listen)
         check_resumption(secure, env.daemon)
         check_pipelining(secure)
         check_close_notify(secure)
