@@ -101,7 +101,9 @@ int log_reopen(void)
         log_error("%s; keeping the old file open", err);
         return -1;
     }
-    dup2(fd, file_fd);   /* keeps the descriptor number other code may hold */
+    /* Keeps the descriptor number other code may hold, and close-on-exec, which dup2 would
+     * clear (hook programs must not inherit the log). */
+    dup3(fd, file_fd, O_CLOEXEC);
     close(fd);
     return 0;
 }

@@ -156,11 +156,15 @@ static char **build_env(char *const *add)
     return env;
 }
 
-static void reset_signals(void)
+/* Every signal's action back to the default but those in ignore (0-terminated), then the mask
+ * emptied: in a new process, before its own code runs. */
+static void reset_signals(const int *ignore)
 {
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             signal(sig, SIG_DFL);
+    for (; ignore && *ignore; ignore++)
+        signal(*ignore, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -170,8 +174,8 @@ static void reset_signals(void)
 static void exec_program(char *const *argv, char **env, int out_fd, int err_fd, int status_fd)
 {
     setsid();
-    reset_signals();
-    int null_fd = open("/dev/null", O_RDONLY);
+    reset_signals(NULL);
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
         dup2(err_fd, STDERR_FILENO) < 0) {
         int e = errno;
@@ -397,14 +401,13 @@ static void close_inherited(int keep)
 
 static void supervisor_main(const struct hook_job *job)
 {
+    /* Signals are blocked (hooks_spawn) until the worker's handlers, which write to descriptors
+     * closed below, are gone. Operator signals meant for somirrord (reload, log reopen) are not
+     * for a supervisor. */
+    static const int not_ours[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, 0};
+    reset_signals(not_ours);
     close_inherited(log_fd());
     log_after_fork();   /* syslog's socket went with the rest */
-    reset_signals();
-    /* Operator signals meant for somirrord (reload, log reopen) are not for a supervisor. */
-    signal(SIGHUP, SIG_IGN);
-    signal(SIGUSR1, SIG_IGN);
-    signal(SIGUSR2, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
     log_set_tenant(job->tenant);
     hooks_supervise(job);
     _exit(0);
@@ -421,7 +424,12 @@ enum hook_start hooks_spawn(const struct hook_job *job)
             return HOOK_SKIPPED;
         }
     }
+    sigset_t all, saved;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &saved);   /* until the supervisor's own handlers are set */
     pid_t mid = fork();
+    if (mid != 0)
+        sigprocmask(SIG_SETMASK, &saved, NULL);
     if (mid < 0) {
         int e = errno;
         log_error("hook %s: cannot fork: %s", job->name, strerror(e));

@@ -4,8 +4,8 @@
 Phase A, every hook healthy: table_sql creates an index (and runs *.sql for every table) when
 tables are created, the index is there after a wipe and a full load; table_changed runs per
 changed table (Created, Wiped, Altered, Dropped) and cycle_completed after ReplicationCompleted,
-each with its SOMIRROR_* environment; their output lines reach the log; `show tenant` shows the
-last run.
+each with its SOMIRROR_* environment and no descriptor of the log, also after a log reopen;
+their output lines reach the log; `show tenant` shows the last run.
 Phase B, failing and hanging hooks: a failing table_sql script and a failing or hanging
 cycle_completed are reported in `show tenant CTX json` (last_hook); the hanging one is killed
 at hooks.timeout and a second run for the tenant is skipped meanwhile, while the sender's
@@ -13,6 +13,7 @@ calls keep succeeding at once."""
 import glob
 import json
 import os
+import signal
 import sqlite3
 import stat
 import sys
@@ -47,6 +48,7 @@ exit 0
 CHANGED_SH = r"""#!/bin/sh
 d="$1"
 f="$d/changed-$SOMIRROR_TABLE-$SOMIRROR_CHANGE"
+ls -l /proc/$$/fd > "$f.fds"
 env | grep '^SOMIRROR_' | sort > "$f.tmp" && mv "$f.tmp" "$f"
 """
 
@@ -144,10 +146,18 @@ def phase_a(keys):
             assert env == {"SOMIRROR_TENANT": TENANT, "SOMIRROR_DATABASE": "Mirror_" + TENANT,
                            "SOMIRROR_TABLE": table, "SOMIRROR_CHANGE": "Created"}, env
 
+        # A log reopen (logrotate) before the next hooks: they get no descriptor of the log.
+        d.signal(signal.SIGUSR1)
+        time.sleep(1)
+
         # A full load: Wipe (table_sql again, table_changed Wiped), then rows.
         call_ok(s, "Wipe", h.wipe_body(["contact"]))
         h.wait_until(lambda: os.path.exists(os.path.join(out, "changed-contact-Wiped")), 10,
                      what="table_changed Wiped")
+        for change in ("Created", "Wiped"):
+            with open(os.path.join(out, "changed-contact-%s.fds" % change)) as f:
+                fds = f.read()
+            assert "somirrord.log" not in fds, (change, fds)
         rows = [("I", None, [str(i), "name %d" % i]) for i in range(1, 201)]
         body, _ = call_ok(s, "RowData", h.row_data_body([{"table": "contact", "columns": ["contact_id", "name"],
                                                           "rows": rows, "lsn": 1000}]))
