@@ -504,8 +504,12 @@ static int cmd_resync(struct ctl_context *ctx, const struct command_args *args, 
         return -1;
     }
     log_info("status socket: resync of %s (%s) requested", tenant, all ? "all tables" : table);
-    buf_printf(out, "ok: resync of %s (%s) at its next Authenticate or TableSchema\n", tenant,
-               all ? "all tables" : table);
+    if (all)
+        buf_printf(out, "ok: resync of %s (all tables) at its next Authenticate or TableSchema\n", tenant);
+    else   /* only the store knows the tables, and the master does not wait for one */
+        buf_printf(out, "ok: resync of %s (%s) at its next Authenticate or TableSchema; a table its mirror "
+                        "does not have is ignored then, with a warning in the log (`somirrorctl -c FILE "
+                        "tables %s` lists them)\n", tenant, table, tenant);
     return 0;
 }
 
