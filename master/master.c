@@ -576,9 +576,9 @@ static int check_made_file(const char *what, const char *path, int socket_only, 
 
 /* What a start would find wrong beyond the configuration and keys, checked without changing
  * anything: the user to switch to, the listen addresses, where the log file, pid file, status
- * socket and (for -t) the state file go, the store's settings. For -t (m NULL) all of them; for a reload
- * those that differ from the ones in service (which work), so that one a restart would refuse
- * fails the reload instead of the next start. 0, or -1 with err. */
+ * socket and (for -t) the state file go, the store's settings. For -t (m NULL) all of them;
+ * for a reload those that differ from the ones in service (which work), so that one a restart
+ * would refuse fails the reload instead of the next start. 0, or -1 with err. */
 static int check_start(const struct master *m, const struct config *cfg, char *err, size_t errlen)
 {
     const struct config *boot = m ? m->boot_cfg : NULL;   /* in service until a restart */
@@ -604,7 +604,6 @@ static int check_start(const struct master *m, const struct config *cfg, char *e
 #undef CHANGED
     return store_check(cfg, err, errlen);
 }
-
 
 static void reload_failed(struct master *m, const char *what)
 {
