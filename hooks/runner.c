@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -406,6 +407,7 @@ static void supervisor_main(const struct hook_job *job)
      * for a supervisor. */
     static const int not_ours[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, 0};
     reset_signals(not_ours);
+    prctl(PR_SET_NAME, REG_HOOK_PROCESS_NAME);   /* for ps, and for the hook word's check */
     close_inherited(log_fd());
     log_after_fork();   /* syslog's socket went with the rest */
     log_set_tenant(job->tenant);

@@ -25,8 +25,8 @@
  *    (compare-and-swap into "taken" bits, cleared when it is done); the master puts taken bits
  *    back as requests when it reaps a lock holder that died (reg_release_locks_of).
  *  - tenant hook word (hook_pid): the pid of the process running the tenant's exclusive hook,
- *    claimed by compare-and-swap from 0 (or from a pid that no longer exists) by that process,
- *    cleared by it when the hook is done.
+ *    claimed by compare-and-swap from 0 (or from a pid that no longer names a hook supervisor)
+ *    by that process, cleared by it when the hook is done.
  *  - resync lists: written by the master; freed by the lock holder taking them. Each list has
  *    one 64-bit word, owner (tenant index + 1) in the high half and its change counter in the
  *    low half, so that a taker frees a list only if it read its latest contents.
@@ -634,6 +634,25 @@ static int pid_exists(uint32_t pid)
     return pid != 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
 }
 
+/* Whether pid names a live hook supervisor: a supervisor killed before it cleared the word
+ * (SIGKILL, the OOM killer) leaves its pid there, and once any other process has that pid the
+ * tenant's hook would be skipped for as long as that one lives. A /proc that cannot be read
+ * (mounted hidepid) leaves the pid's existence to decide. */
+static int hook_holder_alive(uint32_t pid)
+{
+    if (!pid_exists(pid))
+        return 0;
+    char path[64], name[32] = "";
+    snprintf(path, sizeof(path), "/proc/%u/comm", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 1;
+    int named = fgets(name, sizeof(name), f) != NULL;
+    fclose(f);
+    name[strcspn(name, "\n")] = '\0';
+    return !named || strcmp(name, REG_HOOK_PROCESS_NAME) == 0;
+}
+
 int reg_tenant_hook_claim(struct registry *reg, uint32_t idx, pid_t self, pid_t *holder)
 {
     if (holder)
@@ -643,7 +662,7 @@ int reg_tenant_hook_claim(struct registry *reg, uint32_t idx, pid_t self, pid_t 
         return 1;
     uint32_t seen = atomic_load_explicit(&e->hook_pid, memory_order_acquire);
     for (;;) {
-        if (seen != 0 && seen != (uint32_t)self && pid_exists(seen)) {
+        if (seen != 0 && seen != (uint32_t)self && hook_holder_alive(seen)) {
             if (holder)
                 *holder = (pid_t)seen;
             return 1;
@@ -668,7 +687,7 @@ pid_t reg_tenant_hook_running(const struct registry *reg, uint32_t idx)
     if (!e)
         return 0;
     uint32_t pid = atomic_load_explicit(&e->hook_pid, memory_order_acquire);
-    return pid_exists(pid) ? (pid_t)pid : 0;
+    return hook_holder_alive(pid) ? (pid_t)pid : 0;
 }
 
 /* ---- resync lists (written by the master) ---- */

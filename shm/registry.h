@@ -152,8 +152,10 @@ void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char
                                   int64_t now);
 /* The tenant's hook word, so that at most one exclusive hook (cycle_completed) runs per tenant.
  * claim: 0 when self now holds it (it was free, already self's, or held by a pid that no
- * longer exists), 1 when a live process holds it (*holder, when given, set to its pid).
- * release clears it only if self holds it. running: the live holder's pid, or 0. */
+ * longer names a process called REG_HOOK_PROCESS_NAME), 1 when a live one holds it (*holder,
+ * when given, set to its pid). release clears it only if self holds it. running: the live
+ * holder's pid, or 0. */
+#define REG_HOOK_PROCESS_NAME "somirror-hook"   /* what a hook supervisor names itself (comm) */
 int reg_tenant_hook_claim(struct registry *reg, uint32_t idx, pid_t self, pid_t *holder);
 void reg_tenant_hook_release(struct registry *reg, uint32_t idx, pid_t self);
 pid_t reg_tenant_hook_running(const struct registry *reg, uint32_t idx);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -299,6 +300,12 @@ START_TEST(hook_word_claims)
     pid_t self = getpid(), other = getppid();
     ck_assert_int_eq(reg_tenant_hook_claim(reg, idx, child, NULL), 0);
     ck_assert_int_eq(reg_tenant_hook_running(reg, idx), 0);   /* its holder is gone */
+    /* A live process that is no hook supervisor (the holder's pid reused): no holder either. */
+    ck_assert_int_eq(reg_tenant_hook_claim(reg, idx, other, NULL), 0);
+    ck_assert_int_eq(reg_tenant_hook_running(reg, idx), 0);
+    char name[32] = "";
+    prctl(PR_GET_NAME, name);
+    prctl(PR_SET_NAME, REG_HOOK_PROCESS_NAME);   /* this process as a supervisor from here */
     ck_assert_int_eq(reg_tenant_hook_claim(reg, idx, self, NULL), 0);   /* taken over */
     ck_assert_int_eq(reg_tenant_hook_running(reg, idx), self);
     pid_t holder = 0;
@@ -308,6 +315,7 @@ START_TEST(hook_word_claims)
     ck_assert_int_eq(reg_tenant_hook_running(reg, idx), self);
     reg_tenant_hook_release(reg, idx, self);
     ck_assert_int_eq(reg_tenant_hook_running(reg, idx), 0);
+    prctl(PR_SET_NAME, name);
     reg_tenant_hook_ran_unlocked(reg, idx, "x: exit 0", 0, 42);
     ck_assert_str_eq(view().last_hook, "x: exit 0");
     ck_assert_int_eq(view().last_hook_at, 42);
