@@ -575,12 +575,16 @@ static const struct key_spec mssql_keys[] = {
     DURATION_KEY("login_timeout", mssql.login_timeout, "15", 1, 3600),
     DURATION_KEY("query_timeout", mssql.query_timeout, "300", 0, 86400),
     {.name = "schema", .kind = KEY_STRING, CFG(mssql.schema), .check = check_identifier},
+    {.name = "max_connections", .kind = KEY_SCALAR, CFG(mssql.max_connections), .fallback = "16",
+     .convert = to_number, .min = 1, .max = 65536},
     {0},
 };
 
 static const struct key_spec postgresql_keys[] = {
     {.name = "conninfo", .kind = KEY_STRING, CFG(postgresql.conninfo), .noun = "libpq connection keywords"},
     PATH_KEY("password_file", postgresql.password_file),
+    {.name = "max_connections", .kind = KEY_SCALAR, CFG(postgresql.max_connections), .fallback = "16",
+     .convert = to_number, .min = 1, .max = 65536},
     {0},
 };
 
@@ -589,6 +593,7 @@ static const struct key_spec store_keys[] = {
      .choices = driver_names},
     {.name = "database_name", .kind = KEY_STRING, CFG(database_name), .fallback = "Mirror_{tenant}",
      .check = check_template},
+    DURATION_KEY("idle_timeout", store_idle_timeout, "60", 0, 86400),
     {.name = "sqlite", .kind = KEY_SECTION, .keys = sqlite_keys},
     {.name = "mssql", .kind = KEY_SECTION, .keys = mssql_keys},
     {.name = "postgresql", .kind = KEY_SECTION, .keys = postgresql_keys},

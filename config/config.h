@@ -76,12 +76,15 @@ struct config {
         int login_timeout;           /* seconds, default 15 */
         int query_timeout;           /* seconds, default 300 */
         char *schema;                /* NULL: the login's default schema */
+        int max_connections;         /* open tenant connections per worker, default 16 */
     } mssql;
     struct {
         char *conninfo;              /* libpq keywords; its database is used only to create/drop tenant databases */
         char *password;              /* from password_file, or NULL */
         char *password_file;         /* as written, or NULL; read at load when the driver is postgresql */
+        int max_connections;         /* open tenant connections per worker, default 16 */
     } postgresql;
+    int store_idle_timeout;          /* seconds a tenant's mirror stays open unused, default 60; 0: ever */
 
     size_t max_request_bytes;        /* default 64 MiB */
     int request_timeout;             /* seconds, default 300 */

@@ -112,6 +112,11 @@ void service_free(struct service *svc)
     free(svc);
 }
 
+void service_close_idle(struct service *svc)
+{
+    store_close_idle(svc->store, monotonic_ms());
+}
+
 /* ---- answers ---- */
 
 static void answer_fault(struct call *call, const struct fault *f)

@@ -18,6 +18,9 @@ struct call;
 struct service *service_new(const struct config *cfg, const struct keyring *keys,
                             struct registry *reg, int worker_slot, char *err, size_t errlen);
 void service_free(struct service *svc);
+/* Closes the store connections unused for store.idle_timeout (store_close_idle): for the
+ * worker's timer, between calls. */
+void service_close_idle(struct service *svc);
 
 /* Starts a call on a complete request body (soapaction: the SOAPAction header or NULL; peer:
  * the client's address, "1.2.3.4:5678", named in the log lines of refusals and faults). */

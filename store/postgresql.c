@@ -553,6 +553,13 @@ static void *pg_backend_open(const struct config *cfg, char *err, size_t errlen)
     return b;   /* connections are opened when first needed */
 }
 
+static void pg_backend_idle(void *backend)
+{
+    struct pg_backend *b = backend;
+    PQfinish(b->admin);
+    b->admin = NULL;   /* admin_conn opens it again when needed */
+}
+
 static void pg_backend_close(void *backend)
 {
     struct pg_backend *b = backend;
@@ -1433,6 +1440,7 @@ const struct store_driver store_driver_postgresql = {
     .name = "postgresql",
     .backend_open = pg_backend_open,
     .backend_close = pg_backend_close,
+    .backend_idle = pg_backend_idle,
     .tenant_open = pg_tenant_open,
     .tenant_exists = pg_tenant_exists,
     .tenant_close = pg_tenant_close,

@@ -13,13 +13,13 @@
 #include <strings.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
 #include "proto/value.h"
 
 enum {
-    STORE_DEFAULT_MAX_OPEN = 64,
     SCHEMA_CACHE_MAX = 512,   /* parsed schemas kept per tenant before the cache starts over */
     APPLY_CHUNK_ROWS = 1024   /* rows checked and handed to the driver at a time */
 };
@@ -32,6 +32,7 @@ struct cached_schema {
 struct store_tenant {
     struct store *store;
     struct store_tenant *prev, *next;   /* the store's open tenants, most recently used first */
+    int64_t used_ms;                    /* monotonic time of its last use, for store_close_idle */
     char *tenant;
     void *conn;
     struct arena schema_arena;          /* every cached_schema and what it points to */
@@ -45,6 +46,8 @@ struct store {
     void *backend;
     struct store_tenant *open_first;
     size_t nopen, max_open;
+    int64_t idle_ms;                    /* store.idle_timeout; 0: never closed for idleness */
+    int64_t backend_used_ms;            /* the last tenant opened or dropped */
     /* RowData scratch reused across calls: one chunk of checked rows and their values. */
     struct row_change *chunk_rows;
     size_t chunk_rows_cap;
@@ -86,9 +89,10 @@ struct store *store_new(const struct config *cfg, char *err, size_t errlen)
     store->cfg = cfg;
     store->driver = driver;
     store->backend = backend;
-    store->max_open = STORE_DEFAULT_MAX_OPEN;
-    if (cfg->driver == STORE_SQLITE && cfg->sqlite.max_open > 0)
-        store->max_open = (size_t)cfg->sqlite.max_open;
+    store->max_open = (size_t)(cfg->driver == STORE_SQLITE       ? cfg->sqlite.max_open
+                               : cfg->driver == STORE_POSTGRESQL ? cfg->postgresql.max_connections
+                                                                 : cfg->mssql.max_connections);
+    store->idle_ms = (int64_t)cfg->store_idle_timeout * 1000;
     return store;
 }
 
@@ -145,12 +149,29 @@ void store_free(struct store *store)
     free(store);
 }
 
+void store_close_idle(struct store *store, int64_t now_ms)
+{
+    if (store->idle_ms <= 0)
+        return;
+    struct store_tenant *last = store->open_first;
+    while (last && last->next)
+        last = last->next;
+    while (last && now_ms - last->used_ms >= store->idle_ms) {   /* the least recently used first */
+        struct store_tenant *before = last->prev;
+        tenant_close(store, last);
+        last = before;
+    }
+    if (store->driver->backend_idle && now_ms - store->backend_used_ms >= store->idle_ms)
+        store->driver->backend_idle(store->backend);
+}
+
 struct store_tenant *store_tenant(struct store *store, const char *tenant, struct fault *f)
 {
     struct store_tenant *t = tenant_find(store, tenant);
     if (t) {
         tenant_unlink(store, t);
         tenant_push_front(store, t);
+        t->used_ms = monotonic_ms();
         return t;
     }
     if (!tenant_valid(tenant)) {
@@ -165,12 +186,14 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
     }
     char *dbname = cfg_database_name(store->cfg, tenant);
     void *conn = NULL;
+    store->backend_used_ms = monotonic_ms();
     int rc = store->driver->tenant_open(store->backend, tenant, dbname, &conn, f);
     free(dbname);
     if (rc != 0)
         return NULL;
     t = xcalloc(1, sizeof(*t));
     t->store = store;
+    t->used_ms = store->backend_used_ms;
     t->tenant = xstrdup(tenant);
     t->conn = conn;
     arena_init(&t->schema_arena);
@@ -804,6 +827,7 @@ int store_reset(struct store *store, const char *tenant, struct fault *f)
     if (open)
         tenant_close(store, open);
     char *dbname = cfg_database_name(store->cfg, tenant);
+    store->backend_used_ms = monotonic_ms();
     int rc = store->driver->tenant_drop(store->backend, tenant, dbname, f);
     free(dbname);
     if (rc != 0)

@@ -47,6 +47,9 @@ struct store_driver {
      * NULL when there is nothing to check before a server is reached. */
     int (*backend_check)(const struct config *cfg, char *err, size_t errlen);
     void (*backend_close)(void *backend);
+    /* Closes what the backend keeps open between tenant opens (a server connection), unused
+     * for store.idle_timeout; NULL when it keeps nothing. */
+    void (*backend_idle)(void *backend);
     /* Opens the tenant's mirror, creating the database and the metadata table when missing. */
     int (*tenant_open)(void *backend, const char *tenant, const char *dbname, void **conn,
                        struct fault *f);
@@ -122,9 +125,13 @@ int store_check(const struct config *cfg, char *err, size_t errlen);
 void store_free(struct store *store);
 
 /* The tenant's open mirror, provisioned when missing (cached; at most a bounded number open,
- * the least recently used closed first). The pointer is valid until the next store_tenant or
- * store_reset call on the same store. */
+ * the least recently used closed first). The pointer is valid until the next store_tenant,
+ * store_reset or store_close_idle call on the same store. */
 struct store_tenant *store_tenant(struct store *store, const char *tenant, struct fault *f);
+/* Closes the tenants unused for store.idle_timeout, and the backend's own connection when it
+ * has opened none for as long, so that a worker holds no server connection between a
+ * tenant's cycles (now_ms: monotonic_ms). Between calls only. */
+void store_close_idle(struct store *store, int64_t now_ms);
 /* Whether tenant has a mirror (*exists 1 or 0), making none (somirrorctl tables); 0, or -1
  * with f set when that cannot be told. */
 int store_tenant_exists(struct store *store, const char *tenant, int *exists, struct fault *f);

@@ -28,6 +28,8 @@ struct worker {
     struct event *on_usr1;
     struct event *on_master_pipe;
     struct event *admission;           /* polls for its generation to be the serving one */
+    struct event *idle_sweep;          /* closes store connections left unused */
+    struct service *svc;
     int stopping;
 };
 
@@ -62,6 +64,12 @@ static void check_admission(evutil_socket_t fd, short what, void *arg)
     evtimer_add(w->admission, &later);
 }
 
+static void sweep_idle(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    service_close_idle(w->svc);
+}
+
 static void stop_signalled(evutil_socket_t sig, short what, void *arg)
 {
     if (sig == SIGUSR2)
@@ -92,9 +100,14 @@ static int add_events(struct worker *w)
     w->on_master_pipe = event_new(w->base, w->params->master_alive_fd, EV_READ | EV_PERSIST,
                                   master_pipe_readable, w);
     w->admission = evtimer_new(w->base, check_admission, w);
+    w->idle_sweep = event_new(w->base, -1, EV_PERSIST, sweep_idle, w);
+    /* A quarter of store.idle_timeout, 1 to 15 s: connections close at most that late. */
+    int idle = w->params->cfg->store_idle_timeout;
+    struct timeval sweep = {idle / 4 < 1 ? 1 : idle / 4 > 15 ? 15 : idle / 4, 0};
     if (!w->on_term || !w->on_usr2 || !w->on_usr1 || !w->on_master_pipe || !w->admission ||
-        event_add(w->on_term, NULL) < 0 || event_add(w->on_usr2, NULL) < 0 ||
-        event_add(w->on_usr1, NULL) < 0 || event_add(w->on_master_pipe, NULL) < 0)
+        !w->idle_sweep || event_add(w->on_term, NULL) < 0 || event_add(w->on_usr2, NULL) < 0 ||
+        event_add(w->on_usr1, NULL) < 0 || event_add(w->on_master_pipe, NULL) < 0 ||
+        (idle > 0 && event_add(w->idle_sweep, &sweep) < 0))
         return -1;
     return 0;
 }
@@ -112,6 +125,8 @@ static void free_worker(struct worker *w)
         event_free(w->on_master_pipe);
     if (w->admission)
         event_free(w->admission);
+    if (w->idle_sweep)
+        event_free(w->idle_sweep);
     if (w->base)
         event_base_free(w->base);
 }
@@ -156,6 +171,7 @@ int wrk_run(const struct wrk_params *params)
     struct service *svc = service_new(params->cfg, params->keys, params->reg, params->slot, err, sizeof(err));
     if (!svc)
         return cannot_start(params, err);
+    w.svc = svc;
     w.base = event_base_new();
     if (!w.base || add_events(&w) < 0) {
         cannot_start(params, "cannot set up its event loop");

@@ -3,9 +3,9 @@
 threads send RowData calls alternately to both hosts at the same time (a full load, a load call
 sent twice, then updates, deletes and re-inserts), and the mirror must end exactly as the
 changes say, with the largest batch Lsn as the table's position. Then the server restarts and
-both hosts carry on (their workers reconnect). The per-tenant advisory lock
-serialises the hosts; the mirror is compared through psql. Skipped (77) without PostgreSQL
-15."""
+both hosts carry on (their workers reconnect), and once the tenant goes quiet no worker
+holds a connection (store.idle_timeout). The per-tenant advisory lock serialises the hosts;
+the mirror is compared through psql. Skipped (77) without PostgreSQL 15."""
 import os
 import sys
 import tempfile
@@ -105,7 +105,7 @@ def main():
                 config = h.write_config(directory, keys, workers=2,
                                         **{"store.driver": "postgresql", "store.sqlite": None,
                                            "store.postgresql.conninfo": pg.conninfo(),
-                                           "log.level": "info"})
+                                           "store.idle_timeout": 3, "log.level": "info"})
                 d = h.Daemon(config)
                 daemons.append(d)
                 d.start()
@@ -167,6 +167,13 @@ def main():
                 # what the server sent the idle sessions as it stopped (when libpq reads it outside
                 # a statement) goes to the log, never to stderr
                 assert "terminating connection" not in d.output(), d.output()[-600:]
+            # store.idle_timeout: no worker holds a connection once the tenant has gone quiet
+            # (they were held until the cache of 64 a worker filled: a server's 100 went fast)
+            sessions = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                        " AND pid <> pg_backend_pid()")
+            assert int(pg.psql(sessions)) > 0
+            h.wait_until(lambda: int(pg.psql(sessions)) == 0, 20,
+                         what="the idle connections closed (now %s)" % pg.psql(sessions).strip())
         finally:
             for d in daemons:
                 d.stop()

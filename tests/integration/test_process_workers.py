@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """somirrord's processes: N workers run; a worker killed with SIGKILL is replaced (counted in
 `show info`) and the service still answers; /healthz, HEAD, 405 routing; keep-alive reuse; a
-burst of connections is shared among the workers."""
+burst of connections is shared among the workers; a mirror unused for store.idle_timeout is
+closed."""
 import os
 import signal
 import sys
@@ -91,7 +92,35 @@ def main():
             status, _, body = s.call("Authenticate", h.authenticate_body())
             assert status == 200 and h.parse_auth(body)["IsSuccessful"] == "true", body
         assert d.stop() == 0
+    check_idle_mirrors_closed()
     print("ok")
+
+
+def open_mirror_files(pids, name):
+    """How many descriptors of the processes pids name the mirror file name."""
+    n = 0
+    for pid in pids:
+        fd_dir = "/proc/%d/fd" % pid
+        for fd in os.listdir(fd_dir):
+            try:
+                n += os.readlink(os.path.join(fd_dir, fd)).endswith("/" + name)
+            except OSError:
+                pass
+    return n
+
+
+def check_idle_mirrors_closed():
+    """store.idle_timeout: a worker closes a tenant's mirror once it has gone unused that long."""
+    with h.server(workers=1, **{"store.idle_timeout": 2}) as s:
+        status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust1")
+        assert status == 200 and h.parse_auth(body)["IsSuccessful"] == "true", body
+        workers = s.daemon.worker_pids()
+        assert open_mirror_files(workers, "Mirror_Cust1.db") == 1
+        h.wait_until(lambda: open_mirror_files(workers, "Mirror_Cust1.db") == 0, 10,
+                     what="the idle mirror closed")
+        status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust1")
+        assert status == 200 and h.parse_auth(body)["IsSuccessful"] == "true", body
+        assert open_mirror_files(workers, "Mirror_Cust1.db") == 1   # opened again
 
 
 if __name__ == "__main__":

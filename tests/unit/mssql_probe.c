@@ -130,6 +130,7 @@ int main(int argc, char **argv)
     cfg.mssql.encrypt = "off";
     cfg.mssql.login_timeout = 5;
     cfg.mssql.query_timeout = 10;
+    cfg.mssql.max_connections = 16;
     char err[512];
     struct store *store = store_new(&cfg, err, sizeof(err));
     if (!store) {

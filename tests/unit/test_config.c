@@ -121,6 +121,9 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg->database_name, "Mirror_{tenant}");
     ck_assert_str_eq(cfg->sqlite.directory, "/var/lib/somirror");
     ck_assert_int_eq(cfg->sqlite.max_open, 64);
+    ck_assert_int_eq(cfg->store_idle_timeout, 60);
+    ck_assert_int_eq(cfg->mssql.max_connections, 16);
+    ck_assert_int_eq(cfg->postgresql.max_connections, 16);
     ck_assert_ptr_null(cfg->mssql.server);
     ck_assert_ptr_null(cfg->mssql.password);
     ck_assert_str_eq(cfg->mssql.tds_version, "7.4");

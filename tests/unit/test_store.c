@@ -30,6 +30,7 @@
 
 #include "common/arena.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "proto/schema.h"
 #include "store/sqlite_checkpoint.h"
@@ -67,6 +68,7 @@ static int driver_setup(const char *driver)
     if (strcmp(driver, "postgresql") == 0 && getenv("SOMIRROR_TEST_PG_CONNINFO")) {
         cfg.driver = STORE_POSTGRESQL;
         cfg.postgresql.conninfo = getenv("SOMIRROR_TEST_PG_CONNINFO");
+        cfg.postgresql.max_connections = 16;
         return 0;
     }
     if (strcmp(driver, "mssql") == 0 && getenv("SOMIRROR_TEST_MSSQL_SERVER")) {
@@ -78,6 +80,7 @@ static int driver_setup(const char *driver)
         cfg.mssql.encrypt = "request";
         cfg.mssql.login_timeout = 15;
         cfg.mssql.query_timeout = 60;
+        cfg.mssql.max_connections = 16;
         return 0;
     }
     fprintf(stderr, "test_store: driver %s is not configured here; skipped\n", driver);
@@ -1341,6 +1344,59 @@ START_TEST(test_tenant_cache_bounded)
 }
 END_TEST
 
+/* The sessions this process's stores hold on the current tenant's mirror (SQLite: open
+ * descriptors of its file), and on the server's own database (PostgreSQL's admin connection;
+ * 0 for the others). */
+static long mirror_sessions(int admin)
+{
+    if (cfg.driver == STORE_POSTGRESQL)
+        return probe_long("SELECT count(*) FROM pg_stat_activity WHERE datname %s current_database()"
+                          " AND usename = current_user AND pid <> pg_backend_pid()", admin ? "<>" : "=");
+    if (admin)
+        return 0;
+    if (cfg.driver == STORE_MSSQL)
+        return probe_long("SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE database_id = DB_ID()"
+                          " AND session_id <> @@SPID");
+    char path[512], link[512], fd_path[64];
+    snprintf(path, sizeof(path), "%s/Mirror_%s.db", sqlite_dir, tenant_name);
+    long n = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(fd_path, link, sizeof(link) - 1);
+        if (len > 0 && (link[len] = '\0', strcmp(link, path) == 0))
+            n++;
+    }
+    return n;
+}
+
+START_TEST(test_tenants_closed_when_idle)
+{
+    store_free(store);   /* the fixture's: only s holds the mirror (SQLite keeps a file open */
+    store = NULL;        /* while another connection of the process holds a lock on it) */
+    struct config idle = cfg;
+    idle.store_idle_timeout = 60;
+    char err[256];
+    struct store *s = store_new(&idle, err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+    long before = mirror_sessions(0), admin_before = mirror_sessions(1);
+    ck_assert_int_eq(before, 0);
+    ck_assert_ptr_nonnull(store_tenant(s, tenant_name, &fault));
+    long open = mirror_sessions(0), admin_open = mirror_sessions(1);
+    ck_assert_int_eq(open, 1);
+    store_close_idle(s, monotonic_ms());            /* just used: kept */
+    ck_assert_int_eq(mirror_sessions(0), open);
+    store_close_idle(s, monotonic_ms() + 59000);    /* not yet */
+    ck_assert_int_eq(mirror_sessions(0), open);
+    store_close_idle(s, monotonic_ms() + 60000);
+    ck_assert_int_eq(mirror_sessions(0), before);
+    ck_assert_int_eq(mirror_sessions(1), admin_before < admin_open ? admin_open - 1 : admin_open);
+    ck_assert_ptr_nonnull(store_tenant(s, tenant_name, &fault));   /* opened again when needed */
+    ck_assert_int_eq(mirror_sessions(0), open);
+    store_free(s);
+    ck_assert_int_eq(mirror_sessions(0), before);
+}
+END_TEST
+
 /* ---- tests on both SQLite and SQL Server ---- */
 
 /* The *_defaults_translated tests' start: table defs, one default of each kind, a row inserted
@@ -2100,6 +2156,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_resync);
     tcase_add_test(tc, test_reset);
     tcase_add_test(tc, test_tenant_cache_bounded);
+    tcase_add_test(tc, test_tenants_closed_when_idle);
     suite_add_tcase(s, tc);
     if (cfg.driver == STORE_SQLITE) {
         TCase *sq = tcase_create("sqlite");
