@@ -498,7 +498,14 @@ static int cmd_resync(struct ctl_context *ctx, const struct command_args *args, 
         set_error(err, errlen, "not a table name: \"%.*s\"", CTL_QUOTE_MAX, table);
         return -1;
     }
-    if (reg_request_resync(ctx->reg, tenant, all ? NULL : table) != 0) {
+    int rc = reg_request_resync(ctx->reg, tenant, all ? NULL : table);
+    if (rc == REG_RESYNC_NO_LIST) {
+        set_error(err, errlen, "the %d lists of tables waiting for a resync are all taken, by tenants "
+                  "that have not called since they were asked for; use resync %s all (it needs none)",
+                  REG_RESYNC_SLOTS, tenant);
+        return -1;
+    }
+    if (rc != 0) {
         set_error(err, errlen, "too many tables already wait for a resync of %s; use resync %s all",
                   tenant, tenant);
         return -1;

@@ -718,7 +718,8 @@ static int resync_has_table(const char *list, const char *table)
     return 0;
 }
 
-/* Adds table to the tenant's pending list (master). 0, or -1 when no room is left. */
+/* Adds table to the tenant's pending list (master). 0, or REG_RESYNC_LIST_FULL or
+ * REG_RESYNC_NO_LIST when no room is left. */
 static int resync_add(struct registry *reg, uint32_t idx, const char *table)
 {
     uint32_t owner = idx + 1;
@@ -729,7 +730,7 @@ static int resync_add(struct registry *reg, uint32_t idx, const char *table)
             return 0;
         size_t used = strlen(l->tables);
         if (used + 1 + strlen(table) >= sizeof(l->tables))
-            return -1;
+            return REG_RESYNC_LIST_FULL;
         /* Becomes odd only if the taker has not freed it meanwhile. */
         if (atomic_compare_exchange_strong_explicit(&l->word, &word, word + 1,
                                                     memory_order_relaxed, memory_order_relaxed)) {
@@ -740,8 +741,10 @@ static int resync_add(struct registry *reg, uint32_t idx, const char *table)
         }
     }
     l = resync_find(reg, 0, &word);
-    if (!l || strlen(table) >= sizeof(l->tables))
-        return -1;
+    if (!l)
+        return REG_RESYNC_NO_LIST;
+    if (strlen(table) >= sizeof(l->tables))
+        return REG_RESYNC_LIST_FULL;
     copy_text(l->tables, sizeof(l->tables), table);
     atomic_store_explicit(&l->word, RESYNC_WORD(owner, (uint32_t)word + 2), memory_order_release);
     return 0;
@@ -844,8 +847,9 @@ int reg_request_resync(struct registry *reg, const char *ctx, const char *table)
     }
     if (atomic_load_explicit(&e->requests, memory_order_acquire) & REQ_RESYNC_ALL)
         return 0;
-    if (resync_add(reg, idx, table) != 0)
-        return -1;
+    int rc = resync_add(reg, idx, table);
+    if (rc != 0)
+        return rc;
     atomic_fetch_or_explicit(&e->requests, REQ_RESYNC_TABLES, memory_order_release);
     return 0;
 }

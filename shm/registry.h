@@ -173,10 +173,14 @@ int reg_is_paused(const struct registry *reg, uint32_t idx);
 int reg_global_paused(const struct registry *reg);
 /* The tenant's own pause flag only (what the state file records). */
 int reg_tenant_pause_flag(const struct registry *reg, uint32_t idx);
-/* table NULL: all tables. Returns 0, or -1 (unknown tenant, or the pending list is full).
+/* table NULL: all tables. Returns 0, -1 for an unknown tenant, REG_RESYNC_LIST_FULL when the
+ * tenant's pending list has no room for the name, REG_RESYNC_NO_LIST when every one of the
+ * REG_RESYNC_SLOTS lists is taken by other tenants (that have not called since).
  * A reset and a resync of all tables are single atomic bits: a worker whose attempt failed may
  * set them again to keep them pending (named tables are the master's to add: a worker keeps a
  * failed resync of named tables pending as one of every table). */
+#define REG_RESYNC_LIST_FULL (-2)
+#define REG_RESYNC_NO_LIST (-3)
 int reg_request_resync(struct registry *reg, const char *ctx, const char *table);
 int reg_request_reset(struct registry *reg, const char *ctx);
 

@@ -588,6 +588,49 @@ START_TEST(test_resync_reset)
 }
 END_TEST
 
+/* Named-table resyncs of tenants that never call again can take every shared list: the
+ * answer says so, rather than blame the tenant asked for, and resync all still works. */
+START_TEST(test_resync_lists_all_taken)
+{
+    char err[256], line[160];
+    struct registry *many = reg_create(REG_RESYNC_SLOTS + 1, 4, err, sizeof(err));
+    ck_assert_ptr_nonnull(many);
+    struct registry *fixture = ctx.reg;
+    ctx.reg = many;
+    for (int i = 0; i <= REG_RESYNC_SLOTS; i++) {
+        uint32_t idx;
+        snprintf(line, sizeof(line), "Gone%d", i);
+        ck_assert_int_eq(reg_tenant_find(many, line, 1, &idx, NULL), 0);
+    }
+    for (int i = 0; i < REG_RESYNC_SLOTS; i++) {
+        snprintf(line, sizeof(line), "resync Gone%d item", i);
+        free(run_ok(line));
+    }
+    snprintf(line, sizeof(line), "resync Gone%d item", REG_RESYNC_SLOTS);
+    expect_error(line, strlen(line), "lists of tables waiting for a resync are all taken");
+    snprintf(line, sizeof(line), "resync Gone%d all", REG_RESYNC_SLOTS);
+    free(run_ok(line));
+    char long_name[101];   /* with a digit, 102 bytes and a comma: 4 more fit Gone0's 512 */
+    memset(long_name, 'x', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    for (int i = 0; i < 4; i++) {
+        snprintf(line, sizeof(line), "resync Gone0 %s%d", long_name, i);
+        free(run_ok(line));
+    }
+    int full = 0;
+    for (int i = 4; i < 8 && !full; i++) {
+        snprintf(line, sizeof(line), "resync Gone0 %s%d", long_name, i);
+        int rc;
+        char *answer = run_rc(line, &rc);
+        full = rc != 0 && strstr(answer, "too many tables already wait for a resync of Gone0") != NULL;
+        free(answer);
+    }
+    ck_assert_msg(full, "Gone0's list never filled");
+    ctx.reg = fixture;
+    reg_destroy(many);
+}
+END_TEST
+
 START_TEST(test_reload)
 {
     char *a = run_ok("reload");
@@ -655,6 +698,7 @@ static Suite *commands_suite(void)
     tcase_add_test(tc, test_pause_resume_statefile);
     tcase_add_test(tc, test_statefile_restore_errors);
     tcase_add_test(tc, test_resync_reset);
+    tcase_add_test(tc, test_resync_lists_all_taken);
     tcase_add_test(tc, test_reload);
     tcase_add_test(tc, test_malformed);
     suite_add_tcase(s, tc);

@@ -279,7 +279,7 @@ START_TEST(test_requests)
         snprintf(name, sizeof(name), "t%02d_abcdefghijklmnopqrstuvwxyz", added);
         rc = reg_request_resync(reg, "Cust1", name);
     }
-    ck_assert_int_eq(rc, -1);
+    ck_assert_int_eq(rc, REG_RESYNC_LIST_FULL);
     ck_assert_int_gt(added, 10);
     reg_tenant_take_requests(reg, idx, &r);
     ck_assert_int_eq(r.resync, 1);
