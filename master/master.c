@@ -21,6 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
+#ifdef SOMIRROR_SANITIZERS
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include "common/buf.h"
 #include "common/clock.h"
@@ -301,7 +304,11 @@ static void become_worker(struct master *m, int slot, const sigset_t *saved_mask
         .master_pid = getppid(),
         .signal_mask = *saved_mask,
     };
-    _exit(wrk_run(&params));
+    int status = wrk_run(&params);
+#ifdef SOMIRROR_SANITIZERS
+    __lsan_do_leak_check();   /* _exit skips LeakSanitizer's check at exit */
+#endif
+    _exit(status);
 }
 
 static int spawn_worker(struct master *m)
