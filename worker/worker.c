@@ -1,7 +1,8 @@
 /* worker/worker: the life of one worker process (see worker.h): its own event loop, signals
  * (SIGTERM: graceful stop of the service; SIGUSR2: graceful stop of this generation, replaced
- * by a reload; SIGUSR1: reopen the log), the master-alive pipe, the service, the
- * HTTP layer, and the stop. Writes only its own registry slot. */
+ * by a reload; SIGUSR1: reopen the log), the master-alive pipe, the service (and the timer
+ * that closes its idle store connections), the HTTP layer, and the stop. Writes only its own
+ * registry slot. */
 #include "worker/worker.h"
 
 #include <errno.h>
