@@ -438,8 +438,8 @@ static int wait_for_slots(struct master *m, int64_t deadline, char *why, size_t 
 {
     while (m->nchildren + (size_t)m->cfg->workers > reg_max_workers(m->reg)) {
         if (monotonic_ms() >= deadline) {
-            snprintf(why, whylen, "%zu workers of earlier generations are still finishing their calls, "
-                                  "which leaves no room for %d new ones (reload again once `show workers` "
+            snprintf(why, whylen, "%zu workers are serving or still finishing their calls, which leaves "
+                                  "the registry no room for %d new ones (reload again once `show workers` "
                                   "lists fewer)", m->nchildren, m->cfg->workers);
             return -1;
         }

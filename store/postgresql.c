@@ -168,11 +168,6 @@ static void pg_name(char out[PG_NAME_MAX + 1], const char *name)
              (unsigned)(fnv1a(lower, len) & 0xffffffffu));
 }
 
-static void pg_stored_name(const char *name, char *out)
-{
-    pg_name(out, name);
-}
-
 static void put_quoted(struct buf *sql, const char *name)
 {
     sqltext_put_quoted(sql, name, '"', '"');
@@ -1459,6 +1454,6 @@ const struct store_driver store_driver_postgresql = {
     .small_chunks_ok = pg_small_chunks_ok,
     .exec_script = pg_exec_script,
     .put_table = pg_put_table,
-    .stored_name = pg_stored_name,
+    .stored_name = pg_name,
     .value_refused = pg_value_refused,
 };

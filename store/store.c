@@ -149,13 +149,20 @@ void store_free(struct store *store)
     free(store);
 }
 
+/* The open tenant used least recently (the list's last), or NULL when none is open. */
+static struct store_tenant *least_recently_used(const struct store *store)
+{
+    struct store_tenant *last = store->open_first;
+    while (last && last->next)
+        last = last->next;
+    return last;
+}
+
 void store_close_idle(struct store *store, int64_t now_ms)
 {
     if (store->idle_ms <= 0)
         return;
-    struct store_tenant *last = store->open_first;
-    while (last && last->next)
-        last = last->next;
+    struct store_tenant *last = least_recently_used(store);
     while (last && now_ms - last->used_ms >= store->idle_ms) {   /* the least recently used first */
         struct store_tenant *before = last->prev;
         tenant_close(store, last);
@@ -163,6 +170,15 @@ void store_close_idle(struct store *store, int64_t now_ms)
     }
     if (store->driver->backend_idle && now_ms - store->backend_used_ms >= store->idle_ms)
         store->driver->backend_idle(store->backend);
+}
+
+/* The tenant's database name (to free), or NULL with f when the tenant's name is invalid. */
+static char *tenant_dbname(const struct store *store, const char *tenant, struct fault *f)
+{
+    if (tenant_valid(tenant))
+        return cfg_database_name(store->cfg, tenant);
+    fault_set(f, FAULT_INTERNAL, "invalid tenant name");
+    return NULL;
 }
 
 struct store_tenant *store_tenant(struct store *store, const char *tenant, struct fault *f)
@@ -174,17 +190,11 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
         t->used_ms = monotonic_ms();
         return t;
     }
-    if (!tenant_valid(tenant)) {
-        fault_set(f, FAULT_INTERNAL, "invalid tenant name");
+    char *dbname = tenant_dbname(store, tenant, f);
+    if (!dbname)
         return NULL;
-    }
-    if (store->nopen >= store->max_open) {
-        struct store_tenant *last = store->open_first;
-        while (last->next)
-            last = last->next;
-        tenant_close(store, last);
-    }
-    char *dbname = cfg_database_name(store->cfg, tenant);
+    if (store->nopen >= store->max_open)
+        tenant_close(store, least_recently_used(store));
     void *conn = NULL;
     store->backend_used_ms = monotonic_ms();
     int rc = store->driver->tenant_open(store->backend, tenant, dbname, &conn, f);
@@ -204,11 +214,9 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
 
 int store_tenant_exists(struct store *store, const char *tenant, int *exists, struct fault *f)
 {
-    if (!tenant_valid(tenant)) {
-        fault_set(f, FAULT_INTERNAL, "invalid tenant name");
+    char *dbname = tenant_dbname(store, tenant, f);
+    if (!dbname)
         return -1;
-    }
-    char *dbname = cfg_database_name(store->cfg, tenant);
     int rc = store->driver->tenant_exists(store->backend, tenant, dbname, exists, f);
     free(dbname);
     return rc;
@@ -374,18 +382,18 @@ static void reject_name_clashes(const struct store_driver *driver, struct table_
         struct table_schema *s = &tables[i];
         why[0] = '\0';
         for (size_t j = 0; j < s->ncolumns && !why[0]; j++) {
-            driver->stored_name(s->columns[j].name, a);
+            driver->stored_name(a, s->columns[j].name);
             for (size_t k = j + 1; k < s->ncolumns && !why[0]; k++) {
-                driver->stored_name(s->columns[k].name, b);
+                driver->stored_name(b, s->columns[k].name);
                 if (strcmp(a, b) == 0)
                     snprintf(why, sizeof(why), "columns %s and %s would both be %s in the %s store",
                              s->columns[j].name, s->columns[k].name, a, driver->name);
             }
         }
-        driver->stored_name(s->name, a);
+        driver->stored_name(a, s->name);
         for (size_t j = 0; j < i + nmeta && !why[0]; j++) {
             const char *other = j < i ? tables[j].name : meta[j - i].name;
-            driver->stored_name(other, b);
+            driver->stored_name(b, other);
             if (!ident_equal(other, s->name) && strcmp(a, b) == 0)
                 snprintf(why, sizeof(why), "tables %s and %s would both be %s in the %s store", other,
                          s->name, a, driver->name);
@@ -819,14 +827,12 @@ int store_row_data(struct store_tenant *t, const struct batch *batches, size_t n
 
 int store_reset(struct store *store, const char *tenant, struct fault *f)
 {
-    if (!tenant_valid(tenant)) {
-        fault_set(f, FAULT_INTERNAL, "invalid tenant name");
+    char *dbname = tenant_dbname(store, tenant, f);
+    if (!dbname)
         return -1;
-    }
     struct store_tenant *open = tenant_find(store, tenant);
     if (open)
         tenant_close(store, open);
-    char *dbname = cfg_database_name(store->cfg, tenant);
     store->backend_used_ms = monotonic_ms();
     int rc = store->driver->tenant_drop(store->backend, tenant, dbname, f);
     free(dbname);

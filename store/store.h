@@ -104,7 +104,7 @@ struct store_driver {
      * it is not the name itself compared case-insensitively (PostgreSQL shortens names past 63
      * bytes): two that become one make the later table Rejected rather than fail the call. NULL:
      * names are kept. */
-    void (*stored_name)(const char *name, char *out);
+    void (*stored_name)(char *out, const char *name);
     /* Why this store cannot hold a value that passed the protocol's checks (PostgreSQL: text
      * holding U+0000), or NULL. Asked as each row is checked, so that the first failure of
      * the request is the one answered, skipped rows included. NULL: every such value fits. */

@@ -1970,8 +1970,8 @@ START_TEST(pg_names_that_become_one_rejected)
     long_name[70] = '\0';
     long_col[0] = 'c';
     memcpy(long_col + 1, long_name, 71);
-    store_driver_postgresql.stored_name(long_name, short_name);
-    store_driver_postgresql.stored_name(long_col, short_col);
+    store_driver_postgresql.stored_name(short_name, long_name);
+    store_driver_postgresql.stored_name(short_col, long_col);
     char col_a[SM_IDENT_MAX + 32], col_b[SM_IDENT_MAX + 32];
     snprintf(col_a, sizeof(col_a), "%s|int|null|", long_col);
     snprintf(col_b, sizeof(col_b), "%s|int|null|", short_col);
