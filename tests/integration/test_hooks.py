@@ -84,6 +84,18 @@ def env_file(path):
     return {k: v for k, v in env.items() if k in HOOK_VARS}
 
 
+def log_reopened(pid, path):
+    """Whether process pid holds path open and not the file it was renamed from."""
+    fd_dir = "/proc/%d/fd" % pid
+    targets = set()
+    for fd in os.listdir(fd_dir):
+        try:
+            targets.add(os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            pass
+    return path in targets and path + ".1" not in targets
+
+
 def mirror(s):
     return os.path.join(s.dir, "mirrors", "Mirror_%s.db" % TENANT)
 
@@ -147,8 +159,10 @@ def phase_a(keys):
                            "SOMIRROR_TABLE": table, "SOMIRROR_CHANGE": "Created"}, env
 
         # A log reopen (logrotate) before the next hooks: they get no descriptor of the log.
+        os.rename(d.log_path, d.log_path + ".1")
         d.signal(signal.SIGUSR1)
-        time.sleep(1)
+        h.wait_until(lambda: all(log_reopened(pid, d.log_path) for pid in d.worker_pids()), 10,
+                     what="every worker's log reopened")
 
         # A full load: Wipe (table_sql again, table_changed Wiped), then rows.
         call_ok(s, "Wipe", h.wipe_body(["contact"]))

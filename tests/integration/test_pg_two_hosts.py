@@ -105,7 +105,7 @@ def main():
                 config = h.write_config(directory, keys, workers=2,
                                         **{"store.driver": "postgresql", "store.sqlite": None,
                                            "store.postgresql.conninfo": pg.conninfo(),
-                                           "store.idle_timeout": 3, "log.level": "info"})
+                                           "store.idle_timeout": 10, "log.level": "info"})
                 d = h.Daemon(config)
                 daemons.append(d)
                 d.start()
@@ -153,6 +153,9 @@ def main():
                            dbname=dbname).strip()
             assert meta == "Contact|%d" % max(lsns), (meta, max(lsns))
             # a server restart cuts every connection: each worker reconnects at its next call
+            sessions = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                        " AND pid <> pg_backend_pid()")
+            assert int(pg.psql(sessions)) > 0, "no connection left to cut (store.idle_timeout too short here)"
             pg.restart()
             final = max(lsns) + 1
             for i in range(8):
@@ -169,10 +172,7 @@ def main():
                 assert "terminating connection" not in d.output(), d.output()[-600:]
             # store.idle_timeout: no worker holds a connection once the tenant has gone quiet
             # (they were held until the cache of 64 a worker filled: a server's 100 went fast)
-            sessions = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-                        " AND pid <> pg_backend_pid()")
-            assert int(pg.psql(sessions)) > 0
-            h.wait_until(lambda: int(pg.psql(sessions)) == 0, 20,
+            h.wait_until(lambda: int(pg.psql(sessions)) == 0, 40,
                          what="the idle connections closed (now %s)" % pg.psql(sessions).strip())
         finally:
             for d in daemons:
