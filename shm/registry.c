@@ -11,15 +11,15 @@
  *  - tenant index and a new entry's id and "used" flag: the allocator, under the allocation
  *    lock; an entry is published (used, then its index slot, both release stores) only after
  *    its id is written, so lookups never lock.
- *  - tenant data: the worker holding the tenant lock, inside the entry's change counter.
+ *  - tenant data: the worker holding the tenant lock, inside the entry's change word.
  *    One exception: reg_release_locks_of, run by the master when it reaps a worker, writes
  *    the "interrupted" error into the entries whose lock that dead worker still holds. No one
  *    else may write them without the lock, and the lock owner is dead, so the master stands in
  *    for it before it frees the lock.
  *    A second exception: reg_tenant_hook_ran_unlocked, run by a hook supervisor (hooks/), writes
- *    last_hook without the lock. That is why every tenant-data writer takes the change counter
- *    from even to odd by compare-and-swap (tenant_change_begin): two writers never overlap,
- *    whoever they are.
+ *    last_hook without the lock. That is why every tenant-data writer takes the change word's
+ *    counter from even to odd by compare-and-swap (tenant_change_begin): two writers never
+ *    overlap, whoever they are.
  *  - tenant request words (pause, reset, resync bits): set by the master (atomic or; a lock
  *    holder whose attempt failed may set reset and resync-all again), taken by the lock holder
  *    (compare-and-swap into "taken" bits, cleared when it is done); the master puts taken bits
@@ -34,10 +34,17 @@
  *    reap); state and metrics by the worker in the slot, inside the slot's change counter; the
  *    connections gauge by the worker in the slot (an atomic word of its own, reset at claim).
  *
- * Change counters: a writer makes the counter odd before writing and even after (release); a
- * reader copies while the counter is even and retries if it moved. A writer that dies while
- * the counter is odd would make readers spin, so readers give up waiting after a while and
- * take the copy as it is; the master evens the counters of a dead worker when it reaps it. */
+ * Change words: a writer makes the counter (the word's low half) odd before writing and even
+ * after (release); a reader copies while the counter is even and retries if it moved. A writer
+ * that dies while the counter is odd would make readers spin:
+ *  - a tenant-data writer puts its pid in the word's high half with the odd counter (one
+ *    compare-and-swap), so that readers and the next writer see a dead writer after a few
+ *    yields and even the word at once. The master reaps workers, but a hook supervisor is
+ *    reaped by no process of ours: without the pid, every read of the tenant would wait out
+ *    REG_WAIT_NS until its next call.
+ *  - the master evens a dead worker's slot word when it reaps it.
+ * Past REG_WAIT_NS (a writer stopped that long, or a dead writer's pid already reused), readers
+ * take the copy as it is and a tenant-data writer takes the word over. */
 #include "shm/registry.h"
 
 #include <errno.h>
@@ -54,7 +61,7 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lock-free 32-bit atomics are needed i
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "lock-free 64-bit atomics are needed in shared memory");
 
 #define REG_MAGIC 0x534d5247u          /* "SMRG" */
-#define REG_LAYOUT_VERSION 4u
+#define REG_LAYOUT_VERSION 5u
 #define REG_MAX_TENANTS_LIMIT 10000000u
 #define REG_MAX_WORKERS_LIMIT 4096u
 #define REG_ALIGN 64u
@@ -98,9 +105,9 @@ _Static_assert(sizeof(struct tenant_data) <= 568, "a tenant entry's data grew");
 struct tenant_entry {
     _Atomic uint32_t used;
     _Atomic uint32_t lock_owner;
-    _Atomic uint32_t change;
     _Atomic uint32_t requests;
     _Atomic uint32_t hook_pid;         /* exclusive hook running for the tenant, 0 = none */
+    _Atomic uint64_t change;           /* writer pid << 32 | change counter */
     char tenant[SM_TENANT_MAX + 1];
     struct tenant_data data;
 };
@@ -118,8 +125,8 @@ struct worker_data {
 struct worker_slot {
     _Atomic uint32_t in_use;
     _Atomic int32_t pid;
-    _Atomic uint32_t change;
     _Atomic uint32_t connections;      /* a gauge of its own, outside the change counter */
+    _Atomic uint64_t change;           /* change counter only (the master repairs it) */
     struct worker_data data;
 };
 
@@ -138,7 +145,7 @@ struct registry {
     _Atomic uint32_t global_paused;
     _Atomic uint32_t alloc_lock;
     _Atomic uint32_t tenant_count;     /* entries reserved, in allocation order */
-    _Atomic uint32_t folded_change;
+    _Atomic uint64_t folded_change;
     struct master_counters master;
     struct worker_metrics folded;      /* metrics of released worker slots */
 };
@@ -278,66 +285,106 @@ static int waiter_pause(struct waiter *w)
     return 0;
 }
 
-static void write_begin(_Atomic uint32_t *change)
+#define CHANGE_WORD(writer, counter) (((uint64_t)(writer) << 32) | (uint32_t)(counter))
+
+static uint32_t change_counter(uint64_t word)
 {
-    uint32_t c = atomic_load_explicit(change, memory_order_relaxed);
-    atomic_store_explicit(change, c + 1, memory_order_relaxed);
+    return (uint32_t)word;
+}
+
+/* write_begin and write_end are for words with one writer at a time by construction (a worker
+ * slot, the master's folded metrics); they leave the writer half 0. */
+static void write_begin(_Atomic uint64_t *change)
+{
+    uint64_t c = atomic_load_explicit(change, memory_order_relaxed);
+    atomic_store_explicit(change, CHANGE_WORD(0, change_counter(c) + 1), memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
 }
 
-static void write_end(_Atomic uint32_t *change)
+static void write_end(_Atomic uint64_t *change)
 {
-    uint32_t c = atomic_load_explicit(change, memory_order_relaxed);
-    atomic_store_explicit(change, c + 1, memory_order_release);
+    uint64_t c = atomic_load_explicit(change, memory_order_relaxed);
+    atomic_store_explicit(change, CHANGE_WORD(0, change_counter(c) + 1), memory_order_release);
 }
 
 /* Evens a counter left odd by a writer that died. */
-static void write_repair(_Atomic uint32_t *change)
+static void write_repair(_Atomic uint64_t *change)
 {
-    if (atomic_load_explicit(change, memory_order_relaxed) & 1u)
+    if (change_counter(atomic_load_explicit(change, memory_order_relaxed)) & 1u)
         write_end(change);
 }
 
-/* write_begin for a tenant entry's data, which has writers that do not hold the tenant lock
- * (see the file comment): takes the counter from even to odd by compare-and-swap, waiting
- * while another writer has it odd; a counter that stays odd past the wait was left so by a
- * writer that died mid-write, and is taken over as it is (write_end makes it even). */
-static void tenant_change_begin(_Atomic uint32_t *change)
+/* Whether pid names a live process (EPERM: it exists, owned by someone else). */
+static int pid_exists(uint32_t pid)
 {
+    return pid != 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+/* For a word seen odd while waiting: if its writer has died, evens it (by compare-and-swap, so
+ * only the word as seen: a second repairer or a new writer makes it fail harmlessly). Asked
+ * at the first yield and then at each deadline check, not at every spin: it costs a system
+ * call. */
+static void repair_if_writer_died(const struct waiter *w, _Atomic uint64_t *change, uint64_t seen)
+{
+    uint32_t writer = (uint32_t)(seen >> 32);
+    if ((w->spins != 64 && w->spins % 256 != 0) || writer == 0 || pid_exists(writer))
+        return;
+    atomic_compare_exchange_strong_explicit(change, &seen,
+                                            CHANGE_WORD(0, change_counter(seen) + 1),
+                                            memory_order_release, memory_order_relaxed);
+}
+
+/* write_begin for a tenant entry's data, which has writers that do not hold the tenant lock
+ * (see the file comment): takes the counter from even to odd, with this process's pid, by
+ * compare-and-swap, waiting while another writer has it odd. A word whose writer died is
+ * evened and then taken; one that stays odd past the wait is taken over as it is (write_end
+ * makes it even). */
+static void tenant_change_begin(_Atomic uint64_t *change)
+{
+    uint32_t self = (uint32_t)getpid();
     struct waiter w;
     waiter_start(&w);
-    uint32_t c = atomic_load_explicit(change, memory_order_relaxed);
+    uint64_t c = atomic_load_explicit(change, memory_order_relaxed);
     for (;;) {
-        if (!(c & 1u)) {
-            if (atomic_compare_exchange_weak_explicit(change, &c, c + 1, memory_order_acquire,
-                                                      memory_order_relaxed))
+        if (!(change_counter(c) & 1u)) {
+            if (atomic_compare_exchange_weak_explicit(change, &c,
+                                                      CHANGE_WORD(self, change_counter(c) + 1),
+                                                      memory_order_acquire, memory_order_relaxed))
                 break;
             continue;
         }
-        if (waiter_pause(&w) < 0)
-            break;
+        if (waiter_pause(&w) < 0) {
+            if (atomic_compare_exchange_weak_explicit(change, &c,
+                                                      CHANGE_WORD(self, change_counter(c)),
+                                                      memory_order_acquire, memory_order_relaxed))
+                break;
+            continue;
+        }
+        repair_if_writer_died(&w, change, c);
         c = atomic_load_explicit(change, memory_order_relaxed);
     }
     atomic_thread_fence(memory_order_release);
 }
 
-/* Copies size bytes at src into dst consistently with the change counter. */
-static void read_consistent(_Atomic uint32_t *change, void *dst, const void *src, size_t size)
+/* Copies size bytes at src into dst consistently with the change word. */
+static void read_consistent(_Atomic uint64_t *change, void *dst, const void *src, size_t size)
 {
     struct waiter w;
     waiter_start(&w);
     for (;;) {
-        uint32_t before = atomic_load_explicit(change, memory_order_acquire);
-        if (!(before & 1u)) {
+        uint64_t before = atomic_load_explicit(change, memory_order_acquire);
+        if (!(change_counter(before) & 1u)) {
             memcpy(dst, src, size);
             atomic_thread_fence(memory_order_acquire);
             if (atomic_load_explicit(change, memory_order_relaxed) == before)
                 return;
         }
         if (waiter_pause(&w) < 0) {
-            memcpy(dst, src, size);   /* the writer died mid-write: take what is there */
+            memcpy(dst, src, size);   /* the writer is stuck, or died unseen: take what is there */
             return;
         }
+        if (change_counter(before) & 1u)
+            repair_if_writer_died(&w, change, before);
     }
 }
 
@@ -626,12 +673,6 @@ void reg_tenant_hook_ran_unlocked(struct registry *reg, uint32_t idx, const char
                                   int64_t now)
 {
     reg_tenant_hook_ran(reg, idx, text, failed, now);   /* tenant_change_begin excludes other writers */
-}
-
-/* Whether pid names a live process (EPERM: it exists, owned by someone else). */
-static int pid_exists(uint32_t pid)
-{
-    return pid != 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
 }
 
 /* Whether pid names a live hook supervisor: a supervisor killed before it cleared the word
@@ -1059,8 +1100,8 @@ void reg_metrics_sum(const struct registry *reg, struct worker_metrics *out)
     /* Only the master folds, and the master is also who asks for the sum. */
     struct registry *r = (struct registry *)reg;
     for (;;) {
-        uint32_t before = atomic_load_explicit(&r->folded_change, memory_order_acquire);
-        if (!(before & 1u)) {
+        uint64_t before = atomic_load_explicit(&r->folded_change, memory_order_acquire);
+        if (!(change_counter(before) & 1u)) {
             memcpy(out, &r->folded, sizeof(*out));
             for (uint32_t i = 0; i < r->max_workers; i++) {
                 struct worker_slot *s = valid_slot(r, (int)i);

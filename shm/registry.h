@@ -16,7 +16,9 @@
  *    the tenant's lock; the master clears the lock word of a worker it reaps (and, standing in
  *    for that dead owner, records the interrupted call in the entry).
  * Readers never lock: every writer bumps a change counter before and after a write (odd while
- * writing), and a reader copies the entry and retries while the counter was odd or moved. */
+ * writing), and a reader copies the entry and retries while the counter was odd or moved. A
+ * tenant-data writer that dies mid-write is seen dead by its pid, and its counter evened, by the
+ * next reader or writer. */
 #ifndef SOMIRROR_SHM_REGISTRY_H
 #define SOMIRROR_SHM_REGISTRY_H
 #include <stddef.h>
