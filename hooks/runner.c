@@ -191,13 +191,27 @@ static void exec_program(char *const *argv, char **env, int out_fd, int err_fd, 
     _exit(127);
 }
 
-static int wait_child(pid_t pid, int *status, int nohang)
+/* 1 once reaped; -1 if it cannot be (ECHILD: SIGCHLD is ignored, so it was reaped for us). */
+static int reap_child(pid_t pid, int *status)
 {
     for (;;) {
-        pid_t got = waitpid(pid, status, nohang ? WNOHANG : 0);
-        if (got >= 0 || errno != EINTR)
-            return got > 0 ? 1 : got;
+        if (waitpid(pid, status, 0) == pid)
+            return 1;
+        if (errno != EINTR)
+            return -1;
     }
+}
+
+/* Whether the program has ended, without reaping it: while it is a zombie its pid, which is
+ * also its process group's id, cannot be given to another process, so a kill of the group
+ * after it ended still reaches only what is left of that group. */
+static int child_ended(pid_t pid)
+{
+    siginfo_t info = {0};
+    while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0)
+        if (errno != EINTR)
+            return 1;   /* not ours to wait for any more (cannot happen): stop waiting */
+    return info.si_pid == pid;
 }
 
 /* Runs one command to its end or its time limit; logs and records its result. 0: exit 0. */
@@ -248,7 +262,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     close(st_pipe[0]);
     if (got == (ssize_t)sizeof(exec_errno)) {
         int status;
-        wait_child(pid, &status, 0);
+        reap_child(pid, &status);
         close(out_pipe[0]);
         close(err_pipe[0]);
         log_error("hook %s: cannot run %s: %s", label, job->argv[0], strerror(exec_errno));
@@ -265,7 +279,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     int64_t kill_at = 0, drain_until = 0;
     int exited = 0, timed_out = 0, status = 0;
     for (;;) {
-        if (!exited && wait_child(pid, &status, 1) == 1) {
+        if (!exited && child_ended(pid)) {
             exited = 1;
             drain_until = monotonic_ms() + DRAIN_MS;
         }
@@ -315,7 +329,8 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     stream_finish(&streams[0], label);
     stream_finish(&streams[1], label);
     if (timed_out)
-        kill(-pid, SIGKILL);   /* whatever of its group is left */
+        kill(-pid, SIGKILL);   /* whatever of its group is left (the program is not reaped yet) */
+    reap_child(pid, &status);
     long ms = (long)(monotonic_ms() - started);
     if (timed_out) {
         log_error("hook %s: killed at its time limit (%d ms)", label, job->timeout_ms);
@@ -445,7 +460,7 @@ enum hook_start hooks_spawn(const struct hook_job *job)
         _exit(sup < 0 ? 1 : 0);
     }
     int status = 0;
-    int got = wait_child(mid, &status, 0);
+    int got = reap_child(mid, &status);
     /* got < 0 (ECHILD) when SIGCHLD is ignored: the intermediate was reaped for us. */
     if (got == 1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         log_error("hook %s: cannot fork the supervisor", job->name);

@@ -248,6 +248,36 @@ START_TEST(runner_kills_at_limit)
 }
 END_TEST
 
+/* The program ends at the SIGTERM, but something it started ignores it: the supervisor kills
+ * what is left of the group after the program has ended (it reaps the program only then, so
+ * that the group's id cannot have gone to another process meanwhile). */
+START_TEST(runner_kills_what_is_left_of_the_group)
+{
+    char script[700];
+    snprintf(script, sizeof(script),
+             "(trap '' TERM; exec sleep 30) & echo $! > '%s'; echo started; sleep 30",
+             path_in("straggler.pid"));
+    struct hook_cmd cmd = {.label = "cycle_completed", .env = NULL};
+    struct hook_job job = sh_job(script, &cmd);
+    job.timeout_ms = 300;
+    job.kill_grace_ms = 20000;   /* the SIGKILL at the grace's end never comes into it */
+    double t0 = monotonic_seconds();
+    ck_assert_int_eq(hooks_supervise(&job), -1);
+    double took = monotonic_seconds() - t0;
+    ck_assert_msg(took < 10, "took %.2f s", took);
+    ck_assert_str_eq(view().last_hook, "cycle_completed: killed at the time limit (1 s)");
+    char *pid_text = slurp(path_in("straggler.pid"));
+    ck_assert_ptr_nonnull(pid_text);
+    long straggler = atol(pid_text);
+    free(pid_text);
+    ck_assert_int_gt(straggler, 0);
+    double end = monotonic_seconds() + 3;
+    while (!process_gone(straggler) && monotonic_seconds() < end)
+        sleep_ms(20);
+    ck_assert_msg(process_gone(straggler), "the hook's straggler %ld survived", straggler);
+}
+END_TEST
+
 START_TEST(spawn_detached_one_per_tenant)
 {
     char script[700];
@@ -545,6 +575,7 @@ static Suite *hooks_suite(void)
     tcase_add_test(tc, runner_env_and_output);
     tcase_add_test(tc, runner_exit_status_and_exec_failure);
     tcase_add_test(tc, runner_kills_at_limit);
+    tcase_add_test(tc, runner_kills_what_is_left_of_the_group);
     tcase_add_test(tc, spawn_detached_one_per_tenant);
     tcase_add_test(tc, hook_word_claims);
     tcase_add_test(tc, no_hooks_configured);
