@@ -1,15 +1,18 @@
 /* ctl/somirrorctl: the admin client. Sends one command line to a running somirrord's status
  * socket and prints the answer; `tables CTX` instead reads the tenant's mirror metadata
- * directly through the store. Owns no shared state. A configuration that does not load (the
+ * directly through the store, and so does `resync CTX TABLE` before it sends, to refuse a
+ * table the mirror lacks. Owns no shared state. A configuration that does not load (the
  * moment an operator most needs the client) still gives its top-level status_socket
  * (cfg_read_status_socket). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -127,10 +130,44 @@ static void print_time(int64_t t)
     fputs(text, stdout);
 }
 
-/* `tables CTX`: the tenant's metadata rows, read from its mirror. Run as root where the
- * service runs as user:, it reads as that user: opening a SQLite mirror can make its -wal and
- * -shm files, which root's would make unusable to the service. A tenant without a mirror is
- * an error, and none is made for it. */
+/* Reads as the service's user when run as root where the service runs as user:: opening a
+ * SQLite mirror can make its -wal and -shm files, which root's would make unusable to the
+ * service. Irreversible: the resync check does it in a child process. */
+static int drop_to_service_user(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->user && geteuid() == 0)
+        return daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0 ? -1 : 0;
+    return 0;
+}
+
+/* The tenant's metadata rows, read from its mirror through the store (in arena); a tenant
+ * without a mirror is an error, and none is made for it. 0, or -1 with err set. */
+static int read_tables(const struct config *cfg, const char *tenant, struct arena *arena,
+                       struct table_meta **tables, size_t *n, char *err, size_t errlen)
+{
+    char why[512] = "";
+    struct store *store = store_new(cfg, why, sizeof(why));
+    if (!store) {
+        snprintf(err, errlen, "cannot open the store: %s", why);
+        return -1;
+    }
+    struct fault f;
+    fault_clear(&f);
+    struct store_tenant *t = NULL;
+    int exists = 0, rc = -1;
+    if (store_tenant_exists(store, tenant, &exists, &f) == 0 && !exists)
+        snprintf(err, errlen, "%s: no mirror (the tenant has not called yet, or the name is wrong)",
+                 tenant);
+    else if (f.code || !(t = store_tenant(store, tenant, &f)) ||
+             store_list_tables(t, arena, tables, n, &f) != 0)
+        snprintf(err, errlen, "%s: %s: %s", tenant, fault_code_name(f.code), f.message);
+    else
+        rc = 0;
+    store_free(store);
+    return rc;
+}
+
+/* `tables CTX`: the tenant's metadata rows. */
 static int list_tables(const char *config_path, const char *tenant)
 {
     if (!tenant_valid(tenant)) {
@@ -140,32 +177,14 @@ static int list_tables(const char *config_path, const char *tenant)
     struct config *cfg = load_config(config_path);
     if (!cfg)
         return 1;
-    char err[512] = "";
-    int rc = 1;
-    if (cfg->user && geteuid() == 0 &&
-        daemon_drop_privileges(cfg->user, cfg->group, err, sizeof(err)) < 0) {
-        fprintf(stderr, "somirrorctl: %s\n", err);
-        cfg_free(cfg);
-        return 1;
-    }
-    struct store *store = store_new(cfg, err, sizeof(err));
+    char err[1200] = "";   /* a fault's message and the tenant's name */
     struct arena arena;
     arena_init(&arena);
-    struct fault f;
-    fault_clear(&f);
     struct table_meta *tables = NULL;
     size_t n = 0;
-    struct store_tenant *t = NULL;
-    int exists = 0;
-    if (!store)
-        fprintf(stderr, "somirrorctl: cannot open the store: %s\n", err);
-    else if (store_tenant_exists(store, tenant, &exists, &f) == 0 && !exists)
-        fprintf(stderr, "somirrorctl: %s: no mirror (the tenant has not called yet, or the name is "
-                        "wrong)\n", tenant);
-    else if (f.code || !(t = store_tenant(store, tenant, &f)) ||
-             store_list_tables(t, &arena, &tables, &n, &f) != 0)
-        fprintf(stderr, "somirrorctl: %s: %s: %s\n", tenant, fault_code_name(f.code), f.message);
-    else
+    int rc = 1;
+    if (drop_to_service_user(cfg, err, sizeof(err)) == 0 &&
+        read_tables(cfg, tenant, &arena, &tables, &n, err, sizeof(err)) == 0)
         rc = 0;
     if (rc == 0) {
         printf("table\tlsn\tschemahash\tupdated\n");
@@ -174,12 +193,71 @@ static int list_tables(const char *config_path, const char *tenant)
             print_time(tables[i].updated);
             putchar('\n');
         }
+    } else {
+        fprintf(stderr, "somirrorctl: %s\n", err);
     }
     arena_free(&arena);
-    if (store)
-        store_free(store);
     cfg_free(cfg);
     return rc;
+}
+
+enum { TABLE_FOUND_OR_UNKNOWABLE = 0, TABLE_NOT_IN_MIRROR = 3 };
+
+/* In the resync check's child: whether the mirror has the table (names compare in any case,
+ * as everywhere in the protocol). A check that cannot be made says nothing: somirrord's answer
+ * then says what becomes of a name the mirror lacks. */
+static int resync_table_in_mirror(const char *config_path, const char *tenant, const char *table)
+{
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    struct config *cfg = cfg_load(config_path, &errs);
+    cfg_errors_free(&errs);
+    if (!cfg)
+        return TABLE_FOUND_OR_UNKNOWABLE;   /* socket_from_config reports the errors */
+    char err[1200];
+    struct arena arena;
+    arena_init(&arena);
+    struct table_meta *tables = NULL;
+    size_t n = 0;
+    int rc = TABLE_FOUND_OR_UNKNOWABLE;
+    if (drop_to_service_user(cfg, err, sizeof(err)) == 0 &&
+        read_tables(cfg, tenant, &arena, &tables, &n, err, sizeof(err)) == 0) {
+        struct buf names = BUF_INIT;
+        rc = TABLE_NOT_IN_MIRROR;
+        for (size_t i = 0; i < n && rc == TABLE_NOT_IN_MIRROR; i++) {
+            if (strcasecmp(tables[i].name, table) == 0)
+                rc = TABLE_FOUND_OR_UNKNOWABLE;
+            buf_printf(&names, "%s%s", i ? ", " : "", tables[i].name);
+        }
+        if (rc == TABLE_NOT_IN_MIRROR)
+            fprintf(stderr, "somirrorctl: the mirror of %s has no table %s (its tables: %s); "
+                    "nothing requested\n", tenant, table, n ? names.data : "none yet");
+        buf_free(&names);
+    }
+    arena_free(&arena);
+    cfg_free(cfg);
+    return rc;
+}
+
+/* `resync CTX TABLE`: somirrord learns a tenant's tables from the store only at its next
+ * call, so a misspelt name would be accepted and then ignored. The client looks first, through
+ * the store as `tables` does, in a child process: the drop to the service's user must not keep
+ * this one from the status socket. 1 if the mirror lacks the table; 0 to go on. */
+static int check_resync_table(const char *config_path, const char *tenant, const char *table)
+{
+    if (!tenant_valid(tenant))
+        return 0;   /* somirrord's answer says why */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0)
+        _exit(resync_table_in_mirror(config_path, tenant, table));
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return 0;
+    return WIFEXITED(status) && WEXITSTATUS(status) == TABLE_NOT_IN_MIRROR ? 1 : 0;
 }
 
 /* The status socket of a configuration that does not load (errs says why): its status_socket
@@ -243,6 +321,10 @@ int main(int argc, char **argv)
         }
         return list_tables(config_path, argv[optind + 1]);
     }
+    if (!socket_option && argc - optind == 3 && strcmp(argv[optind], "resync") == 0 &&
+        strcmp(argv[optind + 2], "all") != 0 &&
+        check_resync_table(config_path, argv[optind + 1], argv[optind + 2]) != 0)
+        return 1;
     struct buf line = BUF_INIT;
     for (int i = optind; i < argc; i++)
         buf_printf(&line, "%s%s", i > optind ? " " : "", argv[i]);

@@ -235,6 +235,14 @@ def main():
             lines = [l for l in tables.splitlines() if l.strip()]
             assert any(re.match(r"contact\s+\d+\s+[0-9a-f]{64}", l) for l in lines), tables
             assert not any(l.startswith("credentials") for l in lines), tables
+            # A resync of a table the mirror lacks is refused before it is sent (the client reads
+            # the tables as `tables` does, as the service's user); any case names the table.
+            typo = run(ctl, "-c", config, "resync", "Cust7", "contcat", check=False)
+            assert typo.returncode == 1 and "has no table contcat" in typo.stdout, typo.stdout
+            assert "contact, " in typo.stdout and "nothing requested" in typo.stdout, typo.stdout
+            assert "resync of Cust7" not in read(log_file), _tail(log_file)
+            resync = run(ctl, "-c", config, "resync", "Cust7", "CONTACT").stdout
+            assert resync.startswith("ok: resync of Cust7 (CONTACT)"), resync
             status = run(ctl, "-c", config, "show", "tenant", "Cust7").stdout
             assert "Cust7" in status and "idle" in status, status
             bad = run(ctl, "-c", config, "show", "tenant", "Nobody", check=False)
