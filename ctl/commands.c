@@ -2,7 +2,7 @@
  * commands.h). Answers are built in the caller's buffer: plain text (a header line, then
  * tab-separated rows), JSON built with jansson, or Prometheus text exposition. The master runs
  * this; it writes only what the master may write in the registry (pause flags and request
- * words) and the pause state file. */
+ * words) and the operator state file. */
 #include "ctl/commands.h"
 
 #include <jansson.h>
@@ -426,13 +426,13 @@ static int cmd_metrics(struct ctl_context *ctx, const struct command_args *args,
 
 /* ---- operator requests ---- */
 
-/* Records the pauses in the state file, when there is one. */
-static int persist_pauses(struct ctl_context *ctx, const char *done, char *err, size_t errlen)
+/* Records the pauses and pending requests in the state file, when there is one. */
+static int persist_state(struct ctl_context *ctx, const char *done, char *err, size_t errlen)
 {
     char why[CTL_ERR_MAX / 2];
     if (!ctx->state_file || statefile_save(ctx->state_file, ctx->reg, why, sizeof(why)) == 0)
         return 0;
-    log_error("pause state not saved: %s", why);
+    log_error("operator state not saved: %s", why);
     set_error(err, errlen, "%s, but the state file was not written (the change is lost at restart): %s",
               done, why);
     return -1;
@@ -451,7 +451,7 @@ static int cmd_pause(struct ctl_context *ctx, const struct command_args *args, s
     }
     char done[128];
     snprintf(done, sizeof(done), "paused %s", all ? "all tenants" : target);
-    if (persist_pauses(ctx, done, err, errlen) != 0)
+    if (persist_state(ctx, done, err, errlen) != 0)
         return -1;
     log_info("status socket: %s", done);
     buf_printf(out, "ok: %s\n", done);
@@ -480,7 +480,7 @@ static int cmd_resume(struct ctl_context *ctx, const struct command_args *args, 
         snprintf(done, sizeof(done), "resumed %s%s", target,
                  reg_global_paused(ctx->reg) ? " (every tenant stays paused until resume all)" : "");
     }
-    if (persist_pauses(ctx, done, err, errlen) != 0)
+    if (persist_state(ctx, done, err, errlen) != 0)
         return -1;
     log_info("status socket: %s", done);
     buf_printf(out, "ok: %s\n", done);
@@ -492,7 +492,7 @@ static int cmd_resync(struct ctl_context *ctx, const struct command_args *args, 
 {
     const char *tenant = args->argv[0], *table = args->argv[1];
     int all = strcmp(table, "all") == 0;
-    if (tenant_arg(ctx, tenant, 1, NULL, err, errlen) != 0)
+    if (tenant_arg(ctx, tenant, 0, NULL, err, errlen) != 0)
         return -1;
     if (!all && !ident_valid(table)) {
         set_error(err, errlen, "not a table name: \"%.*s\"", CTL_QUOTE_MAX, table);
@@ -505,12 +505,20 @@ static int cmd_resync(struct ctl_context *ctx, const struct command_args *args, 
                   REG_RESYNC_SLOTS, tenant);
         return -1;
     }
-    if (rc != 0) {
+    if (rc == REG_RESYNC_LIST_FULL) {
         set_error(err, errlen, "too many tables already wait for a resync of %s; use resync %s all",
                   tenant, tenant);
         return -1;
     }
-    log_info("status socket: resync of %s (%s) requested", tenant, all ? "all tables" : table);
+    if (rc != 0) {
+        set_error(err, errlen, "cannot resync %s: the tenant table is full (tenants.max)", tenant);
+        return -1;
+    }
+    char done[SM_TENANT_MAX + SM_IDENT_MAX + 32];
+    snprintf(done, sizeof(done), "resync of %s (%s) requested", tenant, all ? "all tables" : table);
+    if (persist_state(ctx, done, err, errlen) != 0)
+        return -1;
+    log_info("status socket: %s", done);
     if (all)
         buf_printf(out, "ok: resync of %s (all tables) at its next Authenticate or TableSchema\n", tenant);
     else   /* only the store knows the tables, and the master does not wait for one */
@@ -524,13 +532,17 @@ static int cmd_reset(struct ctl_context *ctx, const struct command_args *args, s
                      char *err, size_t errlen)
 {
     const char *tenant = args->argv[0];
-    if (tenant_arg(ctx, tenant, 1, NULL, err, errlen) != 0)
+    if (tenant_arg(ctx, tenant, 0, NULL, err, errlen) != 0)
         return -1;
     if (reg_request_reset(ctx->reg, tenant) != 0) {
-        set_error(err, errlen, "unknown tenant %s", tenant);
+        set_error(err, errlen, "cannot reset %s: the tenant table is full (tenants.max)", tenant);
         return -1;
     }
-    log_info("status socket: reset of %s requested", tenant);
+    char done[SM_TENANT_MAX + 32];
+    snprintf(done, sizeof(done), "reset of %s requested", tenant);
+    if (persist_state(ctx, done, err, errlen) != 0)
+        return -1;
+    log_info("status socket: %s", done);
     buf_printf(out, "ok: reset of %s at its next Authenticate or TableSchema\n", tenant);
     return 0;
 }

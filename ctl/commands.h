@@ -23,7 +23,7 @@ struct ctl_context {
     const char *const *restart_required; size_t nrestart;   /* settings changed that need a restart */
     /* "reload" command: 0, or -1 with why the reload failed */
     int (*reload)(void *arg, char *why, size_t whylen); void *reload_arg;
-    const char *state_file;                                 /* NULL: pauses not persisted */
+    const char *state_file;                 /* NULL: pauses and requests not persisted */
 };
 
 /* Executes one command line; appends the whole answer to out. Returns 0, or 1 for an error

@@ -1,5 +1,6 @@
-/* ctl/statefile: saves and restores the pause state file (see statefile.h). Owns nothing in
- * shared memory: it reads pause flags through shm/registry.h and, at start, sets them there. */
+/* ctl/statefile: saves and restores the operator's state file (see statefile.h). Owns nothing in
+ * shared memory: it reads pause flags and pending requests through shm/registry.h and, at
+ * start, sets them there. Owns saved_requests, the master's record of what the file holds. */
 #include "ctl/statefile.h"
 
 #include <errno.h>
@@ -18,16 +19,59 @@
 #include "proto/schema.h"
 #include "shm/registry.h"
 
+/* A digest of the pending requests the file was last written with (0: none), so that the file
+ * is written again once a worker has carried them out (statefile_refresh). */
+static uint64_t saved_requests;
+
+static uint64_t digest_add(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;   /* FNV-1a */
+    return h;
+}
+
+/* The digest of every tenant's pending requests, whatever the order of the tenants in the
+ * registry (a sum of one hash per tenant): 0 when there is none. */
+static uint64_t requests_digest(const struct registry *reg)
+{
+    uint64_t sum = 0;
+    int any = 0;
+    uint32_t n = reg_tenant_count(reg);
+    for (uint32_t idx = 0; idx < n; idx++) {
+        struct tenant_requests req;
+        struct tenant_view view;
+        if (!reg_tenant_pending(reg, idx, &req) || reg_tenant_read(reg, idx, &view) != 0)
+            continue;
+        any = 1;
+        uint64_t h = 14695981039346656037ull;
+        h = digest_add(h, view.tenant, strlen(view.tenant) + 1);
+        h = digest_add(h, &req.reset, sizeof(req.reset));
+        h = digest_add(h, req.resync_tables, strlen(req.resync_tables) + 1);
+        sum += h;
+    }
+    return any ? (sum ? sum : 1) : 0;
+}
+
 static json_t *state_to_json(const struct registry *reg)
 {
-    json_t *paused = json_array();
+    json_t *paused = json_array(), *reset = json_array(), *resync = json_object();
     uint32_t n = reg_tenant_count(reg);
     for (uint32_t idx = 0; idx < n; idx++) {
         struct tenant_view view;
-        if (reg_tenant_pause_flag(reg, idx) && reg_tenant_read(reg, idx, &view) == 0)
+        struct tenant_requests req;
+        int pause = reg_tenant_pause_flag(reg, idx), pending = reg_tenant_pending(reg, idx, &req);
+        if ((!pause && !pending) || reg_tenant_read(reg, idx, &view) != 0)
+            continue;
+        if (pause)
             json_array_append_new(paused, json_string(view.tenant));
+        if (req.reset)
+            json_array_append_new(reset, json_string(view.tenant));
+        if (req.resync)
+            json_object_set_new(resync, view.tenant, json_string(req.resync_tables));
     }
-    return json_pack("{s:b, s:o}", "paused_all", reg_global_paused(reg), "paused", paused);
+    return json_pack("{s:b, s:o, s:o, s:o}", "paused_all", reg_global_paused(reg), "paused", paused,
+                     "reset", reset, "resync", resync);
 }
 
 /* Makes the rename itself durable; a failure here loses nothing already written. */
@@ -62,11 +106,12 @@ static int write_synced(const char *path, const char *text, char *err, size_t er
 
 int statefile_save(const char *path, const struct registry *reg, char *err, size_t errlen)
 {
+    uint64_t requests = requests_digest(reg);
     json_t *state = state_to_json(reg);
-    char *text = json_dumps(state, JSON_INDENT(1));
+    char *text = json_dumps(state, JSON_INDENT(1) | JSON_SORT_KEYS);
     json_decref(state);
     if (!text) {
-        snprintf(err, errlen, "%s: cannot encode the pause state", path);
+        snprintf(err, errlen, "%s: cannot encode the operator state", path);
         return -1;
     }
     struct buf content = BUF_INIT, tmp = BUF_INIT;
@@ -78,31 +123,98 @@ int statefile_save(const char *path, const struct registry *reg, char *err, size
         snprintf(err, errlen, "cannot rename %s to %s: %s", tmp.data, path, strerror(errno));
         rc = -1;
     }
-    if (rc == 0)
+    if (rc == 0) {
         sync_directory_of(path);
-    else
+        saved_requests = requests;
+    } else {
         unlink(tmp.data);
+    }
     buf_free(&tmp);
     buf_free(&content);
     return rc;
 }
 
-static int restore_tenants(const char *path, json_t *paused, struct registry *reg, char *err,
-                           size_t errlen)
+int statefile_refresh(const char *path, const struct registry *reg, char *err, size_t errlen)
+{
+    if (saved_requests == 0 || requests_digest(reg) == saved_requests)
+        return 0;
+    return statefile_save(path, reg, err, errlen);
+}
+
+/* A tenant name of the file's list (or object key) "what": NULL, with a warning, when invalid. */
+static const char *tenant_item(const char *path, const char *what, size_t i, const char *name)
+{
+    if (name && tenant_valid(name))
+        return name;
+    log_warn("%s: %s[%zu]: not a tenant name, skipped", path, what, i);
+    return NULL;
+}
+
+static int restore_full(const char *path, const char *what, const char *name, char *err,
+                        size_t errlen)
+{
+    snprintf(err, errlen, "%s: cannot restore the %s of %s: the tenant table is full (tenants.max)",
+             path, what, name);
+    return -1;
+}
+
+static int restore_paused(const char *path, json_t *paused, struct registry *reg, char *err,
+                          size_t errlen)
 {
     size_t i;
     json_t *item;
     json_array_foreach(paused, i, item) {
-        const char *name = json_string_value(item);
-        if (!name || !tenant_valid(name)) {
-            log_warn("%s: paused[%zu]: not a tenant name, skipped", path, i);
+        const char *name = tenant_item(path, "paused", i, json_string_value(item));
+        if (name && reg_set_paused(reg, name, 1) != 0)
+            return restore_full(path, "pause", name, err, errlen);
+    }
+    return 0;
+}
+
+static int restore_reset(const char *path, json_t *reset, struct registry *reg, char *err,
+                         size_t errlen)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(reset, i, item) {
+        const char *name = tenant_item(path, "reset", i, json_string_value(item));
+        if (name && reg_request_reset(reg, name) != 0)
+            return restore_full(path, "reset", name, err, errlen);
+    }
+    return 0;
+}
+
+/* {"Cust1": "*", "Cust2": "contact,person"}. Names that do not fit a list any more (or that
+ * are not table names) make it a resync of every table: more than asked, never less. */
+static int restore_resync(const char *path, json_t *resync, struct registry *reg, char *err,
+                          size_t errlen)
+{
+    const char *key;
+    json_t *value;
+    size_t i = 0;
+    json_object_foreach(resync, key, value) {
+        const char *name = tenant_item(path, "resync", i++, key);
+        const char *tables = json_string_value(value);
+        if (!name)
             continue;
+        int all = !tables || strcmp(tables, "*") == 0;
+        for (const char *p = tables; !all && *p;) {
+            size_t len = strcspn(p, ",");
+            char table[SM_IDENT_MAX + 1];
+            if (len == 0 || len > SM_IDENT_MAX) {
+                all = 1;
+                break;
+            }
+            memcpy(table, p, len);
+            table[len] = '\0';
+            int rc = ident_valid(table) ? reg_request_resync(reg, name, table) : REG_RESYNC_LIST_FULL;
+            if (rc == -1)
+                return restore_full(path, "resync", name, err, errlen);
+            all = rc != 0;
+            p += len + (p[len] == ',');
         }
-        if (reg_set_paused(reg, name, 1) != 0) {
-            snprintf(err, errlen, "%s: cannot restore the pause of %s: the tenant table is full (tenants.max)",
-                     path, name);
-            return -1;
-        }
+        if (all && reg_request_resync(reg, name, NULL) != 0)
+            return restore_full(path, "resync", name, err, errlen);
     }
     return 0;
 }
@@ -113,30 +225,36 @@ int statefile_restore(const char *path, struct registry *reg, char *err, size_t 
     if (!fp) {
         if (errno == ENOENT)
             return 0;
-        snprintf(err, errlen, "%s: cannot read the pause state: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot read the operator state: %s", path, strerror(errno));
         return -1;
     }
     json_error_t jerr;
     json_t *state = json_loadf(fp, 0, &jerr);
     fclose(fp);
     if (!state) {
-        snprintf(err, errlen, "%s:%d:%d: pause state is not JSON: %s", path, jerr.line, jerr.column,
-                 jerr.text);
+        snprintf(err, errlen, "%s:%d:%d: operator state is not JSON: %s", path, jerr.line,
+                 jerr.column, jerr.text);
         return -1;
     }
     json_t *paused_all = json_object_get(state, "paused_all");
     json_t *paused = json_object_get(state, "paused");
+    json_t *reset = json_object_get(state, "reset");
+    json_t *resync = json_object_get(state, "resync");
     int rc = 0;
     if (!json_is_object(state) || (paused_all && !json_is_boolean(paused_all)) ||
-        (paused && !json_is_array(paused))) {
-        snprintf(err, errlen, "%s: pause state: expected {\"paused_all\": true|false, \"paused\": [tenants]}",
-                 path);
+        (paused && !json_is_array(paused)) || (reset && !json_is_array(reset)) ||
+        (resync && !json_is_object(resync))) {
+        snprintf(err, errlen, "%s: operator state: expected {\"paused_all\": true|false, \"paused\": "
+                 "[tenants], \"reset\": [tenants], \"resync\": {tenant: \"*\" or \"table,...\"}}", path);
         rc = -1;
     } else {
         if (json_is_true(paused_all))
             reg_set_paused(reg, NULL, 1);
-        if (paused)
-            rc = restore_tenants(path, paused, reg, err, errlen);
+        if ((paused && restore_paused(path, paused, reg, err, errlen) != 0) ||
+            (reset && restore_reset(path, reset, reg, err, errlen) != 0) ||
+            (resync && restore_resync(path, resync, reg, err, errlen) != 0))
+            rc = -1;
+        saved_requests = requests_digest(reg);
     }
     json_decref(state);
     return rc;

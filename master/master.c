@@ -82,6 +82,7 @@ struct master {
     int64_t respawn_at_ms;
     struct event *respawn_timer;
     struct event *tick;
+    int state_refresh_failed;          /* the last tick's statefile_refresh failed */
     struct event *signal_events[7];
     size_t nsignal_events;
     int stopping;
@@ -619,9 +620,9 @@ static void reload_failed(struct master *m, const char *what)
     reg_master_counters(m->reg)->reloads_failed++;
 }
 
-/* A state_file that a reload changes (or that moves with pid_file) gets the pauses now, as
- * there is no telling when the next pause or resume will write it: else the next start would
- * find none there. 0, or -1 with why (the reload then fails). */
+/* A state_file that a reload changes (or that moves with pid_file) gets the operator state now,
+ * as there is no telling when the next request will write it: else the next start would find
+ * none there. 0, or -1 with why (the reload then fails). */
 static int reload_state_file(struct master *m, const struct config *cfg, char *why, size_t whylen)
 {
     char problem[512];
@@ -629,7 +630,7 @@ static int reload_state_file(struct master *m, const struct config *cfg, char *w
         return 0;
     if (statefile_save(cfg->state_file, m->reg, problem, sizeof(problem)) == 0)
         return 0;
-    snprintf(why, whylen, "state_file: the pauses cannot be written there: %s", problem);
+    snprintf(why, whylen, "state_file: the operator state cannot be written there: %s", problem);
     return -1;
 }
 
@@ -788,10 +789,20 @@ static void respawn_due(evutil_socket_t fd, short what, void *arg)
     maintain_workers(arg);
 }
 
-/* Once a second: workers past their shutdown timeout are killed. */
+/* Once a second: workers past their shutdown timeout are killed; the state file drops the
+ * requests workers have carried out (one error line per run of failures). */
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct master *m = arg;
+    char why[512];
+    if (m->cfg->state_file) {
+        int failed = statefile_refresh(m->cfg->state_file, m->reg, why, sizeof(why)) < 0;
+        if (failed && !m->state_refresh_failed)
+            log_error("operator state not saved (retried every second): %s", why);
+        else if (!failed && m->state_refresh_failed)
+            log_info("operator state saved again");
+        m->state_refresh_failed = failed;
+    }
     int64_t now = monotonic_ms();
     for (size_t i = 0; i < m->nchildren; i++) {
         struct child *c = &m->children[i];
@@ -911,8 +922,8 @@ static int open_resources(struct master *m, char *err, size_t errlen)
      * not resume because its state file was damaged. */
     char why[512];
     if (cfg->state_file && statefile_restore(cfg->state_file, m->reg, why, sizeof(why)) < 0) {
-        snprintf(err, errlen, "%s; the operator's pauses cannot be restored: fix the file, or remove it to "
-                              "start with no pause", why);
+        snprintf(err, errlen, "%s; the operator's pauses and requests cannot be restored: fix the file, or "
+                              "remove it to start with none", why);
         return -1;
     }
     if (add_events(m) < 0) {

@@ -833,6 +833,36 @@ void reg_tenant_take_requests(struct registry *reg, uint32_t idx, struct tenant_
     out->resync = out->resync_tables[0] != '\0';
 }
 
+/* Copies the tenant's pending list without taking it (master: the only writer of lists, so only
+ * a taker can change it meanwhile). -1 if there is none, or it was taken during the copy. */
+static int resync_peek(const struct registry *reg, uint32_t idx, char *out, size_t outlen)
+{
+    uint64_t word;
+    struct resync_list *l = resync_find(reg, idx + 1, &word);
+    if (!l || (word & 1u))
+        return -1;
+    memcpy(out, l->tables, outlen < sizeof(l->tables) ? outlen : sizeof(l->tables));
+    out[outlen - 1] = '\0';
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&l->word, memory_order_relaxed) == word ? 0 : -1;
+}
+
+int reg_tenant_pending(const struct registry *reg, uint32_t idx, struct tenant_requests *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct tenant_entry *e = used_entry(reg, idx);
+    if (!e)
+        return 0;
+    uint32_t bits = atomic_load_explicit(&e->requests, memory_order_acquire);
+    out->reset = (bits & (REQ_RESET | REQ_RESET_TAKEN)) != 0;
+    if ((bits & (REQ_RESYNC_ALL | REQ_RESYNC_TAKEN)) ||
+        ((bits & REQ_RESYNC_TABLES) &&
+         resync_peek(reg, idx, out->resync_tables, sizeof(out->resync_tables)) != 0))
+        copy_text(out->resync_tables, sizeof(out->resync_tables), "*");
+    out->resync = out->resync_tables[0] != '\0';
+    return out->reset || out->resync;
+}
+
 void reg_tenant_requests_done(struct registry *reg, uint32_t idx)
 {
     struct tenant_entry *e = used_entry(reg, idx);
@@ -879,7 +909,7 @@ int reg_is_paused(const struct registry *reg, uint32_t idx)
 int reg_request_resync(struct registry *reg, const char *ctx, const char *table)
 {
     uint32_t idx;
-    if (reg_tenant_find(reg, ctx, 0, &idx, NULL) != 0)
+    if (reg_tenant_find(reg, ctx, 1, &idx, NULL) != 0)
         return -1;
     struct tenant_entry *e = entry_at(reg, idx);
     if (!table) {
@@ -898,7 +928,7 @@ int reg_request_resync(struct registry *reg, const char *ctx, const char *table)
 int reg_request_reset(struct registry *reg, const char *ctx)
 {
     uint32_t idx;
-    if (reg_tenant_find(reg, ctx, 0, &idx, NULL) != 0)
+    if (reg_tenant_find(reg, ctx, 1, &idx, NULL) != 0)
         return -1;
     atomic_fetch_or_explicit(&entry_at(reg, idx)->requests, REQ_RESET, memory_order_release);
     return 0;

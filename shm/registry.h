@@ -166,6 +166,10 @@ pid_t reg_tenant_hook_running(const struct registry *reg, uint32_t idx);
  * the worker dies while carrying them out (reg_release_locks_of). */
 void reg_tenant_take_requests(struct registry *reg, uint32_t idx, struct tenant_requests *out);
 void reg_tenant_requests_done(struct registry *reg, uint32_t idx);
+/* The tenant's requests pending or being carried out, without taking them (master, for the
+ * state file). A resync of named tables that a worker has taken shows as one of every table:
+ * its names went with the worker. 1 if there is any. */
+int reg_tenant_pending(const struct registry *reg, uint32_t idx, struct tenant_requests *out);
 
 /* ---- operator requests (master) ---- */
 /* ctx NULL: all tenants (a global flag). A pause for a tenant not yet seen creates its entry. */
@@ -175,7 +179,9 @@ int reg_is_paused(const struct registry *reg, uint32_t idx);
 int reg_global_paused(const struct registry *reg);
 /* The tenant's own pause flag only (what the state file records). */
 int reg_tenant_pause_flag(const struct registry *reg, uint32_t idx);
-/* table NULL: all tables. Returns 0, -1 for an unknown tenant, REG_RESYNC_LIST_FULL when the
+/* table NULL: all tables. A tenant not yet seen gets its entry, as with a pause (a request
+ * restored from the state file, or one made after a restart before the tenant called).
+ * Returns 0, -1 when the tenant table is full, REG_RESYNC_LIST_FULL when the
  * tenant's pending list has no room for the name, REG_RESYNC_NO_LIST when every one of the
  * REG_RESYNC_SLOTS lists is taken by other tenants (that have not called since).
  * A reset and a resync of all tables are single atomic bits: a worker whose attempt failed may

@@ -211,7 +211,7 @@ def check_restart_settings_checked(s):
              ({"pid_file": s.dir}, "pid_file %s: a directory is there" % s.dir),
              ({"status_socket": os.path.join(s.dir, "x" * 120)}, "path too long"),
              ({"listen": "no-such-host.invalid:8080"}, "listen no-such-host.invalid:8080: "),
-             ({"state_file": s.dir}, "state_file: the pauses cannot be written there"),
+             ({"state_file": s.dir}, "state_file: the operator state cannot be written there"),
              ({"store.sqlite.directory": os.path.join(s.dir, "somirrord.log", "mirrors")},
               "mirrors: Not a directory"))
     info = d.ctl_json("show info")

@@ -158,8 +158,8 @@ def check_damaged_state_file():
             f.write('{"paused": ["Cust1"')
         s.daemon.rewrite_config(state_file=state)
         r = run("-f", "-c", s.config)
-        assert r.returncode == 1 and "pause state is not JSON" in r.stderr and \
-            "remove it to start with no pause" in r.stderr, r
+        assert r.returncode == 1 and "operator state is not JSON" in r.stderr and \
+            "remove it to start with none" in r.stderr, r
 
 
 def main():

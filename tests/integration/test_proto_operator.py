@@ -185,9 +185,46 @@ def reset(p):
     eq(len(p.table_rows("t")), 2, "rows after the next Authenticate")
 
 
+def pending_requests(p):
+    with open(p.daemon.pid_file + ".state") as f:
+        state = json.load(f)
+    return state.get("reset", []), state.get("resync", {})
+
+
+def requests_survive_restart(p):
+    """Section 7 across a restart: a reset or resync asked for is carried out at the tenant's
+    next call even when somirrord restarts in between (a source restored from a backup must not
+    go on from its stale mirror), also one asked for a tenant not seen since the start; once
+    carried out, the state file drops it and the next restart redoes nothing."""
+    d, other = p.daemon, p.tenant + "_b"
+    p.setup([T, U])
+    fill(p)
+    p.setup([T, U], tenant=other)
+    fill(p, tenant=other)
+    eq(d.stop(), 0, "exit status")
+    d.start()
+    ctl_ok(p, "resync %s u" % other)   # not seen since this start
+    ctl_ok(p, "reset %s" % p.tenant)
+    eq(pending_requests(p), ([p.tenant], {other: "u"}), "requests in the state file")
+    eq(d.stop(), 0, "exit status")
+    d.start()
+    p.auth()
+    eq(p.tables(), [], "tables after the reset asked for before the restart")
+    st = ok_states(p.schema([T, U], tenant=other))
+    eq([(s["Name"], s["Lsn"]) for s in st], [("t", "100"), ("u", "-1")], "resync asked before the restart")
+    eq(p.table_rows("u", tenant=other), [], "u emptied")
+    H.wait_until(lambda: pending_requests(p) == ([], {}), 5, what="the state file to drop the requests done")
+    ok_states(p.schema([T, U]))
+    fill(p)
+    eq(d.stop(), 0, "exit status")
+    d.start()
+    p.auth()
+    eq(len(p.table_rows("t")), 2, "rows after a restart with nothing pending")
+
+
 CHECKS = [replication_completed, pause_resume, pause_all, pause_before_first_call, resync_waits_for_resume,
           resync_table,
-          resync_at_table_schema, reset]
+          resync_at_table_schema, reset, requests_survive_restart]
 
 if __name__ == "__main__":
     L.run(CHECKS)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -552,11 +553,30 @@ START_TEST(test_statefile_restore_errors)
     ck_assert_int_eq(reg_global_paused(fresh), 0);
     write_file(state_path, "{\"paused\": [");
     ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), -1);
-    ck_assert_ptr_nonnull(strstr(err, "pause state is not JSON"));
+    ck_assert_ptr_nonnull(strstr(err, "operator state is not JSON"));
     write_file(state_path, "{\"paused_all\": \"yes\"}");
     ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), -1);
     write_file(state_path, "[]");
     ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), -1);
+    write_file(state_path, "{\"reset\": {\"Cust1\": 1}}");
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), -1);
+    write_file(state_path, "{\"resync\": [\"Cust1\"]}");
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "operator state: expected"));
+    /* Names that are not table names, or a list not a string, resync every table: more than
+     * asked, never less. */
+    write_file(state_path, "{\"resync\": {\"Odd1\": \"contact,1bad\", \"Odd2\": 5, "
+                           "\"bad name\": \"*\"}, \"reset\": [\"bad name\"]}");
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), 0);
+    struct tenant_requests r;
+    uint32_t idx;
+    ck_assert_int_eq(reg_tenant_find(fresh, "Odd1", 0, &idx, NULL), 0);
+    reg_tenant_take_requests(fresh, idx, &r);
+    ck_assert_str_eq(r.resync_tables, "*");
+    ck_assert_int_eq(reg_tenant_find(fresh, "Odd2", 0, &idx, NULL), 0);
+    reg_tenant_take_requests(fresh, idx, &r);
+    ck_assert_str_eq(r.resync_tables, "*");
+    ck_assert_uint_eq(reg_tenant_count(fresh), 3);   /* Good1, Odd1, Odd2 */
     reg_destroy(fresh);
 }
 END_TEST
@@ -581,10 +601,82 @@ START_TEST(test_resync_reset)
     ck_assert_str_eq(r.resync_tables, "*");
     ck_assert_int_eq(r.reset, 1);
     expect_error("resync Cust1 1bad", 17, "not a table name");
-    expect_error("resync Nobody Contact", 21, "unknown tenant Nobody");
     expect_error("resync Cust1", 12, "usage: resync CTX TABLE|all");
-    expect_error("reset Nobody", 12, "unknown tenant Nobody");
     expect_error("reset Cust1 now", 15, "too many arguments");
+    reg_tenant_requests_done(reg, idx);
+}
+END_TEST
+
+/* Resyncs and resets not yet carried out are in the state file, so that a restart keeps them
+ * (a tenant restored from a backup must not go on from its stale mirror), also for tenants not
+ * seen since the start; once a worker has carried them out, the file drops them. */
+START_TEST(test_requests_statefile)
+{
+    free(run_ok("reset Cust2"));
+    free(run_ok("resync Cust1 Contact"));
+    free(run_ok("resync Cust1 person"));
+    free(run_ok("resync Unseen1 all"));
+    free(run_ok("reset Unseen2"));
+    json_t *state = load_state_file();
+    json_t *reset = json_object_get(state, "reset"), *resync = json_object_get(state, "resync");
+    ck_assert_int_eq(json_array_size(reset), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(reset, 0)), "Cust2");
+    ck_assert_str_eq(json_string_value(json_array_get(reset, 1)), "Unseen2");
+    ck_assert_int_eq(json_object_size(resync), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(resync, "Cust1")), "Contact,person");
+    ck_assert_str_eq(json_string_value(json_object_get(resync, "Unseen1")), "*");
+    json_decref(state);
+
+    /* A restart: the same requests, pending. */
+    char err[256];
+    struct registry *fresh = reg_create(8, 1, err, sizeof(err));
+    ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), 0);
+    struct tenant_requests r;
+    uint32_t idx;
+    ck_assert_int_eq(reg_tenant_find(fresh, "Cust1", 0, &idx, NULL), 0);
+    reg_tenant_take_requests(fresh, idx, &r);
+    ck_assert_int_eq(r.reset, 0);
+    ck_assert_str_eq(r.resync_tables, "Contact,person");
+    ck_assert_int_eq(reg_tenant_find(fresh, "Unseen2", 0, &idx, NULL), 0);
+    reg_tenant_take_requests(fresh, idx, &r);
+    ck_assert_int_eq(r.reset, 1);
+    ck_assert_int_eq(r.resync, 0);
+    reg_destroy(fresh);
+
+    /* Nothing carried out: the file is left as it is. */
+    struct stat before;
+    ck_assert_int_eq(stat(state_path, &before), 0);
+    ck_assert_int_eq(unlink(state_path), 0);
+    ck_assert_int_eq(statefile_refresh(state_path, reg, err, sizeof(err)), 0);
+    ck_assert_int_eq(access(state_path, F_OK), -1);
+    /* Taken by a worker and done: the next refresh writes the file without them. */
+    ck_assert_int_eq(reg_tenant_find(reg, "Cust1", 0, &idx, NULL), 0);
+    reg_tenant_take_requests(reg, idx, &r);
+    reg_tenant_requests_done(reg, idx);
+    ck_assert_int_eq(statefile_refresh(state_path, reg, err, sizeof(err)), 0);
+    state = load_state_file();
+    ck_assert_ptr_null(json_object_get(json_object_get(state, "resync"), "Cust1"));
+    ck_assert_int_eq(json_object_size(json_object_get(state, "resync")), 1);
+    ck_assert_int_eq(json_array_size(json_object_get(state, "reset")), 2);
+    json_decref(state);
+    const char *rest[] = {"Cust2", "Unseen1", "Unseen2"};
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(reg_tenant_find(reg, rest[i], 0, &idx, NULL), 0);
+        reg_tenant_take_requests(reg, idx, &r);
+        reg_tenant_requests_done(reg, idx);
+    }
+    ck_assert_int_eq(statefile_refresh(state_path, reg, err, sizeof(err)), 0);
+    state = load_state_file();
+    ck_assert_int_eq(json_array_size(json_object_get(state, "reset")), 0);
+    ck_assert_int_eq(json_object_size(json_object_get(state, "resync")), 0);
+    json_decref(state);
+
+    /* The request holds even when the file cannot be written; the answer says so. */
+    ctx.state_file = "/nonexistent-dir/somirrord.state";
+    expect_error("reset Cust3", 11, "state file was not written");
+    ck_assert_int_eq(reg_tenant_find(reg, "Cust3", 0, &idx, NULL), 0);
+    ck_assert_int_eq(reg_tenant_pending(reg, idx, &r), 1);
+    ctx.state_file = NULL;
 }
 END_TEST
 
@@ -697,6 +789,7 @@ static Suite *commands_suite(void)
     tcase_add_test(tc, test_metrics);
     tcase_add_test(tc, test_pause_resume_statefile);
     tcase_add_test(tc, test_statefile_restore_errors);
+    tcase_add_test(tc, test_requests_statefile);
     tcase_add_test(tc, test_resync_reset);
     tcase_add_test(tc, test_resync_lists_all_taken);
     tcase_add_test(tc, test_reload);

@@ -305,8 +305,24 @@ START_TEST(test_requests)
     ck_assert_int_eq(reg_request_resync(reg, "Cust1", "person"), 0);
     ck_assert_int_eq(reg_request_resync(reg, "Cust1", "CONTACT"), 0);   /* merged */
     ck_assert_int_eq(reg_request_reset(reg, "Cust1"), 0);
-    ck_assert_int_eq(reg_request_resync(reg, "Nobody", "Contact"), -1);
-    ck_assert_int_eq(reg_request_reset(reg, "Nobody"), -1);
+    /* Seen without taking (the state file), as often as asked. */
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(reg_tenant_pending(reg, idx, &r), 1);
+        ck_assert_int_eq(r.reset, 1);
+        ck_assert_str_eq(r.resync_tables, "Contact,person");
+    }
+    /* A tenant not yet seen (after a restart) gets its entry, as with a pause; a full tenant
+     * table refuses. */
+    ck_assert_int_eq(reg_request_resync(reg, "Later1", "Contact"), 0);
+    ck_assert_int_eq(reg_request_reset(reg, "Later2"), 0);
+    uint32_t later;
+    ck_assert_int_eq(reg_tenant_find(reg, "Later2", 0, &later, NULL), 0);
+    ck_assert_int_eq(reg_tenant_pending(reg, later, &r), 1);
+    ck_assert_int_eq(r.reset, 1);
+    ck_assert_int_eq(r.resync, 0);
+    ck_assert_int_eq(reg_request_reset(reg, "Fourth"), 0);
+    ck_assert_int_eq(reg_request_resync(reg, "Fifth", "Contact"), -1);
+    ck_assert_int_eq(reg_request_reset(reg, "Fifth"), -1);
     reg_tenant_take_requests(reg, idx, &r);
     ck_assert_int_eq(r.reset, 1);
     ck_assert_int_eq(r.resync, 1);
@@ -348,6 +364,9 @@ START_TEST(test_requests)
     reg_tenant_take_requests(reg, idx, &r);
     ck_assert_int_eq(r.reset, 1);
     ck_assert_str_eq(r.resync_tables, "Contact");
+    ck_assert_int_eq(reg_tenant_pending(reg, idx, &r), 1);   /* taken: still pending, */
+    ck_assert_int_eq(r.reset, 1);
+    ck_assert_str_eq(r.resync_tables, "*");                  /* its names with the worker */
     ck_assert_int_eq(reg_release_locks_of(reg, dead), 1);
     reg_tenant_take_requests(reg, idx, &r);
     ck_assert_int_eq(r.reset, 1);
