@@ -228,8 +228,9 @@ int task_main(int argc, char **argv)
             puts("somirror-task " PACKAGE_VERSION);
             return 0;
         }
-        fputs(usage_text, argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-        return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : TASK_EXIT_USAGE;
+        int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+        fputs(usage_text, help ? stdout : stderr);
+        return help ? 0 : TASK_EXIT_USAGE;
     }
     const char *command = argv[1];
     struct args a;

@@ -173,6 +173,15 @@ def main():
             assert proc.returncode == 0 and summary["result"] == "skipped", (proc.returncode, summary)
             assert env.daemon.ctl("resume " + TENANT).startswith("ok")
 
+            # Help goes to stdout with exit 0, -h as --help (somirror-task(1)); no command is a
+            # usage error.
+            for flag in ("-h", "--help"):
+                proc = task(flag, check=False)
+                assert proc.returncode == 0 and proc.stdout.startswith("usage: somirror-task"), \
+                    (flag, proc.returncode, proc.stderr)
+            proc = task(check=False)
+            assert proc.returncode == 2 and proc.stderr.startswith("usage: "), (proc.returncode, proc.stderr)
+
             # Setup errors exit 2, before any call reaches the receiver.
             unprovisioned = os.path.join(work, "unprovisioned.db")
             task("gen", "--db", unprovisioned, "--scale", "2")
