@@ -890,10 +890,14 @@ static void parse_listen(struct loader *ld, const struct place *at, yaml_node_t 
 
 /* ---- checks made once the whole file is read ---- */
 
-static const yaml_mark_t *mark_of(const struct loader *ld, const char *key)
+/* Where key was written in the file (no line when it was not). */
+static struct place place_of(const struct loader *ld, const char *key)
 {
     const struct seen_key *seen = seen_find(ld, key);
-    return seen ? &seen->mark : NULL;
+    struct place at = {key, {0}};
+    if (seen)
+        at.mark = seen->mark;
+    return at;
 }
 
 static void require_for_driver(struct loader *ld, const char *value, const char *key)
@@ -909,9 +913,7 @@ static void read_password(struct loader *ld, const char *section, const char *pa
 {
     char *file_key = dotted_name(section, "password_file");
     char *inline_key = dotted_name(section, "password");
-    struct place at = {file_key, {0}};
-    if (mark_of(ld, file_key))
-        at.mark = *mark_of(ld, file_key);
+    struct place at = place_of(ld, file_key);
     if (password_file && *password) {
         report(ld, &at, "expected either %s or %s, got both", inline_key, file_key);
     } else if (password_file) {
@@ -964,9 +966,7 @@ static void check_store(struct loader *ld)
     }
     size_t fixed = strlen(cfg->database_name) - strlen("{tenant}");
     if (fixed + SM_TENANT_MAX > name_max) {
-        struct place at = {"store.database_name", {0}};
-        if (mark_of(ld, at.key))
-            at.mark = *mark_of(ld, at.key);
+        struct place at = place_of(ld, "store.database_name");
         report(ld, &at, "expected at most %zu characters besides {tenant} with store.driver %s, got \"%s\"",
                name_max - SM_TENANT_MAX, driver_names[cfg->driver], cfg->database_name);
     }
@@ -1018,9 +1018,7 @@ static void check_hook_program(struct loader *ld, const char *key, const struct 
 {
     if (hook->n == 0 || hook->items[0][0] == '/')
         return;
-    struct place at = {key, {0}};
-    if (mark_of(ld, key))
-        at.mark = *mark_of(ld, key);
+    struct place at = place_of(ld, key);
     report(ld, &at, "expected the program as an absolute path, got \"%s\"", hook->items[0]);
 }
 
@@ -1031,6 +1029,10 @@ static void check_whole(struct loader *ld)
     check_hook_program(ld, "hooks.cycle_completed", &cfg->hooks.cycle_completed);
     check_hook_program(ld, "hooks.table_changed", &cfg->hooks.table_changed);
     check_store(ld);
+    if (cfg->group && !cfg->user) {
+        struct place at = place_of(ld, "group");
+        report(ld, &at, "group applies only with user (the privilege drop); set user too, or remove group");
+    }
     if (!cfg->state_file && cfg->pid_file) {
         struct buf state = BUF_INIT;
         buf_printf(&state, "%s.state", cfg->pid_file);

@@ -45,7 +45,7 @@
 
 #define DEFAULT_CONFIG SYSCONFDIR "/somirrord.yaml"
 #define SPARE_WORKER_SLOTS 8
-#define MAX_RESTART_REQUIRED 8
+#define MAX_RESTART_REQUIRED 12   /* note_restart_required names at most 9 */
 #define GENERATION_START_MS 10000   /* for a new generation's workers to serve */
 #define GENERATION_POLL_MS 5
 #define OPEN_FILES_MAX 65536        /* see raise_open_files_limit */
@@ -194,13 +194,16 @@ static void note_restart_required(struct master *m, struct config *cfg)
         m->restart_required[m->nrestart++] = "listen";
     if (cfg->tenants_max != boot->tenants_max)
         m->restart_required[m->nrestart++] = "tenants.max";
-    if (strings_differ(cfg->status_socket, boot->status_socket) ||
-        cfg->status_socket_mode != boot->status_socket_mode)
+    if (strings_differ(cfg->status_socket, boot->status_socket))
         m->restart_required[m->nrestart++] = "status_socket";
+    if (cfg->status_socket_mode != boot->status_socket_mode)
+        m->restart_required[m->nrestart++] = "status_socket_mode";
     if (strings_differ(cfg->pid_file, boot->pid_file))
         m->restart_required[m->nrestart++] = "pid_file";
-    if (strings_differ(cfg->user, boot->user) || strings_differ(cfg->group, boot->group))
+    if (strings_differ(cfg->user, boot->user))
         m->restart_required[m->nrestart++] = "user";
+    if (strings_differ(cfg->group, boot->group))
+        m->restart_required[m->nrestart++] = "group";
     if (strings_differ(cfg->log_file, boot->log_file))
         m->restart_required[m->nrestart++] = "log.file";
     /* Two generations overlap while the old one drains: more workers than the registry has

@@ -263,6 +263,8 @@ START_TEST(test_unknown_key)
     expect_error(MINIMAL "wrokers: 4\n", ":9:1: unknown key \"wrokers\"");
     expect_error(MINIMAL "hooks:\n  table_changed: [sh, -c, x]\n",
                  ":10:3: hooks.table_changed: expected the program as an absolute path, got \"sh\"");
+    expect_error(MINIMAL "group: nogroup\n",
+                 ":9:1: group: group applies only with user (the privilege drop); set user too, or remove group");
     expect_error(MINIMAL "  isser: x\n", ":9:3: unknown key \"vendor.isser\"");
 }
 END_TEST
