@@ -438,6 +438,12 @@ static int persist_state(struct ctl_context *ctx, const char *done, char *err, s
     return -1;
 }
 
+/* Said after an answer whose change only the state file would have kept across a restart. */
+static const char *unsaved_note(const struct ctl_context *ctx)
+{
+    return ctx->state_file ? "" : " (no state_file is set: this lasts until the next restart)";
+}
+
 static int cmd_pause(struct ctl_context *ctx, const struct command_args *args, struct buf *out,
                      char *err, size_t errlen)
 {
@@ -454,7 +460,7 @@ static int cmd_pause(struct ctl_context *ctx, const struct command_args *args, s
     if (persist_state(ctx, done, err, errlen) != 0)
         return -1;
     log_info("status socket: %s", done);
-    buf_printf(out, "ok: %s\n", done);
+    buf_printf(out, "ok: %s%s\n", done, unsaved_note(ctx));
     return 0;
 }
 
@@ -520,11 +526,12 @@ static int cmd_resync(struct ctl_context *ctx, const struct command_args *args, 
         return -1;
     log_info("status socket: %s", done);
     if (all)
-        buf_printf(out, "ok: resync of %s (all tables) at its next Authenticate or TableSchema\n", tenant);
+        buf_printf(out, "ok: resync of %s (all tables) at its next Authenticate or TableSchema%s\n", tenant,
+                   unsaved_note(ctx));
     else   /* only the store knows the tables, and the master does not wait for one */
         buf_printf(out, "ok: resync of %s (%s) at its next Authenticate or TableSchema; a table its mirror "
                         "does not have is ignored then, with a warning in the log (`somirrorctl -c FILE "
-                        "tables %s` lists them)\n", tenant, table, tenant);
+                        "tables %s` lists them)%s\n", tenant, table, tenant, unsaved_note(ctx));
     return 0;
 }
 
@@ -543,7 +550,8 @@ static int cmd_reset(struct ctl_context *ctx, const struct command_args *args, s
     if (persist_state(ctx, done, err, errlen) != 0)
         return -1;
     log_info("status socket: %s", done);
-    buf_printf(out, "ok: reset of %s at its next Authenticate or TableSchema\n", tenant);
+    buf_printf(out, "ok: reset of %s at its next Authenticate or TableSchema%s\n", tenant,
+               unsaved_note(ctx));
     return 0;
 }
 

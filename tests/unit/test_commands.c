@@ -676,7 +676,15 @@ START_TEST(test_requests_statefile)
     expect_error("reset Cust3", 11, "state file was not written");
     ck_assert_int_eq(reg_tenant_find(reg, "Cust3", 0, &idx, NULL), 0);
     ck_assert_int_eq(reg_tenant_pending(reg, idx, &r), 1);
+    /* No state file at all: the answers say that a restart forgets. */
     ctx.state_file = NULL;
+    const char *unsaved[] = {"reset Cust3", "resync Cust3 all", "resync Cust3 person", "pause Cust3"};
+    for (size_t i = 0; i < 4; i++) {
+        char *a = run_ok(unsaved[i]);
+        ck_assert_msg(strstr(a, "(no state_file is set: this lasts until the next restart)\n"), "%s", a);
+        free(a);
+    }
+    free(run_ok("resume Cust3"));
 }
 END_TEST
 
