@@ -27,6 +27,7 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "config/config.h"
@@ -585,6 +586,62 @@ static int check_made_file(const char *what, const char *path, int socket_only, 
     return 0;
 }
 
+/* The store's check (the SQLite mirror directory: made and written by the workers), its warning
+ * said as check_start says them: 0, or -1 with err. */
+static int check_store(int at_reload, const struct config *cfg, char *err, size_t errlen)
+{
+    int rc = store_check(cfg, err, errlen);
+    if (rc > 0)
+        start_warning(at_reload, err);
+    return rc < 0 ? -1 : 0;
+}
+
+/* check_store as the user the workers run as. somirrord -t run as root with user: set does it
+ * in a child that switches to that user (as root every directory would pass); at a reload the
+ * master already runs as that user. */
+static int check_store_as_user(int at_reload, const struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->user || geteuid() != 0)
+        return check_store(at_reload, cfg, err, errlen);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot check the store as user %s: %s", cfg->user, strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        int rc = daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0
+                     ? -1 : check_store(at_reload, cfg, err, errlen);
+        if (rc < 0 && write_all(fds[1], err, strlen(err)) != 0)
+            rc = -2;
+        fflush(NULL);
+        _exit(rc < 0 ? 1 : 0);
+    }
+    int fork_errno = errno;
+    close(fds[1]);
+    size_t got = 0;
+    while (pid > 0 && got + 1 < errlen) {
+        ssize_t n = read(fds[0], err + got, errlen - 1 - got);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == 0 || errno != EINTR)
+            break;
+    }
+    err[got] = '\0';
+    close(fds[0]);
+    int status = 0;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (got == 0)
+        snprintf(err, errlen, "cannot check the store as user %s: %s", cfg->user,
+                 pid < 0 ? strerror(fork_errno) : "the check failed");
+    return -1;
+}
+
 /* What a start would find wrong beyond the configuration and keys, checked without changing
  * anything: the user to switch to, the listen addresses, where the log file, pid file, status
  * socket and (for -t) the state file go, the store's settings. For -t (m NULL) all of them;
@@ -613,7 +670,7 @@ static int check_start(const struct master *m, const struct config *cfg, char *e
         check_made_file("state_file", cfg->state_file, 0, at_reload, err, errlen) < 0)
         return -1;
 #undef CHANGED
-    return store_check(cfg, err, errlen);
+    return check_store_as_user(at_reload, cfg, err, errlen);
 }
 
 static void reload_failed(struct master *m, const char *what)

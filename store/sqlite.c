@@ -46,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,9 +490,42 @@ static int mirror_directory(const char *dir, int create, char *err, size_t errle
     return 0;
 }
 
+/* The user this process runs as, for messages. */
+static void current_user(char *out, size_t outlen)
+{
+    struct passwd *pw = getpwuid(geteuid());
+    if (pw)
+        snprintf(out, outlen, "%s", pw->pw_name);
+    else
+        snprintf(out, outlen, "uid %ld", (long)geteuid());
+}
+
+/* Run as the user the workers run as (somirrord -t does it in a child that switches to it):
+ * the mirror directory must be one that user can make files in. A directory that does not
+ * exist yet and that the user cannot make is a warning (1), as the init script and the
+ * systemd unit make it, as root, just before the start. */
 static int sqlite_backend_check(const struct config *cfg, char *err, size_t errlen)
 {
-    return mirror_directory(cfg->sqlite.directory, 0, err, errlen);
+    const char *dir = cfg->sqlite.directory;
+    if (mirror_directory(dir, 0, err, errlen) < 0)
+        return -1;
+    char user[64];
+    current_user(user, sizeof(user));
+    if (access(dir, F_OK) == 0) {
+        if (access(dir, W_OK | X_OK) == 0)
+            return 0;
+        snprintf(err, errlen, "store.sqlite.directory %s: %s (the workers run as %s)", dir,
+                 strerror(errno), user);
+        return -1;
+    }
+    char *copy = xstrdup(dir);
+    int can_make = access(dirname(copy), W_OK | X_OK) == 0;
+    free(copy);
+    if (can_make)
+        return 0;
+    snprintf(err, errlen, "store.sqlite.directory %s does not exist (yet), and %s, which the workers "
+             "run as, cannot make it: the start fails unless it is made first", dir, user);
+    return 1;
 }
 
 static void *sqlite_backend_open(const struct config *cfg, char *err, size_t errlen)

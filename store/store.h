@@ -43,8 +43,9 @@ struct store_driver {
     const char *name;
     /* Per-worker backend state (server connection settings, caches). */
     void *(*backend_open)(const struct config *cfg, char *err, size_t errlen);
-    /* What backend_open would find wrong, checked without changing anything (somirrord -t);
-     * NULL when there is nothing to check before a server is reached. */
+    /* What backend_open would find wrong, checked without changing anything (somirrord -t), as
+     * the user the workers run as: 0, 1 with a warning in err, or -1 with err. NULL when
+     * there is nothing to check before a server is reached. */
     int (*backend_check)(const struct config *cfg, char *err, size_t errlen);
     void (*backend_close)(void *backend);
     /* Closes what the backend keeps open between tenant opens (a server connection), unused
@@ -120,7 +121,7 @@ struct store_tenant;
 
 /* Creates the worker's store for cfg->driver. NULL with err on failure. */
 struct store *store_new(const struct config *cfg, char *err, size_t errlen);
-/* The driver's backend_check: 0, or -1 with err. */
+/* The driver's backend_check: 0, 1 with a warning in err, or -1 with err. */
 int store_check(const struct config *cfg, char *err, size_t errlen);
 void store_free(struct store *store);
 

@@ -5,11 +5,14 @@ pid file is taken over; daemon mode, whose start-up warnings reach its log; SIGU
 log; SIGINT stops at once; a request still uploading when SIGTERM comes is answered; a daemon
 keeps relative paths the starting directory's."""
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -91,10 +94,47 @@ def check_test_mode(s):
     assert r.returncode == 0 and "configuration ok" in r.stdout, r
     assert re.search(r"short\.yaml:\d+:\d+: vendor\.certificates\[1\]: .*the key has only 1024 bits", r.stderr), r
     assert "vendor.certificates[0]" not in r.stderr, r
+    check_mirror_directory_as_user(s)
     missing = run("-t", "-c", os.path.join(s.dir, "absent.yaml"))
     assert missing.returncode == 1 and missing.stderr, missing
     assert run("-v").stdout.startswith("somirrord "), run("-v")
     assert run("-x").returncode == 2
+
+
+def check_mirror_directory_as_user(s):
+    """As root with user: set, -t checks the SQLite mirror directory as that user, who makes the
+    mirror files: one it cannot write in fails, one it cannot make is a warning (the unit and the
+    init script make it as root before the start), one it owns passes."""
+    if os.geteuid() != 0:
+        print("check_mirror_directory_as_user: skipped, not root")
+        return
+    base = tempfile.mkdtemp(prefix="smdir")
+    try:
+        os.chmod(base, 0o755)   # root's, not writable by nobody
+        owned = os.path.join(base, "owned")
+        os.mkdir(owned)
+        pw = pwd.getpwnam("nobody")
+        os.chown(owned, pw.pw_uid, pw.pw_gid)
+        for directory, code, needle in (
+                (base, 1, "store.sqlite.directory %s: Permission denied (the workers run as nobody)" % base),
+                (os.path.join(base, "new"), 0, "warning: store.sqlite.directory %s/new does not exist (yet), "
+                 "and nobody, which the workers run as, cannot make it" % base),
+                (owned, 0, None), (os.path.join(owned, "new"), 0, None)):
+            path = os.path.join(s.dir, "as-user.yaml")
+            with open(path, "w") as f:
+                cfg = h.read_config(s.config)
+                cfg["user"] = "nobody"
+                h._set_dotted(cfg, "store.sqlite.directory", directory)
+                f.write(h.json.dumps(cfg))
+            r = run("-t", "-c", path)
+            assert r.returncode == code, (directory, r)
+            if needle:
+                assert needle in r.stderr, (directory, r.stderr)
+            else:
+                assert "sqlite" not in r.stderr, (directory, r.stderr)
+        assert not os.path.exists(os.path.join(owned, "new")), "-t made a directory"
+    finally:
+        shutil.rmtree(base)
 
 
 def check_relative_paths_as_daemon():
