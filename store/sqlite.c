@@ -501,9 +501,9 @@ static void current_user(char *out, size_t outlen)
 }
 
 /* Run as the user the workers run as (somirrord -t does it in a child that switches to it):
- * the mirror directory must be one that user can make files in. A directory that does not
- * exist yet and that the user cannot make is a warning (1), as the init script and the
- * systemd unit make it, as root, just before the start. */
+ * the mirror directory must be one that user can make files in. One it cannot write in, or
+ * make, is a warning (1), not an error: the init script and the systemd unit make it and give
+ * it to that user, as root, just before the start (after their own -t). */
 static int sqlite_backend_check(const struct config *cfg, char *err, size_t errlen)
 {
     const char *dir = cfg->sqlite.directory;
@@ -511,20 +511,15 @@ static int sqlite_backend_check(const struct config *cfg, char *err, size_t errl
         return -1;
     char user[64];
     current_user(user, sizeof(user));
-    if (access(dir, F_OK) == 0) {
-        if (access(dir, W_OK | X_OK) == 0)
-            return 0;
-        snprintf(err, errlen, "store.sqlite.directory %s: %s (the workers run as %s)", dir,
-                 strerror(errno), user);
-        return -1;
-    }
+    int exists = access(dir, F_OK) == 0;
     char *copy = xstrdup(dir);
-    int can_make = access(dirname(copy), W_OK | X_OK) == 0;
+    int writable = access(exists ? dir : dirname(copy), W_OK | X_OK) == 0;
     free(copy);
-    if (can_make)
+    if (writable)
         return 0;
-    snprintf(err, errlen, "store.sqlite.directory %s does not exist (yet), and %s, which the workers "
-             "run as, cannot make it: the start fails unless it is made first", dir, user);
+    snprintf(err, errlen, "store.sqlite.directory %s: %s cannot %s (the workers run as that user): the "
+             "start fails unless %s first", dir, user, exists ? "make files there" : "make it",
+             exists ? "it is given to that user" : "it is made for that user");
     return 1;
 }
 

@@ -103,8 +103,8 @@ def check_test_mode(s):
 
 def check_mirror_directory_as_user(s):
     """As root with user: set, -t checks the SQLite mirror directory as that user, who makes the
-    mirror files: one it cannot write in fails, one it cannot make is a warning (the unit and the
-    init script make it as root before the start), one it owns passes."""
+    mirror files: one it cannot write in, or make, is a warning (the unit and the init script
+    make it and give it to that user, as root, after their own -t), one it owns passes."""
     if os.geteuid() != 0:
         print("check_mirror_directory_as_user: skipped, not root")
         return
@@ -116,9 +116,10 @@ def check_mirror_directory_as_user(s):
         pw = pwd.getpwnam("nobody")
         os.chown(owned, pw.pw_uid, pw.pw_gid)
         for directory, code, needle in (
-                (base, 1, "store.sqlite.directory %s: Permission denied (the workers run as nobody)" % base),
-                (os.path.join(base, "new"), 0, "warning: store.sqlite.directory %s/new does not exist (yet), "
-                 "and nobody, which the workers run as, cannot make it" % base),
+                (base, 0, "warning: store.sqlite.directory %s: nobody cannot make files there (the workers "
+                 "run as that user): the start fails unless it is given to that user first" % base),
+                (os.path.join(base, "new"), 0, "warning: store.sqlite.directory %s/new: nobody cannot make it"
+                 % base),
                 (owned, 0, None), (os.path.join(owned, "new"), 0, None)):
             path = os.path.join(s.dir, "as-user.yaml")
             with open(path, "w") as f:
