@@ -178,8 +178,8 @@ static int call(struct cycle *c, enum soap_op op, struct soap_response *resp)
                      "(lower the batch size)", c->body.len);
         } else if (soap_parse_response(c->response.data, c->response.len, op, &c->arena, resp,
                                        err, sizeof err) != 0) {
-            char inner[400];
-            snprintf(inner, sizeof inner, "%s", err);
+            char inner[400];   /* the parser's reason, cut to leave room for the rest */
+            snprintf(inner, sizeof inner, "%.*s", (int)sizeof inner - 1, err);
             snprintf(err, sizeof err, "unexpected answer (HTTP %d): %s", status, inner);
         } else if (resp->is_fault) {
             retryable = resp->retryable;

@@ -68,7 +68,7 @@ struct scheduler {
 
 static void loaded_free(struct loaded *l)
 {
-    if (l->cfg)
+    if (l->cfg && l->app_keys)   /* NULL when the vendor's key or certificate failed */
         for (size_t i = 0; i < l->cfg->napps; i++)
             EVP_PKEY_free(l->app_keys[i]);
     free(l->app_keys);

@@ -23,11 +23,11 @@ APP = harness.DEFAULT_APP_ID
 
 
 def write_task_yaml(path, port, approved_t1, approved_t2, activated=True, every="2s", pause=None,
-                    retries=None):
+                    retries=None, vendor_key="keys/vendor.key", vendor_cert="keys/vendor.crt"):
     """JSON is YAML: the task config with paths relative to its own directory. retries:
     (tries, backoff_ms)."""
     conf = {
-        "vendor": {"key": "keys/vendor.key", "certificate": "keys/vendor.crt"},
+        "vendor": {"key": vendor_key, "certificate": vendor_cert},
         "applications": [{"id": APP, "public_key": "keys/app.pub",
                           "url": "http://127.0.0.1:%d/" % port, "activated": activated}],
         "tenants": [
@@ -172,6 +172,19 @@ def main():
                 assert (calls(env, "Sched1"), calls(env, "Sched2")) == frozen, \
                     "cycles went on for a deactivated application"
 
+                # A reload whose vendor key cannot be read (renamed while being replaced) keeps
+                # the configuration in use; the scheduler lives on.
+                key = os.path.join(work, "keys", "vendor.key")
+                os.rename(key, key + ".moved")
+                try:
+                    os.kill(proc.pid, signal.SIGHUP)
+                    harness.wait_until(lambda: "keeping the configuration in use" in open(log.name).read(),
+                                       10, what="the failed reload's log line")
+                    time.sleep(0.5)
+                    assert proc.poll() is None, "somirror-task died (%s) at a reload with its key gone" % proc.returncode
+                finally:
+                    os.rename(key + ".moved", key)
+
                 os.kill(proc.pid, signal.SIGTERM)
                 rc = proc.wait(30)
                 assert rc == 0, "somirror-task exited %d on SIGTERM" % rc
@@ -183,6 +196,14 @@ def main():
         proc = subprocess.run([task, "run", "-c", os.path.join(work, "missing.yaml"), "--once"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
         assert proc.returncode == 2, "a missing task.yaml exited %d" % proc.returncode
+        # A task.yaml that loads but whose vendor key or certificate does not: exit 2, saying why.
+        conf = os.path.join(work, "badkeys.yaml")
+        for key, cert, why in (("keys/missing.key", "keys/vendor.crt", "missing.key"),
+                               ("keys/vendor.key", "keys/app.pub", "app.pub")):
+            write_task_yaml(conf, 1, approved_t1=True, approved_t2=False, vendor_key=key, vendor_cert=cert)
+            proc = subprocess.run([task, "run", "-c", conf, "--once"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, timeout=30)
+            assert proc.returncode == 2 and why in proc.stderr, (key, cert, proc.returncode, proc.stderr)
         retry_gets_a_fresh_token(task, work)
     print("task schedule: ok")
 
