@@ -158,28 +158,22 @@ static int restore_full(const char *path, const char *what, const char *name, ch
     return -1;
 }
 
-static int restore_paused(const char *path, json_t *paused, struct registry *reg, char *err,
-                          size_t errlen)
+static int pause_tenant(struct registry *reg, const char *name)
 {
-    size_t i;
-    json_t *item;
-    json_array_foreach(paused, i, item) {
-        const char *name = tenant_item(path, "paused", i, json_string_value(item));
-        if (name && reg_set_paused(reg, name, 1) != 0)
-            return restore_full(path, "pause", name, err, errlen);
-    }
-    return 0;
+    return reg_set_paused(reg, name, 1);
 }
 
-static int restore_reset(const char *path, json_t *reset, struct registry *reg, char *err,
-                         size_t errlen)
+/* A list of tenant names ("what" in the file), each given to request (a pause, a reset). */
+static int restore_tenants(const char *path, const char *what, const char *noun, json_t *list,
+                           struct registry *reg, int (*request)(struct registry *, const char *),
+                           char *err, size_t errlen)
 {
     size_t i;
     json_t *item;
-    json_array_foreach(reset, i, item) {
-        const char *name = tenant_item(path, "reset", i, json_string_value(item));
-        if (name && reg_request_reset(reg, name) != 0)
-            return restore_full(path, "reset", name, err, errlen);
+    json_array_foreach(list, i, item) {
+        const char *name = tenant_item(path, what, i, json_string_value(item));
+        if (name && request(reg, name) != 0)
+            return restore_full(path, noun, name, err, errlen);
     }
     return 0;
 }
@@ -197,7 +191,7 @@ static int restore_resync(const char *path, json_t *resync, struct registry *reg
         const char *tables = json_string_value(value);
         if (!name)
             continue;
-        int all = !tables || strcmp(tables, "*") == 0;
+        int all = !tables || !*tables || strcmp(tables, "*") == 0;
         for (const char *p = tables; !all && *p;) {
             size_t len = strcspn(p, ",");
             char table[SM_IDENT_MAX + 1];
@@ -250,8 +244,10 @@ int statefile_restore(const char *path, struct registry *reg, char *err, size_t 
     } else {
         if (json_is_true(paused_all))
             reg_set_paused(reg, NULL, 1);
-        if ((paused && restore_paused(path, paused, reg, err, errlen) != 0) ||
-            (reset && restore_reset(path, reset, reg, err, errlen) != 0) ||
+        if ((paused && restore_tenants(path, "paused", "pause", paused, reg, pause_tenant, err,
+                                       errlen) != 0) ||
+            (reset && restore_tenants(path, "reset", "reset", reset, reg, reg_request_reset, err,
+                                      errlen) != 0) ||
             (resync && restore_resync(path, resync, reg, err, errlen) != 0))
             rc = -1;
         saved_requests = requests_digest(reg);

@@ -565,7 +565,7 @@ START_TEST(test_statefile_restore_errors)
     ck_assert_ptr_nonnull(strstr(err, "operator state: expected"));
     /* Names that are not table names, or a list not a string, resync every table: more than
      * asked, never less. */
-    write_file(state_path, "{\"resync\": {\"Odd1\": \"contact,1bad\", \"Odd2\": 5, "
+    write_file(state_path, "{\"resync\": {\"Odd1\": \"contact,1bad\", \"Odd2\": 5, \"Odd3\": \"\", "
                            "\"bad name\": \"*\"}, \"reset\": [\"bad name\"]}");
     ck_assert_int_eq(statefile_restore(state_path, fresh, err, sizeof(err)), 0);
     struct tenant_requests r;
@@ -573,10 +573,12 @@ START_TEST(test_statefile_restore_errors)
     ck_assert_int_eq(reg_tenant_find(fresh, "Odd1", 0, &idx, NULL), 0);
     reg_tenant_take_requests(fresh, idx, &r);
     ck_assert_str_eq(r.resync_tables, "*");
-    ck_assert_int_eq(reg_tenant_find(fresh, "Odd2", 0, &idx, NULL), 0);
-    reg_tenant_take_requests(fresh, idx, &r);
-    ck_assert_str_eq(r.resync_tables, "*");
-    ck_assert_uint_eq(reg_tenant_count(fresh), 3);   /* Good1, Odd1, Odd2 */
+    for (const char *const *odd = (const char *const[]){"Odd2", "Odd3", NULL}; *odd; odd++) {
+        ck_assert_int_eq(reg_tenant_find(fresh, *odd, 0, &idx, NULL), 0);
+        reg_tenant_take_requests(fresh, idx, &r);
+        ck_assert_str_eq(r.resync_tables, "*");
+    }
+    ck_assert_uint_eq(reg_tenant_count(fresh), 4);   /* Good1, Odd1, Odd2, Odd3 */
     reg_destroy(fresh);
 }
 END_TEST
