@@ -188,11 +188,13 @@ struct status_server *status_open(struct event_base *base, const char *path, int
         snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
         return NULL;
     }
-    /* Created with no access at all, then opened up to the configured mode. */
-    mode_t old_umask = umask(0777);
+    /* Created with the configured mode and no more, by the umask: a chmod by path afterwards
+     * would follow a link that the service's user (whose directory this usually is) put there
+     * in the meantime. */
+    mode_t old_umask = umask(~(mode_t)mode & 0777);
     int bound = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
     umask(old_umask);
-    if (bound < 0 || chmod(path, (mode_t)mode) < 0 || listen(fd, 64) < 0) {
+    if (bound < 0 || listen(fd, 64) < 0) {
         snprintf(err, errlen, "status socket %s: %s", path, strerror(errno));
         close(fd);
         if (bound == 0)

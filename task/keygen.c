@@ -65,7 +65,13 @@ static int write_file(const char *dir, const char *name, enum key_file_form form
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     int private_part = form == FORM_PRIVATE_PEM || form == FORM_PRIVATE_XML;
-    int fd = open(path, O_WRONLY | O_CREAT | (force ? O_TRUNC : O_EXCL), private_part ? 0600 : 0644);
+    /* --force replaces the file rather than write through it: what is at the path may be a link
+     * that someone who can write in dir put there. */
+    if (force && unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "%s: cannot replace: %s", path, strerror(errno));
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, private_part ? 0600 : 0644);
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s%s", path, strerror(errno),
                  errno == EEXIST ? " (use --force to replace it)" : "");

@@ -9,6 +9,7 @@ clients."""
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -111,7 +112,17 @@ def check_long_lines(d):
         assert answer_of(idle) == TOO_LONG
 
 
+def check_socket_mode():
+    """status_socket_mode is the socket's mode exactly: made so by the umask at bind, not by a
+    chmod of the path afterwards (which a link put there meanwhile would redirect)."""
+    for mode in (0o660, 0o640):
+        with h.server(workers=1, status_socket_mode="0%o" % mode) as s:
+            got = stat.S_IMODE(os.lstat(s.daemon.status_socket).st_mode)
+            assert got == mode, "status socket mode %o, want %o" % (got, mode)
+
+
 def main():
+    check_socket_mode()
     with h.server(workers=1) as s:
         check_broken_syntax(s.daemon)
         check_invalid_configuration(s)

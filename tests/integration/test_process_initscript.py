@@ -80,6 +80,36 @@ def check_actions():
             assert not h.pid_alive(pid) and not os.path.exists(daemon.pid_file)
             assert init(env, "status").returncode == 3
 
+        # The pid file lies in a directory the service's user writes: a pid in it that names no
+        # somirrord (another process, -1 for every process, a link) is never signalled.
+        bystander = subprocess.Popen(["sleep", "60"])
+        try:
+            for text in ("%d\n" % bystander.pid, "junk\n"):
+                with open(daemon.pid_file, "w") as f:
+                    f.write(text)
+                for action in ("status", "stop", "reload", "reopen-logs"):
+                    r = init(env, action)
+                    assert "not running" in r.stdout and bystander.poll() is None, (text, action, r)
+            os.unlink(daemon.pid_file)
+            os.symlink("/proc/self/stat", daemon.pid_file)
+            assert init(env, "status").returncode == 3
+            # -1 (every process) and 1 (init) only in a PID namespace of their own, beside a
+            # sleeper: a mistake there hits nothing else.
+            if os.geteuid() == 0:
+                os.unlink(daemon.pid_file)
+                for text in ("-1", "1"):
+                    for action in ("stop", "reopen-logs"):
+                        r = subprocess.run(
+                            ["unshare", "--fork", "--pid", "--mount-proc", "/bin/sh", "-c",
+                             "sleep 30 & s=$!; echo '%s' > \"$PIDFILE\"; /bin/sh '%s' %s; sleep 0.2; "
+                             "kill -0 $s && echo survived; kill $s" % (text, SCRIPT, action)],
+                            env=env, capture_output=True, text=True, timeout=60)
+                        assert "survived" in r.stdout, (text, action, r)
+        finally:
+            bystander.kill()
+            bystander.wait()
+            os.unlink(daemon.pid_file)
+
 
 def check_user_layout():
     """The sample's layout (/run/somirror, /var/lib/somirror, /var/log/somirror) under a
@@ -148,6 +178,19 @@ def check_user_layout():
             assert "Permission denied" in r.stdout + r.stderr, r
             assert daemon.ctl_json("show info")["generation"] == 1
             stop()
+
+            # A log file that is a link (the user could plant one where it writes) is not
+            # given to it, and the start refuses it.
+            victim = os.path.join(top, "victim")
+            with open(victim, "w") as f:
+                f.write("root's\n")
+            os.rename(log_file, log_file + ".real")
+            os.symlink(victim, log_file)
+            r = init(env, "start")
+            assert r.returncode != 0 and "is a symbolic link: refused" in r.stdout + r.stderr, r
+            assert os.stat(victim).st_uid == 0 and open(victim).read() == "root's\n"
+            os.unlink(log_file)
+            os.rename(log_file + ".real", log_file)
 
             # After a reboot /run is empty: start makes the runtime directory again.
             os.rmdir(run_dir)

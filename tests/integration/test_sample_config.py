@@ -145,7 +145,7 @@ def check_consistency():
     rotate = read(LOGROTATE)
     assert rotate.startswith("#") and re.search(r"(?m)^%s \{" % re.escape(s["log_file"]), rotate), rotate
     assert re.search(r"(?m)^\s+create 0640 %s adm$" % s["user"], rotate), rotate
-    assert "cat %s" % s["pid_file"] in rotate and s["pid_file"] in rotate, rotate
+    assert "head -c 32 %s" % s["pid_file"] in rotate, rotate
     return s, pre
 
 
@@ -179,6 +179,7 @@ def main():
         os.chmod(work, 0o755)   # the dropped user reaches the temporary root through it
         task = harness.program("somirror-task")
         run(task, "keys", "--out", work)
+        check_postrotate_trusts_no_pid(work)
         text = read(SAMPLE)
         text = text.replace("/etc/somirror/app-private.xml", os.path.join(work, "app.xml"))
         text = text.replace("/etc/somirror/vendor.crt", os.path.join(work, "vendor.crt"))
@@ -264,7 +265,7 @@ def main():
             if user:
                 os.fchown(fd, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
             os.close(fd)
-            os.kill(proc.pid, signal.SIGUSR1)
+            run("/bin/sh", "-c", postrotate(root + settings["pid_file"]))
 
             def logged_anew():
                 run(ctl, "-c", config, "pause", "Cust7")
@@ -301,6 +302,43 @@ def main():
             proc.wait(30)
         assert proc.returncode == 0 and not os.path.exists(pid_file) and not os.path.exists(sock)
     print("sample config: ok (%s)" % ("as user %s" % user if user else "no privilege drop: not root"))
+
+
+def postrotate(pid_file):
+    """logrotate's postrotate script, for a pid file at pid_file."""
+    script = re.search(r"(?s)postrotate\n(.*?)\n\s*endscript", read(LOGROTATE)).group(1)
+    return script.replace("/run/somirror/somirrord.pid", pid_file)
+
+
+def survives_in_pid_namespace(pid_text, pid_file, script):
+    """Runs script (as root) in a PID namespace of its own beside a sleeper, with pid_text in
+    pid_file: whether the sleeper survives. A mistake there (kill -1) hits only that namespace."""
+    r = subprocess.run(["unshare", "--fork", "--pid", "--mount-proc", "/bin/sh", "-c",
+                        "sleep 30 & s=$!; echo '%s' > '%s'\n%s\nsleep 0.2; kill -0 $s && echo survived; "
+                        "kill $s" % (pid_text, pid_file, script)],
+                       capture_output=True, text=True, timeout=60)
+    return "survived" in r.stdout
+
+
+def check_postrotate_trusts_no_pid(work):
+    """The pid file lies where the service's user writes: a pid in it that names no somirrord
+    (another process; -1, every process; 1, init) is not signalled by logrotate."""
+    pid_file = os.path.join(work, "planted.pid")
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        for text in ("%d\n" % bystander.pid, "x\n"):
+            with open(pid_file, "w") as f:
+                f.write(text)
+            r = run("/bin/sh", "-c", postrotate(pid_file))
+            assert r.returncode == 0 and bystander.poll() is None, (text, r.stdout)
+    finally:
+        bystander.kill()
+        bystander.wait()
+    if os.geteuid() != 0:
+        print("postrotate with -1 and 1: not checked (unshare needs root)")
+        return
+    for text in ("-1", "1"):
+        assert survives_in_pid_namespace(text, pid_file, postrotate(pid_file)), text
 
 
 def start(config, port, log_file):

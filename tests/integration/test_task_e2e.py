@@ -182,6 +182,20 @@ def main():
             proc = task(check=False)
             assert proc.returncode == 2 and proc.stderr.startswith("usage: "), (proc.returncode, proc.stderr)
 
+            # keys --force replaces what is there rather than write through it: a link planted in
+            # a shared directory does not redirect a key onto another file.
+            shared = os.path.join(work, "shared-keys")
+            os.mkdir(shared)
+            victim = os.path.join(work, "victim")
+            with open(victim, "w") as f:
+                f.write("precious\n")
+            os.symlink(victim, os.path.join(shared, "app.pub"))
+            os.symlink(os.path.join(work, "absent"), os.path.join(shared, "app.xml"))
+            task("keys", "--out", shared, "--force")
+            assert open(victim).read() == "precious\n" and not os.path.exists(os.path.join(work, "absent"))
+            for name in ("app.pub", "app.xml"):
+                assert not os.path.islink(os.path.join(shared, name)), name
+
             # Setup errors exit 2, before any call reaches the receiver.
             unprovisioned = os.path.join(work, "unprovisioned.db")
             task("gen", "--db", unprovisioned, "--scale", "2")

@@ -1,15 +1,18 @@
 /* tests/unit/test_common: the strict base64 core (common/base64: both forms, every shape rule,
- * texts longer than one OpenSSL chunk), the UTF-8 decoder (common/utf8) and arena_adopt
- * (common/arena). */
+ * texts longer than one OpenSSL chunk), the UTF-8 decoder (common/utf8), arena_adopt
+ * (common/arena) and the log file's refusal of links (common/log). */
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "common/arena.h"
 #include "common/base64.h"
+#include "common/log.h"
 #include "common/utf8.h"
 
 /* Encodes bytes in form, checks the text and its length, and decodes it back. */
@@ -242,6 +245,50 @@ START_TEST(test_arena_adopt)
 }
 END_TEST
 
+/* Root opens the log file at start, perhaps in a directory the service's user writes: a link
+ * put there (symbolic, dangling, hard) is refused, and its target neither written nor made. */
+START_TEST(test_log_file_refuses_links)
+{
+    char dir[] = "/tmp/test_common.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256], victim[256], absent[256], err[512];
+    snprintf(path, sizeof(path), "%s/somirrord.log", dir);
+    snprintf(victim, sizeof(victim), "%s/victim", dir);
+    snprintf(absent, sizeof(absent), "%s/absent", dir);
+    FILE *f = fopen(victim, "w");
+    fputs("precious\n", f);
+    fclose(f);
+    ck_assert_int_eq(symlink(victim, path), 0);
+    ck_assert_int_eq(log_open(path, LOG_LVL_INFO, "test_common", err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "a symbolic link is there (refused)"), "%s", err);
+    unlink(path);
+    ck_assert_int_eq(symlink(absent, path), 0);
+    ck_assert_int_eq(log_open(path, LOG_LVL_INFO, "test_common", err, sizeof(err)), -1);
+    ck_assert_int_eq(access(absent, F_OK), -1);
+    unlink(path);
+    ck_assert_int_eq(link(victim, path), 0);
+    ck_assert_int_eq(log_open(path, LOG_LVL_INFO, "test_common", err, sizeof(err)), -1);
+    ck_assert_msg(strstr(err, "other hard links"), "%s", err);
+    unlink(path);
+    /* A plain file is taken, and written to. */
+    ck_assert_int_eq(log_open(path, LOG_LVL_INFO, "test_common", err, sizeof(err)), 0);
+    log_info("a line");
+    log_close();
+    char line[256] = "";
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(line, "a line"));
+    f = fopen(victim, "r");
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    fclose(f);
+    ck_assert_str_eq(line, "precious\n");
+    unlink(path);
+    unlink(victim);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
     Suite *suite = suite_create("common");
@@ -259,6 +306,9 @@ static Suite *common_suite(void)
     TCase *arena = tcase_create("arena");
     tcase_add_test(arena, test_arena_adopt);
     suite_add_tcase(suite, arena);
+    TCase *log = tcase_create("log");
+    tcase_add_test(log, test_log_file_refuses_links);
+    suite_add_tcase(suite, log);
     return suite;
 }
 
