@@ -1,8 +1,14 @@
-/* common/fdio: whole writes to a file descriptor (see fdio.h). Owns no state. */
+/* common/fdio: whole writes to a file descriptor, and what an accept or open error means (see
+ * fdio.h). Owns no state. */
 #include "common/fdio.h"
 
 #include <errno.h>
 #include <unistd.h>
+
+int fd_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
 
 int write_all(int fd, const char *data, size_t len)
 {

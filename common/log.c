@@ -34,6 +34,19 @@ static char tenant[64];
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+int log_repeat_due(struct log_repeat *r, int64_t now_ms, unsigned *unlogged)
+{
+    if (r->logged && now_ms - r->last_ms < LOG_REPEAT_PERIOD_MS) {
+        r->unlogged++;
+        return 0;
+    }
+    *unlogged = r->unlogged;
+    r->unlogged = 0;
+    r->last_ms = now_ms;
+    r->logged = 1;
+    return 1;
+}
+
 int log_level_parse(const char *name)
 {
     for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)

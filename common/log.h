@@ -4,8 +4,9 @@
  * be passed to these functions. */
 #ifndef SOMIRROR_COMMON_LOG_H
 #define SOMIRROR_COMMON_LOG_H
-#include <stddef.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -27,6 +28,19 @@ void log_set_tenant(const char *tenant);
 /* The file descriptor lines are written to (for redirecting a daemon's stderr), or -1. */
 int log_fd(void);
 void log_close(void);
+
+/* A condition that repeats while it lasts (accept failing while descriptors are short): its
+ * first line at once, then at most one per LOG_REPEAT_PERIOD_MS, saying how many it stands for.
+ * Zero-initialise one per condition. */
+#define LOG_REPEAT_PERIOD_MS 60000
+struct log_repeat {
+    int64_t last_ms;
+    unsigned unlogged;
+    int logged;
+};
+/* Whether to log now (now_ms: monotonic); *unlogged gets how many were not logged since the
+ * last line. */
+int log_repeat_due(struct log_repeat *r, int64_t now_ms, unsigned *unlogged);
 
 /* "error" "warn" "info" "debug" -> level; returns -1 for anything else. */
 int log_level_parse(const char *name);

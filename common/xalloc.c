@@ -1,13 +1,16 @@
 /* common/xalloc: allocation wrappers that abort on exhaustion (see xalloc.h). */
 #include "common/xalloc.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+
+/* To the log (stderr until one is opened): a daemon's stderr is /dev/null, and the operator
+ * would otherwise see only a worker killed by SIGABRT. log_write allocates nothing. */
 static void out_of_memory(size_t size)
 {
-    fprintf(stderr, "somirror: out of memory allocating %zu bytes\n", size);
+    log_error("out of memory allocating %zu bytes: aborting", size);
     abort();
 }
 

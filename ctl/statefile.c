@@ -22,6 +22,8 @@
 /* A digest of the pending requests the file was last written with (0: none), so that the file
  * is written again once a worker has carried them out (statefile_refresh). */
 static uint64_t saved_requests;
+/* The last write failed: the file is behind what is in force (a pause too), until one works. */
+static int save_failed;
 
 static uint64_t digest_add(uint64_t h, const void *data, size_t len)
 {
@@ -129,6 +131,7 @@ int statefile_save(const char *path, const struct registry *reg, char *err, size
     } else {
         unlink(tmp.data);
     }
+    save_failed = rc != 0;
     buf_free(&tmp);
     buf_free(&content);
     return rc;
@@ -136,9 +139,14 @@ int statefile_save(const char *path, const struct registry *reg, char *err, size
 
 int statefile_refresh(const char *path, const struct registry *reg, char *err, size_t errlen)
 {
-    if (saved_requests == 0 || requests_digest(reg) == saved_requests)
+    if (!save_failed && (saved_requests == 0 || requests_digest(reg) == saved_requests))
         return 0;
     return statefile_save(path, reg, err, errlen);
+}
+
+int statefile_behind(void)
+{
+    return save_failed;
 }
 
 /* A tenant name of the file's list (or object key) "what": NULL, with a warning, when invalid. */

@@ -13,9 +13,12 @@ struct registry;
  * atomically (temporary file in the same directory, fsync, rename). 0, or -1 with err. */
 int statefile_save(const char *path, const struct registry *reg, char *err, size_t errlen);
 /* Writes the file again if the requests it holds are no longer what is pending (a worker
- * carried them out): the master, once a second. 0 when nothing was to be done or it was
- * written; -1 with err. */
+ * carried them out), or if the last write failed (a full disk: what an operator asked for
+ * then is written once it can be): the master, once a second. 0 when nothing was to be done
+ * or it was written; -1 with err. */
 int statefile_refresh(const char *path, const struct registry *reg, char *err, size_t errlen);
+/* Whether the last write failed, so that the file is behind what is in force. */
+int statefile_behind(void);
 /* Puts the pauses and requests recorded in path into reg. A missing file is no error (nothing
  * is paused or pending); an unreadable or malformed one, or a tenant that does not fit the
  * registry, is -1 with err. Invalid tenant names are skipped with a warning. */

@@ -856,11 +856,12 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     struct master *m = arg;
     char why[512];
     if (m->cfg->state_file) {
+        int behind = statefile_behind();
         int failed = statefile_refresh(m->cfg->state_file, m->reg, why, sizeof(why)) < 0;
         if (failed && !m->state_refresh_failed)
             log_error("operator state not saved (retried every second): %s", why);
-        else if (!failed && m->state_refresh_failed)
-            log_info("operator state saved again");
+        else if (!failed && behind)
+            log_info("operator state saved again in %s", m->cfg->state_file);
         m->state_refresh_failed = failed;
     }
     int64_t now = monotonic_ms();

@@ -13,9 +13,12 @@
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/listener.h>
 
 #include "common/clock.h"
+#include "common/fdio.h"
+#include "common/log.h"
 #include "common/xalloc.h"
 
 #define CLIENT_TIMEOUT_SECONDS 10
@@ -23,10 +26,13 @@
  * much; then the connection is closed anyway (the client may see a reset). */
 #define DRAIN_SECONDS 2
 #define DRAIN_BYTES_MAX (1024 * 1024)
+#define ACCEPT_FAILED_PAUSE_MS 500   /* see accept_failed */
 
 struct status_server {
     char *path;
     struct evconnlistener *listener;
+    struct event *resume;              /* accepting again after a shortage */
+    struct log_repeat accept_errors;
     status_handler handler;
     void *handler_arg;
 };
@@ -160,6 +166,31 @@ static int someone_listens(const struct sockaddr_un *addr)
     return live;
 }
 
+/* Out of descriptors (EMFILE, ENFILE) or memory, accept() fails and the socket stays readable:
+ * libevent would try again at once, for ever, at full CPU. Accepting pauses for
+ * ACCEPT_FAILED_PAUSE_MS instead, as the workers' listeners do, logged at most once a minute. */
+static void accept_failed(struct evconnlistener *listener, void *arg)
+{
+    struct status_server *server = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (!fd_shortage(err))
+        return;   /* the connection's own error: go on */
+    evconnlistener_disable(listener);
+    unsigned unlogged;
+    if (log_repeat_due(&server->accept_errors, monotonic_ms(), &unlogged))
+        log_error("status socket %s: accept: %s; accepting again in %d ms (%u more such pauses since "
+                  "the last line; one line a minute at most)", server->path,
+                  evutil_socket_error_to_string(err), ACCEPT_FAILED_PAUSE_MS, unlogged);
+    struct timeval pause = {0, ACCEPT_FAILED_PAUSE_MS * 1000};
+    evtimer_add(server->resume, &pause);
+}
+
+static void accept_again(evutil_socket_t fd, short what, void *arg)
+{
+    struct status_server *server = arg;
+    evconnlistener_enable(server->listener);
+}
+
 struct status_server *status_open(struct event_base *base, const char *path, int mode,
                                   status_handler handler, void *arg, char *err, size_t errlen)
 {
@@ -202,15 +233,23 @@ struct status_server *status_open(struct event_base *base, const char *path, int
         return NULL;
     }
     struct status_server *server = xcalloc(1, sizeof(*server));
+    server->path = xstrdup(path);
+    server->resume = evtimer_new(base, accept_again, server);
     server->listener = evconnlistener_new(base, client_accepted, server, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-    if (!server->listener) {
+    if (!server->listener || !server->resume) {
         snprintf(err, errlen, "status socket %s: cannot listen", path);
-        close(fd);
+        if (server->listener)
+            evconnlistener_free(server->listener);
+        else
+            close(fd);
+        if (server->resume)
+            event_free(server->resume);
         unlink(path);
+        free(server->path);
         free(server);
         return NULL;
     }
-    server->path = xstrdup(path);
+    evconnlistener_set_error_cb(server->listener, accept_failed);
     server->handler = handler;
     server->handler_arg = arg;
     return server;
@@ -226,6 +265,7 @@ void status_close(struct status_server *server)
     if (!server)
         return;
     evconnlistener_free(server->listener);
+    event_free(server->resume);
     unlink(server->path);
     free(server->path);
     free(server);

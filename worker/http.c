@@ -50,6 +50,7 @@
 #include <openssl/ssl.h>
 
 #include "common/clock.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "worker/linger.h"
@@ -81,6 +82,7 @@ struct listener_http {
     struct evhttp_bound_socket *bound;    /* NULL once draining */
     SSL_CTX *ssl;                          /* NULL for plain HTTP */
     struct event *resume;                  /* accepting again after one connection */
+    struct log_repeat accept_errors;       /* see accept_failed */
 };
 
 struct pending_call {
@@ -472,11 +474,11 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
 /* accept() failed and libevent gave up for this turn. Out of descriptors (EMFILE, ENFILE) or
  * memory, the socket stays readable, so libevent would try again at once, for ever, at full
  * CPU: accepting pauses for ACCEPT_FAILED_PAUSE_MS instead (or until a connection closes), as
- * nginx does, and it is logged once per pause. Other errors are the connection's own. */
+ * nginx does, and it is logged at most once a minute. Other errors are the connection's own. */
 static void accept_failed(struct evconnlistener *listener, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+    if (!fd_shortage(err))
         return;   /* a connection's own error (accept(2): EPROTO, ENETDOWN, EPERM...): go on */
     /* arg is evhttp's own (the struct evhttp): the listener is found by it. */
     struct listener_http *lh = NULL;
@@ -486,8 +488,11 @@ static void accept_failed(struct evconnlistener *listener, void *arg)
     if (!lh)
         return;
     evconnlistener_disable(listener);
-    log_error("listen %s: accept: %s; accepting again in %d ms", lh->address,
-              evutil_socket_error_to_string(err), ACCEPT_FAILED_PAUSE_MS);
+    unsigned unlogged;
+    if (log_repeat_due(&lh->accept_errors, monotonic_ms(), &unlogged))
+        log_error("listen %s: accept: %s; accepting again in %d ms (%u more such pauses since the "
+                  "last line; one line a minute at most)", lh->address,
+                  evutil_socket_error_to_string(err), ACCEPT_FAILED_PAUSE_MS, unlogged);
     struct timeval pause = {0, ACCEPT_FAILED_PAUSE_MS * 1000};
     evtimer_add(lh->resume, &pause);
 }

@@ -289,6 +289,12 @@ def _is_somirrord(pid):
         return False
 
 
+def cpu_seconds(pid):
+    """User and system CPU the process has used."""
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:

@@ -121,8 +121,41 @@ def check_socket_mode():
             assert got == mode, "status socket mode %o, want %o" % (got, mode)
 
 
+def check_out_of_descriptors():
+    """The master out of descriptors while status clients pile up: accepting pauses (no loop at
+    full CPU on the readable socket, no flood of lines), and the socket answers again once
+    clients leave."""
+    with h.server(workers=1, start=False) as s:
+        d = s.daemon
+        limited = os.path.join(s.dir, "somirrord-48-fds")
+        with open(limited, "w") as f:
+            f.write("#!/bin/sh\nexec prlimit --nofile=48:48 %s \"$@\"\n" % d.binary)
+        os.chmod(limited, 0o755)
+        d.binary = limited
+        d.start()
+        clients = []
+        try:
+            for _ in range(60):
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                c.connect(d.status_socket)
+                clients.append(c)
+            h.wait_until(lambda: "status socket %s: accept: Too many open files" % d.status_socket in d.log(),
+                         5, what="the accept failure's line")
+            before = h.cpu_seconds(d.pid)
+            time.sleep(2)
+            used = h.cpu_seconds(d.pid) - before
+            assert used < 0.5, "the master used %.2f s of CPU in 2 s out of descriptors" % used
+            assert d.log().count("accept: Too many open files") == 1, d.log()[-2000:]
+        finally:
+            for c in clients:
+                c.close()
+        h.wait_until(lambda: ctl("-s", d.status_socket, "show", "info").returncode == 0, 10,
+                     what="the status socket to answer again")
+
+
 def main():
     check_socket_mode()
+    check_out_of_descriptors()
     with h.server(workers=1) as s:
         check_broken_syntax(s.daemon)
         check_invalid_configuration(s)

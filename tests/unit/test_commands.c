@@ -678,6 +678,28 @@ START_TEST(test_requests_statefile)
     expect_error("reset Cust3", 11, "state file was not written");
     ck_assert_int_eq(reg_tenant_find(reg, "Cust3", 0, &idx, NULL), 0);
     ck_assert_int_eq(reg_tenant_pending(reg, idx, &r), 1);
+    /* A write that failed (the directory missing, a full disk) is made again by the next
+     * refresh once it can be: the pause and the request are in the file then. */
+    char later[600];
+    snprintf(later, sizeof(later), "%s/later", state_dir);
+    char later_file[700];
+    snprintf(later_file, sizeof(later_file), "%s/somirrord.state", later);
+    ctx.state_file = later_file;
+    expect_error("pause Cust2", 11, "state file was not written");
+    ck_assert_int_eq(statefile_behind(), 1);
+    ck_assert_int_eq(statefile_refresh(later_file, reg, err, sizeof(err)), -1);
+    ck_assert_int_eq(mkdir(later, 0700), 0);
+    ck_assert_int_eq(statefile_refresh(later_file, reg, err, sizeof(err)), 0);
+    ck_assert_int_eq(statefile_behind(), 0);
+    json_error_t jerr;
+    state = json_load_file(later_file, 0, &jerr);
+    ck_assert_ptr_nonnull(state);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(state, "paused"), 0)), "Cust2");
+    ck_assert_int_eq(json_array_size(json_object_get(state, "reset")), 1);   /* Cust3's, above */
+    json_decref(state);
+    free(run_ok("resume Cust2"));
+    unlink(later_file);
+    rmdir(later);
     /* No state file at all: the answers say that a restart forgets. */
     ctx.state_file = NULL;
     const char *unsaved[] = {"reset Cust3", "resync Cust3 all", "resync Cust3 person", "pause Cust3"};
