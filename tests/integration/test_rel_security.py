@@ -140,16 +140,23 @@ def check_user_drop():
                 d.wait_log(r"configuration reloaded: generation 2")
                 R.check(d.stop() == 0, "somirrord as %s did not stop cleanly" % USER)
                 R.check(not os.path.exists(d.pid_file), "the pid file is left behind")
-                # A log path that is a link to a file of root's: the file is not handed over.
+                # A log path that is a link to a file of root's (the user could plant one in a
+                # directory it writes): the start refuses it; the file is neither written nor
+                # handed over.
                 precious = os.path.join(top, "precious")
                 with open(precious, "w") as f:
                     f.write("root's\n")
                 os.chmod(precious, 0o600)
                 os.remove(d.log_path)
                 os.symlink(precious, d.log_path)
-                d.start(timeout=20)
+                try:
+                    d.start(timeout=20)
+                    R.check(False, "somirrord started with its log file a link")
+                except AssertionError as e:
+                    R.check("a symbolic link is there (refused)" in str(e), str(e)[-600:])
                 R.check(os.stat(precious).st_uid == 0, "a linked log target was given to %s" % USER)
-                R.check(d.stop() == 0, "somirrord as %s did not stop cleanly" % USER)
+                with open(precious) as f:
+                    R.check(f.read() == "root's\n", "a linked log target was written")
     finally:
         if created:
             subprocess.run(["userdel", USER], capture_output=True)
