@@ -628,8 +628,9 @@ int soap_parse_request_told(const char *body, size_t len, const char *soapaction
                                &b.rows, &b.values, &b.summary};
     for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
         soap_vec_free(vecs[i]);
-    if (rc < 0) {
-        fault_set(env_fault, FAULT_MALFORMED_REQUEST, "%s", res.env_error);
+    if (rc < 0) {   /* libxml2 out of memory is the receiver's trouble: a retry may pass */
+        fault_set(env_fault, res.out_of_memory ? FAULT_INTERNAL : FAULT_MALFORMED_REQUEST, "%s",
+                  res.env_error);
         return -1;
     }
     if (rc == 1)

@@ -193,7 +193,15 @@ static void on_xml_error(void *arg, xml_error_ptr error)
     struct soap_xml *x = arg;
     if (error->level < XML_ERR_ERROR || x->stopped)
         return;
-    const char *msg = error->message ? error->message : "not well-formed";
+    /* libxml2 2.9 reports running out of memory as XML_ERR_NO_MEMORY, or, when it cannot even
+     * format the message, as whatever error comes next with none. */
+    if (error->code == XML_ERR_NO_MEMORY || !error->message ||
+        (x->parser && x->parser->errNo == XML_ERR_NO_MEMORY)) {
+        x->res->out_of_memory = 1;
+        env_fail(x, "out of memory reading the document");
+        return;
+    }
+    const char *msg = error->message;
     size_t len = strlen(msg);
     while (len > 0 && soap_xml_is_space(msg[len - 1]))
         len--;
@@ -656,15 +664,14 @@ int soap_xml_parse(const char *doc, size_t len, const struct soap_xml_ops *ops, 
     /* The whole body is in memory already (the HTTP layer read it), so libxml2's pull parser
      * reads it in one go: a fifth faster than feeding its push parser in chunks, for a copy
      * of the body (memory stays bounded by the largest request). */
-    x.parser = xmlCreateMemoryParserCtxt(doc, (int)len);
-    if (!x.parser) {
-        env_fail(&x, "cannot read the document");
-        return -1;
-    }
-    xmlSAXHandler *sax = xmlMalloc(sizeof(*sax));   /* freed with the parser, as its own was */
+    x.parser = xmlCreateMemoryParserCtxt(doc, (int)len);   /* NULL: out of memory (len > 0) */
+    xmlSAXHandler *sax = x.parser ? xmlMalloc(sizeof(*sax)) : NULL;   /* freed with the parser */
     if (!sax) {
-        xmlFreeParserCtxt(x.parser);
-        env_fail(&x, "cannot read the document");
+        if (x.parser)
+            xmlFreeParserCtxt(x.parser);
+        x.parser = NULL;
+        res->out_of_memory = 1;
+        env_fail(&x, "out of memory reading the document");
         return -1;
     }
     *sax = sax_handler;

@@ -59,6 +59,7 @@ struct soap_xml_ops {
 
 struct soap_xml_result {
     char env_error[512];     /* not XML, refused XML, or not a SOAP 1.1 envelope; "" if none */
+    int out_of_memory;       /* env_error is libxml2 running out of memory, not the document */
     char shape_error[1024];  /* the first shape error, with its location; "" if none */
     size_t nbody;            /* elements in Body */
 };

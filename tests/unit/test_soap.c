@@ -14,6 +14,8 @@
 #include "proto/soap.h"
 #include "proto/soap_xml.h"
 
+#include <libxml/xmlmemory.h>
+
 #define ENV_OPEN "<s:Envelope xmlns:s=\"" SOAP_ENV_NS "\">"
 #define ENV_CLOSE "</s:Envelope>"
 #define TOKEN_HEADER \
@@ -995,6 +997,55 @@ START_TEST(test_attributes_bounded)
 }
 END_TEST
 
+/* libxml2 running out of memory is the receiver's trouble, not the sender's: whichever of
+ * libxml2's allocations fails, the call is an Internal fault (s:Server, retryable), never a
+ * MalformedRequest that a sender would not retry. libxml2's allocator is swapped for one that
+ * fails from its n-th call on, for every n until the parse needs fewer. */
+static long allocations_left;
+
+static void *failing_malloc(size_t size)
+{
+    return allocations_left-- > 0 ? malloc(size) : NULL;
+}
+
+static void *failing_realloc(void *p, size_t size)
+{
+    return allocations_left-- > 0 ? realloc(p, size) : NULL;
+}
+
+static char *failing_strdup(const char *text)
+{
+    return allocations_left-- > 0 ? strdup(text) : NULL;
+}
+
+START_TEST(test_out_of_memory_is_internal)
+{
+    xmlMemSetup(free, failing_malloc, failing_realloc, failing_strdup);
+    const char *body = "<RowDataRequest " NSA "><Batches><Batch><Table>contact</Table><Columns>"
+                       "<Name>id</Name><Name>name</Name></Columns><Rows><Row op=\"I\" lsn=\"5\">"
+                       "<V>1</V><V>M\xc3\xbcller &amp; S\xc3\xb6hne</V></Row></Rows><Lsn>5</Lsn>"
+                       "</Batch></Batches></RowDataRequest>";
+    int failures = 0, n;
+    for (n = 0; n < 2000; n++) {
+        allocations_left = n;
+        arena_free(&arena);
+        arena_init(&arena);
+        int rc = parse_body(body, ACTION("RowData"));
+        if (allocations_left >= 0)
+            break;   /* nothing failed: the parse is whole */
+        failures++;
+        ck_assert_msg(rc == -1 && env_fault.code == FAULT_INTERNAL,
+                      "allocation %d failed: rc %d, fault %s: %s", n, rc,
+                      fault_code_name(env_fault.code), env_fault.message);
+    }
+    allocations_left = 1L << 40;
+    xmlMemSetup(free, malloc, realloc, strdup);
+    ck_assert_int_lt(n, 2000);
+    ck_assert_int_gt(failures, 5);
+    assert_ok(parse_body(body, ACTION("RowData")));
+}
+END_TEST
+
 static Suite *soap_suite(void)
 {
     Suite *s = suite_create("soap");
@@ -1048,6 +1099,7 @@ static Suite *soap_suite(void)
     tcase_add_test(tc, test_fault_code_from_name);
     tcase_add_test(tc, test_bad_responses);
     tcase_add_test(tc, test_attributes_bounded);
+    tcase_add_test(tc, test_out_of_memory_is_internal);
     suite_add_tcase(s, tc);
     return s;
 }
