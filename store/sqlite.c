@@ -107,10 +107,25 @@ struct sqlite_conn {
 
 /* ---- errors and SQL text ---- */
 
+/* The system's reason behind a failed open or I/O of db, as " (Too many open files)"; "" when
+ * the error was not one (sqlite3_system_errno keeps the last system error, of any age). */
+static const char *system_reason(sqlite3 *db, char *out, size_t outlen)
+{
+    int code = db ? sqlite3_errcode(db) & 0xff : 0;
+    int sys = code == SQLITE_CANTOPEN || code == SQLITE_IOERR || code == SQLITE_FULL
+                  ? sqlite3_system_errno(db) : 0;
+    if (sys)
+        snprintf(out, outlen, " (%s)", strerror(sys));
+    else
+        out[0] = '\0';
+    return out;
+}
+
 static int db_fail(sqlite3 *db, struct fault *f, const char *what)
 {
-    fault_set(f, FAULT_STORAGE_ERROR, "sqlite: %s: %s", what,
-              db ? sqlite3_errmsg(db) : "out of memory");
+    char reason[128];
+    fault_set(f, FAULT_STORAGE_ERROR, "sqlite: %s: %s%s", what,
+              db ? sqlite3_errmsg(db) : "out of memory", system_reason(db, reason, sizeof(reason)));
     return -1;
 }
 
@@ -129,7 +144,9 @@ static int exec_sql(struct sqlite_conn *c, const char *sql, const char *what, st
     char *msg = NULL;
     if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) == SQLITE_OK)
         return 0;
-    fault_set(f, FAULT_STORAGE_ERROR, "sqlite: %s: %s", what, msg ? msg : "failed");
+    char reason[128];
+    fault_set(f, FAULT_STORAGE_ERROR, "sqlite: %s: %s%s", what, msg ? msg : "failed",
+              system_reason(c->db, reason, sizeof(reason)));
     sqlite3_free(msg);
     return -1;
 }
@@ -431,10 +448,10 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
     if (sqlite3_open_v2(c->path, &c->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        int sys = c->db ? sqlite3_system_errno(c->db) : 0;   /* the OS's reason, if it was one */
-        fault_set(f, FAULT_STORAGE_ERROR, "sqlite: open %s: %s%s%s%s", c->path,
-                  c->db ? sqlite3_errmsg(c->db) : "out of memory", sys ? " (" : "", sys ? strerror(sys) : "",
-                  sys ? ")" : "");
+        char reason[128];
+        fault_set(f, FAULT_STORAGE_ERROR, "sqlite: open %s: %s%s", c->path,
+                  c->db ? sqlite3_errmsg(c->db) : "out of memory",
+                  system_reason(c->db, reason, sizeof(reason)));
         conn_disconnect(c);
         return -1;
     }

@@ -6,6 +6,7 @@
  * (hooks.table_sql, store_run_table_script) run outside any call's transaction. */
 #include "store/store.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
@@ -197,7 +199,18 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
         tenant_close(store, least_recently_used(store));
     void *conn = NULL;
     store->backend_used_ms = monotonic_ms();
+    errno = 0;
     int rc = store->driver->tenant_open(store->backend, tenant, dbname, &conn, f);
+    /* Out of descriptors (a low limit: each SQLite mirror holds three) while other mirrors
+     * are open: the least recently used one gives its up and the open is tried once more,
+     * rather than fail every new tenant until the idle sweep (or for ever, without one). */
+    if (rc != 0 && fd_shortage(errno) && store->nopen > 0) {
+        log_warn("out of descriptors opening the mirror of %s (%s): closing that of %s, the least "
+                 "recently used", tenant, strerror(errno), least_recently_used(store)->tenant);
+        tenant_close(store, least_recently_used(store));
+        fault_clear(f);
+        rc = store->driver->tenant_open(store->backend, tenant, dbname, &conn, f);
+    }
     free(dbname);
     if (rc != 0)
         return NULL;

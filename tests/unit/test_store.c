@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1344,6 +1345,40 @@ START_TEST(test_tenant_cache_bounded)
 }
 END_TEST
 
+/* Out of descriptors with mirrors open (SQLite: three each), a new tenant's mirror is opened
+ * all the same: the least recently used one gives its up, rather than every new tenant failing
+ * until the idle sweep. The process's limit is lowered to what it holds plus a few. */
+START_TEST(sqlite_tenants_out_of_descriptors)
+{
+    char err[256];
+    struct store *s = store_new(&cfg, err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+    long held = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        held += fcntl(fd, F_GETFD) != -1;
+    struct rlimit before, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &before), 0);
+    low = before;
+    low.rlim_cur = (rlim_t)held + 8;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    char names[8][80];
+    int opened = 0;
+    for (int i = 0; i < 8; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s_fd%d", tenant_name, i);
+        struct store_tenant *t = store_tenant(s, names[i], &fault);
+        struct table_meta *meta;
+        size_t n;
+        if (t && store_list_tables(t, &arena, &meta, &n, &fault) == 0)
+            opened++;
+        else
+            break;
+    }
+    setrlimit(RLIMIT_NOFILE, &before);
+    ck_assert_msg(opened == 8, "tenant %d: %s", opened, fault.message);
+    store_free(s);
+}
+END_TEST
+
 /* The sessions this process's stores hold on the current tenant's mirror (SQLite: open
  * descriptors of its file), and on the server's own database (PostgreSQL's admin connection;
  * 0 for the others). */
@@ -2166,6 +2201,7 @@ static Suite *store_suite(void)
         tcase_add_checked_fixture(sq, setup, teardown);
         tcase_set_timeout(sq, 60);
         tcase_add_test(sq, sqlite_file_mode_and_metadata);
+        tcase_add_test(sq, sqlite_tenants_out_of_descriptors);
         tcase_add_test(sq, sqlite_values_read_back_exactly);
         tcase_add_test(sq, sqlite_rebuild_keeps_one_of_two_cases);
         tcase_add_test(sq, sqlite_defaults_translated);
