@@ -907,6 +907,16 @@ static void require_for_driver(struct loader *ld, const char *value, const char 
                   driver_names[ld->cfg->driver]);
 }
 
+const char *cfg_secret_exposed(const char *path, char *out, size_t outlen)
+{
+    struct stat st;
+    out[0] = '\0';
+    if (path && stat(path, &st) == 0 && (st.st_mode & S_IROTH))
+        snprintf(out, outlen, "%s is readable by every user (mode %04o); 0600, or 0640 with the "
+                 "group somirrord runs as, is enough", path, (unsigned)(st.st_mode & 07777));
+    return out;
+}
+
 /* Reads password_file (one line; the trailing newline cut) into *password. */
 static void read_password(struct loader *ld, const char *section, const char *password_file,
                           char **password, bool required)
@@ -931,6 +941,10 @@ static void read_password(struct loader *ld, const char *section, const char *pa
                 report(ld, &at, "%s holds no password on its first line", password_file);
             else
                 *password = xstrdup(text);
+            char exposed[PATH_MAX + 128];
+            if (*cfg_secret_exposed(password_file, exposed, sizeof(exposed)))
+                log_warn("%s:%zu:%zu: %s: %s", ld->path, (size_t)at.mark.line + 1,
+                         (size_t)at.mark.column + 1, file_key, exposed);
         }
         explicit_bzero(text, sizeof(text));
         if (f)

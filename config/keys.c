@@ -482,6 +482,8 @@ struct keyring *keys_load(const struct config *cfg, struct cfg_errors *errs)
         cfg_errors_add(errs, "%s: application.private_key: %s", where, err);
     else if (warning[0])
         log_warn("%s: application.private_key: %s", where, warning);
+    if (ring->app_key && *cfg_secret_exposed(cfg->app_private_key, warning, sizeof(warning)))
+        log_warn("%s: application.private_key: %s", where, warning);
     ring->certs = xcalloc(cfg->vendor_certificates.n ? cfg->vendor_certificates.n : 1, sizeof(*ring->certs));
     for (size_t i = 0; i < cfg->vendor_certificates.n; i++) {
         struct vendor_cert *cert = &ring->certs[ring->ncerts];

@@ -3,6 +3,7 @@
 #include "worker/tls.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,9 @@ static int use_key(SSL_CTX *ctx, const struct cfg_listen *where, char *why, size
     BIO *bio = read_key(where->tls_key, why, whylen);
     if (!bio)
         return -1;
+    char exposed[PATH_MAX + 128];
+    if (*cfg_secret_exposed(where->tls_key, exposed, sizeof(exposed)))
+        log_warn("listen %s: tls key %s", where->address, exposed);
     char *text = NULL;
     long len = BIO_get_mem_data(bio, &text);
     int encrypted = len > 0 && memmem(text, (size_t)len, "ENCRYPTED", 9) != NULL;

@@ -95,10 +95,39 @@ def check_test_mode(s):
     assert re.search(r"short\.yaml:\d+:\d+: vendor\.certificates\[1\]: .*the key has only 1024 bits", r.stderr), r
     assert "vendor.certificates[0]" not in r.stderr, r
     check_mirror_directory_as_user(s)
+    check_secrets_readable_by_everyone(s)
     missing = run("-t", "-c", os.path.join(s.dir, "absent.yaml"))
     assert missing.returncode == 1 and missing.stderr, missing
     assert run("-v").stdout.startswith("somirrord "), run("-v")
     assert run("-x").returncode == 2
+
+
+def check_secrets_readable_by_everyone(s):
+    """A private key or a password file every user may read: a warning naming it and its mode,
+    as ssh gives for an unprotected key; configuration ok all the same."""
+    exposed_key = os.path.join(s.dir, "exposed-app.pem")
+    shutil.copy(s.keys.app_key_pem, exposed_key)
+    os.chmod(exposed_key, 0o644)
+    password = os.path.join(s.dir, "exposed.pass")
+    with open(password, "w") as f:
+        f.write("secret\n")
+    os.chmod(password, 0o644)
+    path = os.path.join(s.dir, "exposed.yaml")
+    with open(path, "w") as f:
+        cfg = h.read_config(s.config)
+        h._set_dotted(cfg, "application.private_key", exposed_key)
+        cfg["store"] = {"driver": "postgresql", "postgresql": {"conninfo": "host=/nonexistent",
+                                                               "password_file": password}}
+        f.write(h.json.dumps(cfg))
+    r = run("-t", "-c", path)
+    assert r.returncode == 0 and "configuration ok" in r.stdout, r
+    for what, file in (("application.private_key", exposed_key), ("store.postgresql.password_file", password)):
+        assert re.search(r"warn .*%s: %s is readable by every user \(mode 0644\)" % (re.escape(what), re.escape(file)),
+                         r.stderr), (what, r.stderr)
+    os.chmod(exposed_key, 0o640)
+    os.chmod(password, 0o600)
+    r = run("-t", "-c", path)
+    assert r.returncode == 0 and "readable by every user" not in r.stderr, r
 
 
 def check_mirror_directory_as_user(s):

@@ -446,9 +446,12 @@ def main():
         cert2, key2 = harness.make_tls_pair(env.dir, "second")
         shutil.copy(cert2, live_cert)
         shutil.copy(key2, live_key)
+        os.chmod(live_key, 0o644)   # every user may read it: served, with a warning
         env.daemon.signal(signal.SIGHUP)
         harness.wait_until(lambda: peer_fingerprint(secure)[1] == cert_fingerprint(cert2), 15,
                            what="the renewed certificate in service")
+        env.daemon.wait_log(r"warn .*listen 127\.0\.0\.1:%d: tls key %s is readable by every user "
+                            r"\(mode 0644\)" % (secure, re.escape(live_key)))
         assert peer_fingerprint(secure)[0] == 200
         check_slow_handshake_across_drain(secure, env.daemon)
         check_files_read_by_the_master_only(env, secure, live_cert, live_key, cert_fingerprint(cert2))
