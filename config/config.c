@@ -603,6 +603,8 @@ static const struct key_spec store_keys[] = {
 static const struct key_spec limits_keys[] = {
     {.name = "max_request_bytes", .kind = KEY_SCALAR, CFG(max_request_bytes), .fallback = "64MiB",
      .convert = to_size, .min = 4096, .max = 1LL << 40},
+    {.name = "arriving_request_bytes", .kind = KEY_SCALAR, CFG(arriving_request_bytes),
+     .fallback = "256MiB", .convert = to_size, .min = 4096, .max = 1LL << 40},
     DURATION_KEY("request_timeout", request_timeout, "300", 1, 86400),
     DURATION_KEY("header_timeout", header_timeout, "30", 1, 3600),
     DURATION_KEY("keepalive_timeout", keepalive_timeout, "120", 0, 86400),

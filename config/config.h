@@ -87,6 +87,7 @@ struct config {
     int store_idle_timeout;          /* seconds a tenant's mirror stays open unused, default 60; 0: ever */
 
     size_t max_request_bytes;        /* default 64 MiB */
+    size_t arriving_request_bytes;   /* per worker, of requests still arriving; default 256 MiB */
     int request_timeout;             /* seconds, default 300 */
     int header_timeout;              /* seconds, default 30 */
     int keepalive_timeout;           /* seconds, default 120 */

@@ -118,6 +118,9 @@ struct conn {
     char peer[96];                         /* the client's address, for the log */
     size_t line_len;                       /* header scan: bytes of the current line so far */
     unsigned char last;                    /* and the latest of them */
+    size_t counted;                        /* its input, as counted in http->arriving */
+    struct conn *held_prev, *held_next;    /* in http->held: reading paused (see hold) */
+    int held;
 };
 
 struct wrk_http {
@@ -132,6 +135,8 @@ struct wrk_http {
     size_t by_fd_len;
     struct lingerer *lingerer;      /* sockets closed after an answer to a request not read whole */
     uint32_t connections;           /* open ones (struct conn alive), published in the registry */
+    size_t arriving;                /* bytes in the connections' input buffers (see hold) */
+    struct conn *held;              /* connections whose reading waits for arriving to drop */
     struct event *drain_check;
     int admitted;                   /* the master let its generation accept (wrk_http_admit) */
     int draining;
@@ -174,8 +179,77 @@ static void resume_paused_listeners(struct wrk_http *http)
     }
 }
 
+/* ---- the bytes of requests still arriving, all connections together ----
+ *
+ * evhttp keeps a request's body in the connection's input buffer until the whole of it is in
+ * (and input_high_water bounds that to one request's worth), but nothing bounded the sum over
+ * connections: a dozen clients sending bodies near limits.max_request_bytes, their last byte
+ * withheld, held gigabytes in one worker before any token was checked (and glibc kept it after).
+ * Once the other connections' input reaches limits.arriving_request_bytes, a connection's
+ * reading is paused (its read watermark set to what it holds, so libevent stops) until theirs
+ * drops below it again: a call dispatched, a connection closed. A lone request is never held,
+ * so the sum stays below the budget plus one request, and every body can complete. */
+
+/* Reading stops at what the input holds (libevent reads only below the high watermark). It
+ * resumes by itself as soon as the input shrinks (evhttp taking the headers), so a held
+ * connection's watermark follows its input (count_arriving). */
+static void stop_reading_at(struct conn *c, size_t len)
+{
+    bufferevent_setwatermark(c->bev, EV_READ, 0, len ? len : 1);
+}
+
+static void hold(struct conn *c)
+{
+    struct wrk_http *http = c->http;
+    stop_reading_at(c, evbuffer_get_length(bufferevent_get_input(c->bev)));
+    c->held = 1;
+    c->held_prev = NULL;
+    c->held_next = http->held;
+    if (http->held)
+        http->held->held_prev = c;
+    http->held = c;
+}
+
+static void unhold(struct conn *c)
+{
+    struct wrk_http *http = c->http;
+    if (c->held_prev)
+        c->held_prev->held_next = c->held_next;
+    else
+        http->held = c->held_next;
+    if (c->held_next)
+        c->held_next->held_prev = c->held_prev;
+    c->held = 0;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, input_high_water(http->params->cfg));
+}
+
+/* c's input is len bytes now: the sum follows, c is held if the others fill the budget, and
+ * held connections go on once they do not. */
+static void count_arriving(struct conn *c, size_t len)
+{
+    struct wrk_http *http = c->http;
+    size_t budget = http->params->cfg->arriving_request_bytes;
+    int dropped = len < c->counted;
+    http->arriving = http->arriving - c->counted + len;
+    c->counted = len;
+    if (c->held)
+        stop_reading_at(c, len);
+    else if (len > 0 && http->arriving - len >= budget)
+        hold(c);
+    if (!dropped)
+        return;
+    for (struct conn *h = http->held, *next; h; h = next) {
+        next = h->held_next;
+        if (http->arriving - h->counted < budget)
+            unhold(h);
+    }
+}
+
 static void conn_free(struct conn *c)
 {
+    if (c->held)
+        unhold(c);
+    count_arriving(c, 0);
     connections_changed(c->http, -1);
     resume_paused_listeners(c->http);
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
@@ -417,7 +491,7 @@ static void request_done(struct evhttp_request *req, void *arg)
 static void read_ahead(struct conn *c, struct evbuffer *input)
 {
     size_t total = 0;
-    while (total < READ_AHEAD_MAX) {
+    while (total < READ_AHEAD_MAX && !c->held) {
         int ready = 0;
         if (ioctl(c->fd, FIONREAD, &ready) < 0 || ready <= 0)
             return;
@@ -443,12 +517,13 @@ static void read_ahead(struct conn *c, struct evbuffer *input)
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *c = arg;
+    count_arriving(c, evbuffer_get_length(input));
     if (info->n_deleted && !c->plain)
         resume_tls_reading(c);
     if (info->n_added == 0)
         return;
     c->http->last_input_ms = monotonic_ms();
-    if (c->phase == CONN_BODY && c->plain && !c->reading_ahead) {
+    if (c->phase == CONN_BODY && c->plain && !c->reading_ahead && !c->held) {
         c->reading_ahead = 1;
         read_ahead(c, input);
         c->reading_ahead = 0;

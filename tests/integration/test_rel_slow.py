@@ -295,6 +295,44 @@ def check_flooding_clients_bounded(env):
     PL.ok_states(p.rows([R.item_batch(5, 1, lsn=1)]), "a call after the floods")
 
 
+def check_withheld_bodies_bounded():
+    """Bodies sent by many clients at once, each with its last bytes withheld (before any token
+    is checked), take no more than limits.arriving_request_bytes (8 MiB here) plus one request
+    (16 MiB) in a worker, not a body's worth per connection: of 12 connections offering 15 MB
+    each, one gets its 15 MB in and the others wait (all of it, 180 MB, before). Its own
+    somirrord, one worker, with the default request_timeout, so that no connection is closed
+    meanwhile; closed, the next call is served."""
+    with H.server(workers=1, **{"limits.max_request_bytes": "16MiB",
+                                "limits.arriving_request_bytes": "8MiB"}) as env:
+        d = env.daemon
+        measure_rss = not os.environ.get("SOMIRROR_SANITIZERS")
+        before = R.rss_kib(d.worker_pids()[0])
+        socks, sent = [], 0
+        chunk = b"x" * 262144
+        try:
+            for _ in range(12):
+                s = socket.create_connection(("127.0.0.1", d.port), timeout=1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+                socks.append(s)
+                s.sendall(R.post_head(d.port, 16000000))
+                try:
+                    for _ in range(15000000 // len(chunk)):
+                        s.sendall(chunk)
+                        sent += len(chunk)
+                except OSError:
+                    pass   # held: the worker reads no more of it
+            grown = R.rss_kib(d.worker_pids()[0]) - before
+        finally:
+            for s in socks:
+                s.close()
+        R.check(sent < 40 * 1000000, "withheld bodies: %d MB taken by the worker" % (sent // 1000000))
+        if measure_rss:
+            R.check(grown < 48 * 1024, "withheld bodies: the worker's RSS grew %d KiB" % grown)
+        p = PL.P(env, "after_withheld")
+        p.setup([R.TABLE])
+        PL.ok_states(p.rows([R.item_batch(5, 1, lsn=1)]), "a call after the withheld bodies")
+
+
 def check_disconnect_mid_body(env):
     d = env.daemon
     p = PL.P(env, "disconnect_mid_body")
@@ -363,6 +401,7 @@ def main():
                       ("out of file descriptors", lambda: check_out_of_descriptors(env)),
                       ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),
                       ("flooding clients take bounded memory", lambda: check_flooding_clients_bounded(env)),
+                      ("withheld bodies take bounded memory", check_withheld_bodies_bounded),
                       ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env)),
                       ("a call whose client has gone is not run", lambda: check_gone_client_not_run(env))])
 

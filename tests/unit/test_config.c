@@ -133,6 +133,7 @@ START_TEST(test_defaults)
     ck_assert_ptr_null(cfg->mssql.schema);
     ck_assert_ptr_null(cfg->postgresql.conninfo);
     ck_assert_uint_eq(cfg->max_request_bytes, 64u * 1024 * 1024);
+    ck_assert_uint_eq(cfg->arriving_request_bytes, 256u * 1024 * 1024);
     ck_assert_int_eq(cfg->request_timeout, 300);
     ck_assert_int_eq(cfg->header_timeout, 30);
     ck_assert_int_eq(cfg->keepalive_timeout, 120);
@@ -191,7 +192,8 @@ START_TEST(test_all_keys)
              "  database_name: \"{tenant}_db\"\n"
              "  mssql: { server: 'sql\\inst', user: sa, password_file: %s, schema: m1, encrypt: require,\n"
              "           login_timeout: 20s, query_timeout: 0, tds_version: \"7.3\" }\n"
-             "limits: { max_request_bytes: 1 GiB, request_timeout: 1h, header_timeout: 10, keepalive_timeout: 0 }\n"
+             "limits: { max_request_bytes: 1 GiB, arriving_request_bytes: 2GiB, request_timeout: 1h, header_timeout: 10,\n"
+             "          keepalive_timeout: 0 }\n"
              "shutdown_timeout: 90s\n"
              "hooks: { table_sql: sql, cycle_completed: [ /bin/x, --flag ], table_changed: /bin/y, timeout: 1m }\n",
              pass_path);
@@ -228,6 +230,7 @@ START_TEST(test_all_keys)
     ck_assert_int_eq(cfg->mssql.login_timeout, 20);
     ck_assert_int_eq(cfg->mssql.query_timeout, 0);
     ck_assert_uint_eq(cfg->max_request_bytes, 1024u * 1024 * 1024);
+    ck_assert_uint_eq(cfg->arriving_request_bytes, 2048u * 1024 * 1024);
     ck_assert_int_eq(cfg->request_timeout, 3600);
     ck_assert_int_eq(cfg->keepalive_timeout, 0);
     ck_assert_int_eq(cfg->shutdown_timeout, 90);
