@@ -185,10 +185,12 @@ static void resume_paused_listeners(struct wrk_http *http)
  * (and input_high_water bounds that to one request's worth), but nothing bounded the sum over
  * connections: a dozen clients sending bodies near limits.max_request_bytes, their last byte
  * withheld, held gigabytes in one worker before any token was checked (and glibc kept it after).
- * Once the other connections' input reaches limits.arriving_request_bytes, a connection's
- * reading is paused (its read watermark set to what it holds, so libevent stops) until theirs
- * drops below it again: a call dispatched, a connection closed. A lone request is never held,
- * so the sum stays below the budget plus one request, and every body can complete. */
+ * Once the other connections' input reaches limits.arriving_request_bytes, a connection whose
+ * own input passes HEADERS_MAX is paused (its read watermark set to what it holds, so libevent
+ * stops) until theirs drops below it again: a call dispatched, a connection closed. A lone
+ * request is never held, so the sum stays below the budget plus one request plus HEADERS_MAX
+ * a connection, and every body can complete; nor is a small one (a health check, an
+ * Authenticate), which goes through while large bodies wait. */
 
 /* Reading stops at what the input holds (libevent reads only below the high watermark). It
  * resumes by itself as soon as the input shrinks (evhttp taking the headers), so a held
@@ -234,7 +236,7 @@ static void count_arriving(struct conn *c, size_t len)
     c->counted = len;
     if (c->held)
         stop_reading_at(c, len);
-    else if (len > 0 && http->arriving - len >= budget)
+    else if (len > HEADERS_MAX && http->arriving - len >= budget)
         hold(c);
     if (!dropped)
         return;

@@ -299,9 +299,9 @@ def check_withheld_bodies_bounded():
     """Bodies sent by many clients at once, each with its last bytes withheld (before any token
     is checked), take no more than limits.arriving_request_bytes (8 MiB here) plus one request
     (16 MiB) in a worker, not a body's worth per connection: of 12 connections offering 15 MB
-    each, one gets its 15 MB in and the others wait (all of it, 180 MB, before). Its own
-    somirrord, one worker, with the default request_timeout, so that no connection is closed
-    meanwhile; closed, the next call is served."""
+    each, one gets its 15 MB in and the others wait (all of it, 180 MB, before), while small
+    requests go through. Its own somirrord, one worker, with the default request_timeout, so
+    that no connection is closed meanwhile; closed, the next call is served."""
     with H.server(workers=1, **{"limits.max_request_bytes": "16MiB",
                                 "limits.arriving_request_bytes": "8MiB"}) as env:
         d = env.daemon
@@ -322,6 +322,13 @@ def check_withheld_bodies_bounded():
                 except OSError:
                     pass   # held: the worker reads no more of it
             grown = R.rss_kib(d.worker_pids()[0]) - before
+            # Meanwhile small requests go through: a health check, an Authenticate and a
+            # TableSchema.
+            started = time.monotonic()
+            R.check(d.healthz()[0] == 200, "/healthz while bodies are held")
+            PL.P(env, "during_withheld").setup([R.TABLE])
+            R.check(time.monotonic() - started < 5, "small calls waited %.1f s behind held bodies"
+                    % (time.monotonic() - started))
         finally:
             for s in socks:
                 s.close()
