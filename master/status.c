@@ -4,6 +4,7 @@
 #include "master/status.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,6 @@
  * much; then the connection is closed anyway (the client may see a reset). */
 #define DRAIN_SECONDS 2
 #define DRAIN_BYTES_MAX (1024 * 1024)
-#define ACCEPT_FAILED_PAUSE_MS 500   /* see accept_failed */
 
 struct status_server {
     char *path;
@@ -166,22 +166,17 @@ static int someone_listens(const struct sockaddr_un *addr)
     return live;
 }
 
-/* Out of descriptors (EMFILE, ENFILE) or memory, accept() fails and the socket stays readable:
- * libevent would try again at once, for ever, at full CPU. Accepting pauses for
- * ACCEPT_FAILED_PAUSE_MS instead, as the workers' listeners do, logged at most once a minute. */
+/* Out of descriptors or memory, accepting pauses (accept_shortage), as the workers' listeners
+ * do. */
 static void accept_failed(struct evconnlistener *listener, void *arg)
 {
     struct status_server *server = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-    if (!fd_shortage(err))
+    char what[PATH_MAX + 32];
+    struct timeval pause;
+    snprintf(what, sizeof(what), "status socket %s", server->path);
+    if (!accept_shortage(EVUTIL_SOCKET_ERROR(), &server->accept_errors, what, &pause))
         return;   /* the connection's own error: go on */
     evconnlistener_disable(listener);
-    unsigned unlogged;
-    if (log_repeat_due(&server->accept_errors, monotonic_ms(), &unlogged))
-        log_error("status socket %s: accept: %s; accepting again in %d ms (%u more such pauses since "
-                  "the last line; one line a minute at most)", server->path,
-                  evutil_socket_error_to_string(err), ACCEPT_FAILED_PAUSE_MS, unlogged);
-    struct timeval pause = {0, ACCEPT_FAILED_PAUSE_MS * 1000};
     evtimer_add(server->resume, &pause);
 }
 

@@ -60,7 +60,6 @@
 #define DRAIN_QUIET_MS 1000
 #define DRAIN_CHECK_MS 100
 #define ACCEPT_PAUSE_MS 5       /* see accept_one_per_turn */
-#define ACCEPT_FAILED_PAUSE_MS 500   /* see accept_failed */
 #define READ_AHEAD_MAX (1024 * 1024)   /* see read_ahead */
 /* Request headers take at most this (libevent answers 400 past it, and without a limit one
  * line without an end is read and scanned again at every arrival). */
@@ -548,15 +547,12 @@ static void resume_accepting(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(evhttp_bound_socket_get_listener(lh->bound));
 }
 
-/* accept() failed and libevent gave up for this turn. Out of descriptors (EMFILE, ENFILE) or
- * memory, the socket stays readable, so libevent would try again at once, for ever, at full
- * CPU: accepting pauses for ACCEPT_FAILED_PAUSE_MS instead (or until a connection closes), as
- * nginx does, and it is logged at most once a minute. Other errors are the connection's own. */
+/* accept() failed and libevent gave up for this turn. Out of descriptors or memory, accepting
+ * pauses (accept_shortage), or until a connection closes. Other errors are the connection's
+ * own. */
 static void accept_failed(struct evconnlistener *listener, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    if (!fd_shortage(err))
-        return;   /* a connection's own error (accept(2): EPROTO, ENETDOWN, EPERM...): go on */
     /* arg is evhttp's own (the struct evhttp): the listener is found by it. */
     struct listener_http *lh = NULL;
     for (size_t i = 0; worker_http && i < worker_http->nlisteners && !lh; i++)
@@ -564,13 +560,12 @@ static void accept_failed(struct evconnlistener *listener, void *arg)
             lh = &worker_http->listeners[i];
     if (!lh)
         return;
+    char what[320];
+    snprintf(what, sizeof(what), "listen %s", lh->address);
+    struct timeval pause;
+    if (!accept_shortage(err, &lh->accept_errors, what, &pause))
+        return;   /* a connection's own error (accept(2): EPROTO, ENETDOWN, EPERM...): go on */
     evconnlistener_disable(listener);
-    unsigned unlogged;
-    if (log_repeat_due(&lh->accept_errors, monotonic_ms(), &unlogged))
-        log_error("listen %s: accept: %s; accepting again in %d ms (%u more such pauses since the "
-                  "last line; one line a minute at most)", lh->address,
-                  evutil_socket_error_to_string(err), ACCEPT_FAILED_PAUSE_MS, unlogged);
-    struct timeval pause = {0, ACCEPT_FAILED_PAUSE_MS * 1000};
     evtimer_add(lh->resume, &pause);
 }
 

@@ -289,6 +289,22 @@ def _is_somirrord(pid):
         return False
 
 
+@contextlib.contextmanager
+def unix_clients(path, n):
+    """n connections to the Unix socket at path (a status socket), open for the block: a list
+    the block may add to; each is closed after it."""
+    clients = []
+    try:
+        for _ in range(n):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            clients.append(c)
+            c.connect(path)
+        yield clients
+    finally:
+        for c in clients:
+            c.close()
+
+
 def cpu_seconds(pid):
     """User and system CPU the process has used."""
     fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()

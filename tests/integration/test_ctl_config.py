@@ -133,12 +133,7 @@ def check_out_of_descriptors():
         os.chmod(limited, 0o755)
         d.binary = limited
         d.start()
-        clients = []
-        try:
-            for _ in range(60):
-                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                c.connect(d.status_socket)
-                clients.append(c)
+        with h.unix_clients(d.status_socket, 60):
             h.wait_until(lambda: "status socket %s: accept: Too many open files" % d.status_socket in d.log(),
                          5, what="the accept failure's line")
             before = h.cpu_seconds(d.pid)
@@ -146,9 +141,6 @@ def check_out_of_descriptors():
             used = h.cpu_seconds(d.pid) - before
             assert used < 0.5, "the master used %.2f s of CPU in 2 s out of descriptors" % used
             assert d.log().count("accept: Too many open files") == 1, d.log()[-2000:]
-        finally:
-            for c in clients:
-                c.close()
         h.wait_until(lambda: ctl("-s", d.status_socket, "show", "info").returncode == 0, 10,
                      what="the status socket to answer again")
 

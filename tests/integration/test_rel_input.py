@@ -165,12 +165,7 @@ def check_status_junk(s):
 
 def check_status_idle(s):
     d = s.daemon
-    idle = []
-    try:
-        for _ in range(50):
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.connect(d.status_socket)
-            idle.append(c)
+    with H.unix_clients(d.status_socket, 50) as idle:
         half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         half.connect(d.status_socket)
         half.sendall(b"show inf")    # half a command, then silence
@@ -180,9 +175,6 @@ def check_status_idle(s):
         R.check(time.monotonic() - t0 < 2, "show info took %.1fs behind idle clients" % (time.monotonic() - t0))
         R.check(info["pid"] == d.pid, "show info: %r" % info)
         R.check(d.healthz()[0] == 200, "/healthz")
-    finally:
-        for c in idle:
-            c.close()
 
 
 def check_ctl(s):

@@ -11,6 +11,7 @@
 #include "master/master.h"
 #include "master/pidfile.h"
 #include "master/throttle.h"
+#include "tests/unit/link_fixture.h"
 
 static int parse(struct master_options *opts, char *err, size_t errlen, int argc, ...)
 {
@@ -113,38 +114,22 @@ START_TEST(test_pidfile)
 }
 END_TEST
 
+static int acquire_pidfile(const char *path, char *err, size_t errlen)
+{
+    struct pidfile pf;
+    if (pidfile_acquire(&pf, path, err, errlen) != 0)
+        return -1;
+    pidfile_release(&pf);
+    return 0;
+}
+
 /* The pid file's directory may be the service user's, and root opens the file: a link put there
- * (symbolic, dangling or hard) is refused, and what it points at is neither written nor made. */
+ * is refused (link_fixture). */
 START_TEST(test_pidfile_refuses_links)
 {
     char dir[] = "/tmp/test_master.XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    char path[256], victim[256], absent[256], err[256];
-    snprintf(path, sizeof(path), "%s/x.pid", dir);
-    snprintf(victim, sizeof(victim), "%s/victim", dir);
-    snprintf(absent, sizeof(absent), "%s/absent", dir);
-    FILE *f = fopen(victim, "w");
-    fputs("precious\n", f);
-    fclose(f);
-    struct pidfile pf;
-    ck_assert_int_eq(symlink(victim, path), 0);
-    ck_assert_int_eq(pidfile_acquire(&pf, path, err, sizeof(err)), -1);
-    ck_assert_msg(strstr(err, "a symbolic link is there (refused)"), "%s", err);
-    unlink(path);
-    ck_assert_int_eq(symlink(absent, path), 0);
-    ck_assert_int_eq(pidfile_acquire(&pf, path, err, sizeof(err)), -1);
-    ck_assert_int_eq(access(absent, F_OK), -1);
-    unlink(path);
-    ck_assert_int_eq(link(victim, path), 0);
-    ck_assert_int_eq(pidfile_acquire(&pf, path, err, sizeof(err)), -1);
-    ck_assert_msg(strstr(err, "other hard links"), "%s", err);
-    unlink(path);
-    char text[32] = "";
-    f = fopen(victim, "r");
-    ck_assert_ptr_nonnull(fgets(text, sizeof(text), f));
-    fclose(f);
-    ck_assert_str_eq(text, "precious\n");
-    unlink(victim);
+    link_fixture_check(dir, "x.pid", acquire_pidfile);
     rmdir(dir);
 }
 END_TEST
