@@ -205,9 +205,10 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
      * are open: the least recently used one gives its up and the open is tried once more,
      * rather than fail every new tenant until the idle sweep (or for ever, without one). */
     if (rc != 0 && fd_shortage(errno) && store->nopen > 0) {
+        struct store_tenant *oldest = least_recently_used(store);
         log_warn("out of descriptors opening the mirror of %s (%s): closing that of %s, the least "
-                 "recently used", tenant, strerror(errno), least_recently_used(store)->tenant);
-        tenant_close(store, least_recently_used(store));
+                 "recently used", tenant, strerror(errno), oldest->tenant);
+        tenant_close(store, oldest);
         fault_clear(f);
         rc = store->driver->tenant_open(store->backend, tenant, dbname, &conn, f);
     }
