@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 
 #include "common/buf.h"
 #include "common/clock.h"
@@ -33,7 +34,7 @@ struct cached_schema {
 
 struct store_tenant {
     struct store *store;
-    struct store_tenant *prev, *next;   /* the store's open tenants, most recently used first */
+    TAILQ_ENTRY(store_tenant) link;     /* in the store's open tenants, most recently used first */
     int64_t used_ms;                    /* monotonic time of its last use, for store_close_idle */
     char *tenant;
     void *conn;
@@ -46,7 +47,7 @@ struct store {
     const struct config *cfg;
     const struct store_driver *driver;
     void *backend;
-    struct store_tenant *open_first;
+    TAILQ_HEAD(open_tenants, store_tenant) open;
     size_t nopen, max_open;
     int64_t idle_ms;                    /* store.idle_timeout; 0: never closed for idleness */
     int64_t backend_used_ms;            /* the last tenant opened or dropped */
@@ -90,6 +91,7 @@ struct store *store_new(const struct config *cfg, char *err, size_t errlen)
     struct store *store = xcalloc(1, sizeof(*store));
     store->cfg = cfg;
     store->driver = driver;
+    TAILQ_INIT(&store->open);
     store->backend = backend;
     store->max_open = (size_t)(cfg->driver == STORE_SQLITE       ? cfg->sqlite.max_open
                                : cfg->driver == STORE_POSTGRESQL ? cfg->postgresql.max_connections
@@ -100,29 +102,9 @@ struct store *store_new(const struct config *cfg, char *err, size_t errlen)
 
 /* ---- open tenants ---- */
 
-static void tenant_unlink(struct store *store, struct store_tenant *t)
-{
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        store->open_first = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    t->prev = t->next = NULL;
-}
-
-static void tenant_push_front(struct store *store, struct store_tenant *t)
-{
-    t->prev = NULL;
-    t->next = store->open_first;
-    if (store->open_first)
-        store->open_first->prev = t;
-    store->open_first = t;
-}
-
 static void tenant_close(struct store *store, struct store_tenant *t)
 {
-    tenant_unlink(store, t);
+    TAILQ_REMOVE(&store->open, t, link);
     store->nopen--;
     store->driver->tenant_close(t->conn);
     arena_free(&t->schema_arena);
@@ -133,7 +115,8 @@ static void tenant_close(struct store *store, struct store_tenant *t)
 
 static struct store_tenant *tenant_find(struct store *store, const char *tenant)
 {
-    for (struct store_tenant *t = store->open_first; t; t = t->next)
+    struct store_tenant *t;
+    TAILQ_FOREACH(t, &store->open, link)
         if (strcmp(t->tenant, tenant) == 0)
             return t;
     return NULL;
@@ -143,8 +126,8 @@ void store_free(struct store *store)
 {
     if (!store)
         return;
-    while (store->open_first)
-        tenant_close(store, store->open_first);
+    while (!TAILQ_EMPTY(&store->open))
+        tenant_close(store, TAILQ_FIRST(&store->open));
     store->driver->backend_close(store->backend);
     free(store->chunk_rows);
     free(store->chunk_values);
@@ -152,12 +135,9 @@ void store_free(struct store *store)
 }
 
 /* The open tenant used least recently (the list's last), or NULL when none is open. */
-static struct store_tenant *least_recently_used(const struct store *store)
+static struct store_tenant *least_recently_used(struct store *store)
 {
-    struct store_tenant *last = store->open_first;
-    while (last && last->next)
-        last = last->next;
-    return last;
+    return TAILQ_LAST(&store->open, open_tenants);
 }
 
 void store_close_idle(struct store *store, int64_t now_ms)
@@ -166,7 +146,7 @@ void store_close_idle(struct store *store, int64_t now_ms)
         return;
     struct store_tenant *last = least_recently_used(store);
     while (last && now_ms - last->used_ms >= store->idle_ms) {   /* the least recently used first */
-        struct store_tenant *before = last->prev;
+        struct store_tenant *before = TAILQ_PREV(last, open_tenants, link);
         tenant_close(store, last);
         last = before;
     }
@@ -187,8 +167,8 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
 {
     struct store_tenant *t = tenant_find(store, tenant);
     if (t) {
-        tenant_unlink(store, t);
-        tenant_push_front(store, t);
+        TAILQ_REMOVE(&store->open, t, link);
+        TAILQ_INSERT_HEAD(&store->open, t, link);
         t->used_ms = monotonic_ms();
         return t;
     }
@@ -221,7 +201,7 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
     t->tenant = xstrdup(tenant);
     t->conn = conn;
     arena_init(&t->schema_arena);
-    tenant_push_front(store, t);
+    TAILQ_INSERT_HEAD(&store->open, t, link);
     store->nopen++;
     return t;
 }

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,7 +119,7 @@ struct conn {
     size_t line_len;                       /* header scan: bytes of the current line so far */
     unsigned char last;                    /* and the latest of them */
     size_t counted;                        /* its input, as counted in http->arriving */
-    struct conn *held_prev, *held_next;    /* in http->held: reading paused (see hold) */
+    LIST_ENTRY(conn) held_link;            /* in http->held: reading paused (see hold) */
     int held;
 };
 
@@ -135,7 +136,7 @@ struct wrk_http {
     struct lingerer *lingerer;      /* sockets closed after an answer to a request not read whole */
     uint32_t connections;           /* open ones (struct conn alive), published in the registry */
     size_t arriving;                /* bytes in the connections' input buffers (see hold) */
-    struct conn *held;              /* connections whose reading waits for arriving to drop */
+    LIST_HEAD(held_conns, conn) held;   /* connections whose reading waits for arriving to drop */
     struct event *drain_check;
     int admitted;                   /* the master let its generation accept (wrk_http_admit) */
     int draining;
@@ -204,22 +205,13 @@ static void hold(struct conn *c)
     struct wrk_http *http = c->http;
     stop_reading_at(c, evbuffer_get_length(bufferevent_get_input(c->bev)));
     c->held = 1;
-    c->held_prev = NULL;
-    c->held_next = http->held;
-    if (http->held)
-        http->held->held_prev = c;
-    http->held = c;
+    LIST_INSERT_HEAD(&http->held, c, held_link);
 }
 
 static void unhold(struct conn *c)
 {
     struct wrk_http *http = c->http;
-    if (c->held_prev)
-        c->held_prev->held_next = c->held_next;
-    else
-        http->held = c->held_next;
-    if (c->held_next)
-        c->held_next->held_prev = c->held_prev;
+    LIST_REMOVE(c, held_link);
     c->held = 0;
     bufferevent_setwatermark(c->bev, EV_READ, 0, input_high_water(http->params->cfg));
 }
@@ -239,8 +231,8 @@ static void count_arriving(struct conn *c, size_t len)
         hold(c);
     if (!dropped)
         return;
-    for (struct conn *h = http->held, *next; h; h = next) {
-        next = h->held_next;
+    for (struct conn *h = LIST_FIRST(&http->held), *next; h; h = next) {
+        next = LIST_NEXT(h, held_link);
         if (http->arriving - h->counted < budget)
             unhold(h);
     }
@@ -1022,6 +1014,7 @@ struct wrk_http *wrk_http_new(struct event_base *base, const struct wrk_params *
     http->on_drained_arg = arg;
     http->drain_check = evtimer_new(base, check_drained, http);
     http->lingerer = lingerer_new(base);
+    LIST_INIT(&http->held);
     http->listeners = xcalloc(params->nlisteners, sizeof(*http->listeners));
     http->nlisteners = params->nlisteners;
     for (size_t i = 0; i < params->nlisteners; i++) {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,12 +30,12 @@ struct lingering {
     int fd;
     struct event *ev;
     int64_t until_ms;
-    struct lingering *prev, *next;
+    LIST_ENTRY(lingering) link;
 };
 
 struct lingerer {
     struct event_base *base;
-    struct lingering *head;
+    LIST_HEAD(lingerings, lingering) sockets;
     size_t count;
 };
 
@@ -42,18 +43,14 @@ struct lingerer *lingerer_new(struct event_base *base)
 {
     struct lingerer *l = xcalloc(1, sizeof(*l));
     l->base = base;
+    LIST_INIT(&l->sockets);
     return l;
 }
 
 static void lingering_end(struct lingering *g)
 {
     struct lingerer *l = g->owner;
-    if (g->prev)
-        g->prev->next = g->next;
-    else
-        l->head = g->next;
-    if (g->next)
-        g->next->prev = g->prev;
+    LIST_REMOVE(g, link);
     l->count--;
     event_free(g->ev);
     close(g->fd);
@@ -104,10 +101,7 @@ void lingerer_add(struct lingerer *l, int fd)
         free(g);
         return;
     }
-    g->next = l->head;
-    if (l->head)
-        l->head->prev = g;
-    l->head = g;
+    LIST_INSERT_HEAD(&l->sockets, g, link);
     l->count++;
 }
 
@@ -120,7 +114,7 @@ void lingerer_free(struct lingerer *l)
 {
     if (!l)
         return;
-    while (l->head)
-        lingering_end(l->head);
+    while (!LIST_EMPTY(&l->sockets))
+        lingering_end(LIST_FIRST(&l->sockets));
     free(l);
 }
