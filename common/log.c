@@ -169,13 +169,48 @@ void log_close(void)
     target = TARGET_STDERR;
 }
 
+/* Writes text into out (outlen > 0) with every C0 control, DEL and C1 control (as UTF-8,
+ * U+0080..U+009F) written as \xNN, cut to fit. Messages carry text a client chose (libxml2's
+ * errors quote a request's namespaces and names, a SOAPAction is echoed): a raw newline or
+ * carriage return in it would end the line and forge the next one, and an escape sequence would
+ * act on the terminal of whoever reads the log. */
+static size_t put_escaped(char *out, size_t o, unsigned char byte)
+{
+    static const char hex[] = "0123456789abcdef";
+    out[o++] = '\\';
+    out[o++] = 'x';
+    out[o++] = hex[byte >> 4];
+    out[o++] = hex[byte & 15];
+    return o;
+}
+
+static void escape_controls(const char *text, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        int c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+        size_t need = c1 ? 8 : p[0] < 0x20 || p[0] == 0x7f ? 4 : 1;
+        if (o + need >= outlen)
+            break;
+        if (need == 1) {
+            out[o++] = (char)*p;
+        } else {
+            o = put_escaped(out, o, p[0]);
+            if (c1)
+                o = put_escaped(out, o, *++p);
+        }
+    }
+    out[o] = '\0';
+}
+
 void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
     if (level > max_level)
         return;
     int saved_errno = errno;
-    char msg[2048];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char raw[2048], msg[2048];
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    escape_controls(raw, msg, sizeof(msg));
     if (!ever_opened && level <= LOG_LVL_WARN && nearly < EARLY_MAX) {
         early[nearly].level = level;
         size_t n = strnlen(msg, EARLY_TEXT - 1);

@@ -10,7 +10,8 @@ protocol.md section 3 "The failure message names the failed check, never key mat
 - no key material in the log, the daemon's stderr, fault answers or any status output
   (`show info|workers|tenants|tenant X [json]`, `metrics`): neither a base64 body line of the
   application's or the vendor's private key PEM, nor the application key's modulus or private
-  exponent (hex or base64), nor the signature part of any token sent (good or bad)."""
+  exponent (hex or base64), nor the signature part of any token sent (good or bad);
+- a client's text cannot forge a log line: controls in it are written as \\xNN."""
 import base64
 import os
 import pwd
@@ -233,10 +234,31 @@ def check_no_key_material():
         R.check(not leaks, "key material leaked: " + "; ".join(leaks[:10]))
 
 
+def check_log_not_forged():
+    """Text a client chose (here a namespace libxml2 quotes in its error, sent without any
+    token) cannot end a log line and forge the next: its controls are written as \\xNN."""
+    forged = "2026-11-27T00:00:00.000Z error [1] forged: the mirror store is corrupted"
+    with H.server(workers=1) as s:
+        p = PL.P(s, "forge")
+        for body in ('<junk xmlns="urn:x&#10;%s"/>' % forged, '<junk xmlns="urn:x&#13;%s"/>' % forged,
+                     '<junk xmlns="urn:\u009b31m\u001b[2Jx"/>'):
+            answer = p.call("Authenticate", None, raw=body.encode())
+            R.check(answer.status == 500, "a broken body answered %s" % answer.status)
+        H.wait_until(lambda: s.daemon.log().count("urn:x") >= 2, what="the two refusals' log lines")
+        log = s.daemon.log()
+        R.check(not any(line.startswith(forged[:24]) for line in log.splitlines()),
+                "a client forged a log line:\n" + log[-600:])
+        R.check("urn:x\\x0a2026-11-27" in log and "urn:x\\x0d2026-11-27" in log,
+                "the escaped newline or carriage return is not in the log:\n" + log[-600:])
+        R.check("\x1b" not in log and "\u009b" not in log,
+                "a terminal control reached the log:\n" + log[-600:])
+
+
 def main():
     R.run_checks([("status socket mode 0600", check_socket_mode),
                   ("user: drops master and workers after binding; mirror files 0640", check_user_drop),
-                  ("no key material in logs, status or faults", check_no_key_material)])
+                  ("no key material in logs, status or faults", check_no_key_material),
+                  ("client text cannot forge log lines", check_log_not_forged)])
 
 
 if __name__ == "__main__":

@@ -275,6 +275,30 @@ START_TEST(test_log_file_refuses_links)
 }
 END_TEST
 
+/* Text a client chose reaches log lines (libxml2 quotes a request's namespaces): its controls
+ * are written as \xNN, so one message is one line, and other UTF-8 is kept. */
+START_TEST(test_log_escapes_controls)
+{
+    char dir[] = "/tmp/test_common.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256], err[512], text[1024];
+    snprintf(path, sizeof(path), "%s/somirrord.log", dir);
+    ck_assert_int_eq(log_open(path, LOG_LVL_INFO, "test_common", err, sizeof(err)), 0);
+    log_info("bad xmlns 'urn:x\n2026-11-27T00:00:00.000Z error [1] forged\r\x1b[31m\x7f\xc2\x9b "
+             "caf\xc3\xa9 \xc2\xa0'");
+    log_close();
+    FILE *f = fopen(path, "r");
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(text, "urn:x\\x0a2026-11-27T00:00:00.000Z error [1] forged"
+                                       "\\x0d\\x1b[31m\\x7f\\xc2\\x9b caf\xc3\xa9 \xc2\xa0'\n"));
+    ck_assert_ptr_eq(strchr(text, '\n'), text + n - 1);   /* one line */
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
     Suite *suite = suite_create("common");
@@ -294,6 +318,7 @@ static Suite *common_suite(void)
     suite_add_tcase(suite, arena);
     TCase *log = tcase_create("log");
     tcase_add_test(log, test_log_file_refuses_links);
+    tcase_add_test(log, test_log_escapes_controls);
     suite_add_tcase(suite, log);
     return suite;
 }
