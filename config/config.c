@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
@@ -465,8 +466,8 @@ static bool split_address(const char *text, char **host, char **port)
             return false;
         memcpy(v6, host_start, len);
         v6[len] = '\0';
-        if (inet_pton(AF_INET6, v6, &addr) != 1)
-            return false;
+        if (inet_pton(AF_INET6, v6, &addr) != 1 || IN6_IS_ADDR_V4MAPPED(&addr))
+            return false;   /* a v4-mapped one cannot be bound: IPv6 listeners are IPv6-only */
     } else {
         colon = strchr(text, ':');
         if (!colon || strchr(colon + 1, ':'))
@@ -492,7 +493,11 @@ static bool check_address(const char *text, const struct key_spec *spec, char *w
 {
     if (split_address(text, NULL, NULL))
         return true;
-    snprintf(why, whylen, "an address like 127.0.0.1:8080, [::1]:8080 or :8080");
+    if (strncasecmp(text, "[::ffff:", 8) == 0 && strchr(text, '.'))
+        snprintf(why, whylen, "an IPv4 address written as such (a.b.c.d:port): an IPv6 listener "
+                 "takes IPv6 connections only");
+    else
+        snprintf(why, whylen, "an address like 127.0.0.1:8080, [::1]:8080 or :8080");
     return false;
 }
 
@@ -849,6 +854,39 @@ static void parse_mapping(struct loader *ld, yaml_node_t *map, const struct key_
     report_missing(ld, keys, prefix);
 }
 
+/* How a listen host binds: the family's every address (NULL and 0.0.0.0, or ::), one address
+ * (a literal, in addr), or a name (resolved at start). */
+enum bind_kind { BIND_ANY, BIND_ADDRESS, BIND_NAME };
+
+static enum bind_kind bind_kind(const char *host, int *family, unsigned char addr[16])
+{
+    memset(addr, 0, 16);
+    *family = AF_UNSPEC;
+    if (!host || inet_pton(AF_INET, host, addr) == 1)
+        *family = AF_INET;
+    else if (inet_pton(AF_INET6, host, addr) == 1)
+        *family = AF_INET6;
+    else
+        return BIND_NAME;
+    static const unsigned char zero[16] = {0};
+    return memcmp(addr, zero, 16) == 0 ? BIND_ANY : BIND_ADDRESS;
+}
+
+/* Whether two listen entries would take the same port on one address, so that the second bind
+ * fails at start (after -t passed): the same address, or one that the other's "any address" of
+ * the same family covers. */
+static bool listens_overlap(const struct cfg_listen *a, const struct cfg_listen *b)
+{
+    if (strtoul(a->port, NULL, 10) != strtoul(b->port, NULL, 10))
+        return false;
+    int fa, fb;
+    unsigned char aa[16], ab[16];
+    enum bind_kind ka = bind_kind(a->host, &fa, aa), kb = bind_kind(b->host, &fb, ab);
+    if (ka == BIND_NAME || kb == BIND_NAME)
+        return ka == kb && strcasecmp(a->host, b->host) == 0;
+    return fa == fb && (ka == BIND_ANY || kb == BIND_ANY || memcmp(aa, ab, 16) == 0);
+}
+
 static void parse_listen_entry(struct loader *ld, const struct place *at, yaml_node_t *node,
                                struct config *cfg, size_t *cap)
 {
@@ -863,6 +901,15 @@ static void parse_listen_entry(struct loader *ld, const struct place *at, yaml_n
         return;
     }
     split_address(entry.address, &entry.host, &entry.port);
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (listens_overlap(&cfg->listen[i], &entry)) {
+            report(ld, at, "expected each port once per address: %s takes the port that %s (listen[%zu]) "
+                   "takes", entry.address, cfg->listen[i].address, i);
+            free(entry.host);
+            free(entry.port);
+            free_fields(listen_entry_keys, &entry);
+            return;
+        }
     cfg->listen = xgrow(cfg->listen, cap, cfg->nlisten + 1, sizeof(*cfg->listen));
     cfg->listen[cfg->nlisten++] = entry;
 }

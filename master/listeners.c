@@ -99,9 +99,13 @@ int lsn_same_addresses(const struct listeners *lsn, const struct config *cfg)
 {
     if (lsn->n != cfg->nlisten)
         return 0;
-    for (size_t i = 0; i < lsn->n; i++)
-        if (strcmp(lsn->items[i].conf.address, cfg->listen[i].address) != 0)
+    for (size_t i = 0; i < lsn->n; i++) {
+        size_t j = 0;
+        while (j < cfg->nlisten && strcmp(lsn->items[i].conf.address, cfg->listen[j].address) != 0)
+            j++;
+        if (j == cfg->nlisten)
             return 0;
+    }
     return 1;
 }
 

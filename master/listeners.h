@@ -19,7 +19,8 @@ struct listeners {
 int lsn_open(const struct config *cfg, struct listeners *out, char *err, size_t errlen);
 /* For -t: whether every listen address of cfg resolves (nothing is bound). 0, or -1 with err. */
 int lsn_check(const struct config *cfg, char *err, size_t errlen);
-/* Whether cfg lists exactly the addresses that are open (otherwise a restart is needed). */
+/* Whether cfg lists exactly the addresses that are open, in any order (otherwise a restart is
+ * needed). */
 int lsn_same_addresses(const struct listeners *lsn, const struct config *cfg);
 /* Puts cfg's TLS contexts (one per cfg->listen entry, as wrk_tls_contexts_new makes them) in
  * service for the workers started next, on the open listeners whose addresses cfg lists (the

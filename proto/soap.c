@@ -614,7 +614,7 @@ int soap_parse_request_told(const char *body, size_t len, const char *soapaction
     };
     b.action = read_action(soapaction, &b.action_op);
     if (b.action == ACTION_UNKNOWN)
-        fault_set(&out->op_fault, FAULT_UNKNOWN_OPERATION, "unknown SOAPAction \"%.200s\"",
+        fault_set(&out->op_fault, FAULT_UNKNOWN_OPERATION, "unknown SOAPAction %.200s",
                   soapaction);
 
     struct soap_xml_result res;

@@ -45,6 +45,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/bufferevent_struct.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
@@ -137,6 +138,9 @@ struct wrk_http {
     uint32_t connections;           /* open ones (struct conn alive), published in the registry */
     size_t arriving;                /* bytes in the connections' input buffers (see hold) */
     LIST_HEAD(held_conns, conn) held;   /* connections whose reading waits for arriving to drop */
+    struct log_repeat bodies_unread;    /* see conn_closed */
+    struct log_repeat headers_late;     /* see conn_timer */
+    struct log_repeat bodies_late;
     struct event *drain_check;
     int admitted;                   /* the master let its generation accept (wrk_http_admit) */
     int draining;
@@ -338,6 +342,14 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
         int lingering = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
         if (lingering >= 0)
             lingerer_add(http->lingerer, lingering);
+        /* libevent answers such a request itself (no callback of ours runs), and a sender
+         * refused this way every cycle must not go unseen. */
+        unsigned unlogged;
+        if (log_repeat_due(&http->bodies_unread, monotonic_ms(), &unlogged))
+            log_info("a request's body was not read: the answer was 413 (its length over "
+                     "limits.max_request_bytes, or a malformed chunked body), or its client "
+                     "stopped sending it (client %s; %u more since the last such line, one a "
+                     "minute at most)", c->peer[0] ? c->peer : "unknown", unlogged);
     }
     conn_free(c);
 }
@@ -411,10 +423,18 @@ static void conn_timer(evutil_socket_t fd, short what, void *arg)
     }
     if (c->phase == CONN_BUSY)
         return;
-    log_debug("closing a connection: %s", c->phase == CONN_CLOSING ? "answered a CONNECT"
-                                          : c->phase == CONN_WAITING && !c->first ? "idle past keepalive_timeout"
-                                          : c->phase == CONN_BODY ? "request not complete within request_timeout"
-                                                                  : "request headers late (header_timeout)");
+    struct wrk_http *http = c->http;
+    const char *peer = c->peer[0] ? c->peer : "unknown";
+    unsigned unlogged;
+    if (c->phase == CONN_CLOSING || (c->phase == CONN_WAITING && !c->first))
+        log_debug("closing a connection: %s (client %s)",
+                  c->phase == CONN_CLOSING ? "answered a CONNECT" : "idle past keepalive_timeout", peer);
+    else if (log_repeat_due(c->phase == CONN_BODY ? &http->bodies_late : &http->headers_late,
+                            monotonic_ms(), &unlogged))
+        log_info("closing a connection: %s (client %s; %u more since the last such line, one a "
+                 "minute at most)", c->phase == CONN_BODY ? "request not complete within request_timeout"
+                                                          : "request headers late (header_timeout)",
+                 peer, unlogged);
     /* Outside evhttp's callbacks, on a connection with no dispatched request: evhttp frees the
      * request it reads into, and conn_closed frees c (and this timer). Nothing was answered:
      * no lingering either. */
@@ -727,6 +747,10 @@ static int framing_refused(struct evhttp_request *req)
             return 400;   /* "Transfer-Encoding : chunked" would be read as no header at all */
         if (evutil_ascii_strcasecmp(h->key, "Content-Length") == 0) {
             lengths++;
+            /* Digits only (RFC 9110 8.6): libevent's strtoll would take "+5" or " 5", which a
+             * proxy in front may frame differently. */
+            if (!h->value[0] || strspn(h->value, "0123456789") != strlen(h->value))
+                return 400;
         } else if (evutil_ascii_strcasecmp(h->key, "Transfer-Encoding") == 0) {
             encodings++;
             encoding = h->value;
@@ -737,6 +761,14 @@ static int framing_refused(struct evhttp_request *req)
     if (encoding && evutil_ascii_strcasecmp(encoding, "chunked") != 0)
         return 501;
     return 0;
+}
+
+/* Whether the body is sent with a content coding (gzip, say): it would be parsed as the XML it
+ * is not, and fail with a parse error that does not say why (RFC 9110 15.5.16: 415). */
+static int content_encoded(struct evhttp_request *req)
+{
+    const char *coding = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Encoding");
+    return coding && coding[0] && evutil_ascii_strcasecmp(coding, "identity") != 0;
 }
 
 /* libevent's inactivity timeout (reads and writes): a backstop to the deadlines above, and the
@@ -808,11 +840,15 @@ static void finish_call(struct pending_call *pc, int gone)
 {
     struct wrk_http *http = pc->http;
     if (gone) {
-        log_info("the client closed its connection before its call ran: the call is not run");
+        static const char text[] = "The connection was closed (or half-closed) before the call "
+                                   "ran: the call was not run.\n";
+        const struct conn *c = conn_of_request(http, pc->req);
+        log_info("the client closed (or half-closed) its connection before its call ran: the call "
+                 "is not run (client %s)", c && c->peer[0] ? c->peer : "unknown");
         struct evkeyvalq *headers = evhttp_request_get_output_headers(pc->req);
         if (!evhttp_find_header(headers, "Connection"))
             evhttp_add_header(headers, "Connection", "close");
-        send_answer(http, pc->req, 503, "text/plain; charset=utf-8", "", 0);
+        send_answer(http, pc->req, 503, "text/plain; charset=utf-8", text, sizeof(text) - 1);
     } else {
         const struct buf *response = call_response(pc->call);
         send_answer(http, pc->req, call_http_status(pc->call), "text/xml; charset=utf-8",
@@ -881,6 +917,10 @@ static void route_request(struct evhttp_request *req, void *arg)
     struct conn *c = conn_of_request(http, req);
     if (c && c->phase == CONN_CLOSING)
         return;   /* sent after a CONNECT, whose answer ends at the close: never answered */
+    /* A request target in absolute form (POST http://host/ HTTP/1.1, which servers must accept:
+     * RFC 9112 3.2.2) makes libevent 2.1 take the request for a proxy's and close the connection
+     * after the answer, without saying so: this is no proxy, and keep-alive must hold. */
+    req->flags &= ~EVHTTP_PROXY_REQUEST;
     if (c) {
         event_del(c->timer);
         c->phase = CONN_BUSY;
@@ -894,6 +934,10 @@ static void route_request(struct evhttp_request *req, void *arg)
                                    "Content-Length and Transfer-Encoding headers.\n";
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         send_answer(http, req, refused, "text/plain; charset=utf-8", text, sizeof(text) - 1);
+    } else if (method == EVHTTP_REQ_POST && content_encoded(req)) {
+        static const char text[] = "The body has a Content-Encoding: send it unencoded (identity); "
+                                   "somirrord decodes none.\n";
+        send_answer(http, req, 415, "text/plain; charset=utf-8", text, sizeof(text) - 1);
     } else if (method == EVHTTP_REQ_POST) {
         start_call(http, req);
     } else if (is_health && (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD)) {

@@ -3,7 +3,8 @@
 2 s, limits.keepalive_timeout 2 s, limits.request_timeout 3 s):
 
 - slowloris: connections that send their headers one byte a second are closed by the server
-  within header_timeout (plus slack), although bytes keep coming;
+  within header_timeout (plus slack), although bytes keep coming, and logged with the client
+  (one line a minute per worker);
 - slow body: complete headers, then the body one byte a second: closed within request_timeout
   (plus slack);
 - during both attacks a real sender's calls succeed promptly (< 2 s);
@@ -17,6 +18,7 @@
   no rows, no lsn change, the same workers alive and idle, the tenant's next call succeeds;
 - a whole RowData whose client closed its connection before a worker got to it is not run."""
 import os
+import re
 import select
 import signal
 import socket
@@ -123,7 +125,15 @@ def check_sender_during_attack(env, attack):
     R.check(env.daemon.alive() and len(env.daemon.worker_pids()) == 2, "somirrord or a worker died")
 
 
-def check_slowloris_closed(attack):
+def check_timeouts_logged(env, what):
+    """Each kind of timeout is logged at info with the client, one line a minute per worker."""
+    lines = re.findall(r"closing a connection: %s \(client 127\.0\.0\.1:\d+; \d+ more since" % re.escape(what),
+                       env.daemon.log())
+    R.check(1 <= len(lines) <= 2, "%d log lines for '%s' from 2 workers (want 1 or 2)" % (len(lines), what))
+
+
+def check_slowloris_closed(env, attack):
+    check_timeouts_logged(env, "request headers late (header_timeout)")
     hdr = attack["hdr"]
     R.check(all(c is not None and c <= HEADER_TIMEOUT + SLACK for c in hdr),
             "slowloris connections (headers at 1 byte/s) not closed within %ds (header_timeout %ds): "
@@ -131,7 +141,8 @@ def check_slowloris_closed(attack):
                                                              ATTACK_SECONDS))
 
 
-def check_slow_body_closed(attack):
+def check_slow_body_closed(env, attack):
+    check_timeouts_logged(env, "request not complete within request_timeout")
     body = attack["body"]
     R.check(all(c is not None and c <= REQUEST_TIMEOUT + SLACK for c in body),
             "slow bodies (1 byte/s) not closed within %ds (request_timeout %ds): closed after %r "
@@ -384,7 +395,8 @@ def check_gone_client_not_run(env):
     finally:
         for pid in workers:
             os.kill(pid, signal.SIGCONT)
-    d.wait_log(r"the client closed its connection before its call ran: the call is not run")
+    d.wait_log(r"the client closed \(or half-closed\) its connection before its call ran: the call is not run "
+               r"\(client 127\.0\.0\.1:\d+\)")
     R.check(R.count_and_lsn(p) == before, "a call whose client had gone was run: %r, before %r"
             % (R.count_and_lsn(p), before))
     PL.ok_states(p.rows([R.item_batch(5, 500, lsn=50)]), "the same call, its client waiting")
@@ -402,8 +414,8 @@ def main():
             attack.update(slow_attack(env))
             check_sender_during_attack(env, attack)
         R.run_checks([("a real sender is served during slowloris and slow bodies", sender),
-                      ("slowloris connections time out", lambda: check_slowloris_closed(attack)),
-                      ("slow bodies time out", lambda: check_slow_body_closed(attack)),
+                      ("slowloris connections time out", lambda: check_slowloris_closed(env, attack)),
+                      ("slow bodies time out", lambda: check_slow_body_closed(env, attack)),
                       ("1,000 idle connections", lambda: check_idle_connections(env)),
                       ("out of file descriptors", lambda: check_out_of_descriptors(env)),
                       ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),

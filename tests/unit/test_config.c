@@ -317,6 +317,37 @@ START_TEST(test_duplicate_key)
 }
 END_TEST
 
+/* Listen entries that would take one port twice fail at start, after -t passed: refused here,
+ * at the second entry. A v4-mapped address cannot be bound (IPv6 listeners are IPv6-only). */
+#define LISTEN_TAIL "application: { id: x, private_key: k }\nstore: { sqlite: { directory: d } }\n" \
+                    "vendor: { certificates: c }\n"
+START_TEST(test_listen_overlaps)
+{
+    expect_error("listen: [ \"127.0.0.1:80\", \"127.0.0.1:0080\" ]\n" LISTEN_TAIL,
+                 ":1:27: listen[1]: expected each port once per address: 127.0.0.1:0080 takes the port "
+                 "that 127.0.0.1:80 (listen[0]) takes");
+    expect_error("listen: [ \":80\", \"127.0.0.1:80\" ]\n" LISTEN_TAIL,
+                 ":1:18: listen[1]: expected each port once per address: 127.0.0.1:80 takes the port "
+                 "that :80 (listen[0]) takes");
+    expect_error("listen: [ \"[::1]:80\", \"[::]:80\" ]\n" LISTEN_TAIL,
+                 ":1:23: listen[1]: expected each port once per address: [::]:80 takes the port "
+                 "that [::1]:80 (listen[0]) takes");
+    expect_error("listen: [ \"Example.com:80\", \"example.COM:80\" ]\n" LISTEN_TAIL,
+                 ":1:29: listen[1]: expected each port once per address: example.COM:80 takes the port "
+                 "that Example.com:80 (listen[0]) takes");
+    expect_error("listen: \"[::ffff:127.0.0.1]:80\"\n" LISTEN_TAIL,
+                 ":1:1: listen: expected an IPv4 address written as such (a.b.c.d:port): an IPv6 "
+                 "listener takes IPv6 connections only, got \"[::ffff:127.0.0.1]:80\"");
+    /* Both families' any address, other ports, another address: all fine. */
+    struct cfg_errors errs;
+    struct config *cfg = load("listen: [ \":80\", \"[::]:80\", \"127.0.0.1:81\", \"127.0.0.2:81\", "
+                              "\"[::1]:81\" ]\n" LISTEN_TAIL, &errs);
+    ck_assert_msg(cfg != NULL, "%s", errs.n ? errs.messages[0] : "");
+    ck_assert_uint_eq(cfg->nlisten, 5);
+    cfg_free(cfg);
+}
+END_TEST
+
 START_TEST(test_missing_required)
 {
     static const char *const tails[] = {
@@ -627,6 +658,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_wrong_types);
     tcase_add_test(tc, test_sizes_in_file);
     tcase_add_test(tc, test_duplicate_key);
+    tcase_add_test(tc, test_listen_overlaps);
     tcase_add_test(tc, test_missing_required);
     tcase_add_test(tc, test_store_errors);
     tcase_add_test(tc, test_lists);
