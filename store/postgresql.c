@@ -47,7 +47,8 @@
  * strings as quoted literals (' doubled, standard_conforming_strings on), 0x... as a bytea
  * literal, bit numbers as true/false, NULL; getdate() and sysdatetime() are localtimestamp,
  * getutcdate(), sysutcdatetime() and sysdatetimeoffset() the UTC time (cast to the column's
- * type; for the text forms 'YYYY-MM-DD HH:MM:SS.ffffff', with '+00:00' for datetimeoffset);
+ * type, smalldatetime to the minute; for the text forms 'YYYY-MM-DD HH:MM:SS.ffffff', a
+ * datetimeoffset with its type's fraction digits and '+00:00');
  * newid() and newsequentialid() are upper(gen_random_uuid()::text).
  *
  * Metadata: "<ctx>_mirroring" (lowercased): tablename text PRIMARY KEY (looked up
@@ -855,8 +856,8 @@ static void put_time_default(struct buf *sql, enum default_function fn, const st
     case SQL_DATETIME:
         buf_printf(sql, "CAST(%s AS timestamp(3))", now);
         return;
-    case SQL_SMALLDATETIME:
-        buf_printf(sql, "CAST(%s AS timestamp(0))", now);
+    case SQL_SMALLDATETIME:   /* whole minutes, as the type holds */
+        buf_printf(sql, "date_trunc('minute', %s)", now);
         return;
     case SQL_DATETIME2:
         if (t->scale <= 6) {
@@ -864,8 +865,9 @@ static void put_time_default(struct buf *sql, enum default_function fn, const st
             return;
         }
         break;
-    case SQL_DATETIMEOFFSET:
-        buf_printf(sql, "(to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00')", now);
+    case SQL_DATETIMEOFFSET:   /* the type's fraction digits (microseconds at most) */
+        buf_printf(sql, "(substr(to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US'), 1, %d) || '+00:00')", now,
+                   t->scale == 0 ? 19 : 20 + (t->scale < 6 ? t->scale : 6));
         return;
     default:
         break;

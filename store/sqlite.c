@@ -243,24 +243,55 @@ static void put_type(struct buf *sql, const struct sql_type *t)
     }
 }
 
-static const char *function_sql(enum default_function fn)
+/* newid() and newsequentialid(): a version 4 GUID, uppercase as SQL Server writes them. */
+#define NEW_GUID_SQL                                                                             \
+    "(hex(randomblob(4))||'-'||hex(randomblob(2))||'-4'||substr(hex(randomblob(2)),2)"         \
+    "||'-'||substr('89AB',1+(abs(random())%4),1)||substr(hex(randomblob(2)),2)"               \
+    "||'-'||hex(randomblob(6)))"
+
+/* The current time for a getdate()-family default, in the column's stored form (README "SQLite
+ * storage forms"): a date alone, a time alone, smalldatetime's seconds 00, the type's fraction
+ * digits (SQLite's clock has milliseconds: at most 3 of them), and the offset of a
+ * datetimeoffset (dropped from sysdatetimeoffset() into a datetime2, as SQL Server's conversion
+ * does). A text column gets the datetime2 form, with the offset of sysdatetimeoffset(). */
+static void put_time_default(struct buf *sql, enum default_function fn, const struct sql_type *t)
 {
-    switch (fn) {
-    case FN_GETDATE:
-    case FN_SYSDATETIME:
-        return "(strftime('%Y-%m-%d %H:%M:%f','now','localtime'))";
-    case FN_GETUTCDATE:
-    case FN_SYSUTCDATETIME:
-        return "(strftime('%Y-%m-%d %H:%M:%f','now'))";
-    case FN_SYSDATETIMEOFFSET:
-        return "(strftime('%Y-%m-%d %H:%M:%f','now')||'+00:00')";
-    case FN_NEWID:
-    case FN_NEWSEQUENTIALID:
+    int utc = fn == FN_GETUTCDATE || fn == FN_SYSUTCDATETIME || fn == FN_SYSDATETIMEOFFSET;
+    const char *format = "%Y-%m-%d %H:%M:%f";   /* 23 characters, the last 3 milliseconds */
+    size_t length = 23;
+    int digits = 3, offset = 0;
+    switch (t->kind) {
+    case SQL_DATE:
+        format = "%Y-%m-%d";
+        digits = -1;
+        break;
+    case SQL_TIME:
+        format = "%H:%M:%f";
+        length = 12;
+        digits = t->scale;
+        break;
+    case SQL_SMALLDATETIME:
+        format = "%Y-%m-%d %H:%M:00";
+        digits = -1;
+        break;
+    case SQL_DATETIME:
+        break;
+    case SQL_DATETIME2:
+        digits = t->scale;
+        break;
+    case SQL_DATETIMEOFFSET:
+        digits = t->scale;
+        offset = 1;
+        break;
+    default:
+        offset = fn == FN_SYSDATETIMEOFFSET;
         break;
     }
-    return "(hex(randomblob(4))||'-'||hex(randomblob(2))||'-4'||substr(hex(randomblob(2)),2)"
-           "||'-'||substr('89AB',1+(abs(random())%4),1)||substr(hex(randomblob(2)),2)"
-           "||'-'||hex(randomblob(6)))";
+    int cut = digits >= 0 && digits < 3;
+    buf_printf(sql, "(%sstrftime('%s','now'%s)", cut ? "substr(" : "", format, utc ? "" : ",'localtime'");
+    if (cut)   /* the fraction's first digits, or no fraction and no point */
+        buf_printf(sql, ",1,%zu)", length - 3 + (size_t)digits - (digits == 0));
+    buf_puts(sql, offset ? "||'+00:00')" : ")");
 }
 
 /* " DEFAULT <value>" for a checked default (sqltext_default_fn); never refuses one. */
@@ -292,7 +323,11 @@ static int put_default_value(struct buf *sql, const struct column *col)
         buf_printf(sql, " DEFAULT X'%s%.*s'", d->len % 2 ? "0" : "", (int)d->len, d->text);
         return 0;
     case DEF_FUNCTION:
-        buf_printf(sql, " DEFAULT %s", function_sql(d->function));
+        buf_puts(sql, " DEFAULT ");
+        if (d->function == FN_NEWID || d->function == FN_NEWSEQUENTIALID)
+            buf_puts(sql, NEW_GUID_SQL);
+        else
+            put_time_default(sql, d->function, &col->type);
         return 0;
     case DEF_NULL:
         break;

@@ -1567,6 +1567,46 @@ START_TEST(sqlite_defaults_translated)
 }
 END_TEST
 
+/* A getdate()-family default gives the column's stored form: a date alone, a time with the
+ * type's fraction digits, smalldatetime's seconds 00, a datetimeoffset's offset, none where
+ * sysdatetimeoffset() goes into a datetime2 (SQL Server's conversion drops it). */
+START_TEST(sqlite_time_defaults_by_type)
+{
+    static const char *const cols[] = {
+        "id|int|notnull|", "a|date|null|(getdate())", "b|time(0)|null|(getdate())",
+        "c|time(2)|null|(sysutcdatetime())", "d|time(7)|null|(getdate())",
+        "e|smalldatetime|null|(getdate())", "f|datetime2(0)|null|(sysdatetimeoffset())",
+        "g|datetimeoffset(0)|null|(getdate())", "h|datetimeoffset(1)|null|(sysdatetimeoffset())",
+        "i|datetime|null|(getutcdate())", "j|nvarchar(40)|null|(sysdatetimeoffset())", NULL};
+#define D2 "[0-9][0-9]"
+#define DAY D2 D2 "-" D2 "-" D2
+    static const char *const forms[][2] = {
+        {"a", DAY},
+        {"b", D2 ":" D2 ":" D2},
+        {"c", D2 ":" D2 ":" D2 "." D2},
+        {"d", D2 ":" D2 ":" D2 ".[0-9][0-9][0-9]"},
+        {"e", DAY " " D2 ":" D2 ":00"},
+        {"f", DAY " " D2 ":" D2 ":" D2},
+        {"g", DAY " " D2 ":" D2 ":" D2 "+00:00"},
+        {"h", DAY " " D2 ":" D2 ":" D2 ".[0-9]+00:00"},
+        {"i", DAY " " D2 ":" D2 ":" D2 ".[0-9][0-9][0-9]"},
+        {"j", DAY " " D2 ":" D2 ":" D2 ".[0-9][0-9][0-9]+00:00"},
+    };
+#undef DAY
+#undef D2
+    struct table_schema t = table_make("times", "id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    probe_exec("INSERT INTO times (id) VALUES (1)");
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        char *text = probe_text("SELECT %s FROM times", forms[i][0]);
+        ck_assert_msg(text && probe_long("SELECT '%s' GLOB '%s'", text, forms[i][1]) == 1,
+                      "column %s: %s, not %s", forms[i][0], text ? text : "NULL", forms[i][1]);
+    }
+}
+END_TEST
+
 START_TEST(sqlite_reset_seen_by_other_worker)
 {
     load_contacts();
@@ -1900,6 +1940,26 @@ static void pg_load_again(struct batch *b, const char *pid)
 
 /* Zeros past a type's digits, which section 5 allows in any number, are left out of what
  * PostgreSQL gets: the text forms are sized for the type's digits (time(7) is varchar(16)). */
+/* A time default into a datetimeoffset (kept as text) has the type's fraction digits, and one
+ * into a smalldatetime whole minutes, as the types hold them. */
+START_TEST(pg_time_defaults_by_type)
+{
+    static const char *const cols[] = {
+        "id|int|notnull|", "a|datetimeoffset(0)|null|(sysdatetimeoffset())",
+        "b|datetimeoffset(2)|null|(getdate())", "c|datetimeoffset(7)|null|(sysdatetimeoffset())",
+        "d|smalldatetime|null|(getdate())", NULL};
+    struct table_schema t = table_make("times", "id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    probe_exec("INSERT INTO times (id) VALUES (1)");
+    ck_assert_uint_eq(strlen(probe_text("SELECT a FROM times")), 19 + 6);
+    ck_assert_uint_eq(strlen(probe_text("SELECT b FROM times")), 22 + 6);
+    ck_assert_uint_eq(strlen(probe_text("SELECT c FROM times")), 26 + 6);
+    ck_assert_str_eq(probe_text("SELECT to_char(d, 'SS.US') FROM times"), "00.000000");
+}
+END_TEST
+
 START_TEST(pg_zeros_past_the_digits_fit)
 {
     static const char *const cols[] = {
@@ -2205,6 +2265,7 @@ static Suite *store_suite(void)
         tcase_add_test(sq, sqlite_values_read_back_exactly);
         tcase_add_test(sq, sqlite_rebuild_keeps_one_of_two_cases);
         tcase_add_test(sq, sqlite_defaults_translated);
+        tcase_add_test(sq, sqlite_time_defaults_by_type);
         tcase_add_test(sq, sqlite_reset_seen_by_other_worker);
         tcase_add_test(sq, sqlite_checkpoint_in_background);
         tcase_add_test(sq, sqlite_checkpoint_then_reset_and_close);
@@ -2225,6 +2286,7 @@ static Suite *store_suite(void)
         tcase_add_checked_fixture(pg, setup, teardown);
         tcase_set_timeout(pg, 60);
         tcase_add_test(pg, pg_zeros_past_the_digits_fit);
+        tcase_add_test(pg, pg_time_defaults_by_type);
         tcase_add_test(pg, pg_utf8_and_catalog_names);
         tcase_add_test(pg, pg_tables_named_like_types);
         tcase_add_test(pg, pg_names_that_become_one_rejected);
