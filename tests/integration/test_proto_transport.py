@@ -259,6 +259,8 @@ def half_closed(p):
     run, the answer (if it still reads) is 503 saying so, and the log names the client."""
     body = H.envelope(H.authenticate_body("half"), p.token()).encode()
     with socket.create_connection(("127.0.0.1", p.port), timeout=10) as sock:
+        # Corked, the FIN goes in the request's last segment: the server sees both at once.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         sock.shutdown(socket.SHUT_WR)
         status, text = L.read_answers(sock, 1)[0]

@@ -125,6 +125,15 @@ def main():
             assert (ops["I"], ops["U"], ops["D"]) == (1, 0, 0), ops
             verify()
 
+            # A nullable column added with a default: SQLite gives the source's existing rows the
+            # default, the mirror's Altered table gives them NULL (as SQL Server would), so the
+            # table is loaded in full.
+            source_exec(source, "ALTER TABLE country ADD COLUMN prio INTEGER DEFAULT 7",
+                        "INSERT INTO _somirror_columns VALUES ('country', 'prio', 99, 'int', 1, '((7))', 0)")
+            altered = {t["name"]: t for t in run()["tables"]}["country"]
+            assert (altered["change"], altered["load"]) == ("Altered", "full"), altered
+            verify()
+
             # A tampered mirror fails verify, and names what differs.
             tampered = os.path.join(work, "tampered.db")
             with sqlite3.connect(mirror) as live, sqlite3.connect(tampered) as copy:
