@@ -317,7 +317,7 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
     /* The version first, in the rows' snapshot: nothing committed while the rows are read is
      * missed, and no change is cleaned away between the two. */
     struct rowdata_cursor cursor;
-    if (rowdata_start(&cursor, &c->src, t, lsn, err, sizeof err) != 0)
+    if (rowdata_start(&cursor, c->src.db, t, lsn, err, sizeof err) != 0)
         return fail(c, "%s: %s", t->name, err);
     int64_t current = cursor.position;
     ct->full_load = cursor.mode == ROWDATA_FULL;
@@ -390,8 +390,9 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
         snprintf(ct->name, sizeof ct->name, "%s", tables[i].name);
         ct->change = table_change_name(state->change);
         /* Altered keeps the mirror's rows and gives an added nullable column NULL in them, as
-         * SQL Server does; this source (SQLite) gave them the column's default. A full load
-         * sends the rows as the source has them. */
+         * SQL Server does; this source (SQLite) gave them the column's default, and the last
+         * cycle may have read rows without a column added while it ran, at a version that
+         * covers their changes. A full load sends the rows as the source has them. */
         lsns[c->result->ntables++] = state->change == CHANGE_ALTERED ? -1 : state->lsn;
     }
     for (size_t i = 0; rc == 0 && i < c->result->ntables; i++) {

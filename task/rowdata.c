@@ -142,8 +142,15 @@ int rowdata_open(struct rowdata_cursor *c, sqlite3 *db, const struct table_schem
     }
     c->stmt = sql_prepare(db, sql.data, err, errlen);
     buf_free(&sql);
-    if (!c->stmt)
+    if (!c->stmt) {
+        /* Mostly a column dropped on the source since the cycle read its schema, where SQLite
+         * names only the column. (One added meanwhile is sent by the next cycle: Altered, then a
+         * full load.) */
+        size_t n = strnlen(err, errlen - 1);
+        snprintf(err + n, errlen - n, " (were the table's columns changed during the cycle? the next "
+                 "cycle sends them)");
         return -1;
+    }
     if (mode == ROWDATA_CHANGES) {
         sqlite3_bind_int64(c->stmt, 1, since);
         sqlite3_bind_int64(c->stmt, 2, position);
@@ -151,28 +158,16 @@ int rowdata_open(struct rowdata_cursor *c, sqlite3 *db, const struct table_schem
     return 0;
 }
 
-int rowdata_start(struct rowdata_cursor *c, struct source *src, const struct table_schema *t,
+int rowdata_start(struct rowdata_cursor *c, sqlite3 *db, const struct table_schema *t,
                   int64_t since, char *err, size_t errlen)
 {
-    sqlite3 *db = src->db;
     memset(c, 0, sizeof *c);
     if (sql_exec(db, "BEGIN", err, errlen) != 0)
         return -1;
     int64_t current, min_valid;
-    int changed = 0;
-    int rc = ct_versions(db, &current, &min_valid, err, errlen);
-    if (rc == 0)
-        rc = source_table_changed(src, t, &changed, err, errlen);
-    if (rc == 0 && changed) {
-        snprintf(err, errlen, "the source's table %s changed during the cycle (a column added, "
-                 "dropped or altered): the cycle stops there, and the next one sends its new "
-                 "schema", t->name);
-        rc = -1;
-    }
-    if (rc == 0)
-        rc = rowdata_open(c, db, t, since < 0 || since < min_valid ? ROWDATA_FULL : ROWDATA_CHANGES,
-                          since, current, err, errlen);
-    if (rc != 0) {
+    if (ct_versions(db, &current, &min_valid, err, errlen) != 0 ||
+        rowdata_open(c, db, t, since < 0 || since < min_valid ? ROWDATA_FULL : ROWDATA_CHANGES,
+                     since, current, err, errlen) != 0) {
         sql_finish(db, -1, err, errlen);
         return -1;
     }

@@ -4,7 +4,6 @@
  * uses (quoting, exec, prepare). */
 #include "task/task.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,17 +201,6 @@ static const char declared_sql[] =
     "FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS c "
     "WHERE m.type = 'table' ORDER BY m.name, c.cid";
 
-/* A table left out, with why: a warning, unless src only reads the schema again to compare. */
-static void __attribute__((format(printf, 2, 3))) left_out(const struct source *src, const char *fmt, ...)
-{
-    if (src->rereading)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    log_vwrite(LOG_LVL_WARN, fmt, ap);
-    va_end(ap);
-}
-
 /* Adds the table of columns [first, end) to src, or leaves it out with a warning. */
 static void add_table(struct source *src, size_t *cap, struct column_row *rows, size_t first,
                       size_t end)
@@ -221,7 +209,7 @@ static void add_table(struct source *src, size_t *cap, struct column_row *rows, 
     if (task_table_reserved(name))
         return;
     if (!ident_valid(name)) {
-        left_out(src, "source: table \"%s\" left out: not a valid identifier", name);
+        log_warn("source: table \"%s\" left out: not a valid identifier", name);
         return;
     }
     struct table_schema t = {0};
@@ -233,19 +221,19 @@ static void add_table(struct source *src, size_t *cap, struct column_row *rows, 
         char err[256];
         *col = rows[first + i].column;
         if (!ident_valid(col->name)) {
-            left_out(src, "source: table %s left out: column \"%s\" is not a valid identifier", name,
+            log_warn("source: table %s left out: column \"%s\" is not a valid identifier", name,
                      col->name);
             return;
         }
         if (sqltype_parse(col->type_text, &col->type, err, sizeof err) != 0) {
-            left_out(src, "source: table %s left out: column %s: %s", name, col->name, err);
+            log_warn("source: table %s left out: column %s: %s", name, col->name, err);
             return;
         }
         if (col->pk_position > 0)
             t.npk++;
     }
     if (t.npk == 0) {
-        left_out(src, "source: table %s left out: it has no primary key", name);
+        log_warn("source: table %s left out: it has no primary key", name);
         return;
     }
     t.pk = arena_calloc(&src->arena, t.npk, sizeof *t.pk);
@@ -256,7 +244,7 @@ static void add_table(struct source *src, size_t *cap, struct column_row *rows, 
             t.pk[pos - 1] = i;
             t.pk_names[pos - 1] = t.columns[i].name;
         } else if (pos > 0) {
-            left_out(src, "source: table %s left out: key positions are not 1..%zu", name, t.npk);
+            log_warn("source: table %s left out: key positions are not 1..%zu", name, t.npk);
             return;
         }
     }
@@ -316,20 +304,6 @@ int task_sqlite_open(const char *path, int flags, sqlite3 **db, char *err, size_
     return -1;
 }
 
-static int schema_version(sqlite3 *db, int64_t *version, char *err, size_t errlen)
-{
-    sqlite3_stmt *stmt = sql_prepare(db, "PRAGMA schema_version", err, errlen);
-    if (!stmt)
-        return -1;
-    int rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW)
-        *version = sqlite3_column_int64(stmt, 0);
-    else
-        snprintf(err, errlen, "PRAGMA schema_version: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(stmt);
-    return rc == SQLITE_ROW ? 0 : -1;
-}
-
 int source_open(struct source *src, const char *path, int writable, char *err, size_t errlen)
 {
     memset(src, 0, sizeof *src);
@@ -341,14 +315,7 @@ int source_open(struct source *src, const char *path, int writable, char *err, s
     }
     sqlite3_busy_timeout(src->db, 10000);
     char inner[512];
-    /* One read transaction: the schema_version is the one the tables were read at. */
-    int rc = sql_exec(src->db, "BEGIN", inner, sizeof inner);
-    if (rc == 0) {
-        rc = schema_version(src->db, &src->schema_version, inner, sizeof inner) != 0 ||
-             load_schema(src, inner, sizeof inner) != 0 ? -1 : 0;
-        rc = sql_finish(src->db, rc, inner, sizeof inner);
-    }
-    if (rc != 0) {
+    if (load_schema(src, inner, sizeof inner) != 0) {
         snprintf(err, errlen, "%s: %s", path, inner);
         source_close(src);
         return -1;
@@ -371,44 +338,4 @@ const struct table_schema *source_find(const struct source *src, const char *nam
         if (ident_equal(src->tables[i].name, name))
             return &src->tables[i];
     return NULL;
-}
-
-static int same_text(const char *a, const char *b)
-{
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static int same_columns(const struct table_schema *a, const struct table_schema *b)
-{
-    if (a->ncolumns != b->ncolumns)
-        return 0;
-    for (size_t i = 0; i < a->ncolumns; i++) {
-        const struct column *x = &a->columns[i], *y = &b->columns[i];
-        if (strcmp(x->name, y->name) != 0 || strcmp(x->type_text, y->type_text) != 0 ||
-            x->nullable != y->nullable || !same_text(x->default_text, y->default_text) ||
-            x->pk_position != y->pk_position)
-            return 0;
-    }
-    return 1;
-}
-
-int source_table_changed(struct source *src, const struct table_schema *t, int *changed, char *err,
-                         size_t errlen)
-{
-    int64_t version;
-    *changed = 0;
-    if (schema_version(src->db, &version, err, errlen) != 0)
-        return -1;
-    if (version == src->schema_version)
-        return 0;
-    struct source now = {.db = src->db, .rereading = 1};
-    arena_init(&now.arena);
-    int rc = load_schema(&now, err, errlen);
-    if (rc == 0) {
-        const struct table_schema *found = source_find(&now, t->name);
-        *changed = !found || !same_columns(found, t);
-    }
-    free(now.tables);
-    arena_free(&now.arena);
-    return rc;
 }

@@ -40,8 +40,6 @@ struct source {
     struct arena arena;
     struct table_schema *tables;   /* ordered by name; blocked tables included */
     size_t ntables;
-    int64_t schema_version;        /* SQLite's schema_version the tables were read at */
-    int rereading;                 /* source_table_changed's copy: no warnings */
 };
 
 /* sqlite3_open_v2 of path with flags; 0, or -1 with err naming the path, SQLite's message and
@@ -54,12 +52,6 @@ int task_sqlite_open(const char *path, int flags, sqlite3 **db, char *err, size_
 int source_open(struct source *src, const char *path, int writable, char *err, size_t errlen);
 void source_close(struct source *src);
 const struct table_schema *source_find(const struct source *src, const char *name);
-/* Whether table t of src (as source_open read it) has other columns now, as src's current
- * transaction sees the file: names, types, nullability, defaults or key positions changed, or
- * the table gone. Read again only when SQLite's schema_version moved (every ALTER, CREATE and
- * DROP, provisioning's triggers too). 0 with *changed, or -1 with err. */
-int source_table_changed(struct source *src, const struct table_schema *t, int *changed, char *err,
-                         size_t errlen);
 
 /* Names starting with _somirror_ (and sqlite_) are never tracked, sent or compared. */
 int task_table_reserved(const char *name);
@@ -184,12 +176,9 @@ int rowdata_open(struct rowdata_cursor *c, sqlite3 *db, const struct table_schem
  * current and minimum valid versions in it, and opens the cursor: a full load when since is
  * -1 or older than the minimum valid version, else the changes in (since, current]. The
  * versions and the rows come from one snapshot, so a retention cleanup committed meanwhile
- * cannot remove changes before they are read. Table t must still have in that snapshot the
- * columns source_open read (source_table_changed): rows read with an older column list, at a
- * version that covers their changes, would leave the mirror without them for good, so a
- * table changed since is an error. rowdata_close ends the transaction. 0, or
- * -1 with err (no transaction left open). */
-int rowdata_start(struct rowdata_cursor *c, struct source *src, const struct table_schema *t,
+ * cannot remove changes before they are read. rowdata_close ends the transaction. 0, or -1
+ * with err (no transaction left open). */
+int rowdata_start(struct rowdata_cursor *c, sqlite3 *db, const struct table_schema *t,
                   int64_t since, char *err, size_t errlen);
 /* Finalizes the statement and ends rowdata_start's transaction. */
 void rowdata_close(struct rowdata_cursor *c);
