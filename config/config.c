@@ -858,7 +858,7 @@ static void parse_mapping(struct loader *ld, yaml_node_t *map, const struct key_
  * (a literal, in addr), or a name (resolved at start). */
 enum bind_kind { BIND_ANY, BIND_ADDRESS, BIND_NAME };
 
-static enum bind_kind bind_kind(const char *host, int *family, unsigned char addr[16])
+static enum bind_kind classify_listen_host(const char *host, int *family, unsigned char addr[16])
 {
     memset(addr, 0, 16);
     *family = AF_UNSPEC;
@@ -881,10 +881,18 @@ static bool listens_overlap(const struct cfg_listen *a, const struct cfg_listen 
         return false;
     int fa, fb;
     unsigned char aa[16], ab[16];
-    enum bind_kind ka = bind_kind(a->host, &fa, aa), kb = bind_kind(b->host, &fb, ab);
+    enum bind_kind ka = classify_listen_host(a->host, &fa, aa);
+    enum bind_kind kb = classify_listen_host(b->host, &fb, ab);
     if (ka == BIND_NAME || kb == BIND_NAME)
         return ka == kb && strcasecmp(a->host, b->host) == 0;
     return fa == fb && (ka == BIND_ANY || kb == BIND_ANY || memcmp(aa, ab, 16) == 0);
+}
+
+static void listen_entry_free(struct cfg_listen *entry)
+{
+    free_fields(listen_entry_keys, entry);
+    free(entry->host);
+    free(entry->port);
 }
 
 static void parse_listen_entry(struct loader *ld, const struct place *at, yaml_node_t *node,
@@ -905,9 +913,7 @@ static void parse_listen_entry(struct loader *ld, const struct place *at, yaml_n
         if (listens_overlap(&cfg->listen[i], &entry)) {
             report(ld, at, "expected each port once per address: %s takes the port that %s (listen[%zu]) "
                    "takes", entry.address, cfg->listen[i].address, i);
-            free(entry.host);
-            free(entry.port);
-            free_fields(listen_entry_keys, &entry);
+            listen_entry_free(&entry);
             return;
         }
     cfg->listen = xgrow(cfg->listen, cap, cfg->nlisten + 1, sizeof(*cfg->listen));
@@ -1273,11 +1279,8 @@ void cfg_free(struct config *cfg)
     if (cfg->mssql.password)
         explicit_bzero(cfg->mssql.password, strlen(cfg->mssql.password));
     free_fields(top_keys, cfg);
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        free_fields(listen_entry_keys, &cfg->listen[i]);
-        free(cfg->listen[i].host);
-        free(cfg->listen[i].port);
-    }
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        listen_entry_free(&cfg->listen[i]);
     free(cfg->listen);
     if (cfg->postgresql.password) {
         explicit_bzero(cfg->postgresql.password, strlen(cfg->postgresql.password));

@@ -872,7 +872,9 @@ static void put_time_default(struct buf *sql, enum default_function fn, const st
     default:
         break;
     }
-    buf_printf(sql, "to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US')", now);
+    buf_printf(sql, fn == FN_SYSDATETIMEOFFSET && t->kind != SQL_DATETIME2
+                        ? "(to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00')"
+                        : "to_char(%s, 'YYYY-MM-DD HH24:MI:SS.US')", now);
 }
 
 /* " DEFAULT <value>" for a checked default (sqltext_default_fn); -1 for a string with a NUL. */

@@ -35,9 +35,11 @@
  *
  * Defaults are rendered from the parsed default, never from the request text: numbers as SQL
  * signed numbers (as strings for the exact numeric types), strings quoted with ' doubled, 0x... as
- * X'...', NULL; getdate() and sysdatetime() become the local time and getutcdate() and
- * sysutcdatetime() UTC, as 'YYYY-MM-DD HH:MM:SS.fff'; sysdatetimeoffset() is UTC with
- * '+00:00'; newid() and newsequentialid() make an uppercase version-4 GUID.
+ * X'...', NULL; getdate() and sysdatetime() become the local time and getutcdate(),
+ * sysutcdatetime() and sysdatetimeoffset() UTC, in the column's form (put_time_default: a date,
+ * a time, the type's fraction digits up to 3, '+00:00' for a datetimeoffset, and for text
+ * columns 'YYYY-MM-DD HH:MM:SS.fff', with '+00:00' from sysdatetimeoffset()); newid() and
+ * newsequentialid() make an uppercase version-4 GUID.
  *
  * Metadata: "<tenant>_mirroring"(tablename TEXT PRIMARY KEY COLLATE NOCASE, schema, schemahash,
  * lsn INTEGER, updated TEXT 'YYYY-MM-DD HH:MM:SS' UTC). */

@@ -316,6 +316,22 @@ static void request_bytes(struct conn *c, struct evbuffer *buf, size_t from, siz
 
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg);
 
+/* c's client as text for a log line ("unknown" before the connection was attached). */
+static const char *peer_name(const struct conn *c)
+{
+    return c && c->peer[0] ? c->peer : "unknown";
+}
+
+/* An info line about a client, at most one a minute for each repeat (what libevent refuses
+ * alone, and timeouts: a flood of them must not flood the log), counting the ones left out. */
+static void log_client_repeat(struct log_repeat *repeat, const struct conn *c, const char *what)
+{
+    unsigned unlogged;
+    if (log_repeat_due(repeat, monotonic_ms(), &unlogged))
+        log_info("%s (client %s; %u more since the last such line, one a minute at most)", what,
+                 peer_name(c), unlogged);
+}
+
 /* evhttp's close callback: the connection is going; its bufferevent is still there. A TLS
  * connection whose answers are all out says so first (close_notify, which libevent 2.1 never
  * sends): without it a client cannot tell the end of an answer framed by the close from a cut
@@ -344,12 +360,11 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
             lingerer_add(http->lingerer, lingering);
         /* libevent answers such a request itself (no callback of ours runs), and a sender
          * refused this way every cycle must not go unseen. */
-        unsigned unlogged;
-        if (log_repeat_due(&http->bodies_unread, monotonic_ms(), &unlogged))
-            log_info("a request's body was not read: the answer was 413 (its length over "
-                     "limits.max_request_bytes, or a malformed chunked body), or its client "
-                     "stopped sending it (client %s; %u more since the last such line, one a "
-                     "minute at most)", c->peer[0] ? c->peer : "unknown", unlogged);
+        log_client_repeat(&http->bodies_unread, c,
+                          "a request was refused by the HTTP layer before its body was read (413: its "
+                          "length over limits.max_request_bytes or a chunked body that cannot be "
+                          "read; 400: a malformed request; 417: an unknown Expect), or its client "
+                          "stopped sending the body");
     }
     conn_free(c);
 }
@@ -424,17 +439,16 @@ static void conn_timer(evutil_socket_t fd, short what, void *arg)
     if (c->phase == CONN_BUSY)
         return;
     struct wrk_http *http = c->http;
-    const char *peer = c->peer[0] ? c->peer : "unknown";
-    unsigned unlogged;
     if (c->phase == CONN_CLOSING || (c->phase == CONN_WAITING && !c->first))
         log_debug("closing a connection: %s (client %s)",
-                  c->phase == CONN_CLOSING ? "answered a CONNECT" : "idle past keepalive_timeout", peer);
-    else if (log_repeat_due(c->phase == CONN_BODY ? &http->bodies_late : &http->headers_late,
-                            monotonic_ms(), &unlogged))
-        log_info("closing a connection: %s (client %s; %u more since the last such line, one a "
-                 "minute at most)", c->phase == CONN_BODY ? "request not complete within request_timeout"
-                                                          : "request headers late (header_timeout)",
-                 peer, unlogged);
+                  c->phase == CONN_CLOSING ? "answered a CONNECT" : "idle past keepalive_timeout",
+                  peer_name(c));
+    else if (c->phase == CONN_BODY)
+        log_client_repeat(&http->bodies_late, c,
+                          "closing a connection: request not complete within request_timeout");
+    else
+        log_client_repeat(&http->headers_late, c,
+                          "closing a connection: request headers late (header_timeout)");
     /* Outside evhttp's callbacks, on a connection with no dispatched request: evhttp frees the
      * request it reads into, and conn_closed frees c (and this timer). Nothing was answered:
      * no lingering either. */
@@ -747,9 +761,10 @@ static int framing_refused(struct evhttp_request *req)
             return 400;   /* "Transfer-Encoding : chunked" would be read as no header at all */
         if (evutil_ascii_strcasecmp(h->key, "Content-Length") == 0) {
             lengths++;
-            /* Digits only (RFC 9110 8.6): libevent's strtoll would take "+5" or " 5", which a
-             * proxy in front may frame differently. */
-            if (!h->value[0] || strspn(h->value, "0123456789") != strlen(h->value))
+            /* Digits only (RFC 9110 8.6), after the whitespace libevent leaves before a value
+             * (a tab): its strtoll would take "+5", which a proxy in front may frame otherwise. */
+            const char *digits = h->value + strspn(h->value, " \t");
+            if (!digits[0] || strspn(digits, "0123456789") != strlen(digits))
                 return 400;
         } else if (evutil_ascii_strcasecmp(h->key, "Transfer-Encoding") == 0) {
             encodings++;
@@ -844,7 +859,7 @@ static void finish_call(struct pending_call *pc, int gone)
                                    "ran: the call was not run.\n";
         const struct conn *c = conn_of_request(http, pc->req);
         log_info("the client closed (or half-closed) its connection before its call ran: the call "
-                 "is not run (client %s)", c && c->peer[0] ? c->peer : "unknown");
+                 "is not run (client %s)", peer_name(c));
         struct evkeyvalq *headers = evhttp_request_get_output_headers(pc->req);
         if (!evhttp_find_header(headers, "Connection"))
             evhttp_add_header(headers, "Connection", "close");
@@ -937,6 +952,7 @@ static void route_request(struct evhttp_request *req, void *arg)
     } else if (method == EVHTTP_REQ_POST && content_encoded(req)) {
         static const char text[] = "The body has a Content-Encoding: send it unencoded (identity); "
                                    "somirrord decodes none.\n";
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Accept-Encoding", "identity");
         send_answer(http, req, 415, "text/plain; charset=utf-8", text, sizeof(text) - 1);
     } else if (method == EVHTTP_REQ_POST) {
         start_call(http, req);

@@ -241,15 +241,18 @@ def check_log_not_forged():
     with H.server(workers=1) as s:
         p = PL.P(s, "forge")
         for body in ('<junk xmlns="urn:x&#10;%s"/>' % forged, '<junk xmlns="urn:x&#13;%s"/>' % forged,
-                     '<junk xmlns="urn:\u009b31m\u001b[2Jx"/>'):
+                     '<junk xmlns="urn:c1\u009b31m"/>'):
             answer = p.call("Authenticate", None, raw=body.encode())
             R.check(answer.status == 500, "a broken body answered %s" % answer.status)
-        H.wait_until(lambda: s.daemon.log().count("urn:x") >= 2, what="the two refusals' log lines")
+        # A terminal's escape sequence in the SOAPAction, which the UnknownOperation fault quotes.
+        answer = p.call("Authenticate", H.authenticate_body(), soapaction="\x1b[2Jevil")
+        R.check(answer.fault, "an unknown SOAPAction answered %r" % answer)
+        H.wait_until(lambda: "evil" in s.daemon.log() and "urn:c1" in s.daemon.log(), what="the refusals' log lines")
         log = s.daemon.log()
         R.check(not any(line.startswith(forged[:24]) for line in log.splitlines()),
                 "a client forged a log line:\n" + log[-600:])
-        R.check("urn:x\\x0a2026-11-27" in log and "urn:x\\x0d2026-11-27" in log,
-                "the escaped newline or carriage return is not in the log:\n" + log[-600:])
+        for escaped in ("urn:x\\x0a2026-11-27", "urn:x\\x0d2026-11-27", "urn:c1\\xc2\\x9b31m", "\\x1b[2Jevil"):
+            R.check(escaped in log, "%s is not in the log:\n%s" % (escaped, log[-800:]))
         R.check("\x1b" not in log and "\u009b" not in log,
                 "a terminal control reached the log:\n" + log[-600:])
 

@@ -1938,16 +1938,15 @@ static void pg_load_again(struct batch *b, const char *pid)
         ck_assert_str_eq(pg_store_backend("pid"), pid);
 }
 
-/* Zeros past a type's digits, which section 5 allows in any number, are left out of what
- * PostgreSQL gets: the text forms are sized for the type's digits (time(7) is varchar(16)). */
 /* A time default into a datetimeoffset (kept as text) has the type's fraction digits, and one
- * into a smalldatetime whole minutes, as the types hold them. */
+ * into a smalldatetime whole minutes, as the types hold them; sysdatetimeoffset() into text
+ * keeps its offset. */
 START_TEST(pg_time_defaults_by_type)
 {
     static const char *const cols[] = {
         "id|int|notnull|", "a|datetimeoffset(0)|null|(sysdatetimeoffset())",
         "b|datetimeoffset(2)|null|(getdate())", "c|datetimeoffset(7)|null|(sysdatetimeoffset())",
-        "d|smalldatetime|null|(getdate())", NULL};
+        "d|smalldatetime|null|(getdate())", "e|nvarchar(40)|null|(sysdatetimeoffset())", NULL};
     struct table_schema t = table_make("times", "id", cols);
     struct table_state *states;
     size_t n;
@@ -1957,9 +1956,12 @@ START_TEST(pg_time_defaults_by_type)
     ck_assert_uint_eq(strlen(probe_text("SELECT b FROM times")), 22 + 6);
     ck_assert_uint_eq(strlen(probe_text("SELECT c FROM times")), 26 + 6);
     ck_assert_str_eq(probe_text("SELECT to_char(d, 'SS.US') FROM times"), "00.000000");
+    ck_assert_str_eq(probe_text("SELECT right(e, 6) FROM times"), "+00:00");   /* as in SQLite */
 }
 END_TEST
 
+/* Zeros past a type's digits, which section 5 allows in any number, are left out of what
+ * PostgreSQL gets: the text forms are sized for the type's digits (time(7) is varchar(16)). */
 START_TEST(pg_zeros_past_the_digits_fit)
 {
     static const char *const cols[] = {
