@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "ctl/statefile.h"
@@ -295,7 +296,7 @@ static int cmd_show_info(struct ctl_context *ctx, const struct command_args *arg
 {
     const struct master_counters *mc = reg_master_counters(ctx->reg);
     const char *config_file = ctx->cfg ? ctx->cfg->path : NULL;
-    int64_t uptime = now_seconds() - ctx->started;
+    int64_t uptime = (monotonic_ms() - ctx->started_ms) / 1000;
     uint32_t tenants = reg_tenant_count(ctx->reg);
     int paused_all = reg_global_paused(ctx->reg);
     if (args->json) {
@@ -391,11 +392,13 @@ static void metrics_tenants(struct buf *out, const struct registry *reg)
     /* Tenant names are [A-Za-z0-9_] only: nothing to escape in the label. */
     metric_header(out, "somirror_tenant_last_cycle_age_seconds", "gauge",
                   "Seconds since the tenant's last completed cycle (tenants that completed one).");
+    /* By the wall clock, as the completion time is kept: after a step back, 0 rather than
+     * negative. */
     int64_t now = now_seconds();
     for (size_t i = 0; i < n; i++)
         if (views[i].last_completed > 0)
             buf_printf(out, "somirror_tenant_last_cycle_age_seconds{tenant=\"%s\"} %lld\n", views[i].tenant,
-                       (long long)(now - views[i].last_completed));
+                       (long long)(now > views[i].last_completed ? now - views[i].last_completed : 0));
     free(views);
 }
 

@@ -18,7 +18,7 @@
 struct ctl_context {
     struct registry *reg;
     const struct config *cfg;           /* current config (config/config.h) */
-    pid_t pid; int64_t started; const char *version;
+    pid_t pid; int64_t started_ms; const char *version;   /* started_ms: monotonic */
     uint32_t generation; int workers;
     const char *const *restart_required; size_t nrestart;   /* settings changed that need a restart */
     /* "reload" command: 0, or -1 with why the reload failed */

@@ -222,7 +222,7 @@ static void refresh_ctl(struct master *m)
     m->ctl.reg = m->reg;
     m->ctl.cfg = m->cfg;
     m->ctl.pid = getpid();
-    m->ctl.started = reg_master_counters(m->reg)->started;
+    m->ctl.started_ms = reg_master_counters(m->reg)->started_ms;
     m->ctl.version = PACKAGE_VERSION;
     m->ctl.generation = m->generation;
     m->ctl.workers = m->cfg->workers;
@@ -1066,7 +1066,7 @@ static int serve(struct master *m, int foreground)
         startup_failed(m, err);
         return 1;
     }
-    reg_master_counters(m->reg)->started = (int64_t)time(NULL);
+    reg_master_counters(m->reg)->started_ms = monotonic_ms();
     m->generation = m->last_generation = 1;
     reg_set_generation(m->reg, m->generation);
     refresh_ctl(m);

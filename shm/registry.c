@@ -226,7 +226,6 @@ struct registry *reg_create(uint32_t max_tenants, uint32_t max_workers, char *er
     reg->tenants_offset = reg->index_offset + align_up((uint64_t)reg->index_capacity * sizeof(uint32_t));
     reg->workers_offset = reg->tenants_offset + align_up((uint64_t)max_tenants * sizeof(struct tenant_entry));
     reg->resync_offset = reg->workers_offset + align_up((uint64_t)max_workers * sizeof(struct worker_slot));
-    reg->master.started = (int64_t)time(NULL);
     return reg;
 }
 

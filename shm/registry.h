@@ -222,7 +222,7 @@ const char *reg_worker_state_name(enum worker_state state);
 
 /* Master-owned counters for status (written only by the master). */
 struct master_counters {
-    int64_t started;
+    int64_t started_ms;         /* monotonic: uptime does not follow a step of the wall clock */
     uint64_t reloads_ok, reloads_failed;
     uint64_t worker_restarts;
 };

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <jansson.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "config/keys.h"
@@ -48,8 +49,8 @@ struct loaded {
 struct pair {
     char tenant[SM_TENANT_MAX + 1];
     char app[256];
-    time_t due;
-    time_t started;                  /* the last cycle's start, 0 = none yet */
+    int64_t due_ms;                  /* monotonic (a step of the wall clock moves no cycle) */
+    int64_t started_ms;              /* the last cycle's start, monotonic; 0 = none yet */
     pid_t pid;                       /* 0 when not running */
     FILE *result;                    /* the child's JSON line */
     int listed;                      /* still in the current configuration */
@@ -129,10 +130,11 @@ static void sync_pairs(struct scheduler *s)
                 memset(p, 0, sizeof *p);
                 snprintf(p->tenant, sizeof p->tenant, "%s", tenant->context);
                 snprintf(p->app, sizeof p->app, "%s", app->id);
-                p->due = time(NULL);
+                p->due_ms = monotonic_ms();
                 log_info("tenant %s: application %s approved: first cycle now", p->tenant, p->app);
-            } else if (p->started) {
-                p->due = p->started + cfg->every_s;   /* a changed period applies at once */
+            } else if (p->started_ms) {
+                /* a changed period applies at once */
+                p->due_ms = p->started_ms + (int64_t)cfg->every_s * 1000;
             }
             p->listed = 1;
         }
@@ -195,8 +197,8 @@ static void start_cycle(struct scheduler *s, struct pair *p)
         if (!strcmp(cfg->tenants[i].context, p->tenant))
             tenant = &cfg->tenants[i];
     const struct task_app *app = taskconf_app(cfg, p->app);
-    p->started = time(NULL);
-    p->due = p->started + cfg->every_s;
+    p->started_ms = monotonic_ms();
+    p->due_ms = p->started_ms + (int64_t)cfg->every_s * 1000;
     p->result = tmpfile();
     if (!tenant || !app || !p->result) {
         log_error("tenant %s: cannot start a cycle", p->tenant);
@@ -295,14 +297,14 @@ int schedule_run(const struct schedule_options *opt)
                 log_error("reload of %s failed: keeping the configuration in use", opt->config_path);
             }
         }
-        time_t now = time(NULL);
+        int64_t now_ms = monotonic_ms();
         int paused = !opt->once && in_pause_window(s.keys.cfg);
         for (size_t i = 0; !stop_requested && !paused && i < s.npairs; i++) {
             struct pair *p = &s.pairs[i];
             if (s.running >= (size_t)s.keys.cfg->parallel)
                 break;
             /* --once: one cycle per pair, even when it outlasts the period */
-            if (!p->pid && p->listed && p->due <= now && !(opt->once && p->started)) {
+            if (!p->pid && p->listed && p->due_ms <= now_ms && !(opt->once && p->started_ms)) {
                 start_cycle(&s, p);
                 started++;
             }

@@ -201,7 +201,8 @@ static int parse_clock(const char *text, int *minutes)
 {
     int h, m;
     char tail;
-    if (sscanf(text, "%d:%d%c", &h, &m, &tail) != 2 || h < 0 || h > 24 || m < 0 || m > 59)
+    if (sscanf(text, "%d:%d%c", &h, &m, &tail) != 2 || h < 0 || h > 24 || m < 0 || m > 59 ||
+        (h == 24 && m != 0))   /* 24:00 ends a day; 24:30 is no time */
         return -1;
     *minutes = h * 60 + m;
     return 0;

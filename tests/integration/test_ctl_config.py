@@ -5,7 +5,8 @@ configuration, a decoy status_socket nested in a section), says on one stderr li
 it uses, and keeps its exit codes; with no status_socket to read it fails and says to use -s.
 And the status socket answers a line longer than 4096 bytes with an error line and an end of
 file, not a connection reset, whatever the client still sends, without holding up other
-clients."""
+clients. A step of the daemon's wall clock back leaves uptime counting (monotonic) and no
+tenant's last-cycle age negative."""
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import protolib as PL  # noqa: E402
 
 TOO_LONG = b"error: command longer than 4096 bytes\n"
 
@@ -145,7 +147,40 @@ def check_out_of_descriptors():
                      what="the status socket to answer again")
 
 
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def check_wall_clock_step():
+    """The master's wall clock steps two hours back (libfaketime, the daemon alone; an NTP step):
+    show info's uptime still counts from the start, and the tenant's last-cycle age in metrics
+    is 0, not negative."""
+    assert os.path.exists(FAKETIME), "libfaketime is not installed (contrib/install-deps installs it)"
+    with h.server(workers=1, start=False) as s:
+        d = s.daemon
+        offset = os.path.join(s.dir, "faketime")
+        with open(offset, "w") as f:
+            f.write("+0\n")
+        stepped = os.path.join(s.dir, "somirrord-faketime")
+        with open(stepped, "w") as f:
+            f.write("#!/bin/sh\nLD_PRELOAD=%s FAKETIME_TIMESTAMP_FILE=%s FAKETIME_NO_CACHE=1 "
+                    "FAKETIME_DONT_FAKE_MONOTONIC=1 exec %s \"$@\"\n" % (FAKETIME, offset, d.binary))
+        os.chmod(stepped, 0o755)
+        d.binary = stepped
+        d.start()
+        p = PL.P(s, "clock")
+        p.auth()
+        assert p.completed().status == 200
+        with open(offset, "w") as f:
+            f.write("-2h\n")
+        uptime = d.ctl_json("show info")["uptime"]
+        assert 0 <= uptime < 600, "uptime %s after the wall clock stepped back 2 h" % uptime
+        ages = [line for line in d.ctl("metrics").splitlines()
+                if line.startswith('somirror_tenant_last_cycle_age_seconds{tenant="%s"}' % p.tenant)]
+        assert len(ages) == 1 and float(ages[0].split()[-1]) >= 0, ages
+
+
 def main():
+    check_wall_clock_step()
     check_socket_mode()
     check_out_of_descriptors()
     with h.server(workers=1) as s:

@@ -3,7 +3,8 @@ small): nothing cycles inside the pause window; tenants with an approved, activa
 the file; a tenant that newly approves the application gets its first cycle at once; a withdrawn
 approval stops that tenant's cycles; a deactivated application stops every cycle; SIGTERM stops
 the task. A task.yaml that is missing exits 2. A call retried after the vendor token's reuse
-window (a minute) carries a freshly signed token (against a scripted receiver)."""
+window (a minute) carries a freshly signed token (against a scripted receiver). A step of the
+wall clock neither stalls nor hurries the schedule (libfaketime)."""
 
 import base64
 import http.server
@@ -112,6 +113,43 @@ def retry_gets_a_fresh_token(task, work):
         receiver.server_close()
 
 
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def wall_clock_steps(task, work):
+    """The schedule keeps time by the monotonic clock: a step of the wall clock two hours back
+    (an NTP step, a hardware clock corrected after boot) does not stall the cycles for two hours,
+    nor does one forward hurry them. libfaketime steps the wall clock of the task alone."""
+    assert os.path.exists(FAKETIME), "libfaketime is not installed (contrib/install-deps installs it)"
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BusyThenRefused)
+    receiver.claims = []   # one Authenticate per cycle (tries 1)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    offset = os.path.join(work, "faketime")
+    with open(offset, "w") as f:
+        f.write("+0\n")
+    conf = os.path.join(work, "clock.yaml")
+    write_task_yaml(conf, receiver.server_address[1], approved_t1=True, approved_t2=False, every="1s",
+                    retries=(1, 0))
+    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=offset, FAKETIME_NO_CACHE="1",
+               FAKETIME_DONT_FAKE_MONOTONIC="1")
+    proc = subprocess.Popen([task, "run", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+    try:
+        harness.wait_until(lambda: len(receiver.claims) >= 2, 20, what="cycles on the schedule")
+        for step in ("-2h", "+3h"):
+            with open(offset, "w") as f:
+                f.write(step + "\n")
+            before = len(receiver.claims)
+            time.sleep(4)
+            cycles = len(receiver.claims) - before
+            assert 2 <= cycles <= 6, "%d cycles in 4 s (every 1 s) after the wall clock stepped %s" % (cycles, step)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        receiver.shutdown()
+        receiver.server_close()
+
+
 def main():
     task = harness.program("somirror-task")
     with tempfile.TemporaryDirectory(prefix="smsched") as work:
@@ -205,6 +243,7 @@ def main():
                                   stderr=subprocess.PIPE, text=True, timeout=30)
             assert proc.returncode == 2 and why in proc.stderr, (key, cert, proc.returncode, proc.stderr)
         retry_gets_a_fresh_token(task, work)
+        wall_clock_steps(task, work)
     print("task schedule: ok")
 
 

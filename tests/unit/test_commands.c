@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "ctl/commands.h"
 #include "ctl/statefile.h"
 #include "shm/registry.h"
@@ -86,7 +87,7 @@ static void setup(void)
     ctx.reg = reg;
     ctx.cfg = &cfg;
     ctx.pid = 1234;
-    ctx.started = now - 100;
+    ctx.started_ms = monotonic_ms() - 100 * 1000;
     ctx.version = "1.0.0";
     ctx.generation = 2;
     ctx.workers = 4;

@@ -639,6 +639,41 @@ START_TEST(rowdata_names_a_column_dropped_meanwhile)
 }
 END_TEST
 
+/* schedule.pause: times from 00:00 to 24:00; 24:30 is refused (it would never be reached), a
+ * window may end at 24:00 and may wrap midnight. */
+static struct task_config *load_pause(const char *window, char *err, size_t errlen)
+{
+    const char *path = path_in("pause.yaml");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "vendor: { key: v.key, certificate: v.crt }\n"
+               "applications: [ { id: a, url: \"http://127.0.0.1:1/\", public_key: a.pub } ]\n"
+               "tenants: [ { context: T1, source: t.db, approved: [ a ] } ]\n"
+               "schedule: { pause: \"%s\" }\n", window);
+    fclose(f);
+    return taskconf_load(path, err, errlen);
+}
+
+START_TEST(schedule_pause_times)
+{
+    char err[512] = "";
+    for (const char *const *bad = (const char *const[]){"24:30-01:00", "23:00-24:59", "25:00-01:00", NULL};
+         *bad; bad++) {
+        ck_assert_ptr_null(load_pause(*bad, err, sizeof err));
+        ck_assert_msg(strstr(err, "schedule.pause"), "%s: %s", *bad, err);
+    }
+    struct task_config *cfg = load_pause("23:00-24:00", err, sizeof err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert(taskconf_paused(cfg, 23 * 60 + 59));
+    ck_assert(!taskconf_paused(cfg, 0));
+    taskconf_free(cfg);
+    cfg = load_pause("23:30-00:30", err, sizeof err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert(taskconf_paused(cfg, 0) && taskconf_paused(cfg, 23 * 60 + 45) && !taskconf_paused(cfg, 60));
+    taskconf_free(cfg);
+}
+END_TEST
+
 START_TEST(strings_split_trims)
 {
     struct cfg_strings list;
@@ -675,6 +710,7 @@ static Suite *task_suite(void)
     tcase_add_test(tc, change_ops_are_relative_to_since);
     tcase_add_test(tc, rowdata_reads_versions_and_rows_in_one_snapshot);
     tcase_add_test(tc, rowdata_names_a_column_dropped_meanwhile);
+    tcase_add_test(tc, schedule_pause_times);
     tcase_add_test(tc, strings_split_trims);
     suite_add_tcase(s, tc);
     return s;
