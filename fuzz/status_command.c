@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "ctl/commands.h"
 #include "shm/registry.h"
@@ -66,7 +67,7 @@ static struct registry *make_registry(void)
     reg_worker_state(reg, idle, WORKER_IDLE, NULL, NULL, FUZZ_NOW - 2);
     reg_worker_call_done(reg, busy, REG_OP_ROWDATA, 0, 0.002, 1000, 100, 3, 2, 2);
     reg_worker_call_done(reg, idle, REG_OP_AUTHENTICATE, 1, 30, 50, 0, 0, 0, 0);
-    reg_master_counters(reg)->started = FUZZ_NOW - 3600;
+    reg_master_counters(reg)->started_ms = monotonic_ms() - 3600 * 1000;
     reg_master_counters(reg)->reloads_ok = 1;
     return reg;
 }
@@ -100,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ctx.reg = reg;
     ctx.cfg = NULL;
     ctx.pid = 4242;
-    ctx.started = FUZZ_NOW - 3600;
+    ctx.started_ms = monotonic_ms() - 3600 * 1000;
     ctx.version = "1.0.0";
     ctx.generation = 1;
     ctx.workers = 2;
