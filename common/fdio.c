@@ -1,12 +1,33 @@
-/* common/fdio: whole writes to a file descriptor, and what an accept or open error means (see
- * fdio.h). Owns no state. */
+/* common/fdio: whole writes to a file descriptor, opens that refuse planted links, and what an
+ * accept or open error means (see fdio.h). Owns no state. */
 #include "common/fdio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
+
+int open_refusing_links(const char *path, int flags, mode_t mode, int regular_only, const char **why)
+{
+    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+    struct stat st;
+    if (fd < 0)
+        *why = errno == ELOOP ? "a symbolic link is there (refused)" : strerror(errno);
+    else if (fstat(fd, &st) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        *why = strerror(errno);
+    else if (S_ISREG(st.st_mode) && st.st_nlink > 1)
+        *why = "a file with other hard links is there (refused)";
+    else if (regular_only && !S_ISREG(st.st_mode))
+        *why = "not a regular file (refused)";
+    else
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
 
 int fd_shortage(int err)
 {

@@ -1,13 +1,22 @@
-/* common/fdio: whole writes to a file descriptor, and what an accept or open error means. */
+/* common/fdio: whole writes to a file descriptor, opens that refuse planted links, and what an
+ * accept or open error means. */
 #ifndef SOMIRROR_COMMON_FDIO_H
 #define SOMIRROR_COMMON_FDIO_H
 #include <stddef.h>
 #include <sys/time.h>
+#include <sys/types.h>
 
 #include "common/log.h"
 
 /* Writes all len bytes of data, again after a short write or EINTR. 0, or -1 with errno. */
 int write_all(int fd, const char *data, size_t len);
+/* Opens path (flags, and mode for O_CREAT; O_NOFOLLOW and O_CLOEXEC added) where someone
+ * else may write its directory, so that a link planted there must not make us create, write
+ * or keep open another file: a symbolic link, a file with other hard links and, with
+ * regular_only, anything but a regular file are refused. Opened without blocking, so that a
+ * FIFO put there cannot hold the caller; the descriptor blocks once returned. The descriptor,
+ * or -1 with *why (a phrase for "<what> <path>: <why>"). */
+int open_refusing_links(const char *path, int flags, mode_t mode, int regular_only, const char **why);
 /* Whether err (of accept, open) means the process or the system ran out of descriptors or
  * memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): a shortage that passes, not the request's fault. */
 int fd_shortage(int err);

@@ -7,10 +7,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/fdio.h"
 
 enum log_target { TARGET_STDERR, TARGET_SYSLOG, TARGET_FILE };
 
@@ -56,26 +57,14 @@ int log_level_parse(const char *name)
 }
 
 /* Opened by root at start, in a directory that may be the service user's: a planted link must
- * not make root create or append to another file, nor hand the workers a descriptor of it.
- * (Opened without blocking, so that a FIFO put there cannot hold the start; writes block.) */
+ * not make root create or append to another file, nor hand the workers a descriptor of it. */
 static int open_file(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0640);
-    const char *why = NULL;
-    struct stat st;
-    if (fd < 0)
-        why = errno == ELOOP ? "a symbolic link is there (refused)" : strerror(errno);
-    else if (fstat(fd, &st) != 0 || fcntl(fd, F_SETFL, O_APPEND) != 0)
-        why = strerror(errno);
-    else if (S_ISREG(st.st_mode) && st.st_nlink > 1)
-        why = "a file with other hard links is there (refused)";
-    if (!why)
-        return fd;
-    if (err)
+    const char *why;
+    int fd = open_refusing_links(path, O_WRONLY | O_APPEND | O_CREAT, 0640, 0, &why);
+    if (fd < 0 && err)
         snprintf(err, errlen, "cannot open log file %s: %s", path, why);
-    if (fd >= 0)
-        close(fd);
-    return -1;
+    return fd;
 }
 
 int log_open(const char *name, enum log_level level, const char *ident, char *err, size_t errlen)

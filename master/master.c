@@ -83,7 +83,6 @@ struct master {
     int64_t respawn_at_ms;
     struct event *respawn_timer;
     struct event *tick;
-    int state_refresh_failed;          /* the last tick's statefile_refresh failed */
     struct event *signal_events[7];
     size_t nsignal_events;
     int stopping;
@@ -850,7 +849,8 @@ static void respawn_due(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Once a second: workers past their shutdown timeout are killed; the state file drops the
- * requests workers have carried out (one error line per run of failures). */
+ * requests workers have carried out, and is written again after a failed write (one error
+ * line per run of failures: the first failure, of a request or of this tick, says it). */
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct master *m = arg;
@@ -858,11 +858,10 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     if (m->cfg->state_file) {
         int behind = statefile_behind();
         int failed = statefile_refresh(m->cfg->state_file, m->reg, why, sizeof(why)) < 0;
-        if (failed && !m->state_refresh_failed)
+        if (failed && !behind)
             log_error("operator state not saved (retried every second): %s", why);
         else if (!failed && behind)
             log_info("operator state saved again in %s", m->cfg->state_file);
-        m->state_refresh_failed = failed;
     }
     int64_t now = monotonic_ms();
     for (size_t i = 0; i < m->nchildren; i++) {

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
 #include "common/xalloc.h"
 
 static int lock_whole_file(int fd, struct flock *probe)
@@ -22,32 +22,17 @@ static int lock_whole_file(int fd, struct flock *probe)
     return -1;
 }
 
-/* Root opens the pid file in a directory the service's user may write (it removes the file at
- * exit): a link planted there must not make root write, create or keep open another file. */
-static int open_own_file(const char *path, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "pid file %s: %s", path,
-                 errno == ELOOP ? "a symbolic link is there (refused)" : strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-        snprintf(err, errlen, "pid file %s: %s (refused)", path,
-                 S_ISREG(st.st_mode) ? "a file with other hard links is there" : "not a regular file");
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 int pidfile_acquire(struct pidfile *pf, const char *path, char *err, size_t errlen)
 {
     pf->path = NULL;
-    pf->fd = open_own_file(path, err, errlen);
-    if (pf->fd < 0)
+    /* Root opens it in a directory the service's user may write (it removes the file at exit):
+     * a link planted there must not make root write, create or keep open another file. */
+    const char *why;
+    pf->fd = open_refusing_links(path, O_RDWR | O_CREAT, 0644, 1, &why);
+    if (pf->fd < 0) {
+        snprintf(err, errlen, "pid file %s: %s", path, why);
         return -1;
+    }
     struct flock holder;
     if (lock_whole_file(pf->fd, &holder) < 0) {
         int saved = errno;

@@ -1437,6 +1437,20 @@ END_TEST
 
 /* ---- tests on both SQLite and SQL Server ---- */
 
+/* Table name, keyed by its first column id, with one row inserted by the driver's SQL with its
+ * key alone: every other column gets its default (or NULL). */
+static void table_with_defaulted_row(const char *name, const char *const *cols)
+{
+    struct table_schema t = table_make(name, "id", cols);
+    ck_assert_ptr_null(t.reject);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    char insert[128];
+    snprintf(insert, sizeof(insert), "INSERT INTO %s (id) VALUES (1)", name);
+    probe_exec(insert);
+}
+
 /* The *_defaults_translated tests' start: table defs, one default of each kind, a row inserted
  * with its key alone, and the defaults both drivers store alike. c_sql, d_sql and e_sql read
  * columns c (varbinary, as hex), d (datetime, as ISO text) and e (uniqueidentifier, as text) in
@@ -1448,12 +1462,7 @@ static void defaults_inserted(const char *c_sql, const char *d_sql, const char *
         "c|varbinary(4)|null|(0xABC)", "d|datetime|null|(getutcdate())",
         "e|uniqueidentifier|null|(newid())", "f|decimal(20,4)|null|((123456789012.3456))",
         "g|datetimeoffset(7)|null|(sysdatetimeoffset())", "h|int|null|(NULL)", NULL};
-    struct table_schema t = table_make("defs", "id", cols);
-    ck_assert_ptr_null(t.reject);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    probe_exec("INSERT INTO defs (id) VALUES (1)");
+    table_with_defaulted_row("defs", cols);
     ck_assert_str_eq(probe_text("SELECT a FROM defs"), "-5");
     ck_assert_str_eq(probe_text("SELECT b FROM defs"), "it's");
     ck_assert_str_eq(probe_text("%s", c_sql), "0ABC");
@@ -1594,11 +1603,7 @@ START_TEST(sqlite_time_defaults_by_type)
     };
 #undef DAY
 #undef D2
-    struct table_schema t = table_make("times", "id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    probe_exec("INSERT INTO times (id) VALUES (1)");
+    table_with_defaulted_row("times", cols);
     for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
         char *text = probe_text("SELECT %s FROM times", forms[i][0]);
         ck_assert_msg(text && probe_long("SELECT '%s' GLOB '%s'", text, forms[i][1]) == 1,
@@ -1947,11 +1952,7 @@ START_TEST(pg_time_defaults_by_type)
         "id|int|notnull|", "a|datetimeoffset(0)|null|(sysdatetimeoffset())",
         "b|datetimeoffset(2)|null|(getdate())", "c|datetimeoffset(7)|null|(sysdatetimeoffset())",
         "d|smalldatetime|null|(getdate())", "e|nvarchar(40)|null|(sysdatetimeoffset())", NULL};
-    struct table_schema t = table_make("times", "id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    probe_exec("INSERT INTO times (id) VALUES (1)");
+    table_with_defaulted_row("times", cols);
     ck_assert_uint_eq(strlen(probe_text("SELECT a FROM times")), 19 + 6);
     ck_assert_uint_eq(strlen(probe_text("SELECT b FROM times")), 22 + 6);
     ck_assert_uint_eq(strlen(probe_text("SELECT c FROM times")), 26 + 6);

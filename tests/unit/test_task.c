@@ -50,6 +50,15 @@ static const char *generate(const char *name, long scale, uint64_t seed)
     return path;
 }
 
+/* generate, then change tracking provisioned (as `somirror-task provision` does). */
+static const char *generate_tracked(const char *name, long scale, uint64_t seed)
+{
+    const char *path = generate(name, scale, seed);
+    char err[512] = "";
+    ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "provision: %s", err);
+    return path;
+}
+
 static void digest_of(const char *path, char hex[65])
 {
     char err[512] = "";
@@ -241,9 +250,8 @@ END_TEST
 
 START_TEST(retention_moves_min_valid)
 {
-    const char *path = generate("r.db", 10, 1);
+    const char *path = generate_tracked("r.db", 10, 1);
     char err[512] = "";
-    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     ck_assert_msg(churn_run(path, 50, 9, err, sizeof err) == 0, "%s", err);
     sqlite3 *db;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
@@ -266,9 +274,8 @@ END_TEST
 
 START_TEST(provision_migrates_older_change_tables)
 {
-    const char *path = generate("m.db", 10, 1);
+    const char *path = generate_tracked("m.db", 10, 1);
     char err[512] = "";
-    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     sqlite3 *db;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
     exec_ok(db, "INSERT INTO category (category_id, name, deleted) VALUES (1000, 'new', 0);"
@@ -298,9 +305,8 @@ END_TEST
 
 START_TEST(churn_changes_rows)
 {
-    const char *path = generate("ch.db", 20, 1);
+    const char *path = generate_tracked("ch.db", 20, 1);
     char before[65], after[65], err[512] = "";
-    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     digest_of(path, before);
     ck_assert_msg(churn_run(path, 100, 4, err, sizeof err) == 0, "%s", err);
     digest_of(path, after);
@@ -463,9 +469,8 @@ static void run_calls(struct rowdata_cursor *cur, size_t batch_size, struct spli
 
 START_TEST(rowdata_splits_at_batch_size)
 {
-    const char *path = generate("rd.db", 60, 3);
+    const char *path = generate_tracked("rd.db", 60, 3);
     char err[512] = "";
-    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     struct source src;
     ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
     const struct table_schema *t = source_find(&src, "contact");
@@ -550,9 +555,8 @@ static char op_sent(sqlite3 *db, const struct table_schema *t, int64_t since, co
 
 START_TEST(change_ops_are_relative_to_since)
 {
-    const char *path = generate("ops.db", 10, 1);
+    const char *path = generate_tracked("ops.db", 10, 1);
     char err[512] = "";
-    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     struct source src;
     ck_assert_int_eq(source_open(&src, path, 1, err, sizeof err), 0);
     const struct table_schema *t = source_find(&src, "category");
@@ -585,9 +589,8 @@ END_TEST
 
 START_TEST(rowdata_reads_versions_and_rows_in_one_snapshot)
 {
-    const char *path = generate("snap.db", 20, 3);
+    const char *path = generate_tracked("snap.db", 20, 3);
     char err[512] = "";
-    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     ck_assert_int_eq(churn_run(path, 200, 5, err, sizeof err), 0);
     struct source src;
     ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
@@ -619,9 +622,8 @@ END_TEST
  * and the error says what is the likely cause (the next cycle sends the new schema). */
 START_TEST(rowdata_names_a_column_dropped_meanwhile)
 {
-    const char *path = generate("dropped.db", 20, 3);
+    const char *path = generate_tracked("dropped.db", 20, 3);
     char err[512] = "";
-    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     struct source src;
     ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
     const struct table_schema *t = source_find(&src, "contact");
