@@ -124,6 +124,10 @@ struct conn {
     int held;
 };
 
+/* Why a request is refused before its call (see request_refused). */
+enum refusal_kind { REFUSED_FRAMING, REFUSED_CODING_FRAMED, REFUSED_HOST, REFUSED_SOAPACTIONS,
+                    REFUSED_CONTENT_CODING, REFUSAL_KINDS };
+
 struct wrk_http {
     struct event_base *base;
     const struct wrk_params *params;
@@ -141,6 +145,7 @@ struct wrk_http {
     struct log_repeat bodies_unread;    /* see conn_closed */
     struct log_repeat headers_late;     /* see conn_timer */
     struct log_repeat bodies_late;
+    struct log_repeat refused[REFUSAL_KINDS];   /* see refuse_request */
     struct event *drain_check;
     int admitted;                   /* the master let its generation accept (wrk_http_admit) */
     int draining;
@@ -742,48 +747,112 @@ static int body_left_unread(struct evhttp_request *req)
            (length && strspn(length, " \t0") != strlen(length));
 }
 
-/* The status a request whose framing cannot be trusted gets, or 0 (RFC 9112 section 6.3).
- * libevent frames a body by the first Content-Length it finds, or as chunked when
+/* The refusals of a request before its call (see refusal_kind): the status, the answer's text,
+ * and whether the connection closes after it. */
+static const struct refusal {
+    int status;
+    const char *text;
+    int close;
+} refusals[REFUSAL_KINDS] = {
+    [REFUSED_FRAMING] = {400, "The request's length is told by conflicting or unsupported Content-Length "
+                              "and Transfer-Encoding headers.", 1},
+    [REFUSED_CODING_FRAMED] = {501, "The request's length is told by a Transfer-Encoding other than "
+                                    "chunked.", 1},
+    [REFUSED_HOST] = {400, "An HTTP/1.1 request has exactly one Host header.", 0},
+    [REFUSED_SOAPACTIONS] = {400, "The request has more than one SOAPAction header: send one, naming "
+                                  "the operation (or none, and the Body names it).", 0},
+    [REFUSED_CONTENT_CODING] = {415, "The body has a Content-Encoding: send it unencoded (identity); "
+                                     "somirrord decodes none.", 0},
+};
+
+/* Whether the request's headers tell its length in a way that cannot be trusted (RFC 9112
+ * section 6.3). libevent frames a body by the first Content-Length it finds, or as chunked when
  * Transfer-Encoding is exactly "chunked", and reads no body for any other coding. A proxy in
  * front may have framed the same bytes by another of those headers, and what follows on the
  * connection would then be taken for a request the proxy never saw (request smuggling). So
  * two Content-Length or Transfer-Encoding headers, or both, are 400, and a coding other than
  * chunked 501; so is whitespace before a header's colon (RFC 9112 section 5.1). The answer
- * closes the connection. */
+ * closes the connection. Its refusal_kind, or -1. */
 static int framing_refused(struct evhttp_request *req)
 {
     const struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
-    int lengths = 0, encodings = 0;
+    int lengths = 0, encodings = 0, bad = 0;
     const char *encoding = NULL;
-    for (const struct evkeyval *h = headers->tqh_first; h; h = h->next.tqe_next) {
+    for (const struct evkeyval *h = headers->tqh_first; h && !bad; h = h->next.tqe_next) {
         size_t n = strlen(h->key);
-        if (n && (h->key[n - 1] == ' ' || h->key[n - 1] == '\t'))
-            return 400;   /* "Transfer-Encoding : chunked" would be read as no header at all */
-        if (evutil_ascii_strcasecmp(h->key, "Content-Length") == 0) {
+        if (n && (h->key[n - 1] == ' ' || h->key[n - 1] == '\t')) {
+            bad = 1;   /* "Transfer-Encoding : chunked" would be read as no header at all */
+        } else if (evutil_ascii_strcasecmp(h->key, "Content-Length") == 0) {
             lengths++;
             /* Digits only (RFC 9110 8.6), after the whitespace libevent leaves before a value
              * (a tab): its strtoll would take "+5", which a proxy in front may frame otherwise. */
             const char *digits = h->value + strspn(h->value, " \t");
-            if (!digits[0] || strspn(digits, "0123456789") != strlen(digits))
-                return 400;
+            bad = !digits[0] || strspn(digits, "0123456789") != strlen(digits);
         } else if (evutil_ascii_strcasecmp(h->key, "Transfer-Encoding") == 0) {
             encodings++;
             encoding = h->value;
         }
     }
-    if (lengths > 1 || encodings > 1 || (lengths && encodings))
-        return 400;
+    if (bad || lengths > 1 || encodings > 1 || (lengths && encodings))
+        return REFUSED_FRAMING;
     if (encoding && evutil_ascii_strcasecmp(encoding, "chunked") != 0)
-        return 501;
-    return 0;
+        return REFUSED_CODING_FRAMED;
+    return -1;
 }
 
-/* Whether the body is sent with a content coding (gzip, say): it would be parsed as the XML it
- * is not, and fail with a parse error that does not say why (RFC 9110 15.5.16: 415). */
-static int content_encoded(struct evhttp_request *req)
+/* How many times the request carries the header key. */
+static int header_count(struct evhttp_request *req, const char *key)
 {
+    const struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    int count = 0;
+    for (const struct evkeyval *h = headers->tqh_first; h; h = h->next.tqe_next)
+        count += evutil_ascii_strcasecmp(h->key, key) == 0;
+    return count;
+}
+
+/* Whether the request is refused before its call: its refusal_kind, or -1. Its framing first;
+ * then what a server must refuse of any HTTP/1.1 request, a missing or repeated Host (RFC 9112
+ * 3.2, as nginx does); then, for a POST, a SOAPAction sent twice (two operations: which one
+ * the sender meant cannot be told) and a body with a content coding (it would be parsed as the
+ * XML it is not and fail without saying why: RFC 9110 15.5.16). The framing of the last three
+ * is sound, so their connection is kept. */
+static int request_refused(struct evhttp_request *req)
+{
+    int framing = framing_refused(req);
+    if (framing >= 0)
+        return framing;
+    int http11 = req->major > 1 || (req->major == 1 && req->minor >= 1);
+    int hosts = header_count(req, "Host");
+    if (hosts > 1 || (http11 && hosts == 0))
+        return REFUSED_HOST;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+        return -1;
+    if (header_count(req, "SOAPAction") > 1)
+        return REFUSED_SOAPACTIONS;
     const char *coding = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Encoding");
-    return coding && coding[0] && evutil_ascii_strcasecmp(coding, "identity") != 0;
+    if (coding && coding[0] && evutil_ascii_strcasecmp(coding, "identity") != 0)
+        return REFUSED_CONTENT_CODING;
+    return -1;
+}
+
+/* Whether the request's Connection header (a list: RFC 9110 7.6.1) holds the close option
+ * alongside others ("keep-alive, close"): libevent closes only for a header that is exactly
+ * "close". */
+static int connection_listed_close(struct evhttp_request *req)
+{
+    const struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    for (const struct evkeyval *h = headers->tqh_first; h; h = h->next.tqe_next) {
+        if (evutil_ascii_strcasecmp(h->key, "Connection") != 0)
+            continue;
+        for (const char *p = h->value; *p;) {
+            p += strspn(p, " \t,");
+            size_t n = strcspn(p, " \t,");
+            if (n == 5 && evutil_ascii_strncasecmp(p, "close", 5) == 0)
+                return 1;
+            p += n;
+        }
+    }
+    return 0;
 }
 
 /* libevent's inactivity timeout (reads and writes): a backstop to the deadlines above, and the
@@ -822,7 +891,7 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
     /* libevent gives an answer to CONNECT no Content-Length, so its body ends at the close, and
      * never closes after one itself: request_done does. */
     if ((http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req) ||
-         evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) &&
+         evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT || connection_listed_close(req)) &&
         !evhttp_find_header(headers, "Connection"))
         evhttp_add_header(headers, "Connection", "close");
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
@@ -922,6 +991,25 @@ static void start_call(struct wrk_http *http, struct evhttp_request *req)
 
 /* ---- routing (protocol.md section 1) ---- */
 
+/* Answers a request refused before its call, and says so in the log (a sender refused every
+ * cycle must not go unseen), each kind at most once a minute. */
+static void refuse_request(struct wrk_http *http, struct evhttp_request *req, const struct conn *c,
+                           enum refusal_kind kind)
+{
+    const struct refusal *r = &refusals[kind];
+    char what[256];
+    snprintf(what, sizeof(what), "a request was refused with %d: %s", r->status, r->text);
+    log_client_repeat(&http->refused[kind], c, what);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    if (r->close)
+        evhttp_add_header(headers, "Connection", "close");
+    if (kind == REFUSED_CONTENT_CODING)
+        evhttp_add_header(headers, "Accept-Encoding", "identity");
+    char text[256];
+    int len = snprintf(text, sizeof(text), "%s\n", r->text);
+    send_answer(http, req, r->status, "text/plain; charset=utf-8", text, (size_t)len);
+}
+
 static void route_request(struct evhttp_request *req, void *arg)
 {
     struct wrk_http *http = arg;
@@ -943,17 +1031,9 @@ static void route_request(struct evhttp_request *req, void *arg)
         hold_timeouts(http, req, 1);
     }
 
-    int refused = framing_refused(req);
-    if (refused) {
-        static const char text[] = "The request's length is told by conflicting or unsupported "
-                                   "Content-Length and Transfer-Encoding headers.\n";
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        send_answer(http, req, refused, "text/plain; charset=utf-8", text, sizeof(text) - 1);
-    } else if (method == EVHTTP_REQ_POST && content_encoded(req)) {
-        static const char text[] = "The body has a Content-Encoding: send it unencoded (identity); "
-                                   "somirrord decodes none.\n";
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Accept-Encoding", "identity");
-        send_answer(http, req, 415, "text/plain; charset=utf-8", text, sizeof(text) - 1);
+    int refused = request_refused(req);
+    if (refused >= 0) {
+        refuse_request(http, req, c, (enum refusal_kind)refused);
     } else if (method == EVHTTP_REQ_POST) {
         start_call(http, req);
     } else if (is_health && (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD)) {

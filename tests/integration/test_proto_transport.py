@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Protocol sections 1 and 2 end to end: HTTP transport (paths, SOAPAction, keep-alive,
 /healthz, 405, 413 and its log line, Content-Type, framing refused, absolute-form targets,
-Content-Encoding 415, half-closed clients) and the XML rules (namespaces not prefixes, unknown and
+Content-Encoding 415, Host and SOAPAction refused, half-closed clients) and the XML rules (namespaces not prefixes, unknown and
 foreign elements, header blocks, DTD/entities refused, entities and CDATA read)."""
 
 import socket
@@ -258,6 +258,32 @@ def content_encoding(p):
     eq((status2, H.parse_auth(answer).get("ClientState")), (200, "coded"), "Content-Encoding: identity")
 
 
+def refused_headers(p):
+    """What a server must refuse of an HTTP/1.1 request, a missing or repeated Host (RFC 9112
+    3.2), and two SOAPAction headers (two operations) are 400 saying why, the call not run; their
+    framing is sound, so the connection is kept for the next request. HTTP/1.0 needs no Host."""
+    body = H.envelope(H.authenticate_body("hosts"), p.token()).encode()
+    length = b"Content-Length: %d\r\n" % len(body)
+    action = b'SOAPAction: "%sAuthenticate"\r\n' % H.ACTION_PREFIX.encode()
+    cases = {
+        "no Host": (b"POST / HTTP/1.1\r\n" + length, b"Host"),
+        "two Host": (b"POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\n" + length, b"Host"),
+        "two SOAPAction": (b"POST / HTTP/1.1\r\nHost: x\r\n" + action + action.replace(b"Authenticate", b"RowData")
+                           + length, b"SOAPAction"),
+    }
+    for name, (head, said) in cases.items():
+        with socket.create_connection(("127.0.0.1", p.port), timeout=10) as sock:
+            sock.sendall(head + b"\r\n" + body + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            (status, text), follow = L.read_answers(sock, 2)
+        eq(status, 400, name)
+        check(said in text, "%s: 400 body %r" % (name, text))
+        eq(follow, (200, b"ok\n"), "%s: the request after it, on the same connection" % name)
+    p.daemon.wait_log(r"a request was refused with 400: An HTTP/1\.1 request has exactly one Host header\. "
+                      r"\(client 127\.0\.0\.1:\d+; \d+ more since the last such line")
+    st, hd, bd = L.raw_http(p.port, b"POST / HTTP/1.0\r\n" + length + b"\r\n" + body)
+    eq((st, H.parse_auth(bd).get("ClientState")), (200, "hosts"), "HTTP/1.0 without Host")
+
+
 def half_closed(p):
     """A client that half-closes after its request (nc -N) is taken for gone: the call is not
     run, the answer (if it still reads) is 503 saying so, and the log names the client."""
@@ -284,6 +310,12 @@ def connection_close(p):
     eq(st, 200, "GET /healthz with Connection: close")
     st, hd, bd = L.raw_http(p.port, b"GET /healthz HTTP/1.0\r\n\r\n")
     eq(st, 200, "GET /healthz in HTTP/1.0")
+    # The close option in a list of them (RFC 9110 7.6.1) closes too, after one answer.
+    data = answers_until_close(p.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n"
+                               b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    check(data is not None, "Connection: keep-alive, Close: the connection stayed open")
+    eq(data.count(b"HTTP/1.1 200"), 1, "answers before the close")
+    check(b"\r\nconnection: close\r\n" in data.lower(), "the answer says it closes: %r" % data)
 
 
 def too_large_answered_early(p):
@@ -455,7 +487,7 @@ def entities_and_cdata(p):
 
 CHECKS = [any_path, soapaction_forms, action_mismatch, unknown_operation, two_body_elements, not_an_envelope,
           keep_alive_cycle, pipelined, healthz_and_405, unread_body_closes, ambiguous_framing, absolute_form,
-          content_encoding, half_closed, connection_close,
+          content_encoding, refused_headers, half_closed, connection_close,
           too_large, content_type_answers, prefixes, no_namespace_inside_op, foreign_namespace_ignored, extra_header_blocks,
           dtd_and_entities, entities_and_cdata]
 
