@@ -162,7 +162,9 @@ void log_close(void)
  * U+0080..U+009F) written as \xNN, cut to fit. Messages carry text a client chose (libxml2's
  * errors quote a request's namespaces and names, a SOAPAction is echoed): a raw newline or
  * carriage return in it would end the line and forge the next one, and an escape sequence would
- * act on the terminal of whoever reads the log. */
+ * act on the terminal of whoever reads the log. A backslash is written \x5c too (as nginx
+ * does), so that a client's "\x0a" cannot pass for an escaped newline: the log reads back
+ * unambiguously. */
 static size_t put_escaped(char *out, size_t o, unsigned char byte)
 {
     static const char hex[] = "0123456789abcdef";
@@ -178,7 +180,7 @@ static void escape_controls(const char *text, char *out, size_t outlen)
     size_t o = 0;
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
         int c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
-        size_t need = c1 ? 8 : p[0] < 0x20 || p[0] == 0x7f ? 4 : 1;
+        size_t need = c1 ? 8 : p[0] < 0x20 || p[0] == 0x7f || p[0] == '\\' ? 4 : 1;
         if (o + need >= outlen)
             break;
         if (need == 1) {

@@ -285,14 +285,14 @@ START_TEST(test_log_escapes_controls)
     snprintf(path, sizeof(path), "%s/somirrord.log", dir);
     ck_assert_int_eq(log_open(path, LOG_LVL_INFO, "test_common", err, sizeof(err)), 0);
     log_info("bad xmlns 'urn:x\n2026-11-27T00:00:00.000Z error [1] forged\r\x1b[31m\x7f\xc2\x9b "
-             "caf\xc3\xa9 \xc2\xa0'");
+             "caf\xc3\xa9 \xc2\xa0 \\x0a'");
     log_close();
     FILE *f = fopen(path, "r");
     size_t n = fread(text, 1, sizeof(text) - 1, f);
     fclose(f);
     text[n] = '\0';
     ck_assert_ptr_nonnull(strstr(text, "urn:x\\x0a2026-11-27T00:00:00.000Z error [1] forged"
-                                       "\\x0d\\x1b[31m\\x7f\\xc2\\x9b caf\xc3\xa9 \xc2\xa0'\n"));
+                                       "\\x0d\\x1b[31m\\x7f\\xc2\\x9b caf\xc3\xa9 \xc2\xa0 \\x5cx0a'\n"));
     ck_assert_ptr_eq(strchr(text, '\n'), text + n - 1);   /* one line */
     unlink(path);
     rmdir(dir);
