@@ -111,6 +111,12 @@ static struct pair *find_pair(struct scheduler *s, const char *tenant, const cha
     return NULL;
 }
 
+/* When a pair that started a cycle is due again: every_s after that start. */
+static int64_t due_after_start(const struct pair *p, const struct task_config *cfg)
+{
+    return p->started_ms + (int64_t)cfg->every_s * 1000;
+}
+
 /* Marks the pairs of the current configuration; new ones are due now. */
 static void sync_pairs(struct scheduler *s)
 {
@@ -134,7 +140,7 @@ static void sync_pairs(struct scheduler *s)
                 log_info("tenant %s: application %s approved: first cycle now", p->tenant, p->app);
             } else if (p->started_ms) {
                 /* a changed period applies at once */
-                p->due_ms = p->started_ms + (int64_t)cfg->every_s * 1000;
+                p->due_ms = due_after_start(p, cfg);
             }
             p->listed = 1;
         }
@@ -198,7 +204,7 @@ static void start_cycle(struct scheduler *s, struct pair *p)
             tenant = &cfg->tenants[i];
     const struct task_app *app = taskconf_app(cfg, p->app);
     p->started_ms = monotonic_ms();
-    p->due_ms = p->started_ms + (int64_t)cfg->every_s * 1000;
+    p->due_ms = due_after_start(p, cfg);
     p->result = tmpfile();
     if (!tenant || !app || !p->result) {
         log_error("tenant %s: cannot start a cycle", p->tenant);
