@@ -723,6 +723,19 @@ static void load_contacts(void)
     rows_ok(&b, 1, 1);
 }
 
+/* TableSchema of contact with cols, after load_contacts: checks the Change and lsn answered. */
+static struct table_schema contact_changed(const char *const *cols, enum table_change change,
+                                           int64_t lsn)
+{
+    struct table_schema t = table_make("contact", "contact_id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    ck_assert_int_eq(states[0].change, change);
+    ck_assert_int_eq(states[0].lsn, lsn);
+    return t;
+}
+
 /* ---- provisioning and TableSchema ---- */
 
 START_TEST(test_provision_empty)
@@ -787,12 +800,7 @@ START_TEST(test_schema_altered_add_nullable)
         "contact_id|int|notnull|", "name|nvarchar(220)|null|(N'')",
         "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((0))",
         "nick|varchar(20)|null|('x')", "plain|int|null|", NULL};
-    struct table_schema t = table_make("contact", "contact_id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
-    ck_assert_int_eq(states[0].lsn, 100);
+    struct table_schema t = contact_changed(cols, CHANGE_ALTERED, 100);
     ck_assert_int_eq(stored_lsn("contact"), 100);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact WHERE nick IS NULL AND plain IS NULL"),
@@ -812,12 +820,7 @@ START_TEST(test_schema_altered_add_not_null_default)
         "contact_id|int|notnull|", "name|nvarchar(220)|null|(N'')",
         "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((0))",
         "kind|int|notnull|((7))", "label|nvarchar(5)|notnull|(N'it''s')", NULL};
-    struct table_schema t = table_make("contact", "contact_id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
-    ck_assert_int_eq(states[0].lsn, 100);
+    contact_changed(cols, CHANGE_ALTERED, 100);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact WHERE kind = 7"), 2);
     ck_assert_str_eq(probe_text("SELECT label FROM contact WHERE contact_id = 2"), "it's");
 }
@@ -829,12 +832,9 @@ START_TEST(test_schema_altered_drop_column)
     static const char *const cols[] = {"contact_id|int|notnull|",
                                        "registered|datetime|notnull|(getutcdate())",
                                        "amount|decimal(18,4)|notnull|((0))", NULL};
-    struct table_schema t = table_make("contact", "contact_id", cols);
+    contact_changed(cols, CHANGE_ALTERED, 100);
     struct table_state *states;
     size_t n;
-    schema_ok(&t, 1, &states, &n);
-    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
-    ck_assert_int_eq(states[0].lsn, 100);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
     /* the old column list no longer matches; the new one does */
     static const char *const old_rows[] = {"U:|1|x|2026-01-01T00:00:00|1", NULL};
@@ -857,12 +857,7 @@ START_TEST(test_schema_altered_default_change)
         "contact_id|int|notnull|", "name|nvarchar(220)|null|(N'none')",
         "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((1.5))",
         NULL};
-    struct table_schema t = table_make("contact", "contact_id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    ck_assert_int_eq(states[0].change, CHANGE_ALTERED);
-    ck_assert_int_eq(states[0].lsn, 100);
+    contact_changed(cols, CHANGE_ALTERED, 100);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
     ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "Acme");
     ck_assert_ptr_null(probe_text("SELECT name FROM contact WHERE contact_id = 2"));
@@ -887,12 +882,7 @@ START_TEST(test_schema_recreated)
         "contact_id|int|notnull|", "name|nvarchar(100)|null|(N'')",
         "registered|datetime|notnull|(getutcdate())", "amount|decimal(18,4)|notnull|((0))",
         NULL};
-    struct table_schema t = table_make("contact", "contact_id", cols);
-    struct table_state *states;
-    size_t n;
-    schema_ok(&t, 1, &states, &n);
-    ck_assert_int_eq(states[0].change, CHANGE_RECREATED);
-    ck_assert_int_eq(states[0].lsn, -1);
+    struct table_schema t = contact_changed(cols, CHANGE_RECREATED, -1);
     ck_assert_int_eq(stored_lsn("contact"), -1);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
     ck_assert_str_eq(meta_named("contact", NULL)->hash, t.hash);
