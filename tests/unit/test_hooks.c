@@ -145,6 +145,20 @@ static int process_gone(long pid)
     return zombie;
 }
 
+/* The process whose pid a hook wrote to pid_file (in the test's directory) is gone within 3 s. */
+static void assert_process_ends(const char *pid_file, const char *what)
+{
+    char *pid_text = slurp(path_in(pid_file));
+    ck_assert_ptr_nonnull(pid_text);
+    long pid = atol(pid_text);
+    free(pid_text);
+    ck_assert_int_gt(pid, 0);
+    double end = monotonic_seconds() + 3;
+    while (!process_gone(pid) && monotonic_seconds() < end)
+        sleep_ms(20);
+    ck_assert_msg(process_gone(pid), "%s %ld survived", what, pid);
+}
+
 static struct hook_job sh_job(const char *script, const struct hook_cmd *cmd)
 {
     static char *argv[4];
@@ -231,15 +245,7 @@ START_TEST(runner_kills_at_limit)
     double took = monotonic_seconds() - t0;
     ck_assert_msg(took >= 0.6 && took < 5, "took %.2f s", took);
     ck_assert_str_eq(view().last_hook, "cycle_completed: killed at the time limit (1 s)");
-    char *pid_text = slurp(path_in("sleep.pid"));
-    ck_assert_ptr_nonnull(pid_text);
-    long sleeper = atol(pid_text);
-    free(pid_text);
-    ck_assert_int_gt(sleeper, 0);
-    double end = monotonic_seconds() + 3;
-    while (!process_gone(sleeper) && monotonic_seconds() < end)
-        sleep_ms(20);
-    ck_assert_msg(process_gone(sleeper), "the hook's background process %ld survived", sleeper);
+    assert_process_ends("sleep.pid", "the hook's background process");
     char *log = slurp(log_path);
     ck_assert_ptr_nonnull(strstr(log, "hook cycle_completed: started"));
     ck_assert_ptr_nonnull(strstr(log, "SIGTERM to process group"));
@@ -266,15 +272,7 @@ START_TEST(runner_kills_what_is_left_of_the_group)
     double took = monotonic_seconds() - t0;
     ck_assert_msg(took < 10, "took %.2f s", took);
     ck_assert_str_eq(view().last_hook, "cycle_completed: killed at the time limit (1 s)");
-    char *pid_text = slurp(path_in("straggler.pid"));
-    ck_assert_ptr_nonnull(pid_text);
-    long straggler = atol(pid_text);
-    free(pid_text);
-    ck_assert_int_gt(straggler, 0);
-    double end = monotonic_seconds() + 3;
-    while (!process_gone(straggler) && monotonic_seconds() < end)
-        sleep_ms(20);
-    ck_assert_msg(process_gone(straggler), "the hook's straggler %ld survived", straggler);
+    assert_process_ends("straggler.pid", "the hook's straggler");
 }
 END_TEST
 
