@@ -71,6 +71,15 @@ static void exec_ok(sqlite3 *db, const char *sql)
     ck_assert_msg(sql_exec(db, sql, err, sizeof err) == 0, "%s: %s", sql, err);
 }
 
+/* exec_ok on the database file at path. */
+static void exec_in(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    exec_ok(db, sql);
+    sqlite3_close(db);
+}
+
 static int64_t query_int(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *stmt = NULL;
@@ -378,35 +387,24 @@ START_TEST(verify_passes_on_copy_and_fails_after_tampering)
     const char *mirror = make_mirror(source, "vm.db");
     ck_assert_int_eq(verify_quietly(source, mirror), 0);
 
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
     /* a decimal with extra fraction zeros is the same number */
-    exec_ok(db, "UPDATE sale SET amount = amount || '00' WHERE sale_id = 9 AND amount LIKE '%.%'");
-    sqlite3_close(db);
+    exec_in(mirror, "UPDATE sale SET amount = amount || '00' WHERE sale_id = 9 AND amount LIKE '%.%'");
     ck_assert_int_eq(verify_quietly(source, mirror), 0);
 
-    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
-    exec_ok(db, "UPDATE person SET firstname = 'tampered' WHERE person_id = 5");
-    sqlite3_close(db);
+    exec_in(mirror, "UPDATE person SET firstname = 'tampered' WHERE person_id = 5");
     ck_assert_int_eq(verify_quietly(source, mirror), 1);
 
     /* a datetime that lost a digit is a difference */
     mirror = make_mirror(source, "vm2.db");
-    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
-    exec_ok(db, "UPDATE contact SET registered = substr(registered, 1, 19) WHERE contact_id = 3");
-    sqlite3_close(db);
+    exec_in(mirror, "UPDATE contact SET registered = substr(registered, 1, 19) WHERE contact_id = 3");
     ck_assert_int_eq(verify_quietly(source, mirror), 1);
 
     /* a missing row, and a blocked table in the mirror */
     mirror = make_mirror(source, "vm3.db");
-    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
-    exec_ok(db, "CREATE TABLE credentials (credentials_id INTEGER PRIMARY KEY)");
-    sqlite3_close(db);
+    exec_in(mirror, "CREATE TABLE credentials (credentials_id INTEGER PRIMARY KEY)");
     ck_assert_int_eq(verify_quietly(source, mirror), 1);
     mirror = make_mirror(source, "vm4.db");
-    ck_assert_int_eq(sqlite3_open(mirror, &db), SQLITE_OK);
-    exec_ok(db, "DELETE FROM project_member WHERE rowid = 2");
-    sqlite3_close(db);
+    exec_in(mirror, "DELETE FROM project_member WHERE rowid = 2");
     ck_assert_int_eq(verify_quietly(source, mirror), 1);
 }
 END_TEST
