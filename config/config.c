@@ -20,6 +20,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "config/yamldoc.h"
 #include "proto/types.h"
 
 #define PASSWORD_FILE_MAX 4096
@@ -89,8 +90,20 @@ void cfg_errors_init(struct cfg_errors *errs)
     errs->cap = 0;
 }
 
+/* A configuration that is wrong everywhere (a generated one, an alias of a bad mapping repeated)
+ * is told by its first errors: no operator reads a thousand, and a reload writes each one to the
+ * log. */
+#define CFG_ERRORS_MAX 50
+
 void cfg_errors_add(struct cfg_errors *errs, const char *fmt, ...)
 {
+    if (errs->n > CFG_ERRORS_MAX)
+        return;
+    if (errs->n == CFG_ERRORS_MAX) {
+        errs->messages = xgrow(errs->messages, &errs->cap, errs->n + 1, sizeof(*errs->messages));
+        errs->messages[errs->n++] = xstrdup("(more errors left out: fix these first)");
+        return;
+    }
     struct buf msg = BUF_INIT;
     va_list ap;
     va_start(ap, fmt);
@@ -830,9 +843,10 @@ static void parse_mapping(struct loader *ld, yaml_node_t *map, const struct key_
     for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key_node = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *value = yaml_document_get_node(&ld->doc, pair->value);
-        if (key_node->type != YAML_SCALAR_NODE) {
+        if (key_node->type != YAML_SCALAR_NODE ||
+            strlen((const char *)key_node->data.scalar.value) != key_node->data.scalar.length) {
             struct place at = {prefix ? prefix : "(top level)", key_node->start_mark};
-            report_expected(ld, &at, key_node, "a key name");
+            report_expected(ld, &at, key_node, "a key name (without a NUL character)");
             continue;
         }
         const char *name = (const char *)key_node->data.scalar.value;
@@ -1111,75 +1125,6 @@ static void check_whole(struct loader *ld)
 
 /* ---- loading ---- */
 
-static void report_yaml_error(struct loader *ld, const yaml_parser_t *parser)
-{
-    const char *problem = parser->problem ? parser->problem : "cannot parse";
-    if (parser->error == YAML_READER_ERROR)
-        report_at(ld, NULL, "YAML syntax error: %s at byte %zu", problem, parser->problem_offset);
-    else if (parser->context)
-        report_at(ld, &parser->problem_mark, "YAML syntax error: %s (%s)", problem, parser->context);
-    else
-        report_at(ld, &parser->problem_mark, "YAML syntax error: %s", problem);
-}
-
-/* Loads the file's one document into ld->doc; false after reporting why not. */
-/* No configuration nests deeper than this; deeper input is refused before libyaml builds a
- * document of it (its scanner costs grow with the square of the nesting depth). */
-#define CONFIG_NESTING_MAX 32
-
-/* A first pass over the events that only measures nesting. YAML errors are left to the load. */
-static bool nesting_ok(struct loader *ld, FILE *file)
-{
-    yaml_parser_t parser;
-    yaml_event_t event;
-    int depth = 0;
-    bool ok = true, done = false;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, file);
-    while (!done && yaml_parser_parse(&parser, &event)) {
-        if (event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT) {
-            if (++depth > CONFIG_NESTING_MAX) {
-                report_at(ld, &event.start_mark, "nesting deeper than %d levels", CONFIG_NESTING_MAX);
-                ok = false;
-                done = true;
-            }
-        } else if (event.type == YAML_SEQUENCE_END_EVENT || event.type == YAML_MAPPING_END_EVENT) {
-            depth--;
-        } else if (event.type == YAML_STREAM_END_EVENT) {
-            done = true;
-        }
-        yaml_event_delete(&event);
-    }
-    yaml_parser_delete(&parser);
-    rewind(file);
-    return ok;
-}
-
-static bool load_document(struct loader *ld, FILE *file)
-{
-    yaml_parser_t parser;
-    yaml_document_t extra;
-    bool ok = false;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, file);
-    if (!yaml_parser_load(&parser, &ld->doc)) {
-        report_yaml_error(ld, &parser);
-    } else if (!yaml_parser_load(&parser, &extra)) {
-        report_yaml_error(ld, &parser);
-        yaml_document_delete(&ld->doc);
-    } else {
-        ok = true;
-        if (yaml_document_get_root_node(&extra)) {
-            report_at(ld, &extra.start_mark, "expected one YAML document, got more");
-            yaml_document_delete(&ld->doc);
-            ok = false;
-        }
-        yaml_document_delete(&extra);
-    }
-    yaml_parser_delete(&parser);
-    return ok;
-}
-
 /* Whether event starts a node (a key or a value, when in a mapping). */
 static bool starts_node(const yaml_event_t *event)
 {
@@ -1189,7 +1134,8 @@ static bool starts_node(const yaml_event_t *event)
 
 char *cfg_read_status_socket(const char *path)
 {
-    FILE *file = fopen(path, "r");
+    struct yamldoc_error err;
+    FILE *file = yamldoc_open(path, &err);
     if (!file)
         return NULL;
     yaml_parser_t parser;
@@ -1215,7 +1161,7 @@ char *cfg_read_status_socket(const char *path)
         else if (event.type == YAML_MAPPING_END_EVENT || event.type == YAML_SEQUENCE_END_EVENT)
             depth--;
         done = found || event.type == YAML_STREAM_END_EVENT || (root_mapping && depth == 0) ||
-               depth > CONFIG_NESTING_MAX;
+               depth > YAMLDOC_NESTING_MAX;
         yaml_event_delete(&event);
     }
     yaml_parser_delete(&parser);
@@ -1227,23 +1173,11 @@ struct config *cfg_load(const char *path, struct cfg_errors *errs)
 {
     struct loader ld = {.path = path, .errs = errs};
     size_t errors_before = errs->n;
-    struct stat st;
-    FILE *file = fopen(path, "r");
-    if (!file || fstat(fileno(file), &st) != 0) {
-        report_at(&ld, NULL, "cannot open: %s", strerror(errno));
-        if (file)
-            fclose(file);
+    struct yamldoc_error err;
+    if (yamldoc_load(path, &ld.doc, &err) != 0) {
+        report_at(&ld, err.has_mark ? &err.mark : NULL, "%s", err.message);
         return NULL;
     }
-    if (!S_ISREG(st.st_mode)) {
-        report_at(&ld, NULL, "cannot open: not a regular file");
-        fclose(file);
-        return NULL;
-    }
-    bool loaded = nesting_ok(&ld, file) && load_document(&ld, file);
-    fclose(file);
-    if (!loaded)
-        return NULL;
 
     ld.cfg = xcalloc(1, sizeof(*ld.cfg));
     ld.cfg->path = xstrdup(path);

@@ -140,14 +140,31 @@ static int connect_client(struct http_client *c, char *err, size_t errlen)
     return 0;
 }
 
+/* uri's scheme and host when it is an http:// or https:// URL with a host; else 0. */
+static int web_url(const struct evhttp_uri *uri, const char **scheme, const char **host)
+{
+    *scheme = uri ? evhttp_uri_get_scheme(uri) : NULL;
+    *host = uri ? evhttp_uri_get_host(uri) : NULL;
+    return *scheme && *host && **host && (!strcmp(*scheme, "http") || !strcmp(*scheme, "https"));
+}
+
+int http_url_ok(const char *url)
+{
+    struct evhttp_uri *uri = evhttp_uri_parse(url);
+    const char *scheme, *host;
+    int ok = web_url(uri, &scheme, &host);
+    if (uri)
+        evhttp_uri_free(uri);
+    return ok;
+}
+
 struct http_client *http_client_new(const char *url, int timeout_s, int insecure, char *err,
                                     size_t errlen)
 {
     err[0] = '\0';
     struct evhttp_uri *uri = evhttp_uri_parse(url);
-    const char *scheme = uri ? evhttp_uri_get_scheme(uri) : NULL;
-    const char *host = uri ? evhttp_uri_get_host(uri) : NULL;
-    if (!scheme || !host || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+    const char *scheme, *host;
+    if (!web_url(uri, &scheme, &host)) {
         snprintf(err, errlen, "%s: not an http:// or https:// URL", url);
         if (uri)
             evhttp_uri_free(uri);

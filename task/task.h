@@ -192,6 +192,8 @@ int rowdata_next_call(struct rowdata_cursor *c, const char *token, size_t batch_
 
 /* ---- http.c ---- */
 struct http_client;
+/* Whether url is an http:// or https:// URL with a host, as http_client_new takes. */
+int http_url_ok(const char *url);
 /* url: http:// or https:// (certificates are not verified when insecure is set). */
 struct http_client *http_client_new(const char *url, int timeout_s, int insecure, char *err,
                                     size_t errlen);

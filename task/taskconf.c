@@ -1,8 +1,9 @@
 /* task/taskconf: task.yaml, the configuration of `somirror-task run -c`: the vendor's key and
  * certificate, the applications (id, public key, receiver URL, activated), the tenants (context
  * id, source database, approved applications, skip tables, batch size), the schedule and the
- * retry policy. Parsed with libyaml's document API; unknown keys are errors (typos would
- * otherwise be silent). Relative paths are relative to the file. */
+ * retry policy. Read by config/yamldoc (one document, bounded nesting and aliases); unknown keys,
+ * keys given twice, empty values and two tenants or applications of one name are errors (each
+ * would otherwise be silent). Relative paths are relative to the file. */
 #include "task/task.h"
 
 #include <stdarg.h>
@@ -13,10 +14,12 @@
 #include <yaml.h>
 
 #include "common/xalloc.h"
+#include "config/yamldoc.h"
 #include "proto/schema.h"
 
 struct conf_parse {
     yaml_document_t doc;
+    const yaml_node_t *apps, *tenants;   /* their lists, for check_config's messages */
     const char *path;
     char *dir;                       /* the file's directory, with a trailing '/' or "" */
     char *err;
@@ -35,18 +38,43 @@ static int conf_error(struct conf_parse *cp, const yaml_node_t *node, const char
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    snprintf(cp->err, cp->errlen, "%s:%zu: %s", cp->path, node ? node->start_mark.line + 1 : 0, message);
+    if (node)
+        snprintf(cp->err, cp->errlen, "%s:%zu:%zu: %s", cp->path, node->start_mark.line + 1,
+                 node->start_mark.column + 1, message);
+    else
+        snprintf(cp->err, cp->errlen, "%s: %s", cp->path, message);
     cp->failed = 1;
     return -1;
 }
 
+/* The index'th item of a list node (NULL past its end or without one): where an item's error
+ * found after the parse is. */
+static const yaml_node_t *list_item(struct conf_parse *cp, const yaml_node_t *list, size_t index)
+{
+    if (!list || list->type != YAML_SEQUENCE_NODE ||
+        index >= (size_t)(list->data.sequence.items.top - list->data.sequence.items.start))
+        return NULL;
+    return yaml_document_get_node(&cp->doc, list->data.sequence.items.start[index]);
+}
+
+/* A scalar's text: neither empty (`key:` is no value; leave the key out for its default) nor
+ * with a NUL character in it (the text would end there). */
 static const char *scalar(struct conf_parse *cp, const yaml_node_t *node, const char *key)
 {
     if (!node || node->type != YAML_SCALAR_NODE) {
         conf_error(cp, node, "%s: expected a single value", key);
         return NULL;
     }
-    return (const char *)node->data.scalar.value;
+    const char *text = (const char *)node->data.scalar.value;
+    if (node->data.scalar.length == 0) {
+        conf_error(cp, node, "%s: no value (leave the key out for its default)", key);
+        return NULL;
+    }
+    if (strlen(text) != node->data.scalar.length) {
+        conf_error(cp, node, "%s: the value has a NUL character", key);
+        return NULL;
+    }
+    return text;
 }
 
 static char *path_value(struct conf_parse *cp, const yaml_node_t *node, const char *key)
@@ -124,7 +152,15 @@ static int each_field(struct conf_parse *cp, const yaml_node_t *node, const char
          pair < node->data.mapping.pairs.top; pair++) {
         const yaml_node_t *key = yaml_document_get_node(&cp->doc, pair->key);
         const char *name = scalar(cp, key, what);
-        if (!name || field(cp, name, yaml_document_get_node(&cp->doc, pair->value), target) != 0)
+        if (!name)
+            return -1;
+        for (yaml_node_pair_t *earlier = node->data.mapping.pairs.start; earlier < pair; earlier++) {
+            const yaml_node_t *first = yaml_document_get_node(&cp->doc, earlier->key);
+            if (first->type == YAML_SCALAR_NODE && !strcmp((const char *)first->data.scalar.value, name))
+                return conf_error(cp, key, "%s: duplicate key \"%s\" (first at line %zu)", what, name,
+                                  first->start_mark.line + 1);
+        }
+        if (field(cp, name, yaml_document_get_node(&cp->doc, pair->value), target) != 0)
             return -1;
     }
     return 0;
@@ -159,6 +195,9 @@ static int app_field(struct conf_parse *cp, const char *key, const yaml_node_t *
     if (!strcmp(key, "url")) {
         if (!(text = scalar(cp, value, "applications.url")))
             return -1;
+        if (!http_url_ok(text))
+            return conf_error(cp, value, "applications.url: expected an http:// or https:// URL, got \"%s\"",
+                              text);
         app->url = xstrdup(text);
         return 0;
     }
@@ -279,32 +318,46 @@ static int top_field(struct conf_parse *cp, const char *key, const yaml_node_t *
         return each_field(cp, value, "vendor", vendor_field, cfg);
     if (!strcmp(key, "schedule"))
         return each_field(cp, value, "schedule", schedule_field, cfg);
-    if (!strcmp(key, "applications"))
+    if (!strcmp(key, "applications")) {
+        cp->apps = value;
         return each_item(cp, value, "applications", app_field, app_init, (void **)&cfg->apps, &cfg->napps,
                          sizeof *cfg->apps);
-    if (!strcmp(key, "tenants"))
+    }
+    if (!strcmp(key, "tenants")) {
+        cp->tenants = value;
         return each_item(cp, value, "tenants", tenant_field, NULL, (void **)&cfg->tenants,
                          &cfg->ntenants, sizeof *cfg->tenants);
+    }
     return unknown_key(cp, "", key, value);
 }
 
-/* Required keys and cross references. */
+/* Required keys and cross references, each error at the item it is about. */
 static int check_config(struct conf_parse *cp, struct task_config *cfg)
 {
     if (!cfg->vendor_key || !cfg->vendor_cert)
         return conf_error(cp, NULL, "vendor.key and vendor.certificate are required");
     for (size_t i = 0; i < cfg->napps; i++) {
         struct task_app *app = &cfg->apps[i];
+        const yaml_node_t *at = list_item(cp, cp->apps, i);
         if (!app->id || !app->url || !app->public_key)
-            return conf_error(cp, NULL, "applications[%zu]: id, url and public_key are required", i + 1);
+            return conf_error(cp, at, "applications[%zu]: id, url and public_key are required", i + 1);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(cfg->apps[j].id, app->id))
+                return conf_error(cp, at, "applications[%zu]: id \"%s\" is applications[%zu]'s too",
+                                  i + 1, app->id, j + 1);
     }
     for (size_t i = 0; i < cfg->ntenants; i++) {
         struct task_tenant *tenant = &cfg->tenants[i];
+        const yaml_node_t *at = list_item(cp, cp->tenants, i);
         if (!tenant->context || !tenant->source)
-            return conf_error(cp, NULL, "tenants[%zu]: context and source are required", i + 1);
+            return conf_error(cp, at, "tenants[%zu]: context and source are required", i + 1);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(cfg->tenants[j].context, tenant->context))
+                return conf_error(cp, at, "tenants[%zu]: context %s is tenants[%zu]'s too", i + 1,
+                                  tenant->context, j + 1);
         for (size_t a = 0; a < tenant->approved.n; a++)
             if (!taskconf_app(cfg, tenant->approved.items[a]))
-                return conf_error(cp, NULL, "tenant %s approves an unknown application \"%s\"",
+                return conf_error(cp, at, "tenant %s approves an unknown application \"%s\"",
                                   tenant->context, tenant->approved.items[a]);
         if (!tenant->batch_size)
             tenant->batch_size = TASK_DEFAULT_BATCH_SIZE;
@@ -315,9 +368,13 @@ static int check_config(struct conf_parse *cp, struct task_config *cfg)
 struct task_config *taskconf_load(const char *path, char *err, size_t errlen)
 {
     struct conf_parse cp = {.path = path, .err = err, .errlen = errlen};
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open", path);
+    struct yamldoc_error yerr;
+    if (yamldoc_load(path, &cp.doc, &yerr) != 0) {
+        if (yerr.has_mark)
+            snprintf(err, errlen, "%s:%zu:%zu: %s", path, yerr.mark.line + 1, yerr.mark.column + 1,
+                     yerr.message);
+        else
+            snprintf(err, errlen, "%s: %s", path, yerr.message);
         return NULL;
     }
     const char *slash = strrchr(path, '/');
@@ -329,23 +386,12 @@ struct task_config *taskconf_load(const char *path, char *err, size_t errlen)
     cfg->tries = 4;
     cfg->backoff_ms = 1000;
     cfg->timeout_s = 300;
-    yaml_parser_t parser;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &cp.doc)) {
-        snprintf(err, errlen, "%s:%zu: %s", path, parser.problem_mark.line + 1,
-                 parser.problem ? parser.problem : "YAML error");
-        cp.failed = 1;
-    } else {
-        const yaml_node_t *root = yaml_document_get_root_node(&cp.doc);
-        if (!root)
-            conf_error(&cp, NULL, "the file is empty");
-        else if (each_field(&cp, root, "task.yaml", top_field, cfg) == 0)
-            check_config(&cp, cfg);
-        yaml_document_delete(&cp.doc);
-    }
-    yaml_parser_delete(&parser);
-    fclose(f);
+    const yaml_node_t *root = yaml_document_get_root_node(&cp.doc);
+    if (!root)
+        conf_error(&cp, NULL, "the file is empty");
+    else if (each_field(&cp, root, "task.yaml", top_field, cfg) == 0)
+        check_config(&cp, cfg);
+    yaml_document_delete(&cp.doc);
     free(cp.dir);
     if (cp.failed) {
         taskconf_free(cfg);

@@ -3,12 +3,14 @@
  * name helpers. YAML is written to a temporary directory by each test. */
 #include <check.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "config/config.h"
 
@@ -297,7 +299,9 @@ START_TEST(test_wrong_types)
                  ":9:1: status_socket_mode: expected an octal mode like 0600, got \"0800\"");
     expect_error(MINIMAL "tenants: { max: 1000001 }\n",
                  ":9:12: tenants.max: expected a number from 1 to 1000000, got \"1000001\"");
-    expect_error(MINIMAL "? [ a ]\n: b\n", ":9:3: (top level): expected a key name, got a list");
+    expect_error(MINIMAL "? [ a ]\n: b\n", ":9:3: (top level): expected a key name (without a NUL character), got a list");
+    static const char nul_key[] = MINIMAL "\"workers\\0x\": 2\n";
+    expect_error(nul_key, ":9:1: (top level): expected a key name (without a NUL character), got \"workers\"");
 }
 END_TEST
 
@@ -526,6 +530,17 @@ START_TEST(test_unreadable)
     ck_assert_uint_eq(errs.n, 2);
     snprintf(expected, sizeof(expected), "%s: cannot open: not a regular file", tmpdir);
     ck_assert_str_eq(errs.messages[1], expected);
+    /* a FIFO is refused at once: opening it to read would wait for a writer */
+    snprintf(path, sizeof(path), "%s/fifo.yaml", tmpdir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    alarm(5);
+    ck_assert_ptr_null(cfg_load(path, &errs));
+    ck_assert_ptr_null(cfg_read_status_socket(path));
+    alarm(0);
+    unlink(path);
+    ck_assert_uint_eq(errs.n, 3);
+    snprintf(expected, sizeof(expected), "%s: cannot open: not a regular file", path);
+    ck_assert_str_eq(errs.messages[2], expected);
     cfg_errors_free(&errs);
     ck_assert_uint_eq(errs.n, 0);
 }
@@ -539,6 +554,42 @@ START_TEST(test_all_errors_collected)
         ":11:11: limits.request_timeout: expected seconds or a duration like 5m, got \"1d\"",
     };
     expect_errors(MINIMAL "workers: many\ncolour: blue\nlimits: { request_timeout: 1d }\n", 3, tails);
+}
+END_TEST
+
+/* A few aliases are fine (a mapping shared by two keys); many are refused before the document
+ * is walked, since each walks its anchor's node again. */
+START_TEST(test_aliases_bounded)
+{
+    struct config *cfg = load_ok(MINIMAL "tenants: { allow: &a [ ok ], block_tables: *a }\n");
+    ck_assert_uint_eq(cfg->block_tables.n, 1);
+    ck_assert_str_eq(cfg->block_tables.items[0], "ok");
+    cfg_free(cfg);
+    struct buf text = BUF_INIT;
+    buf_puts(&text, MINIMAL "tenants: { allow: &a [ ok ], block_tables: [ x ] }\nhooks:\n  cycle_completed: [");
+    for (int i = 0; i < 65; i++)
+        buf_puts(&text, i ? ", *a" : "*a");
+    buf_puts(&text, "]\n");
+    expect_error(text.data, ":11:277: more than 64 aliases (*name): a configuration needs a few at most");
+    buf_free(&text);
+}
+END_TEST
+
+/* A configuration wrong everywhere is told by its first 50 errors and a line saying more were
+ * left out. */
+START_TEST(test_errors_bounded)
+{
+    struct buf text = BUF_INIT;
+    buf_puts(&text, MINIMAL);
+    for (int i = 0; i < 200; i++)
+        buf_printf(&text, "unknown%d: 1\n", i);
+    struct cfg_errors errs;
+    ck_assert_ptr_null(load(text.data, &errs));
+    ck_assert_uint_eq(errs.n, 51);
+    ck_assert_ptr_nonnull(strstr(errs.messages[49], "unknown key \"unknown49\""));
+    ck_assert_str_eq(errs.messages[50], "(more errors left out: fix these first)");
+    cfg_errors_free(&errs);
+    buf_free(&text);
 }
 END_TEST
 
@@ -667,6 +718,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_deep_nesting);
     tcase_add_test(tc, test_unreadable);
     tcase_add_test(tc, test_all_errors_collected);
+    tcase_add_test(tc, test_aliases_bounded);
+    tcase_add_test(tc, test_errors_bounded);
     tcase_add_test(tc, test_explicit_state_file);
     tcase_add_test(tc, test_parse_size);
     tcase_add_test(tc, test_parse_duration);

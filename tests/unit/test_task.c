@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -639,19 +640,29 @@ START_TEST(rowdata_names_a_column_dropped_meanwhile)
 }
 END_TEST
 
+#define TASK_YAML_HEAD                                                                   \
+    "vendor: { key: v.key, certificate: v.crt }\n"                                       \
+    "applications: [ { id: a, url: \"http://127.0.0.1:1/\", public_key: a.pub } ]\n"
+
+/* taskconf_load of task.yaml holding text. */
+static struct task_config *load_task_yaml(const char *text, char *err, size_t errlen)
+{
+    const char *path = path_in("task.yaml");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    return taskconf_load(path, err, errlen);
+}
+
 /* schedule.pause: times from 00:00 to 24:00; 24:30 is refused (it would never be reached), a
  * window may end at 24:00 and may wrap midnight. */
 static struct task_config *load_pause(const char *window, char *err, size_t errlen)
 {
-    const char *path = path_in("pause.yaml");
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "vendor: { key: v.key, certificate: v.crt }\n"
-               "applications: [ { id: a, url: \"http://127.0.0.1:1/\", public_key: a.pub } ]\n"
-               "tenants: [ { context: T1, source: t.db, approved: [ a ] } ]\n"
-               "schedule: { pause: \"%s\" }\n", window);
-    fclose(f);
-    return taskconf_load(path, err, errlen);
+    char text[512];
+    snprintf(text, sizeof text, TASK_YAML_HEAD "tenants: [ { context: T1, source: t.db, "
+                 "approved: [ a ] } ]\nschedule: { pause: \"%s\" }\n", window);
+    return load_task_yaml(text, err, errlen);
 }
 
 START_TEST(schedule_pause_times)
@@ -671,6 +682,53 @@ START_TEST(schedule_pause_times)
     ck_assert_msg(cfg != NULL, "%s", err);
     ck_assert(taskconf_paused(cfg, 0) && taskconf_paused(cfg, 23 * 60 + 45) && !taskconf_paused(cfg, 60));
     taskconf_free(cfg);
+}
+END_TEST
+
+/* What would otherwise be taken silently is an error naming file, line, column and key: a key
+ * given twice (the first list of tenants was dropped), two tenants or applications of one name
+ * (one ran), an empty value, a NUL, a URL that is none, a second document, a FIFO. */
+START_TEST(task_yaml_refusals)
+{
+#define TENANT "tenants: [ { context: T1, source: t.db, approved: [ a ] } ]\n"
+#define VENDOR "vendor: { key: v.key, certificate: v.crt }\n"
+    static const struct {
+        const char *text;
+        const char *expected;   /* after the path */
+    } cases[] = {
+        {TASK_YAML_HEAD TENANT "tenants: [ { context: T2, source: t.db } ]\n",
+         ":4:1: task.yaml: duplicate key \"tenants\" (first at line 3)"},
+        {TASK_YAML_HEAD "tenants:\n  - { context: T1, source: t.db }\n  - { context: T1, source: u.db }\n",
+         ":5:5: tenants[2]: context T1 is tenants[1]'s too"},
+        {VENDOR "applications:\n  - { id: a, url: \"http://x/\", public_key: a.pub }\n"
+                "  - { id: a, url: \"http://y/\", public_key: b.pub }\n" TENANT,
+         ":4:5: applications[2]: id \"a\" is applications[1]'s too"},
+        {VENDOR "applications: [ { id: a, url: , public_key: a.pub } ]\n" TENANT,
+         ":2:31: applications.url: no value (leave the key out for its default)"},
+        {VENDOR "applications: [ { id: a, url: \"ftp://x/\", public_key: a.pub } ]\n" TENANT,
+         ":2:31: applications.url: expected an http:// or https:// URL, got \"ftp://x/\""},
+        {TASK_YAML_HEAD "tenants: [ { context: T1, source: t.db, approved: [ b ] } ]\n",
+         ":3:12: tenant T1 approves an unknown application \"b\""},
+        {TASK_YAML_HEAD TENANT "---\nschedule: { every: 5m }\n", ":4:1: expected one YAML document, got more"},
+        {TASK_YAML_HEAD "tenants: [ { context: T1, source: \"t.db\\0x\" } ]\n",
+         ":3:35: tenants.source: the value has a NUL character"},
+    };
+#undef TENANT
+#undef VENDOR
+    char err[512], expected[1024];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_ptr_null(load_task_yaml(cases[i].text, err, sizeof err));
+        snprintf(expected, sizeof expected, "%s%s", path_in("task.yaml"), cases[i].expected);
+        ck_assert_str_eq(err, expected);
+    }
+    const char *fifo = path_in("fifo.yaml");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    alarm(5);
+    ck_assert_ptr_null(taskconf_load(fifo, err, sizeof err));
+    alarm(0);
+    snprintf(expected, sizeof expected, "%s: cannot open: not a regular file", fifo);
+    ck_assert_str_eq(err, expected);
+    unlink(fifo);
 }
 END_TEST
 
@@ -711,6 +769,7 @@ static Suite *task_suite(void)
     tcase_add_test(tc, rowdata_reads_versions_and_rows_in_one_snapshot);
     tcase_add_test(tc, rowdata_names_a_column_dropped_meanwhile);
     tcase_add_test(tc, schedule_pause_times);
+    tcase_add_test(tc, task_yaml_refusals);
     tcase_add_test(tc, strings_split_trims);
     suite_add_tcase(s, tc);
     return s;

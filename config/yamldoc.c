@@ -1,0 +1,117 @@
+/* config/yamldoc: see yamldoc.h. Owns nothing past a call: the document goes to the caller. */
+#include "config/yamldoc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+__attribute__((format(printf, 3, 4)))
+static int fail(struct yamldoc_error *err, const yaml_mark_t *mark, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    err->has_mark = mark != NULL;
+    if (mark)
+        err->mark = *mark;
+    return -1;
+}
+
+static int parser_failed(struct yamldoc_error *err, const yaml_parser_t *parser)
+{
+    const char *problem = parser->problem ? parser->problem : "cannot parse";
+    if (parser->error == YAML_READER_ERROR)   /* its marks are not set: the offset is */
+        return fail(err, NULL, "YAML syntax error: %s at byte %zu", problem, parser->problem_offset);
+    if (parser->context)
+        return fail(err, &parser->problem_mark, "YAML syntax error: %s (%s)", problem, parser->context);
+    return fail(err, &parser->problem_mark, "YAML syntax error: %s", problem);
+}
+
+/* Opened without blocking (on a FIFO open itself would block), then read blocking as usual. */
+FILE *yamldoc_open(const char *path, struct yamldoc_error *err)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        fail(err, NULL, "cannot open: %s", strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        fail(err, NULL, "cannot open: not a regular file");
+    } else {
+        int flags = fcntl(fd, F_GETFL);
+        FILE *file = flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ? NULL : fdopen(fd, "r");
+        if (file)
+            return file;
+        fail(err, NULL, "cannot open: %s", strerror(errno));
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* A first pass over the events that measures nesting and counts aliases, before libyaml builds
+ * a document (its scanner costs grow with the square of the nesting depth). YAML errors are
+ * left to the load. */
+static int shape_ok(FILE *file, struct yamldoc_error *err)
+{
+    yaml_parser_t parser;
+    yaml_event_t event;
+    int depth = 0, aliases = 0, rc = 0, done = 0;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, file);
+    while (!done && yaml_parser_parse(&parser, &event)) {
+        if (event.type == YAML_SEQUENCE_START_EVENT || event.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > YAMLDOC_NESTING_MAX)
+                rc = fail(err, &event.start_mark, "nesting deeper than %d levels", YAMLDOC_NESTING_MAX);
+        } else if (event.type == YAML_SEQUENCE_END_EVENT || event.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        } else if (event.type == YAML_ALIAS_EVENT && ++aliases > YAMLDOC_ALIASES_MAX) {
+            rc = fail(err, &event.start_mark, "more than %d aliases (*name): a configuration needs "
+                      "a few at most", YAMLDOC_ALIASES_MAX);
+        }
+        done = rc != 0 || event.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    rewind(file);
+    return rc;
+}
+
+static int load_one(FILE *file, yaml_document_t *doc, struct yamldoc_error *err)
+{
+    yaml_parser_t parser;
+    yaml_document_t extra;
+    int rc = -1;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, file);
+    if (!yaml_parser_load(&parser, doc)) {
+        parser_failed(err, &parser);
+    } else if (!yaml_parser_load(&parser, &extra)) {
+        parser_failed(err, &parser);
+        yaml_document_delete(doc);
+    } else {
+        if (yaml_document_get_root_node(&extra)) {
+            fail(err, &extra.start_mark, "expected one YAML document, got more");
+            yaml_document_delete(doc);
+        } else {
+            rc = 0;
+        }
+        yaml_document_delete(&extra);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+int yamldoc_load(const char *path, yaml_document_t *doc, struct yamldoc_error *err)
+{
+    FILE *file = yamldoc_open(path, err);
+    if (!file)
+        return -1;
+    int rc = shape_ok(file, err) == 0 ? load_one(file, doc, err) : -1;
+    fclose(file);
+    return rc;
+}
