@@ -535,10 +535,36 @@ static int conn_connect(struct pg_conn *c, struct fault *f)
     return 0;
 }
 
+/* The settings' checks (also somirrord -t): conninfo parses as libpq's keywords or a URI, so
+ * that a typo is told where it is written, not when a tenant's call first connects. libpq's
+ * message may quote a piece of the text, so none is shown of one that holds a password. */
+static int pg_backend_check(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *conninfo = cfg->postgresql.conninfo;
+    if (!conninfo || !*conninfo)
+        return 0;
+    char *why = NULL;
+    PQconninfoOption *options = PQconninfoParse(conninfo, &why);
+    if (options) {
+        PQconninfoFree(options);
+        return 0;
+    }
+    char where[512];
+    cfg_where(cfg, "store.postgresql.conninfo", where, sizeof(where));
+    if (!why || strstr(conninfo, "password") || strchr(conninfo, '@'))
+        snprintf(err, errlen, "%s: store.postgresql.conninfo: not libpq connection keywords or a "
+                 "URI (its text is not shown: it may hold a password)", where);
+    else
+        snprintf(err, errlen, "%s: store.postgresql.conninfo: %.*s", where, (int)strcspn(why, "\n"),
+                 why);
+    PQfreemem(why);
+    return -1;
+}
+
 static void *pg_backend_open(const struct config *cfg, char *err, size_t errlen)
 {
-    (void)err;
-    (void)errlen;
+    if (pg_backend_check(cfg, err, errlen) < 0)
+        return NULL;
     struct pg_backend *b = xcalloc(1, sizeof(*b));
     if (cfg->postgresql.conninfo)
         b->conninfo = xstrdup(cfg->postgresql.conninfo);
@@ -1437,6 +1463,7 @@ static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
 
 const struct store_driver store_driver_postgresql = {
     .name = "postgresql",
+    .backend_check = pg_backend_check,
     .backend_open = pg_backend_open,
     .backend_close = pg_backend_close,
     .backend_idle = pg_backend_idle,

@@ -53,7 +53,7 @@ def config_cases(s):
         ("NUL bytes", good.replace('"workers"', '"wor\x00kers"'), ("",)),
         ("binary bytes", os.urandom(2000).decode("latin-1"), ("",)),
         ("empty file", "", ("listen",)),
-        ("YAML alias bomb", "tenants:\n  allow: [%s]\n" % ", ".join(bomb), ("allow",)),
+        ("YAML alias bomb", "tenants:\n  allow: [%s]\n" % ", ".join(bomb), ("more than 64 aliases",)),
         ("100,000 nested sequences", "listen: " + "[" * 100000 + "]" * 100000 + "\n", ("",)),
         ("workers -1", variant(workers=-1), ("workers",)),
         ("listen not an address", variant(listen=["no-port-here"]), ("listen",)),
@@ -64,6 +64,8 @@ def config_cases(s):
         ("missing certificate", variant(**{"vendor.certificates": [os.path.join(s.dir, "nope.crt")]}),
          ("nope.crt", "certificates")),
         ("5000-byte key name", variant(**{"k" * 5000: 1}), ("",)),
+        ("PostgreSQL conninfo with a typo", variant(**{"store": {"driver": "postgresql", "postgresql": {
+            "conninfo": "hots=/tmp dbname=x"}}}), ('conninfo: invalid connection option "hots"',)),
     ]
 
 
