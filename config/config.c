@@ -514,6 +514,18 @@ static bool check_address(const char *text, const struct key_spec *spec, char *w
     return false;
 }
 
+/* log.file: a path, or the word stderr or syslog. The words are lowercase; another spelling
+ * (STDERR, Syslog) would silently be a file of that name. */
+static bool check_log_file(const char *text, const struct key_spec *spec, char *why, size_t whylen)
+{
+    (void)spec;
+    if ((strcasecmp(text, "stderr") && strcasecmp(text, "syslog")) || !strcmp(text, "stderr") ||
+        !strcmp(text, "syslog"))
+        return true;
+    snprintf(why, whylen, "a path, stderr or syslog (lowercase; ./%s for a file of that name)", text);
+    return false;
+}
+
 /* ---- the keys ---- */
 
 #define FIELD(type, member) .offset = offsetof(type, member)
@@ -545,7 +557,7 @@ static const struct key_spec listen_entry_keys[] = {
 
 static const struct key_spec log_keys[] = {
     {.name = "file", .kind = KEY_STRING, CFG(log_file), .fallback = "stderr",
-     .noun = "a path, stderr or syslog"},
+     .noun = "a path, stderr or syslog", .check = check_log_file},
     {.name = "level", .kind = KEY_SCALAR, CFG(log_level), .fallback = "info", .convert = to_log_level},
     {0},
 };

@@ -290,6 +290,8 @@ START_TEST(test_wrong_types)
     expect_error(MINIMAL "workers: [ 1 ]\n", ":9:1: workers: expected auto or a number from 1 to 1024, got a list");
     expect_error(MINIMAL "workers: 0\n", ":9:1: workers: expected auto or a number from 1 to 1024, got \"0\"");
     expect_error(MINIMAL "log: stderr\n", ":9:1: log: expected a mapping, got \"stderr\"");
+    expect_error(MINIMAL "log: { file: STDERR }\n",
+                 ":9:8: log.file: expected a path, stderr or syslog (lowercase; ./STDERR for a file of that name), got \"STDERR\"");
     expect_error(MINIMAL "pid_file:\n", ":9:1: pid_file: expected a path, got nothing");
     expect_error(MINIMAL "user: \"\"\n", ":9:1: user: expected a user name, got \"\"");
     expect_error(MINIMAL "group: { a: b }\n", ":9:1: group: expected a group name, got a mapping");
