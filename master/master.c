@@ -569,7 +569,12 @@ static int check_made_file(const char *what, const char *path, int socket_only, 
                  sizeof(addr.sun_path) - 1);
         return -1;
     }
-    if (lstat(path, &st) == 0 && (socket_only ? !S_ISSOCK(st.st_mode) : S_ISDIR(st.st_mode))) {
+    int there = lstat(path, &st) == 0;
+    if (!there && errno != ENOENT) {   /* a name too long, a file as a directory, no access */
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    if (there && (socket_only ? !S_ISSOCK(st.st_mode) : S_ISDIR(st.st_mode))) {
         snprintf(err, errlen, "%s %s: %s is there", what, path,
                  S_ISDIR(st.st_mode) ? "a directory" : "a file");
         return -1;

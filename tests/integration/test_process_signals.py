@@ -40,6 +40,8 @@ def check_test_mode(s):
                               ({"store.sqlite.directory": os.path.join(s.dir, "no", "mirrors")},
                                "its parent directory does not exist"),
                               ({"pid_file": s.dir}, "pid_file %s: a directory is there" % s.dir),
+                              ({"pid_file": os.path.join(s.dir, "p" * 300)}, "p" * 300 + ": File name too long"),
+                              ({"pid_file": os.path.join(precious, "x.pid")}, "x.pid: Not a directory"),
                               ({"status_socket": "/tmp/" + "s" * 120}, "path too long"),
                               ({"listen": "no-such-host.invalid:8080"}, "listen no-such-host.invalid:8080: "),
                               # FreeTDS 1.3 (Debian 12) cannot require encryption: refused, not ignored
