@@ -540,9 +540,21 @@ static const char *doubtful(const struct config *cfg, char *why, size_t whylen)
 {
     struct stat st;
     why[0] = '\0';
+    const struct {
+        const char *key;
+        const struct cfg_strings *hook;
+    } hooks[] = {{"cycle_completed", &cfg->hooks.cycle_completed},
+                 {"table_changed", &cfg->hooks.table_changed}};
     if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode)))
         snprintf(why, whylen, "hooks.table_sql %s is not a directory: no index script runs",
                  cfg->hooks.table_sql);
+    for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]) && !why[0]; i++) {
+        const char *program = hooks[i].hook->n ? hooks[i].hook->items[0] : NULL;
+        if (program && (stat(program, &st) != 0 || !S_ISREG(st.st_mode) || access(program, X_OK) != 0))
+            snprintf(why, whylen, "hooks.%s: %s is not a program that can be run (the program is the "
+                     "first item, its arguments the next ones): the hook fails each time",
+                     hooks[i].key, program);
+    }
     return why;
 }
 

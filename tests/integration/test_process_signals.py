@@ -83,6 +83,13 @@ def check_test_mode(s):
     assert "warning: hooks.table_sql" in r.stderr and "no-sql is not a directory" in r.stderr, r
     for what in ("log.file %s/no/x.log" % s.dir, "status_socket %s/no/s.sock" % s.dir):
         assert "warning: %s: its directory does not exist (yet)" % what in r.stderr, r.stderr
+    # A hook whose program cannot be run (here: program and argument written as one item).
+    with open(doubtful, "w") as f:
+        cfg = h.read_config(s.config)
+        h._set_dotted(cfg, "hooks.cycle_completed", ["/bin/echo hi there"])
+        f.write(h.json.dumps(cfg))
+    r = run("-t", "-c", doubtful)
+    assert r.returncode == 0 and "warning: hooks.cycle_completed: /bin/echo hi there is not a program" in r.stderr, r
     # A vendor certificate with a short key: trusted, with a warning naming it.
     short_key, short_cert = os.path.join(s.dir, "v1024.key"), os.path.join(s.dir, "v1024.pem")
     h._openssl("req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout", short_key, "-out", short_cert,
