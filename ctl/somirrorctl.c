@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -58,6 +59,16 @@ static struct config *load_config(const char *path)
     return cfg;
 }
 
+/* What to add to a message about a path from the configuration: a relative one is this
+ * program's current directory's, and somirrord's is the directory it was started in. */
+static const char *relative_hint(const char *path)
+{
+    return path[0] == '/' ? ""
+                          : " (a relative path: taken from this current directory, while somirrord takes it "
+                            "from the directory it was started in; run somirrorctl there, or make it "
+                            "absolute)";
+}
+
 static int connect_socket(const char *path)
 {
     struct sockaddr_un addr;
@@ -75,7 +86,8 @@ static int connect_socket(const char *path)
             e == ENOENT || e == ECONNREFUSED ? " (is somirrord running, with status_socket set?)"
             : e == EACCES ? " (status_socket_mode and the socket's owner decide who may use it)"
                           : "";
-        fprintf(stderr, "somirrorctl: cannot connect to %s: %s%s\n", path, strerror(e), hint);
+        fprintf(stderr, "somirrorctl: cannot connect to %s: %s%s%s\n", path, strerror(e), hint,
+                relative_hint(path));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -146,6 +158,13 @@ static int read_tables(const struct config *cfg, const char *tenant, struct aren
                        struct table_meta **tables, size_t *n, char *err, size_t errlen)
 {
     char why[512] = "";
+    struct stat st;
+    /* Opening the SQLite store makes its directory, as a worker needs: not for a look. */
+    if (cfg->driver == STORE_SQLITE && stat(cfg->sqlite.directory, &st) != 0) {
+        snprintf(err, errlen, "%s: no mirror (the mirror directory %s: %s)%s", tenant,
+                 cfg->sqlite.directory, strerror(errno), relative_hint(cfg->sqlite.directory));
+        return -1;
+    }
     struct store *store = store_new(cfg, why, sizeof(why));
     if (!store) {
         snprintf(err, errlen, "cannot open the store: %s", why);
@@ -156,8 +175,8 @@ static int read_tables(const struct config *cfg, const char *tenant, struct aren
     struct store_tenant *t = NULL;
     int exists = 0, rc = -1;
     if (store_tenant_exists(store, tenant, &exists, &f) == 0 && !exists)
-        snprintf(err, errlen, "%s: no mirror (the tenant has not called yet, or the name is wrong)",
-                 tenant);
+        snprintf(err, errlen, "%s: no mirror (the tenant has not called yet, or the name is wrong)%s",
+                 tenant, cfg->driver == STORE_SQLITE ? relative_hint(cfg->sqlite.directory) : "");
     else if (f.code || !(t = store_tenant(store, tenant, &f)) ||
              store_list_tables(t, arena, tables, n, &f) != 0)
         snprintf(err, errlen, "%s: %s: %s", tenant, fault_code_name(f.code), f.message);

@@ -83,6 +83,26 @@ def check_no_socket(s):
     assert r.returncode == 1 and "cannot use the configuration" in r.stderr, r
 
 
+def check_relative_paths(s):
+    """A relative status_socket or mirror directory is this process's current directory's, not
+    somirrord's: a failure that may come of it says so."""
+    config = os.path.join(s.dir, "relative.yaml")
+    cfg = h.read_config(s.config)
+    h._set_dotted(cfg, "status_socket", "rel.sock")
+    h._set_dotted(cfg, "store.sqlite.directory", "data")
+    with open(config, "w") as f:
+        f.write(h.json.dumps(cfg))
+    elsewhere = os.path.join(s.dir, "elsewhere")
+    os.mkdir(elsewhere)
+    for args, said in ((["show", "info"], "cannot connect to rel.sock"),
+                       (["tables", "Cust1"], "Cust1: no mirror (the mirror directory data: No such file")):
+        r = subprocess.run([h.program("somirrorctl"), "-c", config] + args, capture_output=True, text=True,
+                           timeout=20, cwd=elsewhere)
+        assert r.returncode == 1 and said in r.stderr, r
+        assert "a relative path: taken from this current directory" in r.stderr, r
+    assert os.listdir(elsewhere) == [], "somirrorctl made %r" % os.listdir(elsewhere)
+
+
 def answer_of(sock):
     """Everything until the end of file (a reset raises)."""
     chunks = []
@@ -187,6 +207,7 @@ def main():
         check_broken_syntax(s.daemon)
         check_invalid_configuration(s)
         check_no_socket(s)
+        check_relative_paths(s)
         check_long_lines(s.daemon)
         assert s.daemon.stop() == 0
     print("ok")
