@@ -22,11 +22,33 @@ static int fail(struct yamldoc_error *err, const yaml_mark_t *mark, const char *
     return -1;
 }
 
-static int parser_failed(struct yamldoc_error *err, const yaml_parser_t *parser)
+/* Where byte offset of file is, as a mark (libyaml gives a reader error, such as bytes that are
+ * not UTF-8, no mark, only the offset). The file is read again from its start. */
+static yaml_mark_t mark_of_offset(FILE *file, size_t offset)
+{
+    yaml_mark_t mark = {.index = offset};
+    rewind(file);
+    for (size_t i = 0; i < offset; i++) {
+        int c = getc(file);
+        if (c == EOF)
+            break;
+        if (c == '\n') {
+            mark.line++;
+            mark.column = 0;
+        } else if ((c & 0xc0) != 0x80) {   /* a character's first byte */
+            mark.column++;
+        }
+    }
+    return mark;
+}
+
+static int parser_failed(struct yamldoc_error *err, const yaml_parser_t *parser, FILE *file)
 {
     const char *problem = parser->problem ? parser->problem : "cannot parse";
-    if (parser->error == YAML_READER_ERROR)   /* its marks are not set: the offset is */
-        return fail(err, NULL, "YAML syntax error: %s at byte %zu", problem, parser->problem_offset);
+    if (parser->error == YAML_READER_ERROR) {
+        yaml_mark_t at = mark_of_offset(file, parser->problem_offset);
+        return fail(err, &at, "YAML syntax error: %s (byte %zu)", problem, parser->problem_offset);
+    }
     if (parser->context)
         return fail(err, &parser->problem_mark, "YAML syntax error: %s (%s)", problem, parser->context);
     return fail(err, &parser->problem_mark, "YAML syntax error: %s", problem);
@@ -89,9 +111,9 @@ static int load_one(FILE *file, yaml_document_t *doc, struct yamldoc_error *err)
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_file(&parser, file);
     if (!yaml_parser_load(&parser, doc)) {
-        parser_failed(err, &parser);
+        parser_failed(err, &parser, file);
     } else if (!yaml_parser_load(&parser, &extra)) {
-        parser_failed(err, &parser);
+        parser_failed(err, &parser, file);
         yaml_document_delete(doc);
     } else {
         if (yaml_document_get_root_node(&extra)) {

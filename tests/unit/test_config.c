@@ -499,6 +499,8 @@ START_TEST(test_yaml_errors)
                  ":2:6: YAML syntax error: mapping values are not allowed in this context");
     expect_error("- a\n- b\n", ":1:1: (top level): expected a mapping of keys, got a list");
     expect_error(MINIMAL "---\nworkers: 1\n", ":9:1: expected one YAML document, got more");
+    /* bytes that are not UTF-8: libyaml gives an offset, told as a line and column too */
+    expect_error(MINIMAL "user: \"ab\xff\"\n", ":9:10: YAML syntax error: invalid leading UTF-8 octet (byte 175)");
 }
 END_TEST
 
