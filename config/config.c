@@ -1256,6 +1256,14 @@ const char *cfg_where(const struct config *cfg, const char *key, char *out, size
     return out;
 }
 
+void cfg_locate(const struct config *cfg, const char *key, char *msg, size_t msglen)
+{
+    char where[PATH_MAX + 64];
+    char *text = xstrdup(msg);
+    snprintf(msg, msglen, "%s: %s", cfg_where(cfg, key, where, sizeof(where)), text);
+    free(text);
+}
+
 char *cfg_database_name(const struct config *cfg, const char *tenant)
 {
     const char *template = cfg->database_name ? cfg->database_name : "Mirror_{tenant}";

@@ -133,6 +133,8 @@ void cfg_errors_free(struct cfg_errors *errs);
  * the list's key) is written in cfg's file, or the file alone for a key it does not hold (a
  * default): the start of a message about the value, as the loader's own are. */
 const char *cfg_where(const struct config *cfg, const char *key, char *out, size_t outlen);
+/* Puts cfg_where(key) and ": " before the message in msg (a check's finding about key). */
+void cfg_locate(const struct config *cfg, const char *key, char *msg, size_t msglen);
 /* A secret's file (a private key, a password file) that every user may read: a warning for
  * the log, as ssh warns of an unprotected key; "" when its mode keeps others out (or it
  * cannot be looked at: reading it will say why). */

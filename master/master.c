@@ -658,6 +658,14 @@ static int check_store_as_user(int at_reload, const struct config *cfg, char *er
     return -1;
 }
 
+/* A check of check_start failed on key: err gets where key is written in cfg's file before it,
+ * as the loader's own errors say. -1. */
+static int failed_at(const struct config *cfg, const char *key, char *err, size_t errlen)
+{
+    cfg_locate(cfg, key, err, errlen);
+    return -1;
+}
+
 /* What a start would find wrong beyond the configuration and keys, checked without changing
  * anything: the user to switch to, the listen addresses, where the log file, pid file, status
  * socket and (for -t) the state file go, the store's settings. For -t (m NULL) all of them;
@@ -670,21 +678,21 @@ static int check_start(const struct master *m, const struct config *cfg, char *e
     int at_reload = m != NULL;
     if (cfg->user && (CHANGED(boot, user) || CHANGED(boot, group)) &&
         daemon_check_user(cfg->user, cfg->group, err, errlen) < 0)
-        return -1;
+        return failed_at(cfg, "user", err, errlen);
     if ((!m || !lsn_same_addresses(&m->lsn, cfg)) && lsn_check(cfg, err, errlen) < 0)
-        return -1;
+        return failed_at(cfg, "listen", err, errlen);
     if (cfg_log_to_file(cfg) && CHANGED(boot, log_file) &&
         check_made_file("log.file", cfg->log_file, 0, at_reload, err, errlen) < 0)
-        return -1;
+        return failed_at(cfg, "log.file", err, errlen);
     if (cfg->pid_file && CHANGED(boot, pid_file) &&
         check_made_file("pid_file", cfg->pid_file, 0, at_reload, err, errlen) < 0)
-        return -1;
+        return failed_at(cfg, "pid_file", err, errlen);
     if (cfg->status_socket && CHANGED(boot, status_socket) &&
         check_made_file("status_socket", cfg->status_socket, 1, at_reload, err, errlen) < 0)
-        return -1;
+        return failed_at(cfg, "status_socket", err, errlen);
     if (cfg->state_file && !m &&   /* at a reload, reload_state_file writes it */
         check_made_file("state_file", cfg->state_file, 0, at_reload, err, errlen) < 0)
-        return -1;
+        return failed_at(cfg, "state_file", err, errlen);
 #undef CHANGED
     return check_store_as_user(at_reload, cfg, err, errlen);
 }

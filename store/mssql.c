@@ -472,15 +472,15 @@ static int mssql_backend_check(const struct config *cfg, char *err, size_t errle
         snprintf(err, errlen, "store.mssql.server is not set");
         return -1;
     }
-    char where[512];
     if (tds_version_of(cfg->mssql.tds_version) == DBVERSION_UNKNOWN) {
-        snprintf(err, errlen, "%s: store.mssql.tds_version %s is not supported (7.1 to 7.4)",
-                 cfg_where(cfg, "store.mssql.tds_version", where, sizeof(where)), cfg->mssql.tds_version);
+        snprintf(err, errlen, "store.mssql.tds_version %s is not supported (7.1 to 7.4)",
+                 cfg->mssql.tds_version);
+        cfg_locate(cfg, "store.mssql.tds_version", err, errlen);
         return -1;
     }
     if (cfg->mssql.schema && !ident_valid(cfg->mssql.schema)) {
-        snprintf(err, errlen, "%s: store.mssql.schema %s is not a valid name",
-                 cfg_where(cfg, "store.mssql.schema", where, sizeof(where)), cfg->mssql.schema);
+        snprintf(err, errlen, "store.mssql.schema %s is not a valid name", cfg->mssql.schema);
+        cfg_locate(cfg, "store.mssql.schema", err, errlen);
         return -1;
     }
     if (dblib_init(err, errlen) < 0)
@@ -489,6 +489,7 @@ static int mssql_backend_check(const struct config *cfg, char *err, size_t errle
         snprintf(err, errlen, "store.mssql.encrypt: require: this FreeTDS db-lib cannot require "
                               "encryption; set 'encryption = require' in the freetds.conf section "
                               "that store.mssql.server names, and encrypt: request");
+        cfg_locate(cfg, "store.mssql.encrypt", err, errlen);
         return -1;
     }
     return 0;

@@ -549,15 +549,13 @@ static int pg_backend_check(const struct config *cfg, char *err, size_t errlen)
         PQconninfoFree(options);
         return 0;
     }
-    char where[512];
-    cfg_where(cfg, "store.postgresql.conninfo", where, sizeof(where));
     if (!why || strstr(conninfo, "password") || strchr(conninfo, '@'))
-        snprintf(err, errlen, "%s: store.postgresql.conninfo: not libpq connection keywords or a "
-                 "URI (its text is not shown: it may hold a password)", where);
+        snprintf(err, errlen, "store.postgresql.conninfo: not libpq connection keywords or a URI (its "
+                 "text is not shown: it may hold a password)");
     else
-        snprintf(err, errlen, "%s: store.postgresql.conninfo: %.*s", where, (int)strcspn(why, "\n"),
-                 why);
+        snprintf(err, errlen, "store.postgresql.conninfo: %.*s", (int)strcspn(why, "\n"), why);
     PQfreemem(why);
+    cfg_locate(cfg, "store.postgresql.conninfo", err, errlen);
     return -1;
 }
 

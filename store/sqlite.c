@@ -561,8 +561,10 @@ static void current_user(char *out, size_t outlen)
 static int sqlite_backend_check(const struct config *cfg, char *err, size_t errlen)
 {
     const char *dir = cfg->sqlite.directory;
-    if (mirror_directory(dir, 0, err, errlen) < 0)
+    if (mirror_directory(dir, 0, err, errlen) < 0) {
+        cfg_locate(cfg, "store.sqlite.directory", err, errlen);
         return -1;
+    }
     char user[64];
     current_user(user, sizeof(user));
     int exists = access(dir, F_OK) == 0;
@@ -574,6 +576,7 @@ static int sqlite_backend_check(const struct config *cfg, char *err, size_t errl
     snprintf(err, errlen, "store.sqlite.directory %s: %s cannot %s (the workers run as that user): the "
              "start fails unless %s first", dir, user, exists ? "make files there" : "make it",
              exists ? "it is given to that user" : "it is made for that user");
+    cfg_locate(cfg, "store.sqlite.directory", err, errlen);
     return 1;
 }
 

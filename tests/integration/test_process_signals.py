@@ -57,6 +57,7 @@ def check_test_mode(s):
             f.write(h.json.dumps(cfg))
         r = run("-t", "-c", unstartable)
         assert r.returncode == 1 and needle in r.stderr, r
+        assert r.stderr.startswith("somirrord: %s:1:" % unstartable), r.stderr   # where the key is
         assert not os.path.exists(os.path.join(s.dir, "no")), "-t made a directory"
     # A status socket path that names a file (the last one above): the start refuses, and the
     # file stays.
@@ -154,9 +155,9 @@ def check_mirror_directory_as_user(s):
         pw = pwd.getpwnam("nobody")
         os.chown(owned, pw.pw_uid, pw.pw_gid)
         for directory, code, needle in (
-                (base, 0, "warning: store.sqlite.directory %s: nobody cannot make files there (the workers "
+                (base, 0, ": store.sqlite.directory %s: nobody cannot make files there (the workers "
                  "run as that user): the start fails unless it is given to that user first" % base),
-                (os.path.join(base, "new"), 0, "warning: store.sqlite.directory %s/new: nobody cannot make it"
+                (os.path.join(base, "new"), 0, ": store.sqlite.directory %s/new: nobody cannot make it"
                  % base),
                 (owned, 0, None), (os.path.join(owned, "new"), 0, None)):
             path = os.path.join(s.dir, "as-user.yaml")
@@ -168,7 +169,8 @@ def check_mirror_directory_as_user(s):
             r = run("-t", "-c", path)
             assert r.returncode == code, (directory, r)
             if needle:
-                assert needle in r.stderr, (directory, r.stderr)
+                assert needle in r.stderr and r.stderr.startswith("somirrord: warning: %s:1:" % path), \
+                    (directory, r.stderr)
             else:
                 assert "sqlite" not in r.stderr, (directory, r.stderr)
         assert not os.path.exists(os.path.join(owned, "new")), "-t made a directory"
