@@ -75,6 +75,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <libpq-fe.h>
@@ -167,6 +168,32 @@ static void pg_name(char out[PG_NAME_MAX + 1], const char *name)
     }
     snprintf(out, PG_NAME_MAX + 1, "%.*s_%08x", PG_NAME_KEEP, lower,
              (unsigned)(fnv1a(lower, len) & 0xffffffffu));
+}
+
+/* PostgreSQL's system columns (every table has them; oid no longer since PostgreSQL 12): a column
+ * of such a name cannot be made. */
+static const char *pg_column_name_refused(const char *name)
+{
+    static const char *const system_columns[] = {"xmin", "xmax", "cmin", "cmax", "ctid", "tableoid"};
+    for (size_t i = 0; i < sizeof(system_columns) / sizeof(system_columns[0]); i++)
+        if (strcasecmp(name, system_columns[i]) == 0)
+            return "a system column's name in PostgreSQL, which no table may have";
+    return NULL;
+}
+
+/* The name of a table's primary key constraint (and its index), out of the names tables can
+ * have ('$' is in no identifier the protocol takes): PostgreSQL's own "<table>_pkey" is a name
+ * another table may have, and the index takes it first. */
+static void pg_key_name(char out[PG_NAME_MAX + 1], const char *table)
+{
+    char pg[PG_NAME_MAX + 1];
+    pg_name(pg, table);
+    size_t len = strlen(pg);
+    if (len + 3 <= PG_NAME_MAX)
+        snprintf(out, PG_NAME_MAX + 1, "%s$pk", pg);
+    else
+        snprintf(out, PG_NAME_MAX + 1, "%.*s$pk_%08x", PG_NAME_KEEP - 3, pg,
+                 (unsigned)(fnv1a(pg, len) & 0xffffffffu));
 }
 
 static void put_quoted(struct buf *sql, const char *name)
@@ -501,7 +528,11 @@ static int conn_prepare(struct pg_conn *c, struct fault *f)
                " CREATE TABLE IF NOT EXISTS ",
                (long long)c->lock_key);
     put_quoted(&sql, c->meta);
-    buf_puts(&sql, " (tablename pg_catalog.text NOT NULL PRIMARY KEY, schema pg_catalog.text NOT NULL,"
+    char key_name[PG_NAME_MAX + 1];
+    pg_key_name(key_name, c->meta);
+    buf_puts(&sql, " (tablename pg_catalog.text NOT NULL CONSTRAINT ");
+    put_quoted(&sql, key_name);
+    buf_puts(&sql, " PRIMARY KEY, schema pg_catalog.text NOT NULL,"
                    " schemahash pg_catalog.text NOT NULL, lsn bigint NOT NULL,"
                    " updated timestamp NOT NULL);"
                    " COMMIT");
@@ -971,7 +1002,11 @@ static int pg_table_create(void *conn, const struct table_schema *schema, struct
             buf_puts(&sql, ", ");
         put_column(&sql, &schema->columns[k], 1);
     }
-    buf_puts(&sql, ", PRIMARY KEY (");
+    char key_name[PG_NAME_MAX + 1];
+    pg_key_name(key_name, schema->name);
+    buf_puts(&sql, ", CONSTRAINT ");
+    put_quoted(&sql, key_name);
+    buf_puts(&sql, " PRIMARY KEY (");
     sqltext_put_keys(&sql, schema, put_ident);
     buf_puts(&sql, "))");
     return exec_buf(c->db, &sql, "create table", f);
@@ -1484,5 +1519,6 @@ const struct store_driver store_driver_postgresql = {
     .exec_script = pg_exec_script,
     .put_table = pg_put_table,
     .stored_name = pg_name,
+    .column_name_refused = pg_column_name_refused,
     .value_refused = pg_value_refused,
 };

@@ -376,6 +376,10 @@ static void reject_name_clashes(const struct store_driver *driver, struct table_
         struct table_schema *s = &tables[i];
         why[0] = '\0';
         for (size_t j = 0; j < s->ncolumns && !why[0]; j++) {
+            const char *refused = driver->column_name_refused ? driver->column_name_refused(s->columns[j].name)
+                                                              : NULL;
+            if (refused)
+                snprintf(why, sizeof(why), "column %s: %s", s->columns[j].name, refused);
             driver->stored_name(a, s->columns[j].name);
             for (size_t k = j + 1; k < s->ncolumns && !why[0]; k++) {
                 driver->stored_name(b, s->columns[k].name);

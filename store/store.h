@@ -106,6 +106,10 @@ struct store_driver {
      * bytes): two that become one make the later table Rejected rather than fail the call. NULL:
      * names are kept. */
     void (*stored_name)(char *out, const char *name);
+    /* Why this store cannot have a column of this name (PostgreSQL's system columns, xmin...),
+     * or NULL: the table is then Rejected with that reason rather than fail the call. NULL: any
+     * valid name. */
+    const char *(*column_name_refused)(const char *name);
     /* Why this store cannot hold a value that passed the protocol's checks (PostgreSQL: text
      * holding U+0000), or NULL. Asked as each row is checked, so that the first failure of
      * the request is the one answered, skipped rows included. NULL: every such value fits. */

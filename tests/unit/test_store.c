@@ -2081,6 +2081,51 @@ START_TEST(pg_names_that_become_one_rejected)
 }
 END_TEST
 
+/* A column named as one of PostgreSQL's system columns cannot be made: its table is Rejected
+ * saying why, and the other tables of the call are made (the call no longer fails as a whole,
+ * every cycle). */
+START_TEST(pg_system_column_names_rejected)
+{
+    static const char *const system_cols[] = {"id|int|notnull|", "XMin|int|null|", NULL};
+    static const char *const oid_cols[] = {"id|int|notnull|", "oid|int|null|", NULL};
+    struct table_schema t[3] = {table_make("a", "id", system_cols), table_make("b", "id", oid_cols),
+                                contact_table()};
+    struct table_state *states;
+    size_t n;
+    schema_ok(t, 3, &states, &n);
+    ck_assert_int_eq(states[0].change, CHANGE_REJECTED);
+    ck_assert_msg(strstr(states[0].error, "column XMin: a system column's name in PostgreSQL"), "%s",
+                  states[0].error);
+    ck_assert_int_eq(states[1].change, CHANGE_CREATED);
+    ck_assert_int_eq(states[2].change, CHANGE_CREATED);
+}
+END_TEST
+
+/* A table named as another's primary key index would be by PostgreSQL ("<table>_pkey"), in
+ * either order: both are made and take rows. Every key constraint, the metadata table's too, is
+ * named out of the names tables can have. */
+START_TEST(pg_tables_named_like_key_indexes)
+{
+    static const char *const cols[] = {"id|int|notnull|", NULL};
+    struct table_schema t[4] = {table_make("a", "id", cols), table_make("a_pkey", "id", cols),
+                                table_make("b_pkey", "id", cols), table_make("b", "id", cols)};
+    struct table_state *states;
+    size_t n;
+    schema_ok(t, 4, &states, &n);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_msg(states[i].change == CHANGE_CREATED, "%s: %s", states[i].name, states[i].error);
+    static const char *const rows[] = {"I:|1", NULL};
+    struct batch b = batch_make("a_pkey", "id", 7, rows);
+    rows_ok(&b, 1, 1);
+    ck_assert_int_eq(stored_lsn("a_pkey"), 7);
+    ck_assert_int_eq(probe_long("SELECT count(*) FROM pg_catalog.pg_constraint WHERE contype = 'p' "
+                                "AND conname NOT LIKE '%%$pk' AND connamespace NOT IN "
+                                "('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"), 0);
+    ck_assert_int_eq(probe_long("SELECT count(*) FROM pg_catalog.pg_constraint WHERE contype = 'p' "
+                                "AND conname = lower('%s_mirroring$pk')", tenant_name), 1);
+}
+END_TEST
+
 /* A value the driver refuses (U+0000) after the COPY has begun: the call fails with
  * InvalidValue, the COPY is cancelled with the call's transaction, and the same connection
  * takes the next call. */
@@ -2283,6 +2328,8 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_utf8_and_catalog_names);
         tcase_add_test(pg, pg_tables_named_like_types);
         tcase_add_test(pg, pg_names_that_become_one_rejected);
+        tcase_add_test(pg, pg_system_column_names_rejected);
+        tcase_add_test(pg, pg_tables_named_like_key_indexes);
         tcase_add_test(pg, pg_copy_bad_value);
         tcase_add_test(pg, pg_nul_refused_in_order);
         tcase_add_test(pg, pg_copy_key_already_there);
