@@ -39,7 +39,10 @@
 #include "store/sqltext.h"
 
 enum {
-    MSSQL_TYPE_NVARCHAR = 231,      /* XSYBNVARCHAR: sp_executesql wants nvarchar text */
+    /* Text parameters (sp_executesql wants nvarchar text): SYBNTEXT goes out as nvarchar(max)
+     * (PLP; ntext before TDS 7.2). XSYBNVARCHAR (231) would go as nvarchar(4000), cutting a
+     * longer value, a stored schema among them, without an error. */
+    MSSQL_TYPE_NVARCHAR = SYBNTEXT,
     MSG_MAX = 600,
     ONLINE_WAIT_MIN_S = 30,
     ONLINE_POLL_MS = 200,
@@ -650,7 +653,11 @@ static void mssql_rollback(void *conn)
     struct fault ignored;
     fault_clear(&ignored);
     dbcancel(c->dbproc);
-    run_sql(c, MSSQL_ROLLBACK_SQL, "rollback", NULL, NULL, &ignored);
+    /* A connection whose rollback failed may still hold the transaction (and the tenant's app
+     * lock): the next BEGIN would nest in it, and its COMMIT make nothing durable. Closed, the
+     * server rolls it back, and the next call logs in anew. */
+    if (run_sql(c, MSSQL_ROLLBACK_SQL, "rollback", NULL, NULL, &ignored) != 0)
+        conn_disconnect(c);
 }
 
 static int mssql_begin(void *conn, struct fault *f)
@@ -1091,12 +1098,14 @@ static int mssql_rows_apply(void *conn, const struct table_schema *schema,
     struct buf sql = BUF_INIT;
     buf_puts(&sql, MSSQL_STAGE_DROP_SQL ";\n");
     mssql_stage_create(&sql, schema);
+    buf_puts(&sql, MSSQL_COUNTS_ON_SQL ";");
     int rc = run_buf(c, &sql, "creating the staging table", f);
     if (rc == 0)
         rc = stage_send(c, schema, rows, n, keep, f);
     free(keep);
     if (rc != 0)
         return -1;
+    buf_puts(&sql, MSSQL_COUNTS_OFF_SQL ";\n");
     mssql_stage_apply(&sql, c->backend->schema, schema, upserts, deletes);
     return run_buf(c, &sql, "applying rows", f);
 }

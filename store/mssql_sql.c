@@ -162,6 +162,18 @@ static const char *function_name(enum default_function fn)
     return NULL;
 }
 
+/* Whether a number literal is one T-SQL takes: without an exponent it is a numeric constant
+ * of at most 38 digits (more is error 1007); with one, a float constant. */
+static int tsql_number_fits(const char *text)
+{
+    if (strpbrk(text, "eE"))
+        return 1;
+    size_t digits = 0;
+    for (const char *p = text; *p; p++)
+        digits += *p >= '0' && *p <= '9';
+    return digits <= 38;
+}
+
 int mssql_put_default(struct buf *b, const struct column *col)
 {
     if (!col->has_default)
@@ -172,7 +184,7 @@ int mssql_put_default(struct buf *b, const struct column *col)
         buf_puts(b, "(NULL)");
         return 0;
     case DEF_NUMBER:
-        if (!sqltext_number_valid(d->text))
+        if (!sqltext_number_valid(d->text) || !tsql_number_fits(d->text))
             return -1;
         buf_printf(b, "(%s)", d->text);
         return 0;
@@ -188,7 +200,12 @@ int mssql_put_default(struct buf *b, const struct column *col)
         buf_printf(b, "(0x%.*s)", (int)d->len, d->text ? d->text : "");
         return 0;
     case DEF_FUNCTION: {
-        const char *fn = function_name(d->function);
+        /* SQL Server takes newsequentialid() only for a uniqueidentifier column (error 302);
+         * a string column gets newid()'s GUID text, as the protocol allows either there. */
+        enum default_function fn_kind = d->function;
+        if (fn_kind == FN_NEWSEQUENTIALID && col->type.kind != SQL_UNIQUEIDENTIFIER)
+            fn_kind = FN_NEWID;
+        const char *fn = function_name(fn_kind);
         if (!fn)
             return -1;
         buf_printf(b, "(%s)", fn);

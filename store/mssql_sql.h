@@ -88,12 +88,17 @@ void mssql_drop_database(struct buf *b, const char *dbname);
 /* Creates the configured schema when missing (for sp_executesql with @sch nvarchar(128)). */
 void mssql_create_schema(struct buf *b, const char *schema);
 
-/* The session settings sent after every login. */
+/* The session settings sent after every login. TEXTSIZE: SQL Server's session default (4,096
+ * bytes, when freetds.conf sets no "text size") cuts every (max) value a SELECT returns, the
+ * stored schemas among them, without an error. */
 #define MSSQL_SESSION_SQL                                                                     \
     "SET XACT_ABORT ON; SET NOCOUNT ON; SET ANSI_NULLS ON; SET ANSI_PADDING ON; "            \
     "SET ANSI_WARNINGS ON; SET CONCAT_NULL_YIELDS_NULL ON; SET ARITHABORT ON; "              \
     "SET QUOTED_IDENTIFIER ON; SET NUMERIC_ROUNDABORT OFF; SET DATEFORMAT ymd; "             \
-    "SET IMPLICIT_TRANSACTIONS OFF"
+    "SET IMPLICIT_TRANSACTIONS OFF; SET TEXTSIZE 2147483647"
+/* Around a bulk copy: its row count, which the driver checks, comes only with NOCOUNT off. */
+#define MSSQL_COUNTS_ON_SQL "SET NOCOUNT OFF"
+#define MSSQL_COUNTS_OFF_SQL "SET NOCOUNT ON"
 #define MSSQL_BEGIN_SQL "BEGIN TRANSACTION"
 #define MSSQL_COMMIT_SQL "COMMIT TRANSACTION"
 #define MSSQL_ROLLBACK_SQL "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION"

@@ -64,7 +64,8 @@ def test_happy_path():
         check(len(logins) == 1 and logins[0]["user"] == "sa" and logins[0]["password"] == "s3cret pass"
               and logins[0]["tds_version"] == "74000004", "login: %r" % logins)
         t = texts(s.events)
-        check(t[0].startswith("SET XACT_ABORT ON"), "session settings first")
+        check(t[0].startswith("SET XACT_ABORT ON") and "SET TEXTSIZE 2147483647" in t[0],
+              "session settings first, (max) values read whole: %r" % t[0])
         check("CREATE DATABASE [Mirror_acme]" in t, "database created")
         check(index_of(t, "DATABASEPROPERTYEX") > t.index("CREATE DATABASE [Mirror_acme]"),
               "waits for ONLINE after CREATE DATABASE")
@@ -89,6 +90,9 @@ def test_happy_path():
         apply_ = index_of(t, "INSERT INTO [contact]", b2)
         meta = index_of(t, "[schemahash] = @h", b2)
         check(b2 < stage < apply_ < meta < c2, "RowData order: %d %d %d %d %d" % (b2, stage, apply_, meta, c2))
+        # the bulk copy's row count comes only with NOCOUNT off: off just before it, on again after
+        check(t[stage].rstrip().endswith("SET NOCOUNT OFF;") and t[apply_].startswith("SET NOCOUNT ON;"),
+              "NOCOUNT around the bulk copy: %r / %r" % (t[stage][-40:], t[apply_][:40]))
         bulks = [e for e in s.events if e["kind"] == "bulk"]
         check(len(bulks) == 1, "one bulk copy")
         rows = bulks[0]["rows"] if bulks else []
@@ -134,6 +138,39 @@ def test_dropped_connection():
         check(len(out) == 4 and out[3].startswith("list ok contact:10:"), "applied once: %r" % out)
         logins = [e for e in s.events if e["kind"] == "login"]
         check(len(logins) == 2, "a second login after the drop: %d" % len(logins))
+    finally:
+        s.stop()
+
+
+def test_wide_schema_whole():
+    """A canonical schema past 4,000 characters (a table of 200 columns) is written whole: text
+    parameters go as nvarchar(max), where nvarchar(4000) cut them without an error."""
+    s = tds_server.Server().start()
+    try:
+        out = probe(s, "wide", "list")
+        check(out[:1] == ["wide ok wide:-1:Created:0/0/0"], "wide: %r" % out)
+        puts = [e for e in s.events if e["kind"] == "rpc" and "[schemahash] = @h" in e["text"]]
+        stored = dict((p[0], p[2]) for p in puts[-1]["params"]) if puts else {}
+        schema = stored.get("@s") or ""
+        check(len(schema) > 4000 and schema.endswith("\npk|c000") and "c199|nvarchar(100)|null|" in schema,
+              "stored schema whole: %d characters, ends %r" % (len(schema), schema[-30:]))
+    finally:
+        s.stop()
+
+
+def test_rollback_failure():
+    """A connection whose ROLLBACK failed may still hold the transaction: it is closed, and the
+    next call logs in anew (its BEGIN would otherwise nest in the old transaction)."""
+    s = tds_server.Server().start()
+    try:
+        s.rules.append({"match": r"INSERT INTO \[contact\]", "error": (2627, "Violation of PRIMARY KEY."),
+                        "once": True})
+        s.rules.append({"match": r"ROLLBACK", "error": (3903, "The ROLLBACK has no BEGIN."), "once": True})
+        out = probe(s, "schema", "rows", "rows")
+        check(len(out) == 3 and out[1].startswith("rows fault StorageError:"), "failed call: %r" % out)
+        check(len(out) == 3 and out[2].startswith("rows ok contact:10:"), "next call: %r" % out)
+        logins = [e for e in s.events if e["kind"] == "login"]
+        check(len(logins) == 2, "a new login after the failed rollback: %d" % len(logins))
     finally:
         s.stop()
 
@@ -202,6 +239,7 @@ def main():
         print("mssql_probe not built; skipped")
         return 77
     for test in (test_happy_path, test_server_error_mid_call, test_dropped_connection,
+                 test_wide_schema_whole, test_rollback_failure,
                  test_login_failure, test_commit_failure, test_table_script_session,
                  test_exists_makes_nothing):
         before = len(failures)

@@ -2,7 +2,8 @@
  * (tests/integration/test_mssql_tds.py): runs store calls through store/mssql.c against the
  * server given on the command line (there, the TDS test peer tests/tds/tds_server.py) and prints
  * one line per step: "<step> ok <table>:<lsn>:<change or counts> ..." or
- * "<step> fault <FaultCode>: <message>". Steps: schema (TableSchema of table contact), rows
+ * "<step> fault <FaultCode>: <message>". Steps: schema (TableSchema of table contact), wide
+ * (TableSchema of table wide, WIDE_COLUMNS columns: a canonical text past 4,000 characters), rows
  * (RowData: I 1, I 2 with an empty name, U 1 with zeros past the digits, D 3; Lsn 10), list,
  * script (hooks.table_sql's "UPDATE {table} ..." on contact: "script ok" or "script failed: ..."),
  * exists ("exists 0" or "exists 1": whether the mirror database is there, making none), reset.
@@ -35,6 +36,28 @@ static struct raw_value row2[] = {V("2"), V(""), V("0"), N, N};
 static struct raw_value row3[] = {V("1"), V("Acme AS"), V("0002.250000000"),
                                   V("2026-01-02T03:04:05.1230000000"), N};
 static struct raw_value row4[] = {V("3")};
+
+enum { WIDE_COLUMNS = 200 };
+
+/* TableSchema of table wide: c000 int (the key), then nvarchar(100) columns c001... */
+static int wide_schema(struct store_tenant *t, struct arena *arena, struct table_state **states,
+                       size_t *n, struct fault *f)
+{
+    struct column *cols = arena_calloc(arena, WIDE_COLUMNS, sizeof(*cols));
+    for (size_t k = 0; k < WIDE_COLUMNS; k++) {
+        char name[8];
+        snprintf(name, sizeof(name), "c%03zu", k);
+        cols[k].name = arena_strdup(arena, name);
+        cols[k].type_text = k ? "nvarchar(100)" : "int";
+        cols[k].nullable = k != 0;
+    }
+    static char *pk[] = {"c000"};
+    struct table_schema table = {.name = "wide", .columns = cols, .ncolumns = WIDE_COLUMNS,
+                                 .pk_names = pk, .npk = 1};
+    struct cfg_strings none = {NULL, 0};
+    schema_prepare(&table, "acme", &none, arena);
+    return store_table_schema(t, &table, 1, arena, states, n, f);
+}
 
 static void print_states(const char *step, const struct table_state *s, size_t n)
 {
@@ -77,6 +100,8 @@ static int step(struct store *store, const char *name)
         struct cfg_strings none = {NULL, 0};
         schema_prepare(&table, "acme", &none, &arena);
         rc = store_table_schema(t, &table, 1, &arena, &states, &n, &f);
+    } else if (strcmp(name, "wide") == 0) {
+        rc = wide_schema(t, &arena, &states, &n, &f);
     } else if (strcmp(name, "rows") == 0) {
         struct row rows[] = {{'I', 0, 0, row1, 5}, {'I', 0, 0, row2, 5}, {'U', 0, 0, row3, 5},
                              {'D', 0, 0, row4, 1}};

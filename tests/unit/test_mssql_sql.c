@@ -104,10 +104,13 @@ START_TEST(defaults)
         "s3|nvarchar(20)|null|('plain')", "b1|varbinary(4)|null|(0x0aFF)",
         "b2|varbinary(4)|null|(0x)", "f1|datetime|null|(getdate())",
         "f2|datetimeoffset|null|(sysdatetimeoffset())", "f3|uniqueidentifier|null|(newid())",
-        "z|int|null|(NULL)", "d1|date|null|('2026-01-02')", NULL};
+        "z|int|null|(NULL)", "d1|date|null|('2026-01-02')",
+        "g1|uniqueidentifier|null|(newsequentialid())", "g2|varchar(36)|null|(newsequentialid())",
+        "n3|float|null|(1234567890123456789012345678901234567890)", "n4|float|null|(1.5e300)", NULL};
     static const char *const want[] = {
         NULL, "(-1)", "(1.5e3)", "('it''s')", "(N'x]y')", "(N'plain')", "(0x0aFF)", "(0x)",
-        "(getdate())", "(sysdatetimeoffset())", "(newid())", "(NULL)", "('2026-01-02')"};
+        "(getdate())", "(sysdatetimeoffset())", "(newid())", "(NULL)", "('2026-01-02')",
+        "(newsequentialid())", "(newid())", NULL, "(1.5e300)"};
     struct table_schema t = table_make("d", "k", cols);
     for (size_t k = 0; k < t.ncolumns; k++) {
         buf_reset(&out);
