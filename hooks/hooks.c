@@ -303,7 +303,8 @@ static void spawn_table_changed(struct hooks *h, const char *tenant, uint32_t id
 
 /* The table_sql scripts and table_changed commands after a call that changed tables: a
  * TableSchema call (wiped 0: every created, recreated, altered or dropped table is an event,
- * and created or recreated ones get their scripts) or a Wipe (wiped 1: every named table is a
+ * and created, recreated or altered ones get their scripts: an Altered table may have been
+ * rebuilt, without the indexes a script made) or a Wipe (wiped 1: every named table is a
  * "Wiped" event and gets its scripts). */
 static void after_tables(struct hooks *h, struct store_tenant *t, const char *tenant,
                          uint32_t idx, const struct table_state *states, size_t n, int wiped)
@@ -317,7 +318,7 @@ static void after_tables(struct hooks *h, struct store_tenant *t, const char *te
         enum table_change c = states[i].change;
         if (!states[i].name || (!wiped && (c == CHANGE_UNCHANGED || c == CHANGE_REJECTED)))
             continue;
-        if (wiped || c == CHANGE_CREATED || c == CHANGE_RECREATED)
+        if (wiped || c == CHANGE_CREATED || c == CHANGE_RECREATED || c == CHANGE_ALTERED)
             table_sql(h, t, idx, states[i].name, &batch);
         const char *change = wiped ? "Wiped" : table_change_name(c);
         events[nevents++] = (struct table_event){states[i].name, change};

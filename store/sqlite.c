@@ -818,11 +818,13 @@ static int sqlite_table_wipe(void *conn, const char *table, struct fault *f)
 }
 
 /* SQLite's ADD COLUMN gives existing rows the column's default, and only takes constant
- * defaults; a default change cannot be made in place. Those cases rebuild the table. */
+ * defaults; a default change cannot be made in place; DROP COLUMN refuses a column an index
+ * uses (an operator's, from hooks.table_sql, which runs again after an Altered table). Those
+ * cases rebuild the table. */
 static int alter_needs_rebuild(const struct table_schema *new_schema,
                                const struct schema_diff *diff)
 {
-    if (diff->ndefault_changed)
+    if (diff->ndefault_changed || diff->ndropped)
         return 1;
     for (size_t i = 0; i < diff->nadded; i++) {
         const struct column *col = &new_schema->columns[diff->added[i]];

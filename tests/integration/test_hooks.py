@@ -2,7 +2,8 @@
 """Operator hooks end to end (config section hooks, hooks/hooks.h).
 
 Phase A, every hook healthy: table_sql creates an index (and runs *.sql for every table) when
-tables are created, the index is there after a wipe and a full load; table_changed runs per
+tables are created or altered, the index is there after a wipe and a full load and after a
+rebuild that drops an indexed column; table_changed runs per
 changed table (Created, Wiped, Altered, Dropped) and cycle_completed after ReplicationCompleted,
 each with its SOMIRROR_* environment and no descriptor of the log, also after a log reopen;
 their output lines reach the log; `show tenant` shows the last run.
@@ -204,13 +205,25 @@ def phase_a(keys):
         assert tenant["last_error"] is None, tenant   # no hook failed
         assert "cycle_completed: exit 0" in d.ctl("show tenant %s" % TENANT)
 
-        # Altered and Dropped reach table_changed; table_sql does not run for them.
+        # Altered and Dropped reach table_changed; table_sql runs again for the Altered table.
+        with sqlite3.connect(mirror(s)) as db:
+            db.execute("DROP INDEX ix_contact_name")
         body, _ = call_ok(s, "TableSchema", h.table_schema_body([CONTACT2]))
         changes = {st["Name"]: st["Change"] for st in h.parse_table_states(body)}
         assert changes == {"contact": "Altered", "person": "Dropped"}, changes
         for name in ("changed-contact-Altered", "changed-person-Dropped"):
             h.wait_until(lambda: os.path.exists(os.path.join(out, name)), 10, what=name)
         assert env_file(os.path.join(out, "changed-person-Dropped"))["SOMIRROR_CHANGE"] == "Dropped"
+        assert "ix_contact_name" in sqlite_names(s, "index")
+        # A column an index uses (here the operator's own) is dropped: the table is rebuilt, its
+        # rows kept, and the script's index made again.
+        with sqlite3.connect(mirror(s)) as db:
+            db.execute("CREATE INDEX ix_city ON contact(city)")
+        body, _ = call_ok(s, "TableSchema", h.table_schema_body([CONTACT]))
+        assert h.parse_table_states(body)[0]["Change"] == "Altered", body
+        assert "ix_contact_name" in sqlite_names(s, "index") and "ix_city" not in sqlite_names(s, "index")
+        with sqlite3.connect(mirror(s)) as db:
+            assert db.execute("SELECT count(*) FROM contact").fetchone()[0] == 200
         assert d.stop() == 0
 
 
