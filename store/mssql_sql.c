@@ -292,10 +292,56 @@ static void put_drop_default(struct buf *b, const char *schema, const char *tabl
     buf_puts(b, ";\n");
 }
 
+/* Appends text as an N'...' literal with the quoted table name in place of "%T". */
+static void put_text_with_table(struct buf *b, const char *text, const char *schema, const char *table)
+{
+    struct buf plain = BUF_INIT;
+    const char *at = strstr(text, "%T");
+    buf_append(&plain, text, (size_t)(at - text));
+    mssql_put_table(&plain, schema, table);
+    buf_puts(&plain, at + 2);
+    mssql_put_nstring(b, plain.data, plain.len);
+    buf_free(&plain);
+}
+
+/* Drops what SQL Server would not drop a column under (error 5074/4922): its default constraint
+ * under any name, and the indexes and statistics made on it (an operator's hooks.table_sql
+ * scripts make them, and run again after the table is altered). Names come from the catalog,
+ * into a statement run with sp_executesql. @somirror_drop is declared by the caller. */
+static void put_drop_dependents(struct buf *b, const char *schema, const char *table, const char *column)
+{
+    struct buf object = BUF_INIT, name = BUF_INIT;
+    put_object_literal(&object, schema, table);
+    mssql_put_nstring(&name, column, strlen(column));
+    buf_puts(b, "SET @somirror_drop = N'';\n"
+                "SELECT @somirror_drop += ");
+    put_text_with_table(b, "ALTER TABLE %T DROP CONSTRAINT ", schema, table);
+    buf_printf(b, " + QUOTENAME(d.name) + N';' FROM sys.default_constraints d JOIN sys.columns c"
+                  " ON c.object_id = d.parent_object_id AND c.column_id = d.parent_column_id"
+                  " WHERE d.parent_object_id = OBJECT_ID(%s) AND c.name = %s;\n"
+                  "SELECT @somirror_drop += N'DROP INDEX ' + QUOTENAME(i.name) + ", object.data, name.data);
+    put_text_with_table(b, " ON %T;", schema, table);
+    buf_printf(b, " FROM sys.indexes i WHERE i.object_id = OBJECT_ID(%s) AND i.is_primary_key = 0"
+                  " AND i.is_unique_constraint = 0 AND EXISTS (SELECT 1 FROM sys.index_columns x"
+                  " JOIN sys.columns c ON c.object_id = x.object_id AND c.column_id = x.column_id"
+                  " WHERE x.object_id = i.object_id AND x.index_id = i.index_id AND c.name = %s);\n"
+                  "SELECT @somirror_drop += ", object.data, name.data);
+    put_text_with_table(b, "DROP STATISTICS %T.", schema, table);
+    buf_printf(b, " + QUOTENAME(s.name) + N';' FROM sys.stats s WHERE s.object_id = OBJECT_ID(%s)"
+                  " AND s.user_created = 1 AND EXISTS (SELECT 1 FROM sys.stats_columns x"
+                  " JOIN sys.columns c ON c.object_id = x.object_id AND c.column_id = x.column_id"
+                  " WHERE x.object_id = s.object_id AND x.stats_id = s.stats_id AND c.name = %s);\n"
+                  "EXEC sp_executesql @somirror_drop;\n", object.data, name.data);
+    buf_free(&object);
+    buf_free(&name);
+}
+
 void mssql_alter_table(struct buf *b, const char *schema, const struct table_schema *old_schema,
                        const struct table_schema *new_schema, const struct schema_diff *diff)
 {
     const char *table = old_schema->name;
+    if (diff->ndropped)
+        buf_puts(b, "DECLARE @somirror_drop nvarchar(max);\n");
     for (size_t i = 0; i < diff->nadded; i++) {
         put_alter(b, schema, table);
         buf_puts(b, " ADD ");
@@ -304,7 +350,7 @@ void mssql_alter_table(struct buf *b, const char *schema, const struct table_sch
     }
     for (size_t i = 0; i < diff->ndropped; i++) {
         const char *column = old_schema->columns[diff->dropped[i]].name;
-        put_drop_default(b, schema, table, column);
+        put_drop_dependents(b, schema, table, column);
         put_alter(b, schema, table);
         buf_puts(b, " DROP COLUMN ");
         mssql_put_ident(b, column);
