@@ -39,3 +39,12 @@ size_t utf8_decode(const char *s, size_t avail, uint32_t *cp)
     *cp = value;
     return need;
 }
+
+size_t utf8_valid_prefix(const char *s, size_t len)
+{
+    size_t at = 0, n;
+    uint32_t cp;
+    while (at < len && (n = utf8_decode(s + at, len - at, &cp)) > 0)
+        at += n;
+    return at;
+}

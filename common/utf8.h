@@ -9,4 +9,8 @@
  * truncated sequence, an overlong form, a surrogate, or a code point above U+10FFFF. */
 size_t utf8_decode(const char *s, size_t avail, uint32_t *cp);
 
+/* The length of the longest prefix of s (len bytes) that is valid UTF-8: text cut to fit a
+ * buffer may end inside a character, which a JSON writer would refuse whole. */
+size_t utf8_valid_prefix(const char *s, size_t len);
+
 #endif

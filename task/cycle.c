@@ -22,6 +22,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "common/xalloc.h"
 #include "proto/soap.h"
 #include "proto/token.h"
@@ -480,6 +481,13 @@ const char *cycle_outcome_name(enum cycle_outcome outcome)
     return names[outcome];
 }
 
+/* A cycle's error as JSON text: what the receiver said may have been cut inside a character
+ * to fit a buffer, and jansson refuses text that is not UTF-8 (the whole summary with it). */
+static json_t *error_text(const char *error)
+{
+    return json_stringn(error, utf8_valid_prefix(error, strlen(error)));
+}
+
 char *cycle_result_json(const struct cycle_result *result, const char *tenant, const char *app_id)
 {
     json_t *tables = json_array();
@@ -496,7 +504,7 @@ char *cycle_result_json(const struct cycle_result *result, const char *tenant, c
     json_t *summary = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:I, s:I, s:I}, s:I, s:I, s:f}",
                                 "tenant", tenant, "application", app_id,
                                 "result", cycle_outcome_name(result->outcome),
-                                "error", result->outcome == CYCLE_FAILED ? json_string(result->error) : json_null(),
+                                "error", result->outcome == CYCLE_FAILED ? error_text(result->error) : json_null(),
                                 "tables", tables,
                                 "rows", "I", (json_int_t)result->inserted, "U", (json_int_t)result->updated,
                                 "D", (json_int_t)result->deleted,

@@ -48,7 +48,7 @@ struct loaded {
 
 struct pair {
     char tenant[SM_TENANT_MAX + 1];
-    char app[256];
+    char app[TASK_APP_ID_MAX + 1];
     int64_t due_ms;                  /* monotonic (a step of the wall clock moves no cycle) */
     int64_t started_ms;              /* the last cycle's start, monotonic; 0 = none yet */
     pid_t pid;                       /* 0 when not running */

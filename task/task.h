@@ -33,6 +33,7 @@
 #define TASK_EXIT_FAILED 1
 #define TASK_EXIT_USAGE 2
 #define TASK_DEFAULT_BATCH_SIZE 1000000
+#define TASK_APP_ID_MAX 255          /* bytes of an application id in task.yaml */
 
 /* ---- source.c ---- */
 struct source {

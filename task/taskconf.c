@@ -189,6 +189,8 @@ static int app_field(struct conf_parse *cp, const char *key, const yaml_node_t *
     if (!strcmp(key, "id")) {
         if (!(text = scalar(cp, value, "applications.id")))
             return -1;
+        if (strlen(text) > TASK_APP_ID_MAX)
+            return conf_error(cp, value, "applications.id: longer than %d bytes", TASK_APP_ID_MAX);
         app->id = xstrdup(text);
         return 0;
     }

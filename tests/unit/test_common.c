@@ -210,6 +210,17 @@ START_TEST(test_utf8_invalid)
 }
 END_TEST
 
+/* Text cut inside a character keeps the characters before it; invalid bytes end the prefix. */
+START_TEST(test_utf8_valid_prefix)
+{
+    ck_assert_uint_eq(utf8_valid_prefix("caf\xC3\xA9", 5), 5);
+    ck_assert_uint_eq(utf8_valid_prefix("caf\xC3\xA9", 4), 3);
+    ck_assert_uint_eq(utf8_valid_prefix("\xE2\x82\xAC\xE2\x82", 5), 3);
+    ck_assert_uint_eq(utf8_valid_prefix("ab\xFF" "cd", 5), 2);
+    ck_assert_uint_eq(utf8_valid_prefix("", 0), 0);
+}
+END_TEST
+
 /* What an adopted arena handed out lives on in the adopter, whose current block goes on
  * handing out; the adopted one is left empty (freeing it frees nothing: ASan and valgrind
  * would see the double free or the leak). */
@@ -312,6 +323,7 @@ static Suite *common_suite(void)
     TCase *utf8 = tcase_create("utf8");
     tcase_add_test(utf8, test_utf8_valid);
     tcase_add_test(utf8, test_utf8_invalid);
+    tcase_add_test(utf8, test_utf8_valid_prefix);
     suite_add_tcase(suite, utf8);
     TCase *arena = tcase_create("arena");
     tcase_add_test(arena, test_arena_adopt);

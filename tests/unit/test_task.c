@@ -692,6 +692,8 @@ START_TEST(task_yaml_refusals)
 {
 #define TENANT "tenants: [ { context: T1, source: t.db, approved: [ a ] } ]\n"
 #define VENDOR "vendor: { key: v.key, certificate: v.crt }\n"
+#define ID16 "9999999999999999"
+#define LONG_ID ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16
     static const struct {
         const char *text;
         const char *expected;   /* after the path */
@@ -712,9 +714,13 @@ START_TEST(task_yaml_refusals)
         {TASK_YAML_HEAD TENANT "---\nschedule: { every: 5m }\n", ":4:1: expected one YAML document, got more"},
         {TASK_YAML_HEAD "tenants: [ { context: T1, source: \"t.db\\0x\" } ]\n",
          ":3:35: tenants.source: the value has a NUL character"},
+        {VENDOR "applications: [ { id: " LONG_ID ", url: \"http://x/\", public_key: a.pub } ]\n",
+         ":2:23: applications.id: longer than 255 bytes"},
     };
 #undef TENANT
 #undef VENDOR
+#undef ID16
+#undef LONG_ID
     char err[512], expected[1024];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ck_assert_ptr_null(load_task_yaml(cases[i].text, err, sizeof err));
@@ -729,6 +735,20 @@ START_TEST(task_yaml_refusals)
     snprintf(expected, sizeof expected, "%s: cannot open: not a regular file", fifo);
     ck_assert_str_eq(err, expected);
     unlink(fifo);
+}
+END_TEST
+
+/* A failed cycle's error cut inside a character (a receiver's long fault text in a fixed
+ * buffer) still gives the --json summary, with the text up to that character. */
+START_TEST(result_json_with_a_cut_character)
+{
+    struct cycle_result r = {.outcome = CYCLE_FAILED};
+    snprintf(r.error, sizeof r.error, "Internal: caf\xC3\xA9 \xC3");
+    char *text = cycle_result_json(&r, "T1", "a");
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "\"error\":\"Internal: caf\xC3\xA9 \"") && strstr(text, "\"tenant\":\"T1\""),
+                  "%s", text);
+    free(text);
 }
 END_TEST
 
@@ -770,6 +790,7 @@ static Suite *task_suite(void)
     tcase_add_test(tc, rowdata_names_a_column_dropped_meanwhile);
     tcase_add_test(tc, schedule_pause_times);
     tcase_add_test(tc, task_yaml_refusals);
+    tcase_add_test(tc, result_json_with_a_cut_character);
     tcase_add_test(tc, strings_split_trims);
     suite_add_tcase(s, tc);
     return s;
