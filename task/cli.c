@@ -3,7 +3,9 @@
  * difference found by verify), 2 usage or setup errors. */
 #include "task/task.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,13 +71,17 @@ struct args {
     int force, once, json, insecure;
 };
 
-static int parse_long(const char *text, const char *name, long min, long *out)
+/* --scale past this would make more rows than a long counts (and than any test wants). */
+#define SCALE_MAX 100000000L
+
+static int parse_long(const char *text, const char *name, long min, long max, long *out)
 {
     char *end = NULL;
+    errno = 0;
     long long value = strtoll(text, &end, 10);
-    if (!*text || *end || value < min) {
-        fprintf(stderr, "somirror-task: --%s: expected a number of at least %ld, got \"%s\"\n",
-                name, min, text);
+    if (!*text || *end || errno == ERANGE || value < min || value > max) {
+        fprintf(stderr, "somirror-task: --%s: expected a number from %ld to %ld, got \"%s\"\n",
+                name, min, max, text);
         return -1;
     }
     *out = (long)value;
@@ -98,10 +104,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_OUT: a->out = optarg; break;
         case OPT_FORCE: a->force = 1; break;
         case OPT_DB: a->db = optarg; break;
-        case OPT_SCALE: rc = parse_long(optarg, "scale", 1, &a->scale); break;
-        case OPT_SEED: rc = parse_long(optarg, "seed", 0, &seed); a->seed = (uint64_t)seed; break;
-        case OPT_RETENTION: rc = parse_long(optarg, "retention", 0, &a->retention); break;
-        case OPT_CHANGES: rc = parse_long(optarg, "changes", 0, &a->changes); break;
+        case OPT_SCALE: rc = parse_long(optarg, "scale", 1, SCALE_MAX, &a->scale); break;
+        case OPT_SEED: rc = parse_long(optarg, "seed", 0, LONG_MAX, &seed); a->seed = (uint64_t)seed; break;
+        case OPT_RETENTION: rc = parse_long(optarg, "retention", 0, LONG_MAX, &a->retention); break;
+        case OPT_CHANGES: rc = parse_long(optarg, "changes", 0, LONG_MAX, &a->changes); break;
         case OPT_ONCE: a->once = 1; break;
         case OPT_URL: a->url = optarg; break;
         case OPT_APP_ID: a->app_id = optarg; break;
@@ -112,7 +118,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_BATCH_SIZE: a->batch_size = optarg; break;
         case OPT_SKIP_TABLES: a->skip_tables = optarg; break;
         case OPT_JSON: a->json = 1; break;
-        case OPT_TRIES: rc = parse_long(optarg, "tries", 1, &a->tries); break;
+        case OPT_TRIES: rc = parse_long(optarg, "tries", 1, 100, &a->tries); break;
         case OPT_INSECURE: a->insecure = 1; break;
         case OPT_MIRROR: a->mirror = optarg; break;
         case OPT_STORE: a->store = optarg; break;

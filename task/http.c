@@ -140,12 +140,14 @@ static int connect_client(struct http_client *c, char *err, size_t errlen)
     return 0;
 }
 
-/* uri's scheme and host when it is an http:// or https:// URL with a host; else 0. */
+/* uri's scheme and host when it is an http:// or https:// URL with a host (and a port, if it
+ * names one, other than 0, which would be taken for none); else 0. */
 static int web_url(const struct evhttp_uri *uri, const char **scheme, const char **host)
 {
     *scheme = uri ? evhttp_uri_get_scheme(uri) : NULL;
     *host = uri ? evhttp_uri_get_host(uri) : NULL;
-    return *scheme && *host && **host && (!strcmp(*scheme, "http") || !strcmp(*scheme, "https"));
+    return *scheme && *host && **host && (!strcmp(*scheme, "http") || !strcmp(*scheme, "https")) &&
+           evhttp_uri_get_port(uri) != 0;
 }
 
 int http_url_ok(const char *url)

@@ -210,9 +210,9 @@ static int cleanup(struct source *src, long retention, char *err, size_t errlen)
     int64_t current, min_valid;
     if (ct_versions(src->db, &current, &min_valid, err, errlen) != 0)
         return -1;
-    int64_t cutoff = current - retention;
-    if (cutoff <= min_valid)
-        return 0;
+    int64_t cutoff;
+    if (__builtin_sub_overflow(current, (int64_t)retention, &cutoff) || cutoff <= min_valid)
+        return 0;   /* (an overflow: a version below every one kept, as only a damaged file has) */
     int rc = clean_to(src, cutoff, err, errlen);
     if (rc == 0)
         log_info("provision: changes up to version %lld cleaned (retention %ld)",

@@ -212,7 +212,9 @@ def main():
             for args in (with_option("--db", os.path.join(work, "missing.db")),
                          with_option("--db", unprovisioned),
                          with_option("--url", "ftp://127.0.0.1/"),
-                         with_option("--tenant", "bad tenant!")):
+                         with_option("--url", "http://127.0.0.1:0/"),
+                         with_option("--tenant", "bad tenant!"),
+                         ["gen", "--db", os.path.join(work, "huge.db"), "--scale", "9223372036854775807"]):
                 proc = task(*args, check=False)
                 assert proc.returncode == 2, "exit %d for %s: %s" % (proc.returncode, args, proc.stderr)
             assert env.daemon.ctl_json("show tenant " + TENANT)["tenant"]["calls"] == calls

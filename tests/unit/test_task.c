@@ -5,6 +5,7 @@
  * with the receiver's parser), row ops relative to the receiver's position, and the version
  * read and the rows sharing one snapshot. */
 #include <check.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +279,14 @@ START_TEST(retention_moves_min_valid)
     ck_assert_int_eq(min_valid2, current - 10);
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_contact WHERE _somirror_version <= "
                                    "(SELECT v FROM _somirror_ct_min_valid)"), 0);
+    /* a damaged file's version far below zero, and the largest retention: nothing to clean
+     * (current - retention would overflow) */
+    int64_t kept = query_int(db, "SELECT count(*) FROM _somirror_ct_contact");
+    exec_ok(db, "UPDATE _somirror_ct_version SET v = -9223372036854775807");
+    sqlite3_close(db);
+    ck_assert_int_eq(ct_provision(path, LONG_MAX, err, sizeof err), 0);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_contact"), kept);
     sqlite3_close(db);
 }
 END_TEST
