@@ -78,12 +78,16 @@ def check_test_mode(s):
         h._set_dotted(cfg, "hooks.table_sql", os.path.join(s.dir, "no-sql"))
         h._set_dotted(cfg, "log.file", os.path.join(s.dir, "no", "x.log"))
         h._set_dotted(cfg, "status_socket", os.path.join(s.dir, "no", "s.sock"))
+        h._set_dotted(cfg, "state_file", os.path.join(s.dir, "no", "x.state"))
         f.write(h.json.dumps(cfg))
     r = run("-t", "-c", doubtful)
     assert r.returncode == 0 and "configuration ok" in r.stdout, r
     assert "warning: hooks.table_sql" in r.stderr and "no-sql is not a directory" in r.stderr, r
     for what in ("log.file %s/no/x.log" % s.dir, "status_socket %s/no/s.sock" % s.dir):
-        assert "warning: %s: its directory does not exist (yet)" % what in r.stderr, r.stderr
+        assert "warning: %s: its directory does not exist (yet): the start fails" % what in r.stderr, r.stderr
+    # the state file is written at operator requests only: the start does not need it
+    assert ("warning: state_file %s/no/x.state: its directory does not exist (yet): operator pauses and pending "
+            "resyncs are not kept across restarts until it is made" % s.dir) in r.stderr, r.stderr
     # A hook whose program cannot be run (here: program and argument written as one item).
     with open(doubtful, "w") as f:
         cfg = h.read_config(s.config)
