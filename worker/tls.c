@@ -76,8 +76,15 @@ static int use_certificate(SSL_CTX *ctx, const struct cfg_listen *where, char *w
     }
     fclose(f);
     if (SSL_CTX_use_certificate_chain_file(ctx, where->tls_certificate) != 1) {
+        /* Not PEM at all, or a certificate OpenSSL's security level refuses (a 512-bit key:
+         * "ee key too small"), which is not the same mistake. */
+        unsigned long e = ERR_peek_last_error();
+        const char *reason = e ? ERR_reason_error_string(e) : NULL;
+        if (reason && ERR_GET_LIB(e) != ERR_LIB_PEM)
+            snprintf(why, whylen, "a certificate OpenSSL refuses: %s", reason);
+        else
+            snprintf(why, whylen, "not a PEM certificate (chain)");
         ERR_clear_error();
-        snprintf(why, whylen, "not a PEM certificate (chain)");
         return -1;
     }
     X509 *cert = SSL_CTX_get0_certificate(ctx);

@@ -406,6 +406,16 @@ def check_files_read_by_the_master_only(env, secure, live_cert, live_key, servin
             and reason in answer, (name, answer)
         assert time.monotonic() - started < 5, (name, "the reload took too long")
         assert peer_fingerprint(secure) == (200, serving), name
+    # A certificate OpenSSL's security level refuses (a 512-bit key) is told as such, not as a
+    # file that is no PEM.
+    weak_key = os.path.join(env.dir, "weak.key")
+    harness._openssl("req", "-x509", "-newkey", "rsa:512", "-nodes", "-keyout", weak_key, "-out", live_cert,
+                     "-days", "30", "-subj", "/CN=127.0.0.1")
+    shutil.copy(weak_key, live_key)
+    answer = d.ctl("reload")
+    assert answer.startswith("error: reload failed") and "a certificate OpenSSL refuses: ee key too small" in answer, \
+        answer
+    assert peer_fingerprint(secure) == (200, serving), "weak certificate"
 
 
 def main():
