@@ -205,6 +205,30 @@ static long count_rows(sqlite3 *db, const char *table)
     return n;
 }
 
+/* Reports the columns of the mirror's table that the source's lacks (a column dropped at the
+ * source and not in the mirror, say): the values compared would not show them. Returns how
+ * many. */
+static int extra_mirror_columns(sqlite3 *mirror_db, const struct table_schema *t, FILE *report)
+{
+    sqlite3_stmt *stmt = NULL;
+    int extra = 0;
+    if (sqlite3_prepare_v2(mirror_db, "SELECT name FROM pragma_table_info(?1)", -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(stmt, 1, t->name, -1, SQLITE_STATIC) == SQLITE_OK) {
+        while (sqlite3_step(stmt) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(stmt, 0);
+            size_t c = 0;
+            while (name && c < t->ncolumns && !ident_equal(t->columns[c].name, name))
+                c++;
+            if (name && c == t->ncolumns) {
+                fprintf(report, "%s: DIFFERS: column %s is in the mirror, not in the source\n", t->name, name);
+                extra++;
+            }
+        }
+    }
+    sqlite3_finalize(stmt);
+    return extra;
+}
+
 /* 0 equal, 1 different (reported). */
 static int compare_table(sqlite3 *source_db, sqlite3 *mirror_db, const struct table_schema *t,
                          FILE *report)
@@ -251,7 +275,8 @@ static int compare_table(sqlite3 *source_db, sqlite3 *mirror_db, const struct ta
     char source_hex[65] = "", mirror_hex[65] = "";
     digest_hex(src.sha, source_hex);
     digest_hex(mir.sha, mirror_hex);
-    int differs = source_rows != mirror_rows || strcmp(source_hex, mirror_hex) != 0 || first.len;
+    int differs = source_rows != mirror_rows || strcmp(source_hex, mirror_hex) != 0 || first.len ||
+                  extra_mirror_columns(mirror_db, t, report) > 0;
     if (differs)
         fprintf(report, "%s: DIFFERS: rows %ld/%ld (source/mirror), sha256 %.16s/%.16s; first difference: %s\n",
                 t->name, source_rows, mirror_rows, source_hex, mirror_hex,

@@ -416,6 +416,10 @@ START_TEST(verify_passes_on_copy_and_fails_after_tampering)
     mirror = make_mirror(source, "vm4.db");
     exec_in(mirror, "DELETE FROM project_member WHERE rowid = 2");
     ck_assert_int_eq(verify_quietly(source, mirror), 1);
+    /* a column the source does not have (dropped there, kept in the mirror) */
+    mirror = make_mirror(source, "vm5.db");
+    exec_in(mirror, "ALTER TABLE contact ADD COLUMN orphan int");
+    ck_assert_int_eq(verify_quietly(source, mirror), 1);
 }
 END_TEST
 
