@@ -468,7 +468,7 @@ static int dblib_init(char *err, size_t errlen)
     return 0;
 }
 
-/* The settings' checks (also somirrord -t): 0, or -1 with err. */
+/* The settings' checks (also somirrord -t): 0, 1 with a warning in err, or -1 with err. */
 static int mssql_backend_check(const struct config *cfg, char *err, size_t errlen)
 {
     if (!cfg->mssql.server || !*cfg->mssql.server) {
@@ -494,6 +494,13 @@ static int mssql_backend_check(const struct config *cfg, char *err, size_t errle
                               "that store.mssql.server names, and encrypt: request");
         cfg_locate(cfg, "store.mssql.encrypt", err, errlen);
         return -1;
+    }
+    if (cfg->mssql.query_timeout > 0 && cfg->mssql.query_timeout <= cfg->lock_timeout) {
+        snprintf(err, errlen, "store.mssql.query_timeout %d s is not above tenants.lock_timeout %d s: a "
+                 "call that waits for a busy tenant's lock would end as a lost connection "
+                 "(StorageError), not TenantBusy", cfg->mssql.query_timeout, cfg->lock_timeout);
+        cfg_locate(cfg, "store.mssql.query_timeout", err, errlen);
+        return 1;
     }
     return 0;
 }
@@ -665,7 +672,15 @@ static int mssql_begin(void *conn, struct fault *f)
     struct mssql_conn *c = conn;
     if (conn_current(c, f) != 0)
         return -1;
-    if (run_sql(c, MSSQL_BEGIN_SQL, "begin", NULL, NULL, f) != 0) {
+    int begun = run_sql(c, MSSQL_BEGIN_SQL, "begin", NULL, NULL, f) == 0;
+    /* db-lib finds a connection dead (a server restarted, failed over, or a reset elsewhere
+     * closed it) only when it is next used: here, before anything of the call was sent. So once,
+     * a new connection, rather than fail the call. */
+    if (!begun && c->dbproc && DBDEAD(c->dbproc)) {
+        fault_clear(f);
+        begun = conn_current(c, f) == 0 && run_sql(c, MSSQL_BEGIN_SQL, "begin", NULL, NULL, f) == 0;
+    }
+    if (!begun) {
         mssql_rollback(c);
         return -1;
     }

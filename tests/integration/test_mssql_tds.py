@@ -175,6 +175,20 @@ def test_rollback_failure():
         s.stop()
 
 
+def test_dead_between_calls():
+    """A connection that died between calls (a server restart: db-lib finds out only when it
+    next sends) is replaced at the next call's BEGIN, and the call succeeds."""
+    s = tds_server.Server().start()
+    try:
+        s.rules.append({"match": r"^BEGIN TRANSACTION", "drop": True, "once": True, "skip": 1})
+        out = probe(s, "schema", "rows", "list")
+        check(len(out) == 3 and out[1].startswith("rows ok contact:10:"), "the call after the drop: %r" % out)
+        logins = [e for e in s.events if e["kind"] == "login"]
+        check(len(logins) == 2, "a new login at the BEGIN: %d" % len(logins))
+    finally:
+        s.stop()
+
+
 def test_login_failure():
     s = tds_server.Server().start()
     try:
@@ -239,7 +253,7 @@ def main():
         print("mssql_probe not built; skipped")
         return 77
     for test in (test_happy_path, test_server_error_mid_call, test_dropped_connection,
-                 test_wide_schema_whole, test_rollback_failure,
+                 test_wide_schema_whole, test_rollback_failure, test_dead_between_calls,
                  test_login_failure, test_commit_failure, test_table_script_session,
                  test_exists_makes_nothing):
         before = len(failures)

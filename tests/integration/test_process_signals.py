@@ -88,6 +88,14 @@ def check_test_mode(s):
     # the state file is written at operator requests only: the start does not need it
     assert ("warning: state_file %s/no/x.state: its directory does not exist (yet): operator pauses and pending "
             "resyncs are not kept across restarts until it is made" % s.dir) in r.stderr, r.stderr
+    # SQL Server: a query timeout that would cut a wait for a tenant's lock short
+    with open(doubtful, "w") as f:
+        cfg = h.read_config(s.config)
+        cfg["store"] = {"driver": "mssql", "mssql": {"server": "127.0.0.1:1", "user": "sa", "password": "x",
+                                                     "query_timeout": 30}}
+        f.write(h.json.dumps(cfg))
+    r = run("-t", "-c", doubtful)
+    assert r.returncode == 0 and "store.mssql.query_timeout 30 s is not above tenants.lock_timeout 60 s" in r.stderr, r
     # A hook whose program cannot be run (here: program and argument written as one item).
     with open(doubtful, "w") as f:
         cfg = h.read_config(s.config)

@@ -259,7 +259,9 @@ def read_value(r, info, in_row=False):
 
 class Server:
     def __init__(self, host="127.0.0.1", port=0):
-        self.rules = []            # [{"match": regex, "error": (n, msg)} | {"drop": True} | {"rows": ...}, "once": bool]
+        # [{"match": regex, "error": (n, msg)} | {"drop": True} | {"rows": ...}, "once": bool,
+        #   "skip": how many matches to let pass first]
+        self.rules = []
         self.events = []           # everything received, in order
         self.fail_login = None     # (number, message)
         self.databases = set()
@@ -303,6 +305,9 @@ class Server:
         with self.lock:
             for rule in self.rules:
                 if re.search(rule["match"], text, re.S | re.I):
+                    if rule.get("skip"):
+                        rule["skip"] -= 1
+                        continue
                     if rule.get("once"):
                         self.rules.remove(rule)
                     return rule
