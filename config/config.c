@@ -605,6 +605,7 @@ static const struct key_spec mssql_keys[] = {
     DURATION_KEY("login_timeout", mssql.login_timeout, "15", 1, 3600),
     DURATION_KEY("query_timeout", mssql.query_timeout, "300", 0, 86400),
     {.name = "schema", .kind = KEY_STRING, CFG(mssql.schema), .check = check_identifier},
+    {.name = "collation", .kind = KEY_STRING, CFG(mssql.collation), .check = check_identifier},
     {.name = "max_connections", .kind = KEY_SCALAR, CFG(mssql.max_connections), .fallback = "16",
      .convert = to_number, .min = 1, .max = 65536},
     {0},

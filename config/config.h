@@ -76,6 +76,7 @@ struct config {
         int login_timeout;           /* seconds, default 15 */
         int query_timeout;           /* seconds, default 300 */
         char *schema;                /* NULL: the login's default schema */
+        char *collation;             /* of new mirror databases; NULL: the server's default */
         int max_connections;         /* open tenant connections per worker, default 16 */
     } mssql;
     struct {

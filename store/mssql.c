@@ -50,7 +50,7 @@ enum {
 };
 
 struct mssql_backend {
-    char *server, *user, *password, *schema;
+    char *server, *user, *password, *schema, *collation;
     int require_encryption;
     BYTE tds_version;
     int login_timeout;
@@ -302,7 +302,30 @@ static struct rpc_arg db_param(const struct mssql_conn *c)
     return (struct rpc_arg){"@db", MSSQL_TYPE_NVARCHAR, c->dbname, (DBINT)strlen(c->dbname)};
 }
 
-/* CREATE DATABASE when missing, then waits until it is ONLINE. */
+/* Whether a collation compares text case-sensitively (..._CS_AS, ..._BIN, ..._BIN2). */
+static int case_sensitive(const char *collation)
+{
+    return strstr(collation, "_CS") || strstr(collation, "_BIN");
+}
+
+/* The mirror database's collation must compare names and keys in any case, as the CRM's
+ * does: the stored schemas hold names lowercased, and a key sent as 'ABC' and then 'abc' is
+ * one row at the source. 0, or -1 with f. */
+static int database_collation_ok(struct mssql_conn *c, struct rpc_arg *arg, struct fault *f)
+{
+    char collation[64] = "";
+    if (run_rpc(c, MSSQL_DB_COLLATION_SQL, MSSQL_DB_PARAMS, arg, 1, "reading the database collation",
+                first_text_row, collation, f) != 0)
+        return -1;
+    if (!case_sensitive(collation))
+        return 0;
+    fault_set(f, FAULT_STORAGE_ERROR, "mssql: database %s has the case-sensitive collation %s: "
+              "mirrors need a case-insensitive one (store.mssql.collation, e.g. "
+              "Latin1_General_100_CI_AS_SC, for new mirror databases)", c->dbname, collation);
+    return -1;
+}
+
+/* CREATE DATABASE when missing, then waits until it is ONLINE and checks its collation. */
 static int database_provision(struct mssql_conn *c, struct fault *f)
 {
     struct rpc_arg arg = db_param(c);
@@ -312,7 +335,7 @@ static int database_provision(struct mssql_conn *c, struct fault *f)
         return -1;
     if (!exists) {
         struct buf sql = BUF_INIT;
-        mssql_create_database(&sql, c->dbname);
+        mssql_create_database(&sql, c->dbname, c->backend->collation);
         log_info("mssql: creating database %s", c->dbname);
         if (run_buf(c, &sql, "creating the database", f) != 0) {
             /* another worker or host may have created it meanwhile */
@@ -334,7 +357,7 @@ static int database_provision(struct mssql_conn *c, struct fault *f)
                     "reading the database status", first_text_row, status, f) != 0)
             return -1;
         if (strcmp(status, "ONLINE") == 0)
-            return 0;
+            return database_collation_ok(c, &arg, f);
         if (waited >= (long)wait_s * 1000) {
             fault_set(f, FAULT_STORAGE_ERROR, "mssql: database %s is not online (%s)",
                       c->dbname, status[0] ? status : "no status");
@@ -519,6 +542,7 @@ static void *mssql_backend_open(const struct config *cfg, char *err, size_t errl
     b->user = cfg->mssql.user ? xstrdup(cfg->mssql.user) : NULL;
     b->password = cfg->mssql.password ? xstrdup(cfg->mssql.password) : NULL;
     b->schema = cfg->mssql.schema && *cfg->mssql.schema ? xstrdup(cfg->mssql.schema) : NULL;
+    b->collation = cfg->mssql.collation ? xstrdup(cfg->mssql.collation) : NULL;
     b->require_encryption = requires_encryption(cfg);
     b->tds_version = version;
     b->login_timeout = cfg->mssql.login_timeout > 0 ? cfg->mssql.login_timeout : 15;
@@ -538,6 +562,7 @@ static void mssql_backend_close(void *backend)
         free(b->password);
     }
     free(b->schema);
+    free(b->collation);
     free(b);
 }
 

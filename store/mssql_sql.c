@@ -419,10 +419,12 @@ void mssql_meta_delete_sql(struct buf *b, const char *schema, const char *meta_t
 
 /* ---- databases ---- */
 
-void mssql_create_database(struct buf *b, const char *dbname)
+void mssql_create_database(struct buf *b, const char *dbname, const char *collation)
 {
     buf_puts(b, "CREATE DATABASE ");
     mssql_put_ident(b, dbname);
+    if (collation)
+        buf_printf(b, " COLLATE %s", collation);
 }
 
 void mssql_use_database(struct buf *b, const char *dbname)

@@ -79,8 +79,10 @@ void mssql_meta_delete_sql(struct buf *b, const char *schema, const char *meta_t
 /* Provisioning, for sp_executesql with @db nvarchar(128): 1 row, 1 column. */
 #define MSSQL_DB_EXISTS_SQL "SELECT CASE WHEN DB_ID(@db) IS NULL THEN 0 ELSE 1 END"
 #define MSSQL_DB_STATUS_SQL "SELECT CAST(DATABASEPROPERTYEX(@db, 'Status') AS nvarchar(128))"
+#define MSSQL_DB_COLLATION_SQL "SELECT CAST(DATABASEPROPERTYEX(@db, 'Collation') AS nvarchar(128))"
 #define MSSQL_DB_PARAMS "@db nvarchar(128)"
-void mssql_create_database(struct buf *b, const char *dbname);
+/* CREATE DATABASE, with the collation when not NULL (a checked name). */
+void mssql_create_database(struct buf *b, const char *dbname, const char *collation);
 void mssql_use_database(struct buf *b, const char *dbname);
 /* Drops the database when it exists, closing other sessions first (for sp_executesql with
  * @db). */

@@ -29,9 +29,9 @@ def check(cond, what):
         print("FAIL:", what)
 
 
-def probe(server, *steps):
+def probe(server, *steps, env=None):
     p = subprocess.run([PROBE, "127.0.0.1:%d" % server.port, "sa", "s3cret pass"] + list(steps),
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, **(env or {})))
     if p.returncode != 0:
         print(p.stderr)
     return p.stdout.splitlines()
@@ -189,6 +189,30 @@ def test_dead_between_calls():
         s.stop()
 
 
+def test_collation():
+    """New mirror databases take store.mssql.collation; one whose collation is case-sensitive
+    (the server's default, say) is refused with what to set, since names and keys must compare
+    in any case."""
+    s = tds_server.Server().start()
+    try:
+        out = probe(s, "schema", env={"MSSQL_PROBE_COLLATION": "Latin1_General_100_CI_AS_SC"})
+        check(out == ["schema ok contact:-1:Created:0/0/0"], "schema: %r" % out)
+        check("CREATE DATABASE [Mirror_acme] COLLATE Latin1_General_100_CI_AS_SC" in texts(s.events),
+              "created with the collation: %r" % [t for t in texts(s.events) if "CREATE DATABASE" in t])
+    finally:
+        s.stop()
+    s = tds_server.Server().start()
+    try:
+        s.collation = "Latin1_General_CS_AS"
+        out = probe(s, "schema")
+        check(len(out) == 1 and out[0].startswith("schema fault StorageError:") and
+              "case-sensitive collation Latin1_General_CS_AS" in out[0] and "store.mssql.collation" in out[0],
+              "case-sensitive: %r" % out)
+        check(not any("CREATE TABLE [contact]" in t for t in texts(s.events)), "a table made anyway")
+    finally:
+        s.stop()
+
+
 def test_login_failure():
     s = tds_server.Server().start()
     try:
@@ -253,7 +277,7 @@ def main():
         print("mssql_probe not built; skipped")
         return 77
     for test in (test_happy_path, test_server_error_mid_call, test_dropped_connection,
-                 test_wide_schema_whole, test_rollback_failure, test_dead_between_calls,
+                 test_wide_schema_whole, test_rollback_failure, test_dead_between_calls, test_collation,
                  test_login_failure, test_commit_failure, test_table_script_session,
                  test_exists_makes_nothing):
         before = len(failures)

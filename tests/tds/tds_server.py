@@ -264,6 +264,7 @@ class Server:
         self.rules = []
         self.events = []           # everything received, in order
         self.fail_login = None     # (number, message)
+        self.collation = "SQL_Latin1_General_CP1_CI_AS"   # every database's
         self.databases = set()
         self.meta = {}             # tablename -> (schema, hash, lsn)
         self.tables = {}           # lowercased quoted name -> columns (from CREATE TABLE)
@@ -487,7 +488,8 @@ class Session:
                 out = result_set([("", "int", True)],
                                  [(1 if values.get("@db") in srv.databases else 0,)], True)
             elif "DATABASEPROPERTYEX" in stmt:
-                out = result_set([("", "nvarchar(128)", True)], [("ONLINE",)], True)
+                value = srv.collation if "'Collation'" in stmt else "ONLINE"
+                out = result_set([("", "nvarchar(128)", True)], [(value,)], True)
             elif "sp_getapplock" in stmt:
                 out = result_set([("", "int", True)], [(0,)], True)
             elif "[schemahash] = @h" in stmt:

@@ -7,7 +7,7 @@
  * (RowData: I 1, I 2 with an empty name, U 1 with zeros past the digits, D 3; Lsn 10), list,
  * script (hooks.table_sql's "UPDATE {table} ..." on contact: "script ok" or "script failed: ..."),
  * exists ("exists 0" or "exists 1": whether the mirror database is there, making none), reset.
- * Tenant "acme". */
+ * Tenant "acme"; the environment's MSSQL_PROBE_COLLATION is store.mssql.collation. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +156,7 @@ int main(int argc, char **argv)
     cfg.mssql.login_timeout = 5;
     cfg.mssql.query_timeout = 10;
     cfg.mssql.max_connections = 16;
+    cfg.mssql.collation = getenv("MSSQL_PROBE_COLLATION");
     char err[512];
     struct store *store = store_new(&cfg, err, sizeof(err));
     if (!store) {

@@ -133,6 +133,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg->mssql.login_timeout, 15);
     ck_assert_int_eq(cfg->mssql.query_timeout, 300);
     ck_assert_ptr_null(cfg->mssql.schema);
+    ck_assert_ptr_null(cfg->mssql.collation);
     ck_assert_ptr_null(cfg->postgresql.conninfo);
     ck_assert_uint_eq(cfg->max_request_bytes, 64u * 1024 * 1024);
     ck_assert_uint_eq(cfg->arriving_request_bytes, 256u * 1024 * 1024);
@@ -193,7 +194,8 @@ START_TEST(test_all_keys)
              "  driver: mssql\n"
              "  database_name: \"{tenant}_db\"\n"
              "  mssql: { server: 'sql\\inst', user: sa, password_file: %s, schema: m1, encrypt: require,\n"
-             "           login_timeout: 20s, query_timeout: 0, tds_version: \"7.3\" }\n"
+             "           login_timeout: 20s, query_timeout: 0, tds_version: \"7.3\",\n"
+             "           collation: Latin1_General_100_CI_AS_SC }\n"
              "limits: { max_request_bytes: 1 GiB, arriving_request_bytes: 2GiB, request_timeout: 1h, header_timeout: 10,\n"
              "          keepalive_timeout: 0 }\n"
              "shutdown_timeout: 90s\n"
@@ -231,6 +233,7 @@ START_TEST(test_all_keys)
     ck_assert_str_eq(cfg->mssql.tds_version, "7.3");
     ck_assert_int_eq(cfg->mssql.login_timeout, 20);
     ck_assert_int_eq(cfg->mssql.query_timeout, 0);
+    ck_assert_str_eq(cfg->mssql.collation, "Latin1_General_100_CI_AS_SC");
     ck_assert_uint_eq(cfg->max_request_bytes, 1024u * 1024 * 1024);
     ck_assert_uint_eq(cfg->arriving_request_bytes, 2048u * 1024 * 1024);
     ck_assert_int_eq(cfg->request_timeout, 3600);

@@ -62,8 +62,11 @@ START_TEST(quoting)
     mssql_drop_table(&out, "s]", "a]b");
     ck_text("IF OBJECT_ID(N'[s]]].[a]]b]', N'U') IS NOT NULL DROP TABLE [s]]].[a]]b];");
     buf_reset(&out);
-    mssql_create_database(&out, "Mirror_a]b");
+    mssql_create_database(&out, "Mirror_a]b", NULL);
     ck_text("CREATE DATABASE [Mirror_a]]b]");
+    buf_reset(&out);
+    mssql_create_database(&out, "Mirror_x", "Latin1_General_100_CI_AS_SC");
+    ck_text("CREATE DATABASE [Mirror_x] COLLATE Latin1_General_100_CI_AS_SC");
 }
 END_TEST
 
