@@ -87,6 +87,7 @@ void cfg_errors_init(struct cfg_errors *errs)
 {
     errs->messages = NULL;
     errs->n = 0;
+    errs->found = 0;
     errs->cap = 0;
 }
 
@@ -97,6 +98,7 @@ void cfg_errors_init(struct cfg_errors *errs)
 
 void cfg_errors_add(struct cfg_errors *errs, const char *fmt, ...)
 {
+    errs->found++;
     if (errs->n > CFG_ERRORS_MAX)
         return;
     if (errs->n == CFG_ERRORS_MAX) {
@@ -926,12 +928,12 @@ static void parse_listen_entry(struct loader *ld, const struct place *at, yaml_n
                                struct config *cfg, size_t *cap)
 {
     struct cfg_listen entry = {0};
-    size_t errors_before = ld->errs->n;
+    size_t errors_before = ld->errs->found;
     if (node->type == YAML_MAPPING_NODE)
         parse_mapping(ld, node, listen_entry_keys, at->key, &entry);
     else
         parse_value(ld, at, node, &listen_entry_keys[0], &entry);
-    if (ld->errs->n != errors_before) {
+    if (ld->errs->found != errors_before) {
         free_fields(listen_entry_keys, &entry);
         return;
     }
@@ -1185,7 +1187,7 @@ char *cfg_read_status_socket(const char *path)
 struct config *cfg_load(const char *path, struct cfg_errors *errs)
 {
     struct loader ld = {.path = path, .errs = errs};
-    size_t errors_before = errs->n;
+    size_t errors_before = errs->found;
     struct yamldoc_error err;
     if (yamldoc_load(path, &ld.doc, &err) != 0) {
         report_at(&ld, err.has_mark ? &err.mark : NULL, "%s", err.message);
@@ -1203,7 +1205,7 @@ struct config *cfg_load(const char *path, struct cfg_errors *errs)
         report_expected(&ld, &at, root, "a mapping of keys");
     } else {
         parse_mapping(&ld, root, top_keys, NULL, ld.cfg);
-        if (errs->n == errors_before)
+        if (errs->found == errors_before)
             check_whole(&ld);
     }
     yaml_document_delete(&ld.doc);
@@ -1212,7 +1214,7 @@ struct config *cfg_load(const char *path, struct cfg_errors *errs)
         ld.cfg->places[ld.cfg->nplaces++] = (struct cfg_place){
             ld.seen[i].key, ld.seen[i].mark.line + 1, ld.seen[i].mark.column + 1};
     free(ld.seen);
-    if (errs->n != errors_before) {
+    if (errs->found != errors_before) {
         cfg_free(ld.cfg);
         return NULL;
     }

@@ -107,7 +107,8 @@ struct config {
  * duration like 5m, got \"soon\"". */
 struct cfg_errors {
     char **messages;
-    size_t n;
+    size_t n;                        /* messages listed (at most 50 and a line saying so) */
+    size_t found;                    /* errors found, listed or not: compare this one */
     size_t cap;
 };
 

@@ -474,7 +474,7 @@ int keys_write_xml(EVP_PKEY *key, int include_private, FILE *out)
 struct keyring *keys_load(const struct config *cfg, struct cfg_errors *errs)
 {
     struct keyring *ring = xcalloc(1, sizeof(*ring));
-    size_t errors_before = errs->n;
+    size_t errors_before = errs->found;
     char err[512], warning[512], where[4200], key[64];
     ring->app_key = keys_load_private(cfg->app_private_key, err, sizeof(err), warning, sizeof(warning));
     cfg_where(cfg, "application.private_key", where, sizeof(where));
@@ -499,7 +499,7 @@ struct keyring *keys_load(const struct config *cfg, struct cfg_errors *errs)
         if (warning[0])
             log_warn("%s: %s: %s", where, key, warning);
     }
-    if (errs->n != errors_before) {
+    if (errs->found != errors_before) {
         keys_free(ring);
         return NULL;
     }

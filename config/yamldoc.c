@@ -23,21 +23,32 @@ static int fail(struct yamldoc_error *err, const yaml_mark_t *mark, const char *
 }
 
 /* Where byte offset of file is, as a mark (libyaml gives a reader error, such as bytes that are
- * not UTF-8, no mark, only the offset). The file is read again from its start. */
+ * not UTF-8, no mark, only the offset), counted as libyaml counts: lines end at LF, CR LF or a
+ * CR alone; columns are characters; a byte order mark is none. The file is read again. */
 static yaml_mark_t mark_of_offset(FILE *file, size_t offset)
 {
     yaml_mark_t mark = {.index = offset};
+    unsigned char head[3];
     rewind(file);
-    for (size_t i = 0; i < offset; i++) {
+    size_t i = fread(head, 1, sizeof(head), file);
+    int bom = i == sizeof(head) && head[0] == 0xef && head[1] == 0xbb && head[2] == 0xbf;
+    if (!bom) {   /* (with one, counting starts after it) */
+        i = 0;
+        rewind(file);
+    }
+    for (int previous = EOF; i < offset; i++) {
         int c = getc(file);
         if (c == EOF)
             break;
-        if (c == '\n') {
+        if (c == '\n' && previous == '\r') {
+            /* the CR before it ended the line */
+        } else if (c == '\n' || c == '\r') {
             mark.line++;
             mark.column = 0;
         } else if ((c & 0xc0) != 0x80) {   /* a character's first byte */
             mark.column++;
         }
+        previous = c;
     }
     return mark;
 }

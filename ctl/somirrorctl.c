@@ -291,8 +291,8 @@ static char *socket_despite_errors(const char *config_path, const struct cfg_err
     } else {
         fprintf(stderr, "somirrorctl: using status_socket %s of %s, which does not load (%s",
                 path, config_path, errs->messages[0]);
-        if (errs->n > 1)
-            fprintf(stderr, "; %zu more errors", errs->n - 1);
+        if (errs->found > 1)
+            fprintf(stderr, "; %zu more errors", errs->found - 1);
         fputs(")\n", stderr);
     }
     return path;

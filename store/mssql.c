@@ -320,8 +320,9 @@ static int database_collation_ok(struct mssql_conn *c, struct rpc_arg *arg, stru
     if (!case_sensitive(collation))
         return 0;
     fault_set(f, FAULT_STORAGE_ERROR, "mssql: database %s has the case-sensitive collation %s: "
-              "mirrors need a case-insensitive one (store.mssql.collation, e.g. "
-              "Latin1_General_100_CI_AS_SC, for new mirror databases)", c->dbname, collation);
+              "mirrors need a case-insensitive one: ALTER DATABASE it (in single-user mode) to one "
+              "such as Latin1_General_100_CI_AS_SC, or set store.mssql.collation (new mirror "
+              "databases) and reset the tenant", c->dbname, collation);
     return -1;
 }
 
@@ -516,6 +517,12 @@ static int mssql_backend_check(const struct config *cfg, char *err, size_t errle
                               "encryption; set 'encryption = require' in the freetds.conf section "
                               "that store.mssql.server names, and encrypt: request");
         cfg_locate(cfg, "store.mssql.encrypt", err, errlen);
+        return -1;
+    }
+    if (cfg->mssql.collation && case_sensitive(cfg->mssql.collation)) {
+        snprintf(err, errlen, "store.mssql.collation %s is case-sensitive: mirrors need a "
+                 "case-insensitive one (such as Latin1_General_100_CI_AS_SC)", cfg->mssql.collation);
+        cfg_locate(cfg, "store.mssql.collation", err, errlen);
         return -1;
     }
     if (cfg->mssql.query_timeout > 0 && cfg->mssql.query_timeout <= cfg->lock_timeout) {

@@ -278,69 +278,82 @@ static void put_alter(struct buf *b, const char *schema, const char *table)
     mssql_put_table(b, schema, table);
 }
 
-static void put_drop_default(struct buf *b, const char *schema, const char *table,
-                             const char *column)
-{
-    char name[MSSQL_NAME_MAX + 1];
-    mssql_default_name(table, column, name, sizeof(name));
-    buf_puts(b, "IF OBJECT_ID(");
-    put_object_literal(b, schema, name);
-    buf_puts(b, ", N'D') IS NOT NULL ");
-    put_alter(b, schema, table);
-    buf_puts(b, " DROP CONSTRAINT ");
-    mssql_put_ident(b, name);
-    buf_puts(b, ";\n");
-}
-
-/* Appends text as an N'...' literal with the quoted table name in place of "%T". */
+/* Appends text as an N'...' literal, with the quoted table name in place of "%T" if it has one. */
 static void put_text_with_table(struct buf *b, const char *text, const char *schema, const char *table)
 {
     struct buf plain = BUF_INIT;
     const char *at = strstr(text, "%T");
-    buf_append(&plain, text, (size_t)(at - text));
-    mssql_put_table(&plain, schema, table);
-    buf_puts(&plain, at + 2);
+    if (at) {
+        buf_append(&plain, text, (size_t)(at - text));
+        mssql_put_table(&plain, schema, table);
+        buf_puts(&plain, at + 2);
+    } else {
+        buf_puts(&plain, text);
+    }
     mssql_put_nstring(b, plain.data, plain.len);
     buf_free(&plain);
 }
 
-/* Drops what SQL Server would not drop a column under (error 5074/4922): its default constraint
- * under any name, and the indexes and statistics made on it (an operator's hooks.table_sql
- * scripts make them, and run again after the table is altered). Names come from the catalog,
- * into a statement run with sp_executesql. @somirror_drop is declared by the caller. */
-static void put_drop_dependents(struct buf *b, const char *schema, const char *table, const char *column)
+/* Appends to @somirror_drop the statements that one catalog query names: prefix, the quoted name
+ * (column name) of each row, suffix (both with "%T" for the quoted table), for the rows of
+ * "from" (SQL, with "%O" for the table's OBJECT_ID literal and "%C" for the column's name
+ * literal). FOR XML PATH concatenates the rows: assigning a variable in a SELECT per row is not
+ * guaranteed to run once per row. */
+static void put_catalog_drops(struct buf *b, const char *schema, const char *table, const char *column,
+                              const char *prefix, const char *name, const char *suffix, const char *from)
 {
-    struct buf object = BUF_INIT, name = BUF_INIT;
+    struct buf object = BUF_INIT, column_literal = BUF_INIT;
     put_object_literal(&object, schema, table);
-    mssql_put_nstring(&name, column, strlen(column));
-    buf_puts(b, "SET @somirror_drop = N'';\n"
-                "SELECT @somirror_drop += ");
-    put_text_with_table(b, "ALTER TABLE %T DROP CONSTRAINT ", schema, table);
-    buf_printf(b, " + QUOTENAME(d.name) + N';' FROM sys.default_constraints d JOIN sys.columns c"
-                  " ON c.object_id = d.parent_object_id AND c.column_id = d.parent_column_id"
-                  " WHERE d.parent_object_id = OBJECT_ID(%s) AND c.name = %s;\n"
-                  "SELECT @somirror_drop += N'DROP INDEX ' + QUOTENAME(i.name) + ", object.data, name.data);
-    put_text_with_table(b, " ON %T;", schema, table);
-    buf_printf(b, " FROM sys.indexes i WHERE i.object_id = OBJECT_ID(%s) AND i.is_primary_key = 0"
-                  " AND i.is_unique_constraint = 0 AND EXISTS (SELECT 1 FROM sys.index_columns x"
-                  " JOIN sys.columns c ON c.object_id = x.object_id AND c.column_id = x.column_id"
-                  " WHERE x.object_id = i.object_id AND x.index_id = i.index_id AND c.name = %s);\n"
-                  "SELECT @somirror_drop += ", object.data, name.data);
-    put_text_with_table(b, "DROP STATISTICS %T.", schema, table);
-    buf_printf(b, " + QUOTENAME(s.name) + N';' FROM sys.stats s WHERE s.object_id = OBJECT_ID(%s)"
-                  " AND s.user_created = 1 AND EXISTS (SELECT 1 FROM sys.stats_columns x"
-                  " JOIN sys.columns c ON c.object_id = x.object_id AND c.column_id = x.column_id"
-                  " WHERE x.object_id = s.object_id AND x.stats_id = s.stats_id AND c.name = %s);\n"
-                  "EXEC sp_executesql @somirror_drop;\n", object.data, name.data);
+    mssql_put_nstring(&column_literal, column, strlen(column));
+    buf_puts(b, "SET @somirror_drop += ISNULL((SELECT ");
+    put_text_with_table(b, prefix, schema, table);
+    buf_printf(b, " + QUOTENAME(%s) + ", name);
+    put_text_with_table(b, suffix, schema, table);
+    buf_putc(b, ' ');
+    for (const char *p = from; *p; p++) {
+        if (p[0] == '%' && (p[1] == 'O' || p[1] == 'C'))
+            buf_puts(b, *++p == 'O' ? object.data : column_literal.data);
+        else
+            buf_putc(b, *p);
+    }
+    buf_puts(b, " FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), N'');\n");
     buf_free(&object);
-    buf_free(&name);
+    buf_free(&column_literal);
+}
+
+/* Drops, through @somirror_drop (declared by the caller), a column's default constraint under
+ * whatever name it has (an older naming, or an operator's): SQL Server would refuse to drop the
+ * column (error 5074) or to add its new default (error 1781) while it is there. For a column
+ * that is dropped (dependents), also the indexes and statistics made on it (errors 5074,
+ * 4922; an operator's hooks.table_sql scripts make them, and run again after the alteration). */
+static void put_drops(struct buf *b, const char *schema, const char *table, const char *column,
+                      int dependents)
+{
+    buf_puts(b, "SET @somirror_drop = N'';\n");
+    put_catalog_drops(b, schema, table, column, "ALTER TABLE %T DROP CONSTRAINT ", "d.name", ";",
+                      "FROM sys.default_constraints d JOIN sys.columns c ON c.object_id = d.parent_object_id"
+                      " AND c.column_id = d.parent_column_id WHERE d.parent_object_id = OBJECT_ID(%O)"
+                      " AND c.name = %C");
+    if (dependents) {
+        put_catalog_drops(b, schema, table, column, "DROP INDEX ", "i.name", " ON %T;",
+                          "FROM sys.indexes i WHERE i.object_id = OBJECT_ID(%O) AND i.is_primary_key = 0"
+                          " AND i.is_unique_constraint = 0 AND EXISTS (SELECT 1 FROM sys.index_columns x"
+                          " JOIN sys.columns c ON c.object_id = x.object_id AND c.column_id = x.column_id"
+                          " WHERE x.object_id = i.object_id AND x.index_id = i.index_id AND c.name = %C)");
+        put_catalog_drops(b, schema, table, column, "DROP STATISTICS %T.", "s.name", ";",
+                          "FROM sys.stats s WHERE s.object_id = OBJECT_ID(%O) AND s.user_created = 1"
+                          " AND EXISTS (SELECT 1 FROM sys.stats_columns x JOIN sys.columns c"
+                          " ON c.object_id = x.object_id AND c.column_id = x.column_id"
+                          " WHERE x.object_id = s.object_id AND x.stats_id = s.stats_id AND c.name = %C)");
+    }
+    buf_puts(b, "EXEC sp_executesql @somirror_drop;\n");
 }
 
 void mssql_alter_table(struct buf *b, const char *schema, const struct table_schema *old_schema,
                        const struct table_schema *new_schema, const struct schema_diff *diff)
 {
     const char *table = old_schema->name;
-    if (diff->ndropped)
+    if (diff->ndropped || diff->ndefault_changed)
         buf_puts(b, "DECLARE @somirror_drop nvarchar(max);\n");
     for (size_t i = 0; i < diff->nadded; i++) {
         put_alter(b, schema, table);
@@ -350,7 +363,7 @@ void mssql_alter_table(struct buf *b, const char *schema, const struct table_sch
     }
     for (size_t i = 0; i < diff->ndropped; i++) {
         const char *column = old_schema->columns[diff->dropped[i]].name;
-        put_drop_dependents(b, schema, table, column);
+        put_drops(b, schema, table, column, 1);
         put_alter(b, schema, table);
         buf_puts(b, " DROP COLUMN ");
         mssql_put_ident(b, column);
@@ -358,7 +371,7 @@ void mssql_alter_table(struct buf *b, const char *schema, const struct table_sch
     }
     for (size_t i = 0; i < diff->ndefault_changed; i++) {
         const struct column *col = &new_schema->columns[diff->default_changed[i]];
-        put_drop_default(b, schema, table, col->name);
+        put_drops(b, schema, table, col->name, 0);
         struct buf expr = BUF_INIT;
         if (mssql_put_default(&expr, col) == 0) {
             char name[MSSQL_NAME_MAX + 1];

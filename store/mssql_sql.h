@@ -103,7 +103,9 @@ void mssql_create_schema(struct buf *b, const char *schema);
 #define MSSQL_COUNTS_OFF_SQL "SET NOCOUNT ON"
 #define MSSQL_BEGIN_SQL "BEGIN TRANSACTION"
 #define MSSQL_COMMIT_SQL "COMMIT TRANSACTION"
-#define MSSQL_ROLLBACK_SQL "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION"
+/* Also NOCOUNT on again: a call that failed between MSSQL_COUNTS_ON_SQL and _OFF_SQL left it
+ * off, and it belongs to the session, not the transaction. */
+#define MSSQL_ROLLBACK_SQL "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION; SET NOCOUNT ON"
 
 /* CREATE TABLE #somirror_x for a chunk of rows of table s. */
 void mssql_stage_create(struct buf *b, const struct table_schema *s);

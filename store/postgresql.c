@@ -152,22 +152,28 @@ static uint64_t fnv1a(const char *s, size_t len)
     return h;
 }
 
-/* A table or column name as PostgreSQL keeps it: lowercased, shortened past 63 bytes. */
-static void pg_name(char out[PG_NAME_MAX + 1], const char *name)
+/* name lowercased, then suffix, shortened past 63 bytes (the start of the name, the suffix, '_'
+ * and a hash of the whole name). */
+static void pg_name_suffixed(char out[PG_NAME_MAX + 1], const char *name, const char *suffix)
 {
     char lower[SM_IDENT_MAX + 1];
-    size_t len = strlen(name);
+    size_t len = strlen(name), suffix_len = strlen(suffix);
     if (len > SM_IDENT_MAX)
         len = SM_IDENT_MAX;
     for (size_t i = 0; i < len; i++)
         lower[i] = (char)tolower((unsigned char)name[i]);
     lower[len] = '\0';
-    if (len <= PG_NAME_MAX) {
-        memcpy(out, lower, len + 1);
-        return;
-    }
-    snprintf(out, PG_NAME_MAX + 1, "%.*s_%08x", PG_NAME_KEEP, lower,
-             (unsigned)(fnv1a(lower, len) & 0xffffffffu));
+    if (len + suffix_len <= PG_NAME_MAX)
+        snprintf(out, PG_NAME_MAX + 1, "%s%s", lower, suffix);
+    else
+        snprintf(out, PG_NAME_MAX + 1, "%.*s%s_%08x", (int)(PG_NAME_KEEP - suffix_len), lower, suffix,
+                 (unsigned)(fnv1a(lower, len) & 0xffffffffu));
+}
+
+/* A table or column name as PostgreSQL keeps it: lowercased, shortened past 63 bytes. */
+static void pg_name(char out[PG_NAME_MAX + 1], const char *name)
+{
+    pg_name_suffixed(out, name, "");
 }
 
 /* PostgreSQL's system columns (every table has them; oid no longer since PostgreSQL 12): a column
@@ -186,14 +192,7 @@ static const char *pg_column_name_refused(const char *name)
  * another table may have, and the index takes it first. */
 static void pg_key_name(char out[PG_NAME_MAX + 1], const char *table)
 {
-    char pg[PG_NAME_MAX + 1];
-    pg_name(pg, table);
-    size_t len = strlen(pg);
-    if (len + 3 <= PG_NAME_MAX)
-        snprintf(out, PG_NAME_MAX + 1, "%s$pk", pg);
-    else
-        snprintf(out, PG_NAME_MAX + 1, "%.*s$pk_%08x", PG_NAME_KEEP - 3, pg,
-                 (unsigned)(fnv1a(pg, len) & 0xffffffffu));
+    pg_name_suffixed(out, table, "$pk");
 }
 
 static void put_quoted(struct buf *sql, const char *name)

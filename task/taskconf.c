@@ -27,9 +27,10 @@ struct conf_parse {
     int failed;
 };
 
-static int conf_error(struct conf_parse *cp, const yaml_node_t *node, const char *fmt, ...)
+/* The first error, "file:line:column: message" ("file: message" without a mark). -1. */
+static int conf_error(struct conf_parse *cp, const yaml_mark_t *mark, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int conf_error(struct conf_parse *cp, const yaml_node_t *node, const char *fmt, ...)
+static int conf_error(struct conf_parse *cp, const yaml_mark_t *mark, const char *fmt, ...)
 {
     if (cp->failed)
         return -1;
@@ -38,13 +39,19 @@ static int conf_error(struct conf_parse *cp, const yaml_node_t *node, const char
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    if (node)
-        snprintf(cp->err, cp->errlen, "%s:%zu:%zu: %s", cp->path, node->start_mark.line + 1,
-                 node->start_mark.column + 1, message);
+    if (mark)
+        snprintf(cp->err, cp->errlen, "%s:%zu:%zu: %s", cp->path, mark->line + 1, mark->column + 1,
+                 message);
     else
         snprintf(cp->err, cp->errlen, "%s: %s", cp->path, message);
     cp->failed = 1;
     return -1;
+}
+
+/* Where node starts, for conf_error (NULL: no node, no place). */
+static const yaml_mark_t *at(const yaml_node_t *node)
+{
+    return node ? &node->start_mark : NULL;
 }
 
 /* The index'th item of a list node (NULL past its end or without one): where an item's error
@@ -62,16 +69,16 @@ static const yaml_node_t *list_item(struct conf_parse *cp, const yaml_node_t *li
 static const char *scalar(struct conf_parse *cp, const yaml_node_t *node, const char *key)
 {
     if (!node || node->type != YAML_SCALAR_NODE) {
-        conf_error(cp, node, "%s: expected a single value", key);
+        conf_error(cp, at(node), "%s: expected a single value", key);
         return NULL;
     }
     const char *text = (const char *)node->data.scalar.value;
     if (node->data.scalar.length == 0) {
-        conf_error(cp, node, "%s: no value (leave the key out for its default)", key);
+        conf_error(cp, at(node), "%s: no value (leave the key out for its default)", key);
         return NULL;
     }
     if (strlen(text) != node->data.scalar.length) {
-        conf_error(cp, node, "%s: the value has a NUL character", key);
+        conf_error(cp, at(node), "%s: the value has a NUL character", key);
         return NULL;
     }
     return text;
@@ -99,7 +106,7 @@ static int bool_value(struct conf_parse *cp, const yaml_node_t *node, const char
     else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") || !strcmp(value, "0"))
         *out = 0;
     else
-        return conf_error(cp, node, "%s: expected true or false, got \"%s\"", key, value);
+        return conf_error(cp, at(node), "%s: expected true or false, got \"%s\"", key, value);
     return 0;
 }
 
@@ -110,7 +117,7 @@ static int int_value(struct conf_parse *cp, const yaml_node_t *node, const char 
     char *end = NULL;
     long n = value ? strtol(value, &end, 10) : 0;
     if (!value || *end || end == value || n < min || n > max)
-        return conf_error(cp, node, "%s: expected a number from %d to %d", key, min, max);
+        return conf_error(cp, at(node), "%s: expected a number from %d to %d", key, min, max);
     *out = (int)n;
     return 0;
 }
@@ -147,7 +154,7 @@ static int each_field(struct conf_parse *cp, const yaml_node_t *node, const char
                       conf_field_fn field, void *target)
 {
     if (!node || node->type != YAML_MAPPING_NODE)
-        return conf_error(cp, node, "%s: expected a mapping", what);
+        return conf_error(cp, at(node), "%s: expected a mapping", what);
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          pair < node->data.mapping.pairs.top; pair++) {
         const yaml_node_t *key = yaml_document_get_node(&cp->doc, pair->key);
@@ -157,7 +164,7 @@ static int each_field(struct conf_parse *cp, const yaml_node_t *node, const char
         for (yaml_node_pair_t *earlier = node->data.mapping.pairs.start; earlier < pair; earlier++) {
             const yaml_node_t *first = yaml_document_get_node(&cp->doc, earlier->key);
             if (first->type == YAML_SCALAR_NODE && !strcmp((const char *)first->data.scalar.value, name))
-                return conf_error(cp, key, "%s: duplicate key \"%s\" (first at line %zu)", what, name,
+                return conf_error(cp, at(key), "%s: duplicate key \"%s\" (first at line %zu)", what, name,
                                   first->start_mark.line + 1);
         }
         if (field(cp, name, yaml_document_get_node(&cp->doc, pair->value), target) != 0)
@@ -169,7 +176,7 @@ static int each_field(struct conf_parse *cp, const yaml_node_t *node, const char
 static int unknown_key(struct conf_parse *cp, const char *section, const char *key,
                        const yaml_node_t *value)
 {
-    return conf_error(cp, value, "%s%s%s: unknown key", section, *section ? "." : "", key);
+    return conf_error(cp, at(value), "%s%s%s: unknown key", section, *section ? "." : "", key);
 }
 
 static int vendor_field(struct conf_parse *cp, const char *key, const yaml_node_t *value, void *target)
@@ -190,7 +197,7 @@ static int app_field(struct conf_parse *cp, const char *key, const yaml_node_t *
         if (!(text = scalar(cp, value, "applications.id")))
             return -1;
         if (strlen(text) > TASK_APP_ID_MAX)
-            return conf_error(cp, value, "applications.id: longer than %d bytes", TASK_APP_ID_MAX);
+            return conf_error(cp, at(value), "applications.id: longer than %d bytes", TASK_APP_ID_MAX);
         app->id = xstrdup(text);
         return 0;
     }
@@ -198,7 +205,7 @@ static int app_field(struct conf_parse *cp, const char *key, const yaml_node_t *
         if (!(text = scalar(cp, value, "applications.url")))
             return -1;
         if (!http_url_ok(text))
-            return conf_error(cp, value, "applications.url: expected an http:// or https:// URL, got \"%s\"",
+            return conf_error(cp, at(value), "applications.url: expected an http:// or https:// URL, got \"%s\"",
                               text);
         app->url = xstrdup(text);
         return 0;
@@ -218,7 +225,7 @@ static int tenant_field(struct conf_parse *cp, const char *key, const yaml_node_
         if (!(text = scalar(cp, value, "tenants.context")))
             return -1;
         if (!tenant_valid(text))
-            return conf_error(cp, value, "tenants.context: \"%s\" is not a context identifier", text);
+            return conf_error(cp, at(value), "tenants.context: \"%s\" is not a context identifier", text);
         tenant->context = xstrdup(text);
         return 0;
     }
@@ -232,7 +239,7 @@ static int tenant_field(struct conf_parse *cp, const char *key, const yaml_node_
         if (!(text = scalar(cp, value, "tenants.batch_size")))
             return -1;
         if (cfg_parse_size(text, &tenant->batch_size) != 0 || tenant->batch_size == 0)
-            return conf_error(cp, value, "tenants.batch_size: expected a size like 1MiB, got \"%s\"", text);
+            return conf_error(cp, at(value), "tenants.batch_size: expected a size like 1MiB, got \"%s\"", text);
         return 0;
     }
     return unknown_key(cp, "tenants", key, value);
@@ -257,7 +264,7 @@ static int schedule_field(struct conf_parse *cp, const char *key, const yaml_nod
         if (!(text = scalar(cp, value, "schedule.every")))
             return -1;
         if (cfg_parse_duration(text, &cfg->every_s) != 0 || cfg->every_s <= 0)
-            return conf_error(cp, value, "schedule.every: expected a duration like 20m, got \"%s\"", text);
+            return conf_error(cp, at(value), "schedule.every: expected a duration like 20m, got \"%s\"", text);
         return 0;
     }
     if (!strcmp(key, "pause")) {
@@ -268,7 +275,7 @@ static int schedule_field(struct conf_parse *cp, const char *key, const yaml_nod
         snprintf(from, sizeof from, "%.*s", dash ? (int)(dash - text) : 0, text);
         if (!dash || parse_clock(from, &cfg->pause_from_min) != 0 ||
             parse_clock(dash + 1, &cfg->pause_to_min) != 0)
-            return conf_error(cp, value, "schedule.pause: expected \"HH:MM-HH:MM\", got \"%s\"", text);
+            return conf_error(cp, at(value), "schedule.pause: expected \"HH:MM-HH:MM\", got \"%s\"", text);
         return 0;
     }
     if (!strcmp(key, "parallel"))
@@ -291,7 +298,7 @@ static int each_item(struct conf_parse *cp, const yaml_node_t *node, const char 
                      size_t elem_size)
 {
     if (!node || node->type != YAML_SEQUENCE_NODE)
-        return conf_error(cp, node, "%s: expected a list", what);
+        return conf_error(cp, at(node), "%s: expected a list", what);
     size_t count = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
     *items = xcalloc(count ? count : 1, elem_size);
     *n = 0;
@@ -340,26 +347,26 @@ static int check_config(struct conf_parse *cp, struct task_config *cfg)
         return conf_error(cp, NULL, "vendor.key and vendor.certificate are required");
     for (size_t i = 0; i < cfg->napps; i++) {
         struct task_app *app = &cfg->apps[i];
-        const yaml_node_t *at = list_item(cp, cp->apps, i);
+        const yaml_node_t *item = list_item(cp, cp->apps, i);
         if (!app->id || !app->url || !app->public_key)
-            return conf_error(cp, at, "applications[%zu]: id, url and public_key are required", i + 1);
+            return conf_error(cp, at(item), "applications[%zu]: id, url and public_key are required", i + 1);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(cfg->apps[j].id, app->id))
-                return conf_error(cp, at, "applications[%zu]: id \"%s\" is applications[%zu]'s too",
+                return conf_error(cp, at(item), "applications[%zu]: id \"%s\" is applications[%zu]'s too",
                                   i + 1, app->id, j + 1);
     }
     for (size_t i = 0; i < cfg->ntenants; i++) {
         struct task_tenant *tenant = &cfg->tenants[i];
-        const yaml_node_t *at = list_item(cp, cp->tenants, i);
+        const yaml_node_t *item = list_item(cp, cp->tenants, i);
         if (!tenant->context || !tenant->source)
-            return conf_error(cp, at, "tenants[%zu]: context and source are required", i + 1);
+            return conf_error(cp, at(item), "tenants[%zu]: context and source are required", i + 1);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(cfg->tenants[j].context, tenant->context))
-                return conf_error(cp, at, "tenants[%zu]: context %s is tenants[%zu]'s too", i + 1,
+                return conf_error(cp, at(item), "tenants[%zu]: context %s is tenants[%zu]'s too", i + 1,
                                   tenant->context, j + 1);
         for (size_t a = 0; a < tenant->approved.n; a++)
             if (!taskconf_app(cfg, tenant->approved.items[a]))
-                return conf_error(cp, at, "tenant %s approves an unknown application \"%s\"",
+                return conf_error(cp, at(item), "tenant %s approves an unknown application \"%s\"",
                                   tenant->context, tenant->approved.items[a]);
         if (!tenant->batch_size)
             tenant->batch_size = TASK_DEFAULT_BATCH_SIZE;
@@ -372,11 +379,7 @@ struct task_config *taskconf_load(const char *path, char *err, size_t errlen)
     struct conf_parse cp = {.path = path, .err = err, .errlen = errlen};
     struct yamldoc_error yerr;
     if (yamldoc_load(path, &cp.doc, &yerr) != 0) {
-        if (yerr.has_mark)
-            snprintf(err, errlen, "%s:%zu:%zu: %s", path, yerr.mark.line + 1, yerr.mark.column + 1,
-                     yerr.message);
-        else
-            snprintf(err, errlen, "%s: %s", path, yerr.message);
+        conf_error(&cp, yerr.has_mark ? &yerr.mark : NULL, "%s", yerr.message);
         return NULL;
     }
     const char *slash = strrchr(path, '/');

@@ -275,8 +275,8 @@ static int compare_table(sqlite3 *source_db, sqlite3 *mirror_db, const struct ta
     char source_hex[65] = "", mirror_hex[65] = "";
     digest_hex(src.sha, source_hex);
     digest_hex(mir.sha, mirror_hex);
-    int differs = source_rows != mirror_rows || strcmp(source_hex, mirror_hex) != 0 || first.len ||
-                  extra_mirror_columns(mirror_db, t, report) > 0;
+    int extra = extra_mirror_columns(mirror_db, t, report);
+    int differs = source_rows != mirror_rows || strcmp(source_hex, mirror_hex) != 0 || first.len || extra;
     if (differs)
         fprintf(report, "%s: DIFFERS: rows %ld/%ld (source/mirror), sha256 %.16s/%.16s; first difference: %s\n",
                 t->name, source_rows, mirror_rows, source_hex, mirror_hex,

@@ -96,6 +96,12 @@ def check_test_mode(s):
         f.write(h.json.dumps(cfg))
     r = run("-t", "-c", doubtful)
     assert r.returncode == 0 and "store.mssql.query_timeout 30 s is not above tenants.lock_timeout 60 s" in r.stderr, r
+    # ... and a configured collation that is case-sensitive is an error
+    with open(doubtful, "w") as f:
+        cfg["store"]["mssql"]["collation"] = "Latin1_General_CS_AS"
+        f.write(h.json.dumps(cfg))
+    r = run("-t", "-c", doubtful)
+    assert r.returncode == 1 and "store.mssql.collation Latin1_General_CS_AS is case-sensitive" in r.stderr, r
     # A hook whose program cannot be run (here: program and argument written as one item).
     with open(doubtful, "w") as f:
         cfg = h.read_config(s.config)

@@ -504,6 +504,9 @@ START_TEST(test_yaml_errors)
     expect_error(MINIMAL "---\nworkers: 1\n", ":9:1: expected one YAML document, got more");
     /* bytes that are not UTF-8: libyaml gives an offset, told as a line and column too */
     expect_error(MINIMAL "user: \"ab\xff\"\n", ":9:10: YAML syntax error: invalid leading UTF-8 octet (byte 175)");
+    /* counted as libyaml counts: a byte order mark is no column, a CR alone ends a line */
+    expect_error("\xef\xbb\xbfuser: \"ab\xff\"\n", ":1:10: YAML syntax error: invalid leading UTF-8 octet (byte 12)");
+    expect_error("workers: 1\ruser: \"ab\xff\"\r\n", ":2:10: YAML syntax error: invalid leading UTF-8 octet (byte 20)");
 }
 END_TEST
 
@@ -593,8 +596,19 @@ START_TEST(test_errors_bounded)
     struct cfg_errors errs;
     ck_assert_ptr_null(load(text.data, &errs));
     ck_assert_uint_eq(errs.n, 51);
+    ck_assert_uint_eq(errs.found, 200);
     ck_assert_ptr_nonnull(strstr(errs.messages[49], "unknown key \"unknown49\""));
     ck_assert_str_eq(errs.messages[50], "(more errors left out: fix these first)");
+    cfg_errors_free(&errs);
+    /* what is parsed after the 50th error is still checked as wrong (a listen entry without its
+     * address was taken for a good one, and crashed the loader) */
+    buf_reset(&text);
+    for (int i = 0; i < 60; i++)
+        buf_printf(&text, "unknown%d: 1\n", i);
+    buf_puts(&text, "listen:\n  - address: [ 1 ]\n");
+    ck_assert_ptr_null(load(text.data, &errs));
+    ck_assert_uint_eq(errs.n, 51);
+    ck_assert_uint_gt(errs.found, 60);
     cfg_errors_free(&errs);
     buf_free(&text);
 }

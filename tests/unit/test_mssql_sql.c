@@ -190,29 +190,38 @@ START_TEST(alter_table)
     mssql_default_name("t", "added", add_name, sizeof(add_name));
     mssql_default_name("t", "kept", kept_name, sizeof(kept_name));
     struct buf want = BUF_INIT;
-    /* a dropped column's default (under any name), indexes and statistics go first */
+    /* a dropped column's default (under any name), indexes and statistics go first; a changed
+     * default's old constraint, under any name, too */
+#define XML_END " FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), N'');\n"
+#define DEFAULTS(column)                                                                           \
+    "SET @somirror_drop += ISNULL((SELECT N'ALTER TABLE [t] DROP CONSTRAINT ' + QUOTENAME(d.name) + N';'" \
+    " FROM sys.default_constraints d JOIN sys.columns c ON c.object_id = d.parent_object_id"        \
+    " AND c.column_id = d.parent_column_id WHERE d.parent_object_id = OBJECT_ID(N'[t]')"           \
+    " AND c.name = N'" column "'" XML_END
     buf_printf(&want,
                "DECLARE @somirror_drop nvarchar(max);\n"
                "ALTER TABLE [t] ADD [added] nvarchar(5) NOT NULL CONSTRAINT [%s] DEFAULT (N'a');\n"
                "SET @somirror_drop = N'';\n"
-               "SELECT @somirror_drop += N'ALTER TABLE [t] DROP CONSTRAINT ' + QUOTENAME(d.name) + N';'"
-               " FROM sys.default_constraints d JOIN sys.columns c ON c.object_id = d.parent_object_id"
-               " AND c.column_id = d.parent_column_id WHERE d.parent_object_id = OBJECT_ID(N'[t]')"
-               " AND c.name = N'gone';\n"
-               "SELECT @somirror_drop += N'DROP INDEX ' + QUOTENAME(i.name) + N' ON [t];' FROM sys.indexes i"
-               " WHERE i.object_id = OBJECT_ID(N'[t]') AND i.is_primary_key = 0 AND i.is_unique_constraint = 0"
-               " AND EXISTS (SELECT 1 FROM sys.index_columns x JOIN sys.columns c ON c.object_id = x.object_id"
-               " AND c.column_id = x.column_id WHERE x.object_id = i.object_id AND x.index_id = i.index_id"
-               " AND c.name = N'gone');\n"
-               "SELECT @somirror_drop += N'DROP STATISTICS [t].' + QUOTENAME(s.name) + N';' FROM sys.stats s"
-               " WHERE s.object_id = OBJECT_ID(N'[t]') AND s.user_created = 1 AND EXISTS (SELECT 1 FROM"
-               " sys.stats_columns x JOIN sys.columns c ON c.object_id = x.object_id AND c.column_id ="
-               " x.column_id WHERE x.object_id = s.object_id AND x.stats_id = s.stats_id AND c.name = N'gone');\n"
+               DEFAULTS("gone")
+               "SET @somirror_drop += ISNULL((SELECT N'DROP INDEX ' + QUOTENAME(i.name) + N' ON [t];'"
+               " FROM sys.indexes i WHERE i.object_id = OBJECT_ID(N'[t]') AND i.is_primary_key = 0"
+               " AND i.is_unique_constraint = 0 AND EXISTS (SELECT 1 FROM sys.index_columns x"
+               " JOIN sys.columns c ON c.object_id = x.object_id AND c.column_id = x.column_id"
+               " WHERE x.object_id = i.object_id AND x.index_id = i.index_id AND c.name = N'gone')" XML_END
+               "SET @somirror_drop += ISNULL((SELECT N'DROP STATISTICS [t].' + QUOTENAME(s.name) + N';'"
+               " FROM sys.stats s WHERE s.object_id = OBJECT_ID(N'[t]') AND s.user_created = 1"
+               " AND EXISTS (SELECT 1 FROM sys.stats_columns x JOIN sys.columns c"
+               " ON c.object_id = x.object_id AND c.column_id = x.column_id"
+               " WHERE x.object_id = s.object_id AND x.stats_id = s.stats_id AND c.name = N'gone')" XML_END
                "EXEC sp_executesql @somirror_drop;\n"
                "ALTER TABLE [t] DROP COLUMN [gone];\n"
-               "IF OBJECT_ID(N'[%s]', N'D') IS NOT NULL ALTER TABLE [t] DROP CONSTRAINT [%s];\n"
+               "SET @somirror_drop = N'';\n"
+               DEFAULTS("kept")
+               "EXEC sp_executesql @somirror_drop;\n"
                "ALTER TABLE [t] ADD CONSTRAINT [%s] DEFAULT (3) FOR [kept];\n",
-               add_name, kept_name, kept_name, kept_name);
+               add_name, kept_name);
+#undef XML_END
+#undef DEFAULTS
     ck_text(want.data);
     buf_free(&want);
     /* a default removed: only the drop */
