@@ -10,6 +10,7 @@ dropped connection (StorageError, then a new login on the next call); a login fa
 (StorageError with the server's message); a failed COMMIT (not reported applied); an operator's
 table script in a session of its own. Whether SQL
 Server accepts the statements is layer 3's business (test_store against a real server)."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,6 +28,20 @@ def check(cond, what):
     if not cond:
         failures.append(what)
         print("FAIL:", what)
+
+
+@contextlib.contextmanager
+def peer():
+    """A TDS test peer on a free port, stopped after the block."""
+    s = tds_server.Server().start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def logins(server):
+    return len([e for e in server.events if e["kind"] == "login"])
 
 
 def probe(server, *steps, env=None):
@@ -53,16 +68,15 @@ def index_of(items, needle, start=0):
 
 
 def test_happy_path():
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         out = probe(s, "schema", "rows", "list")
         check(out[:1] == ["schema ok contact:-1:Created:0/0/0"], "schema answer: %r" % out)
         check(len(out) > 1 and out[1].startswith("rows ok contact:10:") and out[1].endswith(":2/1/1"),
               "rows answer: %r" % out)
         check(len(out) > 2 and out[2].startswith("list ok contact:10:"), "list answer: %r" % out)
-        logins = [e for e in s.events if e["kind"] == "login"]
-        check(len(logins) == 1 and logins[0]["user"] == "sa" and logins[0]["password"] == "s3cret pass"
-              and logins[0]["tds_version"] == "74000004", "login: %r" % logins)
+        login = [e for e in s.events if e["kind"] == "login"]
+        check(len(login) == 1 and login[0]["user"] == "sa" and login[0]["password"] == "s3cret pass"
+              and login[0]["tds_version"] == "74000004", "login: %r" % login)
         t = texts(s.events)
         check(t[0].startswith("SET XACT_ABORT ON") and "SET TEXTSIZE 2147483647" in t[0],
               "session settings first, (max) values read whole: %r" % t[0])
@@ -104,13 +118,10 @@ def test_happy_path():
         check(puts and ("@l", 38, 10) in puts[-1]["params"] and ("@t", 231, "contact") in puts[-1]["params"],
               "position bound: %r" % (puts[-1]["params"] if puts else None))
         check(all("contact" not in p[2] for e in puts for p in e["params"][:1]), "statement has no values")
-    finally:
-        s.stop()
 
 
 def test_server_error_mid_call():
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         s.rules.append({"match": r"INSERT INTO \[contact\]",
                         "error": (2627, "Violation of PRIMARY KEY constraint 'PK_x'.")})
         out = probe(s, "schema", "rows", "list")
@@ -124,29 +135,22 @@ def test_server_error_mid_call():
               "no position written after the error")
         check(index_of(t, "COMMIT", i) == -1 or index_of(t, "COMMIT", i) > index_of(t, "BEGIN", i + 1),
               "no COMMIT of the failed call")
-    finally:
-        s.stop()
 
 
 def test_dropped_connection():
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         s.rules.append({"match": r"INSERT INTO \[contact\]", "drop": True, "once": True})
         out = probe(s, "schema", "rows", "rows", "list")
         check(len(out) == 4 and out[1].startswith("rows fault StorageError:"), "dropped: %r" % out)
         check(len(out) == 4 and out[2].startswith("rows ok contact:10:"), "reconnected: %r" % out)
         check(len(out) == 4 and out[3].startswith("list ok contact:10:"), "applied once: %r" % out)
-        logins = [e for e in s.events if e["kind"] == "login"]
-        check(len(logins) == 2, "a second login after the drop: %d" % len(logins))
-    finally:
-        s.stop()
+        check(logins(s) == 2, "a second login after the drop: %d" % logins(s))
 
 
 def test_wide_schema_whole():
     """A canonical schema past 4,000 characters (a table of 200 columns) is written whole: text
     parameters go as nvarchar(max), where nvarchar(4000) cut them without an error."""
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         out = probe(s, "wide", "list")
         check(out[:1] == ["wide ok wide:-1:Created:0/0/0"], "wide: %r" % out)
         puts = [e for e in s.events if e["kind"] == "rpc" and "[schemahash] = @h" in e["text"]]
@@ -154,79 +158,59 @@ def test_wide_schema_whole():
         schema = stored.get("@s") or ""
         check(len(schema) > 4000 and schema.endswith("\npk|c000") and "c199|nvarchar(100)|null|" in schema,
               "stored schema whole: %d characters, ends %r" % (len(schema), schema[-30:]))
-    finally:
-        s.stop()
 
 
 def test_rollback_failure():
     """A connection whose ROLLBACK failed may still hold the transaction: it is closed, and the
     next call logs in anew (its BEGIN would otherwise nest in the old transaction)."""
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         s.rules.append({"match": r"INSERT INTO \[contact\]", "error": (2627, "Violation of PRIMARY KEY."),
                         "once": True})
         s.rules.append({"match": r"ROLLBACK", "error": (3903, "The ROLLBACK has no BEGIN."), "once": True})
         out = probe(s, "schema", "rows", "rows")
         check(len(out) == 3 and out[1].startswith("rows fault StorageError:"), "failed call: %r" % out)
         check(len(out) == 3 and out[2].startswith("rows ok contact:10:"), "next call: %r" % out)
-        logins = [e for e in s.events if e["kind"] == "login"]
-        check(len(logins) == 2, "a new login after the failed rollback: %d" % len(logins))
-    finally:
-        s.stop()
+        check(logins(s) == 2, "a new login after the failed rollback: %d" % logins(s))
 
 
 def test_dead_between_calls():
     """A connection that died between calls (a server restart: db-lib finds out only when it
     next sends) is replaced at the next call's BEGIN, and the call succeeds."""
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         s.rules.append({"match": r"^BEGIN TRANSACTION", "drop": True, "once": True, "skip": 1})
         out = probe(s, "schema", "rows", "list")
         check(len(out) == 3 and out[1].startswith("rows ok contact:10:"), "the call after the drop: %r" % out)
-        logins = [e for e in s.events if e["kind"] == "login"]
-        check(len(logins) == 2, "a new login at the BEGIN: %d" % len(logins))
-    finally:
-        s.stop()
+        check(logins(s) == 2, "a new login at the BEGIN: %d" % logins(s))
 
 
 def test_collation():
     """New mirror databases take store.mssql.collation; one whose collation is case-sensitive
     (the server's default, say) is refused with what to set, since names and keys must compare
     in any case."""
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         out = probe(s, "schema", env={"MSSQL_PROBE_COLLATION": "Latin1_General_100_CI_AS_SC"})
         check(out == ["schema ok contact:-1:Created:0/0/0"], "schema: %r" % out)
         check("CREATE DATABASE [Mirror_acme] COLLATE Latin1_General_100_CI_AS_SC" in texts(s.events),
               "created with the collation: %r" % [t for t in texts(s.events) if "CREATE DATABASE" in t])
-    finally:
-        s.stop()
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         s.collation = "Latin1_General_CS_AS"
         out = probe(s, "schema")
         check(len(out) == 1 and out[0].startswith("schema fault StorageError:") and
               "case-sensitive collation Latin1_General_CS_AS" in out[0] and "ALTER DATABASE" in out[0],
               "case-sensitive: %r" % out)
         check(not any("CREATE TABLE [contact]" in t for t in texts(s.events)), "a table made anyway")
-    finally:
-        s.stop()
 
 
 def test_login_failure():
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         s.fail_login = (18456, "Login failed for user 'sa'.")
         out = probe(s, "schema")
         check(len(out) == 1 and out[0].startswith("schema fault StorageError:") and "18456" in out[0]
               and "Login failed for user 'sa'." in out[0], "login failure: %r" % out)
-    finally:
-        s.stop()
 
 
 def test_commit_failure():
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         out = probe(s, "schema")
         check(out == ["schema ok contact:-1:Created:0/0/0"], "schema: %r" % out)
         s.rules.append({"match": r"^COMMIT TRANSACTION", "error": (1205, "Transaction was deadlocked."),
@@ -235,41 +219,32 @@ def test_commit_failure():
         check(len(out) == 2 and out[0].startswith("rows fault StorageError:") and "1205" in out[0],
               "commit failure: %r" % out)
         check(len(out) == 2 and out[1].startswith("list ok contact:-1:"), "not applied: %r" % out)
-    finally:
-        s.stop()
 
 
 def test_exists_makes_nothing():
     """Whether a tenant has a mirror (somirrorctl tables) is asked without creating it."""
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         out = probe(s, "exists")
         check(out == ["exists 0"], "exists before: %r" % out)
         check(not any("CREATE DATABASE" in t for t in texts(s.events)), "exists made a database")
         out = probe(s, "schema", "exists")
         check(out[1:] == ["exists 1"], "exists after: %r" % out)
-    finally:
-        s.stop()
 
 
 def test_table_script_session():
     """An operator's table script runs in a session of its own: whatever it leaves (SET options,
     USE, an open transaction) goes with that session, closed after it, and the next call logs in
     anew; a script that leaves a transaction open fails."""
-    s = tds_server.Server().start()
-    try:
+    with peer() as s:
         out = probe(s, "schema", "script", "list")
         check(len(out) == 3 and out[1] == "script ok" and out[2].startswith("list ok contact:-1:"),
               "script: %r" % out)
         check(any("UPDATE [contact] SET name = N'x'" in t for t in texts(s.events)), "the script ran")
-        logins = [e for e in s.events if e["kind"] == "login"]
-        check(len(logins) == 2, "a new session after the script: %d logins" % len(logins))
+        check(logins(s) == 2, "a new session after the script: %d logins" % logins(s))
         s.rules.append({"match": r"SELECT @@TRANCOUNT", "columns": [("n", "int", False)], "rows": [(1,)],
                         "once": True})
         out = probe(s, "script")
         check(out == ["script failed: the script left a transaction open: rolled back"], "open transaction: %r" % out)
-    finally:
-        s.stop()
 
 
 def main():
