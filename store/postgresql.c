@@ -163,11 +163,13 @@ static void pg_name_suffixed(char out[PG_NAME_MAX + 1], const char *name, const 
     for (size_t i = 0; i < len; i++)
         lower[i] = (char)tolower((unsigned char)name[i]);
     lower[len] = '\0';
-    if (len + suffix_len <= PG_NAME_MAX)
-        snprintf(out, PG_NAME_MAX + 1, "%s%s", lower, suffix);
-    else
-        snprintf(out, PG_NAME_MAX + 1, "%.*s%s_%08x", (int)(PG_NAME_KEEP - suffix_len), lower, suffix,
-                 (unsigned)(fnv1a(lower, len) & 0xffffffffu));
+    if (len + suffix_len <= PG_NAME_MAX) {
+        memcpy(out, lower, len);
+        memcpy(out + len, suffix, suffix_len + 1);
+        return;
+    }
+    snprintf(out, PG_NAME_MAX + 1, "%.*s%s_%08x", (int)(PG_NAME_KEEP - suffix_len), lower, suffix,
+             (unsigned)(fnv1a(lower, len) & 0xffffffffu));
 }
 
 /* A table or column name as PostgreSQL keeps it: lowercased, shortened past 63 bytes. */
