@@ -142,16 +142,6 @@ static void print_time(int64_t t)
     fputs(text, stdout);
 }
 
-/* Reads as the service's user when run as root where the service runs as user:: opening a
- * SQLite mirror can make its -wal and -shm files, which root's would make unusable to the
- * service. Irreversible: the resync check does it in a child process. */
-static int drop_to_service_user(const struct config *cfg, char *err, size_t errlen)
-{
-    if (cfg->user && geteuid() == 0)
-        return daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0 ? -1 : 0;
-    return 0;
-}
-
 /* The tenant's metadata rows, read from its mirror through the store (in arena); a tenant
  * without a mirror is an error, and none is made for it. 0, or -1 with err set. */
 static int read_tables(const struct config *cfg, const char *tenant, struct arena *arena,
@@ -186,6 +176,57 @@ static int read_tables(const struct config *cfg, const char *tenant, struct aren
     return rc;
 }
 
+/* What the tenant's tables are asked for: to list them (table NULL), or whether the mirror has
+ * table (names compare in any case, as everywhere in the protocol). */
+struct tables_request {
+    const struct config *cfg;
+    const char *tenant;
+    const char *table;
+};
+
+enum { TABLE_FOUND_OR_UNKNOWABLE = 0, TABLE_NOT_IN_MIRROR = 3 };
+
+/* For daemon_run_as: reads the tenant's tables as the service's user, when run as root where
+ * the service runs as user: (opening a SQLite mirror can make its -wal and -shm files, which
+ * root's would make unusable to the service). Lists them (status 0, or 1 with err), or, for a
+ * table, says on stderr that the mirror lacks it (TABLE_NOT_IN_MIRROR); a check that cannot be
+ * made says nothing: somirrord's answer then says what becomes of a name the mirror lacks. */
+static int tables_as_user(void *arg, char *err, size_t errlen)
+{
+    const struct tables_request *r = arg;
+    struct arena arena;
+    arena_init(&arena);
+    struct table_meta *tables = NULL;
+    size_t n = 0;
+    int read = read_tables(r->cfg, r->tenant, &arena, &tables, &n, err, errlen) == 0;
+    int status = r->table ? TABLE_FOUND_OR_UNKNOWABLE : read ? 0 : 1;
+    if (read && !r->table) {
+        printf("table\tlsn\tschemahash\tupdated\n");
+        for (size_t i = 0; i < n; i++) {
+            printf("%s\t%lld\t%s\t", tables[i].name, (long long)tables[i].lsn, tables[i].hash);
+            print_time(tables[i].updated);
+            putchar('\n');
+        }
+    } else if (read) {
+        struct buf names = BUF_INIT;
+        status = TABLE_NOT_IN_MIRROR;
+        for (size_t i = 0; i < n && status == TABLE_NOT_IN_MIRROR; i++) {
+            if (strcasecmp(tables[i].name, r->table) == 0)
+                status = TABLE_FOUND_OR_UNKNOWABLE;
+            buf_printf(&names, "%s%s", i ? ", " : "", tables[i].name);
+        }
+        if (status == TABLE_NOT_IN_MIRROR)
+            fprintf(stderr, "somirrorctl: the mirror of %s has no table %s (its tables: %s); "
+                    "nothing requested\n", r->tenant, r->table, n ? names.data : "none yet");
+        buf_free(&names);
+    }
+    if (r->table)
+        err[0] = '\0';   /* unknowable: said by somirrord */
+    fflush(stdout);
+    arena_free(&arena);
+    return status;
+}
+
 /* `tables CTX`: the tenant's metadata rows. */
 static int list_tables(const char *config_path, const char *tenant)
 {
@@ -197,86 +238,34 @@ static int list_tables(const char *config_path, const char *tenant)
     if (!cfg)
         return 1;
     char err[1200] = "";   /* a fault's message and the tenant's name */
-    struct arena arena;
-    arena_init(&arena);
-    struct table_meta *tables = NULL;
-    size_t n = 0;
-    int rc = 1;
-    if (drop_to_service_user(cfg, err, sizeof(err)) == 0 &&
-        read_tables(cfg, tenant, &arena, &tables, &n, err, sizeof(err)) == 0)
-        rc = 0;
-    if (rc == 0) {
-        printf("table\tlsn\tschemahash\tupdated\n");
-        for (size_t i = 0; i < n; i++) {
-            printf("%s\t%lld\t%s\t", tables[i].name, (long long)tables[i].lsn, tables[i].hash);
-            print_time(tables[i].updated);
-            putchar('\n');
-        }
-    } else {
-        fprintf(stderr, "somirrorctl: %s\n", err);
-    }
-    arena_free(&arena);
+    struct tables_request r = {cfg, tenant, NULL};
+    int status = daemon_run_as(cfg->user, cfg->group, tables_as_user, &r, err, sizeof(err));
+    if (status != 0)
+        fprintf(stderr, "somirrorctl: %s\n", err[0] ? err : "cannot read the tables");
     cfg_free(cfg);
-    return rc;
+    return status == 0 ? 0 : 1;
 }
 
-enum { TABLE_FOUND_OR_UNKNOWABLE = 0, TABLE_NOT_IN_MIRROR = 3 };
-
-/* In the resync check's child: whether the mirror has the table (names compare in any case,
- * as everywhere in the protocol). A check that cannot be made says nothing: somirrord's answer
- * then says what becomes of a name the mirror lacks. */
-static int resync_table_in_mirror(const char *config_path, const char *tenant, const char *table)
+/* `resync CTX TABLE`: somirrord learns a tenant's tables from the store only at its next
+ * call, so a misspelt name would be accepted and then ignored. The client looks first, through
+ * the store as `tables` does (as the service's user, in a child process when it switches: the
+ * switch must not keep this one from the status socket). 1 if the mirror lacks the table; 0 to
+ * go on. */
+static int check_resync_table(const char *config_path, const char *tenant, const char *table)
 {
+    if (!tenant_valid(tenant))
+        return 0;   /* somirrord's answer says why */
     struct cfg_errors errs;
     cfg_errors_init(&errs);
     struct config *cfg = cfg_load(config_path, &errs);
     cfg_errors_free(&errs);
     if (!cfg)
-        return TABLE_FOUND_OR_UNKNOWABLE;   /* socket_from_config reports the errors */
+        return 0;   /* socket_from_config reports the errors */
     char err[1200];
-    struct arena arena;
-    arena_init(&arena);
-    struct table_meta *tables = NULL;
-    size_t n = 0;
-    int rc = TABLE_FOUND_OR_UNKNOWABLE;
-    if (drop_to_service_user(cfg, err, sizeof(err)) == 0 &&
-        read_tables(cfg, tenant, &arena, &tables, &n, err, sizeof(err)) == 0) {
-        struct buf names = BUF_INIT;
-        rc = TABLE_NOT_IN_MIRROR;
-        for (size_t i = 0; i < n && rc == TABLE_NOT_IN_MIRROR; i++) {
-            if (strcasecmp(tables[i].name, table) == 0)
-                rc = TABLE_FOUND_OR_UNKNOWABLE;
-            buf_printf(&names, "%s%s", i ? ", " : "", tables[i].name);
-        }
-        if (rc == TABLE_NOT_IN_MIRROR)
-            fprintf(stderr, "somirrorctl: the mirror of %s has no table %s (its tables: %s); "
-                    "nothing requested\n", tenant, table, n ? names.data : "none yet");
-        buf_free(&names);
-    }
-    arena_free(&arena);
+    struct tables_request r = {cfg, tenant, table};
+    int status = daemon_run_as(cfg->user, cfg->group, tables_as_user, &r, err, sizeof(err));
     cfg_free(cfg);
-    return rc;
-}
-
-/* `resync CTX TABLE`: somirrord learns a tenant's tables from the store only at its next
- * call, so a misspelt name would be accepted and then ignored. The client looks first, through
- * the store as `tables` does, in a child process: the drop to the service's user must not keep
- * this one from the status socket. 1 if the mirror lacks the table; 0 to go on. */
-static int check_resync_table(const char *config_path, const char *tenant, const char *table)
-{
-    if (!tenant_valid(tenant))
-        return 0;   /* somirrord's answer says why */
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return 0;
-    if (pid == 0)
-        _exit(resync_table_in_mirror(config_path, tenant, table));
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return 0;
-    return WIFEXITED(status) && WEXITSTATUS(status) == TABLE_NOT_IN_MIRROR ? 1 : 0;
+    return status == TABLE_NOT_IN_MIRROR ? 1 : 0;
 }
 
 /* The status socket of a configuration that does not load (errs says why): its status_socket

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/fdio.h"
+
 /* The starting process: waits for the daemon's one byte, exits with what it means. */
 static void wait_for_daemon(pid_t intermediate, int ready_read)
 {
@@ -135,6 +137,51 @@ int daemon_give_socket(const char *path, const char *user, const char *group, ch
         return -1;
     }
     return 0;
+}
+
+int daemon_run_as(const char *user, const char *group,
+                  int (*fn)(void *arg, char *err, size_t errlen), void *arg, char *err, size_t errlen)
+{
+    enum { DROP_FAILED = 125 };
+    err[0] = '\0';
+    if (!user || geteuid() != 0)
+        return fn(arg, err, errlen);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot run a check as user %s: %s", user, strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        int status = daemon_drop_privileges(user, group, err, errlen) < 0 ? DROP_FAILED : fn(arg, err, errlen);
+        if (err[0] && write_all(fds[1], err, strlen(err)) != 0)
+            status = DROP_FAILED;
+        fflush(NULL);
+        _exit(status);
+    }
+    int fork_errno = errno;
+    close(fds[1]);
+    size_t got = 0;
+    while (pid > 0 && got + 1 < errlen) {
+        ssize_t n = read(fds[0], err + got, errlen - 1 - got);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == 0 || errno != EINTR)
+            break;
+    }
+    err[got] = '\0';
+    close(fds[0]);
+    int status = 0;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) != DROP_FAILED)
+        return WEXITSTATUS(status);
+    if (got == 0)
+        snprintf(err, errlen, "cannot run a check as user %s: %s", user,
+                 pid < 0 ? strerror(fork_errno) : "the check failed");
+    return -1;
 }
 
 int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen)

@@ -30,5 +30,11 @@ int daemon_give_socket(const char *path, const char *user, const char *group, ch
 /* Switches to user (and group, or the user's primary group) with its supplementary groups.
  * Needs root; -1 with err otherwise, or when the user or group is unknown. */
 int daemon_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+/* Runs fn(arg, err, errlen), a check that must see what user sees, as user (and group) when
+ * this process is root and user is set: in a child process that drops its privileges, so that
+ * this one keeps its own; else here. fn returns a status from 0 to 124. Returns that status with
+ * what fn wrote in err, or -1 with err when the child could not run or did not end normally. */
+int daemon_run_as(const char *user, const char *group,
+                  int (*fn)(void *arg, char *err, size_t errlen), void *arg, char *err, size_t errlen);
 
 #endif

@@ -616,50 +616,25 @@ static int check_store(int at_reload, const struct config *cfg, char *err, size_
     return rc < 0 ? -1 : 0;
 }
 
+struct store_check {
+    int at_reload;
+    const struct config *cfg;
+};
+
+/* check_store for daemon_run_as: status 0, or 1 with err. */
+static int store_check_status(void *arg, char *err, size_t errlen)
+{
+    const struct store_check *c = arg;
+    return check_store(c->at_reload, c->cfg, err, errlen) < 0 ? 1 : 0;
+}
+
 /* check_store as the user the workers run as. somirrord -t run as root with user: set does it
  * in a child that switches to that user (as root every directory would pass); at a reload the
  * master already runs as that user. */
 static int check_store_as_user(int at_reload, const struct config *cfg, char *err, size_t errlen)
 {
-    if (!cfg->user || geteuid() != 0)
-        return check_store(at_reload, cfg, err, errlen);
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "cannot check the store as user %s: %s", cfg->user, strerror(errno));
-        return -1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        int rc = daemon_drop_privileges(cfg->user, cfg->group, err, errlen) < 0
-                     ? -1 : check_store(at_reload, cfg, err, errlen);
-        if (rc < 0 && write_all(fds[1], err, strlen(err)) != 0)
-            rc = -2;
-        fflush(NULL);
-        _exit(rc < 0 ? 1 : 0);
-    }
-    int fork_errno = errno;
-    close(fds[1]);
-    size_t got = 0;
-    while (pid > 0 && got + 1 < errlen) {
-        ssize_t n = read(fds[0], err + got, errlen - 1 - got);
-        if (n > 0)
-            got += (size_t)n;
-        else if (n == 0 || errno != EINTR)
-            break;
-    }
-    err[got] = '\0';
-    close(fds[0]);
-    int status = 0;
-    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    if (got == 0)
-        snprintf(err, errlen, "cannot check the store as user %s: %s", cfg->user,
-                 pid < 0 ? strerror(fork_errno) : "the check failed");
-    return -1;
+    struct store_check c = {at_reload, cfg};
+    return daemon_run_as(cfg->user, cfg->group, store_check_status, &c, err, errlen) == 0 ? 0 : -1;
 }
 
 /* A check of check_start failed on key: err gets where key is written in cfg's file before it,
