@@ -1,4 +1,4 @@
-/* config/config: reads somirrord.yaml with libyaml's document API into a struct config.
+/* config/config: reads somirrord.yaml (its document read by config/yamldoc) into a struct config.
  * Every key lives in one table below with its default (written as it would be in the file)
  * and its validation; defaults, parsing, required-key checks and freeing all walk that table.
  * Errors are collected, never fatal one by one: each names file:line:column and the dotted key. */

@@ -1,4 +1,5 @@
-/* master/daemon: detaching and dropping privileges (see daemon.h). */
+/* master/daemon: detaching, dropping privileges, and checks run as the service's user (see
+ * daemon.h). */
 #include "master/daemon.h"
 
 #include <errno.h>

@@ -1,6 +1,7 @@
 /* master/daemon: the classic Unix daemon steps of the master: detaching (double fork, setsid,
  * chdir /, standard streams to /dev/null) with the starting process waiting for the daemon's
- * word so that its exit status says whether somirrord started, and the privilege drop. */
+ * word so that its exit status says whether somirrord started, and the privilege drop; and a
+ * check run as the service's user in a child (somirrord -t, somirrorctl). */
 #ifndef SOMIRROR_MASTER_DAEMON_H
 #define SOMIRROR_MASTER_DAEMON_H
 #include <stddef.h>
