@@ -758,7 +758,7 @@ static const struct refusal {
                               "and Transfer-Encoding headers.", 1},
     [REFUSED_CODING_FRAMED] = {501, "The request's length is told by a Transfer-Encoding other than "
                                     "chunked.", 1},
-    [REFUSED_HOST] = {400, "An HTTP/1.1 request has exactly one Host header.", 0},
+    [REFUSED_HOST] = {400, "The request has more than one Host header.", 0},
     [REFUSED_SOAPACTIONS] = {400, "The request has more than one SOAPAction header: send one, naming "
                                   "the operation (or none, and the Body names it).", 0},
     [REFUSED_CONTENT_CODING] = {415, "The body has a Content-Encoding: send it unencoded (identity); "
@@ -811,19 +811,18 @@ static int header_count(struct evhttp_request *req, const char *key)
 }
 
 /* Whether the request is refused before its call: its refusal_kind, or -1. Its framing first;
- * then what a server must refuse of any HTTP/1.1 request, a missing or repeated Host (RFC 9112
- * 3.2, as nginx does); then, for a POST, a SOAPAction sent twice (two operations: which one
- * the sender meant cannot be told) and a body with a content coding (it would be parsed as the
- * XML it is not and fail without saying why: RFC 9110 15.5.16). The framing of the last three
- * is sound, so their connection is kept. */
+ * then a repeated Host (RFC 9112 3.2: a proxy in front may have routed by the other one); then,
+ * for a POST, a SOAPAction sent twice (two operations: which one the sender meant cannot be
+ * told) and a body with a content coding (it would be parsed as the XML it is not and fail
+ * without saying why: RFC 9110 15.5.16). The framing of the last three is sound, so their
+ * connection is kept. An HTTP/1.1 request without Host, which RFC 9112 would have refused, is
+ * served: somirrord serves every host alike, and the protocol (section 1) asks only for a POST. */
 static int request_refused(struct evhttp_request *req)
 {
     int framing = framing_refused(req);
     if (framing >= 0)
         return framing;
-    int http11 = req->major > 1 || (req->major == 1 && req->minor >= 1);
-    int hosts = header_count(req, "Host");
-    if (hosts > 1 || (http11 && hosts == 0))
+    if (header_count(req, "Host") > 1)
         return REFUSED_HOST;
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
         return -1;
