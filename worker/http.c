@@ -51,6 +51,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "common/buf.h"
 #include "common/clock.h"
 #include "common/fdio.h"
 #include "common/log.h"
@@ -125,8 +126,8 @@ struct conn {
 };
 
 /* Why a request is refused before its call (see request_refused). */
-enum refusal_kind { REFUSED_FRAMING, REFUSED_CODING_FRAMED, REFUSED_HOST, REFUSED_SOAPACTIONS,
-                    REFUSED_CONTENT_CODING, REFUSAL_KINDS };
+enum refusal_kind { REFUSED_FRAMING, REFUSED_CODING_FRAMED, REFUSED_HOST, REFUSED_CONTENT_CODING,
+                    REFUSAL_KINDS };
 
 struct wrk_http {
     struct event_base *base;
@@ -759,8 +760,6 @@ static const struct refusal {
     [REFUSED_CODING_FRAMED] = {501, "The request's length is told by a Transfer-Encoding other than "
                                     "chunked.", 1},
     [REFUSED_HOST] = {400, "The request has more than one Host header.", 0},
-    [REFUSED_SOAPACTIONS] = {400, "The request has more than one SOAPAction header: send one, naming "
-                                  "the operation (or none, and the Body names it).", 0},
     [REFUSED_CONTENT_CODING] = {415, "The body has a Content-Encoding: send it unencoded (identity); "
                                      "somirrord decodes none.", 0},
 };
@@ -812,9 +811,8 @@ static int header_count(struct evhttp_request *req, const char *key)
 
 /* Whether the request is refused before its call: its refusal_kind, or -1. Its framing first;
  * then a repeated Host (RFC 9112 3.2: a proxy in front may have routed by the other one); then,
- * for a POST, a SOAPAction sent twice (two operations: which one the sender meant cannot be
- * told) and a body with a content coding (it would be parsed as the XML it is not and fail
- * without saying why: RFC 9110 15.5.16). The framing of the last three is sound, so their
+ * for a POST, a body with a content coding (it would be parsed as the XML it is not and fail
+ * without saying why: RFC 9110 15.5.16). The framing of the last two is sound, so their
  * connection is kept. An HTTP/1.1 request without Host, which RFC 9112 would have refused, is
  * served: somirrord serves every host alike, and the protocol (section 1) asks only for a POST. */
 static int request_refused(struct evhttp_request *req)
@@ -826,8 +824,6 @@ static int request_refused(struct evhttp_request *req)
         return REFUSED_HOST;
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
         return -1;
-    if (header_count(req, "SOAPAction") > 1)
-        return REFUSED_SOAPACTIONS;
     const char *coding = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Encoding");
     if (coding && coding[0] && evutil_ascii_strcasecmp(coding, "identity") != 0)
         return REFUSED_CONTENT_CODING;
@@ -966,12 +962,31 @@ static void run_call(evutil_socket_t fd, short what, void *arg)
     evtimer_add(pc->retry, &delay);
 }
 
+/* The request's SOAPAction: its one header's value, NULL without one, or, sent more than once,
+ * the values joined by ", " (as RFC 9110 5.3 combines repeated fields; in SOAPAction, which is
+ * no list, that names no operation, and the call is an UnknownOperation fault saying what was
+ * sent, rather than the first header silently winning). Combined in *joined (freed by the
+ * caller). */
+static const char *soapaction_of(struct evhttp_request *req, struct buf *joined)
+{
+    const struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    const char *first = NULL;
+    int count = 0;
+    for (const struct evkeyval *h = headers->tqh_first; h; h = h->next.tqe_next) {
+        if (evutil_ascii_strcasecmp(h->key, "SOAPAction") != 0)
+            continue;
+        buf_printf(joined, "%s%s", count++ ? ", " : "", h->value);
+        if (!first)
+            first = h->value;
+    }
+    return count > 1 ? joined->data : first;
+}
+
 static void start_call(struct wrk_http *http, struct evhttp_request *req)
 {
     struct evbuffer *input = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(input);
     const char *body = len ? (const char *)evbuffer_pullup(input, -1) : "";
-    const char *soapaction = evhttp_find_header(evhttp_request_get_input_headers(req), "SOAPAction");
 
     struct pending_call *pc = xcalloc(1, sizeof(*pc));
     pc->http = http;
@@ -984,7 +999,9 @@ static void start_call(struct wrk_http *http, struct evhttp_request *req)
         return;
     }
     const struct conn *c = conn_of_request(http, req);
-    pc->call = call_start(http->svc, body, len, soapaction, c && c->peer[0] ? c->peer : NULL);
+    struct buf joined = BUF_INIT;
+    pc->call = call_start(http->svc, body, len, soapaction_of(req, &joined), c && c->peer[0] ? c->peer : NULL);
+    buf_free(&joined);
     run_call(-1, 0, pc);
 }
 
