@@ -840,18 +840,6 @@ static const struct key_spec *find_key(const struct key_spec *keys, const char *
     return NULL;
 }
 
-/* The pair before `pair` in the same mapping with the same scalar key, or NULL. */
-static yaml_node_t *earlier_key(struct loader *ld, yaml_node_t *map, yaml_node_pair_t *pair,
-                                const char *name)
-{
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
-        yaml_node_t *key = yaml_document_get_node(&ld->doc, p->key);
-        if (key->type == YAML_SCALAR_NODE && strcmp((const char *)key->data.scalar.value, name) == 0)
-            return key;
-    }
-    return NULL;
-}
-
 static void parse_mapping(struct loader *ld, yaml_node_t *map, const struct key_spec *keys,
                           const char *prefix, void *base)
 {
@@ -867,7 +855,7 @@ static void parse_mapping(struct loader *ld, yaml_node_t *map, const struct key_
         const char *name = (const char *)key_node->data.scalar.value;
         char *key = dotted_name(prefix, name);
         const struct key_spec *spec = find_key(keys, name);
-        yaml_node_t *first = earlier_key(ld, map, pair, name);
+        yaml_node_t *first = yamldoc_earlier_key(&ld->doc, map, pair, name);
         if (first) {
             report_at(ld, &key_node->start_mark, "duplicate key \"%s\" (first at line %zu)", key,
                       first->start_mark.line + 1);

@@ -148,3 +148,14 @@ int yamldoc_load(const char *path, yaml_document_t *doc, struct yamldoc_error *e
     fclose(file);
     return rc;
 }
+
+yaml_node_t *yamldoc_earlier_key(yaml_document_t *doc, const yaml_node_t *map,
+                                 const yaml_node_pair_t *pair, const char *name)
+{
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
+        yaml_node_t *key = yaml_document_get_node(doc, p->key);
+        if (key->type == YAML_SCALAR_NODE && strcmp((const char *)key->data.scalar.value, name) == 0)
+            return key;
+    }
+    return NULL;
+}

@@ -1,6 +1,7 @@
 /* config/yamldoc: reads a configuration file's one YAML document (libyaml's document API),
  * for both configurations, somirrord.yaml (config.c) and task.yaml (task/taskconf.c), with the
- * limits a configuration needs and a YAML library does not set. */
+ * limits a configuration needs and a YAML library does not set, and the lookup of a key given
+ * twice that both make. */
 #ifndef SOMIRROR_CONFIG_YAMLDOC_H
 #define SOMIRROR_CONFIG_YAMLDOC_H
 
@@ -29,5 +30,9 @@ FILE *yamldoc_open(const char *path, struct yamldoc_error *err);
  * YAMLDOC_NESTING_MAX, hold at most YAMLDOC_ALIASES_MAX aliases and one document. 0, or -1
  * with err. */
 int yamldoc_load(const char *path, yaml_document_t *doc, struct yamldoc_error *err);
+/* The key node before pair in the mapping map with the scalar key name (a key given twice), or
+ * NULL. */
+yaml_node_t *yamldoc_earlier_key(yaml_document_t *doc, const yaml_node_t *map,
+                                 const yaml_node_pair_t *pair, const char *name);
 
 #endif

@@ -176,38 +176,52 @@ static int read_tables(const struct config *cfg, const char *tenant, struct aren
     return rc;
 }
 
-/* What the tenant's tables are asked for: to list them (table NULL), or whether the mirror has
- * table (names compare in any case, as everywhere in the protocol). */
+/* A look at a tenant's tables (and, for resync, at one of them), run through daemon_run_as:
+ * as the service's user when run as root where the service runs as user: (opening a SQLite
+ * mirror can make its -wal and -shm files, which root's would make unusable to the service). */
 struct tables_request {
     const struct config *cfg;
     const char *tenant;
     const char *table;
 };
 
-enum { TABLE_FOUND_OR_UNKNOWABLE = 0, TABLE_NOT_IN_MIRROR = 3 };
-
-/* For daemon_run_as: reads the tenant's tables as the service's user, when run as root where
- * the service runs as user: (opening a SQLite mirror can make its -wal and -shm files, which
- * root's would make unusable to the service). Lists them (status 0, or 1 with err), or, for a
- * table, says on stderr that the mirror lacks it (TABLE_NOT_IN_MIRROR); a check that cannot be
- * made says nothing: somirrord's answer then says what becomes of a name the mirror lacks. */
-static int tables_as_user(void *arg, char *err, size_t errlen)
+/* Prints the tenant's tables: status 0, or 1 with err. */
+static int print_tables(void *arg, char *err, size_t errlen)
 {
     const struct tables_request *r = arg;
     struct arena arena;
     arena_init(&arena);
     struct table_meta *tables = NULL;
     size_t n = 0;
-    int read = read_tables(r->cfg, r->tenant, &arena, &tables, &n, err, errlen) == 0;
-    int status = r->table ? TABLE_FOUND_OR_UNKNOWABLE : read ? 0 : 1;
-    if (read && !r->table) {
+    int status = read_tables(r->cfg, r->tenant, &arena, &tables, &n, err, errlen) == 0 ? 0 : 1;
+    if (status == 0) {
         printf("table\tlsn\tschemahash\tupdated\n");
         for (size_t i = 0; i < n; i++) {
             printf("%s\t%lld\t%s\t", tables[i].name, (long long)tables[i].lsn, tables[i].hash);
             print_time(tables[i].updated);
             putchar('\n');
         }
-    } else if (read) {
+        fflush(stdout);
+    }
+    arena_free(&arena);
+    return status;
+}
+
+enum { TABLE_FOUND_OR_UNKNOWABLE = 0, TABLE_NOT_IN_MIRROR = 3 };
+
+/* Whether the mirror has r->table (names compare in any case, as everywhere in the protocol):
+ * TABLE_NOT_IN_MIRROR, said on stderr with the tables it has, or TABLE_FOUND_OR_UNKNOWABLE. A
+ * check that cannot be made says nothing: somirrord's answer then says what becomes of a name
+ * the mirror lacks. */
+static int find_table(void *arg, char *err, size_t errlen)
+{
+    const struct tables_request *r = arg;
+    struct arena arena;
+    arena_init(&arena);
+    struct table_meta *tables = NULL;
+    size_t n = 0;
+    int status = TABLE_FOUND_OR_UNKNOWABLE;
+    if (read_tables(r->cfg, r->tenant, &arena, &tables, &n, err, errlen) == 0) {
         struct buf names = BUF_INIT;
         status = TABLE_NOT_IN_MIRROR;
         for (size_t i = 0; i < n && status == TABLE_NOT_IN_MIRROR; i++) {
@@ -220,9 +234,7 @@ static int tables_as_user(void *arg, char *err, size_t errlen)
                     "nothing requested\n", r->tenant, r->table, n ? names.data : "none yet");
         buf_free(&names);
     }
-    if (r->table)
-        err[0] = '\0';   /* unknowable: said by somirrord */
-    fflush(stdout);
+    err[0] = '\0';
     arena_free(&arena);
     return status;
 }
@@ -239,7 +251,7 @@ static int list_tables(const char *config_path, const char *tenant)
         return 1;
     char err[1200] = "";   /* a fault's message and the tenant's name */
     struct tables_request r = {cfg, tenant, NULL};
-    int status = daemon_run_as(cfg->user, cfg->group, tables_as_user, &r, err, sizeof(err));
+    int status = daemon_run_as(cfg->user, cfg->group, print_tables, &r, err, sizeof(err));
     if (status != 0)
         fprintf(stderr, "somirrorctl: %s\n", err[0] ? err : "cannot read the tables");
     cfg_free(cfg);
@@ -263,7 +275,7 @@ static int check_resync_table(const char *config_path, const char *tenant, const
         return 0;   /* socket_from_config reports the errors */
     char err[1200];
     struct tables_request r = {cfg, tenant, table};
-    int status = daemon_run_as(cfg->user, cfg->group, tables_as_user, &r, err, sizeof(err));
+    int status = daemon_run_as(cfg->user, cfg->group, find_table, &r, err, sizeof(err));
     cfg_free(cfg);
     return status == TABLE_NOT_IN_MIRROR ? 1 : 0;
 }

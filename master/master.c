@@ -567,16 +567,20 @@ static void start_warning(int at_reload, const char *text)
         fprintf(stderr, "somirrord: warning: %s\n", text);
 }
 
-/* Whether a file the start makes at path (what: the key naming it) can be made there: path is
+/* What check_made_file checks: a file the start makes, the status socket, or the state file
+ * (written only to keep operator state: the start does not need it). */
+enum made_file { MADE_AT_START, MADE_SOCKET, MADE_FOR_STATE };
+
+/* Whether a file somirrord makes at path (what: the key naming it) can be made there: path is
  * not a directory (nor, for the status socket, anything but a socket, and short enough): 0, or
  * -1 with err. A directory that does not exist yet is a warning, as the init script and the
- * systemd unit make the usual ones just before the start; kept_only: the file is written only
- * to keep operator state (the state file), so the start does not need it. */
-static int check_made_file(const char *what, const char *path, int socket_only, int kept_only,
-                           int at_reload, char *err, size_t errlen)
+ * systemd unit make the usual ones just before the start. */
+static int check_made_file(const char *what, const char *path, enum made_file kind, int at_reload,
+                           char *err, size_t errlen)
 {
     struct sockaddr_un addr;
     struct stat st;
+    int socket_only = kind == MADE_SOCKET;
     if (socket_only && strlen(path) >= sizeof(addr.sun_path)) {
         snprintf(err, errlen, "%s %s: path too long (at most %zu bytes)", what, path,
                  sizeof(addr.sun_path) - 1);
@@ -596,7 +600,7 @@ static int check_made_file(const char *what, const char *path, int socket_only, 
     if (stat(dirname(copy), &st) != 0 || !S_ISDIR(st.st_mode)) {
         char text[PATH_MAX + 192];
         snprintf(text, sizeof(text), "%s %s: its directory does not exist (yet): %s", what, path,
-                 kept_only ? "operator pauses and pending resyncs are not kept across restarts until "
+                 kind == MADE_FOR_STATE ? "operator pauses and pending resyncs are not kept across restarts until "
                              "it is made"
                  : at_reload ? "the next start fails unless it is made first"
                              : "the start fails unless it is made first");
@@ -661,16 +665,16 @@ static int check_start(const struct master *m, const struct config *cfg, char *e
     if ((!m || !lsn_same_addresses(&m->lsn, cfg)) && lsn_check(cfg, err, errlen) < 0)
         return failed_at(cfg, "listen", err, errlen);
     if (cfg_log_to_file(cfg) && CHANGED(boot, log_file) &&
-        check_made_file("log.file", cfg->log_file, 0, 0, at_reload, err, errlen) < 0)
+        check_made_file("log.file", cfg->log_file, MADE_AT_START, at_reload, err, errlen) < 0)
         return failed_at(cfg, "log.file", err, errlen);
     if (cfg->pid_file && CHANGED(boot, pid_file) &&
-        check_made_file("pid_file", cfg->pid_file, 0, 0, at_reload, err, errlen) < 0)
+        check_made_file("pid_file", cfg->pid_file, MADE_AT_START, at_reload, err, errlen) < 0)
         return failed_at(cfg, "pid_file", err, errlen);
     if (cfg->status_socket && CHANGED(boot, status_socket) &&
-        check_made_file("status_socket", cfg->status_socket, 1, 0, at_reload, err, errlen) < 0)
+        check_made_file("status_socket", cfg->status_socket, MADE_SOCKET, at_reload, err, errlen) < 0)
         return failed_at(cfg, "status_socket", err, errlen);
     if (cfg->state_file && !m &&   /* at a reload, reload_state_file writes it */
-        check_made_file("state_file", cfg->state_file, 0, 1, at_reload, err, errlen) < 0)
+        check_made_file("state_file", cfg->state_file, MADE_FOR_STATE, at_reload, err, errlen) < 0)
         return failed_at(cfg, "state_file", err, errlen);
 #undef CHANGED
     return check_store_as_user(at_reload, cfg, err, errlen);

@@ -896,7 +896,6 @@ static int sqlite_table_alter(void *conn, const struct table_schema *old_schema,
         put_column(&sql, &new_schema->columns[diff->added[i]], 0);
         buf_puts(&sql, ";\n");
     }
-    sqltext_put_drop_columns(&sql, old_schema, diff, put_ident);
     if (!sql.len)
         return 0;
     return exec_buf(c, &sql, "alter table", f);

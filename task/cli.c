@@ -118,7 +118,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_BATCH_SIZE: a->batch_size = optarg; break;
         case OPT_SKIP_TABLES: a->skip_tables = optarg; break;
         case OPT_JSON: a->json = 1; break;
-        case OPT_TRIES: rc = parse_long(optarg, "tries", 1, 100, &a->tries); break;
+        case OPT_TRIES: rc = parse_long(optarg, "tries", 1, TASK_TRIES_MAX, &a->tries); break;
         case OPT_INSECURE: a->insecure = 1; break;
         case OPT_MIRROR: a->mirror = optarg; break;
         case OPT_STORE: a->store = optarg; break;

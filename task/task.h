@@ -34,6 +34,7 @@
 #define TASK_EXIT_USAGE 2
 #define TASK_DEFAULT_BATCH_SIZE 1000000
 #define TASK_APP_ID_MAX 255          /* bytes of an application id in task.yaml */
+#define TASK_TRIES_MAX 100           /* tries of one call (--tries, schedule.tries) */
 
 /* ---- source.c ---- */
 struct source {

@@ -161,12 +161,10 @@ static int each_field(struct conf_parse *cp, const yaml_node_t *node, const char
         const char *name = scalar(cp, key, what);
         if (!name)
             return -1;
-        for (yaml_node_pair_t *earlier = node->data.mapping.pairs.start; earlier < pair; earlier++) {
-            const yaml_node_t *first = yaml_document_get_node(&cp->doc, earlier->key);
-            if (first->type == YAML_SCALAR_NODE && !strcmp((const char *)first->data.scalar.value, name))
-                return conf_error(cp, at(key), "%s: duplicate key \"%s\" (first at line %zu)", what, name,
-                                  first->start_mark.line + 1);
-        }
+        const yaml_node_t *first = yamldoc_earlier_key(&cp->doc, node, pair, name);
+        if (first)
+            return conf_error(cp, at(key), "%s: duplicate key \"%s\" (first at line %zu)", what, name,
+                              first->start_mark.line + 1);
         if (field(cp, name, yaml_document_get_node(&cp->doc, pair->value), target) != 0)
             return -1;
     }
@@ -281,7 +279,7 @@ static int schedule_field(struct conf_parse *cp, const char *key, const yaml_nod
     if (!strcmp(key, "parallel"))
         return int_value(cp, value, "schedule.parallel", 1, 256, &cfg->parallel);
     if (!strcmp(key, "tries"))
-        return int_value(cp, value, "schedule.tries", 1, 100, &cfg->tries);
+        return int_value(cp, value, "schedule.tries", 1, TASK_TRIES_MAX, &cfg->tries);
     if (!strcmp(key, "backoff_ms"))
         return int_value(cp, value, "schedule.backoff_ms", 0, 600000, &cfg->backoff_ms);
     if (!strcmp(key, "timeout"))

@@ -479,13 +479,22 @@ static void run_calls(struct rowdata_cursor *cur, size_t batch_size, struct spli
     buf_free(&body);
 }
 
+/* The source at path opened (source_close it), and its contact table. */
+static const struct table_schema *open_contact(const char *path, struct source *src)
+{
+    char err[512] = "";
+    ck_assert_msg(source_open(src, path, 0, err, sizeof err) == 0, "%s", err);
+    const struct table_schema *t = source_find(src, "contact");
+    ck_assert_ptr_nonnull(t);
+    return t;
+}
+
 START_TEST(rowdata_splits_at_batch_size)
 {
     const char *path = generate_tracked("rd.db", 60, 3);
     char err[512] = "";
     struct source src;
-    ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
-    const struct table_schema *t = source_find(&src, "contact");
+    const struct table_schema *t = open_contact(path, &src);
     int64_t rows = query_int(src.db, "SELECT count(*) FROM contact");
     struct rowdata_cursor cur;
     struct split_stats st;
@@ -517,8 +526,7 @@ START_TEST(rowdata_splits_at_batch_size)
 
     /* changes: every call carries <Lsn>, increasing, ending at the position */
     ck_assert_int_eq(churn_run(path, 400, 5, err, sizeof err), 0);
-    ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
-    t = source_find(&src, "contact");
+    t = open_contact(path, &src);
     int64_t current, min_valid;
     ck_assert_int_eq(ct_versions(src.db, &current, &min_valid, err, sizeof err), 0);
     int64_t changed = query_int(src.db, "SELECT count(*) FROM _somirror_ct_contact");
@@ -605,8 +613,7 @@ START_TEST(rowdata_reads_versions_and_rows_in_one_snapshot)
     char err[512] = "";
     ck_assert_int_eq(churn_run(path, 200, 5, err, sizeof err), 0);
     struct source src;
-    ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
-    const struct table_schema *t = source_find(&src, "contact");
+    const struct table_schema *t = open_contact(path, &src);
     int64_t changed = query_int(src.db, "SELECT count(*) FROM _somirror_ct_contact");
     int64_t current = query_int(src.db, "SELECT v FROM _somirror_ct_version");
     ck_assert_int_gt(changed, 5);
@@ -637,13 +644,9 @@ START_TEST(rowdata_names_a_column_dropped_meanwhile)
     const char *path = generate_tracked("dropped.db", 20, 3);
     char err[512] = "";
     struct source src;
-    ck_assert_int_eq(source_open(&src, path, 0, err, sizeof err), 0);
-    const struct table_schema *t = source_find(&src, "contact");
-    sqlite3 *other;
-    ck_assert_int_eq(sqlite3_open(path, &other), SQLITE_OK);
-    exec_ok(other, "ALTER TABLE contact DROP COLUMN orgnr;"
-                   "DELETE FROM _somirror_columns WHERE table_name = 'contact' AND column_name = 'orgnr'");
-    sqlite3_close(other);
+    const struct table_schema *t = open_contact(path, &src);
+    exec_in(path, "ALTER TABLE contact DROP COLUMN orgnr;"   /* on another connection */
+                  "DELETE FROM _somirror_columns WHERE table_name = 'contact' AND column_name = 'orgnr'");
     struct rowdata_cursor cur;
     ck_assert_int_eq(rowdata_start(&cur, src.db, t, 0, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "orgnr") && strstr(err, "were the table's columns changed during the cycle"),
