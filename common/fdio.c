@@ -1,5 +1,5 @@
-/* common/fdio: whole writes to a file descriptor, opens that refuse planted links, and what an
- * accept or open error means (see fdio.h). Owns no state. */
+/* common/fdio: whole writes to a file descriptor, opens that refuse planted links, removals at
+ * exit, and what an accept or open error means (see fdio.h). Owns no state. */
 #include "common/fdio.h"
 
 #include <errno.h>
@@ -27,6 +27,12 @@ int open_refusing_links(const char *path, int flags, mode_t mode, int regular_on
     if (fd >= 0)
         close(fd);
     return -1;
+}
+
+void unlink_at_exit(const char *what, const char *path)
+{
+    if (unlink(path) < 0 && errno != ENOENT)
+        log_warn("%s %s is left behind: cannot remove it: %s", what, path, strerror(errno));
 }
 
 int fd_shortage(int err)

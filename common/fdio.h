@@ -1,5 +1,5 @@
-/* common/fdio: whole writes to a file descriptor, opens that refuse planted links, and what an
- * accept or open error means. */
+/* common/fdio: whole writes to a file descriptor, opens that refuse planted links, removals at
+ * exit, and what an accept or open error means. */
 #ifndef SOMIRROR_COMMON_FDIO_H
 #define SOMIRROR_COMMON_FDIO_H
 #include <stddef.h>
@@ -17,6 +17,10 @@ int write_all(int fd, const char *data, size_t len);
  * FIFO put there cannot hold the caller; the descriptor blocks once returned. The descriptor,
  * or -1 with *why (a phrase for "<what> <path>: <why>"). */
 int open_refusing_links(const char *path, int flags, mode_t mode, int regular_only, const char **why);
+/* Removes what this process made at path (what: the key naming it, for the log) as it exits;
+ * a failure other than "already gone" is logged as a warning, since the file stays behind
+ * (a directory the user the process now runs as cannot write). */
+void unlink_at_exit(const char *what, const char *path);
 /* Whether err (of accept, open) means the process or the system ran out of descriptors or
  * memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): a shortage that passes, not the request's fault. */
 int fd_shortage(int err);

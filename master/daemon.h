@@ -1,12 +1,15 @@
 /* master/daemon: the classic Unix daemon steps of the master: detaching (double fork, setsid,
- * chdir /, standard streams to /dev/null) with the starting process waiting for the daemon's
- * word so that its exit status says whether somirrord started, and the privilege drop; and a
- * check run as the service's user in a child (somirrord -t, somirrorctl). */
+ * chdir /, inherited descriptors closed, standard streams to /dev/null) with the starting
+ * process waiting for the daemon's word so that its exit status says whether somirrord
+ * started, and the privilege drop; and a check run as the service's user in a child
+ * (somirrord -t, somirrorctl). */
 #ifndef SOMIRROR_MASTER_DAEMON_H
 #define SOMIRROR_MASTER_DAEMON_H
 #include <stddef.h>
 
-/* Detaches. Returns in the daemon (grandchild) with *ready_fd open; the starting process
+/* Detaches: closes every descriptor the starter left open beyond the standard streams (so
+ * nothing may be open that the daemon needs), then forks. Returns in the daemon (grandchild)
+ * with *ready_fd open; the starting process
  * waits and exits 0 once daemon_ready is called, 1 if the daemon exits first. -1 with err
  * when a fork fails. Error messages written to stderr before daemon_ready still reach the
  * terminal. */

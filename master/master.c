@@ -922,26 +922,88 @@ static void startup_failed(const struct master *m, const char *what)
         fprintf(stderr, "somirrord: cannot start: %s\n", what);
 }
 
+/* Whether the configuration at path and its keys load, as a reload would load them (by whoever
+ * this process is): 0, or -1 with errs. Nothing is kept. */
+static int reload_would_load(const char *path, struct cfg_errors *errs)
+{
+    struct config *cfg;
+    struct keyring *keys;
+    SSL_CTX **tls;
+    if (load_generation(path, &cfg, &keys, &tls, errs) < 0)
+        return -1;
+    free_generation(cfg, keys, tls);
+    return 0;
+}
+
+#define RELOAD_FAILS "as user %s the configuration does not load, so reloads will fail until it does"
+
 /* A reload reads the configuration and keys as the user somirrord switched to: said at start
  * rather than at the first SIGHUP, when the operator expects it to work. */
 static void warn_if_reload_would_fail(const struct master *m)
 {
     struct cfg_errors errs;
-    struct config *cfg;
-    struct keyring *keys;
-    SSL_CTX **tls;
     cfg_errors_init(&errs);
-    if (load_generation(m->config_path, &cfg, &keys, &tls, &errs) == 0) {
-        wrk_tls_contexts_free(tls, cfg->nlisten);
-        keys_free(keys);
-        cfg_free(cfg);
-    } else {
-        log_warn("as user %s the configuration does not load, so reloads will fail until it does:",
-                 m->cfg->user);
+    if (reload_would_load(m->config_path, &errs) < 0) {
+        log_warn(RELOAD_FAILS ":", m->cfg->user);
         for (size_t i = 0; i < errs.n; i++)
             log_warn("  %s", errs.messages[i]);
     }
     cfg_errors_free(&errs);
+}
+
+struct as_user_check {
+    const char *config_path;
+    const struct config *cfg;
+};
+
+/* Whether the master can remove what it made in path's directory at exit, no longer root. */
+static int removable_at_exit(const char *path)
+{
+    char *copy = xstrdup(path);
+    int ok = access(dirname(copy), W_OK | X_OK) == 0 || errno == ENOENT;
+    free(copy);
+    return ok;
+}
+
+/* For daemon_run_as, as the service's user: what somirrord -t run as root cannot see itself,
+ * the warnings the start logs (the configuration and keys a reload reads as that user) and
+ * what the master, no longer root, cannot do at exit. Status 0, or 1 with the warnings. */
+static int as_user_status(void *arg, char *err, size_t errlen)
+{
+    const struct as_user_check *c = arg;
+    struct buf text = BUF_INIT;
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    if (reload_would_load(c->config_path, &errs) < 0) {
+        buf_printf(&text, RELOAD_FAILS ": %s", c->cfg->user, errs.n ? errs.messages[0] : "");
+        if (errs.found > 1)
+            buf_printf(&text, " (and %zu more)", errs.found - 1);
+    }
+    cfg_errors_free(&errs);
+    const struct {
+        const char *key, *path;
+    } made[] = {{"pid_file", c->cfg->pid_file}, {"status_socket", c->cfg->status_socket}};
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++)
+        if (made[i].path && !removable_at_exit(made[i].path))
+            buf_printf(&text, "%s%s %s: user %s cannot write its directory, so it is left behind "
+                       "when somirrord stops", text.len ? "; " : "", made[i].key, made[i].path,
+                       c->cfg->user);
+    snprintf(err, errlen, "%s", text.len ? text.data : "");
+    int status = text.len ? 1 : 0;
+    buf_free(&text);
+    return status;
+}
+
+/* somirrord -t run as root with user: set: the warnings that only that user's view shows, on
+ * stderr. */
+static void warn_as_user(const char *config_path, const struct config *cfg)
+{
+    if (!cfg->user || geteuid() != 0)
+        return;
+    struct as_user_check c = {config_path, cfg};
+    char err[2048];
+    if (daemon_run_as(cfg->user, cfg->group, as_user_status, &c, err, sizeof(err)) != 0)
+        fprintf(stderr, "somirrord: warning: %s\n", err);
 }
 
 static int open_resources(struct master *m, char *err, size_t errlen)
@@ -1146,6 +1208,7 @@ int master_main(int argc, char **argv)
         if (check_start(NULL, m.cfg, err, sizeof(err)) < 0) {
             fprintf(stderr, "somirrord: %s\n", err);
         } else {
+            warn_as_user(m.config_path, m.cfg);
             if (*doubtful(m.cfg, err, sizeof(err)))
                 fprintf(stderr, "somirrord: warning: %s\n", err);
             printf("configuration ok\n");

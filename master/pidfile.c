@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/fdio.h"
@@ -45,6 +46,11 @@ int pidfile_acquire(struct pidfile *pf, const char *path, char *err, size_t errl
         pf->fd = -1;
         return -1;
     }
+    /* Anyone may read a pid file (kill -HUP $(cat ...)), which the daemon's umask 027 would
+     * hide: made so here, while the master is still root (it writes the pid once it is not). A
+     * file another user owns keeps its mode. */
+    if (fchmod(pf->fd, 0644) < 0 && errno != EPERM)
+        log_warn("pid file %s: cannot make it readable by all: %s", path, strerror(errno));
     pf->path = xstrdup(path);
     return 0;
 }
@@ -64,7 +70,7 @@ void pidfile_release(struct pidfile *pf)
 {
     if (pf->fd < 0)
         return;
-    unlink(pf->path);
+    unlink_at_exit("pid_file", pf->path);
     close(pf->fd);
     pf->fd = -1;
     free(pf->path);

@@ -261,7 +261,7 @@ void status_close(struct status_server *server)
         return;
     evconnlistener_free(server->listener);
     event_free(server->resume);
-    unlink(server->path);
+    unlink_at_exit("status_socket", server->path);
     free(server->path);
     free(server);
 }

@@ -494,6 +494,11 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
     }
     sqlite3_busy_timeout(c->db, c->backend->busy_ms);
     sqlite3_wal_hook(c->db, wal_noted, c);
+    /* The -wal and -shm files stay when the last connection closes (an idle mirror): a reader
+     * who may read the mirror but not write its directory (the service's group, a report job)
+     * can then open it read-only at any time, not only while a worker has it open. */
+    int persist_wal = 1;
+    sqlite3_file_control(c->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist_wal);
     if (exec_sql(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", "open", f) != 0 ||
         meta_prepare(c, f) != 0) {
         conn_disconnect(c);

@@ -13,6 +13,7 @@ import pwd
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -20,9 +21,19 @@ import harness as h  # noqa: E402
 SCRIPT = os.path.join(h.SRCDIR, "contrib", "somirrord.init")
 
 
-def init(env, action):
+def init(env, action, **kw):
     return subprocess.run(["/bin/sh", SCRIPT, action], env=env, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, **kw)
+
+
+def reaches_eof(fd, seconds):
+    """Whether the pipe read through fd ends (every writer closed it) within seconds."""
+    import select
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if select.select([fd], [], [], max(0.0, deadline - time.time()))[0] and not os.read(fd, 4096):
+            return True
+    return False
 
 
 def check_actions():
@@ -40,8 +51,14 @@ def check_actions():
             r = init(env, "configtest")
             assert r.returncode == 0 and "configuration ok" in r.stdout, r
             assert init(env, "status").returncode == 3
-            r = init(env, "start")
+            # Started with a pipe's write end open (as a postinst's debconf has fd 3, or a shell's
+            # $(...)): the daemon must not keep it, or whoever reads the pipe waits for ever.
+            inherited_read, inherited_write = os.pipe()
+            r = init(env, "start", pass_fds=(inherited_write,))
+            os.close(inherited_write)
             assert r.returncode == 0, r
+            assert reaches_eof(inherited_read, 10), "the daemon kept a descriptor it inherited"
+            os.close(inherited_read)
             daemon.pid = int(h.wait_until(daemon._pid_from_file, what="the pid file"))
             daemon.pgids.add(daemon.pid)
             daemon.wait_healthy()
@@ -71,14 +88,29 @@ def check_actions():
                 f.write("workers: [\n")
             assert init(env, "configtest").returncode == 1
             assert init(env, "reload").returncode == 1
+            r = init(env, "restart")   # tests before it stops: the running one goes on
+            assert r.returncode == 1 and "Stopping" not in r.stdout and h.pid_alive(daemon.pid), r
+            assert len(r.stderr.splitlines()) == 1, r   # the error said once
             assert daemon.ctl_json("show info")["generation"] == 4
             daemon.rewrite_config()
 
+            # The pid file is for anyone to read, though the daemon's umask is 027.
+            assert os.stat(daemon.pid_file).st_mode & 0o777 == 0o644
             pid = daemon.pid
             r = init(env, "stop")
             assert r.returncode == 0, r
             assert not h.pid_alive(pid) and not os.path.exists(daemon.pid_file)
             assert init(env, "status").returncode == 3
+            # Killed, its pid file left: LSB's 1, "dead and the pid file exists".
+            r = init(env, "start")
+            assert r.returncode == 0, r
+            pid = int(h.wait_until(daemon._pid_from_file, what="the pid file"))
+            daemon.pgids.add(pid)   # its workers end with it, and the harness ends any left
+            os.kill(pid, 9)
+            h.wait_until(lambda: not h.pid_alive(pid), what="the kill")
+            r = init(env, "status")
+            assert r.returncode == 1 and "is left" in r.stdout, r
+            os.unlink(daemon.pid_file)
 
         # The pid file lies in a directory the service's user writes: a pid in it that names no
         # somirrord (another process, -1 for every process, a link) is never signalled.
@@ -92,7 +124,7 @@ def check_actions():
                     assert "not running" in r.stdout and bystander.poll() is None, (text, action, r)
             os.unlink(daemon.pid_file)
             os.symlink("/proc/self/stat", daemon.pid_file)
-            assert init(env, "status").returncode == 3
+            assert init(env, "status").returncode == 1
             # -1 (every process) and 1 (init) only in a PID namespace of their own, beside a
             # sleeper: a mistake there hits nothing else.
             if os.geteuid() == 0:

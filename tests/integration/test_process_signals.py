@@ -123,6 +123,7 @@ def check_test_mode(s):
     assert re.search(r"short\.yaml:\d+:\d+: vendor\.certificates\[1\]: .*the key has only 1024 bits", r.stderr), r
     assert "vendor.certificates[0]" not in r.stderr, r
     check_mirror_directory_as_user(s)
+    check_reload_as_user(s)
     check_secrets_readable_by_everyone(s)
     missing = run("-t", "-c", os.path.join(s.dir, "absent.yaml"))
     assert missing.returncode == 1 and missing.stderr, missing
@@ -192,6 +193,60 @@ def check_mirror_directory_as_user(s):
             else:
                 assert "sqlite" not in r.stderr, (directory, r.stderr)
         assert not os.path.exists(os.path.join(owned, "new")), "-t made a directory"
+    finally:
+        shutil.rmtree(base)
+
+
+def check_reload_as_user(s):
+    """As root with user: set, -t warns of what only that user's view shows: a configuration or
+    key that user cannot read (the start works as root, every reload after it fails), and a pid
+    file or status socket in a directory that user cannot write (left behind at the stop). A
+    layout that user reads and writes gets no such warning."""
+    if os.geteuid() != 0:
+        print("check_reload_as_user: skipped, not root")
+        return
+    base = tempfile.mkdtemp(prefix="smasuser")
+    try:
+        os.chmod(base, 0o755)
+        pw = pwd.getpwnam("nobody")
+        run_dir = os.path.join(base, "run")
+        os.mkdir(run_dir)
+        os.chown(run_dir, pw.pw_uid, pw.pw_gid)
+        keys = h.Keys(*(shutil.copy(k, base) for k in s.keys))
+        for k in keys:   # the group's, as the README has it
+            os.chown(k, 0, pw.pw_gid)
+            os.chmod(k, 0o640)
+        config = h.write_config(base, keys, user="nobody", pid_file=os.path.join(run_dir, "s.pid"),
+                                status_socket=os.path.join(run_dir, "s.sock"))
+        os.chmod(config, 0o644)
+        r = run("-t", "-c", config)
+        assert r.returncode == 0 and "as user nobody" not in r.stderr and "left behind" not in r.stderr, r
+
+        os.chmod(config, 0o600)
+        r = run("-t", "-c", config)
+        assert r.returncode == 0 and "configuration ok" in r.stdout, r
+        assert ("warning: as user nobody the configuration does not load, so reloads will fail until it does: "
+                "%s: cannot open: Permission denied" % config) in r.stderr, r.stderr
+        os.chmod(config, 0o644)
+        os.chmod(keys.app_key_pem, 0o600)
+        r = run("-t", "-c", config)
+        assert r.returncode == 0 and "as user nobody the configuration does not load" in r.stderr, r
+        assert "application.private_key" in r.stderr and "Permission denied" in r.stderr, r.stderr
+        os.chmod(keys.app_key_pem, 0o640)
+
+        os.chown(run_dir, 0, 0)
+        r = run("-t", "-c", config)
+        assert r.returncode == 0, r
+        for key, name in (("pid_file", "s.pid"), ("status_socket", "s.sock")):
+            assert ("%s %s: user nobody cannot write its directory, so it is left behind when somirrord stops"
+                    % (key, os.path.join(run_dir, name))) in r.stderr, r.stderr
+        # ... and so it is, said in the log.
+        with h.Daemon(config) as daemon:
+            daemon.start()
+            daemon.stop()
+            for key, name in (("pid_file", "s.pid"), ("status_socket", "s.sock")):
+                assert ("%s %s is left behind: cannot remove it: Permission denied"
+                        % (key, os.path.join(run_dir, name))) in daemon.log(), daemon.log()
     finally:
         shutil.rmtree(base)
 

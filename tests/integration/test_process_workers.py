@@ -5,6 +5,7 @@ burst of connections is shared among the workers; a mirror unused for store.idle
 closed."""
 import os
 import signal
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -118,9 +119,31 @@ def check_idle_mirrors_closed():
         assert open_mirror_files(workers, "Mirror_Cust1.db") == 1
         h.wait_until(lambda: open_mirror_files(workers, "Mirror_Cust1.db") == 0, 10,
                      what="the idle mirror closed")
+        check_idle_mirror_readable(os.path.join(s.dir, "mirrors", "Mirror_Cust1.db"))
         status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust1")
         assert status == 200 and h.parse_auth(body)["IsSuccessful"] == "true", body
         assert open_mirror_files(workers, "Mirror_Cust1.db") == 1   # opened again
+
+
+def check_idle_mirror_readable(path):
+    """A closed mirror keeps its -wal and -shm files, so that a reader who may read the files
+    but not write the directory (the service's group, a report job; here nobody, given read
+    access) can open it read-only; without them it could not make them."""
+    for suffix in ("-wal", "-shm"):
+        assert os.path.exists(path + suffix), "the idle mirror's %s file is gone" % suffix
+    if os.geteuid() != 0:
+        print("check_idle_mirror_readable: reader part skipped, not root")
+        return
+    directory = os.path.dirname(path)
+    for d in (directory, os.path.dirname(directory)):
+        os.chmod(d, 0o755)   # root's: nobody reads, cannot write
+    for name in os.listdir(directory):
+        os.chmod(os.path.join(directory, name), 0o644)
+    reader = ("import sqlite3, sys; c = sqlite3.connect('file:%s?mode=ro', uri=True); "
+              "print(c.execute('SELECT count(*) FROM sqlite_master').fetchone()[0])" % path)
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+                        "-c", reader], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and int(r.stdout) > 0, r
 
 
 if __name__ == "__main__":
