@@ -130,7 +130,7 @@ def check_consistency():
     assert owned.get(state_dir) == (s["user"], s["group"], "0750"), owned
     log_lines = [c for c in pre if s["log_file"] in c]
     assert len(log_lines) == 1 and log_lines[0].startswith("+"), pre
-    assert "chown %s:" % s["user"] in log_lines[0] and "touch %s" % s["log_file"] in log_lines[0], log_lines
+    assert "chown -h %s:" % s["user"] in log_lines[0] and "touch %s" % s["log_file"] in log_lines[0], log_lines
     assert init_default(init, "LOG_FILE") == s["log_file"], init_default(init, "LOG_FILE")
     assert init_default(init, "DAEMON_USER") == s["user"], init_default(init, "DAEMON_USER")
     # The checks that were there stay, on the same configuration.
@@ -157,7 +157,15 @@ def prepare_root(root, pre, settings, user, group):
             os.makedirs(root + os.path.dirname(path), exist_ok=True)
         os.makedirs(root + settings["sqlite_dir"], exist_ok=True)
         return
+    for command in root_commands(root, pre, settings, user, group):
+        run("/bin/sh", "-c", command)
+
+
+def root_commands(root, pre, settings, user, group):
+    """The unit's '+' ExecStartPre commands, their paths moved under root and the sample's user
+    (and group) replaced."""
     log_group = "adm" if harness.group_exists("adm") else group
+    commands = []
     for command in pre:
         if not command.startswith("+"):
             continue
@@ -167,10 +175,31 @@ def prepare_root(root, pre, settings, user, group):
             command = command.replace(path, root + path)
         command = command.replace("-o %s " % settings["user"], "-o %s " % user)
         command = command.replace("-g %s " % settings["group"], "-g %s " % group)
-        command = command.replace("chown %s:adm " % settings["user"], "chown %s:%s " % (user, log_group))
+        command = command.replace("chown -h %s:adm " % settings["user"], "chown -h %s:%s " % (user, log_group))
         outside = re.search(r"(?<![\w.-])/(run|var|etc|srv|home)/\S*", command)
         assert not outside, "%s would touch %s outside the temporary root" % (command, outside.group(0))
-        run("/bin/sh", "-c", command)
+        commands.append(command)
+    return commands
+
+
+def check_log_link_refused(work, pre, settings, user, group):
+    """A log directory the user was once given, and a link planted in it where the log file
+    goes: the unit's root command takes the directory back and chowns nothing through the
+    link."""
+    root = os.path.join(work, "linkroot")
+    log_dir = root + os.path.dirname(settings["log_file"])
+    os.makedirs(log_dir)
+    pw = pwd.getpwnam(user)
+    os.chown(log_dir, pw.pw_uid, pw.pw_gid)
+    victim = os.path.join(work, "victim")
+    open(victim, "w").close()
+    os.symlink(victim, root + settings["log_file"])
+    log_command = [c for c in root_commands(root, pre, settings, user, group) if "chown" in c]
+    assert len(log_command) == 1, log_command
+    r = subprocess.run(["/bin/sh", "-c", log_command[0]], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, "the unit's log command went on through a link: %s" % r
+    assert os.stat(victim).st_uid == 0, "the unit's log command chowned the link's target"
+    assert os.stat(log_dir).st_uid == 0, "the log directory stayed the user's"
 
 
 def main():
@@ -181,7 +210,7 @@ def main():
         run(task, "keys", "--out", work)
         check_postrotate_trusts_no_pid(work)
         text = read(SAMPLE)
-        text = text.replace("/etc/somirror/app-private.xml", os.path.join(work, "app.xml"))
+        text = text.replace("/etc/somirror/app.xml", os.path.join(work, "app.xml"))
         text = text.replace("/etc/somirror/vendor.crt", os.path.join(work, "vendor.crt"))
         checked = os.path.join(work, "checked.yaml")
         checked_text = text
@@ -194,6 +223,7 @@ def main():
         open(checked, "w").write(checked_text)
         out = run(harness.program("somirrord"), "-t", "-c", checked).stdout
         assert "configuration ok" in out, out
+        assert "hooks." not in out, "the sample names a hook that is not there: %s" % out
 
         # The same file, its paths under a temporary root, its user nobody when we are root.
         root = os.path.join(work, "root")
@@ -212,8 +242,6 @@ def main():
         else:
             text = re.sub(r"(?m)^(user|group): .*\n", "", text)   # no privilege drop possible
         text = re.sub(r"(?m)^workers: .*$", "workers: 2", text)
-        text = re.sub(r"(?m)^(  table_sql:).*$", r"\1 " + work + "/sql", text)
-        os.makedirs(os.path.join(work, "sql"))
         config = os.path.join(work, "somirrord.yaml")
         open(config, "w").write(text)
         os.chmod(config, 0o644)
@@ -221,6 +249,8 @@ def main():
         pid_file, sock = root + settings["pid_file"], root + settings["status_socket"]
         state_file, log_file = root + settings["state_file"], root + settings["log_file"]
         prepare_root(root, pre, settings, user, group)
+        if user:
+            check_log_link_refused(work, pre, settings, user, group)
 
         source = os.path.join(work, "source.db")
         run(task, "gen", "--db", source, "--scale", "30", "--seed", "3")

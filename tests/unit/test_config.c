@@ -165,7 +165,7 @@ START_TEST(test_sample)
     ck_assert_str_eq(cfg->mssql.schema, "dbo");
     ck_assert_ptr_null(cfg->mssql.password);   /* read only when mssql is the driver */
     ck_assert_str_eq(cfg->postgresql.conninfo, "host=/var/run/postgresql user=somirror");
-    ck_assert_str_eq(cfg->hooks.table_sql, "/etc/somirror/sql");
+    ck_assert_ptr_null(cfg->hooks.table_sql);   /* shown commented out: no such directory yet */
     cfg_free(cfg);
     cfg_errors_free(&errs);
 }
