@@ -231,7 +231,8 @@ static char *dotted_name(const char *prefix, const char *name)
 
 /* ---- numbers, sizes and durations ---- */
 
-/* Leading decimal digits of text into *value; *end after them. -1 without digits or on overflow. */
+/* Leading decimal digits of text into *value; *end after them. -1 without digits,
+ * CFG_TOO_LARGE past what unsigned long long holds. */
 static int parse_digits(const char *text, unsigned long long *value, const char **end)
 {
     if (*text < '0' || *text > '9')
@@ -240,7 +241,7 @@ static int parse_digits(const char *text, unsigned long long *value, const char 
     errno = 0;
     *value = strtoull(text, &stop, 10);
     if (errno == ERANGE)
-        return -1;
+        return CFG_TOO_LARGE;
     *end = stop;
     return 0;
 }
@@ -250,20 +251,22 @@ struct unit {
     unsigned long long factor;
 };
 
-/* A number with an optional unit from units (blanks allowed between) into *out, at most max. */
+/* A number with an optional unit from units (blanks allowed between) into *out: 0, -1 when
+ * text is no such thing, CFG_TOO_LARGE when it is one above max. */
 static int parse_with_unit(const char *text, const struct unit *units, unsigned long long max,
                            unsigned long long *out)
 {
     unsigned long long number;
-    const char *rest;
-    if (parse_digits(text, &number, &rest) != 0)
+    const char *rest = text + strspn(text, "0123456789");
+    int rc = parse_digits(text, &number, &rest);
+    if (rc == -1)
         return -1;
     rest += strspn(rest, " ");
     for (const struct unit *u = units; u->suffix; u++) {
         if (strcmp(rest, u->suffix) != 0)
             continue;
-        if (number > max / u->factor)
-            return -1;
+        if (rc == CFG_TOO_LARGE || number > max / u->factor)
+            return CFG_TOO_LARGE;
         *out = number * u->factor;
         return 0;
     }
@@ -276,10 +279,10 @@ int cfg_parse_size(const char *text, size_t *out)
         {"", 1}, {"B", 1}, {"KiB", 1ULL << 10}, {"MiB", 1ULL << 20}, {"GiB", 1ULL << 30}, {NULL, 0},
     };
     unsigned long long bytes;
-    if (parse_with_unit(text, units, SIZE_MAX, &bytes) != 0)
-        return -1;
-    *out = (size_t)bytes;
-    return 0;
+    int rc = parse_with_unit(text, units, SIZE_MAX, &bytes);
+    if (rc == 0)
+        *out = (size_t)bytes;
+    return rc;
 }
 
 int cfg_parse_duration(const char *text, int *out)
@@ -288,10 +291,10 @@ int cfg_parse_duration(const char *text, int *out)
         {"", 1}, {"s", 1}, {"m", 60}, {"h", 3600}, {NULL, 0},
     };
     unsigned long long seconds;
-    if (parse_with_unit(text, units, INT_MAX, &seconds) != 0)
-        return -1;
-    *out = (int)seconds;
-    return 0;
+    int rc = parse_with_unit(text, units, INT_MAX, &seconds);
+    if (rc == 0)
+        *out = (int)seconds;
+    return rc;
 }
 
 /* ---- converters (KEY_SCALAR) ---- */
@@ -327,12 +330,13 @@ static bool to_workers(const char *text, const struct key_spec *spec, void *fiel
 static bool to_duration(const char *text, const struct key_spec *spec, void *field, char *why,
                         size_t whylen)
 {
-    int seconds;
-    if (cfg_parse_duration(text, &seconds) != 0) {
+    int seconds = 0;
+    int rc = cfg_parse_duration(text, &seconds);
+    if (rc == -1) {
         snprintf(why, whylen, "seconds or a duration like 5m");
         return false;
     }
-    if (seconds < spec->min || seconds > spec->max) {
+    if (rc == CFG_TOO_LARGE || seconds < spec->min || seconds > spec->max) {
         snprintf(why, whylen, "a duration from %lld to %lld seconds", spec->min, spec->max);
         return false;
     }
@@ -343,12 +347,13 @@ static bool to_duration(const char *text, const struct key_spec *spec, void *fie
 static bool to_size(const char *text, const struct key_spec *spec, void *field, char *why,
                     size_t whylen)
 {
-    size_t bytes;
-    if (cfg_parse_size(text, &bytes) != 0) {
+    size_t bytes = 0;
+    int rc = cfg_parse_size(text, &bytes);
+    if (rc == -1) {
         snprintf(why, whylen, "bytes or a size like 64MiB");
         return false;
     }
-    if (bytes < (unsigned long long)spec->min || bytes > (unsigned long long)spec->max) {
+    if (rc == CFG_TOO_LARGE || bytes < (unsigned long long)spec->min || bytes > (unsigned long long)spec->max) {
         snprintf(why, whylen, "a size from %lld to %lld bytes", spec->min, spec->max);
         return false;
     }
@@ -364,7 +369,12 @@ static bool to_mode(const char *text, const struct key_spec *spec, void *field, 
         snprintf(why, whylen, "an octal mode like 0600");
         return false;
     }
-    *(int *)field = (int)strtol(text, NULL, 8);
+    int mode = (int)strtol(text, NULL, 8);
+    if (!(mode & 0222)) {   /* connecting to a unix socket takes write permission */
+        snprintf(why, whylen, "a mode that lets someone connect (a write bit, like 0600 or 0660)");
+        return false;
+    }
+    *(int *)field = mode;
     return true;
 }
 

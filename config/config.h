@@ -144,7 +144,9 @@ const char *cfg_secret_exposed(const char *path, char *out, size_t outlen);
 /* The mirror database name of a tenant from the template ("Mirror_{tenant}"). */
 char *cfg_database_name(const struct config *cfg, const char *tenant);
 
-/* "64MiB" -> bytes, "5m" -> seconds. Return 0 or -1. Plain numbers are bytes and seconds. */
+/* "64MiB" -> bytes, "5m" -> seconds. Return 0, -1 when text is no size or duration, or
+ * CFG_TOO_LARGE when it is one too large to hold. Plain numbers are bytes and seconds. */
+#define CFG_TOO_LARGE (-2)
 int cfg_parse_size(const char *text, size_t *out);
 int cfg_parse_duration(const char *text, int *out);
 

@@ -302,6 +302,9 @@ START_TEST(test_wrong_types)
                  ":9:8: log.level: expected error, warn, info or debug, got \"verbose\"");
     expect_error(MINIMAL "status_socket_mode: 0800\n",
                  ":9:1: status_socket_mode: expected an octal mode like 0600, got \"0800\"");
+    expect_error(MINIMAL "status_socket_mode: 0444\n",
+                 ":9:1: status_socket_mode: expected a mode that lets someone connect (a write bit, like 0600 "
+                 "or 0660), got \"0444\"");
     expect_error(MINIMAL "tenants: { max: 1000001 }\n",
                  ":9:12: tenants.max: expected a number from 1 to 1000000, got \"1000001\"");
     expect_error(MINIMAL "? [ a ]\n: b\n", ":9:3: (top level): expected a key name (without a NUL character), got a list");
@@ -316,6 +319,12 @@ START_TEST(test_sizes_in_file)
                  ":9:11: limits.max_request_bytes: expected bytes or a size like 64MiB, got \"lots\"");
     expect_error(MINIMAL "limits: { max_request_bytes: 1KiB }\n",
                  ":9:11: limits.max_request_bytes: expected a size from 4096 to 1099511627776 bytes, got \"1KiB\"");
+    /* too large to hold is out of range too, not "no size" */
+    expect_error(MINIMAL "limits: { max_request_bytes: 99999999999999999999 GiB }\n",
+                 ":9:11: limits.max_request_bytes: expected a size from 4096 to 1099511627776 bytes, got "
+                 "\"99999999999999999999 GiB\"");
+    expect_error(MINIMAL "shutdown_timeout: 99999999999999999999\n",
+                 ":9:1: shutdown_timeout: expected a duration from 0 to 86400 seconds, got \"99999999999999999999\"");
 }
 END_TEST
 
@@ -647,8 +656,9 @@ START_TEST(test_parse_size)
     ck_assert_int_eq(cfg_parse_size("1MB", &size), -1);
     ck_assert_int_eq(cfg_parse_size("-1", &size), -1);
     ck_assert_int_eq(cfg_parse_size("1.5MiB", &size), -1);
-    ck_assert_int_eq(cfg_parse_size("99999999999999999999", &size), -1);
-    ck_assert_int_eq(cfg_parse_size("18014398509481984GiB", &size), -1);
+    ck_assert_int_eq(cfg_parse_size("99999999999999999999", &size), CFG_TOO_LARGE);
+    ck_assert_int_eq(cfg_parse_size("18014398509481984GiB", &size), CFG_TOO_LARGE);
+    ck_assert_int_eq(cfg_parse_size("99999999999999999999 lots", &size), -1);
     ck_assert_uint_eq(size, 7);
 }
 END_TEST
@@ -669,8 +679,9 @@ START_TEST(test_parse_duration)
     ck_assert_int_eq(cfg_parse_duration("1d", &seconds), -1);
     ck_assert_int_eq(cfg_parse_duration("5 min", &seconds), -1);
     ck_assert_int_eq(cfg_parse_duration("+5", &seconds), -1);
-    ck_assert_int_eq(cfg_parse_duration("2147483648", &seconds), -1);
-    ck_assert_int_eq(cfg_parse_duration("600000h", &seconds), -1);
+    ck_assert_int_eq(cfg_parse_duration("2147483648", &seconds), CFG_TOO_LARGE);
+    ck_assert_int_eq(cfg_parse_duration("600000h", &seconds), CFG_TOO_LARGE);
+    ck_assert_int_eq(cfg_parse_duration("99999999999999999999d", &seconds), -1);
     ck_assert_int_eq(seconds, 7);
 }
 END_TEST
