@@ -474,6 +474,22 @@ static bool check_encrypt(const char *text, const struct key_spec *spec, char *w
     return choose(text, modes, why, whylen) >= 0;
 }
 
+/* Whether the len bytes of host are digits and dots but not an IPv4 address in full: "1" or
+ * "127.1", which the resolver takes as 0.0.0.1 and 127.0.0.1 (inet_aton's short forms), where
+ * a part was most likely left out. No host name is all digits and dots. */
+static bool short_ipv4(const char *host, size_t len)
+{
+    char text[INET_ADDRSTRLEN];
+    struct in_addr addr;
+    if (len == 0 || strspn(host, "0123456789.") < len)
+        return false;
+    if (len >= sizeof(text))
+        return true;
+    memcpy(text, host, len);
+    text[len] = '\0';
+    return inet_pton(AF_INET, text, &addr) != 1;
+}
+
 /* Splits "host:port", "[v6]:port" or ":port"; host and port may be NULL to only check. */
 static bool split_address(const char *text, char **host, char **port)
 {
@@ -499,7 +515,8 @@ static bool split_address(const char *text, char **host, char **port)
             return false;
         host_end = colon;
         size_t len = (size_t)(host_end - host_start);
-        if (strspn(host_start, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-") != len)
+        if (strspn(host_start, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-") != len ||
+            short_ipv4(host_start, len))
             return false;
     }
     const char *port_text = colon + 1;
@@ -518,9 +535,12 @@ static bool check_address(const char *text, const struct key_spec *spec, char *w
 {
     if (split_address(text, NULL, NULL))
         return true;
+    const char *colon = strchr(text, ':');
     if (strncasecmp(text, "[::ffff:", 8) == 0 && strchr(text, '.'))
         snprintf(why, whylen, "an IPv4 address written as such (a.b.c.d:port): an IPv6 listener "
                  "takes IPv6 connections only");
+    else if (colon && short_ipv4(text, (size_t)(colon - text)))
+        snprintf(why, whylen, "an IPv4 address in full, four numbers like 127.0.0.1:8080");
     else
         snprintf(why, whylen, "an address like 127.0.0.1:8080, [::1]:8080 or :8080");
     return false;

@@ -462,6 +462,15 @@ START_TEST(test_listen_errors)
                                      "or :8080, got \"%s\"", bad[i]);
         expect_error(text, tail);
     }
+    /* digits and dots that are not a whole IPv4 address: the resolver would read "1" as 0.0.0.1 */
+    static const char *const short_v4[] = {"1:30", "127.1:80", "10.0.0:80", "1.2.3.4.5:80", "1..2.3:80"};
+    for (size_t i = 0; i < sizeof(short_v4) / sizeof(short_v4[0]); i++) {
+        char tail[256];
+        snprintf(text, sizeof(text), "listen: [ \"%s\" ]\n%s", short_v4[i], rest);
+        snprintf(tail, sizeof(tail), ":1:11: listen[0]: expected an IPv4 address in full, four numbers like "
+                                     "127.0.0.1:8080, got \"%s\"", short_v4[i]);
+        expect_error(text, tail);
+    }
     snprintf(text, sizeof(text), "listen:\n  - { address: \":1\", tls: { certificate: c } }\n%s", rest);
     expect_error(text, ": missing required key \"listen[0].tls.key\"");
     snprintf(text, sizeof(text), "listen:\n  - { tls: { certificate: c, key: k }, port: 1 }\n%s", rest);
