@@ -86,8 +86,30 @@ FILE *yamldoc_open(const char *path, struct yamldoc_error *err)
     return NULL;
 }
 
-/* A first pass over the events that measures nesting and counts aliases, before libyaml builds
- * a document (its scanner costs grow with the square of the nesting depth). YAML errors are
+/* The tag an event gives its node explicitly (!!binary, !local), or NULL. */
+static const char *explicit_tag(const yaml_event_t *event)
+{
+    const yaml_char_t *tag = event->type == YAML_SCALAR_EVENT           ? event->data.scalar.tag
+                             : event->type == YAML_SEQUENCE_START_EVENT ? event->data.sequence_start.tag
+                             : event->type == YAML_MAPPING_START_EVENT  ? event->data.mapping_start.tag
+                                                                        : NULL;
+    return (const char *)tag;
+}
+
+/* Whether tag is one of the YAML core schema's, which say no more than the text itself does:
+ * a value is read as its text, so !!binary's base64 or a local tag's meaning would be lost. */
+static int core_tag(const char *tag)
+{
+    static const char *const core[] = {YAML_STR_TAG, YAML_INT_TAG,      YAML_FLOAT_TAG, YAML_BOOL_TAG,
+                                       YAML_NULL_TAG, YAML_SEQ_TAG, YAML_MAP_TAG};
+    for (size_t i = 0; i < sizeof(core) / sizeof(core[0]); i++)
+        if (strcmp(tag, core[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A first pass over the events that measures nesting, counts aliases and refuses tags that
+ * would be lost, before libyaml builds a document (its scanner costs grow with the square of the nesting depth). YAML errors are
  * left to the load. */
 static int shape_ok(FILE *file, struct yamldoc_error *err)
 {
@@ -106,6 +128,13 @@ static int shape_ok(FILE *file, struct yamldoc_error *err)
             rc = fail(err, &event.start_mark, "more than %d aliases (*name): a configuration needs "
                       "a few at most", YAMLDOC_ALIASES_MAX);
         }
+        const char *tag = explicit_tag(&event);
+        static const char yaml_tags[] = "tag:yaml.org,2002:";   /* written !!name */
+        int short_form = tag && strncmp(tag, yaml_tags, sizeof(yaml_tags) - 1) == 0;
+        if (rc == 0 && tag && !core_tag(tag))
+            rc = fail(err, &event.start_mark, "the YAML tag %s%.80s is not supported (values are read "
+                      "as their text; only the core schema's tags, such as !!str, may be written)",
+                      short_form ? "!!" : "", short_form ? tag + sizeof(yaml_tags) - 1 : tag);
         done = rc != 0 || event.type == YAML_STREAM_END_EVENT;
         yaml_event_delete(&event);
     }

@@ -27,8 +27,8 @@ FILE *yamldoc_open(const char *path, struct yamldoc_error *err);
 /* Reads path's one document into doc (to be freed with yaml_document_delete; an empty file
  * gives a document with no root node). The file must be a regular file (opened without
  * blocking: a FIFO would hold the reader until something writes to it), nest no deeper than
- * YAMLDOC_NESTING_MAX, hold at most YAMLDOC_ALIASES_MAX aliases and one document. 0, or -1
- * with err. */
+ * YAMLDOC_NESTING_MAX, hold at most YAMLDOC_ALIASES_MAX aliases and one document, and tag
+ * nodes with none but the core schema's tags (!!str, !!int, ...). 0, or -1 with err. */
 int yamldoc_load(const char *path, yaml_document_t *doc, struct yamldoc_error *err);
 /* The key node before pair in the mapping map with the scalar key name (a key given twice), or
  * NULL. */

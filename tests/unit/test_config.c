@@ -585,6 +585,29 @@ START_TEST(test_all_errors_collected)
 }
 END_TEST
 
+/* A tag whose meaning reading the text would lose is refused where it is written; the core
+ * schema's say nothing the text does not. */
+START_TEST(test_yaml_tags)
+{
+    expect_error(MINIMAL "hooks: { table_sql: !!binary L2V0Yy9zcWw= }\n",
+                 ":9:21: the YAML tag !!binary is not supported (values are read as their text; only the core "
+                 "schema's tags, such as !!str, may be written)");
+    static const char *const lost[][2] = {{"tenants: !local { max: 5 }\n", ":9:10: the YAML tag !local"},
+                                          {"tenants: { allow: !!set { a: null } }\n", ":9:19: the YAML tag !!set"}};
+    for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++) {
+        char text[512], tail[512];
+        snprintf(text, sizeof(text), MINIMAL "%s", lost[i][0]);
+        snprintf(tail, sizeof(tail), "%s is not supported (values are read as their text; only the core schema's "
+                 "tags, such as !!str, may be written)", lost[i][1]);
+        expect_error(text, tail);
+    }
+    struct config *cfg = load_ok(MINIMAL "workers: !!int 3\nstatus_socket_mode: !!str 0660\n");
+    ck_assert_int_eq(cfg->workers, 3);
+    ck_assert_int_eq(cfg->status_socket_mode, 0660);
+    cfg_free(cfg);
+}
+END_TEST
+
 /* A few aliases are fine (a mapping shared by two keys); many are refused before the document
  * is walked, since each walks its anchor's node again. */
 START_TEST(test_aliases_bounded)
@@ -760,6 +783,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_unreadable);
     tcase_add_test(tc, test_all_errors_collected);
     tcase_add_test(tc, test_aliases_bounded);
+    tcase_add_test(tc, test_yaml_tags);
     tcase_add_test(tc, test_errors_bounded);
     tcase_add_test(tc, test_explicit_state_file);
     tcase_add_test(tc, test_parse_size);
