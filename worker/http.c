@@ -298,12 +298,49 @@ static int headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, siz
     }
 }
 
+/* How many bytes at the start of buf are empty lines (CRLF or LF); a CR that may be the start
+ * of one is counted in *partial. */
+static size_t leading_empty_lines(struct evbuffer *buf, int *partial)
+{
+    struct evbuffer_ptr pos;
+    unsigned char chunk[64];
+    size_t blank = 0;
+    *partial = 0;
+    for (;;) {
+        if (evbuffer_ptr_set(buf, &pos, blank, EVBUFFER_PTR_SET) < 0)
+            return blank;
+        ev_ssize_t got = evbuffer_copyout_from(buf, &pos, chunk, sizeof(chunk));
+        if (got <= 0)
+            return blank;
+        ev_ssize_t i = 0;
+        while (i < got && (chunk[i] == '\n' || (chunk[i] == '\r' && i + 1 < got && chunk[i + 1] == '\n')))
+            i += chunk[i] == '\r' ? 2 : 1;
+        blank += (size_t)i;
+        if (i < got) {
+            *partial = chunk[i] == '\r' && i + 1 == got;   /* the buffer ends in a CR */
+            return blank;
+        }
+    }
+}
+
 /* n bytes of the connection's request stream arrived (or were left over from the one
  * before), at offset from of its input buffer. */
 static void request_bytes(struct conn *c, struct evbuffer *buf, size_t from, size_t n)
 {
     const struct config *cfg = c->http->params->cfg;
     if (c->phase == CONN_WAITING) {
+        /* Empty lines before a request line are passed over (RFC 9112 2.2: a client may end a
+         * body with an extra CRLF), where evhttp would answer 400. They start no request, so no
+         * deadline but the idle one runs while they come. */
+        int partial;
+        size_t blank = leading_empty_lines(buf, &partial);
+        if (blank)
+            evbuffer_drain(buf, blank);
+        size_t len = evbuffer_get_length(buf);
+        if (len == 0 || (partial && len == 1))
+            return;
+        from = 0;
+        n = len;
         int64_t now = monotonic_ms();
         if (!c->first)
             c->header_deadline = now + (int64_t)cfg->header_timeout * 1000;

@@ -298,6 +298,25 @@ def refused_headers(p):
     check(resp.fault["message"].count("Authenticate") == 2, "fault message: %r" % resp.fault["message"])
 
 
+def empty_lines_first(p):
+    """Empty lines before a request line are passed over (RFC 9112 section 2.2), as nginx does:
+    before a connection's first request, after a body (a client that ends it with an extra
+    CRLF, on a kept-alive connection), bare LFs, and a CRLF split across two packets."""
+    body = H.envelope(H.authenticate_body("blank"), p.token()).encode()
+    post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    st, hd, bd = L.raw_http(p.port, b"\r\n\r\n" + post)
+    eq((st, H.parse_auth(bd).get("ClientState")), (200, "blank"), "a request after two empty lines")
+    with socket.create_connection(("127.0.0.1", p.port), timeout=10) as sock:
+        sock.sendall(post + b"\r\n" + health + b"\n\n" + health)
+        answers = L.read_answers(sock, 3)
+        eq([a[0] for a in answers], [200, 200, 200], "CRLF after a body, LFs before a request")
+        for part in (b"\r", b"\n", health):
+            sock.sendall(part)
+            time.sleep(0.05)
+        eq(L.read_answers(sock, 1)[0], (200, b"ok\n"), "a CRLF in two packets, then a request")
+
+
 def half_closed(p):
     """A client that half-closes after its request (nc -N) is taken for gone: the call is not
     run, the answer (if it still reads) is 503 saying so, and the log names the client."""
@@ -501,7 +520,7 @@ def entities_and_cdata(p):
 
 CHECKS = [any_path, soapaction_forms, action_mismatch, unknown_operation, two_body_elements, not_an_envelope,
           keep_alive_cycle, pipelined, healthz_and_405, unread_body_closes, ambiguous_framing, absolute_form,
-          content_encoding, refused_headers, half_closed, connection_close,
+          content_encoding, refused_headers, empty_lines_first, half_closed, connection_close,
           too_large, content_type_answers, prefixes, no_namespace_inside_op, foreign_namespace_ignored, extra_header_blocks,
           dtd_and_entities, entities_and_cdata]
 
