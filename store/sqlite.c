@@ -42,7 +42,10 @@
  * newsequentialid() make an uppercase version-4 GUID.
  *
  * Metadata: "<tenant>_mirroring"(tablename TEXT PRIMARY KEY COLLATE NOCASE, schema, schemahash,
- * lsn INTEGER, updated TEXT 'YYYY-MM-DD HH:MM:SS' UTC). */
+ * lsn INTEGER, updated TEXT 'YYYY-MM-DD HH:MM:SS' UTC).
+ *
+ * Connections are opened through store/sqlite_walbuf's VFS, which writes a commit's WAL frames
+ * in a few large writes instead of two per page; the files are the default VFS's. */
 #include "store/store.h"
 
 #include <errno.h>
@@ -62,6 +65,7 @@
 #include "common/xalloc.h"
 #include "proto/schema.h"
 #include "store/sqlite_checkpoint.h"
+#include "store/sqlite_walbuf.h"
 #include "store/sqltext.h"
 
 enum {
@@ -482,9 +486,10 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
     /* NOMUTEX: a connection is only ever used by the worker's own thread (the helper thread
      * that parses a large RowData body never touches the store), so SQLite need not lock it
      * around every call. */
+    /* Through the gathering VFS: a commit's WAL frames in a few writes (store/sqlite_walbuf). */
     if (sqlite3_open_v2(c->path, &c->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        sqlite_walbuf_vfs()) != SQLITE_OK) {
         char reason[128];
         fault_set(f, FAULT_STORAGE_ERROR, "sqlite: open %s: %s%s", c->path,
                   c->db ? sqlite3_errmsg(c->db) : "out of memory",

@@ -66,11 +66,10 @@ def check_disk_full():
                 workers = d.worker_pids()
                 # Fill the file system, then leave a little room (less than the call needs).
                 filler = os.path.join(mnt, "filler")
-                with open(filler, "wb") as f:
+                with open(filler, "wb", buffering=0) as f:   # unbuffered: nothing left to fail at close
                     try:
-                        while True:
-                            f.write(b"\0" * 65536)
-                            f.flush()
+                        while f.write(b"\0" * 65536):
+                            pass
                     except OSError:
                         pass
                 size = os.path.getsize(filler)
