@@ -449,28 +449,29 @@ START_TEST(test_lists)
 }
 END_TEST
 
+#define LISTEN_REST "application: { id: x, private_key: k }\nvendor: { certificates: c }\n" \
+                    "store: { sqlite: { directory: d } }\n"
+
+/* A listen entry refused, saying what was expected. */
+static void expect_listen_refused(const char *address, const char *expected)
+{
+    char text[1024], tail[256];
+    snprintf(text, sizeof(text), "listen: [ \"%s\" ]\n%s", address, LISTEN_REST);
+    snprintf(tail, sizeof(tail), ":1:11: listen[0]: expected %s, got \"%s\"", expected, address);
+    expect_error(text, tail);
+}
+
 START_TEST(test_listen_errors)
 {
-    const char *rest = "application: { id: x, private_key: k }\nvendor: { certificates: c }\n"
-                       "store: { sqlite: { directory: d } }\n";
+    const char *rest = LISTEN_REST;
     char text[1024];
     static const char *const bad[] = {"127.0.0.1", "::1:80", "[::1]80", "[nothost]:80", ":0", "h:65536", "a b:1"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char tail[256];
-        snprintf(text, sizeof(text), "listen: [ \"%s\" ]\n%s", bad[i], rest);
-        snprintf(tail, sizeof(tail), ":1:11: listen[0]: expected an address like 127.0.0.1:8080, [::1]:8080 "
-                                     "or :8080, got \"%s\"", bad[i]);
-        expect_error(text, tail);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_listen_refused(bad[i], "an address like 127.0.0.1:8080, [::1]:8080 or :8080");
     /* digits and dots that are not a whole IPv4 address: the resolver would read "1" as 0.0.0.1 */
     static const char *const short_v4[] = {"1:30", "127.1:80", "10.0.0:80", "1.2.3.4.5:80", "1..2.3:80"};
-    for (size_t i = 0; i < sizeof(short_v4) / sizeof(short_v4[0]); i++) {
-        char tail[256];
-        snprintf(text, sizeof(text), "listen: [ \"%s\" ]\n%s", short_v4[i], rest);
-        snprintf(tail, sizeof(tail), ":1:11: listen[0]: expected an IPv4 address in full, four numbers like "
-                                     "127.0.0.1:8080, got \"%s\"", short_v4[i]);
-        expect_error(text, tail);
-    }
+    for (size_t i = 0; i < sizeof(short_v4) / sizeof(short_v4[0]); i++)
+        expect_listen_refused(short_v4[i], "an IPv4 address in full, four numbers like 127.0.0.1:8080");
     snprintf(text, sizeof(text), "listen:\n  - { address: \":1\", tls: { certificate: c } }\n%s", rest);
     expect_error(text, ": missing required key \"listen[0].tls.key\"");
     snprintf(text, sizeof(text), "listen:\n  - { tls: { certificate: c, key: k }, port: 1 }\n%s", rest);

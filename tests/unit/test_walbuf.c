@@ -89,6 +89,20 @@ static void teardown(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+/* Runs child(arg) in a child process, which ends itself; its wait status. */
+static int child_status(void (*child)(int), int arg)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        child(arg);
+        _exit(99);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
 /* Transactions of 1 KiB to 1 MiB of frames (inside one buffer, and many buffers). */
 START_TEST(test_each_commit_seen_at_once)
 {
@@ -112,21 +126,20 @@ END_TEST
 
 /* A child commits and is killed at once (no close, no exit handlers): every commit is in the files
  * the default VFS reads; one left open is not, and breaks nothing. */
+static void write_and_crash(int committed)
+{
+    sqlite3 *w = open_writer();
+    exec(w, "BEGIN");
+    insert_rows(w, 1 + 10000 * committed, 3000, 700);
+    if (committed)
+        exec(w, "COMMIT");
+    raise(SIGKILL);   /* as a crash ends it */
+}
+
 START_TEST(test_commits_outlive_the_writer)
 {
     for (int committed = 0; committed <= 1; committed++) {
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-            sqlite3 *w = open_writer();
-            exec(w, "BEGIN");
-            insert_rows(w, 1 + 10000 * committed, 3000, 700);
-            if (committed)
-                exec(w, "COMMIT");
-            raise(SIGKILL);   /* as a crash ends it */
-        }
-        int status;
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        int status = child_status(write_and_crash, committed);
         ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     }
     sqlite3 *r = open_db(NULL);
@@ -140,33 +153,33 @@ END_TEST
 /* A commit whose frames cannot all be written (here: past the file size limit, after the
  * space was reserved) fails as SQLite's own writes fail, rolled back; it does not end the
  * process at the barrier, and what was committed before stays. */
+/* Exits 0 when a commit of 40 KiB of frames (one buffer, written out at the commit frame) past
+ * the file size limit fails with SQLITE_FULL. */
+static void commit_past_the_size_limit(int unused)
+{
+    (void)unused;
+    sqlite3 *w = open_writer();
+    char wal[300];
+    struct stat st;
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    if (stat(wal, &st) != 0)
+        _exit(3);
+    struct rlimit limit = {(rlim_t)st.st_size + 10000, (rlim_t)st.st_size + 10000};
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &limit) != 0)
+        _exit(4);
+    int rc = sqlite3_exec(w, "INSERT INTO t SELECT 100 + value, randomblob(4000) FROM "
+                          "(WITH RECURSIVE k(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM k "
+                          "WHERE value < 10) SELECT value FROM k)", NULL, NULL, NULL);
+    _exit(rc == SQLITE_FULL ? 0 : 10 + (rc & 0xff));
+}
+
 START_TEST(test_commit_that_cannot_be_written_fails)
 {
     sqlite3 *w = open_writer();
     insert_rows(w, 1, 10, 100);
     sqlite3_close(w);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        w = open_writer();
-        char wal[300];
-        struct stat st;
-        snprintf(wal, sizeof(wal), "%s-wal", path);
-        if (stat(wal, &st) != 0)
-            _exit(3);
-        struct rlimit limit = {(rlim_t)st.st_size + 10000, (rlim_t)st.st_size + 10000};
-        signal(SIGXFSZ, SIG_IGN);
-        if (setrlimit(RLIMIT_FSIZE, &limit) != 0)
-            _exit(4);
-        char sql[200];   /* 40 KiB of frames: one buffer, written out at the commit frame */
-        snprintf(sql, sizeof(sql), "INSERT INTO t SELECT 100 + value, randomblob(4000) FROM "
-                 "(WITH RECURSIVE k(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM k WHERE value < 10) "
-                 "SELECT value FROM k)");
-        int rc = sqlite3_exec(w, sql, NULL, NULL, NULL);
-        _exit(rc == SQLITE_FULL ? 0 : 10 + (rc & 0xff));
-    }
-    int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    int status = child_status(commit_past_the_size_limit, 0);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child %s %d",
                   WIFEXITED(status) ? "exited" : "was killed by signal",
                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
