@@ -732,6 +732,9 @@ START_TEST(task_yaml_refusals)
          ":3:35: tenants.source: the value has a NUL character"},
         {VENDOR "applications: [ { id: " LONG_ID ", url: \"http://x/\", public_key: a.pub } ]\n",
          ":2:23: applications.id: longer than 255 bytes"},
+        {TASK_YAML_HEAD "tenants: [ { context: T1, source: !!binary dC5kYg== } ]\n",
+         ":3:35: the YAML tag !!binary is not supported (values are read as their text; only the core "
+         "schema's tags, such as !!str, may be written)"},
     };
 #undef TENANT
 #undef VENDOR
