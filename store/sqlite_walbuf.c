@@ -6,8 +6,10 @@
  * contiguous from `start`) and written in one pwrite on a descriptor of our own when the
  * buffer is full, when a write does not follow on, and before anything that reads or measures
  * that file (xRead, xFileSize, xTruncate, xSync, xClose). A database file's xShmBarrier, which
- * SQLite calls between a commit's frames and the wal-index header that publishes them, writes
- * out the thread's buffer first, whatever file it holds.
+ * SQLite calls between a commit's frames and the wal-index header that publishes them, and its
+ * release of the WAL's write lock (after a commit or a rollback) write out the thread's buffer
+ * first, whatever file it holds: gathered writes never outlive the write lock they were made
+ * under.
  *
  * Threads: a connection, and so each of its files, is used by one thread at a time, and a
  * thread's buffer holds only what that thread wrote: only it touches `pending`. Files are never
@@ -190,6 +192,20 @@ static void main_shm_barrier(sqlite3_file *file)
     REAL(file)->pMethods->xShmBarrier(REAL(file));
 }
 
+/* SQLite takes and releases the WAL's write lock (slot 0 of the wal-index's locks, exclusive)
+ * on the database file. Released after a rollback, the thread's buffer may still hold frames
+ * the transaction spilled: they are written out now, where the default VFS wrote them, while no
+ * other writer (another connection, thread or process) can have put its own frames there;
+ * gathered any longer, they would later be written over that writer's committed frames. A
+ * failure is no harm: such frames are past the WAL's end. (After a commit the buffer is
+ * empty: its frames went at the commit frame and the barrier.) */
+static int main_shm_lock(sqlite3_file *file, int offset, int n, int flags)
+{
+    if (offset == 0 && flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE))
+        flush_pending();
+    return REAL(file)->pMethods->xShmLock(REAL(file), offset, n, flags);
+}
+
 /* ---- the calls forwarded as they are ---- */
 
 static int fwd_write(sqlite3_file *file, const void *data, int amt, sqlite3_int64 off)
@@ -271,7 +287,7 @@ static const sqlite3_io_methods wal_methods = {
 static const sqlite3_io_methods other_methods = {
     3, file_close, fwd_read, fwd_write, fwd_truncate, fwd_sync, fwd_file_size, fwd_lock, fwd_unlock,
     fwd_check_reserved_lock, fwd_file_control, fwd_sector_size, fwd_device_characteristics,
-    fwd_shm_map, fwd_shm_lock, main_shm_barrier, fwd_shm_unmap, fwd_fetch, fwd_unfetch,
+    fwd_shm_map, main_shm_lock, main_shm_barrier, fwd_shm_unmap, fwd_fetch, fwd_unfetch,
 };
 
 static int walbuf_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags,

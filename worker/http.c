@@ -317,6 +317,8 @@ static size_t leading_empty_lines(struct evbuffer *buf, int *partial)
             i += chunk[i] == '\r' ? 2 : 1;
         blank += (size_t)i;
         if (i < got) {
+            if (chunk[i] == '\r' && i + 1 == got && got == (ev_ssize_t)sizeof(chunk))
+                continue;   /* a CR at the chunk's end: read on from it */
             *partial = chunk[i] == '\r' && i + 1 == got;   /* the buffer ends in a CR */
             return blank;
         }

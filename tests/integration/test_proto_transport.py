@@ -315,6 +315,9 @@ def empty_lines_first(p):
             sock.sendall(part)
             time.sleep(0.05)
         eq(L.read_answers(sock, 1)[0], (200, b"ok\n"), "a CRLF in two packets, then a request")
+        # many, a CRLF across the 64 bytes the server looks at a time
+        sock.sendall(b"\n" + b"\r\n" * 40 + health + b"\n" * 63 + b"\r\n" + health)
+        eq([a[0] for a in L.read_answers(sock, 2)], [200, 200], "81 and 65 bytes of empty lines")
 
 
 def half_closed(p):

@@ -212,6 +212,61 @@ START_TEST(test_spilled_frames_read_back_and_rolled_back)
 }
 END_TEST
 
+/* Spilled, rolled back, and another writer commits where those frames went: the frames the
+ * first connection gathered must never be written over the other's (here at its next read,
+ * whose barrier writes out what the thread holds). */
+START_TEST(test_rolled_back_frames_never_land_on_a_later_commit)
+{
+    sqlite3 *w = open_writer();
+    exec(w, "CREATE TABLE u (id INTEGER PRIMARY KEY, v TEXT)");
+    exec(w, "PRAGMA wal_checkpoint(TRUNCATE)");   /* both write from the WAL's start */
+    exec(w, "PRAGMA cache_size = 8");
+    exec(w, "BEGIN");
+    insert_rows(w, 1, 200, 1000);
+    exec(w, "ROLLBACK");
+    sqlite3 *other = open_db(NULL);
+    exec(other, "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 100) "
+                "INSERT INTO u SELECT i, 'committed by the other' FROM k");
+    sqlite3_close(other);
+    ck_assert_int_eq(query(w, "SELECT count(*) FROM t"), 0);
+    sqlite3 *r = open_db(NULL);
+    ck_assert_int_eq(query(r, "SELECT count(*) FROM u"), 100);
+    ck_assert_int_eq(query(r, "SELECT count(*) FROM u WHERE v = 'committed by the other'"), 100);
+    assert_intact(r);
+    sqlite3_close(r);
+    sqlite3_close(w);
+}
+END_TEST
+
+/* A transaction that spills, then changes pages it spilled, writes them over in place and
+ * rewrites its frames' checksums after its commit frame: those rewrites must reach the file
+ * (at the barrier, at the latest as the write lock is released), or a writer killed right
+ * after the commit leaves a WAL whose recovery stops at the first frame it wrote. */
+static void rewrite_spilled_and_crash(int unused)
+{
+    (void)unused;
+    sqlite3 *w = open_writer();
+    exec(w, "PRAGMA cache_size = 8");
+    exec(w, "BEGIN");
+    insert_rows(w, 1, 2000, 500);
+    exec(w, "UPDATE t SET b = randomblob(20) WHERE id <= 50");
+    insert_rows(w, 2001, 20, 500);
+    exec(w, "COMMIT");
+    raise(SIGKILL);
+}
+
+START_TEST(test_checksums_rewritten_at_commit_survive_a_crash)
+{
+    int status = child_status(rewrite_spilled_and_crash, 0);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    sqlite3 *r = open_db(NULL);   /* the only connection: recovers the wal-index from the WAL */
+    ck_assert_int_eq(query(r, "SELECT count(*) FROM t"), 2020);
+    ck_assert_int_eq(query(r, "SELECT count(*) FROM t WHERE length(b) = 20"), 50);
+    assert_intact(r);
+    sqlite3_close(r);
+}
+END_TEST
+
 /* Checkpointed by another connection (as the store's checkpoint thread does), the WAL starts
  * again from its beginning at the next write. */
 START_TEST(test_wal_written_again_from_its_start)
@@ -243,6 +298,8 @@ int main(void)
     tcase_add_test(tc, test_commits_outlive_the_writer);
     tcase_add_test(tc, test_commit_that_cannot_be_written_fails);
     tcase_add_test(tc, test_spilled_frames_read_back_and_rolled_back);
+    tcase_add_test(tc, test_rolled_back_frames_never_land_on_a_later_commit);
+    tcase_add_test(tc, test_checksums_rewritten_at_commit_survive_a_crash);
     tcase_add_test(tc, test_wal_written_again_from_its_start);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
