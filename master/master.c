@@ -1165,6 +1165,22 @@ static int serve(struct master *m, int foreground)
     return 0;
 }
 
+/* somirrord -t on a configuration whose keys or certificates did not load (their errors are
+ * said): when the file itself loads, what a start would find wrong beyond it is said too (an
+ * unknown user, a listen address that does not resolve ...), so that one run tells every
+ * error, not the next one at each try. */
+static void test_beyond_keys(const char *config_path)
+{
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    struct config *cfg = cfg_load(config_path, &errs);   /* its errors are said already */
+    char err[1024];
+    if (cfg && check_start(NULL, cfg, err, sizeof(err)) < 0)
+        fprintf(stderr, "somirrord: %s\n", err);
+    cfg_free(cfg);
+    cfg_errors_free(&errs);
+}
+
 int master_main(int argc, char **argv)
 {
     struct master_options opts;
@@ -1200,6 +1216,8 @@ int master_main(int argc, char **argv)
     if (load_generation(m.config_path, &m.cfg, &m.keys, &m.boot_tls, &errs) < 0) {
         report_errors(&errs);
         cfg_errors_free(&errs);
+        if (opts.test_config)
+            test_beyond_keys(m.config_path);
         goto out;
     }
     cfg_errors_free(&errs);

@@ -59,6 +59,14 @@ def check_test_mode(s):
         assert r.returncode == 1 and needle in r.stderr, r
         assert r.stderr.startswith("somirrord: %s:1:" % unstartable), r.stderr   # where the key is
         assert not os.path.exists(os.path.join(s.dir, "no")), "-t made a directory"
+    # Keys that do not load and a user that does not exist: one run says both.
+    with open(unstartable, "w") as f:
+        cfg = h.read_config(s.config)
+        cfg["user"] = "no-such-user-here"
+        h._set_dotted(cfg, "application.private_key", os.path.join(s.dir, "no-such-key.pem"))
+        f.write(h.json.dumps(cfg))
+    r = run("-t", "-c", unstartable)
+    assert r.returncode == 1 and "no-such-key.pem" in r.stderr and "no-such-user-here: no such user" in r.stderr, r
     # A status socket path that names a file (the last one above): the start refuses, and the
     # file stays.
     with open(unstartable, "w") as f:
