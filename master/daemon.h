@@ -9,10 +9,9 @@
 
 /* Detaches: closes every descriptor the starter left open beyond the standard streams (so
  * nothing may be open that the daemon needs), then forks. Returns in the daemon (grandchild)
- * with *ready_fd open; the starting process
- * waits and exits 0 once daemon_ready is called, 1 if the daemon exits first. -1 with err
- * when a fork fails. Error messages written to stderr before daemon_ready still reach the
- * terminal. */
+ * with *ready_fd open; the starting process waits and exits 0 once daemon_ready is called, 1
+ * if the daemon exits first. -1 with err when a fork fails. Error messages written to stderr
+ * before daemon_ready still reach the terminal. */
 int daemon_detach(int *ready_fd, char *err, size_t errlen);
 /* The daemon serves: standard streams go to /dev/null and the starting process exits 0. */
 void daemon_ready(int ready_fd);
