@@ -61,17 +61,6 @@ def cpu_list(text):
     return cpus
 
 
-def cpu_list_text(cpus):
-    """cpus written as cpu_list reads them: 0-13,15."""
-    runs = []
-    for c in sorted(cpus):
-        if runs and runs[-1][1] == c - 1:
-            runs[-1][1] = c
-        else:
-            runs.append([c, c])
-    return ",".join("%d-%d" % (a, b) if a != b else "%d" % a for a, b in runs)
-
-
 def pinned(cpus):
     """A preexec_fn that runs a child on cpus (None: wherever it likes)."""
     return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
@@ -85,7 +74,7 @@ def openssl_speed(processes, cpus=None):
     out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          preexec_fn=pinned(cpus)).stdout
     if cpus:
-        argv = ["taskset", "-c", cpu_list_text(cpus)] + argv
+        argv = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] + argv
     for line in out.splitlines():
         m = re.match(r"\s*rsa\s+2048 bits\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", line)
         if m:
@@ -223,7 +212,8 @@ def main():
     per_core = allowed / busy
     cpu_per_call = clock.server_cpu / max(1, calls)
     ratio = rate / allowed
-    placement = ("; server on CPUs %s, senders on the other %d" % (cpu_list_text(server_cpus), len(sender_cpus))
+    placement = ("; server on CPUs %s, senders on the other %d" % (",".join(map(str, sorted(server_cpus))),
+                                                                    len(sender_cpus))
                  if server_cpus else "")
     B.report(args, "Authenticate: %s, %d workers, %.0f s%s" % (senders, workers, args.seconds, placement), [
         B.row("Authenticate calls/s", rate, allowed),

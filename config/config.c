@@ -232,7 +232,7 @@ static char *dotted_name(const char *prefix, const char *name)
 /* ---- numbers, sizes and durations ---- */
 
 /* Leading decimal digits of text into *value; *end after them. -1 without digits,
- * CFG_TOO_LARGE past what unsigned long long holds. */
+ * CFG_TOO_LARGE (with *end set) past what unsigned long long holds. */
 static int parse_digits(const char *text, unsigned long long *value, const char **end)
 {
     if (*text < '0' || *text > '9')
@@ -240,10 +240,8 @@ static int parse_digits(const char *text, unsigned long long *value, const char 
     char *stop;
     errno = 0;
     *value = strtoull(text, &stop, 10);
-    if (errno == ERANGE)
-        return CFG_TOO_LARGE;
     *end = stop;
-    return 0;
+    return errno == ERANGE ? CFG_TOO_LARGE : 0;
 }
 
 struct unit {
@@ -257,7 +255,7 @@ static int parse_with_unit(const char *text, const struct unit *units, unsigned 
                            unsigned long long *out)
 {
     unsigned long long number;
-    const char *rest = text + strspn(text, "0123456789");
+    const char *rest;
     int rc = parse_digits(text, &number, &rest);
     if (rc == -1)
         return -1;

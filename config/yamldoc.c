@@ -109,8 +109,8 @@ static int core_tag(const char *tag)
 }
 
 /* A first pass over the events that measures nesting, counts aliases and refuses tags that
- * would be lost, before libyaml builds a document (its scanner costs grow with the square of the nesting depth). YAML errors are
- * left to the load. */
+ * would be lost, before libyaml builds a document (its scanner costs grow with the square of
+ * the nesting depth). YAML errors are left to the load. */
 static int shape_ok(FILE *file, struct yamldoc_error *err)
 {
     yaml_parser_t parser;

@@ -485,8 +485,8 @@ static int conn_connect(struct sqlite_conn *c, struct fault *f)
     c->ino = st.st_ino;
     /* NOMUTEX: a connection is only ever used by the worker's own thread (the helper thread
      * that parses a large RowData body never touches the store), so SQLite need not lock it
-     * around every call. */
-    /* Through the gathering VFS: a commit's WAL frames in a few writes (store/sqlite_walbuf). */
+     * around every call. Through the gathering VFS: a commit's WAL frames in a few writes
+     * (store/sqlite_walbuf). */
     if (sqlite3_open_v2(c->path, &c->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
                         sqlite_walbuf_vfs()) != SQLITE_OK) {

@@ -176,7 +176,7 @@ static int file_close(sqlite3_file *file)
     flush_file(f);   /* at a close, only writes of a transaction not committed can be left */
     if (f->fd >= 0)
         close(f->fd);
-    return f->real->pMethods ? f->real->pMethods->xClose(f->real) : SQLITE_OK;
+    return f->real->pMethods->xClose(f->real);   /* installed only over an open file */
 }
 
 /* Between a commit's frames and the header that publishes them: the frames go to the file

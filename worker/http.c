@@ -298,30 +298,21 @@ static int headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, siz
     }
 }
 
-/* How many bytes at the start of buf are empty lines (CRLF or LF); a CR that may be the start
- * of one is counted in *partial. */
-static size_t leading_empty_lines(struct evbuffer *buf, int *partial)
+/* Drains the empty lines (CRLF or LF) at the start of buf. Returns whether what is left is a
+ * request's start: not nothing, nor a lone CR that may be the start of another empty line. */
+static int drain_empty_lines(struct evbuffer *buf)
 {
-    struct evbuffer_ptr pos;
-    unsigned char chunk[64];
-    size_t blank = 0;
-    *partial = 0;
+    unsigned char two[2];
     for (;;) {
-        if (evbuffer_ptr_set(buf, &pos, blank, EVBUFFER_PTR_SET) < 0)
-            return blank;
-        ev_ssize_t got = evbuffer_copyout_from(buf, &pos, chunk, sizeof(chunk));
-        if (got <= 0)
-            return blank;
-        ev_ssize_t i = 0;
-        while (i < got && (chunk[i] == '\n' || (chunk[i] == '\r' && i + 1 < got && chunk[i + 1] == '\n')))
-            i += chunk[i] == '\r' ? 2 : 1;
-        blank += (size_t)i;
-        if (i < got) {
-            if (chunk[i] == '\r' && i + 1 == got && got == (ev_ssize_t)sizeof(chunk))
-                continue;   /* a CR at the chunk's end: read on from it */
-            *partial = chunk[i] == '\r' && i + 1 == got;   /* the buffer ends in a CR */
-            return blank;
-        }
+        ev_ssize_t got = evbuffer_copyout(buf, two, sizeof(two));
+        if (got <= 0 || (got == 1 && two[0] == '\r'))
+            return 0;
+        if (two[0] == '\n')
+            evbuffer_drain(buf, 1);
+        else if (two[0] == '\r' && two[1] == '\n')
+            evbuffer_drain(buf, 2);
+        else
+            return 1;
     }
 }
 
@@ -334,15 +325,10 @@ static void request_bytes(struct conn *c, struct evbuffer *buf, size_t from, siz
         /* Empty lines before a request line are passed over (RFC 9112 2.2: a client may end a
          * body with an extra CRLF), where evhttp would answer 400. They start no request, so no
          * deadline but the idle one runs while they come. */
-        int partial;
-        size_t blank = leading_empty_lines(buf, &partial);
-        if (blank)
-            evbuffer_drain(buf, blank);
-        size_t len = evbuffer_get_length(buf);
-        if (len == 0 || (partial && len == 1))
+        if (!drain_empty_lines(buf))
             return;
         from = 0;
-        n = len;
+        n = evbuffer_get_length(buf);
         int64_t now = monotonic_ms();
         if (!c->first)
             c->header_deadline = now + (int64_t)cfg->header_timeout * 1000;
