@@ -1,11 +1,11 @@
 /* fuzz/rowstream: differential fuzz target for proto/rowstream, the parse that tells a request's
- * rows as it reads them and reads a large body in two halves at once. An input is a template,
- * head \x01 unit \x01 tail (an input without two \x01 bytes is the body as it is): the body is
- * the head, the unit repeated until the body holds AMPLIFIED_BYTES or more (a split needs 128
- * KiB of rows), then the tail. It is parsed by rowstream, with every event read, and by
- * soap_parse_request; a difference aborts: the result, each fault, and every batch, row and
- * value of the finished requests, and, where nothing was aborted and nothing refused, the rows
- * told (the very rows of the finished request, in its order). */
+ * rows as it reads them and reads a large body in parts at once. An input is a template, head
+ * \x01 unit \x01 tail (an input without two \x01 bytes is the body as it is): the body is the
+ * head, the unit repeated until the body holds AMPLIFIED_BYTES or more (four parts need 384 KiB
+ * of rows), then the tail. It is parsed by rowstream, in up to four parts, with every event
+ * read, and by soap_parse_request; a difference aborts: the result, each fault, and every batch,
+ * row and value of the finished requests, and, where nothing was aborted and nothing refused,
+ * the rows told (the very rows of the finished request, in its order). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +18,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define AMPLIFIED_BYTES (160 * 1024)
+#define AMPLIFIED_BYTES (400 * 1024)
 #define TEMPLATE_MARK '\x01'
 
 static void build_body(struct buf *body, const char *in, size_t size)
@@ -119,7 +119,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fault_clear(&streamed_fault);
     int one_rc = soap_parse_request(text, body.len, NULL, &one_arena, &one, &one_fault);
 
-    struct rowstream *rs = rowstream_start(text, body.len, NULL, &streamed_arena, &streamed);
+    struct rowstream *rs = rowstream_start(text, body.len, NULL, ROWSTREAM_PARTS_MAX,
+                                           &streamed_arena, &streamed);
     if (rs) {
         struct row *told = NULL;
         size_t ntold = 0, cap = 0;

@@ -1,29 +1,34 @@
 /* proto/rowstream: one request parsed on helper threads, its RowData events handed to the
  * calling thread through a small ring of blocks per parser (see rowstream.h).
  *
- * A large body is read by two parsers at once. The first reads it from the start. As it opens
- * a batch's <Rows> that holds most of the body (judged by the text of end tags), it guesses
- * where a row ends about half way through those rows (the text of a </Row> end tag) and starts
- * a second parser on a copy of the body with the rows in between cut out: the body up to and
- * including that <Rows> start tag, then the body from the guessed end on. At a row's end inside
- * <Rows>, libxml2 is in the state it is in right after the <Rows> start tag (the same open
- * elements, the same namespaces, between two rows), so the second parser reads the rest as the
- * first would have; what it reads before the cut (the batches before, that batch's start) it
- * does not tell: the first parser does. The first parser checks the guess: when a row of that batch
- * ends exactly there, it stops, and the request is its rows, then the second parser's. When no
- * row ends there (the text was in a comment or a CDATA section, or past the batch), the second
- * parser is stopped and the first reads on alone. When the second parser fails after the first
+ * A large body is read in up to ROWSTREAM_PARTS_MAX parts at once, one parser each. The first
+ * reads it from the start. As it opens a batch's <Rows> that holds most of the body (judged by
+ * the text of end tags), it guesses where rows end at a few points through those rows (the text
+ * of a </Row> end tag) and starts a parser for each later part on a copy of the body with the
+ * rows before that part cut out: the body up to and including that <Rows> start tag, then the
+ * body from the guessed end on. At a row's end inside <Rows>, libxml2 is in the state it is in
+ * right after the <Rows> start tag (the same open elements, the same namespaces, between two
+ * rows), so a later parser reads the rest as the first would have; what it reads before its cut
+ * (the batches before, that batch's start) it does not tell: the first parser does. Each parser
+ * but the last checks the guess where its part ends: when a row of that batch ends exactly
+ * there, it stops, and the request is its rows, then the next part's. When no row ends there
+ * (the text was in a comment or a CDATA section, or past the batch), the later parsers are
+ * stopped and that parser reads on alone. When a later parser fails after the one before it
  * has stopped, the calling thread is told ROWSTREAM_ABORT and the body is parsed again in one
  * piece, so that every answer is the one-piece parse's (its error lines and row numbers).
  *
+ * The parts grow (see part_starts): the worker applies the rows as they come, part after part,
+ * faster than one parser reads them, so it waits for the first part's parser, and a later part
+ * should be read by the time the worker is through the parts before it.
+ *
  * Threads: each parser thread alone touches its arena, its request and the block it fills
  * (blocks[head % nblocks], while head - tail < nblocks); the calling thread alone reads
- * blocks[tail % nblocks] while tail < head. head, tail, done, discard, halt and a
- * settled split change only under mu, and every change is signalled on cond. The first parser
- * thread prepares and starts the second before it settles the split; the calling thread reads
- * the second's fields only once it has seen, under mu, the first done with the split made. Both
- * are joined before rowstream_finish returns, so none outlives the call (and none exists when a
- * worker forks). */
+ * blocks[tail % nblocks] while tail < head. head, tail, done, discard, halt and a settled end
+ * change only under mu, and every change is signalled on cond. The first parser thread
+ * prepares every later parser before it starts any, and starts them all before it settles its
+ * own end; the calling thread reads a later parser's fields only once it has seen, under mu, the
+ * one before it done with its end made. All are joined before rowstream_finish returns, so none
+ * outlives the call (and none exists when a worker forks). */
 #include "proto/rowstream.h"
 
 #include <pthread.h>
@@ -43,25 +48,32 @@ enum {
     QUEUE_BLOCKS = 64,    /* how far the first parser may run ahead of the rows applied:
                              about a 1 MB call's rows, so that a slow moment of the worker's (a
                              commit elsewhere, a busy CPU) never stops the parse */
-    ROW_BYTES_MIN = 16    /* shorter than any row (<Row op="D"><V/></Row>): the second parser,
-                             whose events wait until the first parser's are applied, gets a
-                             block for every BLOCK_EVENTS * ROW_BYTES_MIN bytes of its rows, so
-                             that it never waits (blocks are touched only as they fill) */
+    ROW_BYTES_MIN = 16    /* shorter than any row (<Row op="D"><V/></Row>): a later parser,
+                             whose events wait until those before it are applied, gets a block
+                             for every BLOCK_EVENTS * ROW_BYTES_MIN bytes of its part, so that
+                             it never waits (blocks are touched only as they fill) */
 };
-/* Fewer rows are read by one parser: a second would cost about what it saves. */
+/* Rows per part, at the least: fewer are read by one parser, as another would cost about what
+ * it saves. */
 #define SPLIT_MIN_BYTES (128 * 1024)
+/* How much larger each part is than the one before it (see part_starts). */
+#define PART_GROWTH (5.0 / 3.0)
 
 struct block {
     size_t n;
     struct rowstream_event events[BLOCK_EVENTS];
 };
 
+/* Where a parser's part ends, for all but the last: PENDING until it reads there (MADE) or
+ * past it (FAILED: it reads on alone). NONE: it reads to the body's end. */
 enum split { SPLIT_NONE, SPLIT_PENDING, SPLIT_MADE, SPLIT_FAILED };
 
 struct parser {
     struct rowstream *rs;
+    size_t part;                      /* 0: reads the body from its start */
     pthread_t thread;
-    const char *doc;                  /* the body, or the second's own copy (until its first batch) */
+    const char *doc;                  /* the body, or a later part's own copy (until its first
+                                         batch) */
     size_t len;
     struct arena *arena;
     struct soap_request *req;
@@ -70,13 +82,16 @@ struct parser {
     struct block *blocks;
     size_t nblocks;
     size_t batches;                   /* batches read (the parser thread's own) */
+    struct arena own_arena;           /* a later part's arena and request */
+    struct soap_request own_req;
 
     /* Under rs->mu. */
     size_t head;                      /* blocks handed over */
     size_t tail;                      /* blocks given back */
     int done;                         /* the parse is over */
     int discard;                      /* the caller wants nothing more: tell nothing */
-    int halt;                         /* the second parser's guess was wrong: stop */
+    int halt;                         /* a part before it did not end where guessed: stop */
+    enum split end;                   /* written by its own thread only */
 
     /* The parser thread's own. */
     struct block *filling;            /* NULL between blocks */
@@ -93,30 +108,31 @@ struct rowstream {
     const char *body;
     size_t len;
     const char *soapaction;
-    struct parser first, second;
+    size_t most;                      /* parts allowed */
+    struct parser parsers[ROWSTREAM_PARTS_MAX];
 
-    /* The first parser thread's own until it is done (split: under mu once settled). */
+    /* The first parser thread's own until it is done (then the caller's, after the join, or
+     * read before: see the top of the file). */
     struct rowstream_prologue prologue;   /* written before the first batch is handed over */
+    size_t nparts;                    /* parsers started, the first included */
     size_t split_batch;               /* the batch cut (0-based) */
-    enum split split;
-    size_t keep;                      /* the body up to here starts the second parser's */
-    size_t cut;                       /* where the guessed row ends in the body: the rest of
-                                         the second parser's */
-    struct arena second_arena;
-    struct soap_request second_req;
+    size_t keep;                      /* the body up to here starts each later part's document */
+    size_t starts[ROWSTREAM_PARTS_MAX];   /* where part i's rows begin in the body (i >= 1) */
 
     /* The calling thread's own. */
-    struct parser *from;              /* the parser whose events are read */
+    size_t from;                      /* the part whose events are read */
     struct rowstream_event end, abort;
 };
 
 static void *parse_thread(void *arg);
 
-/* The second parser's copy of the body, once libxml2 has its own (or it never started). */
-static void free_second_doc(struct rowstream *rs)
+/* A later part's copy of the body, once libxml2 has its own (or it never started). */
+static void free_part_doc(struct parser *p)
 {
-    free((char *)rs->second.doc);
-    rs->second.doc = NULL;
+    if (p->part > 0) {
+        free((char *)p->doc);
+        p->doc = NULL;
+    }
 }
 
 /* ---- the parser threads ---- */
@@ -157,12 +173,15 @@ static void tell(struct parser *p, const struct rowstream_event *ev, int now)
         hand_over(p);
 }
 
-static void set_split(struct rowstream *rs, enum split split)
+/* Settles (or, PENDING, opens) where p's part ends; FAILED stops every later part. */
+static void set_end(struct parser *p, enum split end)
 {
+    struct rowstream *rs = p->rs;
     pthread_mutex_lock(&rs->mu);
-    rs->split = split;
-    if (split == SPLIT_FAILED)
-        rs->second.halt = 1;
+    p->end = end;
+    if (end == SPLIT_FAILED)
+        for (size_t i = p->part + 1; i < rs->nparts; i++)
+            rs->parsers[i].halt = 1;
     pthread_cond_broadcast(&rs->cond);
     pthread_mutex_unlock(&rs->mu);
 }
@@ -237,18 +256,60 @@ static int start_thread(pthread_t *thread, struct parser *p)
     return e;
 }
 
+/* Where each of nparts parts of the rows in body[keep, rows_end) begins, at a guessed row end
+ * (starts[0] is keep); the number of parts made, fewer where no row end is found. The parts
+ * grow by PART_GROWTH: where a parser reads rows at p s a row and the worker applies them at
+ * w s a row (w < p), a part should be read by the time the worker is through the parts before
+ * it, each of which it applies as its parser reads it, so each part is p / (p - w) times the one
+ * before. Measured with the SQLite store (thread CPU times, 1 MB calls), p / w is about 2.5:
+ * 5/3. Where the worker is the slower (another store), any sizes keep it busy once the first
+ * part is read, and that part is the smallest. */
+static size_t part_starts(const char *body, size_t keep, size_t rows_end, size_t nparts,
+                          size_t starts[])
+{
+    double total = 0, size = 1, before = 0;
+    for (size_t i = 0; i < nparts; i++, size *= PART_GROWTH)
+        total += size;
+    starts[0] = keep;
+    size = 1;
+    for (size_t i = 1; i < nparts; i++, size *= PART_GROWTH) {
+        before += size;
+        size_t from = keep + (size_t)((double)(rows_end - keep) * (before / total)), cut = 0;
+        if (first_end_tag(body, from, rows_end, "Row", &cut) == 0 || cut <= starts[i - 1])
+            return i;
+        starts[i] = cut;
+    }
+    return nparts;
+}
+
+/* Makes ready the later parsers of the parts whose rows begin at starts[1 .. nparts). */
+static void prepare_parts(struct rowstream *rs, const size_t starts[], size_t nparts)
+{
+    for (size_t i = 1; i < nparts; i++) {
+        struct parser *p = &rs->parsers[i];
+        size_t to = i + 1 < nparts ? starts[i + 1] : rs->len;
+        *p = (struct parser){.rs = rs, .part = i, .end = i + 1 < nparts ? SPLIT_PENDING : SPLIT_NONE,
+                             .nblocks = 1 + (to - starts[i]) / (BLOCK_EVENTS * ROW_BYTES_MIN)};
+        p->blocks = xmalloc(p->nblocks * sizeof(*p->blocks));
+        p->arena = &p->own_arena;
+        p->req = &p->own_req;
+        arena_init(&p->own_arena);
+        rs->starts[i] = starts[i];
+    }
+}
+
 /* A batch's <Rows> opens, its start tag read up to at: when its rows take SPLIT_MIN_BYTES or
- * more, and no more than that comes before them (which the second parser reads again), starts
- * the second parser on the body with the first half of the rows cut out. Only the rows' first
- * SPLIT_MIN_BYTES are searched for the batch's end tag (a scan of a whole 1 MB body costs about
- * a tenth of its parse, before the second parser can start); past that, its rows are taken to
- * end at the body's last </Rows>. When other batches follow, the guess may fall in one of them:
- * the first parser then sees the batch end before the cut and reads on alone. */
+ * more, and no more than that comes before them (which each later parser reads again), starts
+ * the parsers of the later parts. Only the rows' first SPLIT_MIN_BYTES are searched for the
+ * batch's end tag (a scan of a whole 1 MB body costs about a tenth of its parse, before the
+ * other parsers can start); past that, its rows are taken to end at the body's last </Rows>.
+ * When other batches follow, a guess may fall in one of them: the parser before it then sees
+ * the batch end before its part's end and reads on alone. */
 static void split_rows(struct rowstream *rs, size_t at)
 {
     if (at >= rs->len || rs->len - at < SPLIT_MIN_BYTES || rs->body[at] != '>')
         return;   /* an unknown offset (a converted encoding), too little left, or <Rows/> */
-    size_t keep = at + 1, cut = 0;
+    size_t keep = at + 1;
     size_t first_part = keep + SPLIT_MIN_BYTES < rs->len ? keep + SPLIT_MIN_BYTES : rs->len;
     if (first_end_tag(rs->body, keep, first_part, "Rows", NULL))
         return;   /* a small batch: a later one may be split */
@@ -258,32 +319,33 @@ static void split_rows(struct rowstream *rs, size_t at)
     size_t rows = rows_end - keep;
     if (rows < SPLIT_MIN_BYTES || keep > rows)   /* few rows, or much to read again before them */
         return;
-    if (first_end_tag(rs->body, keep + rows / 2, rows_end, "Row", &cut) == 0)
-        return;
-    struct parser *second = &rs->second;
-    second->nblocks = 1 + (rs->len - cut) / (BLOCK_EVENTS * ROW_BYTES_MIN);
-    if (!(second->blocks = malloc(second->nblocks * sizeof(*second->blocks))))
+    size_t most = 1 + rows / SPLIT_MIN_BYTES, starts[ROWSTREAM_PARTS_MAX];
+    size_t nparts = part_starts(rs->body, keep, rows_end, most < rs->most ? most : rs->most, starts);
+    if (nparts < 2)
         return;
     rs->keep = keep;
-    rs->cut = cut;
-    rs->split_batch = rs->first.batches - 1;
-    if (start_thread(&second->thread, second) != 0) {
-        free(second->blocks);
-        second->blocks = NULL;
-        return;
-    }
-    set_split(rs, SPLIT_PENDING);
+    rs->split_batch = rs->parsers[0].batches - 1;
+    prepare_parts(rs, starts, nparts);
+    rs->nparts = nparts;   /* read by the others under mu only */
+    for (size_t i = 1; i < nparts; i++)
+        if (start_thread(&rs->parsers[i].thread, &rs->parsers[i]) != 0) {
+            pthread_mutex_lock(&rs->mu);
+            rs->nparts = i;
+            pthread_mutex_unlock(&rs->mu);
+            set_end(&rs->parsers[0], SPLIT_FAILED);   /* read alone; those started stop */
+            return;
+        }
+    set_end(&rs->parsers[0], SPLIT_PENDING);
 }
 
-/* Whether p tells an event of the batch it reads (at its start or not): the second parser
- * tells nothing the first did, neither the batches before the cut one nor its start. */
+/* Whether p tells an event of the batch it reads (at its start or not): a later part tells
+ * nothing the first did, neither the batches before the cut one nor its start. */
 static int telling(const struct parser *p, int batch_start)
 {
-    const struct rowstream *rs = p->rs;
-    if (p == &rs->first)
+    if (p->part == 0)
         return 1;
     size_t batch = p->batches - 1;
-    return batch > rs->split_batch || (batch == rs->split_batch && !batch_start);
+    return batch > p->rs->split_batch || (batch == p->rs->split_batch && !batch_start);
 }
 
 /* A batch is handed over at once, so that the caller can start while the rows are parsed. */
@@ -291,9 +353,9 @@ static void on_batch(void *ctx, const struct soap_request *req, const struct bat
 {
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
-    if (p->batches == 0 && p == &rs->second)   /* libxml2 reads its own copy by now */
-        free_second_doc(rs);
-    if (p->batches++ == 0 && p == &rs->first) {
+    if (p->batches == 0)   /* libxml2 reads its own copy by now */
+        free_part_doc(p);
+    if (p->batches++ == 0 && p->part == 0) {
         rs->prologue = (struct rowstream_prologue){
             .token = req->token, .token_len = req->token_len, .ntokens = req->ntokens,
             .op = req->op, .op_fault = req->op_fault.code,
@@ -307,12 +369,12 @@ static void on_batch(void *ctx, const struct soap_request *req, const struct bat
 static void on_rows(void *ctx, size_t at)
 {
     struct parser *p = ctx;
-    struct rowstream *rs = p->rs;
-    if (p == &rs->first && rs->split == SPLIT_NONE)
-        split_rows(rs, at);
+    if (p->part == 0 && p->end == SPLIT_NONE)
+        split_rows(p->rs, at);
 }
 
-/* The second parser, once its guess turned out wrong, stops (even after a shape error). */
+/* A later part, once a part before it did not end where guessed, stops (even after a shape
+ * error). */
 static int on_cancelled(void *ctx)
 {
     struct parser *p = ctx;
@@ -322,34 +384,39 @@ static int on_cancelled(void *ctx)
     return halt;
 }
 
-/* 1 ends the first parser's parse at the guessed row end. */
+/* 1 ends the parse at the guessed end of the parser's part. at is where the row ends in the
+ * parser's document: a later part's holds the body before keep, then its rows. */
 static int on_row(void *ctx, const struct row *row, size_t at)
 {
     struct parser *p = ctx;
     struct rowstream *rs = p->rs;
     struct rowstream_event ev = {.kind = ROWSTREAM_ROW, .row = *row};
-    if (telling(p, 0))
-        tell(p, &ev, 0);
-    if (p == &rs->second || rs->split != SPLIT_PENDING)
+    if (!telling(p, 0))
         return 0;
-    if (at == rs->cut) {
-        set_split(rs, SPLIT_MADE);
+    tell(p, &ev, 0);
+    if (p->end != SPLIT_PENDING)
+        return 0;
+    size_t in_body = at;
+    if (p->part > 0 && at != SIZE_MAX)
+        in_body = at - rs->keep + rs->starts[p->part];
+    if (in_body == rs->starts[p->part + 1]) {
+        set_end(p, SPLIT_MADE);
         return 1;
     }
-    if (at > rs->cut)   /* SIZE_MAX too */
-        set_split(rs, SPLIT_FAILED);
+    if (in_body > rs->starts[p->part + 1])   /* SIZE_MAX too */
+        set_end(p, SPLIT_FAILED);
     return 0;
 }
 
 static void on_batch_end(void *ctx, const struct batch *batch)
 {
     struct parser *p = ctx;
-    struct rowstream *rs = p->rs;
     struct rowstream_event ev = {.kind = ROWSTREAM_BATCH_END, .batch = *batch};
-    if (telling(p, 0))
-        tell(p, &ev, 0);
-    if (p == &rs->first && rs->split == SPLIT_PENDING)   /* the batch ended before the cut */
-        set_split(rs, SPLIT_FAILED);
+    if (!telling(p, 0))
+        return;
+    tell(p, &ev, 0);
+    if (p->end == SPLIT_PENDING)   /* the batch ended before the part's end */
+        set_end(p, SPLIT_FAILED);
 }
 
 static const struct soap_row_listener listener = {
@@ -357,15 +424,17 @@ static const struct soap_row_listener listener = {
     .cancelled = on_cancelled,
 };
 
-/* The second parser's document: the body up to keep, then from cut on. Made on its own thread,
- * so that the first parser reads on meanwhile. NULL when out of memory. */
-static char *second_doc(struct rowstream *rs, size_t *len)
+/* A later part's document: the body up to keep, then from the part's start on. Made on its own
+ * thread, so that the first parser reads on meanwhile. NULL when out of memory. */
+static char *part_doc(const struct parser *p, size_t *len)
 {
-    *len = rs->keep + (rs->len - rs->cut);
+    const struct rowstream *rs = p->rs;
+    size_t from = rs->starts[p->part];
+    *len = rs->keep + (rs->len - from);
     char *doc = malloc(*len);
     if (doc) {
         memcpy(doc, rs->body, rs->keep);
-        memcpy(doc + rs->keep, rs->body + rs->cut, rs->len - rs->cut);
+        memcpy(doc + rs->keep, rs->body + from, rs->len - from);
     }
     return doc;
 }
@@ -374,15 +443,16 @@ static void *parse_thread(void *arg)
 {
     struct parser *p = arg;
     struct rowstream *rs = p->rs;
-    if (p == &rs->second && !(p->doc = second_doc(rs, &p->len))) {
+    if (p->part > 0 && !(p->doc = part_doc(p, &p->len))) {
         p->rc = -1;   /* the split is then given up: the body is parsed again in one piece */
-        fault_set(&p->env_fault, FAULT_INTERNAL, "out of memory for the second parser");
+        fault_set(&p->env_fault, FAULT_INTERNAL, "out of memory for a parser of part %zu",
+                  p->part + 1);
     } else {
         p->rc = soap_parse_request_told(p->doc, p->len, rs->soapaction, p->arena, p->req,
                                         &p->env_fault, &listener, p);
     }
-    if (p == &rs->first && rs->split == SPLIT_PENDING)   /* a fault before it */
-        set_split(rs, SPLIT_FAILED);
+    if (p->end == SPLIT_PENDING)   /* a fault before its end */
+        set_end(p, SPLIT_FAILED);
     if (p->filling)
         hand_over(p);
     pthread_mutex_lock(&rs->mu);
@@ -395,46 +465,45 @@ static void *parse_thread(void *arg)
 /* ---- the calling thread ---- */
 
 struct rowstream *rowstream_start(const char *body, size_t len, const char *soapaction,
-                                  struct arena *arena, struct soap_request *req)
+                                  size_t parts, struct arena *arena, struct soap_request *req)
 {
     xmlInitParser();   /* once per process, and never concurrently with a parse */
     struct rowstream *rs = xcalloc(1, sizeof(*rs));
     rs->body = body;
     rs->len = len;
     rs->soapaction = soapaction;
-    rs->first = (struct parser){.rs = rs, .doc = body, .len = len, .arena = arena, .req = req,
-                                .blocks = xmalloc(QUEUE_BLOCKS * sizeof(struct block)),
-                                .nblocks = QUEUE_BLOCKS};
-    rs->second = (struct parser){.rs = rs, .arena = &rs->second_arena, .req = &rs->second_req};
-    arena_init(&rs->second_arena);
-    rs->from = &rs->first;
+    rs->most = parts < 1 ? 1 : parts > ROWSTREAM_PARTS_MAX ? ROWSTREAM_PARTS_MAX : parts;
+    rs->nparts = 1;
+    rs->parsers[0] = (struct parser){.rs = rs, .doc = body, .len = len, .arena = arena,
+                                     .req = req, .nblocks = QUEUE_BLOCKS,
+                                     .blocks = xmalloc(QUEUE_BLOCKS * sizeof(struct block))};
     rs->end.kind = ROWSTREAM_END;
     rs->abort.kind = ROWSTREAM_ABORT;
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cond, NULL);
-    if (start_thread(&rs->first.thread, &rs->first) != 0) {
+    if (start_thread(&rs->parsers[0].thread, &rs->parsers[0]) != 0) {
         pthread_cond_destroy(&rs->cond);
         pthread_mutex_destroy(&rs->mu);
-        free(rs->first.blocks);
+        free(rs->parsers[0].blocks);
         free(rs);
         return NULL;
     }
     return rs;
 }
 
-/* Whether the second parser read the rest of the body without a fault (the first's stop then
- * stands); valid once it is done. */
-static int second_clean(const struct rowstream *rs)
+/* Whether a later part's parser read on to the body's end without a fault (the part before it
+ * then stands); valid once it is done. */
+static int part_clean(const struct parser *p)
 {
-    return rs->second.rc == 0 && rs->second_req.op_fault.code == FAULT_NONE &&
-           rs->second_req.body_fault.code == FAULT_NONE;
+    return p->rc == 0 && p->req->op_fault.code == FAULT_NONE &&
+           p->req->body_fault.code == FAULT_NONE;
 }
 
 /* The next event; NULL when there is none yet and wait is 0. */
 static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
 {
     for (;;) {
-        struct parser *p = rs->from;
+        struct parser *p = &rs->parsers[rs->from];
         if (p->reading) {
             struct block *b = &p->blocks[p->tail % p->nblocks];
             if (p->pos < b->n)
@@ -449,7 +518,7 @@ static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
         while (wait && p->head == p->tail && !p->done)
             pthread_cond_wait(&rs->cond, &rs->mu);
         int empty = p->head == p->tail, done = p->done;
-        enum split split = rs->split;
+        enum split end = p->end;
         pthread_mutex_unlock(&rs->mu);
         if (!empty) {
             p->reading = 1;
@@ -458,11 +527,11 @@ static const struct rowstream_event *take_event(struct rowstream *rs, int wait)
         }
         if (!done)
             return NULL;   /* with wait, empty means done */
-        if (p == &rs->first && split == SPLIT_MADE) {
-            rs->from = &rs->second;
+        if (end == SPLIT_MADE) {
+            rs->from++;
             continue;
         }
-        return p == &rs->second && !second_clean(rs) ? &rs->abort : &rs->end;
+        return p->part > 0 && !part_clean(p) ? &rs->abort : &rs->end;
     }
 }
 
@@ -481,57 +550,70 @@ const struct rowstream_prologue *rowstream_prologue(const struct rowstream *rs)
     return &rs->prologue;
 }
 
-/* The second parser's request, with the first parser's batches before the cut one and, in the
- * cut one, the first parser's rows, then the second's (the second's arena is now the
- * caller's): every row is the one told. */
-static void join_halves(struct rowstream *rs)
+/* The last part's request, with the first parser's batches before the cut one and, in the cut
+ * one, the rows of parts 0 .. last in order (every later part's arena is now the caller's):
+ * every row is the one told. */
+static void join_parts(struct rowstream *rs, size_t last)
 {
-    struct soap_request *req = rs->first.req, whole = rs->second_req;
-    /* The batches before the cut one: the first parser's, whose rows were told (the second
-     * read them again, and told none). */
+    struct soap_request *req = rs->parsers[0].req, whole = *rs->parsers[last].req;
+    /* The batches before the cut one: the first parser's, whose rows were told (the later
+     * parsers read them again, and told none). */
     memcpy(whole.batches, req->batches, rs->split_batch * sizeof(*whole.batches));
-    const struct batch *head = &req->batches[rs->split_batch];
     struct batch *batch = &whole.batches[rs->split_batch];
-    size_t n = head->nrows + batch->nrows;
-    struct row *rows = arena_alloc(rs->first.arena, n * sizeof(*rows));
-    memcpy(rows, head->rows, head->nrows * sizeof(*rows));
-    if (batch->nrows)
-        memcpy(rows + head->nrows, batch->rows, batch->nrows * sizeof(*rows));
+    size_t n = 0;
+    for (size_t i = 0; i <= last; i++)
+        n += rs->parsers[i].req->batches[rs->split_batch].nrows;
+    struct row *rows = arena_alloc(rs->parsers[0].arena, n * sizeof(*rows)), *to = rows;
+    for (size_t i = 0; i <= last; i++) {
+        const struct batch *part = &rs->parsers[i].req->batches[rs->split_batch];
+        if (part->nrows)
+            memcpy(to, part->rows, part->nrows * sizeof(*rows));
+        to += part->nrows;
+    }
     batch->rows = rows;
     batch->nrows = n;
-    arena_adopt(rs->first.arena, &rs->second_arena);
+    for (size_t i = 1; i <= last; i++)
+        arena_adopt(rs->parsers[0].arena, &rs->parsers[i].own_arena);
     *req = whole;
 }
 
-int rowstream_finish(struct rowstream *rs, struct fault *env_fault, int *halves)
+int rowstream_finish(struct rowstream *rs, struct fault *env_fault, size_t *parts)
 {
     pthread_mutex_lock(&rs->mu);
-    rs->first.discard = 1;
-    rs->second.discard = 1;
+    for (size_t i = 0; i < ROWSTREAM_PARTS_MAX; i++)
+        rs->parsers[i].discard = 1;
     pthread_cond_broadcast(&rs->cond);
     pthread_mutex_unlock(&rs->mu);
-    pthread_join(rs->first.thread, NULL);
-    if (rs->split != SPLIT_NONE)
-        pthread_join(rs->second.thread, NULL);
-    int rc, parts = 1;
-    if (rs->split != SPLIT_MADE) {
-        rc = rs->first.rc;
-        *env_fault = rs->first.env_fault;
-    } else if (second_clean(rs)) {
-        join_halves(rs);
+    pthread_join(rs->parsers[0].thread, NULL);
+    for (size_t i = 1; i < rs->nparts; i++)
+        pthread_join(rs->parsers[i].thread, NULL);
+    size_t last = 0;   /* the parts read: up to the first that did not end where guessed */
+    while (last + 1 < rs->nparts && rs->parsers[last].end == SPLIT_MADE)
+        last++;
+    int rc;
+    if (last == 0) {
+        rc = rs->parsers[0].rc;
+        *env_fault = rs->parsers[0].env_fault;
+    } else if (part_clean(&rs->parsers[last])) {
+        join_parts(rs, last);
         fault_clear(env_fault);
         rc = 0;
-        parts = 2;
     } else {
-        rc = soap_parse_request(rs->body, rs->len, rs->soapaction, rs->first.arena, rs->first.req,
-                                env_fault);
+        last = 0;
+        rc = soap_parse_request(rs->body, rs->len, rs->soapaction, rs->parsers[0].arena,
+                                rs->parsers[0].req, env_fault);
     }
-    if (halves)
-        *halves = parts;
-    arena_free(&rs->second_arena);
-    free_second_doc(rs);
-    free(rs->second.blocks);
-    free(rs->first.blocks);
+    if (parts)
+        *parts = last + 1;
+    for (size_t i = 1; i < ROWSTREAM_PARTS_MAX; i++) {
+        struct parser *p = &rs->parsers[i];
+        if (p->blocks) {   /* prepared (an arena joined is empty) */
+            arena_free(&p->own_arena);
+            free_part_doc(p);
+            free(p->blocks);
+        }
+    }
+    free(rs->parsers[0].blocks);
     pthread_cond_destroy(&rs->cond);
     pthread_mutex_destroy(&rs->mu);
     free(rs);

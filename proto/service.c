@@ -15,6 +15,7 @@
  * answered the sequential way, so that its answer is the same whichever path ran. */
 #include "proto/service.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -45,6 +46,7 @@ struct service {
     struct store *store;
     struct hooks *hooks;
     struct token_policy policy;
+    size_t parse_parts;          /* see parse_parts */
 };
 
 enum call_phase { PHASE_NEED_LOCK, PHASE_DONE };
@@ -81,6 +83,17 @@ struct call {
     struct fault begin_fault;
 };
 
+/* How many parts a large body is read in at once: one parser thread per CPU the worker may run
+ * on, up to ROWSTREAM_PARTS_MAX. More parsers than CPUs would only take turns. */
+static size_t parse_parts(void)
+{
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0)
+        return 2;
+    int n = CPU_COUNT(&cpus);
+    return n < 1 ? 1 : n > ROWSTREAM_PARTS_MAX ? ROWSTREAM_PARTS_MAX : (size_t)n;
+}
+
 struct service *service_new(const struct config *cfg, const struct keyring *keys,
                             struct registry *reg, int worker_slot, char *err, size_t errlen)
 {
@@ -100,6 +113,7 @@ struct service *service_new(const struct config *cfg, const struct keyring *keys
     svc->policy.app_id = cfg->app_id;
     svc->policy.clock_skew = cfg->clock_skew;
     svc->policy.allow = &cfg->tenants_allow;
+    svc->parse_parts = parse_parts();
     return svc;
 }
 
@@ -507,7 +521,7 @@ static int stream_rows(struct call *call, struct rowstream *rs)
             rc = store_rows_batch_end(call->streamed, &ev->batch, &f);
             break;
         case ROWSTREAM_ABORT:
-            fault_set(&f, FAULT_INTERNAL, "the two halves of the parse did not join");
+            fault_set(&f, FAULT_INTERNAL, "the parts of the parse did not join");
             rc = -1;
             break;
         case ROWSTREAM_END:
@@ -521,7 +535,7 @@ static int stream_rows(struct call *call, struct rowstream *rs)
     return rc;
 }
 
-/* Parses the request; a large one on a helper thread, RowData rows applied meanwhile. */
+/* Parses the request; a large one on helper threads, RowData rows applied meanwhile. */
 static int parse_request(struct call *call, const char *body, size_t len, const char *soapaction,
                          struct fault *f)
 {
@@ -532,18 +546,19 @@ static int parse_request(struct call *call, const char *body, size_t len, const 
     }
     struct rowstream *rs = NULL;
     if (len >= STREAM_MIN_BYTES)
-        rs = rowstream_start(body, len, soapaction, &call->arena, &call->req);
+        rs = rowstream_start(body, len, soapaction, call->svc->parse_parts, &call->arena,
+                             &call->req);
     if (!rs)
         return soap_parse_request(body, len, soapaction, &call->arena, &call->req, f);
     /* Given up on at once, not after the rest of the parse: the lock and the transaction go.
-     * Also before rowstream_finish: the store may hold rows of a second parser whose memory the
-     * finish frees when its half is not joined (ROWSTREAM_ABORT). */
+     * Also before rowstream_finish: the store may hold rows of a later part's parser whose
+     * memory the finish frees when its part is not joined (ROWSTREAM_ABORT). */
     if (stream_rows(call, rs) != 0)
         stream_abandon(call);
-    int halves = 1;
-    int rc = rowstream_finish(rs, f, &halves);
-    if (halves == 2)
-        log_debug("RowData: the body was parsed in two halves at once");
+    size_t parts = 1;
+    int rc = rowstream_finish(rs, f, &parts);
+    if (parts > 1)
+        log_debug("RowData: the body was parsed in %zu parts at once", parts);
     return rc;
 }
 

@@ -2,11 +2,14 @@
  * request, in document order, and the finished request is exactly soap_parse_request's,
  * whether the events are read in full, in part, or not at all (the parser then runs ahead and
  * must neither block nor stop); a body that is not well-formed ends the events and fails.
- * A large body is read in two halves: the join is checked row by row, and so is every way the
- * split can go wrong (a guessed row end in a comment, a CDATA section or a later batch, a fault
- * before or after the cut, an encoding libxml2 converts), each answered as the one-piece parse,
- * and the finish before the end in each state of the split. */
+ * A large body is read in parts (two, three, four): the join is checked row by row, and so is
+ * every way a split can go wrong (a guessed row end in a comment, a CDATA section or a later
+ * batch, for the first part or a middle one; a fault before the first cut, in a middle part or
+ * the last; an encoding libxml2 converts), each answered as the one-piece parse, and the finish
+ * before the end in each state of the split. */
+#include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
 
 #include <check.h>
@@ -18,14 +21,31 @@
 #include "proto/rowstream.h"
 #include "proto/soap.h"
 
-/* More rows in the first half than the first parser's ring holds (64 blocks of up to 64
- * events), so that it must wait for the reader; a body large enough to be read in two halves. */
+/* More rows in the first part than the first parser's ring holds (64 blocks of up to 64
+ * events), so that it must wait for the reader; a body large enough to be read in four parts
+ * (about 450 KB of rows, a part per 128 KiB). */
 #define ROWS_T 10000
 #define ROWS_U 3
 
 static struct arena arena;
 static struct soap_request req;
 static struct buf doc;
+static size_t parts_allowed;   /* for rowstream_start: 2 unless a test says otherwise */
+static int threads_fail_from;  /* the first thread start that fails (1-based; 0: none) */
+static int threads_started;
+
+/* Linked in place of pthread_create (-Wl,--wrap): fails from start threads_fail_from on. */
+int __real_pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*run)(void *),
+                          void *arg);
+int __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*run)(void *),
+                          void *arg);
+int __wrap_pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*run)(void *),
+                          void *arg)
+{
+    if (threads_fail_from && ++threads_started >= threads_fail_from)
+        return EAGAIN;
+    return __real_pthread_create(thread, attr, run, arg);
+}
 
 /* A batch of n rows; row bad (0: none) has op "X", between(i) goes right before row i (NULL:
  * nothing). p: the element prefix ("" or "m:"). */
@@ -64,7 +84,7 @@ static void build(const char *tail)
 
 static struct rowstream *start(void)
 {
-    struct rowstream *rs = rowstream_start(doc.data, doc.len, NULL, &arena, &req);
+    struct rowstream *rs = rowstream_start(doc.data, doc.len, NULL, parts_allowed, &arena, &req);
     ck_assert_ptr_nonnull(rs);
     return rs;
 }
@@ -74,6 +94,8 @@ static void setup(void)
     arena_init(&arena);
     buf_init(&doc);
     build("");
+    parts_allowed = 2;
+    threads_fail_from = 0;
 }
 
 static void teardown(void)
@@ -123,8 +145,8 @@ static void assert_one_piece_request(void)
 }
 
 /* Reads every event of the document built, checks them against the finished request, and
- * that it was read in that many halves. */
-static void read_every_event(int halves)
+ * that it was read in that many parts. */
+static void read_every_event(size_t parts)
 {
     struct rowstream *rs = start();
     /* What is told is remembered, to be compared with the finished request. */
@@ -157,7 +179,7 @@ static void read_every_event(int halves)
             ends++;
             break;
         case ROWSTREAM_ABORT:
-            ck_abort_msg("the halves did not join");
+            ck_abort_msg("the parts did not join");
             break;
         case ROWSTREAM_END:
             break;
@@ -165,9 +187,9 @@ static void read_every_event(int halves)
     }
     ck_assert_ptr_eq(rowstream_next(rs), ev);   /* END stays END */
     struct fault f;
-    int read_in = 0;
+    size_t read_in = 0;
     ck_assert_int_eq(rowstream_finish(rs, &f, &read_in), 0);
-    ck_assert_int_eq(read_in, halves);
+    ck_assert_uint_eq(read_in, parts);
     assert_one_piece_request();
     ck_assert_uint_eq(batches, 2);
     ck_assert_uint_eq(ends, 2);
@@ -189,17 +211,23 @@ static void read_every_event(int halves)
     }
 }
 
+/* In as many parts as allowed, one to four. */
 START_TEST(test_every_event_in_order)
 {
-    read_every_event(2);
+    for (parts_allowed = 1; parts_allowed <= ROWSTREAM_PARTS_MAX; parts_allowed++) {
+        read_every_event(parts_allowed);
+        arena_free(&arena);
+        arena_init(&arena);
+    }
 }
 END_TEST
 
 /* The split holds with prefixed elements (the guess looks for any prefix's </...:Row>). */
-START_TEST(test_prefixed_elements_in_two_halves)
+START_TEST(test_prefixed_elements_in_parts)
 {
     build_with("", "m:", 0, NULL, "");
-    read_every_event(2);
+    parts_allowed = ROWSTREAM_PARTS_MAX;
+    read_every_event(ROWSTREAM_PARTS_MAX);
 }
 END_TEST
 
@@ -218,9 +246,9 @@ static const struct rowstream_event *read_to_the_end(struct rowstream *rs, size_
 }
 
 /* Two batches in an envelope of their own: u of nu rows, then t of nt rows; reads their events
- * and checks that the body was read in that many halves, the finished request against the
+ * and checks that the body was read in that many parts, the finished request against the
  * one-piece parse, and that its rows are the ones told, in order. */
-static void read_u_then_t(int nu, int nt, int halves)
+static void read_u_then_t(int nu, int nt, size_t parts)
 {
     buf_reset(&doc);
     buf_printf(&doc, "<s:Envelope xmlns:s=\"" SOAP_ENV_NS "\"><s:Header><SignedToken xmlns=\""
@@ -246,9 +274,9 @@ static void read_u_then_t(int nu, int nt, int halves)
     ck_assert_uint_eq(batches, 2);
     ck_assert_uint_eq(ends, 2);
     struct fault f;
-    int read_in = 0;
+    size_t read_in = 0;
     ck_assert_int_eq(rowstream_finish(rs, &f, &read_in), 0);
-    ck_assert_int_eq(read_in, halves);
+    ck_assert_uint_eq(read_in, parts);
     assert_one_piece_request();
     ck_assert_uint_eq(req.batches[0].nrows, nu);
     ck_assert_uint_eq(req.batches[1].nrows, nt);
@@ -268,12 +296,18 @@ START_TEST(test_cut_in_a_later_batch)
 }
 END_TEST
 
-/* A large batch, then a larger one: the guess, half way to the body's last </Rows>, falls in
- * the second; the first parser sees its batch end before the cut and reads on alone. A limit,
- * not a goal: the second batch is not split either (one split is tried per body). */
+/* A large batch, then a larger one: the guess for two parts, 3/8 of the way to the body's last
+ * </Rows>, falls in the second; the first parser sees its batch end before the cut and reads on
+ * alone. A limit, not a goal: the second batch is not split either (one split is tried per
+ * body). In four parts, the first two guesses fall in the first batch and the third in the
+ * second: the third part's parser reads on alone, the fourth is stopped. */
 START_TEST(test_guess_past_the_batch_in_one_piece)
 {
     read_u_then_t(ROWS_T, 2 * ROWS_T, 1);
+    arena_free(&arena);
+    arena_init(&arena);
+    parts_allowed = ROWSTREAM_PARTS_MAX;
+    read_u_then_t(ROWS_T, 2 * ROWS_T, 3);
 }
 END_TEST
 
@@ -315,6 +349,16 @@ START_TEST(test_guess_in_a_comment_in_one_piece)
 }
 END_TEST
 
+/* In four parts, the first guess falls before that comment and the second and third in it: the
+ * second part's parser reads on alone to the end, the later ones are stopped. */
+START_TEST(test_guess_in_a_comment_for_a_middle_part)
+{
+    build_with("", "", 0, big_comment, "");
+    parts_allowed = ROWSTREAM_PARTS_MAX;
+    read_every_event(2);
+}
+END_TEST
+
 /* The same in a CDATA section, as large as the rest, that ends "</Row> x]]>": the second
  * parser's document then goes on with " x]]>", an XML error raised while libxml2 reads text
  * (where xmlStopParser once freed the input under its reader: a crash). One parser, and every
@@ -334,9 +378,9 @@ START_TEST(test_guess_in_a_cdata_section_in_one_piece)
     ck_assert_int_eq(read_to_the_end(rs, rows, &batches, &ends)->kind, ROWSTREAM_END);
     ck_assert_uint_eq(rows[1], ROWS_T + 1);
     struct fault f;
-    int halves = 0;
-    ck_assert_int_eq(rowstream_finish(rs, &f, &halves), 0);
-    ck_assert_int_eq(halves, 1);
+    size_t parts = 0;
+    ck_assert_int_eq(rowstream_finish(rs, &f, &parts), 0);
+    ck_assert_uint_eq(parts, 1);
     assert_one_piece_request();
     ck_assert_uint_eq(req.batches[0].rows[ROWS_T / 3 - 1].values[1].len, 7 * 60000 + 8);
 }
@@ -354,32 +398,45 @@ START_TEST(test_fault_before_the_cut)
     ck_assert_uint_eq(rows[1], 9);
     ck_assert_uint_eq(ends, 0);
     struct fault f;
-    int halves = 0;
-    ck_assert_int_eq(rowstream_finish(rs, &f, &halves), 0);
-    ck_assert_int_eq(halves, 1);
+    size_t parts = 0;
+    ck_assert_int_eq(rowstream_finish(rs, &f, &parts), 0);
+    ck_assert_uint_eq(parts, 1);
     ck_assert_int_eq(req.body_fault.code, FAULT_MALFORMED_REQUEST);
     ck_assert_ptr_nonnull(strstr(req.body_fault.message, "batch 1: row 10: op \"X\""));
 }
 END_TEST
 
-/* A fault after the cut, found by the second parser: the events end in ABORT, and the request is
- * parsed again in one piece, so that the fault names the row as counted from the batch's start
- * (the second parser counts from the cut). */
-START_TEST(test_fault_after_the_cut_named_as_one_piece)
+/* A fault after the cut, found by a later parser (the last of two; the second of four, which
+ * then never reaches its end): the events end in ABORT, and the request is parsed again in one
+ * piece, so that the fault names the row as counted from the batch's start (a later parser
+ * counts from its cut). */
+static void fault_after_the_cut(int bad)
 {
-    build_with("", "", ROWS_T * 3 / 4, NULL, "");
+    build_with("", "", bad, NULL, "");
     struct rowstream *rs = start();
     size_t rows[4] = {0}, batches = 0, ends = 0;
     ck_assert_int_eq(read_to_the_end(rs, rows, &batches, &ends)->kind, ROWSTREAM_ABORT);
-    ck_assert_uint_eq(rows[1], ROWS_T * 3 / 4 - 1);
+    ck_assert_uint_eq(rows[1], (size_t)bad - 1);
     struct fault f;
-    int halves = 0;
-    ck_assert_int_eq(rowstream_finish(rs, &f, &halves), 0);
-    ck_assert_int_eq(halves, 1);
+    size_t parts = 0;
+    ck_assert_int_eq(rowstream_finish(rs, &f, &parts), 0);
+    ck_assert_uint_eq(parts, 1);
     ck_assert_int_eq(req.body_fault.code, FAULT_MALFORMED_REQUEST);
     char want[64];
-    snprintf(want, sizeof(want), "batch 1: row %d: op \"X\"", ROWS_T * 3 / 4);
+    snprintf(want, sizeof(want), "batch 1: row %d: op \"X\"", bad);
     ck_assert_ptr_nonnull(strstr(req.body_fault.message, want));
+}
+
+START_TEST(test_fault_after_the_cut_named_as_one_piece)
+{
+    fault_after_the_cut(ROWS_T * 3 / 4);
+}
+END_TEST
+
+START_TEST(test_fault_in_a_middle_part_named_as_one_piece)
+{
+    parts_allowed = ROWSTREAM_PARTS_MAX;
+    fault_after_the_cut(ROWS_T / 5);
 }
 END_TEST
 
@@ -420,9 +477,9 @@ START_TEST(test_finish_without_reading)
         for (int i = 0; i < read; i++)
             ck_assert_int_ne(rowstream_next(rs)->kind, ROWSTREAM_END);
         struct fault f;
-        int halves = 0;
-        ck_assert_int_eq(rowstream_finish(rs, &f, &halves), 0);
-        ck_assert_int_eq(halves, 2);   /* the split is made, and joined, told or not */
+        size_t parts = 0;
+        ck_assert_int_eq(rowstream_finish(rs, &f, &parts), 0);
+        ck_assert_uint_eq(parts, 2);   /* the split is made, and joined, told or not */
         assert_one_piece_request();
         ck_assert_uint_eq(req.nbatches, 2);
         ck_assert_uint_eq(req.batches[0].nrows, ROWS_T);
@@ -473,6 +530,24 @@ START_TEST(test_shape_error_stops_telling)
 }
 END_TEST
 
+/* A parser thread that cannot start: the first, and rowstream_start says so (the caller then
+ * parses as usual); a later part's, and the first parser reads the body alone, those already
+ * started stopped (second of four: none; third: the second part's, which must not be read). */
+START_TEST(test_thread_start_failures)
+{
+    threads_fail_from = 1;
+    ck_assert_ptr_null(rowstream_start(doc.data, doc.len, NULL, parts_allowed, &arena, &req));
+    parts_allowed = ROWSTREAM_PARTS_MAX;
+    for (threads_fail_from = 2; threads_fail_from <= 4; threads_fail_from++) {
+        threads_started = 0;
+        read_every_event(1);
+        ck_assert_int_eq(threads_started, threads_fail_from);
+        arena_free(&arena);
+        arena_init(&arena);
+    }
+}
+END_TEST
+
 /* Other operations tell nothing. */
 START_TEST(test_other_operation_tells_nothing)
 {
@@ -498,19 +573,22 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_every_event_in_order);
-    tcase_add_test(tc, test_prefixed_elements_in_two_halves);
+    tcase_add_test(tc, test_prefixed_elements_in_parts);
     tcase_add_test(tc, test_cut_in_a_later_batch);
     tcase_add_test(tc, test_guess_past_the_batch_in_one_piece);
     tcase_add_test(tc, test_converted_encoding_in_one_piece);
     tcase_add_test(tc, test_guess_in_a_comment_in_one_piece);
+    tcase_add_test(tc, test_guess_in_a_comment_for_a_middle_part);
     tcase_add_test(tc, test_guess_in_a_cdata_section_in_one_piece);
     tcase_add_test(tc, test_fault_before_the_cut);
     tcase_add_test(tc, test_fault_after_the_cut_named_as_one_piece);
+    tcase_add_test(tc, test_fault_in_a_middle_part_named_as_one_piece);
     tcase_add_test(tc, test_poll_takes_what_is_at_hand);
     tcase_add_test(tc, test_finish_without_reading);
     tcase_add_test(tc, test_not_well_formed_ends_the_events);
     tcase_add_test(tc, test_shape_error_stops_telling);
     tcase_add_test(tc, test_other_operation_tells_nothing);
+    tcase_add_test(tc, test_thread_start_failures);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
