@@ -234,6 +234,8 @@ def part_a(args, h, keys, work, rows, bodies_for, notes, results):
         " (the host's speed moves by up to 1.7x from one second to the next: a load and the "
         "baselines around it share more of its moments than the medians do)",
         B.client_note(runs[len(runs) // 2]["clock"]),
+        "the worker reads each 1 MB body in up to %d parts at once (one parser thread per CPU it may "
+        "run on, up to 4)" % min(len(os.sched_getaffinity(0)), 4),
     ])
 
 
