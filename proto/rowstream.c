@@ -48,13 +48,16 @@ enum {
     QUEUE_BLOCKS = 64,    /* how far the first parser may run ahead of the rows applied:
                              about a 1 MB call's rows, so that a slow moment of the worker's (a
                              commit elsewhere, a busy CPU) never stops the parse */
-    ROW_BYTES_MIN = 16    /* shorter than any row (<Row op="D"><V/></Row>): a later parser,
-                             whose events wait until those before it are applied, gets a block
-                             for every BLOCK_EVENTS * ROW_BYTES_MIN bytes of its part, so that
-                             it never waits (blocks are touched only as they fill) */
+    ROW_BYTES_MIN = 13    /* the shortest row (<Row op="D"/>): a later parser, whose events
+                             wait until those before it are applied, gets a block for every
+                             BLOCK_EVENTS * ROW_BYTES_MIN bytes from its part's start to the
+                             body's end (it reads on there when its end is not where guessed),
+                             so that it does not wait (blocks are touched only as they fill).
+                             Only a body of many small batches, a block each, can fill them:
+                             that parser then waits for the caller to reach its part */
 };
-/* Rows per part, at the least: fewer are read by one parser, as another would cost about what
- * it saves. */
+/* Rows per parser, at the least: fewer are read by one, as another would cost about what it
+ * saves (the first part, the smallest, may hold less). */
 #define SPLIT_MIN_BYTES (128 * 1024)
 /* How much larger each part is than the one before it (see part_starts). */
 #define PART_GROWTH (5.0 / 3.0)
@@ -89,7 +92,6 @@ struct parser {
     size_t head;                      /* blocks handed over */
     size_t tail;                      /* blocks given back */
     int done;                         /* the parse is over */
-    int discard;                      /* the caller wants nothing more: tell nothing */
     int halt;                         /* a part before it did not end where guessed: stop */
     enum split end;                   /* written by its own thread only */
 
@@ -110,6 +112,8 @@ struct rowstream {
     const char *soapaction;
     size_t most;                      /* parts allowed */
     struct parser parsers[ROWSTREAM_PARTS_MAX];
+    int discard;                      /* under mu: the caller wants nothing more, from any
+                                         parser, started or not: tell nothing */
 
     /* The first parser thread's own until it is done (then the caller's, after the join, or
      * read before: see the top of the file). */
@@ -142,7 +146,7 @@ static void hand_over(struct parser *p)
     struct rowstream *rs = p->rs;
     pthread_mutex_lock(&rs->mu);
     p->head++;
-    p->quiet = p->discard || p->halt;
+    p->quiet = rs->discard || p->halt;
     pthread_cond_broadcast(&rs->cond);
     pthread_mutex_unlock(&rs->mu);
     p->filling = NULL;
@@ -153,9 +157,9 @@ static int take_free_block(struct parser *p)
 {
     struct rowstream *rs = p->rs;
     pthread_mutex_lock(&rs->mu);
-    while (!p->discard && !p->halt && p->head - p->tail == p->nblocks)
+    while (!rs->discard && !p->halt && p->head - p->tail == p->nblocks)
         pthread_cond_wait(&rs->cond, &rs->mu);
-    p->quiet = p->discard || p->halt;
+    p->quiet = rs->discard || p->halt;
     pthread_mutex_unlock(&rs->mu);
     if (p->quiet)
         return 0;
@@ -282,20 +286,22 @@ static size_t part_starts(const char *body, size_t keep, size_t rows_end, size_t
     return nparts;
 }
 
-/* Makes ready the later parsers of the parts whose rows begin at starts[1 .. nparts). */
-static void prepare_parts(struct rowstream *rs, const size_t starts[], size_t nparts)
+/* Makes ready the later parsers of the parts whose rows begin at starts[1 .. nparts) (no other
+ * thread reads them before they start); how many parts are ready, fewer when out of memory. */
+static size_t prepare_parts(struct rowstream *rs, const size_t starts[], size_t nparts)
 {
     for (size_t i = 1; i < nparts; i++) {
         struct parser *p = &rs->parsers[i];
-        size_t to = i + 1 < nparts ? starts[i + 1] : rs->len;
-        *p = (struct parser){.rs = rs, .part = i, .end = i + 1 < nparts ? SPLIT_PENDING : SPLIT_NONE,
-                             .nblocks = 1 + (to - starts[i]) / (BLOCK_EVENTS * ROW_BYTES_MIN)};
-        p->blocks = xmalloc(p->nblocks * sizeof(*p->blocks));
-        p->arena = &p->own_arena;
-        p->req = &p->own_req;
+        size_t nblocks = 1 + (rs->len - starts[i]) / (BLOCK_EVENTS * ROW_BYTES_MIN);
+        struct block *blocks = malloc(nblocks * sizeof(*blocks));
+        if (!blocks)
+            return i;
+        *p = (struct parser){.rs = rs, .part = i, .blocks = blocks, .nblocks = nblocks,
+                             .arena = &p->own_arena, .req = &p->own_req};
         arena_init(&p->own_arena);
         rs->starts[i] = starts[i];
     }
+    return nparts;
 }
 
 /* A batch's <Rows> opens, its start tag read up to at: when its rows take SPLIT_MIN_BYTES or
@@ -321,11 +327,14 @@ static void split_rows(struct rowstream *rs, size_t at)
         return;
     size_t most = 1 + rows / SPLIT_MIN_BYTES, starts[ROWSTREAM_PARTS_MAX];
     size_t nparts = part_starts(rs->body, keep, rows_end, most < rs->most ? most : rs->most, starts);
-    if (nparts < 2)
-        return;
     rs->keep = keep;
     rs->split_batch = rs->parsers[0].batches - 1;
-    prepare_parts(rs, starts, nparts);
+    if (nparts > 1)
+        nparts = prepare_parts(rs, starts, nparts);
+    if (nparts < 2)
+        return;
+    for (size_t i = 1; i < nparts; i++)
+        rs->parsers[i].end = i + 1 < nparts ? SPLIT_PENDING : SPLIT_NONE;
     rs->nparts = nparts;   /* read by the others under mu only */
     for (size_t i = 1; i < nparts; i++)
         if (start_thread(&rs->parsers[i].thread, &rs->parsers[i]) != 0) {
@@ -580,8 +589,7 @@ static void join_parts(struct rowstream *rs, size_t last)
 int rowstream_finish(struct rowstream *rs, struct fault *env_fault, size_t *parts)
 {
     pthread_mutex_lock(&rs->mu);
-    for (size_t i = 0; i < ROWSTREAM_PARTS_MAX; i++)
-        rs->parsers[i].discard = 1;
+    rs->discard = 1;
     pthread_cond_broadcast(&rs->cond);
     pthread_mutex_unlock(&rs->mu);
     pthread_join(rs->parsers[0].thread, NULL);

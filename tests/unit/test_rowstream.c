@@ -489,6 +489,29 @@ START_TEST(test_finish_without_reading)
 }
 END_TEST
 
+/* Finished right after the first event, as the worker does when the token does not verify:
+ * the later parsers start after that, and must still let the finish end (a later part's ring,
+ * one block per batch, fills with the small batches after the large one; they once waited on it
+ * for ever), in two, three and four parts. */
+START_TEST(test_finish_before_the_split)
+{
+    buf_reset(&doc);
+    buf_printf(&doc, "<s:Envelope xmlns:s=\"" SOAP_ENV_NS "\"><s:Body><RowDataRequest xmlns=\""
+               SOAP_NS "\"><Batches>");
+    put_batch("", "t", "<Name>id</Name><Name>v</Name>", ROWS_T, 900, 0, NULL);
+    for (int k = 0; k < 2000; k++)
+        put_batch("", "u", "<Name>k</Name>", 1, k, 0, NULL);
+    buf_printf(&doc, "</Batches></RowDataRequest></s:Body></s:Envelope>");
+    parts_allowed = (size_t)_i;
+    struct rowstream *rs = start();
+    ck_assert_int_eq(rowstream_next(rs)->kind, ROWSTREAM_BATCH);
+    struct fault f;
+    ck_assert_int_eq(rowstream_finish(rs, &f, NULL), 0);
+    assert_one_piece_request();
+    ck_assert_uint_eq(req.nbatches, 2001);
+}
+END_TEST
+
 /* Not well-formed after the cut: the second parser fails, the events end in ABORT, and the
  * answer is the one-piece parse's (its error line). */
 START_TEST(test_not_well_formed_ends_the_events)
@@ -585,6 +608,7 @@ int main(void)
     tcase_add_test(tc, test_fault_in_a_middle_part_named_as_one_piece);
     tcase_add_test(tc, test_poll_takes_what_is_at_hand);
     tcase_add_test(tc, test_finish_without_reading);
+    tcase_add_loop_test(tc, test_finish_before_the_split, 2, ROWSTREAM_PARTS_MAX + 1);
     tcase_add_test(tc, test_not_well_formed_ends_the_events);
     tcase_add_test(tc, test_shape_error_stops_telling);
     tcase_add_test(tc, test_other_operation_tells_nothing);
