@@ -114,6 +114,13 @@ def envelope_faults(p):
     eq(streamed(p), 1, "the broken body was streamed until its error")
     eq(p.table_rows("t"), [], "nothing applied after the XML error")
     expect_fault(p.call("RowData", inner, token="not.a.token"), "InvalidToken")
+    # The same on a body read in parts whose last part tells more events than its parser holds
+    # (many small batches after the large one): parsers started after the fault was decided
+    # must still stop (they once waited for ever, and the worker with them).
+    many = body([{"table": "t", "columns": TC, "rows": t_rows(1, 10000), "lsn": 10}] +
+                [{"table": "t", "columns": TC, "rows": t_rows(10001 + k, 1), "lsn": 11 + k} for k in range(2000)])
+    for _ in range(5):
+        expect_fault(p.call("RowData", many, token="not.a.token", timeout=20), "InvalidToken")
     expect_fault(p.call("RowData", inner, token=p.token(exp=-3600, nbf=-7200)), "TokenExpired")
     expect_fault(p.call("RowData", inner, soapaction='"%sWipe"' % L.H.ACTION_PREFIX), "MalformedRequest")
     eq(p.table_rows("t"), [], "nothing applied after the token and action faults")
