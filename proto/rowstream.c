@@ -93,7 +93,8 @@ struct parser {
     size_t tail;                      /* blocks given back */
     int done;                         /* the parse is over */
     int halt;                         /* a part before it did not end where guessed: stop */
-    enum split end;                   /* written by its own thread only */
+    enum split end;                   /* set before its thread starts, then written by that
+                                         thread only */
 
     /* The parser thread's own. */
     struct block *filling;            /* NULL between blocks */
@@ -118,7 +119,8 @@ struct rowstream {
     /* The first parser thread's own until it is done (then the caller's, after the join, or
      * read before: see the top of the file). */
     struct rowstream_prologue prologue;   /* written before the first batch is handed over */
-    size_t nparts;                    /* parsers started, the first included */
+    size_t nparts;                    /* parsers started, the first included (lowered under mu
+                                         when one cannot start) */
     size_t split_batch;               /* the batch cut (0-based) */
     size_t keep;                      /* the body up to here starts each later part's document */
     size_t starts[ROWSTREAM_PARTS_MAX];   /* where part i's rows begin in the body (i >= 1) */
@@ -262,12 +264,12 @@ static int start_thread(pthread_t *thread, struct parser *p)
 
 /* Where each of nparts parts of the rows in body[keep, rows_end) begins, at a guessed row end
  * (starts[0] is keep); the number of parts made, fewer where no row end is found. The parts
- * grow by PART_GROWTH: where a parser reads rows at p s a row and the worker applies them at
- * w s a row (w < p), a part should be read by the time the worker is through the parts before
- * it, each of which it applies as its parser reads it, so each part is p / (p - w) times the one
- * before. Measured with the SQLite store (thread CPU times, 1 MB calls), p / w is about 2.5:
- * 5/3. Where the worker is the slower (another store), any sizes keep it busy once the first
- * part is read, and that part is the smallest. */
+ * grow by PART_GROWTH: where a parser takes p seconds to read a row and the worker w to apply
+ * it (w < p), a part should be read by the time the worker is through the parts before it,
+ * each of which it applies as its parser reads it, so each part is p / (p - w) times the one
+ * before. Measured with the SQLite store (thread CPU times, 1 MB calls), p / w is 2 to 2.5:
+ * 5/3 suits 2.5 and loses little at 2 (bench/RESULTS.md). Where the worker is the slower
+ * (another store), any sizes keep it busy once the first part is read, the smallest. */
 static size_t part_starts(const char *body, size_t keep, size_t rows_end, size_t nparts,
                           size_t starts[])
 {
