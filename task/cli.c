@@ -174,9 +174,9 @@ static int run_single(const struct args *a)
         return TASK_EXIT_USAGE;
     }
     size_t batch_size = TASK_DEFAULT_BATCH_SIZE;
-    if (a->batch_size && (cfg_parse_size(a->batch_size, &batch_size) != 0 || batch_size == 0)) {
-        fprintf(stderr, "somirror-task run: --batch-size: expected a size like 1MiB, got \"%s\"\n",
-                a->batch_size);
+    const char *why = a->batch_size ? taskconf_batch_size(a->batch_size, &batch_size) : NULL;
+    if (why) {
+        fprintf(stderr, "somirror-task run: --batch-size: %s, got \"%s\"\n", why, a->batch_size);
         return TASK_EXIT_USAGE;
     }
     char err[1024], warning[256] = "";

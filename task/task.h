@@ -287,6 +287,9 @@ void taskconf_free(struct task_config *cfg);
 const struct task_app *taskconf_app(const struct task_config *cfg, const char *id);
 /* Whether minute_of_day (UTC) falls in the pause window ("01:00-03:00", may wrap midnight). */
 int taskconf_paused(const struct task_config *cfg, int minute_of_day);
+/* A batch size ("1MiB", "500000": 1 byte or more) into *out: NULL, or what is wrong with text,
+ * for tenants.batch_size and --batch-size alike. */
+const char *taskconf_batch_size(const char *text, size_t *out);
 
 /* ---- schedule.c ---- */
 struct schedule_options {

@@ -6,6 +6,7 @@
  * would otherwise be silent). Relative paths are relative to the file. */
 #include "task/task.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,11 +237,22 @@ static int tenant_field(struct conf_parse *cp, const char *key, const yaml_node_
     if (!strcmp(key, "batch_size")) {
         if (!(text = scalar(cp, value, "tenants.batch_size")))
             return -1;
-        if (cfg_parse_size(text, &tenant->batch_size) != 0 || tenant->batch_size == 0)
-            return conf_error(cp, at(value), "tenants.batch_size: expected a size like 1MiB, got \"%s\"", text);
-        return 0;
+        const char *why = taskconf_batch_size(text, &tenant->batch_size);
+        return why ? conf_error(cp, at(value), "tenants.batch_size: %s, got \"%s\"", why, text) : 0;
     }
     return unknown_key(cp, "tenants", key, value);
+}
+
+const char *taskconf_batch_size(const char *text, size_t *out)
+{
+    int rc = cfg_parse_size(text, out);
+    if (rc == -1)
+        return "expected a size like 1MiB";
+    if (rc == CFG_TOO_LARGE)
+        return "too large a size";
+    if (*out == 0)
+        return "expected a size of 1 byte or more";
+    return NULL;
 }
 
 static int parse_clock(const char *text, int *minutes)
@@ -261,8 +273,12 @@ static int schedule_field(struct conf_parse *cp, const char *key, const yaml_nod
     if (!strcmp(key, "every")) {
         if (!(text = scalar(cp, value, "schedule.every")))
             return -1;
-        if (cfg_parse_duration(text, &cfg->every_s) != 0 || cfg->every_s <= 0)
+        int rc = cfg_parse_duration(text, &cfg->every_s);
+        if (rc == -1)
             return conf_error(cp, at(value), "schedule.every: expected a duration like 20m, got \"%s\"", text);
+        if (rc == CFG_TOO_LARGE || cfg->every_s <= 0)
+            return conf_error(cp, at(value), "schedule.every: expected a duration from 1 to %d seconds, "
+                              "got \"%s\"", INT_MAX, text);
         return 0;
     }
     if (!strcmp(key, "pause")) {

@@ -217,6 +217,11 @@ def main():
                          ["gen", "--db", os.path.join(work, "huge.db"), "--scale", "9223372036854775807"]):
                 proc = task(*args, check=False)
                 assert proc.returncode == 2, "exit %d for %s: %s" % (proc.returncode, args, proc.stderr)
+            for size, why in (("0", "expected a size of 1 byte or more"), ("1x", "expected a size like 1MiB"),
+                              ("99999999999999999999", "too large a size")):
+                proc = task(*(base + ["--batch-size", size]), check=False)
+                assert proc.returncode == 2 and '--batch-size: %s, got "%s"' % (why, size) in proc.stderr, \
+                    (size, proc.returncode, proc.stderr)
             assert env.daemon.ctl_json("show tenant " + TENANT)["tenant"]["calls"] == calls
 
             # A failed connection says why: a name that does not resolve, a port that refuses,

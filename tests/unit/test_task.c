@@ -703,7 +703,8 @@ END_TEST
 
 /* What would otherwise be taken silently is an error naming file, line, column and key: a key
  * given twice (the first list of tenants was dropped), two tenants or applications of one name
- * (one ran), an empty value, a NUL, a URL that is none, a second document, a FIFO. */
+ * (one ran), an empty value, a NUL, a URL that is none, a second document, a FIFO; a size or
+ * duration too large to hold says so. */
 START_TEST(task_yaml_refusals)
 {
 #define TENANT "tenants: [ { context: T1, source: t.db, approved: [ a ] } ]\n"
@@ -735,6 +736,12 @@ START_TEST(task_yaml_refusals)
         {TASK_YAML_HEAD "tenants: [ { context: T1, source: !!binary dC5kYg== } ]\n",
          ":3:35: the YAML tag !!binary is not supported (values are read as their text; only the core "
          "schema's tags, such as !!str, may be written)"},
+        {TASK_YAML_HEAD "tenants: [ { context: T1, source: t.db, batch_size: 99999999999999999999 } ]\n",
+         ":3:53: tenants.batch_size: too large a size, got \"99999999999999999999\""},
+        {TASK_YAML_HEAD "tenants: [ { context: T1, source: t.db, batch_size: 0 } ]\n",
+         ":3:53: tenants.batch_size: expected a size of 1 byte or more, got \"0\""},
+        {TASK_YAML_HEAD TENANT "schedule: { every: 99999999999h }\n",
+         ":4:20: schedule.every: expected a duration from 1 to 2147483647 seconds, got \"99999999999h\""},
     };
 #undef TENANT
 #undef VENDOR
