@@ -45,6 +45,9 @@ ACTION_PREFIX = NS + "/IMirroringClientService/"
 OPERATIONS = ("Authenticate", "TableSchema", "Wipe", "RowData", "ReplicationCompleted")
 CTX_CLAIM = "http://schemes.superoffice.net/identity/ctx"
 DEFAULT_APP_ID = "123123123123123123"
+# How long a test's daemon gets to stop on SIGTERM at the end of the test (a graceful stop
+# waits a second of quiet, design "Shutdown") before the rest is SIGKILLed.
+STOP_GRACE_S = 10
 
 Keys = namedtuple("Keys", "vendor_key vendor_cert app_key_pem app_pub")
 
@@ -442,8 +445,21 @@ class Daemon:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def finish(self, grace=STOP_GRACE_S):
+        """Ends the test's daemon as an operator would, with SIGTERM, so that each process
+        exits through its own code (under the sanitizers that is when LeakSanitizer checks it),
+        then SIGKILLs whatever is left: a master that did not exit within grace seconds, and
+        any process of its groups still there (a hook's child, a daemon started behind our
+        back)."""
+        if self.pid is not None and self.alive():
+            with contextlib.suppress(OSError):
+                self.signal(signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                self.wait_exit(grace)
         self.kill_all()
+
+    def __exit__(self, *exc):
+        self.finish()
         return False
 
     # -- workers
