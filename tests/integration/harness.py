@@ -71,6 +71,25 @@ def program(name):
     return path
 
 
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def faketime_env(offset_file):
+    """The environment that makes a program's wall clock (not its monotonic one) follow the
+    offset in offset_file ("+0", "-2h"), read anew at every call: libfaketime, which
+    contrib/install-deps installs. Under AddressSanitizer the allocator's first use of a size
+    class reads the clock: libfaketime, not yet set up, then calls dlsym, which allocates, and
+    the process hangs in its allocator before main; allocator_release_to_os_interval_ms=-1 keeps
+    the allocator off the clock."""
+    assert os.path.exists(FAKETIME), "libfaketime is not installed (contrib/install-deps installs it)"
+    env = {"LD_PRELOAD": FAKETIME, "FAKETIME_TIMESTAMP_FILE": offset_file, "FAKETIME_NO_CACHE": "1",
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    if os.environ.get("SOMIRROR_SANITIZERS"):
+        asan = os.environ.get("ASAN_OPTIONS")
+        env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "allocator_release_to_os_interval_ms=-1"
+    return env
+
+
 def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
     """Polls predicate until it returns something true; returns it, or raises on timeout."""
     deadline = time.monotonic() + timeout

@@ -113,14 +113,10 @@ def retry_gets_a_fresh_token(task, work):
         receiver.server_close()
 
 
-FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-
-
 def wall_clock_steps(task, work):
     """The schedule keeps time by the monotonic clock: a step of the wall clock two hours back
     (an NTP step, a hardware clock corrected after boot) does not stall the cycles for two hours,
     nor does one forward hurry them. libfaketime steps the wall clock of the task alone."""
-    assert os.path.exists(FAKETIME), "libfaketime is not installed (contrib/install-deps installs it)"
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BusyThenRefused)
     receiver.claims = []   # one Authenticate per cycle (tries 1)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -130,8 +126,7 @@ def wall_clock_steps(task, work):
     conf = os.path.join(work, "clock.yaml")
     write_task_yaml(conf, receiver.server_address[1], approved_t1=True, approved_t2=False, every="1s",
                     retries=(1, 0))
-    env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=offset, FAKETIME_NO_CACHE="1",
-               FAKETIME_DONT_FAKE_MONOTONIC="1")
+    env = dict(os.environ, **harness.faketime_env(offset))
     proc = subprocess.Popen([task, "run", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env, start_new_session=True)
     try:
