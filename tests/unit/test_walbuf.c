@@ -3,7 +3,8 @@
  * reader as it returns, survives the writer's process ending right after it (nothing is left
  * in a buffer), a commit whose frames cannot be written fails and is rolled back, and the
  * writes a transaction spills before its commit are read back, rolled back and written over as
- * SQLite expects; the file passes integrity_check throughout. */
+ * SQLite expects; the barrier alone writes out what a commit still gathers (a writer killed
+ * right after it loses nothing); the file passes integrity_check throughout. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -267,6 +268,70 @@ START_TEST(test_checksums_rewritten_at_commit_survive_a_crash)
 }
 END_TEST
 
+/* A VFS over the gathering one whose database files end the process right after the
+ * gathering VFS's barrier, once armed: the moment between a commit's frames and the wal-index
+ * header that publishes them, before the write lock is released (whose own write-out would
+ * otherwise cover a barrier that wrote nothing). */
+static sqlite3_vfs kill_vfs;
+static sqlite3_io_methods kill_methods;
+static const sqlite3_io_methods *gathering_methods;
+static volatile int kill_at_barrier;
+
+static void barrier_then_kill(sqlite3_file *file)
+{
+    gathering_methods->xShmBarrier(file);
+    if (kill_at_barrier)
+        raise(SIGKILL);
+}
+
+static int kill_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out)
+{
+    sqlite3_vfs *gathering = vfs->pAppData;
+    int rc = gathering->xOpen(gathering, name, file, flags, out);
+    if (rc == SQLITE_OK && (flags & SQLITE_OPEN_MAIN_DB) && file->pMethods) {
+        gathering_methods = file->pMethods;
+        kill_methods = *gathering_methods;
+        kill_methods.xShmBarrier = barrier_then_kill;
+        file->pMethods = &kill_methods;
+    }
+    return rc;
+}
+
+static void rewrite_spilled_and_crash_at_the_barrier(int unused)
+{
+    (void)unused;
+    sqlite3_vfs *gathering = sqlite3_vfs_find(sqlite_walbuf_vfs());
+    kill_vfs = *gathering;
+    kill_vfs.zName = "test-kill-at-barrier";
+    kill_vfs.pAppData = gathering;
+    kill_vfs.xOpen = kill_open;
+    ck_assert_int_eq(sqlite3_vfs_register(&kill_vfs, 0), SQLITE_OK);
+    sqlite3 *w = open_db(kill_vfs.zName);
+    exec(w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size = 8");
+    exec(w, "BEGIN");
+    insert_rows(w, 1, 2000, 500);
+    exec(w, "UPDATE t SET b = randomblob(20) WHERE id <= 50");
+    insert_rows(w, 2001, 20, 500);
+    kill_at_barrier = 1;
+    exec(w, "COMMIT");
+    _exit(98);   /* no barrier came */
+}
+
+/* The barrier alone writes out what the commit still gathers (the last checksums it rewrote):
+ * a writer that ends right after it, before the write lock is released, leaves a committed
+ * transaction that recovery finds whole. */
+START_TEST(test_barrier_writes_the_commit_out)
+{
+    int status = child_status(rewrite_spilled_and_crash_at_the_barrier, 0);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
+    sqlite3 *r = open_db(NULL);   /* the only connection: recovers the wal-index from the WAL */
+    ck_assert_int_eq(query(r, "SELECT count(*) FROM t"), 2020);
+    ck_assert_int_eq(query(r, "SELECT count(*) FROM t WHERE length(b) = 20"), 50);
+    assert_intact(r);
+    sqlite3_close(r);
+}
+END_TEST
+
 /* Checkpointed by another connection (as the store's checkpoint thread does), the WAL starts
  * again from its beginning at the next write. */
 START_TEST(test_wal_written_again_from_its_start)
@@ -300,6 +365,7 @@ int main(void)
     tcase_add_test(tc, test_spilled_frames_read_back_and_rolled_back);
     tcase_add_test(tc, test_rolled_back_frames_never_land_on_a_later_commit);
     tcase_add_test(tc, test_checksums_rewritten_at_commit_survive_a_crash);
+    tcase_add_test(tc, test_barrier_writes_the_commit_out);
     tcase_add_test(tc, test_wal_written_again_from_its_start);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
