@@ -197,10 +197,15 @@ static void resume_paused_listeners(struct wrk_http *http)
  * withheld, held gigabytes in one worker before any token was checked (and glibc kept it after).
  * Once the other connections' input reaches limits.arriving_request_bytes, a connection whose
  * own input passes HEADERS_MAX is paused (its read watermark set to what it holds, so libevent
- * stops) until theirs drops below it again: a call dispatched, a connection closed. A lone
- * request is never held, so the sum stays below the budget plus one request plus HEADERS_MAX
- * a connection, and every body can complete; nor is a small one (a health check, an
- * Authenticate), which goes through while large bodies wait. */
+ * stops) until theirs drops below it again: a call dispatched, a connection closed. Only while
+ * another connection is still reading a request in, though: input that cannot drop by itself
+ * (held connections', a pipelining client's that does not read its answers) must not hold the
+ * last request still coming in, and when a drop leaves none coming in, the connection held
+ * longest goes on. Some request is always completing, then: held connections never wait for
+ * one another, and clients that send without reading cannot stop every large body. The sum
+ * stays below the budget plus one request plus HEADERS_MAX a connection (besides what
+ * input_high_water lets a connection that is not reading in a request keep). A small request
+ * (a health check, an Authenticate) is never held, and goes through while large bodies wait. */
 
 /* Reading stops at what the input holds (libevent reads only below the high watermark). It
  * resumes by itself as soon as the input shrinks (evhttp taking the headers), so a held
@@ -226,9 +231,40 @@ static void unhold(struct conn *c)
     bufferevent_setwatermark(c->bev, EV_READ, 0, input_high_water(http->params->cfg));
 }
 
-/* c's input is len bytes now: the sum follows, c is held if the others fill the budget, and
- * held connections go on once they do not. */
-static void count_arriving(struct conn *c, size_t len)
+/* Whether a connection other than c is reading a request in (not held): one whose input will
+ * drop by itself, as its request is dispatched or it is closed. Looked for only when the
+ * budget is full. */
+static int another_reading_in(const struct wrk_http *http, const struct conn *c)
+{
+    for (size_t fd = 0; fd < http->by_fd_len; fd++) {
+        const struct conn *o = http->by_fd[fd];
+        if (o && o != c && !o->held && (o->phase == CONN_HEADERS || o->phase == CONN_BODY))
+            return 1;
+    }
+    return 0;
+}
+
+/* After gone's input dropped (or gone closed): held connections go on once the others' input
+ * is under the budget, and the one held longest goes on when no connection but gone, whose
+ * request is then dispatched or done, is left reading one in. */
+static void release_held(struct wrk_http *http, const struct conn *gone)
+{
+    size_t budget = http->params->cfg->arriving_request_bytes;
+    struct conn *longest = NULL;   /* the list is newest first */
+    for (struct conn *h = LIST_FIRST(&http->held), *next; h; h = next) {
+        next = LIST_NEXT(h, held_link);
+        if (http->arriving - h->counted < budget)
+            unhold(h);
+        else
+            longest = h;
+    }
+    if (longest && !another_reading_in(http, gone))
+        unhold(longest);
+}
+
+/* c's input is len bytes now: the sum follows, and c is held if the others fill the budget
+ * while another request is reading in. Returns whether c's input dropped. */
+static int count_arriving(struct conn *c, size_t len)
 {
     struct wrk_http *http = c->http;
     size_t budget = http->params->cfg->arriving_request_bytes;
@@ -237,15 +273,9 @@ static void count_arriving(struct conn *c, size_t len)
     c->counted = len;
     if (c->held)
         stop_reading_at(c, len);
-    else if (len > HEADERS_MAX && http->arriving - len >= budget)
+    else if (len > HEADERS_MAX && http->arriving - len >= budget && another_reading_in(http, c))
         hold(c);
-    if (!dropped)
-        return;
-    for (struct conn *h = LIST_FIRST(&http->held), *next; h; h = next) {
-        next = LIST_NEXT(h, held_link);
-        if (http->arriving - h->counted < budget)
-            unhold(h);
-    }
+    return dropped;
 }
 
 static void conn_free(struct conn *c)
@@ -253,6 +283,7 @@ static void conn_free(struct conn *c)
     if (c->held)
         unhold(c);
     count_arriving(c, 0);
+    release_held(c->http, c);   /* also when c held nothing: it may have been reading a request in */
     connections_changed(c->http, -1);
     resume_paused_listeners(c->http);
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->watch);
@@ -575,7 +606,8 @@ static void read_ahead(struct conn *c, struct evbuffer *input)
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *c = arg;
-    count_arriving(c, evbuffer_get_length(input));
+    if (count_arriving(c, evbuffer_get_length(input)))
+        release_held(c->http, c);
     if (info->n_deleted && !c->plain)
         resume_tls_reading(c);
     if (info->n_added == 0)

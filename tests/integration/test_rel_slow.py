@@ -14,6 +14,8 @@
 - a call held on the worker for longer than every timeout (a lock on its mirror) is answered,
   and its connection serves the next call;
 - endless headers, and a client that sends on without reading its answer, take bounded memory;
+- bodies paused for the memory budget never wait for one another, nor for clients that pipeline
+  requests without reading the answers: each is answered;
 - a client that disconnects in the middle of a RowData body (FIN or RST) leaves nothing behind:
   no rows, no lsn change, the same workers alive and idle, the tenant's next call succeeds;
 - a whole RowData whose client closed its connection before a worker got to it is not run."""
@@ -351,6 +353,64 @@ def check_withheld_bodies_bounded():
         PL.ok_states(p.rows([R.item_batch(5, 1, lsn=1)]), "a call after the withheld bodies")
 
 
+def answered_within(sock, seconds):
+    """Whether an HTTP answer's first bytes come on sock within seconds."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(16).startswith(b"HTTP/1.1 ")
+    except OSError:
+        return False
+
+
+def check_held_bodies_complete():
+    """Held bodies never wait for one another, nor for input that cannot drop by itself: two
+    bodies sent side by side past limits.arriving_request_bytes (48 KiB here) are both
+    answered, as is a 200 KB body sent while two clients pipeline requests without reading the
+    answers (their input fills the budget for good). Both used to wait until request_timeout
+    (20 s here) closed them unanswered; an answer within 10 s is no such wait."""
+    with H.server(workers=1, **{"limits.max_request_bytes": "1MiB",
+                                "limits.arriving_request_bytes": "48KiB",
+                                "limits.request_timeout": 20}) as env:
+        port = env.daemon.port
+        length, first = 800000, 300000
+        bodies = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        for s in bodies:
+            s.sendall(R.post_head(port, length))
+        for s in bodies:   # part of each, in turn: each past HEADERS_MAX and the budget
+            s.sendall(b"x" * first)
+            time.sleep(0.3)
+        rest = [threading.Thread(target=s.sendall, args=(b"x" * (length - first),), daemon=True)
+                for s in bodies]
+        for t in rest:
+            t.start()
+        for i, s in enumerate(bodies):
+            R.check(answered_within(s, 10), "two bodies side by side: body %d not answered" % (i + 1))
+            s.close()
+
+        stuffers = []
+        pipelined = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.setblocking(False)
+            blocked_since = None
+            while blocked_since is None or time.monotonic() - blocked_since < 0.5:
+                try:
+                    s.send(pipelined)
+                    blocked_since = None
+                except BlockingIOError:
+                    blocked_since = blocked_since or time.monotonic()
+                    time.sleep(0.01)
+            stuffers.append(s)
+        try:
+            body = socket.create_connection(("127.0.0.1", port), timeout=5)
+            body.sendall(R.post_head(port, 200000) + b"x" * 200000)
+            R.check(answered_within(body, 10), "a 200 KB body behind clients that do not read: not answered")
+            body.close()
+        finally:
+            for s in stuffers:
+                s.close()
+
+
 def check_disconnect_mid_body(env):
     d = env.daemon
     p = PL.P(env, "disconnect_mid_body")
@@ -421,6 +481,7 @@ def main():
                       ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),
                       ("flooding clients take bounded memory", lambda: check_flooding_clients_bounded(env)),
                       ("withheld bodies take bounded memory", check_withheld_bodies_bounded),
+                      ("held bodies never wait for one another", check_held_bodies_complete),
                       ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env)),
                       ("a call whose client has gone is not run", lambda: check_gone_client_not_run(env))])
 
