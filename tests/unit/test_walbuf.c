@@ -55,12 +55,17 @@ static void assert_intact(sqlite3 *db)
     sqlite3_finalize(st);
 }
 
-/* The writer: WAL and synchronous=NORMAL, as the SQLite store opens a mirror. */
-static sqlite3 *open_writer(void)
+/* A writer through vfs: WAL and synchronous=NORMAL, as the SQLite store opens a mirror. */
+static sqlite3 *open_writer_on(const char *vfs)
 {
-    sqlite3 *db = open_db(sqlite_walbuf_vfs());
+    sqlite3 *db = open_db(vfs);
     exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL");
     return db;
+}
+
+static sqlite3 *open_writer(void)
+{
+    return open_writer_on(sqlite_walbuf_vfs());
 }
 
 /* n rows of a blob of size bytes each, ids from first, in one transaction. */
@@ -243,28 +248,40 @@ END_TEST
  * rewrites its frames' checksums after its commit frame: those rewrites must reach the file
  * (at the barrier, at the latest as the write lock is released), or a writer killed right
  * after the commit leaves a WAL whose recovery stops at the first frame it wrote. */
-static void rewrite_spilled_and_crash(int unused)
+static void spill_and_write_over(sqlite3 *w)
 {
-    (void)unused;
-    sqlite3 *w = open_writer();
     exec(w, "PRAGMA cache_size = 8");
     exec(w, "BEGIN");
     insert_rows(w, 1, 2000, 500);
     exec(w, "UPDATE t SET b = randomblob(20) WHERE id <= 50");
     insert_rows(w, 2001, 20, 500);
+}
+
+static void rewrite_spilled_and_crash(int unused)
+{
+    (void)unused;
+    sqlite3 *w = open_writer();
+    spill_and_write_over(w);
     exec(w, "COMMIT");
     raise(SIGKILL);
 }
 
-START_TEST(test_checksums_rewritten_at_commit_survive_a_crash)
+/* Runs child, which commits spill_and_write_over's transaction and is killed; then the
+ * transaction is found whole. */
+static void killed_after_the_commit_leaves_it_whole(void (*child)(int))
 {
-    int status = child_status(rewrite_spilled_and_crash, 0);
-    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    int status = child_status(child, 0);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
     sqlite3 *r = open_db(NULL);   /* the only connection: recovers the wal-index from the WAL */
     ck_assert_int_eq(query(r, "SELECT count(*) FROM t"), 2020);
     ck_assert_int_eq(query(r, "SELECT count(*) FROM t WHERE length(b) = 20"), 50);
     assert_intact(r);
     sqlite3_close(r);
+}
+
+START_TEST(test_checksums_rewritten_at_commit_survive_a_crash)
+{
+    killed_after_the_commit_leaves_it_whole(rewrite_spilled_and_crash);
 }
 END_TEST
 
@@ -306,12 +323,8 @@ static void rewrite_spilled_and_crash_at_the_barrier(int unused)
     kill_vfs.pAppData = gathering;
     kill_vfs.xOpen = kill_open;
     ck_assert_int_eq(sqlite3_vfs_register(&kill_vfs, 0), SQLITE_OK);
-    sqlite3 *w = open_db(kill_vfs.zName);
-    exec(w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size = 8");
-    exec(w, "BEGIN");
-    insert_rows(w, 1, 2000, 500);
-    exec(w, "UPDATE t SET b = randomblob(20) WHERE id <= 50");
-    insert_rows(w, 2001, 20, 500);
+    sqlite3 *w = open_writer_on(kill_vfs.zName);
+    spill_and_write_over(w);
     kill_at_barrier = 1;
     exec(w, "COMMIT");
     _exit(98);   /* no barrier came */
@@ -322,13 +335,7 @@ static void rewrite_spilled_and_crash_at_the_barrier(int unused)
  * transaction that recovery finds whole. */
 START_TEST(test_barrier_writes_the_commit_out)
 {
-    int status = child_status(rewrite_spilled_and_crash_at_the_barrier, 0);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
-    sqlite3 *r = open_db(NULL);   /* the only connection: recovers the wal-index from the WAL */
-    ck_assert_int_eq(query(r, "SELECT count(*) FROM t"), 2020);
-    ck_assert_int_eq(query(r, "SELECT count(*) FROM t WHERE length(b) = 20"), 50);
-    assert_intact(r);
-    sqlite3_close(r);
+    killed_after_the_commit_leaves_it_whole(rewrite_spilled_and_crash_at_the_barrier);
 }
 END_TEST
 
