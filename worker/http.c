@@ -189,6 +189,20 @@ static void resume_paused_listeners(struct wrk_http *http)
     }
 }
 
+/* libevent 2.1's TLS bufferevent stops reading at the input's high-water mark (see
+ * input_high_water) with decrypted bytes left inside OpenSSL (SSL_pending), and when evhttp has
+ * taken enough input for it to resume, it only waits for the socket again: bytes already in
+ * would wait for more that may never come (a client that has sent all its pipelined requests).
+ * So when evhttp takes input while OpenSSL holds some, the bufferevent's read event is run as
+ * if the socket were readable (struct bufferevent's ev_read, from bufferevent_struct.h: the
+ * one way in from outside libevent). */
+static void resume_tls_reading(struct conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (ssl && SSL_pending(ssl) > 0)
+        event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
 /* ---- the bytes of requests still arriving, all connections together ----
  *
  * evhttp keeps a request's body in the connection's input buffer until the whole of it is in
@@ -229,6 +243,8 @@ static void unhold(struct conn *c)
     LIST_REMOVE(c, held_link);
     c->held = 0;
     bufferevent_setwatermark(c->bev, EV_READ, 0, input_high_water(http->params->cfg));
+    if (!c->plain)
+        resume_tls_reading(c);   /* the body's last bytes may be inside OpenSSL already */
 }
 
 /* Whether a connection other than c is reading a request in (not held): one whose input will
@@ -245,8 +261,8 @@ static int another_reading_in(const struct wrk_http *http, const struct conn *c)
 }
 
 /* After gone's input dropped (or gone closed): held connections go on once the others' input
- * is under the budget, and the one held longest goes on when no connection but gone, whose
- * request is then dispatched or done, is left reading one in. */
+ * is under the budget, and the one held longest (of those reading a request in) goes on when
+ * no connection but gone, whose request is then dispatched or done, is left reading one in. */
 static void release_held(struct wrk_http *http, const struct conn *gone)
 {
     size_t budget = http->params->cfg->arriving_request_bytes;
@@ -255,7 +271,7 @@ static void release_held(struct wrk_http *http, const struct conn *gone)
         next = LIST_NEXT(h, held_link);
         if (http->arriving - h->counted < budget)
             unhold(h);
-        else
+        else if (h->phase == CONN_HEADERS || h->phase == CONN_BODY)
             longest = h;
     }
     if (longest && !another_reading_in(http, gone))
@@ -529,20 +545,6 @@ static struct conn *conn_of_request(struct wrk_http *http, struct evhttp_request
         return NULL;
     struct conn *c = http->by_fd[fd];
     return c && c->evcon == evcon ? c : NULL;
-}
-
-/* libevent 2.1's TLS bufferevent stops reading at the input's high-water mark (see
- * input_high_water) with decrypted bytes left inside OpenSSL (SSL_pending), and when evhttp has
- * taken enough input for it to resume, it only waits for the socket again: bytes already in
- * would wait for more that may never come (a client that has sent all its pipelined requests).
- * So when evhttp takes input while OpenSSL holds some, the bufferevent's read event is run as
- * if the socket were readable (struct bufferevent's ev_read, from bufferevent_struct.h: the
- * one way in from outside libevent). */
-static void resume_tls_reading(struct conn *c)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-    if (ssl && SSL_pending(ssl) > 0)
-        event_active(&c->bev->ev_read, EV_READ, 1);
 }
 
 /* evhttp's on-complete callback of a dispatched request: its answer is written, the
@@ -1100,6 +1102,8 @@ static void route_request(struct evhttp_request *req, void *arg)
     if (c) {
         event_del(c->timer);
         c->phase = CONN_BUSY;
+        if (c->held)
+            unhold(c);   /* held by the very read that completed its request */
         evhttp_request_set_on_complete_cb(req, request_done, c);
         hold_timeouts(http, req, 1);
     }

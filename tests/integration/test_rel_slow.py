@@ -365,9 +365,10 @@ def answered_within(sock, seconds):
 def check_held_bodies_complete():
     """Held bodies never wait for one another, nor for input that cannot drop by itself: two
     bodies sent side by side past limits.arriving_request_bytes (48 KiB here) are both
-    answered, as is a 200 KB body sent while two clients pipeline requests without reading the
-    answers (their input fills the budget for good). Both used to wait until request_timeout
-    (20 s here) closed them unanswered; an answer within 10 s is no such wait."""
+    answered; so are a body held by the read that completes it and the bodies held after it;
+    and so is a 200 KB body sent while two clients pipeline requests without reading the
+    answers (their input fills the budget for good). Each used to wait until request_timeout
+    (20 s here) closed it unanswered; an answer within 10 s is no such wait."""
     with H.server(workers=1, **{"limits.max_request_bytes": "1MiB",
                                 "limits.arriving_request_bytes": "48KiB",
                                 "limits.request_timeout": 20}) as env:
@@ -385,6 +386,27 @@ def check_held_bodies_complete():
             t.start()
         for i, s in enumerate(bodies):
             R.check(answered_within(s, 10), "two bodies side by side: body %d not answered" % (i + 1))
+            s.close()
+
+        # A body held by the very read that completes it (B) is answered, and does not stand
+        # for the held bodies (D1, D2) once the one reading in (A) is done.
+        def connect_and_send(length, sent):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(R.post_head(port, length) + b"x" * sent)
+            time.sleep(0.5)
+            return s
+        a = connect_and_send(300000, 60000)
+        b = connect_and_send(100000, 60000)
+        b.sendall(b"x" * 40000)
+        R.check(answered_within(b, 10), "a body completed as it was held: not answered")
+        held = [connect_and_send(300000, 100000) for _ in range(2)]
+        a.sendall(b"x" * 240000)
+        R.check(answered_within(a, 10), "the body read in while others were held: not answered")
+        for s in held:
+            threading.Thread(target=s.sendall, args=(b"x" * 200000,), daemon=True).start()
+        for i, s in enumerate(held):
+            R.check(answered_within(s, 10), "held body %d after the one read in: not answered" % (i + 1))
+        for s in [a, b] + held:
             s.close()
 
         stuffers = []
