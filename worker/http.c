@@ -120,7 +120,12 @@ struct conn {
     char peer[96];                         /* the client's address, for the log */
     size_t line_len;                       /* header scan: bytes of the current line so far */
     unsigned char last;                    /* and the latest of them */
-    size_t counted;                        /* its input, as counted in http->arriving */
+    size_t counted;                        /* its input and body_taken, as counted in
+                                              http->arriving */
+    size_t headers_left;                   /* the request's header bytes evhttp has yet to take
+                                              from the input (CONN_BODY) */
+    size_t body_taken;                     /* body bytes evhttp moved from the input into the
+                                              request before its dispatch: a chunked body's */
     LIST_ENTRY(conn) held_link;            /* in http->held: reading paused (see hold) */
     int held;
 };
@@ -206,8 +211,9 @@ static void resume_tls_reading(struct conn *c)
 /* ---- the bytes of requests still arriving, all connections together ----
  *
  * evhttp keeps a request's body in the connection's input buffer until the whole of it is in
- * (and input_high_water bounds that to one request's worth), but nothing bounded the sum over
- * connections: a dozen clients sending bodies near limits.max_request_bytes, their last byte
+ * (and input_high_water bounds that to one request's worth), a chunked one in the request's
+ * own buffer, chunk by chunk (counted as the input shrinks: body_taken), but nothing bounded
+ * the sum over connections: a dozen clients sending bodies near limits.max_request_bytes, their last byte
  * withheld, held gigabytes in one worker before any token was checked (and glibc kept it after).
  * Once the other connections' input reaches limits.arriving_request_bytes, a connection whose
  * own input passes HEADERS_MAX is paused (its read watermark set to what it holds, so libevent
@@ -278,8 +284,9 @@ static void release_held(struct wrk_http *http, const struct conn *gone)
         unhold(longest);
 }
 
-/* c's input is len bytes now: the sum follows, and c is held if the others fill the budget
- * while another request is reading in. Returns whether c's input dropped. */
+/* c holds len request bytes now (its input, and what evhttp took of a body still arriving):
+ * the sum follows, and c is held if the others fill the budget while another request is
+ * reading in. Returns whether c's bytes dropped. */
 static int count_arriving(struct conn *c, size_t len)
 {
     struct wrk_http *http = c->http;
@@ -288,7 +295,7 @@ static int count_arriving(struct conn *c, size_t len)
     http->arriving = http->arriving - c->counted + len;
     c->counted = len;
     if (c->held)
-        stop_reading_at(c, len);
+        stop_reading_at(c, evbuffer_get_length(bufferevent_get_input(c->bev)));
     else if (len > HEADERS_MAX && http->arriving - len >= budget && another_reading_in(http, c))
         hold(c);
     return dropped;
@@ -316,9 +323,10 @@ static void conn_arm(struct conn *c, int64_t deadline_ms)
     evtimer_add(c->timer, &tv);
 }
 
-/* Feeds n request bytes from offset from of buf to the header scan; returns 1 once the empty
- * line that ends the headers is in (evhttp's lines end with LF or CRLF). */
-static int headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, size_t n)
+/* Feeds n request bytes from offset from of buf to the header scan; once the empty line that
+ * ends the headers is in (evhttp's lines end with LF or CRLF), returns the offset in buf right
+ * after it, else 0. */
+static size_t headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, size_t n)
 {
     struct evbuffer_ptr pos;
     unsigned char chunk[512];
@@ -332,7 +340,7 @@ static int headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, siz
         for (ev_ssize_t i = 0; i < got; i++) {
             if (chunk[i] == '\n') {
                 if (c->line_len == 0 || (c->line_len == 1 && c->last == '\r'))
-                    return 1;
+                    return from + (size_t)i + 1;
                 c->line_len = 0;
             } else {
                 c->line_len++;
@@ -340,6 +348,7 @@ static int headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, siz
             c->last = chunk[i];
         }
         n -= (size_t)got;
+        from += (size_t)got;
         if (n == 0 || evbuffer_ptr_set(buf, &pos, (size_t)got, EVBUFFER_PTR_ADD) < 0)
             return 0;
     }
@@ -385,8 +394,10 @@ static void request_bytes(struct conn *c, struct evbuffer *buf, size_t from, siz
         c->phase = CONN_HEADERS;
         conn_arm(c, c->header_deadline < c->request_deadline ? c->header_deadline : c->request_deadline);
     }
-    if (c->phase == CONN_HEADERS && headers_end_in(c, buf, from, n)) {
+    size_t headers_end;
+    if (c->phase == CONN_HEADERS && (headers_end = headers_end_in(c, buf, from, n)) > 0) {
         c->phase = CONN_BODY;
+        c->headers_left = headers_end;
         c->first = 0;
         conn_arm(c, c->request_deadline);
     }
@@ -608,7 +619,14 @@ static void read_ahead(struct conn *c, struct evbuffer *input)
 static void input_arrived(struct evbuffer *input, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *c = arg;
-    if (count_arriving(c, evbuffer_get_length(input)))
+    if (c->phase == CONN_BODY && info->n_deleted) {
+        /* evhttp takes the headers first, then, for a chunked body, each chunk as it is in:
+         * those stay in memory, with the request, until it is dispatched. */
+        size_t headers = info->n_deleted < c->headers_left ? info->n_deleted : c->headers_left;
+        c->headers_left -= headers;
+        c->body_taken += info->n_deleted - headers;
+    }
+    if (count_arriving(c, evbuffer_get_length(input) + c->body_taken))
         release_held(c->http, c);
     if (info->n_deleted && !c->plain)
         resume_tls_reading(c);
@@ -1104,6 +1122,11 @@ static void route_request(struct evhttp_request *req, void *arg)
         c->phase = CONN_BUSY;
         if (c->held)
             unhold(c);   /* held by the very read that completed its request */
+        /* Its body is the call's now, no longer a request arriving. */
+        c->headers_left = 0;
+        c->body_taken = 0;
+        if (count_arriving(c, evbuffer_get_length(bufferevent_get_input(c->bev))))
+            release_held(http, c);
         evhttp_request_set_on_complete_cb(req, request_done, c);
         hold_timeouts(http, req, 1);
     }

@@ -13,7 +13,8 @@
   descriptors are free;
 - a call held on the worker for longer than every timeout (a lock on its mirror) is answered,
   and its connection serves the next call;
-- endless headers, and a client that sends on without reading its answer, take bounded memory;
+- endless headers, a client that sends on without reading its answer, and many bodies with
+  their last bytes withheld (with a Content-Length or chunked) take bounded memory;
 - bodies paused for the memory budget never wait for one another, nor for clients that pipeline
   requests without reading the answers: each is answered;
 - a client that disconnects in the middle of a RowData body (FIN or RST) leaves nothing behind:
@@ -308,13 +309,15 @@ def check_flooding_clients_bounded(env):
     PL.ok_states(p.rows([R.item_batch(5, 1, lsn=1)]), "a call after the floods")
 
 
-def check_withheld_bodies_bounded():
+def check_withheld_bodies_bounded(chunked):
     """Bodies sent by many clients at once, each with its last bytes withheld (before any token
     is checked), take no more than limits.arriving_request_bytes (8 MiB here) plus one request
     (16 MiB) in a worker, not a body's worth per connection: of 12 connections offering 15 MB
     each, one gets its 15 MB in and the others wait (all of it, 180 MB, before), while small
-    requests go through. Its own somirrord, one worker, with the default request_timeout, so
-    that no connection is closed meanwhile; closed, the next call is served."""
+    requests go through. Chunked bodies too, which evhttp moves out of the connection's input
+    chunk by chunk (all of them, 180 MB, were taken before). Its own somirrord, one worker,
+    with the default request_timeout, so that no connection is closed meanwhile; closed, the
+    next call is served."""
     with H.server(workers=1, **{"limits.max_request_bytes": "16MiB",
                                 "limits.arriving_request_bytes": "8MiB"}) as env:
         d = env.daemon
@@ -322,15 +325,20 @@ def check_withheld_bodies_bounded():
         before = R.rss_kib(d.worker_pids()[0])
         socks, sent = [], 0
         chunk = b"x" * 262144
+        head = R.post_head(d.port, 16000000)
+        piece = chunk
+        if chunked:
+            head = head.replace(b"Content-Length: 16000000\r\n", b"Transfer-Encoding: chunked\r\n")
+            piece = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         try:
             for _ in range(12):
                 s = socket.create_connection(("127.0.0.1", d.port), timeout=1)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
                 socks.append(s)
-                s.sendall(R.post_head(d.port, 16000000))
+                s.sendall(head)
                 try:
                     for _ in range(15000000 // len(chunk)):
-                        s.sendall(chunk)
+                        s.sendall(piece)
                         sent += len(chunk)
                 except OSError:
                     pass   # held: the worker reads no more of it
@@ -502,7 +510,9 @@ def main():
                       ("out of file descriptors", lambda: check_out_of_descriptors(env)),
                       ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),
                       ("flooding clients take bounded memory", lambda: check_flooding_clients_bounded(env)),
-                      ("withheld bodies take bounded memory", check_withheld_bodies_bounded),
+                      ("withheld bodies take bounded memory", lambda: check_withheld_bodies_bounded(False)),
+                      ("withheld chunked bodies take bounded memory",
+                       lambda: check_withheld_bodies_bounded(True)),
                       ("held bodies never wait for one another", check_held_bodies_complete),
                       ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env)),
                       ("a call whose client has gone is not run", lambda: check_gone_client_not_run(env))])
