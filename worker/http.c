@@ -2,7 +2,10 @@
  * (for TLS) a reference to the SSL_CTX the master made for the listener, and the calls in
  * progress.
  *
- * Draining: accepting stops at once and every answer from then on closes its connection. The
+ * Draining: accepting stops at once and every answer from then on closes its connection (on
+ * a shutdown, the connections already waiting in a listening socket's backlog are taken first,
+ * for LAST_ACCEPTS_MS at most: no other process would, and closing the socket's last copy would
+ * reset them, requests sent and all; on a reload the next generation takes them). The
  * worker is done when no call is in hand, no request has part of it in (its own deadlines
  * bound how long one may take), and neither a connection nor request bytes have arrived for
  * DRAIN_QUIET_MS, so that a request still being uploaded, even with pauses, or sent on a
@@ -62,6 +65,7 @@
 #define RETRY_MAX_MS 50
 #define DRAIN_QUIET_MS 1000
 #define DRAIN_CHECK_MS 100
+#define LAST_ACCEPTS_MS 1000
 #define ACCEPT_PAUSE_MS 5       /* see accept_one_per_turn */
 #define READ_AHEAD_MAX (1024 * 1024)   /* see read_ahead */
 /* Request headers take at most this (libevent answers 400 past it, and without a limit one
@@ -156,6 +160,8 @@ struct wrk_http {
     int admitted;                   /* the master let its generation accept (wrk_http_admit) */
     int draining;
     int shutting_down;
+    int64_t last_accepts_until;     /* shutting down: listeners with connections waiting stay
+                                       open until then (monotonic ms; 0: not at all) */
     void (*on_drained)(void *arg);
     void *on_drained_arg;
 };
@@ -1173,11 +1179,40 @@ static int request_arriving(const struct wrk_http *http)
     return 0;
 }
 
+/* Whether a connection waits in the backlog of a listening socket. */
+static int connection_waiting(evutil_socket_t fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+/* Closes this worker's copies of the listening sockets (the master's copy keeps a socket
+ * listening across a reload), but for those with connections waiting until the last accepts
+ * end. Returns how many stay open. */
+static size_t close_listeners(struct wrk_http *http)
+{
+    size_t open = 0;
+    int taking = monotonic_ms() < http->last_accepts_until;
+    for (size_t i = 0; i < http->nlisteners; i++) {
+        struct listener_http *lh = &http->listeners[i];
+        if (!lh->bound)
+            continue;
+        if (taking && connection_waiting(evhttp_bound_socket_get_fd(lh->bound))) {
+            open++;
+            continue;
+        }
+        evhttp_del_accept_socket(lh->evhttp, lh->bound);
+        lh->bound = NULL;
+    }
+    return open;
+}
+
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
     struct wrk_http *http = arg;
-    if (http->calls_in_flight == 0 && monotonic_ms() - http->last_input_ms >= DRAIN_QUIET_MS &&
-        !request_arriving(http) && lingerer_count(http->lingerer) == 0) {
+    if (close_listeners(http) == 0 && http->calls_in_flight == 0 &&
+        monotonic_ms() - http->last_input_ms >= DRAIN_QUIET_MS && !request_arriving(http) &&
+        lingerer_count(http->lingerer) == 0) {
         http->on_drained(http->on_drained_arg);
         return;
     }
@@ -1272,14 +1307,8 @@ void wrk_http_drain(struct wrk_http *http, int shutting_down)
     if (http->draining)
         return;
     http->draining = 1;
-    for (size_t i = 0; i < http->nlisteners; i++) {
-        struct listener_http *lh = &http->listeners[i];
-        if (lh->bound) {
-            /* Closes this worker's copy only: the master keeps the socket listening. */
-            evhttp_del_accept_socket(lh->evhttp, lh->bound);
-            lh->bound = NULL;
-        }
-    }
+    if (shutting_down && http->admitted)
+        http->last_accepts_until = monotonic_ms() + LAST_ACCEPTS_MS;
     mark_worker_state(http);
     check_drained(-1, 0, http);
 }

@@ -2,7 +2,8 @@
 """somirrord's start and stop: `-t` on good and bad configs; SIGTERM drains, exits 0 and removes
 the pid file and status socket; a second somirrord on a live pid file refuses to start; a stale
 pid file is taken over; daemon mode, whose start-up warnings reach its log; SIGUSR1 reopens the
-log; SIGINT stops at once; a request still uploading when SIGTERM comes is answered; a daemon
+log; SIGINT stops at once; a request still uploading when SIGTERM comes is answered, and so are
+requests on connections still waiting in the listening socket's backlog; a daemon
 keeps relative paths the starting directory's."""
 import os
 import pwd
@@ -311,6 +312,47 @@ def check_drain_waits_for_lingering():
         assert d.wait_exit() == 0
 
 
+def check_backlog_served_at_stop():
+    """Connections waiting in the listening socket's backlog when somirrord is told to stop,
+    their requests sent, are served by the stopping worker (a call run, a health check told
+    503), not reset as the socket's last copy closes. The one worker is stopped (SIGSTOP)
+    while they connect, so that none is accepted before the SIGTERM."""
+    with h.server(workers=1) as s:
+        d = s.daemon
+        worker = d.wait_workers(1)[0]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            waiting = []
+            for _ in range(4):
+                sock = socket.create_connection(("127.0.0.1", d.port), timeout=20)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                waiting.append(sock)
+            call = h.envelope(h.authenticate_body("queued"), s.token("Cust1")).encode()
+            sock = socket.create_connection(("127.0.0.1", d.port), timeout=20)
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(call), call))
+            waiting.append(sock)
+            d.signal(signal.SIGTERM)
+            time.sleep(0.3)   # the master has closed its copy of the socket
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        answers = []
+        for sock in waiting:   # a stopping worker's answers close their connections
+            answer = b""
+            try:
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+            except OSError as e:
+                answer += repr(e).encode()
+            answers.append(answer)
+            sock.close()
+        assert all(a.startswith(b"HTTP/1.1 503 ") for a in answers[:4]), answers
+        assert answers[4].startswith(b"HTTP/1.1 200 ") and b"queued" in answers[4], answers[4][:300]
+        assert d.wait_exit() == 0
+
+
 def check_damaged_state_file():
     """A state file that does not load fails the start, saying why: the operator's pauses are
     never dropped silently."""
@@ -328,6 +370,7 @@ def main():
     check_relative_paths_as_daemon()
     check_damaged_state_file()
     check_drain_waits_for_lingering()
+    check_backlog_served_at_stop()
     with h.server() as s:
         d = s.daemon
         check_test_mode(s)
