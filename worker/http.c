@@ -123,6 +123,7 @@ struct conn {
     int64_t request_deadline;
     char peer[96];                         /* the client's address, for the log */
     size_t line_len;                       /* header scan: bytes of the current line so far */
+    unsigned char line_first;              /* and the first of them */
     unsigned char last;                    /* and the latest of them */
     size_t counted;                        /* its input and body_taken, as counted in
                                               http->arriving */
@@ -329,9 +330,9 @@ static void conn_arm(struct conn *c, int64_t deadline_ms)
     evtimer_add(c->timer, &tv);
 }
 
-/* Feeds n request bytes from offset from of buf to the header scan; once the empty line that
- * ends the headers is in (evhttp's lines end with LF or CRLF), returns the offset in buf right
- * after it, else 0. */
+/* Feeds n request bytes from offset from of buf to the header scan; once the line that ends
+ * the headers is in, returns the offset in buf right after it, else 0. That line is, as evhttp
+ * reads lines (ending in LF or CRLF), an empty one or one that starts with a NUL byte. */
 static size_t headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, size_t n)
 {
     struct evbuffer_ptr pos;
@@ -345,11 +346,12 @@ static size_t headers_end_in(struct conn *c, struct evbuffer *buf, size_t from, 
             return 0;
         for (ev_ssize_t i = 0; i < got; i++) {
             if (chunk[i] == '\n') {
-                if (c->line_len == 0 || (c->line_len == 1 && c->last == '\r'))
+                if (c->line_len == 0 || (c->line_len == 1 && c->last == '\r') || c->line_first == '\0')
                     return from + (size_t)i + 1;
                 c->line_len = 0;
             } else {
-                c->line_len++;
+                if (c->line_len++ == 0)
+                    c->line_first = chunk[i];
             }
             c->last = chunk[i];
         }

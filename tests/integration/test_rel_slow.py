@@ -309,13 +309,14 @@ def check_flooding_clients_bounded(env):
     PL.ok_states(p.rows([R.item_batch(5, 1, lsn=1)]), "a call after the floods")
 
 
-def check_withheld_bodies_bounded(chunked):
+def check_withheld_bodies_bounded(framing):
     """Bodies sent by many clients at once, each with its last bytes withheld (before any token
     is checked), take no more than limits.arriving_request_bytes (8 MiB here) plus one request
     (16 MiB) in a worker, not a body's worth per connection: of 12 connections offering 15 MB
     each, one gets its 15 MB in and the others wait (all of it, 180 MB, before), while small
     requests go through. Chunked bodies too, which evhttp moves out of the connection's input
-    chunk by chunk (all of them, 180 MB, were taken before). Its own somirrord, one worker,
+    chunk by chunk (all of them, 180 MB, were taken before), also when a line starting with a
+    NUL byte ends their headers, as it does for evhttp. Its own somirrord, one worker,
     with the default request_timeout, so that no connection is closed meanwhile; closed, the
     next call is served."""
     with H.server(workers=1, **{"limits.max_request_bytes": "16MiB",
@@ -327,9 +328,11 @@ def check_withheld_bodies_bounded(chunked):
         chunk = b"x" * 262144
         head = R.post_head(d.port, 16000000)
         piece = chunk
-        if chunked:
+        if framing != "content-length":
             head = head.replace(b"Content-Length: 16000000\r\n", b"Transfer-Encoding: chunked\r\n")
             piece = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        if framing == "chunked, NUL line":
+            head = head[:-2] + b"\0\r\n"
         try:
             for _ in range(12):
                 s = socket.create_connection(("127.0.0.1", d.port), timeout=1)
@@ -510,9 +513,12 @@ def main():
                       ("out of file descriptors", lambda: check_out_of_descriptors(env)),
                       ("a call held past every timeout is answered", lambda: check_long_call_answered(env)),
                       ("flooding clients take bounded memory", lambda: check_flooding_clients_bounded(env)),
-                      ("withheld bodies take bounded memory", lambda: check_withheld_bodies_bounded(False)),
+                      ("withheld bodies take bounded memory",
+                       lambda: check_withheld_bodies_bounded("content-length")),
                       ("withheld chunked bodies take bounded memory",
-                       lambda: check_withheld_bodies_bounded(True)),
+                       lambda: check_withheld_bodies_bounded("chunked")),
+                      ("withheld chunked bodies after a NUL header line take bounded memory",
+                       lambda: check_withheld_bodies_bounded("chunked, NUL line")),
                       ("held bodies never wait for one another", check_held_bodies_complete),
                       ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env)),
                       ("a call whose client has gone is not run", lambda: check_gone_client_not_run(env))])
