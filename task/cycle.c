@@ -247,8 +247,10 @@ static int select_tables(struct cycle *c, struct table_schema **out, size_t *n)
         if (!task_table_mirrored(t->name, c->opt->skip))
             continue;
         if (!ct_table_tracked(c->src.db, t->name))
-            return fail_setup(c, "table %s is not tracked, or tracked in an older layout: run "
-                              "somirror-task provision --db %s", t->name, c->opt->db_path);
+            return fail_setup(c, "table %s is not tracked, or its tracking is incomplete or out of "
+                              "date (a trigger gone with a rebuilt table, a change table of an older "
+                              "layout or key): run somirror-task provision --db %s", t->name,
+                              c->opt->db_path);
         (*out)[(*n)++] = *t;
     }
     return *n ? 0 : fail_setup(c, "%s has no table to mirror", c->opt->db_path);
@@ -299,18 +301,19 @@ static void show_progress(const struct cycle_table *ct, long total, double start
     fflush(stderr);
 }
 
-static int wipe_table(struct cycle *c, const struct table_schema *t)
+static int wipe_tables(struct cycle *c, char *const *names, size_t n)
 {
     const char *token = cycle_token(c);
     if (!token)
         return fail(c, "cannot sign the vendor token");
     buf_reset(&c->body);
-    soap_build_wipe(&c->body, token, &t->name, 1);
+    soap_build_wipe(&c->body, token, names, n);
     struct soap_response resp;
     return call(c, SOAP_OP_WIPE, &resp);
 }
 
-static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn,
+/* lsn -1 and wiped: the receiver has the table emptied already. */
+static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn, int wiped,
                       struct cycle_table *ct)
 {
     const struct cycle_options *opt = c->opt;
@@ -328,7 +331,7 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
                  "the source restored? The operator should reset the tenant", opt->tenant, t->name,
                  (long long)lsn, (long long)current);
     struct soap_response resp;
-    int rc = ct->full_load ? wipe_table(c, t) : 0;
+    int rc = ct->full_load && !wiped ? wipe_tables(c, &t->name, 1) : 0;
     long total = opt->progress ? count_pending(c->src.db, &cursor) : 0;
     double started = monotonic_seconds();
     long calls = 0;
@@ -374,6 +377,9 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
         return -1;
     /* The answer lives in c->arena until the next call: keep what is needed. */
     int64_t *lsns = xcalloc(ntables, sizeof *lsns);
+    char **altered = xcalloc(ntables, sizeof *altered);   /* their names */
+    int *wiped = xcalloc(ntables, sizeof *wiped);            /* by result table */
+    size_t naltered = 0;
     c->result->tables = xcalloc(ntables, sizeof *c->result->tables);
     int rc = 0;
     for (size_t i = 0; i < ntables; i++) {
@@ -394,16 +400,27 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
          * SQL Server does; this source (SQLite) gave them the column's default, and the last
          * cycle may have read rows without a column added while it ran, at a version that
          * covers their changes. A full load sends the rows as the source has them. */
+        if (state->change == CHANGE_ALTERED) {
+            altered[naltered++] = tables[i].name;
+            wiped[c->result->ntables] = 1;
+        }
         lsns[c->result->ntables++] = state->change == CHANGE_ALTERED ? -1 : state->lsn;
     }
+    /* Wiped at once, before any table's rows: the receiver then keeps Lsn -1 for them, so that
+     * a cycle that fails later still leaves their full load to the next one, where TableSchema
+     * answers Unchanged. */
+    if (rc == 0 && naltered > 0)
+        rc = wipe_tables(c, altered, naltered);
+    free(altered);
     for (size_t i = 0; rc == 0 && i < c->result->ntables; i++) {
         struct cycle_table *ct = &c->result->tables[i];
-        rc = send_table(c, source_find(&c->src, ct->name), lsns[i], ct);
+        rc = send_table(c, source_find(&c->src, ct->name), lsns[i], wiped[i], ct);
         c->result->inserted += ct->inserted;
         c->result->updated += ct->updated;
         c->result->deleted += ct->deleted;
     }
     free(lsns);
+    free(wiped);
     if (rc != 0)
         return -1;
     struct table_summary *summary = xcalloc(c->result->ntables + 1, sizeof *summary);

@@ -166,7 +166,8 @@ int rowdata_start(struct rowdata_cursor *c, sqlite3 *db, const struct table_sche
         return -1;
     int64_t current, min_valid;
     if (ct_versions(db, &current, &min_valid, err, errlen) != 0 ||
-        rowdata_open(c, db, t, since < 0 || since < min_valid ? ROWDATA_FULL : ROWDATA_CHANGES,
+        rowdata_open(c, db, t, since < 0 || since < min_valid || since < ct_valid_from(db, t->name)
+                                   ? ROWDATA_FULL : ROWDATA_CHANGES,
                      since, current, err, errlen) != 0) {
         sql_finish(db, -1, err, errlen);
         return -1;

@@ -6,14 +6,21 @@
  * it was first tracked), written by AFTER triggers; a key update is a delete of the old key
  * and an insert of the new one. From these the sender works out each key's op relative to the
  * receiver's position (rowdata.c). Provisioning is idempotent, migrates change tables of the
- * older layout (no insert version) and replaces the triggers. Retention deletes changes at or
- * below current - N and moves the minimum valid version there. */
+ * older layout (no insert version) and replaces the triggers. Where a table's tracking had a
+ * gap (triggers gone with a rebuilt table) or no longer fits it (its key changed: the change
+ * table is made anew), provisioning restarts it: the table's valid-from version
+ * (_somirror_ct_valid_from) moves past every change recorded, so that a receiver at a
+ * position before it gets a full load, as one below the minimum valid version does.
+ * Retention deletes changes at or below current - N and moves the minimum valid version
+ * there. */
 #include "task/task.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "common/xalloc.h"
 
 void ct_put_table(struct buf *b, const char *table)
 {
@@ -99,6 +106,14 @@ static void put_trigger(struct buf *b, const struct table_schema *t, const char 
 
 enum ct_layout { CT_NONE, CT_OLDER, CT_CURRENT };
 
+/* How a table's tracking stands: its change table's layout, whether that table's key is the
+ * table's key, and whether all four triggers are there. */
+struct ct_check {
+    enum ct_layout layout;
+    int same_key;
+    int triggered;
+};
+
 /* Whether table's change table exists, and with the insert version column. */
 static enum ct_layout ct_layout(sqlite3 *db, const char *table)
 {
@@ -115,6 +130,62 @@ static enum ct_layout ct_layout(sqlite3 *db, const char *table)
     sqlite3_finalize(stmt);
     buf_free(&name);
     return layout;
+}
+
+/* The names of a table's key columns in key order, lowercased, joined by commas. */
+static void key_names(sqlite3 *db, const char *table, struct buf *out)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT lower(name) FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk",
+                           -1, &stmt, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC);
+        while (sqlite3_step(stmt) == SQLITE_ROW)
+            buf_printf(out, "%s,", (const char *)sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+}
+
+static const char *const trigger_kinds[] = {"ti", "tu", "tk", "td"};
+
+static int triggers_present(sqlite3 *db, const char *table)
+{
+    sqlite3_stmt *stmt = NULL;
+    int present = 0;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND "
+                               "tbl_name = ?1 COLLATE NOCASE AND name = ?2 COLLATE NOCASE",
+                           -1, &stmt, NULL) != SQLITE_OK)
+        return 0;
+    struct buf name = BUF_INIT;
+    for (size_t i = 0; i < sizeof(trigger_kinds) / sizeof(trigger_kinds[0]); i++) {
+        buf_reset(&name);
+        buf_printf(&name, "%s%s_%s", TASK_RESERVED_PREFIX, trigger_kinds[i], table);
+        sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, name.data, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            present += sqlite3_column_int(stmt, 0) > 0;
+        sqlite3_reset(stmt);
+    }
+    buf_free(&name);
+    sqlite3_finalize(stmt);
+    return present == (int)(sizeof(trigger_kinds) / sizeof(trigger_kinds[0]));
+}
+
+static struct ct_check ct_check(sqlite3 *db, const char *table)
+{
+    struct ct_check check = {.layout = ct_layout(db, table)};
+    if (check.layout == CT_NONE)
+        return check;
+    struct buf ct_name = BUF_INIT, table_key = BUF_INIT, ct_key = BUF_INIT;
+    buf_printf(&ct_name, "%sct_%s", TASK_RESERVED_PREFIX, table);
+    key_names(db, table, &table_key);
+    key_names(db, ct_name.data, &ct_key);
+    check.same_key = table_key.len > 0 && table_key.len == ct_key.len &&
+                     memcmp(table_key.data, ct_key.data, table_key.len) == 0;
+    check.triggered = triggers_present(db, table);
+    buf_free(&ct_name);
+    buf_free(&table_key);
+    buf_free(&ct_key);
+    return check;
 }
 
 /* An older change table kept only the op, sticky: I from the insert until the delete. Keys
@@ -154,7 +225,9 @@ static const char base_sql[] =
     "CREATE TABLE IF NOT EXISTS _somirror_ct_version (v INTEGER NOT NULL);"
     "INSERT INTO _somirror_ct_version SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM _somirror_ct_version);"
     "CREATE TABLE IF NOT EXISTS _somirror_ct_min_valid (v INTEGER NOT NULL);"
-    "INSERT INTO _somirror_ct_min_valid SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM _somirror_ct_min_valid);";
+    "INSERT INTO _somirror_ct_min_valid SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM _somirror_ct_min_valid);"
+    "CREATE TABLE IF NOT EXISTS _somirror_ct_valid_from (tablename TEXT PRIMARY KEY COLLATE NOCASE, "
+    "v INTEGER NOT NULL);";
 
 int ct_versions(sqlite3 *db, int64_t *current, int64_t *min_valid, char *err, size_t errlen)
 {
@@ -177,7 +250,55 @@ int ct_versions(sqlite3 *db, int64_t *current, int64_t *min_valid, char *err, si
 
 int ct_table_tracked(sqlite3 *db, const char *table)
 {
-    return ct_layout(db, table) == CT_CURRENT;
+    struct ct_check check = ct_check(db, table);
+    return check.layout == CT_CURRENT && check.same_key && check.triggered;
+}
+
+int64_t ct_valid_from(sqlite3 *db, const char *table)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t v = 0;   /* no such table (provisioned before there was one): no restart yet */
+    if (sqlite3_prepare_v2(db, "SELECT v FROM _somirror_ct_valid_from WHERE tablename = ?1", -1, &stmt,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            v = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    return v;
+}
+
+/* Moves the version on once and makes it the valid-from version of the tables of src marked in
+ * restarts (counted in *restarted). */
+static int restart(struct source *src, const int *restarts, size_t *restarted, char *err,
+                   size_t errlen)
+{
+    *restarted = 0;
+    for (size_t i = 0; i < src->ntables; i++)
+        *restarted += restarts[i] != 0;
+    if (*restarted == 0)
+        return 0;
+    if (sql_exec(src->db, "UPDATE _somirror_ct_version SET v = v + 1", err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *stmt = sql_prepare(src->db, "INSERT INTO _somirror_ct_valid_from (tablename, v) "
+                                              "VALUES (?1, (SELECT v FROM _somirror_ct_version)) ON "
+                                              "CONFLICT (tablename) DO UPDATE SET v = excluded.v",
+                                     err, errlen);
+    if (!stmt)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < src->ntables; i++) {
+        if (!restarts[i])
+            continue;
+        sqlite3_bind_text(stmt, 1, src->tables[i].name, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) != SQLITE_DONE) {
+            snprintf(err, errlen, "%s", sqlite3_errmsg(src->db));
+            rc = -1;
+        }
+        sqlite3_reset(stmt);
+    }
+    sqlite3_finalize(stmt);
+    return rc;
 }
 
 /* Moves the minimum valid version to cutoff (bound), then deletes the changes at or below it. */
@@ -221,20 +342,30 @@ static int cleanup(struct source *src, long retention, char *err, size_t errlen)
 }
 
 /* The tracking SQL of every mirrored table (counted in *tracked); change tables of the older
- * layout are migrated first (counted in *migrated). */
+ * layout are migrated first (counted in *migrated), and one whose key is no longer the table's
+ * is made anew. restarts[i] says whether table i's tracking starts (again) here: it had none,
+ * a trigger was gone, or its change table was made anew. */
 static void put_tracking(struct buf *sql, const struct source *src, size_t *tracked,
-                         size_t *migrated)
+                         size_t *migrated, int *restarts)
 {
     *tracked = *migrated = 0;
     for (size_t i = 0; i < src->ntables; i++) {
         const struct table_schema *t = &src->tables[i];
         if (!task_table_mirrored(t->name, NULL))
             continue;
-        if (ct_layout(src->db, t->name) == CT_OLDER) {
+        struct ct_check check = ct_check(src->db, t->name);
+        if (check.layout != CT_NONE && !check.same_key) {
+            buf_puts(sql, "DROP TABLE ");
+            ct_put_table(sql, t->name);
+            buf_puts(sql, "; ");
+            check.layout = CT_NONE;
+        }
+        if (check.layout == CT_OLDER) {
             put_migration(sql, t);
             (*migrated)++;
         }
         put_table_tracking(sql, t);
+        restarts[i] = check.layout == CT_NONE || !check.triggered;
         (*tracked)++;
     }
 }
@@ -250,16 +381,21 @@ int ct_provision(const char *path, long retention, char *err, size_t errlen)
     }
     struct buf sql = BUF_INIT;
     buf_puts(&sql, base_sql);
-    size_t tracked, migrated;
-    put_tracking(&sql, &src, &tracked, &migrated);
+    size_t tracked, migrated, restarted = 0;
+    int *restarts = xcalloc(src.ntables ? src.ntables : 1, sizeof *restarts);
+    put_tracking(&sql, &src, &tracked, &migrated, restarts);
     int rc = sql_exec(src.db, sql.data, err, errlen);
+    if (rc == 0)
+        rc = restart(&src, restarts, &restarted, err, errlen);
     if (rc == 0 && retention >= 0)
         rc = cleanup(&src, retention, err, errlen);
     rc = sql_finish(src.db, rc, err, errlen);
+    free(restarts);
     buf_free(&sql);
     source_close(&src);
     if (rc == 0)
-        log_info("provision: %s: %zu tables tracked, %zu change tables migrated to insert versions",
-                 path, tracked, migrated);
+        log_info("provision: %s: %zu tables tracked (%zu started or started again: a full load at "
+                 "their next cycle), %zu change tables migrated to insert versions", path, tracked,
+                 restarted, migrated);
     return rc;
 }

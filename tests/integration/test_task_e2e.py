@@ -5,7 +5,9 @@ there; a key deleted and inserted again is I); a tampered mirror fails verify; b
 never reach the mirror; a skipped table is dropped from the mirror on the next cycle; a source
 whose retention passed the mirror's Lsn gets a full reload; a paused tenant's doNotReplicate is
 believed only with a SignedApplicationToken that verifies; setup errors exit 2 before any call;
-a connection that fails says why (name, refused, TLS to a plain port);
+a connection that fails says why (name, refused, TLS to a plain port); a table rebuilt or
+given another key is refused until provisioned again, then loaded in full; an Altered table's
+full load survives a cycle that fails before its rows;
 a cycle interrupted by killing somirrord completes correctly when run again."""
 
 import json
@@ -46,6 +48,63 @@ def country_rows(summary):
 def mirror_tables(path):
     with sqlite3.connect(path) as db:
         return {r[0].lower() for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def check_tracking_restarts(env, keys, work):
+    """A table rebuilt the SQLite way (its triggers gone with the old one), or given another key,
+    is refused by run until provisioned again; provision starts its tracking anew (for another
+    key, a change table of that key: the source's writes go on) and the next cycle loads it in
+    full. An Altered table is wiped right after TableSchema: a cycle that fails on an earlier
+    table still leaves its full load to the next cycle, where TableSchema answers Unchanged."""
+    tenant = "Cust4712"
+    source = os.path.join(work, "restarts.db")
+    mirror = os.path.join(env.dir, "mirrors", "Mirror_%s.db" % tenant)
+    source_exec(source, "CREATE TABLE t (id int NOT NULL PRIMARY KEY, k2 int NOT NULL, name nvarchar(20))",
+                "CREATE TABLE u (id int NOT NULL PRIMARY KEY, v int)",
+                "INSERT INTO t VALUES (1, 1, 'one'), (2, 1, 'two')", "INSERT INTO u VALUES (1, 1), (2, 2)")
+    task("provision", "--db", source)
+    base = ["run", "--once", "--url", "http://127.0.0.1:%d/" % env.daemon.port,
+            "--app-id", harness.DEFAULT_APP_ID, "--vendor-key", keys.vendor_key,
+            "--vendor-cert", keys.vendor_cert, "--app-public-key", keys.app_pub,
+            "--tenant", tenant, "--db", source, "--json", "--tries", "1"]
+
+    def run():
+        summary = json.loads(task(*base).stdout.strip().splitlines()[-1])
+        assert summary["result"] == "ok", summary
+        return {t["name"]: (t["change"], t["load"]) for t in summary["tables"]}
+
+    def verify():
+        proc = task("verify", "--db", source, "--mirror", mirror, "--tenant", tenant, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def rebuild(key):
+        source_exec(source, "CREATE TABLE t_new (id int NOT NULL, k2 int NOT NULL, name nvarchar(20), "
+                    "PRIMARY KEY (%s))" % key, "INSERT INTO t_new SELECT * FROM t", "DROP TABLE t",
+                    "ALTER TABLE t_new RENAME TO t")
+        proc = task(*base, check=False)
+        assert proc.returncode == 2 and "provision" in proc.stderr, (proc.returncode, proc.stderr[-600:])
+
+    run()
+    verify()
+    rebuild("id")
+    source_exec(source, "INSERT INTO t VALUES (3, 1, 'three')", "DELETE FROM t WHERE id = 1",
+                "UPDATE t SET name = 'TWO' WHERE id = 2")
+    task("provision", "--db", source)
+    assert run()["t"] == ("Unchanged", "full")
+    verify()
+    rebuild("id, k2")
+    task("provision", "--db", source)
+    source_exec(source, "INSERT INTO t VALUES (2, 2, 'two-b')")
+    assert run()["t"] == ("Recreated", "full")
+    verify()
+
+    source_exec(source, "ALTER TABLE u ADD COLUMN extra nvarchar(10) DEFAULT 'x'",
+                "UPDATE t SET name = 'longer than twenty characters' WHERE id = 3")
+    proc = task(*base, check=False)
+    assert proc.returncode == 1 and "InvalidValue" in proc.stderr, (proc.returncode, proc.stderr[-600:])
+    source_exec(source, "UPDATE t SET name = 'three' WHERE id = 3")
+    assert run()["u"] == ("Unchanged", "full")
+    verify()
 
 
 def main():
@@ -133,6 +192,8 @@ def main():
             altered = {t["name"]: t for t in run()["tables"]}["country"]
             assert (altered["change"], altered["load"]) == ("Altered", "full"), altered
             verify()
+
+            check_tracking_restarts(env, keys, work)
 
             # A tampered mirror fails verify, and names what differs.
             tampered = os.path.join(work, "tampered.db")

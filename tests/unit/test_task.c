@@ -250,11 +250,25 @@ START_TEST(provision_is_idempotent_and_records_changes)
     exec_ok(db, "DELETE FROM contact_category WHERE contact_id = 1 AND category_id = 1");
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_contact_category WHERE "
                                    "contact_id = 1 AND category_id = 1 AND _somirror_op = 'D'"), 1);
-    /* provisioning again keeps what was recorded */
+    /* provisioning again keeps what was recorded, and starts no table's tracking again */
+    int64_t before = query_int(db, "SELECT v FROM _somirror_ct_version");
     sqlite3_close(db);
     ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM _somirror_ct_category"), 4);
+    ck_assert_int_eq(query_int(db, "SELECT v FROM _somirror_ct_version"), before);
+    ck_assert_int_lt(ct_valid_from(db, "category"), before + 1);
+    /* a trigger gone (a rebuilt table loses them all): not tracked until provisioned, which
+     * starts its tracking again past every change recorded */
+    exec_ok(db, "DROP TRIGGER _somirror_td_category");
+    ck_assert(!ct_table_tracked(db, "category"));
+    ck_assert(ct_table_tracked(db, "contact"));
+    sqlite3_close(db);
+    ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert(ct_table_tracked(db, "category"));
+    ck_assert_int_eq(ct_valid_from(db, "category"), before + 1);
+    ck_assert_int_eq(query_int(db, "SELECT v FROM _somirror_ct_version"), before + 1);
     sqlite3_close(db);
 }
 END_TEST
@@ -617,8 +631,11 @@ START_TEST(rowdata_reads_versions_and_rows_in_one_snapshot)
     int64_t changed = query_int(src.db, "SELECT count(*) FROM _somirror_ct_contact");
     int64_t current = query_int(src.db, "SELECT v FROM _somirror_ct_version");
     ck_assert_int_gt(changed, 5);
+    /* a receiver at the position tracking started at (provisioning made every table start) */
+    int64_t started = ct_valid_from(src.db, "contact");
+    ck_assert_int_gt(started, 0);
     struct rowdata_cursor cur;
-    ck_assert_msg(rowdata_start(&cur, src.db, t, 0, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(rowdata_start(&cur, src.db, t, started, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(cur.mode, ROWDATA_CHANGES);
     ck_assert_int_eq(cur.position, current);
     /* another connection cleans every change before a row is read: the cursor still sees them */
@@ -628,8 +645,8 @@ START_TEST(rowdata_reads_versions_and_rows_in_one_snapshot)
     rowdata_close(&cur);
     ck_assert_int_eq(st.rows, changed);
     ck_assert_int_eq(st.last_lsn, current);
-    /* the next start sees the cleanup: the receiver at 0 is now older than min_valid */
-    ck_assert_int_eq(rowdata_start(&cur, src.db, t, 0, err, sizeof err), 0);
+    /* the next start sees the cleanup: that receiver is now older than min_valid */
+    ck_assert_int_eq(rowdata_start(&cur, src.db, t, started, err, sizeof err), 0);
     ck_assert_int_eq(cur.mode, ROWDATA_FULL);
     rowdata_close(&cur);
     ck_assert_int_eq(query_int(src.db, "SELECT count(*) FROM _somirror_ct_contact"), 0);
@@ -648,7 +665,7 @@ START_TEST(rowdata_names_a_column_dropped_meanwhile)
     exec_in(path, "ALTER TABLE contact DROP COLUMN orgnr;"   /* on another connection */
                   "DELETE FROM _somirror_columns WHERE table_name = 'contact' AND column_name = 'orgnr'");
     struct rowdata_cursor cur;
-    ck_assert_int_eq(rowdata_start(&cur, src.db, t, 0, err, sizeof err), -1);
+    ck_assert_int_eq(rowdata_start(&cur, src.db, t, ct_valid_from(src.db, "contact"), err, sizeof err), -1);
     ck_assert_msg(strstr(err, "orgnr") && strstr(err, "were the table's columns changed during the cycle"),
                   "%s", err);
     ck_assert_int_eq(sqlite3_get_autocommit(src.db), 1);   /* no transaction left open */
