@@ -403,6 +403,7 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
         if (state->change == CHANGE_ALTERED) {
             altered[naltered++] = tables[i].name;
             wiped[c->result->ntables] = 1;
+            ct->full_load = 1;   /* what a summary of a cycle that fails before its rows says */
         }
         lsns[c->result->ntables++] = state->change == CHANGE_ALTERED ? -1 : state->lsn;
     }
