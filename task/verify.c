@@ -42,8 +42,12 @@ static void put_decimal(struct buf *out, const char *text, size_t len)
 
 /* Appends the normalised form of one value: a tag, the length, ':' and the bytes. A value whose
  * storage class is not the one the type is kept in gets a tag with '?', so it never compares
- * equal to a properly stored one. */
-static void put_normalised(struct buf *out, const struct column *col, sqlite3_stmt *stmt, int idx)
+ * equal to a properly stored one; but on the source (from_source) the forms the sender reads
+ * and sends as they are kept too (rowdata.c): a decimal SQLite rounded to REAL (NUMERIC
+ * affinity, in a table described by its declared types) as its scale's digits, and a string
+ * column's number as its text. */
+static void put_normalised(struct buf *out, const struct column *col, sqlite3_stmt *stmt, int idx,
+                           int from_source)
 {
     int storage = sqlite3_column_type(stmt, idx);
     struct buf value = BUF_INIT;
@@ -69,6 +73,14 @@ static void put_normalised(struct buf *out, const struct column *col, sqlite3_st
         }
         break;
     case SQL_DECIMAL: case SQL_NUMERIC: case SQL_MONEY: case SQL_SMALLMONEY:
+        if (from_source && storage == SQLITE_FLOAT) {
+            struct buf digits = BUF_INIT;
+            buf_printf(&digits, "%.*f", col->type.scale, sqlite3_column_double(stmt, idx));
+            tag = "D";
+            put_decimal(&value, digits.data, digits.len);
+            buf_free(&digits);
+            break;
+        }
         tag = storage == SQLITE_TEXT || storage == SQLITE_INTEGER ? "D" : "D?";
         put_decimal(&value, text, len);
         break;
@@ -89,7 +101,7 @@ static void put_normalised(struct buf *out, const struct column *col, sqlite3_st
         buf_append(&value, sqlite3_column_blob(stmt, idx), (size_t)sqlite3_column_bytes(stmt, idx));
         break;
     default:
-        tag = storage == SQLITE_TEXT ? "S" : "S?";
+        tag = storage == SQLITE_TEXT || (from_source && storage != SQLITE_BLOB) ? "S" : "S?";
         buf_append(&value, text, len);
         break;
     }
@@ -115,12 +127,14 @@ struct table_reader {
     EVP_MD_CTX *sha;
     struct buf row;           /* normalised current row */
     struct buf key;           /* normalised key of the current row */
+    int from_source;          /* reads the source (see put_normalised) */
 };
 
-static int reader_open(struct table_reader *r, sqlite3 *db, const struct table_schema *t,
-                       EVP_MD_CTX *shared_sha, char *err, size_t errlen)
+static int reader_open(struct table_reader *r, sqlite3 *db, int from_source,
+                       const struct table_schema *t, EVP_MD_CTX *shared_sha, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
+    r->from_source = from_source;
     struct buf sql = BUF_INIT;
     sql_put_select_in_key_order(&sql, t);
     r->stmt = sql_prepare(db, sql.data, err, errlen);
@@ -142,7 +156,7 @@ static void reader_step(struct table_reader *r, const struct table_schema *t)
         return;
     for (size_t c = 0; c < t->ncolumns; c++) {
         size_t start = r->row.len;
-        put_normalised(&r->row, &t->columns[c], r->stmt, (int)c);
+        put_normalised(&r->row, &t->columns[c], r->stmt, (int)c, r->from_source);
         if (t->columns[c].pk_position) {
             buf_printf(&r->key, "%s%s=", r->key.len ? ", " : "", t->columns[c].name);
             put_shown(&r->key, r->row.data + start, r->row.len - start);
@@ -175,8 +189,8 @@ static void describe_difference(const struct table_schema *t, sqlite3_stmt *sour
 {
     for (size_t c = 0; c < t->ncolumns; c++) {
         struct buf a = BUF_INIT, b = BUF_INIT;
-        put_normalised(&a, &t->columns[c], source_stmt, (int)c);
-        put_normalised(&b, &t->columns[c], mirror_stmt, (int)c);
+        put_normalised(&a, &t->columns[c], source_stmt, (int)c, 1);
+        put_normalised(&b, &t->columns[c], mirror_stmt, (int)c, 0);
         int differs = a.len != b.len || memcmp(a.data, b.data, a.len) != 0;
         if (differs) {
             buf_printf(out, "column %s: source ", t->columns[c].name);
@@ -240,11 +254,11 @@ static int compare_table(sqlite3 *source_db, sqlite3 *mirror_db, const struct ta
     }
     struct table_reader src, mir;
     char err[512];
-    if (reader_open(&src, source_db, t, NULL, err, sizeof err) != 0) {
+    if (reader_open(&src, source_db, 1, t, NULL, err, sizeof err) != 0) {
         fprintf(report, "%s: cannot read the source: %s\n", t->name, err);
         return 1;
     }
-    if (reader_open(&mir, mirror_db, t, NULL, err, sizeof err) != 0) {
+    if (reader_open(&mir, mirror_db, 0, t, NULL, err, sizeof err) != 0) {
         fprintf(report, "%s: cannot read the mirror (columns differ?): %s\n", t->name, err);
         reader_close(&src, 1);
         return 1;
@@ -365,7 +379,7 @@ int verify_source_digest(const char *path, char hex[65], char *err, size_t errle
         const struct table_schema *t = &src.tables[i];
         struct table_reader r;
         EVP_DigestUpdate(sha, t->name, strlen(t->name) + 1);
-        if (reader_open(&r, src.db, t, sha, err, errlen) != 0) {
+        if (reader_open(&r, src.db, 1, t, sha, err, errlen) != 0) {
             rc = -1;
             break;
         }
