@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -341,6 +342,36 @@ static int cleanup(struct source *src, long retention, char *err, size_t errlen)
     return rc;
 }
 
+/* Drops the tracking triggers made for a table under another name (renamed since, which
+ * carries its triggers along): they would record its changes a second time, in the change
+ * table of the name they were made for, which nothing reads or cleans any more. */
+static void put_renamed_trigger_drops(struct buf *sql, sqlite3 *db)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'", -1,
+                           &stmt, NULL) != SQLITE_OK)
+        return;
+    struct buf own = BUF_INIT;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(stmt, 0);
+        const char *table = (const char *)sqlite3_column_text(stmt, 1);
+        for (size_t i = 0; name && table && i < sizeof(trigger_kinds) / sizeof(trigger_kinds[0]); i++) {
+            buf_reset(&own);
+            buf_printf(&own, "%s%s_", TASK_RESERVED_PREFIX, trigger_kinds[i]);
+            if (strncasecmp(name, own.data, own.len) != 0)
+                continue;
+            if (strcasecmp(name + own.len, table) != 0) {
+                buf_puts(sql, "DROP TRIGGER ");
+                sql_put_ident(sql, name);
+                buf_puts(sql, "; ");
+            }
+            break;
+        }
+    }
+    buf_free(&own);
+    sqlite3_finalize(stmt);
+}
+
 /* The tracking SQL of every mirrored table (counted in *tracked); change tables of the older
  * layout are migrated first (counted in *migrated), and one whose key is no longer the table's
  * is made anew. restarts[i] says whether table i's tracking starts (again) here: it had none,
@@ -349,6 +380,7 @@ static void put_tracking(struct buf *sql, const struct source *src, size_t *trac
                          size_t *migrated, int *restarts)
 {
     *tracked = *migrated = 0;
+    put_renamed_trigger_drops(sql, src->db);
     for (size_t i = 0; i < src->ntables; i++) {
         const struct table_schema *t = &src->tables[i];
         if (!task_table_mirrored(t->name, NULL))

@@ -273,6 +273,32 @@ START_TEST(provision_is_idempotent_and_records_changes)
 }
 END_TEST
 
+/* A table renamed away and back, provisioned in between: it keeps only the triggers made for
+ * it, so that a change is recorded once, in its own change table. */
+START_TEST(provision_drops_the_triggers_of_another_name)
+{
+    const char *path = path_in("renamed.db");
+    exec_in(path, "CREATE TABLE u (id int NOT NULL PRIMARY KEY, v int); INSERT INTO u VALUES (1, 1)");
+    char err[512] = "";
+    ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "%s", err);
+    exec_in(path, "ALTER TABLE u RENAME TO u2");
+    ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "%s", err);
+    exec_in(path, "ALTER TABLE u2 RENAME TO u");
+    ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "%s", err);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"), 4);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND "
+                                   "tbl_name = 'u' AND name LIKE '\\_somirror\\_t_\\_u' ESCAPE '\\'"), 4);
+    ck_assert(ct_table_tracked(db, "u"));
+    int64_t before = query_int(db, "SELECT v FROM _somirror_ct_version");
+    exec_ok(db, "UPDATE u SET v = 2 WHERE id = 1");
+    ck_assert_int_eq(query_int(db, "SELECT v FROM _somirror_ct_version"), before + 1);
+    ck_assert_int_eq(query_int(db, "SELECT _somirror_version FROM _somirror_ct_u WHERE id = 1"), before + 1);
+    sqlite3_close(db);
+}
+END_TEST
+
 START_TEST(retention_moves_min_valid)
 {
     const char *path = generate_tracked("r.db", 10, 1);
@@ -823,6 +849,7 @@ static Suite *task_suite(void)
     tcase_add_test(tc, gen_has_crm_tables_and_blocked_ones);
     tcase_add_test(tc, gen_values_pass_value_check);
     tcase_add_test(tc, provision_is_idempotent_and_records_changes);
+    tcase_add_test(tc, provision_drops_the_triggers_of_another_name);
     tcase_add_test(tc, retention_moves_min_valid);
     tcase_add_test(tc, provision_migrates_older_change_tables);
     tcase_add_test(tc, churn_changes_rows);
