@@ -85,7 +85,8 @@ struct listener_http {
     struct wrk_http *owner;
     const char *address;                   /* as configured, for messages */
     struct evhttp *evhttp;
-    struct evhttp_bound_socket *bound;    /* NULL once draining */
+    struct evhttp_bound_socket *bound;    /* NULL once draining (on a shutdown, once no
+                                              connection waits: close_listeners) */
     SSL_CTX *ssl;                          /* NULL for plain HTTP */
     struct event *resume;                  /* accepting again after one connection */
     struct log_repeat accept_errors;       /* see accept_failed */
