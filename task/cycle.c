@@ -246,7 +246,7 @@ static int select_tables(struct cycle *c, struct table_schema **out, size_t *n)
         const struct table_schema *t = &c->src.tables[i];
         if (!task_table_mirrored(t->name, c->opt->skip))
             continue;
-        if (!ct_table_tracked(c->src.db, t->name))
+        if (!ct_table_tracked(c->src.db, t))
             return fail_setup(c, "table %s is not tracked, or its tracking is incomplete or out of "
                               "date (a trigger gone with a rebuilt table, a change table of an older "
                               "layout or key): run somirror-task provision --db %s", t->name,

@@ -124,7 +124,7 @@ int ct_provision(const char *path, long retention, char *err, size_t errlen);
 int ct_versions(sqlite3 *db, int64_t *current, int64_t *min_valid, char *err, size_t errlen);
 /* Whether the table's tracking is whole: its change table, in the current layout and with the
  * table's key, and its four triggers (a table rebuilt or dropped and made again loses them). */
-int ct_table_tracked(sqlite3 *db, const char *table);
+int ct_table_tracked(sqlite3 *db, const struct table_schema *t);
 /* The version the table's tracking last (re)started at (0: none recorded): a receiver at a
  * position below it needs a full load. */
 int64_t ct_valid_from(sqlite3 *db, const char *table);

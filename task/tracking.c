@@ -15,6 +15,7 @@
  * there. */
 #include "task/task.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +109,7 @@ static void put_trigger(struct buf *b, const struct table_schema *t, const char 
 enum ct_layout { CT_NONE, CT_OLDER, CT_CURRENT };
 
 /* How a table's tracking stands: its change table's layout, whether that table's key is the
- * table's key, and whether all four triggers are there. */
+ * table's key (as the source's schema has it), and whether all four triggers are there. */
 struct ct_check {
     enum ct_layout layout;
     int same_key;
@@ -133,7 +134,8 @@ static enum ct_layout ct_layout(sqlite3 *db, const char *table)
     return layout;
 }
 
-/* The names of a table's key columns in key order, lowercased, joined by commas. */
+/* The names of a table's key columns as SQLite declares them (a change table's), in key order,
+ * lowercased, each followed by a comma. */
 static void key_names(sqlite3 *db, const char *table, struct buf *out)
 {
     sqlite3_stmt *stmt = NULL;
@@ -171,18 +173,27 @@ static int triggers_present(sqlite3 *db, const char *table)
     return present == (int)(sizeof(trigger_kinds) / sizeof(trigger_kinds[0]));
 }
 
-static struct ct_check ct_check(sqlite3 *db, const char *table)
+static void schema_key_names(const struct table_schema *t, struct buf *out)
 {
-    struct ct_check check = {.layout = ct_layout(db, table)};
+    for (size_t i = 0; i < t->npk; i++) {
+        for (const char *p = t->columns[t->pk[i]].name; *p; p++)
+            buf_putc(out, (char)tolower((unsigned char)*p));
+        buf_putc(out, ',');
+    }
+}
+
+static struct ct_check ct_check(sqlite3 *db, const struct table_schema *t)
+{
+    struct ct_check check = {.layout = ct_layout(db, t->name)};
     if (check.layout == CT_NONE)
         return check;
     struct buf ct_name = BUF_INIT, table_key = BUF_INIT, ct_key = BUF_INIT;
-    buf_printf(&ct_name, "%sct_%s", TASK_RESERVED_PREFIX, table);
-    key_names(db, table, &table_key);
+    buf_printf(&ct_name, "%sct_%s", TASK_RESERVED_PREFIX, t->name);
+    schema_key_names(t, &table_key);
     key_names(db, ct_name.data, &ct_key);
     check.same_key = table_key.len > 0 && table_key.len == ct_key.len &&
                      memcmp(table_key.data, ct_key.data, table_key.len) == 0;
-    check.triggered = triggers_present(db, table);
+    check.triggered = triggers_present(db, t->name);
     buf_free(&ct_name);
     buf_free(&table_key);
     buf_free(&ct_key);
@@ -249,9 +260,9 @@ int ct_versions(sqlite3 *db, int64_t *current, int64_t *min_valid, char *err, si
     return rc;
 }
 
-int ct_table_tracked(sqlite3 *db, const char *table)
+int ct_table_tracked(sqlite3 *db, const struct table_schema *t)
 {
-    struct ct_check check = ct_check(db, table);
+    struct ct_check check = ct_check(db, t);
     return check.layout == CT_CURRENT && check.same_key && check.triggered;
 }
 
@@ -385,7 +396,7 @@ static void put_tracking(struct buf *sql, const struct source *src, size_t *trac
         const struct table_schema *t = &src->tables[i];
         if (!task_table_mirrored(t->name, NULL))
             continue;
-        struct ct_check check = ct_check(src->db, t->name);
+        struct ct_check check = ct_check(src->db, t);
         if (check.layout != CT_NONE && !check.same_key) {
             buf_puts(sql, "DROP TABLE ");
             ct_put_table(sql, t->name);

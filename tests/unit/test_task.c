@@ -201,6 +201,19 @@ END_TEST
 
 /* ---- provision ---- */
 
+/* ct_table_tracked of table name in the source at path, with the source's own schema. */
+static int tracked(const char *path, const char *name)
+{
+    struct source src;
+    char err[512] = "";
+    ck_assert_msg(source_open(&src, path, 0, err, sizeof err) == 0, "%s", err);
+    const struct table_schema *t = source_find(&src, name);
+    ck_assert_ptr_nonnull(t);
+    int yes = ct_table_tracked(src.db, t);
+    source_close(&src);
+    return yes;
+}
+
 START_TEST(provision_is_idempotent_and_records_changes)
 {
     const char *path = generate("p.db", 10, 1);
@@ -209,8 +222,8 @@ START_TEST(provision_is_idempotent_and_records_changes)
     ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "%s", err);
     sqlite3 *db;
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert(ct_table_tracked(db, "contact"));
-    ck_assert(!ct_table_tracked(db, "credentials"));
+    ck_assert(tracked(path, "contact"));
+    ck_assert(!tracked(path, "credentials"));
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
                                    "AND tbl_name = 'contact'"), 4);
     int64_t v0, min0;
@@ -261,12 +274,12 @@ START_TEST(provision_is_idempotent_and_records_changes)
     /* a trigger gone (a rebuilt table loses them all): not tracked until provisioned, which
      * starts its tracking again past every change recorded */
     exec_ok(db, "DROP TRIGGER _somirror_td_category");
-    ck_assert(!ct_table_tracked(db, "category"));
-    ck_assert(ct_table_tracked(db, "contact"));
+    ck_assert(!tracked(path, "category"));
+    ck_assert(tracked(path, "contact"));
     sqlite3_close(db);
     ck_assert_int_eq(ct_provision(path, -1, err, sizeof err), 0);
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert(ct_table_tracked(db, "category"));
+    ck_assert(tracked(path, "category"));
     ck_assert_int_eq(ct_valid_from(db, "category"), before + 1);
     ck_assert_int_eq(query_int(db, "SELECT v FROM _somirror_ct_version"), before + 1);
     sqlite3_close(db);
@@ -290,7 +303,7 @@ START_TEST(provision_drops_the_triggers_of_another_name)
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"), 4);
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND "
                                    "tbl_name = 'u' AND name LIKE '\\_somirror\\_t_\\_u' ESCAPE '\\'"), 4);
-    ck_assert(ct_table_tracked(db, "u"));
+    ck_assert(tracked(path, "u"));
     int64_t before = query_int(db, "SELECT v FROM _somirror_ct_version");
     exec_ok(db, "UPDATE u SET v = 2 WHERE id = 1");
     ck_assert_int_eq(query_int(db, "SELECT v FROM _somirror_ct_version"), before + 1);
@@ -343,12 +356,12 @@ START_TEST(provision_migrates_older_change_tables)
     exec_ok(db, "DROP TRIGGER _somirror_ti_category; DROP TRIGGER _somirror_tu_category;"
                 "DROP TRIGGER _somirror_tk_category; DROP TRIGGER _somirror_td_category;"
                 "ALTER TABLE _somirror_ct_category DROP COLUMN _somirror_inserted");
-    ck_assert(!ct_table_tracked(db, "category"));
-    ck_assert(ct_table_tracked(db, "contact"));
+    ck_assert(!tracked(path, "category"));
+    ck_assert(tracked(path, "contact"));
     sqlite3_close(db);
     ck_assert_msg(ct_provision(path, -1, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert(ct_table_tracked(db, "category"));
+    ck_assert(tracked(path, "category"));
     ck_assert_int_eq(query_int(db, "SELECT _somirror_inserted = _somirror_version FROM "
                                    "_somirror_ct_category WHERE category_id = 1000"), 1);
     ck_assert_int_eq(query_int(db, "SELECT _somirror_inserted IS NULL FROM _somirror_ct_category "
