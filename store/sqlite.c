@@ -61,6 +61,7 @@
 #include <sqlite3.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
@@ -81,9 +82,13 @@ enum {
 
 static const char REBUILD_TABLE[] = "_somirror_rebuild";
 
+/* SQLite VM steps between two looks at a table_sql script's deadline. */
+#define SCRIPT_PROGRESS_STEPS 10000
+
 struct sqlite_backend {
     char *directory;
     int busy_ms;
+    int script_timeout;        /* seconds: a table_sql script (hooks.timeout) */
     struct checkpointer *checkpointer;
 };
 
@@ -602,6 +607,7 @@ static void *sqlite_backend_open(const struct config *cfg, char *err, size_t err
     backend->directory = xstrdup(dir);
     int seconds = cfg->lock_timeout > 0 ? cfg->lock_timeout : 60;
     backend->busy_ms = seconds < BUSY_SECONDS_MAX ? seconds * 1000 : BUSY_SECONDS_MAX * 1000;
+    backend->script_timeout = cfg->hooks.timeout > 0 ? cfg->hooks.timeout : 60;
     backend->checkpointer = checkpointer_new();
     return backend;
 }
@@ -1029,14 +1035,33 @@ static void sqlite_put_table(void *conn, struct buf *sql, const char *table)
     put_ident(sql, table);
 }
 
+/* The progress handler of a table_sql script: nonzero (SQLite then interrupts the script) once
+ * its deadline has passed. */
+static int script_past_deadline(void *deadline_ms)
+{
+    return monotonic_ms() >= *(const int64_t *)deadline_ms;
+}
+
 static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t errlen)
 {
     struct sqlite_conn *c = conn;
+    struct fault f;
+    if (conn_current(c, &f) != 0) {
+        snprintf(err, errlen, "%s", f.message);
+        return -1;
+    }
+    /* Bounded by hooks.timeout, as the PostgreSQL driver's statement_timeout does: the worker
+     * waits for the script, and a script that runs on would hold up every call it serves. */
+    int64_t deadline = monotonic_ms() + (int64_t)c->backend->script_timeout * 1000;
+    sqlite3_progress_handler(c->db, SCRIPT_PROGRESS_STEPS, script_past_deadline, &deadline);
     char *msg = NULL;
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg) == SQLITE_OK ? 0 : -1;
-    if (rc != 0)
+    if (rc != 0 && sqlite3_errcode(c->db) == SQLITE_INTERRUPT)
+        snprintf(err, errlen, "stopped after hooks.timeout (%d s)", c->backend->script_timeout);
+    else if (rc != 0)
         snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(c->db));
     sqlite3_free(msg);
+    sqlite3_progress_handler(c->db, 0, NULL, NULL);
     /* A script that began a transaction, failed or not, would leave it open, holding the
      * mirror's write lock for every worker and failing the next call's begin: it is rolled
      * back, and then a failure, as in the PostgreSQL driver. */
@@ -1046,6 +1071,10 @@ static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t err
         sqlite_rollback(c);
         rc = -1;
     }
+    /* What else the script leaves in the connection (a PRAGMA such as query_only, a TEMP table
+     * or trigger, an ATTACH) goes with it: closed here, the next call opens a clean one, as the
+     * PostgreSQL and SQL Server drivers end the script's session. */
+    conn_disconnect(c);
     return rc;
 }
 

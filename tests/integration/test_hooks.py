@@ -7,7 +7,9 @@ rebuild that drops an indexed column; table_changed runs per
 changed table (Created, Wiped, Altered, Dropped) and cycle_completed after ReplicationCompleted,
 each with its SOMIRROR_* environment and no descriptor of the log, also after a log reopen;
 their output lines reach the log; `show tenant` shows the last run.
-Phase B, failing and hanging hooks: a failing table_sql script and a failing or hanging
+Phase B, failing and hanging hooks: a failing table_sql script (one that leaves a transaction
+open, one that changes the connection: the next call is served as usual; one that would never
+end: stopped at hooks.timeout) and a failing or hanging
 cycle_completed are reported in `show tenant CTX json` (last_hook); the hanging one is killed
 at hooks.timeout and a second run for the tenant is skipped meanwhile, while the sender's
 calls keep succeeding at once."""
@@ -33,6 +35,8 @@ CONTACT2 = {"name": "contact", "pk": ["contact_id"],
 PERSON = {"name": "person", "pk": ["person_id"],
           "columns": [("person_id", "int", False), ("firstname", "nvarchar(50)", True)]}
 OPENER = {"name": "opener", "pk": ["id"], "columns": [("id", "int", False)]}
+READONLY = {"name": "readonly", "pk": ["id"], "columns": [("id", "int", False)]}
+SLOW = {"name": "slow", "pk": ["id"], "columns": [("id", "int", False)]}
 
 CYCLE_SH = r"""#!/bin/sh
 d="$1"
@@ -66,9 +70,9 @@ def write_sql(directory, name, text):
         f.write(text)
 
 
-def call_ok(s, op, body):
+def call_ok(s, op, body, conn=None):
     t0 = time.monotonic()
-    status, _, resp = s.call(op, body, tenant=TENANT)
+    status, _, resp = s.call(op, body, tenant=TENANT, conn=conn)
     took = time.monotonic() - t0
     assert status == 200 and h.parse_fault(resp) is None, (op, status, resp[:600])
     return resp, took
@@ -233,6 +237,9 @@ def phase_b(keys):
         write_sql(sql_dir, "person.sql", "CREATE INDEX ix_bad ON {table}(no_such_column);\n")
         write_sql(sql_dir, "opener.sql", "BEGIN; CREATE INDEX ix_open ON {table}(id);\n")
         write_sql(sql_dir, "contact.sql", "CREATE INDEX ix_contact_name ON {table}(name);\n")
+        write_sql(sql_dir, "readonly.sql", "PRAGMA query_only = ON;\n")
+        write_sql(sql_dir, "slow.sql", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                  "SELECT count(*) FROM c;\n")
         out = setup(s, table_sql=sql_dir, timeout=1)
         d = s.daemon
         call_ok(s, "Authenticate", h.authenticate_body())
@@ -258,6 +265,19 @@ def phase_b(keys):
         assert "ix_open" not in sqlite_names(s, "index")
         call_ok(s, "RowData", h.row_data_body([{"table": "opener", "columns": ["id"],
                                                 "rows": [("I", None, ["1"])], "lsn": 2}]))
+
+        # A script that changes the connection (query_only): it goes with the connection, and
+        # the tenant's next call writes (on the same worker: one keep-alive connection).
+        conn = d.connection()
+        call_ok(s, "TableSchema", h.table_schema_body([PERSON, OPENER, READONLY]), conn=conn)
+        call_ok(s, "RowData", h.row_data_body([{"table": "readonly", "columns": ["id"],
+                                                "rows": [("I", None, ["1"])], "lsn": 3}]), conn=conn)
+        conn.close()
+
+        # A script that would never end: stopped at hooks.timeout (1 s), the call answered.
+        _, took = call_ok(s, "TableSchema", h.table_schema_body([PERSON, OPENER, READONLY, SLOW]))
+        assert took < 5, took
+        assert last_hook(s) == "table_sql slow.sql: error: stopped after hooks.timeout (1 s)", last_hook(s)
 
         # A failing cycle_completed.
         with open(os.path.join(out, "cycle-mode"), "w") as f:
