@@ -345,6 +345,17 @@ int main(int argc, char **argv)
         strcmp(argv[optind + 2], "all") != 0 &&
         check_resync_table(config_path, argv[optind + 1], argv[optind + 2]) != 0)
         return 1;
+    /* Each argument is one word of the command line: a space or a line break in one would make
+     * it other words, or another command (pause "X<newline>reset Y"). */
+    for (int i = optind; i < argc; i++) {
+        for (const char *p = argv[i]; *p; p++) {
+            if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+                fprintf(stderr, "somirrorctl: argument %d is not one word (it holds a space or a "
+                                "control character)\n", i - optind + 1);
+                return 2;
+            }
+        }
+    }
     struct buf line = BUF_INIT;
     for (int i = optind; i < argc; i++)
         buf_printf(&line, "%s%s", i > optind ? " " : "", argv[i]);

@@ -197,6 +197,17 @@ def check_wall_clock_step():
         assert len(ages) == 1 and float(ages[0].split()[-1]) >= 0, ages
 
 
+def check_one_word_arguments(s):
+    """An argument that holds a line break or a space is refused (exit 2) before anything is
+    sent: joined into the command line it would be another command, or other words."""
+    d = s.daemon
+    for arg in ("Cust1\nreset Cust9", "Cust1 all", "Cust1\t"):
+        r = ctl("-s", d.status_socket, "pause", arg)
+        assert r.returncode == 2 and "argument 2 is not one word" in r.stderr, (arg, r)
+    tenants = d.ctl_json("show tenants")
+    assert not any(t.get("state") == "paused" for t in tenants.get("tenants", [])), tenants
+
+
 def main():
     check_wall_clock_step()
     check_socket_mode()
@@ -207,6 +218,7 @@ def main():
         check_no_socket(s)
         check_relative_paths(s)
         check_long_lines(s.daemon)
+        check_one_word_arguments(s)
         assert s.daemon.stop() == 0
     print("ok")
 
