@@ -57,6 +57,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/utf8.h"
+
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lock-free 32-bit atomics are needed in shared memory");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "lock-free 64-bit atomics are needed in shared memory");
 
@@ -413,9 +415,29 @@ static int alloc_lock(struct registry *reg, pid_t self)
     return 0;
 }
 
+/* Copies src into dst (size bytes with the NUL) as valid UTF-8: a byte that starts no valid
+ * sequence becomes '?', and the text is cut only between characters. What is kept here is
+ * shown as JSON, which refuses a string of invalid UTF-8 whole (a database's message in
+ * another encoding, a message cut inside a character). */
 static void copy_text(char *dst, size_t size, const char *src)
 {
-    snprintf(dst, size, "%s", src ? src : "");
+    size_t at = 0, len = src ? strlen(src) : 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = utf8_decode(src + i, len - i, &cp);
+        if (at + (n ? n : 1) >= size)
+            break;
+        if (n == 0) {
+            dst[at++] = '?';
+            i++;
+        } else {
+            memcpy(dst + at, src + i, n);
+            at += n;
+            i += n;
+        }
+    }
+    if (size)
+        dst[at] = '\0';
 }
 
 /* ---- tenants ---- */

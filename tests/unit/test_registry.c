@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/utf8.h"
 #include "shm/registry.h"
 
 static struct registry *new_registry(uint32_t tenants, uint32_t workers)
@@ -186,6 +187,19 @@ START_TEST(test_tenant_writes)
     ck_assert_str_eq(v.last_error, "table_sql t.sql: error: no such column");
     ck_assert_int_eq(v.last_error_at, 107);
     ck_assert_int_eq(v.state, TENANT_IDLE);
+    /* Kept as valid UTF-8 (shown as JSON): a byte of another encoding becomes '?', and a text
+     * too long is cut between characters, not inside one. */
+    reg_tenant_hook_ran_unlocked(reg, idx, "table_sql t.sql: error: caf\xe9", 1, 109);
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_str_eq(v.last_hook, "table_sql t.sql: error: caf?");
+    char wide[REG_HOOK_STORED + 8] = "x";
+    for (size_t i = 1; i + 2 < sizeof(wide); i += 2)
+        memcpy(wide + i, "\xc3\xa9", 2);
+    wide[sizeof(wide) - 1] = '\0';
+    reg_tenant_hook_ran_unlocked(reg, idx, wide, 0, 110);
+    reg_tenant_read(reg, idx, &v);
+    ck_assert_uint_eq(utf8_valid_prefix(v.last_hook, strlen(v.last_hook)), strlen(v.last_hook));
+    ck_assert_uint_ge(strlen(v.last_hook), REG_HOOK_STORED - 2);
     reg_destroy(reg);
 }
 END_TEST
