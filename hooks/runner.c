@@ -214,6 +214,38 @@ static int child_ended(pid_t pid)
     return info.si_pid == pid;
 }
 
+/* Ends what a program left running in its process group (pgid: the program's pid, reaped by
+ * now): SIGTERM was sent while the program was still a zombie; the group's processes, ours to
+ * reap since the supervisor is their subreaper, get grace_ms to end, then SIGKILL. */
+static void end_group(pid_t pgid, int grace_ms, const char *label)
+{
+    int64_t kill_at = monotonic_ms() + grace_ms;
+    int left = 0, killed = 0;
+    for (;;) {
+        siginfo_t info = {0};
+        if (waitid(P_PGID, (id_t)pgid, &info, WEXITED | (killed ? 0 : WNOHANG)) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;   /* ECHILD: none of the group is left */
+        }
+        if (info.si_pid != 0) {
+            left++;
+            continue;
+        }
+        if (monotonic_ms() >= kill_at) {
+            log_warn("hook %s: what it left running still runs %d ms after SIGTERM: SIGKILL", label,
+                     grace_ms);
+            kill(-pgid, SIGKILL);
+            killed = 1;
+            continue;
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)TICK_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (left)
+        log_info("hook %s: %d process%s it left running ended with it", label, left, left == 1 ? "" : "es");
+}
+
 /* Runs one command to its end or its time limit; logs and records its result. 0: exit 0. */
 static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
 {
@@ -328,9 +360,12 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     }
     stream_finish(&streams[0], label);
     stream_finish(&streams[1], label);
-    if (timed_out)
-        kill(-pid, SIGKILL);   /* whatever of its group is left (the program is not reaped yet) */
+    /* Whatever of its group is left (the program is not reaped yet, so the group's id is not
+     * another's): a run ends with its program, so that what it started in the background does
+     * not pile up run after run, nor outlive the hook word (one run per tenant at a time). */
+    kill(-pid, timed_out ? SIGKILL : SIGTERM);
     reap_child(pid, &status);
+    end_group(pid, job->kill_grace_ms, label);
     long ms = (long)(monotonic_ms() - started);
     if (timed_out) {
         log_error("hook %s: killed at its time limit (%d ms)", label, job->timeout_ms);
@@ -355,6 +390,9 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
 int hooks_supervise(const struct hook_job *job)
 {
     pid_t self = getpid();
+    /* What a program leaves running when it exits becomes the supervisor's child, not init's,
+     * so that end_group can wait for it. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (job->exclusive && job->reg) {
         pid_t holder = 0;
         if (reg_tenant_hook_claim(job->reg, job->idx, self, &holder) != 0) {

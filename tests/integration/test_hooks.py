@@ -12,7 +12,8 @@ open, one that changes the connection: the next call is served as usual; one tha
 end: stopped at hooks.timeout) and a failing or hanging
 cycle_completed are reported in `show tenant CTX json` (last_hook); the hanging one is killed
 at hooks.timeout and a second run for the tenant is skipped meanwhile, while the sender's
-calls keep succeeding at once."""
+calls keep succeeding at once; what a program leaves running in its process group ends with
+its run."""
 import glob
 import json
 import os
@@ -46,6 +47,7 @@ echo "cycle hook complains" >&2
 case "$(cat "$d/cycle-mode" 2>/dev/null)" in
   fail) exit 4 ;;
   hang) sleep 60 & echo $! > "$d/hang.pid"; wait ;;
+  background) sleep 60 > /dev/null 2>&1 & echo $! > "$d/background.pid" ;;
 esac
 exit 0
 """
@@ -309,6 +311,19 @@ def phase_b(keys):
         assert 0.9 < killed_after < 10, killed_after
         d.wait_log(r"hook cycle_completed: still running after 1000 ms: SIGTERM")
         h.wait_until(lambda: not h.pid_alive(sleeper), 5, what="the hook's sleep to be killed")
+
+        # A program that exits leaving a process running in its group: that process ends with
+        # the run (SIGTERM), rather than pile up run after run.
+        with open(os.path.join(out, "cycle-mode"), "w") as f:
+            f.write("background\n")
+        call_ok(s, "ReplicationCompleted", h.replication_completed_body())
+        wait_last_hook(s, "cycle_completed: exit 0")
+        pid_path = os.path.join(out, "background.pid")
+        h.wait_until(lambda: os.path.exists(pid_path) and open(pid_path).read().strip(), 5,
+                     what="background.pid")
+        left = int(open(pid_path).read())
+        h.wait_until(lambda: not h.pid_alive(left), 5, what="the program's background sleep to end")
+        d.wait_log(r"hook cycle_completed: 1 process it left running ended with it")
 
         # The next cycle runs again.
         os.unlink(os.path.join(out, "cycle-mode"))
