@@ -334,6 +334,18 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* Each argument is one word of the command line: a space or a line break in one would make
+     * it other words, or another command (pause "X<newline>reset Y"), and an empty one none. */
+    for (int i = optind; i < argc; i++) {
+        const char *p = argv[i];
+        while (*p && (unsigned char)*p > ' ' && *p != 0x7f)
+            p++;
+        if (*p || p == argv[i]) {
+            fprintf(stderr, "somirrorctl: argument %d is not one word (it is empty, or holds a space "
+                            "or a control character)\n", i - optind + 1);
+            return 2;
+        }
+    }
     if (strcmp(argv[optind], "tables") == 0) {
         if (argc - optind != 2 || socket_option) {
             fprintf(stderr, "usage: somirrorctl [-c CONFIG] tables CTX\n");
@@ -345,17 +357,6 @@ int main(int argc, char **argv)
         strcmp(argv[optind + 2], "all") != 0 &&
         check_resync_table(config_path, argv[optind + 1], argv[optind + 2]) != 0)
         return 1;
-    /* Each argument is one word of the command line: a space or a line break in one would make
-     * it other words, or another command (pause "X<newline>reset Y"). */
-    for (int i = optind; i < argc; i++) {
-        for (const char *p = argv[i]; *p; p++) {
-            if ((unsigned char)*p <= ' ' || *p == 0x7f) {
-                fprintf(stderr, "somirrorctl: argument %d is not one word (it holds a space or a "
-                                "control character)\n", i - optind + 1);
-                return 2;
-            }
-        }
-    }
     struct buf line = BUF_INIT;
     for (int i = optind; i < argc; i++)
         buf_printf(&line, "%s%s", i > optind ? " " : "", argv[i]);

@@ -215,35 +215,40 @@ static int child_ended(pid_t pid)
 }
 
 /* Ends what a program left running in its process group (pgid: the program's pid, reaped by
- * now): SIGTERM was sent while the program was still a zombie; the group's processes, ours to
- * reap since the supervisor is their subreaper, get grace_ms to end, then SIGKILL. */
+ * now): SIGTERM was sent while the program was still a zombie. The group's processes, ours to
+ * reap as far as the supervisor is their subreaper (not those whose parent left the group with
+ * a session of its own), get grace_ms to end, then SIGKILL, and as long again to be gone. A
+ * signal goes to the group only while it has a process, so never to a reused id. */
 static void end_group(pid_t pgid, int grace_ms, const char *label)
 {
-    int64_t kill_at = monotonic_ms() + grace_ms;
-    int left = 0, killed = 0;
+    int64_t give_up_at = monotonic_ms() + grace_ms;
+    int reaped = 0, killed = 0;
     for (;;) {
         siginfo_t info = {0};
-        if (waitid(P_PGID, (id_t)pgid, &info, WEXITED | (killed ? 0 : WNOHANG)) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;   /* ECHILD: none of the group is left */
-        }
-        if (info.si_pid != 0) {
-            left++;
+        int rc = waitid(P_PGID, (id_t)pgid, &info, WEXITED | WNOHANG);
+        if (rc == 0 && info.si_pid != 0) {
+            reaped++;
             continue;
         }
-        if (monotonic_ms() >= kill_at) {
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (kill(-pgid, 0) != 0)
+            break;   /* nothing of the group is left */
+        if (monotonic_ms() >= give_up_at) {
+            if (killed)
+                break;   /* a process that is not ours to reap, killed: its parent's zombie */
             log_warn("hook %s: what it left running still runs %d ms after SIGTERM: SIGKILL", label,
                      grace_ms);
             kill(-pgid, SIGKILL);
             killed = 1;
+            give_up_at = monotonic_ms() + grace_ms;
             continue;
         }
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)TICK_MS * 1000000L};
         nanosleep(&ts, NULL);
     }
-    if (left)
-        log_info("hook %s: %d process%s it left running ended with it", label, left, left == 1 ? "" : "es");
+    if (reaped)
+        log_info("hook %s: %d process%s it left ended with it", label, reaped, reaped == 1 ? "" : "es");
 }
 
 /* Runs one command to its end or its time limit; logs and records its result. 0: exit 0. */

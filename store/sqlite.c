@@ -1054,6 +1054,10 @@ static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t err
      * waits for the script, and a script that runs on would hold up every call it serves. */
     int64_t deadline = monotonic_ms() + (int64_t)c->backend->script_timeout * 1000;
     sqlite3_progress_handler(c->db, SCRIPT_PROGRESS_STEPS, script_past_deadline, &deadline);
+    /* A wait for the mirror's lock is no progress: bounded by the same limit (the connection
+     * is closed after the script, its own busy timeout with it). */
+    if (c->backend->script_timeout * 1000 < c->backend->busy_ms)
+        sqlite3_busy_timeout(c->db, c->backend->script_timeout * 1000);
     char *msg = NULL;
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg) == SQLITE_OK ? 0 : -1;
     if (rc != 0 && sqlite3_errcode(c->db) == SQLITE_INTERRUPT)

@@ -201,9 +201,12 @@ def check_one_word_arguments(s):
     """An argument that holds a line break or a space is refused (exit 2) before anything is
     sent: joined into the command line it would be another command, or other words."""
     d = s.daemon
-    for arg in ("Cust1\nreset Cust9", "Cust1 all", "Cust1\t"):
+    for arg in ("Cust1\nreset Cust9", "Cust1 all", "Cust1\t", ""):
         r = ctl("-s", d.status_socket, "pause", arg)
         assert r.returncode == 2 and "argument 2 is not one word" in r.stderr, (arg, r)
+    # Also before resync looks for the table in the mirror.
+    r = ctl("-c", d.config_path, "resync", "Cust1", "contact\nreset Cust9")
+    assert r.returncode == 2 and "argument 3 is not one word" in r.stderr, r
     tenants = d.ctl_json("show tenants")
     assert not any(t.get("state") == "paused" for t in tenants.get("tenants", [])), tenants
 

@@ -323,7 +323,7 @@ def phase_b(keys):
                      what="background.pid")
         left = int(open(pid_path).read())
         h.wait_until(lambda: not h.pid_alive(left), 5, what="the program's background sleep to end")
-        d.wait_log(r"hook cycle_completed: 1 process it left running ended with it")
+        d.wait_log(r"hook cycle_completed: 1 process it left ended with it")
 
         # The next cycle runs again.
         os.unlink(os.path.join(out, "cycle-mode"))

@@ -64,6 +64,7 @@ static int driver_setup(const char *driver)
         cfg.driver = STORE_SQLITE;
         cfg.sqlite.directory = sqlite_dir;
         cfg.sqlite.max_open = 64;
+        cfg.hooks.timeout = 1;   /* table_sql scripts: sqlite_table_script_bounded */
         return 0;
     }
     if (strcmp(driver, "postgresql") == 0 && getenv("SOMIRROR_TEST_PG_CONNINFO")) {
@@ -1482,6 +1483,35 @@ static void defaults_inserted(const char *c_sql, const char *d_sql, const char *
 
 /* ---- SQLite only ---- */
 
+/* A table_sql script is stopped at hooks.timeout (1 s here), also while it waits for the
+ * mirror's write lock (lock_timeout is 5 s); what it sets in the connection goes with it. */
+START_TEST(sqlite_table_script_bounded)
+{
+    load_contacts();
+    char err[512] = "";
+    struct probe p = probe_open();
+    ck_assert_int_eq(sqlite3_exec(p.db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    int64_t started = monotonic_ms();
+    ck_assert_int_ne(store_run_table_script(tenant, "contact", "CREATE INDEX ix_late ON {table}(name)",
+                                            err, sizeof(err)), 0);
+    ck_assert_int_lt(monotonic_ms() - started, 3000);
+    ck_assert_int_eq(sqlite3_exec(p.db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    probe_close(&p);
+    started = monotonic_ms();
+    ck_assert_int_ne(store_run_table_script(tenant, "contact", "WITH RECURSIVE c(x) AS (SELECT 1 UNION "
+                                            "ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                                            err, sizeof(err)), 0);
+    ck_assert_msg(strstr(err, "stopped after hooks.timeout (1 s)") != NULL, "%s", err);
+    ck_assert_int_lt(monotonic_ms() - started, 3000);
+    ck_assert_msg(store_run_table_script(tenant, "contact", "PRAGMA query_only = ON", err,
+                                         sizeof(err)) == 0, "%s", err);
+    static const char *const rows[] = {"I:|78|after|2026-01-01T00:00:00|1", NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 300, rows);
+    rows_ok(&b, 1, 1);
+    ck_assert_int_eq(stored_lsn("contact"), 300);
+}
+END_TEST
+
 START_TEST(sqlite_file_mode_and_metadata)
 {
     char path[512];
@@ -2312,6 +2342,7 @@ static Suite *store_suite(void)
         tcase_add_checked_fixture(sq, setup, teardown);
         tcase_set_timeout(sq, 60);
         tcase_add_test(sq, sqlite_file_mode_and_metadata);
+        tcase_add_test(sq, sqlite_table_script_bounded);
         tcase_add_test(sq, sqlite_tenants_out_of_descriptors);
         tcase_add_test(sq, sqlite_values_read_back_exactly);
         tcase_add_test(sq, sqlite_rebuild_keeps_one_of_two_cases);
