@@ -1425,15 +1425,17 @@ START_TEST(test_tenants_closed_when_idle)
     ck_assert_int_eq(open, 1);
     if (cfg.driver == STORE_POSTGRESQL)
         ck_assert_int_eq(admin_open, admin_before + 1);   /* to look the database up */
+    /* (Counted with mirror_sessions_become: the probe's own earlier sessions may still be
+     * ending, seen for a moment, on a loaded machine.) */
     store_close_idle(s, monotonic_ms());            /* just used: kept */
-    ck_assert_int_eq(mirror_sessions(0), open);
+    ck_assert_int_eq(mirror_sessions_become(0, open), open);
     store_close_idle(s, opened + 59000);            /* not yet */
-    ck_assert_int_eq(mirror_sessions(0), open);
+    ck_assert_int_eq(mirror_sessions_become(0, open), open);
     store_close_idle(s, monotonic_ms() + 60000);
     ck_assert_int_eq(mirror_sessions_become(0, before), before);
     ck_assert_int_eq(mirror_sessions_become(1, admin_before), admin_before);
     ck_assert_ptr_nonnull(store_tenant(s, tenant_name, &fault));   /* opened again when needed */
-    ck_assert_int_eq(mirror_sessions(0), open);
+    ck_assert_int_eq(mirror_sessions_become(0, open), open);
     store_free(s);
     ck_assert_int_eq(mirror_sessions_become(0, before), before);
 }
