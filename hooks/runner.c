@@ -395,9 +395,6 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
 int hooks_supervise(const struct hook_job *job)
 {
     pid_t self = getpid();
-    /* What a program leaves running when it exits becomes the supervisor's child, not init's,
-     * so that end_group can wait for it. */
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (job->exclusive && job->reg) {
         pid_t holder = 0;
         if (reg_tenant_hook_claim(job->reg, job->idx, self, &holder) != 0) {
@@ -466,6 +463,10 @@ static void supervisor_main(const struct hook_job *job)
     static const int not_ours[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, 0};
     reset_signals(not_ours);
     prctl(PR_SET_NAME, REG_HOOK_PROCESS_NAME);   /* for ps, and for the hook word's check */
+    /* What a program leaves running when it exits becomes the supervisor's child, not init's,
+     * so that end_group reaps it (run in the caller's process, as the unit tests do, it waits
+     * for the group to empty all the same). */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     close_inherited(log_fd());
     log_after_fork();   /* syslog's socket went with the rest */
     log_set_tenant(job->tenant);
