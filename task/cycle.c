@@ -312,7 +312,7 @@ static int wipe_tables(struct cycle *c, char *const *names, size_t n)
     return call(c, SOAP_OP_WIPE, &resp);
 }
 
-/* lsn -1 and wiped: the receiver has the table emptied already. */
+/* wiped: the table was Altered, and emptied on the receiver with the others (lsn -1). */
 static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn, int wiped,
                       struct cycle_table *ct)
 {
@@ -378,7 +378,6 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
     /* The answer lives in c->arena until the next call: keep what is needed. */
     int64_t *lsns = xcalloc(ntables, sizeof *lsns);
     char **altered = xcalloc(ntables, sizeof *altered);   /* their names */
-    int *wiped = xcalloc(ntables, sizeof *wiped);            /* by result table */
     size_t naltered = 0;
     c->result->tables = xcalloc(ntables, sizeof *c->result->tables);
     int rc = 0;
@@ -401,9 +400,10 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
          * cycle may have read rows without a column added while it ran, at a version that
          * covers their changes. A full load sends the rows as the source has them. */
         if (state->change == CHANGE_ALTERED) {
+            /* Loaded in full, and wiped below: also what the summary of a cycle that fails
+             * before its rows says. */
             altered[naltered++] = tables[i].name;
-            wiped[c->result->ntables] = 1;
-            ct->full_load = 1;   /* what a summary of a cycle that fails before its rows says */
+            ct->full_load = 1;
         }
         lsns[c->result->ntables++] = state->change == CHANGE_ALTERED ? -1 : state->lsn;
     }
@@ -415,13 +415,12 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
     free(altered);
     for (size_t i = 0; rc == 0 && i < c->result->ntables; i++) {
         struct cycle_table *ct = &c->result->tables[i];
-        rc = send_table(c, source_find(&c->src, ct->name), lsns[i], wiped[i], ct);
+        rc = send_table(c, source_find(&c->src, ct->name), lsns[i], ct->full_load, ct);
         c->result->inserted += ct->inserted;
         c->result->updated += ct->updated;
         c->result->deleted += ct->deleted;
     }
     free(lsns);
-    free(wiped);
     if (rc != 0)
         return -1;
     struct table_summary *summary = xcalloc(c->result->ntables + 1, sizeof *summary);

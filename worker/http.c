@@ -261,17 +261,29 @@ static void unhold(struct conn *c)
         resume_tls_reading(c);   /* the body's last bytes may be inside OpenSSL already */
 }
 
-/* Whether a connection other than c is reading a request in (not held): one whose input will
- * drop by itself, as its request is dispatched or it is closed. Looked for only when the
- * budget is full. */
-static int another_reading_in(const struct wrk_http *http, const struct conn *c)
+/* Whether c's request is being read in: its headers or its body are arriving. */
+static int reading_request(const struct conn *c)
+{
+    return c->phase == CONN_HEADERS || c->phase == CONN_BODY;
+}
+
+/* Whether some attached connection other than except is one that is(). */
+static int some_conn(const struct wrk_http *http, int (*is)(const struct conn *),
+                     const struct conn *except)
 {
     for (size_t fd = 0; fd < http->by_fd_len; fd++) {
-        const struct conn *o = http->by_fd[fd];
-        if (o && o != c && !o->held && (o->phase == CONN_HEADERS || o->phase == CONN_BODY))
+        const struct conn *c = http->by_fd[fd];
+        if (c && c != except && is(c))
             return 1;
     }
     return 0;
+}
+
+/* A connection reading a request in, not held: its input will drop by itself, as its request
+ * is dispatched or it is closed. Looked for only when the budget is full. */
+static int reading_unheld(const struct conn *c)
+{
+    return !c->held && reading_request(c);
 }
 
 /* After gone's input dropped (or gone closed): held connections go on once the others' input
@@ -285,10 +297,10 @@ static void release_held(struct wrk_http *http, const struct conn *gone)
         next = LIST_NEXT(h, held_link);
         if (http->arriving - h->counted < budget)
             unhold(h);
-        else if (h->phase == CONN_HEADERS || h->phase == CONN_BODY)
+        else if (reading_request(h))
             longest = h;
     }
-    if (longest && !another_reading_in(http, gone))
+    if (longest && !some_conn(http, reading_unheld, gone))
         unhold(longest);
 }
 
@@ -304,7 +316,8 @@ static int count_arriving(struct conn *c, size_t len)
     c->counted = len;
     if (c->held)
         stop_reading_at(c, evbuffer_get_length(bufferevent_get_input(c->bev)));
-    else if (len > HEADERS_MAX && http->arriving - len >= budget && another_reading_in(http, c))
+    else if (len > HEADERS_MAX && http->arriving - len >= budget &&
+             some_conn(http, reading_unheld, c))
         hold(c);
     return dropped;
 }
@@ -1172,14 +1185,9 @@ static int tls_handshaking(const struct conn *c)
 
 /* Whether a connection has part of a request in: its handshake, headers or body are still
  * arriving. */
-static int request_arriving(const struct wrk_http *http)
+static int request_arriving(const struct conn *c)
 {
-    for (size_t fd = 0; fd < http->by_fd_len; fd++) {
-        const struct conn *c = http->by_fd[fd];
-        if (c && (c->phase == CONN_HEADERS || c->phase == CONN_BODY || tls_handshaking(c)))
-            return 1;
-    }
-    return 0;
+    return reading_request(c) || tls_handshaking(c);
 }
 
 /* Whether a connection waits in the backlog of a listening socket. */
@@ -1214,8 +1222,8 @@ static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
     struct wrk_http *http = arg;
     if (close_listeners(http) == 0 && http->calls_in_flight == 0 &&
-        monotonic_ms() - http->last_input_ms >= DRAIN_QUIET_MS && !request_arriving(http) &&
-        lingerer_count(http->lingerer) == 0) {
+        monotonic_ms() - http->last_input_ms >= DRAIN_QUIET_MS &&
+        !some_conn(http, request_arriving, NULL) && lingerer_count(http->lingerer) == 0) {
         http->on_drained(http->on_drained_arg);
         return;
     }
