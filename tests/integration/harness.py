@@ -47,7 +47,7 @@ CTX_CLAIM = "http://schemes.superoffice.net/identity/ctx"
 DEFAULT_APP_ID = "123123123123123123"
 # How long a test's daemon gets to stop on SIGTERM at the end of the test (a graceful stop
 # waits a second of quiet, design "Shutdown") before the rest is SIGKILLed.
-STOP_GRACE_S = 10
+STOP_GRACE_S = 30 if os.environ.get("SOMIRROR_SANITIZERS") else 10
 
 Keys = namedtuple("Keys", "vendor_key vendor_cert app_key_pem app_pub")
 
@@ -469,16 +469,25 @@ class Daemon:
         exits through its own code (under the sanitizers that is when LeakSanitizer checks it),
         then SIGKILLs whatever is left: a master that did not exit within grace seconds, and
         any process of its groups still there (a hook's child, a daemon started behind our
-        back)."""
+        back). Returns what went wrong with the stop, or None: a master that did not exit
+        within grace seconds of the SIGTERM, or exited with another status than 0."""
+        problem = None
         if self.pid is not None and self.alive():
             with contextlib.suppress(OSError):
                 self.signal(signal.SIGTERM)
-            with contextlib.suppress(Exception):
-                self.wait_exit(grace)
+            try:
+                status = self.wait_exit(grace)
+                if status not in (0, None):
+                    problem = "exited with status %s at SIGTERM" % status
+            except (AssertionError, subprocess.TimeoutExpired):
+                problem = "did not exit within %d s of SIGTERM" % grace
         self.kill_all()
+        return problem
 
-    def __exit__(self, *exc):
-        self.finish()
+    def __exit__(self, exc_type, *exc):
+        problem = self.finish()
+        if problem and exc_type is None:   # a test's own failure says more: it goes first
+            raise AssertionError("somirrord %s; its log ends:\n%s" % (problem, self.log()[-3000:]))
         return False
 
     # -- workers
