@@ -15,8 +15,8 @@
   and its connection serves the next call;
 - endless headers, a client that sends on without reading its answer, and many bodies with
   their last bytes withheld (with a Content-Length or chunked) take bounded memory;
-- bodies paused for the memory budget never wait for one another, nor for clients that pipeline
-  requests without reading the answers: each is answered;
+- bodies paused for the memory budget (over HTTP and HTTPS) never wait for one another, nor for
+  clients that pipeline requests without reading the answers: each is answered;
 - a client that disconnects in the middle of a RowData body (FIN or RST) leaves nothing behind:
   no rows, no lsn change, the same workers alive and idle, the tenant's next call succeeds;
 - a whole RowData whose client closed its connection before a worker got to it is not run."""
@@ -25,6 +25,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import sqlite3
 import struct
 import subprocess
@@ -373,6 +374,33 @@ def answered_within(sock, seconds):
         return False
 
 
+HELD_LIMITS = {"limits.max_request_bytes": "1MiB", "limits.arriving_request_bytes": "48KiB",
+               "limits.request_timeout": 20}
+
+
+def bodies_side_by_side(connect, port, what):
+    """Two 800 KB bodies past limits.arriving_request_bytes, sent in turn, then the rest of
+    each at once (from threads, which a held body blocks): both must be answered within 10 s.
+    The socket is left alone while its thread sends (a TLS socket is not for two threads)."""
+    length, first = 800000, 300000
+    bodies = [connect() for _ in range(2)]
+    for s in bodies:
+        s.sendall(R.post_head(port, length))
+    for s in bodies:   # part of each, in turn: each past HEADERS_MAX and the budget
+        s.sendall(b"x" * first)
+        time.sleep(0.3)
+    rest = [threading.Thread(target=s.sendall, args=(b"x" * (length - first),), daemon=True)
+            for s in bodies]
+    for t in rest:
+        t.start()
+    deadline = time.monotonic() + 10
+    for i, (s, t) in enumerate(zip(bodies, rest)):
+        t.join(max(0, deadline - time.monotonic()))
+        R.check(not t.is_alive() and answered_within(s, max(0.1, deadline - time.monotonic())),
+                "%s: body %d not answered" % (what, i + 1))
+        s.close()
+
+
 def check_held_bodies_complete():
     """Held bodies never wait for one another, nor for input that cannot drop by itself: two
     bodies sent side by side past limits.arriving_request_bytes (48 KiB here) are both
@@ -380,24 +408,10 @@ def check_held_bodies_complete():
     and so is a 200 KB body sent while two clients pipeline requests without reading the
     answers (their input fills the budget for good). Each used to wait until request_timeout
     (20 s here) closed it unanswered; an answer within 10 s is no such wait."""
-    with H.server(workers=1, **{"limits.max_request_bytes": "1MiB",
-                                "limits.arriving_request_bytes": "48KiB",
-                                "limits.request_timeout": 20}) as env:
+    with H.server(workers=1, **HELD_LIMITS) as env:
         port = env.daemon.port
-        length, first = 800000, 300000
-        bodies = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
-        for s in bodies:
-            s.sendall(R.post_head(port, length))
-        for s in bodies:   # part of each, in turn: each past HEADERS_MAX and the budget
-            s.sendall(b"x" * first)
-            time.sleep(0.3)
-        rest = [threading.Thread(target=s.sendall, args=(b"x" * (length - first),), daemon=True)
-                for s in bodies]
-        for t in rest:
-            t.start()
-        for i, s in enumerate(bodies):
-            R.check(answered_within(s, 10), "two bodies side by side: body %d not answered" % (i + 1))
-            s.close()
+        bodies_side_by_side(lambda: socket.create_connection(("127.0.0.1", port), timeout=5), port,
+                            "two bodies side by side")
 
         # A body held by the very read that completes it (B) is answered, and does not stand
         # for the held bodies (D1, D2) once the one reading in (A) is done.
@@ -442,6 +456,22 @@ def check_held_bodies_complete():
         finally:
             for s in stuffers:
                 s.close()
+
+
+def check_held_tls_bodies_complete():
+    """The same two bodies over TLS, whose connections are held and let go through libevent's
+    OpenSSL bufferevent (a hold pauses its reads of records, a release resumes them)."""
+    with H.server(start=False) as env:
+        cert, key = H.make_tls_pair(env.dir)
+        port = H.free_port()
+        env.daemon.rewrite_config(workers=1, listen=["127.0.0.1:%d" % env.daemon.port, {
+            "address": "127.0.0.1:%d" % port, "tls": {"certificate": cert, "key": key}}], **HELD_LIMITS)
+        env.daemon.start()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        bodies_side_by_side(lambda: context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)),
+                            port, "two TLS bodies side by side")
 
 
 def check_disconnect_mid_body(env):
@@ -520,6 +550,7 @@ def main():
                       ("withheld chunked bodies after a NUL header line take bounded memory",
                        lambda: check_withheld_bodies_bounded("chunked, NUL line")),
                       ("held bodies never wait for one another", check_held_bodies_complete),
+                      ("held TLS bodies never wait for one another", check_held_tls_bodies_complete),
                       ("disconnect in the middle of a body", lambda: check_disconnect_mid_body(env)),
                       ("a call whose client has gone is not run", lambda: check_gone_client_not_run(env))])
 
