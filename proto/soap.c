@@ -391,9 +391,11 @@ static int close_summary(struct soap_xml *x, void *ctx, const char *text, size_t
     return 0;
 }
 
-/* The request shapes (protocol 4.1-4.5), leaves first. */
+/* The request shapes (protocol 4.1-4.5), leaves first. ClientState is read after a shape error
+ * too: a token refusal comes before the body's fault, and echoes it (4.1). */
 static const struct shape authenticate_shapes[] = {
-    SHAPE_LEAF("ClientState", SHAPE_VERBATIM, OCCURS_OPTIONAL, NULL, close_client_state),
+    {.ns = SOAP_NS, .name = "ClientState", .content = SHAPE_VERBATIM, .occurs = OCCURS_OPTIONAL,
+     .close = close_client_state, .read_after_error = 1},
     SHAPES_END};
 
 static const struct shape column_shapes[] = {

@@ -370,14 +370,21 @@ static void open_shape(struct soap_xml *x, const struct shape *shape, size_t ord
         soap_xml_fail(x, "invalid <%s>", shape->name);   /* kept only if the handler said nothing */
 }
 
+/* Whether the content of shape s is still read: always until a shape error, then only where s
+ * asks for it. */
+static int still_read(const struct soap_xml *x, const struct shape *s)
+{
+    return !x->res->shape_error[0] || s->read_after_error;
+}
+
 static void shape_child_start(struct soap_xml *x, struct frame *parent, const char *ns,
                               const char *name)
 {
-    if (x->res->shape_error[0]) {
+    size_t i = child_of(x, parent->shape, ns, name);
+    if (x->res->shape_error[0] && (i == NO_CHILD || !parent->shape->children[i].read_after_error)) {
         x->skip = 1;
         return;
     }
-    size_t i = child_of(x, parent->shape, ns, name);
     if (i == NO_CHILD && parent->shape->inner_element) {
         parent->shape->inner_element(x->ctx);
         x->skip = 1;
@@ -461,7 +468,7 @@ static void element_start(struct soap_xml *x, const char *ns, const char *name)
 
 static void shape_end(struct soap_xml *x, const struct frame *f)
 {
-    if (x->res->shape_error[0])
+    if (!still_read(x, f->shape))
         return;
     const struct shape *s = f->shape;
     if (s->content == SHAPE_CHILDREN && s->children && !s->unordered &&
@@ -509,7 +516,7 @@ static void character_data(struct soap_xml *x, const char *value, size_t len)
             env_fail(x, "unexpected text in the SOAP envelope");
         return;
     }
-    if (x->res->shape_error[0])
+    if (!still_read(x, top->shape))
         return;
     switch (top->shape->content) {
     case SHAPE_TEXT:

@@ -41,6 +41,9 @@ struct shape {
     shape_close_fn close;            /* at the end tag, with the text; may be NULL */
     shape_inner_fn inner_element;    /* SHAPE_TEXT: an element inside is told here and skipped,
                                         not a shape error; may be NULL */
+    int read_after_error;            /* still read, and its close called, after a shape error
+                                        elsewhere (what an answer before the body's fault
+                                        needs) */
 };
 
 struct soap_xml_ops {

@@ -181,6 +181,14 @@ def fault_order(p):
     # A bad token and a malformed body: the token fault.
     expect_fault(p.call("Wipe", '<WipeRequest xmlns="%s"><Tables/></WipeRequest>' % NS, token=bad), "WrongIssuer")
     expect_fault(p.call("TableSchema", H.authenticate_body(), token=p.token(exp=-1000)), "TokenExpired")
+    # Authenticate with a bad token and a malformed body: the token's refusal (4.1), which echoes
+    # ClientState (4.1) though it comes after the body's shape error; with a good token, the
+    # body's fault.
+    for stray in ('<Stray/>', '<Stray xmlns=""/>'):
+        body = '<AuthenticateRequest xmlns="%s">%s<ClientState> cs </ClientState></AuthenticateRequest>' % (NS, stray)
+        r = p.call("Authenticate", body, token=bad)
+        eq((r.status, H.parse_auth(r.body)["ClientState"]), (200, " cs "), "refusal after %s: ClientState" % stray)
+        expect_fault(p.call("Authenticate", body), "MalformedRequest")
     # A broken envelope and a bad token: the envelope fault.
     raw = H.envelope(H.wipe_body(["t"]), bad)[:-5]
     expect_fault(p.call("Wipe", None, raw=raw), "MalformedRequest")
