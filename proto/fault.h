@@ -16,11 +16,16 @@ enum fault_code {
     FAULT_STORAGE_ERROR, FAULT_INTERNAL
 };
 
+/* Bytes of a table or column name a fault keeps. A fault names the table or column as sent
+ * (protocol 6), also one that is no valid name (longer than SM_IDENT_MAX, say): only a name
+ * longer than this is cut, as the faultstring is. */
+#define FAULT_NAME_MAX 1023
+
 struct fault {
     enum fault_code code;
     char message[1024];                 /* the faultstring */
-    char table[SM_IDENT_MAX + 1];       /* "" when it does not apply */
-    char column[SM_IDENT_MAX + 1];
+    char table[FAULT_NAME_MAX + 1];     /* "" when it does not apply */
+    char column[FAULT_NAME_MAX + 1];
     long row;                           /* 1-based; 0 when it does not apply */
 };
 

@@ -15,6 +15,7 @@ T = {"name": "t", "columns": [("id", "int", False), ("v", "nvarchar(50)", True),
 U = {"name": "u", "columns": [("k", "nvarchar(10)", False), ("n", "bigint", True)], "pk": ["k"]}
 TC = ["id", "v", "w"]
 UC = ["k", "n"]
+IDENT_MAX = 128   # ^[A-Za-z_][A-Za-z0-9_]{0,127}$ (4.2)
 STATE_ELEMENTS = ["Name", "Lsn", "Inserted", "Updated", "Deleted", "Skipped"]
 
 
@@ -178,6 +179,10 @@ def column_mismatch(p):
         expect_fault(r, "ColumnMismatch", table="t")
         eq(p.table_rows("t"), [(1, "keep", None)], "rows after ColumnMismatch %r" % cols)
         eq(p.meta()["t"]["lsn"], 10, "lsn after ColumnMismatch")
+    # A name one past the identifier limit (4.2) is named whole, as sent.
+    long_name = "c" * (IDENT_MAX + 1)
+    f = expect_fault(p.rows([{"table": "t", "columns": TC + [long_name], "rows": []}]), "ColumnMismatch", table="t")
+    eq(f["column"], long_name, "Column of a ColumnMismatch")
 
 
 def unknown_and_blocked(p):
@@ -189,6 +194,12 @@ def unknown_and_blocked(p):
     expect_fault(p.rows([ok, {"table": "Email_Account", "columns": ["id"], "rows": []}]), "BlockedTable")
     eq(p.table_rows("t"), [], "nothing applied")
     eq(p.meta()["t"]["lsn"], -1, "lsn unchanged")
+    # A name one past the identifier limit (4.2) is named whole, as sent (RowData and Wipe).
+    long_name = "n" * (IDENT_MAX + 1)
+    f = expect_fault(p.rows([ok, {"table": long_name, "columns": ["id"], "rows": []}]), "UnknownTable")
+    eq(f["table"], long_name, "Table of a RowData UnknownTable")
+    f = expect_fault(p.wipe(["t", long_name]), "UnknownTable")
+    eq(f["table"], long_name, "Table of a Wipe UnknownTable")
 
 
 def malformed(p):
