@@ -641,6 +641,33 @@ static int check_store_as_user(int at_reload, const struct config *cfg, char *er
     return daemon_run_as(cfg->user, cfg->group, store_check_status, &c, err, errlen) == 0 ? 0 : -1;
 }
 
+/* The operator's pauses are never dropped silently: a tenant paused for maintenance must not
+ * resume because its state file was damaged. Restores cfg's state file into reg: 0, or -1 with
+ * err (what is wrong and what to do), which fails the start. */
+static int restore_state(const struct config *cfg, struct registry *reg, char *err, size_t errlen)
+{
+    char why[512];
+    if (statefile_restore(cfg->state_file, reg, why, sizeof(why)) == 0)
+        return 0;
+    snprintf(err, errlen, "%s; the operator's pauses and requests cannot be restored: fix the file, or "
+                          "remove it to start with none", why);
+    return -1;
+}
+
+/* restore_state as the start does it, into a registry made for the check and thrown away, so
+ * that -t refuses what the start would (a damaged file, more tenants than tenants.max holds).
+ * For daemon_run_as, as the user the master reads it as: status 0, or 1 with err. */
+static int state_file_status(void *arg, char *err, size_t errlen)
+{
+    const struct config *cfg = arg;
+    struct registry *reg = reg_create((uint32_t)cfg->tenants_max, (uint32_t)worker_slots(cfg->workers),
+                                      err, errlen);
+    int rc = reg ? restore_state(cfg, reg, err, errlen) : -1;
+    if (reg)
+        reg_destroy(reg);
+    return rc < 0 ? 1 : 0;
+}
+
 /* A check of check_start failed on key: err gets where key is written in cfg's file before it,
  * as the loader's own errors say. -1. */
 static int failed_at(const struct config *cfg, const char *key, char *err, size_t errlen)
@@ -651,9 +678,10 @@ static int failed_at(const struct config *cfg, const char *key, char *err, size_
 
 /* What a start would find wrong beyond the configuration and keys, checked without changing
  * anything: the user to switch to, the listen addresses, where the log file, pid file, status
- * socket and (for -t) the state file go, the store's settings. For -t (m NULL) all of them;
- * for a reload those that differ from the ones in service (which work), so that one a restart
- * would refuse fails the reload instead of the next start. 0, or -1 with err. */
+ * socket and (for -t) the state file go, whether (for -t) the state file restores, the store's
+ * settings. For -t (m NULL) all of them; for a reload those that differ from the ones in service
+ * (which work), so that one a restart would refuse fails the reload instead of the next start.
+ * 0, or -1 with err. */
 static int check_start(const struct master *m, const struct config *cfg, char *err, size_t errlen)
 {
     const struct config *boot = m ? m->boot_cfg : NULL;   /* in service until a restart */
@@ -674,7 +702,8 @@ static int check_start(const struct master *m, const struct config *cfg, char *e
         check_made_file("status_socket", cfg->status_socket, MADE_SOCKET, at_reload, err, errlen) < 0)
         return failed_at(cfg, "status_socket", err, errlen);
     if (cfg->state_file && !m &&   /* at a reload, reload_state_file writes it */
-        check_made_file("state_file", cfg->state_file, MADE_FOR_STATE, at_reload, err, errlen) < 0)
+        (check_made_file("state_file", cfg->state_file, MADE_FOR_STATE, at_reload, err, errlen) < 0 ||
+         daemon_run_as(cfg->user, cfg->group, state_file_status, (void *)cfg, err, errlen) != 0))
         return failed_at(cfg, "state_file", err, errlen);
 #undef CHANGED
     return check_store_as_user(at_reload, cfg, err, errlen);
@@ -1048,14 +1077,8 @@ static int open_resources(struct master *m, char *err, size_t errlen)
         else
             warn_if_reload_would_fail(m);
     }
-    /* The operator's pauses are never dropped silently: a tenant paused for maintenance must
-     * not resume because its state file was damaged. */
-    char why[512];
-    if (cfg->state_file && statefile_restore(cfg->state_file, m->reg, why, sizeof(why)) < 0) {
-        snprintf(err, errlen, "%s; the operator's pauses and requests cannot be restored: fix the file, or "
-                              "remove it to start with none", why);
+    if (cfg->state_file && restore_state(cfg, m->reg, err, errlen) < 0)
         return -1;
-    }
     if (add_events(m) < 0) {
         snprintf(err, errlen, "cannot set up signal handling");
         return -1;

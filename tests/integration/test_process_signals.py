@@ -193,6 +193,8 @@ def check_mirror_directory_as_user(s):
                 cfg = h.read_config(s.config)
                 cfg["user"] = "nobody"
                 h._set_dotted(cfg, "store.sqlite.directory", directory)
+                # not the running daemon's state file, root's: nobody could not restore it
+                cfg["state_file"] = os.path.join(owned, "somirrord.state")
                 f.write(h.json.dumps(cfg))
             r = run("-t", "-c", path)
             assert r.returncode == code, (directory, r)
@@ -367,6 +369,19 @@ def check_damaged_state_file():
         r = run("-f", "-c", s.config)
         assert r.returncode == 1 and "operator state is not JSON" in r.stderr and \
             "remove it to start with none" in r.stderr, r
+        # somirrord -t (the init script's and the unit's check before a start) says the same,
+        # where the key is written, rather than "configuration ok".
+        t = run("-t", "-c", s.config)
+        assert t.returncode == 1 and "configuration ok" not in t.stdout, t
+        assert t.stderr.startswith("somirrord: %s:" % s.config) and "operator state is not JSON" in t.stderr and \
+            "remove it to start with none" in t.stderr, t
+        # ... and a file with more tenants than tenants.max holds
+        with open(state, "w") as f:
+            f.write('{"paused": ["Cust1", "Cust2"]}')
+        s.daemon.rewrite_config(state_file=state, **{"tenants.max": 1})
+        for args in (("-f", "-c", s.config), ("-t", "-c", s.config)):
+            r = run(*args)
+            assert r.returncode == 1 and "the tenant table is full (tenants.max)" in r.stderr, r
 
 
 def main():
