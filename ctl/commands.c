@@ -123,6 +123,21 @@ static int tenant_arg(struct ctl_context *ctx, const char *name, int must_exist,
     return 0;
 }
 
+/* The tenant of reset and resync, which take one: "all" (every tenant for pause and resume) is
+ * refused unless a tenant of that name has been seen, rather than registered as a new tenant
+ * named all and answered "ok: reset of all", which reads as every tenant's. */
+static int one_tenant_arg(struct ctl_context *ctx, const char *command, const char *name, char *err,
+                          size_t errlen)
+{
+    uint32_t idx;
+    if (strcmp(name, "all") == 0 && reg_tenant_find(ctx->reg, name, 0, &idx, NULL) != 0) {
+        set_error(err, errlen, "%s takes one tenant (all means every tenant for pause and resume only)",
+                  command);
+        return -1;
+    }
+    return tenant_arg(ctx, name, 0, NULL, err, errlen);
+}
+
 /* ---- tenants ---- */
 
 static const char *const tenant_columns =
@@ -501,7 +516,7 @@ static int cmd_resync(struct ctl_context *ctx, const struct command_args *args, 
 {
     const char *tenant = args->argv[0], *table = args->argv[1];
     int all = strcmp(table, "all") == 0;
-    if (tenant_arg(ctx, tenant, 0, NULL, err, errlen) != 0)
+    if (one_tenant_arg(ctx, "resync", tenant, err, errlen) != 0)
         return -1;
     if (!all && !ident_valid(table)) {
         set_error(err, errlen, "not a table name: \"%.*s\"", CTL_QUOTE_MAX, table);
@@ -542,7 +557,7 @@ static int cmd_reset(struct ctl_context *ctx, const struct command_args *args, s
                      char *err, size_t errlen)
 {
     const char *tenant = args->argv[0];
-    if (tenant_arg(ctx, tenant, 0, NULL, err, errlen) != 0)
+    if (one_tenant_arg(ctx, "reset", tenant, err, errlen) != 0)
         return -1;
     if (reg_request_reset(ctx->reg, tenant) != 0) {
         set_error(err, errlen, "cannot reset %s: the tenant table is full (tenants.max)", tenant);

@@ -607,6 +607,21 @@ START_TEST(test_resync_reset)
     expect_error("resync Cust1", 12, "usage: resync CTX TABLE|all");
     expect_error("reset Cust1 now", 15, "too many arguments");
     reg_tenant_requests_done(reg, idx);
+    /* all is every tenant for pause and resume only: reset all and resync all TABLE are
+     * refused, not answered "ok: reset of all" for a new tenant named all */
+    uint32_t count = reg_tenant_count(reg);
+    expect_error("reset all", 9, "reset takes one tenant");
+    expect_error("resync all contact", 18, "resync takes one tenant");
+    expect_error("RESET all", 9, "reset takes one tenant");
+    ck_assert_int_ne(reg_tenant_find(reg, "all", 0, &idx, NULL), 0);
+    ck_assert_uint_eq(reg_tenant_count(reg), count);
+    /* ... but a tenant that called and is named all can be named */
+    ck_assert_int_eq(reg_tenant_find(reg, "all", 1, &idx, NULL), 0);
+    free(run_ok("reset all"));
+    free(run_ok("resync all contact"));
+    reg_tenant_take_requests(reg, idx, &r);
+    ck_assert_int_eq(r.reset, 1);
+    reg_tenant_requests_done(reg, idx);
 }
 END_TEST
 
