@@ -123,7 +123,7 @@ int log_reopen(void)
      * clear (hook programs must not inherit the log). */
     dup3(fd, file_fd, O_CLOEXEC);
     close(fd);
-    return 0;
+    return 1;
 }
 
 void log_after_fork(void)

@@ -16,7 +16,8 @@ enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
  * before it (the first 16), marked "(at start)". */
 int log_open(const char *target, enum log_level level, const char *ident, char *err, size_t errlen);
 void log_set_level(enum log_level level);
-/* Reopens the log file (SIGUSR1 / logrotate); a no-op for stderr and syslog. */
+/* Reopens the log file (SIGUSR1 / logrotate): 1 when reopened, 0 for stderr and syslog (nothing
+ * to do), -1 when the file cannot be opened (logged, naming it; the old file stays open). */
 int log_reopen(void);
 /* In a new process whose inherited descriptors were just closed (a worker, a hook's
  * supervisor): syslog's socket went with them, and glibc, still holding its number, would write

@@ -867,8 +867,8 @@ static void signalled(evutil_socket_t sig, short what, void *arg)
         stop_now(m);
         break;
     case SIGUSR1:
-        if (log_reopen() < 0)
-            log_error("cannot reopen the log file");
+        if (log_reopen() > 0)
+            log_info("SIGUSR1: log file %s reopened", m->cfg->log_file);
         for (size_t i = 0; i < m->nchildren; i++)
             kill(m->children[i].pid, SIGUSR1);
         break;

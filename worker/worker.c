@@ -81,8 +81,7 @@ static void stop_signalled(evutil_socket_t sig, short what, void *arg)
 
 static void usr1_signalled(evutil_socket_t sig, short what, void *arg)
 {
-    if (log_reopen() < 0)
-        log_error("cannot reopen the log file");
+    log_reopen();   /* a failure is logged, naming the file */
 }
 
 static void master_pipe_readable(evutil_socket_t fd, short what, void *arg)

@@ -384,7 +384,31 @@ def check_damaged_state_file():
             assert r.returncode == 1 and "the tenant table is full (tenants.max)" in r.stderr, r
 
 
+def check_log_reopen():
+    """SIGUSR1 (logrotate): the new log file says it was reopened; a log file that cannot be
+    reopened is said once per process, in the file kept open."""
+    with h.server() as s:
+        d = s.daemon
+        rotated = d.log_path + ".1"
+        os.rename(d.log_path, rotated)
+        d.signal(signal.SIGUSR1)
+        d.wait_log(r"info \[%d\] SIGUSR1: log file %s reopened" % (d.pid, re.escape(d.log_path)))
+        os.rename(d.log_path, rotated)
+        os.mkdir(d.log_path)   # cannot be opened as a file
+        d.signal(signal.SIGUSR1)
+        pids = [d.pid] + d.worker_pids()
+        h.wait_until(lambda: open(rotated).read().count("keeping the old file open") == len(pids),
+                     what="one line per process")
+        time.sleep(0.3)
+        with open(rotated) as f:
+            text = f.read()
+        assert text.count("keeping the old file open") == len(pids), text
+        assert "cannot reopen the log file" not in text, text
+        os.rmdir(d.log_path)
+
+
 def main():
+    check_log_reopen()
     check_relative_paths_as_daemon()
     check_damaged_state_file()
     check_drain_waits_for_lingering()
