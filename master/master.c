@@ -812,7 +812,9 @@ static int reload(struct master *m, char *why, size_t whylen)
 
 static int reload_from_status(void *arg, char *why, size_t whylen)
 {
-    return reload(arg, why, whylen);
+    struct master *m = arg;
+    log_info("status socket: reloading %s", m->config_path);
+    return reload(m, why, whylen);
 }
 
 static void stop_gracefully(struct master *m)

@@ -308,7 +308,16 @@ def check_large_call_across_reload(s, generation):
     h.wait_until(lambda: d.ctl_json("show info")["generation"] == generation + 1, what="the reload")
 
 
+def check_reload_from_status_logged():
+    """A reload asked on the status socket is logged as asked there, as SIGHUP's is."""
+    with h.server(workers=1) as s:
+        d = s.daemon
+        assert d.ctl("reload").startswith("ok")
+        d.wait_log(r"info \[%d\] status socket: reloading %s" % (d.pid, re.escape(d.config_path)))
+
+
 def main():
+    check_reload_from_status_logged()
     check_start_fails_with_reason()
     with h.server(workers=2) as s:
         d = s.daemon
