@@ -346,14 +346,15 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (strcmp(argv[optind], "tables") == 0) {
+    /* Command words are read in any case, as the status socket reads them. */
+    if (strcasecmp(argv[optind], "tables") == 0) {
         if (argc - optind != 2 || socket_option) {
             fprintf(stderr, "usage: somirrorctl [-c CONFIG] tables CTX\n");
             return 2;
         }
         return list_tables(config_path, argv[optind + 1]);
     }
-    if (!socket_option && argc - optind == 3 && strcmp(argv[optind], "resync") == 0 &&
+    if (!socket_option && argc - optind == 3 && strcasecmp(argv[optind], "resync") == 0 &&
         strcmp(argv[optind + 2], "all") != 0 &&
         check_resync_table(config_path, argv[optind + 1], argv[optind + 2]) != 0)
         return 1;

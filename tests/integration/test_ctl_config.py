@@ -211,6 +211,19 @@ def check_one_word_arguments(s):
     assert not any(t.get("state") == "paused" for t in tenants.get("tenants", [])), tenants
 
 
+def check_command_words_any_case(s):
+    """somirrorctl's own command words (tables, and resync, whose table it checks first) are read
+    in any case, as the status socket reads every command word."""
+    table = {"name": "contact", "columns": [("contact_id", "int", False)], "pk": ["contact_id"]}
+    for op, body in (("Authenticate", h.authenticate_body()), ("TableSchema", h.table_schema_body([table]))):
+        status, _, answer = s.call(op, body, tenant="Case1")
+        assert status == 200, answer
+    r = ctl("-c", s.config, "TABLES", "Case1")
+    assert r.returncode == 0 and r.stdout.startswith("table\t") and "\ncontact\t" in r.stdout, r
+    r = ctl("-c", s.config, "Resync", "Case1", "contcat")
+    assert r.returncode == 1 and "has no table contcat" in r.stderr and r.stdout == "", r
+
+
 def main():
     check_wall_clock_step()
     check_socket_mode()
@@ -222,6 +235,7 @@ def main():
         check_relative_paths(s)
         check_long_lines(s.daemon)
         check_one_word_arguments(s)
+        check_command_words_any_case(s)
         assert s.daemon.stop() == 0
     print("ok")
 
