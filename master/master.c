@@ -555,6 +555,10 @@ static const char *doubtful(const struct config *cfg, char *why, size_t whylen)
                      "first item, its arguments the next ones): the hook fails each time",
                      hooks[i].key, program);
     }
+    if (!why[0] && cfg->status_socket && (cfg->status_socket_mode & S_IWOTH))
+        snprintf(why, whylen, "status_socket_mode %04o lets every local user pause, resync and reset "
+                 "tenants (a reset drops a mirror) and reload: give the socket's users a group "
+                 "instead (0660, with group)", (unsigned)cfg->status_socket_mode);
     return why;
 }
 

@@ -384,6 +384,19 @@ def check_damaged_state_file():
             assert r.returncode == 1 and "the tenant table is full (tenants.max)" in r.stderr, r
 
 
+def check_status_socket_for_everyone():
+    """A status socket that every local user may write (status_socket_mode 0666) lets anyone
+    reset a tenant, dropping its mirror: -t warns (and the start and each reload log it)."""
+    with h.server(start=False) as s:
+        s.daemon.rewrite_config(status_socket_mode="0666")
+        r = run("-t", "-c", s.config)
+        assert r.returncode == 0 and "configuration ok" in r.stdout, r
+        assert "warning: status_socket_mode 0666 lets every local user" in r.stderr, r
+        s.daemon.rewrite_config(status_socket_mode="0660")
+        r = run("-t", "-c", s.config)
+        assert r.returncode == 0 and "status_socket_mode" not in r.stderr, r
+
+
 def check_log_reopen():
     """SIGUSR1 (logrotate): the new log file says it was reopened; a log file that cannot be
     reopened is said once per process, in the file kept open."""
@@ -408,6 +421,7 @@ def check_log_reopen():
 
 
 def main():
+    check_status_socket_for_everyone()
     check_log_reopen()
     check_relative_paths_as_daemon()
     check_damaged_state_file()
