@@ -571,9 +571,10 @@ static void start_warning(int at_reload, const char *text)
         fprintf(stderr, "somirrord: warning: %s\n", text);
 }
 
-/* What check_made_file checks: a file the start makes, the status socket, or the state file
- * (written only to keep operator state: the start does not need it). */
-enum made_file { MADE_AT_START, MADE_SOCKET, MADE_FOR_STATE };
+/* What check_made_file checks: the log file or the pid file (opened by the start, as root,
+ * refusing planted links), the status socket, or the state file (written only to keep operator
+ * state: the start does not need it). */
+enum made_file { MADE_LOG, MADE_PID, MADE_SOCKET, MADE_FOR_STATE };
 
 /* Whether a file somirrord makes at path (what: the key naming it) can be made there: path is
  * not a directory (nor, for the status socket, anything but a socket, and short enough): 0, or
@@ -599,6 +600,17 @@ static int check_made_file(const char *what, const char *path, enum made_file ki
         snprintf(err, errlen, "%s %s: %s is there", what, path,
                  S_ISDIR(st.st_mode) ? "a directory" : "a file");
         return -1;
+    }
+    if (there && !at_reload && (kind == MADE_LOG || kind == MADE_PID)) {
+        /* Opened as the start opens it, without creating it: a link it refuses fails -t. */
+        const char *why;
+        int fd = open_refusing_links(path, kind == MADE_PID ? O_RDWR : O_WRONLY | O_APPEND, 0,
+                                     kind == MADE_PID, &why);
+        if (fd < 0) {
+            snprintf(err, errlen, "%s %s: %s", what, path, why);
+            return -1;
+        }
+        close(fd);
     }
     char *copy = xstrdup(path);
     if (stat(dirname(copy), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -697,10 +709,10 @@ static int check_start(const struct master *m, const struct config *cfg, char *e
     if ((!m || !lsn_same_addresses(&m->lsn, cfg)) && lsn_check(cfg, err, errlen) < 0)
         return failed_at(cfg, "listen", err, errlen);
     if (cfg_log_to_file(cfg) && CHANGED(boot, log_file) &&
-        check_made_file("log.file", cfg->log_file, MADE_AT_START, at_reload, err, errlen) < 0)
+        check_made_file("log.file", cfg->log_file, MADE_LOG, at_reload, err, errlen) < 0)
         return failed_at(cfg, "log.file", err, errlen);
     if (cfg->pid_file && CHANGED(boot, pid_file) &&
-        check_made_file("pid_file", cfg->pid_file, MADE_AT_START, at_reload, err, errlen) < 0)
+        check_made_file("pid_file", cfg->pid_file, MADE_PID, at_reload, err, errlen) < 0)
         return failed_at(cfg, "pid_file", err, errlen);
     if (cfg->status_socket && CHANGED(boot, status_socket) &&
         check_made_file("status_socket", cfg->status_socket, MADE_SOCKET, at_reload, err, errlen) < 0)

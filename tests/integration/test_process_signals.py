@@ -384,6 +384,31 @@ def check_damaged_state_file():
             assert r.returncode == 1 and "the tenant table is full (tenants.max)" in r.stderr, r
 
 
+def check_planted_links_at_test():
+    """A log file that is a symbolic link, or a pid file with another hard link, makes the start
+    refuse (somirrord(8), PRIVILEGES): -t refuses it too, naming the key, not "configuration ok"."""
+    with h.server(start=False) as s:
+        other = os.path.join(s.dir, "other")
+        with open(other, "w") as f:
+            f.write("precious\n")
+        log_file, pid_file = os.path.join(s.dir, "linked.log"), os.path.join(s.dir, "linked.pid")
+        os.symlink(other, log_file)
+        os.link(other, pid_file)
+        for overrides, needle in (({"log.file": log_file}, "log.file %s: a symbolic link is there (refused)" % log_file),
+                                  ({"pid_file": pid_file},
+                                   "pid_file %s: a file with other hard links is there (refused)" % pid_file)):
+            s.daemon.rewrite_config(**overrides)
+            start = run("-f", "-c", s.config)
+            assert start.returncode == 1 and "(refused)" in start.stderr, start
+            r = run("-t", "-c", s.config)
+            assert r.returncode == 1 and "configuration ok" not in r.stdout, r
+            assert r.stderr.startswith("somirrord: %s:" % s.config) and needle in r.stderr, r
+            s.daemon.rewrite_config(**{"log.file": os.path.join(s.dir, "somirrord.log"),
+                                       "pid_file": os.path.join(s.dir, "somirrord.pid")})
+        with open(other) as f:
+            assert f.read() == "precious\n"
+
+
 def check_status_socket_for_everyone():
     """A status socket that every local user may write (status_socket_mode 0666) lets anyone
     reset a tenant, dropping its mirror: -t warns (and the start and each reload log it)."""
@@ -421,6 +446,7 @@ def check_log_reopen():
 
 
 def main():
+    check_planted_links_at_test()
     check_status_socket_for_everyone()
     check_log_reopen()
     check_relative_paths_as_daemon()
