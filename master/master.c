@@ -1053,6 +1053,24 @@ static void warn_as_user(const char *config_path, const struct config *cfg)
         fprintf(stderr, "somirrord: warning: %s\n", err);
 }
 
+/* What the state file put in force at start, so that tenants that do not mirror after a
+ * restart have their reason in the log. */
+static void log_restored_state(const struct master *m)
+{
+    size_t paused = 0, pending = 0;
+    uint32_t n = reg_tenant_count(m->reg);
+    for (uint32_t idx = 0; idx < n; idx++) {
+        struct tenant_requests req;
+        paused += reg_tenant_pause_flag(m->reg, idx) != 0;
+        pending += reg_tenant_pending(m->reg, idx, &req) != 0;
+    }
+    int all = reg_global_paused(m->reg);
+    if (all || paused || pending)
+        log_info("operator state restored from %s: %s%zu tenants paused, %zu with a resync or reset "
+                 "pending (somirrorctl show tenants)", m->cfg->state_file,
+                 all ? "pause all in force, " : "", paused, pending);
+}
+
 static int open_resources(struct master *m, char *err, size_t errlen)
 {
     const struct config *cfg = m->cfg;
@@ -1097,6 +1115,7 @@ static int open_resources(struct master *m, char *err, size_t errlen)
     }
     if (cfg->state_file && restore_state(cfg, m->reg, err, errlen) < 0)
         return -1;
+    log_restored_state(m);
     if (add_events(m) < 0) {
         snprintf(err, errlen, "cannot set up signal handling");
         return -1;

@@ -384,6 +384,25 @@ def check_damaged_state_file():
             assert r.returncode == 1 and "the tenant table is full (tenants.max)" in r.stderr, r
 
 
+def check_restored_state_logged():
+    """A start that restores pauses or pending requests from the state file says so in the log,
+    so that tenants that do not mirror after a restart have a reason there; one with nothing to
+    restore says nothing."""
+    with h.server(start=False) as s:
+        state = os.path.join(s.dir, "somirrord.state")
+        with open(state, "w") as f:
+            f.write('{"paused_all": true, "paused": ["Cust1", "Cust2"], "reset": ["Cust3"], '
+                    '"resync": {"Cust1": "*"}}')
+        s.daemon.rewrite_config(state_file=state)
+        s.daemon.start()
+        s.daemon.wait_log(r"info \[%d\] operator state restored from %s: pause all in force, 2 tenants "
+                          r"paused, 2 with a resync or reset pending" % (s.daemon.pid, re.escape(state)))
+        assert s.daemon.stop() == 0
+    with h.server() as s:
+        s.daemon.wait_log(r"started")
+        assert "operator state restored" not in s.daemon.log(), s.daemon.log()
+
+
 def check_planted_links_at_test():
     """A log file that is a symbolic link, or a pid file with another hard link, makes the start
     refuse (somirrord(8), PRIVILEGES): -t refuses it too, naming the key, not "configuration ok"."""
@@ -446,6 +465,7 @@ def check_log_reopen():
 
 
 def main():
+    check_restored_state_logged()
     check_planted_links_at_test()
     check_status_socket_for_everyone()
     check_log_reopen()
