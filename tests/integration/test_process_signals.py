@@ -441,6 +441,18 @@ def check_status_socket_for_everyone():
         assert r.returncode == 0 and "status_socket_mode" not in r.stderr, r
 
 
+def holds_open(pid, path):
+    """Whether process pid has path open."""
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(os.path.join(fd_dir, fd)) == path:
+                return True
+        except OSError:   # closed meanwhile
+            pass
+    return False
+
+
 def check_log_reopen():
     """SIGUSR1 (logrotate): the new log file says it was reopened; a log file that cannot be
     reopened is said once per process, in the file kept open."""
@@ -450,10 +462,11 @@ def check_log_reopen():
         os.rename(d.log_path, rotated)
         d.signal(signal.SIGUSR1)
         d.wait_log(r"info \[%d\] SIGUSR1: log file %s reopened" % (d.pid, re.escape(d.log_path)))
+        pids = [d.pid] + d.worker_pids()
+        h.wait_until(lambda: all(holds_open(pid, d.log_path) for pid in pids), what="every process reopened")
         os.rename(d.log_path, rotated)
         os.mkdir(d.log_path)   # cannot be opened as a file
         d.signal(signal.SIGUSR1)
-        pids = [d.pid] + d.worker_pids()
         h.wait_until(lambda: open(rotated).read().count("keeping the old file open") == len(pids),
                      what="one line per process")
         time.sleep(0.3)
