@@ -249,6 +249,28 @@ static size_t serving_workers(const struct master *m)
     return n;
 }
 
+/* The signals the master handles (add_events), and SIGUSR2, which it ignores but its workers
+ * handle. */
+static const int master_signals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
+
+static void signal_set(sigset_t *set, const int *signals, size_t n)
+{
+    sigemptyset(set);
+    for (size_t i = 0; i < n; i++)
+        sigaddset(set, signals[i]);
+}
+
+/* SIGHUP, SIGUSR1 and SIGUSR2 end a process by default, though none of them asks somirrord to
+ * stop: from its first instruction until add_events has set the master's handlers they wait
+ * blocked, so that a reload asked for while it starts is done once it serves. */
+static void block_until_handled(void)
+{
+    static const int until_handled[] = {SIGHUP, SIGUSR1, SIGUSR2};
+    sigset_t set;
+    signal_set(&set, until_handled, sizeof(until_handled) / sizeof(until_handled[0]));
+    sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
 static int compare_fds(const void *a, const void *b)
 {
     return *(const int *)a - *(const int *)b;
@@ -280,7 +302,6 @@ static void close_inherited_fds(const struct master *m)
 
 static void become_worker(struct master *m, int slot, const sigset_t *saved_mask)
 {
-    static const int master_signals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD};
     /* The master's event base must not live on in the worker: libevent allows one base with
      * signal events per process, and the base's epoll instance is shared with the master, so
      * it is first moved to a private one (event_reinit) and then freed, before the descriptors
@@ -945,6 +966,11 @@ static int add_events(struct master *m)
             return -1;
         m->signal_events[m->nsignal_events++] = ev;
     }
+    /* Blocked by block_until_handled, or by whoever started somirrord (the mask survives
+     * exec): delivered from now on, also to the workers, which start from this mask. */
+    sigset_t set;
+    signal_set(&set, master_signals, sizeof(master_signals) / sizeof(master_signals[0]));
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
     m->respawn_timer = evtimer_new(m->base, respawn_due, m);
     m->tick = event_new(m->base, -1, EV_PERSIST, tick, m);
     struct timeval second = {1, 0};
@@ -1245,6 +1271,7 @@ int master_main(int argc, char **argv)
 {
     struct master_options opts;
     char err[512];
+    block_until_handled();
     if (master_parse_args(argc, argv, &opts, err, sizeof(err)) < 0) {
         fprintf(stderr, "somirrord: %s\n", err);
         usage(stderr);

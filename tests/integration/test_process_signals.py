@@ -4,7 +4,8 @@ the pid file and status socket; a second somirrord on a live pid file refuses to
 pid file is taken over; daemon mode, whose start-up warnings reach its log; SIGUSR1 reopens the
 log; SIGINT stops at once; a request still uploading when SIGTERM comes is answered, and so are
 requests on connections still waiting in the listening socket's backlog; a daemon
-keeps relative paths the starting directory's."""
+keeps relative paths the starting directory's; a SIGHUP pending when somirrord starts is a reload
+once it serves."""
 import os
 import pwd
 import re
@@ -477,11 +478,35 @@ def check_log_reopen():
         os.rmdir(d.log_path)
 
 
+def check_reload_asked_during_start():
+    """SIGHUP's default action ends a process: one that comes before the master's handlers are
+    in place waits for them (blocked), then is carried out as a reload. Deterministically: the
+    SIGHUP is pending, and blocked, when somirrord is started, as a parent that blocked it
+    leaves it (the mask survives exec); somirrord must unblock it itself once it can handle it,
+    or it would never reload on SIGHUP."""
+    def pending_hup():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    with h.server(start=False) as s:
+        d = s.daemon
+        d.proc = subprocess.Popen([d.binary, "-f", "-c", s.config], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True,
+                                  preexec_fn=pending_hup)
+        d.pid = d.proc.pid
+        d.pgids.add(d.pid)
+        d.wait_healthy()
+        h.wait_until(lambda: d.ctl_json("show info")["reloads"] == 1, what="the reload asked for")
+        assert d.alive() and d.ctl_json("show info")["generation"] == 2
+        assert d.stop() == 0
+
+
 def main():
     check_restored_state_logged()
     check_planted_links_at_test()
     check_status_socket_for_everyone()
     check_log_reopen()
+    check_reload_asked_during_start()
     check_relative_paths_as_daemon()
     check_damaged_state_file()
     check_drain_waits_for_lingering()
