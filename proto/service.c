@@ -600,8 +600,10 @@ static void check_request(struct call *call, const char *body, size_t len, const
     } else if (!call->lock_held) {   /* a streamed call holds its tenant's lock already */
         int full = 0;
         if (reg_tenant_find(svc->reg, call->claims.tenant, 1, &call->tenant_idx, &full) != 0) {
-            log_error("the tenant registry is full (tenants.max %d): tenant %s refused",
-                      svc->cfg->tenants_max, call->claims.tenant);
+            /* The registry's capacity, made at start: a reload's tenants.max waits for a
+             * restart. */
+            log_error("the tenant registry is full (tenants.max %u, as somirrord started): tenant %s "
+                      "refused", (unsigned)reg_max_tenants(svc->reg), call->claims.tenant);
             fault_set(&f, FAULT_TENANT_LIMIT, "the registry of tenants is full; try again later");
             answer_fault(call, &f);
         }

@@ -128,6 +128,23 @@ def check_allow_list(s):
     assert h.parse_auth(body)["IsSuccessful"] == "true", body
 
 
+def check_full_registry_after_max_changed():
+    """A tenant beyond the registry's capacity gets TenantLimit, and the log names the capacity
+    in force: after a reload that raised tenants.max (which waits for a restart), the old one,
+    not the new value that does not apply yet."""
+    with h.server(workers=1, **{"tenants.max": 1}) as s:
+        d = s.daemon
+        assert h.parse_auth(s.call("Authenticate", h.authenticate_body(), tenant="Cust1")[2])["IsSuccessful"] == "true"
+        d.rewrite_config(**{"tenants.max": 50})
+        reload_and_wait(d, 2)
+        assert d.ctl_json("show info")["restart_required"] == ["tenants.max"]
+        status, _, body = s.call("Authenticate", h.authenticate_body(), tenant="Cust2")
+        assert status == 500 and h.parse_fault(body)["code"] == "TenantLimit", (status, body)
+        line = d.wait_log(r"tenant registry is full.*Cust2.*").group(0)
+        assert re.search(r"full \(tenants\.max (\d+)", line).group(1) == "1", line
+
+
+
 def check_log_level_reaches_workers(d, generation):
     """log.level applies to the new generation's workers too (they used to keep the master's
     level from before the reload), both ways."""
@@ -335,6 +352,7 @@ def main():
         assert d.stop() == 0
     with h.server(workers=2) as s:
         check_failed_reload_keeps_backoff(s)
+    check_full_registry_after_max_changed()
     print("ok")
 
 
