@@ -1,5 +1,6 @@
 /* common/fdio: whole writes to a file descriptor, opens that refuse planted links, removals at
- * exit, and what an accept or open error means (see fdio.h). Owns no state. */
+ * exit, closing inherited descriptors, and what an accept or open error means (see fdio.h).
+ * Owns no state. */
 #include "common/fdio.h"
 
 #include <errno.h>
@@ -33,6 +34,16 @@ void unlink_at_exit(const char *what, const char *path)
 {
     if (unlink(path) < 0 && errno != ENOENT)
         log_warn("%s %s is left behind: cannot remove it: %s", what, path, strerror(errno));
+}
+
+void close_fd_range(unsigned first, unsigned last)
+{
+    if (first > last || close_range(first, last, 0) == 0)
+        return;
+    long max = sysconf(_SC_OPEN_MAX);
+    unsigned end = max > 0 ? (unsigned)max : 1024;
+    for (unsigned fd = first; fd <= last && fd < end; fd++)
+        close((int)fd);
 }
 
 int fd_shortage(int err)

@@ -1,5 +1,5 @@
 /* common/fdio: whole writes to a file descriptor, opens that refuse planted links, removals at
- * exit, and what an accept or open error means. */
+ * exit, closing inherited descriptors, and what an accept or open error means. */
 #ifndef SOMIRROR_COMMON_FDIO_H
 #define SOMIRROR_COMMON_FDIO_H
 #include <stddef.h>
@@ -21,6 +21,10 @@ int open_refusing_links(const char *path, int flags, mode_t mode, int regular_on
  * a failure other than "already gone" is logged as a warning, since the file stays behind
  * (a directory the user the process now runs as cannot write). */
 void unlink_at_exit(const char *what, const char *path);
+/* Closes the descriptors first to last (~0U: all from first), by close_range where it works;
+ * where it does not (Linux before 5.9, or a seccomp filter that refuses it, as older container
+ * runtimes' default profiles do) one by one, up to the open files limit. */
+void close_fd_range(unsigned first, unsigned last);
 /* Whether err (of accept, open) means the process or the system ran out of descriptors or
  * memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): a shortage that passes, not the request's fault. */
 int fd_shortage(int err);

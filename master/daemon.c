@@ -25,22 +25,13 @@ static void wait_for_daemon(pid_t intermediate, int ready_read)
     _exit(word == 0 ? 0 : 1);
 }
 
-/* Closes every descriptor but the standard streams (daemon(7)'s first step): one the starter
- * left open, such as the pipe a postinst's debconf holds on fd 3 or a shell's $(...), would be
- * held for the daemon's whole life, and whoever waits for its end would wait for ever. Called
- * before anything of the daemon's own is open. */
-static void close_inherited(void)
-{
-    if (close_range(STDERR_FILENO + 1, ~0U, 0) == 0)
-        return;
-    long max = sysconf(_SC_OPEN_MAX);   /* close_range needs Linux 5.9 */
-    for (long fd = STDERR_FILENO + 1; fd < (max > 0 ? max : 1024); fd++)
-        close((int)fd);
-}
-
 int daemon_detach(int *ready_fd, char *err, size_t errlen)
 {
-    close_inherited();
+    /* Every descriptor but the standard streams (daemon(7)'s first step): one the starter left
+     * open, such as the pipe a postinst's debconf holds on fd 3 or a shell's $(...), would be
+     * held for the daemon's whole life, and whoever waits for its end would wait for ever.
+     * Nothing of the daemon's own is open yet. */
+    close_fd_range(STDERR_FILENO + 1, ~0U);
     int ready[2];
     if (pipe2(ready, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "cannot daemonise: pipe: %s", strerror(errno));

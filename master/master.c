@@ -292,11 +292,11 @@ static void close_inherited_fds(const struct master *m)
     unsigned first = STDERR_FILENO + 1;
     for (size_t i = 0; i < nkeep; i++) {
         if ((unsigned)keep[i] > first)
-            close_range(first, (unsigned)keep[i] - 1, 0);
+            close_fd_range(first, (unsigned)keep[i] - 1);
         if ((unsigned)keep[i] + 1 > first)
             first = (unsigned)keep[i] + 1;
     }
-    close_range(first, ~0U, 0);
+    close_fd_range(first, ~0U);
     free(keep);
 }
 

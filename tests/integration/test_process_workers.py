@@ -2,7 +2,7 @@
 """somirrord's processes: N workers run; a worker killed with SIGKILL is replaced (counted in
 `show info`) and the service still answers; /healthz, HEAD, 405 routing; keep-alive reuse; a
 burst of connections is shared among the workers; a mirror unused for store.idle_timeout is
-closed."""
+closed; a worker holds none of the master's own descriptors, also where close_range fails."""
 import os
 import signal
 import subprocess
@@ -10,6 +10,63 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+
+
+CLOSE_RANGE_REFUSED = r"""
+#include <errno.h>
+int close_range(unsigned int first, unsigned int last, int flags)
+{
+    (void)first; (void)last; (void)flags;
+    errno = ENOSYS;
+    return -1;
+}
+"""
+
+
+def descriptors(pid):
+    """What each of pid's descriptors names (a path, "socket:[inode]", "pipe:[inode]"), a list."""
+    return [os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%d/fd" % pid)]
+
+
+def unix_socket_inode(path):
+    with open("/proc/net/unix") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] == path:
+                return "socket:[%s]" % fields[6]
+    raise AssertionError("no unix socket at %s" % path)
+
+
+def check_workers_hold_only_their_descriptors():
+    """A worker keeps, of the master's descriptors, the listening sockets, the read end of the
+    master's pipe and the log only: not the pid file, the status socket, nor the pipe's write
+    end (by whose end workers see the master gone). Also where close_range fails: a kernel
+    before 5.9, or a container whose seccomp profile refuses it, made here with a library that
+    answers ENOSYS to every close_range (built with the C compiler; skipped without one). A
+    worker holding the status socket made a restart after the master died refuse to start
+    ("another process is serving it") for as long as the old workers drained."""
+    with h.server(start=False, workers=1) as s:
+        shim = os.path.join(s.dir, "close_range_enosys.so")
+        with open(shim[:-3] + ".c", "w") as f:
+            f.write(CLOSE_RANGE_REFUSED)
+        try:
+            subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", shim, shim[:-3] + ".c"],
+                           check=True, capture_output=True, timeout=60)
+        except (OSError, subprocess.CalledProcessError) as e:
+            print("close_range check skipped: cannot build its library: %s" % e)
+            return
+        os.environ["LD_PRELOAD"] = shim
+        try:
+            s.daemon.start()
+        finally:
+            del os.environ["LD_PRELOAD"]
+        d = s.daemon
+        (worker,) = d.wait_workers(1)
+        held, master_held = descriptors(worker), descriptors(d.pid)
+        assert d.pid_file not in held and unix_socket_inode(d.status_socket) not in held, held
+        for pipe in {t for t in held if t.startswith("pipe:") and t in master_held}:
+            assert held.count(pipe) == 1, ("both ends of the master's pipe", held)
+
 
 
 def main():
@@ -94,6 +151,7 @@ def main():
             assert status == 200 and h.parse_auth(body)["IsSuccessful"] == "true", body
         assert d.stop() == 0
     check_idle_mirrors_closed()
+    check_workers_hold_only_their_descriptors()
     print("ok")
 
 
