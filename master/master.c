@@ -260,15 +260,18 @@ static void signal_set(sigset_t *set, const int *signals, size_t n)
         sigaddset(set, signals[i]);
 }
 
-/* SIGHUP, SIGUSR1 and SIGUSR2 end a process by default, though none of them asks somirrord to
- * stop: from its first instruction until add_events has set the master's handlers they wait
- * blocked, so that a reload asked for while it starts is done once it serves. */
-static void block_until_handled(void)
+/* The signal state somirrord inherits (it survives exec), put right from its first
+ * instruction. SIGHUP, SIGUSR1 and SIGUSR2 end a process by default, though none of them asks
+ * somirrord to stop: they wait blocked until add_events has set the master's handlers, so that
+ * a reload asked for while it starts is done once it serves. An ignored SIGCHLD would have the
+ * kernel reap the children whose status somirrord waits for (daemon_run_as's checks). */
+static void take_signals(void)
 {
     static const int until_handled[] = {SIGHUP, SIGUSR1, SIGUSR2};
     sigset_t set;
     signal_set(&set, until_handled, sizeof(until_handled) / sizeof(until_handled[0]));
     sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGCHLD, SIG_DFL);
 }
 
 static int compare_fds(const void *a, const void *b)
@@ -966,7 +969,7 @@ static int add_events(struct master *m)
             return -1;
         m->signal_events[m->nsignal_events++] = ev;
     }
-    /* Blocked by block_until_handled, or by whoever started somirrord (the mask survives
+    /* Blocked by take_signals, or by whoever started somirrord (the mask survives
      * exec): delivered from now on, also to the workers, which start from this mask. */
     sigset_t set;
     signal_set(&set, master_signals, sizeof(master_signals) / sizeof(master_signals[0]));
@@ -1271,7 +1274,7 @@ int master_main(int argc, char **argv)
 {
     struct master_options opts;
     char err[512];
-    block_until_handled();
+    take_signals();
     if (master_parse_args(argc, argv, &opts, err, sizeof(err)) < 0) {
         fprintf(stderr, "somirrord: %s\n", err);
         usage(stderr);
