@@ -1,6 +1,6 @@
-/* common/fdio: whole writes to a file descriptor, opens that refuse planted links, removals at
- * exit, closing inherited descriptors, and what an accept or open error means (see fdio.h).
- * Owns no state. */
+/* common/fdio: whole writes to a file descriptor, opens that refuse planted links or do not
+ * wait on a FIFO, removals at exit, closing inherited descriptors, and what an accept or open
+ * error means (see fdio.h). Owns no state. */
 #include "common/fdio.h"
 
 #include <errno.h>
@@ -11,23 +11,56 @@
 
 #include "common/clock.h"
 
+/* Opens path with flags, O_NONBLOCK (open itself would wait on a FIFO for its other end) and
+ * O_CLOEXEC, then makes the descriptor block as usual. The descriptor with *st, or -1 with
+ * *why. */
+static int open_without_waiting(const char *path, int flags, mode_t mode, struct stat *st,
+                                const char **why)
+{
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, mode);
+    if (fd < 0) {
+        *why = errno == ELOOP && (flags & O_NOFOLLOW) ? "a symbolic link is there (refused)"
+                                                      : strerror(errno);
+        return -1;
+    }
+    if (fstat(fd, st) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        *why = strerror(errno);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int open_refusing_links(const char *path, int flags, mode_t mode, int regular_only, const char **why)
 {
-    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
     struct stat st;
+    int fd = open_without_waiting(path, flags | O_NOFOLLOW, mode, &st, why);
     if (fd < 0)
-        *why = errno == ELOOP ? "a symbolic link is there (refused)" : strerror(errno);
-    else if (fstat(fd, &st) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
-        *why = strerror(errno);
-    else if (S_ISREG(st.st_mode) && st.st_nlink > 1)
+        return -1;
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1)
         *why = "a file with other hard links is there (refused)";
     else if (regular_only && !S_ISREG(st.st_mode))
         *why = "not a regular file (refused)";
     else
         return fd;
-    if (fd >= 0)
-        close(fd);
+    close(fd);
     return -1;
+}
+
+FILE *fopen_regular(const char *path, const char **why)
+{
+    struct stat st;
+    int fd = open_without_waiting(path, O_RDONLY, 0, &st, why);
+    if (fd < 0)
+        return NULL;
+    FILE *file = NULL;
+    if (!S_ISREG(st.st_mode))
+        *why = "not a regular file";
+    else if (!(file = fdopen(fd, "r")))
+        *why = strerror(errno);
+    if (!file)
+        close(fd);
+    return file;
 }
 
 void unlink_at_exit(const char *what, const char *path)

@@ -1,8 +1,10 @@
-/* common/fdio: whole writes to a file descriptor, opens that refuse planted links, removals at
- * exit, closing inherited descriptors, and what an accept or open error means. */
+/* common/fdio: whole writes to a file descriptor, opens that refuse planted links or do not
+ * wait on a FIFO, removals at exit, closing inherited descriptors, and what an accept or open
+ * error means. */
 #ifndef SOMIRROR_COMMON_FDIO_H
 #define SOMIRROR_COMMON_FDIO_H
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/time.h>
 #include <sys/types.h>
 
@@ -17,6 +19,11 @@ int write_all(int fd, const char *data, size_t len);
  * FIFO put there cannot hold the caller; the descriptor blocks once returned. The descriptor,
  * or -1 with *why (a phrase for "<what> <path>: <why>"). */
 int open_refusing_links(const char *path, int flags, mode_t mode, int regular_only, const char **why);
+/* Opens path to read (following links, close-on-exec) if it is a regular file: a
+ * configuration, key, certificate or password file. A FIFO put there is refused at once
+ * rather than waited on (open would wait for a writer, and a reloading master with it). The
+ * stream, or NULL with *why ("not a regular file", or errno's text). */
+FILE *fopen_regular(const char *path, const char **why);
 /* Removes what this process made at path (what: the key naming it, for the log) as it exits;
  * a failure other than "already gone" is logged as a warning, since the file stays behind
  * (a directory the user the process now runs as cannot write). */

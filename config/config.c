@@ -18,6 +18,7 @@
 #include <yaml.h>
 
 #include "common/buf.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "config/yamldoc.h"
@@ -1027,11 +1028,12 @@ static void read_password(struct loader *ld, const char *section, const char *pa
     if (password_file && *password) {
         report(ld, &at, "expected either %s or %s, got both", inline_key, file_key);
     } else if (password_file) {
-        FILE *f = fopen(password_file, "r");
+        const char *why;
+        FILE *f = fopen_regular(password_file, &why);
         char text[PASSWORD_FILE_MAX + 1];
         size_t len = f ? fread(text, 1, sizeof(text), f) : 0;
         if (!f || ferror(f)) {
-            report(ld, &at, "cannot read %s: %s", password_file, strerror(errno));
+            report(ld, &at, "cannot read %s: %s", password_file, f ? strerror(errno) : why);
         } else {
             text[len < sizeof(text) ? len : sizeof(text) - 1] = '\0';
             text[strcspn(text, "\r\n")] = '\0';

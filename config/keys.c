@@ -23,6 +23,7 @@
 
 #include "common/base64.h"
 #include "common/buf.h"
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -69,9 +70,10 @@ static void buf_cleanse_free(struct buf *b)
 /* The whole file into text; -1 with err naming the file. */
 static int read_key_file(const char *path, struct buf *text, char *err, size_t errlen)
 {
-    FILE *file = fopen(path, "r");
+    const char *why;
+    FILE *file = fopen_regular(path, &why);
     if (!file) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot open: %s", path, why);
         return -1;
     }
     char chunk[4096];

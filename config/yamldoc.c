@@ -1,13 +1,11 @@
 /* config/yamldoc: see yamldoc.h. Owns nothing past a call: the document goes to the caller. */
 #include "config/yamldoc.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "common/fdio.h"
 
 __attribute__((format(printf, 3, 4)))
 static int fail(struct yamldoc_error *err, const yaml_mark_t *mark, const char *fmt, ...)
@@ -65,25 +63,13 @@ static int parser_failed(struct yamldoc_error *err, const yaml_parser_t *parser,
     return fail(err, &parser->problem_mark, "YAML syntax error: %s", problem);
 }
 
-/* Opened without blocking (on a FIFO open itself would block), then read blocking as usual. */
 FILE *yamldoc_open(const char *path, struct yamldoc_error *err)
 {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        fail(err, NULL, "cannot open: %s", strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        fail(err, NULL, "cannot open: not a regular file");
-    } else {
-        int flags = fcntl(fd, F_GETFL);
-        FILE *file = flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ? NULL : fdopen(fd, "r");
-        if (file)
-            return file;
-        fail(err, NULL, "cannot open: %s", strerror(errno));
-    }
-    if (fd >= 0)
-        close(fd);
-    return NULL;
+    const char *why;
+    FILE *file = fopen_regular(path, &why);
+    if (!file)
+        fail(err, NULL, "cannot open: %s", why);
+    return file;
 }
 
 /* The tag an event gives its node explicitly (!!binary, !local), or NULL. */

@@ -12,6 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "common/fdio.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -41,12 +42,13 @@ static int no_passphrase(char *buf, int size, int rwflag, void *data)
 }
 
 /* The key file at path read whole into memory (OpenSSL's secure heap, wiped when freed): a
- * BIO, or NULL with why (errno's text). */
+ * BIO, or NULL with why (errno's text, or "not a regular file"). */
 static BIO *read_key(const char *path, char *why, size_t whylen)
 {
-    FILE *f = fopen(path, "rb");
+    const char *unreadable;
+    FILE *f = fopen_regular(path, &unreadable);
     if (!f) {
-        snprintf(why, whylen, "%s", strerror(errno));
+        snprintf(why, whylen, "%s", unreadable);
         return NULL;
     }
     BIO *bio = BIO_new(BIO_s_secmem());
@@ -69,9 +71,11 @@ static BIO *read_key(const char *path, char *why, size_t whylen)
  * expired or is not valid yet (still served: a client decides). */
 static int use_certificate(SSL_CTX *ctx, const struct cfg_listen *where, char *why, size_t whylen)
 {
-    FILE *f = fopen(where->tls_certificate, "rb");   /* for the system's reason: OpenSSL gives none */
+    /* For the system's reason (OpenSSL gives none), and so that OpenSSL never opens a FIFO. */
+    const char *unreadable;
+    FILE *f = fopen_regular(where->tls_certificate, &unreadable);
     if (!f) {
-        snprintf(why, whylen, "%s", strerror(errno));
+        snprintf(why, whylen, "%s", unreadable);
         return -1;
     }
     fclose(f);

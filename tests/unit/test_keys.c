@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -282,6 +283,16 @@ START_TEST(test_bad_keys)
     expect_private_error(in_tmp("ec.pem"), ": not an RSA key (it is EC)");
     expect_private_error(in_tmp("encrypted.pem"), ": the private key is encrypted; somirrord needs it unencrypted");
     expect_private_error(in_tmp("cert.pem"), ": not a PEM private key or <RSAKeyValue> XML");
+    /* Refused at once, whatever the path names, key or certificate: opening a FIFO to read
+     * waits for a writer, and a reload would hold the master with it. */
+    ck_assert_int_eq(mkfifo(in_tmp("key.fifo"), 0600), 0);
+    expect_private_error(in_tmp("key.fifo"), ": cannot open: not a regular file");
+    struct vendor_cert cert;
+    char err[1024], expected[1024];
+    ck_assert_int_eq(keys_load_cert(in_tmp("key.fifo"), &cert, err, sizeof(err)), -1);
+    snprintf(expected, sizeof(expected), "%s: cannot open: not a regular file", in_tmp("key.fifo"));
+    ck_assert_str_eq(err, expected);
+    unlink(in_tmp("key.fifo"));
 
     write_text(in_tmp("bad.xml"), "<RSAKeyValue><Modulus>abc");
     expect_private_error(in_tmp("bad.xml"), ": not well-formed XML");
