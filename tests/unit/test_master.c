@@ -1,10 +1,13 @@
-/* tests/unit/test_master: the master's pure parts: command line, respawn throttle, pid file. */
+/* tests/unit/test_master: the master's pure parts: command line, respawn throttle, pid file (and
+ * its race with a somirrord that exits). */
 #include <check.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -114,6 +117,79 @@ START_TEST(test_pidfile)
 }
 END_TEST
 
+/* The race of two starts on one pid file: this test's fcntl, which stands in for the C
+ * library's, runs before_lock once, just before the next lock taken (F_SETLK), then goes on
+ * to the system call. */
+static void (*before_lock)(void);
+
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (cmd == F_SETLK && before_lock) {
+        void (*hook)(void) = before_lock;
+        before_lock = NULL;
+        hook();
+    }
+    return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+
+static int holder_release[2];
+static pid_t holder;
+
+/* The somirrord that held the pid file exits: removes the file, then closes (and so unlocks) it. */
+static void holder_exits(void)
+{
+    ck_assert_int_eq(write(holder_release[1], "x", 1), 1);
+    int status;
+    ck_assert_int_eq(waitpid(holder, &status, 0), holder);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A start that opens the pid file of a somirrord that exits before the start locks it: the
+ * lock it then gets is on a removed file, which keeps no third one out, and the running
+ * somirrord would have no pid file. The start locks the file at the path instead. */
+START_TEST(test_pidfile_removed_before_lock)
+{
+    char dir[] = "/tmp/test_master.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256], err[256];
+    snprintf(path, sizeof(path), "%s/x.pid", dir);
+    int ready[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(holder_release), 0);
+    holder = fork();
+    if (holder == 0) {
+        struct pidfile pf;
+        char byte;
+        if (pidfile_acquire(&pf, path, err, sizeof(err)) != 0 || write(ready[1], "x", 1) != 1 ||
+            read(holder_release[0], &byte, 1) != 1)
+            _exit(1);
+        pidfile_release(&pf);
+        _exit(0);
+    }
+    char byte;
+    ck_assert_int_eq(read(ready[0], &byte, 1), 1);
+
+    before_lock = holder_exits;
+    struct pidfile pf;
+    ck_assert_int_eq(pidfile_acquire(&pf, path, err, sizeof(err)), 0);
+    ck_assert_ptr_null(before_lock);
+    struct stat locked, named;
+    ck_assert_int_eq(fstat(pf.fd, &locked), 0);
+    ck_assert_msg(stat(path, &named) == 0, "the locked pid file is not at %s", path);
+    ck_assert(locked.st_dev == named.st_dev && locked.st_ino == named.st_ino);
+    pidfile_release(&pf);
+    for (int i = 0; i < 2; i++) {
+        close(ready[i]);
+        close(holder_release[i]);
+    }
+    rmdir(dir);
+}
+END_TEST
+
 static int acquire_pidfile(const char *path, char *err, size_t errlen)
 {
     struct pidfile pf;
@@ -141,6 +217,7 @@ int main(void)
     tcase_add_test(tc, test_args);
     tcase_add_test(tc, test_throttle);
     tcase_add_test(tc, test_pidfile);
+    tcase_add_test(tc, test_pidfile_removed_before_lock);
     tcase_add_test(tc, test_pidfile_refuses_links);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
