@@ -54,10 +54,12 @@ FILE *fopen_regular(const char *path, const char **why)
     if (fd < 0)
         return NULL;
     FILE *file = NULL;
-    if (!S_ISREG(st.st_mode))
+    if (!S_ISREG(st.st_mode)) {
         *why = "not a regular file";
-    else if (!(file = fdopen(fd, "r")))
+        errno = EINVAL;
+    } else if (!(file = fdopen(fd, "r"))) {
         *why = strerror(errno);
+    }
     if (!file)
         close(fd);
     return file;

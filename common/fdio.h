@@ -22,7 +22,7 @@ int open_refusing_links(const char *path, int flags, mode_t mode, int regular_on
 /* Opens path to read (following links, close-on-exec) if it is a regular file: a
  * configuration, key, certificate or password file. A FIFO put there is refused at once
  * rather than waited on (open would wait for a writer, and a reloading master with it). The
- * stream, or NULL with *why ("not a regular file", or errno's text). */
+ * stream, or NULL with *why ("not a regular file", errno EINVAL; or errno's text). */
 FILE *fopen_regular(const char *path, const char **why);
 /* Removes what this process made at path (what: the key naming it, for the log) as it exits;
  * a failure other than "already gone" is logged as a warning, since the file stays behind

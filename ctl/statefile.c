@@ -223,11 +223,12 @@ static int restore_resync(const char *path, json_t *resync, struct registry *reg
 
 int statefile_restore(const char *path, struct registry *reg, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "r");
+    const char *why;
+    FILE *fp = fopen_regular(path, &why);
     if (!fp) {
         if (errno == ENOENT)
             return 0;
-        snprintf(err, errlen, "%s: cannot read the operator state: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot read the operator state: %s", path, why);
         return -1;
     }
     json_error_t jerr;

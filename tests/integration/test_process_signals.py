@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 
-def run(*args, **kw):
-    return subprocess.run((h.program("somirrord"),) + args, capture_output=True, text=True, timeout=30, **kw)
+def run(*args, timeout=30, **kw):
+    return subprocess.run((h.program("somirrord"),) + args, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def check_test_mode(s):
@@ -364,7 +364,7 @@ def check_backlog_served_at_stop():
 
 def check_damaged_state_file():
     """A state file that does not load fails the start, saying why: the operator's pauses are
-    never dropped silently."""
+    never dropped silently. One that is not a file fails it at once."""
     with h.server(start=False) as s:
         state = os.path.join(s.dir, "somirrord.state")
         with open(state, "w") as f:
@@ -386,6 +386,14 @@ def check_damaged_state_file():
         for args in (("-f", "-c", s.config), ("-t", "-c", s.config)):
             r = run(*args)
             assert r.returncode == 1 and "the tenant table is full (tenants.max)" in r.stderr, r
+        # Nor one that is not a file: a FIFO is refused at once, by -t and by the start, where
+        # it was waited on for ever (the start before any worker served).
+        os.unlink(state)
+        os.mkfifo(state, 0o600)
+        for args in (("-t", "-c", s.config), ("-f", "-c", s.config)):
+            r = run(*args, timeout=15)
+            assert r.returncode == 1 and "%s: cannot read the operator state: not a regular file" % state \
+                in r.stderr, r
 
 
 def check_restored_state_logged():
