@@ -4,6 +4,8 @@
  * chunks of whole quanta (4 characters stand for 3 bytes). */
 #include "common/base64.h"
 
+#include <string.h>
+
 #include <openssl/evp.h>
 
 enum { CHUNK_CHARS = 4096, CHUNK_BYTES = CHUNK_CHARS / 4 * 3 };
@@ -13,11 +15,10 @@ static size_t min_size(size_t a, size_t b)
     return a < b ? a : b;
 }
 
-static int in_alphabet(char c, enum base64_form form)
+static int in_url_alphabet(char c)
 {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
-        return 1;
-    return form == BASE64_URL ? c == '-' || c == '_' : c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 size_t base64_encode_into(const unsigned char *in, size_t len, enum base64_form form,
@@ -38,23 +39,27 @@ size_t base64_encode_into(const unsigned char *in, size_t len, enum base64_form 
     return used;
 }
 
-/* How many '=' the text has or (base64url) leaves out, or -1 when it is not of the form. */
+/* How many '=' the text has or (base64url) leaves out, or -1 when it is not of the form. In the
+ * standard form only the '=' are looked for (memchr, not a test of each character): every
+ * other character outside the alphabet is one EVP_DecodeBlock refuses, or trims off an end,
+ * which the count it returns shows; '=' it reads anywhere as zero bits. base64url text is
+ * translated for OpenSSL, so its alphabet is checked here. */
 static int padding_of(const char *in, size_t len, enum base64_form form)
 {
-    size_t data = len;
     if (form == BASE64_URL) {
         if (len % 4 == 1)
             return -1;
-    } else {
-        if (len % 4 != 0)
-            return -1;
-        while (data > 0 && len - data < 2 && in[data - 1] == '=')
-            data--;
+        for (size_t i = 0; i < len; i++)
+            if (!in_url_alphabet(in[i]))
+                return -1;
+        return (int)((4 - len % 4) % 4);
     }
-    for (size_t i = 0; i < data; i++)
-        if (!in_alphabet(in[i], form))
-            return -1;
-    return form == BASE64_URL ? (int)((4 - len % 4) % 4) : (int)(len - data);
+    if (len % 4 != 0)
+        return -1;
+    size_t data = len;
+    while (data > 0 && len - data < 2 && in[data - 1] == '=')
+        data--;
+    return memchr(in, '=', data) ? -1 : (int)(len - data);
 }
 
 int base64_decode_into(const char *in, size_t len, enum base64_form form, unsigned char *out,
@@ -86,7 +91,7 @@ int base64_decode_into(const char *in, size_t len, enum base64_form form, unsign
     return 0;
 }
 
-int base64_is_blank(char c)
+static int is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
@@ -95,7 +100,7 @@ size_t base64_drop_blanks(const char *in, size_t len, char *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < len; i++)
-        if (!base64_is_blank(in[i]))
+        if (!is_blank(in[i]))
             out[n++] = in[i];
     return n;
 }

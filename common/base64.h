@@ -26,7 +26,5 @@ int base64_decode_into(const char *in, size_t len, enum base64_form form, unsign
 /* Copies in[0..len) to out (room for len bytes) without the blanks XML allows around and
  * inside base64 text (space, tab, CR, LF); returns the length copied. */
 size_t base64_drop_blanks(const char *in, size_t len, char *out);
-/* Whether c is one of the blanks base64_drop_blanks drops. */
-int base64_is_blank(char c);
 
 #endif

@@ -2,6 +2,7 @@
  * texts longer than one OpenSSL chunk), the UTF-8 decoder (common/utf8), arena_adopt
  * (common/arena) and the log file's refusal of links (common/log). */
 #include <check.h>
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +103,31 @@ START_TEST(test_base64url_shape)
     ck_assert(!decodes("Z+8", BASE64_URL));             /* the standard alphabet's */
     ck_assert(!decodes("Z/8", BASE64_URL));
     ck_assert(!decodes("Zm 9", BASE64_URL));
+}
+END_TEST
+
+/* Each byte value in each place of a text, also the last ones of an OpenSSL chunk and the
+ * first of the next: decoded only where it is of the alphabet (the padded form leaves all but
+ * '=' to EVP_DecodeBlock's own refusal). */
+START_TEST(test_base64_every_byte)
+{
+    enum { LEN = 4104 };   /* one chunk of 4096 characters, and two quanta */
+    static const size_t places[] = {0, 1, 2, 3, 4094, 4095, 4096, 4097, LEN - 2, LEN - 1};
+    char *text = malloc(LEN);
+    unsigned char *out = malloc(BASE64_DECODED_MAX(LEN));
+    for (size_t p = 0; p < sizeof(places) / sizeof(places[0]); p++) {
+        for (int c = 0; c < 256; c++) {
+            memset(text, 'A', LEN);
+            text[places[p]] = (char)c;
+            int in_alphabet = isalnum(c) || c == '+' || c == '/';
+            int padding = c == '=' && places[p] == LEN - 1;
+            size_t len = 0;
+            ck_assert_msg((base64_decode_into(text, LEN, BASE64_PADDED, out, &len) == 0) ==
+                              (in_alphabet || padding), "byte %d at %zu", c, places[p]);
+        }
+    }
+    free(text);
+    free(out);
 }
 END_TEST
 
@@ -318,6 +344,7 @@ static Suite *common_suite(void)
     tcase_add_test(base64, test_base64_padded_shape);
     tcase_add_test(base64, test_base64url_shape);
     tcase_add_test(base64, test_base64_chunks);
+    tcase_add_test(base64, test_base64_every_byte);
     tcase_add_test(base64, test_base64_drop_blanks);
     suite_add_tcase(suite, base64);
     TCase *utf8 = tcase_create("utf8");
