@@ -909,8 +909,9 @@ static void signalled(evutil_socket_t sig, short what, void *arg)
         stop_now(m);
         break;
     case SIGUSR1:
+        /* The file started with: a log.file changed by a reload waits for a restart. */
         if (log_reopen() > 0)
-            log_info("SIGUSR1: log file %s reopened", m->cfg->log_file);
+            log_info("SIGUSR1: log file %s reopened", m->boot_cfg->log_file);
         for (size_t i = 0; i < m->nchildren; i++)
             kill(m->children[i].pid, SIGUSR1);
         break;

@@ -470,6 +470,14 @@ def check_log_reopen():
     reopened is said once per process, in the file kept open."""
     with h.server() as s:
         d = s.daemon
+        # A log.file changed by a reload waits for a restart: SIGUSR1 reopens, and names, the
+        # file in service. (The config is put back unreloaded: d.log() reads the file it names.)
+        d.rewrite_config(**{"log.file": d.log_path + ".next"})
+        before = d.worker_pids()
+        answer = d.ctl("reload")
+        assert answer.startswith("ok"), answer
+        d.wait_workers(len(before), timeout=30, exclude=before)   # the previous generation gone
+        d.rewrite_config(**{"log.file": d.log_path[:-len(".next")]})
         rotated = d.log_path + ".1"
         os.rename(d.log_path, rotated)
         d.signal(signal.SIGUSR1)
