@@ -46,7 +46,8 @@ OPERATIONS = ("Authenticate", "TableSchema", "Wipe", "RowData", "ReplicationComp
 CTX_CLAIM = "http://schemes.superoffice.net/identity/ctx"
 DEFAULT_APP_ID = "123123123123123123"
 # How long a test's daemon gets to stop on SIGTERM at the end of the test (a graceful stop
-# waits a second of quiet, design "Shutdown") before the rest is SIGKILLed.
+# waits a second of quiet, design "Shutdown"), beyond its shutdown_timeout (for which its
+# workers may finish calls in hand), before the rest is SIGKILLed.
 STOP_GRACE_S = 30 if os.environ.get("SOMIRROR_SANITIZERS") else 10
 
 Keys = namedtuple("Keys", "vendor_key vendor_cert app_key_pem app_pub")
@@ -280,6 +281,13 @@ def write_config(directory, keys=None, path=None, **overrides):
     return path
 
 
+def duration_s(value):
+    """The seconds of a duration setting (somirrord.yaml(5): 300, 300s, 5m, 1h)."""
+    text = str(value).strip()
+    unit = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+    return int(text[:-1]) * unit if unit else int(text)
+
+
 def read_config(path):
     with open(path) as f:
         return json.load(f)
@@ -464,13 +472,16 @@ class Daemon:
     def __enter__(self):
         return self
 
-    def finish(self, grace=STOP_GRACE_S):
+    def finish(self, grace=None):
         """Ends the test's daemon as an operator would, with SIGTERM, so that each process
         exits through its own code (under the sanitizers that is when LeakSanitizer checks it),
-        then SIGKILLs whatever is left: a master that did not exit within grace seconds, and
-        any process of its groups still there (a hook's child, a daemon started behind our
-        back). Returns what went wrong with the stop, or None: a master that did not exit
-        within grace seconds of the SIGTERM, or exited with another status than 0."""
+        then SIGKILLs whatever is left: a master that did not exit within grace seconds
+        (by default its shutdown_timeout and STOP_GRACE_S), and any process of its groups
+        still there (a hook's child, a daemon started behind our back). Returns what went
+        wrong with the stop, or None: a master that did not exit within grace seconds of the
+        SIGTERM, or exited with another status than 0."""
+        if grace is None:
+            grace = duration_s(self.cfg.get("shutdown_timeout", 60)) + STOP_GRACE_S
         problem = None
         if self.pid is not None and self.alive():
             with contextlib.suppress(OSError):

@@ -520,7 +520,20 @@ def check_reload_asked_during_start():
         assert d.stop() == 0
 
 
+def check_teardown_waits_for_shutdown_timeout():
+    """A test that ends with a request still arriving: its daemon stops as configured, its
+    worker waiting shutdown_timeout (the harness's 10 s) for the call in hand, then exits 0;
+    the harness's teardown waits for that, rather than failing the test as a stop that hung."""
+    with h.server() as s:
+        d = s.daemon
+        client = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+        time.sleep(0.5)   # read by a worker: a request arriving, which the stop waits for
+    client.close()
+
+
 def main():
+    check_teardown_waits_for_shutdown_timeout()
     check_restored_state_logged()
     check_planted_links_at_test()
     check_status_socket_for_everyone()
