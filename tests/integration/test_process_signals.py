@@ -396,6 +396,33 @@ def check_damaged_state_file():
                 in r.stderr, r
 
 
+def check_state_file_as_user():
+    """As root with user: set, -t restores the state file as that user, as the start does once
+    it is no longer root: one that only root can read fails -t as it fails the start."""
+    if os.geteuid() != 0:
+        print("check_state_file_as_user: skipped, not root")
+        return
+    base = tempfile.mkdtemp(prefix="smstate")
+    try:
+        os.chmod(base, 0o755)
+        state = os.path.join(base, "somirrord.state")
+        with open(state, "w") as f:
+            f.write('{"paused": ["Cust1"]}')
+        mirrors = os.path.join(base, "mirrors")
+        os.mkdir(mirrors)
+        pw = pwd.getpwnam("nobody")
+        os.chown(mirrors, pw.pw_uid, pw.pw_gid)
+        with h.server(start=False) as s:
+            s.daemon.rewrite_config(user="nobody", state_file=state, **{"store.sqlite.directory": mirrors})
+            for mode, code in ((0o600, 1), (0o644, 0)):
+                os.chmod(state, mode)
+                r = run("-t", "-c", s.config)
+                assert r.returncode == code, (oct(mode), r)
+                assert code == 0 or "%s: cannot read the operator state: Permission denied" % state in r.stderr, r
+    finally:
+        shutil.rmtree(base)
+
+
 def check_restored_state_logged():
     """A start that restores pauses or pending requests from the state file says so in the log,
     so that tenants that do not mirror after a restart have a reason there; one with nothing to
@@ -535,6 +562,7 @@ def check_teardown_waits_for_shutdown_timeout():
 def main():
     check_teardown_waits_for_shutdown_timeout()
     check_restored_state_logged()
+    check_state_file_as_user()
     check_planted_links_at_test()
     check_status_socket_for_everyone()
     check_log_reopen()
