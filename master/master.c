@@ -558,41 +558,46 @@ static void stop_other_generations(struct master *m)
 
 /* ---- reload and stop ---- */
 
-/* What works but is likely a mistake: "" when nothing. Said by -t, logged at each start and
- * reload. */
-static const char *doubtful(const struct config *cfg, char *why, size_t whylen)
-{
-    struct stat st;
-    why[0] = '\0';
-    const struct {
-        const char *key;
-        const struct cfg_strings *hook;
-    } hooks[] = {{"cycle_completed", &cfg->hooks.cycle_completed},
-                 {"table_changed", &cfg->hooks.table_changed}};
-    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode)))
-        snprintf(why, whylen, "hooks.table_sql %s is not a directory: no index script runs",
-                 cfg->hooks.table_sql);
-    for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]) && !why[0]; i++) {
-        const char *program = hooks[i].hook->n ? hooks[i].hook->items[0] : NULL;
-        if (program && (stat(program, &st) != 0 || !S_ISREG(st.st_mode) || access(program, X_OK) != 0))
-            snprintf(why, whylen, "hooks.%s: %s is not a program that can be run (the program is the "
-                     "first item, its arguments the next ones): the hook fails each time",
-                     hooks[i].key, program);
-    }
-    if (!why[0] && cfg->status_socket && (cfg->status_socket_mode & S_IWOTH))
-        snprintf(why, whylen, "status_socket_mode %04o lets every local user pause, resync and reset "
-                 "tenants (a reset drops a mirror) and reload: give the socket's users a group "
-                 "instead (0660, with group)", (unsigned)cfg->status_socket_mode);
-    return why;
-}
-
-/* A warning of check_start: on stderr for -t, in the log at a reload. */
+/* A warning of check_start or warn_doubtful: on stderr for -t, in the log at a start or reload. */
 static void start_warning(int at_reload, const char *text)
 {
     if (at_reload)
         log_warn("%s", text);
     else
         fprintf(stderr, "somirrord: warning: %s\n", text);
+}
+
+/* What works but is likely a mistake, each said as start_warning says it (logged: in the log,
+ * at each start and reload; else on stderr, for -t), so that none hides another. */
+static void warn_doubtful(const struct config *cfg, int logged)
+{
+    char why[PATH_MAX + 256];
+    struct stat st;
+    const struct {
+        const char *key;
+        const struct cfg_strings *hook;
+    } hooks[] = {{"cycle_completed", &cfg->hooks.cycle_completed},
+                 {"table_changed", &cfg->hooks.table_changed}};
+    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        snprintf(why, sizeof(why), "hooks.table_sql %s is not a directory: no index script runs",
+                 cfg->hooks.table_sql);
+        start_warning(logged, why);
+    }
+    for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++) {
+        const char *program = hooks[i].hook->n ? hooks[i].hook->items[0] : NULL;
+        if (program && (stat(program, &st) != 0 || !S_ISREG(st.st_mode) || access(program, X_OK) != 0)) {
+            snprintf(why, sizeof(why), "hooks.%s: %s is not a program that can be run (the program is "
+                     "the first item, its arguments the next ones): the hook fails each time",
+                     hooks[i].key, program);
+            start_warning(logged, why);
+        }
+    }
+    if (cfg->status_socket && (cfg->status_socket_mode & S_IWOTH)) {
+        snprintf(why, sizeof(why), "status_socket_mode %04o lets every local user pause, resync and "
+                 "reset tenants (a reset drops a mirror) and reload: give the socket's users a group "
+                 "instead (0660, with group)", (unsigned)cfg->status_socket_mode);
+        start_warning(logged, why);
+    }
 }
 
 /* What check_made_file checks: the log file or the pid file (opened by the start, as root,
@@ -802,9 +807,7 @@ static int reload(struct master *m, char *why, size_t whylen)
         reload_failed(m, why);
         return -1;
     }
-    char doubt[PATH_MAX + 128];
-    if (*doubtful(cfg, doubt, sizeof(doubt)))
-        log_warn("%s", doubt);
+    warn_doubtful(cfg, 1);
     const char *restart_before[MAX_RESTART_REQUIRED];
     size_t nrestart_before = m->nrestart;
     memcpy(restart_before, m->restart_required, sizeof(restart_before));
@@ -1248,8 +1251,7 @@ static int serve(struct master *m, int foreground)
         daemon_ready(ready_fd);
     log_info("somirrord %s started (pid %ld, %d workers, %zu listeners)", PACKAGE_VERSION,
              (long)getpid(), m->cfg->workers, m->lsn.n);
-    if (*doubtful(m->cfg, err, sizeof(err)))
-        log_warn("%s", err);
+    warn_doubtful(m->cfg, 1);
     event_base_dispatch(m->base);
     log_info("somirrord stopped");
     return 0;
@@ -1318,8 +1320,7 @@ int master_main(int argc, char **argv)
             fprintf(stderr, "somirrord: %s\n", err);
         } else {
             warn_as_user(m.config_path, m.cfg);
-            if (*doubtful(m.cfg, err, sizeof(err)))
-                fprintf(stderr, "somirrord: warning: %s\n", err);
+            warn_doubtful(m.cfg, 0);
             printf("configuration ok\n");
             status = 0;
         }

@@ -475,7 +475,12 @@ def check_status_socket_for_everyone():
         r = run("-t", "-c", s.config)
         assert r.returncode == 0 and "configuration ok" in r.stdout, r
         assert "warning: status_socket_mode 0666 lets every local user" in r.stderr, r
-        s.daemon.rewrite_config(status_socket_mode="0660")
+        # ... also when another doubt is said (a hook's program missing): each is said
+        s.daemon.rewrite_config(**{"hooks.cycle_completed": [os.path.join(s.dir, "no-such-hook")]})
+        r = run("-t", "-c", s.config)
+        assert r.returncode == 0 and "warning: hooks.cycle_completed: " in r.stderr and \
+            "warning: status_socket_mode 0666 lets every local user" in r.stderr, r
+        s.daemon.rewrite_config(status_socket_mode="0660", **{"hooks.cycle_completed": None})
         r = run("-t", "-c", s.config)
         assert r.returncode == 0 and "status_socket_mode" not in r.stderr, r
 
