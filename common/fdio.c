@@ -11,6 +11,8 @@
 
 #include "common/clock.h"
 
+static const char symlink_refused[] = "a symbolic link is there (refused)";
+
 /* Opens path with flags, O_NONBLOCK (open itself would wait on a FIFO for its other end) and
  * O_CLOEXEC, then makes the descriptor block as usual. The descriptor with *st, or -1 with
  * *why. */
@@ -19,8 +21,7 @@ static int open_without_waiting(const char *path, int flags, mode_t mode, struct
 {
     int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, mode);
     if (fd < 0) {
-        *why = errno == ELOOP && (flags & O_NOFOLLOW) ? "a symbolic link is there (refused)"
-                                                      : strerror(errno);
+        *why = errno == ELOOP && (flags & O_NOFOLLOW) ? symlink_refused : strerror(errno);
         return -1;
     }
     if (fstat(fd, st) != 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
@@ -31,17 +32,24 @@ static int open_without_waiting(const char *path, int flags, mode_t mode, struct
     return fd;
 }
 
+const char *link_refusal(const struct stat *st, int regular_only)
+{
+    if (S_ISLNK(st->st_mode))
+        return symlink_refused;
+    if (S_ISREG(st->st_mode) && st->st_nlink > 1)
+        return "a file with other hard links is there (refused)";
+    if (regular_only && !S_ISREG(st->st_mode))
+        return "not a regular file (refused)";
+    return NULL;
+}
+
 int open_refusing_links(const char *path, int flags, mode_t mode, int regular_only, const char **why)
 {
     struct stat st;
     int fd = open_without_waiting(path, flags | O_NOFOLLOW, mode, &st, why);
     if (fd < 0)
         return -1;
-    if (S_ISREG(st.st_mode) && st.st_nlink > 1)
-        *why = "a file with other hard links is there (refused)";
-    else if (regular_only && !S_ISREG(st.st_mode))
-        *why = "not a regular file (refused)";
-    else
+    if (!(*why = link_refusal(&st, regular_only)))
         return fd;
     close(fd);
     return -1;

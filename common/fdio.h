@@ -5,6 +5,7 @@
 #define SOMIRROR_COMMON_FDIO_H
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
 
@@ -19,6 +20,9 @@ int write_all(int fd, const char *data, size_t len);
  * FIFO put there cannot hold the caller; the descriptor blocks once returned. The descriptor,
  * or -1 with *why (a phrase for "<what> <path>: <why>"). */
 int open_refusing_links(const char *path, int flags, mode_t mode, int regular_only, const char **why);
+/* What open_refusing_links refuses, of a file looked at without opening it (st from lstat of
+ * its path): a phrase as its *why, or NULL when it would open it. */
+const char *link_refusal(const struct stat *st, int regular_only);
 /* Opens path to read (following links, close-on-exec) if it is a regular file: a
  * configuration, key, certificate or password file. A FIFO put there is refused at once
  * rather than waited on (open would wait for a writer, and a reloading master with it). The

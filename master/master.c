@@ -605,6 +605,23 @@ static void warn_doubtful(const struct config *cfg, int logged)
  * state: the start does not need it). */
 enum made_file { MADE_LOG, MADE_PID, MADE_SOCKET, MADE_FOR_STATE };
 
+/* Why the start would refuse the log or pid file at path (st: its lstat), or NULL: -t opens it
+ * as the start does, without creating it; a reload, no longer root, looks at what is there,
+ * so that a link the next start refuses fails the reload. */
+static const char *start_refusal(const char *path, const struct stat *st, enum made_file kind,
+                                 int at_reload)
+{
+    int pid = kind == MADE_PID;
+    if (at_reload)
+        return link_refusal(st, pid);
+    const char *why;
+    int fd = open_refusing_links(path, pid ? O_RDWR : O_WRONLY | O_APPEND, 0, pid, &why);
+    if (fd < 0)
+        return why;
+    close(fd);
+    return NULL;
+}
+
 /* Whether a file somirrord makes at path (what: the key naming it) can be made there: path is
  * not a directory (nor, for the status socket, anything but a socket, and short enough): 0, or
  * -1 with err. A directory that does not exist yet is a warning, as the init script and the
@@ -630,16 +647,11 @@ static int check_made_file(const char *what, const char *path, enum made_file ki
                  S_ISDIR(st.st_mode) ? "a directory" : "a file");
         return -1;
     }
-    if (there && !at_reload && (kind == MADE_LOG || kind == MADE_PID)) {
-        /* Opened as the start opens it, without creating it: a link it refuses fails -t. */
-        const char *why;
-        int fd = open_refusing_links(path, kind == MADE_PID ? O_RDWR : O_WRONLY | O_APPEND, 0,
-                                     kind == MADE_PID, &why);
-        if (fd < 0) {
-            snprintf(err, errlen, "%s %s: %s", what, path, why);
-            return -1;
-        }
-        close(fd);
+    const char *why;
+    if (there && (kind == MADE_LOG || kind == MADE_PID) &&
+        (why = start_refusal(path, &st, kind, at_reload))) {
+        snprintf(err, errlen, "%s %s: %s", what, path, why);
+        return -1;
     }
     char *copy = xstrdup(path);
     if (stat(dirname(copy), &st) != 0 || !S_ISDIR(st.st_mode)) {

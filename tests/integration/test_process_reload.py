@@ -226,8 +226,17 @@ def check_restart_settings_checked(s):
     the reload, saying why, rather than the next start; so does a state_file that cannot be
     written."""
     d = s.daemon
+    # links planted where the start refuses them (somirrord(8), PRIVILEGES)
+    other = os.path.join(s.dir, "other")
+    with open(other, "w") as f:
+        f.write("precious\n")
+    log_link, pid_link = os.path.join(s.dir, "linked.log"), os.path.join(s.dir, "linked.pid")
+    os.symlink(other, log_link)
+    os.link(other, pid_link)
     cases = (({"user": "no-such-user-here"}, "user no-such-user-here: no such user"),
              ({"pid_file": s.dir}, "pid_file %s: a directory is there" % s.dir),
+             ({"log.file": log_link}, "log.file %s: a symbolic link is there (refused)" % log_link),
+             ({"pid_file": pid_link}, "pid_file %s: a file with other hard links is there (refused)" % pid_link),
              ({"status_socket": os.path.join(s.dir, "x" * 120)}, "path too long"),
              ({"listen": "no-such-host.invalid:8080"}, "listen no-such-host.invalid:8080: "),
              ({"state_file": s.dir}, "state_file: the operator state cannot be written there"),
