@@ -288,6 +288,19 @@ def duration_s(value):
     return int(text[:-1]) * unit if unit else int(text)
 
 
+def planted_links(directory):
+    """What a start refuses to write through (somirrord(8), PRIVILEGES), planted in directory
+    for a file they name: (that file, a symbolic link to it for log.file, a second hard link
+    to it for pid_file)."""
+    other = os.path.join(directory, "other")
+    with open(other, "w") as f:
+        f.write("precious\n")
+    log_link, pid_link = os.path.join(directory, "linked.log"), os.path.join(directory, "linked.pid")
+    os.symlink(other, log_link)
+    os.link(other, pid_link)
+    return other, log_link, pid_link
+
+
 def read_config(path):
     with open(path) as f:
         return json.load(f)

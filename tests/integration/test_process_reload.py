@@ -227,12 +227,7 @@ def check_restart_settings_checked(s):
     written."""
     d = s.daemon
     # links planted where the start refuses them (somirrord(8), PRIVILEGES)
-    other = os.path.join(s.dir, "other")
-    with open(other, "w") as f:
-        f.write("precious\n")
-    log_link, pid_link = os.path.join(s.dir, "linked.log"), os.path.join(s.dir, "linked.pid")
-    os.symlink(other, log_link)
-    os.link(other, pid_link)
+    _, log_link, pid_link = h.planted_links(s.dir)
     cases = (({"user": "no-such-user-here"}, "user no-such-user-here: no such user"),
              ({"pid_file": s.dir}, "pid_file %s: a directory is there" % s.dir),
              ({"log.file": log_link}, "log.file %s: a symbolic link is there (refused)" % log_link),

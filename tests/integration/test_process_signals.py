@@ -446,12 +446,7 @@ def check_planted_links_at_test():
     """A log file that is a symbolic link, or a pid file with another hard link, makes the start
     refuse (somirrord(8), PRIVILEGES): -t refuses it too, naming the key, not "configuration ok"."""
     with h.server(start=False) as s:
-        other = os.path.join(s.dir, "other")
-        with open(other, "w") as f:
-            f.write("precious\n")
-        log_file, pid_file = os.path.join(s.dir, "linked.log"), os.path.join(s.dir, "linked.pid")
-        os.symlink(other, log_file)
-        os.link(other, pid_file)
+        other, log_file, pid_file = h.planted_links(s.dir)
         for overrides, needle in (({"log.file": log_file}, "log.file %s: a symbolic link is there (refused)" % log_file),
                                   ({"pid_file": pid_file},
                                    "pid_file %s: a file with other hard links is there (refused)" % pid_file)):
