@@ -63,6 +63,8 @@ void fault_at(struct fault *f, const char *table, const char *column, long row)
 {
     snprintf(f->table, sizeof(f->table), "%s", table ? table : "");
     snprintf(f->column, sizeof(f->column), "%s", column ? column : "");
+    f->names_table = table != NULL;
+    f->names_column = column != NULL;
     f->row = row;
 }
 

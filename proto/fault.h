@@ -24,8 +24,10 @@ enum fault_code {
 struct fault {
     enum fault_code code;
     char message[1024];                 /* the faultstring */
-    char table[FAULT_NAME_MAX + 1];     /* "" when it does not apply */
+    char table[FAULT_NAME_MAX + 1];
     char column[FAULT_NAME_MAX + 1];
+    int names_table, names_column;      /* whether table and column apply (they may be "": a
+                                           Wipe of <Name/> names the table "") */
     long row;                           /* 1-based; 0 when it does not apply */
 };
 
@@ -35,6 +37,7 @@ void fault_set(struct fault *f, enum fault_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void fault_vset(struct fault *f, enum fault_code code, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
+/* Where the fault is: table and column NULL where they do not apply, row 0. */
 void fault_at(struct fault *f, const char *table, const char *column, long row);
 
 const char *fault_code_name(enum fault_code code);        /* "InvalidValue" */

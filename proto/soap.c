@@ -670,9 +670,9 @@ void soap_write_fault(struct buf *out, const struct fault *f)
     soap_xml_put_element_str(out, "faultstring", f->message);
     buf_puts(out, "<detail><MirrorFault xmlns=\"" SOAP_NS "\">");
     soap_xml_put_element_str(out, "Code", fault_code_name(f->code));
-    if (f->table[0])
+    if (f->names_table)
         soap_xml_put_element_str(out, "Table", f->table);
-    if (f->column[0])
+    if (f->names_column)
         soap_xml_put_element_str(out, "Column", f->column);
     if (f->row > 0)
         soap_xml_put_element_i64(out, "Row", f->row);

@@ -183,6 +183,9 @@ def column_mismatch(p):
     long_name = "c" * (IDENT_MAX + 1)
     f = expect_fault(p.rows([{"table": "t", "columns": TC + [long_name], "rows": []}]), "ColumnMismatch", table="t")
     eq(f["column"], long_name, "Column of a ColumnMismatch")
+    # An empty name is named too (protocol 6: Table and Column where they apply).
+    f = expect_fault(p.rows([{"table": "t", "columns": TC + [""], "rows": []}]), "ColumnMismatch", table="t")
+    eq(f["children"], ["Code", "Table", "Column", "Retryable"], "children of an empty column's ColumnMismatch")
 
 
 def unknown_and_blocked(p):
@@ -200,6 +203,8 @@ def unknown_and_blocked(p):
     eq(f["table"], long_name, "Table of a RowData UnknownTable")
     f = expect_fault(p.wipe(["t", long_name]), "UnknownTable")
     eq(f["table"], long_name, "Table of a Wipe UnknownTable")
+    f = expect_fault(p.wipe([""]), "UnknownTable", table="")
+    eq(f["children"], ["Code", "Table", "Retryable"], "children of a Wipe of <Name/>")
 
 
 def malformed(p):
