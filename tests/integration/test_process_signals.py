@@ -6,6 +6,7 @@ log; SIGINT stops at once; a request still uploading when SIGTERM comes is answe
 requests on connections still waiting in the listening socket's backlog; a daemon
 keeps relative paths the starting directory's; a SIGHUP pending when somirrord starts is a reload
 once it serves."""
+import contextlib
 import os
 import pwd
 import re
@@ -169,6 +170,18 @@ def check_secrets_readable_by_everyone(s):
     assert r.returncode == 0 and "readable by every user" not in r.stderr, r
 
 
+@contextlib.contextmanager
+def root_owned_dir(prefix):
+    """A directory of root's that every user may look into (0755), removed after: where the
+    checks as user: put files of root's and of that user's."""
+    base = tempfile.mkdtemp(prefix=prefix)
+    try:
+        os.chmod(base, 0o755)
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
 def check_mirror_directory_as_user(s):
     """As root with user: set, -t checks the SQLite mirror directory as that user, who makes the
     mirror files: one it cannot write in, or make, is a warning (the unit and the init script
@@ -176,9 +189,7 @@ def check_mirror_directory_as_user(s):
     if os.geteuid() != 0:
         print("check_mirror_directory_as_user: skipped, not root")
         return
-    base = tempfile.mkdtemp(prefix="smdir")
-    try:
-        os.chmod(base, 0o755)   # root's, not writable by nobody
+    with root_owned_dir("smdir") as base:
         owned = os.path.join(base, "owned")
         os.mkdir(owned)
         pw = pwd.getpwnam("nobody")
@@ -205,8 +216,6 @@ def check_mirror_directory_as_user(s):
             else:
                 assert "sqlite" not in r.stderr, (directory, r.stderr)
         assert not os.path.exists(os.path.join(owned, "new")), "-t made a directory"
-    finally:
-        shutil.rmtree(base)
 
 
 def check_reload_as_user(s):
@@ -217,9 +226,7 @@ def check_reload_as_user(s):
     if os.geteuid() != 0:
         print("check_reload_as_user: skipped, not root")
         return
-    base = tempfile.mkdtemp(prefix="smasuser")
-    try:
-        os.chmod(base, 0o755)
+    with root_owned_dir("smasuser") as base:
         pw = pwd.getpwnam("nobody")
         run_dir = os.path.join(base, "run")
         os.mkdir(run_dir)
@@ -262,8 +269,6 @@ def check_reload_as_user(s):
             for key, name in (("pid_file", "s.pid"), ("status_socket", "s.sock")):
                 assert ("%s %s is left behind: cannot remove it: Permission denied"
                         % (key, os.path.join(run_dir, name))) in daemon.log(), daemon.log()
-    finally:
-        shutil.rmtree(base)
 
 
 def check_relative_paths_as_daemon():
@@ -402,9 +407,7 @@ def check_state_file_as_user():
     if os.geteuid() != 0:
         print("check_state_file_as_user: skipped, not root")
         return
-    base = tempfile.mkdtemp(prefix="smstate")
-    try:
-        os.chmod(base, 0o755)
+    with root_owned_dir("smstate") as base:
         state = os.path.join(base, "somirrord.state")
         with open(state, "w") as f:
             f.write('{"paused": ["Cust1"]}')
@@ -419,8 +422,6 @@ def check_state_file_as_user():
                 r = run("-t", "-c", s.config)
                 assert r.returncode == code, (oct(mode), r)
                 assert code == 0 or "%s: cannot read the operator state: Permission denied" % state in r.stderr, r
-    finally:
-        shutil.rmtree(base)
 
 
 def check_restored_state_logged():
