@@ -4,7 +4,7 @@ cycle through somirror-task (churn, then run --once) against a real prefork somi
 SQLite store while the soak, at random moments, SIGKILLs a worker, stops one for a while
 (SIGSTOP, SIGCONT), reloads (SIGHUP, the status socket's `reload`), asks a resync, a reset, a
 pause and resume, SIGKILLs the master and its workers and starts it again, and kills a sender
-in the middle of its cycle. Runs may fail while that happens; what must hold is the end: once
+in the middle of its cycle. With --tls every other tenant sends over HTTPS. Runs may fail while that happens; what must hold is the end: once
 the chaos stops, one more run per tenant succeeds and `somirror-task verify` finds every mirror
 EQUAL to its source, and no process of somirrord died of a signal the soak did not send.
 Exit 0 when all of that holds, 1 otherwise, each problem named."""
@@ -37,8 +37,9 @@ def task(*args, timeout=600):
 
 
 class Soak:
-    def __init__(self, args, work, keys, env):
+    def __init__(self, args, work, keys, env, https_port):
         self.args, self.work, self.keys, self.env = args, work, keys, env
+        self.https_port = https_port
         self.tenants = ["Soak%d" % i for i in range(args.tenants)]
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -51,11 +52,14 @@ class Soak:
 
     def run_args(self, tenant, rnd):
         d, k = self.env.daemon, self.keys
-        return [TASK, "run", "--once", "--url", "http://127.0.0.1:%d/" % d.port,
-                "--app-id", harness.DEFAULT_APP_ID, "--vendor-key", k.vendor_key,
-                "--vendor-cert", k.vendor_cert, "--app-public-key", k.app_pub, "--tenant", tenant,
-                "--db", self.source(tenant), "--json", "--tries", "2",
-                "--batch-size", rnd.choice(["4000", "30000", "300000"])]
+        over_tls = self.https_port and self.tenants.index(tenant) % 2
+        url = ["--url", "https://127.0.0.1:%d/" % self.https_port, "--insecure"] if over_tls else \
+            ["--url", "http://127.0.0.1:%d/" % d.port]
+        return [TASK, "run", "--once"] + url + [
+            "--app-id", harness.DEFAULT_APP_ID, "--vendor-key", k.vendor_key,
+            "--vendor-cert", k.vendor_cert, "--app-public-key", k.app_pub, "--tenant", tenant,
+            "--db", self.source(tenant), "--json", "--tries", "2",
+            "--batch-size", rnd.choice(["4000", "30000", "300000"])]
 
     def problem(self, text):
         with self.lock:
@@ -165,6 +169,7 @@ def main():
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--scale", type=int, default=40, help="somirror-task gen --scale of each source")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tls", action="store_true", help="an HTTPS listener too, for every other tenant")
     p.add_argument("--keep-log", metavar="FILE", help="copy somirrord's log there at the end")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="somirror-soak") as work:
@@ -176,8 +181,15 @@ def main():
             source = os.path.join(work, "Soak%d.db" % n)
             task("gen", "--db", source, "--scale", str(args.scale), "--seed", str(n)).check_returncode()
             task("provision", "--db", source).check_returncode()
-        with harness.server(keys=keys, workers=args.workers, shutdown_timeout=5) as env:
-            soak = Soak(args, work, keys, env)
+        with harness.server(keys=keys, start=False, workers=args.workers, shutdown_timeout=5) as env:
+            https_port = None
+            if args.tls:
+                cert, key = harness.make_tls_pair(env.dir)
+                https_port = harness.free_port()
+                env.daemon.rewrite_config(listen=["127.0.0.1:%d" % env.daemon.port, {
+                    "address": "127.0.0.1:%d" % https_port, "tls": {"certificate": cert, "key": key}}])
+            env.daemon.start()
+            soak = Soak(args, work, keys, env, https_port)
             soak.go()
             if args.keep_log:
                 shutil.copy(env.daemon.log_path, args.keep_log)
