@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,10 @@ static int run_verify(const struct args *a)
 
 int task_main(int argc, char **argv)
 {
+    /* A receiver that goes away (its worker killed, a connection reset) while a request is
+     * written is an error to report and retry: libevent and OpenSSL write with write(2), whose
+     * SIGPIPE would end somirror-task without a word. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && !strcmp(argv[1], "--version")) {
             puts("somirror-task " PACKAGE_VERSION);

@@ -13,6 +13,7 @@ a cycle interrupted by killing somirrord completes correctly when run again."""
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -299,6 +300,25 @@ def main():
                               "TLS handshake failed: wrong version number (is it an https:// server?)")):
                 proc = task(*(with_option("--url", url) + ["--tries", "1"]), check=False)
                 assert proc.returncode == 1 and why in proc.stderr, (url, proc.returncode, proc.stderr[-600:])
+
+            # A receiver gone while a request is written is an error to report, not a SIGPIPE
+            # that ends somirror-task without a word (a chaos soak over HTTPS saw it): SIGPIPE
+            # is ignored, seen here while it waits on a listener that never answers.
+            with socket.socket() as mute:
+                mute.bind(("127.0.0.1", 0))
+                mute.listen(1)
+                proc = subprocess.Popen([TASK] + with_option("--url", "http://127.0.0.1:%d/" % mute.getsockname()[1]),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    mute.settimeout(30)
+                    held, _ = mute.accept()
+                    with open("/proc/%d/status" % proc.pid) as f:
+                        ignored = int(next(line for line in f if line.startswith("SigIgn:")).split()[1], 16)
+                    held.close()
+                finally:
+                    proc.kill()
+                    proc.wait()
+                assert ignored & (1 << (signal.SIGPIPE - 1)), "somirror-task run does not ignore SIGPIPE"
 
             # A cycle interrupted by killing somirrord completes correctly when run again.
             task("churn", "--db", source, "--changes", "400", "--seed", "9")
