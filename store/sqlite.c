@@ -892,7 +892,13 @@ static int table_rebuild(struct sqlite_conn *c, const struct table_schema *old_s
     put_ident(&sql, old_schema->name);
     buf_free(&into);
     buf_free(&from);
-    return exec_buf(c, &sql, "rebuild table", f);
+    /* The rename does not check the views and triggers that name the table (a reader's view
+     * of it): they lack their table only between the DROP and the RENAME, which gives it
+     * back. Checked, as since SQLite 3.26, every such change failed for as long as one stood. */
+    sqlite3_db_config(c->db, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 1, (int *)NULL);
+    int rc = exec_buf(c, &sql, "rebuild table", f);
+    sqlite3_db_config(c->db, SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 0, (int *)NULL);
+    return rc;
 }
 
 static int sqlite_table_alter(void *conn, const struct table_schema *old_schema,
