@@ -4,7 +4,8 @@
  * SQLite mirror and nothing else: datetime text with ' ' where the source has 'T', decimals
  * with trailing fraction zeros dropped (or stored as INTEGER), uniqueidentifier case. Every
  * other value must have the same storage class and the same bytes. Also reports blocked and
- * unexpected tables found in the mirror. */
+ * unexpected tables found in the mirror, and tables whose schema the mirror's metadata records
+ * otherwise than the source has it. */
 #include "task/task.h"
 
 #include <ctype.h>
@@ -243,9 +244,75 @@ static int extra_mirror_columns(sqlite3 *mirror_db, const struct table_schema *t
     return extra;
 }
 
+/* The mirror's metadata table, <tenant>_mirroring (protocol section 8). */
+static void put_metadata_name(struct buf *b, const char *tenant)
+{
+    buf_printf(b, "%s_mirroring", tenant);
+}
+
+/* Prints the first line where two canonical texts differ. */
+static void put_first_line_difference(FILE *report, const char *source, const char *mirror)
+{
+    for (;;) {
+        size_t a = strcspn(source, "\n"), b = strcspn(mirror, "\n");
+        if (a != b || memcmp(source, mirror, a) != 0 || !source[a] || !mirror[b]) {
+            fprintf(report, "source \"%.*s\", mirror \"%.*s\"", (int)a, source, (int)b, mirror);
+            return;
+        }
+        source += a + 1;
+        mirror += b + 1;
+    }
+}
+
+/* Reports a table whose schema as the mirror recorded it (the canonical text of protocol 4.2,
+ * in the metadata table) is not the one the source's table is sent with: a type, nullability,
+ * default or key that the values compared would not show. 1 when reported. */
+static int schema_differs(sqlite3 *mirror_db, const char *tenant, const struct table_schema *t,
+                          FILE *report)
+{
+    struct arena arena;
+    arena_init(&arena);
+    /* Prepared as the receiver prepares what it is sent (defaults trimmed, say), on a copy. */
+    struct table_schema sent = *t;
+    sent.columns = arena_calloc(&arena, t->ncolumns, sizeof *sent.columns);
+    memcpy(sent.columns, t->columns, t->ncolumns * sizeof *sent.columns);
+    schema_prepare(&sent, tenant, NULL, &arena);
+    struct buf name = BUF_INIT, sql = BUF_INIT;
+    put_metadata_name(&name, tenant);
+    buf_puts(&sql, "SELECT schema FROM ");
+    sql_put_ident(&sql, name.data);
+    buf_puts(&sql, " WHERE tablename = ?1 COLLATE NOCASE");
+    sqlite3_stmt *stmt = NULL;
+    const char *recorded = NULL;
+    if (sqlite3_prepare_v2(mirror_db, sql.data, -1, &stmt, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(stmt, 1, t->name, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            recorded = (const char *)sqlite3_column_text(stmt, 0);
+    }
+    int differs = 1;
+    if (sent.reject) {
+        fprintf(report, "%s: DIFFERS: in the mirror, where the receiver rejects its schema: %s\n",
+                t->name, sent.reject);
+    } else if (!recorded) {
+        fprintf(report, "%s: DIFFERS: no schema recorded for it in the mirror's %s\n", t->name,
+                name.data);
+    } else if (strcmp(recorded, sent.canonical) != 0) {
+        fprintf(report, "%s: DIFFERS: schema: ", t->name);
+        put_first_line_difference(report, sent.canonical, recorded);
+        fputc('\n', report);
+    } else {
+        differs = 0;
+    }
+    sqlite3_finalize(stmt);
+    buf_free(&name);
+    buf_free(&sql);
+    arena_free(&arena);
+    return differs;
+}
+
 /* 0 equal, 1 different (reported). */
-static int compare_table(sqlite3 *source_db, sqlite3 *mirror_db, const struct table_schema *t,
-                         FILE *report)
+static int compare_table(sqlite3 *source_db, sqlite3 *mirror_db, const char *tenant,
+                         const struct table_schema *t, FILE *report)
 {
     long source_rows = count_rows(source_db, t->name), mirror_rows = count_rows(mirror_db, t->name);
     if (mirror_rows < 0) {
@@ -290,7 +357,9 @@ static int compare_table(sqlite3 *source_db, sqlite3 *mirror_db, const struct ta
     digest_hex(src.sha, source_hex);
     digest_hex(mir.sha, mirror_hex);
     int extra = extra_mirror_columns(mirror_db, t, report);
-    int differs = source_rows != mirror_rows || strcmp(source_hex, mirror_hex) != 0 || first.len || extra;
+    int schema = schema_differs(mirror_db, tenant, t, report);
+    int differs = source_rows != mirror_rows || strcmp(source_hex, mirror_hex) != 0 || first.len || extra ||
+                  schema;
     if (differs)
         fprintf(report, "%s: DIFFERS: rows %ld/%ld (source/mirror), sha256 %.16s/%.16s; first difference: %s\n",
                 t->name, source_rows, mirror_rows, source_hex, mirror_hex,
@@ -311,7 +380,7 @@ static int check_mirror_tables(sqlite3 *mirror_db, const struct source *src,
     sqlite3_stmt *stmt = NULL;
     int bad = 0;
     struct buf metadata = BUF_INIT;
-    buf_printf(&metadata, "%s_mirroring", opt->tenant);
+    put_metadata_name(&metadata, opt->tenant);
     if (sqlite3_prepare_v2(mirror_db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
                            -1, &stmt, NULL) == SQLITE_OK) {
         while (sqlite3_step(stmt) == SQLITE_ROW) {
@@ -356,7 +425,7 @@ int verify_run(const struct verify_options *opt, FILE *report)
         if (!task_table_mirrored(src.tables[i].name, opt->skip))
             continue;
         compared++;
-        differing += compare_table(src.db, mirror_db, &src.tables[i], report);
+        differing += compare_table(src.db, mirror_db, opt->tenant, &src.tables[i], report);
     }
     int unexpected = check_mirror_tables(mirror_db, &src, opt, report);
     fprintf(report, "verify %s: %d tables compared, %d differ, %d unexpected in the mirror: %s\n",

@@ -1,8 +1,9 @@
 """somirror-task against a real somirrord, end to end on the SQLite store: generate a CRM-like
 source, provision change tracking, full load, verify, churn, incremental cycle, verify; row ops
 are relative to the last cycle (a row inserted in one cycle and updated before the next is U
-there; a key deleted and inserted again is I); a tampered mirror fails verify; blocked tables
-never reach the mirror; a skipped table is dropped from the mirror on the next cycle; a source
+there; a key deleted and inserted again is I); a tampered mirror, or one whose schema is not
+the source's, fails verify; blocked tables never reach the mirror; a skipped table is dropped
+from the mirror on the next cycle; a source
 whose retention passed the mirror's Lsn gets a full reload; a paused tenant's doNotReplicate is
 believed only with a SignedApplicationToken that verifies; setup errors exit 2 before any call;
 a connection that fails says why (name, refused, TLS to a plain port); a table rebuilt or
@@ -211,6 +212,14 @@ def main():
             proc = task("verify", "--db", source, "--mirror", tampered, "--tenant", TENANT, check=False)
             assert proc.returncode == 1, proc.stdout + proc.stderr
             assert "contact" in proc.stdout + proc.stderr
+            # The same rows under another schema (a type the source changed, say) differ too.
+            with sqlite3.connect(mirror) as live, sqlite3.connect(tampered) as copy:
+                live.backup(copy)
+            with sqlite3.connect(tampered) as db:
+                db.execute('UPDATE "%s_mirroring" SET schema = replace(schema, \'|nvarchar(\', '
+                           '\'|varchar(\') WHERE tablename = \'contact\'' % TENANT)
+            proc = task("verify", "--db", source, "--mirror", tampered, "--tenant", TENANT, check=False)
+            assert proc.returncode == 1 and "contact: DIFFERS: schema" in proc.stdout, proc.stdout + proc.stderr
 
             # GUID keys in both cases: the mirror's column compares in any case (COLLATE NOCASE),
             # the source's by bytes; verify walks both in the same order.
@@ -220,6 +229,11 @@ def main():
                 with sqlite3.connect(path) as db:
                     db.execute('CREATE TABLE items (id uniqueidentifier%s NOT NULL PRIMARY KEY, v int)' % collate)
                     db.executemany("INSERT INTO items VALUES (?, ?)", guid_rows)
+            with sqlite3.connect(guid_mirror) as db:   # the schema somirrord records
+                db.execute('CREATE TABLE "%s_mirroring" (tablename TEXT PRIMARY KEY COLLATE NOCASE, '
+                           'schema TEXT NOT NULL)' % TENANT)
+                db.execute('INSERT INTO "%s_mirroring" VALUES (?, ?)' % TENANT,
+                           ("items", "id|uniqueidentifier|notnull|\nv|int|null|\npk|id"))
             proc = task("verify", "--db", guid_src, "--mirror", guid_mirror, "--tenant", TENANT, check=False)
             assert proc.returncode == 0 and "EQUAL" in proc.stdout, proc.stdout + proc.stderr
 

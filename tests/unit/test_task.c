@@ -1,9 +1,10 @@
 /* tests/unit/test_task: somirror-task's library: gen (deterministic, every table and type, every
  * value valid for its column), provision (idempotent, what the change tables record, versions,
  * retention, migration of the older change-table layout), churn, verify (equal copy in the
- * mirror's storage forms, then tampered), RowData calls split at the batch size (parsed back
- * with the receiver's parser), row ops relative to the receiver's position, and the version
- * read and the rows sharing one snapshot. */
+ * mirror's storage forms, then tampered: values, rows, tables, columns, recorded schema),
+ * RowData calls split at the batch size (parsed back with the receiver's parser), row ops
+ * relative to the receiver's position, and the version read and the rows sharing one
+ * snapshot. */
 #include <check.h>
 #include <limits.h>
 #include <stdio.h>
@@ -394,8 +395,28 @@ END_TEST
 
 /* ---- verify ---- */
 
+/* Records t's schema in the mirror's metadata table, as the receiver does (canonical text). */
+static void record_schema(sqlite3 *db, const struct table_schema *t)
+{
+    struct arena arena;
+    arena_init(&arena);
+    struct table_schema sent = *t;
+    sent.columns = arena_calloc(&arena, t->ncolumns, sizeof *sent.columns);
+    memcpy(sent.columns, t->columns, t->ncolumns * sizeof *sent.columns);
+    schema_prepare(&sent, "T1", NULL, &arena);
+    ck_assert_ptr_nonnull(sent.canonical);
+    sqlite3_stmt *stmt = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO m.T1_mirroring VALUES (?1, ?2)", -1, &stmt,
+                                        NULL), SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, sent.canonical, -1, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    arena_free(&arena);
+}
+
 /* Copies the mirrored tables of src into a new file in the SQLite mirror's forms: datetime
- * with ' ', uniqueidentifier in lower case; plus the metadata table. */
+ * with ' ', uniqueidentifier in lower case; plus the metadata table with their schemas. */
 static const char *make_mirror(const char *source_path, const char *name)
 {
     const char *mirror = path_in(name);
@@ -407,7 +428,10 @@ static const char *make_mirror(const char *source_path, const char *name)
     char err[512] = "";
     ck_assert_int_eq(source_open(&src, source_path, 1, err, sizeof err), 0);
     struct buf sql = BUF_INIT;
-    buf_printf(&sql, "ATTACH '%s' AS m; CREATE TABLE m.T1_mirroring (tablename TEXT PRIMARY KEY);", mirror);
+    buf_printf(&sql, "ATTACH '%s' AS m; CREATE TABLE m.T1_mirroring (tablename TEXT PRIMARY KEY "
+               "COLLATE NOCASE, schema TEXT NOT NULL);", mirror);
+    exec_ok(src.db, sql.data);
+    buf_reset(&sql);
     for (size_t i = 0; i < src.ntables; i++) {
         const struct table_schema *t = &src.tables[i];
         if (!task_table_mirrored(t->name, NULL))
@@ -427,6 +451,7 @@ static const char *make_mirror(const char *source_path, const char *name)
                 buf_printf(&sql, "\"%s\"", col);
         }
         buf_printf(&sql, " FROM main.\"%s\";", t->name);
+        record_schema(src.db, t);
     }
     buf_puts(&sql, "DETACH m;");
     exec_ok(src.db, sql.data);
@@ -446,7 +471,8 @@ static int verify_quietly(const char *source, const char *mirror)
 
 START_TEST(verify_passes_on_copy_and_fails_after_tampering)
 {
-    const char *source = generate("vs.db", 30, 2);
+    char source[512];   /* path_in's buffers are reused */
+    snprintf(source, sizeof source, "%s", generate("vs.db", 30, 2));
     const char *mirror = make_mirror(source, "vm.db");
     ck_assert_int_eq(verify_quietly(source, mirror), 0);
 
@@ -473,6 +499,20 @@ START_TEST(verify_passes_on_copy_and_fails_after_tampering)
     mirror = make_mirror(source, "vm5.db");
     exec_in(mirror, "ALTER TABLE contact ADD COLUMN orphan int");
     ck_assert_int_eq(verify_quietly(source, mirror), 1);
+    /* the same values under another schema (a type, nullability or key the source changed),
+     * or none recorded */
+    static const char *const schemas[] = {
+        "UPDATE T1_mirroring SET schema = replace(schema, 'int|', 'bigint|') WHERE tablename = 'country'",
+        "UPDATE T1_mirroring SET schema = replace(schema, '|notnull|', '|null|') WHERE tablename = 'country'",
+        "UPDATE T1_mirroring SET schema = schema || ',name' WHERE tablename = 'country'",
+        "DELETE FROM T1_mirroring WHERE tablename = 'country'",
+    };
+    for (size_t i = 0; i < sizeof schemas / sizeof schemas[0]; i++) {
+        mirror = make_mirror(source, "vm6.db");
+        ck_assert_int_eq(verify_quietly(source, mirror), 0);
+        exec_in(mirror, schemas[i]);
+        ck_assert_msg(verify_quietly(source, mirror) == 1, "%s", schemas[i]);
+    }
 }
 END_TEST
 
