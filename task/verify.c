@@ -45,8 +45,9 @@ static void put_decimal(struct buf *out, const char *text, size_t len)
  * storage class is not the one the type is kept in gets a tag with '?', so it never compares
  * equal to a properly stored one; but on the source (from_source) the forms the sender reads
  * and sends as they are kept too (rowdata.c): a decimal SQLite rounded to REAL (NUMERIC
- * affinity, in a table described by its declared types) as its scale's digits, and a string
- * column's number as its text. */
+ * affinity, in a table described by its declared types) as its scale's digits, a string
+ * column's number or blob as its text, a bit column's number or true/false as 1 or 0, and a
+ * binary column's text or number as its bytes. */
 static void put_normalised(struct buf *out, const struct column *col, sqlite3_stmt *stmt, int idx,
                            int from_source)
 {
@@ -60,10 +61,27 @@ static void put_normalised(struct buf *out, const struct column *col, sqlite3_st
     const char *text = (const char *)sqlite3_column_text(stmt, idx);
     size_t len = (size_t)sqlite3_column_bytes(stmt, idx);
     switch (col->type.kind) {
-    case SQL_BIGINT: case SQL_INT: case SQL_SMALLINT: case SQL_TINYINT: case SQL_BIT:
+    case SQL_BIGINT: case SQL_INT: case SQL_SMALLINT: case SQL_TINYINT:
         tag = storage == SQLITE_INTEGER ? "I" : "I?";
         buf_append(&value, text, len);
         break;
+    case SQL_BIT: {
+        /* On the source, what the sender sends (rowdata.c) and the receiver keeps as 0 or 1: a
+         * number as 1 when it is not zero, the text true or false in any case. */
+        int bit = -1;
+        if (from_source && (storage == SQLITE_INTEGER || storage == SQLITE_FLOAT))
+            bit = sqlite3_column_double(stmt, idx) != 0.0;
+        else if (from_source && storage == SQLITE_TEXT)
+            bit = value_parse_bool(text, len);
+        if (bit >= 0) {
+            tag = "I";
+            buf_putc(&value, bit ? '1' : '0');
+        } else {
+            tag = storage == SQLITE_INTEGER ? "I" : "I?";
+            buf_append(&value, text, len);
+        }
+        break;
+    }
     case SQL_FLOAT: case SQL_REAL:
         if (storage == SQLITE_INTEGER || storage == SQLITE_FLOAT) {
             tag = "R";
@@ -98,11 +116,12 @@ static void put_normalised(struct buf *out, const struct column *col, sqlite3_st
             buf_putc(&value, (char)tolower((unsigned char)text[i]));
         break;
     case SQL_BINARY: case SQL_VARBINARY: case SQL_IMAGE: case SQL_TIMESTAMP:
-        tag = storage == SQLITE_BLOB ? "B" : "B?";
+        /* the sender sends the bytes of any source value (rowdata.c) */
+        tag = storage == SQLITE_BLOB || from_source ? "B" : "B?";
         buf_append(&value, sqlite3_column_blob(stmt, idx), (size_t)sqlite3_column_bytes(stmt, idx));
         break;
     default:
-        tag = storage == SQLITE_TEXT || (from_source && storage != SQLITE_BLOB) ? "S" : "S?";
+        tag = storage == SQLITE_TEXT || from_source ? "S" : "S?";
         buf_append(&value, text, len);
         break;
     }

@@ -59,7 +59,8 @@ def check_tracking_restarts(env, keys, work):
     full. An Altered table is wiped right after TableSchema: a cycle that fails on an earlier
     table still leaves its full load to the next cycle, where TableSchema answers Unchanged.
     verify takes the source's values in the forms the sender reads (a decimal SQLite keeps as
-    a REAL, a string column's number)."""
+    a REAL, a string column's number or blob, a bit's true or non-zero number, a binary
+    column's text or number)."""
     tenant = "Cust4712"
     source = os.path.join(work, "restarts.db")
     mirror = os.path.join(env.dir, "mirrors", "Mirror_%s.db" % tenant)
@@ -67,9 +68,13 @@ def check_tracking_restarts(env, keys, work):
                 "CREATE TABLE u (id int NOT NULL PRIMARY KEY, v int)",
                 "INSERT INTO t VALUES (1, 1, 'one'), (2, 1, 'two')", "INSERT INTO u VALUES (1, 1), (2, 2)",
                 # Declared types only: SQLite's NUMERIC affinity keeps 12.5000 as the REAL 12.5
-                # and the xml 123 as an INTEGER, which the sender sends as 12.5000 and 123.
-                "CREATE TABLE w (id int NOT NULL PRIMARY KEY, amount decimal(18,4), m money, x xml)",
-                "INSERT INTO w VALUES (1, '12.5000', '3.2500', '<a/>'), (2, '7', '1', '123')")
+                # and the xml 123 as an INTEGER, which the sender sends as 12.5000 and 123; a bit's
+                # TRUE or 2 goes as TRUE and 1, a varbinary's text or number as its bytes, an
+                # nvarchar's blob as its text.
+                "CREATE TABLE w (id int NOT NULL PRIMARY KEY, amount decimal(18,4), m money, x xml, "
+                "flag bit, raw varbinary(10), label nvarchar(10))",
+                "INSERT INTO w VALUES (1, '12.5000', '3.2500', '<a/>', 'TRUE', 'abc', X'6869'), "
+                "(2, '7', '1', '123', 2, 123, 'x')")
     task("provision", "--db", source)
     base = ["run", "--once", "--url", "http://127.0.0.1:%d/" % env.daemon.port,
             "--app-id", harness.DEFAULT_APP_ID, "--vendor-key", keys.vendor_key,
