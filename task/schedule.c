@@ -234,6 +234,22 @@ static void start_cycle(struct scheduler *s, struct pair *p)
     s->running++;
 }
 
+/* The child's JSON line, whole (a cycle of many tables is longer than any fixed buffer), without
+ * its newline; or, when it wrote none, a failed result saying so. */
+static void read_result(const struct pair *p, struct buf *line)
+{
+    char chunk[4096];
+    size_t n;
+    rewind(p->result);
+    while ((n = fread(chunk, 1, sizeof chunk, p->result)) > 0)
+        buf_append(line, chunk, n);
+    while (line->len && line->data[line->len - 1] == '\n')
+        line->data[--line->len] = '\0';
+    if (!line->len)
+        buf_printf(line, "{\"tenant\":\"%s\",\"application\":\"%s\",\"result\":\"failed\","
+                   "\"error\":\"the cycle process ended abnormally\"}", p->tenant, p->app);
+}
+
 static void reap(struct scheduler *s, int block)
 {
     int status;
@@ -249,19 +265,17 @@ static void reap(struct scheduler *s, int block)
             int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
             s->failures += !ok;
             s->setup_failures += WIFEXITED(status) && WEXITSTATUS(status) == TASK_EXIT_USAGE;
-            char line[65536] = "";
-            rewind(p->result);
-            if (!fgets(line, sizeof line, p->result))
-                snprintf(line, sizeof line, "{\"tenant\":\"%s\",\"application\":\"%s\",\"result\":\"failed\","
-                         "\"error\":\"the cycle process ended abnormally\"}", p->tenant, p->app);
+            struct buf line = BUF_INIT;
+            read_result(p, &line);
             fclose(p->result);
             p->result = NULL;
             if (s->opt->json && s->summary)
-                json_array_append_new(s->summary, json_loads(line, 0, NULL));
+                json_array_append_new(s->summary, json_loads(line.data, 0, NULL));
             else if (s->opt->json) {
-                fputs(line, stdout);
+                printf("%s\n", line.data);
                 fflush(stdout);
             }
+            buf_free(&line);
         }
     }
 }

@@ -4,13 +4,15 @@ the file; a tenant that newly approves the application gets its first cycle at o
 approval stops that tenant's cycles; a deactivated application stops every cycle; SIGTERM stops
 the task. A task.yaml that is missing exits 2. A call retried after the vendor token's reuse
 window (a minute) carries a freshly signed token (against a scripted receiver). A step of the
-wall clock neither stalls nor hurries the schedule (libfaketime)."""
+wall clock neither stalls nor hurries the schedule (libfaketime). A cycle of many tables is
+reported whole by --once --json."""
 
 import base64
 import http.server
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -145,6 +147,31 @@ def wall_clock_steps(task, work):
         receiver.server_close()
 
 
+def long_result_is_whole(task, work, env, keys):
+    """run -c --once --json reports a cycle of many tables whole: its result line is longer
+    than 64 KiB (400 tables with long names)."""
+    source = os.path.join(work, "wide.db")
+    db = sqlite3.connect(source)
+    for i in range(400):
+        db.execute("CREATE TABLE t%03d_%s (id int NOT NULL PRIMARY KEY)" % (i, "x" * 120))
+    db.commit()
+    db.close()
+    subprocess.run([task, "provision", "--db", source], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    conf = os.path.join(work, "wide.yaml")
+    with open(conf, "w") as f:
+        json.dump({"vendor": {"key": keys.vendor_key, "certificate": keys.vendor_cert},
+                   "applications": [{"id": APP, "public_key": keys.app_pub,
+                                     "url": "http://127.0.0.1:%d/" % env.daemon.port}],
+                   "tenants": [{"context": "Wide1", "source": source, "approved": [APP]}]}, f)
+    proc = subprocess.run([task, "run", "-c", conf, "--once", "--json"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == 0, "exit %d: %s" % (proc.returncode, proc.stderr[-2000:])
+    cycles = json.loads(proc.stdout)["cycles"]
+    assert len(cycles) == 1 and cycles[0]["result"] == "ok" and len(cycles[0]["tables"]) == 400, \
+        proc.stdout[:400]
+
+
 def main():
     task = harness.program("somirror-task")
     with tempfile.TemporaryDirectory(prefix="smsched") as work:
@@ -226,6 +253,7 @@ def main():
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                 log.close()
+            long_result_is_whole(task, work, env, keys)
         proc = subprocess.run([task, "run", "-c", os.path.join(work, "missing.yaml"), "--once"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
         assert proc.returncode == 2, "a missing task.yaml exited %d" % proc.returncode
