@@ -413,6 +413,23 @@ static void put_tracking(struct buf *sql, const struct source *src, size_t *trac
     }
 }
 
+/* Warns when the source is not in WAL mode: a cycle holds a read transaction while a table's
+ * calls go out, and in the rollback-journal modes no writer can commit meanwhile. The journal
+ * mode is the owner's to choose (WAL needs shared memory, so not a network file system). */
+static void warn_unless_wal(sqlite3 *db, const char *path)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(stmt, 0);
+        if (mode && strcasecmp(mode, "wal") != 0)
+            log_warn("provision: %s is in journal mode %s, not WAL: while run sends a table, the "
+                     "source's writers cannot commit (they wait, then fail with SQLITE_BUSY); PRAGMA "
+                     "journal_mode = WAL lets them go on", path, mode);
+    }
+    sqlite3_finalize(stmt);
+}
+
 int ct_provision(const char *path, long retention, char *err, size_t errlen)
 {
     struct source src;
@@ -433,6 +450,8 @@ int ct_provision(const char *path, long retention, char *err, size_t errlen)
     if (rc == 0 && retention >= 0)
         rc = cleanup(&src, retention, err, errlen);
     rc = sql_finish(src.db, rc, err, errlen);
+    if (rc == 0)
+        warn_unless_wal(src.db, path);
     free(restarts);
     buf_free(&sql);
     source_close(&src);

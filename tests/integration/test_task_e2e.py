@@ -7,7 +7,8 @@ from the mirror on the next cycle; a source
 whose retention passed the mirror's Lsn gets a full reload; a paused tenant's doNotReplicate is
 believed only with a SignedApplicationToken that verifies; setup errors exit 2 before any call;
 a connection that fails says why (name, refused, TLS to a plain port); a table rebuilt or
-given another key is refused until provisioned again, then loaded in full; an Altered table's
+given another key is refused until provisioned again, then loaded in full; provision warns of a
+source not in WAL mode (its writers wait while a table is sent); an Altered table's
 full load survives a cycle that fails before its rows;
 a cycle interrupted by killing somirrord completes correctly when run again."""
 
@@ -75,7 +76,8 @@ def check_tracking_restarts(env, keys, work):
                 "flag bit, raw varbinary(10), label nvarchar(10))",
                 "INSERT INTO w VALUES (1, '12.5000', '3.2500', '<a/>', 'TRUE', 'abc', X'6869'), "
                 "(2, '7', '1', '123', 2, 123, 'x')")
-    task("provision", "--db", source)
+    # A source in a rollback journal mode: its writers wait while run sends a table.
+    assert "not WAL" in task("provision", "--db", source).stderr
     base = ["run", "--once", "--url", "http://127.0.0.1:%d/" % env.daemon.port,
             "--app-id", harness.DEFAULT_APP_ID, "--vendor-key", keys.vendor_key,
             "--vendor-cert", keys.vendor_cert, "--app-public-key", keys.app_pub,
@@ -132,7 +134,7 @@ def main():
                             os.path.join(keydir, "app.xml"), os.path.join(keydir, "app.pub"))
         source = os.path.join(work, "source.db")
         task("gen", "--db", source, "--scale", "150", "--seed", "42")
-        task("provision", "--db", source)
+        assert "not WAL" not in task("provision", "--db", source).stderr   # gen makes it WAL
         task("provision", "--db", source)   # idempotent
 
         with harness.server(keys=keys) as env:
