@@ -988,6 +988,19 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
          evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT || connection_listed_close(req)) &&
         !evhttp_find_header(headers, "Connection"))
         evhttp_add_header(headers, "Connection", "close");
+    /* libevent adds "Connection: keep-alive" to the answer of an HTTP/1.0 request that asked
+     * for it, even beside our close: the answer said both. Without the request's headers it adds
+     * none, and closes; but it then gives the answer no Content-Length either (as to any HTTP/1.0
+     * request without keep-alive), so the length is given here, as a HEAD's is the GET's. */
+    const char *connection = evhttp_find_header(headers, "Connection");
+    if (connection && evutil_ascii_strcasecmp(connection, "close") == 0)
+        while (evhttp_remove_header(evhttp_request_get_input_headers(req), "Connection") == 0)
+            ;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_CONNECT) {
+        char length[24];
+        snprintf(length, sizeof(length), "%zu", len);
+        evhttp_add_header(headers, "Content-Length", length);
+    }
     if (len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
     evhttp_send_reply(req, status, NULL, NULL);

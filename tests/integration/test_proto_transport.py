@@ -352,6 +352,18 @@ def connection_close(p):
     check(data is not None, "Connection: keep-alive, Close: the connection stayed open")
     eq(data.count(b"HTTP/1.1 200"), 1, "answers before the close")
     check(b"\r\nconnection: close\r\n" in data.lower(), "the answer says it closes: %r" % data)
+    # An HTTP/1.0 request that asks for keep-alive, answered with a close (a refused framing, a
+    # body left unread): the answer says close alone, not keep-alive beside it. Every answer
+    # says its length, HTTP/1.0 ones too.
+    for request in (b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: gzip\r\n\r\n",
+                    b"HEAD /healthz HTTP/1.0\r\nConnection: Keep-Alive\r\nContent-Length: 5\r\n\r\nhello",
+                    b"GET /healthz HTTP/1.0\r\n\r\n"):
+        data = answers_until_close(p.port, request)
+        check(data is not None, "%r: the connection stayed open" % request)
+        head = data.partition(b"\r\n\r\n")[0].lower()
+        eq(re.findall(rb"\r\nconnection: ([^\r]*)", head), [b"close"] if b"alive" in request.lower() else [],
+           "%r: Connection headers" % request)
+        check(re.search(rb"\r\ncontent-length: \d+\r\n", head + b"\r\n"), "%r: no Content-Length in %r" % (request, head))
 
 
 def too_large_answered_early(p):
