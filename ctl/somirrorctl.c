@@ -114,6 +114,12 @@ static int run_command(const char *socket_path, const char *line)
     while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* SO_RCVTIMEO ran out: said as such, not as "Resource temporarily unavailable". */
+            fprintf(stderr, "somirrorctl: no answer from %s within %d s (somirrord is busy or hung)\n",
+                    socket_path, ANSWER_TIMEOUT_S);
+            goto done;
+        }
         if (n < 0) {
             fprintf(stderr, "somirrorctl: no answer from %s: %s\n", socket_path, strerror(errno));
             goto done;

@@ -6,14 +6,16 @@ it uses, and keeps its exit codes; with no status_socket to read it fails and sa
 And the status socket answers a line longer than 4096 bytes with an error line and an end of
 file, not a connection reset, whatever the client still sends, without holding up other
 clients. A step of the daemon's wall clock back leaves uptime counting (monotonic) and no
-tenant's last-cycle age negative."""
+tenant's last-cycle age negative. A status socket that never answers is said to, after 60 s."""
 import os
+import re
 import shlex
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -224,7 +226,30 @@ def check_command_words_any_case(s):
     assert r.returncode == 1 and "has no table contcat" in r.stderr and r.stdout == "", r
 
 
+def start_unanswered(directory):
+    """somirrorctl against a socket that takes the command and never answers (a master that
+    hangs): started first, as it waits out its 60 s, and checked last (check_unanswered)."""
+    path = os.path.join(directory, "hung.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    client = subprocess.Popen([h.program("somirrorctl"), "-s", path, "show", "info"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return server, client
+
+
+def check_unanswered(server, client):
+    """The wait for an answer ends after 60 s saying so, not as "Resource temporarily
+    unavailable" (the errno of the receive timeout)."""
+    out, err = client.communicate(timeout=120)
+    server.close()
+    assert client.returncode == 1 and out == "", (client.returncode, out, err)
+    assert re.fullmatch(r"somirrorctl: no answer from \S+hung\.sock within 60 s \([^)]*\)\n", err), err
+
+
 def main():
+    hung = tempfile.TemporaryDirectory(prefix="smctl")
+    unanswered = start_unanswered(hung.name)
     check_wall_clock_step()
     check_socket_mode()
     check_out_of_descriptors()
@@ -237,6 +262,8 @@ def main():
         check_one_word_arguments(s)
         check_command_words_any_case(s)
         assert s.daemon.stop() == 0
+    check_unanswered(*unanswered)
+    hung.cleanup()
     print("ok")
 
 
