@@ -847,6 +847,15 @@ static int body_left_unread(struct evhttp_request *req)
            (length && strspn(length, " \t0") != strlen(length));
 }
 
+/* Whether an HTTP/1.0 request carries Transfer-Encoding, which HTTP/1.0 does not have: a proxy
+ * in front may have framed it otherwise, so its framing is taken for faulty and the answer
+ * closes the connection (RFC 9112 section 6.1), as libevent reads it chunked all the same. */
+static int coded_in_http10(struct evhttp_request *req)
+{
+    return req->major == 1 && req->minor == 0 &&
+           evhttp_find_header(evhttp_request_get_input_headers(req), "Transfer-Encoding") != NULL;
+}
+
 /* The refusals of a request before its call (see refusal_kind): the status, the answer's text,
  * and whether the connection closes after it. */
 static const struct refusal {
@@ -985,7 +994,8 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
     /* libevent gives an answer to CONNECT no Content-Length, so its body ends at the close, and
      * never closes after one itself: request_done does. */
     if ((http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req) ||
-         evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT || connection_listed_close(req)) &&
+         coded_in_http10(req) || evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT ||
+         connection_listed_close(req)) &&
         !evhttp_find_header(headers, "Connection"))
         evhttp_add_header(headers, "Connection", "close");
     /* libevent adds "Connection: keep-alive" to the answer of an HTTP/1.0 request that asked

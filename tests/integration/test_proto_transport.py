@@ -224,6 +224,13 @@ def ambiguous_framing(p):
     data = answers_until_close(p.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\t%d\r\n"
                                b"Connection: close\r\n\r\n%s" % (len(body), body))
     eq(H.parse_auth(data.partition(b"\r\n\r\n")[2]).get("ClientState"), "framing", "a length after a tab")
+    # Chunked in HTTP/1.0, which has no Transfer-Encoding (RFC 9112 6.1): served, but the answer
+    # closes the connection, keep-alive asked or not.
+    data = answers_until_close(p.port, b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n"
+                               b"\r\n" + chunked + b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    check(data is not None, "chunked in HTTP/1.0: the connection stayed open")
+    eq(H.parse_auth(data.partition(b"\r\n\r\n")[2]).get("ClientState"), "framing", "chunked in HTTP/1.0")
+    eq(data.count(b"HTTP/1.0 "), 1, "chunked in HTTP/1.0: answers before the close")
     # One of each, chunked, is a request like any other.
     data = answers_until_close(p.port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                                b"Connection: close\r\n\r\n" + chunked)
