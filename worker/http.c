@@ -1162,6 +1162,11 @@ static void route_request(struct evhttp_request *req, void *arg)
      * RFC 9112 3.2.2) makes libevent 2.1 take the request for a proxy's and close the connection
      * after the answer, without saying so: this is no proxy, and keep-alive must hold. */
     req->flags &= ~EVHTTP_PROXY_REQUEST;
+    /* libevent answers in the request's version: "HTTP/1.10" or "HTTP/1.2", which this server
+     * does not speak (and a client may not parse). An HTTP/1.x server answers 1.1 to any
+     * later 1.x (RFC 9110 section 6.2). */
+    if (req->major == 1 && req->minor > 1)
+        req->minor = 1;
     if (c) {
         event_del(c->timer);
         c->phase = CONN_BUSY;
