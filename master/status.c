@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,13 +122,29 @@ static void client_readable(struct bufferevent *bev, void *arg)
     }
 }
 
+/* Whether the client has closed its socket altogether, not only its writing side (a unix
+ * socket's peer that closes leaves it hung up; one that shuts down its writing does not). */
+static int client_closed(struct bufferevent *bev)
+{
+    struct pollfd p = {.fd = bufferevent_getfd(bev), .events = POLLIN};
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLHUP);
+}
+
 static void client_event(struct bufferevent *bev, short what, void *arg)
 {
     struct status_server *server = arg;
     struct evbuffer *input = bufferevent_get_input(bev);
-    /* End of input without a newline: the bytes sent are the command. */
+    /* End of input without a newline: the bytes sent are the command, when the client ended
+     * its writing side to say so. One that closed altogether reads no answer, and may have
+     * died in the middle of its line: "reset Cust12" of "reset Cust123" is not run. */
     if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && evbuffer_get_length(input) > 0 &&
         evbuffer_get_length(input) < STATUS_LINE_MAX) {
+        if (client_closed(bev)) {
+            log_info("status socket: a client closed its connection in the middle of a command "
+                     "line (no newline, its writing side not ended first): the command is not run");
+            bufferevent_free(bev);
+            return;
+        }
         size_t len = evbuffer_get_length(input);
         char *line = xmalloc(len + 1);
         evbuffer_remove(input, line, len);

@@ -9,6 +9,7 @@
   that are not UTF-8, unknown commands, bad tenant names, too many words, 1 MiB without a
   newline, and idle connections: every answer is one line starting "error: ", the master keeps
   answering (a good command right after), and the master and workers are the same processes;
+  a client that closes in the middle of its line has nothing run;
 - somirrorctl with bad arguments and junk commands: a non-zero exit and an error message."""
 import os
 import socket
@@ -179,6 +180,24 @@ def check_status_idle(s):
         R.check(d.healthz()[0] == 200, "/healthz")
 
 
+def check_status_cut_short(s):
+    """A client that closes its socket in the middle of a command line (no newline, its writing
+    side not ended first: it died) has nothing run: "pause Cut" of "pause CutShort" pauses no
+    tenant. One that ends its writing side instead is answered."""
+    d = s.daemon
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.connect(d.status_socket)
+        c.sendall(b"pause Cut")
+    H.wait_until(lambda: "status socket: a client closed" in d.log() or "paused Cut" in d.log(), 10,
+                 what="the cut command's log line")
+    tenants = [t["tenant"] for t in d.ctl_json("show tenants")["tenants"]]
+    R.check("Cut" not in tenants, "the cut command was run: tenants %r" % tenants)
+    d.wait_log(r"status socket: a client closed its connection in the middle of a command line")
+    out = raw_status(d.status_socket, b"pause Cut")
+    R.check(out == "ok: paused Cut\n", "a command ended by the end of the writing side: %r" % out)
+    R.check(raw_status(d.status_socket, b"resume Cut").startswith("ok"), "resume Cut")
+
+
 def check_ctl(s):
     ctl = H.program("somirrorctl")
     cases = [
@@ -218,6 +237,7 @@ def main():
         R.run_checks([("somirrord -t on broken configs", lambda: check_configs(s)),
                       ("status socket junk", lambda: check_status_junk(s)),
                       ("status socket idle clients", lambda: check_status_idle(s)),
+                      ("status socket command cut short", lambda: check_status_cut_short(s)),
                       ("somirrorctl bad input", lambda: check_ctl(s))])
 
 
