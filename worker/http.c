@@ -134,6 +134,8 @@ struct conn {
                                               request before its dispatch: a chunked body's */
     LIST_ENTRY(conn) held_link;            /* in http->held: reading paused (see hold) */
     int held;
+    int linger;                            /* answered with request bytes still to come unread
+                                              (bytes_may_follow): lingers when closed */
 };
 
 /* Why a request is refused before its call (see request_refused). */
@@ -461,22 +463,23 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
     if (c->fd >= 0 && (size_t)c->fd < http->by_fd_len && http->by_fd[c->fd] == c)
         http->by_fd[c->fd] = NULL;
     /* A request whose headers are in but whose body was not read (evhttp refused it, a 413,
-     * or its client left): the client may still be sending the body, so the socket lingers
-     * (worker/linger.c) rather than being reset under the answer. Not for headers that never
-     * ended (a flood of header lines is cut, as nginx does). evhttp closes its own descriptor
-     * next. */
-    if (c->phase == CONN_BODY && c->fd >= 0) {
+     * or its client left), or one answered with more of it to come (c->linger): the client may
+     * still be sending, so the socket lingers (worker/linger.c) rather than being reset under
+     * the answer. Not for headers that never ended (a flood of header lines is cut, as nginx
+     * does). evhttp closes its own descriptor next. */
+    if ((c->phase == CONN_BODY || c->linger) && c->fd >= 0) {
         int lingering = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
         if (lingering >= 0)
             lingerer_add(http->lingerer, lingering);
-        /* libevent answers such a request itself (no callback of ours runs), and a sender
-         * refused this way every cycle must not go unseen. */
+    }
+    /* libevent answers such a request itself (no callback of ours runs), and a sender refused
+     * this way every cycle must not go unseen. */
+    if (c->phase == CONN_BODY && c->fd >= 0)
         log_client_repeat(&http->bodies_unread, c,
                           "a request was refused by the HTTP layer before its body was read (413: its "
                           "length over limits.max_request_bytes or a chunked body that cannot be "
                           "read; 400: a malformed request; 417: an unknown Expect), or its client "
                           "stopped sending the body");
-    }
     conn_free(c);
 }
 
@@ -907,6 +910,17 @@ static int framing_refused(struct evhttp_request *req)
     return -1;
 }
 
+/* Whether bytes of the request may still come that evhttp does not read: a body it left unread,
+ * one whose framing was refused (its end is not known), what follows a CONNECT. The answer
+ * closes the connection, which then lingers (conn_closed), as after a 413: closed at once, it
+ * would be reset by the client's next bytes, and the reset can destroy the answer before the
+ * client has read it. */
+static int bytes_may_follow(struct evhttp_request *req)
+{
+    return body_left_unread(req) || framing_refused(req) >= 0 ||
+           evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT;
+}
+
 /* How many times the request carries the header key. */
 static int header_count(struct evhttp_request *req, const char *key)
 {
@@ -993,8 +1007,11 @@ static void send_answer(struct wrk_http *http, struct evhttp_request *req, int s
     evhttp_add_header(headers, "Content-Type", content_type);
     /* libevent gives an answer to CONNECT no Content-Length, so its body ends at the close, and
      * never closes after one itself: request_done does. */
-    if ((http->draining || http->params->cfg->keepalive_timeout == 0 || body_left_unread(req) ||
-         coded_in_http10(req) || evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT ||
+    struct conn *c = conn_of_request(http, req);
+    int unread = bytes_may_follow(req);
+    if (c && unread)
+        c->linger = 1;
+    if ((http->draining || http->params->cfg->keepalive_timeout == 0 || unread || coded_in_http10(req) ||
          connection_listed_close(req)) &&
         !evhttp_find_header(headers, "Connection"))
         evhttp_add_header(headers, "Connection", "close");

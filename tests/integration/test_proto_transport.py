@@ -192,6 +192,22 @@ def unread_body_closes(p):
     check(head.lower().startswith(b"http/1.1 405") and b"connection: close" in head.lower(),
           "CONNECT: %r" % head)
     check(b"POST" in body and b"HTTP/1.1" not in body, "CONNECT: 405 body %r (a request sent after it is not answered)" % body)
+    # The body may still be on its way when the answer closes the connection: the socket
+    # lingers, as after a 413, so that the client's sending meets no reset (which can destroy
+    # the answer unread). So too after a framing refused, whose body's end is not known.
+    for head in (b"PROPFIND / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % (4 << 20),
+                 b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"):
+        with socket.create_connection(("127.0.0.1", p.port), timeout=30) as s:
+            s.sendall(head + b"\r\n")
+            answer = s.recv(4096)
+            check(answer.startswith((b"HTTP/1.1 405 ", b"HTTP/1.1 501 ")), "%r: %r" % (head, answer[:60]))
+            try:
+                s.sendall(b"y" * (4 << 20))
+                s.shutdown(socket.SHUT_WR)
+                rest = s.recv(4096)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                raise AssertionError("%r: the body sent after the answer met a reset: %r" % (head, e))
+            eq(rest, b"", "%r: the end of the connection after the answer and the body" % head)
     with socket.create_connection(("127.0.0.1", p.port), timeout=10) as sock:
         sock.sendall(b"PROPFIND / HTTP/1.1\r\nHost: x\r\n\r\n" + follow)
         statuses = [status for status, _ in L.read_answers(sock, 2)]
