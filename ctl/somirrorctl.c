@@ -28,16 +28,20 @@
 #include "proto/schema.h"
 #include "store/store.h"
 
-#define ANSWER_TIMEOUT_S 60
+enum {
+    ANSWER_WAIT_DEFAULT_S = 60,
+    ANSWER_WAIT_MAX_S = 86400
+};
 
 static void usage(FILE *fp)
 {
     fprintf(fp,
-            "usage: somirrorctl [-s SOCKET | -c CONFIG] COMMAND [ARG...]\n"
+            "usage: somirrorctl [-s SOCKET | -c CONFIG] [-w SECONDS] COMMAND [ARG...]\n"
             "       somirrorctl [-c CONFIG] tables CTX\n"
             "Commands: help, show info|workers|tenants|tenant CTX [json], metrics,\n"
             "          pause CTX|all, resume CTX|all, resync CTX TABLE|all, reset CTX, reload.\n"
-            "CONFIG defaults to %s/somirrord.yaml.\n", SYSCONFDIR);
+            "CONFIG defaults to %s/somirrord.yaml; -w is how long to wait for the answer\n"
+            "(default %d s).\n", SYSCONFDIR, ANSWER_WAIT_DEFAULT_S);
 }
 
 static void print_errors(const struct cfg_errors *errs)
@@ -69,7 +73,8 @@ static const char *relative_hint(const char *path)
                             "absolute)";
 }
 
-static int connect_socket(const char *path)
+/* A connection to the status socket at path, whose reads wait wait_s seconds at the most. */
+static int connect_socket(const char *path, int wait_s)
 {
     struct sockaddr_un addr;
     memset(&addr, 0, sizeof(addr));
@@ -92,15 +97,16 @@ static int connect_socket(const char *path)
             close(fd);
         return -1;
     }
-    struct timeval timeout = { .tv_sec = ANSWER_TIMEOUT_S, .tv_usec = 0 };
+    struct timeval timeout = { .tv_sec = wait_s, .tv_usec = 0 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     return fd;
 }
 
-/* Sends line, prints the answer. 0, or 1 for an error answer or a failure. */
-static int run_command(const char *socket_path, const char *line)
+/* Sends line, prints the answer (waiting wait_s seconds for it at the most). 0, or 1 for an
+ * error answer or a failure. */
+static int run_command(const char *socket_path, const char *line, int wait_s)
 {
-    int fd = connect_socket(socket_path);
+    int fd = connect_socket(socket_path, wait_s);
     if (fd < 0)
         return 1;
     struct buf answer = BUF_INIT;
@@ -117,7 +123,7 @@ static int run_command(const char *socket_path, const char *line)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             /* SO_RCVTIMEO ran out: said as such, not as "Resource temporarily unavailable". */
             fprintf(stderr, "somirrorctl: no answer from %s within %d s (somirrord is busy or hung)\n",
-                    socket_path, ANSWER_TIMEOUT_S);
+                    socket_path, wait_s);
             goto done;
         }
         if (n < 0) {
@@ -323,14 +329,35 @@ static char *socket_from_config(const char *config_path)
     return path;
 }
 
+/* -w's seconds: a whole number from 1 to ANSWER_WAIT_MAX_S (0 would be SO_RCVTIMEO's "for
+ * ever"). */
+static int parse_wait(const char *text, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-' || text[0] == '+' || text[0] == ' ' ||
+        v < 1 || v > ANSWER_WAIT_MAX_S)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *socket_option = NULL, *config_path = SYSCONFDIR "/somirrord.yaml";
-    int opt, config_given = 0;
-    while ((opt = getopt(argc, argv, "+s:c:hV")) != -1) {
+    int opt, config_given = 0, wait_s = ANSWER_WAIT_DEFAULT_S;
+    while ((opt = getopt(argc, argv, "+s:c:w:hV")) != -1) {
         switch (opt) {
         case 's': socket_option = optarg; break;
         case 'c': config_path = optarg; config_given = 1; break;
+        case 'w':
+            if (parse_wait(optarg, &wait_s) != 0) {
+                fprintf(stderr, "somirrorctl: -w: expected whole seconds from 1 to %d, got \"%s\"\n",
+                        ANSWER_WAIT_MAX_S, optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("somirrorctl %s\n", PACKAGE_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -373,7 +400,7 @@ int main(int argc, char **argv)
     if (line.len > CTL_LINE_MAX)
         fprintf(stderr, "somirrorctl: command too long (at most %d bytes)\n", CTL_LINE_MAX);
     else if (socket_path)
-        rc = run_command(socket_path, line.data);
+        rc = run_command(socket_path, line.data, wait_s);
     free(socket_path);
     buf_free(&line);
     return rc;
