@@ -377,8 +377,10 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
         return -1;
     /* The answer lives in c->arena until the next call: keep what is needed. */
     int64_t *lsns = xcalloc(ntables, sizeof *lsns);
-    char **altered = xcalloc(ntables, sizeof *altered);   /* their names */
-    size_t naltered = 0;
+    char **wipe = xcalloc(ntables, sizeof *wipe);   /* names of the tables wiped at once */
+    size_t nwipe = 0;
+    struct loaded_entry *record = xcalloc(ntables, sizeof *record);   /* hashes to record */
+    size_t nrecord = 0;
     c->result->tables = xcalloc(ntables, sizeof *c->result->tables);
     int rc = 0;
     for (size_t i = 0; i < ntables; i++) {
@@ -395,24 +397,45 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
         }
         snprintf(ct->name, sizeof ct->name, "%s", tables[i].name);
         ct->change = table_change_name(state->change);
+        /* The receiver's rows were loaded under another schema than this one: the cycle
+         * answered Altered for it stopped before its Wipe (below), so this one is answered
+         * Unchanged. None recorded: a table new to this receiver, or a source older than the
+         * record, taken as loaded under this schema. */
+        struct loaded_entry *entry = &record[nrecord];
+        char was[SM_HASH_HEX + 1];
+        loaded_hash(&tables[i], entry->hash);
+        int recorded = loaded_lookup(c->src.db, opt->url, opt->tenant, tables[i].name, was) == 0;
+        int stale = recorded && strcmp(was, entry->hash) != 0;
+        if (!recorded || stale) {
+            entry->table = tables[i].name;
+            nrecord++;
+        }
         /* Altered keeps the mirror's rows and gives an added nullable column NULL in them, as
          * SQL Server does; this source (SQLite) gave them the column's default, and the last
          * cycle may have read rows without a column added while it ran, at a version that
          * covers their changes. A full load sends the rows as the source has them. */
-        if (state->change == CHANGE_ALTERED) {
+        if (state->change == CHANGE_ALTERED || (state->change == CHANGE_UNCHANGED && stale)) {
+            if (state->change == CHANGE_UNCHANGED)
+                log_info("tenant %s: table %s: the receiver's rows were loaded under an earlier "
+                         "schema (a cycle stopped between its Altered answer and its Wipe): "
+                         "loaded in full", opt->tenant, tables[i].name);
             /* Loaded in full, and wiped below: also what the summary of a cycle that fails
              * before its rows says. */
-            altered[naltered++] = tables[i].name;
+            wipe[nwipe++] = tables[i].name;
             ct->full_load = 1;
         }
-        lsns[c->result->ntables++] = state->change == CHANGE_ALTERED ? -1 : state->lsn;
+        lsns[c->result->ntables++] = ct->full_load ? -1 : state->lsn;
     }
     /* Wiped at once, before any table's rows: the receiver then keeps Lsn -1 for them, so that
      * a cycle that fails later still leaves their full load to the next one, where TableSchema
-     * answers Unchanged. */
-    if (rc == 0 && naltered > 0)
-        rc = wipe_tables(c, altered, naltered);
-    free(altered);
+     * answers Unchanged. Only then is their schema recorded as the one their rows are loaded
+     * under (the others' Lsn -1 or rows say so already). */
+    if (rc == 0 && nwipe > 0)
+        rc = wipe_tables(c, wipe, nwipe);
+    if (rc == 0)
+        loaded_record(opt->db_path, opt->url, opt->tenant, record, nrecord);
+    free(wipe);
+    free(record);
     for (size_t i = 0; rc == 0 && i < c->result->ntables; i++) {
         struct cycle_table *ct = &c->result->tables[i];
         rc = send_table(c, source_find(&c->src, ct->name), lsns[i], ct->full_load, ct);

@@ -10,6 +10,7 @@
  *   keygen.c    `keys`: vendor and application keys for tests and demos
  *   rowdata.c   values as sent, and RowData calls split at the batch size
  *   http.c      the HTTP client (libevent), one keep-alive connection per cycle
+ *   loaded.c    which schema each receiver's rows of a table were loaded under
  *   cycle.c     one cycle for one tenant (Authenticate ... ReplicationCompleted)
  *   taskconf.c  task.yaml (libyaml)
  *   schedule.c  `run`: cycles of many tenants, once or on a schedule
@@ -208,6 +209,23 @@ void http_client_free(struct http_client *client);
  * answer: connection refused, reset, timed out) with err. */
 int http_post(struct http_client *client, const char *soapaction, const char *body, size_t len,
               int *status, struct buf *response, char *err, size_t errlen);
+
+/* ---- loaded.c ---- */
+struct loaded_entry {
+    const char *table;
+    char hash[SM_HASH_HEX + 1];
+};
+
+/* The hash of t's schema as sent (the canonical text of protocol 4.2). */
+void loaded_hash(const struct table_schema *t, char hash[SM_HASH_HEX + 1]);
+/* The hash recorded for the rows of table that receiver (its URL) holds for tenant: 0, or -1
+ * when none is recorded. Reads on db, which may be read-only. */
+int loaded_lookup(sqlite3 *db, const char *receiver, const char *tenant, const char *table,
+                  char hash[SM_HASH_HEX + 1]);
+/* Records entries in the source at db_path, on a writable connection of its own; a source
+ * that cannot be written gets a warning. */
+void loaded_record(const char *db_path, const char *receiver, const char *tenant,
+                   const struct loaded_entry *entries, size_t n);
 
 /* ---- cycle.c ---- */
 struct cycle_options {

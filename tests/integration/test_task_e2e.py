@@ -12,6 +12,9 @@ source not in WAL mode (its writers wait while a table is sent); an Altered tabl
 full load survives a cycle that fails before its rows;
 a cycle interrupted by killing somirrord completes correctly when run again."""
 
+import contextlib
+import http.client
+import http.server
 import json
 import os
 import signal
@@ -20,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -120,6 +124,57 @@ def check_tracking_restarts(env, keys, work):
     source_exec(source, "UPDATE t SET name = 'three' WHERE id = 3")
     assert run()["u"] == ("Unchanged", "full")
     verify()
+
+    # A cycle that stops between a table's Altered answer and its Wipe (here the Wipe never
+    # reaches the receiver): the next is answered Unchanged, and the schema the source records
+    # the rows as loaded under still has it loaded in full, where it sent only the changes and
+    # the rows SQLite gave the added column's default kept NULL in the mirror.
+    source_exec(source, "ALTER TABLE t ADD COLUMN prio int DEFAULT 7")
+    with wipes_refused(env.daemon.port) as port:
+        proc = task(*(base[:base.index("--url") + 1] + ["http://127.0.0.1:%d/" % port] +
+                      base[base.index("--url") + 2:]), check=False)
+    assert proc.returncode == 1 and "Wipe" in proc.stderr, (proc.returncode, proc.stderr[-600:])
+    assert run()["t"] == ("Unchanged", "full")
+    verify()
+    assert run()["t"] == ("Unchanged", "changes")
+
+
+@contextlib.contextmanager
+def wipes_refused(port):
+    """An HTTP proxy to 127.0.0.1:port that closes the connection on every Wipe call; yields
+    its port."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if "Wipe" in self.headers.get("SOAPAction", ""):
+                self.close_connection = True
+                return
+            upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            upstream.request("POST", self.path, body, dict(self.headers.items()))
+            answer = upstream.getresponse()
+            data = answer.read()
+            upstream.close()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in ("connection", "content-length", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy.server_address[1]
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 def main():
