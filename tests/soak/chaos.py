@@ -4,7 +4,8 @@ cycle through somirror-task (churn, then run --once) against a real prefork somi
 SQLite store while the soak, at random moments, SIGKILLs a worker, stops one for a while
 (SIGSTOP, SIGCONT), reloads (SIGHUP, the status socket's `reload`), asks a resync, a reset, a
 pause and resume, SIGKILLs the master and its workers and starts it again, and kills a sender
-in the middle of its cycle. With --tls every other tenant sends over HTTPS. Runs may fail while that happens; what must hold is the end: once
+in the middle of its cycle; now and then a source gets a column, with a default, between two
+cycles (an Altered table, loaded in full). With --tls every other tenant sends over HTTPS. Runs may fail while that happens; what must hold is the end: once
 the chaos stops, one more run per tenant succeeds and `somirror-task verify` finds every mirror
 EQUAL to its source, and no process of somirrord died of a signal the soak did not send.
 Exit 0 when all of that holds, 1 otherwise, each problem named."""
@@ -24,11 +25,16 @@ import time
 SRCDIR = os.environ.get("SOMIRROR_SRCDIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 import harness  # noqa: E402
+import sqlite3  # noqa: E402
 
 TASK = harness.program("somirror-task")
 # What the chaos does, each as often as it appears here.
 ACTIONS = ["kill_worker"] * 4 + ["hup"] * 3 + ["stop_worker"] * 2 + \
     ["reload", "resync", "reset", "pause", "kill_master"]
+
+
+# Generated tables that get a column now and then (add_column).
+ALTERED_TABLES = ("country", "category", "person", "project", "sale")
 
 
 def task(*args, timeout=600):
@@ -66,9 +72,23 @@ class Soak:
             self.problems.append(text)
         print("PROBLEM:", text, flush=True)
 
+    def add_column(self, tenant, rnd, serial):
+        """A column with a default on a random generated table: SQLite gives the rows it has the
+        default, the mirror's Altered table NULL, so the sender must load that table in full."""
+        table = rnd.choice(ALTERED_TABLES)
+        column = "soak_%d" % serial
+        with sqlite3.connect(self.source(tenant)) as db:
+            db.execute("ALTER TABLE %s ADD COLUMN %s int DEFAULT 7" % (table, column))
+            db.execute("INSERT INTO _somirror_columns VALUES (?, ?, ?, 'int', 1, '((7))', 0)",
+                       (table, column, 1000 + serial))
+
     def cycler(self, n, tenant):
         rnd = random.Random(self.args.seed * 1000 + n)
+        serial = 0
         while not self.stop.is_set():
+            if rnd.random() < 0.03:
+                serial += 1
+                self.add_column(tenant, rnd, serial)
             task("churn", "--db", self.source(tenant), "--changes", str(rnd.randint(1, 300)),
                  "--seed", str(rnd.randrange(1 << 30)))
             proc = subprocess.Popen(self.run_args(tenant, rnd), stdout=subprocess.PIPE,
