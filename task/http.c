@@ -137,6 +137,10 @@ static int connect_client(struct http_client *c, char *err, size_t errlen)
     }
     evhttp_connection_set_timeout(c->conn, c->timeout_s);
     evhttp_connection_set_retries(c->conn, 0);
+    /* A receiver that refuses a body by its Content-Length (413) answers before the body is
+     * in, then ends its side of the connection: read that answer when the writing fails, or
+     * the cycle would fail as "connection closed" without the hint to lower the batch size. */
+    evhttp_connection_set_flags(c->conn, EVHTTP_CON_READ_ON_WRITE_ERROR);
     return 0;
 }
 

@@ -368,6 +368,18 @@ def main():
                     (size, proc.returncode, proc.stderr)
             assert env.daemon.ctl_json("show tenant " + TENANT)["tenant"]["calls"] == calls
 
+            # A body over the receiver's limits.max_request_bytes is answered 413 before it is
+            # all sent, and the receiver then ends its side: the sender reads that answer, and
+            # says to lower the batch size, where it took the end for "connection closed" in
+            # about half the runs.
+            with harness.server(keys=keys, **{"limits.max_request_bytes": 65536}) as small:
+                for n in range(8):
+                    args = with_option("--url", "http://127.0.0.1:%d/" % small.daemon.port)
+                    args[args.index("--tenant") + 1] = "Small%d" % n
+                    proc = task(*(args + ["--batch-size", "3MiB", "--tries", "1"]), check=False)
+                    assert proc.returncode == 1 and "RequestTooLarge" in proc.stderr and \
+                        "lower the batch size" in proc.stderr, (n, proc.returncode, proc.stderr[-400:])
+
             # A failed connection says why: a name that does not resolve, a port that refuses,
             # TLS spoken to a plain HTTP port.
             for url, why in (("http://no-such-host.invalid:%d/" % env.daemon.port, "cannot resolve no-such-host.invalid"),
