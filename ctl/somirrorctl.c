@@ -73,7 +73,16 @@ static const char *relative_hint(const char *path)
                             "absolute)";
 }
 
-/* A connection to the status socket at path, whose reads wait wait_s seconds at the most. */
+/* A timeout of SO_RCVTIMEO or SO_SNDTIMEO ran out: said as such, not as "Resource temporarily
+ * unavailable". */
+static void say_unanswered(const char *path, int wait_s)
+{
+    fprintf(stderr, "somirrorctl: no answer from %s within %d s (somirrord is busy or hung)\n", path,
+            wait_s);
+}
+
+/* A connection to the status socket at path, whose connect, writes and reads wait wait_s seconds
+ * at the most. */
 static int connect_socket(const char *path, int wait_s)
 {
     struct sockaddr_un addr;
@@ -85,20 +94,28 @@ static int connect_socket(const char *path, int wait_s)
     }
     memcpy(addr.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Before the connect: a master that hangs stops accepting, and once its listen backlog is
+     * full a unix socket's connect waits, for as long as SO_SNDTIMEO says (Linux). */
+    struct timeval timeout = { .tv_sec = wait_s, .tv_usec = 0 };
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    }
     if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
         int e = errno;
         const char *hint =
             e == ENOENT || e == ECONNREFUSED ? " (is somirrord running, with status_socket set?)"
             : e == EACCES ? " (status_socket_mode and the socket's owner decide who may use it)"
                           : "";
-        fprintf(stderr, "somirrorctl: cannot connect to %s: %s%s%s\n", path, strerror(e), hint,
-                relative_hint(path));
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            say_unanswered(path, wait_s);
+        else
+            fprintf(stderr, "somirrorctl: cannot connect to %s: %s%s%s\n", path, strerror(e), hint,
+                    relative_hint(path));
         if (fd >= 0)
             close(fd);
         return -1;
     }
-    struct timeval timeout = { .tv_sec = wait_s, .tv_usec = 0 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     return fd;
 }
 
@@ -121,9 +138,7 @@ static int run_command(const char *socket_path, const char *line, int wait_s)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            /* SO_RCVTIMEO ran out: said as such, not as "Resource temporarily unavailable". */
-            fprintf(stderr, "somirrorctl: no answer from %s within %d s (somirrord is busy or hung)\n",
-                    socket_path, wait_s);
+            say_unanswered(socket_path, wait_s);
             goto done;
         }
         if (n < 0) {

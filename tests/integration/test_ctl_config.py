@@ -6,7 +6,8 @@ it uses, and keeps its exit codes; with no status_socket to read it fails and sa
 And the status socket answers a line longer than 4096 bytes with an error line and an end of
 file, not a connection reset, whatever the client still sends, without holding up other
 clients. A step of the daemon's wall clock back leaves uptime counting (monotonic) and no
-tenant's last-cycle age negative. A status socket that never answers is said to, after -w seconds."""
+tenant's last-cycle age negative. A status socket that never answers, or never accepts, is said
+to, after -w seconds."""
 import os
 import re
 import shlex
@@ -243,6 +244,29 @@ def check_unanswered():
         assert proc.returncode == 1 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
         assert re.fullmatch(r"somirrorctl: no answer from \S+hung\.sock within 1 s \([^)]*\)\n",
                             proc.stderr), proc.stderr
+        assert 0.9 < waited < 10, waited
+        # A master that hangs stops accepting: once the listen backlog is full, connect waits
+        # too, within -w all the same.
+        path = os.path.join(directory, "full.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(path)
+            server.listen(0)
+            queued = []
+            while True:
+                queued.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+                queued[-1].setblocking(False)
+                try:
+                    queued[-1].connect(path)
+                except BlockingIOError:
+                    break
+            started = time.monotonic()
+            proc = subprocess.run([h.program("somirrorctl"), "-s", path, "-w", "1", "show", "info"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+            waited = time.monotonic() - started
+            for q in queued:
+                q.close()
+        assert proc.returncode == 1 and re.fullmatch(
+            r"somirrorctl: no answer from \S+full\.sock within 1 s \([^)]*\)\n", proc.stderr), proc
         assert 0.9 < waited < 10, waited
         for bad in ("0", "-1", "+5", " 5", "5s", "86401", "99999999999999999999", ""):
             proc = subprocess.run([h.program("somirrorctl"), "-s", path, "-w", bad, "show", "info"],
