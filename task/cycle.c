@@ -385,6 +385,8 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
     size_t nwipe = 0;
     struct loaded_entry *record = xcalloc(ntables, sizeof *record);   /* hashes to record */
     size_t nrecord = 0;
+    struct loaded_entry *untold = xcalloc(ntables, sizeof *untold);   /* recorded before the Wipe */
+    size_t nuntold = 0;
     c->result->tables = xcalloc(ntables, sizeof *c->result->tables);
     int rc = 0;
     for (size_t i = 0; i < ntables; i++) {
@@ -410,7 +412,14 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
         loaded_hash(&tables[i], entry->hash);
         int recorded = loaded_lookup(c->src.db, opt->url, opt->tenant, tables[i].name, was) == 0;
         int stale = recorded && strcmp(was, entry->hash) != 0;
-        if (!recorded || stale) {
+        /* Answered Altered with no record that tells (none: a source from before the record, a
+         * URL new to it; or this schema's already): the rows are recorded as loaded under none
+         * before the Wipe, else a cycle stopped before it would leave nothing to tell the next. */
+        if (state->change == CHANGE_ALTERED && !stale) {
+            untold[nuntold].table = tables[i].name;
+            loaded_hash_none(untold[nuntold++].hash);
+        }
+        if (!recorded || stale || state->change == CHANGE_ALTERED) {
             entry->table = tables[i].name;
             nrecord++;
         }
@@ -434,12 +443,15 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
      * a cycle that fails later still leaves their full load to the next one, where TableSchema
      * answers Unchanged. Only then is their schema recorded as the one their rows are loaded
      * under (the others' Lsn -1 or rows say so already). */
+    if (rc == 0)
+        loaded_record(opt->db_path, opt->url, opt->tenant, untold, nuntold);
     if (rc == 0 && nwipe > 0)
         rc = wipe_tables(c, wipe, nwipe);
     if (rc == 0)
         loaded_record(opt->db_path, opt->url, opt->tenant, record, nrecord);
     free(wipe);
     free(record);
+    free(untold);
     for (size_t i = 0; rc == 0 && i < c->result->ntables; i++) {
         struct cycle_table *ct = &c->result->tables[i];
         rc = send_table(c, source_find(&c->src, ct->name), lsns[i], ct->full_load, ct);

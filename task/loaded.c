@@ -5,7 +5,8 @@
  * tells that the rows were not reloaded (see replicate in cycle.c).
  *
  * run reads the source on a read-only connection; the record is written, only when a hash
- * changes, on a writable connection of its own opened for that moment and closed at once. A
+ * changes (and before the Wipe of a table answered Altered that it does not tell of), on a
+ * writable connection of its own opened for that moment and closed at once. A
  * source run cannot write gets a warning, and everything else works as before. */
 #include "task/task.h"
 
@@ -25,6 +26,12 @@ void loaded_hash(const struct table_schema *t, char hash[SM_HASH_HEX + 1])
     schema_canonicalize(&copy, &arena);
     memcpy(hash, copy.hash, SM_HASH_HEX + 1);
     arena_free(&arena);
+}
+
+void loaded_hash_none(char hash[SM_HASH_HEX + 1])
+{
+    memset(hash, '0', SM_HASH_HEX);
+    hash[SM_HASH_HEX] = '\0';
 }
 
 int loaded_lookup(sqlite3 *db, const char *receiver, const char *tenant, const char *table,

@@ -218,6 +218,8 @@ struct loaded_entry {
 
 /* The hash of t's schema as sent (the canonical text of protocol 4.2). */
 void loaded_hash(const struct table_schema *t, char hash[SM_HASH_HEX + 1]);
+/* A hash no schema has: the rows are loaded under none known (awaiting a full load). */
+void loaded_hash_none(char hash[SM_HASH_HEX + 1]);
 /* The hash recorded for the rows of table that receiver (its URL) holds for tenant: 0, or -1
  * when none is recorded. Reads on db, which may be read-only. */
 int loaded_lookup(sqlite3 *db, const char *receiver, const char *tenant, const char *table,

@@ -87,8 +87,8 @@ def check_tracking_restarts(env, keys, work):
             "--vendor-cert", keys.vendor_cert, "--app-public-key", keys.app_pub,
             "--tenant", tenant, "--db", source, "--json", "--tries", "1"]
 
-    def run():
-        summary = json.loads(task(*base).stdout.strip().splitlines()[-1])
+    def run(args=base):
+        summary = json.loads(task(*args).stdout.strip().splitlines()[-1])
         assert summary["result"] == "ok", summary
         return {t["name"]: (t["change"], t["load"]) for t in summary["tables"]}
 
@@ -137,12 +137,22 @@ def check_tracking_restarts(env, keys, work):
     assert run()["t"] == ("Unchanged", "full")
     verify()
     assert run()["t"] == ("Unchanged", "changes")
+    # The same where nothing is recorded yet (a source from before the record; a receiver URL
+    # new to it): the Altered table is recorded as loaded under no schema before its Wipe.
+    source_exec(source, "DROP TABLE _somirror_loaded_schema", "ALTER TABLE t ADD COLUMN due int DEFAULT 8")
+    with wipes_refused(env.daemon.port, 1) as port:
+        proxied = [("http://127.0.0.1:%d/" % port) if a == base[base.index("--url") + 1] else a for a in base]
+        proc = task(*proxied, check=False)
+        assert proc.returncode == 1 and "Wipe" in proc.stderr, (proc.returncode, proc.stderr[-600:])
+        assert run(proxied)["t"] == ("Unchanged", "full")
+    verify()
 
 
 @contextlib.contextmanager
-def wipes_refused(port):
-    """An HTTP proxy to 127.0.0.1:port that closes the connection on every Wipe call; yields
-    its port."""
+def wipes_refused(port, count=None):
+    """An HTTP proxy to 127.0.0.1:port that closes the connection on every Wipe call (on the
+    first count of them when given); yields its port."""
+    refused = []
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -151,7 +161,8 @@ def wipes_refused(port):
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            if "Wipe" in self.headers.get("SOAPAction", ""):
+            if "Wipe" in self.headers.get("SOAPAction", "") and (count is None or len(refused) < count):
+                refused.append(self.path)
                 self.close_connection = True
                 return
             upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
