@@ -1180,10 +1180,15 @@ static void route_request(struct evhttp_request *req, void *arg)
      * after the answer, without saying so: this is no proxy, and keep-alive must hold. */
     req->flags &= ~EVHTTP_PROXY_REQUEST;
     /* libevent answers in the request's version: "HTTP/1.10" or "HTTP/1.2", which this server
-     * does not speak (and a client may not parse). An HTTP/1.x server answers 1.1 to any
-     * later 1.x (RFC 9110 section 6.2). */
-    if (req->major == 1 && req->minor > 1)
+     * does not speak (and a client may not parse); also "HTTP/0.9" or "HTTP/1.-1", as its parse
+     * takes any integers up to major 1. An HTTP/1.x server answers 1.1 to any later 1.x (RFC
+     * 9110 section 6.2); an earlier version, which libevent serves by HTTP/1.0's rules, in 1.0. */
+    if (req->major == 1 && req->minor > 1) {
         req->minor = 1;
+    } else if (req->major != 1 || req->minor < 0) {
+        req->major = 1;
+        req->minor = 0;
+    }
     if (c) {
         event_del(c->timer);
         c->phase = CONN_BUSY;

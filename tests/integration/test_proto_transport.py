@@ -136,10 +136,11 @@ def healthz_and_405(p):
     st, body, hd = H.request(p.port, "GET", "/healthz")
     eq(st, 200, "GET /healthz")
     check(body.strip() and body.count(b"\n") <= 1, "one-line body: %r" % body)
-    # A later HTTP/1.x is answered in HTTP/1.1, the version this server speaks.
-    for version in (b"1.2", b"1.10"):
+    # A later HTTP/1.x is answered in HTTP/1.1, the version this server speaks; an earlier
+    # version (served by HTTP/1.0's rules) in HTTP/1.0.
+    for version, answer in ((b"1.2", b"1.1"), (b"1.10", b"1.1"), (b"0.9", b"1.0"), (b"1.-1", b"1.0")):
         data = answers_until_close(p.port, b"GET /healthz HTTP/%s\r\nHost: x\r\nConnection: close\r\n\r\n" % version)
-        check(data is not None and data.startswith(b"HTTP/1.1 200 "), "HTTP/%s: %r" % (version.decode(), data))
+        check(data is not None and data.startswith(b"HTTP/%s 200 " % answer), "HTTP/%s: %r" % (version.decode(), data))
     st, body, hd = H.request(p.port, "HEAD", "/healthz")
     eq(st, 200, "HEAD /healthz")
     eq(body, b"", "HEAD body")
