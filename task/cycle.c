@@ -81,14 +81,17 @@ static int fail_setup(struct cycle *c, const char *fmt, ...)
     return -1;
 }
 
-static void new_nonce(char out[33])
+/* A nonce no one can guess: the receiver's SignedApplicationToken signs it, so a guessable
+ * one would let an old answer (a doNotReplicate) be replayed; there is no weaker fallback.
+ * 0, or -1 when OpenSSL's generator fails. */
+static int new_nonce(char out[33])
 {
     unsigned char bytes[16];
     if (RAND_bytes(bytes, sizeof bytes) != 1)
-        for (size_t i = 0; i < sizeof bytes; i++)
-            bytes[i] = (unsigned char)rand();
+        return -1;
     for (size_t i = 0; i < sizeof bytes; i++)
         snprintf(out + 2 * i, 3, "%02X", bytes[i]);
+    return 0;
 }
 
 /* A fresh vendor token (RS256, x5t) for this tenant and application. malloc'd, or NULL. */
@@ -213,7 +216,8 @@ static int call(struct cycle *c, enum soap_op op, struct soap_response *resp)
 /* 0 go on, 1 skipped (doNotReplicate), -1 failed. */
 static int authenticate(struct cycle *c)
 {
-    new_nonce(c->nonce);
+    if (new_nonce(c->nonce) != 0)
+        return fail(c, "cannot make a nonce: OpenSSL's random generator failed");
     free(c->token);   /* the token carries the nonce */
     c->token = NULL;
     const char *token = cycle_token(c);
@@ -417,10 +421,12 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
          * before the Wipe, else a cycle stopped before it would leave nothing to tell the next. */
         if (state->change == CHANGE_ALTERED && !stale) {
             untold[nuntold].table = tables[i].name;
+            untold[nuntold].owed = 1;
             loaded_hash_none(untold[nuntold++].hash);
         }
         if (!recorded || stale || state->change == CHANGE_ALTERED) {
             entry->table = tables[i].name;
+            entry->owed = stale || state->change == CHANGE_ALTERED;
             nrecord++;
         }
         /* Altered keeps the mirror's rows and gives an added nullable column NULL in them, as

@@ -7,7 +7,8 @@
  * run reads the source on a read-only connection; the record is written, only when a hash
  * changes (and before the Wipe of a table answered Altered that it does not tell of), on a
  * writable connection of its own opened for that moment and closed at once. A
- * source run cannot write gets a warning, and everything else works as before. */
+ * source run cannot write gets a warning when the record is owed (a table answered Altered),
+ * and everything else works as before. */
 #include "task/task.h"
 
 #include <stdio.h>
@@ -98,8 +99,14 @@ void loaded_record(const char *db_path, const char *receiver, const char *tenant
     }
     if (db)
         sqlite3_close(db);
-    if (rc != 0)
+    int owed = 0;
+    for (size_t i = 0; i < n; i++)
+        owed |= entries[i].owed;
+    if (rc != 0 && owed)
         log_warn("tenant %s: cannot record in the source which schema the receiver's tables were "
                  "loaded under (%s): should a cycle stop between a table's Altered answer and its "
                  "Wipe, the next would not load that table in full", tenant, err);
+    else if (rc != 0)
+        log_debug("tenant %s: cannot record in the source which schema the receiver's tables were "
+                  "loaded under (%s)", tenant, err);
 }

@@ -214,6 +214,8 @@ int http_post(struct http_client *client, const char *soapaction, const char *bo
 struct loaded_entry {
     const char *table;
     char hash[SM_HASH_HEX + 1];
+    int owed;    /* the record is what tells a later cycle of a full load (an Altered table's);
+                    else it only says what the receiver's Lsn and rows say already */
 };
 
 /* The hash of t's schema as sent (the canonical text of protocol 4.2). */
@@ -225,7 +227,8 @@ void loaded_hash_none(char hash[SM_HASH_HEX + 1]);
 int loaded_lookup(sqlite3 *db, const char *receiver, const char *tenant, const char *table,
                   char hash[SM_HASH_HEX + 1]);
 /* Records entries in the source at db_path, on a writable connection of its own; a source
- * that cannot be written gets a warning. */
+ * that cannot be written gets a warning when an entry is owed (a debug line else: a read-only
+ * source is not warned of every cycle). */
 void loaded_record(const char *db_path, const char *receiver, const char *tenant,
                    const struct loaded_entry *entries, size_t n);
 
