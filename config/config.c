@@ -1018,6 +1018,23 @@ const char *cfg_secret_exposed(const char *path, char *out, size_t outlen)
     return out;
 }
 
+int cfg_conninfo_may_hold_password(const char *conninfo)
+{
+    return conninfo && (strstr(conninfo, "password") || strchr(conninfo, '@'));
+}
+
+/* A password written in the configuration file itself (key): the warning cfg_secret_exposed
+ * gives of a key or password file, here of the configuration file. */
+static void warn_secret_in_exposed_config(struct loader *ld, const char *key)
+{
+    char exposed[PATH_MAX + 128];
+    if (!*cfg_secret_exposed(ld->path, exposed, sizeof(exposed)))
+        return;
+    struct place at = place_of(ld, key);
+    log_warn("%s:%zu:%zu: %s: a password in the configuration file: %s", ld->path, (size_t)at.mark.line + 1,
+             (size_t)at.mark.column + 1, key, exposed);
+}
+
 /* Reads password_file (one line; the trailing newline cut) into *password. */
 static void read_password(struct loader *ld, const char *section, const char *password_file,
                           char **password, bool required)
@@ -1054,6 +1071,8 @@ static void read_password(struct loader *ld, const char *section, const char *pa
     } else if (required && !*password) {
         report_at(ld, NULL, "missing required key \"%s\" or \"%s\" (store.driver is %s)", inline_key,
                   file_key, driver_names[ld->cfg->driver]);
+    } else if (*password) {
+        warn_secret_in_exposed_config(ld, inline_key);
     }
     free(inline_key);
     free(file_key);
@@ -1075,6 +1094,8 @@ static void check_store(struct loader *ld)
         break;
     case STORE_POSTGRESQL:
         require_for_driver(ld, cfg->postgresql.conninfo, "store.postgresql.conninfo");
+        if (cfg_conninfo_may_hold_password(cfg->postgresql.conninfo))
+            warn_secret_in_exposed_config(ld, "store.postgresql.conninfo");
         read_password(ld, "store.postgresql", cfg->postgresql.password_file, &cfg->postgresql.password,
                       false);
         name_max = 63;

@@ -141,6 +141,9 @@ void cfg_locate(const struct config *cfg, const char *key, char *msg, size_t msg
  * the log, as ssh warns of an unprotected key; "" when its mode keeps others out (or it
  * cannot be looked at: reading it will say why). */
 const char *cfg_secret_exposed(const char *path, char *out, size_t outlen);
+/* Whether a PostgreSQL conninfo may hold a password: a password keyword, or a URI's
+ * user:password@ (a user@ alone counts too). */
+int cfg_conninfo_may_hold_password(const char *conninfo);
 /* The mirror database name of a tenant from the template ("Mirror_{tenant}"). */
 char *cfg_database_name(const struct config *cfg, const char *tenant);
 

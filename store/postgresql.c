@@ -581,7 +581,7 @@ static int pg_backend_check(const struct config *cfg, char *err, size_t errlen)
         PQconninfoFree(options);
         return 0;
     }
-    if (!why || strstr(conninfo, "password") || strchr(conninfo, '@'))
+    if (!why || cfg_conninfo_may_hold_password(conninfo))
         snprintf(err, errlen, "store.postgresql.conninfo: not libpq connection keywords or a URI (its "
                  "text is not shown: it may hold a password)");
     else

@@ -58,6 +58,7 @@ def check_test_mode(s):
             for name, value in overrides.items():
                 h._set_dotted(cfg, name, value)
             f.write(h.json.dumps(cfg))
+        os.chmod(unstartable, 0o600)   # a password in it is warned of, before the error, when others may read it
         r = run("-t", "-c", unstartable)
         assert r.returncode == 1 and needle in r.stderr, r
         assert r.stderr.startswith("somirrord: %s:1:" % unstartable), r.stderr   # where the key is
@@ -168,6 +169,30 @@ def check_secrets_readable_by_everyone(s):
     os.chmod(password, 0o600)
     r = run("-t", "-c", path)
     assert r.returncode == 0 and "readable by every user" not in r.stderr, r
+    check_inline_secrets_readable_by_everyone(s)
+
+
+def check_inline_secrets_readable_by_everyone(s):
+    """A password written in the configuration file itself (store.mssql.password, a conninfo
+    with a password) while every user may read that file: the same warning, naming the key."""
+    for key, store in (("store.mssql.password",
+                        {"driver": "mssql", "mssql": {"server": "127.0.0.1:1", "user": "u", "password": "pw-Zq81x"}}),
+                       ("store.postgresql.conninfo",
+                        {"driver": "postgresql", "postgresql": {"conninfo": "host=/nonexistent password=pw-Zq81x"}})):
+        path = os.path.join(s.dir, "inline.yaml")
+        with open(path, "w") as f:
+            cfg = h.read_config(s.config)
+            cfg["store"] = store
+            f.write(h.json.dumps(cfg))
+        os.chmod(path, 0o644)
+        r = run("-t", "-c", path)
+        assert r.returncode == 0 and "configuration ok" in r.stdout, r
+        assert re.search(r"warn .*inline\.yaml:\d+:\d+: %s: a password in the configuration file: %s is readable by every user \(mode 0644\)"
+                         % (re.escape(key), re.escape(path)), r.stderr), (key, r.stderr)
+        assert "pw-Zq81x" not in r.stderr, r.stderr
+        os.chmod(path, 0o600)
+        r = run("-t", "-c", path)
+        assert r.returncode == 0 and "readable by every user" not in r.stderr, r
 
 
 @contextlib.contextmanager
