@@ -140,8 +140,9 @@ static void client_event(struct bufferevent *bev, short what, void *arg)
     if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && evbuffer_get_length(input) > 0 &&
         evbuffer_get_length(input) < STATUS_LINE_MAX) {
         if (client_closed(bev)) {
-            log_info("status socket: a client closed its connection in the middle of a command "
-                     "line (no newline, its writing side not ended first): the command is not run");
+            log_info("status socket: a client closed its connection before its command line "
+                     "ended (no newline; it may have died in the middle of the line): the command "
+                     "is not run");
             bufferevent_free(bev);
             return;
         }

@@ -30,8 +30,6 @@
 #define TOKEN_LIFETIME_S 300
 #define TOKEN_NOT_BEFORE_S 60
 #define TOKEN_REUSE_S 60      /* how long one token serves calls (see cycle_token) */
-#define PAUSE_MAX_MS 600000   /* the longest pause between attempts of a call (as schedule.backoff_ms's
-                                 largest first pause) */
 #define VENDOR_ISSUER "SuperOffice AS"
 #define CTX_CLAIM "http://schemes.superoffice.net/identity/ctx"
 #define SOAPACTION_PREFIX SOAP_NS "/IMirroringClientService/"
@@ -201,9 +199,9 @@ static int call(struct cycle *c, enum soap_op op, struct soap_response *resp)
         log_warn("tenant %s: %s failed (%s); attempt %d of %d in %d ms", opt->tenant,
                  soap_op_name(op), err, attempt + 1, opt->tries, delay);
         pause_ms(delay);
-        /* Doubled up to PAUSE_MAX_MS: tries may be up to TASK_TRIES_MAX, and an int doubled
+        /* Doubled up to TASK_PAUSE_MAX_MS: tries may be up to TASK_TRIES_MAX, and an int doubled
          * that often overflows (a pause of days long before). */
-        delay = delay > PAUSE_MAX_MS / 2 ? PAUSE_MAX_MS : delay * 2;
+        delay = delay > TASK_PAUSE_MAX_MS / 2 ? TASK_PAUSE_MAX_MS : delay * 2;
         if (renew_body_token(c) != 0) {
             fail(c, "cannot sign the vendor token");
             break;

@@ -36,6 +36,8 @@
 #define TASK_DEFAULT_BATCH_SIZE 1000000
 #define TASK_APP_ID_MAX 255          /* bytes of an application id in task.yaml */
 #define TASK_TRIES_MAX 100           /* tries of one call (--tries, schedule.tries) */
+#define TASK_PAUSE_MAX_MS 600000     /* the longest pause between tries (schedule.backoff_ms's
+                                        largest first one; the doubling stops there) */
 
 /* ---- source.c ---- */
 struct source {

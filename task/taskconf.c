@@ -297,7 +297,7 @@ static int schedule_field(struct conf_parse *cp, const char *key, const yaml_nod
     if (!strcmp(key, "tries"))
         return int_value(cp, value, "schedule.tries", 1, TASK_TRIES_MAX, &cfg->tries);
     if (!strcmp(key, "backoff_ms"))
-        return int_value(cp, value, "schedule.backoff_ms", 0, 600000, &cfg->backoff_ms);
+        return int_value(cp, value, "schedule.backoff_ms", 0, TASK_PAUSE_MAX_MS, &cfg->backoff_ms);
     if (!strcmp(key, "timeout"))
         return int_value(cp, value, "schedule.timeout", 1, 86400, &cfg->timeout_s);
     if (!strcmp(key, "insecure"))

@@ -192,7 +192,7 @@ def check_status_cut_short(s):
                  what="the cut command's log line")
     tenants = [t["tenant"] for t in d.ctl_json("show tenants")["tenants"]]
     R.check("Cut" not in tenants, "the cut command was run: tenants %r" % tenants)
-    d.wait_log(r"status socket: a client closed its connection in the middle of a command line")
+    d.wait_log(r"status socket: a client closed its connection before its command line ended")
     out = raw_status(d.status_socket, b"pause Cut")
     R.check(out == "ok: paused Cut\n", "a command ended by the end of the writing side: %r" % out)
     R.check(raw_status(d.status_socket, b"resume Cut").startswith("ok"), "resume Cut")
