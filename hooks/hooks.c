@@ -342,6 +342,13 @@ void hooks_after_wipe(struct hooks *h, struct store_tenant *t, const char *tenan
 
 /* ---- cycle_completed ---- */
 
+/* total + count, held at INT64_MAX: a sender's counts go up to it each (protocol counts are
+ * int64), so a plain sum of two could overflow, and JSON integers stop there (jansson). */
+static int64_t add_count(int64_t total, int64_t count)
+{
+    return count > INT64_MAX - total ? INT64_MAX : total + count;
+}
+
 /* SOMIRROR_SUMMARY: {"tables":[{"name":..,"inserted":..,"updated":..,"deleted":..},...],
  * "inserted":N,"updated":N,"deleted":N}; past SUMMARY_MAX_BYTES the table list is left out
  * and "truncated":true added. */
@@ -349,7 +356,7 @@ static char *summary_json(const struct table_summary *summary, size_t n)
 {
     json_t *root = json_object();
     json_t *tables = json_array();
-    json_int_t ins = 0, upd = 0, del = 0;
+    int64_t ins = 0, upd = 0, del = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(summary[i].name ? summary[i].name : ""));
@@ -357,9 +364,9 @@ static char *summary_json(const struct table_summary *summary, size_t n)
         json_object_set_new(o, "updated", json_integer(summary[i].updated));
         json_object_set_new(o, "deleted", json_integer(summary[i].deleted));
         json_array_append_new(tables, o);
-        ins += summary[i].inserted;
-        upd += summary[i].updated;
-        del += summary[i].deleted;
+        ins = add_count(ins, summary[i].inserted);
+        upd = add_count(upd, summary[i].updated);
+        del = add_count(del, summary[i].deleted);
     }
     json_object_set_new(root, "tables", tables);
     json_object_set_new(root, "inserted", json_integer(ins));

@@ -464,6 +464,32 @@ END_TEST
 
 /* ---- after TableSchema, Wipe, ReplicationCompleted ---- */
 
+/* cfg's cycle_completed: a program that writes SOMIRROR_SUMMARY to <dir>/summary. */
+static void summary_hook(void)
+{
+    static char script[1024];
+    static char *argv[] = {"/bin/sh", "-c", script};
+    snprintf(script, sizeof(script),
+             "printf '%%s' \"$SOMIRROR_SUMMARY\" > '%s/summary.tmp' && mv '%s/summary.tmp' '%s/summary'",
+             dir, dir, dir);
+    cfg.hooks.cycle_completed = (struct cfg_strings){argv, 3};
+}
+
+/* The SOMIRROR_SUMMARY that summary_hook's program got for a cycle with summary. */
+static json_t *cycle_summary(struct hooks *h, const struct table_summary *summary, size_t n)
+{
+    unlink(path_in("summary"));
+    hooks_after_cycle(h, "Cust1", idx, summary, n);
+    ck_assert(wait_file(path_in("summary"), 10));
+    ck_assert(wait_last_hook("cycle_completed: exit 0", 10));
+    char *text = slurp(path_in("summary"));
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    ck_assert_msg(root != NULL, "SOMIRROR_SUMMARY is no JSON: %s", text);
+    free(text);
+    return root;
+}
+
 START_TEST(after_calls_run_the_programs)
 {
     char script[700];
@@ -471,12 +497,7 @@ START_TEST(after_calls_run_the_programs)
              "env | grep -E '^SOMIRROR_(TENANT|DATABASE|TABLE|CHANGE|SUMMARY)=' | sort > '%s/changed-'$SOMIRROR_TABLE-$SOMIRROR_CHANGE", dir);
     char *changed[] = {"/bin/sh", "-c", script};
     cfg.hooks.table_changed = (struct cfg_strings){changed, 3};
-    char cycle_script[1024];
-    snprintf(cycle_script, sizeof(cycle_script),
-             "printf '%%s' \"$SOMIRROR_SUMMARY\" > '%s/summary.tmp' && mv '%s/summary.tmp' '%s/summary'",
-             dir, dir, dir);
-    char *cycle[] = {"/bin/sh", "-c", cycle_script};
-    cfg.hooks.cycle_completed = (struct cfg_strings){cycle, 3};
+    summary_hook();
     put_file("sql/contact.sql", RAN_TABLE "INSERT INTO ran(what) VALUES ('own {table}');\n");
 
     char err[256];
@@ -522,12 +543,7 @@ START_TEST(after_calls_run_the_programs)
     ck_assert(wait_last_hook("table_changed contact Wiped: exit 0", 10));
 
     struct table_summary summary[] = {{"contact", 10, 3, 1}, {"sale", 5, 0, 2}};
-    hooks_after_cycle(h, "Cust1", idx, summary, 2);
-    ck_assert(wait_file(path_in("summary"), 10));
-    char *text = slurp(path_in("summary"));
-    json_error_t jerr;
-    json_t *root = json_loads(text, 0, &jerr);
-    ck_assert_msg(root != NULL, "SOMIRROR_SUMMARY is no JSON: %s", text);
+    json_t *root = cycle_summary(h, summary, 2);
     ck_assert_int_eq(json_integer_value(json_object_get(root, "inserted")), 15);
     ck_assert_int_eq(json_integer_value(json_object_get(root, "updated")), 3);
     ck_assert_int_eq(json_integer_value(json_object_get(root, "deleted")), 3);
@@ -539,11 +555,26 @@ START_TEST(after_calls_run_the_programs)
     ck_assert_int_eq(json_integer_value(json_object_get(first, "updated")), 3);
     ck_assert_int_eq(json_integer_value(json_object_get(first, "deleted")), 1);
     json_decref(root);
-    free(text);
-    ck_assert(wait_last_hook("cycle_completed: exit 0", 10));
 
     hooks_free(h);
     store_free(store);
+}
+END_TEST
+
+/* Each count a sender sends may be as large as int64 goes: the totals stop there rather than
+ * overflow (into negative numbers). */
+START_TEST(cycle_summary_totals_held)
+{
+    summary_hook();
+    struct hooks *h = hooks_new(&cfg, reg);
+    struct table_summary summary[] = {{"contact", INT64_MAX, 1, 0}, {"sale", INT64_MAX, 2, 0}};
+    json_t *root = cycle_summary(h, summary, 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(root, "inserted")), INT64_MAX);
+    ck_assert_int_eq(json_integer_value(json_object_get(root, "updated")), 3);
+    json_t *first = json_array_get(json_object_get(root, "tables"), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "inserted")), INT64_MAX);
+    json_decref(root);
+    hooks_free(h);
 }
 END_TEST
 
@@ -584,6 +615,7 @@ static Suite *hooks_suite(void)
     tcase_add_test(sq, table_sql_selection_and_substitution);
     tcase_add_test(sq, table_sql_failure_recorded);
     tcase_add_test(sq, after_calls_run_the_programs);
+    tcase_add_test(sq, cycle_summary_totals_held);
     suite_add_tcase(s, sq);
     return s;
 }
