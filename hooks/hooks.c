@@ -95,6 +95,7 @@ static int timeout_ms(const struct hooks *h)
 struct script_batch {
     int failed;
     int listed;
+    int unreadable;    /* listed, but the directory could not be read */
     char **names;      /* the directory's entries, in readdir order */
     size_t nnames;
 };
@@ -104,27 +105,6 @@ static void script_batch_free(struct script_batch *batch)
     for (size_t i = 0; i < batch->nnames; i++)
         free(batch->names[i]);
     free(batch->names);
-}
-
-/* Reads the directory's entries into batch, the first time; none when it cannot be opened. */
-static void list_scripts(const char *dir, struct script_batch *batch)
-{
-    if (batch->listed)
-        return;
-    batch->listed = 1;
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    size_t cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (batch->nnames == cap) {
-            cap = cap ? 2 * cap : 16;
-            batch->names = xrealloc(batch->names, cap * sizeof(*batch->names));
-        }
-        batch->names[batch->nnames++] = xstrdup(e->d_name);
-    }
-    closedir(d);
 }
 
 static void script_record(struct hooks *h, uint32_t idx, struct script_batch *batch, int failed,
@@ -144,6 +124,34 @@ static void script_record(struct hooks *h, uint32_t idx, struct script_batch *ba
     reg_tenant_hook_ran(h->reg, idx, text, failed, (int64_t)time(NULL));
 }
 
+/* Reads the directory's entries into batch, the first time. One that cannot be read is a
+ * failure, logged and recorded once (batch->unreadable): a directory the workers' user may not
+ * read, or that is gone, would otherwise run no script without a word. */
+static void list_scripts(struct hooks *h, uint32_t idx, const char *dir, struct script_batch *batch)
+{
+    if (batch->listed)
+        return;
+    batch->listed = 1;
+    DIR *d = opendir(dir);
+    if (!d) {
+        const char *why = strerror(errno);
+        batch->unreadable = 1;
+        log_error("hook table_sql: cannot read the directory %s: %s", dir, why);
+        script_record(h, idx, batch, 1, "table_sql: error: cannot read the directory %s: %s", dir, why);
+        return;
+    }
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (batch->nnames == cap) {
+            cap = cap ? 2 * cap : 16;
+            batch->names = xrealloc(batch->names, cap * sizeof(*batch->names));
+        }
+        batch->names[batch->nnames++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+}
+
 static int is_regular(const char *path)
 {
     struct stat st;
@@ -152,14 +160,15 @@ static int is_regular(const char *path)
 
 /* The table's own script: <dir>/<table>.sql, else the first entry of the directory (in
  * readdir order) whose name matches ignoring case and is a file. Allocated path, or NULL. */
-static char *table_script(const char *dir, const char *table, struct script_batch *batch)
+static char *table_script(struct hooks *h, uint32_t idx, const char *dir, const char *table,
+                          struct script_batch *batch)
 {
     size_t len = strlen(dir) + strlen(table) + 6;
     char *path = xmalloc(len);
     snprintf(path, len, "%s/%s.sql", dir, table);
     if (is_regular(path))
         return path;
-    list_scripts(dir, batch);
+    list_scripts(h, idx, dir, batch);
     char want[SM_IDENT_MAX + 8];
     snprintf(want, sizeof(want), "%s.sql", table);
     for (size_t i = 0; i < batch->nnames; i++)
@@ -235,8 +244,8 @@ static int table_sql(struct hooks *h, struct store_tenant *t, uint32_t idx, cons
     const char *dir = h->cfg->hooks.table_sql;
     if (!dir || !*dir || !t)
         return 0;
-    int rc = 0;
-    char *own = table_script(dir, table, batch);
+    char *own = table_script(h, idx, dir, table, batch);
+    int rc = batch->unreadable ? -1 : 0;
     if (own) {
         rc |= run_script(h, t, idx, table, own, batch);
         free(own);

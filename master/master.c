@@ -578,9 +578,10 @@ static void warn_doubtful(const struct config *cfg, int logged)
         const struct cfg_strings *hook;
     } hooks[] = {{"cycle_completed", &cfg->hooks.cycle_completed},
                  {"table_changed", &cfg->hooks.table_changed}};
-    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        snprintf(why, sizeof(why), "hooks.table_sql %s is not a directory: no index script runs",
-                 cfg->hooks.table_sql);
+    if (cfg->hooks.table_sql && (stat(cfg->hooks.table_sql, &st) != 0 || !S_ISDIR(st.st_mode) ||
+                                 access(cfg->hooks.table_sql, R_OK | X_OK) != 0)) {
+        snprintf(why, sizeof(why), "hooks.table_sql %s is not a directory that can be read: no index "
+                 "script runs", cfg->hooks.table_sql);
         start_warning(logged, why);
     }
     for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]); i++) {

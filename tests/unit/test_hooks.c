@@ -462,6 +462,31 @@ START_TEST(table_sql_failure_recorded)
 }
 END_TEST
 
+/* A directory that cannot be read (here a file; in service, one the workers' user may not
+ * read) runs no script: a failure, logged and recorded, not a silence. */
+START_TEST(table_sql_unreadable_directory)
+{
+    put_file("not-a-directory", "");
+    cfg.hooks.table_sql = path_in("not-a-directory");
+    char err[256];
+    struct store *store = store_new(&cfg, err, sizeof(err));
+    ck_assert_ptr_nonnull(store);
+    struct fault f;
+    fault_clear(&f);
+    struct store_tenant *t = store_tenant(store, "Cust1", &f);
+    ck_assert_ptr_nonnull(t);
+    struct hooks *h = hooks_new(&cfg, reg);
+    ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "contact"), -1);
+    ck_assert_ptr_nonnull(strstr(view().last_hook, "table_sql: error: cannot read the directory "));
+    ck_assert_ptr_nonnull(strstr(view().last_error, "not-a-directory: Not a directory"));
+    char *log = slurp(log_path);
+    ck_assert_ptr_nonnull(strstr(log, "hook table_sql: cannot read the directory "));
+    free(log);
+    hooks_free(h);
+    store_free(store);
+}
+END_TEST
+
 /* ---- after TableSchema, Wipe, ReplicationCompleted ---- */
 
 /* cfg's cycle_completed: a program that writes SOMIRROR_SUMMARY to <dir>/summary. */
@@ -614,6 +639,7 @@ static Suite *hooks_suite(void)
     tcase_add_checked_fixture(sq, sql_setup, teardown);
     tcase_add_test(sq, table_sql_selection_and_substitution);
     tcase_add_test(sq, table_sql_failure_recorded);
+    tcase_add_test(sq, table_sql_unreadable_directory);
     tcase_add_test(sq, after_calls_run_the_programs);
     tcase_add_test(sq, cycle_summary_totals_held);
     suite_add_tcase(s, sq);
