@@ -1081,7 +1081,7 @@ static void read_password(struct loader *ld, const char *section, const char *pa
 static void check_store(struct loader *ld)
 {
     struct config *cfg = ld->cfg;
-    size_t name_max = 250;   /* sqlite: "<name>.db" within NAME_MAX */
+    size_t name_max = 244;   /* sqlite: "<name>.db-journal" (and -wal, -shm) within NAME_MAX */
     switch (cfg->driver) {
     case STORE_SQLITE:
         require_for_driver(ld, cfg->sqlite.directory, "store.sqlite.directory");

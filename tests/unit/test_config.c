@@ -411,9 +411,18 @@ START_TEST(test_store_errors)
                                  "  postgresql: { conninfo: x }\n", base);
     expect_error(text, ":6:3: store.database_name: expected at most 11 characters besides {tenant} with "
                        "store.driver postgresql, got \"Mirror_copy_{tenant}\"");
+    /* sqlite: the longest tenant's <name>.db-journal and -wal files within NAME_MAX (255) */
+    char tail[1024];
+    snprintf(text, sizeof(text), "%sstore:\n  database_name: \"%0193d{tenant}\"\n  sqlite: { directory: d }\n",
+             base, 0);
+    snprintf(tail, sizeof(tail), ":5:3: store.database_name: expected at most 192 characters besides {tenant} "
+             "with store.driver sqlite, got \"%0193d{tenant}\"", 0);
+    expect_error(text, tail);
+    snprintf(text, sizeof(text), "%sstore:\n  database_name: \"%0192d{tenant}\"\n  sqlite: { directory: d }\n",
+             base, 0);
+    cfg_free(load_ok(text));
     snprintf(text, sizeof(text), "%sstore:\n  driver: mssql\n  mssql: { server: s, user: u,\n"
                                  "    password_file: %s/absent.pass }\n", base, tmpdir);
-    char tail[1024];
     snprintf(tail, sizeof(tail), ":7:5: store.mssql.password_file: cannot read %s/absent.pass: No such file or directory",
              tmpdir);
     expect_error(text, tail);
