@@ -54,6 +54,8 @@ struct mssql_backend {
     int require_encryption;
     BYTE tds_version;
     int login_timeout;
+    int query_timeout;              /* seconds, 0: none (store.mssql.query_timeout) */
+    int script_timeout;             /* seconds: a table_sql script (hooks.timeout) */
     int lock_ms;
 };
 
@@ -553,6 +555,8 @@ static void *mssql_backend_open(const struct config *cfg, char *err, size_t errl
     b->require_encryption = requires_encryption(cfg);
     b->tds_version = version;
     b->login_timeout = cfg->mssql.login_timeout > 0 ? cfg->mssql.login_timeout : 15;
+    b->query_timeout = cfg->mssql.query_timeout > 0 ? cfg->mssql.query_timeout : 0;
+    b->script_timeout = cfg->hooks.timeout > 0 ? cfg->hooks.timeout : 60;
     b->lock_ms = (cfg->lock_timeout > 0 ? cfg->lock_timeout : 60) * 1000;
     return b;
 }
@@ -1169,9 +1173,14 @@ static int mssql_exec_script(void *conn, const char *sql, char *err, size_t errl
     struct fault f;
     fault_clear(&f);
     int64_t open_transactions = 0;
+    /* Bounded by hooks.timeout, as the other stores' scripts are, not by query_timeout (often
+     * longer, or none): the worker waits for the script. db-lib's time limit is global; this
+     * worker runs nothing else meanwhile. */
+    dbsettime(c->backend->script_timeout);
     int rc = conn_current(c, &f) == 0 && run_sql(c, sql, "script", NULL, NULL, &f) == 0 &&
                      run_sql(c, "SELECT @@TRANCOUNT", "script", first_int_row, &open_transactions, &f) == 0
                  ? 0 : -1;
+    dbsettime(c->backend->query_timeout);
     if (rc != 0) {
         snprintf(err, errlen, "%s", f.message);
     } else if (open_transactions > 0) {

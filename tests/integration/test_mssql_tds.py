@@ -14,6 +14,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 
 SRCDIR = os.environ.get("SOMIRROR_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILDDIR = os.environ.get("SOMIRROR_BUILDDIR", ".")
@@ -245,6 +246,15 @@ def test_table_script_session():
                         "once": True})
         out = probe(s, "script")
         check(out == ["script failed: the script left a transaction open: rolled back"], "open transaction: %r" % out)
+        # A script that runs on is stopped at hooks.timeout (2 s in the probe), not at the
+        # longer store.mssql.query_timeout (10 s), and the calls after it are served.
+        s.rules.append({"match": r"UPDATE \[contact\]", "delay": 8, "once": True})
+        started = time.monotonic()
+        out = probe(s, "script", "list")
+        took = time.monotonic() - started
+        check(len(out) == 2 and out[0].startswith("script failed: ") and out[1].startswith("list ok"),
+              "a script past hooks.timeout: %r" % out)
+        check(took < 6, "the script was stopped after %.1f s, not at hooks.timeout" % took)
 
 
 def main():

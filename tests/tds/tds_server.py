@@ -3,7 +3,8 @@
 it executes nothing. It speaks enough of TDS for FreeTDS db-lib (PRELOGIN without encryption,
 LOGIN7, SQL batches, RPC requests, attention, the BULK LOAD stream of bcp), records everything
 a client sends (Server.events), and answers from a script: a list of rules (regex on the SQL
-text -> an ERROR token with number and message, or a dropped connection, or rows), in front of
+text -> an ERROR token with number and message, or a dropped connection, or rows, each after
+an optional delay in seconds), in front of
 a few built-in answers that let the store driver of store/mssql.c run its conversation:
 
   - sp_executesql "... DB_ID(@db) ..."        -> 1 once a CREATE DATABASE of that name was seen
@@ -22,6 +23,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 PKT_SQL, PKT_RPC, PKT_REPLY, PKT_ATTN, PKT_BULK, PKT_LOGIN7, PKT_PRELOGIN = 1, 3, 4, 6, 7, 16, 18
 PACKET_SIZE = 4096
@@ -421,6 +423,8 @@ class Session:
         rule = self.server.rule_for(text)
         if rule is None:
             return default()
+        if rule.get("delay"):
+            time.sleep(rule["delay"])
         if rule.get("drop"):
             raise Dropped()
         if "error" in rule:

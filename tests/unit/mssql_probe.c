@@ -155,6 +155,7 @@ int main(int argc, char **argv)
     cfg.mssql.encrypt = "off";
     cfg.mssql.login_timeout = 5;
     cfg.mssql.query_timeout = 10;
+    cfg.hooks.timeout = 2;   /* a table_sql script's limit, below query_timeout */
     cfg.mssql.max_connections = 16;
     cfg.mssql.collation = getenv("MSSQL_PROBE_COLLATION");
     char err[512];
