@@ -191,6 +191,17 @@ static void exec_program(char *const *argv, char **env, int out_fd, int err_fd, 
     _exit(127);
 }
 
+/* Why execve of path failed, for the log and last_hook: strerror, and for an ENOENT of a file
+ * that is there what is missing (a script's #! interpreter, say one written "/bin/sh\r" by an
+ * editor with CR LF line ends), which "No such file or directory" of the program itself hides. */
+static void exec_failure(const char *path, int e, char *out, size_t outlen)
+{
+    if (e == ENOENT && access(path, F_OK) == 0)
+        snprintf(out, outlen, "%s: its #! interpreter (or loader) was not found", strerror(e));
+    else
+        snprintf(out, outlen, "%s", strerror(e));
+}
+
 /* 1 once reaped; -1 if it cannot be (ECHILD: SIGCHLD is ignored, so it was reaped for us). */
 static int reap_child(pid_t pid, int *status)
 {
@@ -302,8 +313,10 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
         reap_child(pid, &status);
         close(out_pipe[0]);
         close(err_pipe[0]);
-        log_error("hook %s: cannot run %s: %s", label, job->argv[0], strerror(exec_errno));
-        record(job, 1, "%s: cannot run %s: %s", label, job->argv[0], strerror(exec_errno));
+        char why[160];
+        exec_failure(job->argv[0], exec_errno, why, sizeof(why));
+        log_error("hook %s: cannot run %s: %s", label, job->argv[0], why);
+        record(job, 1, "%s: cannot run %s: %s", label, job->argv[0], why);
         return -1;
     }
     log_info("hook %s: started %s (pid %ld)", label, job->argv[0], (long)pid);

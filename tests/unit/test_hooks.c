@@ -227,6 +227,18 @@ START_TEST(runner_exit_status_and_exec_failure)
     ck_assert_int_eq(hooks_supervise(&job), -1);
     ck_assert_str_eq(view().last_hook, "table_changed contact Created: cannot run "
                      "/nonexistent/hook-program: No such file or directory");
+
+    /* A script whose #! names no program (here with the CR of CR LF line ends): the program is
+     * there, its interpreter is not. */
+    put_file("crlf.sh", "#!/bin/sh\r\nexit 0\r\n");
+    ck_assert_int_eq(chmod(path_in("crlf.sh"), 0755), 0);
+    char *script_argv[] = {path_in("crlf.sh"), NULL};
+    job.argv = script_argv;
+    ck_assert_int_eq(hooks_supervise(&job), -1);
+    char *log = slurp(log_path);   /* last_hook may cut a long TMPDIR's path short */
+    ck_assert_ptr_nonnull(strstr(log, "crlf.sh: No such file or directory: its #! interpreter (or "
+                                      "loader) was not found\n"));
+    free(log);
 }
 END_TEST
 
