@@ -21,8 +21,9 @@
  * up in PATH), detached from the worker by a double fork: a supervisor process, no child of
  * the worker, starts the program in a session and process group of its own with stdin
  * /dev/null, logs its stdout (info) and stderr (warn) lines prefixed with the hook's name (the
- * log line names the tenant), and at hooks.timeout sends SIGTERM to the group, then SIGKILL
- * after a grace period. The worker never waits for a program.
+ * log line names the tenant), and at hooks.timeout (or at a SIGINT, SIGQUIT or SIGTERM of its
+ * own) sends SIGTERM to the group, then SIGKILL after a grace period. The worker never waits
+ * for a program.
  *
  * Shared memory: the supervisor records each run's result in the tenant's last_hook with
  * reg_tenant_hook_ran_unlocked (it does not hold the tenant lock) and holds the tenant's hook

@@ -41,6 +41,10 @@ enum {
     TICK_MS = 100
 };
 
+/* The signal that asked a supervisor to stop (SIGINT, SIGQUIT or SIGTERM: a ^C or a kill of
+ * somirrord's process group reaches it too), or 0. */
+static volatile sig_atomic_t stop_signal;
+
 static void record(const struct hook_job *job, int failed, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -157,8 +161,8 @@ static char **build_env(char *const *add)
     return env;
 }
 
-/* Every signal's action back to the default but those in ignore (0-terminated), then the mask
- * emptied: in a new process, before its own code runs. */
+/* Every signal's action back to the default but those in ignore (0-terminated): in a new
+ * process, before its own code runs, and before unblock_signals. */
 static void reset_signals(const int *ignore)
 {
     for (int sig = 1; sig < NSIG; sig++)
@@ -166,6 +170,10 @@ static void reset_signals(const int *ignore)
             signal(sig, SIG_DFL);
     for (; ignore && *ignore; ignore++)
         signal(*ignore, SIG_IGN);
+}
+
+static void unblock_signals(void)
+{
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -176,6 +184,7 @@ static void exec_program(char *const *argv, char **env, int out_fd, int err_fd, 
 {
     setsid();
     reset_signals(NULL);
+    unblock_signals();
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
         dup2(err_fd, STDERR_FILENO) < 0) {
@@ -327,7 +336,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     };
     int64_t deadline = started + job->timeout_ms;
     int64_t kill_at = 0, drain_until = 0;
-    int exited = 0, timed_out = 0, status = 0;
+    int exited = 0, timed_out = 0, stopped_by = 0, status = 0;
     for (;;) {
         if (!exited && child_ended(pid)) {
             exited = 1;
@@ -338,10 +347,15 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
             break;
         if (exited && now >= drain_until)
             break;
-        if (!exited && !timed_out && now >= deadline) {
+        if (!exited && !timed_out && (now >= deadline || stop_signal)) {
             timed_out = 1;
-            log_warn("hook %s: still running after %d ms: SIGTERM to process group %ld", label,
-                     job->timeout_ms, (long)pid);
+            stopped_by = stop_signal;
+            if (stopped_by)
+                log_warn("hook %s: the supervisor got signal %d: SIGTERM to process group %ld", label,
+                         stopped_by, (long)pid);
+            else
+                log_warn("hook %s: still running after %d ms: SIGTERM to process group %ld", label,
+                         job->timeout_ms, (long)pid);
             kill(-pid, SIGTERM);
             kill_at = now + job->kill_grace_ms;
         }
@@ -385,6 +399,11 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     reap_child(pid, &status);
     end_group(pid, job->kill_grace_ms, label);
     long ms = (long)(monotonic_ms() - started);
+    if (stopped_by) {
+        log_error("hook %s: killed: its supervisor got signal %d", label, stopped_by);
+        record(job, 1, "%s: killed, its supervisor got signal %d", label, stopped_by);
+        return -1;
+    }
     if (timed_out) {
         log_error("hook %s: killed at its time limit (%d ms)", label, job->timeout_ms);
         record(job, 1, "%s: killed at the time limit (%d s)", label, (job->timeout_ms + 999) / 1000);
@@ -418,7 +437,7 @@ int hooks_supervise(const struct hook_job *job)
         }
     }
     int rc = 0;
-    for (size_t i = 0; i < job->ncmds; i++)
+    for (size_t i = 0; i < job->ncmds && !stop_signal; i++)
         if (run_command(job, &job->cmds[i]) != 0)
             rc = -1;
     if (job->exclusive && job->reg)
@@ -468,6 +487,11 @@ static void close_inherited(int keep)
     closedir(d);
 }
 
+static void note_stop(int sig)
+{
+    stop_signal = sig;
+}
+
 static void supervisor_main(const struct hook_job *job)
 {
     /* Signals are blocked (hooks_spawn) until the worker's handlers, which write to descriptors
@@ -475,6 +499,14 @@ static void supervisor_main(const struct hook_job *job)
      * for a supervisor. */
     static const int not_ours[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, 0};
     reset_signals(not_ours);
+    /* A supervisor that a stop signal ended at once would leave its program, in a session of its
+     * own, running past hooks.timeout: the program's group is ended first, as at the limit. */
+    static const int stops[] = {SIGINT, SIGQUIT, SIGTERM};
+    struct sigaction stop = {.sa_handler = note_stop};
+    sigemptyset(&stop.sa_mask);
+    for (size_t i = 0; i < sizeof(stops) / sizeof(stops[0]); i++)
+        sigaction(stops[i], &stop, NULL);
+    unblock_signals();
     prctl(PR_SET_NAME, REG_HOOK_PROCESS_NAME);   /* for ps, and for the hook word's check */
     /* What a program leaves running when it exits becomes the supervisor's child, not init's,
      * so that end_group reaps it (run in the caller's process, as the unit tests do, it waits

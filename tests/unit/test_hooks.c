@@ -329,6 +329,26 @@ START_TEST(spawn_detached_one_per_tenant)
 }
 END_TEST
 
+/* A stop signal to the supervisor (a ^C of somirrord -f reaches its whole process group) ends
+ * the program, in a session of its own, before the supervisor goes: never left running past
+ * hooks.timeout. */
+START_TEST(spawn_stop_signal_ends_the_program)
+{
+    char script[700];
+    snprintf(script, sizeof(script), "echo $$ > '%s.tmp' && mv '%s.tmp' '%s' && exec sleep 30",
+             path_in("program.pid"), path_in("program.pid"), path_in("program.pid"));
+    struct hook_cmd cmd = {.label = "cycle_completed", .env = NULL};
+    struct hook_job job = sh_job(script, &cmd);
+    ck_assert_int_eq(hooks_spawn(&job), HOOK_STARTED);
+    ck_assert(wait_file(path_in("program.pid"), 10));
+    pid_t supervisor = reg_tenant_hook_running(reg, idx);
+    ck_assert_int_gt(supervisor, 0);
+    ck_assert_int_eq(kill(supervisor, SIGINT), 0);
+    assert_process_ends("program.pid", "the hook's program");
+    ck_assert(wait_last_hook("cycle_completed: killed, its supervisor got signal 2", 10));
+}
+END_TEST
+
 START_TEST(hook_word_claims)
 {
     pid_t child = fork();
@@ -643,6 +663,7 @@ static Suite *hooks_suite(void)
     tcase_add_test(tc, runner_kills_at_limit);
     tcase_add_test(tc, runner_kills_what_is_left_of_the_group);
     tcase_add_test(tc, spawn_detached_one_per_tenant);
+    tcase_add_test(tc, spawn_stop_signal_ends_the_program);
     tcase_add_test(tc, hook_word_claims);
     tcase_add_test(tc, no_hooks_configured);
     suite_add_tcase(s, tc);
