@@ -734,6 +734,23 @@ static int failed_at(const struct config *cfg, const char *key, char *err, size_
     return -1;
 }
 
+/* warn_doubtful for daemon_run_as: status 0 (its warnings are on stderr). */
+static int doubtful_status(void *arg, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    warn_doubtful(arg, 0);
+    return 0;
+}
+
+/* warn_doubtful for somirrord -t, as the user the workers run as (whether they can run the hook
+ * programs and read the table_sql directory; root can), as the start does it after the drop. */
+static void warn_doubtful_as_user(const struct config *cfg)
+{
+    char err[512];
+    if (daemon_run_as(cfg->user, cfg->group, doubtful_status, (void *)cfg, err, sizeof(err)) != 0)
+        fprintf(stderr, "somirrord: warning: %s\n", err);
+}
+
 /* What a start would find wrong beyond the configuration and keys, checked without changing
  * anything: the user to switch to, the listen addresses, where the log file, pid file, status
  * socket and (for -t) the state file go, whether (for -t) the state file restores, the store's
@@ -1333,7 +1350,7 @@ int master_main(int argc, char **argv)
             fprintf(stderr, "somirrord: %s\n", err);
         } else {
             warn_as_user(m.config_path, m.cfg);
-            warn_doubtful(m.cfg, 0);
+            warn_doubtful_as_user(m.cfg);
             printf("configuration ok\n");
             status = 0;
         }

@@ -295,6 +295,21 @@ def check_reload_as_user(s):
                 assert ("%s %s is left behind: cannot remove it: Permission denied"
                         % (key, os.path.join(run_dir, name))) in daemon.log(), daemon.log()
 
+        # A hook program and a table_sql directory that root may use and that user may not: -t
+        # warns as the start (which checks after the drop) does, not as root sees them.
+        program, sql_dir = os.path.join(base, "hook.sh"), os.path.join(base, "sql")
+        with open(program, "w") as f:
+            f.write("#!/bin/sh\nexit 0\n")
+        os.chmod(program, 0o700)
+        os.mkdir(sql_dir, 0o700)
+        config = h.write_config(base, keys, user="nobody", **{"hooks.cycle_completed": [program],
+                                                              "hooks.table_sql": sql_dir})
+        os.chmod(config, 0o644)
+        r = run("-t", "-c", config)
+        assert r.returncode == 0 and "configuration ok" in r.stdout, r
+        assert ("warning: hooks.cycle_completed: %s is not a program that can be run" % program) in r.stderr, r
+        assert ("warning: hooks.table_sql %s is not a directory that can be read" % sql_dir) in r.stderr, r
+
 
 def check_relative_paths_as_daemon():
     """A daemon works from /, yet relative paths (the -c file's, those in it) stay the starting
