@@ -872,6 +872,13 @@ static const struct key_spec *find_key(const struct key_spec *keys, const char *
 static void parse_mapping(struct loader *ld, yaml_node_t *map, const struct key_spec *keys,
                           const char *prefix, void *base)
 {
+    /* Where each of keys was first given in this mapping: a key given twice is found without
+     * looking back through the mapping for every key, which took the square of the keys' number
+     * (100,000 unknown keys in a 1 MB file held -t, or the master at a reload, for minutes). */
+    size_t nkeys = 0;
+    while (keys[nkeys].name)
+        nkeys++;
+    const yaml_node_t **firsts = xcalloc(nkeys, sizeof(*firsts));
     for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
         yaml_node_t *key_node = yaml_document_get_node(&ld->doc, pair->key);
         yaml_node_t *value = yaml_document_get_node(&ld->doc, pair->value);
@@ -884,19 +891,21 @@ static void parse_mapping(struct loader *ld, yaml_node_t *map, const struct key_
         const char *name = (const char *)key_node->data.scalar.value;
         char *key = dotted_name(prefix, name);
         const struct key_spec *spec = find_key(keys, name);
-        yaml_node_t *first = yamldoc_earlier_key(&ld->doc, map, pair, name);
-        if (first) {
-            report_at(ld, &key_node->start_mark, "duplicate key \"%s\" (first at line %zu)", key,
-                      first->start_mark.line + 1);
-        } else if (!spec) {
+        const yaml_node_t **first = spec ? &firsts[spec - keys] : NULL;
+        if (!spec) {
             report_at(ld, &key_node->start_mark, "unknown key \"%s\"", key);
+        } else if (*first) {
+            report_at(ld, &key_node->start_mark, "duplicate key \"%s\" (first at line %zu)", key,
+                      (*first)->start_mark.line + 1);
         } else {
+            *first = key_node;
             struct place at = {key, key_node->start_mark};
             seen_add(ld, key, key_node->start_mark);
             parse_value(ld, &at, value, spec, base);
         }
         free(key);
     }
+    free(firsts);
     report_missing(ld, keys, prefix);
 }
 

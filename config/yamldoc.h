@@ -1,7 +1,7 @@
 /* config/yamldoc: reads a configuration file's one YAML document (libyaml's document API),
  * for both configurations, somirrord.yaml (config.c) and task.yaml (task/taskconf.c), with the
  * limits a configuration needs and a YAML library does not set, and the lookup of a key given
- * twice that both make. */
+ * twice (task.yaml's; config.c notes where each of its keys was first). */
 #ifndef SOMIRROR_CONFIG_YAMLDOC_H
 #define SOMIRROR_CONFIG_YAMLDOC_H
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "config/config.h"
 
@@ -660,6 +661,20 @@ START_TEST(test_errors_bounded)
     ck_assert_ptr_null(load(text.data, &errs));
     ck_assert_uint_eq(errs.n, 51);
     ck_assert_uint_gt(errs.found, 60);
+    cfg_errors_free(&errs);
+    /* A mapping of many keys (here unknown ones, then a known one again and again) is read in
+     * time that grows with its size, not with its square (this took minutes). */
+    buf_reset(&text);
+    buf_puts(&text, MINIMAL);
+    for (int i = 0; i < 50000; i++)
+        buf_printf(&text, "unknown%d: 1\n", i);
+    for (int i = 0; i < 50000; i++)
+        buf_puts(&text, "workers: 1\n");
+    double started = monotonic_seconds();
+    ck_assert_ptr_null(load(text.data, &errs));
+    double took = monotonic_seconds() - started;
+    ck_assert_msg(took < 3, "100,000 keys took %.1f s", took);
+    ck_assert_uint_eq(errs.found, 99999);   /* the first workers is the one not in error */
     cfg_errors_free(&errs);
     buf_free(&text);
 }
