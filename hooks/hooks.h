@@ -1,9 +1,10 @@
 /* hooks/hooks: operator extension points (config section hooks).
  *
  *  - hooks.table_sql: a directory of SQL files run on the tenant's mirror, in the store's own
- *    dialect, after a table is Created or Recreated by TableSchema and after it is wiped (so
- *    indexes exist before a bulk load): first `<table>.sql` (the exact name, else the one name
- *    that matches ignoring case), then the file literally named `*.sql`, run for every table.
+ *    dialect, after a table is Created, Recreated or Altered by TableSchema and after it is
+ *    wiped (so indexes exist before a bulk load): first `<table>.sql` (the exact name, else
+ *    the one name that matches ignoring case), then the file literally named `*.sql`, run for
+ *    every table.
  *    In both, every `{table}` is replaced by the table's quoted name ("contact" for sqlite and
  *    postgresql, [contact] or [schema].[contact] for mssql). Scripts run after the call's
  *    commit, synchronously in the worker under the tenant lock, and must be idempotent (a wipe
@@ -46,8 +47,8 @@ struct hooks;   /* one per worker */
 struct hooks *hooks_new(const struct config *cfg, struct registry *reg);
 void hooks_free(struct hooks *h);
 
-/* After a committed TableSchema, with the call's answers: table_sql for Created and Recreated
- * tables, then table_changed for Created, Altered, Recreated and Dropped ones. */
+/* After a committed TableSchema, with the call's answers: table_sql for Created, Recreated and
+ * Altered tables, then table_changed for Created, Altered, Recreated and Dropped ones. */
 void hooks_after_table_schema(struct hooks *h, struct store_tenant *t, const char *tenant,
                               uint32_t idx, const struct table_state *states, size_t n);
 /* After a committed Wipe: table_sql, then table_changed (Wiped), for each wiped table. */
