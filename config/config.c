@@ -980,7 +980,18 @@ static void parse_listen(struct loader *ld, const struct place *at, yaml_node_t 
 {
     size_t cap = 0;
     if (node->type != YAML_SEQUENCE_NODE) {
+        size_t first = ld->nseen;
         parse_listen_entry(ld, at, node, base, &cap);
+        size_t end = ld->nseen;
+        /* A single entry is a list of one: where its keys are is known by listen[0]'s names
+         * too, which the checks after the load use (worker/tls.c: "listen[0].tls.key"). */
+        seen_add(ld, "listen[0]", node->start_mark);
+        for (size_t i = first; i < end; i++) {
+            struct buf key = BUF_INIT;
+            buf_printf(&key, "listen[0]%s", ld->seen[i].key + strlen(at->key));
+            seen_add(ld, key.data, ld->seen[i].mark);
+            buf_free(&key);
+        }
         return;
     }
     yaml_node_item_t *items = node->data.sequence.items.start;

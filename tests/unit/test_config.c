@@ -781,6 +781,19 @@ START_TEST(test_where)
     snprintf(want, sizeof(want), "%s:8:19", yaml_path);
     ck_assert_str_eq(cfg_where(cfg, "vendor.certificates[0]", out, sizeof(out)), want);
     cfg_free(cfg);
+    /* A single listen entry, without a list, is listen[0] to the checks after the load (the TLS
+     * files): their messages say where its keys are too. */
+    cfg = load_ok("listen:\n"
+                  "  address: \"127.0.0.1:8443\"\n"
+                  "  tls: { certificate: c.pem, key: k.pem }\n"
+                  "application: { id: \"123\", private_key: app.xml }\n"
+                  "store: { sqlite: { directory: /var/lib/somirror } }\n"
+                  "vendor: { certificates: one.crt }\n");
+    snprintf(want, sizeof(want), "%s:3:30", yaml_path);
+    ck_assert_str_eq(cfg_where(cfg, "listen[0].tls.key", out, sizeof(out)), want);
+    snprintf(want, sizeof(want), "%s:2:3", yaml_path);
+    ck_assert_str_eq(cfg_where(cfg, "listen[0].address", out, sizeof(out)), want);
+    cfg_free(cfg);
 }
 END_TEST
 
