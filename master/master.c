@@ -726,6 +726,25 @@ static int state_file_status(void *arg, char *err, size_t errlen)
     return rc < 0 ? 1 : 0;
 }
 
+/* Whether the tenants that the state file keeps (paused, or with a resync or reset pending: what
+ * reg holds now, which the file is written from) are more than tenants_max, whose registry the
+ * next start restores them into and then refuses to start (-t says so of the file at hand; a
+ * reload says so before the file is written with them). 1 with err, or 0. */
+static int state_outgrows(const struct registry *reg, int tenants_max, char *err, size_t errlen)
+{
+    size_t kept = 0;
+    uint32_t n = reg_tenant_count(reg);
+    for (uint32_t idx = 0; idx < n; idx++) {
+        struct tenant_requests req;
+        kept += reg_tenant_pause_flag(reg, idx) || reg_tenant_pending(reg, idx, &req);
+    }
+    if (kept <= (size_t)tenants_max)
+        return 0;
+    snprintf(err, errlen, "tenants.max %d is below the %zu tenants the state file keeps (paused, or "
+             "with a resync or reset pending): the next start could not restore them", tenants_max, kept);
+    return 1;
+}
+
 /* A check of check_start failed on key: err gets where key is written in cfg's file before it,
  * as the loader's own errors say. -1. */
 static int failed_at(const struct config *cfg, const char *key, char *err, size_t errlen)
@@ -753,8 +772,8 @@ static void warn_doubtful_as_user(const struct config *cfg)
 
 /* What a start would find wrong beyond the configuration and keys, checked without changing
  * anything: the user to switch to, the listen addresses, where the log file, pid file, status
- * socket and (for -t) the state file go, whether (for -t) the state file restores, the store's
- * settings. For -t (m NULL) all of them; for a reload those that differ from the ones in service
+ * socket and (for -t) the state file go, whether (for -t) the state file restores (at a reload:
+ * whether its tenants fit a changed tenants.max), the store's settings. For -t (m NULL) all of them; for a reload those that differ from the ones in service
  * (which work), so that one a restart would refuse fails the reload instead of the next start.
  * 0, or -1 with err. */
 static int check_start(const struct master *m, const struct config *cfg, char *err, size_t errlen)
@@ -780,6 +799,9 @@ static int check_start(const struct master *m, const struct config *cfg, char *e
         (check_made_file("state_file", cfg->state_file, MADE_FOR_STATE, at_reload, err, errlen) < 0 ||
          daemon_run_as(cfg->user, cfg->group, state_file_status, (void *)cfg, err, errlen) != 0))
         return failed_at(cfg, "state_file", err, errlen);
+    if (m && cfg->state_file && cfg->tenants_max != boot->tenants_max &&
+        state_outgrows(m->reg, cfg->tenants_max, err, errlen))
+        return failed_at(cfg, "tenants.max", err, errlen);
 #undef CHANGED
     return check_store_as_user(at_reload, cfg, err, errlen);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """somirrord reloads (SIGHUP and the `reload` status command): a broken config keeps the old
 one running and is counted; a changed allow-list applies in a new generation; a setting that
-needs a restart is reported, and fails the reload when a start would refuse it; log.level
+needs a restart is reported, and fails the reload when a start would refuse it (tenants.max
+below the tenants the state file keeps too); log.level
 reaches the new workers; reloads back to back each get every worker; a moved state_file gets
 the pauses at once; a failed reload leaves a crash loop's restart delay as it was; 20 reloads
 under load refuse no connection; a connection accepted just before a reload gets its first
@@ -143,6 +144,27 @@ def check_full_registry_after_max_changed():
         line = d.wait_log(r"tenant registry is full.*Cust2.*").group(0)
         assert re.search(r"full \(tenants\.max (\d+)", line).group(1) == "1", line
 
+
+
+def check_max_below_kept_state():
+    """A reload that lowers tenants.max (which waits for a restart) below the tenants the state
+    file keeps paused fails, saying why, rather than the next start, which could not restore
+    them; as many as it keeps are enough."""
+    with h.server(workers=1) as s:
+        d = s.daemon
+        for tenant in ("Cust1", "Cust2", "Cust3"):
+            s.call("Authenticate", h.authenticate_body(), tenant=tenant)
+            assert d.ctl("pause %s" % tenant).startswith("ok"), tenant
+        d.rewrite_config(**{"tenants.max": 2})
+        answer = d.ctl("reload")
+        assert answer.startswith("error: reload failed") and ("tenants.max 2 is below the 3 tenants the state "
+                                                              "file keeps") in answer, answer
+        d.rewrite_config(**{"tenants.max": 3})
+        assert d.ctl("reload").startswith("ok"), d.log()
+        assert d.ctl_json("show info")["restart_required"] == ["tenants.max"]
+        assert d.stop() == 0
+        d.start()   # ... and the start restores them
+        assert d.ctl_json("show tenant Cust3")["tenant"]["paused"] is True
 
 
 def check_log_level_reaches_workers(d, generation):
@@ -357,6 +379,7 @@ def main():
     with h.server(workers=2) as s:
         check_failed_reload_keeps_backoff(s)
     check_full_registry_after_max_changed()
+    check_max_below_kept_state()
     print("ok")
 
 
