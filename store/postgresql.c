@@ -71,6 +71,8 @@
 #include "store/store.h"
 
 #include <ctype.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +83,7 @@
 #include <libpq-fe.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/schema.h"
@@ -101,7 +104,7 @@ struct pg_backend {
     char *conninfo;            /* NULL: libpq's defaults and environment */
     char *password;
     int lock_timeout;          /* seconds */
-    int script_timeout;        /* seconds: a table_sql script's statements (hooks.timeout) */
+    int script_timeout;        /* seconds: a table_sql script (hooks.timeout) */
     PGconn *admin;
 };
 
@@ -1466,6 +1469,49 @@ static void pg_put_table(void *conn, struct buf *sql, const char *table)
     put_ident(sql, table);
 }
 
+enum { SCRIPT_CANCEL_WAIT_MS = 5000 };   /* for the end of a script asked to cancel */
+
+/* Runs an operator's script (statements separated by ;) to its end, reading every result, or
+ * until seconds have passed, when the server is asked to cancel it (*stopped set): a bound on
+ * the whole script, where statement_timeout bounds each of its statements (PostgreSQL 13 and
+ * later) and the script itself may change it. 0, or -1 with f. */
+static int exec_script_bounded(PGconn *db, const char *sql, int seconds, int *stopped,
+                               struct fault *f)
+{
+    *stopped = 0;
+    if (!PQsendQuery(db, sql))
+        return pg_fail(db, NULL, "table_sql", f);
+    int64_t deadline = monotonic_ms() + (int64_t)seconds * 1000;
+    int rc = 0;
+    for (;;) {
+        while (PQisBusy(db)) {
+            int64_t left = deadline - monotonic_ms();
+            if (left <= -SCRIPT_CANCEL_WAIT_MS) {   /* a server that answers nothing */
+                fault_set(f, FAULT_STORAGE_ERROR, "postgresql: table_sql: no answer to its cancel");
+                return -1;
+            }
+            if (left <= 0 && !*stopped) {
+                PGcancel *cancel = PQgetCancel(db);
+                char why[256];
+                if (cancel)
+                    PQcancel(cancel, why, sizeof(why));
+                PQfreeCancel(cancel);
+                *stopped = 1;
+            }
+            struct pollfd pfd = {.fd = PQsocket(db), .events = POLLIN};
+            poll(&pfd, 1, *stopped ? 1000 : (int)(left < INT_MAX ? left : INT_MAX));
+            if (!PQconsumeInput(db))
+                return pg_fail(db, NULL, "table_sql", f);
+        }
+        PGresult *res = PQgetResult(db);
+        if (!res)
+            return rc;
+        if (rc == 0 && !result_ok(res))
+            rc = pg_fail(db, res, "table_sql", f);
+        PQclear(res);
+    }
+}
+
 static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
 {
     struct pg_conn *c = conn;
@@ -1478,14 +1524,14 @@ static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
             return -1;
         }
     }
-    /* The script's statements are bounded by hooks.timeout, and what it leaves behind (an
-     * open transaction, a SET, a temporary table) goes with the session, closed after it: the
-     * next call opens a clean one. A transaction left open is rolled back and is a failure. */
-    char limit[64];
-    snprintf(limit, sizeof(limit), "SET statement_timeout = '%ds'", c->backend->script_timeout);
-    int rc = exec_sql(c->db, limit, "table_sql", &f) == 0 && exec_sql(c->db, sql, "table_sql", &f) == 0
-                 ? 0 : -1;
-    if (rc != 0) {
+    /* The script is bounded by hooks.timeout, and what it leaves behind (an open transaction,
+     * a SET, a temporary table) goes with the session, closed after it: the next call opens a
+     * clean one. A transaction left open is rolled back and is a failure. */
+    int stopped;
+    int rc = exec_script_bounded(c->db, sql, c->backend->script_timeout, &stopped, &f);
+    if (rc != 0 && stopped) {
+        snprintf(err, errlen, "stopped after hooks.timeout (%d s)", c->backend->script_timeout);
+    } else if (rc != 0) {
         snprintf(err, errlen, "%s", f.message);
     } else if (PQtransactionStatus(c->db) != PQTRANS_IDLE) {
         snprintf(err, errlen, "the script left a transaction open: rolled back");

@@ -1056,7 +1056,7 @@ static int sqlite_exec_script(void *conn, const char *sql, char *err, size_t err
         snprintf(err, errlen, "%s", f.message);
         return -1;
     }
-    /* Bounded by hooks.timeout, as the PostgreSQL driver's statement_timeout does: the worker
+    /* Bounded by hooks.timeout, as the PostgreSQL driver bounds its scripts: the worker
      * waits for the script, and a script that runs on would hold up every call it serves. */
     int64_t deadline = monotonic_ms() + (int64_t)c->backend->script_timeout * 1000;
     sqlite3_progress_handler(c->db, SCRIPT_PROGRESS_STEPS, script_past_deadline, &deadline);

@@ -71,6 +71,7 @@ static int driver_setup(const char *driver)
         cfg.driver = STORE_POSTGRESQL;
         cfg.postgresql.conninfo = getenv("SOMIRROR_TEST_PG_CONNINFO");
         cfg.postgresql.max_connections = 16;
+        cfg.hooks.timeout = 1;   /* table_sql scripts: pg_table_script_bounded */
         return 0;
     }
     if (strcmp(driver, "mssql") == 0 && getenv("SOMIRROR_TEST_MSSQL_SERVER")) {
@@ -2308,6 +2309,28 @@ END_TEST
 
 /* The server ends the connection while the COPY is open: the call fails with StorageError,
  * and the next call connects again and loads the rows whole. */
+/* A table_sql script is stopped at hooks.timeout (1 s here) as a whole, not each of its
+ * statements, even one that lifts statement_timeout; the next call is served. */
+START_TEST(pg_table_script_bounded)
+{
+    load_contacts();
+    static const char *const scripts[] = {
+        "SELECT pg_sleep(0.7); SELECT pg_sleep(0.7); SELECT pg_sleep(0.7)",
+        "SET statement_timeout = 0; SELECT pg_sleep(5)",
+    };
+    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+        char err[512] = "";
+        int64_t started = monotonic_ms();
+        ck_assert_int_ne(store_run_table_script(tenant, "contact", scripts[i], err, sizeof(err)), 0);
+        ck_assert_msg(strstr(err, "stopped after hooks.timeout (1 s)") != NULL, "%s", err);
+        ck_assert_int_lt(monotonic_ms() - started, 1900);
+    }
+    static const char *const rows[] = {"I:|78|after|2026-01-01T00:00:00|1", NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 300, rows);
+    rows_ok(&b, 1, 1);
+}
+END_TEST
+
 START_TEST(pg_copy_connection_lost)
 {
     create_contact();
@@ -2402,6 +2425,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_copy_key_already_there);
         tcase_add_test(pg, pg_copy_server_error);
         tcase_add_test(pg, pg_copy_connection_lost);
+        tcase_add_test(pg, pg_table_script_bounded);
         suite_add_tcase(s, pg);
     }
     return s;
