@@ -637,6 +637,30 @@ START_TEST(test_aliases_bounded)
 }
 END_TEST
 
+/* The shortest of tries loads of MINIMAL with nkeys keys more (half unknown, half "workers"
+ * again), each refused with every key but the first workers in error. */
+static double keys_load_seconds(int nkeys, int tries)
+{
+    struct buf text = BUF_INIT;
+    buf_puts(&text, MINIMAL);
+    for (int i = 0; i < nkeys / 2; i++)
+        buf_printf(&text, "unknown%d: 1\n", i);
+    for (int i = 0; i < nkeys / 2; i++)
+        buf_puts(&text, "workers: 1\n");
+    double best = 0;
+    for (int t = 0; t < tries; t++) {
+        struct cfg_errors errs;
+        double started = monotonic_seconds();
+        ck_assert_ptr_null(load(text.data, &errs));
+        double took = monotonic_seconds() - started;
+        ck_assert_uint_eq(errs.found, (size_t)nkeys - 1);
+        cfg_errors_free(&errs);
+        best = t == 0 || took < best ? took : best;
+    }
+    buf_free(&text);
+    return best;
+}
+
 /* A configuration wrong everywhere is told by its first 50 errors and a line saying more were
  * left out. */
 START_TEST(test_errors_bounded)
@@ -663,19 +687,11 @@ START_TEST(test_errors_bounded)
     ck_assert_uint_gt(errs.found, 60);
     cfg_errors_free(&errs);
     /* A mapping of many keys (here unknown ones, then a known one again and again) is read in
-     * time that grows with its size, not with its square (this took minutes). */
-    buf_reset(&text);
-    buf_puts(&text, MINIMAL);
-    for (int i = 0; i < 50000; i++)
-        buf_printf(&text, "unknown%d: 1\n", i);
-    for (int i = 0; i < 50000; i++)
-        buf_puts(&text, "workers: 1\n");
-    double started = monotonic_seconds();
-    ck_assert_ptr_null(load(text.data, &errs));
-    double took = monotonic_seconds() - started;
-    ck_assert_msg(took < 3, "100,000 keys took %.1f s", took);
-    ck_assert_uint_eq(errs.found, 99999);   /* the first workers is the one not in error */
-    cfg_errors_free(&errs);
+     * time that grows with its size, not with its square (100,000 keys took minutes): ten times
+     * the keys take about ten times as long, not a hundred. A ratio of times, as valgrind or a
+     * busy host slows both alike; the best of a few tries of each. */
+    double small = keys_load_seconds(4000, 3), large = keys_load_seconds(40000, 2);
+    ck_assert_msg(large < 40 * small, "40,000 keys took %.3f s, 4,000 keys %.3f s", large, small);
     buf_free(&text);
 }
 END_TEST
