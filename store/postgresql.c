@@ -1506,6 +1506,15 @@ static int exec_script_bounded(PGconn *db, const char *sql, int seconds, int *st
         PGresult *res = PQgetResult(db);
         if (!res)
             return rc;
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            /* libpq hands this result again at every PQgetResult until the copy is fed or read,
+             * which a script cannot do: the session, closed after the script, ends it. */
+            PQclear(res);
+            fault_set(f, FAULT_STORAGE_ERROR, "postgresql: table_sql: a COPY from or to the client "
+                      "(STDIN, STDOUT) cannot run in a script");
+            return -1;
+        }
         if (rc == 0 && !result_ok(res))
             rc = pg_fail(db, res, "table_sql", f);
         PQclear(res);

@@ -2307,8 +2307,6 @@ START_TEST(pg_copy_server_error)
 }
 END_TEST
 
-/* The server ends the connection while the COPY is open: the call fails with StorageError,
- * and the next call connects again and loads the rows whole. */
 /* A table_sql script is stopped at hooks.timeout (1 s here) as a whole, not each of its
  * statements, even one that lifts statement_timeout; the next call is served. */
 START_TEST(pg_table_script_bounded)
@@ -2325,12 +2323,22 @@ START_TEST(pg_table_script_bounded)
         ck_assert_msg(strstr(err, "stopped after hooks.timeout (1 s)") != NULL, "%s", err);
         ck_assert_int_lt(monotonic_ms() - started, 1900);
     }
+    /* A COPY from or to the client, which a script cannot feed or read, fails at once (libpq
+     * hands a result of the COPY state for every PQgetResult, for ever). */
+    static const char *const copies[] = {"COPY contact FROM STDIN", "SELECT 1; COPY contact TO STDOUT"};
+    for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
+        char err[512] = "";
+        ck_assert_int_ne(store_run_table_script(tenant, "contact", copies[i], err, sizeof(err)), 0);
+        ck_assert_msg(strstr(err, "COPY") != NULL, "%s", err);
+    }
     static const char *const rows[] = {"I:|78|after|2026-01-01T00:00:00|1", NULL};
     struct batch b = batch_make("contact", "contact_id,name,registered,amount", 300, rows);
     rows_ok(&b, 1, 1);
 }
 END_TEST
 
+/* The server ends the connection while the COPY is open: the call fails with StorageError,
+ * and the next call connects again and loads the rows whole. */
 START_TEST(pg_copy_connection_lost)
 {
     create_contact();
