@@ -437,9 +437,20 @@ int hooks_supervise(const struct hook_job *job)
         }
     }
     int rc = 0;
-    for (size_t i = 0; i < job->ncmds && !stop_signal; i++)
+    size_t i = 0;
+    for (; i < job->ncmds && !stop_signal; i++)
         if (run_command(job, &job->cmds[i]) != 0)
             rc = -1;
+    if (i < job->ncmds) {
+        /* Stopped before these started (a signal before the first, or while one ran): said,
+         * rather than a run that ends without a word and a last_hook of an earlier one. */
+        const char *label = job->cmds[i].label ? job->cmds[i].label : job->name;
+        int sig = stop_signal;
+        log_warn("hook %s: not run (nor the %zu after it): its supervisor got signal %d", label,
+                 job->ncmds - i - 1, sig);
+        record(job, 1, "%s: not run, its supervisor got signal %d", label, sig);
+        rc = -1;
+    }
     if (job->exclusive && job->reg)
         reg_tenant_hook_release(job->reg, job->idx, self);
     return rc;

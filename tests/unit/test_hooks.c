@@ -131,6 +131,18 @@ static int wait_last_hook(const char *prefix, double seconds)
     }
 }
 
+/* Whether the tenant's hook word is free within seconds (its run's supervisor has ended). */
+static int wait_hook_released(double seconds)
+{
+    double end = monotonic_seconds() + seconds;
+    while (reg_tenant_hook_running(reg, idx) != 0) {
+        if (monotonic_seconds() > end)
+            return 0;
+        sleep_ms(10);
+    }
+    return 1;
+}
+
 /* Whether pid is gone (or a zombie waiting for init). */
 static int process_gone(long pid)
 {
@@ -319,10 +331,7 @@ START_TEST(spawn_detached_one_per_tenant)
 
     ck_assert(wait_file(path_in("done"), 10));
     ck_assert(wait_last_hook("cycle_completed: exit 0", 10));
-    end = monotonic_seconds() + 5;
-    while (reg_tenant_hook_running(reg, idx) != 0 && monotonic_seconds() < end)
-        sleep_ms(10);
-    ck_assert_int_eq(reg_tenant_hook_running(reg, idx), 0);
+    ck_assert(wait_hook_released(5));
     char *log = slurp(log_path);
     ck_assert_ptr_nonnull(strstr(log, "skipped: the previous run"));
     free(log);
@@ -346,6 +355,18 @@ START_TEST(spawn_stop_signal_ends_the_program)
     ck_assert_int_eq(kill(supervisor, SIGINT), 0);
     assert_process_ends("program.pid", "the hook's program");
     ck_assert(wait_last_hook("cycle_completed: killed, its supervisor got signal 2", 10));
+    /* The commands after the one it stopped (table_changed's tables) are not started, and the
+     * last_hook says so, not the stopped one's result alone. */
+    unlink(path_in("program.pid"));
+    ck_assert(wait_hook_released(10));
+    struct hook_cmd cmds[] = {{.label = "table_changed a Created"}, {.label = "table_changed b Created"}};
+    job.cmds = cmds;
+    job.ncmds = 2;
+    ck_assert_int_eq(hooks_spawn(&job), HOOK_STARTED);
+    ck_assert(wait_file(path_in("program.pid"), 10));
+    ck_assert_int_eq(kill(reg_tenant_hook_running(reg, idx), SIGTERM), 0);
+    assert_process_ends("program.pid", "the hook's program");
+    ck_assert(wait_last_hook("table_changed b Created: not run, its supervisor got signal 15", 10));
 }
 END_TEST
 
