@@ -1535,9 +1535,14 @@ static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
     }
     /* The script is bounded by hooks.timeout, and what it leaves behind (an open transaction,
      * a SET, a temporary table) goes with the session, closed after it: the next call opens a
-     * clean one. A transaction left open is rolled back and is a failure. */
-    int stopped;
-    int rc = exec_script_bounded(c->db, sql, c->backend->script_timeout, &stopped, &f);
+     * clean one. A transaction left open is rolled back and is a failure. The server's own
+     * statement_timeout stays as a backstop: a worker killed while the script runs (at
+     * shutdown_timeout) leaves its statement to the server. */
+    char limit[64];
+    snprintf(limit, sizeof(limit), "SET statement_timeout = '%ds'", c->backend->script_timeout);
+    int stopped = 0;
+    int rc = exec_sql(c->db, limit, "table_sql", &f) == 0
+                 ? exec_script_bounded(c->db, sql, c->backend->script_timeout, &stopped, &f) : -1;
     if (rc != 0 && stopped) {
         snprintf(err, errlen, "stopped after hooks.timeout (%d s)", c->backend->script_timeout);
     } else if (rc != 0) {
