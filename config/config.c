@@ -1043,6 +1043,19 @@ int cfg_conninfo_may_hold_password(const char *conninfo)
     return conninfo && (strstr(conninfo, "password") || strchr(conninfo, '@'));
 }
 
+/* Whether conninfo writes a password: the keyword (key=value form, or a URI's ?password=), or
+ * a URI's user:password@ (a URI's user@ alone holds none). Narrower than
+ * cfg_conninfo_may_hold_password, which errs the other way as it hides libpq's messages. */
+static int conninfo_holds_password(const char *conninfo)
+{
+    if (strstr(conninfo, "password"))
+        return 1;
+    const char *scheme = strstr(conninfo, "://");
+    const char *userinfo = scheme ? scheme + 3 : NULL;
+    const char *at = userinfo ? strchr(userinfo, '@') : NULL;
+    return at && memchr(userinfo, ':', (size_t)(at - userinfo)) != NULL;
+}
+
 /* A password written in the configuration file itself (key): the warning cfg_secret_exposed
  * gives of a key or password file, here of the configuration file. */
 static void warn_secret_in_exposed_config(struct loader *ld, const char *key)
@@ -1114,7 +1127,7 @@ static void check_store(struct loader *ld)
         break;
     case STORE_POSTGRESQL:
         require_for_driver(ld, cfg->postgresql.conninfo, "store.postgresql.conninfo");
-        if (cfg_conninfo_may_hold_password(cfg->postgresql.conninfo))
+        if (cfg->postgresql.conninfo && conninfo_holds_password(cfg->postgresql.conninfo))
             warn_secret_in_exposed_config(ld, "store.postgresql.conninfo");
         read_password(ld, "store.postgresql", cfg->postgresql.password_file, &cfg->postgresql.password,
                       false);

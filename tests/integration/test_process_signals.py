@@ -174,11 +174,16 @@ def check_secrets_readable_by_everyone(s):
 
 def check_inline_secrets_readable_by_everyone(s):
     """A password written in the configuration file itself (store.mssql.password, a conninfo
-    with a password) while every user may read that file: the same warning, naming the key."""
+    with a password, as a keyword or a URI's user:password@) while every user may read that
+    file: the same warning, naming the key; a URI's user@ alone draws none."""
+    def postgresql(conninfo):
+        return {"driver": "postgresql", "postgresql": {"conninfo": conninfo}}
+
     for key, store in (("store.mssql.password",
                         {"driver": "mssql", "mssql": {"server": "127.0.0.1:1", "user": "u", "password": "pw-Zq81x"}}),
-                       ("store.postgresql.conninfo",
-                        {"driver": "postgresql", "postgresql": {"conninfo": "host=/nonexistent password=pw-Zq81x"}})):
+                       ("store.postgresql.conninfo", postgresql("host=/nonexistent password=pw-Zq81x")),
+                       ("store.postgresql.conninfo", postgresql("postgresql://u:pw-Zq81x@/db?host=/nonexistent")),
+                       (None, postgresql("postgresql://u@/db?host=/nonexistent"))):
         path = os.path.join(s.dir, "inline.yaml")
         with open(path, "w") as f:
             cfg = h.read_config(s.config)
@@ -187,6 +192,9 @@ def check_inline_secrets_readable_by_everyone(s):
         os.chmod(path, 0o644)
         r = run("-t", "-c", path)
         assert r.returncode == 0 and "configuration ok" in r.stdout, r
+        if key is None:   # a URI's user@ alone holds no password
+            assert "a password in the configuration file" not in r.stderr, r.stderr
+            continue
         assert re.search(r"warn .*inline\.yaml:\d+:\d+: %s: a password in the configuration file: %s is readable by every user \(mode 0644\)"
                          % (re.escape(key), re.escape(path)), r.stderr), (key, r.stderr)
         assert "pw-Zq81x" not in r.stderr, r.stderr
