@@ -241,7 +241,12 @@ START_TEST(runner_exit_status_and_exec_failure)
                      "/nonexistent/hook-program: No such file or directory");
 
     /* A script whose #! names no program (here with the CR of CR LF line ends): the program is
-     * there, its interpreter is not. */
+     * there, its interpreter is not. Not under valgrind, which ends a process whose execve of an
+     * existing file fails ("I can't recover from execve() failing") before our code can tell
+     * why: its preload libraries say it is there. */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload"))
+        return;
     put_file("crlf.sh", "#!/bin/sh\r\nexit 0\r\n");
     ck_assert_int_eq(chmod(path_in("crlf.sh"), 0755), 0);
     char *script_argv[] = {path_in("crlf.sh"), NULL};
