@@ -448,6 +448,21 @@ static char *ran_rows(void)
     return buf_steal(&b);
 }
 
+/* The store of cfg, tenant Cust1's mirror in it, and hooks of cfg: what the table_sql and
+ * table_changed checks run on. */
+static struct store_tenant *tenant_with_hooks(struct store **store, struct hooks **h)
+{
+    char err[256];
+    *store = store_new(&cfg, err, sizeof(err));
+    ck_assert_msg(*store != NULL, "%s", err);
+    struct fault f;
+    fault_clear(&f);
+    struct store_tenant *t = store_tenant(*store, "Cust1", &f);
+    ck_assert_ptr_nonnull(t);
+    *h = hooks_new(&cfg, reg);
+    return t;
+}
+
 #define RAN_TABLE "CREATE TABLE IF NOT EXISTS ran(seq INTEGER PRIMARY KEY, what TEXT);\n"
 
 START_TEST(table_sql_selection_and_substitution)
@@ -456,14 +471,9 @@ START_TEST(table_sql_selection_and_substitution)
     put_file("sql/Contact.sql", RAN_TABLE "INSERT INTO ran(what) VALUES ('own {table}');\n");
     put_file("sql/*.sql", RAN_TABLE "INSERT INTO ran(what) VALUES ('all {table} {table}');\n");
     put_file("sql/person.txt", RAN_TABLE "INSERT INTO ran(what) VALUES ('never');\n");
-    char err[256];
-    struct store *store = store_new(&cfg, err, sizeof(err));
-    ck_assert_msg(store != NULL, "%s", err);
-    struct fault f;
-    fault_clear(&f);
-    struct store_tenant *t = store_tenant(store, "Cust1", &f);
-    ck_assert_ptr_nonnull(t);
-    struct hooks *h = hooks_new(&cfg, reg);
+    struct store *store;
+    struct hooks *h;
+    struct store_tenant *t = tenant_with_hooks(&store, &h);
     ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "contact"), 0);
     ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "person"), 0);
     ck_assert_str_eq(view().last_hook, "table_sql *.sql (person): ok");
@@ -492,14 +502,9 @@ START_TEST(table_sql_failure_recorded)
 {
     put_file("sql/broken.sql", "CREATE TABLE oops(;\n");
     put_file("sql/*.sql", RAN_TABLE "INSERT INTO ran(what) VALUES ('all {table}');\n");
-    char err[256];
-    struct store *store = store_new(&cfg, err, sizeof(err));
-    ck_assert_ptr_nonnull(store);
-    struct fault f;
-    fault_clear(&f);
-    struct store_tenant *t = store_tenant(store, "Cust1", &f);
-    ck_assert_ptr_nonnull(t);
-    struct hooks *h = hooks_new(&cfg, reg);
+    struct store *store;
+    struct hooks *h;
+    struct store_tenant *t = tenant_with_hooks(&store, &h);
     ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "broken"), -1);
     /* The every-table script still ran, but its success does not hide the failure. */
     const char *want = "table_sql broken.sql: error: near \";\": syntax error";
@@ -526,14 +531,9 @@ START_TEST(table_sql_unreadable_directory)
 {
     put_file("not-a-directory", "");
     cfg.hooks.table_sql = path_in("not-a-directory");
-    char err[256];
-    struct store *store = store_new(&cfg, err, sizeof(err));
-    ck_assert_ptr_nonnull(store);
-    struct fault f;
-    fault_clear(&f);
-    struct store_tenant *t = store_tenant(store, "Cust1", &f);
-    ck_assert_ptr_nonnull(t);
-    struct hooks *h = hooks_new(&cfg, reg);
+    struct store *store;
+    struct hooks *h;
+    struct store_tenant *t = tenant_with_hooks(&store, &h);
     ck_assert_int_eq(hooks_run_table_sql(h, t, idx, "contact"), -1);
     ck_assert_ptr_nonnull(strstr(view().last_hook, "table_sql: error: cannot read the directory "));
     ck_assert_ptr_nonnull(strstr(view().last_error, "not-a-directory: Not a directory"));
@@ -583,14 +583,9 @@ START_TEST(after_calls_run_the_programs)
     summary_hook();
     put_file("sql/contact.sql", RAN_TABLE "INSERT INTO ran(what) VALUES ('own {table}');\n");
 
-    char err[256];
-    struct store *store = store_new(&cfg, err, sizeof(err));
-    ck_assert_ptr_nonnull(store);
-    struct fault f;
-    fault_clear(&f);
-    struct store_tenant *t = store_tenant(store, "Cust1", &f);
-    ck_assert_ptr_nonnull(t);
-    struct hooks *h = hooks_new(&cfg, reg);
+    struct store *store;
+    struct hooks *h;
+    struct store_tenant *t = tenant_with_hooks(&store, &h);
 
     struct table_state states[] = {
         {.name = "contact", .change = CHANGE_CREATED},
