@@ -773,9 +773,9 @@ static void warn_doubtful_as_user(const struct config *cfg)
 /* What a start would find wrong beyond the configuration and keys, checked without changing
  * anything: the user to switch to, the listen addresses, where the log file, pid file, status
  * socket and (for -t) the state file go, whether (for -t) the state file restores (at a reload:
- * whether its tenants fit a changed tenants.max), the store's settings. For -t (m NULL) all of them; for a reload those that differ from the ones in service
- * (which work), so that one a restart would refuse fails the reload instead of the next start.
- * 0, or -1 with err. */
+ * whether its tenants fit a changed tenants.max), the store's settings. For -t (m NULL) all of
+ * them; for a reload those that differ from the ones in service (which work), so that one a
+ * restart would refuse fails the reload instead of the next start. 0, or -1 with err. */
 static int check_start(const struct master *m, const struct config *cfg, char *err, size_t errlen)
 {
     const struct config *boot = m ? m->boot_cfg : NULL;   /* in service until a restart */
