@@ -49,10 +49,9 @@ static int name_reserved(const char *name, const char *tenant)
 {
     if (ident_has_prefix(name, "sqlite_") || ident_has_prefix(name, "_somirror_"))
         return 1;
-    static const char suffix[] = "_mirroring";
     size_t tenant_len = tenant ? strlen(tenant) : 0;
-    return tenant && strlen(name) == tenant_len + sizeof(suffix) - 1 &&
-           ident_has_prefix(name, tenant) && ident_equal(name + tenant_len, suffix);
+    return tenant && strlen(name) == tenant_len + sizeof(SCHEMA_META_SUFFIX) - 1 &&
+           ident_has_prefix(name, tenant) && ident_equal(name + tenant_len, SCHEMA_META_SUFFIX);
 }
 
 /* Names, duplicates and types of the columns. 0, or -1 with t->reject set. */

@@ -14,6 +14,9 @@
 
 struct fault;
 
+/* What a tenant's metadata table is named after the tenant: "<ctx>_mirroring" (protocol 8). */
+#define SCHEMA_META_SUFFIX "_mirroring"
+
 /* ^[A-Za-z_][A-Za-z0-9_]{0,127}$ */
 int ident_valid(const char *name);
 /* ^[A-Za-z0-9][A-Za-z0-9_]{0,51}$ */

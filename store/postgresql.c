@@ -627,7 +627,7 @@ static void pg_backend_close(void *backend)
 }
 
 /* "<ctx>_mirroring" always fits a PostgreSQL name: a tenant has at most SM_TENANT_MAX characters. */
-_Static_assert(SM_TENANT_MAX + sizeof("_mirroring") - 1 <= PG_NAME_MAX, "metadata table name fits");
+_Static_assert(SM_TENANT_MAX + sizeof(SCHEMA_META_SUFFIX) - 1 <= PG_NAME_MAX, "metadata table name fits");
 
 static int pg_tenant_open(void *backend, const char *tenant, const char *dbname, void **conn,
                           struct fault *f)

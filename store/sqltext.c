@@ -36,7 +36,7 @@ char *sqltext_meta_table(const char *driver, const char *tenant, struct fault *f
         return NULL;
     }
     struct buf name = BUF_INIT;
-    buf_printf(&name, "%s_mirroring", tenant);
+    buf_printf(&name, "%s" SCHEMA_META_SUFFIX, tenant);
     return buf_steal(&name);
 }
 

@@ -263,12 +263,6 @@ static int extra_mirror_columns(sqlite3 *mirror_db, const struct table_schema *t
     return extra;
 }
 
-/* The mirror's metadata table, <tenant>_mirroring (protocol section 8). */
-static void put_metadata_name(struct buf *b, const char *tenant)
-{
-    buf_printf(b, "%s_mirroring", tenant);
-}
-
 /* Prints the first line where two canonical texts differ. */
 static void put_first_line_difference(FILE *report, const char *source, const char *mirror)
 {
@@ -297,7 +291,7 @@ static int schema_differs(sqlite3 *mirror_db, const char *tenant, const struct t
     memcpy(sent.columns, t->columns, t->ncolumns * sizeof *sent.columns);
     schema_prepare(&sent, tenant, NULL, &arena);
     struct buf name = BUF_INIT, sql = BUF_INIT;
-    put_metadata_name(&name, tenant);
+    buf_printf(&name, "%s" SCHEMA_META_SUFFIX, tenant);
     buf_puts(&sql, "SELECT schema FROM ");
     sql_put_ident(&sql, name.data);
     buf_puts(&sql, " WHERE tablename = ?1 COLLATE NOCASE");
@@ -399,7 +393,7 @@ static int check_mirror_tables(sqlite3 *mirror_db, const struct source *src,
     sqlite3_stmt *stmt = NULL;
     int bad = 0;
     struct buf metadata = BUF_INIT;
-    put_metadata_name(&metadata, opt->tenant);
+    buf_printf(&metadata, "%s" SCHEMA_META_SUFFIX, opt->tenant);
     if (sqlite3_prepare_v2(mirror_db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
                            -1, &stmt, NULL) == SQLITE_OK) {
         while (sqlite3_step(stmt) == SQLITE_ROW) {
