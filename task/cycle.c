@@ -369,10 +369,78 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
     return rc;
 }
 
-/* TableSchema with tables, then their rows, then ReplicationCompleted. */
-static int replicate(struct cycle *c, const struct table_schema *tables, size_t ntables)
+/* What TableSchema's answer decides, kept past the calls that follow (the answer itself lives
+ * in c->arena only until the next call). Indexed like c->result->tables. */
+struct load_plan {
+    int64_t *lsns;                  /* the Lsn each table's rows are read from; -1: in full */
+    char **wipe;                    /* the tables wiped at once, before any rows */
+    size_t nwipe;
+    struct loaded_entry *untold;    /* recorded as loaded under no schema before the Wipe */
+    size_t nuntold;
+    struct loaded_entry *record;    /* the schemas recorded as loaded under after the Wipe */
+    size_t nrecord;
+};
+
+static void plan_free(struct load_plan *plan)
+{
+    free(plan->lsns);
+    free(plan->wipe);
+    free(plan->untold);
+    free(plan->record);
+}
+
+/* Plans one table the receiver accepted: whether it is loaded in full, and what the source
+ * records of the schema its rows on the receiver are loaded under (task/loaded.c). */
+static void plan_table(struct cycle *c, struct load_plan *plan, const struct table_schema *t,
+                       const struct table_state *state, struct cycle_table *ct)
 {
     const struct cycle_options *opt = c->opt;
+    /* The receiver's rows were loaded under another schema than this one: the cycle answered
+     * Altered for it stopped before its Wipe (below), so this one is answered Unchanged. None
+     * recorded: a table new to this receiver, or a source older than the record, taken as
+     * loaded under this schema. */
+    struct loaded_entry *entry = &plan->record[plan->nrecord];
+    char was[SM_HASH_HEX + 1];
+    loaded_hash(t, entry->hash);
+    int recorded = loaded_lookup(c->src.db, opt->url, opt->tenant, t->name, was) == 0;
+    int stale = recorded && strcmp(was, entry->hash) != 0;
+    int altered = state->change == CHANGE_ALTERED;
+    /* Answered Altered with no record that tells (none: a source from before the record, a URL
+     * new to it; or this schema's already): the rows are recorded as loaded under none before
+     * the Wipe, else a cycle stopped before it would leave nothing to tell the next. */
+    if (altered && !stale) {
+        struct loaded_entry *none = &plan->untold[plan->nuntold++];
+        none->table = t->name;
+        none->owed = 1;
+        loaded_hash_none(none->hash);
+    }
+    if (!recorded || stale || altered) {
+        entry->table = t->name;
+        entry->owed = stale || altered;
+        plan->nrecord++;
+    }
+    /* Altered keeps the mirror's rows and gives an added nullable column NULL in them, as SQL
+     * Server does; this source (SQLite) gave them the column's default, and the last cycle may
+     * have read rows without a column added while it ran, at a version that covers their
+     * changes. A full load sends the rows as the source has them. */
+    if (altered || (state->change == CHANGE_UNCHANGED && stale)) {
+        if (!altered)
+            log_info("tenant %s: table %s: the receiver's rows were loaded under an earlier "
+                     "schema (a cycle stopped between its Altered answer and its Wipe): loaded "
+                     "in full", opt->tenant, t->name);
+        /* Loaded in full, and wiped below: also what the summary of a cycle that fails before
+         * its rows says. */
+        plan->wipe[plan->nwipe++] = t->name;
+        ct->full_load = 1;
+    }
+    plan->lsns[c->result->ntables] = ct->full_load ? -1 : state->lsn;
+}
+
+/* TableSchema with tables, and the plan its answer makes; the result's tables are the ones the
+ * receiver accepted. */
+static int plan_load(struct cycle *c, const struct table_schema *tables, size_t ntables,
+                     struct load_plan *plan)
+{
     const char *token = cycle_token(c);
     if (!token)
         return fail(c, "cannot sign the vendor token");
@@ -381,91 +449,56 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
     struct soap_response resp;
     if (call(c, SOAP_OP_TABLESCHEMA, &resp) != 0)
         return -1;
-    /* The answer lives in c->arena until the next call: keep what is needed. */
-    int64_t *lsns = xcalloc(ntables, sizeof *lsns);
-    char **wipe = xcalloc(ntables, sizeof *wipe);   /* names of the tables wiped at once */
-    size_t nwipe = 0;
-    struct loaded_entry *record = xcalloc(ntables, sizeof *record);   /* hashes to record */
-    size_t nrecord = 0;
-    struct loaded_entry *untold = xcalloc(ntables, sizeof *untold);   /* recorded before the Wipe */
-    size_t nuntold = 0;
+    plan->lsns = xcalloc(ntables, sizeof *plan->lsns);
+    plan->wipe = xcalloc(ntables, sizeof *plan->wipe);
+    plan->untold = xcalloc(ntables, sizeof *plan->untold);
+    plan->record = xcalloc(ntables, sizeof *plan->record);
     c->result->tables = xcalloc(ntables, sizeof *c->result->tables);
-    int rc = 0;
     for (size_t i = 0; i < ntables; i++) {
         const struct table_state *state = find_state(&resp, tables[i].name);
-        struct cycle_table *ct = &c->result->tables[c->result->ntables];
-        if (!state) {
-            rc = fail(c, "TableSchema: the answer has no state for table %s", tables[i].name);
-            break;
-        }
+        if (!state)
+            return fail(c, "TableSchema: the answer has no state for table %s", tables[i].name);
         if (state->change == CHANGE_REJECTED) {
-            log_warn("tenant %s: table %s rejected by the receiver: %s", opt->tenant,
+            log_warn("tenant %s: table %s rejected by the receiver: %s", c->opt->tenant,
                      tables[i].name, state->error ? state->error : "");
             continue;
         }
+        struct cycle_table *ct = &c->result->tables[c->result->ntables];
         snprintf(ct->name, sizeof ct->name, "%s", tables[i].name);
         ct->change = table_change_name(state->change);
-        /* The receiver's rows were loaded under another schema than this one: the cycle
-         * answered Altered for it stopped before its Wipe (below), so this one is answered
-         * Unchanged. None recorded: a table new to this receiver, or a source older than the
-         * record, taken as loaded under this schema. */
-        struct loaded_entry *entry = &record[nrecord];
-        char was[SM_HASH_HEX + 1];
-        loaded_hash(&tables[i], entry->hash);
-        int recorded = loaded_lookup(c->src.db, opt->url, opt->tenant, tables[i].name, was) == 0;
-        int stale = recorded && strcmp(was, entry->hash) != 0;
-        /* Answered Altered with no record that tells (none: a source from before the record, a
-         * URL new to it; or this schema's already): the rows are recorded as loaded under none
-         * before the Wipe, else a cycle stopped before it would leave nothing to tell the next. */
-        if (state->change == CHANGE_ALTERED && !stale) {
-            untold[nuntold].table = tables[i].name;
-            untold[nuntold].owed = 1;
-            loaded_hash_none(untold[nuntold++].hash);
-        }
-        if (!recorded || stale || state->change == CHANGE_ALTERED) {
-            entry->table = tables[i].name;
-            entry->owed = stale || state->change == CHANGE_ALTERED;
-            nrecord++;
-        }
-        /* Altered keeps the mirror's rows and gives an added nullable column NULL in them, as
-         * SQL Server does; this source (SQLite) gave them the column's default, and the last
-         * cycle may have read rows without a column added while it ran, at a version that
-         * covers their changes. A full load sends the rows as the source has them. */
-        if (state->change == CHANGE_ALTERED || (state->change == CHANGE_UNCHANGED && stale)) {
-            if (state->change == CHANGE_UNCHANGED)
-                log_info("tenant %s: table %s: the receiver's rows were loaded under an earlier "
-                         "schema (a cycle stopped between its Altered answer and its Wipe): "
-                         "loaded in full", opt->tenant, tables[i].name);
-            /* Loaded in full, and wiped below: also what the summary of a cycle that fails
-             * before its rows says. */
-            wipe[nwipe++] = tables[i].name;
-            ct->full_load = 1;
-        }
-        lsns[c->result->ntables++] = ct->full_load ? -1 : state->lsn;
+        plan_table(c, plan, &tables[i], state, ct);
+        c->result->ntables++;
     }
-    /* Wiped at once, before any table's rows: the receiver then keeps Lsn -1 for them, so that
-     * a cycle that fails later still leaves their full load to the next one, where TableSchema
-     * answers Unchanged. Only then is their schema recorded as the one their rows are loaded
-     * under (the others' Lsn -1 or rows say so already). */
+    return 0;
+}
+
+/* The planned Wipe, then each table's rows. The tables loaded in full are wiped at once, before
+ * any table's rows: the receiver then keeps Lsn -1 for them, so that a cycle that fails later
+ * still leaves their full load to the next one, where TableSchema answers Unchanged. Only then
+ * is their schema recorded as the one their rows are loaded under (the others' Lsn -1 or rows
+ * say so already). */
+static int load(struct cycle *c, const struct load_plan *plan)
+{
+    const struct cycle_options *opt = c->opt;
+    loaded_record(opt->db_path, opt->url, opt->tenant, plan->untold, plan->nuntold);
+    int rc = plan->nwipe > 0 ? wipe_tables(c, plan->wipe, plan->nwipe) : 0;
     if (rc == 0)
-        loaded_record(opt->db_path, opt->url, opt->tenant, untold, nuntold);
-    if (rc == 0 && nwipe > 0)
-        rc = wipe_tables(c, wipe, nwipe);
-    if (rc == 0)
-        loaded_record(opt->db_path, opt->url, opt->tenant, record, nrecord);
-    free(wipe);
-    free(record);
-    free(untold);
+        loaded_record(opt->db_path, opt->url, opt->tenant, plan->record, plan->nrecord);
     for (size_t i = 0; rc == 0 && i < c->result->ntables; i++) {
         struct cycle_table *ct = &c->result->tables[i];
-        rc = send_table(c, source_find(&c->src, ct->name), lsns[i], ct->full_load, ct);
+        rc = send_table(c, source_find(&c->src, ct->name), plan->lsns[i], ct->full_load, ct);
         c->result->inserted += ct->inserted;
         c->result->updated += ct->updated;
         c->result->deleted += ct->deleted;
     }
-    free(lsns);
-    if (rc != 0)
-        return -1;
+    return rc;
+}
+
+static int complete(struct cycle *c)
+{
+    const char *token = cycle_token(c);
+    if (!token)
+        return fail(c, "cannot sign the vendor token");
     struct table_summary *summary = xcalloc(c->result->ntables + 1, sizeof *summary);
     for (size_t i = 0; i < c->result->ntables; i++) {
         summary[i].name = c->result->tables[i].name;
@@ -473,16 +506,22 @@ static int replicate(struct cycle *c, const struct table_schema *tables, size_t 
         summary[i].updated = c->result->tables[i].updated;
         summary[i].deleted = c->result->tables[i].deleted;
     }
-    token = cycle_token(c);
-    if (token) {
-        buf_reset(&c->body);
-        soap_build_replication_completed(&c->body, token, summary, c->result->ntables);
-        rc = call(c, SOAP_OP_REPLICATIONCOMPLETED, &resp);
-    } else {
-        rc = fail(c, "cannot sign the vendor token");
-    }
+    buf_reset(&c->body);
+    soap_build_replication_completed(&c->body, token, summary, c->result->ntables);
     free(summary);
-    return rc;
+    struct soap_response resp;
+    return call(c, SOAP_OP_REPLICATIONCOMPLETED, &resp);
+}
+
+/* TableSchema with tables, then their rows, then ReplicationCompleted. */
+static int replicate(struct cycle *c, const struct table_schema *tables, size_t ntables)
+{
+    struct load_plan plan = {0};
+    int rc = plan_load(c, tables, ntables, &plan);
+    if (rc == 0)
+        rc = load(c, &plan);
+    plan_free(&plan);
+    return rc == 0 ? complete(c) : -1;
 }
 
 int cycle_run(const struct cycle_options *opt, struct cycle_result *result)
