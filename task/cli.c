@@ -32,9 +32,10 @@ static const char usage_text[] =
 enum option_id {
     OPT_OUT = 256, OPT_FORCE, OPT_DB, OPT_SCALE, OPT_SEED, OPT_RETENTION, OPT_CHANGES, OPT_ONCE,
     OPT_URL, OPT_APP_ID, OPT_VENDOR_KEY, OPT_VENDOR_CERT, OPT_APP_PUBLIC_KEY, OPT_TENANT,
-    OPT_BATCH_SIZE, OPT_SKIP_TABLES, OPT_JSON, OPT_TRIES, OPT_INSECURE, OPT_MIRROR, OPT_STORE,
+    OPT_BATCH_SIZE, OPT_SKIP_TABLES, OPT_JSON, OPT_TRIES, OPT_INSECURE, OPT_MIRROR, OPT_CONFIG,
     OPT_HELP, OPT_VERSION
 };
+#define OPT(id) (1UL << ((id) - OPT_OUT))
 
 static const struct option long_options[] = {
     {"out", required_argument, NULL, OPT_OUT},
@@ -57,8 +58,7 @@ static const struct option long_options[] = {
     {"tries", required_argument, NULL, OPT_TRIES},
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"mirror", required_argument, NULL, OPT_MIRROR},
-    {"store", required_argument, NULL, OPT_STORE},
-    {"config", required_argument, NULL, 'c'},
+    {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -66,11 +66,30 @@ static const struct option long_options[] = {
 
 struct args {
     const char *out, *db, *url, *app_id, *vendor_key, *vendor_cert, *app_public_key, *tenant;
-    const char *skip_tables, *mirror, *store, *config, *batch_size;
+    const char *skip_tables, *mirror, *config, *batch_size;
     long scale, retention, changes, tries;
     uint64_t seed;
     int force, once, json, insecure;
+    unsigned long given;   /* OPT() of each option given */
 };
+
+/* The options each command takes; any other is a usage error, not ignored. */
+static const struct command {
+    const char *name;
+    unsigned long options;
+} commands[] = {
+    {"keys", OPT(OPT_OUT) | OPT(OPT_FORCE)},
+    {"gen", OPT(OPT_DB) | OPT(OPT_SCALE) | OPT(OPT_SEED) | OPT(OPT_FORCE)},
+    {"provision", OPT(OPT_DB) | OPT(OPT_RETENTION)},
+    {"churn", OPT(OPT_DB) | OPT(OPT_CHANGES) | OPT(OPT_SEED)},
+    {"run", OPT(OPT_ONCE) | OPT(OPT_URL) | OPT(OPT_APP_ID) | OPT(OPT_VENDOR_KEY) |
+                OPT(OPT_VENDOR_CERT) | OPT(OPT_APP_PUBLIC_KEY) | OPT(OPT_TENANT) | OPT(OPT_DB) |
+                OPT(OPT_BATCH_SIZE) | OPT(OPT_SKIP_TABLES) | OPT(OPT_JSON) | OPT(OPT_TRIES) |
+                OPT(OPT_INSECURE)},
+    {"verify", OPT(OPT_DB) | OPT(OPT_MIRROR) | OPT(OPT_TENANT) | OPT(OPT_SKIP_TABLES)},
+};
+/* run -c: the rest comes from task.yaml. */
+#define RUN_CONFIG_OPTIONS (OPT(OPT_CONFIG) | OPT(OPT_ONCE) | OPT(OPT_JSON))
 
 /* --scale past this would make more rows than a long counts (and than any test wants). */
 #define SCALE_MAX 100000000L
@@ -122,8 +141,8 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_TRIES: rc = parse_long(optarg, "tries", 1, TASK_TRIES_MAX, &a->tries); break;
         case OPT_INSECURE: a->insecure = 1; break;
         case OPT_MIRROR: a->mirror = optarg; break;
-        case OPT_STORE: a->store = optarg; break;
-        case 'c': a->config = optarg; break;
+        case 'c':
+        case OPT_CONFIG: a->config = optarg; c = OPT_CONFIG; break;
         case 'h':
         case OPT_HELP: fputs(usage_text, stdout); exit(0);
         case OPT_VERSION: puts("somirror-task " PACKAGE_VERSION); exit(0);
@@ -131,10 +150,26 @@ static int parse_args(int argc, char **argv, struct args *a)
         }
         if (rc != 0)
             return -1;
+        a->given |= OPT(c);
     }
     if (optind < argc) {
         fprintf(stderr, "somirror-task: unexpected argument \"%s\"\n", argv[optind]);
         return -1;
+    }
+    return 0;
+}
+
+/* Reports the first option given that command does not take. */
+static int check_options(const struct command *command, const struct args *a)
+{
+    unsigned long takes = a->config && !strcmp(command->name, "run") ? RUN_CONFIG_OPTIONS
+                                                                       : command->options;
+    for (const struct option *o = long_options; o->name; o++) {
+        if (o->val >= OPT_OUT && o->val < OPT_HELP && (a->given & ~takes & OPT(o->val))) {
+            fprintf(stderr, "somirror-task %s%s: --%s does not apply\n%s", command->name,
+                    takes == RUN_CONFIG_OPTIONS ? " -c" : "", o->name, usage_text);
+            return -1;
+        }
     }
     return 0;
 }
@@ -211,11 +246,6 @@ static int run_single(const struct args *a)
 
 static int run_verify(const struct args *a)
 {
-    if (a->store) {
-        fprintf(stderr, "somirror-task verify: --store is not supported yet; give the SQLite "
-                        "mirror file with --mirror\n");
-        return TASK_EXIT_USAGE;
-    }
     const char *names[] = {"db", "mirror", "tenant"};
     const char *values[] = {a->db, a->mirror, a->tenant};
     if (require("verify", names, values, 3) != 0)
@@ -244,8 +274,16 @@ int task_main(int argc, char **argv)
         return help ? 0 : TASK_EXIT_USAGE;
     }
     const char *command = argv[1];
+    const struct command *known = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(command, commands[i].name))
+            known = &commands[i];
+    if (!known) {
+        fprintf(stderr, "somirror-task: unknown command \"%s\"\n%s", command, usage_text);
+        return TASK_EXIT_USAGE;
+    }
     struct args a;
-    if (parse_args(argc - 1, argv + 1, &a) != 0)
+    if (parse_args(argc - 1, argv + 1, &a) != 0 || check_options(known, &a) != 0)
         return TASK_EXIT_USAGE;
     char err[1024] = "";
     if (!strcmp(command, "keys")) {
@@ -280,8 +318,5 @@ int task_main(int argc, char **argv)
         struct schedule_options o = {a.config, a.once, a.json};
         return schedule_run(&o);
     }
-    if (!strcmp(command, "verify"))
-        return run_verify(&a);
-    fprintf(stderr, "somirror-task: unknown command \"%s\"\n%s", command, usage_text);
-    return TASK_EXIT_USAGE;
+    return run_verify(&a);
 }

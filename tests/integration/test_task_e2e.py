@@ -345,6 +345,17 @@ def main():
                     (flag, proc.returncode, proc.stderr)
             proc = task(check=False)
             assert proc.returncode == 2 and proc.stderr.startswith("usage: "), (proc.returncode, proc.stderr)
+            # An option the command does not take is a usage error, not ignored (gen with a
+            # tenant made the rows of no tenant in particular, and exited 0).
+            for args, stray in ((["gen", "--db", os.path.join(work, "stray.db"), "--tenant", "x"], "--tenant"),
+                                (base + ["--scale", "5"], "--scale"),
+                                (["run", "-c", os.path.join(work, "task.yaml"), "--once", "--url", "x"], "--url"),
+                                (["verify", "--db", source, "--mirror", mirror, "--tenant", TENANT,
+                                  "--force"], "--force")):
+                proc = task(*args, check=False)
+                assert proc.returncode == 2 and "%s does not apply" % stray in proc.stderr, \
+                    (args, proc.returncode, proc.stderr)
+            assert not os.path.exists(os.path.join(work, "stray.db"))
 
             # keys --force replaces what is there rather than write through it: a link planted in
             # a shared directory does not redirect a key onto another file.
