@@ -5,6 +5,7 @@
  * moment an operator most needs the client) still gives its top-level status_socket
  * (cfg_read_status_socket). */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,7 +363,9 @@ int main(int argc, char **argv)
 {
     const char *socket_option = NULL, *config_path = SYSCONFDIR "/somirrord.yaml";
     int opt, config_given = 0, wait_s = ANSWER_WAIT_DEFAULT_S;
-    while ((opt = getopt(argc, argv, "+s:c:w:hV")) != -1) {
+    static const struct option long_options[] = {
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
+    while ((opt = getopt_long(argc, argv, "+s:c:w:hV", long_options, NULL)) != -1) {
         switch (opt) {
         case 's': socket_option = optarg; break;
         case 'c': config_path = optarg; config_given = 1; break;

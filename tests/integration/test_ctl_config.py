@@ -275,7 +275,20 @@ def check_unanswered():
                 (bad, proc.returncode, proc.stderr)
 
 
+def check_help_and_version():
+    """-h/--help and -V/--version, in either spelling, as somirrord and somirror-task take them."""
+    for flag in ("-h", "--help"):
+        r = ctl(flag)
+        assert r.returncode == 0 and r.stdout.startswith("usage: somirrorctl"), (flag, r)
+    for flag in ("-V", "--version"):
+        r = ctl(flag)
+        assert r.returncode == 0 and re.fullmatch(r"somirrorctl \S+\n", r.stdout), (flag, r)
+    r = ctl("--bogus")
+    assert r.returncode == 2 and "usage:" in r.stderr, r
+
+
 def main():
+    check_help_and_version()
     check_wall_clock_step()
     check_socket_mode()
     check_out_of_descriptors()
