@@ -108,6 +108,12 @@ def self_cpu():
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
+def per_second(count, seconds):
+    """count / seconds, or NaN where a run was too short for its clock (CPU time comes in ticks
+    of 10 ms, so a small load can show none)."""
+    return count / seconds if seconds > 0 else float("nan")
+
+
 class Clock:
     """Wall and CPU time of a stretch: this process (+children) and the given pids."""
 

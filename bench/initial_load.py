@@ -172,7 +172,7 @@ def part_a(args, h, keys, work, rows, bodies_for, notes, results):
         out = B.run([B.program(args, "bench/sqlite_baseline"), dbfile, tsv, create,
                      "INSERT INTO contact VALUES (%s)" % ",".join("?" * len(COLUMNS))]).stdout.split()
         base.append(int(out[0]) / float(out[1]))
-        base_cpu.append(int(out[0]) / float(out[2]))
+        base_cpu.append(B.per_second(int(out[0]), float(out[2])))
 
     with h.Daemon(cfg) as daemon:
         daemon.start()
@@ -193,7 +193,7 @@ def part_a(args, h, keys, work, rows, bodies_for, notes, results):
                 baseline("first")
             baseline(r)
             got["paired"] = got["rows_s"] / ((base[-2] + base[-1]) / 2)
-            got["rows_cpu_s"] = len(rows) / got["worker_cpu"]
+            got["rows_cpu_s"] = B.per_second(len(rows), got["worker_cpu"])
             os.unlink(mirror)
             for suffix in ("-wal", "-shm"):
                 if os.path.exists(mirror + suffix):
@@ -339,8 +339,8 @@ def part_b(args, h, work, notes, results):
                          "bytes": status["bytes"], "calls": summary["calls"], "tables": int(out[2]),
                          "worker_cpu": clock.server_cpu, "task_cpu": clock.self_cpu})
             base.append(int(out[0]) / float(out[1]))
-            base_cpu.append(int(out[0]) / float(out[3]))
-            runs[-1]["rows_cpu_s"] = rows / clock.server_cpu
+            base_cpu.append(B.per_second(int(out[0]), float(out[3])))
+            runs[-1]["rows_cpu_s"] = B.per_second(rows, clock.server_cpu)
             print("  (b) run %d: %d rows in %.2f s = %.0f rows/s; baseline %.0f rows/s; worker CPU %.2f s, "
                   "task CPU %.2f s" % (r + 1, rows, summary["seconds"], runs[-1]["rows_s"], base[-1],
                                        clock.server_cpu, clock.self_cpu), flush=True)
