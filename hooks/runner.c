@@ -272,9 +272,18 @@ static void end_group(pid_t pgid, int grace_ms, const char *label)
 }
 
 /* Runs one command to its end or its time limit; logs and records its result. 0: exit 0. */
-static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
+/* A program started for a command: its pid (and process group) and its output pipes. */
+struct started {
+    pid_t pid;
+    int out_fd, err_fd;
+    int64_t at;
+};
+
+/* Forks and execs cmd's program with its output on pipes. 0, or -1 with the failure logged and
+ * recorded (exec's own errno comes back on a third pipe, closed empty when exec succeeds). */
+static int start_program(const struct hook_job *job, const struct hook_cmd *cmd, const char *label,
+                         struct started *run)
 {
-    const char *label = cmd->label ? cmd->label : job->name;
     int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, st_pipe[2] = {-1, -1};
     if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 ||
         pipe2(st_pipe, O_CLOEXEC) != 0) {
@@ -289,7 +298,7 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
         return -1;
     }
     char **env = build_env(cmd->env);
-    int64_t started = monotonic_ms();
+    run->at = monotonic_ms();
     pid_t pid = fork();
     if (pid == 0) {
         close(out_pipe[0]);
@@ -310,7 +319,6 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
         record(job, 1, "%s: cannot run: fork: %s", label, strerror(fork_errno));
         return -1;
     }
-    /* exec succeeded when the status pipe closes empty. */
     int exec_errno = 0;
     ssize_t got;
     do
@@ -329,14 +337,34 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
         return -1;
     }
     log_info("hook %s: started %s (pid %ld)", label, job->argv[0], (long)pid);
+    run->pid = pid;
+    run->out_fd = out_pipe[0];
+    run->err_fd = err_pipe[0];
+    return 0;
+}
 
+/* How a watched program ended. */
+struct ending {
+    int status;       /* waitpid's */
+    int timed_out;    /* ended at the time limit, or by the signal below */
+    int stopped_by;   /* the signal that stopped the supervisor, or 0 */
+};
+
+/* Logs the program's output until it ends, ending it (SIGTERM, then SIGKILL after the grace)
+ * at its time limit or when the supervisor is told to stop, then reaps it and ends what is left
+ * of its process group. */
+static void watch_program(const struct hook_job *job, const char *label, const struct started *run,
+                          struct ending *end)
+{
+    pid_t pid = run->pid;
     struct stream streams[2] = {
-        {.fd = out_pipe[0], .level = LOG_LVL_INFO, .what = ""},
-        {.fd = err_pipe[0], .level = LOG_LVL_WARN, .what = " (stderr)"},
+        {.fd = run->out_fd, .level = LOG_LVL_INFO, .what = ""},
+        {.fd = run->err_fd, .level = LOG_LVL_WARN, .what = " (stderr)"},
     };
-    int64_t deadline = started + job->timeout_ms;
+    int64_t deadline = run->at + job->timeout_ms;
     int64_t kill_at = 0, drain_until = 0;
-    int exited = 0, timed_out = 0, stopped_by = 0, status = 0;
+    int exited = 0;
+    *end = (struct ending){0};
     for (;;) {
         if (!exited && child_ended(pid)) {
             exited = 1;
@@ -347,19 +375,19 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
             break;
         if (exited && now >= drain_until)
             break;
-        if (!exited && !timed_out && (now >= deadline || stop_signal)) {
-            timed_out = 1;
-            stopped_by = stop_signal;
-            if (stopped_by)
+        if (!exited && !end->timed_out && (now >= deadline || stop_signal)) {
+            end->timed_out = 1;
+            end->stopped_by = stop_signal;
+            if (end->stopped_by)
                 log_warn("hook %s: the supervisor got signal %d: SIGTERM to process group %ld", label,
-                         stopped_by, (long)pid);
+                         end->stopped_by, (long)pid);
             else
                 log_warn("hook %s: still running after %d ms: SIGTERM to process group %ld", label,
                          job->timeout_ms, (long)pid);
             kill(-pid, SIGTERM);
             kill_at = now + job->kill_grace_ms;
         }
-        if (!exited && timed_out && now >= kill_at) {
+        if (!exited && end->timed_out && now >= kill_at) {
             log_warn("hook %s: still running %d ms after SIGTERM: SIGKILL", label, job->kill_grace_ms);
             kill(-pid, SIGKILL);
             kill_at = INT64_MAX;
@@ -373,9 +401,9 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
                 which[np++] = &streams[i];
             }
         int64_t wait = TICK_MS;
-        if (!exited && !timed_out && deadline - now < wait)
+        if (!exited && !end->timed_out && deadline - now < wait)
             wait = deadline - now;
-        if (!exited && timed_out && kill_at != INT64_MAX && kill_at - now < wait)
+        if (!exited && end->timed_out && kill_at != INT64_MAX && kill_at - now < wait)
             wait = kill_at - now;
         if (wait < 0)
             wait = 0;
@@ -395,22 +423,27 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
     /* Whatever of its group is left (the program is not reaped yet, so the group's id is not
      * another's): a run ends with its program, so that what it started in the background does
      * not pile up run after run, nor outlive the hook word (one run per tenant at a time). */
-    kill(-pid, timed_out ? SIGKILL : SIGTERM);
-    reap_child(pid, &status);
+    kill(-pid, end->timed_out ? SIGKILL : SIGTERM);
+    reap_child(pid, &end->status);
     end_group(pid, job->kill_grace_ms, label);
-    long ms = (long)(monotonic_ms() - started);
-    if (stopped_by) {
-        log_error("hook %s: killed: its supervisor got signal %d", label, stopped_by);
-        record(job, 1, "%s: killed, its supervisor got signal %d", label, stopped_by);
+}
+
+/* Logs and records how a command's program ended; 0 for an exit 0. */
+static int report_ending(const struct hook_job *job, const char *label, const struct ending *end,
+                         long ms)
+{
+    if (end->stopped_by) {
+        log_error("hook %s: killed: its supervisor got signal %d", label, end->stopped_by);
+        record(job, 1, "%s: killed, its supervisor got signal %d", label, end->stopped_by);
         return -1;
     }
-    if (timed_out) {
+    if (end->timed_out) {
         log_error("hook %s: killed at its time limit (%d ms)", label, job->timeout_ms);
         record(job, 1, "%s: killed at the time limit (%d s)", label, (job->timeout_ms + 999) / 1000);
         return -1;
     }
-    if (WIFEXITED(status)) {
-        int code = WEXITSTATUS(status);
+    if (WIFEXITED(end->status)) {
+        int code = WEXITSTATUS(end->status);
         if (code == 0)
             log_info("hook %s: exit 0 (%ld ms)", label, ms);
         else
@@ -418,10 +451,21 @@ static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
         record(job, code != 0, "%s: exit %d", label, code);
         return code == 0 ? 0 : -1;
     }
-    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    int sig = WIFSIGNALED(end->status) ? WTERMSIG(end->status) : 0;
     log_warn("hook %s: killed by signal %d (%ld ms)", label, sig, ms);
     record(job, 1, "%s: killed by signal %d", label, sig);
     return -1;
+}
+
+static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
+{
+    const char *label = cmd->label ? cmd->label : job->name;
+    struct started run;
+    if (start_program(job, cmd, label, &run) != 0)
+        return -1;
+    struct ending end;
+    watch_program(job, label, &run, &end);
+    return report_ending(job, label, &end, (long)(monotonic_ms() - run.at));
 }
 
 int hooks_supervise(const struct hook_job *job)
