@@ -600,11 +600,21 @@ static void check_request(struct call *call, const char *body, size_t len, const
     } else if (!call->lock_held) {   /* a streamed call holds its tenant's lock already */
         int full = 0;
         if (reg_tenant_find(svc->reg, call->claims.tenant, 1, &call->tenant_idx, &full) != 0) {
-            /* The registry's capacity, made at start: a reload's tenants.max waits for a
-             * restart. */
-            log_error("the tenant registry is full (tenants.max %u, as somirrord started): tenant %s "
-                      "refused", (unsigned)reg_max_tenants(svc->reg), call->claims.tenant);
-            fault_set(&f, FAULT_TENANT_LIMIT, "the registry of tenants is full; try again later");
+            if (full) {
+                /* The registry's capacity, made at start: a reload's tenants.max waits for a
+                 * restart. */
+                log_error("the tenant registry is full (tenants.max %u, as somirrord started): "
+                          "tenant %s refused", (unsigned)reg_max_tenants(svc->reg),
+                          call->claims.tenant);
+                fault_set(&f, FAULT_TENANT_LIMIT, "the registry of tenants is full; try again later");
+            } else {
+                /* Not full: the lock that allocates entries stayed busy (its holder stopped or
+                 * died and is not reaped yet). */
+                log_warn("the tenant registry's allocation lock stayed busy: tenant %s not "
+                         "registered this time", call->claims.tenant);
+                fault_set(&f, FAULT_TENANT_BUSY, "tenant %s could not be registered (the registry "
+                          "was busy); try again later", call->claims.tenant);
+            }
             answer_fault(call, &f);
         }
         call->lock_deadline = call->started + svc->cfg->lock_timeout;

@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """Protocol section 4 (calls of different tenants overlap; the receiver serialises one tenant's
 calls) end to end: tenants running whole cycles in parallel end with exact mirrors, and many
-parallel RowData calls of one tenant all succeed with the right counts."""
+parallel RowData calls of one tenant all succeed with the right counts; and a new tenant that
+cannot be registered because the registry's allocation lock stays busy is a TenantBusy, not a
+TenantLimit (protocol 6: TenantLimit only when the registry of tenants is full)."""
 
 import random
+import shutil
+import subprocess
 import threading
 
 import protolib as L
-from protolib import eq, check, ok_states
+from protolib import H, eq, check, expect_fault, ok_states
 
 T = {"name": "t", "columns": [("id", "int", False), ("v", "nvarchar(50)", True), ("n", "bigint", True)],
      "pk": ["id"]}
@@ -136,7 +140,40 @@ def one_tenant_many_calls(p):
         eq(p.query('SELECT v FROM "p%d" WHERE id = ?' % i, ((calls - 1) * per_call,))[0][0], "upd", "p%d update" % i)
 
 
-CHECKS = [tenants_in_parallel, one_tenant_many_calls]
+def set_alloc_lock(p, owner):
+    """Sets the registry's allocation lock word (shared by every process) through gdb in one
+    worker: owner 1 (init, never reaped) holds it as a stopped allocator would; 0 frees it."""
+    out = subprocess.run(["gdb", "-p", str(p.daemon.worker_pids()[0]), "-batch", "-nx", "-ex",
+                          "set var worker_http->params->reg->alloc_lock = %d" % owner, "-ex",
+                          "print worker_http->params->reg->alloc_lock"],
+                         capture_output=True, text=True, timeout=60)
+    return "= %d" % owner in out.stdout
+
+
+def registry_busy_is_not_a_limit(p):
+    """A new tenant whose entry cannot be allocated because the allocation lock stays busy (its
+    holder stopped or died, not yet reaped) gets the retryable TenantBusy; the registry is not
+    full, so neither TenantLimit nor a log line saying it is full."""
+    if not shutil.which("gdb"):
+        print("     (skipped: no gdb)")
+        return
+    p.auth()
+    if not set_alloc_lock(p, 1):
+        print("     (skipped: gdb cannot set the allocation lock)")
+        return
+    try:
+        for op, body in (("Authenticate", H.authenticate_body()),
+                         ("TableSchema", H.table_schema_body([T]))):
+            r = p.call(op, body, tenant=p.tenant + "_new")
+            expect_fault(r, "TenantBusy", faultcode="s:Server", retryable=True)
+        p.auth()   # a registered tenant is served meanwhile
+    finally:
+        check(set_alloc_lock(p, 0), "gdb could not free the allocation lock")
+    check("registry is full" not in p.daemon.log(), "the log says the registry is full")
+    p.auth(tenant=p.tenant + "_new")
+
+
+CHECKS = [tenants_in_parallel, one_tenant_many_calls, registry_busy_is_not_a_limit]
 
 if __name__ == "__main__":
     L.run(CHECKS, workers=4)
