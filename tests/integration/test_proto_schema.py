@@ -78,6 +78,11 @@ def altered_add_nullable(p):
     # The new column is usable.
     p.rows_ok([{"table": "t", "columns": ["extra", "w", "v", "id"], "rows": [("U", None, ["e", "3", "c", "3"])]}])
     eq(p.query('SELECT extra FROM "t" WHERE id=3'), [("e",)], "new column written")
+    # A nullable column added with a literal default: existing rows get NULL (as in SQL Server,
+    # without WITH VALUES), not the default.
+    st = p.schema_ok([tbl("t", BASE_COLS + [("extra", "nvarchar(20)", True), ("n", "int", True, "((5))")])])
+    eq(changes(st), [("t", "Altered")], "add nullable with a literal default")
+    eq(p.query('SELECT id, n FROM "t" ORDER BY id'), [(1, None), (2, None), (3, None)], "existing rows get NULL")
 
 
 def altered_add_not_null_default(p):
