@@ -462,12 +462,30 @@ static const char *unsaved_note(const struct ctl_context *ctx)
     return ctx->state_file ? "" : " (no state_file is set: this lasts until the next restart)";
 }
 
+/* Whether the state file has room for one more tenant: a reload may lower tenants.max (the
+ * registry keeps its size until a restart), and the next start could not restore more tenants
+ * than it holds. 0, or -1 with err. */
+static int state_room(struct ctl_context *ctx, const char *command, const char *tenant, char *err,
+                      size_t errlen)
+{
+    if (!ctx->state_file || !ctx->cfg || statefile_keeps(ctx->reg, tenant))
+        return 0;
+    size_t kept = statefile_kept(ctx->reg);
+    if (kept < (size_t)ctx->cfg->tenants_max)
+        return 0;
+    set_error(err, errlen, "cannot %s %s: the state file keeps %zu tenants already (paused, or with a "
+              "resync or reset pending), as many as tenants.max %d lets the next start restore",
+              command, tenant, kept, ctx->cfg->tenants_max);
+    return -1;
+}
+
 static int cmd_pause(struct ctl_context *ctx, const struct command_args *args, struct buf *out,
                      char *err, size_t errlen)
 {
     const char *target = args->argv[0];
     int all = strcmp(target, "all") == 0;
-    if (!all && tenant_arg(ctx, target, 0, NULL, err, errlen) != 0)
+    if (!all && (tenant_arg(ctx, target, 0, NULL, err, errlen) != 0 ||
+                 state_room(ctx, "pause", target, err, errlen) != 0))
         return -1;
     if (reg_set_paused(ctx->reg, all ? NULL : target, 1) != 0) {
         set_error(err, errlen, "cannot pause %s: the tenant table is full (tenants.max)", target);
@@ -516,7 +534,8 @@ static int cmd_resync(struct ctl_context *ctx, const struct command_args *args, 
 {
     const char *tenant = args->argv[0], *table = args->argv[1];
     int all = strcmp(table, "all") == 0;
-    if (one_tenant_arg(ctx, "resync", tenant, err, errlen) != 0)
+    if (one_tenant_arg(ctx, "resync", tenant, err, errlen) != 0 ||
+        state_room(ctx, "resync", tenant, err, errlen) != 0)
         return -1;
     if (!all && !ident_valid(table)) {
         set_error(err, errlen, "not a table name: \"%.*s\"", CTL_QUOTE_MAX, table);
@@ -557,7 +576,8 @@ static int cmd_reset(struct ctl_context *ctx, const struct command_args *args, s
                      char *err, size_t errlen)
 {
     const char *tenant = args->argv[0];
-    if (one_tenant_arg(ctx, "reset", tenant, err, errlen) != 0)
+    if (one_tenant_arg(ctx, "reset", tenant, err, errlen) != 0 ||
+        state_room(ctx, "reset", tenant, err, errlen) != 0)
         return -1;
     if (reg_request_reset(ctx->reg, tenant) != 0) {
         set_error(err, errlen, "cannot reset %s: the tenant table is full (tenants.max)", tenant);

@@ -221,6 +221,27 @@ static int restore_resync(const char *path, json_t *resync, struct registry *reg
     return 0;
 }
 
+static int kept_at(const struct registry *reg, uint32_t idx)
+{
+    struct tenant_requests req;
+    return reg_tenant_pause_flag(reg, idx) || reg_tenant_pending(reg, idx, &req);
+}
+
+size_t statefile_kept(const struct registry *reg)
+{
+    size_t kept = 0;
+    uint32_t n = reg_tenant_count(reg);
+    for (uint32_t idx = 0; idx < n; idx++)
+        kept += (size_t)kept_at(reg, idx);
+    return kept;
+}
+
+int statefile_keeps(struct registry *reg, const char *tenant)
+{
+    uint32_t idx;
+    return reg_tenant_find(reg, tenant, 0, &idx, NULL) == 0 && kept_at(reg, idx);
+}
+
 int statefile_restore(const char *path, struct registry *reg, char *err, size_t errlen)
 {
     const char *why;

@@ -19,6 +19,11 @@ int statefile_save(const char *path, const struct registry *reg, char *err, size
 int statefile_refresh(const char *path, const struct registry *reg, char *err, size_t errlen);
 /* Whether the last write failed, so that the file is behind what is in force. */
 int statefile_behind(void);
+/* The tenants the file keeps (paused, or with a resync or reset pending), as reg holds them now;
+ * with tenant, whether it is one of them (0 or 1). The next start restores them into a registry of
+ * tenants.max entries, and refuses to start when they do not fit. */
+size_t statefile_kept(const struct registry *reg);
+int statefile_keeps(struct registry *reg, const char *tenant);
 /* Puts the pauses and requests recorded in path into reg. A missing file is no error (nothing
  * is paused or pending); an unreadable or malformed one, or a tenant that does not fit the
  * registry, is -1 with err. Invalid tenant names are skipped with a warning. */

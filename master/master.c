@@ -732,12 +732,7 @@ static int state_file_status(void *arg, char *err, size_t errlen)
  * reload says so before the file is written with them). 1 with err, or 0. */
 static int state_outgrows(const struct registry *reg, int tenants_max, char *err, size_t errlen)
 {
-    size_t kept = 0;
-    uint32_t n = reg_tenant_count(reg);
-    for (uint32_t idx = 0; idx < n; idx++) {
-        struct tenant_requests req;
-        kept += reg_tenant_pause_flag(reg, idx) || reg_tenant_pending(reg, idx, &req);
-    }
+    size_t kept = statefile_kept(reg);
     if (kept <= (size_t)tenants_max)
         return 0;
     snprintf(err, errlen, "tenants.max %d is below the %zu tenants the state file keeps (paused, or "

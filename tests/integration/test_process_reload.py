@@ -149,7 +149,8 @@ def check_full_registry_after_max_changed():
 def check_max_below_kept_state():
     """A reload that lowers tenants.max (which waits for a restart) below the tenants the state
     file keeps paused fails, saying why, rather than the next start, which could not restore
-    them; as many as it keeps are enough."""
+    them; as many as it keeps are enough, and then no other tenant is paused or given a request
+    (which the state file would keep)."""
     with h.server(workers=1) as s:
         d = s.daemon
         for tenant in ("Cust1", "Cust2", "Cust3"):
@@ -162,6 +163,13 @@ def check_max_below_kept_state():
         d.rewrite_config(**{"tenants.max": 3})
         assert d.ctl("reload").startswith("ok"), d.log()
         assert d.ctl_json("show info")["restart_required"] == ["tenants.max"]
+        # The registry keeps its size until the restart, but the state file may keep no more
+        # tenants than the new tenants.max: a fourth is refused, a kept one is not.
+        for command in ("pause Cust4", "resync Cust4 all", "reset Cust4"):
+            answer = d.ctl(command)
+            assert answer.startswith("error: cannot %s Cust4: the state file keeps 3 tenants already"
+                                     % command.split()[0]), (command, answer)
+        assert d.ctl("reset Cust1").startswith("ok")
         assert d.stop() == 0
         d.start()   # ... and the start restores them
         assert d.ctl_json("show tenant Cust3")["tenant"]["paused"] is True

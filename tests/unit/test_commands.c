@@ -83,6 +83,7 @@ static void setup(void)
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.path = "/etc/somirror/somirrord.yaml";
+    cfg.tenants_max = (int)reg_max_tenants(reg);
     memset(&ctx, 0, sizeof(ctx));
     ctx.reg = reg;
     ctx.cfg = &cfg;
@@ -737,6 +738,7 @@ START_TEST(test_resync_lists_all_taken)
     ck_assert_ptr_nonnull(many);
     struct registry *fixture = ctx.reg;
     ctx.reg = many;
+    cfg.tenants_max = (int)reg_max_tenants(many);
     for (int i = 0; i <= REG_RESYNC_SLOTS; i++) {
         uint32_t idx;
         snprintf(line, sizeof(line), "Gone%d", i);
@@ -767,6 +769,7 @@ START_TEST(test_resync_lists_all_taken)
     }
     ck_assert_msg(full, "Gone0's list never filled");
     ctx.reg = fixture;
+    cfg.tenants_max = (int)reg_max_tenants(fixture);
     reg_destroy(many);
 }
 END_TEST
