@@ -30,6 +30,7 @@ struct worker {
     struct event *on_master_pipe;
     struct event *admission;           /* polls for its generation to be the serving one */
     struct event *idle_sweep;          /* closes store connections left unused */
+    struct event *orphaned;            /* the master gone: shutdown_timeout, kept by the worker */
     struct service *svc;
     int stopping;
 };
@@ -47,8 +48,28 @@ static void begin_stop(struct worker *w, const char *why, int shutting_down)
         return;
     w->stopping = 1;
     log_info("worker stopping (%s): finishing the calls in hand", why);
-    event_del(w->on_master_pipe);
     event_del(w->admission);
+}
+
+/* No master is left to kill a worker that outlives shutdown_timeout (a call that hangs, a
+ * client still trickling its request in): the worker ends itself then, as the master's SIGKILL
+ * would, its uncommitted call rolled back by the database. */
+static void orphan_expired(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    log_warn("worker did not stop within shutdown_timeout (%d s) of the master's exit: exiting",
+             w->params->cfg->shutdown_timeout);
+    _exit(1);
+}
+
+/* The master has exited (also while the worker was already draining, after a SIGTERM or a
+ * reload): drain as for a stop, within shutdown_timeout. */
+static void master_gone(struct worker *w)
+{
+    event_del(w->on_master_pipe);   /* its end of file would be read again and again */
+    struct timeval limit = {w->params->cfg->shutdown_timeout, 0};
+    evtimer_add(w->orphaned, &limit);
+    begin_stop(w, "the master has exited", 1);
 }
 
 /* The master makes a generation the serving one once every worker of it could start; until
@@ -89,7 +110,7 @@ static void master_pipe_readable(evutil_socket_t fd, short what, void *arg)
     char byte;
     ssize_t n = read(fd, &byte, 1);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        begin_stop(arg, "the master has exited", 1);
+        master_gone(arg);
 }
 
 static int add_events(struct worker *w)
@@ -101,11 +122,12 @@ static int add_events(struct worker *w)
                                   master_pipe_readable, w);
     w->admission = evtimer_new(w->base, check_admission, w);
     w->idle_sweep = event_new(w->base, -1, EV_PERSIST, sweep_idle, w);
+    w->orphaned = evtimer_new(w->base, orphan_expired, w);
     /* A quarter of store.idle_timeout, 1 to 15 s: connections close at most that late. */
     int idle = w->params->cfg->store_idle_timeout;
     struct timeval sweep = {idle / 4 < 1 ? 1 : idle / 4 > 15 ? 15 : idle / 4, 0};
     if (!w->on_term || !w->on_usr2 || !w->on_usr1 || !w->on_master_pipe || !w->admission ||
-        !w->idle_sweep || event_add(w->on_term, NULL) < 0 || event_add(w->on_usr2, NULL) < 0 ||
+        !w->idle_sweep || !w->orphaned || event_add(w->on_term, NULL) < 0 || event_add(w->on_usr2, NULL) < 0 ||
         event_add(w->on_usr1, NULL) < 0 || event_add(w->on_master_pipe, NULL) < 0 ||
         (idle > 0 && event_add(w->idle_sweep, &sweep) < 0))
         return -1;
@@ -127,6 +149,8 @@ static void free_worker(struct worker *w)
         event_free(w->admission);
     if (w->idle_sweep)
         event_free(w->idle_sweep);
+    if (w->orphaned)
+        event_free(w->orphaned);
     if (w->base)
         event_base_free(w->base);
 }
@@ -184,7 +208,7 @@ int wrk_run(const struct wrk_params *params)
     }
     sigprocmask(SIG_SETMASK, &params->signal_mask, NULL);
     if (getppid() != params->master_pid)
-        begin_stop(&w, "the master has exited", 1);
+        master_gone(&w);
     reg_worker_state(params->reg, params->slot, WORKER_IDLE, NULL, NULL, (int64_t)time(NULL));
     if (!w.stopping)
         check_admission(-1, 0, &w);

@@ -9,9 +9,12 @@ lock alone", "Tenant locks survive a worker that dies holding them"):
   `show tenant X json` last_error names the interrupted call.
 - SIGKILL of the master: the workers finish the call in hand and exit within a bound (they do
   not serve forever as orphans); a new somirrord starts on the same pid file and status socket
-  paths without manual cleanup, and serves."""
+  paths without manual cleanup, and serves.
+- A worker orphaned by the master's SIGKILL (also one already draining after a SIGTERM) with
+  a request still trickling in exits within shutdown_timeout: no master is left to kill it."""
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -149,9 +152,55 @@ def check_kill_master():
             R.check(d2.ctl_json("show info")["pid"] == d2.pid, "the status socket is not the new master's")
 
 
+ORPHAN_SHUTDOWN_TIMEOUT = 2
+
+
+def orphan_round(env, term_first):
+    """One client sends a request a byte at a time (request_timeout is far off) while the
+    master is SIGKILLed (after a SIGTERM when term_first): the worker holding it must exit
+    within shutdown_timeout, as the master would have killed it then."""
+    d = env.daemon
+    d.start()
+    worker = d.wait_workers(1)[0]
+    body = H.envelope(H.authenticate_body(), env.token("Orphan")).encode()
+    head = ("POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nSOAPAction: \"%sAuthenticate\"\r\n"
+            "Content-Length: %d\r\n\r\n" % (H.ACTION_PREFIX, len(body))).encode()
+    with socket.create_connection(("127.0.0.1", d.port)) as s:
+        s.sendall(head + body[:10])
+        time.sleep(0.3)
+        if term_first:
+            d.signal(signal.SIGTERM)
+            time.sleep(0.3)
+        os.kill(d.pid, signal.SIGKILL)
+        d.proc.wait(5)
+        killed = time.monotonic()
+        sent = 10
+        while H.pid_alive(worker) and time.monotonic() - killed < ORPHAN_SHUTDOWN_TIMEOUT + 10:
+            try:
+                s.sendall(body[sent:sent + 1])
+            except OSError:
+                break
+            sent += 1
+            time.sleep(0.2)
+        took = time.monotonic() - killed
+    R.check(not H.pid_alive(worker), "%s: the orphaned worker %d still runs %.0f s after the master's "
+            "SIGKILL (shutdown_timeout %d s)" % ("after SIGTERM" if term_first else "serving", worker, took,
+                                                  ORPHAN_SHUTDOWN_TIMEOUT))
+    R.check(took < ORPHAN_SHUTDOWN_TIMEOUT + 4, "the orphaned worker took %.1f s to exit" % took)
+    d.wait_log(r"warn \[%d\] worker did not stop within shutdown_timeout" % worker)
+
+
+def check_orphan_bounded():
+    with H.server(start=False, workers=1, shutdown_timeout=ORPHAN_SHUTDOWN_TIMEOUT,
+                  **{"limits.request_timeout": 120, "log.level": "info"}) as env:
+        for term_first in (False, True):
+            orphan_round(env, term_first)
+
+
 def main():
     R.run_checks([("SIGKILL of the busy worker mid-RowData", check_kill_worker),
-                  ("SIGKILL of the master", check_kill_master)])
+                  ("SIGKILL of the master", check_kill_master),
+                  ("an orphaned worker exits within shutdown_timeout", check_orphan_bounded)])
 
 
 if __name__ == "__main__":
