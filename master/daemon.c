@@ -25,6 +25,22 @@ static void wait_for_daemon(pid_t intermediate, int ready_read)
     _exit(word == 0 ? 0 : 1);
 }
 
+int daemon_open_stdio(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0)
+            continue;
+        int null = open("/dev/null", O_RDWR);   /* the lowest free number: fd, as those below are open */
+        if (null < 0)
+            return -1;
+        if (null != fd) {
+            dup2(null, fd);
+            close(null);
+        }
+    }
+    return 0;
+}
+
 int daemon_detach(int *ready_fd, char *err, size_t errlen)
 {
     /* Every descriptor but the standard streams (daemon(7)'s first step): one the starter left

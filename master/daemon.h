@@ -7,6 +7,12 @@
 #define SOMIRROR_MASTER_DAEMON_H
 #include <stddef.h>
 
+/* Opens /dev/null on each standard stream that somirrord was started without (a starter that
+ * closed them, as `somirrord <&- >&- 2>&-` does): else the first files somirrord opens get
+ * numbers 0 to 2, which the daemon's and the workers' daemon_null_stdio, and any write to
+ * stderr, then take for standard streams (the pid file's lock, the log, a listening socket
+ * lost). -1 when /dev/null cannot be opened. */
+int daemon_open_stdio(void);
 /* Detaches: closes every descriptor the starter left open beyond the standard streams (so
  * nothing may be open that the daemon needs), then forks. Returns in the daemon (grandchild)
  * with *ready_fd open; the starting process waits and exits 0 once daemon_ready is called, 1

@@ -1325,6 +1325,10 @@ int master_main(int argc, char **argv)
     struct master_options opts;
     char err[512];
     take_signals();
+    if (daemon_open_stdio() < 0) {
+        fprintf(stderr, "somirrord: cannot open /dev/null: %s\n", strerror(errno));
+        return 1;
+    }
     if (master_parse_args(argc, argv, &opts, err, sizeof(err)) < 0) {
         fprintf(stderr, "somirrord: %s\n", err);
         usage(stderr);

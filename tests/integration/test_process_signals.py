@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """somirrord's start and stop: `-t` on good and bad configs; SIGTERM drains, exits 0 and removes
 the pid file and status socket; a second somirrord on a live pid file refuses to start; a stale
-pid file is taken over; daemon mode, whose start-up warnings reach its log; SIGUSR1 reopens the
+pid file is taken over; daemon mode, whose start-up warnings reach its log, also when started
+with its standard streams closed; SIGUSR1 reopens the
 log; SIGINT stops at once; a request still uploading when SIGTERM comes is answered, and so are
 requests on connections still waiting in the listening socket's backlog; a daemon
 keeps relative paths the starting directory's; a SIGHUP pending when somirrord starts is a reload
@@ -415,6 +416,28 @@ def check_backlog_served_at_stop():
         assert d.wait_exit() == 0
 
 
+def check_started_without_standard_streams():
+    """A daemon started with its standard streams closed (somirrord <&- >&- 2>&-): the files
+    it opens must not take their numbers, which it later points at /dev/null (the ready pipe:
+    the starter said it failed; the log file: nothing logged; the pid file: its lock lost,
+    so a second somirrord got past it)."""
+    def close_streams():
+        for fd in (0, 1, 2):
+            os.close(fd)
+
+    with h.server(start=False, workers=1) as s:
+        d = s.daemon
+        starter = subprocess.run([d.binary, "-c", s.config], preexec_fn=close_streams, timeout=30)
+        pid = h.wait_until(d._pid_from_file, what="the pid file")
+        d.pid = int(pid)
+        d.pgids.add(d.pid)
+        assert starter.returncode == 0, "the starter exited %d though somirrord runs" % starter.returncode
+        assert d.healthz()[0] == 200
+        d.wait_log(r"somirrord \S+ started \(pid %d" % d.pid)
+        second = run("-f", "-c", s.config)
+        assert second.returncode == 1 and "already running" in second.stderr, second
+
+
 def check_damaged_state_file():
     """A state file that does not load fails the start, saying why: the operator's pauses are
     never dropped silently. One that is not a file fails it at once."""
@@ -617,6 +640,7 @@ def main():
     check_log_reopen()
     check_reload_asked_during_start()
     check_relative_paths_as_daemon()
+    check_started_without_standard_streams()
     check_damaged_state_file()
     check_drain_waits_for_lingering()
     check_backlog_served_at_stop()
