@@ -451,8 +451,8 @@ static int persist_state(struct ctl_context *ctx, const char *done, char *err, s
     if (!ctx->state_file || statefile_save(ctx->state_file, ctx->reg, why, sizeof(why)) == 0)
         return 0;
     log_error("operator state not saved: %s", why);
-    set_error(err, errlen, "%s, but the state file was not written (the change is lost at restart): %s",
-              done, why);
+    set_error(err, errlen, "%s (in force now), but the state file was not written: %s; it is tried "
+              "again each second, and a restart before it is written loses the change", done, why);
     return -1;
 }
 
