@@ -190,6 +190,9 @@ int wrk_run(const struct wrk_params *params)
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    /* The SIGQUIT of a ^\ typed to somirrord -f reaches the whole process group: the master
+     * stops at once and kills the workers, whose default action would dump core. */
+    signal(SIGQUIT, SIG_IGN);
     keep_call_memory();
 
     struct service *svc = service_new(params->cfg, params->keys, params->reg, params->slot, err, sizeof(err));

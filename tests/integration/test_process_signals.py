@@ -647,6 +647,12 @@ def main():
     with h.server() as s:
         d = s.daemon
         check_test_mode(s)
+        # The SIGQUIT of a ^\ typed to somirrord -f reaches every process of its group: the
+        # master stops at once and kills its workers, which ignore SIGQUIT rather than dump core.
+        for pid in d.worker_pids():
+            with open("/proc/%d/status" % pid) as f:
+                ignored = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", f.read(), re.M).group(1), 16)
+            assert ignored & (1 << (signal.SIGQUIT - 1)), "worker %d does not ignore SIGQUIT" % pid
         with open(d.pid_file) as f:
             assert int(f.read()) == d.pid
         assert os.path.exists(d.status_socket)
