@@ -1078,6 +1078,20 @@ static void warn_if_reload_would_fail(const struct master *m)
     cfg_errors_free(&errs);
 }
 
+/* A log file that the user somirrord runs as cannot write, so that the SIGUSR1 after logrotate
+ * moved it could not reopen it (one root owns is given to that user at start). 1 with why, or 0. */
+static int log_not_reopenable(const struct config *cfg, char *why, size_t whylen)
+{
+    struct stat st;
+    if (!cfg_log_to_file(cfg) || stat(cfg->log_file, &st) != 0 || st.st_uid == 0 ||
+        access(cfg->log_file, W_OK) == 0)
+        return 0;
+    snprintf(why, whylen, "log.file %s: %s%s cannot write it (%s), so SIGUSR1 (logrotate) cannot "
+             "reopen it", cfg->log_file, cfg->user ? "user " : "the user somirrord runs as",
+             cfg->user ? cfg->user : "", strerror(errno));
+    return 1;
+}
+
 struct as_user_check {
     const char *config_path;
     const struct config *cfg;
@@ -1107,6 +1121,9 @@ static int as_user_status(void *arg, char *err, size_t errlen)
             buf_printf(&text, " (and %zu more)", errs.found - 1);
     }
     cfg_errors_free(&errs);
+    char why[1024];
+    if (log_not_reopenable(c->cfg, why, sizeof(why)))
+        buf_printf(&text, "%s%s", text.len ? "; " : "", why);
     const struct {
         const char *key, *path;
     } made[] = {{"pid_file", c->cfg->pid_file}, {"status_socket", c->cfg->status_socket}};
@@ -1193,6 +1210,9 @@ static int open_resources(struct master *m, char *err, size_t errlen)
         else
             warn_if_reload_would_fail(m);
     }
+    char why[1024];
+    if (log_not_reopenable(cfg, why, sizeof(why)))
+        log_warn("%s", why);
     if (cfg->state_file && restore_state(cfg, m->reg, err, errlen) < 0)
         return -1;
     log_restored_state(m);

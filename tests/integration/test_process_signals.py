@@ -319,6 +319,28 @@ def check_reload_as_user(s):
         assert ("warning: hooks.cycle_completed: %s is not a program that can be run" % program) in r.stderr, r
         assert ("warning: hooks.table_sql %s is not a directory that can be read" % sql_dir) in r.stderr, r
 
+        # A log file that user cannot write (another user's, as after logrotate's create with
+        # the wrong owner): SIGUSR1 could not reopen it. -t and the start say so; root's file is
+        # given to that user at start, and one that user owns is fine.
+        log = os.path.join(run_dir, "s.log")
+        config = h.write_config(base, keys, user="nobody", **{"log.file": log})
+        os.chmod(config, 0o644)
+        os.chown(run_dir, pw.pw_uid, pw.pw_gid)
+        unwritable = "log.file %s: user nobody cannot write it" % log
+        for owner, warned in ((1, True), (0, False), (pw.pw_uid, False)):
+            with open(log, "w"):
+                pass
+            os.chown(log, owner, 0)
+            os.chmod(log, 0o640)
+            r = run("-t", "-c", config)
+            assert r.returncode == 0 and (unwritable in r.stderr) == warned, (owner, r.stderr)
+        os.chown(log, 1, 0)
+        with h.Daemon(config) as daemon:
+            daemon.start()
+            daemon.stop()
+        with open(log) as f:
+            assert unwritable in f.read()
+
 
 def check_relative_paths_as_daemon():
     """A daemon works from /, yet relative paths (the -c file's, those in it) stay the starting
