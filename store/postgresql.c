@@ -302,10 +302,29 @@ static void notice_to_log(void *arg, const char *message)
     log_info("postgresql: the server says: %s", text);
 }
 
+/* Settings of libpq's that default to what no daemon wants, given before conninfo (and only
+ * when libpq's environment variable is not set either), so that what the operator writes wins:
+ * connect_timeout, because libpq waits for ever by default for a server that accepts the
+ * connection and never answers (a stopped or hung postgres, a blackholed host), and the
+ * worker, blocked in libpq, serves no one meanwhile. */
+static const struct {
+    const char *keyword, *env, *value;
+} connect_defaults[] = {
+    {"connect_timeout", "PGCONNECT_TIMEOUT", "10"},
+};
+
+enum { CONNECT_DEFAULTS = sizeof(connect_defaults) / sizeof(connect_defaults[0]) };
+
 static PGconn *connect_db(const struct pg_backend *b, const char *dbname)
 {
-    const char *keys[6], *values[6];
+    const char *keys[6 + CONNECT_DEFAULTS], *values[6 + CONNECT_DEFAULTS];
     int n = 0;
+    for (size_t i = 0; i < CONNECT_DEFAULTS; i++) {
+        if (getenv(connect_defaults[i].env))
+            continue;
+        keys[n] = connect_defaults[i].keyword;
+        values[n++] = connect_defaults[i].value;
+    }
     if (b->conninfo && *b->conninfo) {
         keys[n] = "dbname";
         values[n++] = b->conninfo;

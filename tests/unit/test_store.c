@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -2355,6 +2357,39 @@ START_TEST(pg_copy_connection_lost)
 }
 END_TEST
 
+/* A server that takes the connection and never answers (a stopped or hung postgres: here a
+ * socket nobody accepts on) fails the tenant's open after the driver's connect_timeout, where
+ * libpq alone waited for ever and the worker with it. */
+START_TEST(pg_server_not_answering)
+{
+    char dir[] = "/tmp/somirror-test-pg-mute-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/.s.PGSQL.5999", dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    char conninfo[128];
+    snprintf(conninfo, sizeof(conninfo), "host=%s port=5999 dbname=postgres", dir);
+    struct config mute = cfg;
+    mute.postgresql.conninfo = conninfo;
+    char err[256];
+    struct store *s = store_new(&mute, err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+    fault_clear(&fault);
+    ck_assert_ptr_null(store_tenant(s, tenant_name, &fault));
+    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
+    ck_assert_msg(strstr(fault.message, "timeout") != NULL, "%s", fault.message);
+    store_free(s);
+    close(fd);
+    unlink(addr.sun_path);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2433,6 +2468,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_copy_key_already_there);
         tcase_add_test(pg, pg_copy_server_error);
         tcase_add_test(pg, pg_copy_connection_lost);
+        tcase_add_test(pg, pg_server_not_answering);
         tcase_add_test(pg, pg_table_script_bounded);
         suite_add_tcase(s, pg);
     }
