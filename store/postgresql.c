@@ -306,11 +306,14 @@ static void notice_to_log(void *arg, const char *message)
  * when libpq's environment variable is not set either), so that what the operator writes wins:
  * connect_timeout, because libpq waits for ever by default for a server that accepts the
  * connection and never answers (a stopped or hung postgres, a blackholed host), and the
- * worker, blocked in libpq, serves no one meanwhile. */
+ * worker, blocked in libpq, serves no one meanwhile; target_session_attrs, because the store
+ * only writes: of several hosts (a failover pair) libpq takes the first that answers, a
+ * read-only standby too, where every call would fail. */
 static const struct {
     const char *keyword, *env, *value;
 } connect_defaults[] = {
     {"connect_timeout", "PGCONNECT_TIMEOUT", "10"},
+    {"target_session_attrs", "PGTARGETSESSIONATTRS", "read-write"},
 };
 
 enum { CONNECT_DEFAULTS = sizeof(connect_defaults) / sizeof(connect_defaults[0]) };

@@ -5,7 +5,8 @@ sent twice, then updates, deletes and re-inserts), and the mirror must end exact
 changes say, with the largest batch Lsn as the table's position. Then the server restarts and
 both hosts carry on (their workers reconnect), and once the tenant goes quiet no worker
 holds a connection (store.idle_timeout). The per-tenant advisory lock serialises the hosts;
-the mirror is compared through psql. Skipped (77) without PostgreSQL 15."""
+the mirror is compared through psql. Last, a conninfo naming a read-only server before the
+writable one (a failover pair) gets the writable one. Skipped (77) without PostgreSQL 15."""
 import os
 import sys
 import tempfile
@@ -93,6 +94,38 @@ def expected_rows():
     return out
 
 
+def read_only_host_passed_over(top, keys):
+    """conninfo naming the two servers of a failover pair, the first one read-only (the old
+    primary back as a standby; default_transaction_read_only stands in for recovery here): the
+    store connects to the writable one, where it took the first that answered and failed every
+    call there."""
+    with pgserver.PgServer(prefix="somirror-pg-ro-") as ro, pgserver.PgServer() as rw:
+        # a standby has the primary's databases: the tenant's too, as a replica would
+        ro.psql('CREATE DATABASE "Mirror_%s"' % TENANT)
+        ro.psql("ALTER SYSTEM SET default_transaction_read_only = on")
+        ro.psql("SELECT pg_reload_conf()")
+        h.wait_until(lambda: ro.psql("SHOW default_transaction_read_only").strip() == "on", 10,
+                     what="the first server read-only")
+        directory = os.path.join(top, "failover")
+        os.makedirs(directory)
+        conninfo = "host=%s,%s port=%d user=%s dbname=postgres" % (
+            ro.socketdir, rw.socketdir, pgserver.PORT, rw.user)
+        config = h.write_config(directory, keys, workers=1,
+                                **{"store.driver": "postgresql", "store.sqlite": None,
+                                   "store.postgresql.conninfo": conninfo})
+        d = h.Daemon(config)
+        try:
+            d.start()
+            env = {"keys": keys, "daemons": [d]}
+            states = h.parse_table_states(call(env, d, "TableSchema", h.table_schema_body([TABLE])))
+            assert states[0]["Change"] == "Created", states
+            meta = 'SELECT count(*) FROM "%s_mirroring"' % TENANT.lower()
+            assert rw.psql(meta, dbname="Mirror_%s" % TENANT).strip() == "1"
+        finally:
+            d.stop()
+            d.kill_all()
+
+
 def main():
     pgserver.require()
     with pgserver.PgServer() as pg, tempfile.TemporaryDirectory(prefix="smtest") as top:
@@ -178,6 +211,7 @@ def main():
             for d in daemons:
                 d.stop()
                 d.kill_all()
+        read_only_host_passed_over(top, keys)
     print("PASS: two hosts, one tenant, exact mirror (%d rows)" % len(expected_rows()))
 
 
