@@ -67,7 +67,9 @@
  * session temp table (ON COMMIT DELETE ROWS; seq numbers the rows) and merged by one
  * statement: the last change of each key (DISTINCT ON key ORDER BY seq DESC), deletes by
  * DELETE ... USING, the rest by INSERT ... ON CONFLICT (key) DO UPDATE. COPY uses the text
- * format (\ tab newline CR escaped, NULL as \N, bytea as \\x hex). */
+ * format (\ tab newline CR escaped, NULL as \N, bytea as \\x hex). A failure (a constraint
+ * or trigger the operator added) names the table, and the row and column where the server
+ * names a line and column of the table's COPY. */
 #include "store/store.h"
 
 #include <ctype.h>
@@ -138,6 +140,8 @@ struct pg_conn {
     char *stream_replay_sql;
     char *stream_merge_sql;
     struct buf replay;         /* the rows sent, merged instead when the COPY meets a key */
+    long *stream_rownos;       /* the call's row number of each row sent, by COPY line */
+    size_t nstream_rownos, stream_rownos_cap;
 };
 
 static int stream_finish(struct pg_conn *c, struct fault *f);
@@ -496,6 +500,7 @@ static void stream_forget(struct pg_conn *c)
     free(c->stream_merge_sql);
     c->stream_table = c->stream_replay_sql = c->stream_merge_sql = NULL;
     buf_reset(&c->replay);
+    c->nstream_rownos = 0;
 }
 
 /* The index of table in c->nodirect, or c->nnodirect when it is not there. */
@@ -686,6 +691,7 @@ static void pg_tenant_close(void *conn)
         free(c->nodirect[i]);
     free(c->nodirect);
     buf_free(&c->replay);
+    free(c->stream_rownos);
     buf_free(&c->data);
     free(c->meta);
     free(c->dbname);
@@ -1319,10 +1325,38 @@ static int copy_put(struct pg_conn *c, const struct buf *data, const char *what,
     return 0;
 }
 
-/* Ends a COPY (abort_reason: cancels it) and collects its outcome; *unique_violation tells
- * whether it failed on a key already there. */
+/* Why a COPY failed, as far as the server says. */
+struct copy_failure {
+    int unique_violation;              /* on a key already there */
+    long line;                         /* the line of the data it failed at; 0: not said */
+    char column[PG_NAME_MAX + 1];      /* the column it failed at; "": not said */
+};
+
+/* The line and column a COPY's error names: its column field, and the COPY's line of its
+ * context ("COPY t, line 2, column c: ...", after a trigger's lines when one failed). */
+static void copy_failure_read(const PGresult *res, struct copy_failure *why)
+{
+    why->unique_violation = sqlstate_is(res, "23505");
+    const char *context = PQresultErrorField(res, PG_DIAG_CONTEXT);
+    const char *copy = !context || strncmp(context, "COPY ", 5) == 0 ? context
+                                                                      : strstr(context, "\nCOPY ");
+    const char *line = copy ? strstr(copy, ", line ") : NULL;
+    char *end = NULL;
+    if (line)
+        why->line = strtol(line + strlen(", line "), &end, 10);
+    static const char column_at[] = ", column ";
+    const char *column = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+    if (column)
+        snprintf(why->column, sizeof(why->column), "%s", column);
+    else if (end && strncmp(end, column_at, strlen(column_at)) == 0)
+        snprintf(why->column, sizeof(why->column), "%.*s",
+                 (int)strcspn(end + strlen(column_at), ":"), end + strlen(column_at));
+}
+
+/* Ends a COPY (abort_reason: cancels it) and collects its outcome, and why it failed (why may
+ * be NULL). */
 static int copy_end(struct pg_conn *c, const char *abort_reason, const char *what,
-                    int *unique_violation, struct fault *f)
+                    struct copy_failure *why, struct fault *f)
 {
     int rc = 0;
     if (PQputCopyEnd(c->db, abort_reason) != 1)
@@ -1331,8 +1365,8 @@ static int copy_end(struct pg_conn *c, const char *abort_reason, const char *wha
     while ((res = PQgetResult(c->db)) != NULL) {
         if (!result_ok(res) && rc == 0) {
             rc = pg_fail(c->db, res, what, f);
-            if (unique_violation && sqlstate_is(res, "23505"))
-                *unique_violation = 1;
+            if (why)
+                copy_failure_read(res, why);
         }
         PQclear(res);
     }
@@ -1353,16 +1387,18 @@ static int copy_run(struct pg_conn *c, const char *copy_sql, const struct buf *d
 }
 
 /* Ends the open direct COPY. When it met a key already in the table (a load sent again), its
- * rows are merged instead, and this table's loads are merged from now on. */
+ * rows are merged instead, and this table's loads are merged from now on. A failure names the
+ * table, and the row and column the server names. */
 static int stream_finish(struct pg_conn *c, struct fault *f)
 {
     if (!c->stream_table)
         return 0;
-    int unique_violation = 0;
-    int rc = copy_end(c, NULL, "copy", &unique_violation, f);
+    struct copy_failure why;
+    memset(&why, 0, sizeof(why));
+    int rc = copy_end(c, NULL, "copy", &why, f);
     if (rc == 0) {
         rc = exec_sql(c->db, "RELEASE SAVEPOINT somirror_load", "copy", f);
-    } else if (unique_violation) {
+    } else if (why.unique_violation) {
         fault_clear(f);
         c->nodirect = xgrow(c->nodirect, &c->nodirect_cap, c->nnodirect + 1,
                             sizeof(*c->nodirect));
@@ -1373,7 +1409,12 @@ static int stream_finish(struct pg_conn *c, struct fault *f)
             rc = copy_run(c, c->stream_replay_sql, &c->replay, "copy to the staging table", f);
         if (rc == 0)
             rc = exec_sql(c->db, c->stream_merge_sql, "merge", f);
+        memset(&why, 0, sizeof(why));   /* the merge's failure names no row */
     }
+    if (rc != 0)
+        fault_at(f, c->stream_table, why.column[0] ? why.column : NULL,
+                 why.line >= 1 && (size_t)why.line <= c->nstream_rownos
+                     ? c->stream_rownos[why.line - 1] : 0);
     stream_forget(c);
     return rc;
 }
@@ -1432,6 +1473,10 @@ static int rows_direct(struct pg_conn *c, const struct table_schema *s, const st
         c->stream_merge_sql = xstrdup(st->merge_sql);
     }
     buf_append(&c->replay, c->data.data, c->data.len);
+    c->stream_rownos = xgrow(c->stream_rownos, &c->stream_rownos_cap, c->nstream_rownos + n,
+                             sizeof(*c->stream_rownos));
+    for (size_t r = 0; r < n; r++)
+        c->stream_rownos[c->nstream_rownos++] = rows[r].rowno;
     return copy_put(c, &c->data, "copy", f);
 }
 
@@ -1478,11 +1523,11 @@ static int pg_rows_apply(void *conn, const struct table_schema *schema,
         stream_finish(c, f) != 0)
         return -1;
     struct stage *st = stage_for(c, schema, f);
-    if (!st)
-        return -1;
-    if (direct)
-        return rows_direct(c, schema, st, rows, n, f);
-    return rows_merge(c, schema, st, rows, n, f);
+    int rc = !st ? -1 : direct ? rows_direct(c, schema, st, rows, n, f)
+                               : rows_merge(c, schema, st, rows, n, f);
+    if (rc != 0 && !f->names_table)   /* stream_finish names its table, row and column */
+        fault_at(f, schema->name, NULL, 0);
+    return rc;
 }
 
 static void pg_put_table(void *conn, struct buf *sql, const char *table)

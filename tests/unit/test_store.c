@@ -2268,8 +2268,8 @@ END_TEST
 
 /* The server refuses what the store sends (constraints it does not know of): in the table's own
  * COPY (a CHECK), and in the merge the rows fall back to when that COPY meets a key already
- * there (a trigger refusing updates). StorageError with the server's SQLSTATE, nothing stored,
- * the connection kept. */
+ * there (a trigger refusing updates). StorageError with the server's SQLSTATE, naming the table
+ * (and the row, where the COPY's line tells it), nothing stored, the connection kept. */
 START_TEST(pg_copy_server_error)
 {
     create_contact();
@@ -2279,15 +2279,16 @@ START_TEST(pg_copy_server_error)
     char *pid = pg_store_backend("pid");
     static const struct {
         const char *sql, *what, *state;
+        long row;
     } steps[] = {
         {"ALTER TABLE contact ADD CONSTRAINT amount_small CHECK (amount < 1000)",
-         "postgresql: copy: ", "SQLSTATE 23514"},
+         "postgresql: copy: ", "SQLSTATE 23514", 2},
         {"ALTER TABLE contact DROP CONSTRAINT amount_small;"
          " INSERT INTO contact VALUES (1, 'probe', '2026-01-01', 1);"
          " CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
          " $$BEGIN RAISE EXCEPTION 'no updates'; END$$;"
          " CREATE TRIGGER refuse BEFORE UPDATE ON contact FOR EACH ROW EXECUTE FUNCTION refuse()",
-         "postgresql: merge: no updates", "SQLSTATE P0001"}};
+         "postgresql: merge: no updates", "SQLSTATE P0001", 0}};
     for (size_t i = 0; i < 2; i++) {
         probe_exec(steps[i].sql);
         struct batch b = pg_load(rows);
@@ -2297,6 +2298,10 @@ START_TEST(pg_copy_server_error)
         ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
         ck_assert_msg(strstr(fault.message, steps[i].what) && strstr(fault.message, steps[i].state),
                       "%s", fault.message);
+        ck_assert_int_eq(fault.names_table, 1);
+        ck_assert_str_eq(fault.table, "contact");
+        ck_assert_int_eq(fault.names_column, 0);
+        ck_assert_int_eq(fault.row, steps[i].row);
         ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), (long)i);
         ck_assert_int_eq(stored_lsn("contact"), -1);
     }
@@ -2306,6 +2311,50 @@ START_TEST(pg_copy_server_error)
     pg_load_again(&b, pid);
     ck_assert_str_eq(probe_text("SELECT name FROM contact WHERE contact_id = 1"), "a");
     ck_assert_str_eq(probe_text("SELECT amount FROM contact WHERE contact_id = 2"), "5000");
+}
+END_TEST
+
+/* A column the server refuses a value for in a load (made NOT NULL behind the store's back)
+ * is named with its table and row, past the first chunk of the load too; the incremental merge
+ * names the table. */
+START_TEST(pg_row_failure_named)
+{
+    create_contact();
+    probe_exec("ALTER TABLE contact ALTER COLUMN name SET NOT NULL");
+    const char **rows = contact_inserts(PG_LOAD_ROWS);
+    rows[PG_COPY_OPEN + 7] = "I:|99999|~|2026-01-01T00:00:00|1";
+    struct batch b = pg_load(rows);
+    struct table_state *states;
+    size_t n;
+    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
+    ck_assert_msg(strstr(fault.message, "SQLSTATE 23502"), "%s", fault.message);
+    ck_assert_int_eq(fault.names_table, 1);
+    ck_assert_str_eq(fault.table, "contact");
+    ck_assert_int_eq(fault.names_column, 1);
+    ck_assert_str_eq(fault.column, "name");
+    ck_assert_int_eq(fault.row, PG_COPY_OPEN + 8);
+    /* a trigger failing on a row in the COPY: its statement's context (which may read like a
+     * line) comes before the COPY's line */
+    probe_exec("ALTER TABLE contact ALTER COLUMN name DROP NOT NULL;"
+               " CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+               " $$BEGIN IF NEW.contact_id = 1300 THEN PERFORM 1 / 0, ', line 7'; END IF;"
+               " RETURN NEW; END$$;"
+               " CREATE TRIGGER refuse BEFORE INSERT ON contact FOR EACH ROW EXECUTE FUNCTION refuse()");
+    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+    ck_assert_msg(strstr(fault.message, "SQLSTATE 22012"), "%s", fault.message);
+    ck_assert_str_eq(fault.table, "contact");
+    ck_assert_int_eq(fault.names_column, 0);
+    ck_assert_int_eq(fault.row, 1300);
+    probe_exec("DROP TRIGGER refuse ON contact; ALTER TABLE contact ALTER COLUMN name SET NOT NULL");
+    static const char *const later[] = {"I:|1|a|2026-01-01T00:00:00|1", "U:|1|~|2026-01-01T00:00:00|1",
+                                        NULL};
+    b = batch_make("contact", "contact_id,name,registered,amount", 50, later);
+    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+    ck_assert_msg(strstr(fault.message, "SQLSTATE 23502"), "%s", fault.message);
+    ck_assert_int_eq(fault.names_table, 1);
+    ck_assert_str_eq(fault.table, "contact");
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
 }
 END_TEST
 
@@ -2468,6 +2517,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_copy_key_already_there);
         tcase_add_test(pg, pg_copy_server_error);
         tcase_add_test(pg, pg_copy_connection_lost);
+        tcase_add_test(pg, pg_row_failure_named);
         tcase_add_test(pg, pg_server_not_answering);
         tcase_add_test(pg, pg_table_script_bounded);
         suite_add_tcase(s, pg);
