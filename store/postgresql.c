@@ -1523,11 +1523,11 @@ static int pg_rows_apply(void *conn, const struct table_schema *schema,
         stream_finish(c, f) != 0)
         return -1;
     struct stage *st = stage_for(c, schema, f);
-    int rc = !st ? -1 : direct ? rows_direct(c, schema, st, rows, n, f)
-                               : rows_merge(c, schema, st, rows, n, f);
-    if (rc != 0 && !f->names_table)   /* stream_finish names its table, row and column */
-        fault_at(f, schema->name, NULL, 0);
-    return rc;
+    if (!st)
+        return -1;
+    if (direct)
+        return rows_direct(c, schema, st, rows, n, f);
+    return rows_merge(c, schema, st, rows, n, f);
 }
 
 static void pg_put_table(void *conn, struct buf *sql, const char *table)

@@ -666,6 +666,8 @@ static int chunk_flush(struct store_tenant *t, const struct call_table *ct, size
     int rc = t->store->driver->rows_apply(t->conn, ct->schema, t->store->chunk_rows, *nrows,
                                           ct->lsn_before == -1, f);
     *nrows = 0;
+    if (rc != 0 && !f->names_table)   /* the database refused the table's rows (a trigger...) */
+        fault_at(f, ct->name, NULL, 0);
     return rc;
 }
 

@@ -1562,6 +1562,27 @@ START_TEST(sqlite_rebuild_keeps_one_of_two_cases)
 }
 END_TEST
 
+/* Rows the database refuses (a trigger a reader made in the mirror) fail the call with a
+ * StorageError naming the table, and nothing is stored. */
+START_TEST(sqlite_rows_refused_name_table)
+{
+    load_contacts();
+    probe_exec("CREATE TRIGGER refuse BEFORE UPDATE ON contact BEGIN SELECT RAISE(ABORT, 'no updates'); END");
+    static const char *const rows[] = {"I:|3|c|2026-01-01T00:00:00|1", "U:|1|z|2026-01-01T00:00:00|1",
+                                       NULL};
+    struct batch b = batch_make("contact", "contact_id,name,registered,amount", 300, rows);
+    struct table_state *states;
+    size_t n;
+    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
+    ck_assert_msg(strstr(fault.message, "no updates"), "%s", fault.message);
+    ck_assert_int_eq(fault.names_table, 1);
+    ck_assert_str_eq(fault.table, "contact");
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
+    ck_assert_int_eq(stored_lsn("contact"), 100);
+}
+END_TEST
+
 /* A view and a trigger that name a table (a reader's, made in the mirror) do not stop a change
  * that rebuilds it, as they do not stop one that recreates it: the rename after the rebuild
  * failed on them ("error in view"), and the TableSchema with it, every cycle. */
@@ -2484,6 +2505,7 @@ static Suite *store_suite(void)
         tcase_add_test(sq, sqlite_values_read_back_exactly);
         tcase_add_test(sq, sqlite_rebuild_keeps_one_of_two_cases);
         tcase_add_test(sq, sqlite_rebuild_under_a_view);
+        tcase_add_test(sq, sqlite_rows_refused_name_table);
         tcase_add_test(sq, sqlite_defaults_translated);
         tcase_add_test(sq, sqlite_time_defaults_by_type);
         tcase_add_test(sq, sqlite_reset_seen_by_other_worker);
