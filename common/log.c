@@ -109,6 +109,11 @@ void log_set_level(enum log_level level)
     max_level = level;
 }
 
+enum log_level log_get_level(void)
+{
+    return max_level;
+}
+
 int log_reopen(void)
 {
     if (target != TARGET_FILE)

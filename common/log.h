@@ -16,6 +16,7 @@ enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
  * before it (the first 16), marked "(at start)". */
 int log_open(const char *target, enum log_level level, const char *ident, char *err, size_t errlen);
 void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
 /* Reopens the log file (SIGUSR1 / logrotate): 1 when reopened, 0 for stderr and syslog (nothing
  * to do), -1 when the file cannot be opened (logged, naming it; the old file stays open). */
 int log_reopen(void);

@@ -1056,7 +1056,12 @@ static int reload_would_load(const char *path, struct cfg_errors *errs)
     struct config *cfg;
     struct keyring *keys;
     SSL_CTX **tls;
-    if (load_generation(path, &cfg, &keys, &tls, errs) < 0)
+    /* The load's warnings (a key readable by everyone) are the start's own, said already. */
+    enum log_level level = log_get_level();
+    log_set_level(LOG_LVL_ERROR);
+    int rc = load_generation(path, &cfg, &keys, &tls, errs);
+    log_set_level(level);
+    if (rc < 0)
         return -1;
     free_generation(cfg, keys, tls);
     return 0;

@@ -286,6 +286,12 @@ def check_reload_as_user(s):
         assert r.returncode == 0 and "as user nobody the configuration does not load" in r.stderr, r
         assert "application.private_key" in r.stderr and "Permission denied" in r.stderr, r.stderr
         os.chmod(keys.app_key_pem, 0o640)
+        # A key readable by everyone is warned of once, not again by the load as the user.
+        os.chmod(keys.app_key_pem, 0o644)
+        r = run("-t", "-c", config)
+        assert r.returncode == 0 and r.stderr.count("application.private_key: %s is readable by every user"
+                                                    % keys.app_key_pem) == 1, r.stderr
+        os.chmod(keys.app_key_pem, 0o640)
 
         os.chown(run_dir, 0, 0)
         # Also when somirrord's parent left SIGCHLD ignored (that survives exec): the kernel
