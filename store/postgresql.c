@@ -56,8 +56,9 @@
  *
  * Transactions: begin is BEGIN plus pg_advisory_xact_lock(<64-bit FNV-1a hash of the tenant>),
  * waiting at most tenants.lock_timeout (lock_timeout; a timeout is TenantBusy). A connection
- * found broken at begin (server restart, database dropped by a reset elsewhere) is opened
- * anew, provisioning the database when missing.
+ * found broken at begin or at the start of a table_sql script (server restart,
+ * pg_terminate_backend, database dropped by a reset elsewhere) is opened anew, provisioning the
+ * database when missing.
  *
  * Rows: inserts into a table being fully loaded (table_was_empty) stream into the table by
  * one COPY per call, inside a savepoint; the COPY ends before anything else runs on the
@@ -716,6 +717,30 @@ static int pg_tenant_drop(void *backend, const char *tenant, const char *dbname,
 
 /* ---- transactions ---- */
 
+/* Runs sql, the first statement of a use of the tenant's connection (nothing before it in the
+ * session is relied on), on the connection opened first when missing or known broken, and
+ * opened anew and run once more when sql finds it broken: the server closed it while it was
+ * idle (a restart, pg_terminate_backend, the database dropped by a reset elsewhere), which
+ * libpq learns only when it next uses it. 0, or -1 with f. */
+static int conn_exec_first(struct pg_conn *c, const char *sql, const char *what, struct fault *f)
+{
+    for (int attempt = 0;; attempt++) {
+        if ((!c->db || PQstatus(c->db) != CONNECTION_OK) && conn_connect(c, f) != 0)
+            return -1;
+        PGresult *res = PQexec(c->db, sql);
+        int ok = result_ok(res);
+        if (!ok && PQstatus(c->db) == CONNECTION_BAD && attempt == 0) {
+            PQclear(res);
+            log_info("postgresql: connection to %s lost; reconnecting", c->dbname);
+            continue;
+        }
+        if (!ok)
+            pg_fail(c->db, res, what, f);
+        PQclear(res);
+        return ok ? 0 : -1;
+    }
+}
+
 static int pg_begin(void *conn, struct fault *f)
 {
     struct pg_conn *c = conn;
@@ -723,28 +748,13 @@ static int pg_begin(void *conn, struct fault *f)
     char sql[96];
     snprintf(sql, sizeof(sql), "BEGIN; SELECT pg_advisory_xact_lock(%lld)",
              (long long)c->lock_key);
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if ((!c->db || PQstatus(c->db) != CONNECTION_OK) && conn_connect(c, f) != 0)
-            return -1;
-        PGresult *res = PQexec(c->db, sql);
-        if (result_ok(res)) {
-            PQclear(res);
-            return 0;
-        }
-        if (PQstatus(c->db) == CONNECTION_BAD && attempt == 0) {
-            PQclear(res);
-            log_info("postgresql: connection to %s lost; reconnecting", c->dbname);
-            continue;
-        }
-        pg_fail(c->db, res, "begin", f);
-        if (f->code == FAULT_TENANT_BUSY)
-            fault_set(f, FAULT_TENANT_BUSY, "tenant %s: the mirror is locked by another host",
-                      c->tenant);
-        PQclear(res);
-        if (PQtransactionStatus(c->db) != PQTRANS_IDLE)
-            exec_sql(c->db, "ROLLBACK", "rollback", f);
-        return -1;
-    }
+    if (conn_exec_first(c, sql, "begin", f) == 0)
+        return 0;
+    if (f->code == FAULT_TENANT_BUSY)
+        fault_set(f, FAULT_TENANT_BUSY, "tenant %s: the mirror is locked by another host",
+                  c->tenant);
+    if (c->db && PQtransactionStatus(c->db) != PQTRANS_IDLE)   /* c->db NULL: not opened */
+        exec_sql(c->db, "ROLLBACK", "rollback", f);
     return -1;
 }
 
@@ -1594,12 +1604,6 @@ static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
     struct fault f;
     fault_clear(&f);
     stream_abort(c);
-    if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
-        if (conn_connect(c, &f) != 0) {
-            snprintf(err, errlen, "%s", f.message);
-            return -1;
-        }
-    }
     /* The script is bounded by hooks.timeout, and what it leaves behind (an open transaction,
      * a SET, a temporary table) goes with the session, closed after it: the next call opens a
      * clean one. A transaction left open is rolled back and is a failure. The server's own
@@ -1608,7 +1612,7 @@ static int pg_exec_script(void *conn, const char *sql, char *err, size_t errlen)
     char limit[64];
     snprintf(limit, sizeof(limit), "SET statement_timeout = '%ds'", c->backend->script_timeout);
     int stopped = 0;
-    int rc = exec_sql(c->db, limit, "table_sql", &f) == 0
+    int rc = conn_exec_first(c, limit, "table_sql", &f) == 0
                  ? exec_script_bounded(c->db, sql, c->backend->script_timeout, &stopped, &f) : -1;
     if (rc != 0 && stopped) {
         snprintf(err, errlen, "stopped after hooks.timeout (%d s)", c->backend->script_timeout);

@@ -2409,6 +2409,20 @@ START_TEST(pg_table_script_bounded)
 }
 END_TEST
 
+/* The server ended the tenant's connection while it was idle (pg_terminate_backend, as a
+ * restart does): a table_sql script connects again and runs, as the next call's begin does. */
+START_TEST(pg_table_script_after_connection_closed)
+{
+    load_contacts();
+    ck_assert_str_eq(probe_text("SELECT pg_terminate_backend(%s, 10000)", pg_store_backend("pid")),
+                     "t");
+    char err[512] = "";
+    ck_assert_msg(store_run_table_script(tenant, "contact", "DELETE FROM {table}", err,
+                                         sizeof(err)) == 0, "table script failed: %s", err);
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
+}
+END_TEST
+
 /* The server ends the connection while the COPY is open: the call fails with StorageError,
  * and the next call connects again and loads the rows whole. */
 START_TEST(pg_copy_connection_lost)
@@ -2542,6 +2556,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_row_failure_named);
         tcase_add_test(pg, pg_server_not_answering);
         tcase_add_test(pg, pg_table_script_bounded);
+        tcase_add_test(pg, pg_table_script_after_connection_closed);
         suite_add_tcase(s, pg);
     }
     return s;
