@@ -4,7 +4,9 @@
  * connection per open tenant), the SQL dialect (types, defaults, quoting, upserts), the per-tenant
  * advisory lock that serialises several somirrord hosts, and the COPY paths for rows.
  * Identifiers are validated, lowercased and always double-quoted; values travel as parameters
- * or through COPY, never inside SQL text.
+ * or through COPY, never inside SQL text. A tenant's open that the server refuses for want of
+ * connection slots (SQLSTATE 53300) answers STORE_OPEN_SHORT: the generic layer closes its least
+ * recently used tenant's connection and opens again.
  *
  * Names. The tenant database is the configured name (default Mirror_<ctx>), quoted as is, so
  * its case is kept. Tables and columns are lowercased (SQL Server names are case-insensitive;
@@ -98,6 +100,7 @@ enum {
     PG_NAME_KEEP = 54,         /* characters kept of a longer name, then '_' and 8 hex digits */
     STAGE_CACHE_MAX = 64,      /* temp tables kept per connection before starting over */
     CONNECT_TRIES = 3,
+    SLOTS_PAUSE_MS = 100,      /* before a connection refused for want of slots is tried again */
     COPY_PIECE = 1 << 20       /* COPY data is sent in pieces of at most this many bytes */
 };
 
@@ -109,6 +112,7 @@ struct pg_backend {
     int lock_timeout;          /* seconds */
     int script_timeout;        /* seconds: a table_sql script (hooks.timeout) */
     PGconn *admin;
+    int slots_refused;         /* the last connection was refused for want of slots (53300) */
 };
 
 /* A temp table for one table schema, and the statements that use it. */
@@ -323,7 +327,28 @@ static const struct {
 
 enum { CONNECT_DEFAULTS = sizeof(connect_defaults) / sizeof(connect_defaults[0]) };
 
-static PGconn *connect_db(const struct pg_backend *b, const char *dbname)
+/* Whether the server refused the connection for want of connection slots, SQLSTATE 53300 (its
+ * max_connections taken, those left reserved, the role's CONNECTION LIMIT). libpq keeps the
+ * SQLSTATE of a refused connection to itself, so the server's message tells, in the words it
+ * sends untranslated (lc_messages C or English); in another language the open fails as any
+ * other. */
+static int refused_for_slots(const PGconn *db)
+{
+    static const char *const messages[] = {
+        "too many clients already",
+        "remaining connection slots are reserved",
+        "too many connections for role",
+    };
+    const char *text = PQerrorMessage(db);
+    for (size_t i = 0; i < sizeof(messages) / sizeof(messages[0]); i++)
+        if (strstr(text, messages[i]))
+            return 1;
+    return 0;
+}
+
+/* A connection to dbname (NULL: conninfo's), to check with PQstatus; b->slots_refused says
+ * whether the server refused it for want of slots. */
+static PGconn *connect_db(struct pg_backend *b, const char *dbname)
 {
     const char *keys[6 + CONNECT_DEFAULTS], *values[6 + CONNECT_DEFAULTS];
     int n = 0;
@@ -352,6 +377,7 @@ static PGconn *connect_db(const struct pg_backend *b, const char *dbname)
     keys[n] = NULL;
     values[n] = NULL;
     PGconn *db = PQconnectdbParams(keys, values, 1);
+    b->slots_refused = db && PQstatus(db) == CONNECTION_BAD && refused_for_slots(db);
     if (db)
         PQsetNoticeProcessor(db, notice_to_log, NULL);
     return db;
@@ -575,19 +601,31 @@ static int conn_prepare(struct pg_conn *c, struct fault *f)
     return 0;
 }
 
-/* Opens the tenant's connection, creating the database when missing. */
+/* Opens the tenant's connection, creating the database when missing. A failure is tried
+ * again: a database dropped meanwhile by a reset elsewhere is provisioned again, and a server out
+ * of connection slots may have one after a pause (that of a session just closed, by this store
+ * too, frees only when its backend has exited). */
 static int conn_connect(struct pg_conn *c, struct fault *f)
 {
+    struct pg_backend *b = c->backend;
     conn_disconnect(c);
-    for (int attempt = 0; attempt < CONNECT_TRIES; attempt++) {
-        if (database_ensure(c->backend, c->dbname, f) != 0)
-            return -1;
-        c->db = connect_db(c->backend, c->dbname);
-        if (PQstatus(c->db) == CONNECTION_OK)
-            break;
-        connect_fail(c->db, "connecting to the tenant database", f);
-        PQfinish(c->db);
-        c->db = NULL;   /* dropped meanwhile by a reset elsewhere: provisioned again */
+    for (int attempt = 0; attempt < CONNECT_TRIES && !c->db; attempt++) {
+        if (attempt > 0 && b->slots_refused) {
+            struct timespec pause = {0, SLOTS_PAUSE_MS * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+        b->slots_refused = 0;
+        if (database_ensure(b, c->dbname, f) != 0) {
+            if (!b->slots_refused)
+                return -1;
+            continue;
+        }
+        c->db = connect_db(b, c->dbname);
+        if (PQstatus(c->db) != CONNECTION_OK) {
+            connect_fail(c->db, "connecting to the tenant database", f);
+            PQfinish(c->db);
+            c->db = NULL;
+        }
     }
     if (!c->db)
         return -1;
@@ -670,12 +708,15 @@ static int pg_tenant_open(void *backend, const char *tenant, const char *dbname,
     for (char *p = c->meta; p && *p; p++)
         *p = (char)tolower((unsigned char)*p);
     c->lock_key = (int64_t)(fnv1a(tenant, strlen(tenant)) ^ LOCK_SALT);
+    struct pg_backend *b = backend;
+    b->slots_refused = 0;
     if (!c->meta || conn_connect(c, f) != 0) {
         free(c->meta);
         free(c->dbname);
         free(c->tenant);
         free(c);
-        return -1;
+        /* the last connection tried, the admin one or the tenant's */
+        return b->slots_refused ? STORE_OPEN_SHORT : -1;
     }
     *conn = c;
     return 0;

@@ -181,13 +181,14 @@ struct store_tenant *store_tenant(struct store *store, const char *tenant, struc
     store->backend_used_ms = monotonic_ms();
     errno = 0;
     int rc = store->driver->tenant_open(store->backend, tenant, dbname, &conn, f);
-    /* Out of descriptors (a low limit: each SQLite mirror holds three) while other mirrors
-     * are open: the least recently used one gives its up and the open is tried once more,
-     * rather than fail every new tenant until the idle sweep (or for ever, without one). */
-    if (rc != 0 && fd_shortage(errno) && store->nopen > 0) {
+    /* Short of what each open mirror holds (descriptors at a low limit: each SQLite mirror
+     * holds three; the server's connection slots) while other mirrors are open: the least
+     * recently used one gives its up and the open is tried once more, rather than fail every
+     * new tenant until the idle sweep (or for ever, without one). */
+    if ((rc == STORE_OPEN_SHORT || (rc != 0 && fd_shortage(errno))) && store->nopen > 0) {
         struct store_tenant *oldest = least_recently_used(store);
-        log_warn("out of descriptors opening the mirror of %s (%s): closing that of %s, the least "
-                 "recently used", tenant, strerror(errno), oldest->tenant);
+        log_warn("opening the mirror of %s: %s: closing that of %s, the least recently used, and "
+                 "trying again", tenant, f->message, oldest->tenant);
         tenant_close(store, oldest);
         fault_clear(f);
         rc = store->driver->tenant_open(store->backend, tenant, dbname, &conn, f);

@@ -39,6 +39,8 @@ struct row_change {
 /* How an Altered table differs (filled by the schema planner, proto/schema.h). */
 struct schema_diff;
 
+enum { STORE_OPEN_SHORT = -2 };   /* see tenant_open */
+
 struct store_driver {
     const char *name;
     /* Per-worker backend state (server connection settings, caches). */
@@ -51,7 +53,10 @@ struct store_driver {
     /* Closes what the backend keeps open between tenant opens (a server connection), unused
      * for store.idle_timeout; NULL when it keeps nothing. */
     void (*backend_idle)(void *backend);
-    /* Opens the tenant's mirror, creating the database and the metadata table when missing. */
+    /* Opens the tenant's mirror, creating the database and the metadata table when missing. 0,
+     * or -1 with f; STORE_OPEN_SHORT with f where the database refused for want of what each
+     * open mirror holds (PostgreSQL: a connection slot), or -1 with errno out of descriptors
+     * (fd_shortage): closing another tenant's mirror may then let it open. */
     int (*tenant_open)(void *backend, const char *tenant, const char *dbname, void **conn,
                        struct fault *f);
     void (*tenant_close)(void *conn);

@@ -4,6 +4,7 @@ PgServer() is a context manager: initdb into a fresh temporary directory, start 
 listening only on a unix socket in that directory (listen_addresses='', no TCP), fsync off,
 and, on exit (also after a failure or an exception), stop it (fast, then immediate) and remove
 the directory. Its conninfo is libpq keywords for the superuser and the "postgres" database.
+max_connections is the server's (none reserved for superusers, which the tests connect as).
 The binaries come from /usr/lib/postgresql/15/bin (SOMIRROR_PG_BINDIR overrides); when root,
 they run as the postgres user (runuser -u postgres), which owns the directory. When the
 binaries (or the postgres user, as root) are missing, require() exits 77 (skipped) with a
@@ -44,8 +45,9 @@ def require():
 class PgServer:
     """start(), stop(), restart(), conninfo(dbname), psql(sql, dbname); a context manager."""
 
-    def __init__(self, prefix="somirror-pg-", encoding="UTF8"):
+    def __init__(self, prefix="somirror-pg-", encoding="UTF8", max_connections=100):
         self.encoding = encoding
+        self.max_connections = max_connections
         require()
         self.root = None
         self.started = False
@@ -104,8 +106,9 @@ class PgServer:
 
     def _options(self):
         return ("-c listen_addresses='' -c unix_socket_directories='%s' -p %d -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-                % (self.socketdir, PORT))
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=%d"
+                " -c superuser_reserved_connections=0"
+                % (self.socketdir, PORT, self.max_connections))
 
     def restart(self):
         """Restarts the server (fast shutdown: every client connection is cut)."""

@@ -1988,6 +1988,14 @@ static char *pg_store_backend(const char *column)
                       " AND application_name = 'somirrord'", column);
 }
 
+/* The conninfo of another server of test_store_pg.py's, from the environment variable name. */
+static const char *pg_server(const char *name)
+{
+    const char *conninfo = getenv(name);
+    ck_assert_msg(conninfo != NULL, "%s is not set (test_store_pg.py sets it)", name);
+    return conninfo;
+}
+
 /* Sends rows [from, to) of b in the call s, and ends the batch when they are the last; 0, or
  * -1 with fault set by the first step that fails. */
 static int pg_rows_send(struct store_rows *s, const struct batch *b, size_t from, size_t to)
@@ -2441,6 +2449,33 @@ START_TEST(pg_copy_connection_lost)
 }
 END_TEST
 
+/* A server that takes 4 connections (SOMIRROR_TEST_PG_FEW_CONNINFO, from test_store_pg.py) and
+ * a store that may hold more: the server refuses a tenant's connection with "too many clients"
+ * (SQLSTATE 53300), and the store closes its least recently used tenant and opens this one.
+ * Six tenants in a row, each used, then the first again. */
+START_TEST(pg_too_many_clients)
+{
+    char conninfo[512];
+    snprintf(conninfo, sizeof(conninfo), "%s", pg_server("SOMIRROR_TEST_PG_FEW_CONNINFO"));
+    struct config few = cfg;
+    few.postgresql.conninfo = conninfo;
+    char err[256];
+    struct store *s = store_new(&few, err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+    char names[7][80];
+    for (int i = 0; i < 7; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s_few%d", tenant_name, i % 6);
+        fault_clear(&fault);
+        struct store_tenant *t = store_tenant(s, names[i], &fault);
+        struct table_meta *meta;
+        size_t n;
+        ck_assert_msg(t && store_list_tables(t, &arena, &meta, &n, &fault) == 0, "tenant %d: %s", i,
+                      fault.message);
+    }
+    store_free(s);
+}
+END_TEST
+
 /* A server that takes the connection and never answers (a stopped or hung postgres: here a
  * socket nobody accepts on) fails the tenant's open after the driver's connect_timeout, where
  * libpq alone waited for ever and the worker with it. */
@@ -2555,6 +2590,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_copy_connection_lost);
         tcase_add_test(pg, pg_row_failure_named);
         tcase_add_test(pg, pg_server_not_answering);
+        tcase_add_test(pg, pg_too_many_clients);
         tcase_add_test(pg, pg_table_script_bounded);
         tcase_add_test(pg, pg_table_script_after_connection_closed);
         suite_add_tcase(s, pg);
