@@ -312,17 +312,30 @@ static void notice_to_log(void *arg, const char *message)
 }
 
 /* Settings of libpq's that default to what no daemon wants, given before conninfo (and only
- * when libpq's environment variable is not set either), so that what the operator writes wins:
+ * when libpq's environment variable, where it has one, is not set either), so that what the
+ * operator writes wins:
  * connect_timeout, because libpq waits for ever by default for a server that accepts the
  * connection and never answers (a stopped or hung postgres, a blackholed host), and the
  * worker, blocked in libpq, serves no one meanwhile; target_session_attrs, because the store
  * only writes: of several hosts (a failover pair) libpq takes the first that answers, a
- * read-only standby too, where every call would fail. */
+ * read-only standby too, where every call would fail;
+ * the TCP keepalives and tcp_user_timeout, because a server host that vanishes without a reset
+ * (powered off, a failover moving its address, a firewall dropping the flow) otherwise leaves
+ * the worker blocked in libpq until the kernel gives up retransmitting (about 15 minutes on
+ * Linux), and an idle connection is probed only after 2 hours: a connection idle for 60 s is
+ * probed every 10 s and given up after 6 probes unanswered (dead after 2 minutes), and data
+ * sent and unacknowledged for 2 minutes gives it up too (a server busy with a long statement
+ * still acknowledges; Linux also gives up on one that reads none of a COPY's data for as long,
+ * where lock_timeout has ended any lock wait before). Unix sockets ignore these four. */
 static const struct {
-    const char *keyword, *env, *value;
+    const char *keyword, *env, *value;   /* env NULL: libpq reads none */
 } connect_defaults[] = {
     {"connect_timeout", "PGCONNECT_TIMEOUT", "10"},
     {"target_session_attrs", "PGTARGETSESSIONATTRS", "read-write"},
+    {"keepalives_idle", NULL, "60"},
+    {"keepalives_interval", NULL, "10"},
+    {"keepalives_count", NULL, "6"},
+    {"tcp_user_timeout", NULL, "120000"},   /* milliseconds */
 };
 
 enum { CONNECT_DEFAULTS = sizeof(connect_defaults) / sizeof(connect_defaults[0]) };
@@ -353,7 +366,7 @@ static PGconn *connect_db(struct pg_backend *b, const char *dbname)
     const char *keys[6 + CONNECT_DEFAULTS], *values[6 + CONNECT_DEFAULTS];
     int n = 0;
     for (size_t i = 0; i < CONNECT_DEFAULTS; i++) {
-        if (getenv(connect_defaults[i].env))
+        if (connect_defaults[i].env && getenv(connect_defaults[i].env))
             continue;
         keys[n] = connect_defaults[i].keyword;
         values[n++] = connect_defaults[i].value;

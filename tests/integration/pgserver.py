@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL 15 server for the PostgreSQL store's integration tests.
 
 PgServer() is a context manager: initdb into a fresh temporary directory, start it with pg_ctl
-listening only on a unix socket in that directory (listen_addresses='', no TCP), fsync off,
+listening only on a unix socket in that directory (listen_addresses='', no TCP; with tcp=True
+also on 127.0.0.1 at a free port, tcp_conninfo(dbname)), fsync off,
 and, on exit (also after a failure or an exception), stop it (fast, then immediate) and remove
 the directory. Its conninfo is libpq keywords for the superuser and the "postgres" database.
 max_connections is the server's (none reserved for superusers, which the tests connect as).
@@ -14,18 +15,26 @@ message. Run as a script it starts a server, prints its conninfo and waits for C
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 BINDIR = os.environ.get("SOMIRROR_PG_BINDIR") or "/usr/lib/postgresql/15/bin"
-PORT = 5432   # names the socket file only: there is no TCP listener
+PORT = 5432   # names the socket file only: there is no TCP listener (unless tcp=True)
 
 
 def _skip(reason):
     print("SKIP: " + reason, file=sys.stderr)
     sys.exit(77)
+
+
+def _free_port():
+    """A TCP port of 127.0.0.1 free now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def require():
@@ -45,9 +54,11 @@ def require():
 class PgServer:
     """start(), stop(), restart(), conninfo(dbname), psql(sql, dbname); a context manager."""
 
-    def __init__(self, prefix="somirror-pg-", encoding="UTF8", max_connections=100):
+    def __init__(self, prefix="somirror-pg-", encoding="UTF8", max_connections=100, tcp=False):
         self.encoding = encoding
         self.max_connections = max_connections
+        self.tcp = tcp
+        self.port = _free_port() if tcp else PORT
         require()
         self.root = None
         self.started = False
@@ -69,7 +80,11 @@ class PgServer:
         return os.path.join(self.root, "server.log")
 
     def conninfo(self, dbname="postgres"):
-        return "host=%s port=%d user=%s dbname=%s" % (self.socketdir, PORT, self.user, dbname)
+        return "host=%s port=%d user=%s dbname=%s" % (self.socketdir, self.port, self.user, dbname)
+
+    def tcp_conninfo(self, dbname="postgres"):
+        assert self.tcp, "started without tcp=True"
+        return "host=127.0.0.1 port=%d user=%s dbname=%s" % (self.port, self.user, dbname)
 
     # ---- running the binaries
     def _run(self, tool, *args, check=True, timeout=120):
@@ -105,10 +120,11 @@ class PgServer:
         return self
 
     def _options(self):
-        return ("-c listen_addresses='' -c unix_socket_directories='%s' -p %d -c fsync=off "
+        return ("-c listen_addresses='%s' -c unix_socket_directories='%s' -p %d -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=%d"
                 " -c superuser_reserved_connections=0"
-                % (self.socketdir, PORT, self.max_connections))
+                % ("127.0.0.1" if self.tcp else "", self.socketdir, self.port,
+                   self.max_connections))
 
     def restart(self):
         """Restarts the server (fast shutdown: every client connection is cut)."""

@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """The store conformance suite (tests/unit/test_store) against a throwaway PostgreSQL 15
-(pgserver.py, its default encoding SQL_ASCII), and a second one that takes 4 connections
-(SOMIRROR_TEST_PG_FEW_CONNINFO): every test but the sqlite_* ones must pass with the postgresql
-driver. Skipped
-(77) when PostgreSQL 15 is not installed. SOMIRROR_TEST_STORE_BINARY overrides the suite's
-path."""
+(pgserver.py, its default encoding SQL_ASCII; also on TCP, SOMIRROR_TEST_PG_TCP_CONNINFO), and
+a second one that takes 4 connections (SOMIRROR_TEST_PG_FEW_CONNINFO): every test but the
+sqlite_* ones must pass with the postgresql driver. Skipped (77) when PostgreSQL 15 is not
+installed. SOMIRROR_TEST_STORE_BINARY overrides the suite's path."""
 import os
 import subprocess
 import sys
@@ -21,11 +20,12 @@ def main():
     if not os.access(binary, os.X_OK):
         h.fail("%s is not built" % binary)
     # A cluster whose default encoding is not UTF-8: the store makes its mirrors UTF-8 anyway.
-    # A second one with few connections: pg_too_many_clients.
-    with pgserver.PgServer(encoding="SQL_ASCII") as pg, \
+    # Also on TCP: pg_tcp_keepalives. A second one with few connections: pg_too_many_clients.
+    with pgserver.PgServer(encoding="SQL_ASCII", tcp=True) as pg, \
             pgserver.PgServer(prefix="somirror-pg-few-", max_connections=4) as few:
         env = dict(os.environ, SOMIRROR_TEST_STORE_DRIVER="postgresql",
                    SOMIRROR_TEST_PG_CONNINFO=pg.conninfo(),
+                   SOMIRROR_TEST_PG_TCP_CONNINFO=pg.tcp_conninfo(),
                    SOMIRROR_TEST_PG_FEW_CONNINFO=few.conninfo(), CK_DEFAULT_TIMEOUT="120")
         proc = subprocess.run([binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=900)

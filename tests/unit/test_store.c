@@ -13,9 +13,12 @@
  * tenant is <run>T<pid>_<n> (run: the pid of the test runner), so its database is
  * Mirror_<run>T..., and the runner drops all of this run's databases when the suite ends,
  * failed tests' included. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1988,7 +1991,8 @@ static char *pg_store_backend(const char *column)
                       " AND application_name = 'somirrord'", column);
 }
 
-/* The conninfo of another server of test_store_pg.py's, from the environment variable name. */
+/* A conninfo test_store_pg.py gives besides the suite's (another server, TCP), from the
+ * environment variable name. */
 static const char *pg_server(const char *name)
 {
     const char *conninfo = getenv(name);
@@ -2449,6 +2453,52 @@ START_TEST(pg_copy_connection_lost)
 }
 END_TEST
 
+/* Over TCP (SOMIRROR_TEST_PG_TCP_CONNINFO, from test_store_pg.py) the store's connections, the
+ * admin one and the tenant's, have the driver's keepalive and TCP_USER_TIMEOUT defaults, where
+ * the kernel's would leave a worker blocked for minutes on a vanished host, and a value conninfo
+ * gives (keepalives_idle) wins. Read from the sockets of this process connected to the server. */
+START_TEST(pg_tcp_keepalives)
+{
+    const char *server = pg_server("SOMIRROR_TEST_PG_TCP_CONNINFO");
+    char conninfo[512];
+    snprintf(conninfo, sizeof(conninfo), "%s keepalives_idle=30", server);
+    const char *port = strstr(server, "port=");
+    ck_assert_ptr_nonnull(port);
+    struct config tcp = cfg;
+    tcp.postgresql.conninfo = conninfo;
+    char err[256];
+    struct store *s = store_new(&tcp, err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+    fault_clear(&fault);
+    ck_assert_msg(store_tenant(s, tenant_name, &fault) != NULL, "%s", fault.message);
+    int found = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        struct sockaddr_in peer;
+        socklen_t len = sizeof(peer);
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || peer.sin_family != AF_INET ||
+            ntohs(peer.sin_port) != atoi(port + strlen("port=")))
+            continue;
+        static const struct {
+            int level, option, want;
+        } options[] = {
+            {SOL_SOCKET, SO_KEEPALIVE, 1}, {IPPROTO_TCP, TCP_KEEPIDLE, 30},
+            {IPPROTO_TCP, TCP_KEEPINTVL, 10}, {IPPROTO_TCP, TCP_KEEPCNT, 6},
+            {IPPROTO_TCP, TCP_USER_TIMEOUT, 120000},
+        };
+        for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+            int value = -1;
+            socklen_t size = sizeof(value);
+            ck_assert_int_eq(getsockopt(fd, options[i].level, options[i].option, &value, &size), 0);
+            ck_assert_msg(value == options[i].want, "option %zu: %d, not %d", i, value,
+                          options[i].want);
+        }
+        found++;
+    }
+    ck_assert_int_eq(found, 2);
+    store_free(s);
+}
+END_TEST
+
 /* A server that takes 4 connections (SOMIRROR_TEST_PG_FEW_CONNINFO, from test_store_pg.py) and
  * a store that may hold more: the server refuses a tenant's connection with "too many clients"
  * (SQLSTATE 53300), and the store closes its least recently used tenant and opens this one.
@@ -2591,6 +2641,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_row_failure_named);
         tcase_add_test(pg, pg_server_not_answering);
         tcase_add_test(pg, pg_too_many_clients);
+        tcase_add_test(pg, pg_tcp_keepalives);
         tcase_add_test(pg, pg_table_script_bounded);
         tcase_add_test(pg, pg_table_script_after_connection_closed);
         suite_add_tcase(s, pg);
