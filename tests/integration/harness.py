@@ -23,6 +23,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -230,10 +231,27 @@ def group_exists(name):
         return False
 
 
+_PORTS = random.SystemRandom()   # not the random module's: a test may seed that
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's range of ephemeral ports: a daemon restarted on a
+    port from that range (a test's kill and start) could find it taken meanwhile as the local
+    port of a client's connection (to its other listener, say), as a fixed port never is."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError):
+        ephemeral_low = 32768
+    for _ in range(100):
+        port = _PORTS.randrange(10000, max(ephemeral_low, 10001))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below %d" % ephemeral_low)
 
 
 def _set_dotted(tree, dotted, value):
@@ -322,6 +340,22 @@ def _children_of(pid):
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(entry))
     return sorted(found)
+
+
+def _group_members(pgids):
+    """The processes of the process groups pgids that have not exited (zombies, which hold
+    nothing, left out)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) in pgids:
+                members.append(int(entry))
+    return members
 
 
 def _is_somirrord(pid):
@@ -481,6 +515,9 @@ class Daemon:
         if self.proc is not None:
             with contextlib.suppress(Exception):
                 self.proc.wait(5)
+        # A killed process lets go of its sockets only once it has exited: a start at once could
+        # find the port still taken by a worker of the group (reparented, so not waited for).
+        wait_until(lambda: not _group_members(self.pgids), 10, what="the killed processes to exit")
 
     def __enter__(self):
         return self
