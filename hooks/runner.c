@@ -271,7 +271,6 @@ static void end_group(pid_t pgid, int grace_ms, const char *label)
         log_info("hook %s: %d process%s it left ended with it", label, reaped, reaped == 1 ? "" : "es");
 }
 
-/* Runs one command to its end or its time limit; logs and records its result. 0: exit 0. */
 /* A program started for a command: its pid (and process group) and its output pipes. */
 struct started {
     pid_t pid;
@@ -457,6 +456,7 @@ static int report_ending(const struct hook_job *job, const char *label, const st
     return -1;
 }
 
+/* Runs one command to its end or its time limit; logs and records its result. 0: exit 0. */
 static int run_command(const struct hook_job *job, const struct hook_cmd *cmd)
 {
     const char *label = cmd->label ? cmd->label : job->name;
