@@ -1,8 +1,8 @@
 /* worker/worker: the life of one worker process (see worker.h): its own event loop, signals
  * (SIGTERM: graceful stop of the service; SIGUSR2: graceful stop of this generation, replaced
- * by a reload; SIGUSR1: reopen the log), the master-alive pipe, the service (and the timer
- * that closes its idle store connections), the HTTP layer, and the stop. Writes only its own
- * registry slot. */
+ * by a reload; SIGUSR1: reopen the log; the master's death: SIGALRM at shutdown_timeout), the
+ * master-alive pipe, the service (and the timer that closes its idle store connections), the
+ * HTTP layer, and the stop. Writes only its own registry slot. */
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -30,7 +30,6 @@ struct worker {
     struct event *on_master_pipe;
     struct event *admission;           /* polls for its generation to be the serving one */
     struct event *idle_sweep;          /* closes store connections left unused */
-    struct event *orphaned;            /* the master gone: shutdown_timeout, kept by the worker */
     struct service *svc;
     int stopping;
 };
@@ -51,15 +50,21 @@ static void begin_stop(struct worker *w, const char *why, int shutting_down)
     event_del(w->admission);
 }
 
-/* No master is left to kill a worker that outlives shutdown_timeout (a call that hangs, a
- * client still trickling its request in): the worker ends itself then, as the master's SIGKILL
- * would, its uncommitted call rolled back by the database. */
-static void orphan_expired(evutil_socket_t fd, short what, void *arg)
+/* What the kernel sends a worker when its master dies (PR_SET_PDEATHSIG). */
+#define MASTER_DEATH_SIGNAL SIGRTMIN
+
+static unsigned orphan_limit_s;   /* shutdown_timeout, for start_orphan_clock */
+
+/* No master is left to SIGKILL a worker that outlives shutdown_timeout (a call blocked in its
+ * store, a client still trickling its request in): SIGALRM's default action ends it then, as
+ * the master's SIGKILL would, its uncommitted call rolled back by the database. Set from the
+ * master's death signal, not by the event loop, which a blocked call holds up. */
+static void start_orphan_clock(int sig)
 {
-    struct worker *w = arg;
-    log_warn("worker did not stop within shutdown_timeout (%d s) of the master's exit: exiting",
-             w->params->cfg->shutdown_timeout);
-    _exit(1);
+    if (orphan_limit_s > 0)
+        alarm(orphan_limit_s);
+    else
+        raise(SIGALRM);
 }
 
 /* The master has exited (also while the worker was already draining, after a SIGTERM or a
@@ -67,8 +72,8 @@ static void orphan_expired(evutil_socket_t fd, short what, void *arg)
 static void master_gone(struct worker *w)
 {
     event_del(w->on_master_pipe);   /* its end of file would be read again and again */
-    struct timeval limit = {w->params->cfg->shutdown_timeout, 0};
-    evtimer_add(w->orphaned, &limit);
+    log_warn("the master has exited: the worker ends itself if it has not stopped within "
+             "shutdown_timeout (%u s)", orphan_limit_s);
     begin_stop(w, "the master has exited", 1);
 }
 
@@ -122,12 +127,11 @@ static int add_events(struct worker *w)
                                   master_pipe_readable, w);
     w->admission = evtimer_new(w->base, check_admission, w);
     w->idle_sweep = event_new(w->base, -1, EV_PERSIST, sweep_idle, w);
-    w->orphaned = evtimer_new(w->base, orphan_expired, w);
     /* A quarter of store.idle_timeout, 1 to 15 s: connections close at most that late. */
     int idle = w->params->cfg->store_idle_timeout;
     struct timeval sweep = {idle / 4 < 1 ? 1 : idle / 4 > 15 ? 15 : idle / 4, 0};
     if (!w->on_term || !w->on_usr2 || !w->on_usr1 || !w->on_master_pipe || !w->admission ||
-        !w->idle_sweep || !w->orphaned || event_add(w->on_term, NULL) < 0 || event_add(w->on_usr2, NULL) < 0 ||
+        !w->idle_sweep || event_add(w->on_term, NULL) < 0 || event_add(w->on_usr2, NULL) < 0 ||
         event_add(w->on_usr1, NULL) < 0 || event_add(w->on_master_pipe, NULL) < 0 ||
         (idle > 0 && event_add(w->idle_sweep, &sweep) < 0))
         return -1;
@@ -149,8 +153,6 @@ static void free_worker(struct worker *w)
         event_free(w->admission);
     if (w->idle_sweep)
         event_free(w->idle_sweep);
-    if (w->orphaned)
-        event_free(w->orphaned);
     if (w->base)
         event_base_free(w->base);
 }
@@ -186,8 +188,16 @@ int wrk_run(const struct wrk_params *params)
     char err[1024] = "";
     int status = 1;
 
-    /* A master that dies without closing its pipe (SIGKILL) still stops us. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* The master's death starts the clock to shutdown_timeout at once (its pipe's end of file,
+     * which stops the worker, waits for the event loop); one that died already sends nothing. */
+    orphan_limit_s = (unsigned)params->cfg->shutdown_timeout;
+    struct sigaction death = {.sa_handler = start_orphan_clock, .sa_flags = SA_RESTART};
+    sigemptyset(&death.sa_mask);
+    sigaction(MASTER_DEATH_SIGNAL, &death, NULL);
+    signal(SIGALRM, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, MASTER_DEATH_SIGNAL);
+    if (getppid() != params->master_pid)
+        start_orphan_clock(0);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     /* The SIGQUIT of a ^\ typed to somirrord -f reaches the whole process group: the master
@@ -210,6 +220,11 @@ int wrk_run(const struct wrk_params *params)
         goto out;
     }
     sigprocmask(SIG_SETMASK, &params->signal_mask, NULL);
+    sigset_t orphan_signals;
+    sigemptyset(&orphan_signals);
+    sigaddset(&orphan_signals, MASTER_DEATH_SIGNAL);
+    sigaddset(&orphan_signals, SIGALRM);
+    sigprocmask(SIG_UNBLOCK, &orphan_signals, NULL);
     if (getppid() != params->master_pid)
         master_gone(&w);
     reg_worker_state(params->reg, params->slot, WORKER_IDLE, NULL, NULL, (int64_t)time(NULL));

@@ -1,7 +1,7 @@
 /* worker/worker: one somirrord worker process. After fork the master calls wrk_run, which
  * builds the worker's own event loop on the inherited listening sockets, serves HTTP/SOAP
  * until told to stop (SIGTERM, or the master gone) and returns the process's exit status; one
- * whose master has gone ends itself (_exit) if it has not drained within shutdown_timeout.
+ * whose master has gone ends itself (SIGALRM) if it has not drained within shutdown_timeout.
  * A worker writes only its own registry slot (state idle/busy/stopping; the service writes
  * the tenant and operation of the call in hand). */
 #ifndef SOMIRROR_WORKER_WORKER_H

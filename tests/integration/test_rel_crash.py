@@ -11,10 +11,12 @@ lock alone", "Tenant locks survive a worker that dies holding them"):
   not serve forever as orphans); a new somirrord starts on the same pid file and status socket
   paths without manual cleanup, and serves.
 - A worker orphaned by the master's SIGKILL (also one already draining after a SIGTERM) with
-  a request still trickling in exits within shutdown_timeout: no master is left to kill it."""
+  a request still trickling in exits within shutdown_timeout: no master is left to kill it; so
+  does one whose call waits for a lock on its mirror file, which holds up its event loop."""
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -187,14 +189,44 @@ def orphan_round(env, term_first):
             "SIGKILL (shutdown_timeout %d s)" % ("after SIGTERM" if term_first else "serving", worker, took,
                                                   ORPHAN_SHUTDOWN_TIMEOUT))
     R.check(took < ORPHAN_SHUTDOWN_TIMEOUT + 4, "the orphaned worker took %.1f s to exit" % took)
-    d.wait_log(r"warn \[%d\] worker did not stop within shutdown_timeout" % worker)
+    d.wait_log(r"warn \[%d\] the master has exited: the worker ends itself" % worker)
+
+
+def orphan_blocked_round(env):
+    """The worker's call waits in SQLite for a lock another process holds on the mirror file
+    (tenants.lock_timeout is far off) when the master is SIGKILLed: its event loop, held up, runs
+    no timer, yet the worker must exit within shutdown_timeout."""
+    d = env.daemon
+    d.start()
+    worker = d.wait_workers(1)[0]
+    p = PL.P(env, "OrphanBlocked")
+    p.setup([R.TABLE])
+    holder = sqlite3.connect(p.db_path(), isolation_level=None, timeout=5)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        th, box = call_in_thread(p, [R.item_batch(10, 1, lsn=10)])
+        H.wait_until(lambda: R.busy_worker(d, p.tenant, "RowData") or box or None, 20, interval=0.01,
+                     what="the call waiting for the mirror's lock")
+        R.check(not box, "the call on the locked mirror ended: %r" % box)
+        time.sleep(0.3)
+        os.kill(d.pid, signal.SIGKILL)
+        d.proc.wait(5)
+        killed = time.monotonic()
+        H.wait_until(lambda: not H.pid_alive(worker), ORPHAN_SHUTDOWN_TIMEOUT + 10, interval=0.05,
+                     what="the orphaned worker, its call waiting for a lock, to exit")
+        took = time.monotonic() - killed
+        th.join(10)
+    finally:
+        holder.close()
+    R.check(took < ORPHAN_SHUTDOWN_TIMEOUT + 4, "the orphaned worker took %.1f s to exit" % took)
 
 
 def check_orphan_bounded():
     with H.server(start=False, workers=1, shutdown_timeout=ORPHAN_SHUTDOWN_TIMEOUT,
-                  **{"limits.request_timeout": 120, "log.level": "info"}) as env:
+                  **{"limits.request_timeout": 120, "tenants.lock_timeout": 120, "log.level": "info"}) as env:
         for term_first in (False, True):
             orphan_round(env, term_first)
+        orphan_blocked_round(env)
 
 
 def main():
