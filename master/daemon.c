@@ -27,17 +27,10 @@ static void wait_for_daemon(pid_t intermediate, int ready_read)
 
 int daemon_open_stdio(void)
 {
-    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
-        if (fcntl(fd, F_GETFD) >= 0)
-            continue;
-        int null = open("/dev/null", O_RDWR);   /* the lowest free number: fd, as those below are open */
-        if (null < 0)
+    /* open takes the lowest free number: fd, as those below are open by then. */
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
             return -1;
-        if (null != fd) {
-            dup2(null, fd);
-            close(null);
-        }
-    }
     return 0;
 }
 
