@@ -113,6 +113,7 @@ struct pg_backend {
     int script_timeout;        /* seconds: a table_sql script (hooks.timeout) */
     PGconn *admin;
     int slots_refused;         /* the last connection was refused for want of slots (53300) */
+    int service;               /* conninfo or PGSERVICE names a service: no connect_defaults */
 };
 
 /* A temp table for one table schema, and the statements that use it. */
@@ -365,7 +366,7 @@ static PGconn *connect_db(struct pg_backend *b, const char *dbname)
 {
     const char *keys[6 + CONNECT_DEFAULTS], *values[6 + CONNECT_DEFAULTS];
     int n = 0;
-    for (size_t i = 0; i < CONNECT_DEFAULTS; i++) {
+    for (size_t i = 0; i < CONNECT_DEFAULTS && !b->service; i++) {
         if (connect_defaults[i].env && getenv(connect_defaults[i].env))
             continue;
         keys[n] = connect_defaults[i].keyword;
@@ -673,6 +674,22 @@ static int pg_backend_check(const struct config *cfg, char *err, size_t errlen)
     return -1;
 }
 
+/* Whether conninfo (parsed already by pg_backend_check) or PGSERVICE names a service of
+ * pg_service.conf: libpq lets no setting of the service replace one given beside conninfo, so
+ * connect_defaults would override the operator's file; that file's settings then stand alone. */
+static int names_service(const char *conninfo)
+{
+    if (getenv("PGSERVICE"))
+        return 1;
+    PQconninfoOption *options = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
+    int named = 0;
+    for (PQconninfoOption *o = options; o && o->keyword; o++)
+        if (!strcmp(o->keyword, "service") && o->val && *o->val)
+            named = 1;
+    PQconninfoFree(options);
+    return named;
+}
+
 static void *pg_backend_open(const struct config *cfg, char *err, size_t errlen)
 {
     if (pg_backend_check(cfg, err, errlen) < 0)
@@ -680,6 +697,7 @@ static void *pg_backend_open(const struct config *cfg, char *err, size_t errlen)
     struct pg_backend *b = xcalloc(1, sizeof(*b));
     if (cfg->postgresql.conninfo)
         b->conninfo = xstrdup(cfg->postgresql.conninfo);
+    b->service = names_service(b->conninfo);
     if (cfg->postgresql.password)
         b->password = xstrdup(cfg->postgresql.password);
     b->lock_timeout = cfg->lock_timeout > 0 ? cfg->lock_timeout : 60;

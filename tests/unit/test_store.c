@@ -2453,17 +2453,18 @@ START_TEST(pg_copy_connection_lost)
 }
 END_TEST
 
-/* Over TCP (SOMIRROR_TEST_PG_TCP_CONNINFO, from test_store_pg.py) the store's connections, the
- * admin one and the tenant's, have the driver's keepalive and TCP_USER_TIMEOUT defaults, where
- * the kernel's would leave a worker blocked for minutes on a vanished host, and a value conninfo
- * gives (keepalives_idle) wins. Read from the sockets of this process connected to the server. */
-START_TEST(pg_tcp_keepalives)
+/* Opens a store on conninfo and a tenant in it, and checks the socket options of its two
+ * connections to the server at port (the admin one and the tenant's): want[i] of options[i], -1
+ * for any. */
+static const struct {
+    int level, option;
+} tcp_options[] = {
+    {SOL_SOCKET, SO_KEEPALIVE}, {IPPROTO_TCP, TCP_KEEPIDLE}, {IPPROTO_TCP, TCP_KEEPINTVL},
+    {IPPROTO_TCP, TCP_KEEPCNT}, {IPPROTO_TCP, TCP_USER_TIMEOUT},
+};
+
+static void check_tcp_options(char *conninfo, int port, const int want[5])
 {
-    const char *server = pg_server("SOMIRROR_TEST_PG_TCP_CONNINFO");
-    char conninfo[512];
-    snprintf(conninfo, sizeof(conninfo), "%s keepalives_idle=30", server);
-    const char *port = strstr(server, "port=");
-    ck_assert_ptr_nonnull(port);
     struct config tcp = cfg;
     tcp.postgresql.conninfo = conninfo;
     char err[256];
@@ -2476,26 +2477,67 @@ START_TEST(pg_tcp_keepalives)
         struct sockaddr_in peer;
         socklen_t len = sizeof(peer);
         if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 || peer.sin_family != AF_INET ||
-            ntohs(peer.sin_port) != atoi(port + strlen("port=")))
+            ntohs(peer.sin_port) != port)
             continue;
-        static const struct {
-            int level, option, want;
-        } options[] = {
-            {SOL_SOCKET, SO_KEEPALIVE, 1}, {IPPROTO_TCP, TCP_KEEPIDLE, 30},
-            {IPPROTO_TCP, TCP_KEEPINTVL, 10}, {IPPROTO_TCP, TCP_KEEPCNT, 6},
-            {IPPROTO_TCP, TCP_USER_TIMEOUT, 120000},
-        };
-        for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        for (size_t i = 0; i < sizeof(tcp_options) / sizeof(tcp_options[0]); i++) {
             int value = -1;
             socklen_t size = sizeof(value);
-            ck_assert_int_eq(getsockopt(fd, options[i].level, options[i].option, &value, &size), 0);
-            ck_assert_msg(value == options[i].want, "option %zu: %d, not %d", i, value,
-                          options[i].want);
+            ck_assert_int_eq(getsockopt(fd, tcp_options[i].level, tcp_options[i].option, &value, &size), 0);
+            ck_assert_msg(want[i] < 0 || value == want[i], "option %zu: %d, not %d", i, value, want[i]);
         }
         found++;
     }
     ck_assert_int_eq(found, 2);
     store_free(s);
+}
+
+/* Over TCP (SOMIRROR_TEST_PG_TCP_CONNINFO, from test_store_pg.py) the store's connections, the
+ * admin one and the tenant's, have the driver's keepalive and TCP_USER_TIMEOUT defaults, where
+ * the kernel's would leave a worker blocked for minutes on a vanished host, and a value conninfo
+ * gives (keepalives_idle) wins. Read from the sockets of this process connected to the server. */
+START_TEST(pg_tcp_keepalives)
+{
+    const char *server = pg_server("SOMIRROR_TEST_PG_TCP_CONNINFO");
+    char conninfo[512];
+    snprintf(conninfo, sizeof(conninfo), "%s keepalives_idle=30", server);
+    const char *port = strstr(server, "port=");
+    ck_assert_ptr_nonnull(port);
+    static const int want[5] = {1, 30, 10, 6, 120000};
+    check_tcp_options(conninfo, atoi(port + strlen("port=")), want);
+}
+END_TEST
+
+/* With a service of pg_service.conf named in conninfo, the service's settings stand: libpq lets
+ * none of them replace a value given beside conninfo, so the driver's defaults are left out
+ * (keepalives_idle is the service's 45, not the driver's 60). */
+START_TEST(pg_service_settings_stand)
+{
+    const char *server = pg_server("SOMIRROR_TEST_PG_TCP_CONNINFO");
+    char dir[] = "/tmp/test_store_service.XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/pg_service.conf", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[mirror]\n");
+    PQconninfoOption *options = PQconninfoParse(server, NULL);
+    ck_assert_ptr_nonnull(options);
+    int port = 0;
+    for (PQconninfoOption *o = options; o->keyword; o++) {
+        if (o->val)
+            fprintf(f, "%s=%s\n", o->keyword, o->val);
+        if (o->val && !strcmp(o->keyword, "port"))
+            port = atoi(o->val);
+    }
+    PQconninfoFree(options);
+    fprintf(f, "keepalives_idle=45\n");
+    fclose(f);
+    setenv("PGSERVICEFILE", path, 1);
+    static const int want[5] = {1, 45, -1, -1, -1};
+    char conninfo[] = "service=mirror";
+    check_tcp_options(conninfo, port, want);
+    unsetenv("PGSERVICEFILE");
+    unlink(path);
+    rmdir(dir);
 }
 END_TEST
 
@@ -2642,6 +2684,7 @@ static Suite *store_suite(void)
         tcase_add_test(pg, pg_server_not_answering);
         tcase_add_test(pg, pg_too_many_clients);
         tcase_add_test(pg, pg_tcp_keepalives);
+        tcase_add_test(pg, pg_service_settings_stand);
         tcase_add_test(pg, pg_table_script_bounded);
         tcase_add_test(pg, pg_table_script_after_connection_closed);
         suite_add_tcase(s, pg);
