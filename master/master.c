@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1091,9 +1092,10 @@ static int log_not_reopenable(const struct config *cfg, char *why, size_t whylen
     if (!cfg_log_to_file(cfg) || stat(cfg->log_file, &st) != 0 || st.st_uid == 0 ||
         access(cfg->log_file, W_OK) == 0)
         return 0;
-    snprintf(why, whylen, "log.file %s: %s%s cannot write it (%s), so SIGUSR1 (logrotate) cannot "
-             "reopen it", cfg->log_file, cfg->user ? "user " : "the user somirrord runs as",
-             cfg->user ? cfg->user : "", strerror(errno));
+    int e = errno;
+    const struct passwd *pw = getpwuid(getuid());   /* cfg->user, unless not started as root */
+    snprintf(why, whylen, "log.file %s: user %s cannot write it (%s), so SIGUSR1 (logrotate) cannot "
+             "reopen it", cfg->log_file, pw ? pw->pw_name : "(unnamed)", strerror(e));
     return 1;
 }
 
