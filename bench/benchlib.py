@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -106,6 +107,12 @@ def self_cpu():
     s = resource.getrusage(resource.RUSAGE_SELF)
     c = resource.getrusage(resource.RUSAGE_CHILDREN)
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def median(values):
+    """The median, or NaN when any value is NaN (statistics.median would give an arbitrary one)."""
+    values = list(values)
+    return float("nan") if any(v != v for v in values) else statistics.median(values)
 
 
 def per_second(count, seconds):

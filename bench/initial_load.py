@@ -200,10 +200,10 @@ def part_a(args, h, keys, work, rows, bodies_for, notes, results):
                     os.unlink(mirror + suffix)
             print("  (a) run %d: %.0f rows/s (%.2f s), baseline %.0f rows/s" % (r + 1, got["rows_s"],
                   got["seconds"], base[-1]), flush=True)
-    med = lambda key: statistics.median(x[key] for x in runs)  # noqa: E731
+    med = lambda key: B.median(x[key] for x in runs)  # noqa: E731
     ratio = med("rows_s") / statistics.median(base)
     paired = med("paired")
-    ratio_cpu = med("rows_cpu_s") / statistics.median(base_cpu)
+    ratio_cpu = med("rows_cpu_s") / B.median(base_cpu)
     results.append(("a", ratio))
     results.append(("a-cpu", ratio_cpu))
     rows_out = [
@@ -213,7 +213,7 @@ def part_a(args, h, keys, work, rows, bodies_for, notes, results):
         B.row("rows/s (wall)", med("rows_s"), statistics.median(base)),
         ("ratio per load against the two baseline runs next to it (median)", "", "",
          "%.2f" % paired),
-        B.row("rows per CPU-second (worker vs baseline process)", med("rows_cpu_s"), statistics.median(base_cpu)),
+        B.row("rows per CPU-second (worker vs baseline process)", med("rows_cpu_s"), B.median(base_cpu)),
         B.row("MB/s (request bytes, wall)", med("mb_s")),
         B.row("worker peak RSS VmHWM (MiB)", max(x["hwm"] for x in runs) / 1024),
         B.row("worker CPU per load (s)", med("worker_cpu")),
@@ -277,7 +277,7 @@ def part_c(args, h, keys, work, rows, bodies_for, notes, results):
                 base.append(int(out[0]) / float(out[1]))
                 print("  (c) run %d: %.0f rows/s (%.2f s), COPY baseline %.0f rows/s" % (
                     r + 1, got["rows_s"], got["seconds"], base[-1]), flush=True)
-    med = lambda key: statistics.median(x[key] for x in runs)  # noqa: E731
+    med = lambda key: B.median(x[key] for x in runs)  # noqa: E731
     ratio = med("rows_s") / statistics.median(base)
     results.append(("c", ratio))
     B.report(args, "Initial load (c): contact, %d rows, PostgreSQL store" % len(rows), [
@@ -347,9 +347,9 @@ def part_b(args, h, work, notes, results):
             for p in (mirror, mirror + "-wal", mirror + "-shm", dest, dest + "-wal", dest + "-shm"):
                 if os.path.exists(p):
                     os.unlink(p)
-    med = lambda key: statistics.median(x[key] for x in runs)  # noqa: E731
+    med = lambda key: B.median(x[key] for x in runs)  # noqa: E731
     ratio = med("rows_s") / statistics.median(base)
-    ratio_cpu = med("rows_cpu_s") / statistics.median(base_cpu)
+    ratio_cpu = med("rows_cpu_s") / B.median(base_cpu)
     results.append(("b", ratio))
     results.append(("b-cpu", ratio_cpu))
     B.report(args, "Initial load (b): generated CRM tables (gen --scale %d), SQLite store" % args.scale, [
@@ -357,7 +357,7 @@ def part_b(args, h, work, notes, results):
         B.row("request bytes (MB, %d calls)" % runs[0]["calls"], runs[0]["bytes"] / 1e6),
         B.row("run seconds (median, somirror-task summary)", med("seconds")),
         B.row("rows/s (wall)", med("rows_s"), statistics.median(base)),
-        B.row("rows per CPU-second (workers vs baseline process)", med("rows_cpu_s"), statistics.median(base_cpu)),
+        B.row("rows per CPU-second (workers vs baseline process)", med("rows_cpu_s"), B.median(base_cpu)),
         B.row("MB/s (request bytes, wall)", med("mb_s")),
         B.row("workers' CPU per load (s)", med("worker_cpu")),
         B.row("somirror-task CPU per load (s)", med("task_cpu")),
