@@ -1414,21 +1414,27 @@ struct copy_failure {
     char column[PG_NAME_MAX + 1];      /* the column it failed at; "": not said */
 };
 
-/* The line and column a COPY's error names: its column field, and the COPY's line of its
- * context ("COPY t, line 2, column c: ...", after a trigger's lines when one failed). */
+/* The line and column a COPY's error names: the COPY's line of its context ("COPY t, line 2,
+ * column c: ..."), the context's last, after the lines of a trigger's statements when one
+ * failed (whose text may read like a COPY's line too), and the error's column field where it
+ * is of the COPY's table (a trigger's statement names the column of its own table). */
 static void copy_failure_read(const PGresult *res, struct copy_failure *why)
 {
     why->unique_violation = sqlstate_is(res, "23505");
     const char *context = PQresultErrorField(res, PG_DIAG_CONTEXT);
-    const char *copy = !context || strncmp(context, "COPY ", 5) == 0 ? context
-                                                                      : strstr(context, "\nCOPY ");
-    const char *line = copy ? strstr(copy, ", line ") : NULL;
+    const char *copy = context ? strrchr(context, '\n') : NULL;
+    copy = copy ? copy + 1 : context;
+    if (!copy || strncmp(copy, "COPY ", 5) != 0)
+        return;
+    copy += 5;
+    size_t table_len = strcspn(copy, ",");
+    static const char line_at[] = ", line ", column_at[] = ", column ";
     char *end = NULL;
-    if (line)
-        why->line = strtol(line + strlen(", line "), &end, 10);
-    static const char column_at[] = ", column ";
+    if (strncmp(copy + table_len, line_at, strlen(line_at)) == 0)
+        why->line = strtol(copy + table_len + strlen(line_at), &end, 10);
+    const char *table = PQresultErrorField(res, PG_DIAG_TABLE_NAME);
     const char *column = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
-    if (column)
+    if (column && table && strlen(table) == table_len && strncmp(table, copy, table_len) == 0)
         snprintf(why->column, sizeof(why->column), "%s", column);
     else if (end && strncmp(end, column_at, strlen(column_at)) == 0)
         snprintf(why->column, sizeof(why->column), "%.*s",

@@ -2379,7 +2379,21 @@ START_TEST(pg_row_failure_named)
     ck_assert_str_eq(fault.table, "contact");
     ck_assert_int_eq(fault.names_column, 0);
     ck_assert_int_eq(fault.row, 1300);
-    probe_exec("DROP TRIGGER refuse ON contact; ALTER TABLE contact ALTER COLUMN name SET NOT NULL");
+    /* a trigger's statement failing on a column of its own table, its text reading like a
+     * COPY's line: the row is the COPY's, and the column none of the COPY's table */
+    probe_exec("DROP TRIGGER refuse ON contact;"
+               " CREATE TABLE audit (contact_id integer, note text NOT NULL);"
+               " CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS"
+               " $$BEGIN IF NEW.contact_id = 1300 THEN"
+               " EXECUTE E'INSERT INTO audit VALUES (1, NULL) /* \\nCOPY contact, line 7 */';"
+               " END IF; RETURN NEW; END$$;"
+               " CREATE TRIGGER audit BEFORE INSERT ON contact FOR EACH ROW EXECUTE FUNCTION audit()");
+    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
+    ck_assert_msg(strstr(fault.message, "SQLSTATE 23502"), "%s", fault.message);
+    ck_assert_str_eq(fault.table, "contact");
+    ck_assert_int_eq(fault.names_column, 0);
+    ck_assert_int_eq(fault.row, 1300);
+    probe_exec("DROP TRIGGER audit ON contact; ALTER TABLE contact ALTER COLUMN name SET NOT NULL");
     static const char *const later[] = {"I:|1|a|2026-01-01T00:00:00|1", "U:|1|~|2026-01-01T00:00:00|1",
                                         NULL};
     b = batch_make("contact", "contact_id,name,registered,amount", 50, later);
