@@ -2347,6 +2347,23 @@ START_TEST(pg_copy_server_error)
 }
 END_TEST
 
+/* The call of b fails with sqlstate, its fault naming the table contact, the row rowno (0:
+ * none) and column (NULL: none). */
+static void expect_refused(struct batch *b, const char *sqlstate, long rowno, const char *column)
+{
+    struct table_state *states;
+    size_t n;
+    ck_assert_int_ne(rows_call(b, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
+    ck_assert_msg(strstr(fault.message, sqlstate), "%s", fault.message);
+    ck_assert_int_eq(fault.names_table, 1);
+    ck_assert_str_eq(fault.table, "contact");
+    ck_assert_int_eq(fault.names_column, column != NULL);
+    if (column)
+        ck_assert_str_eq(fault.column, column);
+    ck_assert_int_eq(fault.row, rowno);
+}
+
 /* A column the server refuses a value for in a load (made NOT NULL behind the store's back)
  * is named with its table and row, past the first chunk of the load too; the incremental merge
  * names the table. */
@@ -2357,16 +2374,7 @@ START_TEST(pg_row_failure_named)
     const char **rows = contact_inserts(PG_LOAD_ROWS);
     rows[PG_COPY_OPEN + 7] = "I:|99999|~|2026-01-01T00:00:00|1";
     struct batch b = pg_load(rows);
-    struct table_state *states;
-    size_t n;
-    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
-    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
-    ck_assert_msg(strstr(fault.message, "SQLSTATE 23502"), "%s", fault.message);
-    ck_assert_int_eq(fault.names_table, 1);
-    ck_assert_str_eq(fault.table, "contact");
-    ck_assert_int_eq(fault.names_column, 1);
-    ck_assert_str_eq(fault.column, "name");
-    ck_assert_int_eq(fault.row, PG_COPY_OPEN + 8);
+    expect_refused(&b, "SQLSTATE 23502", PG_COPY_OPEN + 8, "name");
     /* a trigger failing on a row in the COPY: its statement's context (which may read like a
      * line) comes before the COPY's line */
     probe_exec("ALTER TABLE contact ALTER COLUMN name DROP NOT NULL;"
@@ -2374,11 +2382,7 @@ START_TEST(pg_row_failure_named)
                " $$BEGIN IF NEW.contact_id = 1300 THEN PERFORM 1 / 0, ', line 7'; END IF;"
                " RETURN NEW; END$$;"
                " CREATE TRIGGER refuse BEFORE INSERT ON contact FOR EACH ROW EXECUTE FUNCTION refuse()");
-    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
-    ck_assert_msg(strstr(fault.message, "SQLSTATE 22012"), "%s", fault.message);
-    ck_assert_str_eq(fault.table, "contact");
-    ck_assert_int_eq(fault.names_column, 0);
-    ck_assert_int_eq(fault.row, 1300);
+    expect_refused(&b, "SQLSTATE 22012", 1300, NULL);
     /* a trigger's statement failing on a column of its own table, its text reading like a
      * COPY's line: the row is the COPY's, and the column none of the COPY's table */
     probe_exec("DROP TRIGGER refuse ON contact;"
@@ -2388,19 +2392,12 @@ START_TEST(pg_row_failure_named)
                " EXECUTE E'INSERT INTO audit VALUES (1, NULL) /* \\nCOPY contact, line 7 */';"
                " END IF; RETURN NEW; END$$;"
                " CREATE TRIGGER audit BEFORE INSERT ON contact FOR EACH ROW EXECUTE FUNCTION audit()");
-    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
-    ck_assert_msg(strstr(fault.message, "SQLSTATE 23502"), "%s", fault.message);
-    ck_assert_str_eq(fault.table, "contact");
-    ck_assert_int_eq(fault.names_column, 0);
-    ck_assert_int_eq(fault.row, 1300);
+    expect_refused(&b, "SQLSTATE 23502", 1300, NULL);
     probe_exec("DROP TRIGGER audit ON contact; ALTER TABLE contact ALTER COLUMN name SET NOT NULL");
     static const char *const later[] = {"I:|1|a|2026-01-01T00:00:00|1", "U:|1|~|2026-01-01T00:00:00|1",
                                         NULL};
     b = batch_make("contact", "contact_id,name,registered,amount", 50, later);
-    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
-    ck_assert_msg(strstr(fault.message, "SQLSTATE 23502"), "%s", fault.message);
-    ck_assert_int_eq(fault.names_table, 1);
-    ck_assert_str_eq(fault.table, "contact");
+    expect_refused(&b, "SQLSTATE 23502", 0, NULL);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 0);
 }
 END_TEST
