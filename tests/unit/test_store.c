@@ -1565,6 +1565,23 @@ START_TEST(sqlite_rebuild_keeps_one_of_two_cases)
 }
 END_TEST
 
+/* The call of b fails with a StorageError whose message holds said (the database's words or
+ * SQLSTATE), naming the table contact, the row rowno (0: none) and column (NULL: none). */
+static void expect_refused(struct batch *b, const char *said, long rowno, const char *column)
+{
+    struct table_state *states;
+    size_t n;
+    ck_assert_int_ne(rows_call(b, 1, &states, &n), 0);
+    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
+    ck_assert_msg(strstr(fault.message, said), "%s", fault.message);
+    ck_assert_int_eq(fault.names_table, 1);
+    ck_assert_str_eq(fault.table, "contact");
+    ck_assert_int_eq(fault.names_column, column != NULL);
+    if (column)
+        ck_assert_str_eq(fault.column, column);
+    ck_assert_int_eq(fault.row, rowno);
+}
+
 /* Rows the database refuses (a trigger a reader made in the mirror) fail the call with a
  * StorageError naming the table, and nothing is stored. */
 START_TEST(sqlite_rows_refused_name_table)
@@ -1574,13 +1591,7 @@ START_TEST(sqlite_rows_refused_name_table)
     static const char *const rows[] = {"I:|3|c|2026-01-01T00:00:00|1", "U:|1|z|2026-01-01T00:00:00|1",
                                        NULL};
     struct batch b = batch_make("contact", "contact_id,name,registered,amount", 300, rows);
-    struct table_state *states;
-    size_t n;
-    ck_assert_int_ne(rows_call(&b, 1, &states, &n), 0);
-    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
-    ck_assert_msg(strstr(fault.message, "no updates"), "%s", fault.message);
-    ck_assert_int_eq(fault.names_table, 1);
-    ck_assert_str_eq(fault.table, "contact");
+    expect_refused(&b, "no updates", 0, NULL);
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM contact"), 2);
     ck_assert_int_eq(stored_lsn("contact"), 100);
 }
@@ -2346,23 +2357,6 @@ START_TEST(pg_copy_server_error)
     ck_assert_str_eq(probe_text("SELECT amount FROM contact WHERE contact_id = 2"), "5000");
 }
 END_TEST
-
-/* The call of b fails with sqlstate, its fault naming the table contact, the row rowno (0:
- * none) and column (NULL: none). */
-static void expect_refused(struct batch *b, const char *sqlstate, long rowno, const char *column)
-{
-    struct table_state *states;
-    size_t n;
-    ck_assert_int_ne(rows_call(b, 1, &states, &n), 0);
-    ck_assert_int_eq(fault.code, FAULT_STORAGE_ERROR);
-    ck_assert_msg(strstr(fault.message, sqlstate), "%s", fault.message);
-    ck_assert_int_eq(fault.names_table, 1);
-    ck_assert_str_eq(fault.table, "contact");
-    ck_assert_int_eq(fault.names_column, column != NULL);
-    if (column)
-        ck_assert_str_eq(fault.column, column);
-    ck_assert_int_eq(fault.row, rowno);
-}
 
 /* A column the server refuses a value for in a load (made NOT NULL behind the store's back)
  * is named with its table and row, past the first chunk of the load too; the incremental merge
