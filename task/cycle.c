@@ -5,12 +5,15 @@
  * doNotReplicate skips the cycle), TableSchema with every mirrored table, then per table the
  * version read first in the rows' snapshot, Wipe and a full load when the returned Lsn is -1 or
  * older than the minimum valid version, else the collapsed changes (an empty batch with only
- * <Lsn> for a quiet table), in calls of about the batch size, and ReplicationCompleted.
+ * <Lsn> for a quiet table), in calls of about the batch size (each body built on a second
+ * thread while the call before it is in flight), and ReplicationCompleted.
  * Retryable faults and connection failures are retried with a doubling pause, each retry with
  * a vendor token still in its reuse window. */
 #include "task/task.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,9 +132,25 @@ static const char *cycle_token(struct cycle *c)
     return c->token;
 }
 
+/* Puts fresh in c->body in place of old (the first occurrence: the header comes before any
+ * row). 0, or -1 when old is not there. */
+static int replace_body_token(struct cycle *c, const char *old, const char *fresh)
+{
+    const char *at = strstr(c->body.data, old);
+    if (!at)
+        return -1;
+    struct buf body = BUF_INIT;
+    size_t before = (size_t)(at - c->body.data), old_len = strlen(old);
+    buf_append(&body, c->body.data, before);
+    buf_puts(&body, fresh);
+    buf_append(&body, at + old_len, c->body.len - before - old_len);
+    buf_free(&c->body);
+    c->body = body;
+    return 0;
+}
+
 /* Before a retry: when the token c->body carries has outlived its reuse window, signs a new
- * one and puts it in the body's header in place of the old one (the first occurrence: the
- * header comes before any row). 0, or -1 when it cannot be signed. */
+ * one and puts it in the body in place of the old one. 0, or -1 when it cannot be signed. */
 static int renew_body_token(struct cycle *c)
 {
     if (monotonic_ms() < c->token_renew_ms)
@@ -139,18 +158,9 @@ static int renew_body_token(struct cycle *c)
     char *old = c->token;
     c->token = NULL;
     const char *fresh = cycle_token(c);
-    const char *at = fresh ? strstr(c->body.data, old) : NULL;
-    if (at) {
-        struct buf body = BUF_INIT;
-        size_t before = (size_t)(at - c->body.data), old_len = strlen(old);
-        buf_append(&body, c->body.data, before);
-        buf_puts(&body, fresh);
-        buf_append(&body, at + old_len, c->body.len - before - old_len);
-        buf_free(&c->body);
-        c->body = body;
-    }
+    int rc = fresh ? replace_body_token(c, old, fresh) : -1;
     free(old);
-    return at ? 0 : -1;
+    return rc;
 }
 
 static void pause_ms(int ms)
@@ -318,6 +328,71 @@ static int wipe_tables(struct cycle *c, char *const *names, size_t n)
     return call(c, SOAP_OP_WIPE, &resp);
 }
 
+/* The next RowData body of a table, built while the call before it is in flight: reading the
+ * source and writing the XML cost about half as much CPU as the receiver's work on the call,
+ * and neither waits for the other any more. Until it is joined, the builder has the cursor,
+ * the source connection and its own copy of the token to itself; the cycle's thread sends. */
+struct next_body {
+    struct rowdata_cursor *cursor;
+    size_t batch_size;
+    char *token;               /* the token the body carries (owned) */
+    struct buf body;
+    int rc;
+    char err[512];
+    int64_t inserted, updated, deleted;   /* the cursor's counts with this body's rows */
+};
+
+static void *build_next_body(void *arg)
+{
+    struct next_body *n = arg;
+    n->rc = rowdata_next_call(n->cursor, n->token, n->batch_size, &n->body, n->err, sizeof n->err);
+    n->inserted = n->cursor->inserted;
+    n->updated = n->cursor->updated;
+    n->deleted = n->cursor->deleted;
+    return NULL;
+}
+
+/* Starts building the next body, with token, on a thread of its own (signals stay with the
+ * cycle's thread). 1 started; 0 when no thread could be started: finish_next_body builds it. */
+static int start_next_body(struct next_body *n, const char *token, pthread_t *thread)
+{
+    free(n->token);
+    n->token = xstrdup(token);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int started = pthread_create(thread, NULL, build_next_body, n) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return started;
+}
+
+/* thread: the one start_next_body started, or NULL for none. */
+static void finish_next_body(struct next_body *n, const pthread_t *thread)
+{
+    if (thread)
+        pthread_join(*thread, NULL);
+    else
+        build_next_body(n);
+}
+
+/* Makes the built body the one to send (c->body), carrying the token cycle_token gives now:
+ * one signed meanwhile (the reuse window passed, or a retry of the call before renewed it)
+ * replaces the token it was built with. 0, or -1 failed. */
+static int take_next_body(struct cycle *c, struct next_body *n)
+{
+    if (n->rc != 0)
+        return fail(c, "%s", n->err);
+    struct buf built = n->body;
+    n->body = c->body;
+    c->body = built;
+    const char *token = cycle_token(c);
+    if (!token)
+        return fail(c, "cannot sign the vendor token");
+    if (strcmp(token, n->token) != 0 && replace_body_token(c, n->token, token) != 0)
+        return fail(c, "%s: the RowData body lost its vendor token", n->cursor->table->name);
+    return 0;
+}
+
 /* wiped: the table was Altered, and emptied on the receiver with the others (lsn -1). */
 static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn, int wiped,
                       struct cycle_table *ct)
@@ -339,27 +414,42 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
     struct soap_response resp;
     int rc = ct->full_load && !wiped ? wipe_tables(c, &t->name, 1) : 0;
     long total = opt->progress ? count_pending(c->src.db, &cursor) : 0;
-    double started = monotonic_seconds();
+    double started_at = monotonic_seconds();
     long calls = 0;
-    while (rc == 0 && !cursor.done) {
+    struct next_body next = {.cursor = &cursor, .batch_size = opt->batch_size};
+    if (rc == 0) {
         const char *token = cycle_token(c);
         if (!token) {
             rc = fail(c, "cannot sign the vendor token");
-            break;
+        } else {
+            next.token = xstrdup(token);
+            build_next_body(&next);
         }
-        rc = rowdata_next_call(&cursor, token, opt->batch_size, &c->body, err, sizeof err);
-        if (rc != 0) {
-            fail(c, "%s", err);
-            break;
-        }
-        rc = call(c, SOAP_OP_ROWDATA, &resp);
-        calls++;
-        ct->inserted = cursor.inserted;
-        ct->updated = cursor.updated;
-        ct->deleted = cursor.deleted;
-        if (opt->progress)
-            show_progress(ct, total, started, rc != 0 || cursor.done);
     }
+    while (rc == 0) {
+        if (take_next_body(c, &next) != 0) {
+            rc = -1;
+            break;
+        }
+        int64_t inserted = next.inserted, updated = next.updated, deleted = next.deleted;
+        int last = cursor.done, started = 0;
+        pthread_t builder;
+        if (!last)
+            started = start_next_body(&next, c->token, &builder);
+        rc = call(c, SOAP_OP_ROWDATA, &resp);
+        if (!last && (started || rc == 0))
+            finish_next_body(&next, started ? &builder : NULL);
+        calls++;
+        ct->inserted = inserted;
+        ct->updated = updated;
+        ct->deleted = deleted;
+        if (opt->progress)
+            show_progress(ct, total, started_at, rc != 0 || last);
+        if (last)
+            break;
+    }
+    free(next.token);
+    buf_free(&next.body);
     rowdata_close(&cursor);
     if (rc == 0 && !opt->progress)
         log_info("tenant %s: table %s: %s, %lld inserted, %lld updated, %lld deleted, %ld calls, "

@@ -76,16 +76,16 @@ def program(name):
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
-def faketime_env(offset_file):
-    """The environment that makes a program's wall clock (not its monotonic one) follow the
-    offset in offset_file ("+0", "-2h"), read anew at every call: libfaketime, which
+def faketime_env(offset_file, monotonic=False):
+    """The environment that makes a program's wall clock (and its monotonic one too, with
+    monotonic) follow the offset in offset_file ("+0", "-2h"), read anew at every call: libfaketime, which
     contrib/install-deps installs. Under AddressSanitizer the allocator's first use of a size
     class reads the clock: libfaketime, not yet set up, then calls dlsym, which allocates, and
     the process hangs in its allocator before main; allocator_release_to_os_interval_ms=-1 keeps
     the allocator off the clock."""
     assert os.path.exists(FAKETIME), "libfaketime is not installed (contrib/install-deps installs it)"
     env = {"LD_PRELOAD": FAKETIME, "FAKETIME_TIMESTAMP_FILE": offset_file, "FAKETIME_NO_CACHE": "1",
-           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+           "FAKETIME_DONT_FAKE_MONOTONIC": "0" if monotonic else "1"}
     if os.environ.get("SOMIRROR_SANITIZERS"):
         asan = os.environ.get("ASAN_OPTIONS")
         env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "allocator_release_to_os_interval_ms=-1"
@@ -637,6 +637,21 @@ def request(port, method, path, body=None, headers=None, conn=None, timeout=30):
     finally:
         if own:
             conn.close()
+
+
+def vendor_token_claims(body):
+    """The claims of the vendor token a request body carries in its SignedToken header."""
+    token = body.split("SignedToken", 1)[1].split(">", 1)[1].split("<", 1)[0].strip()
+    claims = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+
+
+def fault_envelope(code, message, retryable):
+    """A whole SOAP fault answer, as a receiver sends it (bytes)."""
+    return ('<s:Envelope xmlns:s="%s"><s:Body><s:Fault><faultcode>s:Server</faultcode><faultstring>%s'
+            '</faultstring><detail><MirrorFault xmlns="%s"><Code>%s</Code><Retryable>%s</Retryable>'
+            '</MirrorFault></detail></s:Fault></s:Body></s:Envelope>'
+            % (SOAP_NS, _esc(message), NS, code, "true" if retryable else "false")).encode()
 
 
 def envelope(body_inner_xml, token=None, header_extra=""):

@@ -10,7 +10,8 @@ a connection that fails says why (name, refused, TLS to a plain port); a table r
 given another key is refused until provisioned again, then loaded in full; provision warns of a
 source not in WAL mode (its writers wait while a table is sent); an Altered table's
 full load survives a cycle that fails before its rows;
-a cycle interrupted by killing somirrord completes correctly when run again."""
+a cycle interrupted by killing somirrord completes correctly when run again; a RowData body
+built while a retried call renewed the vendor token is sent with the new token."""
 
 import contextlib
 import http.client
@@ -148,44 +149,107 @@ def check_tracking_restarts(env, keys, work):
     verify()
 
 
+CLOSE = "close"
+
+
 @contextlib.contextmanager
-def wipes_refused(port, count=None):
-    """An HTTP proxy to 127.0.0.1:port that closes the connection on every Wipe call (on the
-    first count of them when given); yields its port."""
-    refused = []
+def proxy(port, intercept):
+    """An HTTP proxy to 127.0.0.1:port; yields its port. intercept(action, body) sees every
+    call first: None forwards it, CLOSE closes the connection unanswered, (status, data)
+    answers it."""
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, *args):
             pass
 
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            if "Wipe" in self.headers.get("SOAPAction", "") and (count is None or len(refused) < count):
-                refused.append(self.path)
-                self.close_connection = True
-                return
-            upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            upstream.request("POST", self.path, body, dict(self.headers.items()))
-            answer = upstream.getresponse()
-            data = answer.read()
-            upstream.close()
-            self.send_response(answer.status)
-            for name, value in answer.getheaders():
+        def answer(self, status, headers, data):
+            self.send_response(status)
+            for name, value in headers:
                 if name.lower() not in ("connection", "content-length", "transfer-encoding"):
                     self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            own = intercept(self.headers.get("SOAPAction", ""), body.decode("utf-8"))
+            if own == CLOSE:
+                self.close_connection = True
+            elif own:
+                self.answer(own[0], [("Content-Type", "text/xml; charset=utf-8")], own[1])
+            else:
+                upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                upstream.request("POST", self.path, body, dict(self.headers.items()))
+                answer = upstream.getresponse()
+                data = answer.read()
+                upstream.close()
+                self.answer(answer.status, answer.getheaders(), data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield proxy.server_address[1]
+        yield server.server_address[1]
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        server.shutdown()
+        server.server_close()
+
+
+def wipes_refused(port, count=None):
+    """A proxy (see proxy) that closes the connection on every Wipe call (on the first count of
+    them when given)."""
+    refused = []
+
+    def intercept(action, body):
+        if "Wipe" in action and (count is None or len(refused) < count):
+            refused.append(action)
+            return CLOSE
+        return None
+    return proxy(port, intercept)
+
+
+def check_next_body_token(env, keys, work, source):
+    """somirror-task builds a table's next RowData body while the call before it is in flight.
+    When that call is retried past the vendor token's minute of reuse, the retry carries a newly
+    signed token, and so does the body built meanwhile, although it was built with the old one.
+    The task's clocks, wall and monotonic, jump 90 s while the receiver (a proxy in front of
+    somirrord) answers the second RowData with a retryable TenantBusy."""
+    offset = os.path.join(work, "faketime-renew")
+    with open(offset, "w") as f:
+        f.write("+0\n")
+    tokens = []
+
+    def intercept(action, body):
+        if "RowData" not in action:
+            return None
+        tokens.append(harness.vendor_token_claims(body))
+        if len(tokens) != 2:
+            return None
+        with open(offset, "w") as f:
+            f.write("+90\n")
+        return 500, harness.fault_envelope("TenantBusy", "scripted", True)
+
+    tenant = "Renew1"
+    with proxy(env.daemon.port, intercept) as port:
+        proc = subprocess.run(
+            [TASK, "run", "--once", "--url", "http://127.0.0.1:%d/" % port, "--app-id", harness.DEFAULT_APP_ID,
+             "--vendor-key", keys.vendor_key, "--vendor-cert", keys.vendor_cert,
+             "--app-public-key", keys.app_pub, "--tenant", tenant, "--db", source, "--json",
+             "--batch-size", "4000"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+            env=dict(os.environ, **harness.faketime_env(offset, monotonic=True)))
+    assert proc.returncode == 0, "exit %d: %s" % (proc.returncode, proc.stderr[-2000:])
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["tokens"] == 2 and len(tokens) > 4, (summary["tokens"], len(tokens))
+    first, refused, retry, built_meanwhile = tokens[:4]
+    assert first == refused and retry["nbf"] >= first["nbf"] + 60, (first, refused, retry)
+    assert built_meanwhile == retry, "the body built during the retried call kept the old token: %s %s" % (
+        built_meanwhile, retry)
+    mirror = os.path.join(env.dir, "mirrors", "Mirror_%s.db" % tenant)
+    proc = task("verify", "--db", source, "--mirror", mirror, "--tenant", tenant)
+    assert "EQUAL" in proc.stdout, proc.stdout
 
 
 def main():
@@ -227,6 +291,8 @@ def main():
                 """base with the value of option name replaced."""
                 i = base.index(name)
                 return base[:i + 1] + [value] + base[i + 2:]
+
+            check_next_body_token(env, keys, work, source)
 
             # Full load.
             first = run("--batch-size", "200000")

@@ -7,7 +7,6 @@ window (a minute) carries a freshly signed token (against a scripted receiver). 
 wall clock neither stalls nor hurries the schedule (libfaketime). A cycle of many tables is
 reported whole by --once --json."""
 
-import base64
 import http.server
 import json
 import os
@@ -71,22 +70,16 @@ class BusyThenRefused(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-        token = body.split("SignedToken", 1)[1].split(">", 1)[1].split("<", 1)[0].strip()
-        claims = token.split(".")[1]
-        self.server.claims.append(json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4))))
-        ns = "http://www.superoffice.com/online/mirroring/0.1"
+        self.server.claims.append(harness.vendor_token_claims(body))
         if len(self.server.claims) == 1:
-            status, inner = 500, ('<s:Fault><faultcode>s:Server</faultcode><faultstring>busy</faultstring>'
-                                  '<detail><MirrorFault xmlns="%s"><Code>TenantBusy</Code><Retryable>true'
-                                  '</Retryable></MirrorFault></detail></s:Fault>' % ns)
+            status, data = 500, harness.fault_envelope("TenantBusy", "busy", True)
         else:
-            status, inner = 200, ('<AuthenticateResponse xmlns="%s"><IsSuccessful>false</IsSuccessful>'
-                                  '<ErrorMessage>InvalidToken: scripted</ErrorMessage><SignedApplicationToken/>'
-                                  '<SupportedInterfaces>1</SupportedInterfaces><SuperOfficeMirroringBuild>'
-                                  'scripted</SuperOfficeMirroringBuild><ClientState/><AdditionalInformationJson/>'
-                                  '</AuthenticateResponse>' % ns)
-        data = ('<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>%s</s:Body>'
-                '</s:Envelope>' % inner).encode()
+            status, data = 200, harness.envelope(
+                '<AuthenticateResponse xmlns="%s"><IsSuccessful>false</IsSuccessful>'
+                '<ErrorMessage>InvalidToken: scripted</ErrorMessage><SignedApplicationToken/>'
+                '<SupportedInterfaces>1</SupportedInterfaces><SuperOfficeMirroringBuild>'
+                'scripted</SuperOfficeMirroringBuild><ClientState/><AdditionalInformationJson/>'
+                '</AuthenticateResponse>' % harness.NS).encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/xml; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
