@@ -479,12 +479,12 @@ static int state_room(struct ctl_context *ctx, const char *command, const char *
     return -1;
 }
 
-/* Why the registry gave tenant no entry: it is full, or its allocation lock stayed taken (by a
- * worker stopped or dead and not yet reaped), as a call is then told TenantBusy. -1 with err. */
-static int no_entry(const struct ctl_context *ctx, const char *command, const char *tenant,
-                    char *err, size_t errlen)
+/* Why the registry gave tenant no entry (rc, its answer): its allocation lock stayed taken (by
+ * a worker stopped or dead and not yet reaped), as a call is then told TenantBusy, or it is
+ * full. -1 with err. */
+static int no_entry(const char *command, const char *tenant, int rc, char *err, size_t errlen)
 {
-    if (reg_tenant_count(ctx->reg) < reg_max_tenants(ctx->reg))
+    if (rc == REG_ALLOC_BUSY)
         set_error(err, errlen, "cannot %s %s: the tenant registry was busy (its allocation lock "
                   "stayed taken); try again", command, tenant);
     else
@@ -500,8 +500,9 @@ static int cmd_pause(struct ctl_context *ctx, const struct command_args *args, s
     if (!all && (tenant_arg(ctx, target, 0, NULL, err, errlen) != 0 ||
                  state_room(ctx, "pause", target, err, errlen) != 0))
         return -1;
-    if (reg_set_paused(ctx->reg, all ? NULL : target, 1) != 0)
-        return no_entry(ctx, "pause", target, err, errlen);
+    int rc = reg_set_paused(ctx->reg, all ? NULL : target, 1);
+    if (rc != 0)
+        return no_entry("pause", target, rc, err, errlen);
     char done[128];
     snprintf(done, sizeof(done), "paused %s", all ? "all tenants" : target);
     if (persist_state(ctx, done, err, errlen) != 0)
@@ -565,7 +566,7 @@ static int cmd_resync(struct ctl_context *ctx, const struct command_args *args, 
         return -1;
     }
     if (rc != 0)
-        return no_entry(ctx, "resync", tenant, err, errlen);
+        return no_entry("resync", tenant, rc, err, errlen);
     char done[SM_TENANT_MAX + SM_IDENT_MAX + 32];
     snprintf(done, sizeof(done), "resync of %s (%s) requested", tenant, all ? "all tables" : table);
     if (persist_state(ctx, done, err, errlen) != 0)
@@ -588,8 +589,9 @@ static int cmd_reset(struct ctl_context *ctx, const struct command_args *args, s
     if (one_tenant_arg(ctx, "reset", tenant, err, errlen) != 0 ||
         state_room(ctx, "reset", tenant, err, errlen) != 0)
         return -1;
-    if (reg_request_reset(ctx->reg, tenant) != 0)
-        return no_entry(ctx, "reset", tenant, err, errlen);
+    int rc = reg_request_reset(ctx->reg, tenant);
+    if (rc != 0)
+        return no_entry("reset", tenant, rc, err, errlen);
     char done[SM_TENANT_MAX + 32];
     snprintf(done, sizeof(done), "reset of %s requested", tenant);
     if (persist_state(ctx, done, err, errlen) != 0)

@@ -495,7 +495,7 @@ static int tenant_insert(struct registry *reg, const char *ctx, uint32_t *idx, i
 {
     pid_t self = getpid();
     if (alloc_lock(reg, self) != 0)
-        return -1;
+        return REG_ALLOC_BUSY;
     int rc = tenant_insert_locked(reg, ctx, idx, full);
     pid_lock_release(&reg->alloc_lock, self);
     return rc;
@@ -900,8 +900,9 @@ int reg_set_paused(struct registry *reg, const char *ctx, int paused)
         return 0;
     }
     uint32_t idx;
-    if (reg_tenant_find(reg, ctx, paused, &idx, NULL) != 0)
-        return -1;
+    int rc = reg_tenant_find(reg, ctx, paused, &idx, NULL);
+    if (rc != 0)
+        return rc;
     struct tenant_entry *e = entry_at(reg, idx);
     if (paused)
         atomic_fetch_or_explicit(&e->requests, REQ_PAUSE, memory_order_release);
@@ -930,8 +931,9 @@ int reg_is_paused(const struct registry *reg, uint32_t idx)
 int reg_request_resync(struct registry *reg, const char *ctx, const char *table)
 {
     uint32_t idx;
-    if (reg_tenant_find(reg, ctx, 1, &idx, NULL) != 0)
-        return -1;
+    int found = reg_tenant_find(reg, ctx, 1, &idx, NULL);
+    if (found != 0)
+        return found;
     struct tenant_entry *e = entry_at(reg, idx);
     if (!table) {
         atomic_fetch_or_explicit(&e->requests, REQ_RESYNC_ALL, memory_order_release);
@@ -949,8 +951,9 @@ int reg_request_resync(struct registry *reg, const char *ctx, const char *table)
 int reg_request_reset(struct registry *reg, const char *ctx)
 {
     uint32_t idx;
-    if (reg_tenant_find(reg, ctx, 1, &idx, NULL) != 0)
-        return -1;
+    int rc = reg_tenant_find(reg, ctx, 1, &idx, NULL);
+    if (rc != 0)
+        return rc;
     atomic_fetch_or_explicit(&entry_at(reg, idx)->requests, REQ_RESET, memory_order_release);
     return 0;
 }

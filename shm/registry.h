@@ -121,8 +121,10 @@ uint32_t reg_max_tenants(const struct registry *reg);
 uint32_t reg_max_workers(const struct registry *reg);
 
 /* ---- tenants ---- */
-/* Finds ctx; with create, allocates an entry when missing. 0 and *idx, or -1 (not found, or the
- * table is full: *full set). */
+/* Finds ctx; with create, allocates an entry when missing. 0 and *idx; -1 (not found, or the
+ * table is full: *full set); REG_ALLOC_BUSY when the lock that allocates entries stayed taken
+ * past its wait (its holder stopped, or dead and not yet reaped). */
+#define REG_ALLOC_BUSY (-4)
 int reg_tenant_find(struct registry *reg, const char *ctx, int create, uint32_t *idx, int *full);
 uint32_t reg_tenant_count(const struct registry *reg);
 /* Lock-free consistent copy. 0, or -1 for an unused index. */
@@ -172,7 +174,8 @@ void reg_tenant_requests_done(struct registry *reg, uint32_t idx);
 int reg_tenant_pending(const struct registry *reg, uint32_t idx, struct tenant_requests *out);
 
 /* ---- operator requests (master) ---- */
-/* ctx NULL: all tenants (a global flag). A pause for a tenant not yet seen creates its entry. */
+/* ctx NULL: all tenants (a global flag). A pause for a tenant not yet seen creates its entry.
+ * 0; -1 when the table is full (or, for a resume, the tenant is not there); REG_ALLOC_BUSY. */
 int reg_set_paused(struct registry *reg, const char *ctx, int paused);
 /* Whether a pause is in force for the tenant: its own or the global one. */
 int reg_is_paused(const struct registry *reg, uint32_t idx);
@@ -181,7 +184,8 @@ int reg_global_paused(const struct registry *reg);
 int reg_tenant_pause_flag(const struct registry *reg, uint32_t idx);
 /* table NULL: all tables. A tenant not yet seen gets its entry, as with a pause (a request
  * restored from the state file, or one made after a restart before the tenant called).
- * Returns 0, -1 when the tenant table is full, REG_RESYNC_LIST_FULL when the
+ * Returns 0, -1 when the tenant table is full, REG_ALLOC_BUSY (see reg_tenant_find),
+ * REG_RESYNC_LIST_FULL when the
  * tenant's pending list has no room for the name, REG_RESYNC_NO_LIST when every one of the
  * REG_RESYNC_SLOTS lists is taken by other tenants (that have not called since).
  * A reset and a resync of all tables are single atomic bits: a worker whose attempt failed may
