@@ -264,9 +264,6 @@ int task_main(int argc, char **argv)
      * written is an error to report and retry: libevent and OpenSSL write with write(2), whose
      * SIGPIPE would end somirror-task without a word. */
     signal(SIGPIPE, SIG_IGN);
-    /* Nothing reads SQLite's memory statistics, and keeping them takes a global lock around
-     * every allocation (as in somirrord's SQLite store). */
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && !strcmp(argv[1], "--version")) {
             puts("somirror-task " PACKAGE_VERSION);

@@ -308,10 +308,7 @@ int source_open(struct source *src, const char *path, int writable, char *err, s
 {
     memset(src, 0, sizeof *src);
     arena_init(&src->arena);
-    /* One thread at a time uses the connection (the cycle's, or the one building the next
-     * RowData body while the cycle's waits for its call), so SQLite's own mutex, taken around
-     * every column read, is not needed. */
-    int flags = (writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
+    int flags = writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
     if (task_sqlite_open(path, flags, &src->db, err, errlen) != 0) {
         source_close(src);
         return -1;
