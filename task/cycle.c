@@ -352,27 +352,24 @@ static void *build_next_body(void *arg)
     return NULL;
 }
 
-/* Starts building the next body, with token, on a thread of its own (signals stay with the
- * cycle's thread). 1 started; 0 when no thread could be started: finish_next_body builds it. */
-static int start_next_body(struct next_body *n, const char *token, pthread_t *thread)
+/* The token the next body is to carry: a copy, as the cycle's own may be renewed while the
+ * body is built. */
+static void next_body_token(struct next_body *n, const char *token)
 {
     free(n->token);
     n->token = xstrdup(token);
+}
+
+/* Starts build_next_body on a thread of its own (signals stay with the cycle's thread). 1
+ * started; 0 when no thread could be started: the caller builds the body itself. */
+static int start_next_body(struct next_body *n, pthread_t *thread)
+{
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int started = pthread_create(thread, NULL, build_next_body, n) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return started;
-}
-
-/* thread: the one start_next_body started, or NULL for none. */
-static void finish_next_body(struct next_body *n, const pthread_t *thread)
-{
-    if (thread)
-        pthread_join(*thread, NULL);
-    else
-        build_next_body(n);
 }
 
 /* Makes the built body the one to send (c->body), carrying the token cycle_token gives now:
@@ -422,7 +419,7 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
         if (!token) {
             rc = fail(c, "cannot sign the vendor token");
         } else {
-            next.token = xstrdup(token);
+            next_body_token(&next, token);
             build_next_body(&next);
         }
     }
@@ -434,11 +431,15 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
         int64_t inserted = next.inserted, updated = next.updated, deleted = next.deleted;
         int last = cursor.done, started = 0;
         pthread_t builder;
-        if (!last)
-            started = start_next_body(&next, c->token, &builder);
+        if (!last) {
+            next_body_token(&next, c->token);
+            started = start_next_body(&next, &builder);
+        }
         rc = call(c, SOAP_OP_ROWDATA, &resp);
-        if (!last && (started || rc == 0))
-            finish_next_body(&next, started ? &builder : NULL);
+        if (started)
+            pthread_join(builder, NULL);
+        else if (!last && rc == 0)
+            build_next_body(&next);
         calls++;
         ct->inserted = inserted;
         ct->updated = updated;

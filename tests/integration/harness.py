@@ -79,16 +79,22 @@ FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 def faketime_env(offset_file, monotonic=False):
     """The environment that makes a program's wall clock (and its monotonic one too, with
     monotonic) follow the offset in offset_file ("+0", "-2h"), read anew at every call: libfaketime, which
-    contrib/install-deps installs. Under AddressSanitizer the allocator's first use of a size
-    class reads the clock: libfaketime, not yet set up, then calls dlsym, which allocates, and
-    the process hangs in its allocator before main; allocator_release_to_os_interval_ms=-1 keeps
-    the allocator off the clock."""
+    contrib/install-deps installs. A sanitizer's allocator reads the clock: under
+    AddressSanitizer its first use of a size class does, and libfaketime, not yet set up, then
+    calls dlsym, which allocates, and the process hangs in its allocator before main; under
+    ThreadSanitizer every thread's allocations do, and libfaketime rereads its offset file into
+    static buffers each time, a race between threads that is the allocator's, not the program's.
+    allocator_release_to_os_interval_ms=-1 keeps either allocator off the clock."""
     assert os.path.exists(FAKETIME), "libfaketime is not installed (contrib/install-deps installs it)"
     env = {"LD_PRELOAD": FAKETIME, "FAKETIME_TIMESTAMP_FILE": offset_file, "FAKETIME_NO_CACHE": "1",
            "FAKETIME_DONT_FAKE_MONOTONIC": "0" if monotonic else "1"}
-    if os.environ.get("SOMIRROR_SANITIZERS"):
-        asan = os.environ.get("ASAN_OPTIONS")
-        env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "allocator_release_to_os_interval_ms=-1"
+    # SOMIRROR_SANITIZERS is set by `make check` in a build with --enable-sanitizers (ASan);
+    # CI's ThreadSanitizer build sets TSAN_OPTIONS.
+    for name, present in (("ASAN_OPTIONS", os.environ.get("SOMIRROR_SANITIZERS")),
+                          ("TSAN_OPTIONS", os.environ.get("TSAN_OPTIONS"))):
+        if present:
+            options = os.environ.get(name)
+            env[name] = (options + ":" if options else "") + "allocator_release_to_os_interval_ms=-1"
     return env
 
 
@@ -648,10 +654,9 @@ def vendor_token_claims(body):
 
 def fault_envelope(code, message, retryable):
     """A whole SOAP fault answer, as a receiver sends it (bytes)."""
-    return ('<s:Envelope xmlns:s="%s"><s:Body><s:Fault><faultcode>s:Server</faultcode><faultstring>%s'
-            '</faultstring><detail><MirrorFault xmlns="%s"><Code>%s</Code><Retryable>%s</Retryable>'
-            '</MirrorFault></detail></s:Fault></s:Body></s:Envelope>'
-            % (SOAP_NS, _esc(message), NS, code, "true" if retryable else "false")).encode()
+    return envelope('<s:Fault><faultcode>s:Server</faultcode><faultstring>%s</faultstring><detail>'
+                    '<MirrorFault xmlns="%s"><Code>%s</Code><Retryable>%s</Retryable></MirrorFault>'
+                    '</detail></s:Fault>' % (_esc(message), NS, code, "true" if retryable else "false")).encode()
 
 
 def envelope(body_inner_xml, token=None, header_extra=""):

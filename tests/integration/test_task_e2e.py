@@ -219,12 +219,13 @@ def check_next_body_token(env, keys, work, source):
     offset = os.path.join(work, "faketime-renew")
     with open(offset, "w") as f:
         f.write("+0\n")
-    tokens = []
+    tokens, tables = [], []
 
     def intercept(action, body):
         if "RowData" not in action:
             return None
         tokens.append(harness.vendor_token_claims(body))
+        tables.append(body.split("<Table>", 1)[1].split("<", 1)[0])
         if len(tokens) != 2:
             return None
         with open(offset, "w") as f:
@@ -243,6 +244,8 @@ def check_next_body_token(env, keys, work, source):
     assert proc.returncode == 0, "exit %d: %s" % (proc.returncode, proc.stderr[-2000:])
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["tokens"] == 2 and len(tokens) > 4, (summary["tokens"], len(tokens))
+    # The body after the retried one is of the same table, so it was built during that call.
+    assert len(set(tables[:4])) == 1, tables[:4]
     first, refused, retry, built_meanwhile = tokens[:4]
     assert first == refused and retry["nbf"] >= first["nbf"] + 60, (first, refused, retry)
     assert built_meanwhile == retry, "the body built during the retried call kept the old token: %s %s" % (
