@@ -1,6 +1,7 @@
 /* common/buf: growable byte buffer (see buf.h). */
 #include "common/buf.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,25 +80,56 @@ void buf_printf(struct buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
-void buf_put_xml_escaped(struct buf *b, const char *s, size_t len)
+void buf_put_replaced(struct buf *b, const char *s, size_t len, const char *const replace[256])
 {
+    buf_reserve(b, len);
     size_t start = 0;
     for (size_t i = 0; i < len; i++) {
-        const char *rep;
-        switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&apos;"; break;
-        case '\r': rep = "&#13;"; break;
-        default: continue;
-        }
+        const char *rep = replace[(unsigned char)s[i]];
+        if (!rep)
+            continue;
         buf_append(b, s + start, i - start);
         buf_puts(b, rep);
         start = i + 1;
     }
     buf_append(b, s + start, len - start);
+}
+
+void buf_put_xml_escaped(struct buf *b, const char *s, size_t len)
+{
+    static const char *const xml[256] = {
+        ['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;", ['\''] = "&apos;",
+        ['\r'] = "&#13;",
+    };
+    buf_put_replaced(b, s, len, xml);
+}
+
+void buf_put_int(struct buf *b, int64_t v)
+{
+    char text[24];
+    char *end = text + sizeof(text), *p = end;
+    uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (v < 0)
+        *--p = '-';
+    buf_append(b, p, (size_t)(end - p));
+}
+
+void buf_put_hex(struct buf *b, const void *bytes, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *in = bytes;
+    buf_reserve(b, 2 * len);
+    char *out = b->data + b->len;
+    for (size_t i = 0; i < len; i++) {
+        *out++ = hex[in[i] >> 4];
+        *out++ = hex[in[i] & 15];
+    }
+    b->len += 2 * len;
+    b->data[b->len] = '\0';
 }
 
 char *buf_steal(struct buf *b)

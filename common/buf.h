@@ -4,6 +4,7 @@
 #define SOMIRROR_COMMON_BUF_H
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
     char *data;
@@ -22,8 +23,15 @@ void buf_puts(struct buf *b, const char *s);
 void buf_putc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-/* Appends s with the five XML special characters escaped (for element text and attributes). */
+/* Appends s with every byte that replace[byte] names (not NULL) written as that text instead. */
+void buf_put_replaced(struct buf *b, const char *s, size_t len, const char *const replace[256]);
+/* Appends s with the five XML special characters escaped (for element text and attributes), and
+ * a carriage return as &#13; (a parser would read it back as a newline). */
 void buf_put_xml_escaped(struct buf *b, const char *s, size_t len);
+/* Appends v in decimal. */
+void buf_put_int(struct buf *b, int64_t v);
+/* Appends len bytes as lowercase hexadecimal digits, two per byte. */
+void buf_put_hex(struct buf *b, const void *bytes, size_t len);
 /* Hands the data over to the caller (NUL-terminated, never NULL) and leaves b empty. */
 char *buf_steal(struct buf *b);
 

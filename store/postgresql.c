@@ -1312,17 +1312,10 @@ static struct stage *stage_for(struct pg_conn *c, const struct table_schema *s, 
 
 static void put_copy_text(struct buf *out, const char *s, size_t len)
 {
-    buf_reserve(out, len + 8);
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        switch (ch) {
-        case '\\': buf_append(out, "\\\\", 2); break;
-        case '\t': buf_append(out, "\\t", 2); break;
-        case '\n': buf_append(out, "\\n", 2); break;
-        case '\r': buf_append(out, "\\r", 2); break;
-        default: buf_putc(out, ch); break;
-        }
-    }
+    static const char *const copy_escapes[256] = {
+        ['\\'] = "\\\\", ['\t'] = "\\t", ['\n'] = "\\n", ['\r'] = "\\r",
+    };
+    buf_put_replaced(out, s, len, copy_escapes);
 }
 
 /* A double in the "C" form, whatever the process's locale says. */
@@ -1345,7 +1338,6 @@ static const char *pg_value_refused(const struct value *v)
 
 static void put_copy_value(struct buf *out, const struct column *col, const struct value *v)
 {
-    static const char hex[] = "0123456789abcdef";
     switch (v->cls) {
     case VAL_NULL:
         buf_append(out, "\\N", 2);
@@ -1354,7 +1346,7 @@ static void put_copy_value(struct buf *out, const struct column *col, const stru
         if (col->type.kind == SQL_BIT)
             buf_putc(out, v->i ? 't' : 'f');
         else
-            buf_printf(out, "%lld", (long long)v->i);
+            buf_put_int(out, v->i);
         return;
     case VAL_REAL:
         if (col->type.kind == SQL_REAL)
@@ -1374,16 +1366,10 @@ static void put_copy_value(struct buf *out, const struct column *col, const stru
     case VAL_TEXT:   /* never with U+0000: pg_value_refused */
         put_copy_text(out, v->text ? v->text : "", v->text ? v->len : 0);
         return;
-    case VAL_BINARY: {
-        const unsigned char *b = (const unsigned char *)v->text;
-        buf_reserve(out, 3 + 2 * v->len);
+    case VAL_BINARY:
         buf_append(out, "\\\\x", 3);
-        for (size_t i = 0; b && i < v->len; i++) {
-            buf_putc(out, hex[b[i] >> 4]);
-            buf_putc(out, hex[b[i] & 15]);
-        }
+        buf_put_hex(out, v->text, v->len);
         return;
-    }
     }
 }
 
@@ -1577,7 +1563,6 @@ static int rows_merge(struct pg_conn *c, const struct table_schema *s, const str
     return exec_sql(c->db, st->merge_sql, "merge", f);
 }
 
-/* Whether inserts into the table may go straight into it by COPY (else: staged and merged). */
 /* Whether rows go by the direct COPY: inserts only, into a table being loaded and not moved to
  * merges (see the top of this file). */
 static int direct_for(const struct pg_conn *c, const struct table_schema *schema,

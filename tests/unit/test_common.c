@@ -1,6 +1,7 @@
 /* tests/unit/test_common: the strict base64 core (common/base64: both forms, every shape rule,
  * texts longer than one OpenSSL chunk), the UTF-8 decoder (common/utf8), arena_adopt
- * (common/arena) and the log file's refusal of links (common/log). */
+ * (common/arena), the buffer's escaping and number writers (common/buf) and the log file's
+ * refusal of links (common/log). */
 #include <check.h>
 #include <ctype.h>
 #include <stdint.h>
@@ -13,6 +14,7 @@
 
 #include "common/arena.h"
 #include "common/base64.h"
+#include "common/buf.h"
 #include "common/log.h"
 #include "tests/unit/link_fixture.h"
 #include "common/utf8.h"
@@ -283,6 +285,65 @@ START_TEST(test_arena_adopt)
 }
 END_TEST
 
+/* Replacement runs: none, at the start and end, next to each other, every byte value kept
+ * (a NUL in the middle too), and the buffer's end NUL after each append. */
+START_TEST(test_buf_put_replaced)
+{
+    static const char *const table[256] = {['a'] = "<A>", ['\t'] = "\\t", [0xff] = ""};
+    struct buf b = BUF_INIT;
+    buf_put_replaced(&b, "", 0, table);
+    ck_assert_uint_eq(b.len, 0);
+    buf_put_replaced(&b, "xyz", 3, table);
+    ck_assert_str_eq(b.data, "xyz");
+    buf_put_replaced(&b, "a\taba\0q\xff", 8, table);
+    ck_assert_uint_eq(b.len, 3 + 3 + 2 + 3 + 1 + 3 + 1 + 1);
+    ck_assert(memcmp(b.data, "xyz<A>\\t<A>b<A>\0q", b.len) == 0);
+    ck_assert_int_eq(b.data[b.len], '\0');
+    buf_reset(&b);
+    char every[256];
+    for (int i = 0; i < 256; i++)
+        every[i] = (char)i;
+    static const char *const none[256];
+    buf_put_replaced(&b, every, sizeof(every), none);
+    ck_assert_uint_eq(b.len, 256);
+    ck_assert(memcmp(b.data, every, 256) == 0);
+    buf_reset(&b);
+    buf_put_xml_escaped(&b, "<a href=\"x\">'&'\r\n", 17);
+    ck_assert_str_eq(b.data, "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&#13;\n");
+    buf_free(&b);
+}
+END_TEST
+
+/* Decimal integers at both ends of int64_t, and hexadecimal of every byte value. */
+START_TEST(test_buf_put_numbers)
+{
+    struct buf b = BUF_INIT;
+    static const int64_t ints[] = {0, 7, -1, 10, -10, 1234567890123LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        char expect[32];
+        snprintf(expect, sizeof(expect), "%lld", (long long)ints[i]);
+        buf_reset(&b);
+        buf_put_int(&b, ints[i]);
+        ck_assert_str_eq(b.data, expect);
+    }
+    buf_reset(&b);
+    unsigned char bytes[256];
+    for (int i = 0; i < 256; i++)
+        bytes[i] = (unsigned char)i;
+    buf_put_hex(&b, bytes, 0);
+    ck_assert_uint_eq(b.len, 0);
+    buf_put_hex(&b, bytes, sizeof(bytes));
+    ck_assert_uint_eq(b.len, 512);
+    for (int i = 0; i < 256; i++) {
+        char expect[3];
+        snprintf(expect, sizeof(expect), "%02x", i);
+        ck_assert(memcmp(b.data + 2 * i, expect, 2) == 0);
+    }
+    ck_assert_int_eq(b.data[512], '\0');
+    buf_free(&b);
+}
+END_TEST
+
 static int open_log(const char *path, char *err, size_t errlen)
 {
     if (log_open(path, LOG_LVL_INFO, "test_common", err, errlen) != 0)
@@ -355,6 +416,10 @@ static Suite *common_suite(void)
     TCase *arena = tcase_create("arena");
     tcase_add_test(arena, test_arena_adopt);
     suite_add_tcase(suite, arena);
+    TCase *buf = tcase_create("buf");
+    tcase_add_test(buf, test_buf_put_replaced);
+    tcase_add_test(buf, test_buf_put_numbers);
+    suite_add_tcase(suite, buf);
     TCase *log = tcase_create("log");
     tcase_add_test(log, test_log_file_refuses_links);
     tcase_add_test(log, test_log_escapes_controls);

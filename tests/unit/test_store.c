@@ -2063,6 +2063,50 @@ START_TEST(pg_time_defaults_by_type)
 }
 END_TEST
 
+/* The values of pg_values_read_back_exactly's row id, '|' between them. */
+static const char *pg_vals_row(const char *id)
+{
+    return probe_text("SELECT small || '|' || flag || '|' || ratio || '|' || amount || '|' || "
+                      "at || '|' || note || '|' || encode(bytes, 'hex') FROM vals WHERE id = %s",
+                      id);
+}
+
+/* Every value class reads back exactly through COPY's text format, in a load (direct COPY) and
+ * in a merge (staged COPY): COPY's escapes (backslash, tab, newline, carriage return; "\\N" in
+ * a text is not NULL), integers at their type's ends, bit, float, decimal and bytes. */
+START_TEST(pg_values_read_back_exactly)
+{
+    static const char *const cols[] = {
+        "id|bigint|notnull|", "small|int|null|", "flag|bit|null|", "ratio|float|null|",
+        "amount|decimal(18,4)|null|", "at|datetime2(3)|null|", "note|nvarchar(max)|null|",
+        "bytes|varbinary(max)|null|", NULL};
+    struct table_schema t = table_make("vals", "id", cols);
+    struct table_state *states;
+    size_t n;
+    schema_ok(&t, 1, &states, &n);
+    static const char *const load[] = {
+        "I:|-9223372036854775808|-2147483648|1|-1.5|-12.3400|2026-11-26T10:15:00.123|"
+        "a\\b\tc\nd\re\\N\\\\|@AAEC/w==",
+        "I:|9223372036854775807|2147483647|0|0.1|99999999999999.9999|1753-01-01T00:00:00|"
+        "\\|@/w==",
+        NULL};
+    struct batch b = batch_make("vals", "id,small,flag,ratio,amount,at,note,bytes", -1, load);
+    rows_ok(&b, 1, 1);
+    ck_assert_str_eq(pg_vals_row("-9223372036854775808"), "-2147483648|true|-1.5|-12.3400|2026-11-26 10:15:00.123|"
+                                      "a\\b\tc\nd\re\\N\\\\|000102ff");
+    ck_assert_str_eq(pg_vals_row("9223372036854775807"), "2147483647|false|0.1|99999999999999.9999|"
+                                      "1753-01-01 00:00:00|\\|ff");
+    static const char *const merge[] = {"U:|9223372036854775807|0|1|2.5|0.0001|"
+                                        "2026-01-02T03:04:05.6|\\t\t\\\r\n|@AA==",
+                                        NULL};
+    b = batch_make("vals", "id,small,flag,ratio,amount,at,note,bytes", -1, merge);
+    rows_ok(&b, 1, 1);
+    ck_assert_str_eq(pg_vals_row("9223372036854775807"), "0|true|2.5|0.0001|2026-01-02 03:04:05.6|"
+                                      "\\t\t\\\r\n|00");
+    ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM vals"), 2);
+}
+END_TEST
+
 /* Zeros past a type's digits, which section 5 allows in any number, are left out of what
  * PostgreSQL gets: the text forms are sized for the type's digits (time(7) is varchar(16)). */
 START_TEST(pg_zeros_past_the_digits_fit)
@@ -2673,6 +2717,7 @@ static Suite *store_suite(void)
         TCase *pg = tcase_create("postgresql");
         tcase_add_checked_fixture(pg, setup, teardown);
         tcase_set_timeout(pg, 60);
+        tcase_add_test(pg, pg_values_read_back_exactly);
         tcase_add_test(pg, pg_zeros_past_the_digits_fit);
         tcase_add_test(pg, pg_time_defaults_by_type);
         tcase_add_test(pg, pg_utf8_and_catalog_names);
