@@ -79,15 +79,32 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
-def cpu_seconds(pid):
-    """utime+stime of a process, in seconds (0 when it is gone)."""
+def stat_fields(pid):
+    """The fields of /proc/<pid>/stat after the command name (comm first), or None when gone."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
+        with open("/proc/%s/stat" % pid) as f:
             stat = f.read()
     except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return None
+    return [stat[stat.index("(") + 1:stat.rindex(")")]] + stat[stat.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid):
+    """utime+stime of a process, in seconds (0 when it is gone)."""
+    fields = stat_fields(pid)
+    return (int(fields[12]) + int(fields[13])) / CLK_TCK if fields else 0.0
+
+
+def command_cpu_seconds(comm):
+    """CPU seconds of every process named comm: utime+stime of those alive, plus cutime+cstime
+    (their children they reaped, such as a server's ended sessions). Only differences between
+    two readings mean anything."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        fields = stat_fields(pid) if pid.isdigit() else None
+        if fields and fields[0] == comm:
+            total += sum(int(x) for x in fields[12:16])
+    return total / CLK_TCK
 
 
 def status_kib(pid, key):
