@@ -6,7 +6,8 @@
  * version read first in the rows' snapshot, Wipe and a full load when the returned Lsn is -1 or
  * older than the minimum valid version, else the collapsed changes (an empty batch with only
  * <Lsn> for a quiet table), in calls of about the batch size (each body built on a second
- * thread while the call before it is in flight), and ReplicationCompleted.
+ * thread while the call before it is in flight, a table's first during the last call of the
+ * table before it), and ReplicationCompleted.
  * Retryable faults and connection failures are retried with a doubling pause, each retry with
  * a vendor token still in its reuse window. */
 #include "task/task.h"
@@ -360,14 +361,14 @@ static void next_body_token(struct next_body *n, const char *token)
     n->token = xstrdup(token);
 }
 
-/* Starts build_next_body on a thread of its own (signals stay with the cycle's thread). 1
- * started; 0 when no thread could be started: the caller builds the body itself. */
-static int start_next_body(struct next_body *n, pthread_t *thread)
+/* Starts work(arg) on a thread of its own (signals stay with the cycle's thread). 1 started;
+ * 0 when no thread could be started: the caller does the work itself. */
+static int start_builder(void *(*work)(void *), void *arg, pthread_t *thread)
 {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int started = pthread_create(thread, NULL, build_next_body, n) == 0;
+    int started = pthread_create(thread, NULL, work, arg) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return started;
 }
@@ -390,56 +391,100 @@ static int take_next_body(struct cycle *c, struct next_body *n)
     return 0;
 }
 
-/* wiped: the table was Altered, and emptied on the receiver with the others (lsn -1). */
-static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn, int wiped,
-                      struct cycle_table *ct)
+/* One table's rows on their way: its cursor, in a read transaction of its own on the source,
+ * and its next body. A table's cursor is opened and its first body built during the last call
+ * of the table before it (open_table), by the builder, which closes that table's cursor first:
+ * both use the one source connection. */
+struct table_send {
+    const struct table_schema *t;
+    int64_t since;             /* the receiver's position (rowdata_start) */
+    sqlite3 *db;
+    struct rowdata_cursor cursor;
+    int open;                  /* the cursor's read transaction is open: rowdata_close owed */
+    int opened;                /* open_table ran: next has the first body, or why not */
+    struct next_body next;     /* next.cursor is &cursor */
+    struct table_send *before; /* open_table closes its cursor first (NULL: none) */
+};
+
+static void *open_table(void *arg)
+{
+    struct table_send *ts = arg;
+    if (ts->before && ts->before->open) {
+        rowdata_close(&ts->before->cursor);
+        ts->before->open = 0;
+    }
+    char err[sizeof ts->next.err / 2];   /* with the name (at most 128 characters) it fits */
+    if (rowdata_start(&ts->cursor, ts->db, ts->t, ts->since, err, sizeof err) != 0) {
+        snprintf(ts->next.err, sizeof ts->next.err, "%.250s: %s", ts->t->name, err);
+        ts->next.rc = -1;
+    } else {
+        ts->open = 1;
+        build_next_body(&ts->next);
+    }
+    ts->opened = 1;
+    return NULL;
+}
+
+static void table_send_free(struct table_send *ts)
+{
+    if (ts->open)
+        rowdata_close(&ts->cursor);
+    free(ts->next.token);
+    buf_free(&ts->next.body);
+}
+
+/* wiped: the table was Altered, and emptied on the receiver with the others (since -1).
+ * following: the table sent after it (NULL: none), opened during its last call. */
+static int send_table(struct cycle *c, struct table_send *ts, int wiped, struct cycle_table *ct,
+                      struct table_send *following)
 {
     const struct cycle_options *opt = c->opt;
-    char err[512];
     /* The version first, in the rows' snapshot: nothing committed while the rows are read is
      * missed, and no change is cleaned away between the two. */
-    struct rowdata_cursor cursor;
-    if (rowdata_start(&cursor, c->src.db, t, lsn, err, sizeof err) != 0)
-        return fail(c, "%s: %s", t->name, err);
-    int64_t current = cursor.position;
-    ct->full_load = cursor.mode == ROWDATA_FULL;
+    if (!ts->opened) {
+        const char *token = cycle_token(c);
+        if (!token)
+            return fail(c, "cannot sign the vendor token");
+        next_body_token(&ts->next, token);
+        open_table(ts);
+    }
+    if (!ts->open)
+        return fail(c, "%s", ts->next.err);
+    struct rowdata_cursor *cursor = &ts->cursor;
+    int64_t current = cursor->position;
+    ct->full_load = cursor->mode == ROWDATA_FULL;
     ct->lsn = current;
-    if (!ct->full_load && lsn > current)
+    if (!ct->full_load && ts->since > current)
         log_warn("tenant %s: table %s: the receiver is at %lld, ahead of the source (%lld): was "
-                 "the source restored? The operator should reset the tenant", opt->tenant, t->name,
-                 (long long)lsn, (long long)current);
+                 "the source restored? The operator should reset the tenant", opt->tenant,
+                 ts->t->name, (long long)ts->since, (long long)current);
     struct soap_response resp;
-    int rc = ct->full_load && !wiped ? wipe_tables(c, &t->name, 1) : 0;
-    long total = opt->progress ? count_pending(c->src.db, &cursor) : 0;
+    int rc = ct->full_load && !wiped ? wipe_tables(c, &ts->t->name, 1) : 0;
+    long total = opt->progress ? count_pending(ts->db, cursor) : 0;
     double started_at = monotonic_seconds();
     long calls = 0;
-    struct next_body next = {.cursor = &cursor, .batch_size = opt->batch_size};
-    if (rc == 0) {
-        const char *token = cycle_token(c);
-        if (!token) {
-            rc = fail(c, "cannot sign the vendor token");
-        } else {
-            next_body_token(&next, token);
-            build_next_body(&next);
-        }
-    }
     while (rc == 0) {
-        if (take_next_body(c, &next) != 0) {
+        if (take_next_body(c, &ts->next) != 0) {
             rc = -1;
             break;
         }
-        int64_t inserted = next.inserted, updated = next.updated, deleted = next.deleted;
-        int last = cursor.done, started = 0;
+        int64_t inserted = ts->next.inserted, updated = ts->next.updated,
+                deleted = ts->next.deleted;
+        int last = cursor->done, started = 0;
         pthread_t builder;
         if (!last) {
-            next_body_token(&next, c->token);
-            started = start_next_body(&next, &builder);
+            next_body_token(&ts->next, c->token);
+            started = start_builder(build_next_body, &ts->next, &builder);
+        } else if (following) {
+            next_body_token(&following->next, c->token);
+            following->before = ts;
+            started = start_builder(open_table, following, &builder);
         }
         rc = call(c, SOAP_OP_ROWDATA, &resp);
         if (started)
             pthread_join(builder, NULL);
         else if (!last && rc == 0)
-            build_next_body(&next);
+            build_next_body(&ts->next);
         calls++;
         ct->inserted = inserted;
         ct->updated = updated;
@@ -449,12 +494,9 @@ static int send_table(struct cycle *c, const struct table_schema *t, int64_t lsn
         if (last)
             break;
     }
-    free(next.token);
-    buf_free(&next.body);
-    rowdata_close(&cursor);
     if (rc == 0 && !opt->progress)
         log_info("tenant %s: table %s: %s, %lld inserted, %lld updated, %lld deleted, %ld calls, "
-                 "position %lld", opt->tenant, t->name, ct->full_load ? "full load" : "changes",
+                 "position %lld", opt->tenant, ts->t->name, ct->full_load ? "full load" : "changes",
                  (long long)ct->inserted, (long long)ct->updated, (long long)ct->deleted, calls,
                  (long long)current);
     return rc;
@@ -575,13 +617,26 @@ static int load(struct cycle *c, const struct load_plan *plan)
     int rc = plan->nwipe > 0 ? wipe_tables(c, plan->wipe, plan->nwipe) : 0;
     if (rc == 0)
         loaded_record(opt->db_path, opt->url, opt->tenant, plan->record, plan->nrecord);
-    for (size_t i = 0; rc == 0 && i < c->result->ntables; i++) {
+    size_t n = c->result->ntables;
+    struct table_send *sends = xcalloc(n ? n : 1, sizeof *sends);
+    for (size_t i = 0; i < n; i++) {
+        struct table_send *ts = &sends[i];
+        ts->t = source_find(&c->src, c->result->tables[i].name);
+        ts->since = plan->lsns[i];
+        ts->db = c->src.db;
+        ts->next.cursor = &ts->cursor;
+        ts->next.batch_size = opt->batch_size;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         struct cycle_table *ct = &c->result->tables[i];
-        rc = send_table(c, source_find(&c->src, ct->name), plan->lsns[i], ct->full_load, ct);
+        rc = send_table(c, &sends[i], ct->full_load, ct, i + 1 < n ? &sends[i + 1] : NULL);
         c->result->inserted += ct->inserted;
         c->result->updated += ct->updated;
         c->result->deleted += ct->deleted;
     }
+    for (size_t i = 0; i < n; i++)
+        table_send_free(&sends[i]);
+    free(sends);
     return rc;
 }
 

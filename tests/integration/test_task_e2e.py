@@ -210,29 +210,29 @@ def wipes_refused(port, count=None):
     return proxy(port, intercept)
 
 
-def check_next_body_token(env, keys, work, source):
-    """somirror-task builds a table's next RowData body while the call before it is in flight.
-    When that call is retried past the vendor token's minute of reuse, the retry carries a newly
-    signed token, and so does the body built meanwhile, although it was built with the old one.
-    The task's clocks, wall and monotonic, jump 90 s while the receiver (a proxy in front of
-    somirrord) answers the second RowData with a retryable TenantBusy."""
-    offset = os.path.join(work, "faketime-renew")
+def renewed_during(env, keys, work, source, tenant, refuse):
+    """Runs a full load through a proxy that answers the first RowData for which refuse(count,
+    body) holds with a retryable TenantBusy, the task's clocks (wall and monotonic) jumping 90 s
+    at that moment, so that the retry signs a new vendor token. Returns the refused call's
+    vendor token claims and table, and those of the two RowData calls after it: the retry, and
+    the next body, built while the refused call was in flight."""
+    offset = os.path.join(work, "faketime-" + tenant)
     with open(offset, "w") as f:
         f.write("+0\n")
-    tokens, tables = [], []
+    tokens, tables, refused = [], [], []
 
     def intercept(action, body):
         if "RowData" not in action:
             return None
         tokens.append(harness.vendor_token_claims(body))
         tables.append(body.split("<Table>", 1)[1].split("<", 1)[0])
-        if len(tokens) != 2:
+        if refused or not refuse(len(tokens), body):
             return None
+        refused.append(len(tokens) - 1)
         with open(offset, "w") as f:
             f.write("+90\n")
         return 500, harness.fault_envelope("TenantBusy", "scripted", True)
 
-    tenant = "Renew1"
     with proxy(env.daemon.port, intercept) as port:
         proc = subprocess.run(
             [TASK, "run", "--once", "--url", "http://127.0.0.1:%d/" % port, "--app-id", harness.DEFAULT_APP_ID,
@@ -243,16 +243,73 @@ def check_next_body_token(env, keys, work, source):
             env=dict(os.environ, **harness.faketime_env(offset, monotonic=True)))
     assert proc.returncode == 0, "exit %d: %s" % (proc.returncode, proc.stderr[-2000:])
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["tokens"] == 2 and len(tokens) > 4, (summary["tokens"], len(tokens))
-    # The body after the retried one is of the same table, so it was built during that call.
-    assert len(set(tables[:4])) == 1, tables[:4]
-    first, refused, retry, built_meanwhile = tokens[:4]
-    assert first == refused and retry["nbf"] >= first["nbf"] + 60, (first, refused, retry)
-    assert built_meanwhile == retry, "the body built during the retried call kept the old token: %s %s" % (
-        built_meanwhile, retry)
+    k = refused[0]
+    assert summary["tokens"] == 2 and len(tokens) > k + 2, (summary["tokens"], len(tokens), k)
+    assert tokens[k + 1]["nbf"] >= tokens[k]["nbf"] + 60, tokens[k:k + 2]
     mirror = os.path.join(env.dir, "mirrors", "Mirror_%s.db" % tenant)
-    proc = task("verify", "--db", source, "--mirror", mirror, "--tenant", tenant)
-    assert "EQUAL" in proc.stdout, proc.stdout
+    verified = task("verify", "--db", source, "--mirror", mirror, "--tenant", tenant)
+    assert "EQUAL" in verified.stdout, verified.stdout
+    return tokens[k:k + 3], tables[k:k + 3]
+
+
+def check_next_body_token(env, keys, work, source):
+    """somirror-task builds a table's next RowData body while the call before it is in flight,
+    and a table's first body during the last call of the table before it. When that call is
+    retried past the vendor token's minute of reuse, the retry carries a newly signed token, and
+    so does the body built meanwhile, although it was built with the old one."""
+    # The second RowData: the body after its retry is of the same table.
+    (refused, retry, built), tables = renewed_during(env, keys, work, source, "Renew1",
+                                                     lambda count, body: count == 2)
+    assert len(set(tables)) == 1, tables
+    assert built == retry and built != refused, "the body built during the retried call kept the old token: %s %s" % (
+        built, retry)
+    # The first table's last RowData (the one with the table's <Lsn>): the body after its retry
+    # is the next table's first, opened and built during that call.
+    (refused, retry, built), tables = renewed_during(env, keys, work, source, "Renew2",
+                                                     lambda count, body: "<Lsn>" in body)
+    assert tables[0] == tables[1] != tables[2], tables
+    assert built == retry and built != refused, "the first body built during the table before's last call kept the old token: %s %s" % (
+        built, retry)
+
+
+def check_next_table_unopenable(env, keys, work, source):
+    """A table's cursor is opened, and its first body built, during the last call of the table
+    before it, on the builder thread. When it cannot be opened (the second table is renamed in
+    the source once TableSchema is sent), the cycle fails naming it, the table before sent
+    whole, and the one that could not be read is not wiped on the receiver."""
+    moved, wiped = [], []
+
+    def intercept(action, body):
+        if "TableSchema" in action and not moved:
+            source_exec(source, "ALTER TABLE associate RENAME TO associate_moved")
+            moved.append(True)
+        if "Wipe" in action:
+            wiped.extend(body.split("<Name>")[1:])
+        return None
+
+    tenant = "Moved1"
+    try:
+        with proxy(env.daemon.port, intercept) as port:
+            proc = subprocess.run(
+                [TASK, "run", "--once", "--url", "http://127.0.0.1:%d/" % port, "--app-id",
+                 harness.DEFAULT_APP_ID, "--vendor-key", keys.vendor_key, "--vendor-cert", keys.vendor_cert,
+                 "--app-public-key", keys.app_pub, "--tenant", tenant, "--db", source, "--json",
+                 "--batch-size", "4000"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        if moved:
+            source_exec(source, "ALTER TABLE associate_moved RENAME TO associate")
+    assert moved and proc.returncode != 0, (moved, proc.returncode, proc.stdout)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["result"] == "failed" and summary["error"].startswith("associate: no such table"), summary
+    assert [w.split("<", 1)[0] for w in wiped] == ["appointment"], wiped
+    sent = {t["name"]: t["I"] for t in summary["tables"]}
+    with sqlite3.connect(source) as db:
+        rows = db.execute("SELECT count(*) FROM appointment").fetchone()[0]
+    with sqlite3.connect(os.path.join(env.dir, "mirrors", "Mirror_%s.db" % tenant)) as db:
+        assert db.execute("SELECT count(*) FROM appointment").fetchone()[0] == rows == sent["appointment"], (
+            rows, sent)
+    assert summary["calls"] > 4, summary["calls"]   # appointment took several calls
 
 
 def main():
@@ -296,6 +353,7 @@ def main():
                 return base[:i + 1] + [value] + base[i + 2:]
 
             check_next_body_token(env, keys, work, source)
+            check_next_table_unopenable(env, keys, work, source)
 
             # Full load.
             first = run("--batch-size", "200000")
