@@ -262,10 +262,10 @@ def part_c(args, h, keys, work, rows, bodies_for, notes, results):
     os.chmod(work, 0o755)
     runs, base, base_server_cpu = [], [], []
     with pgserver.PgServer() as pg:
-        # Each load leaves a 200,000-row table that autovacuum would vacuum and analyse during the
-        # loads after it, on the CPUs they share, and its pages dirty in shared_buffers (128 MB),
-        # which the next load would write out as it takes their buffers: autovacuum is off, and
-        # every load and baseline starts after a CHECKPOINT, so that each runs alike.
+        # Each load leaves a loaded table that autovacuum would vacuum and analyse during the loads
+        # after it, on the CPUs they share, and its pages dirty in shared_buffers (128 MB), which
+        # the next load would write out as it takes their buffers: autovacuum is off, and every
+        # load and baseline starts after a CHECKPOINT, so that each runs alike.
         pg.psql("ALTER SYSTEM SET autovacuum = off")
         pg.psql("SELECT pg_reload_conf()")
         os.makedirs(os.path.join(work, "c"), exist_ok=True)

@@ -1,7 +1,6 @@
 /* common/buf: growable byte buffer (see buf.h). */
 #include "common/buf.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
