@@ -2089,17 +2089,18 @@ START_TEST(pg_values_read_back_exactly)
         NULL};
     struct batch b = batch_make("vals", "id,small,flag,ratio,amount,at,note,bytes", -1, load);
     rows_ok(&b, 1, 1);
-    ck_assert_str_eq(pg_vals_row("-9223372036854775808"), "-2147483648|true|-1.5|-12.3400|2026-11-26 10:15:00.123|"
-                                      "a\\b\tc\nd\re\\N\\\\|000102ff");
-    ck_assert_str_eq(pg_vals_row("9223372036854775807"), "2147483647|false|0.1|99999999999999.9999|"
-                                      "1753-01-01 00:00:00|\\|ff");
+    ck_assert_str_eq(pg_vals_row("-9223372036854775808"),
+                     "-2147483648|true|-1.5|-12.3400|2026-11-26 10:15:00.123|"
+                     "a\\b\tc\nd\re\\N\\\\|000102ff");
+    ck_assert_str_eq(pg_vals_row("9223372036854775807"),
+                     "2147483647|false|0.1|99999999999999.9999|1753-01-01 00:00:00|\\|ff");
     static const char *const merge[] = {"U:|9223372036854775807|0|1|2.5|0.0001|"
                                         "2026-01-02T03:04:05.6|\\t\t\\\r\n|@AA==",
                                         NULL};
     b = batch_make("vals", "id,small,flag,ratio,amount,at,note,bytes", -1, merge);
     rows_ok(&b, 1, 1);
-    ck_assert_str_eq(pg_vals_row("9223372036854775807"), "0|true|2.5|0.0001|2026-01-02 03:04:05.6|"
-                                      "\\t\t\\\r\n|00");
+    ck_assert_str_eq(pg_vals_row("9223372036854775807"),
+                     "0|true|2.5|0.0001|2026-01-02 03:04:05.6|\\t\t\\\r\n|00");
     ck_assert_int_eq(probe_long("SELECT COUNT(*) FROM vals"), 2);
 }
 END_TEST
