@@ -458,8 +458,7 @@ static int stream_begin(struct call *call, const struct rowstream_prologue *pro)
     fault_clear(&f);
     if (token_verify(pro->token, pro->token_len, &svc->policy, time(NULL), 0, &call->claims, &f) != 0)
         return 0;
-    int full = 0;
-    if (reg_tenant_find(svc->reg, call->claims.tenant, 0, &call->tenant_idx, &full) != 0 ||
+    if (reg_tenant_find(svc->reg, call->claims.tenant, 0, &call->tenant_idx, NULL) != 0 ||
         reg_tenant_trylock(svc->reg, call->tenant_idx, getpid()) != 0)
         return 0;
     call->lock_held = 1;
@@ -598,23 +597,22 @@ static void check_request(struct call *call, const char *body, size_t len, const
     } else if (call->req.body_fault.code != FAULT_NONE) {
         answer_fault(call, &call->req.body_fault);
     } else if (!call->lock_held) {   /* a streamed call holds its tenant's lock already */
-        int full = 0;
-        if (reg_tenant_find(svc->reg, call->claims.tenant, 1, &call->tenant_idx, &full) != 0) {
-            if (full) {
-                /* The registry's capacity, made at start: a reload's tenants.max waits for a
-                 * restart. */
-                log_error("the tenant registry is full (tenants.max %u, as somirrord started): "
-                          "tenant %s refused", (unsigned)reg_max_tenants(svc->reg),
-                          call->claims.tenant);
-                fault_set(&f, FAULT_TENANT_LIMIT, "the registry of tenants is full; try again later");
-            } else {
-                /* Not full: the lock that allocates entries stayed busy (its holder stopped or
-                 * died and is not reaped yet). */
-                log_warn("the tenant registry's allocation lock stayed busy: tenant %s not "
-                         "registered this time", call->claims.tenant);
-                fault_set(&f, FAULT_TENANT_BUSY, "tenant %s could not be registered (the registry "
-                          "was busy); try again later", call->claims.tenant);
-            }
+        int rc = reg_tenant_find(svc->reg, call->claims.tenant, 1, &call->tenant_idx, NULL);
+        if (rc == REG_ALLOC_BUSY) {
+            /* The lock that allocates entries stayed busy (its holder stopped or died and is
+             * not reaped yet). */
+            log_warn("the tenant registry's allocation lock stayed busy: tenant %s not "
+                     "registered this time", call->claims.tenant);
+            fault_set(&f, FAULT_TENANT_BUSY, "tenant %s could not be registered (the registry "
+                      "was busy); try again later", call->claims.tenant);
+            answer_fault(call, &f);
+        } else if (rc != 0) {
+            /* Full (the token's tenant name is valid): the registry's capacity, made at start;
+             * a reload's tenants.max waits for a restart. */
+            log_error("the tenant registry is full (tenants.max %u, as somirrord started): "
+                      "tenant %s refused", (unsigned)reg_max_tenants(svc->reg),
+                      call->claims.tenant);
+            fault_set(&f, FAULT_TENANT_LIMIT, "the registry of tenants is full; try again later");
             answer_fault(call, &f);
         }
         call->lock_deadline = call->started + svc->cfg->lock_timeout;
