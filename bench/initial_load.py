@@ -244,6 +244,17 @@ def part_a(args, h, keys, work, rows, bodies_for, notes, results):
     ])
 
 
+def pg_copy_baseline(args, pg, tsv, db, per_call=None):
+    """bench/pg_copy_baseline's rows/s into a new database db (per_call: rows per transaction),
+    and the server's CPU seconds over its run, after a CHECKPOINT."""
+    pg.psql('CREATE DATABASE "%s"' % db)
+    pg.psql("CHECKPOINT")
+    server_cpu = B.command_cpu_seconds("postgres")
+    out = B.run([B.program(args, "bench/pg_copy_baseline"), pg.conninfo(db), PG_CREATE,
+                 "COPY contact FROM STDIN", tsv] + ([str(per_call)] if per_call else [])).stdout.split()
+    return int(out[0]) / float(out[1]), B.command_cpu_seconds("postgres") - server_cpu
+
+
 def part_c(args, h, keys, work, rows, bodies_for, notes, results):
     try:
         import pgserver
@@ -260,7 +271,7 @@ def part_c(args, h, keys, work, rows, bodies_for, notes, results):
     tsv = os.path.join(work, "contact.tsv")
     write_tsv(tsv, rows)
     os.chmod(work, 0o755)
-    runs, base, base_server_cpu = [], [], []
+    runs, base, base_server_cpu, calls_base = [], [], [], []
     with pgserver.PgServer() as pg:
         # Each load leaves a loaded table that autovacuum would vacuum and analyse during the loads
         # after it, on the CPUs they share, and its pages dirty in shared_buffers (128 MB), which
@@ -283,21 +294,21 @@ def part_c(args, h, keys, work, rows, bodies_for, notes, results):
                 if int(count) != len(rows):
                     raise RuntimeError("PostgreSQL mirror holds %s rows, sent %d" % (count, len(rows)))
                 runs.append(got)
-                db = "baseline%d" % r
-                pg.psql('CREATE DATABASE "%s"' % db)
-                pg.psql("CHECKPOINT")
-                server_cpu = B.command_cpu_seconds("postgres")
-                out = B.run([B.program(args, "bench/pg_copy_baseline"), pg.conninfo(db), PG_CREATE,
-                             "COPY contact FROM STDIN", tsv]).stdout.split()
-                base_server_cpu.append(B.command_cpu_seconds("postgres") - server_cpu)
-                base.append(int(out[0]) / float(out[1]))
-                print("  (c) run %d: %.0f rows/s (%.2f s), COPY baseline %.0f rows/s" % (
-                    r + 1, got["rows_s"], got["seconds"], base[-1]), flush=True)
+                rows_s, cpu = pg_copy_baseline(args, pg, tsv, "baseline%d" % r)
+                base.append(rows_s)
+                base_server_cpu.append(cpu)
+                per_call = -(-len(rows) // got["calls"])
+                calls_base.append(pg_copy_baseline(args, pg, tsv, "calls%d" % r, per_call)[0])
+                print("  (c) run %d: %.0f rows/s (%.2f s), COPY baseline %.0f rows/s, in call-sized "
+                      "transactions %.0f rows/s" % (r + 1, got["rows_s"], got["seconds"], base[-1],
+                                                   calls_base[-1]), flush=True)
     med = lambda key: B.median(x[key] for x in runs)  # noqa: E731
     ratio = med("rows_s") / statistics.median(base)
     results.append(("c", ratio))
     B.report(args, "Initial load (c): contact, %d rows, PostgreSQL store" % len(rows), [
         B.row("rows/s", med("rows_s"), statistics.median(base)),
+        B.row("rows/s against the COPY in call-sized transactions", med("rows_s"),
+              statistics.median(calls_base)),
         B.row("MB/s (request bytes)", med("mb_s")),
         B.row("worker peak RSS VmHWM (MiB)", max(x["hwm"] for x in runs) / 1024),
         B.row("worker CPU per load (s)", med("worker_cpu")),
@@ -312,8 +323,13 @@ def part_c(args, h, keys, work, rows, bodies_for, notes, results):
         "PostgreSQL 15 from tests/integration/pgserver.py (unix socket, fsync=off, "
         "synchronous_commit=off) on this machine; baseline: bench/pg_copy_baseline, one COPY of "
         "the same rows in one transaction into `%s`" % PG_CREATE,
+        "COPY in call-sized transactions: bench/pg_copy_baseline with the rows per call of the load "
+        "(%d calls), each in its own transaction as the store runs a call (BEGIN with an advisory "
+        "lock, SAVEPOINT, COPY, RELEASE, COMMIT), one after the other: what committing every call "
+        "costs the server by itself" % runs[0]["calls"],
         "runs (rows/s): " + ", ".join("%.0f" % x["rows_s"] for x in runs) +
-        "; baseline: " + ", ".join("%.0f" % x for x in base),
+        "; baseline: " + ", ".join("%.0f" % x for x in base) +
+        "; call-sized transactions: " + ", ".join("%.0f" % x for x in calls_base),
     ])
 
 

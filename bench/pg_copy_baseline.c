@@ -2,7 +2,12 @@
  * text format (tab-separated, \N for NULL; produced by the benchmark script from the same rows
  * it sends to somirrord) into memory, creates the table with the given statement on CONNINFO,
  * then runs one COPY ... FROM STDIN in one transaction, sending the data in 1 MiB pieces, and
- * prints "rows seconds". Only BEGIN .. COMMIT is timed. */
+ * prints "rows seconds". Only the transactions are timed.
+ *
+ * With ROWS_PER_CALL, the rows go in transactions of that many rows each, every one run as
+ * somirrord's store runs a RowData call of a full load (BEGIN with the tenant's advisory lock, a
+ * SAVEPOINT, the COPY, RELEASE, COMMIT), one after the other: the limit for a receiver that
+ * commits every call, as the protocol asks, with nothing else between the calls. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,15 +31,50 @@ static void die(PGconn *conn, const char *what)
 static void exec_ok(PGconn *conn, const char *sql)
 {
     PGresult *res = PQexec(conn, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
         die(conn, sql);
     PQclear(res);
 }
 
+/* One COPY of len bytes of rows, in 1 MiB pieces. */
+static void copy_rows(PGconn *conn, const char *copy_sql, const char *data, size_t len)
+{
+    PGresult *res = PQexec(conn, copy_sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN)
+        die(conn, "copy");
+    PQclear(res);
+    const size_t piece = 1 << 20;
+    for (size_t off = 0; off < len; off += piece) {
+        size_t k = len - off < piece ? len - off : piece;
+        if (PQputCopyData(conn, data + off, (int)k) != 1)
+            die(conn, "putCopyData");
+    }
+    if (PQputCopyEnd(conn, NULL) != 1)
+        die(conn, "putCopyEnd");
+    while ((res = PQgetResult(conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            die(conn, "copy end");
+        PQclear(res);
+    }
+}
+
+/* The bytes of the first rows rows of data (or all of it). */
+static size_t rows_span(const char *data, size_t len, size_t rows)
+{
+    size_t off = 0;
+    while (rows-- > 0 && off < len) {
+        const char *nl = memchr(data + off, '\n', len - off);
+        off = nl ? (size_t)(nl - data) + 1 : len;
+    }
+    return off;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: pg_copy_baseline CONNINFO 'CREATE TABLE ...' 'COPY t FROM STDIN' FILE\n");
+    long per_call = argc == 6 ? atol(argv[5]) : 0;
+    if ((argc != 5 && argc != 6) || (argc == 6 && per_call < 1)) {
+        fprintf(stderr, "usage: pg_copy_baseline CONNINFO 'CREATE TABLE ...' 'COPY t FROM STDIN' "
+                "FILE [ROWS_PER_CALL]\n");
         return 2;
     }
     FILE *in = fopen(argv[4], "rb");
@@ -65,25 +105,21 @@ int main(int argc, char **argv)
     exec_ok(conn, argv[2]);
 
     double start = now_seconds();
-    exec_ok(conn, "BEGIN");
-    PGresult *res = PQexec(conn, argv[3]);
-    if (PQresultStatus(res) != PGRES_COPY_IN)
-        die(conn, "copy");
-    PQclear(res);
-    const size_t piece = 1 << 20;
-    for (size_t off = 0; off < len; off += piece) {
-        size_t k = len - off < piece ? len - off : piece;
-        if (PQputCopyData(conn, data + off, (int)k) != 1)
-            die(conn, "putCopyData");
+    if (per_call) {
+        for (size_t off = 0; off < len;) {
+            size_t span = rows_span(data + off, len - off, (size_t)per_call);
+            exec_ok(conn, "BEGIN; SELECT pg_advisory_xact_lock(1)");
+            exec_ok(conn, "SAVEPOINT load");
+            copy_rows(conn, argv[3], data + off, span);
+            exec_ok(conn, "RELEASE SAVEPOINT load");
+            exec_ok(conn, "COMMIT");
+            off += span;
+        }
+    } else {
+        exec_ok(conn, "BEGIN");
+        copy_rows(conn, argv[3], data, len);
+        exec_ok(conn, "COMMIT");
     }
-    if (PQputCopyEnd(conn, NULL) != 1)
-        die(conn, "putCopyEnd");
-    while ((res = PQgetResult(conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            die(conn, "copy end");
-        PQclear(res);
-    }
-    exec_ok(conn, "COMMIT");
     double seconds = now_seconds() - start;
     PQfinish(conn);
     free(data);
