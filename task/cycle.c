@@ -486,14 +486,17 @@ static int send_table(struct cycle *c, struct table_send *ts, int wiped, struct 
         else if (!last && rc == 0)
             build_next_body(&ts->next);
         calls++;
-        ct->inserted = inserted;
-        ct->updated = updated;
-        ct->deleted = deleted;
+        if (rc == 0) {
+            ct->inserted = inserted;
+            ct->updated = updated;
+            ct->deleted = deleted;
+        }
         if (opt->progress)
             show_progress(ct, total, started_at, rc != 0 || last);
         if (last)
             break;
     }
+    ct->sent = rc == 0;
     if (rc == 0 && !opt->progress)
         log_info("tenant %s: table %s: %s, %lld inserted, %lld updated, %lld deleted, %ld calls, "
                  "position %lld", opt->tenant, ts->t->name, ct->full_load ? "full load" : "changes",
@@ -738,10 +741,12 @@ char *cycle_result_json(const struct cycle_result *result, const char *tenant, c
     json_t *tables = json_array();
     for (size_t i = 0; i < result->ntables; i++) {
         const struct cycle_table *t = &result->tables[i];
-        json_array_append_new(tables, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "name", t->name,
+        json_array_append_new(tables, json_pack("{s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:I}",
+                                                "name", t->name,
                                                 "change", t->change ? t->change : "",
                                                 "load", t->full_load ? "full" : "changes",
-                                                "lsn", (json_int_t)t->lsn,
+                                                "sent", t->sent,
+                                                "lsn", t->sent ? json_integer(t->lsn) : json_null(),
                                                 "I", (json_int_t)t->inserted,
                                                 "U", (json_int_t)t->updated,
                                                 "D", (json_int_t)t->deleted));

@@ -256,7 +256,8 @@ struct cycle_table {
     char name[SM_IDENT_MAX + 1];
     int full_load;
     int64_t lsn;                     /* the position sent */
-    int64_t inserted, updated, deleted;
+    int sent;                        /* every row sent and accepted, the position with them */
+    int64_t inserted, updated, deleted;  /* rows of the calls the receiver accepted */
     const char *change;              /* TableSchema's answer */
 };
 

@@ -210,6 +210,19 @@ def wipes_refused(port, count=None):
     return proxy(port, intercept)
 
 
+def run_through(env, keys, source, tenant, intercept, extra_env=None):
+    """`somirror-task run --once --json` of tenant through a proxy (see proxy) with intercept;
+    returns the finished process."""
+    with proxy(env.daemon.port, intercept) as port:
+        return subprocess.run(
+            [TASK, "run", "--once", "--url", "http://127.0.0.1:%d/" % port, "--app-id", harness.DEFAULT_APP_ID,
+             "--vendor-key", keys.vendor_key, "--vendor-cert", keys.vendor_cert,
+             "--app-public-key", keys.app_pub, "--tenant", tenant, "--db", source, "--json",
+             "--batch-size", "4000"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+            env=dict(os.environ, **(extra_env or {})))
+
+
 def renewed_during(env, keys, work, source, tenant, refuse):
     """Runs a full load through a proxy that answers the first RowData for which refuse(count,
     body) holds with a retryable TenantBusy, the task's clocks (wall and monotonic) jumping 90 s
@@ -233,14 +246,7 @@ def renewed_during(env, keys, work, source, tenant, refuse):
             f.write("+90\n")
         return 500, harness.fault_envelope("TenantBusy", "scripted", True)
 
-    with proxy(env.daemon.port, intercept) as port:
-        proc = subprocess.run(
-            [TASK, "run", "--once", "--url", "http://127.0.0.1:%d/" % port, "--app-id", harness.DEFAULT_APP_ID,
-             "--vendor-key", keys.vendor_key, "--vendor-cert", keys.vendor_cert,
-             "--app-public-key", keys.app_pub, "--tenant", tenant, "--db", source, "--json",
-             "--batch-size", "4000"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
-            env=dict(os.environ, **harness.faketime_env(offset, monotonic=True)))
+    proc = run_through(env, keys, source, tenant, intercept, harness.faketime_env(offset, monotonic=True))
     assert proc.returncode == 0, "exit %d: %s" % (proc.returncode, proc.stderr[-2000:])
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     k = refused[0]
@@ -289,13 +295,7 @@ def check_next_table_unopenable(env, keys, work, source):
 
     tenant = "Moved1"
     try:
-        with proxy(env.daemon.port, intercept) as port:
-            proc = subprocess.run(
-                [TASK, "run", "--once", "--url", "http://127.0.0.1:%d/" % port, "--app-id",
-                 harness.DEFAULT_APP_ID, "--vendor-key", keys.vendor_key, "--vendor-cert", keys.vendor_cert,
-                 "--app-public-key", keys.app_pub, "--tenant", tenant, "--db", source, "--json",
-                 "--batch-size", "4000"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = run_through(env, keys, source, tenant, intercept)
     finally:
         if moved:
             source_exec(source, "ALTER TABLE associate_moved RENAME TO associate")
@@ -310,6 +310,36 @@ def check_next_table_unopenable(env, keys, work, source):
         assert db.execute("SELECT count(*) FROM appointment").fetchone()[0] == rows == sent["appointment"], (
             rows, sent)
     assert summary["calls"] > 4, summary["calls"]   # appointment took several calls
+    tables = summary["tables"]
+    assert tables[0]["name"] == "appointment" and tables[0]["sent"] is True and \
+        isinstance(tables[0]["lsn"], int), tables[0]
+    assert all(t["sent"] is False and t["lsn"] is None and t["I"] == 0 for t in tables[1:]), tables
+
+
+def check_failed_call_summary(env, keys, work, source):
+    """A cycle that fails inside a table (its second RowData refused with a fault that is not
+    retryable) reports, for that table, the rows of the calls the receiver accepted, which the
+    mirror holds, and that it was not sent whole."""
+    calls = []
+
+    def intercept(action, body):
+        if "RowData" not in action:
+            return None
+        calls.append(body.split("<Table>", 1)[1].split("<", 1)[0])
+        if len(calls) == 2:
+            return 500, harness.fault_envelope("MalformedRequest", "scripted", False)
+        return None
+
+    tenant = "Refused1"
+    proc = run_through(env, keys, source, tenant, intercept)
+    assert proc.returncode != 0 and calls[:2] == ["appointment"] * 2, (proc.returncode, calls)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["result"] == "failed" and "MalformedRequest" in summary["error"], summary
+    with sqlite3.connect(os.path.join(env.dir, "mirrors", "Mirror_%s.db" % tenant)) as db:
+        held = db.execute("SELECT count(*) FROM appointment").fetchone()[0]
+    first = summary["tables"][0]
+    assert first["name"] == "appointment" and first["sent"] is False and first["lsn"] is None, first
+    assert 0 < first["I"] == held == summary["rows"]["I"], (first, held, summary["rows"])
 
 
 def main():
@@ -354,6 +384,7 @@ def main():
 
             check_next_body_token(env, keys, work, source)
             check_next_table_unopenable(env, keys, work, source)
+            check_failed_call_summary(env, keys, work, source)
 
             # Full load.
             first = run("--batch-size", "200000")
