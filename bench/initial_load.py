@@ -325,8 +325,8 @@ def part_c(args, h, keys, work, rows, bodies_for, notes, results):
         "the same rows in one transaction into `%s`" % PG_CREATE,
         "COPY in call-sized transactions: bench/pg_copy_baseline with the rows per call of the load "
         "(%d calls), each in its own transaction as the store runs a call (BEGIN with an advisory "
-        "lock, SAVEPOINT, COPY, RELEASE, COMMIT), one after the other: what committing every call "
-        "costs the server by itself" % runs[0]["calls"],
+        "lock, SAVEPOINT, COPY, RELEASE, COMMIT; not the store's metadata read), one after the "
+        "other: what committing every call costs the server by itself" % runs[0]["calls"],
         "runs (rows/s): " + ", ".join("%.0f" % x["rows_s"] for x in runs) +
         "; baseline: " + ", ".join("%.0f" % x for x in base) +
         "; call-sized transactions: " + ", ".join("%.0f" % x for x in calls_base),

@@ -6,8 +6,9 @@
  *
  * With ROWS_PER_CALL, the rows go in transactions of that many rows each, every one run as
  * somirrord's store runs a RowData call of a full load (BEGIN with the tenant's advisory lock, a
- * SAVEPOINT, the COPY, RELEASE, COMMIT), one after the other: the limit for a receiver that
- * commits every call, as the protocol asks, with nothing else between the calls. */
+ * SAVEPOINT, the COPY, RELEASE, COMMIT; without the store's read of its metadata table), one
+ * after the other: the limit for a receiver that commits every call, as the protocol asks, with
+ * nothing else between the calls. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -605,7 +605,6 @@ static void check_request(struct call *call, const char *body, size_t len, const
                      "registered this time", call->claims.tenant);
             fault_set(&f, FAULT_TENANT_BUSY, "tenant %s could not be registered (the registry "
                       "was busy); try again later", call->claims.tenant);
-            answer_fault(call, &f);
         } else if (rc != 0) {
             /* Full (the token's tenant name is valid): the registry's capacity, made at start;
              * a reload's tenants.max waits for a restart. */
@@ -613,8 +612,9 @@ static void check_request(struct call *call, const char *body, size_t len, const
                       "tenant %s refused", (unsigned)reg_max_tenants(svc->reg),
                       call->claims.tenant);
             fault_set(&f, FAULT_TENANT_LIMIT, "the registry of tenants is full; try again later");
-            answer_fault(call, &f);
         }
+        if (rc != 0)
+            answer_fault(call, &f);
         call->lock_deadline = call->started + svc->cfg->lock_timeout;
     }
     log_set_tenant(NULL);
